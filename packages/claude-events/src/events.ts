@@ -1,0 +1,87 @@
+/**
+ * Claude Code events out of OTLP log batches.
+ *
+ * Claude Code logs each event as a log record whose body is `claude_code.<name>` and whose
+ * attributes carry `event.name`, `event.timestamp`, `event.sequence`, `session.id`,
+ * `prompt.id` and the event's own fields. Records that are not Claude Code events are counted
+ * and passed over: the bridge draws Claude Code sessions, not arbitrary logs.
+ */
+import { attributesToRecord, type AttributeValue, type ExportLogsRequest, type KeyValue, type LogRecord } from '@ccbridge/otlp';
+
+export type Attributes = Record<string, AttributeValue>;
+
+export interface ClaudeEvent {
+  /** The event's name without the `claude_code.` prefix: `api_request`, `tool_result`, ... */
+  name: string;
+  /** When Claude Code logged it (the end of the work it reports), in Unix nanoseconds. */
+  timeNs: bigint;
+  attributes: Attributes;
+  /** The resource it came with, shared by every event of that resource. */
+  resource: KeyValue[];
+}
+
+export interface ExtractedEvents {
+  events: ClaudeEvent[];
+  /** Log records that are not Claude Code events. */
+  foreign: number;
+}
+
+const PREFIX = 'claude_code.';
+
+function eventNameOf(record: LogRecord, attributes: Attributes): string | undefined {
+  const body = record.body?.stringValue;
+  const named = typeof attributes['event.name'] === 'string' ? (attributes['event.name'] as string) : undefined;
+  for (const candidate of [record.eventName, body]) {
+    if (candidate?.startsWith(PREFIX)) return named ?? candidate.slice(PREFIX.length);
+  }
+  return undefined;
+}
+
+const NS_PER_MS = 1_000_000n;
+
+function timeOf(record: LogRecord, attributes: Attributes): bigint {
+  for (const t of [record.timeUnixNano, record.observedTimeUnixNano]) {
+    if (t && t !== '0') return BigInt(t);
+  }
+  const iso = attributes['event.timestamp'];
+  const ms = typeof iso === 'string' ? Date.parse(iso) : NaN;
+  return BigInt(Number.isFinite(ms) ? ms : Date.now()) * NS_PER_MS;
+}
+
+export function claudeEventsOf(request: ExportLogsRequest): ExtractedEvents {
+  const events: ClaudeEvent[] = [];
+  let foreign = 0;
+  for (const rl of request.resourceLogs ?? []) {
+    const resource = rl.resource?.attributes ?? [];
+    for (const sl of rl.scopeLogs ?? []) {
+      for (const record of sl.logRecords ?? []) {
+        const attributes = attributesToRecord(record.attributes);
+        const name = eventNameOf(record, attributes);
+        if (name === undefined) foreign += 1;
+        else events.push({ name, timeNs: timeOf(record, attributes), attributes, resource });
+      }
+    }
+  }
+  return { events, foreign };
+}
+
+/** A number from an attribute that may arrive as a number or a numeric string. */
+export function numberOf(v: AttributeValue | undefined): number | undefined {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) return Number(v);
+  return undefined;
+}
+
+export function stringOf(v: AttributeValue | undefined): string | undefined {
+  if (typeof v === 'string' && v !== '') return v;
+  if (typeof v === 'number') return String(v);
+  return undefined;
+}
+
+/** `true`, `"true"` → true; `false`, `"false"` → false; anything else → undefined. */
+export function booleanOf(v: AttributeValue | undefined): boolean | undefined {
+  if (typeof v === 'boolean') return v;
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  return undefined;
+}

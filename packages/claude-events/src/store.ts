@@ -1,0 +1,165 @@
+/**
+ * Interaction state in Redis, shared by every worker, so any worker can take any batch and
+ * any worker can close an interaction.
+ *
+ * Per interaction `<prefix>:ix:<key>` (hash: trace id, session, start/end bounds, prompt,
+ * resource, completion, closed), `...:c` (span id → contribution to the totals) and `...:e`
+ * (event identity → root span event). `<prefix>:due` is a sorted set of open interactions
+ * scored by when they are due to close: each batch pushes its interactions' scores to
+ * now + idle; a session's next prompt pulls the previous prompt's score to now.
+ *
+ * Everything a batch changes goes in one EVALSHA; closing reads all due interactions in one
+ * pipeline. Writes are idempotent (set-if-lower, set-if-higher, hash fields keyed by id), so
+ * a batch applied twice leaves the same state.
+ */
+import type { Redis } from 'ioredis';
+import type { KeyValue, SpanEvent } from '@ccbridge/otlp';
+import type { Contribution } from './mapping';
+import type { InteractionUpdate, StoredInteraction } from './interaction';
+
+const APPLY = `
+local prefix, now, idle, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local due = prefix .. ':due'
+for _, u in ipairs(cjson.decode(ARGV[5])) do
+  local k = prefix .. ':ix:' .. u.key
+  local cur = redis.call('HMGET', k, 'start', 'end', 'closed', 'completionAt')
+  if not cur[1] or u.start < cur[1] then redis.call('HSET', k, 'start', u.start) end
+  if not cur[2] or u['end'] > cur[2] then redis.call('HSET', k, 'end', u['end']) end
+  redis.call('HSETNX', k, 'traceId', u.traceId)
+  if u.session then redis.call('HSETNX', k, 'session', u.session) end
+  if u.resource then redis.call('HSETNX', k, 'resource', u.resource) end
+  if u.prompt then redis.call('HSET', k, 'prompt', u.prompt) end
+  if u.completion and (not cur[4] or u.completionAt >= cur[4]) then
+    redis.call('HSET', k, 'completion', u.completion, 'completionAt', u.completionAt)
+  end
+  for _, c in ipairs(u.contributions) do redis.call('HSET', k .. ':c', c[1], c[2]) end
+  for _, e in ipairs(u.events) do redis.call('HSET', k .. ':e', e[1], e[2]) end
+  if not cur[3] then redis.call('ZADD', due, now + idle, u.key) end
+  if u.session and u.prompt then
+    -- A session's next prompt closes the one before it (by prompt time, not arrival).
+    local sk = prefix .. ':session:' .. u.session
+    local prev = redis.call('HMGET', sk, 'key', 'start')
+    if not prev[1] or (prev[1] ~= u.key and prev[2] < u.start) then
+      if prev[1] then redis.call('ZADD', due, 'XX', now, prev[1]) end
+      redis.call('HSET', sk, 'key', u.key, 'start', u.start)
+      redis.call('EXPIRE', sk, ttl)
+    elseif prev[1] ~= u.key then
+      redis.call('ZADD', due, 'XX', now, u.key)
+    end
+  end
+  for _, suffix in ipairs({'', ':c', ':e'}) do redis.call('EXPIRE', k .. suffix, ttl) end
+end
+return 1
+`;
+
+/** Due interactions (or all, on shutdown), leased for leaseMs so that one worker closes each. */
+const CLAIM = `
+local due = ARGV[1] .. ':due'
+local now, lease, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local keys
+if ARGV[5] == 'all' then
+  keys = redis.call('ZRANGE', due, 0, limit - 1)
+else
+  keys = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, limit)
+end
+for _, key in ipairs(keys) do redis.call('ZADD', due, now + lease, key) end
+return keys
+`;
+
+export interface InteractionStoreOptions {
+  prefix: string;
+  idleMs: number;
+  /** How long a claimed interaction is held before another worker may close it (a crash). */
+  leaseMs?: number;
+  /** How long an interaction's state outlives its last event (late events still find it). */
+  ttlSeconds?: number;
+}
+
+type ScriptedRedis = Redis & {
+  ccbridgeApply(prefix: string, now: number, idle: number, ttl: number, updates: string): Promise<number>;
+  ccbridgeClaim(prefix: string, now: number, lease: number, limit: number, mode: string): Promise<string[]>;
+};
+
+export class InteractionStore {
+  private readonly redis: ScriptedRedis;
+  private readonly leaseMs: number;
+  private readonly ttlSeconds: number;
+
+  constructor(redis: Redis, private readonly options: InteractionStoreOptions) {
+    redis.defineCommand('ccbridgeApply', { numberOfKeys: 0, lua: APPLY });
+    redis.defineCommand('ccbridgeClaim', { numberOfKeys: 0, lua: CLAIM });
+    this.redis = redis as ScriptedRedis;
+    this.leaseMs = options.leaseMs ?? 60_000;
+    this.ttlSeconds = options.ttlSeconds ?? 24 * 3600;
+  }
+
+  async apply(updates: InteractionUpdate[], nowMs = Date.now()): Promise<void> {
+    if (updates.length === 0) return;
+    await this.redis.ccbridgeApply(this.options.prefix, nowMs, this.options.idleMs, this.ttlSeconds, JSON.stringify(updates));
+  }
+
+  /** Claims interactions due to close (all open ones when `all`) and reads their state. */
+  async claim(nowMs = Date.now(), limit = 100, all = false): Promise<StoredInteraction[]> {
+    const keys = await this.redis.ccbridgeClaim(this.options.prefix, nowMs, this.leaseMs, limit, all ? 'all' : 'due');
+    if (keys.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const key of keys) {
+      const k = this.hashKey(key);
+      pipeline.hgetall(k).hgetall(`${k}:c`).hgetall(`${k}:e`);
+    }
+    const results = (await pipeline.exec()) ?? [];
+    const value = (i: number) => {
+      const [err, v] = results[i] ?? [null, {}];
+      if (err) throw err;
+      return v as Record<string, string>;
+    };
+    const out: StoredInteraction[] = [];
+    const stale: string[] = [];
+    keys.forEach((key, i) => {
+      const h = value(3 * i);
+      if (!h.traceId || h.closed) {
+        stale.push(key); // expired, or closed by a worker whose lease ran out
+        return;
+      }
+      out.push({
+        key,
+        traceId: h.traceId,
+        session: h.session,
+        start: h.start ?? h.end ?? '0',
+        end: h.end ?? h.start ?? '0',
+        prompt: h.prompt ? JSON.parse(h.prompt) : undefined,
+        resource: h.resource ? (JSON.parse(h.resource) as KeyValue[]) : [],
+        completion: h.completion,
+        contributions: Object.values(value(3 * i + 1)).map((c) => JSON.parse(c) as Contribution),
+        events: Object.values(value(3 * i + 2)).map((e) => JSON.parse(e) as SpanEvent),
+      });
+    });
+    if (stale.length > 0) await this.redis.zrem(`${this.options.prefix}:due`, ...stale);
+    return out;
+  }
+
+  /** Marks interactions closed once their roots are exported: later events are late, not new. */
+  async markClosed(keys: string[]): Promise<void> {
+    if (keys.length === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const key of keys) {
+      pipeline.hset(this.hashKey(key), 'closed', '1').zrem(`${this.options.prefix}:due`, key);
+    }
+    await pipeline.exec();
+  }
+
+  /** Gives claimed interactions back (their root could not be exported), due again after delayMs. */
+  async release(keys: string[], delayMs: number, nowMs = Date.now()): Promise<void> {
+    if (keys.length === 0) return;
+    await this.redis.zadd(`${this.options.prefix}:due`, 'XX', ...keys.flatMap((k) => [nowMs + delayMs, k]));
+  }
+
+  /** Interactions still open. */
+  async openCount(): Promise<number> {
+    return this.redis.zcard(`${this.options.prefix}:due`);
+  }
+
+  private hashKey(key: string): string {
+    return `${this.options.prefix}:ix:${key}`;
+  }
+}

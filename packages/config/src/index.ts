@@ -1,0 +1,134 @@
+/**
+ * The bridge's configuration, read once from the environment at start-up.
+ *
+ * Every variable is parsed by one line of the SPEC table below, so the README's configuration
+ * table and this file can be checked against each other. A bad value stops start-up with a
+ * message that names the variable, the value and what was expected (ConfigError).
+ */
+
+export type BridgeRole = 'all' | 'ingest' | 'worker';
+
+export interface BridgeConfig {
+  role: BridgeRole;
+  /** Redis to use; undefined when REDIS_URL is unset (the entry point may then start its own). */
+  redisUrl: string | undefined;
+  llmflowUrl: string;
+  otlpHttpPort: number;
+  otlpHttpHost: string;
+  otlpGrpcPort: number;
+  /** Largest request body the receiver takes, after gzip is undone. */
+  maxBodyBytes: number;
+  /** Jobs waiting in the queue at which the receiver starts answering 503 (back-pressure). */
+  queueMaxWaiting: number;
+  interactionIdleMs: number;
+  workerConcurrency: number;
+  exportTimeoutMs: number;
+  /** Most spans posted to LLMFlow in one request. */
+  exportMaxSpans: number;
+  jobAttempts: number;
+  shutdownTimeoutMs: number;
+  logLevel: LogLevel;
+  dataDir: string;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, value: string, expected: string) {
+    super(`${variable}=${JSON.stringify(value)} is not valid: expected ${expected}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Parser<T> = (raw: string, name: string) => T;
+
+const integer = (min: number, max: number): Parser<number> => (raw, name) => {
+  const n = Number(raw.trim());
+  if (raw.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(name, raw, `a whole number from ${min} to ${max}`);
+  }
+  return n;
+};
+
+const port = integer(1, 65535);
+
+const oneOf = <T extends string>(...values: T[]): Parser<T> => (raw, name) => {
+  const v = raw.trim().toLowerCase() as T;
+  if (!values.includes(v)) throw new ConfigError(name, raw, `one of ${values.join(', ')}`);
+  return v;
+};
+
+const url = (...protocols: string[]): Parser<string> => (raw, name) => {
+  let parsed: URL;
+  try {
+    parsed = new URL(raw.trim());
+  } catch {
+    throw new ConfigError(name, raw, `a URL (${protocols.join(' or ')})`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, raw, `a URL starting with ${protocols.map((p) => p + '//').join(' or ')}`);
+  }
+  return raw.trim().replace(/\/+$/, '');
+};
+
+const text: Parser<string> = (raw, name) => {
+  if (raw.trim() === '') throw new ConfigError(name, raw, 'a non-empty value');
+  return raw.trim();
+};
+
+/** Bytes, with an optional KiB/MiB suffix: "4194304", "512KiB", "4MiB". */
+const bytes: Parser<number> = (raw, name) => {
+  const m = /^\s*(\d+)\s*(b|kib|kb|mib|mb)?\s*$/i.exec(raw);
+  const unit = { b: 1, kib: 1024, kb: 1024, mib: 1024 * 1024, mb: 1024 * 1024 }[(m?.[2] ?? 'b').toLowerCase()];
+  const n = m && unit ? Number(m[1]) * unit : NaN;
+  if (!Number.isSafeInteger(n) || n < 1024 || n > 1024 * 1024 * 1024) {
+    throw new ConfigError(name, raw, 'a size from 1KiB to 1024MiB, such as 4194304, 512KiB or 16MiB');
+  }
+  return n;
+};
+
+interface Spec<K extends keyof BridgeConfig> {
+  env: string;
+  key: K;
+  parse: Parser<BridgeConfig[K]>;
+  default: BridgeConfig[K];
+}
+
+const spec = <K extends keyof BridgeConfig>(
+  env: string,
+  key: K,
+  parse: Parser<Exclude<BridgeConfig[K], undefined>>,
+  def: BridgeConfig[K],
+): Spec<K> => ({ env, key, parse: parse as Parser<BridgeConfig[K]>, default: def });
+
+/** Variable, field, parser and default: the one place each setting is defined. */
+export const SPEC = [
+  spec('BRIDGE_ROLE', 'role', oneOf<BridgeRole>('all', 'ingest', 'worker'), 'all'),
+  spec('REDIS_URL', 'redisUrl', url('redis:', 'rediss:'), undefined),
+  spec('LLMFLOW_URL', 'llmflowUrl', url('http:', 'https:'), 'http://127.0.0.1:3000'),
+  spec('OTLP_HTTP_PORT', 'otlpHttpPort', port, 4318),
+  spec('OTLP_HTTP_HOST', 'otlpHttpHost', text, '0.0.0.0'),
+  spec('OTLP_GRPC_PORT', 'otlpGrpcPort', port, 4317),
+  spec('BRIDGE_MAX_BODY_BYTES', 'maxBodyBytes', bytes, 16 * 1024 * 1024),
+  spec('BRIDGE_QUEUE_MAX_WAITING', 'queueMaxWaiting', integer(1, 10_000_000), 10_000),
+  spec('BRIDGE_INTERACTION_IDLE_MS', 'interactionIdleMs', integer(100, 86_400_000), 30_000),
+  spec('BRIDGE_WORKER_CONCURRENCY', 'workerConcurrency', integer(1, 256), 4),
+  spec('BRIDGE_EXPORT_TIMEOUT_MS', 'exportTimeoutMs', integer(100, 600_000), 10_000),
+  spec('BRIDGE_EXPORT_MAX_SPANS', 'exportMaxSpans', integer(1, 100_000), 512),
+  spec('BRIDGE_JOB_ATTEMPTS', 'jobAttempts', integer(1, 1000), 12),
+  spec('BRIDGE_SHUTDOWN_TIMEOUT_MS', 'shutdownTimeoutMs', integer(100, 600_000), 10_000),
+  spec('LOG_LEVEL', 'logLevel', oneOf<LogLevel>('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), 'info'),
+  spec('BRIDGE_DATA_DIR', 'dataDir', text, './data'),
+] as const;
+
+/** Reads the configuration; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): BridgeConfig {
+  const config: Record<string, unknown> = {};
+  for (const s of SPEC) {
+    const raw = env[s.env];
+    config[s.key] = raw === undefined || raw === '' ? s.default : s.parse(raw, s.env);
+  }
+  return config as unknown as BridgeConfig;
+}

@@ -1,0 +1,117 @@
+/**
+ * The queue between the receive and process stages: BullMQ on Redis, one job per received
+ * batch (never one per record), holding the batch in the canonical OTLP/JSON form.
+ *
+ * BullMQ gives what a hand-made Redis list would have to reinvent: at-least-once delivery
+ * with stalled-job recovery when a worker dies, retries with exponential back-off, a failed
+ * set that keeps what could not be delivered, and shared consumption by several workers.
+ */
+import { Queue, Worker, UnrecoverableError, type Job, type ConnectionOptions } from 'bullmq';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { ExportRequestBySignal, Signal } from '@ccbridge/otlp';
+
+export { UnrecoverableError };
+
+export const QUEUE_NAME = 'otlp-batches';
+/** Key prefix for everything the bridge keeps in Redis. */
+export const KEY_PREFIX = 'ccbridge';
+
+export interface BatchJob<S extends Signal = Signal> {
+  signal: S;
+  request: ExportRequestBySignal[S];
+  /** Items (log records, data points, spans) in the batch, for logs and back-pressure. */
+  items: number;
+  receivedAtMs: number;
+}
+
+/**
+ * A Redis connection. Producers fail fast when Redis is away (so the receiver can answer 503
+ * at once); workers wait for it (BullMQ requires maxRetriesPerRequest: null for blocking calls).
+ */
+export function connectRedis(url: string, role: 'producer' | 'consumer', extra: RedisOptions = {}): Redis {
+  return new Redis(url, {
+    maxRetriesPerRequest: role === 'consumer' ? null : 1,
+    enableOfflineQueue: role === 'consumer',
+    connectTimeout: 5_000,
+    lazyConnect: false,
+    ...extra,
+  });
+}
+
+export type Acceptance = 'ok' | 'full' | 'unavailable';
+
+export interface BatchProducerOptions {
+  /** Waiting jobs at which the producer refuses more (the receiver answers 503). */
+  maxWaiting: number;
+  attempts: number;
+  /** How long a queue-depth reading is reused, so depth costs one Redis call per interval, not per request. */
+  depthCacheMs?: number;
+}
+
+/** The producer side, used by the receiver. */
+export class BatchProducer {
+  private readonly queue: Queue<BatchJob>;
+  private depth = { value: 0, readAtMs: 0 };
+
+  constructor(private readonly redis: Redis, private readonly options: BatchProducerOptions) {
+    this.queue = new Queue<BatchJob>(QUEUE_NAME, {
+      connection: redis as unknown as ConnectionOptions,
+      prefix: KEY_PREFIX,
+      defaultJobOptions: {
+        attempts: options.attempts,
+        backoff: { type: 'exponential', delay: 1_000 },
+        // Done jobs are not kept; failed ones are, for a week, so nothing vanishes unseen.
+        removeOnComplete: true,
+        removeOnFail: { age: 7 * 24 * 3600 },
+      },
+    });
+    // Errors surface through enqueue/acceptance; this only stops an unhandled 'error' event.
+    this.queue.on('error', () => undefined);
+  }
+
+  /** Whether a batch can be taken now: Redis answers and the queue is below its bound. */
+  async acceptance(nowMs = Date.now()): Promise<Acceptance> {
+    if (this.redis.status !== 'ready') return 'unavailable';
+    if (nowMs - this.depth.readAtMs > (this.options.depthCacheMs ?? 1_000)) {
+      try {
+        this.depth = { value: await this.queue.getWaitingCount(), readAtMs: nowMs };
+      } catch {
+        return 'unavailable';
+      }
+    }
+    return this.depth.value >= this.options.maxWaiting ? 'full' : 'ok';
+  }
+
+  /** Resolves once the batch is stored in Redis. */
+  async enqueue<S extends Signal>(signal: S, request: ExportRequestBySignal[S], items: number): Promise<void> {
+    await this.queue.add(signal, { signal, request, items, receivedAtMs: Date.now() });
+    this.depth.value += 1;
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+  }
+}
+
+export type BatchHandler = (job: BatchJob, info: { id: string | undefined; attempt: number }) => Promise<void>;
+
+export interface BatchConsumerOptions {
+  concurrency: number;
+  onFailed?: (job: BatchJob | undefined, err: Error, final: boolean) => void;
+  onError?: (err: Error) => void;
+}
+
+/** The consumer side, used by the worker. Throw from the handler to have the job retried. */
+export function startBatchConsumer(redis: Redis, handler: BatchHandler, options: BatchConsumerOptions): Worker<BatchJob> {
+  const worker = new Worker<BatchJob>(
+    QUEUE_NAME,
+    (job: Job<BatchJob>) => handler(job.data, { id: job.id, attempt: job.attemptsMade + 1 }),
+    { connection: redis as unknown as ConnectionOptions, prefix: KEY_PREFIX, concurrency: options.concurrency, autorun: true },
+  );
+  worker.on('failed', (job, err) => {
+    const final = !job || err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+    options.onFailed?.(job?.data, err, final);
+  });
+  worker.on('error', (err) => options.onError?.(err));
+  return worker;
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+/**
+ * The bridge's process: reads the configuration, picks Redis, runs the ingest, the worker or
+ * both (BRIDGE_ROLE), serves /healthz and /readyz on the OTLP HTTP port, and shuts down
+ * gracefully on SIGTERM/SIGINT: stop taking requests, finish the ones in flight, finish the
+ * jobs in hand, close open interactions, then stop.
+ */
+import http from 'node:http';
+import { ConfigError, loadConfig, type BridgeConfig } from '@ccbridge/config';
+import { createLogger, type Logger } from '@ccbridge/log';
+import { createHttpApp } from '@ccbridge/ingest';
+import { startIngest } from '@ccbridge/ingest-service';
+import { startWorker } from '@ccbridge/worker-service';
+import { StartupError, chooseRedis, redisAnswers } from './redis';
+
+function listen(server: http.Server, config: BridgeConfig): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new StartupError(err.code === 'EADDRINUSE'
+        ? `OTLP_HTTP_PORT=${config.otlpHttpPort} is already in use on ${config.otlpHttpHost}`
+        : `cannot listen on ${config.otlpHttpHost}:${config.otlpHttpPort}: ${err.message}`)));
+    server.listen(config.otlpHttpPort, config.otlpHttpHost, resolve);
+  });
+}
+
+async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<void>> {
+  const redis = await chooseRedis(config, log);
+  const ingest = config.role !== 'worker' ? startIngest(config, redis.url, log.child({ component: 'ingest' })) : undefined;
+  const worker = config.role !== 'ingest' ? startWorker(config, redis.url, log.child({ component: 'worker' })) : undefined;
+  const app = createHttpApp({ ready: () => redisAnswers(redis.url, 1_000) }, ingest?.options);
+  const server = http.createServer(app);
+  // Collectors keep connections alive; let idle ones go quickly on shutdown.
+  server.keepAliveTimeout = 5_000;
+  await listen(server, config);
+  log.info({ role: config.role, port: config.otlpHttpPort, host: config.otlpHttpHost, redis: redis.url.replace(/\/\/[^@]*@/, '//***@'), llmflow: config.llmflowUrl }, 'bridge started');
+
+  return async () => {
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    });
+    await ingest?.close();
+    await worker?.close();
+    await redis.stop();
+  };
+}
+
+async function main(): Promise<void> {
+  let config: BridgeConfig;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`claude-code-llmflow-bridge: ${err.message}\n`);
+    process.exit(2);
+  }
+  const log = createLogger(config.logLevel);
+  let stop: () => Promise<void>;
+  try {
+    stop = await run(config, log);
+  } catch (err) {
+    if (!(err instanceof StartupError)) throw err;
+    log.fatal(err.message);
+    process.stderr.write(`claude-code-llmflow-bridge: ${err.message}\n`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown took too long; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs);
+    force.unref();
+    stop().then(
+      () => {
+        log.info('stopped');
+        process.exit(0);
+      },
+      (err) => {
+        log.error({ err: (err as Error).message }, 'error while shutting down');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+void main();
