@@ -1,0 +1,177 @@
+/**
+ * Real peers for the tests, each started on a free loopback port in a temporary directory and
+ * stopped by the test that started it: redis-server, LLMFlow (on Bun, from test/peers) and
+ * the bridge itself (its built entry point, as `npm start` runs it).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+const ROOT = path.join(__dirname, '..', '..');
+const PEERS = path.join(ROOT, 'test', 'peers', 'node_modules');
+
+export const tempDir = (prefix: string) => mkdtempSync(path.join(os.tmpdir(), `ccbridge-${prefix}-`));
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls until `probe` yields a value (not undefined/false), or fails naming what it waited for. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface Proc {
+  child: ChildProcess;
+  output(): string;
+  /** Sends a signal and resolves with the exit code once the process is gone. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+function launch(command: string, args: string[], env: NodeJS.ProcessEnv, cwd = ROOT): Proc {
+  const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => output,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+async function httpOk(url: string): Promise<boolean> {
+  try {
+    return (await fetch(url, { signal: AbortSignal.timeout(1_000) })).ok;
+  } catch {
+    return false;
+  }
+}
+
+export interface RedisPeer extends Proc {
+  url: string;
+  port: number;
+  dir: string;
+}
+
+export async function startRedis(port?: number, dir = tempDir('redis')): Promise<RedisPeer> {
+  const p = port ?? (await freePort());
+  const proc = launch('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], process.env);
+  await waitFor('redis-server to accept connections', () => proc.output().includes('Ready to accept connections') || (proc.child.exitCode !== null ? Promise.reject(new Error(proc.output())) : false));
+  return { ...proc, url: `redis://127.0.0.1:${p}`, port: p, dir };
+}
+
+/** A span as LLMFlow's GET /api/traces lists it. */
+export interface StoredSpan {
+  id: string;
+  trace_id: string;
+  parent_id: string | null;
+  span_type: string;
+  span_name: string;
+  model: string | null;
+  prompt_tokens: number;
+  completion_tokens: number;
+  duration_ms: number | null;
+  timestamp: number;
+  status: number;
+  provider: string | null;
+  service_name: string | null;
+}
+
+export interface LlmflowPeer extends Proc {
+  url: string;
+  dataDir: string;
+  spans(): Promise<StoredSpan[]>;
+  span(id: string): Promise<Record<string, unknown>>;
+}
+
+export async function startLlmflow(): Promise<LlmflowPeer> {
+  const dataDir = tempDir('llmflow');
+  const [dashboard, proxy] = [await freePort(), await freePort()];
+  const proc = launch(path.join(PEERS, '.bin', 'bun'), ['run', path.join(PEERS, 'llmflow', 'src', 'server.ts')], {
+    ...process.env,
+    DASHBOARD_PORT: String(dashboard),
+    PROXY_PORT: String(proxy),
+    DATA_DIR: dataDir,
+    // Offline: skip its start-up fetch of a pricing table and use the bundled one.
+    PRICING_URL: 'http://127.0.0.1:9/none',
+  });
+  // LLMFlow takes another port when its own is busy; read the one it announces.
+  const port = await waitFor('LLMFlow to announce its dashboard', () => {
+    if (proc.child.exitCode !== null) throw new Error(`LLMFlow exited: ${proc.output()}`);
+    return /Dashboard: http:\/\/localhost:(\d+)/.exec(proc.output())?.[1];
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor('LLMFlow health', () => httpOk(`${url}/api/health`));
+  return {
+    ...proc,
+    url,
+    dataDir,
+    async spans() {
+      const res = await fetch(`${url}/api/traces?limit=100000`);
+      if (!res.ok) throw new Error(`GET /api/traces: ${res.status}`);
+      return (await res.json()) as StoredSpan[];
+    },
+    async span(id: string) {
+      const res = await fetch(`${url}/api/traces/${id}`);
+      if (!res.ok) throw new Error(`GET /api/traces/${id}: ${res.status}`);
+      return (await res.json()) as Record<string, unknown>;
+    },
+  };
+}
+
+export interface BridgePeer extends Proc {
+  url: string;
+  port: number;
+}
+
+/** Runs the bridge as `npm start` does (the built entry point), with the given environment. */
+export async function startBridge(env: Record<string, string>, options: { waitReady?: boolean } = {}): Promise<BridgePeer> {
+  const port = env.OTLP_HTTP_PORT ? Number(env.OTLP_HTTP_PORT) : await freePort();
+  const base = { ...process.env };
+  for (const k of Object.keys(base)) if (k.startsWith('BRIDGE_') || k === 'REDIS_URL' || k === 'LLMFLOW_URL') delete base[k];
+  const proc = launch(process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'main.js')], {
+    ...base,
+    OTLP_HTTP_HOST: '127.0.0.1',
+    LOG_LEVEL: 'debug',
+    ...env,
+    OTLP_HTTP_PORT: String(port),
+  });
+  const url = `http://127.0.0.1:${port}`;
+  if (options.waitReady ?? true) {
+    await waitFor('the bridge to be ready', () => {
+      if (proc.child.exitCode !== null) throw new Error(`bridge exited ${proc.child.exitCode}: ${proc.output()}`);
+      return httpOk(`${url}/readyz`);
+    });
+  }
+  return { ...proc, url, port };
+}
+
+export async function post(url: string, body: Uint8Array, contentType: string, headers: Record<string, string> = {}) {
+  const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': contentType, ...headers } });
+  return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
+}

@@ -1,0 +1,66 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, SPEC, loadConfig } from '@ccbridge/config';
+
+test('defaults hold when nothing is set', () => {
+  const c = loadConfig({});
+  assert.equal(c.role, 'all');
+  assert.equal(c.redisUrl, undefined);
+  assert.equal(c.llmflowUrl, 'http://127.0.0.1:3000');
+  assert.equal(c.otlpHttpPort, 4318);
+  assert.equal(c.otlpGrpcPort, 4317);
+  assert.equal(c.interactionIdleMs, 30_000);
+});
+
+test('values are parsed: ports, URLs, sizes, roles', () => {
+  const c = loadConfig({
+    BRIDGE_ROLE: 'Worker',
+    REDIS_URL: 'redis://redis:6379/2',
+    LLMFLOW_URL: 'http://llmflow:3000/',
+    OTLP_HTTP_PORT: '14318',
+    BRIDGE_MAX_BODY_BYTES: '8MiB',
+    BRIDGE_INTERACTION_IDLE_MS: '1500',
+  });
+  assert.equal(c.role, 'worker');
+  assert.equal(c.redisUrl, 'redis://redis:6379/2');
+  assert.equal(c.llmflowUrl, 'http://llmflow:3000');
+  assert.equal(c.otlpHttpPort, 14318);
+  assert.equal(c.maxBodyBytes, 8 * 1024 * 1024);
+  assert.equal(c.interactionIdleMs, 1500);
+});
+
+const BAD: Record<string, string> = {
+  BRIDGE_ROLE: 'both',
+  REDIS_URL: 'http://localhost:6379',
+  LLMFLOW_URL: 'localhost:3000',
+  OTLP_HTTP_PORT: '70000',
+  OTLP_HTTP_HOST: '  ',
+  OTLP_GRPC_PORT: 'grpc',
+  BRIDGE_MAX_BODY_BYTES: '4GB',
+  BRIDGE_QUEUE_MAX_WAITING: '-1',
+  BRIDGE_INTERACTION_IDLE_MS: '1.5',
+  BRIDGE_WORKER_CONCURRENCY: '0',
+  BRIDGE_EXPORT_TIMEOUT_MS: 'soon',
+  BRIDGE_EXPORT_MAX_SPANS: '0',
+  BRIDGE_JOB_ATTEMPTS: '',
+  BRIDGE_SHUTDOWN_TIMEOUT_MS: '10s',
+  LOG_LEVEL: 'verbose',
+  BRIDGE_DATA_DIR: ' ',
+};
+
+test('every variable has a bad-value case here', () => {
+  assert.deepEqual(Object.keys(BAD).sort(), SPEC.map((s) => s.env).sort());
+});
+
+for (const [name, value] of Object.entries(BAD)) {
+  if (value === '') continue; // empty means unset, like an unset variable
+  test(`a bad ${name} stops start-up with a message naming it`, () => {
+    assert.throws(() => loadConfig({ [name]: value }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.variable, name);
+      assert.match(err.message, new RegExp(`^${name}=`));
+      assert.match(err.message, /expected/);
+      return true;
+    });
+  });
+}
