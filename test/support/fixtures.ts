@@ -52,3 +52,13 @@ export function eventCounts(request: ExportLogsRequest): Map<string, number> {
   }
   return counts;
 }
+
+/** How many spans of each kind the bridge draws for a capture, counted from its events. */
+export function expectedSpans(capture: Capture, scenario: Scenario) {
+  const counts = eventCounts(logsOf(capture, scenario));
+  const n = (name: string) => counts.get(`claude_code.${name}`) ?? 0;
+  const llm = n('api_request') + n('api_error');
+  const tools = n('tool_result');
+  // A root, the LLM spans, and per tool its span, its execution and its decision.
+  return { llm, tools, decisions: n('tool_decision'), total: 1 + llm + 2 * tools + n('tool_decision') };
+}

@@ -100,13 +100,41 @@ export interface StoredSpan {
   status: number;
   provider: string | null;
   service_name: string | null;
+  error: string | null;
+  /** JSON text, as LLMFlow stores them. */
+  attributes: string;
+  input: string | null;
+  output: string | null;
 }
+
+const SPAN_COLUMNS = 'id, trace_id, parent_id, span_type, span_name, model, prompt_tokens, completion_tokens, duration_ms, timestamp, status, provider, service_name, error, attributes, input, output';
 
 export interface LlmflowPeer extends Proc {
   url: string;
   dataDir: string;
+  /** Every span LLMFlow stored, read from its SQLite file ($DATA_DIR/data.db, table traces). */
   spans(): Promise<StoredSpan[]>;
-  span(id: string): Promise<Record<string, unknown>>;
+  /** GET /api/traces: what LLMFlow's own API lists. */
+  listed(): Promise<{ id: string; trace_id: string; parent_id: string | null }[]>;
+}
+
+/** Runs a query on LLMFlow's SQLite file with Bun's built-in sqlite (Node 20 has none). */
+function querySqlite(dbPath: string, sql: string): Promise<unknown[]> {
+  const script = `import { Database } from 'bun:sqlite';
+const db = new Database(process.env.LLMFLOW_DB, { readonly: true });
+db.exec('PRAGMA busy_timeout = 5000');
+process.stdout.write(JSON.stringify(db.query(process.env.LLMFLOW_SQL).all()));`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(PEERS, '.bin', 'bun'), ['-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LLMFLOW_DB: dbPath, LLMFLOW_SQL: sql },
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as unknown[]) : reject(new Error(`sqlite query failed: ${err}`))));
+  });
 }
 
 export async function startLlmflow(): Promise<LlmflowPeer> {
@@ -132,14 +160,12 @@ export async function startLlmflow(): Promise<LlmflowPeer> {
     url,
     dataDir,
     async spans() {
+      return (await querySqlite(path.join(dataDir, 'data.db'), `SELECT ${SPAN_COLUMNS} FROM traces`)) as StoredSpan[];
+    },
+    async listed() {
       const res = await fetch(`${url}/api/traces?limit=100000`);
       if (!res.ok) throw new Error(`GET /api/traces: ${res.status}`);
-      return (await res.json()) as StoredSpan[];
-    },
-    async span(id: string) {
-      const res = await fetch(`${url}/api/traces/${id}`);
-      if (!res.ok) throw new Error(`GET /api/traces/${id}: ${res.status}`);
-      return (await res.json()) as Record<string, unknown>;
+      return (await res.json()) as { id: string; trace_id: string; parent_id: string | null }[];
     },
   };
 }

@@ -1,0 +1,127 @@
+/**
+ * The whole path with real peers: Claude Code's captured payloads posted to the bridge (built,
+ * started as `npm start` starts it), a real redis-server between ingest and worker, and a real
+ * LLMFlow that stores what the bridge sends. What LLMFlow holds is read back from its API.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import zlib from 'node:zlib';
+import { Redis } from 'ioredis';
+import { SCENARIOS, expectedSpans, logsOf, payloads, type Capture } from '../support/fixtures';
+import { post, startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer, type StoredSpan } from '../support/peers';
+
+const CONTENT_TYPE = { json: 'application/json', protobuf: 'application/x-protobuf' } as const;
+const CAPTURES: Capture[] = ['protobuf', 'json'];
+
+let redis: RedisPeer;
+let llmflow: LlmflowPeer;
+let bridge: BridgePeer;
+
+before(async () => {
+  [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
+  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '400' });
+});
+
+after(async () => {
+  await bridge?.stop();
+  await Promise.all([llmflow?.stop(), redis?.stop()]);
+});
+
+async function postCapture(capture: Capture, scenario: (typeof SCENARIOS)[number], gzip: boolean) {
+  for (const p of payloads(capture, scenario)) {
+    const body = gzip ? zlib.gzipSync(p.body) : p.body;
+    const r = await post(`${bridge.url}/v1/${p.signal}`, body, CONTENT_TYPE[p.format], gzip ? { 'content-encoding': 'gzip' } : {});
+    assert.equal(r.status, 200, `${p.file}: ${r.body.toString()}`);
+  }
+}
+
+const promptIdOf = (capture: Capture, scenario: (typeof SCENARIOS)[number]) => {
+  const records = logsOf(capture, scenario).resourceLogs![0]!.scopeLogs![0]!.logRecords!;
+  const prompt = records.find((r) => r.body?.stringValue === 'claude_code.user_prompt')!;
+  return prompt.attributes!.find((a) => a.key === 'prompt.id')!.value!.stringValue!;
+};
+
+test('Claude Code sessions posted as protobuf and as JSON appear in LLMFlow as one trace per prompt', async () => {
+  // Sent twice (the second time gzip-compressed), as a Collector retrying would: still one copy.
+  for (const gzip of [false, true]) {
+    for (const capture of CAPTURES) for (const scenario of SCENARIOS) await postCapture(capture, scenario, gzip);
+  }
+  const total = CAPTURES.flatMap((c) => SCENARIOS.map((s) => expectedSpans(c, s).total)).reduce((a, b) => a + b, 0);
+  const spans = await waitFor(`LLMFlow to hold ${total} spans`, async () => {
+    const s = await llmflow.spans();
+    return s.length >= total && s.filter((x) => !x.parent_id).length === CAPTURES.length * SCENARIOS.length ? s : undefined;
+  });
+  assert.equal(spans.length, total, 'every span exactly once');
+  assert.equal((await llmflow.listed()).length, total, 'LLMFlow lists them all');
+  assert.equal(new Set(spans.map((s) => s.id)).size, spans.length);
+
+  const byTrace = new Map<string, StoredSpan[]>();
+  for (const s of spans) byTrace.set(s.trace_id, [...(byTrace.get(s.trace_id) ?? []), s]);
+  assert.equal(byTrace.size, CAPTURES.length * SCENARIOS.length, 'one trace per prompt');
+
+  for (const [traceId, trace] of byTrace) {
+    const roots = trace.filter((s) => !s.parent_id);
+    assert.equal(roots.length, 1, `trace ${traceId}: one root`);
+    assert.equal(roots[0]!.span_name, 'claude_code.interaction');
+    assert.equal(roots[0]!.span_type, 'agent');
+    const ids = new Set(trace.map((s) => s.id));
+    for (const s of trace) if (s.parent_id) assert.ok(ids.has(s.parent_id), `${s.span_name} ${s.id}: parent ${s.parent_id} is stored`);
+    for (const s of trace.filter((x) => x.span_name === 'claude_code.llm_request')) {
+      assert.equal(s.span_type, 'llm');
+      assert.equal(s.model, 'claude-opus-5-5');
+      assert.ok(s.prompt_tokens > 0 && s.completion_tokens > 0, 'token counts');
+    }
+    assert.ok(trace.filter((x) => x.span_name === 'claude_code.tool').every((s) => s.span_type === 'tool'));
+  }
+
+  // Per scenario, matched through each root's prompt.id: the right number of each span.
+  for (const capture of CAPTURES) {
+    for (const scenario of SCENARIOS) {
+      const promptId = promptIdOf(capture, scenario);
+      const root = spans.find((s) => !s.parent_id && JSON.parse(s.attributes)['prompt.id'] === promptId);
+      assert.ok(root, `${capture}/${scenario}: its root`);
+      const trace = byTrace.get(root.trace_id)!;
+      const prompt = logsOf(capture, scenario).resourceLogs![0]!.scopeLogs![0]!.logRecords!
+        .find((r) => r.body?.stringValue === 'claude_code.user_prompt')!.attributes!.find((a) => a.key === 'prompt')!.value!.stringValue!;
+      assert.equal(JSON.parse(root.input ?? 'null').prompt, prompt, 'the prompt is the root input');
+      const want = expectedSpans(capture, scenario);
+      assert.equal(trace.filter((s) => s.span_name === 'claude_code.llm_request').length, want.llm, `${capture}/${scenario} LLM spans`);
+      assert.equal(trace.filter((s) => s.span_name === 'claude_code.tool').length, want.tools, `${capture}/${scenario} tool spans`);
+      assert.equal(trace.length, want.total, `${capture}/${scenario} spans`);
+    }
+  }
+});
+
+test('metrics are consumed, so nothing piles up in Redis', async () => {
+  const client = new Redis(redis.url);
+  try {
+    await waitFor('the queue to drain', async () => {
+      const [waiting, active, delayed] = await Promise.all([
+        client.llen('ccbridge:otlp-batches:wait'),
+        client.llen('ccbridge:otlp-batches:active'),
+        client.zcard('ccbridge:otlp-batches:delayed'),
+      ]);
+      return waiting + active + delayed === 0;
+    });
+    assert.equal(await client.zcard('ccbridge:otlp-batches:failed'), 0, 'no failed jobs');
+    assert.match(bridge.output(), /"signal":"metrics"[^\n]*"msg":"processed a batch"/);
+  } finally {
+    client.disconnect();
+  }
+});
+
+test('while Redis is away the receiver answers 503 with Retry-After and /readyz fails; it recovers', async () => {
+  const body = payloads('protobuf', 'simple').find((p) => p.signal === 'logs')!.body;
+  await redis.stop();
+  try {
+    await waitFor('/readyz to fail', async () => (await fetch(`${bridge.url}/readyz`)).status === 503);
+    const r = await post(`${bridge.url}/v1/logs`, body, CONTENT_TYPE.protobuf);
+    assert.equal(r.status, 503);
+    assert.ok(Number(r.headers.get('retry-after')) > 0);
+    assert.equal((await fetch(`${bridge.url}/healthz`)).status, 200);
+  } finally {
+    redis = await startRedis(redis.port, redis.dir);
+  }
+  await waitFor('/readyz to pass again', async () => (await fetch(`${bridge.url}/readyz`)).status === 200);
+  await waitFor('the receiver to take batches again', async () => (await post(`${bridge.url}/v1/logs`, body, CONTENT_TYPE.protobuf)).status === 200);
+});
