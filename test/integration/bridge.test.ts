@@ -47,12 +47,14 @@ test('Claude Code sessions posted as protobuf and as JSON appear in LLMFlow as o
     for (const capture of CAPTURES) for (const scenario of SCENARIOS) await postCapture(capture, scenario, gzip);
   }
   const total = CAPTURES.flatMap((c) => SCENARIOS.map((s) => expectedSpans(c, s).total)).reduce((a, b) => a + b, 0);
-  const spans = await waitFor(`LLMFlow to hold ${total} spans`, async () => {
-    const s = await llmflow.spans();
+  // Polled through LLMFlow's API (its own connection), then read once from its SQLite file.
+  const listed = await waitFor(`LLMFlow to hold ${total} spans`, async () => {
+    const s = await llmflow.listed();
     return s.length >= total && s.filter((x) => !x.parent_id).length === CAPTURES.length * SCENARIOS.length ? s : undefined;
   });
+  const spans = await llmflow.spans();
   assert.equal(spans.length, total, 'every span exactly once');
-  assert.equal((await llmflow.listed()).length, total, 'LLMFlow lists them all');
+  assert.equal(listed.length, total, 'LLMFlow lists them all');
   assert.equal(new Set(spans.map((s) => s.id)).size, spans.length);
 
   const byTrace = new Map<string, StoredSpan[]>();

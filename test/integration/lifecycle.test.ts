@@ -46,12 +46,12 @@ test('ingest and worker run as separate processes over one Redis; SIGTERM closes
     await postScenario(ingest.url, 'tool');
     // Children arrive at once; the root waits for the interaction to go quiet (10 minutes here).
     const children = await waitFor('the child spans', async () => {
-      const s = (await llmflow.spans()).filter((x) => x.span_name.startsWith('claude_code.'));
+      const s = await llmflow.listed();
       return s.length >= expectedSpans('protobuf', 'tool').total - 1 ? s : undefined;
     });
     assert.ok(children.every((s) => s.parent_id), 'no root yet');
     assert.equal(await worker.stop('SIGTERM'), 0, 'graceful exit');
-    const spans = await llmflow.spans();
+    const spans = await llmflow.listed();
     const roots = spans.filter((s) => !s.parent_id && s.trace_id === children[0]!.trace_id);
     assert.equal(roots.length, 1, 'SIGTERM drew the root of the open interaction');
     assert.match(worker.output(), /"msg":"stopped"/);

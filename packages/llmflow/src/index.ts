@@ -9,7 +9,8 @@
  * the bridge forwards spans it holds as OTLP/JSON, not as SDK span objects.
  *
  * Retries belong to the queue: a retryable failure throws ExportRetryableError and the job is
- * retried with back-off; a permanent one throws ExportRejectedError.
+ * retried with back-off; a permanent one (LLMFlow refusing the request itself) throws
+ * ExportRejectedError.
  */
 import type { ResourceSpans } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
@@ -26,8 +27,6 @@ export interface ExportResult {
   stored: number;
   /** Spans LLMFlow already held (a repeated delivery). */
   duplicates: number;
-  /** Spans LLMFlow refused for another reason (logged). */
-  rejected: number;
 }
 
 export interface TraceExporter {
@@ -82,12 +81,11 @@ export class LlmflowExporter implements TraceExporter {
   }
 
   async export(resourceSpans: ResourceSpans[]): Promise<ExportResult> {
-    const total: ExportResult = { stored: 0, duplicates: 0, rejected: 0 };
+    const total: ExportResult = { stored: 0, duplicates: 0 };
     for (const chunk of chunkResourceSpans(resourceSpans, this.options.maxSpansPerRequest)) {
       const r = await this.post(chunk);
       total.stored += r.stored;
       total.duplicates += r.duplicates;
-      total.rejected += r.rejected;
     }
     return total;
   }
@@ -111,7 +109,7 @@ export class LlmflowExporter implements TraceExporter {
       const half = Math.ceil(spans / 2);
       const [a = [], b = []] = chunkResourceSpans(chunk, half);
       const [ra, rb] = [await this.post(a), await this.post(b)];
-      return { stored: ra.stored + rb.stored, duplicates: ra.duplicates + rb.duplicates, rejected: ra.rejected + rb.rejected };
+      return { stored: ra.stored + rb.stored, duplicates: ra.duplicates + rb.duplicates };
     }
     if (!response.ok) {
       const message = `LLMFlow answered ${response.status} to ${spans} spans: ${text.slice(0, 300)}`;
@@ -128,14 +126,17 @@ export class LlmflowExporter implements TraceExporter {
       // A 2xx with a body that is not JSON still means stored.
     }
     const rejected = Number(body.partialSuccess?.rejectedSpans ?? 0);
-    if (!rejected) return { stored: spans, duplicates: 0, rejected: 0 };
+    if (!rejected) return { stored: spans, duplicates: 0 };
     const message = body.partialSuccess?.errorMessage ?? '';
     // LLMFlow joins one message per rejected span with "; ".
     const reasons = message.split(/;\s*/).filter(Boolean);
     const duplicates = Math.min(rejected, reasons.filter((r) => DUPLICATE.test(r)).length);
     if (duplicates < rejected) {
-      this.options.log.error({ rejected, errorMessage: message.slice(0, 500) }, 'LLMFlow rejected spans');
+      // Not knowing whether LLMFlow's reason is lasting (a bad span) or passing (its database
+      // was busy), the batch is tried again: spans it stored by now come back as duplicates,
+      // and a span refused every time leaves the batch in the failed set, not lost unseen.
+      throw new ExportRetryableError(`LLMFlow refused ${rejected - duplicates} of ${spans} spans: ${message.slice(0, 300)}`);
     }
-    return { stored: spans - rejected, duplicates, rejected: rejected - duplicates };
+    return { stored: spans - duplicates, duplicates };
   }
 }

@@ -1,0 +1,28 @@
+# The bridge (target `bridge`, the default) and a pinned LLMFlow for the compose file
+# (target `llmflow`). Build: docker build -t claude-code-llmflow-bridge .
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.base.json ./
+COPY packages packages
+COPY services services
+RUN npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev --no-audit --no-fund
+
+FROM node:20-bookworm-slim AS llmflow
+# LLMFlow 0.4.1 runs on Bun (shipped by the `bun` npm package); it needs `uuid` beside it.
+WORKDIR /opt/llmflow
+COPY test/peers/package.json test/peers/package-lock.json ./
+RUN npm ci --no-audit --no-fund && mkdir -p /data && chown node:node /data
+USER node
+ENV DASHBOARD_PORT=3000 PROXY_PORT=8080 DATA_DIR=/data
+EXPOSE 3000
+HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:3000/api/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+CMD ["node_modules/.bin/bun", "run", "node_modules/llmflow/src/server.ts"]
+
+FROM node:20-bookworm-slim AS bridge
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app /app
+USER node
+EXPOSE 4318
+HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+(process.env.OTLP_HTTP_PORT||4318)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+CMD ["node", "services/bridge/dist/main.js"]

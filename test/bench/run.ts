@@ -1,0 +1,74 @@
+/**
+ * npm run bench: throughput and memory of each stage against the real peers.
+ *
+ *   receive: distinct Claude Code batches (the two-tools capture, one prompt each) posted as
+ *            protobuf to an ingest-only bridge, BENCH_CONCURRENCY at a time: requests/s,
+ *            latency percentiles, peak RSS of the bridge.
+ *   process+export: a worker-only bridge then drains that queue into LLMFlow: spans/s, peak RSS.
+ *
+ * BENCH_BATCHES (default 2000) and BENCH_CONCURRENCY (default 16) size the run.
+ */
+import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { encodeExportRequest, type ExportLogsRequest } from '@ccbridge/otlp';
+import { expectedSpans, logsOf } from '../support/fixtures';
+import { post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
+
+const BATCHES = Number(process.env.BENCH_BATCHES ?? 2000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
+
+function peakRssMiB(pid: number | undefined): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+/** The capture with its session and prompt ids made unique, so every batch is its own interaction. */
+function batch(template: ExportLogsRequest, i: number): Uint8Array {
+  const json = JSON.stringify(template).replace(/"(prompt\.id|session\.id)","value":\{"stringValue":"([^"]+)"/g, (_m, key, id) => `"${key}","value":{"stringValue":"${id}-${i}"`);
+  return encodeExportRequest('logs', JSON.parse(json), 'protobuf');
+}
+
+async function main() {
+  const [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
+  const template = logsOf('protobuf', 'two-tools');
+  const bodies = Array.from({ length: BATCHES }, (_, i) => batch(template, i));
+  const common = { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, LOG_LEVEL: 'warn', BRIDGE_INTERACTION_IDLE_MS: '200', BRIDGE_QUEUE_MAX_WAITING: String(BATCHES * 2) };
+  const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
+  try {
+    const latencies: number[] = [];
+    let next = 0;
+    const started = performance.now();
+    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+      while (next < bodies.length) {
+        const body = bodies[next++]!;
+        const t0 = performance.now();
+        const r = await post(`${ingest.url}/v1/logs`, body, 'application/x-protobuf');
+        if (r.status !== 200) throw new Error(`ingest answered ${r.status}`);
+        latencies.push(performance.now() - t0);
+      }
+    }));
+    const seconds = (performance.now() - started) / 1000;
+    latencies.sort((a, b) => a - b);
+    const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!.toFixed(2);
+    console.log(JSON.stringify({ stage: 'receive', batches: BATCHES, concurrency: CONCURRENCY, requestsPerSecond: Math.round(BATCHES / seconds), p50Ms: pct(0.5), p99Ms: pct(0.99), peakRssMiB: peakRssMiB(ingest.child.pid).toFixed(1) }));
+
+    const perBatch = expectedSpans('protobuf', 'two-tools').total;
+    const worker = await startBridge({ ...common, BRIDGE_ROLE: 'worker' });
+    const t1 = performance.now();
+    const client = new Redis(redis.url);
+    await waitFor('the queue to drain', async () => (await client.llen('ccbridge:otlp-batches:wait')) + (await client.llen('ccbridge:otlp-batches:active')) === 0, 600_000);
+    await waitFor('every span in LLMFlow', async () => (await llmflow.listed()).length >= BATCHES * perBatch, 600_000);
+    const drain = (performance.now() - t1) / 1000;
+    console.log(JSON.stringify({ stage: 'process+export', batches: BATCHES, spans: BATCHES * perBatch, spansPerSecond: Math.round((BATCHES * perBatch) / drain), seconds: drain.toFixed(1), peakRssMiB: peakRssMiB(worker.child.pid).toFixed(1) }));
+    client.disconnect();
+    await worker.stop();
+  } finally {
+    await ingest.stop();
+    await Promise.all([llmflow.stop(), redis.stop()]);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
