@@ -105,38 +105,48 @@ export class LlmflowExporter implements TraceExporter {
     }
     const text = await response.text().catch(() => '');
     if (response.status === 413 && spans > 1) {
-      // This LLMFlow takes smaller bodies than we sent: halve and try again.
-      const half = Math.ceil(spans / 2);
-      const [a = [], b = []] = chunkResourceSpans(chunk, half);
-      const [ra, rb] = [await this.post(a), await this.post(b)];
-      return { stored: ra.stored + rb.stored, duplicates: ra.duplicates + rb.duplicates };
+      // This LLMFlow takes smaller bodies than we sent.
+      return this.postInHalves(chunk, spans);
     }
     if (!response.ok) {
       const message = `LLMFlow answered ${response.status} to ${spans} spans: ${text.slice(0, 300)}`;
       throw RETRYABLE.has(response.status) ? new ExportRetryableError(message) : new ExportRejectedError(message);
     }
-    return this.readPartialSuccess(text, spans);
-  }
-
-  private readPartialSuccess(text: string, spans: number): ExportResult {
-    let body: { partialSuccess?: { rejectedSpans?: number | string; errorMessage?: string } } = {};
-    try {
-      body = text ? JSON.parse(text) : {};
-    } catch {
-      // A 2xx with a body that is not JSON still means stored.
+    const refusal = readPartialSuccess(text);
+    if (refusal.rejected === 0) return { stored: spans, duplicates: 0 };
+    if (refusal.reasons.length < refusal.rejected && spans > 1) {
+      // LLMFlow lists only its first few reasons: send again in smaller requests until every
+      // refusal is explained. What this request stored comes back as duplicates there.
+      const again = await this.postInHalves(chunk, spans);
+      const storedNow = spans - refusal.rejected;
+      return { stored: again.stored + storedNow, duplicates: again.duplicates - storedNow };
     }
-    const rejected = Number(body.partialSuccess?.rejectedSpans ?? 0);
-    if (!rejected) return { stored: spans, duplicates: 0 };
-    const message = body.partialSuccess?.errorMessage ?? '';
-    // LLMFlow joins one message per rejected span with "; ".
-    const reasons = message.split(/;\s*/).filter(Boolean);
-    const duplicates = Math.min(rejected, reasons.filter((r) => DUPLICATE.test(r)).length);
-    if (duplicates < rejected) {
+    const duplicates = refusal.reasons.filter((r) => DUPLICATE.test(r)).length;
+    if (duplicates < refusal.rejected) {
       // Not knowing whether LLMFlow's reason is lasting (a bad span) or passing (its database
       // was busy), the batch is tried again: spans it stored by now come back as duplicates,
       // and a span refused every time leaves the batch in the failed set, not lost unseen.
-      throw new ExportRetryableError(`LLMFlow refused ${rejected - duplicates} of ${spans} spans: ${message.slice(0, 300)}`);
+      throw new ExportRetryableError(`LLMFlow refused ${refusal.rejected - duplicates} of ${spans} spans: ${refusal.reasons.join('; ').slice(0, 300)}`);
     }
     return { stored: spans - duplicates, duplicates };
   }
+
+  private async postInHalves(chunk: ResourceSpans[], spans: number): Promise<ExportResult> {
+    const [a = [], b = []] = chunkResourceSpans(chunk, Math.ceil(spans / 2));
+    const [ra, rb] = [await this.post(a), await this.post(b)];
+    return { stored: ra.stored + rb.stored, duplicates: ra.duplicates + rb.duplicates };
+  }
+}
+
+/** LLMFlow's partialSuccess: how many spans it refused, and the reasons it lists ("; "-joined). */
+function readPartialSuccess(text: string): { rejected: number; reasons: string[] } {
+  let body: { partialSuccess?: { rejectedSpans?: number | string; errorMessage?: string } } = {};
+  try {
+    body = text ? JSON.parse(text) : {};
+  } catch {
+    // A 2xx with a body that is not JSON still means stored.
+  }
+  const rejected = Number(body.partialSuccess?.rejectedSpans ?? 0) || 0;
+  const reasons = (body.partialSuccess?.errorMessage ?? '').split(/;\s*/).filter(Boolean);
+  return { rejected, reasons };
 }
