@@ -56,6 +56,9 @@ export async function chooseRedis(config: BridgeConfig, log: Logger): Promise<Re
   const port = new URL(DEFAULT_REDIS_URL).port;
   const child = spawn('redis-server', ['--port', port, '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', ''], {
     stdio: ['ignore', 'ignore', 'inherit'],
+    // Its own process group: Ctrl-C reaches the bridge alone, which closes open interactions
+    // in Redis first and stops Redis last.
+    detached: true,
   });
   log.info({ dir, url: DEFAULT_REDIS_URL, pid: child.pid }, 'started a private redis-server (REDIS_URL is unset)');
   if (!(await waitUntil(() => redisAnswers(DEFAULT_REDIS_URL, 500), 10_000, child))) {
