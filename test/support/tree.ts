@@ -4,7 +4,7 @@
  * mapping and assembly without Redis.
  */
 import {
-  claudeEventsOf, planBatch, rootSpanOf, type Contribution, type StoredInteraction,
+  assignInteractions, claudeEventsOf, planBatch, rootSpanOf, type Contribution, type StoredInteraction,
 } from '@ccbridge/claude-events';
 import { attributesToRecord, type AttributeValue, type ExportLogsRequest, type Span, type SpanEvent } from '@ccbridge/otlp';
 
@@ -17,7 +17,8 @@ export function drawTree(requests: ExportLogsRequest[]): FlatSpan[] {
   type Merged = StoredInteraction & { contributionById: Map<string, Contribution>; eventById: Map<string, SpanEvent> };
   const stored = new Map<string, Merged>();
   for (const request of requests) {
-    const plan = planBatch(claudeEventsOf(request).events);
+    const { events } = claudeEventsOf(request);
+    const plan = planBatch(events, assignInteractions(events, new Map()));
     for (const rs of plan.resourceSpans) for (const ss of rs.scopeSpans ?? []) spans.push(...(ss.spans ?? []));
     for (const u of plan.updates) {
       const ix: Merged = stored.get(u.key) ?? {

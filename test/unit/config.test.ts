@@ -46,6 +46,10 @@ const BAD: Record<string, string> = {
   BRIDGE_SHUTDOWN_TIMEOUT_MS: '10s',
   LOG_LEVEL: 'verbose',
   BRIDGE_DATA_DIR: ' ',
+  BRIDGE_NATIVE_TRACES: 'native',
+  BRIDGE_PRIVACY_PROMPTS: 'redact',
+  BRIDGE_PRIVACY_TOOL_DETAILS: 'yes',
+  BRIDGE_PRIVACY_USER_IDS: 'mask',
 };
 
 test('every variable has a bad-value case here', () => {

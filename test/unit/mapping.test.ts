@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { attributesToRecord, StatusCode } from '@ccbridge/otlp';
-import { claudeEventsOf, planBatch } from '@ccbridge/claude-events';
+import { assignInteractions, claudeEventsOf, planBatch } from '@ccbridge/claude-events';
 import { FIXTURES, SCENARIOS, eventCounts, logsOf, nativeTraceOf, type Capture } from '../support/fixtures';
 import { drawTree, shapeOf } from '../support/tree';
 
@@ -82,27 +82,45 @@ for (const scenario of SCENARIOS) {
 }
 
 test('ids are derived, not random: the same batch maps to the same spans', () => {
-  const a = planBatch(claudeEventsOf(logsOf('json', 'two-tools')).events);
-  const b = planBatch(claudeEventsOf(logsOf('json', 'two-tools')).events);
+  const plan = () => {
+    const { events } = claudeEventsOf(logsOf('json', 'two-tools'));
+    return planBatch(events, assignInteractions(events, new Map()));
+  };
+  const [a, b] = [plan(), plan()];
   assert.deepEqual(a, b);
 });
 
-test('events split over batches in any order give the same tree', () => {
-  const request = logsOf('protobuf', 'two-tools');
-  const records = request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
-  const one = (recs: typeof records) => ({ resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ ...request.resourceLogs![0]!.scopeLogs![0]!, logRecords: recs }] }] });
-  const whole = drawTree([request]);
-  const reversedSingles = drawTree([...records].reverse().map((r) => one([r])));
-  const byId = (spans: typeof whole) => [...spans].sort((x, y) => x.spanId.localeCompare(y.spanId));
-  assert.deepEqual(byId(reversedSingles), byId(whole));
+test('session-level events (no prompt.id) become events on the root of the session\'s prompt', () => {
+  const request = logsOf('json', 'simple');
+  const { events } = claudeEventsOf(request);
+  const sessionLevel = events.filter((e) => e.attributes['prompt.id'] === undefined);
+  assert.ok(sessionLevel.length > 0);
+  const root = drawTree([request]).find((s) => !s.parentSpanId)!;
+  const names = (root.events ?? []).map((e) => e.name);
+  for (const e of sessionLevel) assert.ok(names.includes(`claude_code.${e.name}`), e.name);
+  const plan = planBatch(events, assignInteractions(events, new Map()));
+  assert.equal(plan.unassigned, 0);
+  assert.equal(plan.pending.length, 0);
 });
 
-test('session-level events without prompt.id are counted, not drawn', () => {
-  const { events } = claudeEventsOf(logsOf('json', 'simple'));
-  const plan = planBatch(events);
-  const sessionLevel = events.filter((e) => e.attributes['prompt.id'] === undefined).length;
-  assert.ok(sessionLevel > 0);
-  assert.equal(plan.unassigned, sessionLevel);
+test('every event is accounted for: a span, a root field or a root span event', () => {
+  for (const scenario of SCENARIOS) {
+    const request = logsOf('protobuf', scenario);
+    const { events } = claudeEventsOf(request);
+    const spans = drawTree([request]);
+    const root = spans.find((s) => !s.parentSpanId)!;
+    const drawnFrom = new Set([
+      ...spans.map((s) => `${s.attrs['event.name'] ?? ''}/${s.attrs['event.sequence'] ?? ''}`),
+      ...(root.events ?? []).map((e) => {
+        const a = attributesToRecord(e.attributes);
+        return `${a['event.name']}/${a['event.sequence']}`;
+      }),
+    ]);
+    for (const e of events) {
+      if (e.name === 'user_prompt') continue; // the root itself
+      assert.ok(drawnFrom.has(`${e.name}/${e.attributes['event.sequence']}`), `${scenario}: ${e.name} #${e.attributes['event.sequence']}`);
+    }
+  }
 });
 
 test('a refused tool still appears as a tool span that says it was refused', () => {

@@ -18,6 +18,8 @@ export interface ClaudeEvent {
   attributes: Attributes;
   /** The resource it came with, shared by every event of that resource. */
   resource: KeyValue[];
+  /** The record carries trace context: Claude Code drew its own spans for it (beta tracing). */
+  traced: boolean;
 }
 
 export interface ExtractedEvents {
@@ -39,6 +41,8 @@ function eventNameOf(record: LogRecord, attributes: Attributes): string | undefi
 
 const NS_PER_MS = 1_000_000n;
 
+const hasTraceContext = (record: LogRecord) => !!record.traceId && /[^0]/.test(record.traceId);
+
 function timeOf(record: LogRecord, attributes: Attributes): bigint {
   for (const t of [record.timeUnixNano, record.observedTimeUnixNano]) {
     if (t && t !== '0') return BigInt(t);
@@ -58,7 +62,7 @@ export function claudeEventsOf(request: ExportLogsRequest): ExtractedEvents {
         const attributes = attributesToRecord(record.attributes);
         const name = eventNameOf(record, attributes);
         if (name === undefined) foreign += 1;
-        else events.push({ name, timeNs: timeOf(record, attributes), attributes, resource });
+        else events.push({ name, timeNs: timeOf(record, attributes), attributes, resource, traced: hasTraceContext(record) });
       }
     }
   }

@@ -9,6 +9,7 @@
  */
 import { SpanKind, recordToAttributes, type KeyValue, type ResourceSpans, type Span, type SpanEvent } from '@ccbridge/otlp';
 import { stringOf, type Attributes, type ClaudeEvent } from './events';
+import { sessionOf } from './assign';
 import { traceIdFor, spanIdFor } from './ids';
 import { eventIdentity, mapEvent, type Contribution, type SpanDraft } from './mapping';
 
@@ -16,15 +17,6 @@ export const SCOPE = { name: 'claude-code-llmflow-bridge', version: '0.1.0' };
 
 /** Nanosecond times as fixed-width decimal strings, so Redis (Lua) can compare them as text. */
 export const padNs = (ns: bigint): string => ns.toString().padStart(20, '0');
-
-/** The interaction an event belongs to, or undefined for session-level events (no prompt). */
-export function interactionKeyOf(event: ClaudeEvent, drawsSpans: boolean): string | undefined {
-  const promptId = stringOf(event.attributes['prompt.id']);
-  if (promptId) return `prompt/${promptId}`;
-  // Older Claude Code sends no prompt.id: a session's spans then share one interaction.
-  const sessionId = stringOf(event.attributes['session.id']);
-  return sessionId && drawsSpans ? `session/${sessionId}` : undefined;
-}
 
 export const rootSpanIdFor = (key: string): string => spanIdFor('interaction', key);
 
@@ -37,6 +29,8 @@ export interface InteractionUpdate {
   end: string;
   /** JSON of the user_prompt event's attributes. */
   prompt?: string;
+  /** When the prompt was made (ms): its place on the session's timeline. */
+  promptAtMs?: number;
   /** JSON of the resource attributes (KeyValue[]) of the first event seen. */
   resource?: string;
   completion?: string;
@@ -47,12 +41,21 @@ export interface InteractionUpdate {
   events: [string, string][];
 }
 
+/** A session-level event that came before any prompt of its session: held for the first one. */
+export interface PendingEvent {
+  session: string;
+  id: string;
+  /** JSON SpanEvent. */
+  event: string;
+}
+
 export interface BatchPlan {
   /** Child spans, ready to export. */
   resourceSpans: ResourceSpans[];
   updates: InteractionUpdate[];
+  pending: PendingEvent[];
   spans: number;
-  /** Events that belong to no interaction (session-level, no prompt.id). */
+  /** Events that can belong to no interaction (not even a session id). */
   unassigned: number;
 }
 
@@ -74,19 +77,30 @@ function spanEventOf(e: ClaudeEvent): SpanEvent {
   return { timeUnixNano: e.timeNs.toString(), name: `claude_code.${e.name}`, attributes: recordToAttributes(e.attributes) };
 }
 
-/** Maps a batch's events to child spans and per-interaction updates. Pure: no I/O. */
-export function planBatch(events: ClaudeEvent[]): BatchPlan {
+/**
+ * Maps a batch's events, each with its interaction key (assign.ts), to child spans and
+ * per-interaction updates. Pure: no I/O.
+ */
+export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[]): BatchPlan {
   const spansByResource = new Map<KeyValue[], Span[]>();
   const updates = new Map<string, InteractionUpdate>();
+  const pending: PendingEvent[] = [];
   let spans = 0;
   let unassigned = 0;
 
-  for (const event of events) {
+  events.forEach((event, i) => {
     const outcome = mapEvent(event);
-    const key = interactionKeyOf(event, outcome.spans.length > 0 || outcome.prompt !== undefined);
+    const session = sessionOf(event);
+    let key = keys[i];
+    if (!key && session && outcome.spans.length === 0) {
+      pending.push({ session, id: eventIdentity(event), event: JSON.stringify(spanEventOf(event)) });
+      return;
+    }
+    // Spans with no prompt to belong to (older Claude Code, before its prompt arrived): the session's.
+    key ??= session ? `session/${session}` : undefined;
     if (!key) {
       unassigned += 1;
-      continue;
+      return;
     }
     const traceId = traceIdFor(key);
     const rootSpanId = rootSpanIdFor(key);
@@ -94,7 +108,6 @@ export function planBatch(events: ClaudeEvent[]): BatchPlan {
     if (!update) {
       update = { key, traceId, start: padNs(event.timeNs), end: padNs(event.timeNs), contributions: [], events: [] };
       update.resource = JSON.stringify(event.resource);
-      const session = stringOf(event.attributes['session.id']);
       if (session) update.session = session;
       updates.set(key, update);
     }
@@ -103,12 +116,13 @@ export function planBatch(events: ClaudeEvent[]): BatchPlan {
     for (const draft of outcome.spans) {
       list.push(toSpan(traceId, rootSpanId, draft));
       spans += 1;
-      if (padNs(draft.startNs) < update.start) update.start = padNs(draft.startNs);
-      if (padNs(draft.endNs) > update.end) update.end = padNs(draft.endNs);
+      widen(update, draft.startNs, draft.endNs);
     }
-    if (padNs(event.timeNs) < update.start) update.start = padNs(event.timeNs);
-    if (padNs(event.timeNs) > update.end) update.end = padNs(event.timeNs);
-    if (outcome.prompt) update.prompt = JSON.stringify(outcome.prompt);
+    widen(update, event.timeNs, event.timeNs);
+    if (outcome.prompt) {
+      update.prompt = JSON.stringify(outcome.prompt);
+      update.promptAtMs = Number(event.timeNs / 1_000_000n);
+    }
     if (outcome.completion !== undefined && (!update.completionAt || padNs(event.timeNs) >= update.completionAt)) {
       update.completion = outcome.completion;
       update.completionAt = padNs(event.timeNs);
@@ -116,12 +130,17 @@ export function planBatch(events: ClaudeEvent[]): BatchPlan {
     const first = outcome.spans[0];
     if (outcome.contribution && first) update.contributions.push([first.spanId, JSON.stringify(outcome.contribution)]);
     if (outcome.rootEvent) update.events.push([eventIdentity(event), JSON.stringify(spanEventOf(event))]);
-  }
+  });
 
   const resourceSpans: ResourceSpans[] = [...spansByResource]
     .filter(([, list]) => list.length > 0)
     .map(([resource, list]) => ({ resource: { attributes: resource }, scopeSpans: [{ scope: SCOPE, spans: list }] }));
-  return { resourceSpans, updates: [...updates.values()], spans, unassigned };
+  return { resourceSpans, updates: [...updates.values()], pending, spans, unassigned };
+}
+
+function widen(update: InteractionUpdate, startNs: bigint, endNs: bigint): void {
+  if (padNs(startNs) < update.start) update.start = padNs(startNs);
+  if (padNs(endNs) > update.end) update.end = padNs(endNs);
 }
 
 /** An interaction's state as read back from Redis when it closes. */

@@ -10,7 +10,8 @@
  * |                      | draws its `claude_code.tool` span, status ERROR          |                 |
  * | `tool_result`        | `claude_code.tool` and its `claude_code.tool.execution`   | root / tool     |
  * | `assistant_response` | the root's output (gen_ai.completion)                    | -               |
- * | any other event      | a span event on the interaction root                     | -               |
+ * | any other event      | with `duration_ms`: a span `claude_code.<name>`          | root            |
+ * |                      | without: a span event on the interaction root            | -               |
  *
  * A span ends at its event's time and starts `duration_ms` before it (Claude Code logs an
  * event when its work ends). Every span keeps all of the event's own fields as attributes and
@@ -58,7 +59,7 @@ export interface EventOutcome {
 /** [event field, span attribute, type]: GenAI names for Claude Code's fields. */
 type Rename = readonly [from: string, to: string, type: 'string' | 'number'];
 
-const LLM_REQUEST_ATTRIBUTES: readonly Rename[] = [
+export const LLM_REQUEST_ATTRIBUTES: readonly Rename[] = [
   ['model', 'gen_ai.request.model', 'string'],
   ['model', 'gen_ai.response.model', 'string'],
   ['input_tokens', 'gen_ai.usage.input_tokens', 'number'],
@@ -86,10 +87,10 @@ const TOOL_ATTRIBUTES: readonly Rename[] = [
 ];
 
 /** Fixed attributes by span type; `traceloop.span.kind` is what LLMFlow reads for the type. */
-const LLM_SPAN = { 'gen_ai.system': 'anthropic', 'gen_ai.provider.name': 'anthropic', 'gen_ai.operation.name': 'chat' };
-const TOOL_SPAN = { 'gen_ai.operation.name': 'execute_tool', 'traceloop.span.kind': 'tool' };
+export const LLM_SPAN = { 'gen_ai.system': 'anthropic', 'gen_ai.provider.name': 'anthropic', 'gen_ai.operation.name': 'chat' };
+export const TOOL_SPAN = { 'gen_ai.operation.name': 'execute_tool', 'traceloop.span.kind': 'tool' };
 
-function renamed(attributes: Attributes, table: readonly Rename[]): Attributes {
+export function renamed(attributes: Attributes, table: readonly Rename[]): Attributes {
   const out: Attributes = {};
   for (const [from, to, type] of table) {
     const value = type === 'number' ? numberOf(attributes[from]) : stringOf(attributes[from]);
@@ -216,8 +217,27 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
   assistant_response: (e) => ({ spans: [], completion: stringOf(e.attributes['response']) ?? '', rootEvent: true }),
 };
 
-/** The outcome of any event, known or not: unknown events become root span events. */
+/**
+ * The outcome of any event, known or not. Any other event (hooks, compaction, subagents, MCP,
+ * internal errors, events that do not exist yet) that reports work with a duration is a span
+ * named after it; one without a duration is an event on the interaction's root span.
+ */
 export function mapEvent(event: ClaudeEvent): EventOutcome {
   const mapper = EVENT_MAPPERS[event.name];
-  return mapper ? mapper(event) : { spans: [], rootEvent: true };
+  if (mapper) return mapper(event);
+  const [startNs, endNs] = extent(event);
+  if (startNs === endNs) return { spans: [], rootEvent: true };
+  const success = booleanOf(event.attributes['success']);
+  return {
+    spans: [{
+      spanId: spanIdFor(event.name, eventIdentity(event)),
+      name: `claude_code.${event.name}`,
+      kind: SpanKind.INTERNAL,
+      startNs,
+      endNs,
+      attributes: { ...event.attributes },
+      status: success === false ? { code: StatusCode.ERROR, message: stringOf(event.attributes['error']) ?? event.name } : undefined,
+    }],
+    contribution: success === false ? { errors: 1 } : undefined,
+  };
 }

@@ -2,10 +2,13 @@
  * The process stage as the worker runs it: a batch in, child spans out and interaction state
  * updated; and the closer that draws each interaction's root once it has gone quiet.
  */
-import type { ExportRequestBySignal, ResourceSpans, Signal } from '@ccbridge/otlp';
+import type { ExportRequestBySignal, KeyValue, ResourceSpans, Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
-import { claudeEventsOf } from './events';
+import { assignInteractions, sessionsToLookUp } from './assign';
+import { claudeEventsOf, type ClaudeEvent } from './events';
 import { planBatch, rootSpanOf } from './interaction';
+import { nativeSpansToForward, type NativeTraceMode } from './native';
+import { KEEP_ALL, createRedactor, type Redactor } from './privacy';
 import type { InteractionStore } from './store';
 
 /** Where spans go (the LLMFlow exporter); throws when they could not be delivered. */
@@ -15,38 +18,76 @@ export interface BatchProcessorDeps {
   store: InteractionStore;
   exportSpans: SpanSink;
   log: Logger;
+  /** What to do with Claude Code's own spans (default `prefer`). */
+  nativeTraces?: NativeTraceMode;
+  redactor?: Redactor;
 }
 
 export interface BatchSummary {
   signal: Signal;
   events?: number;
   spans?: number;
+  /** Log records that are not Claude Code events. */
   foreign?: number;
+  /** Events left to Claude Code's own spans (they carry trace context). */
+  native?: number;
+  /** Session-level events held for the session's first prompt. */
+  pending?: number;
   unassigned?: number;
   interactions?: number;
+  forwarded?: number;
+}
+
+const NO_REDACTION = createRedactor(KEEP_ALL);
+
+/** Applies the privacy policy to events; resources stay shared objects (spans group by them). */
+function redactEvents(events: ClaudeEvent[], redactor: Redactor): ClaudeEvent[] {
+  if (!redactor.active) return events;
+  const resources = new Map<KeyValue[], KeyValue[]>();
+  return events.map((e) => {
+    let resource = resources.get(e.resource);
+    if (!resource) resources.set(e.resource, (resource = redactor.keyValues(e.resource) ?? []));
+    return { ...e, attributes: redactor.record(e.attributes), resource };
+  });
 }
 
 /**
  * Handles one queued batch. State is updated before spans are exported, and both steps are
  * idempotent, so a batch retried after a failure in either step ends in the same place.
+ * Redis is asked at most twice per batch: once for the timelines of sessions whose events lack
+ * a prompt.id, once to apply the batch.
  */
 export async function processBatch<S extends Signal>(
   deps: BatchProcessorDeps,
   signal: S,
   request: ExportRequestBySignal[S],
 ): Promise<BatchSummary> {
+  const mode = deps.nativeTraces ?? 'prefer';
+  const redactor = deps.redactor ?? NO_REDACTION;
   if (signal === 'logs') {
-    const { events, foreign } = claudeEventsOf(request as ExportRequestBySignal['logs']);
-    const plan = planBatch(events);
-    await deps.store.apply(plan.updates);
+    const extracted = claudeEventsOf(request as ExportRequestBySignal['logs']);
+    // Events with trace context have Claude Code's own spans, forwarded from /v1/traces.
+    const drawn = mode === 'prefer' ? extracted.events.filter((e) => !e.traced) : extracted.events;
+    const events = redactEvents(drawn, redactor);
+    const timelines = await deps.store.timelines(sessionsToLookUp(events));
+    const plan = planBatch(events, assignInteractions(events, timelines));
+    await deps.store.apply(plan);
     if (plan.resourceSpans.length > 0) await deps.exportSpans(plan.resourceSpans);
-    return { signal, events: events.length, spans: plan.spans, foreign, unassigned: plan.unassigned, interactions: plan.updates.length };
+    return {
+      signal,
+      events: extracted.events.length,
+      spans: plan.spans,
+      foreign: extracted.foreign,
+      native: extracted.events.length - drawn.length,
+      pending: plan.pending.length,
+      unassigned: plan.unassigned,
+      interactions: plan.updates.length,
+    };
   }
   if (signal === 'traces') {
-    // Spans that arrive as spans (Claude Code's own beta tracing, or any other tracer) go on as they are.
-    const resourceSpans = (request as ExportRequestBySignal['traces']).resourceSpans ?? [];
-    if (resourceSpans.length > 0) await deps.exportSpans(resourceSpans);
-    return { signal };
+    const forward = nativeSpansToForward((request as ExportRequestBySignal['traces']).resourceSpans ?? [], mode, redactor);
+    if (forward.length > 0) await deps.exportSpans(forward);
+    return { signal, forwarded: forward.reduce((n, rs) => n + (rs.scopeSpans ?? []).reduce((m, ss) => m + (ss.spans?.length ?? 0), 0), 0) };
   }
   // Metrics are taken off the queue so nothing piles up in Redis; they feed nothing yet.
   return { signal };

@@ -7,6 +7,8 @@
  * (event identity → root span event). `<prefix>:due` is a sorted set of open interactions
  * scored by when they are due to close: each batch pushes its interactions' scores to
  * now + idle; a session's next prompt pulls the previous prompt's score to now.
+ * `<prefix>:session:<id>:prompts` is a session's timeline (prompt key by start, ms), and
+ * `...:pending` holds session-level events that came before any prompt of the session.
  *
  * Everything a batch changes goes in one EVALSHA; closing reads all due interactions in one
  * pipeline. Writes are idempotent (set-if-lower, set-if-higher, hash fields keyed by id), so
@@ -15,13 +17,24 @@
 import type { Redis } from 'ioredis';
 import type { KeyValue, SpanEvent } from '@ccbridge/otlp';
 import type { Contribution } from './mapping';
-import type { InteractionUpdate, StoredInteraction } from './interaction';
+import type { BatchPlan, StoredInteraction } from './interaction';
+import type { Timeline } from './assign';
 
 const APPLY = `
 local prefix, now, idle, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local due = prefix .. ':due'
-for _, u in ipairs(cjson.decode(ARGV[5])) do
-  local k = prefix .. ':ix:' .. u.key
+local function ixkey(key) return prefix .. ':ix:' .. key end
+local function touch(k) for _, suffix in ipairs({'', ':c', ':e'}) do redis.call('EXPIRE', k .. suffix, ttl) end end
+-- Session-level events held until the session's first prompt go to that interaction.
+local function adopt(session, key)
+  local held = prefix .. ':session:' .. session .. ':pending'
+  local events = redis.call('HGETALL', held)
+  for i = 1, #events, 2 do redis.call('HSET', ixkey(key) .. ':e', events[i], events[i + 1]) end
+  redis.call('DEL', held)
+end
+local input = cjson.decode(ARGV[5])
+for _, u in ipairs(input.updates) do
+  local k = ixkey(u.key)
   local cur = redis.call('HMGET', k, 'start', 'end', 'closed', 'completionAt')
   if not cur[1] or u.start < cur[1] then redis.call('HSET', k, 'start', u.start) end
   if not cur[2] or u['end'] > cur[2] then redis.call('HSET', k, 'end', u['end']) end
@@ -35,19 +48,28 @@ for _, u in ipairs(cjson.decode(ARGV[5])) do
   for _, c in ipairs(u.contributions) do redis.call('HSET', k .. ':c', c[1], c[2]) end
   for _, e in ipairs(u.events) do redis.call('HSET', k .. ':e', e[1], e[2]) end
   if not cur[3] then redis.call('ZADD', due, now + idle, u.key) end
-  if u.session and u.prompt then
-    -- A session's next prompt closes the one before it (by prompt time, not arrival).
-    local sk = prefix .. ':session:' .. u.session
-    local prev = redis.call('HMGET', sk, 'key', 'start')
-    if not prev[1] or (prev[1] ~= u.key and prev[2] < u.start) then
-      if prev[1] then redis.call('ZADD', due, 'XX', now, prev[1]) end
-      redis.call('HSET', sk, 'key', u.key, 'start', u.start)
-      redis.call('EXPIRE', sk, ttl)
-    elseif prev[1] ~= u.key then
-      redis.call('ZADD', due, 'XX', now, u.key)
-    end
+  if u.session and u.promptAtMs then
+    -- The session's timeline. A prompt ends the one before it; a prompt that is not the
+    -- latest (it arrived late) is over already.
+    local tl = prefix .. ':session:' .. u.session .. ':prompts'
+    redis.call('ZADD', tl, u.promptAtMs, u.key)
+    redis.call('EXPIRE', tl, ttl)
+    local before = redis.call('ZREVRANGEBYSCORE', tl, '(' .. u.promptAtMs, '-inf', 'LIMIT', 0, 1)
+    if before[1] then redis.call('ZADD', due, 'XX', now, before[1]) end
+    local after = redis.call('ZRANGEBYSCORE', tl, '(' .. u.promptAtMs, '+inf', 'LIMIT', 0, 1)
+    if after[1] then redis.call('ZADD', due, 'XX', now, u.key) end
+    local first = redis.call('ZRANGE', tl, 0, 0)
+    if first[1] then adopt(u.session, first[1]) end
   end
-  for _, suffix in ipairs({'', ':c', ':e'}) do redis.call('EXPIRE', k .. suffix, ttl) end
+  touch(k)
+end
+for _, p in ipairs(input.pending) do
+  local held = prefix .. ':session:' .. p.session .. ':pending'
+  redis.call('HSET', held, p.id, p.event)
+  redis.call('EXPIRE', held, ttl)
+  -- A prompt may have been stored since the batch was planned.
+  local first = redis.call('ZRANGE', prefix .. ':session:' .. p.session .. ':prompts', 0, 0)
+  if first[1] then adopt(p.session, first[1]) end
 end
 return 1
 `;
@@ -93,9 +115,29 @@ export class InteractionStore {
     this.ttlSeconds = options.ttlSeconds ?? 24 * 3600;
   }
 
-  async apply(updates: InteractionUpdate[], nowMs = Date.now()): Promise<void> {
-    if (updates.length === 0) return;
-    await this.redis.ccbridgeApply(this.options.prefix, nowMs, this.options.idleMs, this.ttlSeconds, JSON.stringify(updates));
+  /** Applies a batch's plan in one call. */
+  async apply(plan: Pick<BatchPlan, 'updates' | 'pending'>, nowMs = Date.now()): Promise<void> {
+    if (plan.updates.length === 0 && plan.pending.length === 0) return;
+    const input = JSON.stringify({ updates: plan.updates, pending: plan.pending });
+    await this.redis.ccbridgeApply(this.options.prefix, nowMs, this.options.idleMs, this.ttlSeconds, input);
+  }
+
+  /** The prompts of each session, by start time: one pipeline for all sessions. */
+  async timelines(sessions: string[]): Promise<Map<string, Timeline>> {
+    const out = new Map<string, Timeline>();
+    if (sessions.length === 0) return out;
+    const pipeline = this.redis.pipeline();
+    for (const s of sessions) pipeline.zrange(`${this.options.prefix}:session:${s}:prompts`, 0, -1, 'WITHSCORES');
+    const results = (await pipeline.exec()) ?? [];
+    sessions.forEach((session, i) => {
+      const [err, flat] = results[i] ?? [null, []];
+      if (err) throw err;
+      const timeline: Timeline = [];
+      const list = flat as string[];
+      for (let j = 0; j < list.length; j += 2) timeline.push({ key: list[j]!, startMs: Number(list[j + 1]) });
+      if (timeline.length > 0) out.set(session, timeline);
+    });
+    return out;
   }
 
   /** Claims interactions due to close (all open ones when `all`) and reads their state. */

@@ -29,7 +29,14 @@ export interface BridgeConfig {
   shutdownTimeoutMs: number;
   logLevel: LogLevel;
   dataDir: string;
+  /** Claude Code's own spans: forward them instead of drawing those interactions from events (prefer), ignore them (events), or both. */
+  nativeTraces: 'prefer' | 'events' | 'both';
+  privacyPrompts: PrivacyMode;
+  privacyToolDetails: PrivacyMode;
+  privacyUserIds: PrivacyMode;
 }
+
+export type PrivacyMode = 'keep' | 'hash' | 'drop';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -121,6 +128,10 @@ export const SPEC = [
   spec('BRIDGE_SHUTDOWN_TIMEOUT_MS', 'shutdownTimeoutMs', integer(100, 600_000), 10_000),
   spec('LOG_LEVEL', 'logLevel', oneOf<LogLevel>('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), 'info'),
   spec('BRIDGE_DATA_DIR', 'dataDir', text, './data'),
+  spec('BRIDGE_NATIVE_TRACES', 'nativeTraces', oneOf<BridgeConfig['nativeTraces']>('prefer', 'events', 'both'), 'prefer'),
+  spec('BRIDGE_PRIVACY_PROMPTS', 'privacyPrompts', oneOf<PrivacyMode>('keep', 'hash', 'drop'), 'keep'),
+  spec('BRIDGE_PRIVACY_TOOL_DETAILS', 'privacyToolDetails', oneOf<PrivacyMode>('keep', 'hash', 'drop'), 'keep'),
+  spec('BRIDGE_PRIVACY_USER_IDS', 'privacyUserIds', oneOf<PrivacyMode>('keep', 'hash', 'drop'), 'keep'),
 ] as const;
 
 /** Reads the configuration; throws ConfigError naming the first bad variable. */

@@ -5,7 +5,7 @@
 import type { BridgeConfig } from '@ccbridge/config';
 import type { Logger } from '@ccbridge/log';
 import { KEY_PREFIX, UnrecoverableError, connectRedis, startBatchConsumer } from '@ccbridge/queue';
-import { InteractionCloser, InteractionStore, processBatch } from '@ccbridge/claude-events';
+import { InteractionCloser, InteractionStore, createRedactor, processBatch } from '@ccbridge/claude-events';
 import { ExportRejectedError, LlmflowExporter } from '@ccbridge/llmflow';
 
 export interface WorkerService {
@@ -25,6 +25,8 @@ export function startWorker(config: BridgeConfig, redisUrl: string, log: Logger)
     store: new InteractionStore(redis, { prefix: KEY_PREFIX, idleMs: config.interactionIdleMs }),
     exportSpans: (spans: Parameters<typeof exporter.export>[0]) => exporter.export(spans),
     log,
+    nativeTraces: config.nativeTraces,
+    redactor: createRedactor({ prompts: config.privacyPrompts, toolDetails: config.privacyToolDetails, userIds: config.privacyUserIds }),
   };
 
   const consumer = startBatchConsumer(

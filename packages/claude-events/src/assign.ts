@@ -1,0 +1,64 @@
+/**
+ * Which interaction each event belongs to.
+ *
+ * Claude Code 2.x puts `prompt.id` on every event of an interaction; that is the key. Events
+ * without it (session-level ones such as `plugin_loaded`, and every event of older Claude Code)
+ * belong to the same session's interaction that was under way at their time: the latest prompt
+ * that started before them, or, for events before the session's first prompt (start-up), that
+ * first prompt. A session's prompts are its timeline, kept in Redis (store.ts) and extended by
+ * the prompts in the batch at hand.
+ */
+import { stringOf, type ClaudeEvent } from './events';
+
+/** A session's prompts by start time (ms). */
+export type Timeline = { startMs: number; key: string }[];
+
+export const sessionOf = (e: ClaudeEvent): string | undefined => stringOf(e.attributes['session.id']);
+
+const msOf = (e: ClaudeEvent) => Number(e.timeNs / 1_000_000n);
+
+/** The key an event carries itself: its prompt.id, or for a prompt without one, its own time. */
+export function ownKeyOf(e: ClaudeEvent): string | undefined {
+  const promptId = stringOf(e.attributes['prompt.id']);
+  if (promptId) return `prompt/${promptId}`;
+  const session = sessionOf(e);
+  if (e.name === 'user_prompt' && session) return `session/${session}/${e.timeNs}`;
+  return undefined;
+}
+
+/** Sessions whose timeline is needed to place the batch's events. */
+export function sessionsToLookUp(events: ClaudeEvent[]): string[] {
+  const sessions = new Set<string>();
+  for (const e of events) {
+    const session = sessionOf(e);
+    if (session && !ownKeyOf(e)) sessions.add(session);
+  }
+  return [...sessions];
+}
+
+/** Interaction keys for events, in order; undefined where the session has no prompt yet. */
+export function assignInteractions(events: ClaudeEvent[], stored: Map<string, Timeline>): (string | undefined)[] {
+  const timelines = new Map<string, Timeline>();
+  for (const [session, timeline] of stored) timelines.set(session, [...timeline]);
+  for (const e of events) {
+    const session = sessionOf(e);
+    const key = ownKeyOf(e);
+    if (e.name === 'user_prompt' && session && key) {
+      const timeline = timelines.get(session) ?? [];
+      if (!timeline.some((p) => p.key === key)) timeline.push({ startMs: msOf(e), key });
+      timelines.set(session, timeline);
+    }
+  }
+  for (const timeline of timelines.values()) timeline.sort((a, b) => a.startMs - b.startMs);
+
+  return events.map((e) => {
+    const own = ownKeyOf(e);
+    if (own) return own;
+    const timeline = timelines.get(sessionOf(e) ?? '');
+    if (!timeline?.length) return undefined;
+    const t = msOf(e);
+    let current = timeline[0]!;
+    for (const p of timeline) if (p.startMs <= t) current = p;
+    return current.key;
+  });
+}

@@ -1,0 +1,55 @@
+/**
+ * Claude Code's own spans (its beta tracing, `CLAUDE_CODE_ENHANCED_TELEMETRY_BETA=1`), as they
+ * arrive at /v1/traces: forwarded with the attribute names LLMFlow reads added, by the same
+ * tables that name the event-derived spans (mapping.ts). Spans from other tracers pass as they are.
+ */
+import { attributesToRecord, recordToAttributes, type ResourceSpans, type ScopeSpans, type Span } from '@ccbridge/otlp';
+import type { Attributes } from './events';
+import { LLM_REQUEST_ATTRIBUTES, TOOL_SPAN, renamed } from './mapping';
+import type { Redactor } from './privacy';
+
+export type NativeTraceMode = 'prefer' | 'events' | 'both';
+
+const CLAUDE_SCOPE = 'com.anthropic.claude_code';
+export const isClaudeCodeScope = (ss: ScopeSpans) => ss.scope?.name?.startsWith(CLAUDE_SCOPE) ?? false;
+
+/** What each native span gains; existing attributes are never overwritten. */
+const ADDED: Record<string, (a: Attributes) => Attributes> = {
+  'claude_code.interaction': (a) => ({
+    'traceloop.span.kind': 'agent',
+    ...(typeof a['user_prompt'] === 'string' ? { 'gen_ai.prompt': a['user_prompt'] } : {}),
+  }),
+  'claude_code.llm_request': (a) => renamed(a, LLM_REQUEST_ATTRIBUTES),
+  'claude_code.tool': (a) => ({ ...TOOL_SPAN }),
+};
+
+function enrich(span: Span, redactor: Redactor): Span {
+  const attrs = attributesToRecord(span.attributes);
+  const added = ADDED[span.name]?.(attrs) ?? {};
+  const missing = Object.fromEntries(Object.entries(added).filter(([k]) => !(k in attrs)));
+  const attributes = [...(span.attributes ?? []), ...recordToAttributes(missing)];
+  return {
+    ...span,
+    attributes: redactor.keyValues(attributes),
+    events: span.events?.map((e) => ({ ...e, attributes: redactor.keyValues(e.attributes) })),
+  };
+}
+
+/**
+ * The spans to forward from a /v1/traces request: Claude Code's enriched (or, in `events`
+ * mode, left out because the events draw them), everything redacted as the policy says.
+ */
+export function nativeSpansToForward(request: ResourceSpans[], mode: NativeTraceMode, redactor: Redactor): ResourceSpans[] {
+  const out: ResourceSpans[] = [];
+  for (const rs of request) {
+    const scopeSpans = (rs.scopeSpans ?? []).flatMap((ss): ScopeSpans[] => {
+      if (!isClaudeCodeScope(ss)) return redactor.active ? [{ ...ss, spans: ss.spans?.map((s) => ({ ...s, attributes: redactor.keyValues(s.attributes) })) }] : [ss];
+      if (mode === 'events') return [];
+      return [{ ...ss, spans: (ss.spans ?? []).map((s) => enrich(s, redactor)) }];
+    });
+    if (scopeSpans.some((ss) => (ss.spans?.length ?? 0) > 0)) {
+      out.push({ ...rs, resource: rs.resource && { ...rs.resource, attributes: redactor.keyValues(rs.resource.attributes) }, scopeSpans });
+    }
+  }
+  return out;
+}
