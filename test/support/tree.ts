@@ -22,11 +22,11 @@ export function drawTree(requests: ExportLogsRequest[]): FlatSpan[] {
     for (const rs of plan.resourceSpans) for (const ss of rs.scopeSpans ?? []) spans.push(...(ss.spans ?? []));
     for (const u of plan.updates) {
       const ix: Merged = stored.get(u.key) ?? {
-        key: u.key, traceId: u.traceId, session: u.session, start: u.start, end: u.end, resource: JSON.parse(u.resource ?? '[]'),
+        key: u.key, traceId: u.traceId, session: u.session, start: u.start ?? u.end ?? '', end: u.end ?? u.start ?? '', resource: JSON.parse(u.resource ?? '[]'),
         contributions: [], events: [], contributionById: new Map(), eventById: new Map(),
       };
-      if (u.start < ix.start) ix.start = u.start;
-      if (u.end > ix.end) ix.end = u.end;
+      if (u.start && (!ix.start || u.start < ix.start)) ix.start = u.start;
+      if (u.end && u.end > ix.end) ix.end = u.end;
       if (u.prompt) ix.prompt = JSON.parse(u.prompt);
       if (u.completion !== undefined) ix.completion = u.completion;
       for (const [id, c] of u.contributions) ix.contributionById.set(id, JSON.parse(c));

@@ -9,7 +9,7 @@
  */
 import { SpanKind, recordToAttributes, type KeyValue, type ResourceSpans, type Span, type SpanEvent } from '@ccbridge/otlp';
 import { stringOf, type Attributes, type ClaudeEvent } from './events';
-import { sessionOf } from './assign';
+import { ownKeyOf, sessionOf } from './assign';
 import { traceIdFor, spanIdFor } from './ids';
 import { eventIdentity, mapEvent, type Contribution, type SpanDraft } from './mapping';
 
@@ -25,8 +25,9 @@ export interface InteractionUpdate {
   key: string;
   traceId: string;
   session?: string;
-  start: string;
-  end: string;
+  /** Bounds of the interaction's work, when the batch has any (padNs). */
+  start?: string;
+  end?: string;
   /** JSON of the user_prompt event's attributes. */
   prompt?: string;
   /** When the prompt was made (ms): its place on the session's timeline. */
@@ -106,7 +107,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[]): 
     const rootSpanId = rootSpanIdFor(key);
     let update = updates.get(key);
     if (!update) {
-      update = { key, traceId, start: padNs(event.timeNs), end: padNs(event.timeNs), contributions: [], events: [] };
+      update = { key, traceId, contributions: [], events: [] };
       update.resource = JSON.stringify(event.resource);
       if (session) update.session = session;
       updates.set(key, update);
@@ -118,7 +119,8 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[]): 
       spans += 1;
       widen(update, draft.startNs, draft.endNs);
     }
-    widen(update, event.timeNs, event.timeNs);
+    // A session-level event placed here by time (start-up, say) marks the root, not its extent.
+    if (ownKeyOf(event) || outcome.spans.length > 0) widen(update, event.timeNs, event.timeNs);
     if (outcome.prompt) {
       update.prompt = JSON.stringify(outcome.prompt);
       update.promptAtMs = Number(event.timeNs / 1_000_000n);
@@ -139,8 +141,8 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[]): 
 }
 
 function widen(update: InteractionUpdate, startNs: bigint, endNs: bigint): void {
-  if (padNs(startNs) < update.start) update.start = padNs(startNs);
-  if (padNs(endNs) > update.end) update.end = padNs(endNs);
+  if (update.start === undefined || padNs(startNs) < update.start) update.start = padNs(startNs);
+  if (update.end === undefined || padNs(endNs) > update.end) update.end = padNs(endNs);
 }
 
 /** An interaction's state as read back from Redis when it closes. */

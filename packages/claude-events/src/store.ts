@@ -7,6 +7,7 @@
  * (event identity → root span event). `<prefix>:due` is a sorted set of open interactions
  * scored by when they are due to close: each batch pushes its interactions' scores to
  * now + idle; a session's next prompt pulls the previous prompt's score to now.
+ * `<prefix>:closing` holds the leases of interactions being closed.
  * `<prefix>:session:<id>:prompts` is a session's timeline (prompt key by start, ms), and
  * `...:pending` holds session-level events that came before any prompt of the session.
  *
@@ -36,8 +37,8 @@ local input = cjson.decode(ARGV[5])
 for _, u in ipairs(input.updates) do
   local k = ixkey(u.key)
   local cur = redis.call('HMGET', k, 'start', 'end', 'closed', 'completionAt')
-  if not cur[1] or u.start < cur[1] then redis.call('HSET', k, 'start', u.start) end
-  if not cur[2] or u['end'] > cur[2] then redis.call('HSET', k, 'end', u['end']) end
+  if u.start and (not cur[1] or u.start < cur[1]) then redis.call('HSET', k, 'start', u.start) end
+  if u['end'] and (not cur[2] or u['end'] > cur[2]) then redis.call('HSET', k, 'end', u['end']) end
   redis.call('HSETNX', k, 'traceId', u.traceId)
   if u.session then redis.call('HSETNX', k, 'session', u.session) end
   if u.resource then redis.call('HSETNX', k, 'resource', u.resource) end
@@ -74,18 +75,31 @@ end
 return 1
 `;
 
-/** Due interactions (or all, on shutdown), leased for leaseMs so that one worker closes each. */
+/**
+ * Claims interactions due to close (or all open ones, on shutdown) that no other worker holds:
+ * each is leased in `<prefix>:closing` until now + lease, so one worker draws each root, and a
+ * worker that dies mid-way only delays it.
+ */
 const CLAIM = `
-local due = ARGV[1] .. ':due'
+local due, closing = ARGV[1] .. ':due', ARGV[1] .. ':closing'
 local now, lease, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local keys
+local window = limit + redis.call('ZCARD', closing)
+local candidates
 if ARGV[5] == 'all' then
-  keys = redis.call('ZRANGE', due, 0, limit - 1)
+  candidates = redis.call('ZRANGE', due, 0, window - 1)
 else
-  keys = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, limit)
+  candidates = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, window)
 end
-for _, key in ipairs(keys) do redis.call('ZADD', due, now + lease, key) end
-return keys
+local claimed = {}
+for _, key in ipairs(candidates) do
+  if #claimed >= limit then break end
+  local held = redis.call('ZSCORE', closing, key)
+  if not held or tonumber(held) <= now then
+    redis.call('ZADD', closing, now + lease, key)
+    claimed[#claimed + 1] = key
+  end
+end
+return claimed
 `;
 
 export interface InteractionStoreOptions {
@@ -176,7 +190,7 @@ export class InteractionStore {
         events: Object.values(value(3 * i + 2)).map((e) => JSON.parse(e) as SpanEvent),
       });
     });
-    if (stale.length > 0) await this.redis.zrem(`${this.options.prefix}:due`, ...stale);
+    if (stale.length > 0) await this.markClosed(stale);
     return out;
   }
 
@@ -185,15 +199,15 @@ export class InteractionStore {
     if (keys.length === 0) return;
     const pipeline = this.redis.pipeline();
     for (const key of keys) {
-      pipeline.hset(this.hashKey(key), 'closed', '1').zrem(`${this.options.prefix}:due`, key);
+      pipeline.hset(this.hashKey(key), 'closed', '1').zrem(`${this.options.prefix}:due`, key).zrem(`${this.options.prefix}:closing`, key);
     }
     await pipeline.exec();
   }
 
-  /** Gives claimed interactions back (their root could not be exported), due again after delayMs. */
+  /** Gives claimed interactions back (their root could not be exported): claimable after delayMs. */
   async release(keys: string[], delayMs: number, nowMs = Date.now()): Promise<void> {
     if (keys.length === 0) return;
-    await this.redis.zadd(`${this.options.prefix}:due`, 'XX', ...keys.flatMap((k) => [nowMs + delayMs, k]));
+    await this.redis.zadd(`${this.options.prefix}:closing`, 'XX', ...keys.flatMap((k) => [nowMs + delayMs, k]));
   }
 
   /** Interactions still open. */
