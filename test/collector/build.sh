@@ -39,7 +39,7 @@ mkdir -p "$cache_root" || die "cannot create cache dir $cache_root"
 # Serialise concurrent builds (parallel test workers); the loser of the race reuses the result.
 if command -v flock >/dev/null 2>&1; then
   exec 9>"$cache_root/.otelcol-$hash.lock"
-  log "waiting for the build lock" 
+  log "taking the build lock (waits while another run builds)"
   flock 9 || die "cannot take the lock $cache_root/.otelcol-$hash.lock"
   if usable; then
     log "built meanwhile by another run: $binary"
@@ -79,5 +79,7 @@ fi
 rm -rf "$dist_dir"
 mv "$work" "$dist_dir" || die "cannot move $work to $dist_dir"
 trap - EXIT
+# Keep the manifest copy truthful about where its output now lives.
+sed -i "s|^\([[:space:]]*output_path:\).*|\1 $dist_dir|" "$dist_dir/builder-config.yaml"
 log "built $binary in $(( $(date +%s) - start ))s"
 echo "$binary"

@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import zlib from 'node:zlib';
 import { Redis } from 'ioredis';
-import { SCENARIOS, expectedSpans, logsOf, payloads, type Capture } from '../support/fixtures';
+import { SCENARIOS, expectedSpans, logsOf, nativeTraceOf, payloads, type Capture } from '../support/fixtures';
 import { post, startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer, type StoredSpan } from '../support/peers';
 
 const CONTENT_TYPE = { json: 'application/json', protobuf: 'application/x-protobuf' } as const;
@@ -126,4 +126,28 @@ test('while Redis is away the receiver answers 503 with Retry-After and /readyz 
   }
   await waitFor('/readyz to pass again', async () => (await fetch(`${bridge.url}/readyz`)).status === 200);
   await waitFor('the receiver to take batches again', async () => (await post(`${bridge.url}/v1/logs`, body, CONTENT_TYPE.protobuf)).status === 200);
+});
+
+test("with Claude Code's own tracing on, its spans reach LLMFlow once, with tokens, and its events draw nothing more", async () => {
+  for (const scenario of SCENARIOS) await postCapture('native', scenario, true);
+  for (const scenario of SCENARIOS) {
+    const native = nativeTraceOf(scenario).resourceSpans!.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!));
+    const traceId = native[0]!.traceId;
+    const stored = await waitFor(`the native ${scenario} trace`, async () => {
+      const s = (await llmflow.listed()).filter((x) => x.trace_id === traceId);
+      return s.length >= native.length ? s : undefined;
+    });
+    assert.equal(stored.length, native.length, `${scenario}: exactly the native spans`);
+    assert.deepEqual(new Set(stored.map((s) => s.id)), new Set(native.map((s) => s.spanId)));
+  }
+  const spans = await llmflow.spans();
+  const nativeLlm = spans.filter((s) => s.span_name === 'claude_code.llm_request' && JSON.parse(s.attributes)['span.type'] === 'llm_request');
+  assert.ok(nativeLlm.length > 0);
+  assert.ok(nativeLlm.every((s) => s.prompt_tokens > 0 && s.completion_tokens > 0 && s.model === 'claude-opus-5-5'));
+  // The native captures' events carry trace context, so no event-derived trace appeared for them.
+  const nativePrompts = new Set(SCENARIOS.map((sc) => promptIdOf('native', sc)));
+  const nativeTraces = new Set(SCENARIOS.map((sc) => nativeTraceOf(sc).resourceSpans![0]!.scopeSpans![0]!.spans![0]!.traceId));
+  assert.equal(nativePrompts.size, SCENARIOS.length);
+  const derived = spans.filter((s) => !nativeTraces.has(s.trace_id) && nativePrompts.has(JSON.parse(s.attributes)['prompt.id']));
+  assert.deepEqual(derived.map((s) => s.span_name), [], 'no event-derived spans for natively traced interactions');
 });
