@@ -18,6 +18,12 @@ for (const scenario of SCENARIOS) {
       const toolNames = (spans: { name: string; attributes?: { key: string; value?: { stringValue?: string } }[] }[]) =>
         spans.filter((s) => s.name === 'claude_code.tool').map((s) => s.attributes!.find((a) => a.key === 'gen_ai.tool.name')?.value?.stringValue).sort();
       assert.deepEqual(toolNames(ours), toolNames(native));
+      const decisions = (spans: { name: string; attributes?: { key: string; value?: { stringValue?: string } }[] }[]) =>
+        spans.filter((s) => s.name === 'claude_code.tool.blocked_on_user')
+          .map((s) => ['decision', 'source'].map((k) => s.attributes!.find((a) => a.key === k)?.value?.stringValue).join('/')).sort();
+      assert.deepEqual(decisions(ours), decisions(native));
+      const failed = (spans: { name: string; status?: { code?: number } }[]) => spans.filter((s) => s.status?.code === StatusCode.ERROR).map((s) => s.name).sort();
+      assert.deepEqual(failed(ours), failed(native));
     });
 
     test(`${capture}/${scenario}: one root, every parent present, ids unique and in one trace`, () => {
