@@ -173,19 +173,23 @@ export async function startLlmflow(): Promise<LlmflowPeer> {
 export interface BridgePeer extends Proc {
   url: string;
   port: number;
+  grpcPort: number;
 }
 
 /** Runs the bridge as `npm start` does (the built entry point), with the given environment. */
 export async function startBridge(env: Record<string, string>, options: { waitReady?: boolean } = {}): Promise<BridgePeer> {
   const port = env.OTLP_HTTP_PORT ? Number(env.OTLP_HTTP_PORT) : await freePort();
+  const grpcPort = env.OTLP_GRPC_PORT ? Number(env.OTLP_GRPC_PORT) : await freePort();
   const base = { ...process.env };
   for (const k of Object.keys(base)) if (k.startsWith('BRIDGE_') || k === 'REDIS_URL' || k === 'LLMFLOW_URL') delete base[k];
   const proc = launch(process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'main.js')], {
     ...base,
     OTLP_HTTP_HOST: '127.0.0.1',
+    OTLP_GRPC_HOST: '127.0.0.1',
     LOG_LEVEL: 'debug',
     ...env,
     OTLP_HTTP_PORT: String(port),
+    OTLP_GRPC_PORT: String(grpcPort),
   });
   const url = `http://127.0.0.1:${port}`;
   if (options.waitReady ?? true) {
@@ -194,7 +198,7 @@ export async function startBridge(env: Record<string, string>, options: { waitRe
       return httpOk(`${url}/readyz`);
     });
   }
-  return { ...proc, url, port };
+  return { ...proc, url, port, grpcPort };
 }
 
 export async function post(url: string, body: Uint8Array, contentType: string, headers: Record<string, string> = {}) {

@@ -36,6 +36,7 @@ const BAD: Record<string, string> = {
   OTLP_HTTP_PORT: '70000',
   OTLP_HTTP_HOST: '  ',
   OTLP_GRPC_PORT: 'grpc',
+  OTLP_GRPC_HOST: '',
   BRIDGE_MAX_BODY_BYTES: '4GB',
   BRIDGE_QUEUE_MAX_WAITING: '-1',
   BRIDGE_INTERACTION_IDLE_MS: '1.5',

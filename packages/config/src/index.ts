@@ -16,6 +16,7 @@ export interface BridgeConfig {
   otlpHttpPort: number;
   otlpHttpHost: string;
   otlpGrpcPort: number;
+  otlpGrpcHost: string;
   /** Largest request body the receiver takes, after gzip is undone. */
   maxBodyBytes: number;
   /** Jobs waiting in the queue at which the receiver starts answering 503 (back-pressure). */
@@ -118,6 +119,7 @@ export const SPEC = [
   spec('OTLP_HTTP_PORT', 'otlpHttpPort', port, 4318),
   spec('OTLP_HTTP_HOST', 'otlpHttpHost', text, '0.0.0.0'),
   spec('OTLP_GRPC_PORT', 'otlpGrpcPort', port, 4317),
+  spec('OTLP_GRPC_HOST', 'otlpGrpcHost', text, '0.0.0.0'),
   spec('BRIDGE_MAX_BODY_BYTES', 'maxBodyBytes', bytes, 16 * 1024 * 1024),
   spec('BRIDGE_QUEUE_MAX_WAITING', 'queueMaxWaiting', integer(1, 10_000_000), 10_000),
   spec('BRIDGE_INTERACTION_IDLE_MS', 'interactionIdleMs', integer(100, 86_400_000), 30_000),

@@ -25,14 +25,27 @@ function listen(server: http.Server, config: BridgeConfig): Promise<void> {
 
 async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<void>> {
   const redis = await chooseRedis(config, log);
-  const ingest = config.role !== 'worker' ? startIngest(config, redis.url, log.child({ component: 'ingest' })) : undefined;
+  let ingest;
+  try {
+    ingest = config.role !== 'worker' ? await startIngest(config, redis.url, log.child({ component: 'ingest' })) : undefined;
+  } catch (err) {
+    await redis.stop();
+    throw new StartupError((err as Error).message);
+  }
   const worker = config.role !== 'ingest' ? startWorker(config, redis.url, log.child({ component: 'worker' })) : undefined;
   const app = createHttpApp({ ready: () => redisAnswers(redis.url, 1_000) }, ingest?.options);
   const server = http.createServer(app);
   // Collectors keep connections alive; let idle ones go quickly on shutdown.
   server.keepAliveTimeout = 5_000;
-  await listen(server, config);
-  log.info({ role: config.role, port: config.otlpHttpPort, host: config.otlpHttpHost, redis: redis.url.replace(/\/\/[^@]*@/, '//***@'), llmflow: config.llmflowUrl }, 'bridge started');
+  try {
+    await listen(server, config);
+  } catch (err) {
+    await ingest?.close();
+    await worker?.close();
+    await redis.stop();
+    throw err;
+  }
+  log.info({ role: config.role, port: config.otlpHttpPort, grpcPort: ingest ? config.otlpGrpcPort : undefined, host: config.otlpHttpHost, redis: redis.url.replace(/\/\/[^@]*@/, '//***@'), llmflow: config.llmflowUrl }, 'bridge started');
 
   return async () => {
     await new Promise<void>((resolve) => {

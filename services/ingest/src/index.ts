@@ -4,7 +4,7 @@
 import type { BridgeConfig } from '@ccbridge/config';
 import type { Logger } from '@ccbridge/log';
 import { BatchProducer, connectRedis } from '@ccbridge/queue';
-import type { IngestOptions } from '@ccbridge/ingest';
+import { closeGrpc, createGrpcReceiver, listenGrpc, type IngestOptions } from '@ccbridge/ingest';
 
 export interface IngestService {
   /** What the bridge's HTTP server needs to serve the OTLP routes. */
@@ -12,14 +12,24 @@ export interface IngestService {
   close(): Promise<void>;
 }
 
-export function startIngest(config: BridgeConfig, redisUrl: string, log: Logger): IngestService {
+/** Connects the queue and serves OTLP/gRPC; the OTLP/HTTP routes are served by the caller's HTTP server. */
+export async function startIngest(config: BridgeConfig, redisUrl: string, log: Logger): Promise<IngestService> {
   const redis = connectRedis(redisUrl, 'producer');
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   const producer = new BatchProducer(redis, { maxWaiting: config.queueMaxWaiting, attempts: config.jobAttempts });
   const options: IngestOptions = { sink: producer, maxBodyBytes: config.maxBodyBytes, log };
+  const grpc = createGrpcReceiver(options);
+  try {
+    await listenGrpc(grpc, config.otlpGrpcHost, config.otlpGrpcPort);
+  } catch (err) {
+    await producer.close();
+    redis.disconnect();
+    throw new Error(`OTLP_GRPC_PORT=${config.otlpGrpcPort}: ${(err as Error).message}`);
+  }
   return {
     options,
     async close() {
+      await closeGrpc(grpc);
       await producer.close();
       redis.disconnect();
     },

@@ -1,0 +1,76 @@
+/**
+ * The OTLP/gRPC receiver: the LogsService, MetricsService and TraceService `Export` methods
+ * (gzip-compressed or not), answering as the OTLP specification asks: the Export*ServiceResponse
+ * once the batch is stored, INVALID_ARGUMENT for a message that does not decode, UNAVAILABLE
+ * (retryable) while the queue is full or Redis is away, RESOURCE_EXHAUSTED above the size limit.
+ *
+ * Messages are taken as raw bytes and decoded by the same codec as OTLP/HTTP protobuf, so both
+ * transports reach the queue in one form.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { DecodeError, decodeExportRequest, encodeExportResponse, type Signal } from '@ccbridge/otlp';
+import type { Logger } from '@ccbridge/log';
+import { receiveBatch, type BatchSink } from './receiver';
+
+const SERVICES: Record<Signal, string> = {
+  logs: 'opentelemetry.proto.collector.logs.v1.LogsService',
+  metrics: 'opentelemetry.proto.collector.metrics.v1.MetricsService',
+  traces: 'opentelemetry.proto.collector.trace.v1.TraceService',
+};
+
+export interface GrpcReceiverOptions {
+  sink: BatchSink;
+  maxBodyBytes: number;
+  log: Logger;
+}
+
+const raw = (b: Buffer) => b;
+
+export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
+  const { sink, log } = options;
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxBodyBytes });
+  for (const [signal, service] of Object.entries(SERVICES) as [Signal, string][]) {
+    const definition: grpc.ServiceDefinition = {
+      Export: {
+        path: `/${service}/Export`,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: raw,
+        requestDeserialize: raw,
+        responseSerialize: raw,
+        responseDeserialize: raw,
+      },
+    };
+    const Export: grpc.handleUnaryCall<Buffer, Buffer> = async (call, callback) => {
+      let request;
+      try {
+        request = decodeExportRequest(signal, call.request, 'protobuf');
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        log.warn({ signal, transport: 'grpc', bytes: call.request.length, reason: err.message }, 'rejected a request that does not decode');
+        return callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message });
+      }
+      const outcome = await receiveBatch(sink, log, signal, request);
+      if (!outcome.stored) return callback({ code: grpc.status.UNAVAILABLE, details: outcome.message });
+      log.debug({ signal, transport: 'grpc', items: outcome.items, bytes: call.request.length }, 'accepted a batch');
+      callback(null, Buffer.from(encodeExportResponse(signal, 'protobuf')));
+    };
+    server.addService(definition, { Export });
+  }
+  return server;
+}
+
+/** Binds and starts the server; rejects with a message naming the port when it cannot. */
+export function listenGrpc(server: grpc.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+      if (err) reject(new Error(`cannot listen for OTLP/gRPC on ${host}:${port}: ${err.message}`));
+      else resolve(bound);
+    });
+  });
+}
+
+/** Stops taking calls and waits for those in flight (bounded by the caller's shutdown timeout). */
+export function closeGrpc(server: grpc.Server): Promise<void> {
+  return new Promise((resolve) => server.tryShutdown(() => resolve()));
+}

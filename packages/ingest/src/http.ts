@@ -1,0 +1,137 @@
+/**
+ * The OTLP/HTTP receiver (logs, metrics, traces; protobuf and JSON; gzip)
+ * that decodes and validates each request and hands it to a BatchSink, answering as the
+ * OTLP/HTTP specification asks:
+ *
+ * | case                                          | status | body                               |
+ * |-----------------------------------------------|--------|------------------------------------|
+ * | stored in the queue                           | 200    | Export*ServiceResponse             |
+ * | body does not decode / bad gzip               | 400    | google.rpc.Status with the reason  |
+ * | Content-Type other than protobuf or JSON      | 415    | google.rpc.Status                  |
+ * | Content-Encoding other than gzip/deflate/br   | 415    | google.rpc.Status                  |
+ * | body larger than maxBodyBytes (inflated)      | 413    | google.rpc.Status                  |
+ * | queue full or Redis away (retryable)          | 503    | Status, with Retry-After           |
+ *
+ * Throttling is 503 + Retry-After, never 400/413: a Collector's otlphttp exporter retries
+ * 429/502/503/504 and drops the data on any other status.
+ */
+import express, { type NextFunction, type Request, type Response } from 'express';
+import {
+  CONTENT_TYPES, DecodeError, decodeExportRequest, encodeExportResponse, encodeStatus,
+  type ExportRequestBySignal, type Signal, type WireFormat,
+} from '@ccbridge/otlp';
+import type { Logger } from '@ccbridge/log';
+import { receiveBatch, type BatchSink } from './receiver';
+
+export interface IngestOptions {
+  sink: BatchSink;
+  maxBodyBytes: number;
+  log: Logger;
+  /** Seconds a throttled client is asked to wait (Retry-After). */
+  retryAfterSeconds?: number;
+}
+
+const PATHS: Record<string, Signal> = { '/v1/logs': 'logs', '/v1/metrics': 'metrics', '/v1/traces': 'traces' };
+
+/** The wire format a Content-Type names, or undefined for one OTLP/HTTP does not define. */
+export function wireFormatOf(contentType: string | undefined): WireFormat | undefined {
+  const media = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (media === CONTENT_TYPES.protobuf) return 'protobuf';
+  if (media === CONTENT_TYPES.json) return 'json';
+  return undefined;
+}
+
+interface BodyParserError extends Error {
+  status?: number;
+  type?: string;
+}
+
+/** Express routes for /v1/{logs,metrics,traces}; mount beside the health routes. */
+export function otlpRouter(options: IngestOptions): express.Router {
+  const { sink, log } = options;
+  const retryAfter = String(options.retryAfterSeconds ?? 5);
+  const router = express.Router();
+
+  const reply = (req: Request, res: Response, status: number, message: string) => {
+    const format = wireFormatOf(req.headers['content-type']) ?? 'json';
+    if (status === 503 || status === 429) res.setHeader('Retry-After', retryAfter);
+    res.status(status).type(CONTENT_TYPES[format]).send(Buffer.from(encodeStatus(format, status, message)));
+  };
+
+  for (const [path, signal] of Object.entries(PATHS)) {
+    router.all(path, (req, res, next) => {
+      if (req.method !== 'POST') {
+        res.setHeader('Allow', 'POST');
+        return reply(req, res, 405, `${req.method} is not allowed on ${path}: use POST`);
+      }
+      if (!wireFormatOf(req.headers['content-type'])) {
+        return reply(req, res, 415, `Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')} is not supported: use ${CONTENT_TYPES.protobuf} or ${CONTENT_TYPES.json}`);
+      }
+      next();
+    });
+    router.post(
+      path,
+      // body-parser undoes gzip (and deflate, br) and applies the limit to the inflated size,
+      // so a small compressed body cannot expand past maxBodyBytes in memory.
+      express.raw({ type: () => true, limit: options.maxBodyBytes, inflate: true }),
+      async (req, res) => {
+        const format = wireFormatOf(req.headers['content-type'])!;
+        const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+        let request: ExportRequestBySignal[Signal];
+        try {
+          request = decodeExportRequest(signal, body, format);
+        } catch (err) {
+          if (!(err instanceof DecodeError)) throw err;
+          log.warn({ signal, format, bytes: body.length, reason: err.message }, 'rejected a request that does not decode');
+          return reply(req, res, 400, err.message);
+        }
+        const outcome = await receiveBatch(sink, log, signal, request);
+        if (!outcome.stored) return reply(req, res, 503, outcome.message);
+        log.debug({ signal, format, items: outcome.items, bytes: body.length }, 'accepted a batch');
+        res.status(200).type(CONTENT_TYPES[format]).send(Buffer.from(encodeExportResponse(signal, format)));
+      },
+    );
+  }
+
+  router.use((err: BodyParserError, req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) return next(err);
+    if (err.type === 'entity.too.large') {
+      return reply(req, res, 413, `body is larger than the limit of ${options.maxBodyBytes} bytes (after decompression)`);
+    }
+    if (err.type === 'encoding.unsupported') return reply(req, res, 415, `${err.message}: use gzip or no Content-Encoding`);
+    if (err.status && err.status >= 400 && err.status < 500) return reply(req, res, 400, `body could not be read: ${err.message}`);
+    log.error({ err: err.message, stack: err.stack }, 'unexpected error while receiving');
+    return reply(req, res, 500, 'internal error');
+  });
+  return router;
+}
+
+export interface HealthOptions {
+  /** Resolves true while Redis answers. */
+  ready: () => Promise<boolean>;
+}
+
+/** GET /healthz (the process is up) and GET /readyz (200 only while Redis answers). */
+export function healthRouter(options: HealthOptions): express.Router {
+  const router = express.Router();
+  router.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  router.get('/readyz', async (_req, res) => {
+    const ready = await options.ready().catch(() => false);
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', redis: ready ? 'ok' : 'unreachable' });
+  });
+  return router;
+}
+
+/** The whole HTTP app: health routes, OTLP routes when a receiver is given, 404 otherwise. */
+export function createHttpApp(health: HealthOptions, otlp?: IngestOptions): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(healthRouter(health));
+  if (otlp) app.use(otlpRouter(otlp));
+  app.use((req, res) => {
+    res.status(404).json({ code: 5, message: `no route for ${req.method} ${req.path}` });
+  });
+  return app;
+}

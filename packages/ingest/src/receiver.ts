@@ -1,0 +1,46 @@
+/**
+ * What every OTLP receiver does with a decoded request, whatever the transport: count it, check
+ * the queue can take it, and store it. HTTP and gRPC only translate the outcome into their
+ * own status codes.
+ */
+import { countItems, type ExportRequestBySignal, type Signal } from '@ccbridge/otlp';
+import type { Logger } from '@ccbridge/log';
+import type { Acceptance } from '@ccbridge/queue';
+
+export type { Acceptance };
+
+/** Where accepted batches go: the queue in production, anything in tests. */
+export interface BatchSink {
+  acceptance(): Promise<Acceptance>;
+  enqueue<S extends Signal>(signal: S, request: ExportRequestBySignal[S], items: number): Promise<void>;
+}
+
+export type Outcome =
+  | { stored: true; items: number }
+  /** Retryable: the client should send the same data again later. */
+  | { stored: false; message: string };
+
+export async function receiveBatch<S extends Signal>(
+  sink: BatchSink,
+  log: Logger,
+  signal: S,
+  request: ExportRequestBySignal[S],
+): Promise<Outcome> {
+  const items = countItems(signal, request);
+  if (items === 0) return { stored: true, items };
+  const acceptance = await sink.acceptance();
+  if (acceptance !== 'ok') {
+    log.warn({ signal, items, acceptance }, 'throttled a request');
+    return {
+      stored: false,
+      message: acceptance === 'full' ? 'the bridge queue is full; retry later' : 'the bridge queue (Redis) is unavailable; retry later',
+    };
+  }
+  try {
+    await sink.enqueue(signal, request, items);
+  } catch (err) {
+    log.error({ signal, items, err: (err as Error).message }, 'could not store a batch in the queue');
+    return { stored: false, message: 'the bridge queue (Redis) is unavailable; retry later' };
+  }
+  return { stored: true, items };
+}
