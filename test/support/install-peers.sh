@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests start: redis-server (Debian's package) and LLMFlow 0.4.1
-# on Bun (npm packages, pinned in test/peers/package-lock.json). Re-running is cheap: each
-# step is skipped when what it installs is already there.
+# Installs the real peers the tests start: redis-server (Debian's package), LLMFlow 0.4.1 on
+# Bun (npm packages, pinned in test/peers/package-lock.json), and an OpenTelemetry Collector
+# built from the official modules (test/collector/build.sh, cached outside the repo). Re-running
+# is cheap: each step is skipped when what it installs is already there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -26,3 +27,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -x test/peers/node_module
   npm ci --prefix test/peers --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
 fi
+
+# The Collector: built once per machine (several minutes cold), then reused.
+bash test/collector/build.sh >/dev/null

@@ -48,7 +48,7 @@ export interface Proc {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-function launch(command: string, args: string[], env: NodeJS.ProcessEnv, cwd = ROOT): Proc {
+export function launch(command: string, args: string[], env: NodeJS.ProcessEnv, cwd = ROOT): Proc {
   const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));

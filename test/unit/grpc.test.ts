@@ -5,6 +5,7 @@ import { closeGrpc, createGrpcReceiver, listenGrpc, type Acceptance, type BatchS
 import { silentLogger } from '@ccbridge/log';
 import type { Signal } from '@ccbridge/otlp';
 import { payloads } from '../support/fixtures';
+import { exportGrpc } from '../support/otlp-grpc';
 
 class RecordingSink implements BatchSink {
   batches: { signal: Signal; items: number }[] = [];
@@ -27,47 +28,32 @@ before(async () => {
 });
 after(() => closeGrpc(server));
 
-/** Calls Export on a service with raw bytes, as any OTLP/gRPC exporter does. */
-function exportRaw(service: string, body: Buffer, gzip = false): Promise<{ code: number; details?: string; response?: Buffer }> {
-  const Client = grpc.makeGenericClientConstructor({
-    Export: { path: `/${service}/Export`, requestStream: false, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b },
-  }, 'Export');
-  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), gzip ? { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip } : {});
-  return new Promise((resolve) => {
-    (client as unknown as { Export: (b: Buffer, cb: (e: grpc.ServiceError | null, r?: Buffer) => void) => void }).Export(body, (err, response) => {
-      client.close();
-      resolve(err ? { code: err.code, details: err.details } : { code: grpc.status.OK, response });
-    });
-  });
-}
+const exportRaw = (signal: Signal, body: Buffer, gzip = false) => exportGrpc(`127.0.0.1:${port}`, signal, body, gzip);
 
-const LOGS = 'opentelemetry.proto.collector.logs.v1.LogsService';
-const METRICS = 'opentelemetry.proto.collector.metrics.v1.MetricsService';
-const TRACES = 'opentelemetry.proto.collector.trace.v1.TraceService';
 const logs = payloads('protobuf', 'two-tools').find((p) => p.signal === 'logs')!.body;
 const metrics = payloads('protobuf', 'two-tools').find((p) => p.signal === 'metrics')!.body;
 
 test('Export on each service stores the batch and answers an empty response, gzip or not', async () => {
   sink.batches = [];
-  const r = await exportRaw(LOGS, logs);
+  const r = await exportRaw('logs', logs);
   assert.equal(r.code, grpc.status.OK);
   assert.equal(r.response!.length, 0);
-  assert.equal((await exportRaw(METRICS, metrics, true)).code, grpc.status.OK);
-  assert.equal((await exportRaw(TRACES, Buffer.alloc(0))).code, grpc.status.OK);
+  assert.equal((await exportRaw('metrics', metrics, true)).code, grpc.status.OK);
+  assert.equal((await exportRaw('traces', Buffer.alloc(0))).code, grpc.status.OK);
   assert.deepEqual(sink.batches.map((b) => b.signal), ['logs', 'metrics']);
 });
 
 test('a message that does not decode is INVALID_ARGUMENT, with the reason', async () => {
-  const r = await exportRaw(LOGS, Buffer.from([0x0a, 0xff, 0xff, 0xff]));
+  const r = await exportRaw('logs', Buffer.from([0x0a, 0xff, 0xff, 0xff]));
   assert.equal(r.code, grpc.status.INVALID_ARGUMENT);
   assert.match(r.details ?? '', /protobuf/);
 });
 
 test('queue full or Redis away is UNAVAILABLE (retryable); above the limit RESOURCE_EXHAUSTED', async () => {
   sink.acceptanceNow = 'full';
-  assert.equal((await exportRaw(LOGS, logs)).code, grpc.status.UNAVAILABLE);
+  assert.equal((await exportRaw('logs', logs)).code, grpc.status.UNAVAILABLE);
   sink.acceptanceNow = 'unavailable';
-  assert.equal((await exportRaw(LOGS, logs)).code, grpc.status.UNAVAILABLE);
+  assert.equal((await exportRaw('logs', logs)).code, grpc.status.UNAVAILABLE);
   sink.acceptanceNow = 'ok';
-  assert.equal((await exportRaw(LOGS, Buffer.alloc(MAX + 10, 0))).code, grpc.status.RESOURCE_EXHAUSTED);
+  assert.equal((await exportRaw('logs', Buffer.alloc(MAX + 10, 0))).code, grpc.status.RESOURCE_EXHAUSTED);
 });

@@ -1,0 +1,98 @@
+/**
+ * The shipped otel-collector.yaml in a real OpenTelemetry Collector (built from the official
+ * modules by test/collector/build.sh), in front of the bridge and a real LLMFlow: every
+ * protocol in, protobuf + gzip to the bridge, metrics to Prometheus, and nothing lost while
+ * the bridge is down.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { SCENARIOS, expectedSpans, payloads } from '../support/fixtures';
+import { SECOND_CONFIG, SHIPPED_CONFIG, startCollector, validateConfig, type CollectorPeer } from '../support/collector';
+import { exportGrpc } from '../support/otlp-grpc';
+import { freePort, post, startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
+
+let redis: RedisPeer;
+let llmflow: LlmflowPeer;
+let bridge: BridgePeer;
+let collector: CollectorPeer;
+let bridgePort = 0;
+
+before(async () => {
+  [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
+  bridgePort = await freePort();
+  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '400', OTLP_HTTP_PORT: String(bridgePort) });
+  collector = await startCollector({ bridgeUrl: bridge.url });
+});
+after(async () => {
+  await collector?.stop();
+  await bridge?.stop();
+  await Promise.all([llmflow?.stop(), redis?.stop()]);
+});
+
+test('otelcol validate accepts the shipped config, alone and with the second destination', () => {
+  assert.deepEqual(validateConfig([SHIPPED_CONFIG]), { code: 0, output: '' });
+  const second = validateConfig([SHIPPED_CONFIG, SECOND_CONFIG], { SECOND_OTLP_ENDPOINT: 'https://otlp.example.com', SECOND_OTLP_HEADERS: '{"x-api-key": "k"}' });
+  assert.equal(second.code, 0, second.output);
+  const missing = validateConfig([SHIPPED_CONFIG, SECOND_CONFIG], { SECOND_OTLP_ENDPOINT: '' });
+  assert.notEqual(missing.code, 0, 'a second destination without an endpoint is refused');
+});
+
+/** Waits until LLMFlow holds the whole trace of a capture's prompt, and returns its spans. */
+async function traceOfPrompt(promptId: string, want: number) {
+  return waitFor(`the trace of prompt ${promptId}`, async () => {
+    const spans = (await llmflow.spans()).filter((s) => JSON.parse(s.attributes)['prompt.id'] === promptId);
+    const traceIds = new Set(spans.map((s) => s.trace_id));
+    if (traceIds.size !== 1) return undefined;
+    const trace = (await llmflow.listed()).filter((s) => traceIds.has(s.trace_id));
+    return trace.length >= want ? trace : undefined;
+  }, 60_000);
+}
+
+function promptIdIn(body: Buffer): string {
+  return /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/.exec(body.toString('latin1').split('prompt.id')[1] ?? '')![0];
+}
+
+test('OTLP/HTTP protobuf and JSON, and OTLP/gRPC, through the Collector reach LLMFlow as traces', async () => {
+  const cases = [
+    { scenario: SCENARIOS[0], via: 'http/protobuf' },
+    { scenario: SCENARIOS[1], via: 'http/json' },
+    { scenario: SCENARIOS[2], via: 'grpc' },
+  ] as const;
+  for (const { scenario, via } of cases) {
+    const capture = via === 'http/json' ? 'json' : 'protobuf';
+    for (const p of payloads(capture, scenario)) {
+      if (via === 'grpc') {
+        assert.equal((await exportGrpc(collector.grpcAddress, p.signal, p.body)).code, 0);
+      } else {
+        assert.equal((await post(`${collector.httpUrl}/v1/${p.signal}`, p.body, p.format === 'json' ? 'application/json' : 'application/x-protobuf')).status, 200);
+      }
+    }
+    const logs = payloads(capture, scenario).find((p) => p.signal === 'logs')!;
+    const id = capture === 'json' ? JSON.parse(logs.body.toString()).resourceLogs[0].scopeLogs[0].logRecords.map((r: { attributes: { key: string; value: { stringValue?: string } }[] }) => r.attributes.find((a) => a.key === 'prompt.id')?.value.stringValue).find(Boolean) : promptIdIn(logs.body);
+    const trace = await traceOfPrompt(id, expectedSpans(capture, scenario).total);
+    assert.equal(trace.length, expectedSpans(capture, scenario).total, `${via}: the whole trace, once`);
+  }
+  assert.match(bridge.output(), /"msg":"accepted a batch"/);
+});
+
+test("Claude Code's metrics are served to Prometheus", async () => {
+  for (const p of payloads('protobuf', 'tool').filter((x) => x.signal === 'metrics')) {
+    assert.equal((await post(`${collector.httpUrl}/v1/metrics`, p.body, 'application/x-protobuf')).status, 200);
+  }
+  const text = await waitFor('Claude Code metrics on the Prometheus endpoint', async () => {
+    const body = await (await fetch(collector.prometheusUrl)).text();
+    return body.includes('claude_code_') ? body : undefined;
+  });
+  assert.match(text, /claude_code_token_usage/);
+});
+
+test('while the bridge is down the Collector keeps the data, and delivers it when the bridge is back', async () => {
+  await bridge.stop();
+  const p = payloads('json', 'simple').find((x) => x.signal === 'logs')!;
+  const body = Buffer.from(p.body.toString().replaceAll('"prompt.id","value":{"stringValue":"', '"prompt.id","value":{"stringValue":"outage-'));
+  assert.equal((await post(`${collector.httpUrl}/v1/logs`, body, 'application/json')).status, 200);
+  const promptId = `outage-${JSON.parse(p.body.toString()).resourceLogs[0].scopeLogs[0].logRecords.map((r: { attributes: { key: string; value: { stringValue?: string } }[] }) => r.attributes.find((a) => a.key === 'prompt.id')?.value.stringValue).find(Boolean)}`;
+  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '400', OTLP_HTTP_PORT: String(bridgePort) });
+  const trace = await traceOfPrompt(promptId, expectedSpans('json', 'simple').total);
+  assert.equal(trace.length, expectedSpans('json', 'simple').total);
+});
