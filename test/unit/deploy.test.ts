@@ -1,0 +1,76 @@
+/**
+ * The deployment files, checked as far as a machine without a Docker engine can: docker-compose
+ * (Debian's package) reads them, every variable they set is one the code reads, and the
+ * services have the health checks, restart policies and start order the README promises.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { SPEC } from '@ccbridge/config';
+
+const ROOT = path.join(__dirname, '..', '..');
+const read = (f: string) => readFileSync(path.join(ROOT, f), 'utf8');
+
+interface Service {
+  image?: string;
+  build?: { target?: string };
+  environment?: Record<string, string>;
+  healthcheck?: unknown;
+  restart?: string;
+  depends_on?: Record<string, { condition: string }>;
+  command?: string[];
+  ports?: unknown[];
+}
+
+function composeConfig(files: string[], env: Record<string, string> = {}): { services: Record<string, Service> } {
+  const out = execFileSync('docker-compose', [...files.flatMap((f) => ['-f', f]), 'config'], {
+    cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return parse(out);
+}
+
+test('docker-compose reads docker-compose.yml, alone and with the second destination', () => {
+  const base = composeConfig(['docker-compose.yml']);
+  assert.deepEqual(Object.keys(base.services).sort(), ['bridge-ingest', 'bridge-worker', 'llmflow', 'otel-collector', 'otelcol-queue-owner', 'redis']);
+  const second = composeConfig(['docker-compose.yml', 'docker-compose.second.yml'], { SECOND_OTLP_ENDPOINT: 'https://otlp.example.com' });
+  assert.ok(second.services['otel-collector']!.command!.includes('--config=/etc/otelcol-contrib/second.yaml'));
+  assert.throws(() => composeConfig(['docker-compose.yml', 'docker-compose.second.yml'], { SECOND_OTLP_ENDPOINT: '' }), /SECOND_OTLP_ENDPOINT/);
+});
+
+test('every variable the compose file gives the bridge is one the bridge reads', () => {
+  const known = new Set(SPEC.map((s) => s.env));
+  const { services } = composeConfig(['docker-compose.yml']);
+  for (const name of ['bridge-ingest', 'bridge-worker']) {
+    for (const variable of Object.keys(services[name]!.environment ?? {})) assert.ok(known.has(variable), `${name}: ${variable} is read by the bridge`);
+  }
+  assert.equal(services['bridge-ingest']!.environment!.BRIDGE_ROLE, 'ingest');
+  assert.equal(services['bridge-worker']!.environment!.BRIDGE_ROLE, 'worker');
+});
+
+test('every variable the compose file gives the Collector is one its configs read', () => {
+  const referenced = new Set([...`${read('otel-collector.yaml')}${read('otel-collector.second.yaml')}`.matchAll(/\$\{env:([A-Z0-9_]+)/g)].map((m) => m[1]));
+  const { services } = composeConfig(['docker-compose.yml', 'docker-compose.second.yml'], { SECOND_OTLP_ENDPOINT: 'https://otlp.example.com' });
+  for (const variable of Object.keys(services['otel-collector']!.environment ?? {})) assert.ok(referenced.has(variable), `${variable} is read by otel-collector.yaml`);
+  assert.ok(referenced.has('BRIDGE_OTLP_ENDPOINT'));
+});
+
+test('health checks, restart policies, start order, pinned images, non-root bridge', () => {
+  const { services } = composeConfig(['docker-compose.yml']);
+  for (const name of ['redis', 'bridge-ingest', 'bridge-worker']) assert.ok(services[name]!.healthcheck, `${name} has a health check`);
+  for (const name of ['redis', 'bridge-ingest', 'bridge-worker', 'otel-collector', 'llmflow']) assert.equal(services[name]!.restart, 'unless-stopped', name);
+  assert.equal(services['bridge-ingest']!.depends_on!.redis!.condition, 'service_healthy');
+  assert.equal(services['bridge-worker']!.depends_on!.redis!.condition, 'service_healthy');
+  assert.equal(services['otel-collector']!.depends_on!['bridge-ingest']!.condition, 'service_healthy');
+  for (const s of Object.values(services)) if (s.image) assert.match(s.image, /:\d+(\.\d+)+(-\w+)?$/, `${s.image} is pinned`);
+  const collectorVersion = /otel\/opentelemetry-collector-contrib:([\d.]+)/.exec(services['otel-collector']!.image!)![1]!;
+  assert.match(read('test/collector/builder-config.yaml'), new RegExp(`ocb-version: v${collectorVersion.replaceAll('.', '\\.')}`), 'the tested Collector is the release compose runs');
+  assert.match(JSON.stringify(services['otel-collector']!.ports), /4317.*4318|4318.*4317/);
+  const dockerfile = read('Dockerfile');
+  for (const s of Object.values(services)) if (s.build?.target) assert.match(dockerfile, new RegExp(`^FROM .* AS ${s.build.target}$`, 'm'));
+  const bridgeStage = dockerfile.slice(dockerfile.indexOf('AS bridge'));
+  assert.match(bridgeStage, /^USER node$/m, 'the bridge runs as a non-root user');
+  assert.match(read('docker-compose.yml'), /--appendonly", "yes"/);
+});
