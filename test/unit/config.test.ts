@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, SPEC, loadConfig } from '@ccbridge/config';
+import { ConfigError, SPEC, loadConfig, unknownVariables } from '@ccbridge/config';
 
 test('defaults hold when nothing is set', () => {
   const c = loadConfig({});
@@ -69,3 +69,7 @@ for (const [name, value] of Object.entries(BAD)) {
     });
   });
 }
+
+test('BRIDGE_* variables that no setting reads are reported (a misspelling is not silently ignored)', () => {
+  assert.deepEqual(unknownVariables({ BRIDGE_INTERACTION_IDLE: '5', BRIDGE_ROLE: 'all', PATH: '/bin' }), ['BRIDGE_INTERACTION_IDLE']);
+});

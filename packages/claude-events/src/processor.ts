@@ -108,11 +108,15 @@ export class InteractionCloser {
 
   /** Closes what is due (everything open when `all`); returns how many roots were drawn. */
   closeDue(all = false): Promise<number> {
-    // One round at a time per process; rounds in other processes are kept apart by the lease.
-    this.running ??= this.round(all).finally(() => {
-      this.running = undefined;
+    // One round at a time per process (rounds in other processes are kept apart by leases). A
+    // periodic round already running serves a periodic call; a call for all waits its turn.
+    if (this.running && !all) return this.running;
+    const round = (this.running ?? Promise.resolve(0)).catch(() => 0).then(() => this.round(all));
+    const tracked = round.finally(() => {
+      if (this.running === tracked) this.running = undefined;
     });
-    return this.running;
+    this.running = tracked;
+    return tracked;
   }
 
   private async round(all: boolean): Promise<number> {

@@ -145,3 +145,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BridgeConfig {
   }
   return config as unknown as BridgeConfig;
 }
+
+/** BRIDGE_* variables that no setting reads: most likely misspelt, worth a warning. */
+export function unknownVariables(env: NodeJS.ProcessEnv = process.env): string[] {
+  const known = new Set(SPEC.map((s) => s.env));
+  return Object.keys(env).filter((k) => k.startsWith('BRIDGE_') && !known.has(k)).sort();
+}

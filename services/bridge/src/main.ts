@@ -6,12 +6,13 @@
  * jobs in hand, close open interactions, then stop.
  */
 import http from 'node:http';
-import { ConfigError, loadConfig, type BridgeConfig } from '@ccbridge/config';
+import { ConfigError, loadConfig, unknownVariables, type BridgeConfig } from '@ccbridge/config';
 import { createLogger, type Logger } from '@ccbridge/log';
 import { createHttpApp } from '@ccbridge/ingest';
 import { startIngest } from '@ccbridge/ingest-service';
 import { startWorker } from '@ccbridge/worker-service';
-import { StartupError, chooseRedis, redisAnswers } from './redis';
+import { connectRedis } from '@ccbridge/queue';
+import { StartupError, chooseRedis } from './redis';
 
 function listen(server: http.Server, config: BridgeConfig): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -33,7 +34,10 @@ async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<voi
     throw new StartupError((err as Error).message);
   }
   const worker = config.role !== 'ingest' ? startWorker(config, redis.url, log.child({ component: 'worker' })) : undefined;
-  const app = createHttpApp({ ready: () => redisAnswers(redis.url, 1_000) }, ingest?.options);
+  // Readiness asks one fail-fast connection, not a new one per probe.
+  const probe = connectRedis(redis.url, 'producer');
+  probe.on('error', () => undefined);
+  const app = createHttpApp({ ready: async () => (await probe.ping()) === 'PONG' }, ingest?.options);
   const server = http.createServer(app);
   // Collectors keep connections alive; let idle ones go quickly on shutdown.
   server.keepAliveTimeout = 5_000;
@@ -54,6 +58,7 @@ async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<voi
     });
     await ingest?.close();
     await worker?.close();
+    probe.disconnect();
     await redis.stop();
   };
 }
@@ -68,6 +73,8 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const log = createLogger(config.logLevel);
+  const unknown = unknownVariables();
+  if (unknown.length > 0) log.warn({ variables: unknown }, 'ignoring BRIDGE_* variables that no setting reads (misspelt?)');
   let stop: () => Promise<void>;
   try {
     stop = await run(config, log);
