@@ -9,9 +9,10 @@ RUN npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev --no-au
 
 FROM node:20-bookworm-slim AS llmflow
 # LLMFlow 0.4.1 runs on Bun (shipped by the `bun` npm package); it needs `uuid` beside it.
+# The same versions as the tests' peers (test/peers/package.json; a test holds them equal).
 WORKDIR /opt/llmflow
-COPY test/peers/package.json test/peers/package-lock.json ./
-RUN npm ci --no-audit --no-fund && mkdir -p /data && chown node:node /data
+RUN npm init -y >/dev/null && npm install --no-audit --no-fund llmflow@0.4.1 bun@1.4.5 uuid@14.0.3 \
+  && mkdir -p /data && chown node:node /data
 USER node
 ENV DASHBOARD_PORT=3000 PROXY_PORT=8080 DATA_DIR=/data
 EXPOSE 3000

@@ -74,3 +74,10 @@ test('health checks, restart policies, start order, pinned images, non-root brid
   assert.match(bridgeStage, /^USER node$/m, 'the bridge runs as a non-root user');
   assert.match(read('docker-compose.yml'), /--appendonly", "yes"/);
 });
+
+test('the LLMFlow image installs the versions the tests run against', () => {
+  const peers = JSON.parse(read('test/peers/package.json')).dependencies as Record<string, string>;
+  const stage = read('Dockerfile').split(/^FROM /m).find((st) => /AS llmflow$/m.test(st))!;
+  for (const name of ['llmflow', 'bun', 'uuid']) assert.match(stage, new RegExp(`\\b${name}@${peers[name]!.replaceAll('.', '\\.')}\\b`), name);
+  assert.doesNotMatch(stage, /claude-code/);
+});

@@ -14,7 +14,9 @@
  * |                      | without: a span event on the interaction root            | -               |
  *
  * A span ends at its event's time and starts `duration_ms` before it (Claude Code logs an
- * event when its work ends). Every span keeps all of the event's own fields as attributes and
+ * event when its work ends). Names and parents are those of Claude Code's own (beta) trace;
+ * LLM spans are kind CLIENT, as the GenAI conventions ask for a call to a model service
+ * (Claude Code's own spans are all INTERNAL). Every span keeps all of the event's own fields as attributes and
  * adds the GenAI names (and the older names LLMFlow reads) from the tables below.
  */
 import { SpanKind, StatusCode, type AttributeValue } from '@ccbridge/otlp';
