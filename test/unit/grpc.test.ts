@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { closeGrpc, createGrpcReceiver, listenGrpc, type Acceptance, type BatchSink } from '@ccbridge/ingest';
+import { InflightGate, closeGrpc, createGrpcReceiver, listenGrpc, type Acceptance, type BatchSink } from '@ccbridge/ingest';
 import { silentLogger } from '@ccbridge/log';
 import type { Signal } from '@ccbridge/otlp';
 import { payloads } from '../support/fixtures';
@@ -20,7 +20,7 @@ class RecordingSink implements BatchSink {
 
 const MAX = 64 * 1024;
 const sink = new RecordingSink();
-const server = createGrpcReceiver({ sink, maxBodyBytes: MAX, log: silentLogger });
+const server = createGrpcReceiver({ sink, maxBodyBytes: MAX, log: silentLogger, gate: new InflightGate(8) });
 let port = 0;
 
 before(async () => {

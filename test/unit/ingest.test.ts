@@ -2,18 +2,26 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import zlib from 'node:zlib';
-import { createHttpApp, type Acceptance, type BatchSink } from '@ccbridge/ingest';
+import { InflightGate, createHttpApp, type Acceptance, type BatchSink } from '@ccbridge/ingest';
 import { silentLogger } from '@ccbridge/log';
 import { root, type Signal } from '@ccbridge/otlp';
 import { payloads } from '../support/fixtures';
-import { post } from '../support/peers';
+import { post, waitFor } from '../support/peers';
 
 /** A sink that records what it is given, and can be told to refuse. */
 class RecordingSink implements BatchSink {
   batches: { signal: Signal; items: number }[] = [];
   acceptanceNow: Acceptance = 'ok';
   failEnqueue = false;
+  /** While set, acceptance() waits for it: the request stays in flight. */
+  hold: Promise<void> | undefined;
+  waiting = 0;
   async acceptance() {
+    if (this.hold) {
+      this.waiting += 1;
+      await this.hold;
+      this.waiting -= 1;
+    }
     return this.acceptanceNow;
   }
   async enqueue(signal: Signal, _request: unknown, items: number) {
@@ -24,12 +32,13 @@ class RecordingSink implements BatchSink {
 
 const MAX = 64 * 1024;
 const sink = new RecordingSink();
+const gate = new InflightGate(2);
 let ready = true;
 let server: http.Server;
 let base = '';
 
 before(async () => {
-  server = http.createServer(createHttpApp({ ready: async () => ready }, { sink, maxBodyBytes: MAX, log: silentLogger }));
+  server = http.createServer(createHttpApp({ ready: async () => ready }, { sink, maxBodyBytes: MAX, log: silentLogger, gate }));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
 });
@@ -130,4 +139,19 @@ test('/healthz is up while the process is; /readyz follows Redis', async () => {
   ready = false;
   assert.equal((await fetch(`${base}/readyz`)).status, 503);
   ready = true;
+});
+
+test('past the requests it takes at once, the receiver answers 503 before reading the body; then takes more', async () => {
+  let release!: () => void;
+  sink.hold = new Promise<void>((r) => (release = r));
+  const held = [post(`${base}/v1/logs`, logsPb.body, 'application/x-protobuf'), post(`${base}/v1/logs`, logsPb.body, 'application/x-protobuf')];
+  await waitFor('two requests in flight', () => sink.waiting === 2);
+  const busy = await post(`${base}/v1/logs`, logsPb.body, 'application/x-protobuf');
+  assert.equal(busy.status, 503);
+  assert.match(statusOf(busy.body, 'protobuf').message, /at once/);
+  assert.ok(Number(busy.headers.get('retry-after')) > 0);
+  sink.hold = undefined;
+  release();
+  assert.deepEqual((await Promise.all(held)).map((r) => r.status), [200, 200]);
+  assert.equal((await post(`${base}/v1/logs`, logsPb.body, 'application/x-protobuf')).status, 200);
 });

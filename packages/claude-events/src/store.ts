@@ -199,7 +199,11 @@ export class InteractionStore {
     if (keys.length === 0) return;
     const pipeline = this.redis.pipeline();
     for (const key of keys) {
-      pipeline.hset(this.hashKey(key), 'closed', '1').zrem(`${this.options.prefix}:due`, key).zrem(`${this.options.prefix}:closing`, key);
+      pipeline
+        .hset(this.hashKey(key), 'closed', '1')
+        .expire(this.hashKey(key), this.ttlSeconds)
+        .zrem(`${this.options.prefix}:due`, key)
+        .zrem(`${this.options.prefix}:closing`, key);
     }
     await pipeline.exec();
   }

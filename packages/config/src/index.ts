@@ -19,6 +19,8 @@ export interface BridgeConfig {
   otlpGrpcHost: string;
   /** Largest request body the receiver takes, after gzip is undone. */
   maxBodyBytes: number;
+  /** Requests received at once (HTTP and gRPC together); past it the receiver answers 503. */
+  maxConcurrentRequests: number;
   /** Jobs waiting in the queue at which the receiver starts answering 503 (back-pressure). */
   queueMaxWaiting: number;
   interactionIdleMs: number;
@@ -121,6 +123,7 @@ export const SPEC = [
   spec('OTLP_GRPC_PORT', 'otlpGrpcPort', port, 4317),
   spec('OTLP_GRPC_HOST', 'otlpGrpcHost', text, '0.0.0.0'),
   spec('BRIDGE_MAX_BODY_BYTES', 'maxBodyBytes', bytes, 16 * 1024 * 1024),
+  spec('BRIDGE_MAX_CONCURRENT_REQUESTS', 'maxConcurrentRequests', integer(1, 10_000), 32),
   spec('BRIDGE_QUEUE_MAX_WAITING', 'queueMaxWaiting', integer(1, 10_000_000), 10_000),
   spec('BRIDGE_INTERACTION_IDLE_MS', 'interactionIdleMs', integer(100, 86_400_000), 30_000),
   spec('BRIDGE_WORKER_CONCURRENCY', 'workerConcurrency', integer(1, 256), 4),

@@ -10,7 +10,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { DecodeError, decodeExportRequest, encodeExportResponse, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
-import { receiveBatch, type BatchSink } from './receiver';
+import { BUSY_MESSAGE, receiveBatch, type BatchSink, type InflightGate } from './receiver';
 
 const SERVICES: Record<Signal, string> = {
   logs: 'opentelemetry.proto.collector.logs.v1.LogsService',
@@ -22,6 +22,7 @@ export interface GrpcReceiverOptions {
   sink: BatchSink;
   maxBodyBytes: number;
   log: Logger;
+  gate: InflightGate;
 }
 
 const raw = (b: Buffer) => b;
@@ -42,6 +43,15 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
       },
     };
     const Export: grpc.handleUnaryCall<Buffer, Buffer> = async (call, callback) => {
+      // grpc-js has read the message by now; the gate bounds the decoded batches held at once.
+      if (!options.gate.tryEnter()) return callback({ code: grpc.status.UNAVAILABLE, details: BUSY_MESSAGE });
+      try {
+        await exportBatch(call, callback);
+      } finally {
+        options.gate.leave();
+      }
+    };
+    const exportBatch: grpc.handleUnaryCall<Buffer, Buffer> = async (call, callback) => {
       let request;
       try {
         request = decodeExportRequest(signal, call.request, 'protobuf');

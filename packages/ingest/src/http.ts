@@ -21,12 +21,14 @@ import {
   type ExportRequestBySignal, type Signal, type WireFormat,
 } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
-import { receiveBatch, type BatchSink } from './receiver';
+import { BUSY_MESSAGE, receiveBatch, type BatchSink, type InflightGate } from './receiver';
 
 export interface IngestOptions {
   sink: BatchSink;
   maxBodyBytes: number;
   log: Logger;
+  /** Shared by the HTTP and gRPC receivers: requests received at once. */
+  gate: InflightGate;
   /** Seconds a throttled client is asked to wait (Retry-After). */
   retryAfterSeconds?: number;
 }
@@ -67,6 +69,11 @@ export function otlpRouter(options: IngestOptions): express.Router {
       if (!wireFormatOf(req.headers['content-type'])) {
         return reply(req, res, 415, `Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')} is not supported: use ${CONTENT_TYPES.protobuf} or ${CONTENT_TYPES.json}`);
       }
+      if (!options.gate.tryEnter()) {
+        log.warn({ signal, limit: options.gate.limit }, 'throttled a request: too many at once');
+        return reply(req, res, 503, BUSY_MESSAGE);
+      }
+      res.once('close', () => options.gate.leave());
       next();
     });
     router.post(

@@ -44,3 +44,25 @@ export async function receiveBatch<S extends Signal>(
   }
   return { stored: true, items };
 }
+
+/**
+ * Bounds the requests being received at once, so memory stays bounded under overload (at most
+ * `limit` bodies of the size limit): past it a receiver answers "retry later" before reading.
+ */
+export class InflightGate {
+  private inflight = 0;
+
+  constructor(readonly limit: number) {}
+
+  tryEnter(): boolean {
+    if (this.inflight >= this.limit) return false;
+    this.inflight += 1;
+    return true;
+  }
+
+  leave(): void {
+    this.inflight -= 1;
+  }
+}
+
+export const BUSY_MESSAGE = 'the bridge is receiving as many requests as it takes at once; retry later';

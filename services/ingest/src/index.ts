@@ -4,7 +4,7 @@
 import type { BridgeConfig } from '@ccbridge/config';
 import type { Logger } from '@ccbridge/log';
 import { BatchProducer, connectRedis } from '@ccbridge/queue';
-import { closeGrpc, createGrpcReceiver, listenGrpc, type IngestOptions } from '@ccbridge/ingest';
+import { InflightGate, closeGrpc, createGrpcReceiver, listenGrpc, type IngestOptions } from '@ccbridge/ingest';
 
 export interface IngestService {
   /** What the bridge's HTTP server needs to serve the OTLP routes. */
@@ -17,7 +17,7 @@ export async function startIngest(config: BridgeConfig, redisUrl: string, log: L
   const redis = connectRedis(redisUrl, 'producer');
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   const producer = new BatchProducer(redis, { maxWaiting: config.queueMaxWaiting, attempts: config.jobAttempts });
-  const options: IngestOptions = { sink: producer, maxBodyBytes: config.maxBodyBytes, log };
+  const options: IngestOptions = { sink: producer, maxBodyBytes: config.maxBodyBytes, log, gate: new InflightGate(config.maxConcurrentRequests) };
   const grpc = createGrpcReceiver(options);
   try {
     await listenGrpc(grpc, config.otlpGrpcHost, config.otlpGrpcPort);
