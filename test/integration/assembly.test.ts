@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { StatusCode, type LogRecord } from '@ccbridge/otlp';
 import { SCENARIOS, logsOf, type Capture } from '../support/fixtures';
 import { Harness, prng, recordsOf, requestOf, treeOf } from '../support/assembly';
-import { startRedis, type RedisPeer } from '../support/peers';
+import { startRedis, waitFor, type RedisPeer } from '../support/peers';
+import { InteractionCloser } from '@ccbridge/claude-events';
 
 let redis: RedisPeer;
 const harnesses: Harness[] = [];
@@ -198,4 +199,15 @@ test('an API error is an LLM span with error status, status code and attempt', a
   const root = spans.find((s) => !s.parentSpanId)!;
   assert.equal(root.attrs['claude_code.interaction.errors'], 1);
   assert.equal(root.attrs['claude_code.interaction.llm_requests'], 2);
+});
+
+test('an interaction is not closed while batches received before it went quiet still wait in the queue', async () => {
+  const h = harness({ idleMs: 1 });
+  await h.process(logsOf('json', 'simple'));
+  let backlogSince: number | undefined = Date.now() - 60_000;
+  const closer = new InteractionCloser(h.deps, { backlogSinceMs: async () => backlogSince });
+  await waitFor('the interaction to be due', async () => (await h.deps.store.openCount()) === 1);
+  assert.equal(await closer.closeDue(), 0, 'a batch from before it went quiet is still queued');
+  backlogSince = undefined;
+  assert.equal(await closer.closeDue(), 1);
 });

@@ -7,7 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisAnswersAt } from '../support/redis-probe';
 import { expectedSpans, payloads } from '../support/fixtures';
-import { post, startBridge, startLlmflow, startRedis, tempDir, waitFor, type LlmflowPeer, type RedisPeer } from '../support/peers';
+import { Redis } from 'ioredis';
+import { freePort, post, startBridge, startLlmflow, startRedis, tempDir, waitFor, type LlmflowPeer, type RedisPeer } from '../support/peers';
 
 let redis: RedisPeer;
 let llmflow: LlmflowPeer;
@@ -72,4 +73,27 @@ test('with REDIS_URL unset it uses the default Redis, or starts a private redis-
     assert.equal(await bridge.stop('SIGTERM'), 0);
   }
   if (!defaultWasUp) assert.equal(await redisAnswersAt(6379), false, 'the private redis-server stops with the bridge');
+});
+
+test('while LLMFlow is away, batches wait in the queue using up none of their attempts, and arrive once it is back', async () => {
+  const port = await freePort();
+  const bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: `http://127.0.0.1:${port}`, BRIDGE_JOB_ATTEMPTS: '1', BRIDGE_INTERACTION_IDLE_MS: '300' });
+  let late: LlmflowPeer | undefined;
+  const client = new Redis(redis.url);
+  try {
+    await postScenario(bridge.url, 'two-tools');
+    await waitFor('the worker to notice LLMFlow is away', () => /LLMFlow is unavailable/.test(bridge.output()));
+    late = await startLlmflow(port);
+    const want = expectedSpans('protobuf', 'two-tools').total;
+    const spans = await waitFor('the whole trace in the late LLMFlow', async () => {
+      const s = await late!.listed();
+      return s.length >= want && s.some((x) => !x.parent_id) ? s : undefined;
+    }, 60_000);
+    assert.equal(spans.length, want);
+    assert.equal(await client.zcard('ccbridge:otlp-batches:failed'), 0, 'no batch used up its single attempt');
+  } finally {
+    client.disconnect();
+    await bridge.stop();
+    await late?.stop();
+  }
 });

@@ -1,7 +1,7 @@
 /** The export stage against a real LLMFlow: chunking, repeated delivery, refusals. */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { ExportRejectedError, ExportRetryableError, LlmflowExporter, chunkResourceSpans } from '@ccbridge/llmflow';
+import { LlmflowExporter, LlmflowUnavailableError, chunkResourceSpans } from '@ccbridge/llmflow';
 import { silentLogger } from '@ccbridge/log';
 import { spanIdFor, traceIdFor } from '@ccbridge/claude-events';
 import type { ResourceSpans, Span } from '@ccbridge/otlp';
@@ -46,17 +46,30 @@ test('chunks keep every span, in order, under its own resource', () => {
 test('a repeated delivery is recognised as already stored, even where LLMFlow lists only a few reasons', async () => {
   const exporter = new LlmflowExporter({ url: llmflow.url, timeoutMs: 5_000, maxSpansPerRequest: 50, log: silentLogger });
   const rs = batch('repeat', 40);
-  assert.deepEqual(await exporter.export(rs), { stored: 40, duplicates: 0 });
-  assert.deepEqual(await exporter.export(rs), { stored: 0, duplicates: 40 });
+  assert.deepEqual(await exporter.export(rs), { stored: 40, duplicates: 0, refused: [] });
+  assert.deepEqual(await exporter.export(rs), { stored: 0, duplicates: 40, refused: [] });
   const mixed = [...rs, ...batch('repeat-new', 6)];
-  assert.deepEqual(await exporter.export(mixed), { stored: 6, duplicates: 40 });
+  assert.deepEqual(await exporter.export(mixed), { stored: 6, duplicates: 40, refused: [] });
   const stored = (await llmflow.listed()).filter((s) => s.trace_id === traceIdFor('repeat'));
   assert.equal(stored.length, 40);
 });
 
-test('LLMFlow away is retryable; a request it refuses outright is not', async () => {
+test('a span LLMFlow refuses is named with its reason, and holds back none of the others', async () => {
+  const exporter = new LlmflowExporter({ url: llmflow.url, timeoutMs: 5_000, maxSpansPerRequest: 50, log: silentLogger });
+  const rs = batch('poison', 12);
+  const poison = rs[0]!.scopeSpans![0]!.spans![3]!;
+  poison.startTimeUnixNano = 'not a time';
+  const result = await exporter.export(rs);
+  assert.equal(result.stored, 11);
+  assert.deepEqual(result.refused.map((r) => r.spanId), [poison.spanId]);
+  assert.ok(result.refused[0]!.reason.length > 0);
+  const stored = (await llmflow.listed()).filter((s) => s.trace_id === traceIdFor('poison'));
+  assert.equal(stored.length, 11);
+});
+
+test('LLMFlow away, or at a wrong URL, is "unavailable": the caller keeps the spans for later', async () => {
   const down = new LlmflowExporter({ url: `http://127.0.0.1:${await freePort()}`, timeoutMs: 2_000, maxSpansPerRequest: 50, log: silentLogger });
-  await assert.rejects(down.export(batch('down', 2)), ExportRetryableError);
+  await assert.rejects(down.export(batch('down', 2)), LlmflowUnavailableError);
   const wrongPath = new LlmflowExporter({ url: `${llmflow.url}/no-such-prefix`, timeoutMs: 2_000, maxSpansPerRequest: 50, log: silentLogger });
-  await assert.rejects(wrongPath.export(batch('wrong', 2)), (err: Error) => err instanceof ExportRejectedError || err instanceof ExportRetryableError);
+  await assert.rejects(wrongPath.export(batch('wrong', 2)), LlmflowUnavailableError);
 });

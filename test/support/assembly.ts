@@ -26,6 +26,7 @@ export class Harness {
       log: silentLogger,
       exportSpans: async (rs: ResourceSpans[]) => {
         for (const r of rs) for (const ss of r.scopeSpans ?? []) for (const s of ss.spans ?? []) this.exported.push({ ...s, attrs: attributesToRecord(s.attributes) });
+        return { refused: [] };
       },
       ...options,
     };

@@ -137,9 +137,9 @@ process.stdout.write(JSON.stringify(db.query(process.env.LLMFLOW_SQL).all()));`;
   });
 }
 
-export async function startLlmflow(): Promise<LlmflowPeer> {
+export async function startLlmflow(wantPort?: number): Promise<LlmflowPeer> {
   const dataDir = tempDir('llmflow');
-  const [dashboard, proxy] = [await freePort(), await freePort()];
+  const [dashboard, proxy] = [wantPort ?? (await freePort()), await freePort()];
   const proc = launch(path.join(PEERS, '.bin', 'bun'), ['run', path.join(PEERS, 'llmflow', 'src', 'server.ts')], {
     ...process.env,
     DASHBOARD_PORT: String(dashboard),

@@ -39,7 +39,7 @@ function eventNameOf(record: LogRecord, attributes: Attributes): string | undefi
   return undefined;
 }
 
-const NS_PER_MS = 1_000_000n;
+export const NS_PER_MS = 1_000_000n;
 
 const hasTraceContext = (record: LogRecord) => !!record.traceId && /[^0]/.test(record.traceId);
 

@@ -20,7 +20,7 @@
  * adds the GenAI names (and the older names LLMFlow reads) from the tables below.
  */
 import { SpanKind, StatusCode, type AttributeValue } from '@ccbridge/otlp';
-import { booleanOf, numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
+import { NS_PER_MS, booleanOf, numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { spanIdFor } from './ids';
 
 export interface SpanDraft {
@@ -100,8 +100,6 @@ export function renamed(attributes: Attributes, table: readonly Rename[]): Attri
   }
   return out;
 }
-
-const NS_PER_MS = 1_000_000n;
 
 /** [start, end] of the work an event reports: it ends at the event and lasts duration_ms. */
 function extent(event: ClaudeEvent): [bigint, bigint] {

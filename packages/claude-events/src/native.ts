@@ -23,16 +23,21 @@ const ADDED: Record<string, (a: Attributes) => Attributes> = {
   'claude_code.tool': (a) => ({ ...TOOL_SPAN }),
 };
 
-function enrich(span: Span, redactor: Redactor): Span {
+/** A span with the privacy policy applied to its attributes and its events' attributes. */
+function redacted(span: Span, redactor: Redactor): Span {
+  if (!redactor.active) return span;
+  return {
+    ...span,
+    attributes: redactor.keyValues(span.attributes),
+    events: span.events?.map((e) => ({ ...e, attributes: redactor.keyValues(e.attributes) })),
+  };
+}
+
+function enrich(span: Span): Span {
   const attrs = attributesToRecord(span.attributes);
   const added = ADDED[span.name]?.(attrs) ?? {};
   const missing = Object.fromEntries(Object.entries(added).filter(([k]) => !(k in attrs)));
-  const attributes = [...(span.attributes ?? []), ...recordToAttributes(missing)];
-  return {
-    ...span,
-    attributes: redactor.keyValues(attributes),
-    events: span.events?.map((e) => ({ ...e, attributes: redactor.keyValues(e.attributes) })),
-  };
+  return { ...span, attributes: [...(span.attributes ?? []), ...recordToAttributes(missing)] };
 }
 
 /**
@@ -43,9 +48,9 @@ export function nativeSpansToForward(request: ResourceSpans[], mode: NativeTrace
   const out: ResourceSpans[] = [];
   for (const rs of request) {
     const scopeSpans = (rs.scopeSpans ?? []).flatMap((ss): ScopeSpans[] => {
-      if (!isClaudeCodeScope(ss)) return redactor.active ? [{ ...ss, spans: ss.spans?.map((s) => ({ ...s, attributes: redactor.keyValues(s.attributes) })) }] : [ss];
+      if (!isClaudeCodeScope(ss)) return [{ ...ss, spans: ss.spans?.map((s) => redacted(s, redactor)) }];
       if (mode === 'events') return [];
-      return [{ ...ss, spans: (ss.spans ?? []).map((s) => enrich(s, redactor)) }];
+      return [{ ...ss, spans: (ss.spans ?? []).map((s) => redacted(enrich(s), redactor)) }];
     });
     if (scopeSpans.some((ss) => (ss.spans?.length ?? 0) > 0)) {
       out.push({ ...rs, resource: rs.resource && { ...rs.resource, attributes: redactor.keyValues(rs.resource.attributes) }, scopeSpans });

@@ -2,17 +2,33 @@
  * The process stage as the worker runs it: a batch in, child spans out and interaction state
  * updated; and the closer that draws each interaction's root once it has gone quiet.
  */
-import type { ExportRequestBySignal, KeyValue, ResourceSpans, Signal } from '@ccbridge/otlp';
+import { countItems, type ExportRequestBySignal, type KeyValue, type ResourceSpans, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { assignInteractions, sessionsToLookUp } from './assign';
 import { claudeEventsOf, type ClaudeEvent } from './events';
-import { planBatch, rootSpanOf } from './interaction';
+import { planBatch, rootSpanIdFor, rootSpanOf } from './interaction';
 import { nativeSpansToForward, type NativeTraceMode } from './native';
 import { KEEP_ALL, createRedactor, type Redactor } from './privacy';
 import type { InteractionStore } from './store';
 
-/** Where spans go (the LLMFlow exporter); throws when they could not be delivered. */
-export type SpanSink = (resourceSpans: ResourceSpans[]) => Promise<unknown>;
+/**
+ * Where spans go (the LLMFlow exporter). It throws when it can take nothing now, and otherwise
+ * delivers what it can and names the spans it would not take.
+ */
+export type SpanSink = (resourceSpans: ResourceSpans[]) => Promise<{ refused: { spanId: string; reason: string }[] }>;
+
+/** Some spans of a batch were refused downstream; the rest were delivered. */
+export class SpansRefusedError extends Error {
+  override name = 'SpansRefusedError';
+}
+
+async function deliver(sink: SpanSink, resourceSpans: ResourceSpans[]): Promise<void> {
+  if (resourceSpans.length === 0) return;
+  const { refused } = await sink(resourceSpans);
+  if (refused.length > 0) {
+    throw new SpansRefusedError(`${refused.length} span(s) refused: ${refused.map((r) => r.reason).join('; ').slice(0, 300)}`);
+  }
+}
 
 export interface BatchProcessorDeps {
   store: InteractionStore;
@@ -72,7 +88,7 @@ export async function processBatch<S extends Signal>(
     const timelines = await deps.store.timelines(sessionsToLookUp(events));
     const plan = planBatch(events, assignInteractions(events, timelines));
     await deps.store.apply(plan);
-    if (plan.resourceSpans.length > 0) await deps.exportSpans(plan.resourceSpans);
+    await deliver(deps.exportSpans, plan.resourceSpans);
     return {
       signal,
       events: extracted.events.length,
@@ -86,8 +102,8 @@ export async function processBatch<S extends Signal>(
   }
   if (signal === 'traces') {
     const forward = nativeSpansToForward((request as ExportRequestBySignal['traces']).resourceSpans ?? [], mode, redactor);
-    if (forward.length > 0) await deps.exportSpans(forward);
-    return { signal, forwarded: forward.reduce((n, rs) => n + (rs.scopeSpans ?? []).reduce((m, ss) => m + (ss.spans?.length ?? 0), 0), 0) };
+    await deliver(deps.exportSpans, forward);
+    return { signal, forwarded: countItems('traces', { resourceSpans: forward }) };
   }
   // Metrics are taken off the queue so nothing piles up in Redis; they feed nothing yet.
   return { signal };
@@ -98,6 +114,11 @@ export interface CloserOptions {
   batchSize?: number;
   /** How long to wait before retrying a root that could not be exported. */
   retryDelayMs?: number;
+  /**
+   * When the oldest batch not yet processed was received (ms), if any. An interaction is only
+   * closed once it was due before that: quiet means no events processed, and none waiting.
+   */
+  backlogSinceMs?: () => Promise<number | undefined>;
 }
 
 /** Draws the roots of due interactions: one round reads, exports and marks a batch of them. */
@@ -120,21 +141,32 @@ export class InteractionCloser {
   }
 
   private async round(all: boolean): Promise<number> {
+    const { store, log } = this.deps;
+    const retryDelayMs = this.options.retryDelayMs ?? 5_000;
     let closed = 0;
     for (;;) {
-      const due = await this.deps.store.claim(Date.now(), this.options.batchSize ?? 100, all);
+      const now = Date.now();
+      const backlog = all ? undefined : await this.options.backlogSinceMs?.();
+      const due = await store.claim({ nowMs: now, dueByMs: Math.min(now, backlog ?? now), limit: this.options.batchSize ?? 100, all });
       if (due.length === 0) return closed;
-      const keys = due.map((ix) => ix.key);
+      let refused: Set<string>;
       try {
-        await this.deps.exportSpans(due.map(rootSpanOf));
+        refused = new Set((await this.deps.exportSpans(due.map(rootSpanOf))).refused.map((r) => r.spanId));
       } catch (err) {
-        await this.deps.store.release(keys, this.options.retryDelayMs ?? 5_000);
-        this.deps.log.warn({ interactions: keys.length, err: (err as Error).message }, 'could not export interaction roots; will retry');
+        await store.release(due.map((ix) => ix.key), retryDelayMs);
+        log.warn({ interactions: due.length, err: (err as Error).message }, 'could not export interaction roots; will retry');
         return closed;
       }
-      await this.deps.store.markClosed(keys);
-      closed += keys.length;
-      this.deps.log.info({ interactions: keys.length }, 'closed interactions');
+      // A root LLMFlow refused is tried again later; the others are done.
+      const [done, again] = [due.filter((ix) => !refused.has(rootSpanIdFor(ix.key))), due.filter((ix) => refused.has(rootSpanIdFor(ix.key)))];
+      await store.markClosed(done.map((ix) => ix.key));
+      if (again.length > 0) {
+        await store.release(again.map((ix) => ix.key), 12 * retryDelayMs);
+        log.error({ interactions: again.map((ix) => ix.key) }, 'LLMFlow refused interaction roots; will retry');
+      }
+      closed += done.length;
+      if (done.length > 0) log.info({ interactions: done.length }, 'closed interactions');
+      if (done.length === 0) return closed;
     }
   }
 }

@@ -31,6 +31,7 @@ local function adopt(session, key)
   local held = prefix .. ':session:' .. session .. ':pending'
   local events = redis.call('HGETALL', held)
   for i = 1, #events, 2 do redis.call('HSET', ixkey(key) .. ':e', events[i], events[i + 1]) end
+  if #events > 0 then redis.call('EXPIRE', ixkey(key) .. ':e', ttl) end
   redis.call('DEL', held)
 end
 local input = cjson.decode(ARGV[5])
@@ -82,13 +83,13 @@ return 1
  */
 const CLAIM = `
 local due, closing = ARGV[1] .. ':due', ARGV[1] .. ':closing'
-local now, lease, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local now, lease, limit, dueBy = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6])
 local window = limit + redis.call('ZCARD', closing)
 local candidates
 if ARGV[5] == 'all' then
   candidates = redis.call('ZRANGE', due, 0, window - 1)
 else
-  candidates = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, window)
+  candidates = redis.call('ZRANGEBYSCORE', due, '-inf', dueBy, 'LIMIT', 0, window)
 end
 local claimed = {}
 for _, key in ipairs(candidates) do
@@ -113,7 +114,7 @@ export interface InteractionStoreOptions {
 
 type ScriptedRedis = Redis & {
   ccbridgeApply(prefix: string, now: number, idle: number, ttl: number, updates: string): Promise<number>;
-  ccbridgeClaim(prefix: string, now: number, lease: number, limit: number, mode: string): Promise<string[]>;
+  ccbridgeClaim(prefix: string, now: number, lease: number, limit: number, mode: string, dueBy: number): Promise<string[]>;
 };
 
 export class InteractionStore {
@@ -154,9 +155,12 @@ export class InteractionStore {
     return out;
   }
 
-  /** Claims interactions due to close (all open ones when `all`) and reads their state. */
-  async claim(nowMs = Date.now(), limit = 100, all = false): Promise<StoredInteraction[]> {
-    const keys = await this.redis.ccbridgeClaim(this.options.prefix, nowMs, this.leaseMs, limit, all ? 'all' : 'due');
+  /**
+   * Claims interactions due to close by `dueByMs` (all open ones when `all`), leasing them from
+   * `nowMs`, and reads their state.
+   */
+  async claim({ nowMs = Date.now(), dueByMs = nowMs, limit = 100, all = false }: { nowMs?: number; dueByMs?: number; limit?: number; all?: boolean } = {}): Promise<StoredInteraction[]> {
+    const keys = await this.redis.ccbridgeClaim(this.options.prefix, nowMs, this.leaseMs, limit, all ? 'all' : 'due', dueByMs);
     if (keys.length === 0) return [];
     const pipeline = this.redis.pipeline();
     for (const key of keys) {

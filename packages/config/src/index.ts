@@ -56,7 +56,7 @@ type Parser<T> = (raw: string, name: string) => T;
 
 const integer = (min: number, max: number): Parser<number> => (raw, name) => {
   const n = Number(raw.trim());
-  if (raw.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+  if (!/^\d+$/.test(raw.trim()) || n < min || n > max) {
     throw new ConfigError(name, raw, `a whole number from ${min} to ${max}`);
   }
   return n;

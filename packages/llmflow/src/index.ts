@@ -3,23 +3,31 @@
  * encoding LLMFlow takes.
  *
  * Written on fetch rather than @opentelemetry/exporter-trace-otlp-http because the bridge must
- * read what LLMFlow answers: LLMFlow rejects a span id it already stores through
+ * read what LLMFlow answers: LLMFlow refuses a span id it already stores through
  * `partialSuccess` ("UNIQUE constraint failed"), which for a bridge that derives ids and may
  * deliver twice means "already stored", while the SDK exporter only logs partial success. And
  * the bridge forwards spans it holds as OTLP/JSON, not as SDK span objects.
  *
- * Retries belong to the queue: a retryable failure throws ExportRetryableError and the job is
- * retried with back-off; a permanent one (LLMFlow refusing the request itself) throws
- * ExportRejectedError.
+ * What can go wrong, and what the caller is told:
+ * - LLMFlow cannot take anything now (no answer, timeout, 408/429/5xx, or 401/403/404/405,
+ *   which mean a wrong LLMFLOW_URL): LlmflowUnavailableError, thrown at once; nothing is lost,
+ *   the caller keeps the batch and tries again later.
+ * - LLMFlow refuses particular spans (400/413/422 on a single span, or a partialSuccess
+ *   rejection other than a duplicate): every other span is still delivered, and the refused
+ *   ones are returned with LLMFlow's reason. A request refused as a whole is split in halves
+ *   until the refused spans stand alone.
  */
-import type { ResourceSpans } from '@ccbridge/otlp';
+import { countItems, type ResourceSpans } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 
-export class ExportRetryableError extends Error {
-  override name = 'ExportRetryableError';
+export class LlmflowUnavailableError extends Error {
+  override name = 'LlmflowUnavailableError';
 }
-export class ExportRejectedError extends Error {
-  override name = 'ExportRejectedError';
+
+export interface RefusedSpan {
+  spanId: string;
+  name: string;
+  reason: string;
 }
 
 export interface ExportResult {
@@ -27,10 +35,8 @@ export interface ExportResult {
   stored: number;
   /** Spans LLMFlow already held (a repeated delivery). */
   duplicates: number;
-}
-
-export interface TraceExporter {
-  export(resourceSpans: ResourceSpans[]): Promise<ExportResult>;
+  /** Spans LLMFlow would not take, with its reason. */
+  refused: RefusedSpan[];
 }
 
 export interface LlmflowExporterOptions {
@@ -41,12 +47,17 @@ export interface LlmflowExporterOptions {
   headers?: Record<string, string>;
 }
 
-/** Statuses after which the same request may succeed later (as the OTLP exporters treat them). */
-const RETRYABLE = new Set([408, 429, 500, 502, 503, 504]);
+/** Statuses that say something about the spans sent, rather than about LLMFlow or the URL. */
+const REFUSES_CONTENT = new Set([400, 413, 422]);
 const DUPLICATE = /UNIQUE constraint failed/i;
 
-const spanCount = (batch: ResourceSpans[]) =>
-  batch.reduce((n, rs) => n + (rs.scopeSpans ?? []).reduce((m, ss) => m + (ss.spans?.length ?? 0), 0), 0);
+const spansIn = (batch: ResourceSpans[]) => batch.flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []));
+const spanCount = (batch: ResourceSpans[]) => countItems('traces', { resourceSpans: batch });
+const sum = (a: ExportResult, b: ExportResult): ExportResult => ({
+  stored: a.stored + b.stored,
+  duplicates: a.duplicates + b.duplicates,
+  refused: [...a.refused, ...b.refused],
+});
 
 /** Splits a request into requests of at most `max` spans, keeping resources and scopes. */
 export function chunkResourceSpans(batch: ResourceSpans[], max: number): ResourceSpans[][] {
@@ -73,7 +84,7 @@ export function chunkResourceSpans(batch: ResourceSpans[], max: number): Resourc
   return chunks;
 }
 
-export class LlmflowExporter implements TraceExporter {
+export class LlmflowExporter {
   private readonly endpoint: string;
 
   constructor(private readonly options: LlmflowExporterOptions) {
@@ -81,12 +92,11 @@ export class LlmflowExporter implements TraceExporter {
   }
 
   async export(resourceSpans: ResourceSpans[]): Promise<ExportResult> {
-    const total: ExportResult = { stored: 0, duplicates: 0 };
+    let total: ExportResult = { stored: 0, duplicates: 0, refused: [] };
     for (const chunk of chunkResourceSpans(resourceSpans, this.options.maxSpansPerRequest)) {
-      const r = await this.post(chunk);
-      total.stored += r.stored;
-      total.duplicates += r.duplicates;
+      total = sum(total, await this.post(chunk));
     }
+    if (total.duplicates > 0) this.options.log.debug({ duplicates: total.duplicates }, 'LLMFlow already held some spans');
     return total;
   }
 
@@ -101,40 +111,43 @@ export class LlmflowExporter implements TraceExporter {
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
     } catch (err) {
-      throw new ExportRetryableError(`LLMFlow at ${this.endpoint} did not answer: ${(err as Error).message}`);
+      throw new LlmflowUnavailableError(`LLMFlow at ${this.endpoint} did not answer: ${(err as Error).message}`);
     }
     const text = await response.text().catch(() => '');
-    if (response.status === 413 && spans > 1) {
-      // This LLMFlow takes smaller bodies than we sent.
-      return this.postInHalves(chunk, spans);
+    if (REFUSES_CONTENT.has(response.status)) {
+      if (spans > 1) return this.postInHalves(chunk, spans, `LLMFlow answered ${response.status}`);
+      return { stored: 0, duplicates: 0, refused: this.refuse(chunk, `LLMFlow answered ${response.status}: ${text.slice(0, 300)}`) };
     }
     if (!response.ok) {
-      const message = `LLMFlow answered ${response.status} to ${spans} spans: ${text.slice(0, 300)}`;
-      throw RETRYABLE.has(response.status) ? new ExportRetryableError(message) : new ExportRejectedError(message);
+      throw new LlmflowUnavailableError(`LLMFlow at ${this.endpoint} answered ${response.status}: ${text.slice(0, 300)}`);
     }
     const refusal = readPartialSuccess(text);
-    if (refusal.rejected === 0) return { stored: spans, duplicates: 0 };
-    if (refusal.reasons.length < refusal.rejected && spans > 1) {
-      // LLMFlow lists only its first few reasons: send again in smaller requests until every
-      // refusal is explained. What this request stored comes back as duplicates there.
-      const again = await this.postInHalves(chunk, spans);
-      const storedNow = spans - refusal.rejected;
-      return { stored: again.stored + storedNow, duplicates: again.duplicates - storedNow };
-    }
+    if (refusal.rejected === 0) return { stored: spans, duplicates: 0, refused: [] };
     const duplicates = refusal.reasons.filter((r) => DUPLICATE.test(r)).length;
-    if (duplicates < refusal.rejected) {
-      // Not knowing whether LLMFlow's reason is lasting (a bad span) or passing (its database
-      // was busy), the batch is tried again: spans it stored by now come back as duplicates,
-      // and a span refused every time leaves the batch in the failed set, not lost unseen.
-      throw new ExportRetryableError(`LLMFlow refused ${refusal.rejected - duplicates} of ${spans} spans: ${refusal.reasons.join('; ').slice(0, 300)}`);
+    const explained = refusal.reasons.length >= refusal.rejected;
+    if (explained && duplicates === refusal.rejected) return { stored: spans - duplicates, duplicates, refused: [] };
+    if (spans > 1) {
+      // LLMFlow lists only its first few reasons and never says which span each is about: send
+      // again in halves until each refusal stands alone. What this request stored comes back
+      // as duplicates there.
+      const again = await this.postInHalves(chunk, spans, 'LLMFlow refused some spans');
+      const storedNow = spans - refusal.rejected;
+      return { ...again, stored: again.stored + storedNow, duplicates: again.duplicates - storedNow };
     }
-    return { stored: spans - duplicates, duplicates };
+    return { stored: 0, duplicates: 0, refused: this.refuse(chunk, refusal.reasons.join('; ') || 'refused without a reason') };
   }
 
-  private async postInHalves(chunk: ResourceSpans[], spans: number): Promise<ExportResult> {
+  private async postInHalves(chunk: ResourceSpans[], spans: number, why: string): Promise<ExportResult> {
+    this.options.log.debug({ spans, why }, 'splitting a request to LLMFlow');
     const [a = [], b = []] = chunkResourceSpans(chunk, Math.ceil(spans / 2));
-    const [ra, rb] = [await this.post(a), await this.post(b)];
-    return { stored: ra.stored + rb.stored, duplicates: ra.duplicates + rb.duplicates };
+    // Both halves go, whatever the first one met: one refused span must not hold back the rest.
+    return sum(await this.post(a), await this.post(b));
+  }
+
+  private refuse(chunk: ResourceSpans[], reason: string): RefusedSpan[] {
+    const refused = spansIn(chunk).map((s) => ({ spanId: s.spanId, name: s.name, reason }));
+    this.options.log.error({ spans: refused.map((r) => `${r.name} ${r.spanId}`), reason }, 'LLMFlow refused spans');
+    return refused;
   }
 }
 

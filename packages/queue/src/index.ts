@@ -19,9 +19,8 @@ export const KEY_PREFIX = 'ccbridge';
 export interface BatchJob<S extends Signal = Signal> {
   signal: S;
   request: ExportRequestBySignal[S];
-  /** Items (log records, data points, spans) in the batch, for logs and back-pressure. */
+  /** Items (log records, data points, spans) in the batch, for logs. */
   items: number;
-  receivedAtMs: number;
 }
 
 /**
@@ -74,7 +73,9 @@ export class BatchProducer {
     if (this.redis.status !== 'ready') return 'unavailable';
     if (nowMs - this.depth.readAtMs > (this.options.depthCacheMs ?? 1_000)) {
       try {
-        this.depth = { value: await this.queue.getWaitingCount(), readAtMs: nowMs };
+        // Every batch not yet processed counts, those waiting to be retried included.
+        const counts = await this.queue.getJobCounts('waiting', 'paused', 'prioritized', 'delayed');
+        this.depth = { value: Object.values(counts).reduce((a, b) => a + b, 0), readAtMs: nowMs };
       } catch {
         return 'unavailable';
       }
@@ -84,7 +85,8 @@ export class BatchProducer {
 
   /** Resolves once the batch is stored in Redis. */
   async enqueue<S extends Signal>(signal: S, request: ExportRequestBySignal[S], items: number): Promise<void> {
-    await this.queue.add(signal, { signal, request, items, receivedAtMs: Date.now() });
+    // The job's own timestamp records when the batch was received.
+    await this.queue.add(signal, { signal, request, items });
     this.depth.value += 1;
   }
 
@@ -95,23 +97,71 @@ export class BatchProducer {
 
 export type BatchHandler = (job: BatchJob, info: { id: string | undefined; attempt: number }) => Promise<void>;
 
+/**
+ * Thrown by a handler when nothing can be processed for a while (LLMFlow is down): the job goes
+ * back to the queue without using up one of its attempts, and the whole consumer waits `ms`.
+ */
+export class PauseConsumer extends Error {
+  override name = 'PauseConsumer';
+  constructor(readonly ms: number, message: string) {
+    super(message);
+  }
+}
+
 export interface BatchConsumerOptions {
   concurrency: number;
   onFailed?: (job: BatchJob | undefined, err: Error, final: boolean) => void;
   onError?: (err: Error) => void;
 }
 
+/** Job states that hold batches not yet processed. */
+const BACKLOG_STATES = ['wait', 'paused', 'prioritized', 'delayed', 'active'] as const;
+
 /** The consumer side, used by the worker. Throw from the handler to have the job retried. */
-export function startBatchConsumer(redis: Redis, handler: BatchHandler, options: BatchConsumerOptions): Worker<BatchJob> {
-  const worker = new Worker<BatchJob>(
-    QUEUE_NAME,
-    (job: Job<BatchJob>) => handler(job.data, { id: job.id, attempt: job.attemptsMade + 1 }),
-    { connection: redis as unknown as ConnectionOptions, prefix: KEY_PREFIX, concurrency: options.concurrency, autorun: true },
-  );
-  worker.on('failed', (job, err) => {
-    const final = !job || err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
-    options.onFailed?.(job?.data, err, final);
-  });
-  worker.on('error', (err) => options.onError?.(err));
-  return worker;
+export class BatchConsumer {
+  private readonly worker: Worker<BatchJob>;
+  /** For the queue-wide calls a Worker does not offer (rate limit, backlog, other workers). */
+  private readonly queue: Queue<BatchJob>;
+
+  constructor(redis: Redis, handler: BatchHandler, options: BatchConsumerOptions) {
+    const connection = redis as unknown as ConnectionOptions;
+    this.queue = new Queue<BatchJob>(QUEUE_NAME, { connection, prefix: KEY_PREFIX });
+    this.queue.on('error', (err) => options.onError?.(err));
+    this.worker = new Worker<BatchJob>(
+      QUEUE_NAME,
+      async (job: Job<BatchJob>) => {
+        try {
+          await handler(job.data, { id: job.id, attempt: job.attemptsMade + 1 });
+        } catch (err) {
+          if (!(err instanceof PauseConsumer)) throw err;
+          await this.queue.rateLimit(err.ms);
+          throw Worker.RateLimitError();
+        }
+      },
+      // A limiter must be set for a manual rate limit to hold; this one never binds by itself.
+      { connection, prefix: KEY_PREFIX, concurrency: options.concurrency, autorun: true, limiter: { max: 1_000_000, duration: 1_000 } },
+    );
+    this.worker.on('failed', (job, err) => {
+      const final = !job || err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+      options.onFailed?.(job?.data, err, final);
+    });
+    this.worker.on('error', (err) => options.onError?.(err));
+  }
+
+  /** When the oldest batch not yet processed was received (ms), or undefined when none waits. */
+  async backlogSinceMs(): Promise<number | undefined> {
+    const oldest = await Promise.all(BACKLOG_STATES.map((state) => this.queue.getJobs([state], 0, 0, true)));
+    const times = oldest.flat().map((job) => job.timestamp).filter((t) => Number.isFinite(t));
+    return times.length > 0 ? Math.min(...times) : undefined;
+  }
+
+  /** Other workers consuming the same queue now. */
+  async otherWorkers(): Promise<number> {
+    return Math.max(0, (await this.queue.getWorkersCount()) - 1);
+  }
+
+  async close(): Promise<void> {
+    await this.worker.close();
+    await this.queue.close();
+  }
 }

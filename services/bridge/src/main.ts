@@ -73,6 +73,13 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const log = createLogger(config.logLevel);
+  // A signal during start-up is held, then acted on once there is something to stop.
+  let requested: string | undefined;
+  let onSignal = (signal: string) => {
+    requested = signal;
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
   const unknown = unknownVariables();
   if (unknown.length > 0) log.warn({ variables: unknown }, 'ignoring BRIDGE_* variables that no setting reads (misspelt?)');
   let stop: () => Promise<void>;
@@ -85,7 +92,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   let stopping = false;
-  const shutdown = (signal: string) => {
+  onSignal = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
@@ -105,8 +112,10 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  if (requested) onSignal(requested);
 }
 
-void main();
+main().catch((err: Error) => {
+  process.stderr.write(`claude-code-llmflow-bridge: ${err.stack ?? err.message}\n`);
+  process.exit(1);
+});

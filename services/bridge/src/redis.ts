@@ -61,6 +61,10 @@ export async function chooseRedis(config: BridgeConfig, log: Logger): Promise<Re
     detached: true,
   });
   log.info({ dir, url: DEFAULT_REDIS_URL, pid: child.pid }, 'started a private redis-server (REDIS_URL is unset)');
+  // Whatever way the bridge exits (a failed start, a forced shutdown, a crash), its Redis goes too.
+  process.once('exit', () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+  });
   if (!(await waitUntil(() => redisAnswers(DEFAULT_REDIS_URL, 500), 10_000, child))) {
     child.kill('SIGKILL');
     throw new StartupError(`the private redis-server did not answer at ${DEFAULT_REDIS_URL} (see its messages above)`);

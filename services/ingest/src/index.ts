@@ -1,5 +1,6 @@
 /**
- * The ingest: the OTLP/HTTP receiver wired to the queue. Wiring only.
+ * The ingest: the OTLP receivers (HTTP routes served by the bridge's HTTP server, gRPC on its
+ * own port) wired to the queue. Wiring only.
  */
 import type { BridgeConfig } from '@ccbridge/config';
 import type { Logger } from '@ccbridge/log';
