@@ -36,14 +36,14 @@ test('a bad variable stops start-up with a message that names it', async () => {
   }
 });
 
-test('ingest and worker run as separate processes over one Redis; SIGTERM closes open interactions', async () => {
+test('ingest and workers run as separate processes over one Redis; the last worker to stop closes open interactions', async () => {
   const common = { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '600000' };
   const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
-  const worker = await startBridge({ ...common, BRIDGE_ROLE: 'worker' });
+  const workers = [await startBridge({ ...common, BRIDGE_ROLE: 'worker' }), await startBridge({ ...common, BRIDGE_ROLE: 'worker' })];
   try {
-    // The worker's port serves health only.
-    assert.equal((await fetch(`${worker.url}/readyz`)).status, 200);
-    assert.equal((await post(`${worker.url}/v1/logs`, Buffer.from('{}'), 'application/json')).status, 404);
+    // A worker's port serves health only.
+    assert.equal((await fetch(`${workers[0]!.url}/readyz`)).status, 200);
+    assert.equal((await post(`${workers[0]!.url}/v1/logs`, Buffer.from('{}'), 'application/json')).status, 404);
     await postScenario(ingest.url, 'tool');
     // Children arrive at once; the root waits for the interaction to go quiet (10 minutes here).
     const children = await waitFor('the child spans', async () => {
@@ -51,13 +51,15 @@ test('ingest and worker run as separate processes over one Redis; SIGTERM closes
       return s.length >= expectedSpans('protobuf', 'tool').total - 1 ? s : undefined;
     });
     assert.ok(children.every((s) => s.parent_id), 'no root yet');
-    assert.equal(await worker.stop('SIGTERM'), 0, 'graceful exit');
-    const spans = await llmflow.listed();
-    const roots = spans.filter((s) => !s.parent_id && s.trace_id === children[0]!.trace_id);
-    assert.equal(roots.length, 1, 'SIGTERM drew the root of the open interaction');
-    assert.match(worker.output(), /"msg":"stopped"/);
+    assert.equal(await workers[0]!.stop('SIGTERM'), 0, 'graceful exit');
+    assert.match(workers[0]!.output(), /leaving open interactions to the other workers/);
+    assert.equal((await llmflow.listed()).filter((s) => !s.parent_id).length, 0, 'another worker still runs: no root yet');
+    assert.equal(await workers[1]!.stop('SIGTERM'), 0);
+    const roots = (await llmflow.listed()).filter((s) => !s.parent_id && s.trace_id === children[0]!.trace_id);
+    assert.equal(roots.length, 1, 'the last worker drew the root of the open interaction');
+    assert.match(workers[1]!.output(), /"msg":"stopped"/);
   } finally {
-    await Promise.all([ingest.stop(), worker.stop()]);
+    await Promise.all([ingest.stop(), ...workers.map((w) => w.stop())]);
   }
 });
 

@@ -29,7 +29,11 @@ const raw = (b: Buffer) => b;
 
 export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
   const { sink, log } = options;
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxBodyBytes });
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': options.maxBodyBytes,
+    // grpc-js reads a message whole before the handler runs: bound the calls per connection too.
+    'grpc.max_concurrent_streams': options.gate.limit,
+  });
   for (const [signal, service] of Object.entries(SERVICES) as [Signal, string][]) {
     const definition: grpc.ServiceDefinition = {
       Export: {
