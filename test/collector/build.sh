@@ -15,6 +15,8 @@ log() { echo "collector/build.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 [ -f "$manifest" ] || die "manifest not found: $manifest"
+# Go's usual install place, for shells whose PATH lacks it.
+command -v go >/dev/null 2>&1 || [ ! -x /usr/local/go/bin/go ] || PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null 2>&1 || die "go is not on PATH (the Collector is built from source with Go)"
 
 # The builder version lives in the manifest (a '# ocb-version: vX.Y.Z' line) so the hash below
