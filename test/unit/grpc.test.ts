@@ -1,22 +1,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { InflightGate, closeGrpc, createGrpcReceiver, listenGrpc, type Acceptance, type BatchSink } from '@ccbridge/ingest';
+import { InflightGate, closeGrpc, createGrpcReceiver, listenGrpc } from '@ccbridge/ingest';
 import { silentLogger } from '@ccbridge/log';
 import type { Signal } from '@ccbridge/otlp';
 import { payloads } from '../support/fixtures';
+import { RecordingSink } from '../support/recording-sink';
 import { exportGrpc } from '../support/otlp-grpc';
 
-class RecordingSink implements BatchSink {
-  batches: { signal: Signal; items: number }[] = [];
-  acceptanceNow: Acceptance = 'ok';
-  async acceptance() {
-    return this.acceptanceNow;
-  }
-  async enqueue(signal: Signal, _request: unknown, items: number) {
-    this.batches.push({ signal, items });
-  }
-}
 
 const MAX = 64 * 1024;
 const sink = new RecordingSink();

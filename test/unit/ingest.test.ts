@@ -2,33 +2,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import zlib from 'node:zlib';
-import { InflightGate, createHttpApp, type Acceptance, type BatchSink } from '@ccbridge/ingest';
+import { InflightGate, createHttpApp } from '@ccbridge/ingest';
 import { silentLogger } from '@ccbridge/log';
-import { root, type Signal } from '@ccbridge/otlp';
+import { root } from '@ccbridge/otlp';
 import { payloads } from '../support/fixtures';
+import { RecordingSink } from '../support/recording-sink';
 import { post, waitFor } from '../support/peers';
 
-/** A sink that records what it is given, and can be told to refuse. */
-class RecordingSink implements BatchSink {
-  batches: { signal: Signal; items: number }[] = [];
-  acceptanceNow: Acceptance = 'ok';
-  failEnqueue = false;
-  /** While set, acceptance() waits for it: the request stays in flight. */
-  hold: Promise<void> | undefined;
-  waiting = 0;
-  async acceptance() {
-    if (this.hold) {
-      this.waiting += 1;
-      await this.hold;
-      this.waiting -= 1;
-    }
-    return this.acceptanceNow;
-  }
-  async enqueue(signal: Signal, _request: unknown, items: number) {
-    if (this.failEnqueue) throw new Error('redis down');
-    this.batches.push({ signal, items });
-  }
-}
 
 const MAX = 64 * 1024;
 const sink = new RecordingSink();

@@ -1,0 +1,26 @@
+/** A BatchSink that records what the receiver hands it, and can be told to refuse or to wait. */
+import type { Acceptance, BatchSink } from '@ccbridge/ingest';
+import type { Signal } from '@ccbridge/otlp';
+
+export class RecordingSink implements BatchSink {
+  batches: { signal: Signal; items: number }[] = [];
+  acceptanceNow: Acceptance = 'ok';
+  failEnqueue = false;
+  /** While set, acceptance() waits for it: the request stays in flight. */
+  hold: Promise<void> | undefined;
+  waiting = 0;
+
+  async acceptance() {
+    if (this.hold) {
+      this.waiting += 1;
+      await this.hold;
+      this.waiting -= 1;
+    }
+    return this.acceptanceNow;
+  }
+
+  async enqueue(signal: Signal, _request: unknown, items: number) {
+    if (this.failEnqueue) throw new Error('redis down');
+    this.batches.push({ signal, items });
+  }
+}
