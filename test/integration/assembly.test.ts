@@ -206,7 +206,10 @@ test('an interaction is not closed while batches received before it went quiet s
   await h.process(logsOf('json', 'simple'));
   let backlogSince: number | undefined = Date.now() - 60_000;
   const closer = new InteractionCloser(h.deps, { backlogSinceMs: async () => backlogSince });
-  await waitFor('the interaction to be due', async () => (await h.deps.store.openCount()) === 1);
+  await waitFor('the interaction to be due', async () => {
+    const due = await h.dueTimes();
+    return due.length === 1 && due[0]! < Date.now();
+  });
   assert.equal(await closer.closeDue(), 0, 'a batch from before it went quiet is still queued');
   backlogSince = undefined;
   assert.equal(await closer.closeDue(), 1);

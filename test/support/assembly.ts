@@ -17,10 +17,12 @@ export class Harness {
   readonly deps: BatchProcessorDeps;
   readonly closer: InteractionCloser;
   private readonly redis: Redis;
+  private readonly prefix: string;
 
   constructor(redisUrl: string, options: Partial<BatchProcessorDeps> & { idleMs?: number; prefix?: string } = {}) {
     this.redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-    const store = new InteractionStore(this.redis, { prefix: options.prefix ?? `test-${randomUUID()}`, idleMs: options.idleMs ?? 600_000 });
+    this.prefix = options.prefix ?? `test-${randomUUID()}`;
+    const store = new InteractionStore(this.redis, { prefix: this.prefix, idleMs: options.idleMs ?? 600_000 });
     this.deps = {
       store,
       log: silentLogger,
@@ -36,12 +38,18 @@ export class Harness {
   /** Another worker on the same Redis and prefix, exporting into the same list. */
   sibling(): Harness {
     const h = Object.create(Harness.prototype) as Harness;
-    Object.assign(h, { exported: this.exported, deps: this.deps, redis: this.redis, closer: new InteractionCloser(this.deps) });
+    Object.assign(h, { exported: this.exported, deps: this.deps, redis: this.redis, prefix: this.prefix, closer: new InteractionCloser(this.deps) });
     return h;
   }
 
   process(request: ExportLogsRequest) {
     return processBatch(this.deps, 'logs', request);
+  }
+
+  /** When each open interaction is due to close (ms), as the store holds it. */
+  async dueTimes(): Promise<number[]> {
+    const flat = await this.redis.zrange(`${this.prefix}:due`, 0, -1, 'WITHSCORES');
+    return flat.filter((_, i) => i % 2 === 1).map(Number);
   }
 
   closeAll() {
