@@ -1,59 +1,91 @@
 /**
- * The process stage for tests: processBatch and the closer over a real Redis, with spans
- * collected in memory instead of sent to LLMFlow. Each harness gets its own key prefix.
+ * The process stage for tests: processBatch, the lifecycle store and the closer over a real
+ * Redis (single or cluster), with spans collected in memory instead of sent to LLMFlow, and a
+ * clock the test moves. Each harness gets its own key namespace.
  */
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { InteractionCloser, InteractionStore, processBatch, type BatchProcessorDeps } from '@ccbridge/claude-events';
+import { InteractionCloser, LifecycleStore, processBatch, type BatchProcessorDeps, type Clock, type LifecycleConfig } from '@ccbridge/claude-events';
 import { silentLogger } from '@ccbridge/log';
+import { connectRedis, type RedisClient } from '@ccbridge/redis';
 import { attributesToRecord, type AttributeValue, type ExportLogsRequest, type LogRecord, type ResourceSpans, type Span } from '@ccbridge/otlp';
 
 export interface CollectedSpan extends Span {
   attrs: Record<string, AttributeValue>;
 }
 
-export class Harness {
-  readonly exported: CollectedSpan[] = [];
-  readonly deps: BatchProcessorDeps;
-  readonly closer: InteractionCloser;
-  private readonly redis: Redis;
-  private readonly prefix: string;
+/** A clock that moves only when told to. */
+export class ManualClock implements Clock {
+  constructor(private ms = Date.UTC(2026, 10, 24)) {}
+  now(): number {
+    return this.ms;
+  }
+  advance(ms: number): void {
+    this.ms += ms;
+  }
+}
 
-  constructor(redisUrl: string, options: Partial<BatchProcessorDeps> & { idleMs?: number; prefix?: string } = {}) {
-    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-    this.prefix = options.prefix ?? `test-${randomUUID()}`;
-    const store = new InteractionStore(this.redis, { prefix: this.prefix, idleMs: options.idleMs ?? 600_000 });
-    this.deps = {
-      store,
-      log: silentLogger,
-      exportSpans: async (rs: ResourceSpans[]) => {
-        for (const r of rs) for (const ss of r.scopeSpans ?? []) for (const s of ss.spans ?? []) this.exported.push({ ...s, attrs: attributesToRecord(s.attributes) });
-        return { refused: [] };
-      },
-      ...options,
-    };
-    this.closer = new InteractionCloser(this.deps);
+export interface HarnessOptions {
+  config?: Partial<LifecycleConfig>;
+  /** When the oldest queued batch was received, as the worker's closer would be told. */
+  backlogSinceMs?: () => Promise<number | undefined>;
+  exportSpans?: BatchProcessorDeps['exportSpans'];
+  nativeTraces?: BatchProcessorDeps['nativeTraces'];
+  redactor?: BatchProcessorDeps['redactor'];
+}
+
+/** Where the harness's Redis is. */
+export interface RedisAt {
+  url: string;
+  cluster?: boolean;
+}
+
+export class Harness {
+  readonly exported: CollectedSpan[];
+  readonly clock: ManualClock;
+  readonly store: LifecycleStore;
+  readonly closer: InteractionCloser;
+  readonly deps: BatchProcessorDeps;
+  private readonly redis: RedisClient;
+
+  constructor(readonly at: RedisAt, readonly options: HarnessOptions = {}, shared?: { namespace: string; exported: CollectedSpan[]; clock: ManualClock }) {
+    // Each harness has its own connection: a sibling is another worker, not another handle on one client.
+    this.redis = connectRedis(at, 'consumer');
+    this.exported = shared?.exported ?? [];
+    this.clock = shared?.clock ?? new ManualClock();
+    this.namespace = shared?.namespace ?? `test-${randomUUID()}`;
+    this.store = new LifecycleStore(this.redis, { namespace: this.namespace, config: options.config, clock: this.clock });
+    const exportSpans = options.exportSpans ?? (async (rs: ResourceSpans[]) => {
+      for (const r of rs) for (const ss of r.scopeSpans ?? []) for (const s of ss.spans ?? []) this.exported.push({ ...s, attrs: attributesToRecord(s.attributes) });
+      return { refused: [] };
+    });
+    this.closer = new InteractionCloser({ store: this.store, exportSpans, log: silentLogger, backlogSinceMs: options.backlogSinceMs });
+    this.deps = { store: this.store, closer: this.closer, exportSpans, log: silentLogger, nativeTraces: options.nativeTraces, redactor: options.redactor };
   }
 
-  /** Another worker on the same Redis and prefix, exporting into the same list. */
+  readonly namespace: string;
+
+  /** Another worker: its own Redis connection, the same namespace, clock and exported list. */
   sibling(): Harness {
-    const h = Object.create(Harness.prototype) as Harness;
-    Object.assign(h, { exported: this.exported, deps: this.deps, redis: this.redis, prefix: this.prefix, closer: new InteractionCloser(this.deps) });
-    return h;
+    return new Harness(this.at, this.options, { namespace: this.namespace, exported: this.exported, clock: this.clock });
   }
 
   process(request: ExportLogsRequest) {
     return processBatch(this.deps, 'logs', request);
   }
 
-  /** When each open interaction is due to close (ms), as the store holds it. */
-  async dueTimes(): Promise<number[]> {
-    const flat = await this.redis.zrange(`${this.prefix}:due`, 0, -1, 'WITHSCORES');
-    return flat.filter((_, i) => i % 2 === 1).map(Number);
+  /** A closer round over every shard at the clock's time, as the worker's timer runs it. */
+  tick(): Promise<number> {
+    return this.closer.closeDue();
   }
 
-  closeAll() {
-    return this.closer.closeDue(true);
+  /** Moves the clock on, then runs a closer round. */
+  async advance(ms: number): Promise<number> {
+    this.clock.advance(ms);
+    return this.tick();
+  }
+
+  roots(): CollectedSpan[] {
+    return [...this.stored().values()].filter((s) => !s.parentSpanId);
   }
 
   /** What a store that keeps one copy per span id (LLMFlow) would hold; throws if a repeat differs. */
@@ -91,6 +123,16 @@ export function prng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** A Fisher-Yates shuffle driven by one generator (a random sort comparator does not shuffle fairly). */
+export function shuffle<T>(items: readonly T[], random: () => number): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
 }
 
 /** The tree as comparable data: per span, its name, parent, times, status and attributes. */

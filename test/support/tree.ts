@@ -1,44 +1,32 @@
 /**
- * The bridge's whole tree for a set of events, drawn in memory: child spans from planBatch, and
- * the root from the updates merged the way the Redis store merges them. For tests that look at
- * mapping and assembly without Redis.
+ * The bridge's whole tree for a set of requests, drawn by the real process stage (processBatch,
+ * the lifecycle scripts) over a real redis-server that this module starts on first use: tests
+ * of mapping and assembly see exactly what the worker would send. Call stopTreeRedis() in after().
  */
-import {
-  assignInteractions, claudeEventsOf, planBatch, rootSpanOf, type Contribution, type StoredInteraction,
-} from '@ccbridge/claude-events';
-import { attributesToRecord, type AttributeValue, type ExportLogsRequest, type Span, type SpanEvent } from '@ccbridge/otlp';
+import type { ExportLogsRequest, Span } from '@ccbridge/otlp';
+import { Harness, type CollectedSpan } from './assembly';
+import { startRedis, type RedisPeer } from './peers';
 
-export interface FlatSpan extends Span {
-  attrs: Record<string, AttributeValue>;
+export type FlatSpan = CollectedSpan;
+
+let redis: Promise<RedisPeer> | undefined;
+
+/** Every span the bridge draws for the requests, processed in order; roots drawn as the lifecycle decides. */
+export async function drawTree(requests: ExportLogsRequest[]): Promise<FlatSpan[]> {
+  redis ??= startRedis();
+  const h = new Harness({ url: (await redis).url });
+  try {
+    for (const r of requests) await h.process(r);
+    return [...h.stored().values()];
+  } finally {
+    h.disconnect();
+  }
 }
 
-export function drawTree(requests: ExportLogsRequest[]): FlatSpan[] {
-  const spans: Span[] = [];
-  type Merged = StoredInteraction & { contributionById: Map<string, Contribution>; eventById: Map<string, SpanEvent> };
-  const stored = new Map<string, Merged>();
-  for (const request of requests) {
-    const { events } = claudeEventsOf(request);
-    const plan = planBatch(events, assignInteractions(events, new Map()));
-    for (const rs of plan.resourceSpans) for (const ss of rs.scopeSpans ?? []) spans.push(...(ss.spans ?? []));
-    for (const u of plan.updates) {
-      const ix: Merged = stored.get(u.key) ?? {
-        key: u.key, traceId: u.traceId, session: u.session, start: u.start ?? u.end ?? '', end: u.end ?? u.start ?? '', resource: JSON.parse(u.resource ?? '[]'),
-        contributions: [], events: [], contributionById: new Map(), eventById: new Map(),
-      };
-      if (u.start && (!ix.start || u.start < ix.start)) ix.start = u.start;
-      if (u.end && u.end > ix.end) ix.end = u.end;
-      if (u.prompt) ix.prompt = JSON.parse(u.prompt);
-      if (u.completion !== undefined) ix.completion = u.completion;
-      for (const [id, c] of u.contributions) ix.contributionById.set(id, JSON.parse(c));
-      for (const [id, e] of u.events) ix.eventById.set(id, JSON.parse(e));
-      stored.set(u.key, ix);
-    }
-  }
-  for (const ix of stored.values()) {
-    const root = rootSpanOf({ ...ix, contributions: [...ix.contributionById.values()], events: [...ix.eventById.values()] });
-    spans.push(...root.scopeSpans![0]!.spans!);
-  }
-  return spans.map((s) => ({ ...s, attrs: attributesToRecord(s.attributes) }));
+export async function stopTreeRedis(): Promise<void> {
+  const peer = await redis;
+  redis = undefined;
+  await peer?.stop();
 }
 
 /** "name <- parent name" for every span of a tree, sorted: its shape, whatever the ids. */

@@ -1,19 +1,21 @@
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { attributesToRecord, StatusCode } from '@ccbridge/otlp';
 import { assignInteractions, claudeEventsOf, planBatch } from '@ccbridge/claude-events';
 import { FIXTURES, SCENARIOS, eventCounts, logsOf, nativeTraceOf, type Capture } from '../support/fixtures';
-import { drawTree, shapeOf } from '../support/tree';
+import { drawTree, shapeOf, stopTreeRedis } from '../support/tree';
+
+after(stopTreeRedis);
 
 const CAPTURES: Capture[] = ['json', 'protobuf'];
 
 for (const scenario of SCENARIOS) {
   for (const capture of CAPTURES) {
-    test(`${capture}/${scenario}: the tree has the native trace's shape`, () => {
+    test(`${capture}/${scenario}: the tree has the native trace's shape`, async () => {
       const native = nativeTraceOf(scenario).resourceSpans!.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!));
-      const ours = drawTree([logsOf(capture, scenario)]);
+      const ours = await drawTree([logsOf(capture, scenario)]);
       assert.deepEqual(shapeOf(ours), shapeOf(native));
       const toolNames = (spans: { name: string; attributes?: { key: string; value?: { stringValue?: string } }[] }[]) =>
         spans.filter((s) => s.name === 'claude_code.tool').map((s) => s.attributes!.find((a) => a.key === 'gen_ai.tool.name')?.value?.stringValue).sort();
@@ -26,8 +28,8 @@ for (const scenario of SCENARIOS) {
       assert.deepEqual(failed(ours), failed(native));
     });
 
-    test(`${capture}/${scenario}: one root, every parent present, ids unique and in one trace`, () => {
-      const spans = drawTree([logsOf(capture, scenario)]);
+    test(`${capture}/${scenario}: one root, every parent present, ids unique and in one trace`, async () => {
+      const spans = await drawTree([logsOf(capture, scenario)]);
       const roots = spans.filter((s) => !s.parentSpanId);
       assert.equal(roots.length, 1);
       assert.equal(roots[0]!.name, 'claude_code.interaction');
@@ -40,10 +42,10 @@ for (const scenario of SCENARIOS) {
       }
     });
 
-    test(`${capture}/${scenario}: an LLM span per api_request with model and tokens, timed by the event`, () => {
+    test(`${capture}/${scenario}: an LLM span per api_request with model and tokens, timed by the event`, async () => {
       const request = logsOf(capture, scenario);
       const events = claudeEventsOf(request).events.filter((e) => e.name === 'api_request');
-      const llm = drawTree([request]).filter((s) => s.name === 'claude_code.llm_request');
+      const llm = (await drawTree([request])).filter((s) => s.name === 'claude_code.llm_request');
       assert.equal(llm.length, eventCounts(request).get('claude_code.api_request'));
       for (const e of events) {
         const span = llm.find((s) => s.attrs['request_id'] === e.attributes['request_id'])!;
@@ -61,9 +63,9 @@ for (const scenario of SCENARIOS) {
       }
     });
 
-    test(`${capture}/${scenario}: a tool span per tool_result, and the root holds prompt, answer and totals`, () => {
+    test(`${capture}/${scenario}: a tool span per tool_result, and the root holds prompt, answer and totals`, async () => {
       const request = logsOf(capture, scenario);
-      const spans = drawTree([request]);
+      const spans = await drawTree([request]);
       const tools = spans.filter((s) => s.name === 'claude_code.tool');
       assert.equal(tools.length, eventCounts(request).get('claude_code.tool_result') ?? 0);
       for (const t of tools) {
@@ -87,7 +89,7 @@ for (const scenario of SCENARIOS) {
   }
 }
 
-test('ids are derived, not random: the same batch maps to the same spans', () => {
+test('ids are derived, not random: the same batch maps to the same spans', async () => {
   const plan = () => {
     const { events } = claudeEventsOf(logsOf('json', 'two-tools'));
     return planBatch(events, assignInteractions(events, new Map()));
@@ -96,12 +98,12 @@ test('ids are derived, not random: the same batch maps to the same spans', () =>
   assert.deepEqual(a, b);
 });
 
-test('session-level events (no prompt.id) become events on the root of the session\'s prompt', () => {
+test('session-level events (no prompt.id) become events on the root of the session\'s prompt', async () => {
   const request = logsOf('json', 'simple');
   const { events } = claudeEventsOf(request);
   const sessionLevel = events.filter((e) => e.attributes['prompt.id'] === undefined);
   assert.ok(sessionLevel.length > 0);
-  const root = drawTree([request]).find((s) => !s.parentSpanId)!;
+  const root = (await drawTree([request])).find((s) => !s.parentSpanId)!;
   const names = (root.events ?? []).map((e) => e.name);
   for (const e of sessionLevel) assert.ok(names.includes(`claude_code.${e.name}`), e.name);
   const plan = planBatch(events, assignInteractions(events, new Map()));
@@ -109,11 +111,11 @@ test('session-level events (no prompt.id) become events on the root of the sessi
   assert.equal(plan.pending.length, 0);
 });
 
-test('every event is accounted for: a span, a root field or a root span event', () => {
+test('every event is accounted for: a span, a root field or a root span event', async () => {
   for (const scenario of SCENARIOS) {
     const request = logsOf('protobuf', scenario);
     const { events } = claudeEventsOf(request);
-    const spans = drawTree([request]);
+    const spans = await drawTree([request]);
     const root = spans.find((s) => !s.parentSpanId)!;
     const drawnFrom = new Set([
       ...spans.map((s) => `${s.attrs['event.name'] ?? ''}/${s.attrs['event.sequence'] ?? ''}`),
@@ -129,7 +131,7 @@ test('every event is accounted for: a span, a root field or a root span event', 
   }
 });
 
-test('a refused tool still appears as a tool span that says it was refused', () => {
+test('a refused tool still appears as a tool span that says it was refused', async () => {
   const request = logsOf('json', 'tool');
   const records = request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
   const decision = records.find((r) => r.body?.stringValue === 'claude_code.tool_decision')!;
@@ -137,8 +139,10 @@ test('a refused tool still appears as a tool span that says it was refused', () 
     ...decision,
     attributes: decision.attributes!.map((a) => (a.key === 'decision' ? { key: 'decision', value: { stringValue: 'reject' } } : a)),
   };
-  const kept = records.filter((r) => r !== decision && r.body?.stringValue !== 'claude_code.tool_result');
-  const spans = drawTree([{ resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: [...kept, refused] }] }] }]);
+  // A refused tool never runs: no tool_result, so nothing is numbered for one.
+  const kept = records.map((r) => (r === decision ? refused : r)).filter((r) => r.body?.stringValue !== 'claude_code.tool_result')
+    .map((r, i) => ({ ...r, attributes: r.attributes!.map((a) => (a.key === 'event.sequence' ? { key: a.key, value: { intValue: String(i) } } : a)) }));
+  const spans = await drawTree([{ resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: kept }] }] }]);
   const tool = spans.find((s) => s.name === 'claude_code.tool')!;
   assert.equal(tool.status?.code, StatusCode.ERROR);
   assert.match(tool.status?.message ?? '', /refused/);

@@ -5,5 +5,7 @@ export * from './assign';
 export * from './interaction';
 export * from './privacy';
 export * from './native';
-export * from './store';
+export * from './lifecycle/lifecycle';
+export * from './lifecycle/store';
+export * from './lifecycle/closer';
 export * from './processor';

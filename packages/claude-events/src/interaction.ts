@@ -8,10 +8,11 @@
  * state kept in Redis that every worker shares.
  */
 import { SpanKind, recordToAttributes, type KeyValue, type ResourceSpans, type Span, type SpanEvent } from '@ccbridge/otlp';
-import { stringOf, type Attributes, type ClaudeEvent } from './events';
+import { numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { ownKeyOf, sessionOf } from './assign';
 import { traceIdFor, spanIdFor } from './ids';
-import { eventIdentity, mapEvent, type Contribution, type SpanDraft } from './mapping';
+import type { EndReason, Verdict } from './lifecycle/lifecycle';
+import { eventIdentity, mapEvent, turnEndOf, type Contribution, type SpanDraft } from './mapping';
 
 export const SCOPE = { name: 'claude-code-llmflow-bridge', version: '0.1.0' };
 
@@ -20,7 +21,10 @@ export const padNs = (ns: bigint): string => ns.toString().padStart(20, '0');
 
 export const rootSpanIdFor = (key: string): string => spanIdFor('interaction', key);
 
-/** What one batch adds to one interaction; merged and applied in Redis in one call per batch. */
+/**
+ * What one batch adds to one interaction; merged and applied in Redis in one call per shard
+ * (lua/apply.lua, which holds the merge rules).
+ */
 export interface InteractionUpdate {
   key: string;
   traceId: string;
@@ -30,16 +34,31 @@ export interface InteractionUpdate {
   end?: string;
   /** JSON of the user_prompt event's attributes. */
   prompt?: string;
-  /** When the prompt was made (ms): its place on the session's timeline. */
-  promptAtMs?: number;
+  /** The user_prompt's event.sequence, and when it was made (ms): where its turn starts. */
+  promptSeq?: string;
+  promptAt?: string;
+  /** The turn's end marker (turnEndOf), its event.sequence and time (ms). */
+  endKind?: 'response' | 'error';
+  endSeq?: string;
+  endAt?: string;
   /** JSON of the resource attributes (KeyValue[]) of the first event seen. */
   resource?: string;
   completion?: string;
   completionAt?: string;
+  /** Its events carry prompt.id and event.sequence: its end can be known, not guessed. */
+  evidence: boolean;
+  /** Events of the batch that belong to it (counted as late if its root is already drawn). */
+  events: number;
   /** [span id, JSON Contribution]: keyed by span, so a batch applied twice counts once. */
   contributions: [string, string][];
   /** [event identity, JSON SpanEvent] for the root. */
-  events: [string, string][];
+  rootEvents: [string, string][];
+}
+
+/** The event.sequence numbers a batch holds for one session: [sequence, ms], as text. */
+export interface SequenceMarks {
+  session: string;
+  marks: [string, string][];
 }
 
 /** A session-level event that came before any prompt of its session: held for the first one. */
@@ -54,6 +73,8 @@ export interface BatchPlan {
   /** Child spans, ready to export. */
   resourceSpans: ResourceSpans[];
   updates: InteractionUpdate[];
+  /** Every event's event.sequence, those drawn from elsewhere too (sequenceMarksOf). */
+  sequences: SequenceMarks[];
   pending: PendingEvent[];
   spans: number;
   /** Events that can belong to no interaction (not even a session id). */
@@ -82,7 +103,7 @@ function spanEventOf(e: ClaudeEvent): SpanEvent {
  * Maps a batch's events, each with its interaction key (assign.ts), to child spans and
  * per-interaction updates. Pure: no I/O.
  */
-export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[]): BatchPlan {
+export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], sequences: SequenceMarks[] = sequenceMarksOf(events)): BatchPlan {
   const spansByResource = new Map<KeyValue[], Span[]>();
   const updates = new Map<string, InteractionUpdate>();
   const pending: PendingEvent[] = [];
@@ -107,7 +128,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[]): 
     const rootSpanId = rootSpanIdFor(key);
     let update = updates.get(key);
     if (!update) {
-      update = { key, traceId, contributions: [], events: [] };
+      update = { key, traceId, evidence: false, events: 0, contributions: [], rootEvents: [] };
       update.resource = JSON.stringify(event.resource);
       if (session) update.session = session;
       updates.set(key, update);
@@ -121,9 +142,18 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[]): 
     }
     // A session-level event placed here by time (start-up, say) marks the root, not its extent.
     if (ownKeyOf(event) || outcome.spans.length > 0) widen(update, event.timeNs, event.timeNs);
+    update.events += 1;
+    const seq = sequenceOf(event);
+    if (seq !== undefined && session && stringOf(event.attributes['prompt.id'])) update.evidence = true;
     if (outcome.prompt) {
       update.prompt = JSON.stringify(outcome.prompt);
-      update.promptAtMs = Number(event.timeNs / 1_000_000n);
+      update.promptAt = msOf(event);
+      if (seq !== undefined) update.promptSeq = seq;
+    }
+    // Without prompt.id nothing ties an end marker to its turn (only the next prompt ends it).
+    const ends = stringOf(event.attributes['prompt.id']) ? turnEndOf(event) : undefined;
+    if (ends && seq !== undefined && (update.endSeq === undefined || Number(seq) < Number(update.endSeq))) {
+      Object.assign(update, { endKind: ends, endSeq: seq, endAt: msOf(event) });
     }
     if (outcome.completion !== undefined && (!update.completionAt || padNs(event.timeNs) >= update.completionAt)) {
       update.completion = outcome.completion;
@@ -131,13 +161,39 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[]): 
     }
     const first = outcome.spans[0];
     if (outcome.contribution && first) update.contributions.push([first.spanId, JSON.stringify(outcome.contribution)]);
-    if (outcome.rootEvent) update.events.push([eventIdentity(event), JSON.stringify(spanEventOf(event))]);
+    if (outcome.rootEvent) update.rootEvents.push([eventIdentity(event), JSON.stringify(spanEventOf(event))]);
   });
 
   const resourceSpans: ResourceSpans[] = [...spansByResource]
     .filter(([, list]) => list.length > 0)
     .map(([resource, list]) => ({ resource: { attributes: resource }, scopeSpans: [{ scope: SCOPE, spans: list }] }));
-  return { resourceSpans, updates: [...updates.values()], pending, spans, unassigned };
+  return { resourceSpans, updates: [...updates.values()], sequences, pending, spans, unassigned };
+}
+
+const msOf = (e: ClaudeEvent) => String(e.timeNs / 1_000_000n);
+
+/** An event's event.sequence as a whole number in text, if it has a usable one. */
+function sequenceOf(e: ClaudeEvent): string | undefined {
+  const n = numberOf(e.attributes['event.sequence']);
+  return n !== undefined && Number.isSafeInteger(n) && n >= 0 ? String(n) : undefined;
+}
+
+/**
+ * The event.sequence numbers of events, by session. Every event counts, those the bridge does
+ * not draw from (Claude Code's own spans cover them) included: a missing number is what tells
+ * the lifecycle that an event has not arrived yet.
+ */
+export function sequenceMarksOf(events: ClaudeEvent[]): SequenceMarks[] {
+  const bySession = new Map<string, [string, string][]>();
+  for (const e of events) {
+    const session = sessionOf(e);
+    const seq = sequenceOf(e);
+    if (!session || seq === undefined) continue;
+    const marks = bySession.get(session) ?? [];
+    marks.push([seq, msOf(e)]);
+    bySession.set(session, marks);
+  }
+  return [...bySession].map(([session, marks]) => ({ session, marks }));
 }
 
 function widen(update: InteractionUpdate, startNs: bigint, endNs: bigint): void {
@@ -157,7 +213,18 @@ export interface StoredInteraction {
   completion?: string;
   contributions: Contribution[];
   events: SpanEvent[];
+  /** Why it is drawn now, and what is known to be missing (lifecycle/lifecycle.ts). */
+  verdict: Verdict;
+  /** Its events carried prompt.id and event.sequence, so completeness is known. */
+  evidence: boolean;
 }
+
+/** Whether a root drawn for this verdict holds its whole turn (undefined: nothing to tell by). */
+export function isComplete(ix: Pick<StoredInteraction, 'verdict' | 'evidence'>): boolean | undefined {
+  if (!ix.evidence) return undefined;
+  return COMPLETE_ENDS.has(ix.verdict.reason) && (ix.verdict.missing ?? 0) === 0;
+}
+const COMPLETE_ENDS = new Set<EndReason>(['response', 'error', 'next_prompt']);
 
 const TOTALS: readonly [keyof Contribution, string][] = [
   ['llmRequests', 'claude_code.interaction.llm_requests'],
@@ -194,6 +261,11 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
   if (promptText) attributes['gen_ai.prompt'] = promptText;
   if (ix.completion) attributes['gen_ai.completion'] = ix.completion;
   if (!ix.prompt) attributes['claude_code.interaction.prompt_seen'] = false;
+  // How the turn ended, and whether the root holds all of it (lua/lifecycle.lua).
+  attributes['claude_code.interaction.end'] = ix.verdict.reason;
+  const complete = isComplete(ix);
+  if (complete !== undefined) attributes['claude_code.interaction.complete'] = complete;
+  if (ix.verdict.missing !== undefined && ix.verdict.missing > 0) attributes['claude_code.interaction.missing_events'] = ix.verdict.missing;
   const span: Span = {
     traceId: ix.traceId,
     spanId: rootSpanIdFor(ix.key),

@@ -4,12 +4,15 @@
  * | event                | draws                                                    | parent          |
  * |----------------------|----------------------------------------------------------|-----------------|
  * | `user_prompt`        | the interaction root's attributes (prompt → gen_ai.prompt) | (it is the root) |
+ * |                      | and the start of its turn                                |                 |
  * | `api_request`        | `claude_code.llm_request` (CLIENT), model and tokens     | root            |
  * | `api_error`          | `claude_code.llm_request` (CLIENT), status ERROR         | root            |
+ * |                      | (see turnEndOf for when it also ends the turn)            |                 |
  * | `tool_decision`      | `claude_code.tool.blocked_on_user`; a refused tool also   | its tool span   |
  * |                      | draws its `claude_code.tool` span, status ERROR          |                 |
  * | `tool_result`        | `claude_code.tool` and its `claude_code.tool.execution`   | root / tool     |
- * | `assistant_response` | the root's output (gen_ai.completion)                    | -               |
+ * | `assistant_response` | the root's output (gen_ai.completion); the main agent's   | -               |
+ * |                      | ends the turn (turnEndOf)                                 |                 |
  * | any other event      | with `duration_ms`: a span `claude_code.<name>`          | root            |
  * |                      | without: a span event on the interaction root            | -               |
  *
@@ -56,6 +59,18 @@ export interface EventOutcome {
   completion?: string;
   /** Neither span nor root field: recorded as a span event on the root. */
   rootEvent?: boolean;
+}
+
+/**
+ * Whether an event ends its turn, and how (the lifecycle's end markers, lua/lifecycle.lua).
+ *
+ * Verified against Claude Code 2.1.328 (see docs/CLAUDE_CODE_EVENTS.md): the main agent logs
+ * one `assistant_response` when its turn is over; a subagent's carry `agent_id` and end nothing.
+ */
+export function turnEndOf(e: ClaudeEvent): 'response' | 'error' | undefined {
+  if (e.attributes['agent_id'] !== undefined) return undefined;
+  if (e.name === 'assistant_response') return 'response';
+  return undefined;
 }
 
 /** [event field, span attribute, type]: GenAI names for Claude Code's fields. */

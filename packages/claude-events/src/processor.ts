@@ -1,21 +1,16 @@
 /**
- * The process stage as the worker runs it: a batch in, child spans out and interaction state
- * updated; and the closer that draws each interaction's root once it has gone quiet.
+ * The process stage as the worker runs it: a batch in, child spans out, interaction state
+ * updated, and the roots of the turns the batch completed drawn (lifecycle/).
  */
 import { countItems, type ExportRequestBySignal, type KeyValue, type ResourceSpans, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { assignInteractions, sessionsToLookUp } from './assign';
 import { claudeEventsOf, type ClaudeEvent } from './events';
-import { planBatch, rootSpanIdFor, rootSpanOf } from './interaction';
+import { planBatch, sequenceMarksOf } from './interaction';
 import { nativeSpansToForward, type NativeTraceMode } from './native';
 import { KEEP_ALL, createRedactor, type Redactor } from './privacy';
-import type { InteractionStore } from './store';
-
-/**
- * Where spans go (the LLMFlow exporter). It throws when it can take nothing now, and otherwise
- * delivers what it can and names the spans it would not take.
- */
-export type SpanSink = (resourceSpans: ResourceSpans[]) => Promise<{ refused: { spanId: string; reason: string }[] }>;
+import type { LifecycleStore } from './lifecycle/store';
+import type { InteractionCloser, SpanSink } from './lifecycle/closer';
 
 /** Some spans of a batch were refused downstream; the rest were delivered. */
 export class SpansRefusedError extends Error {
@@ -31,7 +26,9 @@ async function deliver(sink: SpanSink, resourceSpans: ResourceSpans[]): Promise<
 }
 
 export interface BatchProcessorDeps {
-  store: InteractionStore;
+  store: LifecycleStore;
+  /** Draws the roots of the turns a batch completed. */
+  closer: InteractionCloser;
   exportSpans: SpanSink;
   log: Logger;
   /** What to do with Claude Code's own spans (default `prefer`). */
@@ -51,6 +48,10 @@ export interface BatchSummary {
   pending?: number;
   unassigned?: number;
   interactions?: number;
+  /** Roots drawn because this batch completed their turns. */
+  drawn?: number;
+  /** Events that joined interactions whose roots were already drawn. */
+  late?: number;
   forwarded?: number;
 }
 
@@ -70,8 +71,9 @@ function redactEvents(events: ClaudeEvent[], redactor: Redactor): ClaudeEvent[] 
 /**
  * Handles one queued batch. State is updated before spans are exported, and both steps are
  * idempotent, so a batch retried after a failure in either step ends in the same place.
- * Redis is asked at most twice per batch: once for the timelines of sessions whose events lack
- * a prompt.id, once to apply the batch.
+ * Redis is asked once per shard to apply the batch, and once more for the timelines of sessions
+ * whose events lack a prompt.id; roots the batch completed are drawn before it returns, so a
+ * turn is whole in LLMFlow once its last batch is processed.
  */
 export async function processBatch<S extends Signal>(
   deps: BatchProcessorDeps,
@@ -83,21 +85,27 @@ export async function processBatch<S extends Signal>(
   if (signal === 'logs') {
     const extracted = claudeEventsOf(request as ExportRequestBySignal['logs']);
     // Events with trace context have Claude Code's own spans, forwarded from /v1/traces.
-    const drawn = mode === 'prefer' ? extracted.events.filter((e) => !e.traced) : extracted.events;
-    const events = redactEvents(drawn, redactor);
+    const ours = mode === 'prefer' ? extracted.events.filter((e) => !e.traced) : extracted.events;
+    const events = redactEvents(ours, redactor);
     const timelines = await deps.store.timelines(sessionsToLookUp(events));
-    const plan = planBatch(events, assignInteractions(events, timelines));
-    await deps.store.apply(plan);
+    // Every event's sequence number counts, those left to Claude Code's own spans too.
+    const plan = planBatch(events, assignInteractions(events, timelines), sequenceMarksOf(extracted.events));
+    const applied = await deps.store.apply(plan);
     await deliver(deps.exportSpans, plan.resourceSpans);
+    const late = applied.late.reduce((sum, l) => sum + l.events, 0);
+    if (late > 0) deps.log.info({ interactions: applied.late.map((l) => l.key), events: late }, 'late events joined interactions already drawn');
+    const roots = applied.due.length > 0 ? await deps.closer.closeDue(applied.due.map((d) => d.shard)) : 0;
     return {
       signal,
       events: extracted.events.length,
       spans: plan.spans,
       foreign: extracted.foreign,
-      native: extracted.events.length - drawn.length,
+      native: extracted.events.length - ours.length,
       pending: plan.pending.length,
       unassigned: plan.unassigned,
       interactions: plan.updates.length,
+      drawn: roots,
+      late,
     };
   }
   if (signal === 'traces') {
@@ -107,66 +115,4 @@ export async function processBatch<S extends Signal>(
   }
   // Metrics are taken off the queue so nothing piles up in Redis; they feed nothing yet.
   return { signal };
-}
-
-export interface CloserOptions {
-  /** Most interactions closed per round. */
-  batchSize?: number;
-  /** How long to wait before retrying a root that could not be exported. */
-  retryDelayMs?: number;
-  /**
-   * When the oldest batch not yet processed was received (ms), if any. An interaction is only
-   * closed once it was due before that: quiet means no events processed, and none waiting.
-   */
-  backlogSinceMs?: () => Promise<number | undefined>;
-}
-
-/** Draws the roots of due interactions: one round reads, exports and marks a batch of them. */
-export class InteractionCloser {
-  private running: Promise<number> | undefined;
-
-  constructor(private readonly deps: BatchProcessorDeps, private readonly options: CloserOptions = {}) {}
-
-  /** Closes what is due (everything open when `all`); returns how many roots were drawn. */
-  closeDue(all = false): Promise<number> {
-    // One round at a time per process (rounds in other processes are kept apart by leases). A
-    // periodic round already running serves a periodic call; a call for all waits its turn.
-    if (this.running && !all) return this.running;
-    const round = (this.running ?? Promise.resolve(0)).catch(() => 0).then(() => this.round(all));
-    const tracked = round.finally(() => {
-      if (this.running === tracked) this.running = undefined;
-    });
-    this.running = tracked;
-    return tracked;
-  }
-
-  private async round(all: boolean): Promise<number> {
-    const { store, log } = this.deps;
-    const retryDelayMs = this.options.retryDelayMs ?? 5_000;
-    let closed = 0;
-    for (;;) {
-      const now = Date.now();
-      const backlog = all ? undefined : await this.options.backlogSinceMs?.();
-      const due = await store.claim({ nowMs: now, dueByMs: Math.min(now, backlog ?? now), limit: this.options.batchSize ?? 100, all });
-      if (due.length === 0) return closed;
-      let refused: Set<string>;
-      try {
-        refused = new Set((await this.deps.exportSpans(due.map(rootSpanOf))).refused.map((r) => r.spanId));
-      } catch (err) {
-        await store.release(due.map((ix) => ix.key), retryDelayMs);
-        log.warn({ interactions: due.length, err: (err as Error).message }, 'could not export interaction roots; will retry');
-        return closed;
-      }
-      // A root LLMFlow refused is tried again later; the others are done.
-      const [done, again] = [due.filter((ix) => !refused.has(rootSpanIdFor(ix.key))), due.filter((ix) => refused.has(rootSpanIdFor(ix.key)))];
-      await store.markClosed(done.map((ix) => ix.key));
-      if (again.length > 0) {
-        await store.release(again.map((ix) => ix.key), 12 * retryDelayMs);
-        log.error({ interactions: again.map((ix) => ix.key) }, 'LLMFlow refused interaction roots; will retry');
-      }
-      closed += done.length;
-      if (done.length > 0) log.info({ interactions: done.length }, 'closed interactions');
-      if (done.length === 0) return closed;
-    }
-  }
 }

@@ -12,6 +12,8 @@ export interface BridgeConfig {
   role: BridgeRole;
   /** Redis to use; undefined when REDIS_URL is unset (the entry point may then start its own). */
   redisUrl: string | undefined;
+  /** REDIS_URL is a node of a Redis Cluster (a seed): connect to the whole cluster. */
+  redisCluster: boolean;
   llmflowUrl: string;
   otlpHttpPort: number;
   otlpHttpHost: string;
@@ -23,7 +25,12 @@ export interface BridgeConfig {
   maxConcurrentRequests: number;
   /** Jobs waiting in the queue at which the receiver starts answering 503 (back-pressure). */
   queueMaxWaiting: number;
+  /** Senders without event.sequence or prompt.id (older Claude Code): quiet this long means the turn is over. */
   interactionIdleMs: number;
+  /** A turn with no end marker and no event for this long is drawn as incomplete. */
+  turnTimeoutMs: number;
+  /** How long a turn whose end has arrived waits for events still missing before it is drawn as incomplete. */
+  gapWaitMs: number;
   workerConcurrency: number;
   exportTimeoutMs: number;
   /** Most spans posted to LLMFlow in one request. */
@@ -63,6 +70,13 @@ const integer = (min: number, max: number): Parser<number> => (raw, name) => {
 };
 
 const port = integer(1, 65535);
+
+const boolean: Parser<boolean> = (raw, name) => {
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new ConfigError(name, raw, 'true or false (1/0, yes/no, on/off)');
+};
 
 const oneOf = <T extends string>(...values: T[]): Parser<T> => (raw, name) => {
   const v = raw.trim().toLowerCase() as T;
@@ -117,6 +131,7 @@ const spec = <K extends keyof BridgeConfig>(
 export const SPEC = [
   spec('BRIDGE_ROLE', 'role', oneOf<BridgeRole>('all', 'ingest', 'worker'), 'all'),
   spec('REDIS_URL', 'redisUrl', url('redis:', 'rediss:'), undefined),
+  spec('REDIS_CLUSTER', 'redisCluster', boolean, false),
   spec('LLMFLOW_URL', 'llmflowUrl', url('http:', 'https:'), 'http://127.0.0.1:3000'),
   spec('OTLP_HTTP_PORT', 'otlpHttpPort', port, 4318),
   spec('OTLP_HTTP_HOST', 'otlpHttpHost', text, '0.0.0.0'),
@@ -126,6 +141,8 @@ export const SPEC = [
   spec('BRIDGE_MAX_CONCURRENT_REQUESTS', 'maxConcurrentRequests', integer(1, 10_000), 32),
   spec('BRIDGE_QUEUE_MAX_WAITING', 'queueMaxWaiting', integer(1, 10_000_000), 10_000),
   spec('BRIDGE_INTERACTION_IDLE_MS', 'interactionIdleMs', integer(100, 86_400_000), 30_000),
+  spec('BRIDGE_TURN_TIMEOUT_MS', 'turnTimeoutMs', integer(1_000, 86_400_000), 3_600_000),
+  spec('BRIDGE_GAP_WAIT_MS', 'gapWaitMs', integer(100, 86_400_000), 600_000),
   spec('BRIDGE_WORKER_CONCURRENCY', 'workerConcurrency', integer(1, 256), 4),
   spec('BRIDGE_EXPORT_TIMEOUT_MS', 'exportTimeoutMs', integer(100, 600_000), 10_000),
   spec('BRIDGE_EXPORT_MAX_SPANS', 'exportMaxSpans', integer(1, 100_000), 512),
@@ -146,6 +163,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BridgeConfig {
     const raw = env[s.env];
     config[s.key] = raw === undefined || raw === '' ? s.default : s.parse(raw, s.env);
   }
+  if (config.redisCluster && !config.redisUrl) throw new ConfigError('REDIS_CLUSTER', String(env.REDIS_CLUSTER), 'REDIS_URL set to a node of the cluster as well');
   return config as unknown as BridgeConfig;
 }
 

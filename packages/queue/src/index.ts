@@ -7,34 +7,20 @@
  * set that keeps what could not be delivered, and shared consumption by several workers.
  */
 import { Queue, Worker, UnrecoverableError, type Job, type ConnectionOptions } from 'bullmq';
-import { Redis, type RedisOptions } from 'ioredis';
 import type { ExportRequestBySignal, Signal } from '@ccbridge/otlp';
+import { isReady, queuePrefix, type RedisClient } from '@ccbridge/redis';
 
 export { UnrecoverableError };
 
 export const QUEUE_NAME = 'otlp-batches';
-/** Key prefix for everything the bridge keeps in Redis. */
-export const KEY_PREFIX = 'ccbridge';
+/** BullMQ's key prefix (keys.ts): one hash tag, so the queue also runs on a Redis Cluster. */
+export const QUEUE_PREFIX = queuePrefix();
 
 export interface BatchJob<S extends Signal = Signal> {
   signal: S;
   request: ExportRequestBySignal[S];
   /** Items (log records, data points, spans) in the batch, for logs. */
   items: number;
-}
-
-/**
- * A Redis connection. Producers fail fast when Redis is away (so the receiver can answer 503
- * at once); workers wait for it (BullMQ requires maxRetriesPerRequest: null for blocking calls).
- */
-export function connectRedis(url: string, role: 'producer' | 'consumer', extra: RedisOptions = {}): Redis {
-  return new Redis(url, {
-    maxRetriesPerRequest: role === 'consumer' ? null : 1,
-    enableOfflineQueue: role === 'consumer',
-    connectTimeout: 5_000,
-    lazyConnect: false,
-    ...extra,
-  });
 }
 
 export type Acceptance = 'ok' | 'full' | 'unavailable';
@@ -52,10 +38,10 @@ export class BatchProducer {
   private readonly queue: Queue<BatchJob>;
   private depth = { value: 0, readAtMs: 0 };
 
-  constructor(private readonly redis: Redis, private readonly options: BatchProducerOptions) {
+  constructor(private readonly redis: RedisClient, private readonly options: BatchProducerOptions) {
     this.queue = new Queue<BatchJob>(QUEUE_NAME, {
       connection: redis as unknown as ConnectionOptions,
-      prefix: KEY_PREFIX,
+      prefix: QUEUE_PREFIX,
       defaultJobOptions: {
         attempts: options.attempts,
         backoff: { type: 'exponential', delay: 1_000 },
@@ -70,7 +56,7 @@ export class BatchProducer {
 
   /** Whether a batch can be taken now: Redis answers and the queue is below its bound. */
   async acceptance(nowMs = Date.now()): Promise<Acceptance> {
-    if (this.redis.status !== 'ready') return 'unavailable';
+    if (!isReady(this.redis)) return 'unavailable';
     if (nowMs - this.depth.readAtMs > (this.options.depthCacheMs ?? 1_000)) {
       try {
         // Every batch not yet processed counts, those waiting to be retried included.
@@ -123,9 +109,9 @@ export class BatchConsumer {
   /** For the queue-wide calls a Worker does not offer (rate limit, backlog, other workers). */
   private readonly queue: Queue<BatchJob>;
 
-  constructor(redis: Redis, handler: BatchHandler, options: BatchConsumerOptions) {
+  constructor(redis: RedisClient, handler: BatchHandler, options: BatchConsumerOptions) {
     const connection = redis as unknown as ConnectionOptions;
-    this.queue = new Queue<BatchJob>(QUEUE_NAME, { connection, prefix: KEY_PREFIX });
+    this.queue = new Queue<BatchJob>(QUEUE_NAME, { connection, prefix: QUEUE_PREFIX });
     this.queue.on('error', (err) => options.onError?.(err));
     this.worker = new Worker<BatchJob>(
       QUEUE_NAME,
@@ -139,7 +125,7 @@ export class BatchConsumer {
         }
       },
       // A limiter must be set for a manual rate limit to hold; this one never binds by itself.
-      { connection, prefix: KEY_PREFIX, concurrency: options.concurrency, autorun: true, limiter: { max: 1_000_000, duration: 1_000 } },
+      { connection, prefix: QUEUE_PREFIX, concurrency: options.concurrency, autorun: true, limiter: { max: 1_000_000, duration: 1_000 } },
     );
     this.worker.on('failed', (job, err) => {
       const final = !job || err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);

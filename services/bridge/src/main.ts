@@ -3,7 +3,7 @@
  * The bridge's process: reads the configuration, picks Redis, runs the ingest, the worker or
  * both (BRIDGE_ROLE), serves /healthz and /readyz on the OTLP HTTP port, and shuts down
  * gracefully on SIGTERM/SIGINT: stop taking requests, finish the ones in flight, finish the
- * jobs in hand, close open interactions, then stop.
+ * jobs in hand, then stop. Turns still open stay in Redis; the next worker carries on.
  */
 import http from 'node:http';
 import { ConfigError, loadConfig, unknownVariables, type BridgeConfig } from '@ccbridge/config';
@@ -11,7 +11,7 @@ import { createLogger, type Logger } from '@ccbridge/log';
 import { createHttpApp } from '@ccbridge/ingest';
 import { startIngest } from '@ccbridge/ingest-service';
 import { startWorker } from '@ccbridge/worker-service';
-import { connectRedis } from '@ccbridge/queue';
+import { connectRedis } from '@ccbridge/redis';
 import { StartupError, chooseRedis } from './redis';
 
 function listen(server: http.Server, config: BridgeConfig): Promise<void> {
@@ -26,16 +26,17 @@ function listen(server: http.Server, config: BridgeConfig): Promise<void> {
 
 async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<void>> {
   const redis = await chooseRedis(config, log);
+  const target = { url: redis.url, cluster: config.redisCluster };
   let ingest;
   try {
-    ingest = config.role !== 'worker' ? await startIngest(config, redis.url, log.child({ component: 'ingest' })) : undefined;
+    ingest = config.role !== 'worker' ? await startIngest(config, target, log.child({ component: 'ingest' })) : undefined;
   } catch (err) {
     await redis.stop();
     throw new StartupError((err as Error).message);
   }
-  const worker = config.role !== 'ingest' ? startWorker(config, redis.url, log.child({ component: 'worker' })) : undefined;
+  const worker = config.role !== 'ingest' ? startWorker(config, target, log.child({ component: 'worker' })) : undefined;
   // Readiness asks one fail-fast connection, not a new one per probe.
-  const probe = connectRedis(redis.url, 'producer');
+  const probe = connectRedis(target, 'producer');
   probe.on('error', () => undefined);
   const app = createHttpApp({ ready: async () => (await probe.ping()) === 'PONG' }, ingest?.options);
   const server = http.createServer(app);

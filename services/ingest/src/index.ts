@@ -4,7 +4,8 @@
  */
 import type { BridgeConfig } from '@ccbridge/config';
 import type { Logger } from '@ccbridge/log';
-import { BatchProducer, connectRedis } from '@ccbridge/queue';
+import { BatchProducer } from '@ccbridge/queue';
+import { connectRedis, type RedisTarget } from '@ccbridge/redis';
 import { InflightGate, closeGrpc, createGrpcReceiver, listenGrpc, type IngestOptions } from '@ccbridge/ingest';
 
 export interface IngestService {
@@ -14,8 +15,8 @@ export interface IngestService {
 }
 
 /** Connects the queue and serves OTLP/gRPC; the OTLP/HTTP routes are served by the caller's HTTP server. */
-export async function startIngest(config: BridgeConfig, redisUrl: string, log: Logger): Promise<IngestService> {
-  const redis = connectRedis(redisUrl, 'producer');
+export async function startIngest(config: BridgeConfig, target: RedisTarget, log: Logger): Promise<IngestService> {
+  const redis = connectRedis(target, 'producer');
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   const producer = new BatchProducer(redis, { maxWaiting: config.queueMaxWaiting, attempts: config.jobAttempts });
   const options: IngestOptions = { sink: producer, maxBodyBytes: config.maxBodyBytes, log, gate: new InflightGate(config.maxConcurrentRequests) };

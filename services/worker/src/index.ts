@@ -1,11 +1,13 @@
 /**
  * The worker: takes batches off the queue, turns Claude Code events into spans, sends them
- * to LLMFlow, and closes quiet interactions. Wiring only; the work is in the packages.
+ * to LLMFlow, and draws each turn's root when its events say it is over (the lifecycle, in
+ * @ccbridge/claude-events). Wiring only; the work is in the packages.
  */
 import type { BridgeConfig } from '@ccbridge/config';
 import type { Logger } from '@ccbridge/log';
-import { BatchConsumer, KEY_PREFIX, PauseConsumer, connectRedis } from '@ccbridge/queue';
-import { InteractionCloser, InteractionStore, createRedactor, processBatch, type BatchProcessorDeps } from '@ccbridge/claude-events';
+import { BatchConsumer, PauseConsumer } from '@ccbridge/queue';
+import { connectRedis, type RedisTarget } from '@ccbridge/redis';
+import { InteractionCloser, LifecycleStore, createRedactor, processBatch, type BatchProcessorDeps } from '@ccbridge/claude-events';
 import { LlmflowExporter, LlmflowUnavailableError } from '@ccbridge/llmflow';
 
 export interface WorkerService {
@@ -15,8 +17,11 @@ export interface WorkerService {
 /** How long the worker waits after LLMFlow could not be reached n times in a row: 1 s to 30 s. */
 const pauseAfter = (failures: number) => Math.min(30_000, 1_000 * 2 ** Math.min(failures - 1, 5));
 
-export function startWorker(config: BridgeConfig, redisUrl: string, log: Logger): WorkerService {
-  const redis = connectRedis(redisUrl, 'consumer');
+/** How often the closer looks for timers that ran out (idle, turn timeout, gap wait, retries). */
+const TIMER_TICK_MS = 1_000;
+
+export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logger): WorkerService {
+  const redis = connectRedis(target, 'consumer');
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   const exporter = new LlmflowExporter({
     url: config.llmflowUrl,
@@ -24,16 +29,24 @@ export function startWorker(config: BridgeConfig, redisUrl: string, log: Logger)
     maxSpansPerRequest: config.exportMaxSpans,
     log: log.child({ component: 'llmflow' }),
   });
+  const store = new LifecycleStore(redis, {
+    config: { idleMs: config.interactionIdleMs, turnTimeoutMs: config.turnTimeoutMs, gapWaitMs: config.gapWaitMs },
+  });
+  const exportSpans: BatchProcessorDeps['exportSpans'] = (spans) => exporter.export(spans);
+  // Set once the consumer exists: timers wait for batches received before they ran out.
+  let consumer: BatchConsumer | undefined;
+  const closer = new InteractionCloser({ store, exportSpans, log, backlogSinceMs: async () => consumer?.backlogSinceMs() });
   const deps: BatchProcessorDeps = {
-    store: new InteractionStore(redis, { prefix: KEY_PREFIX, idleMs: config.interactionIdleMs }),
-    exportSpans: (spans) => exporter.export(spans),
+    store,
+    closer,
+    exportSpans,
     log,
     nativeTraces: config.nativeTraces,
     redactor: createRedactor({ prompts: config.privacyPrompts, toolDetails: config.privacyToolDetails, userIds: config.privacyUserIds }),
   };
 
   let unavailable = 0;
-  const consumer = new BatchConsumer(
+  consumer = new BatchConsumer(
     redis,
     async (job, info) => {
       try {
@@ -62,23 +75,21 @@ export function startWorker(config: BridgeConfig, redisUrl: string, log: Logger)
     },
   );
 
-  const closer = new InteractionCloser(deps, { backlogSinceMs: () => consumer.backlogSinceMs() });
+  // One timer round at a time: a round still running when the next tick comes is let be.
+  let round: Promise<unknown> | undefined;
   const tick = setInterval(() => {
-    closer.closeDue().catch((err) => log.warn({ err: (err as Error).message }, 'closing interactions failed'));
-  }, Math.min(1_000, Math.max(50, Math.floor(config.interactionIdleMs / 4))));
+    round ??= closer
+      .closeDue()
+      .catch((err) => log.warn({ err: (err as Error).message }, 'drawing interaction roots failed'))
+      .finally(() => (round = undefined));
+  }, TIMER_TICK_MS);
 
   return {
     async close() {
+      // Finish the jobs in hand and stop; turns still open stay in Redis for the next worker.
       clearInterval(tick);
-      // The last worker to go closes every open interaction now rather than leave it unclosed;
-      // while others run, they close them when they go quiet.
-      const others = await consumer.otherWorkers().catch(() => 0);
-      await consumer.close();
-      if (others === 0) {
-        await closer.closeDue(true).catch((err) => log.warn({ err: (err as Error).message }, 'could not close open interactions'));
-      } else {
-        log.info({ otherWorkers: others }, 'leaving open interactions to the other workers');
-      }
+      await consumer?.close();
+      await round;
       redis.disconnect();
     },
   };

@@ -1,0 +1,109 @@
+-- apply.lua: what one batch adds to the interactions of one shard, and their new verdicts.
+--
+-- KEYS[1]  the shard's deadline index (sorted set)      KEYS[2]  the shard's stats (hash)
+-- Every other key it touches is built from ARGV[1].templates (keys.ts) and carries the same
+-- hash tag as KEYS[1], so the script stays within one slot on a Redis Cluster.
+-- ARGV[1]  JSON: { now, cfg, templates,
+--            sequences: [{ session, marks: [[seq, ms], ...] }],   every event's event.sequence
+--            updates:   [{ key, traceId, session?, resource?, start?, end?, prompt?, promptSeq?,
+--                          promptAt?, endKind?, endSeq?, endAt?, completion?, completionAt?,
+--                          evidence, events: n, contributions: [[id, json]], rootEvents: [[id, json]] }],
+--            pending:   [{ session, id, event }] }                 session events before any prompt
+-- Returns  JSON: { due: [key, ...], late: [[key, n], ...] }
+--
+-- Every write is idempotent (set-if-lower, set-if-higher, fields keyed by id), so a batch
+-- applied twice leaves the same state.
+--! include lifecycle.lua
+
+local input = cjson.decode(ARGV[1])
+L.init(KEYS[1], KEYS[2], input)
+local ttl = input.cfg.ttlSeconds
+
+local touched, order = {}, {}
+local function touch(key)
+  if not touched[key] then
+    touched[key] = true
+    order[#order + 1] = key
+  end
+end
+
+-- Session-level events held until the session's first prompt go to that interaction.
+local function adopt(session)
+  local first = redis.call('ZRANGE', L.key('prompts', session), 0, 0)[1]
+  if not first then return end
+  local held = L.key('pending', session)
+  local events = redis.call('HGETALL', held)
+  for i = 1, #events, 2 do redis.call('HSET', L.key('events', first), events[i], events[i + 1]) end
+  if #events > 0 then redis.call('EXPIRE', L.key('events', first), ttl) end
+  redis.call('DEL', held)
+end
+
+-- 1. Sequence numbers; a session's interactions waiting for one of them are looked at again.
+for _, s in ipairs(input.sequences) do
+  local k = L.key('sequence', s.session)
+  for _, m in ipairs(s.marks) do redis.call('ZADD', k, m[1], m[1] .. ':' .. m[2]) end
+  redis.call('EXPIRE', k, ttl)
+  for _, waiting in ipairs(redis.call('SMEMBERS', L.key('waiting', s.session))) do touch(waiting) end
+end
+
+-- 2. Each interaction's state.
+local late = {}
+for _, u in ipairs(input.updates) do
+  local k = L.key('ix', u.key)
+  local cur = redis.call('HMGET', k, 'drawn', 'start', 'end', 'completionAt')
+  if cur[1] then
+    redis.call('HINCRBY', k, 'late', u.events)
+    redis.call('HINCRBY', L.stats, 'late_events', u.events)
+    late[#late + 1] = { u.key, u.events }
+  else
+    if u.start and (not cur[2] or u.start < cur[2]) then redis.call('HSET', k, 'start', u.start) end
+    if u['end'] and (not cur[3] or u['end'] > cur[3]) then redis.call('HSET', k, 'end', u['end']) end
+    redis.call('HSETNX', k, 'traceId', u.traceId)
+    redis.call('HSETNX', k, 'firstSeenAt', L.now)
+    redis.call('HSET', k, 'seenAt', L.now)
+    if u.session then redis.call('HSETNX', k, 'session', u.session) end
+    if u.resource then redis.call('HSETNX', k, 'resource', u.resource) end
+    if u.evidence then redis.call('HSET', k, 'evidence', '1') end
+    if u.prompt then redis.call('HSET', k, 'prompt', u.prompt) end
+    if u.promptSeq then redis.call('HSET', k, 'promptSeq', u.promptSeq) end
+    if u.promptAt then redis.call('HSET', k, 'promptAt', u.promptAt) end
+    if u.completion and (not cur[4] or u.completionAt >= cur[4]) then
+      redis.call('HSET', k, 'completion', u.completion, 'completionAt', u.completionAt)
+    end
+    if u.endKind then L.setEnd(k, u.endKind, u.endSeq, u.endAt) end
+    for _, c in ipairs(u.contributions) do redis.call('HSET', L.key('contributions', u.key), c[1], c[2]) end
+    for _, e in ipairs(u.rootEvents) do redis.call('HSET', L.key('events', u.key), e[1], e[2]) end
+    touch(u.key)
+  end
+  if u.session and u.promptAt then
+    -- The session's timeline: a prompt ends the one before it, and is ended by the one after.
+    local timeline = L.key('prompts', u.session)
+    redis.call('ZADD', timeline, u.promptAt, u.key)
+    redis.call('EXPIRE', timeline, ttl)
+    local before = redis.call('ZREVRANGEBYSCORE', timeline, '(' .. u.promptAt, '-inf', 'LIMIT', 0, 1)[1]
+    if before and L.endByNextPrompt(before, u.promptSeq, u.promptAt) then touch(before) end
+    local after = redis.call('ZRANGEBYSCORE', timeline, '(' .. u.promptAt, '+inf', 'LIMIT', 0, 1)[1]
+    if after then
+      local next = redis.call('HMGET', L.key('ix', after), 'promptSeq', 'promptAt')
+      if L.endByNextPrompt(u.key, next[1], next[2] or u.promptAt) then touch(u.key) end
+    end
+    adopt(u.session)
+  end
+  L.expire(u.key)
+end
+
+-- 3. Session-level events that came before any prompt of their session.
+for _, p in ipairs(input.pending) do
+  local held = L.key('pending', p.session)
+  redis.call('HSET', held, p.id, p.event)
+  redis.call('EXPIRE', held, ttl)
+  adopt(p.session) -- a prompt may have been stored since the batch was planned
+end
+
+-- 4. New verdicts for everything the batch touched.
+local due = {}
+for _, key in ipairs(order) do
+  local v = L.schedule(key)
+  if v and v.phase == 'due' then due[#due + 1] = key end
+end
+return cjson.encode({ due = due, late = late })

@@ -1,0 +1,157 @@
+-- lifecycle.lua: when an interaction's root is drawn. apply.lua and claim.lua include it; no
+-- other code decides this. (src/lifecycle/lifecycle.ts describes the same table for readers.)
+--
+-- | phase | what the events say                                       | looked at again (ms)   | then drawn as                       |
+-- |-------|-----------------------------------------------------------|------------------------|-------------------------------------|
+-- | open  | the turn is in progress: no end marker yet                 | last event + turnTimeout | complete=false, end=turn_timeout  |
+-- | gap   | its end is known, but event.sequence numbers between its   | end seen + gapWait     | complete=false, missing_events=N    |
+-- |       | user_prompt (its process's start, for a first prompt) and  |                        |                                     |
+-- |       | its end are missing                                        |                        |                                     |
+-- | due   | its end is known and nothing between is missing            | now                    | complete=true, end=response|error|  |
+-- |       |                                                            |                        | next_prompt; interrupted: false     |
+-- | idle  | the sender gives no evidence (no event.sequence/prompt.id) | last event + idle      | end=idle (next_prompt when one came)|
+-- | drawn | the root is in LLMFlow; later events are counted as late   | never                  | -                                   |
+--
+-- An end is, best first: the main agent's assistant_response or final api_error ('response',
+-- 'error'); the session's next user_prompt in the same process ('next_prompt': an interrupted
+-- turn, whose range ends at that prompt); a prompt of a newer process of the session, e.g.
+-- `--resume` after Claude Code was killed ('new_process': drawn at once, complete=false).
+
+local L = { now = 0, cfg = {}, templates = {}, deadlines = '', stats = '' }
+
+function L.init(deadlines, stats, input)
+  L.deadlines, L.stats, L.now, L.cfg, L.templates = deadlines, stats, tonumber(input.now), input.cfg, input.templates
+end
+
+-- A per-id key of this shard (the templates come from keys.ts).
+function L.key(kind, id)
+  local t = L.templates[kind]
+  return t[1] .. id .. t[2]
+end
+
+function L.read(key)
+  local flat = redis.call('HGETALL', key)
+  local out = {}
+  for i = 1, #flat, 2 do out[flat[i]] = flat[i + 1] end
+  return out, flat
+end
+
+function L.expire(key)
+  local ttl = L.cfg.ttlSeconds
+  for _, kind in ipairs({ 'ix', 'contributions', 'events' }) do redis.call('EXPIRE', L.key(kind, key), ttl) end
+end
+
+-- Distinct sequence numbers strictly between lo and hi seen in the session and logged between
+-- fromMs and toMs. The time window keeps another process of the same session (a resumed one,
+-- which numbers from 0 again) from filling this one's gaps: Claude Code takes an event's
+-- number and its timestamp together, so within one process both grow together.
+function L.covered(session, lo, hi, fromMs, toMs)
+  if hi - lo <= 1 then return 0 end
+  local members = redis.call('ZRANGEBYSCORE', L.key('sequence', session), lo + 1, hi - 1)
+  local seen, n = {}, 0
+  for _, m in ipairs(members) do
+    local seq, at = string.match(m, '^(%d+):(%d+)$')
+    at = tonumber(at)
+    if seq and not seen[seq] and at >= fromMs and at <= toMs then
+      seen[seq] = true
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- Where a turn's range starts: after its own prompt, or, for the first prompt of a process,
+-- before the process's first event (its start-up events land on that prompt's root). A prompt
+-- is its process's first when the session's prompt before it is numbered no lower (a resumed
+-- process numbers from 0 again) or there is none.
+function L.rangeStart(ix)
+  local promptSeq = tonumber(ix.promptSeq)
+  if not ix.session then return promptSeq, tonumber(ix.promptAt) end
+  local before = redis.call('ZREVRANGEBYSCORE', L.key('prompts', ix.session), '(' .. ix.promptAt, '-inf', 'LIMIT', 0, 1)[1]
+  if before then
+    local seq = tonumber(redis.call('HGET', L.key('ix', before), 'promptSeq'))
+    if seq and seq < promptSeq then return promptSeq, tonumber(ix.promptAt) end
+  end
+  return -1, 0
+end
+
+-- The verdict on one interaction: its phase, when it is looked at next (ms), why it would be
+-- drawn then, whether that is a timer running out, and how many events are known missing.
+function L.decide(ix)
+  local cfg, now = L.cfg, L.now
+  if ix.drawn then return { phase = 'drawn' } end
+  local seen = tonumber(ix.seenAt) or now
+  if ix.evidence ~= '1' then
+    -- Without prompt.id nothing ties an end marker to its turn: only the next prompt ends it.
+    if ix.endKind then return { phase = 'due', at = now, reason = ix.endKind } end
+    return { phase = 'idle', at = seen + cfg.idleMs, reason = 'idle', timer = true }
+  end
+  if not ix.endKind then
+    return { phase = 'open', at = seen + cfg.turnTimeoutMs, reason = 'turn_timeout', timer = true }
+  end
+  if ix.endKind == 'new_process' then return { phase = 'due', at = now, reason = 'new_process' } end
+  local endSeen = tonumber(ix.endSeenAt) or now
+  if not ix.promptSeq then
+    -- Its user_prompt never came: what else is missing cannot be counted.
+    return { phase = 'gap', at = endSeen + cfg.gapWaitMs, reason = 'gap_timeout', timer = true, missing = -1 }
+  end
+  local lo, from = L.rangeStart(ix)
+  local hi = tonumber(ix.endSeq)
+  local missing = (hi - lo - 1) - L.covered(ix.session, lo, hi, from, tonumber(ix.endAt) or math.huge)
+  if missing <= 0 then return { phase = 'due', at = now, reason = ix.endKind, missing = 0 } end
+  return { phase = 'gap', at = endSeen + cfg.gapWaitMs, reason = 'gap_timeout', timer = true, missing = missing }
+end
+
+-- Decides, and files the interaction in the deadline index (never earlier than a running lease).
+function L.schedule(key)
+  local ixKey = L.key('ix', key)
+  local ix = L.read(ixKey)
+  if not ix.traceId then
+    redis.call('ZREM', L.deadlines, key)
+    return nil
+  end
+  local v = L.decide(ix)
+  if ix.session then
+    if v.phase == 'gap' then redis.call('SADD', L.key('waiting', ix.session), key)
+    else redis.call('SREM', L.key('waiting', ix.session), key) end
+  end
+  if v.phase == 'drawn' then
+    redis.call('ZREM', L.deadlines, key)
+    return v
+  end
+  local lease = tonumber(ix.leaseUntil)
+  local at = v.at
+  if lease and lease > L.now and lease > at then at = lease end
+  redis.call('ZADD', L.deadlines, at, key)
+  redis.call('HSET', ixKey, 'phase', v.phase)
+  v.key = key
+  return v
+end
+
+-- How strong an end is: a marker of Claude Code's beats the next prompt, which beats a newer process.
+local END_RANK = { response = 3, error = 3, next_prompt = 2, new_process = 1 }
+
+-- Records an end unless a stronger (or as strong and earlier) one is known.
+function L.setEnd(ixKey, kind, seq, atMs)
+  local cur = redis.call('HMGET', ixKey, 'endKind', 'endSeq')
+  local curRank, rank = END_RANK[cur[1]] or 0, END_RANK[kind]
+  local earlier = seq and (not cur[2] or tonumber(seq) < tonumber(cur[2]))
+  if rank > curRank or (rank == curRank and earlier) then
+    redis.call('HSET', ixKey, 'endKind', kind, 'endAt', atMs)
+    if seq then redis.call('HSET', ixKey, 'endSeq', seq) else redis.call('HDEL', ixKey, 'endSeq') end
+    redis.call('HSETNX', ixKey, 'endSeenAt', L.now)
+  end
+end
+
+-- The session's prompt `key` is followed by a prompt with (nextSeq, nextAtMs).
+function L.endByNextPrompt(key, nextSeq, nextAtMs)
+  local ixKey = L.key('ix', key)
+  local cur = redis.call('HMGET', ixKey, 'drawn', 'promptSeq', 'traceId')
+  if cur[1] or not cur[3] then return false end
+  if nextSeq and cur[2] and tonumber(nextSeq) > tonumber(cur[2]) then
+    L.setEnd(ixKey, 'next_prompt', nextSeq, nextAtMs)
+  else
+    L.setEnd(ixKey, 'new_process', nil, nextAtMs)
+  end
+  return true
+end

@@ -1,0 +1,49 @@
+-- settle.lua: after the caller tried to draw the roots it claimed: marks the drawn ones (later
+-- events are late, not new) and gives the others back to be tried again.
+--
+-- KEYS[1]  the shard's deadline index (sorted set)      KEYS[2]  the shard's stats (hash)
+-- Per-interaction keys are built from ARGV[1].templates and share KEYS[1]'s hash tag.
+-- ARGV[1]  JSON: { now, cfg, templates,
+--                  drawn: [{ key, complete }],
+--                  retry: [{ key, at }] }
+-- Returns  the number marked drawn.
+--! include lifecycle.lua
+
+local input = cjson.decode(ARGV[1])
+L.init(KEYS[1], KEYS[2], input)
+
+-- A complete turn's sequence numbers are needed by no other interaction: no two turns of one
+-- process overlap (a turn ends where the next prompt starts).
+local function forgetSequences(ix)
+  if not (ix.session and ix.promptSeq and ix.endSeq) then return end
+  local k = L.key('sequence', ix.session)
+  local from, to = tonumber(ix.promptAt), tonumber(ix.endAt)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, ix.promptSeq, ix.endSeq)) do
+    local at = tonumber(string.match(m, ':(%d+)$'))
+    if at and at >= from and at <= to then redis.call('ZREM', k, m) end
+  end
+end
+
+local drawn = 0
+for _, d in ipairs(input.drawn) do
+  local ixKey = L.key('ix', d.key)
+  local ix = L.read(ixKey)
+  if ix.traceId and not ix.drawn then
+    redis.call('HSET', ixKey, 'drawn', '1', 'drawnAt', L.now)
+    redis.call('HDEL', ixKey, 'leaseUntil', 'phase', 'prompt', 'completion')
+    redis.call('DEL', L.key('contributions', d.key), L.key('events', d.key))
+    if ix.session then redis.call('SREM', L.key('waiting', ix.session), d.key) end
+    redis.call('HINCRBY', L.stats, 'drawn', 1)
+    if d.complete then forgetSequences(ix) else redis.call('HINCRBY', L.stats, 'drawn_incomplete', 1) end
+    drawn = drawn + 1
+  end
+  redis.call('ZREM', L.deadlines, d.key)
+end
+for _, r in ipairs(input.retry) do
+  local ixKey = L.key('ix', r.key)
+  if redis.call('HEXISTS', ixKey, 'drawn') == 0 then
+    redis.call('HDEL', ixKey, 'leaseUntil')
+    redis.call('ZADD', L.deadlines, r.at, r.key)
+  end
+end
+return drawn

@@ -1,0 +1,99 @@
+/**
+ * Draws roots: claims interactions whose time has come (claim.lua decides which), exports
+ * their roots, and settles them. Called for the shards a batch completed, in the job that
+ * completed them, and every tick over every shard for the timers.
+ */
+import type { Logger } from '@ccbridge/log';
+import type { ResourceSpans } from '@ccbridge/otlp';
+import { isComplete, rootSpanIdFor, rootSpanOf, type StoredInteraction } from '../interaction';
+import type { LifecycleStore } from './store';
+
+/**
+ * Where spans go (the LLMFlow exporter). It throws when it can take nothing now, and otherwise
+ * delivers what it can and names the spans it would not take.
+ */
+export type SpanSink = (resourceSpans: ResourceSpans[]) => Promise<{ refused: { spanId: string; reason: string }[] }>;
+
+export interface CloserOptions {
+  store: LifecycleStore;
+  exportSpans: SpanSink;
+  log: Logger;
+  /** Most interactions claimed per shard per call. */
+  batchSize?: number;
+  /** How long to wait before trying again a root that could not be exported. */
+  retryDelayMs?: number;
+  /**
+   * When the oldest batch not yet processed was received (ms), if any. A timer only runs out
+   * once it ran out before that: quiet means no events processed, and none waiting.
+   */
+  backlogSinceMs?: () => Promise<number | undefined>;
+}
+
+/** Counts since start, for logs and metrics. */
+export interface CloserCounts {
+  drawn: number;
+  incomplete: number;
+}
+
+export class InteractionCloser {
+  readonly counts: CloserCounts = { drawn: 0, incomplete: 0 };
+
+  constructor(private readonly options: CloserOptions) {}
+
+  /** Draws what is due in the given shards (every shard when omitted); returns how many roots. */
+  async closeDue(shards: number[] = this.options.store.shardNumbers()): Promise<number> {
+    const backlog = await this.options.backlogSinceMs?.();
+    const timersDueBy = Math.min(this.options.store.clock.now(), backlog ?? Infinity);
+    const drawn = await Promise.all([...new Set(shards)].map((n) => this.closeShard(n, timersDueBy)));
+    return drawn.reduce((a, b) => a + b, 0);
+  }
+
+  private async closeShard(shard: number, timersDueBy: number): Promise<number> {
+    const { store, log } = this.options;
+    const limit = this.options.batchSize ?? 100;
+    let drawn = 0;
+    for (;;) {
+      const claimed = await store.claim(shard, { limit, timersDueBy });
+      if (claimed.length === 0) return drawn;
+      const done = await this.draw(shard, claimed);
+      drawn += done;
+      if (done < claimed.length || claimed.length < limit) return drawn;
+      log.debug({ shard, drawn }, 'drawing more roots');
+    }
+  }
+
+  /** Exports the claimed interactions' roots and settles them; returns how many were drawn. */
+  private async draw(shard: number, claimed: StoredInteraction[]): Promise<number> {
+    const { store, log } = this.options;
+    const retryDelayMs = this.options.retryDelayMs ?? 5_000;
+    const now = () => store.clock.now();
+    let refused: Set<string>;
+    try {
+      refused = new Set((await this.options.exportSpans(claimed.map(rootSpanOf))).refused.map((r) => r.spanId));
+    } catch (err) {
+      await store.settle(shard, [], claimed.map((ix) => ({ key: ix.key, at: now() + retryDelayMs })));
+      log.warn({ interactions: claimed.length, err: (err as Error).message }, 'could not export interaction roots; will retry');
+      return 0;
+    }
+    const done = claimed.filter((ix) => !refused.has(rootSpanIdFor(ix.key)));
+    const again = claimed.filter((ix) => refused.has(rootSpanIdFor(ix.key)));
+    await store.settle(
+      shard,
+      done.map((ix) => ({ key: ix.key, complete: isComplete(ix) !== false })),
+      again.map((ix) => ({ key: ix.key, at: now() + 12 * retryDelayMs })),
+    );
+    if (again.length > 0) log.error({ interactions: again.map((ix) => ix.key) }, 'LLMFlow refused interaction roots; will retry');
+    for (const ix of done) {
+      this.counts.drawn += 1;
+      if (isComplete(ix) === false) {
+        this.counts.incomplete += 1;
+        log.warn(
+          { interaction: ix.key, session: ix.session, end: ix.verdict.reason, missingEvents: ix.verdict.missing },
+          'drew an incomplete interaction: its root may lack events that never arrived',
+        );
+      }
+    }
+    if (done.length > 0) log.info({ interactions: done.length, reasons: [...new Set(done.map((ix) => ix.verdict.reason))] }, 'drew interaction roots');
+    return done.length;
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * The lifecycle's state in Redis, shared by every worker: the scripts of `lua/` run against
+ * the keys of keys.ts (@ccbridge/redis), one shard at a time, so they run unchanged on a single
+ * Redis or a Redis Cluster.
+ *
+ * Per batch: one EVALSHA per shard the batch touches (apply.lua), plus one pipelined read of the
+ * timelines of sessions whose events lack a prompt.id. Per closer round: one EVALSHA per shard
+ * to claim (claim.lua) and one to settle (settle.lua) what it drew.
+ */
+import path from 'node:path';
+import type { KeyValue, SpanEvent } from '@ccbridge/otlp';
+import { NAMESPACE, SHARDS, defineScript, keyOf, shardKeys, shardOf, type RedisClient, type ShardKeys } from '@ccbridge/redis';
+import type { Timeline } from '../assign';
+import type { BatchPlan, InteractionUpdate, PendingEvent, SequenceMarks, StoredInteraction } from '../interaction';
+import type { Contribution } from '../mapping';
+import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type Verdict } from './lifecycle';
+
+const LUA = path.join(__dirname, '..', '..', 'lua');
+
+type ScriptCall = (deadlines: string, stats: string, input: string) => Promise<unknown>;
+type Scripted = RedisClient & { ccbridgeApply: ScriptCall; ccbridgeClaim: ScriptCall; ccbridgeSettle: ScriptCall };
+
+export interface LifecycleStoreOptions {
+  /** Key namespace (tests give each store its own). */
+  namespace?: string;
+  config?: Partial<LifecycleConfig>;
+  clock?: Clock;
+}
+
+/** What applying a batch found: interactions now due to be drawn, and late events. */
+export interface ApplyOutcome {
+  due: { shard: number; key: string }[];
+  late: { key: string; events: number }[];
+}
+
+/** cjson encodes an empty Lua table as `{}`: read either as a list. */
+const list = <T>(v: unknown): T[] => (Array.isArray(v) ? (v as T[]) : []);
+
+interface ShardWork {
+  updates: InteractionUpdate[];
+  sequences: SequenceMarks[];
+  pending: PendingEvent[];
+}
+
+export class LifecycleStore {
+  readonly config: LifecycleConfig;
+  readonly clock: Clock;
+  private readonly redis: Scripted;
+  private readonly shards: ShardKeys[];
+
+  constructor(redis: RedisClient, options: LifecycleStoreOptions = {}) {
+    this.config = { ...DEFAULT_LIFECYCLE, ...options.config };
+    this.clock = options.clock ?? systemClock;
+    this.shards = Array.from({ length: SHARDS }, (_, n) => shardKeys(n, options.namespace ?? NAMESPACE));
+    defineScript(redis, 'ccbridgeApply', LUA, 'apply.lua', 2);
+    defineScript(redis, 'ccbridgeClaim', LUA, 'claim.lua', 2);
+    defineScript(redis, 'ccbridgeSettle', LUA, 'settle.lua', 2);
+    this.redis = redis as Scripted;
+  }
+
+  /** Every shard's number. */
+  shardNumbers(): number[] {
+    return this.shards.map((s) => s.shard);
+  }
+
+  private input(shard: ShardKeys, extra: Record<string, unknown>): string {
+    return JSON.stringify({ now: this.clock.now(), cfg: this.config, templates: shard.templates, ...extra });
+  }
+
+  private run(script: 'ccbridgeApply' | 'ccbridgeClaim' | 'ccbridgeSettle', shard: ShardKeys, extra: Record<string, unknown>): Promise<unknown> {
+    return this.redis[script](shard.deadlines, shard.stats, this.input(shard, extra));
+  }
+
+  /** Applies a batch's plan: one atomic script per shard it touches. */
+  async apply(plan: Pick<BatchPlan, 'updates' | 'pending' | 'sequences'>): Promise<ApplyOutcome> {
+    const work = new Map<number, ShardWork>();
+    const of = (session: string) => {
+      const n = shardOf(session);
+      let w = work.get(n);
+      if (!w) work.set(n, (w = { updates: [], sequences: [], pending: [] }));
+      return w;
+    };
+    for (const u of plan.updates) of(u.session ?? u.key).updates.push(u);
+    for (const s of plan.sequences) of(s.session).sequences.push(s);
+    for (const p of plan.pending) of(p.session).pending.push(p);
+    const outcome: ApplyOutcome = { due: [], late: [] };
+    await Promise.all([...work].map(async ([n, w]) => {
+      const raw = await this.run('ccbridgeApply', this.shards[n]!, { ...w });
+      const result = JSON.parse(raw as string) as { due: unknown; late: unknown };
+      for (const key of list<string>(result.due)) outcome.due.push({ shard: n, key });
+      for (const [key, events] of list<[string, number]>(result.late)) outcome.late.push({ key, events });
+    }));
+    return outcome;
+  }
+
+  /** The prompts of each session, by start time: one pipeline per shard. */
+  async timelines(sessions: string[]): Promise<Map<string, Timeline>> {
+    const out = new Map<string, Timeline>();
+    const byShard = new Map<number, string[]>();
+    for (const s of sessions) byShard.set(shardOf(s), [...(byShard.get(shardOf(s)) ?? []), s]);
+    await Promise.all([...byShard].map(async ([n, group]) => {
+      const pipeline = this.redis.pipeline();
+      for (const s of group) pipeline.zrange(keyOf(this.shards[n]!.templates.prompts, s), 0, -1, 'WITHSCORES');
+      const results = (await pipeline.exec()) ?? [];
+      group.forEach((session, i) => {
+        const [err, flat] = results[i] ?? [null, []];
+        if (err) throw err;
+        const timeline: Timeline = [];
+        const members = flat as string[];
+        for (let j = 0; j < members.length; j += 2) timeline.push({ key: members[j]!, startMs: Number(members[j + 1]) });
+        if (timeline.length > 0) out.set(session, timeline);
+      });
+    }));
+    return out;
+  }
+
+  /**
+   * Leases a shard's interactions whose time has come, with their state. A timer counts as run
+   * out only if it ran out by `timersDueBy` (when the oldest batch still queued was received).
+   */
+  async claim(shard: number, { limit = 100, timersDueBy }: { limit?: number; timersDueBy?: number } = {}): Promise<StoredInteraction[]> {
+    const raw = await this.run('ccbridgeClaim', this.shards[shard]!, { limit, timersDueBy: timersDueBy ?? this.clock.now() });
+    return list<ClaimedRow>(JSON.parse(raw as string)).map(storedOf);
+  }
+
+  /** Marks drawn roots (later events are late) and gives the others back, to be looked at again at `retryAt`. */
+  async settle(shard: number, drawn: { key: string; complete: boolean }[], retry: { key: string; at: number }[]): Promise<number> {
+    if (drawn.length === 0 && retry.length === 0) return 0;
+    return Number(await this.run('ccbridgeSettle', this.shards[shard]!, { drawn, retry }));
+  }
+
+  /** Interactions not drawn yet, over every shard. */
+  async openCount(): Promise<number> {
+    const counts = await Promise.all(this.shards.map((s) => this.redis.zcard(s.deadlines)));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  /** Counters kept in Redis over every shard: drawn, drawn_incomplete, late_events. */
+  async stats(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const h of await Promise.all(this.shards.map((s) => this.redis.hgetall(s.stats)))) {
+      for (const [k, v] of Object.entries(h)) out[k] = (out[k] ?? 0) + Number(v);
+    }
+    return out;
+  }
+
+  /** When each open interaction is looked at next (ms), by key: for tests and status. */
+  async deadlines(): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const flat of await Promise.all(this.shards.map((s) => this.redis.zrange(s.deadlines, 0, -1, 'WITHSCORES')))) {
+      for (let i = 0; i < flat.length; i += 2) out.set(flat[i]!, Number(flat[i + 1]));
+    }
+    return out;
+  }
+}
+
+interface ClaimedRow {
+  key: string;
+  verdict: Verdict;
+  state: Record<string, string>;
+  contributions: unknown;
+  events: unknown;
+}
+
+function storedOf(row: ClaimedRow): StoredInteraction {
+  const h = row.state;
+  return {
+    key: row.key,
+    traceId: h.traceId!,
+    session: h.session,
+    start: h.start ?? h.end ?? '0',
+    end: h.end ?? h.start ?? '0',
+    prompt: h.prompt ? JSON.parse(h.prompt) : undefined,
+    resource: h.resource ? (JSON.parse(h.resource) as KeyValue[]) : [],
+    completion: h.completion,
+    contributions: list<string>(row.contributions).map((c) => JSON.parse(c) as Contribution),
+    events: list<string>(row.events).map((e) => JSON.parse(e) as SpanEvent),
+    verdict: row.verdict,
+    evidence: h.evidence === '1',
+  };
+}

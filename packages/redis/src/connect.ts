@@ -1,0 +1,41 @@
+/**
+ * Connections to Redis: a single server, or a Redis Cluster reached through seed nodes.
+ *
+ * Producers fail fast while Redis is away (so the receiver can answer 503 at once); consumers
+ * wait for it (BullMQ needs maxRetriesPerRequest: null for its blocking calls).
+ */
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+
+/** What every stage takes: either kind of connection (both run scripts and pipelines alike). */
+export type RedisClient = Redis | Cluster;
+
+export type ConnectionRole = 'producer' | 'consumer';
+
+export interface RedisTarget {
+  /** redis:// or rediss:// URL; with `cluster`, any node of the cluster (a seed). */
+  url: string;
+  cluster?: boolean;
+}
+
+function roleOptions(role: ConnectionRole): RedisOptions {
+  return { maxRetriesPerRequest: role === 'consumer' ? null : 1, enableOfflineQueue: role === 'consumer', connectTimeout: 5_000 };
+}
+
+export function connectRedis(target: RedisTarget, role: ConnectionRole, extra: RedisOptions = {}): RedisClient {
+  if (!target.cluster) return new Redis(target.url, { ...roleOptions(role), ...extra });
+  const seed = new URL(target.url);
+  const redisOptions: RedisOptions = { ...roleOptions(role), ...extra };
+  if (seed.password) redisOptions.password = decodeURIComponent(seed.password);
+  if (seed.username) redisOptions.username = decodeURIComponent(seed.username);
+  if (seed.protocol === 'rediss:') redisOptions.tls = {};
+  const options: ClusterOptions = {
+    redisOptions,
+    enableOfflineQueue: role === 'consumer',
+    // Cluster-wide retries follow the role too: producers give up at once.
+    clusterRetryStrategy: role === 'consumer' ? (times) => Math.min(times * 200, 2_000) : () => null,
+  };
+  return new Cluster([{ host: seed.hostname, port: Number(seed.port || 6379) }], options);
+}
+
+/** Whether the connection is up and usable now. */
+export const isReady = (client: RedisClient) => client.status === 'ready';

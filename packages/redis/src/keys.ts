@@ -1,0 +1,78 @@
+/**
+ * Every Redis key the bridge uses is named here, and nowhere else.
+ *
+ * Redis Cluster runs a Lua script or a transaction only over keys of one hash slot, and a key's
+ * slot is that of its hash tag (the part in `{...}`). So keys are grouped by tag:
+ *
+ * | group      | tag                 | keys                                                         |
+ * |------------|---------------------|--------------------------------------------------------------|
+ * | the queue  | `{ccbridge}`        | BullMQ's keys for the queue (`{ccbridge}:otlp-batches:*`)     |
+ * | a shard    | `{ccbridge:N}`      | its deadline index and stats, and every key of every session  |
+ * |            |                     | that hashes to shard N: the session's prompts, sequence       |
+ * |            |                     | numbers, held events, and its interactions' state             |
+ *
+ * A session's keys all share its shard's tag, so one script applies a batch of a session's
+ * events and reschedules its interactions atomically, on a single Redis or on a cluster; the
+ * SHARDS tags spread sessions over a cluster's masters. SHARDS is fixed: changing it would move
+ * sessions to other shards and strand their state.
+ */
+
+export const NAMESPACE = 'ccbridge';
+export const SHARDS = 16;
+
+/** BullMQ's prefix for the queue: the tag keeps all of the queue's keys in one slot. */
+export const queuePrefix = (namespace = NAMESPACE) => `{${namespace}}`;
+
+/** The shard of a session: FNV-1a (32 bit) of its id, so every process agrees. */
+export function shardOf(session: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < session.length; i++) {
+    h ^= session.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % SHARDS;
+}
+
+/** Per-id keys of a shard, as [before, after] the id: Lua builds `before .. id .. after`. */
+export type KeyTemplate = readonly [string, string];
+
+export interface ShardKeys {
+  shard: number;
+  /** Sorted set: interaction key → when it is next looked at (ms): a deadline, or a lease. */
+  deadlines: string;
+  /** Hash of counters: drawn, incomplete, late events. */
+  stats: string;
+  /** The templates the shard's scripts build per-session and per-interaction keys from. */
+  templates: Record<PerIdKey, KeyTemplate>;
+}
+
+/**
+ * `ix`: hash, an interaction's state; `contributions`, `events`: hashes, what its root will sum
+ * and carry; `prompts`: sorted set, a session's prompts by time; `sequence`: sorted set, the
+ * `event.sequence` numbers seen in a session (member `seq:ms`); `waiting`: set, a session's
+ * interactions waiting for a missing sequence number; `pending`: hash, a session's events held
+ * for its first prompt.
+ */
+export type PerIdKey = 'ix' | 'contributions' | 'events' | 'prompts' | 'sequence' | 'waiting' | 'pending';
+
+export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
+  const tag = `{${namespace}:${shard}}`;
+  const per = (kind: string, suffix = ''): KeyTemplate => [`${tag}:${kind}:`, suffix];
+  return {
+    shard,
+    deadlines: `${tag}:deadlines`,
+    stats: `${tag}:stats`,
+    templates: {
+      ix: per('ix'),
+      contributions: per('ix', ':c'),
+      events: per('ix', ':e'),
+      prompts: per('session', ':prompts'),
+      sequence: per('session', ':seq'),
+      waiting: per('session', ':waiting'),
+      pending: per('session', ':pending'),
+    },
+  };
+}
+
+/** A per-id key, as the scripts build it. */
+export const keyOf = (template: KeyTemplate, id: string) => `${template[0]}${id}${template[1]}`;

@@ -1,0 +1,368 @@
+/**
+ * Interaction assembly and its lifecycle over a real Redis, under event streams as they really
+ * arrive: split into many batches, out of order, repeated, taken by two workers at once, held
+ * back for minutes, never arriving, late after the root was drawn, many sessions in one batch,
+ * resumed and interrupted sessions, and events without prompt.id. The clock is the test's.
+ *
+ * The same tests run on a single redis-server (assembly.test.ts) and on a real three-master
+ * Redis Cluster (assembly-cluster.test.ts).
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { DEFAULT_LIFECYCLE } from '@ccbridge/claude-events';
+import { StatusCode, type LogRecord } from '@ccbridge/otlp';
+import { SCENARIOS, logsOf, type Capture, type Scenario } from './fixtures';
+import { Harness, prng, recordsOf, requestOf, shuffle, treeOf, type CollectedSpan, type HarnessOptions, type RedisAt } from './assembly';
+
+export interface RedisUnderTest {
+  at: RedisAt;
+  stop(): Promise<unknown>;
+}
+
+const MINUTE = 60_000;
+const name = (r: LogRecord) => r.body?.stringValue?.replace('claude_code.', '');
+const attr = (r: LogRecord, key: string) => r.attributes?.find((a) => a.key === key)?.value;
+
+/**
+ * A copy of records as another prompt (or session): new ids, times shifted, and with `seqFrom`
+ * its event.sequence renumbered from there in record order (as one process would number them).
+ */
+export function variant(records: LogRecord[], o: { tag: string; shiftMs?: number; seqFrom?: number; session?: string; promptId?: boolean }): LogRecord[] {
+  const shift = (t?: string) => (t ? String(BigInt(t) + BigInt(o.shiftMs ?? 0) * 1_000_000n) : t);
+  return records.map((r, i) => ({
+    ...r,
+    timeUnixNano: shift(r.timeUnixNano),
+    observedTimeUnixNano: shift(r.observedTimeUnixNano),
+    attributes: r.attributes!.flatMap((a) => {
+      const v = a.value?.stringValue;
+      if (a.key === 'prompt.id') return o.promptId === false ? [] : [{ key: a.key, value: { stringValue: `${v}-${o.tag}` } }];
+      if (a.key === 'event.sequence' && o.seqFrom !== undefined) return [{ key: a.key, value: { intValue: String(o.seqFrom + i) } }];
+      if (a.key === 'session.id' && o.session) return [{ key: a.key, value: { stringValue: o.session } }];
+      if (['request_id', 'tool_use_id', 'message.uuid'].includes(a.key)) return [{ key: a.key, value: { stringValue: `${v}-${o.tag}` } }];
+      return [a];
+    }),
+  }));
+}
+
+/** Splits records into batches of 1 to 4 at random points, shuffles them, and repeats some. */
+function deliveries(records: LogRecord[], random: () => number): LogRecord[][] {
+  const shuffled = shuffle(records, random);
+  const batches: LogRecord[][] = [];
+  for (let i = 0; i < shuffled.length; ) {
+    const size = 1 + Math.floor(random() * 4);
+    batches.push(shuffled.slice(i, i + size));
+    i += size;
+  }
+  return shuffle([...batches, ...batches.filter(() => random() < 0.3)], random);
+}
+
+/** Asserts the root is whole: it covers every span of its trace, and its totals count them. */
+function assertWholeRoot(spans: CollectedSpan[], root: CollectedSpan, what: string, answered = true) {
+  const children = spans.filter((s) => s.traceId === root.traceId && s.parentSpanId);
+  for (const c of children) {
+    assert.ok(BigInt(c.startTimeUnixNano) >= BigInt(root.startTimeUnixNano), `${what}: the root starts before ${c.name}`);
+    assert.ok(BigInt(c.endTimeUnixNano) <= BigInt(root.endTimeUnixNano), `${what}: the root ends after ${c.name}`);
+  }
+  const count = (n: string) => children.filter((s) => s.name === n).length;
+  assert.equal(root.attrs['claude_code.interaction.llm_requests'], count('claude_code.llm_request'), `${what}: llm_requests`);
+  assert.equal(root.attrs['claude_code.interaction.tool_calls'], count('claude_code.tool'), `${what}: tool_calls`);
+  assert.equal(root.attrs['claude_code.interaction.complete'], true, `${what}: complete`);
+  assert.equal(typeof root.attrs['gen_ai.prompt'], 'string', `${what}: the prompt`);
+  if (answered) assert.equal(typeof root.attrs['gen_ai.completion'], 'string', `${what}: the answer`);
+  else assert.equal(root.attrs['gen_ai.completion'], undefined, `${what}: no answer`);
+}
+
+export function defineAssemblyTests(label: string, start: () => Promise<RedisUnderTest>) {
+  let redis: RedisUnderTest;
+  const harnesses: Harness[] = [];
+  const harness = (options?: HarnessOptions) => {
+    const h = new Harness(redis.at, options);
+    harnesses.push(h);
+    return h;
+  };
+  const sibling = (h: Harness) => {
+    const s = h.sibling();
+    harnesses.push(s);
+    return s;
+  };
+
+  before(async () => {
+    redis = await start();
+  });
+  after(async () => {
+    for (const h of harnesses) h.disconnect();
+    await redis?.stop();
+  });
+
+  /** The tree of records processed in one batch, by a harness of its own. */
+  async function wholeTree(records: LogRecord[], template = logsOf('json', 'simple')) {
+    const h = harness();
+    await h.process(requestOf(template, records));
+    return treeOf(h.stored().values());
+  }
+
+  for (const scenario of SCENARIOS) {
+    for (const capture of ['json', 'protobuf'] as Capture[]) {
+      test(`${label}: ${capture}/${scenario}: split, reordered and repeated batches taken by two workers give the whole tree, drawn once, on evidence alone`, async () => {
+        const request = logsOf(capture, scenario);
+        const whole = await wholeTree(recordsOf(request), request);
+        const root = Object.values(whole).filter((s) => (s as { parent: unknown }).parent === null);
+        assert.equal(root.length, 1, 'the whole capture draws its root at once: it holds its end marker and every number');
+        for (let seed = 1; seed <= 12; seed++) {
+          const random = prng(seed * 7919 + scenario.length);
+          const h = harness();
+          const other = sibling(h);
+          const batches = deliveries(recordsOf(request), random);
+          await Promise.all([
+            (async () => { for (const b of batches.filter((_, i) => i % 2 === 0)) await h.process(requestOf(request, b)); })(),
+            (async () => { for (const b of batches.filter((_, i) => i % 2 === 1)) await other.process(requestOf(request, b)); })(),
+          ]);
+          // No clock moved and no timer round ran: the events alone drew the root.
+          assert.deepEqual(treeOf(h.stored().values()), whole, `seed ${seed}`);
+          assert.equal(h.exported.filter((s) => !s.parentSpanId).length, 1, `seed ${seed}: the root is sent exactly once`);
+        }
+      });
+    }
+  }
+
+  test(`${label}: a call that lasts minutes keeps its root waiting, and the root is whole once the turn ends`, async () => {
+    const request = logsOf('json', 'tool');
+    const records = recordsOf(request);
+    const lastCall = records.map(name).lastIndexOf('api_request');
+    const h = harness();
+    await h.process(requestOf(request, records.slice(0, lastCall)));
+    // Far past the old idle window, short of the turn timeout: the turn is still in progress.
+    assert.equal(await h.advance(20 * MINUTE), 0);
+    assert.equal(await h.advance(30 * MINUTE), 0);
+    assert.equal(h.roots().length, 0);
+    await h.process(requestOf(request, records.slice(lastCall)));
+    const [root] = h.roots();
+    assert.ok(root, 'drawn as soon as the end marker came');
+    assertWholeRoot([...h.stored().values()], root, 'long call');
+    assert.equal(root.attrs['claude_code.interaction.end'], 'response');
+  });
+
+  test(`${label}: an event held back for minutes is waited for, and the root is the whole tree`, async () => {
+    const request = logsOf('json', 'two-tools');
+    const records = recordsOf(request);
+    const held = records.find((r) => name(r) === 'tool_result')!;
+    const h = harness();
+    await h.process(requestOf(request, records.filter((r) => r !== held)));
+    assert.equal(h.roots().length, 0, 'its end marker came, but a number before it is missing');
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.gapWaitMs - MINUTE), 0);
+    await h.process(requestOf(request, [held]));
+    assert.equal(h.roots().length, 1, 'drawn as soon as the gap filled');
+    assert.deepEqual(treeOf(h.stored().values()), await wholeTree(records, request));
+  });
+
+  test(`${label}: a gap that never fills: drawn with complete=false and the count missing once the wait is over; the event, late, joins the trace`, async () => {
+    const request = logsOf('json', 'two-tools');
+    const records = recordsOf(request);
+    const held = records.filter((r) => name(r) === 'tool_result');
+    const h = harness();
+    await h.process(requestOf(request, records.filter((r) => !held.includes(r))));
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.gapWaitMs - 1), 0);
+    assert.equal(await h.advance(1), 1);
+    const [root] = h.roots();
+    assert.equal(root!.attrs['claude_code.interaction.complete'], false);
+    assert.equal(root!.attrs['claude_code.interaction.missing_events'], held.length);
+    assert.equal(root!.attrs['claude_code.interaction.end'], 'gap_timeout');
+    const summary = await h.process(requestOf(request, held));
+    assert.equal(summary.late, held.length);
+    assert.equal(h.exported.filter((s) => !s.parentSpanId).length, 1, 'never a second root');
+    const spans = [...h.stored().values()];
+    assert.equal(new Set(spans.map((s) => s.traceId)).size, 1);
+    assert.equal(spans.filter((s) => s.name === 'claude_code.tool').length, held.length);
+    const stats = await h.store.stats();
+    assert.equal(stats.late_events, held.length);
+    assert.equal(stats.drawn_incomplete, 1);
+  });
+
+  test(`${label}: a turn that never ends (Claude Code killed) is drawn with complete=false after the turn timeout, not before`, async () => {
+    const request = logsOf('json', 'tool');
+    const records = recordsOf(request).filter((r) => name(r) !== 'assistant_response');
+    const h = harness();
+    await h.process(requestOf(request, records));
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.turnTimeoutMs - 1), 0);
+    assert.equal(await h.advance(1), 1);
+    const [root] = h.roots();
+    assert.equal(root!.attrs['claude_code.interaction.complete'], false);
+    assert.equal(root!.attrs['claude_code.interaction.end'], 'turn_timeout');
+  });
+
+  test(`${label}: a timer does not run out while batches received before it still wait in the queue`, async () => {
+    let backlogSince: number | undefined;
+    const h = harness({ backlogSinceMs: async () => backlogSince });
+    const request = logsOf('json', 'tool');
+    await h.process(requestOf(request, recordsOf(request).filter((r) => name(r) !== 'assistant_response')));
+    backlogSince = h.clock.now() + 1;
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.turnTimeoutMs + MINUTE), 0, 'a batch from before it ran out is still queued');
+    backlogSince = undefined;
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.recheckMs), 1);
+  });
+
+  test(`${label}: an interrupted turn ends at the session's next prompt in the same process, complete when nothing between is missing`, async () => {
+    const request = logsOf('json', 'tool');
+    const prompted = recordsOf(request).filter((r) => attr(r, 'prompt.id'));
+    const first = variant(prompted.filter((r) => name(r) !== 'assistant_response'), { tag: 'one', seqFrom: 0 });
+    const second = variant(prompted, { tag: 'two', seqFrom: first.length, shiftMs: MINUTE });
+    const h = harness();
+    await h.process(requestOf(request, first));
+    assert.equal(h.roots().length, 0);
+    await h.process(requestOf(request, second));
+    const roots = h.roots();
+    assert.equal(roots.length, 2);
+    const ends = roots.map((r) => r.attrs['claude_code.interaction.end']).sort();
+    assert.deepEqual(ends, ['next_prompt', 'response']);
+    for (const r of roots) assertWholeRoot([...h.stored().values()], r, String(r.attrs['claude_code.interaction.end']), r.attrs['claude_code.interaction.end'] === 'response');
+  });
+
+  test(`${label}: a resumed session (same session.id, event.sequence from 0 again) is a second interaction; a turn its start cut off is drawn incomplete`, async () => {
+    const request = logsOf('json', 'tool');
+    const records = recordsOf(request);
+    const killed = variant(records.filter((r) => name(r) !== 'assistant_response'), { tag: 'killed' });
+    const resumed = variant(records, { tag: 'resumed', shiftMs: MINUTE });
+    const h = harness();
+    await h.process(requestOf(request, killed));
+    await h.process(requestOf(request, resumed));
+    const roots = h.roots();
+    assert.equal(roots.length, 2);
+    assert.equal(new Set(roots.map((r) => r.traceId)).size, 2);
+    const byEnd = new Map(roots.map((r) => [r.attrs['claude_code.interaction.end'], r]));
+    assert.equal(byEnd.get('new_process')?.attrs['claude_code.interaction.complete'], false);
+    assertWholeRoot([...h.stored().values()], byEnd.get('response')!, 'resumed');
+  });
+
+  test(`${label}: two whole turns of a session in two processes each draw their own complete root`, async () => {
+    const request = logsOf('json', 'tool');
+    const h = harness();
+    await h.process(requestOf(request, variant(recordsOf(request), { tag: 'a' })));
+    await h.process(requestOf(request, variant(recordsOf(request), { tag: 'b', shiftMs: MINUTE })));
+    const roots = h.roots();
+    assert.equal(roots.length, 2);
+    for (const r of roots) assertWholeRoot([...h.stored().values()], r, 'process');
+  });
+
+  test(`${label}: events without prompt.id (older Claude Code) keep the idle rule: grouped by session and time, drawn once quiet`, async () => {
+    const request = logsOf('json', 'tool');
+    const one = variant(recordsOf(request), { tag: 'a', promptId: false });
+    const two = variant(recordsOf(request), { tag: 'b', shiftMs: MINUTE, promptId: false });
+    const h = harness();
+    await h.process(requestOf(request, [...two, ...one]));
+    for (const r of [...one, ...two].reverse()) await h.process(requestOf(request, [r]));
+    assert.deepEqual(h.roots().map((r) => r.attrs['claude_code.interaction.end']), ['new_process'], "the first prompt ended at the session's next one");
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.idleMs - 1), 0);
+    assert.equal(await h.advance(1), 1);
+    const spans = [...h.stored().values()];
+    const roots = h.roots();
+    assert.equal(roots.length, 2, 'one root per prompt');
+    for (const root of roots) {
+      assert.equal(root.attrs['claude_code.interaction.complete'], undefined, 'no evidence to tell by');
+      const children = spans.filter((s) => s.traceId === root.traceId && s.parentSpanId);
+      assert.equal(children.filter((s) => s.name === 'claude_code.llm_request').length, 2);
+      assert.equal(children.filter((s) => s.name === 'claude_code.tool').length, 1);
+      assert.ok(children.every((c) => BigInt(c.endTimeUnixNano) <= BigInt(root.endTimeUnixNano)));
+    }
+  });
+
+  test(`${label}: many sessions interleaved in one batch give each its own tree`, async () => {
+    const sessions = SCENARIOS.map((s) => recordsOf(logsOf('json', s)));
+    const mixed = shuffle(sessions.flat(), prng(42));
+    assert.notDeepEqual(mixed, sessions.flat(), 'the shuffle changed the order');
+    const h = harness();
+    await h.process(requestOf(logsOf('json', 'simple'), mixed));
+    const apart: Record<string, unknown> = {};
+    for (const records of sessions) Object.assign(apart, await wholeTree(records));
+    assert.deepEqual(treeOf(h.stored().values()), apart);
+  });
+
+  test(`${label}: many sessions delivered out of order, some batches minutes late, by two workers: every root complete, each the whole tree`, async () => {
+    const random = prng(2026);
+    const template = logsOf('json', 'simple');
+    const sessions = Array.from({ length: 24 }, (_, i) => {
+      const scenario: Scenario = SCENARIOS[i % SCENARIOS.length]!;
+      return variant(recordsOf(logsOf('json', scenario)), { tag: `s${i}`, session: `session-${i}`, shiftMs: i * 1_000 });
+    });
+    const h = harness();
+    const other = sibling(h);
+    const batches = deliveries(sessions.flat(), random);
+    const [now, later] = [batches.filter(() => random() >= 0.2), [] as LogRecord[][]];
+    for (const b of batches) if (!now.includes(b)) later.push(b);
+    assert.ok(later.length > 0);
+    const run = async (list: LogRecord[][]) => {
+      await Promise.all([
+        (async () => { for (const b of list.filter((_, i) => i % 2 === 0)) await h.process(requestOf(template, b)); })(),
+        (async () => { for (const b of list.filter((_, i) => i % 2 === 1)) await other.process(requestOf(template, b)); })(),
+      ]);
+    };
+    await run(now);
+    // The rest comes minutes later (a Collector retrying), with timer rounds meanwhile.
+    for (let m = 0; m < 5; m++) await h.advance(MINUTE);
+    await run(later);
+    const apart: Record<string, unknown> = {};
+    for (const records of sessions) Object.assign(apart, await wholeTree(records, template));
+    assert.deepEqual(treeOf(h.stored().values()), apart);
+    assert.equal(h.roots().length, sessions.length);
+    assert.equal(h.exported.filter((s) => !s.parentSpanId).length, sessions.length, 'each root sent once');
+  });
+
+  test(`${label}: session-level events that come before any prompt are held, then land on the first prompt`, async () => {
+    const request = logsOf('protobuf', 'simple');
+    const records = recordsOf(request);
+    const startup = records.filter((r) => !attr(r, 'prompt.id'));
+    assert.ok(startup.length > 0);
+    const h = harness();
+    await h.process(requestOf(request, startup));
+    assert.equal(h.exported.length, 0);
+    await h.process(requestOf(request, records.filter((r) => !startup.includes(r))));
+    const root = h.roots()[0]!;
+    const whole = await wholeTree(records, request);
+    assert.deepEqual(treeOf([root]), { [root.spanId]: whole[root.spanId] });
+  });
+
+  test(`${label}: the first prompt's root waits for its process's start-up events too`, async () => {
+    const request = logsOf('protobuf', 'simple');
+    const records = recordsOf(request);
+    const startup = records.filter((r) => !attr(r, 'prompt.id'));
+    const h = harness();
+    await h.process(requestOf(request, records.filter((r) => !startup.includes(r))));
+    assert.equal(h.roots().length, 0, 'numbers 0.. before the prompt are missing');
+    await h.process(requestOf(request, startup));
+    assert.deepEqual(treeOf(h.stored().values()), await wholeTree(records, request));
+  });
+
+  test(`${label}: an API error is an LLM span with error status, status code and attempt`, async () => {
+    const request = logsOf('json', 'simple');
+    const records = recordsOf(request);
+    const api = records.find((r) => name(r) === 'api_request')!;
+    const error: LogRecord = {
+      ...api,
+      body: { stringValue: 'claude_code.api_error' },
+      attributes: [
+        ...api.attributes!.filter((a) => ['session.id', 'prompt.id', 'user.id', 'model'].includes(a.key)),
+        { key: 'event.name', value: { stringValue: 'api_error' } },
+        { key: 'error', value: { stringValue: 'Overloaded' } },
+        { key: 'status_code', value: { stringValue: '529' } },
+        { key: 'attempt', value: { intValue: '1' } },
+        { key: 'duration_ms', value: { intValue: '12' } },
+      ],
+    };
+    // Numbered after the prompt, before the answer: the answer and everything after move up one.
+    const seq = (r: LogRecord) => Number(attr(r, 'event.sequence')?.intValue);
+    const at = seq(api);
+    const renumbered = records.map((r) => (seq(r) < at ? r : { ...r, attributes: r.attributes!.map((a) => (a.key === 'event.sequence' ? { key: a.key, value: { intValue: String(seq(r) + 1) } } : a)) }));
+    error.attributes!.push({ key: 'event.sequence', value: { intValue: String(at) } });
+    const h = harness();
+    await h.process(requestOf(request, [...renumbered, error]));
+    const spans = [...h.stored().values()];
+    const failed = spans.find((s) => s.status?.code === StatusCode.ERROR)!;
+    assert.equal(failed.name, 'claude_code.llm_request');
+    assert.equal(failed.status?.message, 'Overloaded');
+    assert.equal(failed.attrs['http.response.status_code'], 529);
+    assert.equal(failed.attrs['attempt'], 1);
+    const root = h.roots()[0]!;
+    assert.equal(root.attrs['claude_code.interaction.errors'], 1);
+    assert.equal(root.attrs['claude_code.interaction.llm_requests'], 2);
+    assert.equal(root.attrs['claude_code.interaction.complete'], true);
+  });
+}
