@@ -9,6 +9,7 @@
  * BENCH_BATCHES (default 2000) and BENCH_CONCURRENCY (default 16) size the run.
  */
 import { readFileSync } from 'node:fs';
+import { queueKey } from '@ccbridge/redis';
 import { Redis } from 'ioredis';
 import { encodeExportRequest, type ExportLogsRequest } from '@ccbridge/otlp';
 import { expectedSpans, logsOf } from '../support/fixtures';
@@ -56,7 +57,7 @@ async function main() {
     const worker = await startBridge({ ...common, BRIDGE_ROLE: 'worker' });
     const t1 = performance.now();
     const client = new Redis(redis.url);
-    await waitFor('the queue to drain', async () => (await client.llen('ccbridge:otlp-batches:wait')) + (await client.llen('ccbridge:otlp-batches:active')) === 0, 600_000);
+    await waitFor('the queue to drain', async () => (await client.llen(queueKey('wait'))) + (await client.llen(queueKey('active'))) === 0, 600_000);
     await waitFor('every span in LLMFlow', async () => (await llmflow.listed()).length >= BATCHES * perBatch, 600_000);
     const drain = (performance.now() - t1) / 1000;
     console.log(JSON.stringify({ stage: 'process+export', batches: BATCHES, spans: BATCHES * perBatch, spansPerSecond: Math.round((BATCHES * perBatch) / drain), seconds: drain.toFixed(1), peakRssMiB: peakRssMiB(worker.child.pid).toFixed(1) }));

@@ -5,6 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { queueKey } from '@ccbridge/redis';
 import zlib from 'node:zlib';
 import { Redis } from 'ioredis';
 import { SCENARIOS, expectedSpans, logsOf, nativeTraceOf, payloads, type Capture } from '../support/fixtures';
@@ -99,13 +100,13 @@ test('metrics are consumed, so nothing piles up in Redis', async () => {
   try {
     await waitFor('the queue to drain', async () => {
       const [waiting, active, delayed] = await Promise.all([
-        client.llen('ccbridge:otlp-batches:wait'),
-        client.llen('ccbridge:otlp-batches:active'),
-        client.zcard('ccbridge:otlp-batches:delayed'),
+        client.llen(queueKey('wait')),
+        client.llen(queueKey('active')),
+        client.zcard(queueKey('delayed')),
       ]);
       return waiting + active + delayed === 0;
     });
-    assert.equal(await client.zcard('ccbridge:otlp-batches:failed'), 0, 'no failed jobs');
+    assert.equal(await client.zcard(queueKey('failed')), 0, 'no failed jobs');
     assert.match(bridge.output(), /"signal":"metrics"[^\n]*"msg":"processed a batch"/);
   } finally {
     client.disconnect();

@@ -21,7 +21,7 @@ let api: AnthropicStandin;
 
 before(async () => {
   [redis, llmflow, api] = await Promise.all([startRedis(), startLlmflow(), startAnthropicStandin()]);
-  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '1000' });
+  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url });
   collector = await startCollector({ bridgeUrl: bridge.url });
 });
 after(async () => {

@@ -1,14 +1,17 @@
 /**
  * The bridge as a process: configuration errors, roles in separate processes sharing one
- * Redis, graceful SIGTERM (open interactions get their roots), and the private redis-server
- * it starts when REDIS_URL is unset.
+ * Redis, graceful SIGTERM (open turns stay in Redis for the next worker), and the private
+ * redis-server it starts when REDIS_URL is unset.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { queueKey } from '@ccbridge/redis';
 import { redisAnswersAt } from '../support/redis-probe';
-import { expectedSpans, payloads } from '../support/fixtures';
+import type { LogRecord } from '@ccbridge/otlp';
+import { expectedSpans, logsOf, payloads } from '../support/fixtures';
+import { recordsOf, requestOf } from '../support/assembly';
 import { Redis } from 'ioredis';
-import { freePort, post, startBridge, startLlmflow, startRedis, tempDir, waitFor, type LlmflowPeer, type RedisPeer } from '../support/peers';
+import { freePort, post, startBridge, startLlmflow, startRedis, tempDir, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
 
 let redis: RedisPeer;
 let llmflow: LlmflowPeer;
@@ -36,50 +39,72 @@ test('a bad variable stops start-up with a message that names it', async () => {
   }
 });
 
-test('ingest and workers run as separate processes over one Redis; the last worker to stop closes open interactions', async () => {
-  const common = { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '600000' };
+test('ingest and workers run as separate processes over one Redis; a stopping worker draws nothing early, and the next one carries the turn on', async () => {
+  const common = { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url };
+  const request = logsOf('json', 'tool');
+  const records = recordsOf(request);
+  const end = records.filter((r) => r.body?.stringValue === 'claude_code.assistant_response');
+  const postLogs = async (url: string, list: LogRecord[]) =>
+    assert.equal((await post(`${url}/v1/logs`, Buffer.from(JSON.stringify(requestOf(request, list))), 'application/json')).status, 200);
   const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
   const workers = [await startBridge({ ...common, BRIDGE_ROLE: 'worker' }), await startBridge({ ...common, BRIDGE_ROLE: 'worker' })];
+  let next: BridgePeer | undefined;
   try {
     // A worker's port serves health only.
     assert.equal((await fetch(`${workers[0]!.url}/readyz`)).status, 200);
     assert.equal((await post(`${workers[0]!.url}/v1/logs`, Buffer.from('{}'), 'application/json')).status, 404);
-    await postScenario(ingest.url, 'tool');
-    // Children arrive at once; the root waits for the interaction to go quiet (10 minutes here).
+    // The turn so far: its children arrive at once, its root waits for its end.
+    await postLogs(ingest.url, records.filter((r) => !end.includes(r)));
     const children = await waitFor('the child spans', async () => {
       const s = await llmflow.listed();
-      return s.length >= expectedSpans('protobuf', 'tool').total - 1 ? s : undefined;
+      return s.length >= expectedSpans('json', 'tool').total - 1 ? s : undefined;
     });
     assert.ok(children.every((s) => s.parent_id), 'no root yet');
-    assert.equal(await workers[0]!.stop('SIGTERM'), 0, 'graceful exit');
-    assert.match(workers[0]!.output(), /leaving open interactions to the other workers/);
-    assert.equal((await llmflow.listed()).filter((s) => !s.parent_id).length, 0, 'another worker still runs: no root yet');
-    assert.equal(await workers[1]!.stop('SIGTERM'), 0);
-    const roots = (await llmflow.listed()).filter((s) => !s.parent_id && s.trace_id === children[0]!.trace_id);
-    assert.equal(roots.length, 1, 'the last worker drew the root of the open interaction');
-    assert.match(workers[1]!.output(), /"msg":"stopped"/);
+    // Both workers stop at once, mid-turn (a `docker compose up -d` that recreates them).
+    assert.deepEqual(await Promise.all(workers.map((w) => w.stop('SIGTERM'))), [0, 0], 'graceful exits');
+    for (const w of workers) assert.match(w.output(), /"msg":"stopped"/);
+    assert.equal((await llmflow.listed()).filter((s) => !s.parent_id).length, 0, 'no root drawn at shutdown');
+    // The turn ends while no worker runs; the next worker carries on from Redis.
+    await postLogs(ingest.url, end);
+    next = await startBridge({ ...common, BRIDGE_ROLE: 'worker' });
+    const root = await waitFor('the root, drawn by the next worker', async () => (await llmflow.spans()).find((s) => !s.parent_id && s.trace_id === children[0]!.trace_id));
+    const attrs = JSON.parse(root.attributes) as Record<string, unknown>;
+    assert.equal(attrs['claude_code.interaction.complete'], true);
+    assert.equal(attrs['claude_code.interaction.end'], 'response');
   } finally {
-    await Promise.all([ingest.stop(), ...workers.map((w) => w.stop())]);
+    await Promise.all([ingest.stop(), ...workers.map((w) => w.stop()), next?.stop()]);
   }
 });
 
-test('with REDIS_URL unset it uses the default Redis, or starts a private redis-server under BRIDGE_DATA_DIR', async () => {
-  const defaultWasUp = await redisAnswersAt(6379);
+test('with REDIS_URL unset it starts a private redis-server under BRIDGE_DATA_DIR when nothing answers at the default address, and uses what answers there otherwise', async () => {
+  // This test needs the default address to itself: it runs both cases, each under its condition.
+  assert.equal(await redisAnswersAt(6379), false, 'something else answers on 127.0.0.1:6379: stop it to run this test');
   const dataDir = tempDir('data');
-  const bridge = await startBridge({ LLMFLOW_URL: llmflow.url, BRIDGE_DATA_DIR: dataDir });
+  const privately = await startBridge({ LLMFLOW_URL: llmflow.url, BRIDGE_DATA_DIR: dataDir });
+  try {
+    await postScenario(privately.url, 'simple');
+    assert.match(privately.output(), /started a private redis-server/);
+    assert.match(privately.output(), /"redis":"redis:\/\/127\.0\.0\.1:6379"/);
+    assert.equal(await redisAnswersAt(6379), true);
+  } finally {
+    assert.equal(await privately.stop('SIGTERM'), 0);
+  }
+  assert.equal(await redisAnswersAt(6379), false, 'the private redis-server stops with the bridge');
+  const shared = await startRedis(6379);
+  const bridge = await startBridge({ LLMFLOW_URL: llmflow.url, BRIDGE_DATA_DIR: tempDir('data') });
   try {
     await postScenario(bridge.url, 'simple');
     assert.match(bridge.output(), /"redis":"redis:\/\/127\.0\.0\.1:6379"/);
-    if (!defaultWasUp) assert.match(bridge.output(), /started a private redis-server/);
+    assert.doesNotMatch(bridge.output(), /started a private redis-server/);
   } finally {
     assert.equal(await bridge.stop('SIGTERM'), 0);
+    await shared.stop();
   }
-  if (!defaultWasUp) assert.equal(await redisAnswersAt(6379), false, 'the private redis-server stops with the bridge');
 });
 
 test('while LLMFlow is away, batches wait in the queue using up none of their attempts, and arrive once it is back', async () => {
   const port = await freePort();
-  const bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: `http://127.0.0.1:${port}`, BRIDGE_JOB_ATTEMPTS: '1', BRIDGE_INTERACTION_IDLE_MS: '300' });
+  const bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: `http://127.0.0.1:${port}`, BRIDGE_JOB_ATTEMPTS: '1' });
   let late: LlmflowPeer | undefined;
   const client = new Redis(redis.url);
   try {
@@ -92,7 +117,7 @@ test('while LLMFlow is away, batches wait in the queue using up none of their at
       return s.length >= want && s.some((x) => !x.parent_id) ? s : undefined;
     }, 60_000);
     assert.equal(spans.length, want);
-    assert.equal(await client.zcard('ccbridge:otlp-batches:failed'), 0, 'no batch used up its single attempt');
+    assert.equal(await client.zcard(queueKey('failed')), 0, 'no batch used up its single attempt');
   } finally {
     client.disconnect();
     await bridge.stop();

@@ -13,7 +13,11 @@
  *   Anthropic-style error body; later calls succeed. Claude Code retries, and since the retry
  *   succeeds it logs no api_error event (only the final failure of a request is logged);
  * - `FAIL_ALWAYS`: every /v1/messages call answers HTTP 500, so Claude Code gives up after its
- *   retries (CLAUDE_CODE_MAX_RETRIES) and logs api_error and api_retries_exhausted.
+ *   retries (CLAUDE_CODE_MAX_RETRIES) and logs api_error and api_retries_exhausted;
+ * - `SLOW_ANSWERS`: like `USE_TOOL`, but every answer to a request that offers tools (the main
+ *   loop's, not side requests) comes `slowMs` late, as a long thinking request does;
+ * - `LONG_TOOL`: one Bash tool_use that runs for `longToolSeconds` (a `node -e` timer, as a test
+ *   suite would: Claude Code refuses a bare long `sleep`), then text.
  *
  * A tool is only asked for when the request offers that tool (side requests Claude Code makes
  * without tools get text), and only while the conversation holds no tool_result yet.
@@ -50,7 +54,14 @@ interface Reply {
   stopReason?: 'end_turn' | 'tool_use';
 }
 
-export const KEYWORDS = ['USE_TOOL', 'TWO_TOOLS', 'PARALLEL_TOOLS', 'REFUSED_TOOL', 'FAIL_ONCE', 'FAIL_ALWAYS'] as const;
+export const KEYWORDS = ['USE_TOOL', 'TWO_TOOLS', 'PARALLEL_TOOLS', 'REFUSED_TOOL', 'FAIL_ONCE', 'FAIL_ALWAYS', 'SLOW_ANSWERS', 'LONG_TOOL'] as const;
+
+export interface StandinOptions {
+  /** How late SLOW_ANSWERS answers (ms). */
+  slowMs?: number;
+  /** How long LONG_TOOL's command sleeps (s). */
+  longToolSeconds?: number;
+}
 
 /** Where TWO_TOOLS points Read: a file that does not exist. */
 export const MISSING_FILE = 'ccbridge-missing-file.txt';
@@ -94,7 +105,7 @@ function workingDirectory(body: Record<string, unknown>): string {
   return /(?:Primary working directory|Working directory):\s*(\S+)/.exec(text)?.[1] ?? '/tmp';
 }
 
-export async function startAnthropicStandin(): Promise<AnthropicStandin> {
+export async function startAnthropicStandin(options: StandinOptions = {}): Promise<AnthropicStandin> {
   const requests: StandinRequest[] = [];
   /** Prompts (session, position, text) whose FAIL_ONCE failure was served. */
   const failed = new Set<string>();
@@ -124,7 +135,14 @@ export async function startAnthropicStandin(): Promise<AnthropicStandin> {
     const tooled = (blocks: Block[]): Reply => ({ status: 200, content: blocks, stopReason: 'tool_use' });
     switch (scenario) {
       case 'USE_TOOL':
+      case 'SLOW_ANSWERS':
         if (tools.has('Bash')) return { scenario, reply: tooled([bash(0, 'echo one', 'first')]) };
+        break;
+      case 'LONG_TOOL':
+        if (tools.has('Bash')) {
+          const ms = 1_000 * (options.longToolSeconds ?? 1);
+          return { scenario, reply: tooled([bash(0, `node -e "setTimeout(() => console.log('done'), ${ms})"`, 'run the test suite')]) };
+        }
         break;
       case 'TWO_TOOLS':
         if (tools.has('Bash') && tools.has('Read')) {
@@ -221,8 +239,13 @@ export async function startAnthropicStandin(): Promise<AnthropicStandin> {
           return json(res, reply.status, reply.error, { 'request-id': `req_standin_${n}`, 'x-should-retry': 'true' });
         }
         record.reply = (reply.content ?? []).map((c) => (c.type === 'text' ? 'text' : `tool_use:${c.name}`)).join(',');
-        if (b.stream === true) return stream(res, model, n, reply);
-        return json(res, 200, message(model, n, reply), { 'request-id': `req_standin_${n}` });
+        const answer = () => (b.stream === true ? stream(res, model, n, reply) : json(res, 200, message(model, n, reply), { 'request-id': `req_standin_${n}` }));
+        const offersTools = Array.isArray(b.tools) && b.tools.length > 0;
+        if (scenario === 'SLOW_ANSWERS' && offersTools) {
+          setTimeout(answer, options.slowMs ?? 1_000);
+          return;
+        }
+        return answer();
       }
       // Claude Code's connectivity probe at start-up.
       if (path === '/api/hello') {

@@ -36,15 +36,18 @@ const BAD: Record<string, string> = {
   OTLP_HTTP_PORT: '70000',
   OTLP_HTTP_HOST: '  ',
   OTLP_GRPC_PORT: 'grpc',
-  OTLP_GRPC_HOST: '',
+  OTLP_GRPC_HOST: '\t',
   BRIDGE_MAX_BODY_BYTES: '4GB',
   BRIDGE_MAX_CONCURRENT_REQUESTS: '0',
   BRIDGE_QUEUE_MAX_WAITING: '-1',
   BRIDGE_INTERACTION_IDLE_MS: '1.5',
+  BRIDGE_TURN_TIMEOUT_MS: '1h',
+  BRIDGE_GAP_WAIT_MS: '99',
+  REDIS_CLUSTER: 'maybe',
   BRIDGE_WORKER_CONCURRENCY: '0x10',
   BRIDGE_EXPORT_TIMEOUT_MS: 'soon',
   BRIDGE_EXPORT_MAX_SPANS: '1e3',
-  BRIDGE_JOB_ATTEMPTS: '',
+  BRIDGE_JOB_ATTEMPTS: '0',
   BRIDGE_SHUTDOWN_TIMEOUT_MS: '10s',
   LOG_LEVEL: 'verbose',
   BRIDGE_DATA_DIR: ' ',
@@ -58,8 +61,11 @@ test('every variable has a bad-value case here', () => {
   assert.deepEqual(Object.keys(BAD).sort(), SPEC.map((s) => s.env).sort());
 });
 
+test('an empty variable means unset, like an unset one', () => {
+  assert.deepEqual(loadConfig({ BRIDGE_JOB_ATTEMPTS: '', OTLP_GRPC_HOST: '' }), loadConfig({}));
+});
+
 for (const [name, value] of Object.entries(BAD)) {
-  if (value === '') continue; // empty means unset, like an unset variable
   test(`a bad ${name} stops start-up with a message naming it`, () => {
     assert.throws(() => loadConfig({ [name]: value }), (err: unknown) => {
       assert.ok(err instanceof ConfigError);
@@ -70,6 +76,11 @@ for (const [name, value] of Object.entries(BAD)) {
     });
   });
 }
+
+test('REDIS_CLUSTER needs REDIS_URL, a node of the cluster', () => {
+  assert.throws(() => loadConfig({ REDIS_CLUSTER: 'true' }), /REDIS_CLUSTER="true" is not valid: expected REDIS_URL/);
+  assert.equal(loadConfig({ REDIS_CLUSTER: 'yes', REDIS_URL: 'redis://10.0.0.1:7000' }).redisCluster, true);
+});
 
 test('BRIDGE_* variables that no setting reads are reported (a misspelling is not silently ignored)', () => {
   assert.deepEqual(unknownVariables({ BRIDGE_INTERACTION_IDLE: '5', BRIDGE_ROLE: 'all', PATH: '/bin' }), ['BRIDGE_INTERACTION_IDLE']);

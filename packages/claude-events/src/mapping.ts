@@ -62,16 +62,25 @@ export interface EventOutcome {
 }
 
 /**
- * Whether an event ends its turn, and how (the lifecycle's end markers, lua/lifecycle.lua).
+ * Whether an event ends its turn, and how: the lifecycle's end markers (lua/lifecycle.lua).
  *
- * Verified against Claude Code 2.1.328 (see docs/CLAUDE_CODE_EVENTS.md): the main agent logs
- * one `assistant_response` when its turn is over; a subagent's carry `agent_id` and end nothing.
+ * Read from Claude Code 2.1.328 (docs/CLAUDE_CODE_EVENTS.md has the evidence): the main agent
+ * logs one `assistant_response` when its turn is over. A request that fails for good (after
+ * its retries) logs one `api_error` (and `api_retries_exhausted` when it was retried), and the
+ * turn stops there when that request was the main thread's (`query_source` `sdk` in print mode,
+ * `repl_main_thread` in the terminal); side requests (titles, compaction, ...) and subagents
+ * (`agent_id`) end nothing.
  */
 export function turnEndOf(e: ClaudeEvent): 'response' | 'error' | undefined {
   if (e.attributes['agent_id'] !== undefined) return undefined;
   if (e.name === 'assistant_response') return 'response';
+  if (e.name === 'api_error') {
+    const source = stringOf(e.attributes['query_source']);
+    return source === undefined || MAIN_THREAD_SOURCES.has(source) ? 'error' : undefined;
+  }
   return undefined;
 }
+const MAIN_THREAD_SOURCES = new Set(['sdk', 'repl_main_thread']);
 
 /** [event field, span attribute, type]: GenAI names for Claude Code's fields. */
 type Rename = readonly [from: string, to: string, type: 'string' | 'number'];

@@ -8,11 +8,11 @@
  */
 import { Queue, Worker, UnrecoverableError, type Job, type ConnectionOptions } from 'bullmq';
 import type { ExportRequestBySignal, Signal } from '@ccbridge/otlp';
-import { isReady, queuePrefix, type RedisClient } from '@ccbridge/redis';
+import { QUEUE_NAME, isReady, queuePrefix, type RedisClient } from '@ccbridge/redis';
 
 export { UnrecoverableError };
 
-export const QUEUE_NAME = 'otlp-batches';
+export { QUEUE_NAME };
 /** BullMQ's key prefix (keys.ts): one hash tag, so the queue also runs on a Redis Cluster. */
 export const QUEUE_PREFIX = queuePrefix();
 

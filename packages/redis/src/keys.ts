@@ -23,6 +23,12 @@ export const SHARDS = 16;
 /** BullMQ's prefix for the queue: the tag keeps all of the queue's keys in one slot. */
 export const queuePrefix = (namespace = NAMESPACE) => `{${namespace}}`;
 
+/** The queue of received batches. */
+export const QUEUE_NAME = 'otlp-batches';
+
+/** One of BullMQ's keys for the queue, e.g. `wait`, `active`, `delayed`, `failed` (for status and tests). */
+export const queueKey = (part: string, namespace = NAMESPACE) => `${queuePrefix(namespace)}:${QUEUE_NAME}:${part}`;
+
 /** The shard of a session: FNV-1a (32 bit) of its id, so every process agrees. */
 export function shardOf(session: string): number {
   let h = 0x811c9dc5;
