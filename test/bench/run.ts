@@ -6,7 +6,10 @@
  *            latency percentiles, peak RSS of the bridge.
  *   process+export: a worker-only bridge then drains that queue into LLMFlow: spans/s, peak RSS.
  *
- * BENCH_BATCHES (default 2000) and BENCH_CONCURRENCY (default 16) size the run.
+ *   turn latency: from the 200 for a turn's last event to its root readable in LLMFlow, beside
+ *            LLMFlow's own time for a root posted to it directly (turn-latency.ts).
+ *
+ * BENCH_TURNS (default 30), BENCH_BATCHES (default 500) and BENCH_CONCURRENCY (default 16) size the run.
  */
 import { readFileSync } from 'node:fs';
 import { queueKey } from '@ccbridge/redis';
@@ -14,8 +17,10 @@ import { Redis } from 'ioredis';
 import { encodeExportRequest, type ExportLogsRequest } from '@ccbridge/otlp';
 import { expectedSpans, logsOf } from '../support/fixtures';
 import { post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
+import { measureTurnLatency } from './turn-latency';
 
-const BATCHES = Number(process.env.BENCH_BATCHES ?? 2000);
+// LLMFlow keeps 10,000 spans by default (MAX_TRACES): the run stays below that.
+const BATCHES = Number(process.env.BENCH_BATCHES ?? 500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 
 function peakRssMiB(pid: number | undefined): number {
@@ -30,10 +35,12 @@ function batch(template: ExportLogsRequest, i: number): Uint8Array {
 }
 
 async function main() {
+  const latency = await measureTurnLatency(Number(process.env.BENCH_TURNS ?? 30));
+  console.log(JSON.stringify({ stage: 'turn latency (last event accepted → root readable in LLMFlow)', ...latency, ratioP50: Math.round((latency.bridgeP50Ms / latency.llmflowP50Ms) * 10) / 10, targetMs: 1000 }));
   const [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
   const template = logsOf('protobuf', 'two-tools');
   const bodies = Array.from({ length: BATCHES }, (_, i) => batch(template, i));
-  const common = { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, LOG_LEVEL: 'warn', BRIDGE_INTERACTION_IDLE_MS: '200', BRIDGE_QUEUE_MAX_WAITING: String(BATCHES * 2) };
+  const common = { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, LOG_LEVEL: 'warn', BRIDGE_QUEUE_MAX_WAITING: String(BATCHES * 2) };
   const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
   try {
     const latencies: number[] = [];
