@@ -34,6 +34,7 @@ after(async () => {
 const SCENARIO = {
   plain: { prompt: 'What is 2+2?', llm: 1, tools: 0, refused: 0, failedTools: 0, apiErrors: 0 },
   tool: { prompt: 'Run it USE_TOOL', llm: 2, tools: 1, refused: 0, failedTools: 0, apiErrors: 0 },
+  textAndTool: { prompt: 'Say, then run it TEXT_AND_TOOL', llm: 2, tools: 1, refused: 0, failedTools: 0, apiErrors: 0 },
   twoTools: { prompt: 'Do TWO_TOOLS', llm: 2, tools: 2, refused: 0, failedTools: 1, apiErrors: 0 },
   parallel: { prompt: 'Go PARALLEL_TOOLS', llm: 2, tools: 3, refused: 0, failedTools: 0, apiErrors: 0 },
   refused: { prompt: 'Try REFUSED_TOOL', llm: 2, tools: 1, refused: 1, failedTools: 0, apiErrors: 0 },
@@ -102,6 +103,10 @@ for (const [name, scenario] of Object.entries(SCENARIO)) {
     assert.equal(events.exitCode, scenario.apiErrors ? 1 : 0, events.stderr);
     const [fromEvents] = await tracesOfSession(events.sessionId!, 1, (t) => t.length >= countOf(scenario));
     assertTrace(fromEvents!, scenario, `${name} from events`);
+    const root = attrs(fromEvents!.find((x) => !x.parent_id)!);
+    assert.equal(root['claude_code.interaction.complete'], true, `${name}: complete`);
+    assert.equal(root['claude_code.interaction.end'], scenario.apiErrors ? 'error' : 'response', `${name}: its end`);
+    if (!scenario.apiErrors) assert.equal(root['gen_ai.completion'], events.result, `${name}: the turn's last answer`);
 
     const native = await run(scenario.prompt, bridge.url, 'http/protobuf', {
       env: { CLAUDE_CODE_ENHANCED_TELEMETRY_BETA: '1', OTEL_TRACES_EXPORTER: 'otlp' },

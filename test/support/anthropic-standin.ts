@@ -16,6 +16,8 @@
  *   retries (CLAUDE_CODE_MAX_RETRIES) and logs api_error and api_retries_exhausted;
  * - `SLOW_ANSWERS`: like `USE_TOOL`, but every answer to a request that offers tools (the main
  *   loop's, not side requests) comes `slowMs` late, as a long thinking request does;
+ * - `TEXT_AND_TOOL`: like `USE_TOOL`, but the answer that calls the tool has text too ("Let me
+ *   run it."), as most real answers do, so Claude Code logs an assistant_response mid-turn;
  * - `LONG_TOOL`: one Bash tool_use that runs for `longToolSeconds` (a `node -e` timer, as a test
  *   suite would: Claude Code refuses a bare long `sleep`), then text.
  *
@@ -54,7 +56,7 @@ interface Reply {
   stopReason?: 'end_turn' | 'tool_use';
 }
 
-export const KEYWORDS = ['USE_TOOL', 'TWO_TOOLS', 'PARALLEL_TOOLS', 'REFUSED_TOOL', 'FAIL_ONCE', 'FAIL_ALWAYS', 'SLOW_ANSWERS', 'LONG_TOOL'] as const;
+export const KEYWORDS = ['USE_TOOL', 'TWO_TOOLS', 'PARALLEL_TOOLS', 'REFUSED_TOOL', 'FAIL_ONCE', 'FAIL_ALWAYS', 'SLOW_ANSWERS', 'LONG_TOOL', 'TEXT_AND_TOOL'] as const;
 
 export interface StandinOptions {
   /** How late SLOW_ANSWERS answers (ms). */
@@ -137,6 +139,9 @@ export async function startAnthropicStandin(options: StandinOptions = {}): Promi
       case 'USE_TOOL':
       case 'SLOW_ANSWERS':
         if (tools.has('Bash')) return { scenario, reply: tooled([bash(0, 'echo one', 'first')]) };
+        break;
+      case 'TEXT_AND_TOOL':
+        if (tools.has('Bash')) return { scenario, reply: tooled([{ type: 'text', text: 'Let me run it.' }, bash(0, 'echo one', 'first')]) };
         break;
       case 'LONG_TOOL':
         if (tools.has('Bash')) {

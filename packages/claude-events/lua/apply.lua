@@ -6,8 +6,9 @@
 -- ARGV[1]  JSON: { now, cfg, templates,
 --            sequences: [{ session, marks: [[seq, ms], ...] }],   every event's event.sequence
 --            updates:   [{ key, traceId, session?, resource?, start?, end?, prompt?, promptSeq?,
---                          promptAt?, endKind?, endSeq?, endAt?, completion?, completionAt?,
---                          evidence, events: n, contributions: [[id, json]], rootEvents: [[id, json]] }],
+--                          promptAt?, ends: [[seq, kind, ms, request_id]], toolRequests: [request_id],
+--                          completion?, completionAt?, evidence, events: n,
+--                          contributions: [[id, json]], rootEvents: [[id, json]] }],
 --            pending:   [{ session, id, event }] }                 session events before any prompt
 -- Returns  JSON: { due: [key, ...], late: [[key, n], ...] }
 --
@@ -70,7 +71,11 @@ for _, u in ipairs(input.updates) do
     if u.completion and (not cur[4] or u.completionAt >= cur[4]) then
       redis.call('HSET', k, 'completion', u.completion, 'completionAt', u.completionAt)
     end
-    if u.endKind then L.setEnd(k, u.endKind, u.endSeq, u.endAt) end
+    for _, e in ipairs(u.ends) do
+      redis.call('HSET', k, 'end:' .. e[1], e[2] .. '|' .. e[3] .. '|' .. e[4])
+      redis.call('HSETNX', k, 'endSeenAt', L.now)
+    end
+    for _, request in ipairs(u.toolRequests) do redis.call('HSET', k, 'tool:' .. request, '1') end
     for _, c in ipairs(u.contributions) do redis.call('HSET', L.key('contributions', u.key), c[1], c[2]) end
     for _, e in ipairs(u.rootEvents) do redis.call('HSET', L.key('events', u.key), e[1], e[2]) end
     touch(u.key)

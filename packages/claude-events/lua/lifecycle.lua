@@ -12,10 +12,13 @@
 -- | idle  | the sender gives no evidence (no event.sequence/prompt.id) | last event + idle      | end=idle (next_prompt when one came)|
 -- | drawn | the root is in LLMFlow; later events are counted as late   | never                  | -                                   |
 --
--- An end is, best first: the main agent's assistant_response or final api_error ('response',
--- 'error'); the session's next user_prompt in the same process ('next_prompt': an interrupted
--- turn, whose range ends at that prompt); a prompt of a newer process of the session, e.g.
--- `--resume` after Claude Code was killed ('new_process': drawn at once, complete=false).
+-- An end is, best first: an end marker of the main agent (mapping.ts, turnEndOf): its final
+-- api_error ('error'), or an assistant_response ('response') whose request asked for no tool
+-- (Claude Code logs one for every answer with text, the ones that also call tools included; a
+-- tool's tool_decision and tool_result carry the request_id of the answer that called it); the
+-- session's next user_prompt in the same process ('next_prompt': an interrupted turn, whose
+-- range ends at that prompt); a prompt of a newer process of the session, e.g. `--resume` after
+-- Claude Code was killed ('new_process': drawn at once, complete=false).
 
 local L = { now = 0, cfg = {}, templates = {}, deadlines = '', stats = '' }
 
@@ -75,6 +78,23 @@ function L.rangeStart(ix)
   return -1, 0
 end
 
+-- The turn's end marker, if one has come: the first by event.sequence that is an api_error or an
+-- answer that called no tool (fields `end:<seq>` = kind|ms|request_id, `tool:<request_id>`).
+function L.markedEnd(ix)
+  local best
+  for field, value in pairs(ix) do
+    local seq = string.match(field, '^end:(%d+)$')
+    if seq then
+      local kind, at, request = string.match(value, '^(%a+)|(%d+)|(.*)$')
+      local calledTools = kind == 'response' and request ~= '' and ix['tool:' .. request]
+      if not calledTools and (not best or tonumber(seq) < best.seq) then
+        best = { kind = kind, seq = tonumber(seq), at = tonumber(at) }
+      end
+    end
+  end
+  return best
+end
+
 -- The verdict on one interaction: its phase, when it is looked at next (ms), why it would be
 -- drawn then, whether that is a timer running out, and how many events are known missing.
 function L.decide(ix)
@@ -86,20 +106,23 @@ function L.decide(ix)
     if ix.endKind then return { phase = 'due', at = now, reason = ix.endKind } end
     return { phase = 'idle', at = seen + cfg.idleMs, reason = 'idle', timer = true }
   end
-  if not ix.endKind then
+  local e = L.markedEnd(ix)
+  if not e and ix.endKind then e = { kind = ix.endKind, seq = tonumber(ix.endSeq), at = tonumber(ix.endAt) } end
+  if not e then
     return { phase = 'open', at = seen + cfg.turnTimeoutMs, reason = 'turn_timeout', timer = true }
   end
-  if ix.endKind == 'new_process' then return { phase = 'due', at = now, reason = 'new_process' } end
+  if e.kind == 'new_process' then return { phase = 'due', at = now, reason = 'new_process' } end
   local endSeen = tonumber(ix.endSeenAt) or now
   if not ix.promptSeq then
     -- Its user_prompt never came: what else is missing cannot be counted.
     return { phase = 'gap', at = endSeen + cfg.gapWaitMs, reason = 'gap_timeout', timer = true, missing = -1 }
   end
   local lo, from = L.rangeStart(ix)
-  local hi = tonumber(ix.endSeq)
-  local missing = (hi - lo - 1) - L.covered(ix.session, lo, hi, from, tonumber(ix.endAt) or math.huge)
-  if missing <= 0 then return { phase = 'due', at = now, reason = ix.endKind, missing = 0 } end
-  return { phase = 'gap', at = endSeen + cfg.gapWaitMs, reason = 'gap_timeout', timer = true, missing = missing }
+  local hi, to = e.seq, e.at or math.huge
+  local missing = (hi - lo - 1) - L.covered(ix.session, lo, hi, from, to)
+  local range = { lo, hi, from, to }
+  if missing <= 0 then return { phase = 'due', at = now, reason = e.kind, missing = 0, range = range } end
+  return { phase = 'gap', at = endSeen + cfg.gapWaitMs, reason = 'gap_timeout', timer = true, missing = missing, range = range }
 end
 
 -- Decides, and files the interaction in the deadline index (never earlier than a running lease).
@@ -128,10 +151,10 @@ function L.schedule(key)
   return v
 end
 
--- How strong an end is: a marker of Claude Code's beats the next prompt, which beats a newer process.
-local END_RANK = { response = 3, error = 3, next_prompt = 2, new_process = 1 }
+-- How strong an end by a later prompt is: the same process's next prompt beats a newer process's.
+local END_RANK = { next_prompt = 2, new_process = 1 }
 
--- Records an end unless a stronger (or as strong and earlier) one is known.
+-- Records an end by a later prompt unless a stronger (or as strong and earlier) one is known.
 function L.setEnd(ixKey, kind, seq, atMs)
   local cur = redis.call('HMGET', ixKey, 'endKind', 'endSeq')
   local curRank, rank = END_RANK[cur[1]] or 0, END_RANK[kind]

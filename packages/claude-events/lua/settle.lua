@@ -15,10 +15,11 @@ L.init(KEYS[1], KEYS[2], input)
 -- A complete turn's sequence numbers are needed by no other interaction: no two turns of one
 -- process overlap (a turn ends where the next prompt starts).
 local function forgetSequences(ix)
-  if not (ix.session and ix.promptSeq and ix.endSeq) then return end
+  local v = L.decide(ix)
+  if not (ix.session and v.range) then return end
   local k = L.key('sequence', ix.session)
-  local from, to = tonumber(ix.promptAt), tonumber(ix.endAt)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, ix.promptSeq, ix.endSeq)) do
+  local lo, hi, from, to = v.range[1], v.range[2], v.range[3], v.range[4]
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, math.max(lo, 0), hi)) do
     local at = tonumber(string.match(m, ':(%d+)$'))
     if at and at >= from and at <= to then redis.call('ZREM', k, m) end
   end

@@ -37,10 +37,13 @@ export interface InteractionUpdate {
   /** The user_prompt's event.sequence, and when it was made (ms): where its turn starts. */
   promptSeq?: string;
   promptAt?: string;
-  /** The turn's end marker (turnEndOf), its event.sequence and time (ms). */
-  endKind?: 'response' | 'error';
-  endSeq?: string;
-  endAt?: string;
+  /**
+   * End markers (turnEndOf) as [event.sequence, kind, ms, request_id]; an answer whose request
+   * called tools is no end, which lifecycle.lua tells from `toolRequests`.
+   */
+  ends: [string, 'response' | 'error', string, string][];
+  /** request_ids that tool_decision and tool_result events name: answers that called tools. */
+  toolRequests: string[];
   /** JSON of the resource attributes (KeyValue[]) of the first event seen. */
   resource?: string;
   completion?: string;
@@ -128,7 +131,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     const rootSpanId = rootSpanIdFor(key);
     let update = updates.get(key);
     if (!update) {
-      update = { key, traceId, evidence: false, events: 0, contributions: [], rootEvents: [] };
+      update = { key, traceId, evidence: false, events: 0, ends: [], toolRequests: [], contributions: [], rootEvents: [] };
       update.resource = JSON.stringify(event.resource);
       if (session) update.session = session;
       updates.set(key, update);
@@ -152,9 +155,9 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     }
     // Without prompt.id nothing ties an end marker to its turn (only the next prompt ends it).
     const ends = stringOf(event.attributes['prompt.id']) ? turnEndOf(event) : undefined;
-    if (ends && seq !== undefined && (update.endSeq === undefined || Number(seq) < Number(update.endSeq))) {
-      Object.assign(update, { endKind: ends, endSeq: seq, endAt: msOf(event) });
-    }
+    const requestId = stringOf(event.attributes['request_id']) ?? '';
+    if (ends && seq !== undefined) update.ends.push([seq, ends, msOf(event), requestId]);
+    if (requestId && (event.name === 'tool_decision' || event.name === 'tool_result')) update.toolRequests.push(requestId);
     if (outcome.completion !== undefined && (!update.completionAt || padNs(event.timeNs) >= update.completionAt)) {
       update.completion = outcome.completion;
       update.completionAt = padNs(event.timeNs);

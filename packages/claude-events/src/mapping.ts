@@ -62,10 +62,12 @@ export interface EventOutcome {
 }
 
 /**
- * Whether an event ends its turn, and how: the lifecycle's end markers (lua/lifecycle.lua).
+ * Whether an event may end its turn, and how: the lifecycle's end markers (lua/lifecycle.lua).
  *
  * Read from Claude Code 2.1.328 (docs/CLAUDE_CODE_EVENTS.md has the evidence): the main agent
- * logs one `assistant_response` when its turn is over. A request that fails for good (after
+ * logs an `assistant_response` after every answer that has text, and the turn is over at the
+ * first one whose request called no tool (lifecycle.lua tells which: a tool's `tool_decision`
+ * and `tool_result` carry the `request_id` of the answer that called it). A request that fails for good (after
  * its retries) logs one `api_error` (and `api_retries_exhausted` when it was retried), and the
  * turn stops there when that request was the main thread's (`query_source` `sdk` in print mode,
  * `repl_main_thread` in the terminal); side requests (titles, compaction, ...) and subagents
