@@ -142,6 +142,35 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     assert.equal(root.attrs['claude_code.interaction.end'], 'response');
   });
 
+  test(`${label}: an answer that calls a tool and has text (an assistant_response mid-turn) ends nothing`, async () => {
+    const request = logsOf('json', 'tool');
+    const records = recordsOf(request);
+    const firstCall = records.find((r) => name(r) === 'api_request')!;
+    const answer = records.find((r) => name(r) === 'assistant_response')!;
+    // As Claude Code logs it after an answer that says "Let me run it." and calls the tool.
+    const midTurn: LogRecord = {
+      ...answer,
+      timeUnixNano: firstCall.timeUnixNano,
+      observedTimeUnixNano: firstCall.observedTimeUnixNano,
+      attributes: answer.attributes!.map((a) => {
+        if (a.key === 'request_id') return { key: a.key, value: attr(firstCall, 'request_id') };
+        if (a.key === 'response') return { key: a.key, value: { stringValue: 'Let me run it.' } };
+        if (a.key === 'message.uuid') return { key: a.key, value: { stringValue: 'mid-turn' } };
+        return a;
+      }),
+    };
+    const withMid = [...records.slice(0, records.indexOf(firstCall) + 1), midTurn, ...records.slice(records.indexOf(firstCall) + 1)]
+      .map((r, i) => ({ ...r, attributes: r.attributes!.map((a) => (a.key === 'event.sequence' ? { key: a.key, value: { intValue: String(i) } } : a)) }));
+    const h = harness();
+    const result = withMid.find((r) => name(r) === 'tool_result')!;
+    await h.process(requestOf(request, withMid.filter((r) => r !== result)));
+    assert.equal(h.roots().length, 0, 'the answer that called the tool is no end; the tool_result before the last answer is missing');
+    await h.process(requestOf(request, [result]));
+    const [root] = h.roots();
+    assertWholeRoot([...h.stored().values()], root!, 'text and tool');
+    assert.equal(root!.attrs['gen_ai.completion'], attr(answer, 'response')?.stringValue, "the turn's last answer");
+  });
+
   test(`${label}: an event held back for minutes is waited for, and the root is the whole tree`, async () => {
     const request = logsOf('json', 'two-tools');
     const records = recordsOf(request);
