@@ -36,7 +36,7 @@ function L.read(key)
   local flat = redis.call('HGETALL', key)
   local out = {}
   for i = 1, #flat, 2 do out[flat[i]] = flat[i + 1] end
-  return out, flat
+  return out
 end
 
 function L.expire(key)

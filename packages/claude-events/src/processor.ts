@@ -94,7 +94,7 @@ export async function processBatch<S extends Signal>(
     await deliver(deps.exportSpans, plan.resourceSpans);
     const late = applied.late.reduce((sum, l) => sum + l.events, 0);
     if (late > 0) deps.log.info({ interactions: applied.late.map((l) => l.key), events: late }, 'late events joined interactions already drawn');
-    const roots = applied.due.length > 0 ? await deps.closer.closeDue(applied.due.map((d) => d.shard)) : 0;
+    const roots = applied.due.length > 0 ? await deps.closer.closeDue(applied.due.map((d) => d.shard), { timers: false }) : 0;
     return {
       signal,
       events: extracted.events.length,

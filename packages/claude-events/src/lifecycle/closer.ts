@@ -29,21 +29,17 @@ export interface CloserOptions {
   backlogSinceMs?: () => Promise<number | undefined>;
 }
 
-/** Counts since start, for logs and metrics. */
-export interface CloserCounts {
-  drawn: number;
-  incomplete: number;
-}
-
 export class InteractionCloser {
-  readonly counts: CloserCounts = { drawn: 0, incomplete: 0 };
-
   constructor(private readonly options: CloserOptions) {}
 
-  /** Draws what is due in the given shards (every shard when omitted); returns how many roots. */
-  async closeDue(shards: number[] = this.options.store.shardNumbers()): Promise<number> {
-    const backlog = await this.options.backlogSinceMs?.();
-    const timersDueBy = Math.min(this.options.store.clock.now(), backlog ?? Infinity);
+  /**
+   * Draws what is due in the given shards (every shard when omitted); returns how many roots.
+   * With `timers: false` (the job that just completed turns) only evidence counts: no timer is
+   * let run out, so the queue's backlog need not be asked; the next timer round sees to those.
+   */
+  async closeDue(shards: number[] = this.options.store.shardNumbers(), { timers = true }: { timers?: boolean } = {}): Promise<number> {
+    const backlog = timers ? await this.options.backlogSinceMs?.() : undefined;
+    const timersDueBy = timers ? Math.min(this.options.store.clock.now(), backlog ?? Infinity) : 0;
     const drawn = await Promise.all([...new Set(shards)].map((n) => this.closeShard(n, timersDueBy)));
     return drawn.reduce((a, b) => a + b, 0);
   }
@@ -84,9 +80,7 @@ export class InteractionCloser {
     );
     if (again.length > 0) log.error({ interactions: again.map((ix) => ix.key) }, 'LLMFlow refused interaction roots; will retry');
     for (const ix of done) {
-      this.counts.drawn += 1;
       if (isComplete(ix) === false) {
-        this.counts.incomplete += 1;
         log.warn(
           { interaction: ix.key, session: ix.session, end: ix.verdict.reason, missingEvents: ix.verdict.missing },
           'drew an incomplete interaction: its root may lack events that never arrived',

@@ -129,26 +129,11 @@ export class LifecycleStore {
     return Number(await this.run('ccbridgeSettle', this.shards[shard]!, { drawn, retry }));
   }
 
-  /** Interactions not drawn yet, over every shard. */
-  async openCount(): Promise<number> {
-    const counts = await Promise.all(this.shards.map((s) => this.redis.zcard(s.deadlines)));
-    return counts.reduce((a, b) => a + b, 0);
-  }
-
   /** Counters kept in Redis over every shard: drawn, drawn_incomplete, late_events. */
   async stats(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
     for (const h of await Promise.all(this.shards.map((s) => this.redis.hgetall(s.stats)))) {
       for (const [k, v] of Object.entries(h)) out[k] = (out[k] ?? 0) + Number(v);
-    }
-    return out;
-  }
-
-  /** When each open interaction is looked at next (ms), by key: for tests and status. */
-  async deadlines(): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
-    for (const flat of await Promise.all(this.shards.map((s) => this.redis.zrange(s.deadlines, 0, -1, 'WITHSCORES')))) {
-      for (let i = 0; i < flat.length; i += 2) out.set(flat[i]!, Number(flat[i + 1]));
     }
     return out;
   }
