@@ -1,11 +1,12 @@
 /** The export stage against a real LLMFlow: chunking, repeated delivery, refusals. */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { LlmflowExporter, LlmflowUnavailableError, chunkResourceSpans } from '@ccbridge/llmflow';
+import { LlmflowExporter, LlmflowUnavailableError, TRIMMED_KEYS, chunkResourceSpans } from '@ccbridge/llmflow';
 import { silentLogger } from '@ccbridge/log';
 import { spanIdFor, traceIdFor } from '@ccbridge/claude-events';
 import type { ResourceSpans, Span } from '@ccbridge/otlp';
 import { freePort, startLlmflow, type LlmflowPeer } from '../support/peers';
+import { startLlmflowGate } from '../support/llmflow-gate';
 
 let llmflow: LlmflowPeer;
 before(async () => {
@@ -15,7 +16,7 @@ after(async () => {
   await llmflow?.stop();
 });
 
-function batch(tag: string, n: number): ResourceSpans[] {
+function batch(tag: string, n: number, text: (i: number) => string = () => ''): ResourceSpans[] {
   const traceId = traceIdFor(tag);
   const spans: Span[] = Array.from({ length: n }, (_, i) => ({
     traceId,
@@ -24,7 +25,7 @@ function batch(tag: string, n: number): ResourceSpans[] {
     kind: 1,
     startTimeUnixNano: String(1_700_000_000_000_000_000n + BigInt(i) * 1_000_000n),
     endTimeUnixNano: String(1_700_000_000_000_000_000n + BigInt(i + 1) * 1_000_000n),
-    attributes: [{ key: 'i', value: { intValue: String(i) } }],
+    attributes: [{ key: 'i', value: { intValue: String(i) } }, ...(text(i) ? [{ key: 'gen_ai.prompt', value: { stringValue: text(i) } }] : [])],
   }));
   const half = Math.floor(n / 2);
   return [
@@ -44,7 +45,7 @@ test('chunks keep every span, in order, under its own resource', () => {
 });
 
 test('a repeated delivery is recognised as already stored, even where LLMFlow lists only a few reasons', async () => {
-  const exporter = new LlmflowExporter({ url: llmflow.url, timeoutMs: 5_000, maxSpansPerRequest: 50, log: silentLogger });
+  const exporter = new LlmflowExporter({ url: llmflow.url, timeoutMs: 5_000, maxSpansPerRequest: 50, spanMaxBytes: 65_536, log: silentLogger });
   const rs = batch('repeat', 40);
   assert.deepEqual(await exporter.export(rs), { stored: 40, duplicates: 0, refused: [] });
   assert.deepEqual(await exporter.export(rs), { stored: 0, duplicates: 40, refused: [] });
@@ -55,7 +56,7 @@ test('a repeated delivery is recognised as already stored, even where LLMFlow li
 });
 
 test('a span LLMFlow refuses is named with its reason, and holds back none of the others', async () => {
-  const exporter = new LlmflowExporter({ url: llmflow.url, timeoutMs: 5_000, maxSpansPerRequest: 50, log: silentLogger });
+  const exporter = new LlmflowExporter({ url: llmflow.url, timeoutMs: 5_000, maxSpansPerRequest: 50, spanMaxBytes: 65_536, log: silentLogger });
   const rs = batch('poison', 12);
   const poison = rs[0]!.scopeSpans![0]!.spans![3]!;
   poison.startTimeUnixNano = 'not a time';
@@ -68,8 +69,65 @@ test('a span LLMFlow refuses is named with its reason, and holds back none of th
 });
 
 test('LLMFlow away, or at a wrong URL, is "unavailable": the caller keeps the spans for later', async () => {
-  const down = new LlmflowExporter({ url: `http://127.0.0.1:${await freePort()}`, timeoutMs: 2_000, maxSpansPerRequest: 50, log: silentLogger });
+  const down = new LlmflowExporter({ url: `http://127.0.0.1:${await freePort()}`, timeoutMs: 2_000, maxSpansPerRequest: 50, spanMaxBytes: 65_536, log: silentLogger });
   await assert.rejects(down.export(batch('down', 2)), LlmflowUnavailableError);
-  const wrongPath = new LlmflowExporter({ url: `${llmflow.url}/no-such-prefix`, timeoutMs: 2_000, maxSpansPerRequest: 50, log: silentLogger });
+  const wrongPath = new LlmflowExporter({ url: `${llmflow.url}/no-such-prefix`, timeoutMs: 2_000, maxSpansPerRequest: 50, spanMaxBytes: 65_536, log: silentLogger });
   await assert.rejects(wrongPath.export(batch('wrong', 2)), LlmflowUnavailableError);
+});
+
+const EXPRESS_LIMIT = 100 * 1024;
+
+test('an LLMFlow on express (100 KB bodies) takes every span of a large batch, a 150 KB prompt cut to fit and marked', async () => {
+  const gate = await startLlmflowGate(llmflow.url, { maxBodyBytes: EXPRESS_LIMIT });
+  try {
+    const exporter = new LlmflowExporter({ url: gate.url, timeoutMs: 5_000, maxSpansPerRequest: 512, spanMaxBytes: 64 * 1024, log: silentLogger });
+    const prompt = `PASTED LOG ${'line of a log\n'.repeat(11_000)}`;
+    const rs = batch('express', 120, (i) => (i === 7 ? prompt : 'x'.repeat(2_000)));
+    const result = await exporter.export(rs);
+    assert.deepEqual(result, { stored: 120, duplicates: 0, refused: [] });
+    assert.ok(gate.tooLarge > 0, 'the gate did refuse a body as too large');
+    const stored = (await llmflow.spans()).filter((s) => s.trace_id === traceIdFor('express'));
+    assert.equal(stored.length, 120);
+    const big = JSON.parse(stored.find((s) => s.id === spanIdFor('express', '7'))!.attributes) as Record<string, unknown>;
+    assert.ok(String(big['gen_ai.prompt']).startsWith('PASTED LOG line of a log'));
+    assert.match(String(big['gen_ai.prompt']), /bytes trimmed\]$/);
+    assert.deepEqual(big[TRIMMED_KEYS], ['gen_ai.prompt']);
+    // What it learnt holds: the next batch goes in requests that fit, with no refusal.
+    const before = gate.tooLarge;
+    assert.equal((await exporter.export(batch('express-2', 120, () => 'x'.repeat(2_000)))).stored, 120);
+    assert.equal(gate.tooLarge, before);
+  } finally {
+    await gate.stop();
+  }
+});
+
+test('a lone span still too large for LLMFlow is cut further, until it is taken', async () => {
+  const gate = await startLlmflowGate(llmflow.url, { maxBodyBytes: EXPRESS_LIMIT });
+  try {
+    // Configured to let spans of 1 MiB through: LLMFlow's own limit is what cuts this one.
+    const exporter = new LlmflowExporter({ url: gate.url, timeoutMs: 5_000, maxSpansPerRequest: 512, spanMaxBytes: 1024 * 1024, log: silentLogger });
+    const result = await exporter.export(batch('lone', 1, () => 'z'.repeat(300_000)));
+    assert.deepEqual(result, { stored: 1, duplicates: 0, refused: [] });
+    assert.ok(gate.tooLarge >= 2, `${gate.tooLarge} refusals as too large`);
+  } finally {
+    await gate.stop();
+  }
+});
+
+test('a span refused for its content comes back whole, with the reason, for the dead-letter store', async () => {
+  const gate = await startLlmflowGate(llmflow.url, { refuse: (body) => body.includes('POISON') });
+  try {
+    const exporter = new LlmflowExporter({ url: gate.url, timeoutMs: 5_000, maxSpansPerRequest: 512, spanMaxBytes: 64 * 1024, log: silentLogger });
+    const rs = batch('content', 9, (i) => (i === 4 ? `POISON ${'p'.repeat(100_000)}` : ''));
+    const result = await exporter.export(rs);
+    assert.equal(result.stored, 8);
+    assert.equal(result.refused.length, 1);
+    const [refused] = result.refused;
+    assert.equal(refused!.spanId, spanIdFor('content', '4'));
+    assert.match(refused!.reason, /400/);
+    const span = refused!.resourceSpans.scopeSpans![0]!.spans![0]!;
+    assert.equal(span.attributes!.find((a) => a.key === 'gen_ai.prompt')!.value!.stringValue!.length, 100_007, 'not cut');
+  } finally {
+    await gate.stop();
+  }
 });

@@ -56,7 +56,6 @@ export class Harness {
     this.store = new LifecycleStore(this.redis, { namespace: this.namespace, config: options.config, clock: this.clock });
     const exportSpans = options.exportSpans ?? (async (rs: ResourceSpans[]) => {
       for (const r of rs) for (const ss of r.scopeSpans ?? []) for (const s of ss.spans ?? []) this.exported.push({ ...s, attrs: attributesToRecord(s.attributes) });
-      return { refused: [] };
     });
     this.closer = new InteractionCloser({ store: this.store, exportSpans, log: silentLogger, backlogSinceMs: options.backlogSinceMs });
     this.deps = { store: this.store, closer: this.closer, exportSpans, log: silentLogger, nativeTraces: options.nativeTraces, redactor: options.redactor };

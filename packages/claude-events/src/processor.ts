@@ -2,7 +2,7 @@
  * The process stage as the worker runs it: a batch in, child spans out, interaction state
  * updated, and the roots of the turns the batch completed drawn (lifecycle/).
  */
-import { countItems, type ExportRequestBySignal, type KeyValue, type ResourceSpans, type Signal } from '@ccbridge/otlp';
+import { countItems, type ExportRequestBySignal, type KeyValue, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { assignInteractions, sessionsToLookUp } from './assign';
 import { claudeEventsOf, type ClaudeEvent } from './events';
@@ -11,19 +11,6 @@ import { nativeSpansToForward, type NativeTraceMode } from './native';
 import { KEEP_ALL, createRedactor, type Redactor } from './privacy';
 import type { LifecycleStore } from './lifecycle/store';
 import type { InteractionCloser, SpanSink } from './lifecycle/closer';
-
-/** Some spans of a batch were refused downstream; the rest were delivered. */
-export class SpansRefusedError extends Error {
-  override name = 'SpansRefusedError';
-}
-
-async function deliver(sink: SpanSink, resourceSpans: ResourceSpans[]): Promise<void> {
-  if (resourceSpans.length === 0) return;
-  const { refused } = await sink(resourceSpans);
-  if (refused.length > 0) {
-    throw new SpansRefusedError(`${refused.length} span(s) refused: ${refused.map((r) => r.reason).join('; ').slice(0, 300)}`);
-  }
-}
 
 export interface BatchProcessorDeps {
   store: LifecycleStore;
@@ -91,7 +78,7 @@ export async function processBatch<S extends Signal>(
     // Every event's sequence number counts, those left to Claude Code's own spans too.
     const plan = planBatch(events, assignInteractions(events, timelines), sequenceMarksOf(extracted.events));
     const applied = await deps.store.apply(plan);
-    await deliver(deps.exportSpans, plan.resourceSpans);
+    if (plan.resourceSpans.length > 0) await deps.exportSpans(plan.resourceSpans, 'spans');
     const late = applied.late.reduce((sum, l) => sum + l.events, 0);
     if (late > 0) deps.log.info({ interactions: applied.late.map((l) => l.key), events: late }, 'late events joined interactions already drawn');
     const roots = applied.due.length > 0 ? await deps.closer.closeDue(applied.due.map((d) => d.shard), { timers: false }) : 0;
@@ -110,7 +97,7 @@ export async function processBatch<S extends Signal>(
   }
   if (signal === 'traces') {
     const forward = nativeSpansToForward((request as ExportRequestBySignal['traces']).resourceSpans ?? [], mode, redactor);
-    await deliver(deps.exportSpans, forward);
+    if (forward.length > 0) await deps.exportSpans(forward, 'forwarded');
     return { signal, forwarded: countItems('traces', { resourceSpans: forward }) };
   }
   // Metrics are taken off the queue so nothing piles up in Redis; they feed nothing yet.

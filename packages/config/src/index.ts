@@ -35,6 +35,10 @@ export interface BridgeConfig {
   exportTimeoutMs: number;
   /** Most spans posted to LLMFlow in one request. */
   exportMaxSpans: number;
+  /** Each span's OTLP/JSON is cut to fit in this many bytes before it is sent (its largest values are trimmed). */
+  spanMaxBytes: number;
+  /** Most spans kept in the dead-letter store (spans LLMFlow refused); past it the oldest go, with a warning. */
+  deadLetterMax: number;
   jobAttempts: number;
   shutdownTimeoutMs: number;
   logLevel: LogLevel;
@@ -146,6 +150,8 @@ export const SPEC = [
   spec('BRIDGE_WORKER_CONCURRENCY', 'workerConcurrency', integer(1, 256), 4),
   spec('BRIDGE_EXPORT_TIMEOUT_MS', 'exportTimeoutMs', integer(100, 600_000), 10_000),
   spec('BRIDGE_EXPORT_MAX_SPANS', 'exportMaxSpans', integer(1, 100_000), 512),
+  spec('BRIDGE_SPAN_MAX_BYTES', 'spanMaxBytes', bytes, 64 * 1024),
+  spec('BRIDGE_DEAD_LETTER_MAX', 'deadLetterMax', integer(1, 10_000_000), 10_000),
   spec('BRIDGE_JOB_ATTEMPTS', 'jobAttempts', integer(1, 1000), 12),
   spec('BRIDGE_SHUTDOWN_TIMEOUT_MS', 'shutdownTimeoutMs', integer(100, 600_000), 10_000),
   spec('LOG_LEVEL', 'logLevel', oneOf<LogLevel>('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), 'info'),

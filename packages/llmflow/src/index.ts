@@ -14,11 +14,18 @@
  *   the caller keeps the batch and tries again later.
  * - LLMFlow refuses particular spans (400/413/422 on a single span, or a partialSuccess
  *   rejection other than a duplicate): every other span is still delivered, and the refused
- *   ones are returned with LLMFlow's reason. A request refused as a whole is split in halves
- *   until the refused spans stand alone.
+ *   ones are returned with LLMFlow's reason and the span itself (for the dead-letter store).
+ *   A request refused as a whole is split in halves until the refused spans stand alone.
+ * - A body too large (413): every span is cut to `spanMaxBytes` before it is sent (fit.ts);
+ *   a request LLMFlow still finds too large teaches the exporter its body limit, and later
+ *   requests are cut to fit under it; a single span still too large is cut to half, and half
+ *   again, before it counts as refused.
  */
-import { countItems, type ResourceSpans } from '@ccbridge/otlp';
+import { countItems, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
+import { fitResourceSpans, fitSpan, spanBytes } from './fit';
+
+export { fitSpan, fitResourceSpans, spanBytes, TRIMMED_BYTES, TRIMMED_KEYS } from './fit';
 
 export class LlmflowUnavailableError extends Error {
   override name = 'LlmflowUnavailableError';
@@ -28,6 +35,8 @@ export interface RefusedSpan {
   spanId: string;
   name: string;
   reason: string;
+  /** The span as it was given (not cut), with its resource and scope. */
+  resourceSpans: ResourceSpans;
 }
 
 export interface ExportResult {
@@ -43,6 +52,8 @@ export interface LlmflowExporterOptions {
   url: string;
   timeoutMs: number;
   maxSpansPerRequest: number;
+  /** Each span is cut to fit in this many bytes of JSON before it is sent (fit.ts). */
+  spanMaxBytes: number;
   log: Logger;
   headers?: Record<string, string>;
 }
@@ -50,6 +61,12 @@ export interface LlmflowExporterOptions {
 /** Statuses that say something about the spans sent, rather than about LLMFlow or the URL. */
 const REFUSES_CONTENT = new Set([400, 413, 422]);
 const DUPLICATE = /UNIQUE constraint failed/i;
+/** express answers 413 "request entity too large"; some servers say so with a 400. */
+const tooLarge = (status: number, text: string) => status === 413 || /too large|entity/i.test(text);
+/** A span is not cut smaller than this to make it fit: below it, LLMFlow refuses it for good. */
+const MIN_SPAN_BYTES = 2048;
+/** Bytes of a request besides its spans: resource, scope, and the JSON around them. */
+const requestOverhead = (rs: ResourceSpans) => Buffer.byteLength(JSON.stringify({ ...rs, scopeSpans: [] })) + 256;
 
 const spansIn = (batch: ResourceSpans[]) => batch.flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []));
 const spanCount = (batch: ResourceSpans[]) => countItems('traces', { resourceSpans: batch });
@@ -59,55 +76,88 @@ const sum = (a: ExportResult, b: ExportResult): ExportResult => ({
   refused: [...a.refused, ...b.refused],
 });
 
-/** Splits a request into requests of at most `max` spans, keeping resources and scopes. */
-export function chunkResourceSpans(batch: ResourceSpans[], max: number): ResourceSpans[][] {
+/**
+ * Splits a request into requests of at most `max` spans and, when `maxBytes` is given, of about
+ * at most that many bytes (a span larger than that goes alone), keeping resources and scopes.
+ */
+export function chunkResourceSpans(batch: ResourceSpans[], max: number, maxBytes = Infinity): ResourceSpans[][] {
   const chunks: ResourceSpans[][] = [];
   let current: ResourceSpans[] = [];
-  let size = 0;
+  let count = 0;
+  let bytes = 0;
+  const flush = () => {
+    if (count > 0) chunks.push(current);
+    current = [];
+    count = 0;
+    bytes = 0;
+  };
   for (const rs of batch) {
+    const overhead = maxBytes === Infinity ? 0 : requestOverhead(rs);
     for (const ss of rs.scopeSpans ?? []) {
-      const spans = ss.spans ?? [];
-      for (let i = 0; i < spans.length; ) {
-        if (size === max) {
-          chunks.push(current);
-          current = [];
-          size = 0;
+      let take: Span[] = [];
+      const close = () => {
+        if (take.length > 0) current.push({ ...rs, scopeSpans: [{ ...ss, spans: take }] });
+        take = [];
+      };
+      for (const span of ss.spans ?? []) {
+        const size = maxBytes === Infinity ? 0 : spanBytes(span) + 1;
+        if (count === max || (count > 0 && bytes + overhead + size > maxBytes)) {
+          close();
+          flush();
         }
-        const take = spans.slice(i, i + (max - size));
-        current.push({ ...rs, scopeSpans: [{ ...ss, spans: take }] });
-        size += take.length;
-        i += take.length;
+        take.push(span);
+        count += 1;
+        bytes += size;
       }
+      close();
     }
   }
-  if (size > 0) chunks.push(current);
+  flush();
   return chunks;
+}
+
+/** The spans of one export() call as they were given, by id: what a refusal records and cuts from. */
+type Originals = Map<string, { rs: ResourceSpans; span: Span }>;
+
+function originalsOf(batch: ResourceSpans[]): Originals {
+  const originals: Originals = new Map();
+  for (const rs of batch) {
+    for (const ss of rs.scopeSpans ?? []) {
+      for (const span of ss.spans ?? []) originals.set(span.spanId, { rs: { ...rs, scopeSpans: [{ ...ss, spans: [span] }] }, span });
+    }
+  }
+  return originals;
 }
 
 export class LlmflowExporter {
   private readonly endpoint: string;
+  /** The largest body LLMFlow is known to take, once a 413 taught it (it is never raised again). */
+  private bodyLimit = Infinity;
 
   constructor(private readonly options: LlmflowExporterOptions) {
     this.endpoint = `${options.url.replace(/\/+$/, '')}/v1/traces`;
   }
 
   async export(resourceSpans: ResourceSpans[]): Promise<ExportResult> {
+    const originals = originalsOf(resourceSpans);
+    const fitted = fitResourceSpans(resourceSpans, this.options.spanMaxBytes);
     let total: ExportResult = { stored: 0, duplicates: 0, refused: [] };
-    for (const chunk of chunkResourceSpans(resourceSpans, this.options.maxSpansPerRequest)) {
-      total = sum(total, await this.post(chunk));
+    for (const chunk of chunkResourceSpans(fitted, this.options.maxSpansPerRequest, this.bodyLimit)) {
+      total = sum(total, await this.post(chunk, originals));
     }
     if (total.duplicates > 0) this.options.log.debug({ duplicates: total.duplicates }, 'LLMFlow already held some spans');
     return total;
   }
 
-  private async post(chunk: ResourceSpans[]): Promise<ExportResult> {
+  private async post(chunk: ResourceSpans[], originals: Originals): Promise<ExportResult> {
     const spans = spanCount(chunk);
+    const body = JSON.stringify({ resourceSpans: chunk });
     let response: Response;
     try {
       response = await fetch(this.endpoint, {
         method: 'POST',
         headers: { 'content-type': 'application/json', ...this.options.headers },
-        body: JSON.stringify({ resourceSpans: chunk }),
+        body,
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
     } catch (err) {
@@ -115,8 +165,13 @@ export class LlmflowExporter {
     }
     const text = await response.text().catch(() => '');
     if (REFUSES_CONTENT.has(response.status)) {
-      if (spans > 1) return this.postInHalves(chunk, spans, `LLMFlow answered ${response.status}`);
-      return { stored: 0, duplicates: 0, refused: this.refuse(chunk, `LLMFlow answered ${response.status}: ${text.slice(0, 300)}`) };
+      const large = tooLarge(response.status, text);
+      const bytes = Buffer.byteLength(body);
+      if (large && spans > 1) this.learnBodyLimit(bytes);
+      if (spans > 1) return this.postInHalves(chunk, spans, `LLMFlow answered ${response.status}`, originals);
+      const smaller = large ? this.cutSmaller(chunk, bytes, originals) : undefined;
+      if (smaller) return this.post(smaller, originals);
+      return { stored: 0, duplicates: 0, refused: this.refuse(chunk, `LLMFlow answered ${response.status}: ${text.slice(0, 300)}`, originals) };
     }
     if (!response.ok) {
       throw new LlmflowUnavailableError(`LLMFlow at ${this.endpoint} answered ${response.status}: ${text.slice(0, 300)}`);
@@ -130,24 +185,50 @@ export class LlmflowExporter {
       // LLMFlow lists only its first few reasons and never says which span each is about: send
       // again in halves until each refusal stands alone. What this request stored comes back
       // as duplicates there.
-      const again = await this.postInHalves(chunk, spans, 'LLMFlow refused some spans');
+      const again = await this.postInHalves(chunk, spans, 'LLMFlow refused some spans', originals);
       const storedNow = spans - refusal.rejected;
       return { ...again, stored: again.stored + storedNow, duplicates: again.duplicates - storedNow };
     }
-    return { stored: 0, duplicates: 0, refused: this.refuse(chunk, refusal.reasons.join('; ') || 'refused without a reason') };
+    return { stored: 0, duplicates: 0, refused: this.refuse(chunk, refusal.reasons.join('; ') || 'refused without a reason', originals) };
   }
 
-  private async postInHalves(chunk: ResourceSpans[], spans: number, why: string): Promise<ExportResult> {
+  private async postInHalves(chunk: ResourceSpans[], spans: number, why: string, originals: Originals): Promise<ExportResult> {
     this.options.log.debug({ spans, why }, 'splitting a request to LLMFlow');
     const [a = [], b = []] = chunkResourceSpans(chunk, Math.ceil(spans / 2));
     // Both halves go, whatever the first one met: one refused span must not hold back the rest.
-    return sum(await this.post(a), await this.post(b));
+    return sum(await this.post(a, originals), await this.post(b, originals));
   }
 
-  private refuse(chunk: ResourceSpans[], reason: string): RefusedSpan[] {
-    const refused = spansIn(chunk).map((s) => ({ spanId: s.spanId, name: s.name, reason }));
-    this.options.log.error({ spans: refused.map((r) => `${r.name} ${r.spanId}`), reason }, 'LLMFlow refused spans');
-    return refused;
+  private learnBodyLimit(refusedBytes: number): void {
+    // Half of what was refused: below the real limit after a few refusals at most, and a
+    // request never needs to be cut again. Too low only costs more, smaller requests.
+    const limit = Math.floor(refusedBytes / 2);
+    if (limit >= this.bodyLimit) return;
+    this.bodyLimit = limit;
+    this.options.log.warn({ bodyLimitBytes: limit }, 'LLMFlow refused a request as too large; later requests are cut to fit');
+  }
+
+  /** A lone span LLMFlow found too large, cut from its original to half its size; undefined when it cannot shrink. */
+  private cutSmaller(chunk: ResourceSpans[], bytes: number, originals: Originals): ResourceSpans[] | undefined {
+    const [rs] = chunk;
+    const [span] = spansIn(chunk);
+    if (!rs || !span) return undefined;
+    const target = Math.floor(Math.min(bytes, this.options.spanMaxBytes) / 2);
+    if (target < MIN_SPAN_BYTES) return undefined;
+    const smaller = fitSpan(originals.get(span.spanId)?.span ?? span, target);
+    if (spanBytes(smaller) >= spanBytes(span)) return undefined;
+    this.options.log.debug({ span: `${span.name} ${span.spanId}`, targetBytes: target }, 'LLMFlow found a span too large; cutting it further');
+    return [{ ...rs, scopeSpans: [{ ...rs.scopeSpans?.[0], spans: [smaller] }] }];
+  }
+
+  /** The spans of a request LLMFlow refused, as they were given; the caller records and logs them. */
+  private refuse(chunk: ResourceSpans[], reason: string, originals: Originals): RefusedSpan[] {
+    return spansIn(chunk).map((s) => ({
+      spanId: s.spanId,
+      name: s.name,
+      reason,
+      resourceSpans: originals.get(s.spanId)?.rs ?? { ...chunk[0], scopeSpans: [{ ...chunk[0]?.scopeSpans?.[0], spans: [s] }] },
+    }));
   }
 }
 

@@ -100,8 +100,12 @@ export interface BatchConsumerOptions {
   onError?: (err: Error) => void;
 }
 
-/** Job states that hold batches not yet processed. */
-const BACKLOG_STATES = ['wait', 'paused', 'prioritized', 'delayed', 'active'] as const;
+/**
+ * Job states that hold batches not yet processed. A `delayed` job is one that failed and waits
+ * for its next attempt (minutes, with back-off): it does not hold back timers, or one bad batch
+ * would stop every root from being drawn; its events join their turns late, as late events do.
+ */
+const BACKLOG_STATES = ['wait', 'paused', 'prioritized', 'active'] as const;
 
 /** The consumer side, used by the worker. Throw from the handler to have the job retried. */
 export class BatchConsumer {

@@ -7,6 +7,7 @@
  * | group      | tag                 | keys                                                         |
  * |------------|---------------------|--------------------------------------------------------------|
  * | the queue  | `{ccbridge}`        | BullMQ's keys for the queue (`{ccbridge}:otlp-batches:*`)     |
+ * |            |                     | and the dead-letter store (`{ccbridge}:dead-letter:*`)        |
  * | a shard    | `{ccbridge:N}`      | its deadline index and stats, and every key of every session  |
  * |            |                     | that hashes to shard N: the session's prompts, sequence       |
  * |            |                     | numbers, held events, and its interactions' state             |
@@ -38,6 +39,16 @@ export function shardOf(session: string): number {
   }
   return h % SHARDS;
 }
+
+/**
+ * The dead-letter store: spans LLMFlow refused for their content. `spans`: hash, span id →
+ * JSON entry; `index`: sorted set, span id by when it was refused (ms). One tag, so both
+ * change in one transaction on a cluster too.
+ */
+export const deadLetterKeys = (namespace = NAMESPACE) => ({
+  spans: `${queuePrefix(namespace)}:dead-letter:spans`,
+  index: `${queuePrefix(namespace)}:dead-letter:index`,
+});
 
 /** Per-id keys of a shard, as [before, after] the id: Lua builds `before .. id .. after`. */
 export type KeyTemplate = readonly [string, string];

@@ -8,6 +8,7 @@ import type { Logger } from '@ccbridge/log';
 import { BatchConsumer, PauseConsumer } from '@ccbridge/queue';
 import { connectRedis, type RedisTarget } from '@ccbridge/redis';
 import { InteractionCloser, LifecycleStore, createRedactor, processBatch, type BatchProcessorDeps } from '@ccbridge/claude-events';
+import { DeadLetterStore } from '@ccbridge/dead-letter';
 import { LlmflowExporter, LlmflowUnavailableError } from '@ccbridge/llmflow';
 
 export interface WorkerService {
@@ -27,12 +28,19 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     url: config.llmflowUrl,
     timeoutMs: config.exportTimeoutMs,
     maxSpansPerRequest: config.exportMaxSpans,
+    spanMaxBytes: config.spanMaxBytes,
     log: log.child({ component: 'llmflow' }),
   });
+  const deadLetters = new DeadLetterStore(redis, { maxEntries: config.deadLetterMax, log: log.child({ component: 'dead-letter' }) });
   const store = new LifecycleStore(redis, {
     config: { idleMs: config.interactionIdleMs, turnTimeoutMs: config.turnTimeoutMs, gapWaitMs: config.gapWaitMs },
   });
-  const exportSpans: BatchProcessorDeps['exportSpans'] = (spans) => exporter.export(spans);
+  // Spans LLMFlow refuses for their content go to the dead-letter store at once: they are
+  // never retried by themselves and never hold back a batch or a root.
+  const exportSpans: BatchProcessorDeps['exportSpans'] = async (spans, source) => {
+    const { refused } = await exporter.export(spans);
+    await deadLetters.add(refused, source);
+  };
   // Set once the consumer exists: timers wait for batches received before they ran out.
   let consumer: BatchConsumer | undefined;
   const closer = new InteractionCloser({ store, exportSpans, log, backlogSinceMs: async () => consumer?.backlogSinceMs() });

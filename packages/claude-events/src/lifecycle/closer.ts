@@ -5,14 +5,16 @@
  */
 import type { Logger } from '@ccbridge/log';
 import type { ResourceSpans } from '@ccbridge/otlp';
-import { isComplete, rootSpanIdFor, rootSpanOf, type StoredInteraction } from '../interaction';
+import { isComplete, rootSpanOf, type StoredInteraction } from '../interaction';
 import type { LifecycleStore } from './store';
 
 /**
- * Where spans go (the LLMFlow exporter). It throws when it can take nothing now, and otherwise
- * delivers what it can and names the spans it would not take.
+ * Where spans go (the export stage). It throws when LLMFlow can take nothing now (the caller
+ * keeps the work and tries again later); spans LLMFlow refuses for their content are its
+ * business (the dead-letter store), so a resolved call means every span is settled.
+ * `source` says what the spans are, for its logs.
  */
-export type SpanSink = (resourceSpans: ResourceSpans[]) => Promise<{ refused: { spanId: string; reason: string }[] }>;
+export type SpanSink = (resourceSpans: ResourceSpans[], source: 'spans' | 'roots' | 'forwarded') => Promise<void>;
 
 export interface CloserOptions {
   store: LifecycleStore;
@@ -63,22 +65,16 @@ export class InteractionCloser {
     const { store, log } = this.options;
     const retryDelayMs = this.options.retryDelayMs ?? 5_000;
     const now = () => store.clock.now();
-    let refused: Set<string>;
     try {
-      refused = new Set((await this.options.exportSpans(claimed.map(rootSpanOf))).refused.map((r) => r.spanId));
+      await this.options.exportSpans(claimed.map(rootSpanOf), 'roots');
     } catch (err) {
+      // LLMFlow is unavailable: the only thing retried without limit.
       await store.settle(shard, [], claimed.map((ix) => ({ key: ix.key, at: now() + retryDelayMs })));
       log.warn({ interactions: claimed.length, err: (err as Error).message }, 'could not export interaction roots; will retry');
       return 0;
     }
-    const done = claimed.filter((ix) => !refused.has(rootSpanIdFor(ix.key)));
-    const again = claimed.filter((ix) => refused.has(rootSpanIdFor(ix.key)));
-    await store.settle(
-      shard,
-      done.map((ix) => ({ key: ix.key, complete: isComplete(ix) !== false })),
-      again.map((ix) => ({ key: ix.key, at: now() + 12 * retryDelayMs })),
-    );
-    if (again.length > 0) log.error({ interactions: again.map((ix) => ix.key) }, 'LLMFlow refused interaction roots; will retry');
+    const done = claimed;
+    await store.settle(shard, done.map((ix) => ({ key: ix.key, complete: isComplete(ix) !== false })), []);
     for (const ix of done) {
       if (isComplete(ix) === false) {
         log.warn(

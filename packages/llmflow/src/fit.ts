@@ -1,0 +1,117 @@
+/**
+ * Spans that fit: the largest text values of a span are cut until its OTLP/JSON is under a
+ * byte limit, so that one pasted log never makes LLMFlow refuse a whole turn (older LLMFlow
+ * builds run on express, whose JSON body limit is 100 KB).
+ *
+ * A cut value keeps its start and ends with a marker saying how much was cut; the span says
+ * which keys were cut and how many bytes in all (TRIMMED_KEYS, TRIMMED_BYTES). Only string
+ * values are cut, largest first, and none below KEEP_CHARS: ids, names and numbers survive.
+ */
+import type { AnyValue, KeyValue, ResourceSpans, Span } from '@ccbridge/otlp';
+
+export const TRIMMED_KEYS = 'ccbridge.trimmed.keys';
+export const TRIMMED_BYTES = 'ccbridge.trimmed.bytes';
+
+/** A cut value keeps at least this many characters. */
+const KEEP_CHARS = 256;
+const marker = (cutBytes: number) => `… [ccbridge: ${cutBytes} bytes trimmed]`;
+
+const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
+
+/** The bytes a span takes in an OTLP/JSON request. */
+export const spanBytes = (span: Span): number => utf8(JSON.stringify(span));
+
+/**
+ * A cheap upper bound of spanBytes: JSON escaping makes a character at most 6 bytes
+ * (`\u0000`), and the fixed fields stay under 1 KiB. Spans far under the limit are never
+ * serialised twice.
+ */
+function boundBytes(span: Span): number {
+  let chars = 0;
+  for (const kvs of [span.attributes, ...(span.events ?? []).map((e) => e.attributes)]) {
+    for (const kv of kvs ?? []) {
+      // Arrays and maps are rare: measure those spans exactly.
+      if (kv.value?.arrayValue || kv.value?.kvlistValue) return Infinity;
+      chars += kv.key.length + 32 + (kv.value?.stringValue?.length ?? 0);
+    }
+  }
+  return chars * 6 + 1024;
+}
+
+interface Cuttable {
+  key: string;
+  value: AnyValue & { stringValue: string };
+}
+
+function cuttables(span: Span): Cuttable[] {
+  const out: Cuttable[] = [];
+  const collect = (kvs: KeyValue[] | undefined, prefix: string) => {
+    for (const kv of kvs ?? []) {
+      const s = kv.value?.stringValue;
+      if (s !== undefined && s.length > KEEP_CHARS) out.push({ key: prefix + kv.key, value: kv.value as Cuttable['value'] });
+    }
+  };
+  collect(span.attributes, '');
+  for (const e of span.events ?? []) collect(e.attributes, `${e.name}:`);
+  return out;
+}
+
+/**
+ * The span itself when it fits in `maxBytes`, else a copy whose largest string values are cut
+ * (the original is left as it was). A span made only of short values may stay over the limit.
+ */
+export function fitSpan(span: Span, maxBytes: number): Span {
+  if (boundBytes(span) <= maxBytes) return span;
+  let size = spanBytes(span);
+  if (size <= maxBytes) return span;
+  const copy: Span = structuredClone(span);
+  const trimmedKeys = new Set<string>();
+  let trimmedBytes = 0;
+  // Room for the two attributes that say what was cut.
+  const budget = maxBytes - 512;
+  for (const c of cuttables(copy).sort((a, b) => b.value.stringValue.length - a.value.stringValue.length)) {
+    if (size <= budget) break;
+    const text = c.value.stringValue;
+    const before = utf8(JSON.stringify(text));
+    // Cut what is over, in characters (a character is at least one byte), keeping KEEP_CHARS.
+    let keep = Math.max(KEEP_CHARS, text.length - (size - budget) - 64);
+    let cut = text.slice(0, keep);
+    let cutBytes = utf8(text) - utf8(cut);
+    let next = cut + marker(cutBytes);
+    // Escapes and multi-byte characters can leave it over: halve what is kept until it fits.
+    while (size - before + utf8(JSON.stringify(next)) > budget && keep > KEEP_CHARS) {
+      keep = Math.max(KEEP_CHARS, Math.floor(keep / 2));
+      cut = text.slice(0, keep);
+      cutBytes = utf8(text) - utf8(cut);
+      next = cut + marker(cutBytes);
+    }
+    c.value.stringValue = next;
+    size += utf8(JSON.stringify(next)) - before;
+    trimmedKeys.add(c.key);
+    trimmedBytes += cutBytes;
+  }
+  if (trimmedKeys.size === 0) return span;
+  copy.attributes = [
+    ...(copy.attributes ?? []).filter((kv) => kv.key !== TRIMMED_KEYS && kv.key !== TRIMMED_BYTES),
+    { key: TRIMMED_KEYS, value: { arrayValue: { values: [...trimmedKeys].map((k) => ({ stringValue: k })) } } },
+    { key: TRIMMED_BYTES, value: { intValue: String(trimmedBytes) } },
+  ];
+  return copy;
+}
+
+/** Every span of a request fitted to `maxBytes`; returns the request itself when all fit. */
+export function fitResourceSpans(batch: ResourceSpans[], maxBytes: number): ResourceSpans[] {
+  let changed = false;
+  const fitted = batch.map((rs) => ({
+    ...rs,
+    scopeSpans: (rs.scopeSpans ?? []).map((ss) => ({
+      ...ss,
+      spans: (ss.spans ?? []).map((span) => {
+        const f = fitSpan(span, maxBytes);
+        if (f !== span) changed = true;
+        return f;
+      }),
+    })),
+  }));
+  return changed ? fitted : batch;
+}

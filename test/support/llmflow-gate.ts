@@ -1,0 +1,62 @@
+/**
+ * A gate in front of a real LLMFlow that refuses what older or stricter LLMFlow builds refuse,
+ * and forwards the rest untouched:
+ * - bodies over `maxBodyBytes` get what express's JSON body parser answers (413,
+ *   "PayloadTooLargeError: request entity too large"), as LLMFlow releases on express do
+ *   with their default 100 KB limit;
+ * - requests `refuse` picks get 400, as LLMFlow does for a span it cannot read.
+ * It counts what it refused, so a test can tell that the refusal really happened.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface LlmflowGate {
+  url: string;
+  tooLarge: number;
+  refused: number;
+  forwarded: number;
+  stop(): Promise<void>;
+}
+
+export interface GateOptions {
+  maxBodyBytes?: number;
+  /** Requests to answer 400, given the request body. */
+  refuse?: (body: string) => boolean;
+}
+
+export async function startLlmflowGate(target: string, options: GateOptions): Promise<LlmflowGate> {
+  const gate: LlmflowGate = { url: '', tooLarge: 0, refused: 0, forwarded: 0, stop: async () => undefined };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (options.maxBodyBytes !== undefined && body.length > options.maxBodyBytes) {
+        gate.tooLarge += 1;
+        res.writeHead(413, { 'content-type': 'text/html; charset=utf-8' });
+        res.end('<pre>PayloadTooLargeError: request entity too large</pre>');
+        return;
+      }
+      if (options.refuse?.(body.toString('utf8'))) {
+        gate.refused += 1;
+        res.writeHead(400, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'Invalid span (test gate)' }));
+        return;
+      }
+      gate.forwarded += 1;
+      fetch(`${target}${req.url}`, { method: req.method, headers: { 'content-type': req.headers['content-type'] ?? 'application/json' }, body: req.method === 'GET' ? undefined : body })
+        .then(async (r) => {
+          res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/json' });
+          res.end(Buffer.from(await r.arrayBuffer()));
+        })
+        .catch(() => {
+          res.writeHead(502);
+          res.end();
+        });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  gate.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  gate.stop = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  return gate;
+}
