@@ -16,6 +16,7 @@ import { LlmflowExporter } from '@ccbridge/llmflow';
 import { createLogger } from '@ccbridge/log';
 import { connectRedis } from '@ccbridge/redis';
 
+const GIVE_UP_MS = 30_000;
 const USAGE = 'usage: dead-letter list [--limit N] | show ID... | replay [--limit N | ID...] | drop ID... | --all';
 
 function fail(message: string, code: number): never {
@@ -50,8 +51,10 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-  const redis = connectRedis({ url: config.redisUrl ?? DEFAULT_REDIS_URL, cluster: config.redisCluster }, 'producer');
+  // Commands wait for the connection; a tool, not a service: it gives up after a while.
+  const redis = connectRedis({ url: config.redisUrl ?? DEFAULT_REDIS_URL, cluster: config.redisCluster }, 'consumer');
   redis.on('error', () => undefined);
+  setTimeout(() => fail(`Redis at ${config.redisUrl ?? DEFAULT_REDIS_URL} did not answer within ${GIVE_UP_MS / 1000} s`, 1), GIVE_UP_MS).unref();
   const store = new DeadLetterStore(redis, { maxEntries: config.deadLetterMax, log });
   const out = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
   try {
