@@ -36,6 +36,8 @@ export function variant(records: LogRecord[], o: { tag: string; shiftMs?: number
     attributes: r.attributes!.flatMap((a) => {
       const v = a.value?.stringValue;
       if (a.key === 'prompt.id') return o.promptId === false ? [] : [{ key: a.key, value: { stringValue: `${v}-${o.tag}` } }];
+      // Older Claude Code marks neither prompts nor numbers.
+      if (a.key === 'event.sequence' && o.promptId === false) return [];
       if (a.key === 'event.sequence' && o.seqFrom !== undefined) return [{ key: a.key, value: { intValue: String(o.seqFrom + i) } }];
       if (a.key === 'session.id' && o.session) return [{ key: a.key, value: { stringValue: o.session } }];
       if (['request_id', 'tool_use_id', 'message.uuid'].includes(a.key)) return [{ key: a.key, value: { stringValue: `${v}-${o.tag}` } }];

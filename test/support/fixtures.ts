@@ -59,6 +59,8 @@ export function expectedSpans(capture: Capture, scenario: Scenario) {
   const n = (name: string) => counts.get(`claude_code.${name}`) ?? 0;
   const llm = n('api_request') + n('api_error');
   const tools = n('tool_result');
-  // A root, the LLM spans, and per tool its span, its execution and its decision.
-  return { llm, tools, decisions: n('tool_decision'), total: 1 + llm + 2 * tools + n('tool_decision') };
+  const events = [...counts.values()].reduce((a, b) => a + b, 0);
+  // A root for the prompt, a span for every other event (a hook's start and complete are one),
+  // and for each tool_result a second one, its execution.
+  return { llm, tools, decisions: n('tool_decision'), total: 1 + events - n('user_prompt') - n('hook_execution_start') + tools };
 }

@@ -29,8 +29,14 @@ export async function stopTreeRedis(): Promise<void> {
   await peer?.stop();
 }
 
-/** "name <- parent name" for every span of a tree, sorted: its shape, whatever the ids. */
+/** Spans the bridge draws for events that report no work (`span.type: event`): Claude Code's own trace has none. */
+export const isEventSpan = (s: Span) => s.attributes?.some((a) => a.key === 'span.type' && a.value?.stringValue === 'event') ?? false;
+
+/**
+ * "name <- parent name" for every span of a tree, sorted: its shape, whatever the ids. Spans
+ * drawn for events that report no work are left out, to compare with Claude Code's own trace.
+ */
 export function shapeOf(spans: Span[]): string[] {
   const byId = new Map(spans.map((s) => [s.spanId, s]));
-  return spans.map((s) => `${s.name} <- ${s.parentSpanId ? byId.get(s.parentSpanId)?.name ?? 'MISSING' : '(root)'}`).sort();
+  return spans.filter((s) => !isEventSpan(s)).map((s) => `${s.name} <- ${s.parentSpanId ? byId.get(s.parentSpanId)?.name ?? 'MISSING' : '(root)'}`).sort();
 }

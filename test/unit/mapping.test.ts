@@ -5,7 +5,7 @@ import path from 'node:path';
 import { attributesToRecord, StatusCode } from '@ccbridge/otlp';
 import { assignInteractions, claudeEventsOf, planBatch } from '@ccbridge/claude-events';
 import { FIXTURES, SCENARIOS, eventCounts, logsOf, nativeTraceOf, type Capture } from '../support/fixtures';
-import { drawTree, shapeOf, stopTreeRedis } from '../support/tree';
+import { drawTree, isEventSpan, shapeOf, stopTreeRedis } from '../support/tree';
 
 after(stopTreeRedis);
 
@@ -98,34 +98,49 @@ test('ids are derived, not random: the same batch maps to the same spans', async
   assert.deepEqual(a, b);
 });
 
-test('session-level events (no prompt.id) become events on the root of the session\'s prompt', async () => {
+test('session-level events (no prompt.id) become instant spans under the root of the session\'s prompt', async () => {
   const request = logsOf('json', 'simple');
   const { events } = claudeEventsOf(request);
   const sessionLevel = events.filter((e) => e.attributes['prompt.id'] === undefined);
   assert.ok(sessionLevel.length > 0);
-  const root = (await drawTree([request])).find((s) => !s.parentSpanId)!;
-  const names = (root.events ?? []).map((e) => e.name);
-  for (const e of sessionLevel) assert.ok(names.includes(`claude_code.${e.name}`), e.name);
+  const spans = await drawTree([request]);
+  const root = spans.find((s) => !s.parentSpanId)!;
+  for (const e of sessionLevel) {
+    const span = spans.find((s) => s.attrs['event.sequence'] === e.attributes['event.sequence'] && s.attrs['event.name'] === e.name);
+    assert.ok(span, e.name);
+    assert.equal(span.name, `claude_code.${e.name}`);
+    assert.equal(span.parentSpanId, root.spanId);
+    assert.equal(span.startTimeUnixNano, span.endTimeUnixNano);
+    assert.ok(isEventSpan(span));
+  }
+  assert.deepEqual(root.events ?? [], [], 'LLMFlow drops span events: none are drawn');
   const plan = planBatch(events, assignInteractions(events, new Map()));
   assert.equal(plan.unassigned, 0);
   assert.equal(plan.pending.length, 0);
 });
 
-test('every event is accounted for: a span, a root field or a root span event', async () => {
+test('events before any prompt of their session are held, and drawn with the root of its first prompt', async () => {
+  const request = logsOf('json', 'simple');
+  const records = request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
+  const isSessionLevel = (r: (typeof records)[number]) => !r.attributes!.some((a) => a.key === 'prompt.id');
+  const part = (keep: (r: (typeof records)[number]) => boolean) => ({ resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: records.filter(keep) }] }] });
+  const early = part(isSessionLevel);
+  assert.ok(planBatch(claudeEventsOf(early).events, [undefined]).pending.length > 0, 'held when nothing places them');
+  const spans = await drawTree([early, part((r) => !isSessionLevel(r))]);
+  const root = spans.find((s) => !s.parentSpanId)!;
+  const held = spans.filter((s) => s.attrs['prompt.id'] === undefined && s.parentSpanId);
+  assert.equal(held.length, records.filter(isSessionLevel).length);
+  assert.ok(held.every((s) => s.parentSpanId === root.spanId && s.traceId === root.traceId));
+});
+
+test('every event is accounted for: each is a span, or the root (user_prompt), or part of its hook span (hook_execution_start)', async () => {
   for (const scenario of SCENARIOS) {
     const request = logsOf('protobuf', scenario);
     const { events } = claudeEventsOf(request);
     const spans = await drawTree([request]);
-    const root = spans.find((s) => !s.parentSpanId)!;
-    const drawnFrom = new Set([
-      ...spans.map((s) => `${s.attrs['event.name'] ?? ''}/${s.attrs['event.sequence'] ?? ''}`),
-      ...(root.events ?? []).map((e) => {
-        const a = attributesToRecord(e.attributes);
-        return `${a['event.name']}/${a['event.sequence']}`;
-      }),
-    ]);
+    const drawnFrom = new Set(spans.map((s) => `${s.attrs['event.name'] ?? ''}/${s.attrs['event.sequence'] ?? ''}`));
     for (const e of events) {
-      if (e.name === 'user_prompt') continue; // the root itself
+      if (e.name === 'user_prompt' || e.name === 'hook_execution_start') continue;
       assert.ok(drawnFrom.has(`${e.name}/${e.attributes['event.sequence']}`), `${scenario}: ${e.name} #${e.attributes['event.sequence']}`);
     }
   }
@@ -149,4 +164,66 @@ test('a refused tool still appears as a tool span that says it was refused', asy
   const ids = new Set(spans.map((s) => s.spanId));
   assert.ok(spans.every((s) => !s.parentSpanId || ids.has(s.parentSpanId)));
   assert.equal(attributesToRecord(tool.attributes)['gen_ai.tool.name'], 'Bash');
+});
+
+test('what LLMFlow shows: long text once per span, a tool\'s input in its input panel, helper spans not typed as tools', async () => {
+  const request = logsOf('json', 'tool');
+  const { events } = claudeEventsOf(request);
+  const spans = await drawTree([request]);
+  const root = spans.find((s) => !s.parentSpanId)!;
+  const prompt = events.find((e) => e.name === 'user_prompt')!.attributes['prompt'];
+  assert.equal(root.attrs['gen_ai.prompt'], prompt);
+  assert.equal(root.attrs['prompt'], undefined, 'not also as prompt');
+  assert.equal(root.attrs['prompt_text'], undefined, 'nor as prompt_text');
+  const result = events.find((e) => e.name === 'tool_result')!;
+  const tool = spans.find((s) => s.name === 'claude_code.tool')!;
+  assert.equal(tool.attrs['gen_ai.prompt'], result.attributes['tool_input']);
+  assert.equal(tool.attrs['tool_input'], undefined);
+  assert.equal(tool.attrs['traceloop.span.kind'], 'tool');
+  for (const name of ['claude_code.tool.execution', 'claude_code.tool.blocked_on_user']) {
+    const helper = spans.find((s) => s.name === name)!;
+    assert.equal(helper.attrs['traceloop.span.kind'], 'task', name);
+    assert.equal(helper.attrs['tool_input'], undefined, `${name} does not repeat the input`);
+    assert.equal(helper.attrs['gen_ai.tool.call.id'], result.attributes['tool_use_id']);
+  }
+  // Each answer is an instant span under the LLM request that gave it, its text as the output.
+  for (const answer of events.filter((e) => e.name === 'assistant_response')) {
+    const span = spans.find((s) => s.name === 'claude_code.assistant_response' && s.attrs['event.sequence'] === answer.attributes['event.sequence'])!;
+    const llm = spans.find((s) => s.spanId === span.parentSpanId)!;
+    assert.equal(llm.name, 'claude_code.llm_request');
+    assert.equal(llm.attrs['request_id'], answer.attributes['request_id']);
+    assert.equal(span.attrs['gen_ai.completion'], answer.attributes['response']);
+    assert.equal(span.attrs['response'], undefined);
+  }
+});
+
+test('a hook invocation is one claude_code.hook span: event, name, duration and outcome', async () => {
+  const request = logsOf('json', 'simple');
+  const records = request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
+  const prompt = records.find((r) => r.body?.stringValue === 'claude_code.user_prompt')!;
+  const at = (ms: number) => String(BigInt(prompt.timeUnixNano!) + BigInt(ms) * 1_000_000n);
+  const attr = (key: string, value: string | number) => ({ key, value: typeof value === 'number' ? { intValue: String(value) } : { stringValue: value } });
+  const base = prompt.attributes!.filter((a) => ['session.id', 'prompt.id'].includes(a.key));
+  const seq = records.length;
+  const hook = (name: string, offset: number, extra: { key: string; value: object }[]) => ({
+    timeUnixNano: at(offset),
+    body: { stringValue: `claude_code.${name}` },
+    attributes: [...base, attr('event.name', name), attr('event.sequence', seq + offset), attr('hook_event', 'PreToolUse'), attr('hook_name', 'PreToolUse:Bash'), attr('num_hooks', '2'), ...extra],
+  });
+  const hooks = [
+    hook('hook_execution_start', 1, []),
+    hook('hook_execution_complete', 2, [attr('total_duration_ms', 40), attr('num_success', 1), attr('num_blocking', 0), attr('num_non_blocking_error', 1), attr('num_cancelled', 0)]),
+  ];
+  const spans = await drawTree([{ resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: [...records, ...hooks] }] }] }]);
+  const drawn = spans.filter((s) => s.name === 'claude_code.hook');
+  assert.equal(drawn.length, 1, 'start and complete are one span');
+  const [span] = drawn;
+  assert.equal(span!.parentSpanId, spans.find((s) => !s.parentSpanId)!.spanId);
+  assert.equal(span!.attrs['hook_event'], 'PreToolUse');
+  assert.equal(span!.attrs['hook_name'], 'PreToolUse:Bash');
+  assert.equal(span!.attrs['duration_ms'], 40);
+  assert.equal(BigInt(span!.endTimeUnixNano) - BigInt(span!.startTimeUnixNano), 40_000_000n);
+  assert.equal(span!.attrs['claude_code.hook.outcome'], 'error');
+  assert.equal(span!.status?.code, StatusCode.ERROR);
+  assert.ok(!isEventSpan(span!));
 });

@@ -8,8 +8,8 @@
 --            updates:   [{ key, traceId, session?, resource?, start?, end?, prompt?, promptSeq?,
 --                          promptAt?, ends: [[seq, kind, ms, request_id]], toolRequests: [request_id],
 --                          completion?, completionAt?, evidence, events: n,
---                          contributions: [[id, json]], rootEvents: [[id, json]] }],
---            pending:   [{ session, id, event }] }                 session events before any prompt
+--                          contributions: [[id, json]] }],
+--            pending:   [{ session, id, event }] }      spans of session events before any prompt
 -- Returns  JSON: { due: [key, ...], late: [[key, n], ...] }
 --
 -- Every write is idempotent (set-if-lower, set-if-higher, fields keyed by id), so a batch
@@ -28,15 +28,22 @@ local function touch(key)
   end
 end
 
--- Session-level events held until the session's first prompt go to that interaction.
+-- Spans of session-level events (start-up, before a process's first prompt) are held until the
+-- session's first prompt at or after their time is known, and then go to that interaction.
 local function adopt(session)
-  local first = redis.call('ZRANGE', L.key('prompts', session), 0, 0)[1]
-  if not first then return end
   local held = L.key('pending', session)
-  local events = redis.call('HGETALL', held)
-  for i = 1, #events, 2 do redis.call('HSET', L.key('events', first), events[i], events[i + 1]) end
-  if #events > 0 then redis.call('EXPIRE', L.key('events', first), ttl) end
-  redis.call('DEL', held)
+  local spans = redis.call('HGETALL', held)
+  for i = 1, #spans, 2 do
+    local start = cjson.decode(spans[i + 1]).start
+    -- Nanoseconds as text; prompts are scored in milliseconds.
+    local ms = #start > 6 and string.sub(start, 1, -7) or '0'
+    local prompt = redis.call('ZRANGEBYSCORE', L.key('prompts', session), ms, '+inf', 'LIMIT', 0, 1)[1]
+    if prompt then
+      redis.call('HSET', L.key('events', prompt), spans[i], spans[i + 1])
+      redis.call('EXPIRE', L.key('events', prompt), ttl)
+      redis.call('HDEL', held, spans[i])
+    end
+  end
 end
 
 -- 1. Sequence numbers; a session's interactions waiting for one of them are looked at again.
@@ -77,7 +84,6 @@ for _, u in ipairs(input.updates) do
     end
     for _, request in ipairs(u.toolRequests) do redis.call('HSET', k, 'tool:' .. request, '1') end
     for _, c in ipairs(u.contributions) do redis.call('HSET', L.key('contributions', u.key), c[1], c[2]) end
-    for _, e in ipairs(u.rootEvents) do redis.call('HSET', L.key('events', u.key), e[1], e[2]) end
     touch(u.key)
   end
   if u.session and u.promptAt then

@@ -1,14 +1,17 @@
 /**
  * Which interaction each event belongs to.
  *
- * Claude Code 2.x puts `prompt.id` on every event of an interaction; that is the key. Events
- * without it (session-level ones such as `plugin_loaded`, and every event of older Claude Code)
- * belong to the same session's interaction that was under way at their time: the latest prompt
- * that started before them, or, for events before the session's first prompt (start-up), that
- * first prompt. A session's prompts are its timeline, kept in Redis (store.ts) and extended by
- * the prompts in the batch at hand.
+ * Claude Code 2.x puts `prompt.id` on every event of an interaction; that is the key. It leaves
+ * it off only before a process's first prompt (start-up: `plugin_loaded`, `hook_registered`,
+ * SessionStart hooks; docs/CLAUDE_CODE_EVENTS.md), so such an event, numbered by
+ * `event.sequence`, belongs to the session's first prompt at or after its time: the one its
+ * process is starting up for (a resumed session's second process included). Until that prompt
+ * is known, its span is held (lua/apply.lua). Events of older Claude Code (no prompt.id, no
+ * event.sequence) belong to the interaction under way at their time: the latest prompt that
+ * started before them, or the first one. A session's prompts are its timeline, kept in Redis
+ * (store.ts) and extended by the prompts in the batch at hand.
  */
-import { stringOf, type ClaudeEvent } from './events';
+import { numberOf, stringOf, type ClaudeEvent } from './events';
 
 /** A session's prompts by start time (ms). */
 export type Timeline = { startMs: number; key: string }[];
@@ -57,6 +60,7 @@ export function assignInteractions(events: ClaudeEvent[], stored: Map<string, Ti
     const timeline = timelines.get(sessionOf(e) ?? '');
     if (!timeline?.length) return undefined;
     const t = msOf(e);
+    if (numberOf(e.attributes['event.sequence']) !== undefined) return timeline.find((p) => p.startMs >= t)?.key;
     let current = timeline[0]!;
     for (const p of timeline) if (p.startMs <= t) current = p;
     return current.key;

@@ -7,7 +7,7 @@
  * they need no state; the root is drawn once, when the interaction closes (store.ts), from
  * state kept in Redis that every worker shares.
  */
-import { SpanKind, recordToAttributes, type KeyValue, type ResourceSpans, type Span, type SpanEvent } from '@ccbridge/otlp';
+import { SpanKind, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { ownKeyOf, sessionOf } from './assign';
 import { traceIdFor, spanIdFor } from './ids';
@@ -54,8 +54,6 @@ export interface InteractionUpdate {
   events: number;
   /** [span id, JSON Contribution]: keyed by span, so a batch applied twice counts once. */
   contributions: [string, string][];
-  /** [event identity, JSON SpanEvent] for the root. */
-  rootEvents: [string, string][];
 }
 
 /** The event.sequence numbers a batch holds for one session: [sequence, ms], as text. */
@@ -64,13 +62,35 @@ export interface SequenceMarks {
   marks: [string, string][];
 }
 
-/** A session-level event that came before any prompt of its session: held for the first one. */
+/** A span of a session-level event that came before any prompt of its session: held for the first one. */
 export interface PendingEvent {
   session: string;
+  /** Its span id. */
   id: string;
-  /** JSON SpanEvent. */
+  /** JSON HeldSpan. */
   event: string;
 }
+
+/** A span held in Redis until its interaction is known: drawn with the root, in its trace. */
+export interface HeldSpan {
+  spanId: string;
+  name: string;
+  kind: number;
+  start: string;
+  end: string;
+  attributes: KeyValue[];
+  status?: Span['status'];
+}
+
+const heldOf = (d: SpanDraft): HeldSpan => ({
+  spanId: d.spanId,
+  name: d.name,
+  kind: d.kind,
+  start: d.startNs.toString(),
+  end: d.endNs.toString(),
+  attributes: recordToAttributes(d.attributes),
+  status: d.status,
+});
 
 export interface BatchPlan {
   /** Child spans, ready to export. */
@@ -98,10 +118,6 @@ function toSpan(traceId: string, rootSpanId: string, d: SpanDraft): Span {
   };
 }
 
-function spanEventOf(e: ClaudeEvent): SpanEvent {
-  return { timeUnixNano: e.timeNs.toString(), name: `claude_code.${e.name}`, attributes: recordToAttributes(e.attributes) };
-}
-
 /**
  * Maps a batch's events, each with its interaction key (assign.ts), to child spans and
  * per-interaction updates. Pure: no I/O.
@@ -117,8 +133,8 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     const outcome = mapEvent(event);
     const session = sessionOf(event);
     let key = keys[i];
-    if (!key && session && outcome.spans.length === 0) {
-      pending.push({ session, id: eventIdentity(event), event: JSON.stringify(spanEventOf(event)) });
+    if (!key && session) {
+      for (const d of outcome.spans) pending.push({ session, id: d.spanId, event: JSON.stringify(heldOf(d)) });
       return;
     }
     // Spans with no prompt to belong to (older Claude Code, before its prompt arrived): the session's.
@@ -131,7 +147,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     const rootSpanId = rootSpanIdFor(key);
     let update = updates.get(key);
     if (!update) {
-      update = { key, traceId, evidence: false, events: 0, ends: [], toolRequests: [], contributions: [], rootEvents: [] };
+      update = { key, traceId, evidence: false, events: 0, ends: [], toolRequests: [], contributions: [] };
       update.resource = JSON.stringify(event.resource);
       if (session) update.session = session;
       updates.set(key, update);
@@ -143,8 +159,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
       spans += 1;
       widen(update, draft.startNs, draft.endNs);
     }
-    // A session-level event placed here by time (start-up, say) marks the root, not its extent.
-    if (ownKeyOf(event) || outcome.spans.length > 0) widen(update, event.timeNs, event.timeNs);
+    widen(update, event.timeNs, event.timeNs);
     update.events += 1;
     const seq = sequenceOf(event);
     if (seq !== undefined && session && stringOf(event.attributes['prompt.id'])) update.evidence = true;
@@ -164,7 +179,6 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     }
     const first = outcome.spans[0];
     if (outcome.contribution && first) update.contributions.push([first.spanId, JSON.stringify(outcome.contribution)]);
-    if (outcome.rootEvent) update.rootEvents.push([eventIdentity(event), JSON.stringify(spanEventOf(event))]);
   });
 
   const resourceSpans: ResourceSpans[] = [...spansByResource]
@@ -215,7 +229,8 @@ export interface StoredInteraction {
   resource: KeyValue[];
   completion?: string;
   contributions: Contribution[];
-  events: SpanEvent[];
+  /** Spans of session-level events held for this interaction (its session's first). */
+  held: HeldSpan[];
   /** Why it is drawn now, and what is known to be missing (lifecycle/lifecycle.ts). */
   verdict: Verdict;
   /** Its events carried prompt.id and event.sequence, so completeness is known. */
@@ -250,7 +265,9 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
     const sum = ix.contributions.reduce((acc, c) => acc + (c[field] ?? 0), 0);
     totals[name] = field === 'costUsd' ? Math.round(sum * 1e9) / 1e9 : sum;
   }
-  const prompt = ix.prompt ?? {};
+  // The prompt's text goes once, as gen_ai.prompt (LLMFlow's input), not as prompt and prompt_text too.
+  const { prompt: text, prompt_text: sameText, ...prompt } = ix.prompt ?? {};
+  if (sameText !== undefined && sameText !== text) prompt['prompt_text'] = sameText;
   const attributes: Attributes = {
     ...prompt,
     'gen_ai.operation.name': 'invoke_agent',
@@ -260,7 +277,7 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
     ...totals,
   };
   if (ix.session) attributes['gen_ai.conversation.id'] = ix.session;
-  const promptText = stringOf(prompt['prompt']);
+  const promptText = stringOf(text) ?? stringOf(sameText);
   if (promptText) attributes['gen_ai.prompt'] = promptText;
   if (ix.completion) attributes['gen_ai.completion'] = ix.completion;
   if (!ix.prompt) attributes['claude_code.interaction.prompt_seen'] = false;
@@ -269,16 +286,29 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
   const complete = isComplete(ix);
   if (complete !== undefined) attributes['claude_code.interaction.complete'] = complete;
   if (ix.verdict.missing !== undefined && ix.verdict.missing > 0) attributes['claude_code.interaction.missing_events'] = ix.verdict.missing;
+  // The root spans its children, the held ones (start-up, before the prompt) too.
+  const start = ix.held.reduce((min, h) => (BigInt(h.start) < min ? BigInt(h.start) : min), BigInt(ix.start));
+  const end = ix.held.reduce((max, h) => (BigInt(h.end) > max ? BigInt(h.end) : max), BigInt(ix.end));
   const span: Span = {
     traceId: ix.traceId,
     spanId: rootSpanIdFor(ix.key),
     name: 'claude_code.interaction',
     kind: SpanKind.INTERNAL,
-    startTimeUnixNano: BigInt(ix.start).toString(),
-    endTimeUnixNano: BigInt(ix.end).toString(),
+    startTimeUnixNano: start.toString(),
+    endTimeUnixNano: end.toString(),
     attributes: recordToAttributes(attributes),
-    events: [...ix.events].sort((a, b) => (BigInt(a.timeUnixNano) < BigInt(b.timeUnixNano) ? -1 : 1)),
     status: { code: 0 },
   };
-  return { resource: { attributes: ix.resource }, scopeSpans: [{ scope: SCOPE, spans: [span] }] };
+  const held: Span[] = ix.held.map((h) => ({
+    traceId: ix.traceId,
+    spanId: h.spanId,
+    parentSpanId: span.spanId,
+    name: h.name,
+    kind: h.kind,
+    startTimeUnixNano: h.start,
+    endTimeUnixNano: h.end,
+    attributes: h.attributes,
+    status: h.status ?? { code: 0 },
+  }));
+  return { resource: { attributes: ix.resource }, scopeSpans: [{ scope: SCOPE, spans: [span, ...held] }] };
 }

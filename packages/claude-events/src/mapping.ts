@@ -1,26 +1,38 @@
 /**
  * Where a Claude Code event becomes a span: the whole mapping, one entry per event.
  *
- * | event                | draws                                                    | parent          |
- * |----------------------|----------------------------------------------------------|-----------------|
- * | `user_prompt`        | the interaction root's attributes (prompt → gen_ai.prompt) | (it is the root) |
- * |                      | and the start of its turn                                |                 |
- * | `api_request`        | `claude_code.llm_request` (CLIENT), model and tokens     | root            |
- * | `api_error`          | `claude_code.llm_request` (CLIENT), status ERROR         | root            |
- * |                      | (see turnEndOf for when it also ends the turn)            |                 |
- * | `tool_decision`      | `claude_code.tool.blocked_on_user`; a refused tool also   | its tool span   |
- * |                      | draws its `claude_code.tool` span, status ERROR          |                 |
- * | `tool_result`        | `claude_code.tool` and its `claude_code.tool.execution`   | root / tool     |
- * | `assistant_response` | the root's output (gen_ai.completion); the main agent's   | -               |
- * |                      | ends the turn (turnEndOf)                                 |                 |
- * | any other event      | with `duration_ms`: a span `claude_code.<name>`          | root            |
- * |                      | without: a span event on the interaction root            | -               |
+ * | event                     | draws                                                  | parent            |
+ * |---------------------------|--------------------------------------------------------|-------------------|
+ * | `user_prompt`             | the interaction root's attributes (its text as          | (it is the root)  |
+ * |                           | gen_ai.prompt) and the start of its turn               |                   |
+ * | `api_request`             | `claude_code.llm_request` (CLIENT), model and tokens   | its agent         |
+ * | `api_error`               | `claude_code.llm_request` (CLIENT), status ERROR       | its agent         |
+ * |                           | (see turnEndOf for when it also ends the turn)         |                   |
+ * | `tool_decision`           | `claude_code.tool.blocked_on_user`; a refused tool also | its tool span     |
+ * |                           | draws its `claude_code.tool` span, status ERROR        |                   |
+ * | `tool_result`             | `claude_code.tool` (its input as gen_ai.prompt) and    | its agent / tool  |
+ * |                           | its `claude_code.tool.execution`                       |                   |
+ * | `hook_execution_complete` | `claude_code.hook`: event, name, duration, outcome     | its agent         |
+ * | `hook_execution_start`    | nothing: its `_complete` draws the hook whole          | -                 |
+ * | `assistant_response`      | `claude_code.assistant_response` (its text as          | its LLM request   |
+ * |                           | gen_ai.completion), and the root's output; the main    |                   |
+ * |                           | agent's ends the turn (turnEndOf)                      |                   |
+ * | any other event           | with `duration_ms`: a span `claude_code.<name>`;       | its agent         |
+ * |                           | without: an instant span `claude_code.<name>`          |                   |
+ *
+ * "Its agent" is the interaction root for the main agent (agent.ts places subagents' spans).
+ * Every event lands in a span, never in a span event: LLMFlow stores spans and their
+ * attributes, and drops span events. Spans for events that report no work carry
+ * `span.type: event`, so they can be told from the spans Claude Code's own trace draws.
  *
  * A span ends at its event's time and starts `duration_ms` before it (Claude Code logs an
  * event when its work ends). Names and parents are those of Claude Code's own (beta) trace;
  * LLM spans are kind CLIENT, as the GenAI conventions ask for a call to a model service
- * (Claude Code's own spans are all INTERNAL). Every span keeps all of the event's own fields as attributes and
- * adds the GenAI names (and the older names LLMFlow reads) from the tables below.
+ * (Claude Code's own spans are all INTERNAL). Every span keeps the event's own fields as
+ * attributes, long text once (moved to the name LLMFlow shows, not copied), and adds the
+ * GenAI names (and the older names LLMFlow reads) from the tables below. `traceloop.span.kind`
+ * types each span for LLMFlow, which otherwise guesses from the name ("tool" in
+ * `claude_code.tool.execution` would count it as a second tool call).
  */
 import { SpanKind, StatusCode, type AttributeValue } from '@ccbridge/otlp';
 import { NS_PER_MS, booleanOf, numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
@@ -57,8 +69,6 @@ export interface EventOutcome {
   prompt?: Attributes;
   /** assistant_response: the interaction's output text. */
   completion?: string;
-  /** Neither span nor root field: recorded as a span event on the root. */
-  rootEvent?: boolean;
 }
 
 /**
@@ -117,6 +127,10 @@ const TOOL_ATTRIBUTES: readonly Rename[] = [
 /** Fixed attributes by span type; `traceloop.span.kind` is what LLMFlow reads for the type. */
 export const LLM_SPAN = { 'gen_ai.system': 'anthropic', 'gen_ai.provider.name': 'anthropic', 'gen_ai.operation.name': 'chat' };
 export const TOOL_SPAN = { 'gen_ai.operation.name': 'execute_tool', 'traceloop.span.kind': 'tool' };
+/** Spans that are part of a larger step (a tool's execution, its permission wait, a hook): LLMFlow's "chain". */
+export const STEP_SPAN = { 'traceloop.span.kind': 'task' };
+/** Spans drawn for events that report no work; Claude Code's own trace has no such spans. */
+export const EVENT_SPAN = { ...STEP_SPAN, 'span.type': 'event' };
 
 export function renamed(attributes: Attributes, table: readonly Rename[]): Attributes {
   const out: Attributes = {};
@@ -127,20 +141,44 @@ export function renamed(attributes: Attributes, table: readonly Rename[]): Attri
   return out;
 }
 
-/** [start, end] of the work an event reports: it ends at the event and lasts duration_ms. */
-function extent(event: ClaudeEvent): [bigint, bigint] {
-  const ms = numberOf(event.attributes['duration_ms']);
+/** The attributes with the text at `from` moved to `to` (not copied: long text goes once per span). */
+function moved(attributes: Attributes, from: readonly string[], to: string): Attributes {
+  const key = from.find((k) => stringOf(attributes[k]) !== undefined);
+  if (!key) return attributes;
+  const { [key]: text, ...rest } = attributes;
+  return { ...rest, [to]: text! };
+}
+
+/** Identity fields a helper span keeps of its event (the span it belongs to has the rest). */
+const IDENTITY = ['session.id', 'prompt.id', 'event.name', 'event.sequence', 'tool_name', 'tool_use_id', 'success', 'error', 'duration_ms', 'agent_id', 'parent_agent_id'];
+const pick = (attributes: Attributes, keys: readonly string[]): Attributes =>
+  Object.fromEntries(keys.filter((k) => attributes[k] !== undefined).map((k) => [k, attributes[k]!]));
+
+/** [start, end] of the work an event reports: it ends at the event and lasts `duration_ms` (or `field`). */
+function extent(event: ClaudeEvent, field = 'duration_ms'): [bigint, bigint] {
+  const ms = numberOf(event.attributes[field]);
   const duration = ms !== undefined && ms > 0 ? BigInt(Math.round(ms * 1000)) * (NS_PER_MS / 1000n) : 0n;
   return [event.timeNs - duration, event.timeNs];
 }
 
 const str = (v: AttributeValue | undefined) => stringOf(v) ?? '';
 
-/** What identifies an event when it has no id of its own: its session, place and time. */
-export const eventIdentity = (e: ClaudeEvent): string =>
-  [e.name, str(e.attributes['session.id']), str(e.attributes['event.sequence']), String(e.timeNs)].join('/');
+/**
+ * What identifies an event when it has no id of its own: its session, place and time; without
+ * a place (older Claude Code numbers nothing), its content too, since two events of a name can
+ * share a millisecond (plugins loaded at start-up do).
+ */
+export const eventIdentity = (e: ClaudeEvent): string => {
+  const seq = str(e.attributes['event.sequence']);
+  return [e.name, str(e.attributes['session.id']), seq, String(e.timeNs), ...(seq ? [] : [JSON.stringify(e.attributes)])].join('/');
+};
 
 const toolSpanId = (e: ClaudeEvent) => spanIdFor('tool', str(e.attributes['session.id']), str(e.attributes['tool_use_id']) || eventIdentity(e));
+/** The span of an LLM request, from its request_id: answers and tools name the request they belong to. */
+export const llmSpanIdFor = (session: string, requestId: string) => spanIdFor('api_request', session, requestId);
+
+/** A tool's input is what LLMFlow shows in its input panel (gen_ai.prompt). */
+const TOOL_INPUT = ['tool_input', 'tool_parameters'];
 
 function toolSpan(e: ClaudeEvent, startNs: bigint, status: SpanDraft['status']): SpanDraft {
   return {
@@ -149,9 +187,18 @@ function toolSpan(e: ClaudeEvent, startNs: bigint, status: SpanDraft['status']):
     kind: SpanKind.INTERNAL,
     startNs,
     endNs: e.timeNs,
-    attributes: { ...e.attributes, ...TOOL_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) },
+    attributes: { ...moved(e.attributes, TOOL_INPUT, 'gen_ai.prompt'), ...TOOL_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) },
     status,
   };
+}
+
+/** What a hook invocation came to, from its counts: `blocked`, `error`, `cancelled` or `success`. */
+function hookOutcome(a: Attributes): string {
+  const n = (k: string) => numberOf(a[k]) ?? 0;
+  if (n('num_blocking') > 0) return 'blocked';
+  if (n('num_non_blocking_error') > 0) return 'error';
+  if (n('num_cancelled') > 0) return 'cancelled';
+  return 'success';
 }
 
 type Mapper = (event: ClaudeEvent) => EventOutcome;
@@ -164,7 +211,7 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
     const a = e.attributes;
     return {
       spans: [{
-        spanId: spanIdFor(e.name, str(a['session.id']), str(a['request_id']) || eventIdentity(e)),
+        spanId: a['request_id'] ? llmSpanIdFor(str(a['session.id']), str(a['request_id'])) : spanIdFor(e.name, eventIdentity(e)),
         name: 'claude_code.llm_request',
         kind: SpanKind.CLIENT,
         startNs,
@@ -209,7 +256,8 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
       kind: SpanKind.INTERNAL,
       startNs: e.timeNs,
       endNs: e.timeNs,
-      attributes: { ...e.attributes, ...renamed(e.attributes, TOOL_ATTRIBUTES) },
+      // The tool span shows the input; the decision keeps what was decided.
+      attributes: { ...pick(e.attributes, [...IDENTITY, 'decision', 'source', 'permission_mode', 'request_id']), ...STEP_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) },
     }];
     // A refused tool never runs, so no tool_result will draw its span: draw it here.
     if (refused) {
@@ -233,26 +281,62 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
         kind: SpanKind.INTERNAL,
         startNs,
         endNs,
-        attributes: { ...e.attributes, ...renamed(e.attributes, TOOL_ATTRIBUTES) },
+        attributes: { ...pick(e.attributes, IDENTITY), ...STEP_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) },
         status,
       }],
       contribution: { toolCalls: 1, errors: success === false ? 1 : 0 },
     };
   },
 
-  assistant_response: (e) => ({ spans: [], completion: stringOf(e.attributes['response']) ?? '', rootEvent: true }),
+  // The hook's start and complete are one invocation; the complete has all of it and its time.
+  hook_execution_start: () => ({ spans: [] }),
+
+  hook_execution_complete: (e) => {
+    const [startNs, endNs] = extent(e, 'total_duration_ms');
+    const outcome = hookOutcome(e.attributes);
+    const errors = numberOf(e.attributes['num_non_blocking_error']) ?? 0;
+    return {
+      spans: [{
+        spanId: spanIdFor('hook', eventIdentity(e)),
+        name: 'claude_code.hook',
+        kind: SpanKind.INTERNAL,
+        startNs,
+        endNs,
+        // duration_ms as Claude Code's own hook span names it.
+        attributes: { ...e.attributes, ...STEP_SPAN, 'span.type': 'hook', 'claude_code.hook.outcome': outcome, duration_ms: Number((endNs - startNs) / NS_PER_MS) },
+        status: errors > 0 ? { code: StatusCode.ERROR, message: `${errors} hook(s) failed` } : undefined,
+      }],
+      contribution: errors > 0 ? { errors: 1 } : undefined,
+    };
+  },
+
+  assistant_response: (e) => {
+    const a = e.attributes;
+    const requestId = stringOf(a['request_id']);
+    return {
+      spans: [{
+        spanId: spanIdFor(e.name, eventIdentity(e)),
+        parentSpanId: requestId ? llmSpanIdFor(str(a['session.id']), requestId) : undefined,
+        name: 'claude_code.assistant_response',
+        kind: SpanKind.INTERNAL,
+        startNs: e.timeNs,
+        endNs: e.timeNs,
+        attributes: { ...moved(a, ['response'], 'gen_ai.completion'), ...EVENT_SPAN },
+      }],
+      completion: stringOf(a['response']) ?? '',
+    };
+  },
 };
 
 /**
- * The outcome of any event, known or not. Any other event (hooks, compaction, subagents, MCP,
- * internal errors, events that do not exist yet) that reports work with a duration is a span
- * named after it; one without a duration is an event on the interaction's root span.
+ * The outcome of any event, known or not. Any other event (compaction, subagents, MCP,
+ * plugins, internal errors, events that do not exist yet) that reports work with a duration
+ * is a span named after it; one without a duration is an instant span of the same name.
  */
 export function mapEvent(event: ClaudeEvent): EventOutcome {
   const mapper = EVENT_MAPPERS[event.name];
   if (mapper) return mapper(event);
   const [startNs, endNs] = extent(event);
-  if (startNs === endNs) return { spans: [], rootEvent: true };
   const success = booleanOf(event.attributes['success']);
   return {
     spans: [{
@@ -261,7 +345,7 @@ export function mapEvent(event: ClaudeEvent): EventOutcome {
       kind: SpanKind.INTERNAL,
       startNs,
       endNs,
-      attributes: { ...event.attributes },
+      attributes: { ...event.attributes, ...(startNs === endNs ? EVENT_SPAN : STEP_SPAN) },
       status: success === false ? { code: StatusCode.ERROR, message: stringOf(event.attributes['error']) ?? event.name } : undefined,
     }],
     contribution: success === false ? { errors: 1 } : undefined,

@@ -8,10 +8,10 @@
  * to claim (claim.lua) and one to settle (settle.lua) what it drew.
  */
 import path from 'node:path';
-import type { KeyValue, SpanEvent } from '@ccbridge/otlp';
+import type { KeyValue } from '@ccbridge/otlp';
 import { NAMESPACE, SHARDS, defineScript, keyOf, shardKeys, shardOf, type RedisClient, type ShardKeys } from '@ccbridge/redis';
 import type { Timeline } from '../assign';
-import type { BatchPlan, InteractionUpdate, PendingEvent, SequenceMarks, StoredInteraction } from '../interaction';
+import type { BatchPlan, HeldSpan, InteractionUpdate, PendingEvent, SequenceMarks, StoredInteraction } from '../interaction';
 import type { Contribution } from '../mapping';
 import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type Verdict } from './lifecycle';
 
@@ -159,7 +159,7 @@ function storedOf(row: ClaimedRow): StoredInteraction {
     resource: h.resource ? (JSON.parse(h.resource) as KeyValue[]) : [],
     completion: h.completion,
     contributions: list<string>(row.contributions).map((c) => JSON.parse(c) as Contribution),
-    events: list<string>(row.events).map((e) => JSON.parse(e) as SpanEvent),
+    held: list<string>(row.events).map((e) => JSON.parse(e) as HeldSpan),
     verdict: row.verdict,
     evidence: h.evidence === '1',
   };
