@@ -19,7 +19,23 @@
  * - `TEXT_AND_TOOL`: like `USE_TOOL`, but the answer that calls the tool has text too ("Let me
  *   run it."), as most real answers do, so Claude Code logs an assistant_response mid-turn;
  * - `LONG_TOOL`: one Bash tool_use that runs for `longToolSeconds` (a `node -e` timer, as a test
- *   suite would: Claude Code refuses a bare long `sleep`), then text.
+ *   suite would: Claude Code refuses a bare long `sleep`), then text;
+ * - `SUBAGENT`: "Delegating." and one Agent tool_use (a foreground general-purpose subagent,
+ *   `run_in_background: false`, prompt `SUBTASK run echo`); the subagent runs Bash `echo sub`, then
+ *   answers "Sub done."; once the Agent tool_result is back the main agent answers "Main done.";
+ * - `BG_SUBAGENT`: the same with `run_in_background: true`: the Agent tool_result comes back at
+ *   once ("async_launched") and the main agent answers "Main done." while the subagent still runs;
+ *   when it has finished, Claude Code sends a `<task-notification>` prompt, answered "Noted.";
+ * - `TWO_SUBAGENTS`: "Delegating twice." and two foreground Agent tool_uses in one message
+ *   (prompts `SUBTASK-A run echo`, `SUBTASK-B run echo`), which Claude Code runs in parallel; each
+ *   subagent runs Bash (`echo sub-a` / `echo sub-b`), then answers ("Sub A done." / "Sub B
+ *   done."); then the main agent answers "Main done.".
+ *
+ * Subagent requests are recognized by their prompt (the subagent's first user message, which is
+ * the Agent tool's `prompt`): one containing `SUBTASK` and no keyword is a subagent's. A prompt
+ * holding `<task-notification>` (Claude Code's report of a finished background subagent) and no
+ * keyword gets "Noted.". Keywords are matched in KEYWORDS order, so `BG_SUBAGENT` and
+ * `TWO_SUBAGENTS` come before `SUBAGENT`, which both contain.
  *
  * A tool is only asked for when the request offers that tool (side requests Claude Code makes
  * without tools get text), and only while the conversation holds no tool_result yet.
@@ -56,7 +72,28 @@ interface Reply {
   stopReason?: 'end_turn' | 'tool_use';
 }
 
-export const KEYWORDS = ['USE_TOOL', 'TWO_TOOLS', 'PARALLEL_TOOLS', 'REFUSED_TOOL', 'FAIL_ONCE', 'FAIL_ALWAYS', 'SLOW_ANSWERS', 'LONG_TOOL', 'TEXT_AND_TOOL'] as const;
+export const KEYWORDS = [
+  'USE_TOOL',
+  'TWO_TOOLS',
+  'PARALLEL_TOOLS',
+  'REFUSED_TOOL',
+  'FAIL_ONCE',
+  'FAIL_ALWAYS',
+  'SLOW_ANSWERS',
+  'LONG_TOOL',
+  'TEXT_AND_TOOL',
+  // Before SUBAGENT: both contain it.
+  'BG_SUBAGENT',
+  'TWO_SUBAGENTS',
+  'SUBAGENT',
+] as const;
+
+/** The subagent prompts of SUBAGENT / BG_SUBAGENT and TWO_SUBAGENTS, and what each runs. */
+export const SUBTASKS = {
+  'SUBTASK run echo': { command: 'echo sub', answer: 'Sub done.' },
+  'SUBTASK-A run echo': { command: 'echo sub-a', answer: 'Sub A done.' },
+  'SUBTASK-B run echo': { command: 'echo sub-b', answer: 'Sub B done.' },
+} as const;
 
 export interface StandinOptions {
   /** How late SLOW_ANSWERS answers (ms). */
@@ -132,9 +169,39 @@ export async function startAnthropicStandin(options: StandinOptions = {}): Promi
       }
       return { scenario, reply: text('Answered after a retry.') };
     }
-    if (messages.slice(at + 1).some(isToolResults)) return { scenario, reply: text('The tool answered.') };
+    const answered = messages.slice(at + 1).some(isToolResults);
     const bash = (i: number, command: string, description: string): Block => ({ type: 'tool_use', id: id(i), name: 'Bash', input: { command, description } });
     const tooled = (blocks: Block[]): Reply => ({ status: 200, content: blocks, stopReason: 'tool_use' });
+    if (scenario === 'default') {
+      // A subagent of SUBAGENT, BG_SUBAGENT or TWO_SUBAGENTS: the longest matching SUBTASK prompt.
+      const sub = (Object.keys(SUBTASKS) as (keyof typeof SUBTASKS)[]).filter((k) => prompt.includes(k)).sort((a, b) => b.length - a.length)[0];
+      if (sub) {
+        const { command, answer } = SUBTASKS[sub];
+        if (answered || !tools.has('Bash')) return { scenario: 'subagent', reply: text(answer) };
+        return { scenario: 'subagent', reply: tooled([bash(0, command, 'subagent echo')]) };
+      }
+      if (prompt.includes('<task-notification>')) return { scenario: 'task-notification', reply: text('Noted.') };
+    }
+    const agent = (i: number, description: string, subtask: keyof typeof SUBTASKS, background: boolean): Block => ({
+      type: 'tool_use',
+      id: id(i),
+      name: 'Agent',
+      input: { description, prompt: subtask, subagent_type: 'general-purpose', run_in_background: background },
+    });
+    switch (scenario) {
+      case 'SUBAGENT':
+      case 'BG_SUBAGENT':
+        if (answered) return { scenario, reply: text('Main done.') };
+        if (tools.has('Agent')) return { scenario, reply: tooled([{ type: 'text', text: 'Delegating.' }, agent(0, 'echo task', 'SUBTASK run echo', scenario === 'BG_SUBAGENT')]) };
+        return { scenario, reply: text('4') };
+      case 'TWO_SUBAGENTS':
+        if (answered) return { scenario, reply: text('Main done.') };
+        if (tools.has('Agent')) {
+          return { scenario, reply: tooled([{ type: 'text', text: 'Delegating twice.' }, agent(0, 'echo task A', 'SUBTASK-A run echo', false), agent(1, 'echo task B', 'SUBTASK-B run echo', false)]) };
+        }
+        return { scenario, reply: text('4') };
+    }
+    if (answered) return { scenario, reply: text('The tool answered.') };
     switch (scenario) {
       case 'USE_TOOL':
       case 'SLOW_ANSWERS':

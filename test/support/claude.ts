@@ -41,6 +41,12 @@ export interface RunClaudeOptions {
   env?: Record<string, string>;
   /** Kills the process (and its children) after this long; 60 s by default. */
   timeoutMs?: number;
+  /**
+   * The prompt to write on stdin instead of argv (`claude -p` reads its prompt from stdin when
+   * argv has none). Linux refuses a single argv string over 128 KB (MAX_ARG_STRLEN), so a longer
+   * prompt must go this way. When set, `prompt` is not passed.
+   */
+  stdin?: string;
 }
 
 export interface ClaudeRun {
@@ -112,15 +118,20 @@ export async function runClaude(opts: RunClaudeOptions): Promise<ClaudeRun> {
   if (opts.resume) args.push('--resume', opts.resume);
   if (opts.allowedTools?.length) args.push('--allowedTools', ...opts.allowedTools);
   // `--` ends the options (--allowedTools takes several values), so the prompt is never read as one.
-  args.push('--', opts.prompt);
+  if (opts.stdin === undefined) args.push('--', opts.prompt);
 
   const started = Date.now();
   // Its own process group, so a timeout stops the tools' shells too.
-  const child = spawn(claudeBinary(), args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(claudeBinary(), args, { cwd, env, stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], detached: true });
+  if (opts.stdin !== undefined) {
+    // A process that exits before reading all of it closes the pipe: not this helper's error.
+    child.stdin!.on('error', () => {});
+    child.stdin!.end(opts.stdin);
+  }
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
   let timedOut = false;
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const timer = setTimeout(() => {
