@@ -11,3 +11,6 @@ export const traceIdFor = (interactionKey: string): string => digest(['trace', i
 
 /** A span, from its kind and the parts that identify it within the whole bridge. */
 export const spanIdFor = (...parts: string[]): string => digest(['span', ...parts]).slice(0, 16);
+
+/** The root span of an interaction. */
+export const rootSpanIdFor = (interactionKey: string): string => spanIdFor('interaction', interactionKey);

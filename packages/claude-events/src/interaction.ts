@@ -10,16 +10,17 @@
 import { SpanKind, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { ownKeyOf, sessionOf } from './assign';
-import { traceIdFor, spanIdFor } from './ids';
+import { rootSpanIdFor, traceIdFor } from './ids';
 import type { EndReason, Verdict } from './lifecycle/lifecycle';
 import { eventIdentity, mapEvent, turnEndOf, type Contribution, type SpanDraft } from './mapping';
+import { heldAgentSpan, type AgentSpan } from './agents';
 
 export const SCOPE = { name: 'claude-code-llmflow-bridge', version: '0.1.0' };
 
 /** Nanosecond times as fixed-width decimal strings, so Redis (Lua) can compare them as text. */
 export const padNs = (ns: bigint): string => ns.toString().padStart(20, '0');
 
-export const rootSpanIdFor = (key: string): string => spanIdFor('interaction', key);
+export { rootSpanIdFor };
 
 /**
  * What one batch adds to one interaction; merged and applied in Redis in one call per shard
@@ -95,6 +96,8 @@ const heldOf = (d: SpanDraft): HeldSpan => ({
 export interface BatchPlan {
   /** Child spans, ready to export. */
   resourceSpans: ResourceSpans[];
+  /** Spans of subagents' events, held until each subagent is placed (agents.ts). */
+  agentSpans: AgentSpan[];
   updates: InteractionUpdate[];
   /** Every event's event.sequence, those drawn from elsewhere too (sequenceMarksOf). */
   sequences: SequenceMarks[];
@@ -126,6 +129,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
   const spansByResource = new Map<KeyValue[], Span[]>();
   const updates = new Map<string, InteractionUpdate>();
   const pending: PendingEvent[] = [];
+  const agentSpans: AgentSpan[] = [];
   let spans = 0;
   let unassigned = 0;
 
@@ -154,8 +158,10 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     }
     const list = spansByResource.get(event.resource) ?? [];
     spansByResource.set(event.resource, list);
+    const agent = stringOf(event.attributes['agent_id']);
     for (const draft of outcome.spans) {
-      list.push(toSpan(traceId, rootSpanId, draft));
+      if (agent && session) agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource));
+      else list.push(toSpan(traceId, rootSpanId, draft));
       spans += 1;
       widen(update, draft.startNs, draft.endNs);
     }
@@ -184,7 +190,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
   const resourceSpans: ResourceSpans[] = [...spansByResource]
     .filter(([, list]) => list.length > 0)
     .map(([resource, list]) => ({ resource: { attributes: resource }, scopeSpans: [{ scope: SCOPE, spans: list }] }));
-  return { resourceSpans, updates: [...updates.values()], sequences, pending, spans, unassigned };
+  return { resourceSpans, agentSpans, updates: [...updates.values()], sequences, pending, spans, unassigned };
 }
 
 const msOf = (e: ClaudeEvent) => String(e.timeNs / 1_000_000n);

@@ -14,6 +14,7 @@
  * |                           | its `claude_code.tool.execution`                       |                   |
  * | `hook_execution_complete` | `claude_code.hook`: event, name, duration, outcome     | its agent         |
  * | `hook_execution_start`    | nothing: its `_complete` draws the hook whole          | -                 |
+ * | `subagent_completed`      | an instant span (its duration is the Agent call's)     | its agent         |
  * | `assistant_response`      | `claude_code.assistant_response` (its text as          | its LLM request   |
  * |                           | gen_ai.completion), and the root's output; the main    |                   |
  * |                           | agent's ends the turn (turnEndOf)                      |                   |
@@ -174,6 +175,9 @@ export const eventIdentity = (e: ClaudeEvent): string => {
 };
 
 const toolSpanId = (e: ClaudeEvent) => spanIdFor('tool', str(e.attributes['session.id']), str(e.attributes['tool_use_id']) || eventIdentity(e));
+const executionSpanIdOf = (toolSpanId: string) => spanIdFor('tool.execution', toolSpanId);
+/** A tool call's `claude_code.tool.execution`: where the subagent an Agent call started goes (agents.ts). */
+export const toolExecutionSpanIdFor = (session: string, toolUseId: string) => executionSpanIdOf(spanIdFor('tool', session, toolUseId));
 /** The span of an LLM request, from its request_id: answers and tools name the request they belong to. */
 export const llmSpanIdFor = (session: string, requestId: string) => spanIdFor('api_request', session, requestId);
 
@@ -275,7 +279,7 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
     const tool = toolSpan(e, startNs, status);
     return {
       spans: [tool, {
-        spanId: spanIdFor('tool.execution', tool.spanId),
+        spanId: executionSpanIdOf(tool.spanId),
         parentSpanId: tool.spanId,
         name: 'claude_code.tool.execution',
         kind: SpanKind.INTERNAL,
@@ -309,6 +313,18 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
       contribution: errors > 0 ? { errors: 1 } : undefined,
     };
   },
+
+  // A subagent's totals: its work is the Agent call's tool.execution, which it sits under.
+  subagent_completed: (e) => ({
+    spans: [{
+      spanId: spanIdFor(e.name, eventIdentity(e)),
+      name: 'claude_code.subagent_completed',
+      kind: SpanKind.INTERNAL,
+      startNs: e.timeNs,
+      endNs: e.timeNs,
+      attributes: { ...e.attributes, ...EVENT_SPAN },
+    }],
+  }),
 
   assistant_response: (e) => {
     const a = e.attributes;

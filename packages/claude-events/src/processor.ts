@@ -2,11 +2,12 @@
  * The process stage as the worker runs it: a batch in, child spans out, interaction state
  * updated, and the roots of the turns the batch completed drawn (lifecycle/).
  */
-import { countItems, type ExportRequestBySignal, type KeyValue, type Signal } from '@ccbridge/otlp';
+import { countItems, type ExportRequestBySignal, type KeyValue, type ResourceSpans, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { assignInteractions, sessionsToLookUp } from './assign';
 import { claudeEventsOf, type ClaudeEvent } from './events';
-import { planBatch, sequenceMarksOf } from './interaction';
+import { SCOPE, planBatch, sequenceMarksOf } from './interaction';
+import { agentFactsOf, linkAgents, placedSpans, placementOf, type AgentSpan } from './agents';
 import { nativeSpansToForward, type NativeTraceMode } from './native';
 import { KEEP_ALL, createRedactor, type Redactor } from './privacy';
 import type { LifecycleStore } from './lifecycle/store';
@@ -39,6 +40,8 @@ export interface BatchSummary {
   drawn?: number;
   /** Events that joined interactions whose roots were already drawn. */
   late?: number;
+  /** Subagents' spans placed and sent (held ones included). */
+  subagentSpans?: number;
   forwarded?: number;
 }
 
@@ -53,6 +56,40 @@ function redactEvents(events: ClaudeEvent[], redactor: Redactor): ClaudeEvent[] 
     if (!resource) resources.set(e.resource, (resource = redactor.keyValues(e.resource) ?? []));
     return { ...e, attributes: redactor.record(e.attributes), resource };
   });
+}
+
+/**
+ * Places subagents (agents.ts): the batch's facts merged and its subagent spans held, new links
+ * found, and the spans of every subagent now placed sent in its Agent call's trace. Two calls
+ * to Redis per shard, and only for batches with subagent activity.
+ */
+async function placeAgents(deps: BatchProcessorDeps, events: ClaudeEvent[], keys: (string | undefined)[], spans: AgentSpan[]): Promise<number> {
+  const facts = agentFactsOf(events, keys);
+  for (const s of spans) {
+    let f = facts.get(s.session);
+    if (!f) facts.set(s.session, (f = { session: s.session, calls: [], agents: [], notes: [], spans: [] }));
+    f.spans.push([s.agent, s.spanId, s.held]);
+  }
+  if (facts.size === 0) return 0;
+  const states = await deps.store.agents([...facts.values()]);
+  const placed = await deps.store.place(states.map((st) => ({ session: st.session, links: linkAgents(st), agents: [...st.agents.keys()] })));
+  const out: ResourceSpans[] = [];
+  const sent: { session: string; agent: string; spanIds: string[] }[] = [];
+  let count = 0;
+  for (const p of placed) {
+    for (const [agent, held] of p.spans) {
+      const placement = placementOf(agent, p.session, p.calls, p.links);
+      if (!placement) continue; // place.lua hands back only what can be placed
+      const spans = placedSpans(placement, agent, held, SCOPE);
+      out.push(...spans);
+      sent.push({ session: p.session, agent, spanIds: spans.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!.map((x) => x.spanId))) });
+      count += held.length;
+      if (placement.rule === 'root') deps.log.warn({ session: p.session, agent }, 'no Agent call could be told for a subagent: its spans go under its prompt\'s root');
+    }
+  }
+  if (out.length > 0) await deps.exportSpans(out, 'spans');
+  await deps.store.forgetAgentSpans(sent);
+  return count;
 }
 
 /**
@@ -75,10 +112,12 @@ export async function processBatch<S extends Signal>(
     const ours = mode === 'prefer' ? extracted.events.filter((e) => !e.traced) : extracted.events;
     const events = redactEvents(ours, redactor);
     const timelines = await deps.store.timelines(sessionsToLookUp(events));
+    const keys = assignInteractions(events, timelines);
     // Every event's sequence number counts, those left to Claude Code's own spans too.
-    const plan = planBatch(events, assignInteractions(events, timelines), sequenceMarksOf(extracted.events));
+    const plan = planBatch(events, keys, sequenceMarksOf(extracted.events));
     const applied = await deps.store.apply(plan);
     if (plan.resourceSpans.length > 0) await deps.exportSpans(plan.resourceSpans, 'spans');
+    const placed = await placeAgents(deps, events, keys, plan.agentSpans);
     const late = applied.late.reduce((sum, l) => sum + l.events, 0);
     if (late > 0) deps.log.info({ interactions: applied.late.map((l) => l.key), events: late }, 'late events joined interactions already drawn');
     const roots = applied.due.length > 0 ? await deps.closer.closeDue(applied.due.map((d) => d.shard), { timers: false }) : 0;
@@ -93,6 +132,7 @@ export async function processBatch<S extends Signal>(
       interactions: plan.updates.length,
       drawn: roots,
       late,
+      subagentSpans: placed,
     };
   }
   if (signal === 'traces') {

@@ -67,10 +67,13 @@ export interface ShardKeys {
  * `ix`: hash, an interaction's state; `contributions`, `events`: hashes, what its root will sum
  * and carry; `prompts`: sorted set, a session's prompts by time; `sequence`: sorted set, the
  * `event.sequence` numbers seen in a session (member `seq:ms`); `waiting`: set, a session's
- * interactions waiting for a missing sequence number; `pending`: hash, a session's events held
- * for its first prompt.
+ * interactions waiting for a missing sequence number; `pending`: hash, spans of a session's
+ * start-up events held for the prompt they lead to. Subagents (agents.ts in claude-events):
+ * `calls`, `agents`, `links`: hashes per session, its Agent tool calls, its subagents and which
+ * call started which; `agentSpans`: hash per `session/agent`, a subagent's spans held until it
+ * is placed.
  */
-export type PerIdKey = 'ix' | 'contributions' | 'events' | 'prompts' | 'sequence' | 'waiting' | 'pending';
+export type PerIdKey = 'ix' | 'contributions' | 'events' | 'prompts' | 'sequence' | 'waiting' | 'pending' | 'calls' | 'agents' | 'links' | 'agentSpans';
 
 export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
   const tag = `{${namespace}:${shard}}`;
@@ -87,6 +90,10 @@ export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
       sequence: per('session', ':seq'),
       waiting: per('session', ':waiting'),
       pending: per('session', ':pending'),
+      calls: per('session', ':calls'),
+      agents: per('session', ':agents'),
+      links: per('session', ':links'),
+      agentSpans: per('agent', ':spans'),
     },
   };
 }

@@ -13,12 +13,14 @@ import { NAMESPACE, SHARDS, defineScript, keyOf, shardKeys, shardOf, type RedisC
 import type { Timeline } from '../assign';
 import type { BatchPlan, HeldSpan, InteractionUpdate, PendingEvent, SequenceMarks, StoredInteraction } from '../interaction';
 import type { Contribution } from '../mapping';
+import type { AgentCall, AgentLink, AgentSeen, AgentState, SessionAgents } from '../agents';
 import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type Verdict } from './lifecycle';
 
 const LUA = path.join(__dirname, '..', '..', 'lua');
 
 type ScriptCall = (deadlines: string, stats: string, input: string) => Promise<unknown>;
-type Scripted = RedisClient & { ccbridgeApply: ScriptCall; ccbridgeClaim: ScriptCall; ccbridgeSettle: ScriptCall };
+type ScriptName = 'ccbridgeApply' | 'ccbridgeClaim' | 'ccbridgeSettle' | 'ccbridgeAgents' | 'ccbridgePlace';
+type Scripted = RedisClient & Record<ScriptName, ScriptCall>;
 
 export interface LifecycleStoreOptions {
   /** Key namespace (tests give each store its own). */
@@ -55,6 +57,8 @@ export class LifecycleStore {
     defineScript(redis, 'ccbridgeApply', LUA, 'apply.lua', 2);
     defineScript(redis, 'ccbridgeClaim', LUA, 'claim.lua', 2);
     defineScript(redis, 'ccbridgeSettle', LUA, 'settle.lua', 2);
+    defineScript(redis, 'ccbridgeAgents', LUA, 'agents.lua', 2);
+    defineScript(redis, 'ccbridgePlace', LUA, 'place.lua', 2);
     this.redis = redis as Scripted;
   }
 
@@ -67,7 +71,7 @@ export class LifecycleStore {
     return JSON.stringify({ now: this.clock.now(), cfg: this.config, templates: shard.templates, ...extra });
   }
 
-  private run(script: 'ccbridgeApply' | 'ccbridgeClaim' | 'ccbridgeSettle', shard: ShardKeys, extra: Record<string, unknown>): Promise<unknown> {
+  private run(script: ScriptName, shard: ShardKeys, extra: Record<string, unknown>): Promise<unknown> {
     return this.redis[script](shard.deadlines, shard.stats, this.input(shard, extra));
   }
 
@@ -91,6 +95,47 @@ export class LifecycleStore {
       for (const [key, events] of list<[string, number]>(result.late)) outcome.late.push({ key, events });
     }));
     return outcome;
+  }
+
+  /** Runs a script once per shard over the sessions of that shard; the results, flattened. */
+  private async perShard<T, R>(script: ScriptName, items: T[], sessionOf: (item: T) => string, field: string): Promise<R[]> {
+    const byShard = new Map<number, T[]>();
+    for (const item of items) byShard.set(shardOf(sessionOf(item)), [...(byShard.get(shardOf(sessionOf(item))) ?? []), item]);
+    const results = await Promise.all([...byShard].map(async ([n, group]) => list<R>(JSON.parse((await this.run(script, this.shards[n]!, { [field]: group })) as string))));
+    return results.flat();
+  }
+
+  /** Merges what a batch says about subagents, holds their spans, and reads each session's subagent state (agents.lua). */
+  async agents(sessions: SessionAgents[]): Promise<AgentState[]> {
+    const raw = await this.perShard<SessionAgents, RawAgentState>('ccbridgeAgents', sessions, (s) => s.session, 'sessions');
+    return raw.map((r) => ({
+      session: r.session,
+      calls: parsed<AgentCall>(r.calls),
+      agents: parsed<AgentSeen>(r.agents),
+      links: parsed<AgentLink>(r.links),
+      contiguous: new Set(Object.keys(r.contiguous ?? {})),
+      promptedAfter: new Set(Object.keys(r.promptedAfter ?? {})),
+    }));
+  }
+
+  /** Records new links and takes the held spans of every subagent that can now be placed (place.lua). */
+  async place(sessions: { session: string; links: [string, AgentLink][]; agents: string[] }[]): Promise<PlacedAgents[]> {
+    const input = sessions.map((s) => ({ session: s.session, links: s.links.map(([a, l]) => [a, JSON.stringify(l)]), agents: s.agents }));
+    const raw = await this.perShard<(typeof input)[number], RawPlaced>('ccbridgePlace', input, (s) => s.session, 'sessions');
+    return raw.map((r) => ({
+      session: r.session,
+      calls: parsed<AgentCall>(r.calls),
+      links: parsed<AgentLink>(r.links),
+      spans: new Map(Object.entries(r.spans ?? {}).map(([agent, held]) => [agent, list<string>(held)])),
+    }));
+  }
+
+  /** Drops held subagent spans once they are sent: one pipeline. */
+  async forgetAgentSpans(sent: { session: string; agent: string; spanIds: string[] }[]): Promise<void> {
+    if (sent.length === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const s of sent) pipeline.hdel(keyOf(this.shards[shardOf(s.session)]!.templates.agentSpans, `${s.session}/${s.agent}`), ...s.spanIds);
+    for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err;
   }
 
   /** The prompts of each session, by start time: one pipeline per shard. */
@@ -138,6 +183,33 @@ export class LifecycleStore {
     return out;
   }
 }
+
+interface RawAgentState {
+  session: string;
+  calls?: Record<string, string>;
+  agents?: Record<string, string>;
+  links?: Record<string, string>;
+  contiguous?: Record<string, boolean>;
+  promptedAfter?: Record<string, boolean>;
+}
+interface RawPlaced {
+  session: string;
+  calls?: Record<string, string>;
+  links?: Record<string, string>;
+  spans?: Record<string, unknown>;
+}
+
+/** What place.lua hands back: a session's calls and links, and the spans of the subagents placed now. */
+export interface PlacedAgents {
+  session: string;
+  calls: Map<string, AgentCall>;
+  links: Map<string, AgentLink>;
+  spans: Map<string, string[]>;
+}
+
+/** A hash of JSON values as a map (cjson gives an empty hash as `{}` or `[]`). */
+const parsed = <T>(hash: Record<string, string> | undefined): Map<string, T> =>
+  new Map(Array.isArray(hash) ? [] : Object.entries(hash ?? {}).map(([k, v]) => [k, JSON.parse(v) as T]));
 
 interface ClaimedRow {
   key: string;

@@ -1,0 +1,254 @@
+/**
+ * Subagents in their place: Claude Code's own trace nests a subagent's spans under the
+ * `claude_code.tool.execution` of the Agent (formerly Task) call that started it, in that
+ * call's trace, foreground or background. Its events carry `agent_id` (and `parent_agent_id`
+ * when nested) but nothing names the call, and the id is random. What links them, as read in
+ * Claude Code 2.1.328 (docs/CLAUDE_CODE_EVENTS.md has the evidence), in the order tried:
+ *
+ * | rule           | evidence                                                                 |
+ * |----------------|--------------------------------------------------------------------------|
+ * | `notification` | a background agent's `<task-notification>` prompt names both: `<task-id>` |
+ * |                | is the agent, `<tool-use-id>` the call (needs OTEL_LOG_USER_PROMPTS)      |
+ * | `completion`   | a foreground agent's `subagent_completed` is followed at once (the next   |
+ * |                | event.sequence) by its call's `tool_result` (61 of 61 agents, in parallel |
+ * |                | too, whatever order they finished in)                                     |
+ * | `only_open`    | when its first event was logged, exactly one call its caller made was      |
+ * |                | open (decided; no result yet, or a background one not yet linked), and    |
+ * |                | every event from its prompt to then has arrived, so no other call hides   |
+ * | `root`         | none of those, once it has finished and a later prompt has come (a        |
+ * |                | notification would have named it): under its prompt's root, and said so  |
+ *
+ * Until a subagent is placed its spans are held in Redis (lua/agents.lua); once placed, they
+ * are handed to exactly one worker (lua/place.lua) and sent in the call's trace, those with no
+ * parent of their own under the call's `claude_code.tool.execution`. Each carries the agent's
+ * id and type (`gen_ai.agent.id`, `gen_ai.agent.name`) and the rule that placed it.
+ */
+import { recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
+import { numberOf, stringOf, type ClaudeEvent } from './events';
+import { rootSpanIdFor, traceIdFor } from './ids';
+import type { HeldSpan } from './interaction';
+import { toolExecutionSpanIdFor } from './mapping';
+
+/** Tool names of the call that starts a subagent (Agent in 2.1.3xx, Task before). */
+const AGENT_TOOLS = new Set(['Agent', 'Task']);
+
+export interface AgentCall {
+  id: string;
+  /** The agent that made the call: '' for the main agent. */
+  caller: string;
+  /** The interaction (prompt key) it was made in. */
+  key: string;
+  /** event.sequence of its tool_decision and tool_result. */
+  d?: number;
+  r?: number;
+  /** It started a background agent (run_in_background). */
+  bg?: boolean;
+  /** Its input was readable (OTEL_LOG_TOOL_DETAILS): `bg` can be trusted. */
+  detail?: boolean;
+  type?: string;
+}
+
+export interface AgentSeen {
+  id: string;
+  parent: string;
+  /** The prompt key of its first event. */
+  key: string;
+  first: number;
+  last: number;
+  /** event.sequence of its subagent_completed. */
+  completed?: number;
+  type?: string;
+}
+
+export type Rule = 'notification' | 'completion' | 'only_open' | 'root';
+export interface AgentLink {
+  /** The call's tool_use_id; '' for `root`. */
+  call: string;
+  rule: Rule;
+  /** For `root`: the prompt key whose root it goes under. */
+  key?: string;
+}
+
+/** A span of a subagent's event, held until the subagent is placed. */
+export interface AgentSpan {
+  session: string;
+  agent: string;
+  spanId: string;
+  /** JSON HeldAgentSpan. */
+  held: string;
+}
+interface HeldAgentSpan extends HeldSpan {
+  /** Its own parent, when it has one (a tool's execution under its tool, say). */
+  parent?: string;
+  resource: KeyValue[];
+}
+
+/** What a batch says about one session's subagents (the input of lua/agents.lua). */
+export interface SessionAgents {
+  session: string;
+  calls: AgentCall[];
+  agents: AgentSeen[];
+  notes: [agent: string, call: string][];
+  spans: [agent: string, spanId: string, json: string][];
+}
+
+const seqOf = (e: ClaudeEvent) => {
+  const n = numberOf(e.attributes['event.sequence']);
+  return n !== undefined && Number.isSafeInteger(n) ? n : undefined;
+};
+
+/** The Agent call's input (tool_input, or tool_parameters), parsed when it is JSON. */
+function callInput(e: ClaudeEvent): Record<string, unknown> {
+  for (const k of ['tool_input', 'tool_parameters']) {
+    try {
+      const v = JSON.parse(stringOf(e.attributes[k]) ?? '') as unknown;
+      if (v && typeof v === 'object') return v as Record<string, unknown>;
+    } catch {
+      // not JSON (redacted, or cut): nothing to read
+    }
+  }
+  return {};
+}
+
+const NOTIFICATION = /<task-id>([^<\s]+)<\/task-id>\s*<tool-use-id>([^<\s]+)<\/tool-use-id>/g;
+
+/** The subagent facts of a batch's events, by session (keys: each event's interaction). */
+export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]): Map<string, SessionAgents> {
+  const bySession = new Map<string, SessionAgents>();
+  const of = (session: string) => {
+    let s = bySession.get(session);
+    if (!s) bySession.set(session, (s = { session, calls: [], agents: [], notes: [], spans: [] }));
+    return s;
+  };
+  events.forEach((e, i) => {
+    const session = stringOf(e.attributes['session.id']);
+    const key = keys[i];
+    if (!session || !key) return;
+    const agent = stringOf(e.attributes['agent_id']);
+    const seq = seqOf(e);
+    const tool = stringOf(e.attributes['tool_name']);
+    if (tool && AGENT_TOOLS.has(tool) && (e.name === 'tool_decision' || e.name === 'tool_result')) {
+      const id = stringOf(e.attributes['tool_use_id']);
+      const input = callInput(e);
+      if (id) {
+        of(session).calls.push({
+          id,
+          caller: agent ?? '',
+          key,
+          ...(seq !== undefined && (e.name === 'tool_decision' ? { d: seq } : { r: seq })),
+          ...(input['run_in_background'] === true && { bg: true }),
+          ...(Object.keys(input).length > 0 && { detail: true }),
+          ...(typeof input['subagent_type'] === 'string' && { type: input['subagent_type'] }),
+        });
+      }
+    }
+    if (agent && seq !== undefined) {
+      const type = stringOf(e.attributes['agent.name']) ?? stringOf(e.attributes['agent_type']);
+      of(session).agents.push({
+        id: agent,
+        parent: stringOf(e.attributes['parent_agent_id']) ?? '',
+        key,
+        first: seq,
+        last: seq,
+        ...(e.name === 'subagent_completed' && { completed: seq }),
+        ...(type && { type }),
+      });
+    }
+    if (e.name === 'user_prompt') {
+      for (const m of (stringOf(e.attributes['prompt']) ?? '').matchAll(NOTIFICATION)) of(session).notes.push([m[1]!, m[2]!]);
+    }
+  });
+  return bySession;
+}
+
+/** A held span of a subagent's event (its draft, its resource, its own parent if any). */
+export function heldAgentSpan(session: string, agent: string, span: HeldSpan, parent: string | undefined, resource: KeyValue[]): AgentSpan {
+  const held: HeldAgentSpan = { ...span, resource, ...(parent && { parent }) };
+  return { session, agent, spanId: span.spanId, held: JSON.stringify(held) };
+}
+
+/** A session's subagent state as lua/agents.lua returns it. */
+export interface AgentState {
+  session: string;
+  calls: Map<string, AgentCall>;
+  agents: Map<string, AgentSeen>;
+  links: Map<string, AgentLink>;
+  contiguous: Set<string>;
+  promptedAfter: Set<string>;
+}
+
+/**
+ * New links the evidence now supports (the rules of the table above), for subagents not yet
+ * linked. Pure: the state in, the links out.
+ */
+export function linkAgents(state: AgentState): [agent: string, link: AgentLink][] {
+  const taken = new Set([...state.links.values()].map((l) => l.call).filter(Boolean));
+  const out: [string, AgentLink][] = [];
+  const link = (agent: string, l: AgentLink) => {
+    out.push([agent, l]);
+    if (l.call) taken.add(l.call);
+  };
+  const calls = [...state.calls.values()];
+  const agents = [...state.agents.values()].filter((a) => !state.links.has(a.id)).sort((a, b) => a.first - b.first);
+  for (const a of agents) {
+    const mine = calls.filter((c) => c.caller === a.parent && !taken.has(c.id) && (a.parent !== '' || c.key === a.key));
+    const done = a.completed !== undefined ? mine.find((c) => !c.bg && c.r === a.completed! + 1) : undefined;
+    if (done) {
+      link(a.id, { call: done.id, rule: 'completion' });
+      continue;
+    }
+    // A background call returns at once: open until linked; so is one whose input is unreadable.
+    const open = mine.filter((c) => c.d !== undefined && c.d < a.first && (c.bg || !c.detail || c.r === undefined || c.r > a.last));
+    if (state.contiguous.has(a.id) && open.length === 1) {
+      link(a.id, { call: open[0]!.id, rule: 'only_open' });
+      continue;
+    }
+    if (state.promptedAfter.has(a.id)) link(a.id, { call: '', rule: 'root', key: a.key });
+  }
+  return out;
+}
+
+/** Where a placed subagent's spans go: the trace (its prompt key) and the parent span. */
+export interface Placement {
+  traceKey: string;
+  parentSpanId: string;
+  rule: Rule;
+  type?: string;
+}
+
+/** The placement of a linked subagent: its call's trace (the caller's, for a nested one). */
+export function placementOf(agent: string, session: string, calls: Map<string, AgentCall>, links: Map<string, AgentLink>, depth = 0): Placement | undefined {
+  const l = links.get(agent);
+  if (!l || depth > 16) return undefined;
+  if (l.rule === 'root') return l.key ? { traceKey: l.key, parentSpanId: rootSpanIdFor(l.key), rule: 'root' } : undefined;
+  const call = calls.get(l.call);
+  if (!call) return undefined;
+  const traceKey = call.caller ? placementOf(call.caller, session, calls, links, depth + 1)?.traceKey : call.key;
+  if (!traceKey) return undefined;
+  return { traceKey, parentSpanId: toolExecutionSpanIdFor(session, call.id), rule: l.rule, type: call.type };
+}
+
+/** The placed spans, ready to export, from the held ones. */
+export function placedSpans(placement: Placement, agent: string, held: string[], scope: { name: string; version: string }): ResourceSpans[] {
+  const byResource = new Map<string, { resource: KeyValue[]; spans: Span[] }>();
+  for (const raw of held) {
+    const h = JSON.parse(raw) as HeldAgentSpan;
+    const resourceKey = JSON.stringify(h.resource);
+    let group = byResource.get(resourceKey);
+    if (!group) byResource.set(resourceKey, (group = { resource: h.resource, spans: [] }));
+    const extra: Record<string, string> = { 'gen_ai.agent.id': agent, 'claude_code.agent.placement': placement.rule };
+    if (placement.type) extra['gen_ai.agent.name'] = placement.type;
+    group.spans.push({
+      traceId: traceIdFor(placement.traceKey),
+      spanId: h.spanId,
+      parentSpanId: h.parent ?? placement.parentSpanId,
+      name: h.name,
+      kind: h.kind,
+      startTimeUnixNano: h.start,
+      endTimeUnixNano: h.end,
+      attributes: [...h.attributes, ...recordToAttributes(extra)],
+      status: h.status ?? { code: 0 },
+    });
+  }
+  return [...byResource.values()].map((g) => ({ resource: { attributes: g.resource }, scopeSpans: [{ scope, spans: g.spans }] }));
+}
