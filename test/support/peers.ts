@@ -133,7 +133,15 @@ process.stdout.write(JSON.stringify(db.query(process.env.LLMFLOW_SQL).all()));`;
     let err = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
-    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as unknown[]) : reject(new Error(`sqlite query failed: ${err}`))));
+    // 'close', not 'exit': the whole of stdout has been read.
+    child.once('close', (code) => {
+      if (code !== 0) return reject(new Error(`sqlite query failed: ${err}`));
+      try {
+        resolve(JSON.parse(out) as unknown[]);
+      } catch (e) {
+        reject(e as Error);
+      }
+    });
   });
 }
 

@@ -110,8 +110,8 @@ export class LifecycleStore {
     const raw = await this.perShard<SessionAgents, RawAgentState>('ccbridgeAgents', sessions, (s) => s.session, 'sessions');
     return raw.map((r) => ({
       session: r.session,
-      calls: parsed<AgentCall>(r.calls),
-      agents: parsed<AgentSeen>(r.agents),
+      calls: withIds(parsed<AgentCall>(r.calls)),
+      agents: withIds(parsed<AgentSeen>(r.agents)),
       links: parsed<AgentLink>(r.links),
       contiguous: new Set(Object.keys(r.contiguous ?? {})),
       promptedAfter: new Set(Object.keys(r.promptedAfter ?? {})),
@@ -124,7 +124,7 @@ export class LifecycleStore {
     const raw = await this.perShard<(typeof input)[number], RawPlaced>('ccbridgePlace', input, (s) => s.session, 'sessions');
     return raw.map((r) => ({
       session: r.session,
-      calls: parsed<AgentCall>(r.calls),
+      calls: withIds(parsed<AgentCall>(r.calls)),
       links: parsed<AgentLink>(r.links),
       spans: new Map(Object.entries(r.spans ?? {}).map(([agent, held]) => [agent, list<string>(held)])),
     }));
@@ -210,6 +210,9 @@ export interface PlacedAgents {
 /** A hash of JSON values as a map (cjson gives an empty hash as `{}` or `[]`). */
 const parsed = <T>(hash: Record<string, string> | undefined): Map<string, T> =>
   new Map(Array.isArray(hash) ? [] : Object.entries(hash ?? {}).map(([k, v]) => [k, JSON.parse(v) as T]));
+
+/** Records keyed by id in Redis get their id back. */
+const withIds = <T extends { id: string }>(m: Map<string, T>): Map<string, T> => new Map([...m].map(([id, v]) => [id, { ...v, id }]));
 
 interface ClaimedRow {
   key: string;
