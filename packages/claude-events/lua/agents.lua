@@ -14,7 +14,7 @@
 --                   contiguous: {agent: true}, promptedAfter: {agent: true} }]
 --   contiguous: every event.sequence from the subagent's prompt to its first event has arrived
 --   (so every Agent call made before it is known); promptedAfter: a prompt numbered after its
---   subagent_completed has arrived (a <task-notification> would have named it by now).
+--   subagent_completed (or, until that comes, its last event) has arrived.
 --
 -- Every write merges (min, max, set-if-absent), so a batch applied twice leaves the same state.
 --! include lifecycle.lua
@@ -74,10 +74,11 @@ for _, s in ipairs(input.sessions) do
         local want = a.first - promptSeq + 1
         if L.covered(s.session, promptSeq - 1, a.first + 1, promptAt, FAR) == want then state.contiguous[id] = true end
       end
-      if a.completed and promptAt then
+      local ended = a.completed or a.last
+      if promptAt then
         for _, p in ipairs(redis.call('ZRANGEBYSCORE', L.key('prompts', s.session), promptAt, '+inf')) do
           local seq = tonumber(redis.call('HGET', L.key('ix', p), 'promptSeq'))
-          if seq and seq > a.completed then state.promptedAfter[id] = true end
+          if seq and seq > ended then state.promptedAfter[id] = true end
         end
       end
     end

@@ -16,7 +16,8 @@
  * |                | open (decided; no result yet, or a background one not yet linked), and    |
  * |                | every event from its prompt to then has arrived, so no other call hides   |
  * | `root`         | none of those, once it has finished and a later prompt has come (a        |
- * |                | notification would have named it): under its prompt's root, and said so  |
+ * |                | notification would have named it), or it stopped unfinished (it failed)   |
+ * |                | and the session went on: under its prompt's root, and said so             |
  *
  * Until a subagent is placed its spans are held in Redis (lua/agents.lua); once placed, they
  * are handed to exactly one worker (lua/place.lua) and sent in the call's trace, those with no
@@ -189,21 +190,26 @@ export function linkAgents(state: AgentState): [agent: string, link: AgentLink][
     if (l.call) taken.add(l.call);
   };
   const calls = [...state.calls.values()];
-  const agents = [...state.agents.values()].filter((a) => !state.links.has(a.id)).sort((a, b) => a.first - b.first);
-  for (const a of agents) {
-    const mine = calls.filter((c) => c.caller === a.parent && !taken.has(c.id) && (a.parent !== '' || c.key === a.key));
-    const done = a.completed !== undefined ? mine.find((c) => !c.bg && c.r === a.completed! + 1) : undefined;
-    if (done) {
-      link(a.id, { call: done.id, rule: 'completion' });
-      continue;
-    }
+  const unlinked = () => [...state.agents.values()].filter((a) => !state.links.has(a.id) && !out.some(([id]) => id === a.id)).sort((a, b) => a.first - b.first);
+  const callsOf = (a: AgentSeen) => calls.filter((c) => c.caller === a.parent && !taken.has(c.id) && (a.parent !== '' || c.key === a.key));
+  // Exact evidence first, so that what it takes is no longer open for the others.
+  for (const a of unlinked()) {
+    const done = a.completed !== undefined ? callsOf(a).find((c) => !c.bg && c.r === a.completed! + 1) : undefined;
+    if (done) link(a.id, { call: done.id, rule: 'completion' });
+  }
+  for (const a of unlinked()) {
+    const mine = callsOf(a);
     // A background call returns at once: open until linked; so is one whose input is unreadable.
     const open = mine.filter((c) => c.d !== undefined && c.d < a.first && (c.bg || !c.detail || c.r === undefined || c.r > a.last));
     if (state.contiguous.has(a.id) && open.length === 1) {
       link(a.id, { call: open[0]!.id, rule: 'only_open' });
       continue;
     }
-    if (state.promptedAfter.has(a.id)) link(a.id, { call: '', rule: 'root', key: a.key });
+    // Nothing more will tell: it finished and a later prompt came (a notification would have
+    // named it), or it stopped before finishing (no subagent_completed: it failed) while only
+    // foreground calls could have started it, and the session went on to another prompt.
+    const finished = a.completed !== undefined || (mine.length > 0 && mine.every((c) => c.detail && !c.bg));
+    if (state.promptedAfter.has(a.id) && finished) link(a.id, { call: '', rule: 'root', key: a.key });
   }
   return out;
 }
