@@ -49,9 +49,10 @@ export async function measureTurnLatency(turns = 30): Promise<LatencyFigures> {
       const end = records.filter((r) => r.body?.stringValue === 'claude_code.assistant_response');
       const promptId = records.flatMap((r) => r.attributes ?? []).find((a) => a.key === 'prompt.id')!.value!.stringValue!;
       const rootId = rootSpanIdFor(`prompt/${promptId}`);
+      // Counted before the post: a fast worker may have stored the turn so far before a count after it.
+      const children = (await llmflow.listed()).length + 4;
       const before = await post(`${bridge.url}/v1/logs`, body(records.filter((r) => !end.includes(r))), 'application/json');
       if (before.status !== 200) throw new Error(`bridge answered ${before.status}`);
-      const children = (await llmflow.listed()).length + 4;
       await waitFor('the turn so far in LLMFlow', async () => (await llmflow.listed()).length >= children || undefined);
       const t0 = performance.now();
       const last = await post(`${bridge.url}/v1/logs`, body(end), 'application/json');
