@@ -57,6 +57,8 @@ test('a span refused for its content goes to the dead-letter store at once, hold
     const all = await llmflow.spans();
     const roots = all.filter((s) => !s.parent_id && /session-(poisoned|clean)/.test(s.attributes));
     return roots.length === 2 ? all : undefined;
+  }).catch((err: Error) => {
+    throw new Error(`${err.message}\nthe bridge said:\n${bridge.output().split('\n').slice(-30).join('\n')}`);
   });
   const ofSession = (name: string) => spans.filter((s) => s.attributes.includes(`session-${name}`));
   // Only the tool span carries the tool's input; its execution and decision keep ids alone.
