@@ -57,7 +57,8 @@ test('a span refused for its content goes to the dead-letter store at once, hold
     const all = await llmflow.spans();
     const roots = all.filter((s) => !s.parent_id && /session-(poisoned|clean)/.test(s.attributes));
     return roots.length === 2 ? all : undefined;
-  }).catch((err: Error) => {
+    // As long as the other LLMFlow waits here: a worker that once found LLMFlow slow backs off up to 30 s.
+  }, 60_000).catch((err: Error) => {
     throw new Error(`${err.message}\nthe bridge said:\n${bridge.output().split('\n').slice(-30).join('\n')}`);
   });
   const ofSession = (name: string) => spans.filter((s) => s.attributes.includes(`session-${name}`));
