@@ -95,7 +95,7 @@ test('Claude Code sessions posted as protobuf and as JSON appear in LLMFlow as o
   }
 });
 
-test('metrics are consumed, so nothing piles up in Redis', async () => {
+test('metrics are acknowledged without being queued, so they take no room from the events', async () => {
   const client = new Redis(redis.url);
   try {
     await waitFor('the queue to drain', async () => {
@@ -107,7 +107,8 @@ test('metrics are consumed, so nothing piles up in Redis', async () => {
       return waiting + active + delayed === 0;
     });
     assert.equal(await client.zcard(queueKey('failed')), 0, 'no failed jobs');
-    assert.match(bridge.output(), /"signal":"metrics"[^\n]*"msg":"processed a batch"/);
+    assert.doesNotMatch(bridge.output(), /"signal":"metrics"[^\n]*"msg":"processed a batch"/);
+    assert.match(bridge.output(), /"signal":"metrics"[^\n]*"msg":"acknowledged a batch that nothing uses/);
   } finally {
     client.disconnect();
   }
@@ -151,4 +152,20 @@ test("with Claude Code's own tracing on, its spans reach LLMFlow once, with toke
   assert.equal(nativePrompts.size, SCENARIOS.length);
   const derived = spans.filter((s) => !nativeTraces.has(s.trace_id) && nativePrompts.has(JSON.parse(s.attributes)['prompt.id']));
   assert.deepEqual(derived.map((s) => s.span_name), [], 'no event-derived spans for natively traced interactions');
+});
+
+test('a batch queued by an older bridge (the decoded request itself) still drains', async () => {
+  const { Queue } = await import('bullmq');
+  const { QUEUE_NAME, QUEUE_PREFIX } = await import('@ccbridge/queue');
+  const client = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const queue = new Queue(QUEUE_NAME, { connection: client, prefix: QUEUE_PREFIX });
+  try {
+    const json = JSON.stringify(logsOf('json', 'simple')).replaceAll(promptIdOf('json', 'simple'), 'prompt-from-an-older-bridge');
+    await queue.add('logs', { signal: 'logs', request: JSON.parse(json), items: 11 });
+    const root = await waitFor('its root in LLMFlow', async () => (await llmflow.spans()).find((s) => !s.parent_id && s.attributes.includes('prompt-from-an-older-bridge')));
+    assert.equal(root.span_name, 'claude_code.interaction');
+  } finally {
+    await queue.close();
+    client.disconnect();
+  }
 });

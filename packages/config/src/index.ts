@@ -25,6 +25,8 @@ export interface BridgeConfig {
   maxConcurrentRequests: number;
   /** Jobs waiting in the queue at which the receiver starts answering 503 (back-pressure). */
   queueMaxWaiting: number;
+  /** Bytes the queued batches may take in Redis before the receiver answers 503. */
+  queueMaxBytes: number;
   /** Senders without event.sequence or prompt.id (older Claude Code): quiet this long means the turn is over. */
   interactionIdleMs: number;
   /** A turn with no end marker and no event for this long is drawn as incomplete. */
@@ -144,6 +146,7 @@ export const SPEC = [
   spec('BRIDGE_MAX_BODY_BYTES', 'maxBodyBytes', bytes, 16 * 1024 * 1024),
   spec('BRIDGE_MAX_CONCURRENT_REQUESTS', 'maxConcurrentRequests', integer(1, 10_000), 32),
   spec('BRIDGE_QUEUE_MAX_WAITING', 'queueMaxWaiting', integer(1, 10_000_000), 10_000),
+  spec('BRIDGE_QUEUE_MAX_BYTES', 'queueMaxBytes', bytes, 256 * 1024 * 1024),
   spec('BRIDGE_INTERACTION_IDLE_MS', 'interactionIdleMs', integer(100, 86_400_000), 30_000),
   spec('BRIDGE_TURN_TIMEOUT_MS', 'turnTimeoutMs', integer(1_000, 86_400_000), 3_600_000),
   spec('BRIDGE_GAP_WAIT_MS', 'gapWaitMs', integer(100, 86_400_000), 600_000),

@@ -64,7 +64,7 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
         log.warn({ signal, transport: 'grpc', bytes: call.request.length, reason: err.message }, 'rejected a request that does not decode');
         return callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message });
       }
-      const outcome = await receiveBatch(sink, log, signal, request);
+      const outcome = await receiveBatch(sink, log, signal, request, call.request);
       if (!outcome.stored) return callback({ code: grpc.status.UNAVAILABLE, details: outcome.message });
       log.debug({ signal, transport: 'grpc', items: outcome.items, bytes: call.request.length }, 'accepted a batch');
       callback(null, Buffer.from(encodeExportResponse(signal, 'protobuf')));

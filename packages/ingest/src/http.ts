@@ -92,7 +92,7 @@ export function otlpRouter(options: IngestOptions): express.Router {
           log.warn({ signal, format, bytes: body.length, reason: err.message }, 'rejected a request that does not decode');
           return reply(req, res, 400, err.message);
         }
-        const outcome = await receiveBatch(sink, log, signal, request);
+        const outcome = await receiveBatch(sink, log, signal, request, format === 'protobuf' ? body : undefined);
         if (!outcome.stored) return reply(req, res, 503, outcome.message);
         log.debug({ signal, format, items: outcome.items, bytes: body.length }, 'accepted a batch');
         res.status(200).type(CONTENT_TYPES[format]).send(Buffer.from(encodeExportResponse(signal, format)));

@@ -12,7 +12,8 @@ export type { Acceptance };
 /** Where accepted batches go: the queue in production, anything in tests. */
 export interface BatchSink {
   acceptance(): Promise<Acceptance>;
-  enqueue<S extends Signal>(signal: S, request: ExportRequestBySignal[S], items: number): Promise<void>;
+  /** `protobuf`: the request as it came, when it came as protobuf, so it need not be encoded again. */
+  enqueue<S extends Signal>(signal: S, request: ExportRequestBySignal[S], items: number, protobuf?: Uint8Array): Promise<void>;
 }
 
 export type Outcome =
@@ -20,14 +21,25 @@ export type Outcome =
   /** Retryable: the client should send the same data again later. */
   | { stored: false; message: string };
 
+/**
+ * Metrics are answered without being queued: nothing uses them yet, and they must never take
+ * room from the events (the queue's bounds). They are validated like any request first.
+ */
+export const QUEUED_SIGNALS: ReadonlySet<Signal> = new Set(['logs', 'traces']);
+
 export async function receiveBatch<S extends Signal>(
   sink: BatchSink,
   log: Logger,
   signal: S,
   request: ExportRequestBySignal[S],
+  protobuf?: Uint8Array,
 ): Promise<Outcome> {
   const items = countItems(signal, request);
   if (items === 0) return { stored: true, items };
+  if (!QUEUED_SIGNALS.has(signal)) {
+    log.debug({ signal, items }, 'acknowledged a batch that nothing uses (not queued)');
+    return { stored: true, items };
+  }
   const acceptance = await sink.acceptance();
   if (acceptance !== 'ok') {
     log.warn({ signal, items, acceptance }, 'throttled a request');
@@ -37,7 +49,7 @@ export async function receiveBatch<S extends Signal>(
     };
   }
   try {
-    await sink.enqueue(signal, request, items);
+    await sink.enqueue(signal, request, items, protobuf);
   } catch (err) {
     log.error({ signal, items, err: (err as Error).message }, 'could not store a batch in the queue');
     return { stored: false, message: 'the bridge queue (Redis) is unavailable; retry later' };

@@ -1,14 +1,19 @@
 /**
  * The queue between the receive and process stages: BullMQ on Redis, one job per received
- * batch (never one per record), holding the batch in the canonical OTLP/JSON form.
+ * batch (never one per record), holding the batch compact (stored.ts), bounded in jobs, in
+ * bytes and by Redis's own memory limit.
  *
  * BullMQ gives what a hand-made Redis list would have to reinvent: at-least-once delivery
  * with stalled-job recovery when a worker dies, retries with exponential back-off, a failed
  * set that keeps what could not be delivered, and shared consumption by several workers.
  */
 import { Queue, Worker, UnrecoverableError, type Job, type ConnectionOptions } from 'bullmq';
+import { Cluster } from 'ioredis';
 import type { ExportRequestBySignal, Signal } from '@ccbridge/otlp';
-import { QUEUE_NAME, isReady, queuePrefix, type RedisClient } from '@ccbridge/redis';
+import { QUEUE_NAME, isReady, queueBytesKey, queuePrefix, type RedisClient } from '@ccbridge/redis';
+import { batchOf, storedBatch, storedBytes, type BatchJob, type QueuedBatch } from './stored';
+
+export { STORED_FORMAT, batchOf, storedBatch, type BatchJob, type QueuedBatch, type StoredBatch } from './stored';
 
 export { UnrecoverableError };
 
@@ -16,30 +21,40 @@ export { QUEUE_NAME };
 /** BullMQ's key prefix (keys.ts): one hash tag, so the queue also runs on a Redis Cluster. */
 export const QUEUE_PREFIX = queuePrefix();
 
-export interface BatchJob<S extends Signal = Signal> {
-  signal: S;
-  request: ExportRequestBySignal[S];
-  /** Items (log records, data points, spans) in the batch, for logs. */
-  items: number;
-}
-
 export type Acceptance = 'ok' | 'full' | 'unavailable';
 
 export interface BatchProducerOptions {
   /** Waiting jobs at which the producer refuses more (the receiver answers 503). */
   maxWaiting: number;
+  /** Bytes of queued batches at which the producer refuses more. */
+  maxBytes: number;
+  /** Share of Redis's `maxmemory` in use at which the producer refuses more (when Redis has one). */
+  memoryHighWater?: number;
   attempts: number;
   /** How long a queue-depth reading is reused, so depth costs one Redis call per interval, not per request. */
   depthCacheMs?: number;
 }
 
+/** Redis's memory in use and its limit (0: none), from INFO; the highest share over a cluster's masters. */
+async function memoryShare(redis: RedisClient): Promise<number> {
+  const nodes = redis instanceof Cluster ? redis.nodes('master') : [redis];
+  const shares = await Promise.all(nodes.map(async (node) => {
+    const info = await node.info('memory');
+    const used = Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0);
+    const max = Number(/maxmemory:(\d+)/.exec(info)?.[1] ?? 0);
+    return max > 0 ? used / max : 0;
+  }));
+  return Math.max(0, ...shares);
+}
+
 /** The producer side, used by the receiver. */
 export class BatchProducer {
-  private readonly queue: Queue<BatchJob>;
-  private depth = { value: 0, readAtMs: 0 };
+  private readonly queue: Queue<QueuedBatch>;
+  private depth = { jobs: 0, bytes: 0, memory: 0, readAtMs: 0 };
+  private readonly bytesKey = queueBytesKey();
 
   constructor(private readonly redis: RedisClient, private readonly options: BatchProducerOptions) {
-    this.queue = new Queue<BatchJob>(QUEUE_NAME, {
+    this.queue = new Queue<QueuedBatch>(QUEUE_NAME, {
       connection: redis as unknown as ConnectionOptions,
       prefix: QUEUE_PREFIX,
       defaultJobOptions: {
@@ -54,26 +69,41 @@ export class BatchProducer {
     this.queue.on('error', () => undefined);
   }
 
-  /** Whether a batch can be taken now: Redis answers and the queue is below its bound. */
+  /**
+   * Whether a batch can be taken now: Redis answers, the queue is below its bounds (jobs and
+   * bytes), and Redis is below its memory's high-water mark.
+   */
   async acceptance(nowMs = Date.now()): Promise<Acceptance> {
     if (!isReady(this.redis)) return 'unavailable';
     if (nowMs - this.depth.readAtMs > (this.options.depthCacheMs ?? 1_000)) {
       try {
         // Every batch not yet processed counts, those waiting to be retried included.
-        const counts = await this.queue.getJobCounts('waiting', 'paused', 'prioritized', 'delayed');
-        this.depth = { value: Object.values(counts).reduce((a, b) => a + b, 0), readAtMs: nowMs };
+        const [counts, bytes, memory] = await Promise.all([
+          this.queue.getJobCounts('waiting', 'paused', 'prioritized', 'delayed'),
+          this.redis.get(this.bytesKey),
+          memoryShare(this.redis),
+        ]);
+        this.depth = { jobs: Object.values(counts).reduce((a, b) => a + b, 0), bytes: Number(bytes ?? 0), memory, readAtMs: nowMs };
       } catch {
         return 'unavailable';
       }
     }
-    return this.depth.value >= this.options.maxWaiting ? 'full' : 'ok';
+    const { jobs, bytes, memory } = this.depth;
+    const full = jobs >= this.options.maxWaiting || bytes >= this.options.maxBytes || memory >= (this.options.memoryHighWater ?? 0.9);
+    return full ? 'full' : 'ok';
   }
 
-  /** Resolves once the batch is stored in Redis. */
-  async enqueue<S extends Signal>(signal: S, request: ExportRequestBySignal[S], items: number): Promise<void> {
+  /**
+   * Resolves once the batch is stored in Redis. `protobuf`: the request as it came, when it came
+   * as protobuf (stored as is, not encoded again).
+   */
+  async enqueue<S extends Signal>(signal: S, request: ExportRequestBySignal[S], items: number, protobuf?: Uint8Array): Promise<void> {
+    const stored = await storedBatch(signal, request, items, protobuf);
     // The job's own timestamp records when the batch was received.
-    await this.queue.add(signal, { signal, request, items });
-    this.depth.value += 1;
+    await this.queue.add(signal, stored);
+    await this.redis.incrby(this.bytesKey, stored.bytes);
+    this.depth.jobs += 1;
+    this.depth.bytes += stored.bytes;
   }
 
   async close(): Promise<void> {
@@ -96,7 +126,7 @@ export class PauseConsumer extends Error {
 
 export interface BatchConsumerOptions {
   concurrency: number;
-  onFailed?: (job: BatchJob | undefined, err: Error, final: boolean) => void;
+  onFailed?: (job: Pick<BatchJob, 'signal' | 'items'> | undefined, err: Error, final: boolean) => void;
   onError?: (err: Error) => void;
 }
 
@@ -109,19 +139,27 @@ const BACKLOG_STATES = ['wait', 'paused', 'prioritized', 'active'] as const;
 
 /** The consumer side, used by the worker. Throw from the handler to have the job retried. */
 export class BatchConsumer {
-  private readonly worker: Worker<BatchJob>;
+  private readonly worker: Worker<QueuedBatch>;
   /** For the queue-wide calls a Worker does not offer (rate limit, backlog, other workers). */
-  private readonly queue: Queue<BatchJob>;
+  private readonly queue: Queue<QueuedBatch>;
 
   constructor(redis: RedisClient, handler: BatchHandler, options: BatchConsumerOptions) {
     const connection = redis as unknown as ConnectionOptions;
-    this.queue = new Queue<BatchJob>(QUEUE_NAME, { connection, prefix: QUEUE_PREFIX });
+    const bytesKey = queueBytesKey();
+    this.queue = new Queue<QueuedBatch>(QUEUE_NAME, { connection, prefix: QUEUE_PREFIX });
     this.queue.on('error', (err) => options.onError?.(err));
-    this.worker = new Worker<BatchJob>(
+    this.worker = new Worker<QueuedBatch>(
       QUEUE_NAME,
-      async (job: Job<BatchJob>) => {
+      async (job: Job<QueuedBatch>) => {
+        let batch: BatchJob;
         try {
-          await handler(job.data, { id: job.id, attempt: job.attemptsMade + 1 });
+          batch = await batchOf(job.data);
+        } catch (err) {
+          // Data that cannot be read will not read better later: straight to the failed set.
+          throw new UnrecoverableError(`the job's batch cannot be read: ${(err as Error).message}`);
+        }
+        try {
+          await handler(batch, { id: job.id, attempt: job.attemptsMade + 1 });
         } catch (err) {
           if (!(err instanceof PauseConsumer)) throw err;
           await this.queue.rateLimit(err.ms);
@@ -131,9 +169,17 @@ export class BatchConsumer {
       // A limiter must be set for a manual rate limit to hold; this one never binds by itself.
       { connection, prefix: QUEUE_PREFIX, concurrency: options.concurrency, autorun: true, limiter: { max: 1_000_000, duration: 1_000 } },
     );
+    // What a job held leaves the byte count once it is done with: processed, or given up on
+    // (kept in the failed set for a week, under Redis's memory mark rather than the queue's bound).
+    const release = (job: Job<QueuedBatch> | undefined) => {
+      const bytes = storedBytes(job?.data);
+      if (bytes > 0) redis.decrby(bytesKey, bytes).catch((err: Error) => options.onError?.(err));
+    };
+    this.worker.on('completed', (job) => release(job));
     this.worker.on('failed', (job, err) => {
       const final = !job || err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
-      options.onFailed?.(job?.data, err, final);
+      if (final) release(job);
+      options.onFailed?.(job ? { signal: job.data.signal, items: job.data.items } : undefined, err, final);
     });
     this.worker.on('error', (err) => options.onError?.(err));
   }

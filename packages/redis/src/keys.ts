@@ -27,6 +27,9 @@ export const queuePrefix = (namespace = NAMESPACE) => `{${namespace}}`;
 /** The queue of received batches. */
 export const QUEUE_NAME = 'otlp-batches';
 
+/** What the queued batches take in Redis, in bytes: the receiver's bound (BRIDGE_QUEUE_MAX_BYTES). */
+export const queueBytesKey = (namespace = NAMESPACE) => `${queuePrefix(namespace)}:${QUEUE_NAME}:bytes`;
+
 /** One of BullMQ's keys for the queue, e.g. `wait`, `active`, `delayed`, `failed` (for status and tests). */
 export const queueKey = (part: string, namespace = NAMESPACE) => `${queuePrefix(namespace)}:${QUEUE_NAME}:${part}`;
 

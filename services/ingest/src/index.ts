@@ -18,7 +18,7 @@ export interface IngestService {
 export async function startIngest(config: BridgeConfig, target: RedisTarget, log: Logger): Promise<IngestService> {
   const redis = connectRedis(target, 'producer');
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
-  const producer = new BatchProducer(redis, { maxWaiting: config.queueMaxWaiting, attempts: config.jobAttempts });
+  const producer = new BatchProducer(redis, { maxWaiting: config.queueMaxWaiting, maxBytes: config.queueMaxBytes, attempts: config.jobAttempts });
   const options: IngestOptions = { sink: producer, maxBodyBytes: config.maxBodyBytes, log, gate: new InflightGate(config.maxConcurrentRequests) };
   const grpc = createGrpcReceiver(options);
   try {
