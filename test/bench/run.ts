@@ -1,6 +1,9 @@
 /**
  * npm run bench: throughput and memory of each stage against the real peers.
  *
+ *   receive vs the Collector: records/s of the bridge's ingest beside the Collector (otlp → debug,
+ *            and otlp → a file_storage queue), each pinned to one core, same bodies, protobuf+gzip
+ *            and JSON; Redis bytes per queued record against the gzip'd wire bytes (receive.ts).
  *   receive: distinct Claude Code batches (the two-tools capture, one prompt each) posted as
  *            protobuf to an ingest-only bridge, BENCH_CONCURRENCY at a time: requests/s,
  *            latency percentiles, peak RSS of the bridge.
@@ -18,6 +21,7 @@ import { encodeExportRequest, type ExportLogsRequest } from '@ccbridge/otlp';
 import { expectedSpans, logsOf } from '../support/fixtures';
 import { post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
 import { measureTurnLatency } from './turn-latency';
+import { measureReceive } from './receive';
 
 // LLMFlow keeps 10,000 spans by default (MAX_TRACES): the run stays below that.
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 500);
@@ -35,6 +39,17 @@ function batch(template: ExportLogsRequest, i: number): Uint8Array {
 }
 
 async function main() {
+  for (const r of await measureReceive()) {
+    const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+    console.log(JSON.stringify({
+      stage: 'receive vs the Collector (records/s, one core each)',
+      ...r,
+      ratioToCollectorDebug: ratio(r.bridge, r.collectorDebug),
+      ratioToCollectorDurable: ratio(r.bridge, r.collectorDurable),
+      ...(r.redisBytesPerRecord && r.wireBytesPerRecord && { redisToWire: ratio(r.redisBytesPerRecord, r.wireBytesPerRecord) }),
+      targets: { ratioToCollectorDebug: '>= 1.0', redisToWire: '<= 2' },
+    }));
+  }
   const latency = await measureTurnLatency(Number(process.env.BENCH_TURNS ?? 30));
   console.log(JSON.stringify({ stage: 'turn latency (last event accepted → root readable in LLMFlow)', ...latency, ratioP50: Math.round((latency.bridgeP50Ms / latency.llmflowP50Ms) * 10) / 10, targetMs: 1000 }));
   const [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);

@@ -1,0 +1,245 @@
+/**
+ * Receive rate against the Collector, in one run, on the same core and the same bodies: the
+ * bridge's ingest (`BRIDGE_ROLE=ingest`, into Redis) beside the Collector the tests build, its
+ * otlp receiver feeding (a) the debug exporter (its in-memory rate) and (b) an otlphttp exporter
+ * with a `file_storage` sending queue (its durable rate, as the bridge is durable). Each target
+ * runs pinned to one core (`taskset`), the load generator (this process) and Redis on another.
+ * Bodies are realistic Claude Code batches: 100 records of the two-tools capture, each body its
+ * own sessions, as protobuf + gzip and as JSON.
+ *
+ * Also: the bytes Redis holds per queued record, against the gzip'd wire bytes.
+ */
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { Redis } from 'ioredis';
+import { encodeExportRequest, type ExportLogsRequest, type LogRecord } from '@ccbridge/otlp';
+import { queueBytesKey, queueKey } from '@ccbridge/redis';
+import { logsOf } from '../support/fixtures';
+import { collectorBinary } from '../support/collector';
+import { freePort, launch, startRedis, tempDir, waitFor, type Proc } from '../support/peers';
+
+const ROOT = path.join(__dirname, '..', '..');
+const RECORDS = 100;
+const SECONDS = Number(process.env.BENCH_RECEIVE_SECONDS ?? 4);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
+
+/** Pins a command to one core when the machine has two or more (and taskset is there). */
+function pinned(core: number, command: string, args: string[]): [string, string[]] {
+  try {
+    execFileSync('taskset', ['-c', String(core), 'true']);
+    return ['taskset', ['-c', String(core), command, ...args]];
+  } catch {
+    return [command, args];
+  }
+}
+
+/**
+ * This process (the load generator) on core 0, the target on core 1; returns what puts this
+ * process back on every core it had (children started later inherit its affinity).
+ */
+function pinSelf(): () => void {
+  try {
+    const mask = /affinity mask: (\w+)/.exec(execFileSync('taskset', ['-p', String(process.pid)], { encoding: 'utf8' }))?.[1];
+    execFileSync('taskset', ['-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+    return () => {
+      if (mask) execFileSync('taskset', ['-p', mask, String(process.pid)], { stdio: 'ignore' });
+    };
+  } catch {
+    // one core, or no taskset: the figures are then of a shared machine
+    return () => undefined;
+  }
+}
+
+type Format = 'protobuf+gzip' | 'json';
+interface Body {
+  bytes: Buffer;
+  contentType: string;
+  encoding?: string;
+}
+
+function bodies(format: Format, n = 32): Body[] {
+  const template = logsOf('protobuf', 'two-tools');
+  const base = template.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
+  return Array.from({ length: n }, (_, b) => {
+    const records: LogRecord[] = [];
+    for (let i = 0; records.length < RECORDS; i++) {
+      for (const r of base) {
+        if (records.length === RECORDS) break;
+        records.push({ ...r, attributes: r.attributes!.map((a) => (a.key === 'session.id' || a.key === 'prompt.id' ? { key: a.key, value: { stringValue: `${a.value!.stringValue}-${b}-${i}` } } : a)) });
+      }
+    }
+    const request: ExportLogsRequest = { resourceLogs: [{ ...template.resourceLogs![0]!, scopeLogs: [{ ...template.resourceLogs![0]!.scopeLogs![0]!, logRecords: records }] }] };
+    return format === 'json'
+      ? { bytes: Buffer.from(JSON.stringify(request)), contentType: 'application/json' }
+      : { bytes: zlib.gzipSync(encodeExportRequest('logs', request, 'protobuf')), contentType: 'application/x-protobuf', encoding: 'gzip' };
+  });
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+function postOnce(url: URL, body: Body): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': body.contentType, ...(body.encoding && { 'content-encoding': body.encoding }), 'content-length': body.bytes.length } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(body.bytes);
+  });
+}
+
+/** Records/s a target takes: CONCURRENCY senders for SECONDS (after a one-second warm-up). */
+async function load(endpoint: string, list: Body[]): Promise<{ recordsPerSecond: number; refused: number; wireBytes: number; records: number }> {
+  const url = new URL('/v1/logs', endpoint);
+  let ok = 0;
+  let refused = 0;
+  let wireBytes = 0;
+  let counting = false;
+  let stop = false;
+  let i = 0;
+  const senders = Array.from({ length: CONCURRENCY }, async () => {
+    while (!stop) {
+      const body = list[i++ % list.length]!;
+      const status = await postOnce(url, body);
+      if (!counting) continue;
+      if (status === 200) {
+        ok += 1;
+        wireBytes += body.bytes.length;
+      } else refused += 1;
+    }
+  });
+  await new Promise((r) => setTimeout(r, 1_000));
+  counting = true;
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, SECONDS * 1_000));
+  counting = false;
+  const seconds = (performance.now() - t0) / 1000;
+  stop = true;
+  await Promise.all(senders);
+  return { recordsPerSecond: Math.round((ok * RECORDS) / seconds), refused, wireBytes, records: ok * RECORDS };
+}
+
+/** A server that answers every OTLP export with 200: where the Collector's exporter sends. */
+async function stubSink(): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+async function startPinnedCollector(durable: boolean, sinkUrl: string): Promise<{ proc: Proc; url: string }> {
+  const [httpPort, health] = [await freePort(), await freePort()];
+  const dir = tempDir('bench-otelcol');
+  const config = path.join(dir, 'config.yaml');
+  const exporter = durable
+    ? `otlphttp:\n    endpoint: ${sinkUrl}\n    sending_queue:\n      enabled: true\n      storage: file_storage\n      queue_size: 1000000\n      sizer: requests`
+    : `debug:\n    verbosity: basic`;
+  writeFileSync(config, [
+    'extensions:',
+    `  health_check:\n    endpoint: 127.0.0.1:${health}`,
+    `  file_storage:\n    directory: ${dir}`,
+    'receivers:',
+    `  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:${httpPort}`,
+    'exporters:',
+    `  ${exporter}`,
+    'service:',
+    `  extensions: [health_check${durable ? ', file_storage' : ''}]`,
+    '  telemetry:\n    metrics:\n      level: none\n    logs:\n      level: warn',
+    `  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [${durable ? 'otlphttp' : 'debug'}]`,
+  ].join('\n'));
+  const [command, args] = pinned(1, collectorBinary(), [`--config=${config}`]);
+  const proc = launch(command, args, process.env);
+  await waitFor('the Collector to report healthy', async () => {
+    if (proc.child.exitCode !== null) throw new Error(`the Collector exited: ${proc.output()}`);
+    try {
+      return (await fetch(`http://127.0.0.1:${health}/`)).ok;
+    } catch {
+      return false;
+    }
+  });
+  return { proc, url: `http://127.0.0.1:${httpPort}` };
+}
+
+async function startPinnedIngest(redisUrl: string): Promise<{ proc: Proc; url: string }> {
+  const [httpPort, grpcPort] = [await freePort(), await freePort()];
+  const [command, args] = pinned(1, process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'main.js')]);
+  const proc = launch(command, args, {
+    PATH: process.env.PATH,
+    BRIDGE_ROLE: 'ingest',
+    REDIS_URL: redisUrl,
+    OTLP_HTTP_HOST: '127.0.0.1',
+    OTLP_GRPC_HOST: '127.0.0.1',
+    OTLP_HTTP_PORT: String(httpPort),
+    OTLP_GRPC_PORT: String(grpcPort),
+    LOG_LEVEL: 'warn',
+    BRIDGE_QUEUE_MAX_WAITING: '10000000',
+    BRIDGE_QUEUE_MAX_BYTES: '1024MiB',
+  });
+  const url = `http://127.0.0.1:${httpPort}`;
+  await waitFor('the bridge to be ready', async () => {
+    if (proc.child.exitCode !== null) throw new Error(`bridge exited: ${proc.output()}`);
+    try {
+      return (await fetch(`${url}/readyz`)).ok;
+    } catch {
+      return false;
+    }
+  });
+  return { proc, url };
+}
+
+export interface ReceiveFigures {
+  format: Format;
+  bridge: number;
+  collectorDebug: number;
+  collectorDurable: number;
+  /** Redis bytes per queued record, and the gzip'd wire bytes per record (protobuf+gzip only). */
+  redisBytesPerRecord?: number;
+  wireBytesPerRecord?: number;
+}
+
+export async function measureReceive(): Promise<ReceiveFigures[]> {
+  const unpin = pinSelf();
+  const sink = await stubSink();
+  const out: ReceiveFigures[] = [];
+  try {
+    for (const format of ['protobuf+gzip', 'json'] as const) {
+      const list = bodies(format);
+      const debug = await startPinnedCollector(false, sink.url);
+      const collectorDebug = await load(debug.url, list).finally(() => debug.proc.stop());
+      const durable = await startPinnedCollector(true, sink.url);
+      const collectorDurable = await load(durable.url, list).finally(() => durable.proc.stop());
+      const redis = await startRedis();
+      const client = new Redis(redis.url);
+      try {
+        const ingest = await startPinnedIngest(redis.url);
+        const bridge = await load(ingest.url, list).finally(() => ingest.proc.stop());
+        // Every accepted batch is in the queue (nothing drains it), warm-up ones too.
+        const queued = Number(await client.get(queueBytesKey()));
+        const queuedRecords = (await client.llen(queueKey('wait'))) * RECORDS;
+        const figures: ReceiveFigures = { format, bridge: bridge.recordsPerSecond, collectorDebug: collectorDebug.recordsPerSecond, collectorDurable: collectorDurable.recordsPerSecond };
+        if (format === 'protobuf+gzip') {
+          figures.redisBytesPerRecord = Math.round((queued / queuedRecords) * 10) / 10;
+          figures.wireBytesPerRecord = Math.round((bridge.wireBytes / bridge.records) * 10) / 10;
+        }
+        out.push(figures);
+      } finally {
+        client.disconnect();
+        await redis.stop();
+      }
+    }
+  } finally {
+    await sink.close();
+    agent.destroy();
+    unpin();
+  }
+  return out;
+}
