@@ -9,6 +9,9 @@
  *            latency percentiles, peak RSS of the bridge.
  *   process+export: a worker-only bridge then drains that queue into LLMFlow: spans/s, peak RSS.
  *
+ *   LLMFlow's ceiling: the same batches' spans posted to LLMFlow directly (export.ts);
+ *   scale-out: one worker, then two, into a stub sink that answers at once (export.ts).
+ *
  *   turn latency: from the 200 for a turn's last event to its root readable in LLMFlow, beside
  *            LLMFlow's own time for a root posted to it directly (turn-latency.ts).
  *
@@ -22,6 +25,7 @@ import { expectedSpans, logsOf } from '../support/fixtures';
 import { post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
 import { measureTurnLatency } from './turn-latency';
 import { measureReceive } from './receive';
+import { llmflowCeiling, scaleOut } from './export';
 
 // LLMFlow keeps 10,000 spans by default (MAX_TRACES): the run stays below that.
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 500);
@@ -82,9 +86,14 @@ async function main() {
     await waitFor('the queue to drain', async () => (await client.llen(queueKey('wait'))) + (await client.llen(queueKey('active'))) === 0, 600_000);
     await waitFor('every span in LLMFlow', async () => (await llmflow.listed()).length >= BATCHES * perBatch, 600_000);
     const drain = (performance.now() - t1) / 1000;
-    console.log(JSON.stringify({ stage: 'process+export', batches: BATCHES, spans: BATCHES * perBatch, spansPerSecond: Math.round((BATCHES * perBatch) / drain), seconds: drain.toFixed(1), peakRssMiB: peakRssMiB(worker.child.pid).toFixed(1) }));
+    const spansPerSecond = Math.round((BATCHES * perBatch) / drain);
+    console.log(JSON.stringify({ stage: 'process+export', batches: BATCHES, spans: BATCHES * perBatch, spansPerSecond, seconds: drain.toFixed(1), peakRssMiB: peakRssMiB(worker.child.pid).toFixed(1) }));
     client.disconnect();
     await worker.stop();
+    const ceiling = await llmflowCeiling(bodies);
+    console.log(JSON.stringify({ stage: "LLMFlow's own ceiling (the same spans posted directly, 4 at a time)", ...ceiling, ratio: Math.round((spansPerSecond / ceiling.spansPerSecond) * 100) / 100, target: '>= 0.9' }));
+    const scale = await scaleOut(bodies);
+    console.log(JSON.stringify({ stage: 'scale-out into a stub sink (spans/s)', oneWorker: scale.one, twoWorkers: scale.two, ratio: Math.round((scale.two / scale.one) * 100) / 100, target: '>= 1.8' }));
   } finally {
     await ingest.stop();
     await Promise.all([llmflow.stop(), redis.stop()]);

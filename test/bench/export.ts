@@ -1,0 +1,107 @@
+/**
+ * The export side's peers, in the same run:
+ * - LLMFlow's own ceiling: the spans the bridge would draw for the same batches (planned by the
+ *   bridge's own code), posted straight to a fresh LLMFlow's /v1/traces, as many requests at
+ *   once as a worker makes (BRIDGE_WORKER_CONCURRENCY, 4): spans/s.
+ * - scale-out: a queue of the same batches drained by one worker, then by two, into a stub sink
+ *   that answers 200 at once (so LLMFlow's own rate does not hide the bridge's): spans/s each.
+ */
+import http from 'node:http';
+import { Redis } from 'ioredis';
+import { assignInteractions, claudeEventsOf, planBatch } from '@ccbridge/claude-events';
+import { decodeExportRequest, type ResourceSpans } from '@ccbridge/otlp';
+import { queueKey } from '@ccbridge/redis';
+import { freePort, post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
+
+const WORKER_CONCURRENCY = 4;
+
+/** The child spans the bridge draws for each batch, as it would post them. */
+function plannedSpans(bodies: Uint8Array[]): ResourceSpans[][] {
+  return bodies.map((b) => {
+    const { events } = claudeEventsOf(decodeExportRequest('logs', b, 'protobuf'));
+    return planBatch(events, assignInteractions(events, new Map())).resourceSpans;
+  });
+}
+
+const spanCount = (rs: ResourceSpans[]) => rs.reduce((n, r) => n + (r.scopeSpans ?? []).reduce((m, s) => m + (s.spans?.length ?? 0), 0), 0);
+
+/** Spans/s LLMFlow stores when the spans are posted to it directly. */
+export async function llmflowCeiling(bodies: Uint8Array[]): Promise<{ spans: number; spansPerSecond: number }> {
+  const requests = plannedSpans(bodies);
+  const spans = requests.reduce((n, r) => n + spanCount(r), 0);
+  const llmflow = await startLlmflow();
+  try {
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: WORKER_CONCURRENCY }, async () => {
+      while (next < requests.length) {
+        const r = await post(`${llmflow.url}/v1/traces`, Buffer.from(JSON.stringify({ resourceSpans: requests[next++]! })), 'application/json');
+        if (r.status !== 200) throw new Error(`LLMFlow answered ${r.status}`);
+      }
+    }));
+    await waitFor('every span in LLMFlow', async () => (await llmflow.listed()).length >= spans, 600_000);
+    return { spans, spansPerSecond: Math.round(spans / ((performance.now() - t0) / 1000)) };
+  } finally {
+    await llmflow.stop();
+  }
+}
+
+/** A stand-in for LLMFlow that takes every request at once, counting the spans. */
+async function stubLlmflow(): Promise<{ url: string; spans: () => number; seconds: () => number; close: () => Promise<void> }> {
+  let spans = 0;
+  let first = 0;
+  let last = 0;
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      last = performance.now();
+      if (first === 0) first = last;
+      try {
+        spans += spanCount((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { resourceSpans?: ResourceSpans[] }).resourceSpans ?? []);
+      } catch {
+        // not a traces request
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${port}`, spans: () => spans, seconds: () => (last - first) / 1000, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+/** Spans/s `workers` worker processes drive from a full queue into the stub (first request to last: start-up left out). */
+async function drainWith(workers: number, bodies: Uint8Array[]): Promise<number> {
+  const [redis, stub] = await Promise.all([startRedis(), stubLlmflow()]);
+  const common = { REDIS_URL: redis.url, LLMFLOW_URL: stub.url, LOG_LEVEL: 'warn', BRIDGE_QUEUE_MAX_WAITING: String(bodies.length * 2) };
+  const client = new Redis(redis.url);
+  try {
+    const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
+    try {
+      for (const b of bodies) {
+        const r = await post(`${ingest.url}/v1/logs`, b, 'application/x-protobuf');
+        if (r.status !== 200) throw new Error(`ingest answered ${r.status}`);
+      }
+    } finally {
+      await ingest.stop();
+    }
+    const want = plannedSpans(bodies).reduce((n, r) => n + spanCount(r), 0);
+    const started = await Promise.all(Array.from({ length: workers }, () => startBridge({ ...common, BRIDGE_ROLE: 'worker' })));
+    try {
+      await waitFor('the queue to drain', async () => (await client.llen(queueKey('wait'))) + (await client.llen(queueKey('active'))) === 0 && stub.spans() >= want, 600_000, 20);
+      return Math.round(stub.spans() / stub.seconds());
+    } finally {
+      await Promise.all(started.map((w) => w.stop()));
+    }
+  } finally {
+    client.disconnect();
+    await Promise.all([redis.stop(), stub.close()]);
+  }
+}
+
+export async function scaleOut(bodies: Uint8Array[]): Promise<{ one: number; two: number }> {
+  const one = await drainWith(1, bodies);
+  const two = await drainWith(2, bodies);
+  return { one, two };
+}
