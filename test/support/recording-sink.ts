@@ -1,5 +1,5 @@
 /** A BatchSink that records what the receiver hands it, and can be told to refuse or to wait. */
-import type { Acceptance, BatchSink } from '@ccbridge/ingest';
+import type { Acceptance, BatchSink, ReceivedBatch } from '@ccbridge/ingest';
 import type { Signal } from '@ccbridge/otlp';
 
 export class RecordingSink implements BatchSink {
@@ -19,8 +19,8 @@ export class RecordingSink implements BatchSink {
     return this.acceptanceNow;
   }
 
-  async enqueue(signal: Signal, _request: unknown, items: number) {
+  async enqueue(signal: Signal, batch: ReceivedBatch) {
     if (this.failEnqueue) throw new Error('redis down');
-    this.batches.push({ signal, items });
+    this.batches.push({ signal, items: batch.items });
   }
 }

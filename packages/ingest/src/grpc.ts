@@ -8,9 +8,9 @@
  * transports reach the queue in one form.
  */
 import * as grpc from '@grpc/grpc-js';
-import { DecodeError, decodeExportRequest, encodeExportResponse, type Signal } from '@ccbridge/otlp';
+import { DecodeError, encodeExportResponse, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
-import { BUSY_MESSAGE, receiveBatch, type BatchSink, type InflightGate } from './receiver';
+import { BUSY_MESSAGE, readBatch, receiveBatch, type BatchSink, type InflightGate } from './receiver';
 
 const SERVICES: Record<Signal, string> = {
   logs: 'opentelemetry.proto.collector.logs.v1.LogsService',
@@ -56,15 +56,15 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
       }
     };
     const exportBatch: grpc.handleUnaryCall<Buffer, Buffer> = async (call, callback) => {
-      let request;
+      let batch;
       try {
-        request = decodeExportRequest(signal, call.request, 'protobuf');
+        batch = readBatch(signal, call.request, 'protobuf');
       } catch (err) {
         if (!(err instanceof DecodeError)) throw err;
         log.warn({ signal, transport: 'grpc', bytes: call.request.length, reason: err.message }, 'rejected a request that does not decode');
         return callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message });
       }
-      const outcome = await receiveBatch(sink, log, signal, request, call.request);
+      const outcome = await receiveBatch(sink, log, signal, batch);
       if (!outcome.stored) return callback({ code: grpc.status.UNAVAILABLE, details: outcome.message });
       log.debug({ signal, transport: 'grpc', items: outcome.items, bytes: call.request.length }, 'accepted a batch');
       callback(null, Buffer.from(encodeExportResponse(signal, 'protobuf')));

@@ -17,11 +17,11 @@
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import {
-  CONTENT_TYPES, DecodeError, decodeExportRequest, encodeExportResponse, encodeStatus,
-  type ExportRequestBySignal, type Signal, type WireFormat,
+  CONTENT_TYPES, DecodeError, encodeExportResponse, encodeStatus,
+  type Signal, type WireFormat,
 } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
-import { BUSY_MESSAGE, receiveBatch, type BatchSink, type InflightGate } from './receiver';
+import { BUSY_MESSAGE, readBatch, receiveBatch, type BatchSink, type InflightGate, type ReceivedBatch } from './receiver';
 
 export interface IngestOptions {
   sink: BatchSink;
@@ -84,15 +84,15 @@ export function otlpRouter(options: IngestOptions): express.Router {
       async (req, res) => {
         const format = wireFormatOf(req.headers['content-type'])!;
         const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-        let request: ExportRequestBySignal[Signal];
+        let batch: ReceivedBatch<Signal>;
         try {
-          request = decodeExportRequest(signal, body, format);
+          batch = readBatch(signal, body, format);
         } catch (err) {
           if (!(err instanceof DecodeError)) throw err;
           log.warn({ signal, format, bytes: body.length, reason: err.message }, 'rejected a request that does not decode');
           return reply(req, res, 400, err.message);
         }
-        const outcome = await receiveBatch(sink, log, signal, request, format === 'protobuf' ? body : undefined);
+        const outcome = await receiveBatch(sink, log, signal, batch);
         if (!outcome.stored) return reply(req, res, 503, outcome.message);
         log.debug({ signal, format, items: outcome.items, bytes: body.length }, 'accepted a batch');
         res.status(200).type(CONTENT_TYPES[format]).send(Buffer.from(encodeExportResponse(signal, format)));

@@ -3,17 +3,26 @@
  * the queue can take it, and store it. HTTP and gRPC only translate the outcome into their
  * own status codes.
  */
-import { countItems, type ExportRequestBySignal, type Signal } from '@ccbridge/otlp';
+import { countItems, decodeExportRequest, scanExportRequest, type Signal, type WireFormat } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
-import type { Acceptance } from '@ccbridge/queue';
+import type { Acceptance, ReceivedBatch } from '@ccbridge/queue';
 
-export type { Acceptance };
+export type { Acceptance, ReceivedBatch };
+
+/**
+ * A request body, checked: protobuf is walked and counted (scan.ts) and kept as it came; JSON is
+ * decoded (it is stored re-encoded as protobuf). Throws DecodeError for a body that does not decode.
+ */
+export function readBatch<S extends Signal>(signal: S, body: Uint8Array, format: WireFormat): ReceivedBatch<S> {
+  if (format === 'protobuf') return { items: scanExportRequest(signal, body), protobuf: body };
+  const request = decodeExportRequest(signal, body, format);
+  return { items: countItems(signal, request), request };
+}
 
 /** Where accepted batches go: the queue in production, anything in tests. */
 export interface BatchSink {
   acceptance(): Promise<Acceptance>;
-  /** `protobuf`: the request as it came, when it came as protobuf, so it need not be encoded again. */
-  enqueue<S extends Signal>(signal: S, request: ExportRequestBySignal[S], items: number, protobuf?: Uint8Array): Promise<void>;
+  enqueue<S extends Signal>(signal: S, batch: ReceivedBatch<S>): Promise<void>;
 }
 
 export type Outcome =
@@ -27,14 +36,8 @@ export type Outcome =
  */
 export const QUEUED_SIGNALS: ReadonlySet<Signal> = new Set(['logs', 'traces']);
 
-export async function receiveBatch<S extends Signal>(
-  sink: BatchSink,
-  log: Logger,
-  signal: S,
-  request: ExportRequestBySignal[S],
-  protobuf?: Uint8Array,
-): Promise<Outcome> {
-  const items = countItems(signal, request);
+export async function receiveBatch<S extends Signal>(sink: BatchSink, log: Logger, signal: S, batch: ReceivedBatch<S>): Promise<Outcome> {
+  const items = batch.items;
   if (items === 0) return { stored: true, items };
   if (!QUEUED_SIGNALS.has(signal)) {
     log.debug({ signal, items }, 'acknowledged a batch that nothing uses (not queued)');
@@ -49,7 +52,7 @@ export async function receiveBatch<S extends Signal>(
     };
   }
   try {
-    await sink.enqueue(signal, request, items, protobuf);
+    await sink.enqueue(signal, batch);
   } catch (err) {
     log.error({ signal, items, err: (err as Error).message }, 'could not store a batch in the queue');
     return { stored: false, message: 'the bridge queue (Redis) is unavailable; retry later' };

@@ -39,6 +39,9 @@ const REQUEST = { logs: messageType('logs', 'Request'), metrics: messageType('me
 const RESPONSE = { logs: messageType('logs', 'Response'), metrics: messageType('metrics', 'Response'), traces: messageType('traces', 'Response') };
 const STATUS = root.lookupType('google.rpc.Status');
 
+/** The protobufjs type of a signal's export request (scan.ts walks the wire against it). */
+export const requestType = (signal: Signal): protobuf.Type => REQUEST[signal];
+
 /** The fields that OTLP/JSON writes as hex where proto3's JSON mapping would use base64. */
 const ID_FIELDS = new Set(['traceId', 'spanId', 'parentSpanId']);
 const ID_HEX_LENGTH: Record<string, number[]> = { traceId: [0, 32], spanId: [0, 16], parentSpanId: [0, 16] };

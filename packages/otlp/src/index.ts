@@ -1,3 +1,4 @@
 export * from './types';
 export * from './attributes';
 export * from './codec';
+export * from './scan';

@@ -11,9 +11,9 @@ import { Queue, Worker, UnrecoverableError, type Job, type ConnectionOptions } f
 import { Cluster } from 'ioredis';
 import type { ExportRequestBySignal, Signal } from '@ccbridge/otlp';
 import { QUEUE_NAME, isReady, queueBytesKey, queuePrefix, type RedisClient } from '@ccbridge/redis';
-import { batchOf, storedBatch, storedBytes, type BatchJob, type QueuedBatch } from './stored';
+import { batchOf, storedBatch, storedBytes, type BatchJob, type QueuedBatch, type ReceivedBatch } from './stored';
 
-export { STORED_FORMAT, batchOf, storedBatch, type BatchJob, type QueuedBatch, type StoredBatch } from './stored';
+export { STORED_FORMAT, batchOf, storedBatch, type BatchJob, type QueuedBatch, type ReceivedBatch, type StoredBatch } from './stored';
 
 export { UnrecoverableError };
 
@@ -93,12 +93,9 @@ export class BatchProducer {
     return full ? 'full' : 'ok';
   }
 
-  /**
-   * Resolves once the batch is stored in Redis. `protobuf`: the request as it came, when it came
-   * as protobuf (stored as is, not encoded again).
-   */
-  async enqueue<S extends Signal>(signal: S, request: ExportRequestBySignal[S], items: number, protobuf?: Uint8Array): Promise<void> {
-    const stored = await storedBatch(signal, request, items, protobuf);
+  /** Resolves once the batch is stored in Redis. */
+  async enqueue<S extends Signal>(signal: S, batch: ReceivedBatch<S>): Promise<void> {
+    const stored = await storedBatch(signal, batch);
     // The job's own timestamp records when the batch was received.
     await this.queue.add(signal, stored);
     await this.redis.incrby(this.bytesKey, stored.bytes);

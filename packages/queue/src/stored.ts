@@ -43,12 +43,18 @@ export interface BatchJob<S extends Signal = Signal> {
 }
 
 /**
- * The stored form of a batch. `protobuf`, when the request came as protobuf, is stored as it
- * came (after its validation), so nothing is encoded again; gzip level 1: on the ingest's hot
- * path, and OTLP compresses well at any level.
+ * A batch as the receiver hands it over: the protobuf it came as (checked, not decoded), or
+ * the request decoded from JSON.
  */
-export async function storedBatch<S extends Signal>(signal: S, request: ExportRequestBySignal[S], items: number, protobuf?: Uint8Array): Promise<StoredBatch> {
-  const bytes = protobuf ?? encodeExportRequest(signal, request, 'protobuf');
+export type ReceivedBatch<S extends Signal = Signal> = { items: number; protobuf: Uint8Array } | { items: number; request: ExportRequestBySignal[S] };
+
+/**
+ * The stored form of a batch: protobuf as it came, so nothing is decoded or encoded again;
+ * gzip level 1: on the ingest's hot path, and OTLP compresses well at any level.
+ */
+export async function storedBatch<S extends Signal>(signal: S, batch: ReceivedBatch<S>): Promise<StoredBatch> {
+  const items = batch.items;
+  const bytes = 'protobuf' in batch ? batch.protobuf : encodeExportRequest(signal, batch.request, 'protobuf');
   const data = (await gzip(bytes, { level: 1 })).toString('base64');
   return { signal, items, format: STORED_FORMAT, data, bytes: data.length };
 }

@@ -1,0 +1,189 @@
+/**
+ * Validates a protobuf export request and counts its items without decoding it into objects.
+ *
+ * The receiver must answer 400 for a body that does not decode, and stores what it takes as
+ * the protobuf it came as (the worker decodes it): building the whole object tree only to
+ * check it took most of the receiver's time and garbage. This walks the wire format against
+ * the same schema (protobufjs reflection over packages/otlp/proto): every field of a known
+ * number must have its type's wire type, every length must fit, every string must be UTF-8
+ * (protobufjs decodes strings strictly), unknown fields are skipped by wire type. It is at
+ * least as strict as `decodeExportRequest`, so a body it takes always decodes (a fuzz test holds
+ * the two together).
+ */
+import { isUtf8 } from 'node:buffer';
+import type protobuf from 'protobufjs';
+import { DecodeError, requestType } from './codec';
+import type { Signal } from './types';
+
+const WIRE = { VARINT: 0, I64: 1, LEN: 2, SGROUP: 3, EGROUP: 4, I32: 5 } as const;
+
+const SCALAR_WIRE: Record<string, number> = {
+  int32: WIRE.VARINT, int64: WIRE.VARINT, uint32: WIRE.VARINT, uint64: WIRE.VARINT, sint32: WIRE.VARINT, sint64: WIRE.VARINT, bool: WIRE.VARINT,
+  fixed64: WIRE.I64, sfixed64: WIRE.I64, double: WIRE.I64,
+  fixed32: WIRE.I32, sfixed32: WIRE.I32, float: WIRE.I32,
+  string: WIRE.LEN, bytes: WIRE.LEN,
+};
+
+interface FieldRule {
+  wire: number;
+  /** A repeated scalar may also come packed (one LEN of values). */
+  packable: boolean;
+  string: boolean;
+  message?: MessageRules;
+  /** This field's occurrences are the request's items. */
+  item: boolean;
+}
+type MessageRules = Map<number, FieldRule>;
+
+/** Where the items are: the repeated field, by message type, whose occurrences count. */
+const ITEM_FIELD: Record<Signal, [string, string]> = {
+  logs: ['opentelemetry.proto.logs.v1.ScopeLogs', 'logRecords'],
+  traces: ['opentelemetry.proto.trace.v1.ScopeSpans', 'spans'],
+  metrics: ['', ''], // data points sit under five kinds of metric: counted below
+};
+const DATA_POINT_PARENTS = new Set(['Gauge', 'Sum', 'Histogram', 'ExponentialHistogram', 'Summary'].map((n) => `opentelemetry.proto.metrics.v1.${n}`));
+
+function rulesOf(type: protobuf.Type, signal: Signal, seen: Map<protobuf.Type, MessageRules>): MessageRules {
+  const known = seen.get(type);
+  if (known) return known;
+  const rules: MessageRules = new Map();
+  seen.set(type, rules);
+  const fullName = type.fullName.replace(/^\./, '');
+  for (const field of type.fieldsArray) {
+    field.resolve();
+    const item = (fullName === ITEM_FIELD[signal][0] && field.name === ITEM_FIELD[signal][1]) ||
+      (signal === 'metrics' && DATA_POINT_PARENTS.has(fullName) && field.name === 'dataPoints');
+    const resolved = field.resolvedType;
+    if (resolved && 'fieldsArray' in resolved) {
+      rules.set(field.id, { wire: WIRE.LEN, packable: false, string: false, message: rulesOf(resolved as protobuf.Type, signal, seen), item });
+    } else {
+      // An enum is a varint.
+      const wire = resolved ? WIRE.VARINT : SCALAR_WIRE[field.type];
+      if (wire === undefined) throw new Error(`scan: no wire type for ${fullName}.${field.name} (${field.type})`);
+      rules.set(field.id, { wire, packable: field.repeated && wire !== WIRE.LEN, string: field.type === 'string', item });
+    }
+  }
+  return rules;
+}
+
+const RULES: Record<Signal, MessageRules> = {
+  logs: rulesOf(requestType('logs'), 'logs', new Map()),
+  metrics: rulesOf(requestType('metrics'), 'metrics', new Map()),
+  traces: rulesOf(requestType('traces'), 'traces', new Map()),
+};
+
+class Cursor {
+  constructor(readonly buf: Uint8Array, public pos: number, readonly end: number) {}
+
+  varint(): number {
+    let result = 0;
+    let shift = 0;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw new DecodeError('body is not a protobuf: a varint runs past its end');
+      const b = this.buf[this.pos++]!;
+      if (shift < 28) result |= (b & 0x7f) << shift;
+      else result += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) return result;
+      shift += 7;
+    }
+    throw new DecodeError('body is not a protobuf: a varint longer than 10 bytes');
+  }
+
+  /** A field tag, as protobufjs reads one: at most five bytes, a 32-bit value. */
+  tag(): number {
+    const start = this.pos;
+    const value = this.varint();
+    const bytes = this.pos - start;
+    if (bytes > 5 || (bytes === 5 && (this.buf[start + 4]! & 0x70) !== 0)) throw new DecodeError('body is not a protobuf: invalid tag encoding');
+    return value >>> 0;
+  }
+
+  /** A length prefix, as protobufjs reads one: at most five bytes, under 2^31. */
+  size(): number {
+    const start = this.pos;
+    const value = this.varint();
+    const bytes = this.pos - start;
+    if (bytes > 5 || (bytes === 5 && this.buf[start + 4]! > 7)) throw new DecodeError('body is not a protobuf: invalid length encoding');
+    return value;
+  }
+
+  skip(n: number): void {
+    if (n < 0 || this.pos + n > this.end) throw new DecodeError('body is not a protobuf: a field runs past its end');
+    this.pos += n;
+  }
+
+  length(): number {
+    const n = this.size();
+    if (this.pos + n > this.end) throw new DecodeError('body is not a protobuf: a length runs past its end');
+    return n;
+  }
+}
+
+/** Skips one field of an unknown number by its wire type (a group ends with its own number). */
+function skipUnknown(c: Cursor, wire: number, depth: number, id = 0): void {
+  switch (wire) {
+    case WIRE.VARINT:
+      c.varint();
+      return;
+    case WIRE.I64:
+      c.skip(8);
+      return;
+    case WIRE.LEN:
+      c.skip(c.length());
+      return;
+    case WIRE.I32:
+      c.skip(4);
+      return;
+    case WIRE.SGROUP:
+      if (depth > 100) throw new DecodeError('body is not a protobuf: groups nested too deep');
+      for (;;) {
+        const tag = c.tag();
+        if ((tag & 7) === WIRE.EGROUP) {
+          if (tag >>> 3 !== id) throw new DecodeError('body is not a protobuf: a group ends with another number');
+          return;
+        }
+        skipUnknown(c, tag & 7, depth + 1, tag >>> 3);
+      }
+    default:
+      throw new DecodeError(`body is not a protobuf: invalid wire type ${wire}`);
+  }
+}
+
+/** Walks one message in [pos, end); returns the items counted inside it. */
+function walk(c: Cursor, rules: MessageRules, depth: number): number {
+  if (depth > 64) throw new DecodeError('body is not a protobuf: messages nested too deep');
+  let items = 0;
+  while (c.pos < c.end) {
+    const tag = c.tag();
+    const id = tag >>> 3;
+    const wire = tag & 7;
+    if (id === 0) throw new DecodeError('body is not a protobuf: field number 0');
+    const rule = rules.get(id);
+    if (!rule) {
+      skipUnknown(c, wire, 0, id);
+      continue;
+    }
+    if (rule.item) items += 1;
+    if (wire !== rule.wire && !(rule.packable && wire === WIRE.LEN)) {
+      throw new DecodeError(`body is not a protobuf: field ${id} has wire type ${wire}, not ${rule.wire}`);
+    }
+    if (wire === WIRE.LEN) {
+      const n = c.length();
+      if (rule.message) {
+        items += walk(new Cursor(c.buf, c.pos, c.pos + n), rule.message, depth + 1);
+      } else if (rule.string && !isUtf8(c.buf.subarray(c.pos, c.pos + n))) {
+        throw new DecodeError(`body is not a protobuf: field ${id} is not UTF-8`);
+      }
+      c.skip(n);
+    } else {
+      skipUnknown(c, wire, 0);
+    }
+  }
+  if (c.pos !== c.end) throw new DecodeError('body is not a protobuf: a message runs past its end');
+  return items;
+}
+
+/** Checks a protobuf export request and counts its items (log records, spans, data points). */
+export function scanExportRequest(signal: Signal, body: Uint8Array): number {
+  return walk(new Cursor(body, 0, body.length), RULES[signal], 0);
+}

@@ -1,0 +1,55 @@
+/**
+ * The receiver's check of protobuf bodies (packages/otlp/src/scan.ts) against the decoder the
+ * worker uses: on real captures they count the same, and over many corrupted bodies, whatever
+ * the scan takes the decoder decodes, with the same count (the scan may be stricter, never laxer).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DecodeError, countItems, decodeExportRequest, encodeExportRequest, scanExportRequest, type Signal } from '@ccbridge/otlp';
+import { SCENARIOS, payloads } from '../support/fixtures';
+import { prng } from '../support/assembly';
+
+const bodies: { signal: Signal; body: Uint8Array }[] = SCENARIOS.flatMap((s) =>
+  payloads('protobuf', s).map((p) => ({ signal: p.signal, body: p.body })),
+);
+bodies.push({ signal: 'traces', body: encodeExportRequest('traces', { resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: '0'.repeat(31) + '1', spanId: '0'.repeat(15) + '1', name: 'x', startTimeUnixNano: '1', endTimeUnixNano: '2' }] }] }] }, 'protobuf') });
+
+test('the scan counts what the decoder counts, on every capture (logs, metrics, traces)', () => {
+  assert.deepEqual([...new Set(bodies.map((b) => b.signal))].sort(), ['logs', 'metrics', 'traces']);
+  for (const { signal, body } of bodies) {
+    const items = scanExportRequest(signal, body);
+    assert.ok(items > 0, signal);
+    assert.equal(items, countItems(signal, decodeExportRequest(signal, body, 'protobuf')), signal);
+  }
+});
+
+test('over 30,000 corrupted bodies, what the scan takes always decodes, with the same count', () => {
+  const random = prng(7);
+  let taken = 0;
+  let refused = 0;
+  for (let n = 0; n < 30_000; n++) {
+    const { signal, body } = bodies[n % bodies.length]!;
+    const b = Buffer.from(body);
+    const kind = Math.floor(random() * 4);
+    const at = Math.floor(random() * b.length);
+    let mutated: Buffer;
+    if (kind === 0) {
+      mutated = b;
+      for (let k = 0; k < 1 + Math.floor(random() * 3); k++) mutated[Math.floor(random() * b.length)] = Math.floor(random() * 256);
+    } else if (kind === 1) mutated = b.subarray(0, at);
+    else if (kind === 2) mutated = Buffer.concat([b.subarray(0, at), Buffer.from([Math.floor(random() * 256)]), b.subarray(at)]);
+    else mutated = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + Math.floor(random() * 8))]);
+    let items: number;
+    try {
+      items = scanExportRequest(signal, mutated);
+    } catch (err) {
+      assert.ok(err instanceof DecodeError, (err as Error).message);
+      refused += 1;
+      continue;
+    }
+    taken += 1;
+    const decoded = decodeExportRequest(signal, mutated, 'protobuf');
+    assert.equal(items, countItems(signal, decoded));
+  }
+  assert.ok(taken > 1_000 && refused > 1_000, `both happen: ${taken} taken, ${refused} refused`);
+});
