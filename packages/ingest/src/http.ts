@@ -84,7 +84,7 @@ export function otlpRouter(options: IngestOptions): express.Router {
       async (req, res) => {
         const format = wireFormatOf(req.headers['content-type'])!;
         const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-        let batch: ReceivedBatch<Signal>;
+        let batch: ReceivedBatch;
         try {
           batch = readBatch(signal, body, format);
         } catch (err) {

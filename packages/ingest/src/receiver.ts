@@ -3,26 +3,26 @@
  * the queue can take it, and store it. HTTP and gRPC only translate the outcome into their
  * own status codes.
  */
-import { countItems, decodeExportRequest, scanExportRequest, type Signal, type WireFormat } from '@ccbridge/otlp';
+import { jsonToProtobuf, scanExportRequest, type Signal, type WireFormat } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import type { Acceptance, ReceivedBatch } from '@ccbridge/queue';
 
 export type { Acceptance, ReceivedBatch };
 
 /**
- * A request body, checked: protobuf is walked and counted (scan.ts) and kept as it came; JSON is
- * decoded (it is stored re-encoded as protobuf). Throws DecodeError for a body that does not decode.
+ * A request body, checked and counted, as the protobuf to store: protobuf is walked (scan.ts)
+ * and kept as it came; JSON is parsed and encoded once. Throws DecodeError for a body that does
+ * not decode.
  */
-export function readBatch<S extends Signal>(signal: S, body: Uint8Array, format: WireFormat): ReceivedBatch<S> {
+export function readBatch(signal: Signal, body: Uint8Array, format: WireFormat): ReceivedBatch {
   if (format === 'protobuf') return { items: scanExportRequest(signal, body), protobuf: body };
-  const request = decodeExportRequest(signal, body, format);
-  return { items: countItems(signal, request), request };
+  return jsonToProtobuf(signal, body);
 }
 
 /** Where accepted batches go: the queue in production, anything in tests. */
 export interface BatchSink {
   acceptance(): Promise<Acceptance>;
-  enqueue<S extends Signal>(signal: S, batch: ReceivedBatch<S>): Promise<void>;
+  enqueue(signal: Signal, batch: ReceivedBatch): Promise<void>;
 }
 
 export type Outcome =
@@ -36,7 +36,7 @@ export type Outcome =
  */
 export const QUEUED_SIGNALS: ReadonlySet<Signal> = new Set(['logs', 'traces']);
 
-export async function receiveBatch<S extends Signal>(sink: BatchSink, log: Logger, signal: S, batch: ReceivedBatch<S>): Promise<Outcome> {
+export async function receiveBatch(sink: BatchSink, log: Logger, signal: Signal, batch: ReceivedBatch): Promise<Outcome> {
   const items = batch.items;
   if (items === 0) return { stored: true, items };
   if (!QUEUED_SIGNALS.has(signal)) {

@@ -106,6 +106,32 @@ export function decodeExportRequest<S extends Signal>(signal: S, body: Uint8Arra
   }
 }
 
+/**
+ * An OTLP/JSON request body as protobuf, with its item count: what the receiver stores. Checked
+ * as decodeExportRequest checks it, without building the canonical tree only to encode it again.
+ */
+export function jsonToProtobuf(signal: Signal, body: Uint8Array): { protobuf: Uint8Array; items: number } {
+  const type = REQUEST[signal];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(body).toString('utf8'));
+  } catch (err) {
+    throw new DecodeError(`body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new DecodeError(`body is not a JSON object (an OTLP/JSON ${type.name})`);
+  }
+  rewriteIds(parsed, hexToBase64);
+  let message: protobuf.Message;
+  try {
+    message = type.fromObject(parsed as Record<string, unknown>);
+  } catch (err) {
+    throw new DecodeError(`body is not an OTLP/JSON ${type.name}: ${(err as Error).message}`);
+  }
+  // The message's fields carry the canonical names, so it counts like the canonical tree.
+  return { protobuf: type.encode(message).finish(), items: countItems(signal, message as unknown as ExportRequestBySignal[Signal]) };
+}
+
 /** Encodes an export request from the canonical form (for tests, tools and forwarding). */
 export function encodeExportRequest(signal: Signal, request: object, format: WireFormat): Uint8Array {
   if (format === 'json') return Buffer.from(JSON.stringify(request));

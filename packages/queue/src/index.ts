@@ -9,7 +9,7 @@
  */
 import { Queue, Worker, UnrecoverableError, type Job, type ConnectionOptions } from 'bullmq';
 import { Cluster } from 'ioredis';
-import type { ExportRequestBySignal, Signal } from '@ccbridge/otlp';
+import type { Signal } from '@ccbridge/otlp';
 import { QUEUE_NAME, isReady, queueBytesKey, queuePrefix, type RedisClient } from '@ccbridge/redis';
 import { batchOf, storedBatch, storedBytes, type BatchJob, type QueuedBatch, type ReceivedBatch } from './stored';
 
@@ -35,22 +35,24 @@ export interface BatchProducerOptions {
   depthCacheMs?: number;
 }
 
-/** Redis's memory in use and its limit (0: none), from INFO; the highest share over a cluster's masters. */
-async function memoryShare(redis: RedisClient): Promise<number> {
+/**
+ * Redis's memory in use and its limit (0: none), from INFO: of the master nearest its limit,
+ * over a cluster's masters.
+ */
+async function redisMemory(redis: RedisClient): Promise<{ used: number; max: number }> {
   const nodes = redis instanceof Cluster ? redis.nodes('master') : [redis];
-  const shares = await Promise.all(nodes.map(async (node) => {
+  const all = await Promise.all(nodes.map(async (node) => {
     const info = await node.info('memory');
-    const used = Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0);
-    const max = Number(/maxmemory:(\d+)/.exec(info)?.[1] ?? 0);
-    return max > 0 ? used / max : 0;
+    return { used: Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0), max: Number(/maxmemory:(\d+)/.exec(info)?.[1] ?? 0) };
   }));
-  return Math.max(0, ...shares);
+  return all.reduce((a, b) => (b.max > 0 && (a.max === 0 || b.used / b.max > a.used / a.max) ? b : a), { used: 0, max: 0 });
 }
 
 /** The producer side, used by the receiver. */
 export class BatchProducer {
   private readonly queue: Queue<QueuedBatch>;
-  private depth = { jobs: 0, bytes: 0, memory: 0, readAtMs: 0 };
+  /** The last reading, plus what this producer queued since (readings are a second apart). */
+  private depth = { jobs: 0, bytes: 0, memoryUsed: 0, memoryMax: 0, readAtMs: 0 };
   private readonly bytesKey = queueBytesKey();
 
   constructor(private readonly redis: RedisClient, private readonly options: BatchProducerOptions) {
@@ -81,26 +83,29 @@ export class BatchProducer {
         const [counts, bytes, memory] = await Promise.all([
           this.queue.getJobCounts('waiting', 'paused', 'prioritized', 'delayed'),
           this.redis.get(this.bytesKey),
-          memoryShare(this.redis),
+          redisMemory(this.redis),
         ]);
-        this.depth = { jobs: Object.values(counts).reduce((a, b) => a + b, 0), bytes: Number(bytes ?? 0), memory, readAtMs: nowMs };
+        this.depth = { jobs: Object.values(counts).reduce((a, b) => a + b, 0), bytes: Number(bytes ?? 0), memoryUsed: memory.used, memoryMax: memory.max, readAtMs: nowMs };
       } catch {
         return 'unavailable';
       }
     }
-    const { jobs, bytes, memory } = this.depth;
-    const full = jobs >= this.options.maxWaiting || bytes >= this.options.maxBytes || memory >= (this.options.memoryHighWater ?? 0.9);
+    const { jobs, bytes, memoryUsed, memoryMax } = this.depth;
+    const memoryFull = memoryMax > 0 && memoryUsed >= memoryMax * (this.options.memoryHighWater ?? 0.9);
+    const full = jobs >= this.options.maxWaiting || bytes >= this.options.maxBytes || memoryFull;
     return full ? 'full' : 'ok';
   }
 
   /** Resolves once the batch is stored in Redis. */
-  async enqueue<S extends Signal>(signal: S, batch: ReceivedBatch<S>): Promise<void> {
+  async enqueue(signal: Signal, batch: ReceivedBatch): Promise<void> {
     const stored = await storedBatch(signal, batch);
     // The job's own timestamp records when the batch was received.
     await this.queue.add(signal, stored);
     await this.redis.incrby(this.bytesKey, stored.bytes);
+    // Counted here until the next reading, so a fast receiver cannot run a second past a bound.
     this.depth.jobs += 1;
     this.depth.bytes += stored.bytes;
+    this.depth.memoryUsed += stored.bytes;
   }
 
   async close(): Promise<void> {

@@ -7,7 +7,7 @@
  */
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import { decodeExportRequest, encodeExportRequest, type ExportRequestBySignal, type Signal } from '@ccbridge/otlp';
+import { decodeExportRequest, type ExportRequestBySignal, type Signal } from '@ccbridge/otlp';
 
 const gzip = promisify(zlib.gzip);
 const gunzip = promisify(zlib.gunzip);
@@ -42,19 +42,16 @@ export interface BatchJob<S extends Signal = Signal> {
   items: number;
 }
 
-/**
- * A batch as the receiver hands it over: the protobuf it came as (checked, not decoded), or
- * the request decoded from JSON.
- */
-export type ReceivedBatch<S extends Signal = Signal> = { items: number; protobuf: Uint8Array } | { items: number; request: ExportRequestBySignal[S] };
+/** A batch as the receiver hands it over: checked and counted, as protobuf (as it came, or encoded from JSON). */
+export interface ReceivedBatch {
+  items: number;
+  protobuf: Uint8Array;
+}
 
-/**
- * The stored form of a batch: protobuf as it came, so nothing is decoded or encoded again;
- * gzip level 1: on the ingest's hot path, and OTLP compresses well at any level.
- */
-export async function storedBatch<S extends Signal>(signal: S, batch: ReceivedBatch<S>): Promise<StoredBatch> {
+/** The stored form of a batch; gzip level 1: on the ingest's hot path, and OTLP compresses well at any level. */
+export async function storedBatch(signal: Signal, batch: ReceivedBatch): Promise<StoredBatch> {
   const items = batch.items;
-  const bytes = 'protobuf' in batch ? batch.protobuf : encodeExportRequest(signal, batch.request, 'protobuf');
+  const bytes = batch.protobuf;
   const data = (await gzip(bytes, { level: 1 })).toString('base64');
   return { signal, items, format: STORED_FORMAT, data, bytes: data.length };
 }
