@@ -42,7 +42,11 @@ function batch(template: ExportLogsRequest, i: number): Uint8Array {
   return encodeExportRequest('logs', JSON.parse(json), 'protobuf');
 }
 
+/** Progress, on stderr: the figures stay alone on stdout, one JSON line each. */
+export const progress = (what: string) => process.stderr.write(`bench: ${what}\n`);
+
 async function main() {
+  progress('receive beside the Collector (about 30 s)');
   for (const r of await measureReceive()) {
     const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
     console.log(JSON.stringify({
@@ -54,12 +58,14 @@ async function main() {
       targets: { ratioToCollectorDebug: '>= 1.0', redisToWire: '<= 2' },
     }));
   }
+  progress(`turn latency (${process.env.BENCH_TURNS ?? 30} turns)`);
   const latency = await measureTurnLatency(Number(process.env.BENCH_TURNS ?? 30));
   console.log(JSON.stringify({ stage: 'turn latency (last event accepted → root readable in LLMFlow)', ...latency, ratioP50: Math.round((latency.bridgeP50Ms / latency.llmflowP50Ms) * 10) / 10, targetMs: 1000 }));
   const [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
   const template = logsOf('protobuf', 'two-tools');
   const bodies = Array.from({ length: BATCHES }, (_, i) => batch(template, i));
   const common = { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, LOG_LEVEL: 'warn', BRIDGE_QUEUE_MAX_WAITING: String(BATCHES * 2) };
+  progress(`receive, then process + export, ${BATCHES} batches`);
   const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
   try {
     const latencies: number[] = [];
@@ -90,8 +96,10 @@ async function main() {
     console.log(JSON.stringify({ stage: 'process+export', batches: BATCHES, spans: BATCHES * perBatch, spansPerSecond, seconds: drain.toFixed(1), peakRssMiB: peakRssMiB(worker.child.pid).toFixed(1) }));
     client.disconnect();
     await worker.stop();
+    progress("LLMFlow's own ceiling");
     const ceiling = await llmflowCeiling(bodies);
     console.log(JSON.stringify({ stage: "LLMFlow's own ceiling (the same spans posted directly, 4 at a time)", ...ceiling, ratio: Math.round((spansPerSecond / ceiling.spansPerSecond) * 100) / 100, target: '>= 0.9' }));
+    progress('one worker, then two, into a stub sink');
     const scale = await scaleOut(bodies);
     console.log(JSON.stringify({ stage: 'scale-out into a stub sink (spans/s)', oneWorker: scale.one, twoWorkers: scale.two, ratio: Math.round((scale.two / scale.one) * 100) / 100, target: '>= 1.8' }));
   } finally {
