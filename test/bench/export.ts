@@ -105,3 +105,36 @@ export async function scaleOut(bodies: Uint8Array[]): Promise<{ one: number; two
   const two = await drainWith(2, bodies);
   return { one, two };
 }
+
+/**
+ * From the receiver's 200 to the batch's first span readable in LLMFlow, p50 and p99, with
+ * batches sent at half of LLMFlow's own ceiling (`ceilingSpansPerSecond`) for `seconds`.
+ */
+export async function latencyAtHalfCeiling(bodies: Uint8Array[], ceilingSpansPerSecond: number, seconds = 10): Promise<{ batchesPerSecond: number; p50Ms: number; p99Ms: number; batches: number }> {
+  const planned = plannedSpans(bodies);
+  const perBatch = planned.reduce((n, r) => n + spanCount(r), 0) / planned.length;
+  const batchesPerSecond = Math.max(1, (ceilingSpansPerSecond / 2) / perBatch);
+  const [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
+  const bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, LOG_LEVEL: 'warn', BRIDGE_QUEUE_MAX_WAITING: String(bodies.length * 2) });
+  const latencies: number[] = [];
+  try {
+    const count = Math.min(bodies.length, Math.round(batchesPerSecond * seconds));
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: count }, async (_, i) => {
+      // Paced: batch i leaves at i / rate seconds.
+      await new Promise((r) => setTimeout(r, Math.max(0, t0 + (i * 1000) / batchesPerSecond - performance.now())));
+      const spanId = planned[i]![0]!.scopeSpans![0]!.spans![0]!.spanId;
+      const r = await post(`${bridge.url}/v1/logs`, bodies[i]!, 'application/x-protobuf');
+      if (r.status !== 200) throw new Error(`the bridge answered ${r.status}`);
+      const accepted = performance.now();
+      await waitFor(`span ${spanId} in LLMFlow`, async () => (await fetch(`${llmflow.url}/api/traces/${spanId}`)).ok || undefined, 60_000, 5);
+      latencies.push(performance.now() - accepted);
+    }));
+  } finally {
+    await bridge.stop();
+    await Promise.all([llmflow.stop(), redis.stop()]);
+  }
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]! * 10) / 10;
+  return { batchesPerSecond: Math.round(batchesPerSecond * 10) / 10, p50Ms: pct(0.5), p99Ms: pct(0.99), batches: latencies.length };
+}
