@@ -116,11 +116,11 @@ export async function processBatch<S extends Signal>(
     // Every event's sequence number counts, those left to Claude Code's own spans too.
     const plan = planBatch(events, keys, sequenceMarksOf(extracted.events));
     const applied = await deps.store.apply(plan);
-    if (plan.resourceSpans.length > 0) await deps.exportSpans(plan.resourceSpans, 'spans');
     const placed = await placeAgents(deps, events, keys, plan.agentSpans);
+    // The batch's spans go with the roots of the turns it completed, in one export.
+    const roots = await deps.closer.sendWithRoots(plan.resourceSpans, applied.due.map((d) => d.shard));
     const late = applied.late.reduce((sum, l) => sum + l.events, 0);
     if (late > 0) deps.log.info({ interactions: applied.late.map((l) => l.key), events: late }, 'late events joined interactions already drawn');
-    const roots = applied.due.length > 0 ? await deps.closer.closeDue(applied.due.map((d) => d.shard), { timers: false }) : 0;
     return {
       signal,
       events: extracted.events.length,

@@ -60,20 +60,52 @@ export class InteractionCloser {
     }
   }
 
+  /**
+   * Sends a batch's child spans together with the roots the batch completed (due in `shards`),
+   * in one export: a turn that ends costs LLMFlow one request, not two. Throws when the export
+   * fails (LLMFlow away): the roots go back to wait, and the caller keeps its batch.
+   */
+  async sendWithRoots(spans: ResourceSpans[], shards: number[]): Promise<number> {
+    const { store } = this.options;
+    const limit = this.options.batchSize ?? 100;
+    const claims = await Promise.all([...new Set(shards)].map(async (shard) => ({ shard, claimed: await store.claim(shard, { limit, timersDueBy: 0 }) })));
+    const roots = claims.flatMap((c) => c.claimed.map(rootSpanOf));
+    if (spans.length + roots.length === 0) return 0;
+    try {
+      await this.options.exportSpans([...spans, ...roots], 'spans');
+    } catch (err) {
+      await Promise.all(claims.map((c) => this.retryLater(c.shard, c.claimed)));
+      throw err;
+    }
+    const drawn = await Promise.all(claims.map((c) => this.settleDrawn(c.shard, c.claimed)));
+    // More came due than one claim takes (rare): the usual way for the rest.
+    const more = claims.filter((c) => c.claimed.length === limit).map((c) => c.shard);
+    return drawn.reduce((a, b) => a + b, 0) + (more.length > 0 ? await this.closeDue(more, { timers: false }) : 0);
+  }
+
   /** Exports the claimed interactions' roots and settles them; returns how many were drawn. */
   private async draw(shard: number, claimed: StoredInteraction[]): Promise<number> {
-    const { store, log } = this.options;
-    const retryDelayMs = this.options.retryDelayMs ?? 5_000;
-    const now = () => store.clock.now();
     try {
       await this.options.exportSpans(claimed.map(rootSpanOf), 'roots');
     } catch (err) {
       // LLMFlow is unavailable: the only thing retried without limit.
-      await store.settle(shard, [], claimed.map((ix) => ({ key: ix.key, at: now() + retryDelayMs })));
-      log.warn({ interactions: claimed.length, err: (err as Error).message }, 'could not export interaction roots; will retry');
+      await this.retryLater(shard, claimed);
+      this.options.log.warn({ interactions: claimed.length, err: (err as Error).message }, 'could not export interaction roots; will retry');
       return 0;
     }
-    const done = claimed;
+    return this.settleDrawn(shard, claimed);
+  }
+
+  private async retryLater(shard: number, claimed: StoredInteraction[]): Promise<void> {
+    const { store } = this.options;
+    const at = store.clock.now() + (this.options.retryDelayMs ?? 5_000);
+    if (claimed.length > 0) await store.settle(shard, [], claimed.map((ix) => ({ key: ix.key, at })));
+  }
+
+  /** Marks exported roots drawn, and says so; returns how many. */
+  private async settleDrawn(shard: number, done: StoredInteraction[]): Promise<number> {
+    const { store, log } = this.options;
+    if (done.length === 0) return 0;
     await store.settle(shard, done.map((ix) => ({ key: ix.key, complete: isComplete(ix) !== false })), []);
     for (const ix of done) {
       if (isComplete(ix) === false) {
@@ -83,7 +115,7 @@ export class InteractionCloser {
         );
       }
     }
-    if (done.length > 0) log.info({ interactions: done.length, reasons: [...new Set(done.map((ix) => ix.verdict.reason))] }, 'drew interaction roots');
+    log.info({ interactions: done.length, reasons: [...new Set(done.map((ix) => ix.verdict.reason))] }, 'drew interaction roots');
     return done.length;
   }
 }
