@@ -5,7 +5,7 @@
  * with a `file_storage` sending queue (its durable rate, as the bridge is durable). Each target
  * runs pinned to one core (`taskset`), the load generator (this process) and Redis on another.
  * Bodies are realistic Claude Code batches: 100 records of the two-tools capture, each body its
- * own sessions, as protobuf + gzip and as JSON.
+ * own sessions, over OTLP/HTTP as protobuf + gzip and as JSON, and over OTLP/gRPC (gzip).
  *
  * Also: the bytes Redis holds per queued record, against the gzip'd wire bytes.
  */
@@ -20,6 +20,8 @@ import { queueBytesKey, queueKey } from '@ccbridge/redis';
 import { logsOf } from '../support/fixtures';
 import { collectorBinary } from '../support/collector';
 import { freePort, launch, startRedis, tempDir, waitFor, type Proc } from '../support/peers';
+import { GRPC_SERVICES } from '../support/otlp-grpc';
+import * as grpc from '@grpc/grpc-js';
 
 const ROOT = path.join(__dirname, '..', '..');
 const RECORDS = 100;
@@ -53,7 +55,7 @@ function pinSelf(): () => void {
   }
 }
 
-type Format = 'protobuf+gzip' | 'json';
+type Format = 'protobuf+gzip' | 'json' | 'grpc';
 interface Body {
   bytes: Buffer;
   contentType: string;
@@ -72,9 +74,11 @@ function bodies(format: Format, n = 32): Body[] {
       }
     }
     const request: ExportLogsRequest = { resourceLogs: [{ ...template.resourceLogs![0]!, scopeLogs: [{ ...template.resourceLogs![0]!.scopeLogs![0]!, logRecords: records }] }] };
-    return format === 'json'
-      ? { bytes: Buffer.from(JSON.stringify(request)), contentType: 'application/json' }
-      : { bytes: zlib.gzipSync(encodeExportRequest('logs', request, 'protobuf')), contentType: 'application/x-protobuf', encoding: 'gzip' };
+    if (format === 'json') return { bytes: Buffer.from(JSON.stringify(request)), contentType: 'application/json' };
+    const protobuf = Buffer.from(encodeExportRequest('logs', request, 'protobuf'));
+    // gRPC compresses each message itself (gzip, as the Collector's otlp exporter does).
+    if (format === 'grpc') return { bytes: protobuf, contentType: 'application/grpc' };
+    return { bytes: zlib.gzipSync(protobuf), contentType: 'application/x-protobuf', encoding: 'gzip' };
   });
 }
 
@@ -91,9 +95,26 @@ function postOnce(url: URL, body: Body): Promise<number> {
   });
 }
 
-/** Records/s a target takes: CONCURRENCY senders for SECONDS (after a one-second warm-up). */
-async function load(endpoint: string, list: Body[]): Promise<{ recordsPerSecond: number; refused: number; wireBytes: number; records: number }> {
+type Send = (body: Body) => Promise<boolean>;
+
+const httpSender = (endpoint: string): Send => {
   const url = new URL('/v1/logs', endpoint);
+  return async (body) => (await postOnce(url, body)) === 200;
+};
+
+/** One gRPC channel, as an exporter keeps one; messages gzip'd by gRPC. */
+function grpcSender(address: string): { send: Send; close: () => void } {
+  const raw = (b: Buffer) => b;
+  const Client = grpc.makeGenericClientConstructor({
+    Export: { path: `/${GRPC_SERVICES.logs}/Export`, requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+  }, 'Export');
+  const client = new Client(address, grpc.credentials.createInsecure(), { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip });
+  const exportOne = (client as unknown as { Export: (b: Buffer, cb: (e: grpc.ServiceError | null) => void) => void }).Export.bind(client);
+  return { send: (body) => new Promise((resolve) => exportOne(body.bytes, (err) => resolve(!err))), close: () => client.close() };
+}
+
+/** Records/s a target takes: CONCURRENCY senders for SECONDS (after a one-second warm-up). */
+async function load(send: Send, list: Body[]): Promise<{ recordsPerSecond: number; refused: number; wireBytes: number; records: number }> {
   let ok = 0;
   let refused = 0;
   let wireBytes = 0;
@@ -103,9 +124,9 @@ async function load(endpoint: string, list: Body[]): Promise<{ recordsPerSecond:
   const senders = Array.from({ length: CONCURRENCY }, async () => {
     while (!stop) {
       const body = list[i++ % list.length]!;
-      const status = await postOnce(url, body);
+      const taken = await send(body);
       if (!counting) continue;
-      if (status === 200) {
+      if (taken) {
         ok += 1;
         wireBytes += body.bytes.length;
       } else refused += 1;
@@ -136,8 +157,8 @@ async function stubSink(): Promise<{ url: string; close: () => Promise<void> }> 
   return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(() => r())) };
 }
 
-async function startPinnedCollector(durable: boolean, sinkUrl: string): Promise<{ proc: Proc; url: string }> {
-  const [httpPort, health] = [await freePort(), await freePort()];
+async function startPinnedCollector(durable: boolean, sinkUrl: string): Promise<{ proc: Proc; url: string; grpc: string }> {
+  const [httpPort, grpcPort, health] = [await freePort(), await freePort(), await freePort()];
   const dir = tempDir('bench-otelcol');
   const config = path.join(dir, 'config.yaml');
   const exporter = durable
@@ -148,7 +169,7 @@ async function startPinnedCollector(durable: boolean, sinkUrl: string): Promise<
     `  health_check:\n    endpoint: 127.0.0.1:${health}`,
     `  file_storage:\n    directory: ${dir}`,
     'receivers:',
-    `  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:${httpPort}`,
+    `  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:${httpPort}\n      grpc:\n        endpoint: 127.0.0.1:${grpcPort}`,
     'exporters:',
     `  ${exporter}`,
     'service:',
@@ -166,10 +187,10 @@ async function startPinnedCollector(durable: boolean, sinkUrl: string): Promise<
       return false;
     }
   });
-  return { proc, url: `http://127.0.0.1:${httpPort}` };
+  return { proc, url: `http://127.0.0.1:${httpPort}`, grpc: `127.0.0.1:${grpcPort}` };
 }
 
-async function startPinnedIngest(redisUrl: string): Promise<{ proc: Proc; url: string }> {
+async function startPinnedIngest(redisUrl: string): Promise<{ proc: Proc; url: string; grpc: string }> {
   const [httpPort, grpcPort] = [await freePort(), await freePort()];
   const [command, args] = pinned(1, process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'main.js')]);
   const proc = launch(command, args, {
@@ -193,7 +214,18 @@ async function startPinnedIngest(redisUrl: string): Promise<{ proc: Proc; url: s
       return false;
     }
   });
-  return { proc, url };
+  return { proc, url, grpc: `127.0.0.1:${grpcPort}` };
+}
+
+/** Loads a target over the format's transport. */
+async function loadTarget(target: { url: string; grpc: string }, format: Format, list: Body[]) {
+  if (format !== 'grpc') return load(httpSender(target.url), list);
+  const sender = grpcSender(target.grpc);
+  try {
+    return await load(sender.send, list);
+  } finally {
+    sender.close();
+  }
 }
 
 export interface ReceiveFigures {
@@ -211,17 +243,17 @@ export async function measureReceive(): Promise<ReceiveFigures[]> {
   const sink = await stubSink();
   const out: ReceiveFigures[] = [];
   try {
-    for (const format of ['protobuf+gzip', 'json'] as const) {
+    for (const format of ['protobuf+gzip', 'json', 'grpc'] as const) {
       const list = bodies(format);
       const debug = await startPinnedCollector(false, sink.url);
-      const collectorDebug = await load(debug.url, list).finally(() => debug.proc.stop());
+      const collectorDebug = await loadTarget(debug, format, list).finally(() => debug.proc.stop());
       const durable = await startPinnedCollector(true, sink.url);
-      const collectorDurable = await load(durable.url, list).finally(() => durable.proc.stop());
+      const collectorDurable = await loadTarget(durable, format, list).finally(() => durable.proc.stop());
       const redis = await startRedis();
       const client = new Redis(redis.url);
       try {
         const ingest = await startPinnedIngest(redis.url);
-        const bridge = await load(ingest.url, list).finally(() => ingest.proc.stop());
+        const bridge = await loadTarget(ingest, format, list).finally(() => ingest.proc.stop());
         // Every accepted batch is in the queue (nothing drains it), warm-up ones too.
         const queued = Number(await client.get(queueBytesKey()));
         const queuedRecords = (await client.llen(queueKey('wait'))) * RECORDS;
