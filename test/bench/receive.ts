@@ -18,7 +18,7 @@ import { Redis } from 'ioredis';
 import { encodeExportRequest, type ExportLogsRequest, type LogRecord } from '@ccbridge/otlp';
 import { queueBytesKey, queueKey } from '@ccbridge/redis';
 import { logsOf } from '../support/fixtures';
-import { collectorBinary } from '../support/collector';
+import { collectorBinary, waitHealthy } from '../support/collector';
 import { freePort, launch, startRedis, tempDir, waitFor, type Proc } from '../support/peers';
 import { GRPC_SERVICES } from '../support/otlp-grpc';
 import * as grpc from '@grpc/grpc-js';
@@ -179,14 +179,7 @@ async function startPinnedCollector(durable: boolean, sinkUrl: string): Promise<
   ].join('\n'));
   const [command, args] = pinned(1, collectorBinary(), [`--config=${config}`]);
   const proc = launch(command, args, process.env);
-  await waitFor('the Collector to report healthy', async () => {
-    if (proc.child.exitCode !== null) throw new Error(`the Collector exited: ${proc.output()}`);
-    try {
-      return (await fetch(`http://127.0.0.1:${health}/`)).ok;
-    } catch {
-      return false;
-    }
-  });
+  await waitHealthy(proc, health);
   return { proc, url: `http://127.0.0.1:${httpPort}`, grpc: `127.0.0.1:${grpcPort}` };
 }
 

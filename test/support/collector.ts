@@ -19,6 +19,18 @@ export function collectorBinary(): string {
   return binary;
 }
 
+/** Waits for a Collector's health_check extension to answer on `port`. */
+export async function waitHealthy(proc: Proc, port: number): Promise<void> {
+  await waitFor('the Collector to report healthy', async () => {
+    if (proc.child.exitCode !== null) throw new Error(`the Collector exited: ${proc.output()}`);
+    try {
+      return (await fetch(`http://127.0.0.1:${port}/`)).ok;
+    } catch {
+      return false;
+    }
+  });
+}
+
 export interface CollectorPeer extends Proc {
   httpUrl: string;
   grpcAddress: string;
@@ -43,14 +55,7 @@ export async function startCollector(options: { bridgeUrl: string; configs?: str
     PROMETHEUS_ENDPOINT: `127.0.0.1:${prom}`,
     ...options.env,
   });
-  await waitFor('the Collector to report healthy', async () => {
-    if (proc.child.exitCode !== null) throw new Error(`the Collector exited: ${proc.output()}`);
-    try {
-      return (await fetch(`http://127.0.0.1:${health}/`)).ok;
-    } catch {
-      return false;
-    }
-  });
+  await waitHealthy(proc, health);
   return {
     ...proc,
     httpUrl: `http://127.0.0.1:${http}`,

@@ -9,18 +9,16 @@
  */
 import { SpanKind, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
-import { ownKeyOf, sessionOf } from './assign';
+import { sessionOf } from './assign';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import type { EndReason, Verdict } from './lifecycle/lifecycle';
-import { eventIdentity, mapEvent, turnEndOf, type Contribution, type SpanDraft } from './mapping';
+import { mapEvent, turnEndOf, type Contribution, type SpanDraft } from './mapping';
 import { heldAgentSpan, type AgentSpan } from './agents';
 
 export const SCOPE = { name: 'claude-code-llmflow-bridge', version: '0.1.0' };
 
 /** Nanosecond times as fixed-width decimal strings, so Redis (Lua) can compare them as text. */
 export const padNs = (ns: bigint): string => ns.toString().padStart(20, '0');
-
-export { rootSpanIdFor };
 
 /**
  * What one batch adds to one interaction; merged and applied in Redis in one call per shard

@@ -116,17 +116,25 @@ export function chunkResourceSpans(batch: ResourceSpans[], max: number, maxBytes
   return chunks;
 }
 
-/** The spans of one export() call as they were given, by id: what a refusal records and cuts from. */
-type Originals = Map<string, { rs: ResourceSpans; span: Span }>;
+/**
+ * The spans of one export() call as they were given, by id: what a refusal records and cuts
+ * from. The index is built on first use: only a refusal or a cut needs it.
+ */
+type Originals = (spanId: string) => { rs: ResourceSpans; span: Span } | undefined;
 
 function originalsOf(batch: ResourceSpans[]): Originals {
-  const originals: Originals = new Map();
-  for (const rs of batch) {
-    for (const ss of rs.scopeSpans ?? []) {
-      for (const span of ss.spans ?? []) originals.set(span.spanId, { rs: { ...rs, scopeSpans: [{ ...ss, spans: [span] }] }, span });
+  let index: Map<string, { rs: ResourceSpans; span: Span }> | undefined;
+  return (spanId) => {
+    if (!index) {
+      index = new Map();
+      for (const rs of batch) {
+        for (const ss of rs.scopeSpans ?? []) {
+          for (const span of ss.spans ?? []) index.set(span.spanId, { rs: { ...rs, scopeSpans: [{ ...ss, spans: [span] }] }, span });
+        }
+      }
     }
-  }
-  return originals;
+    return index.get(spanId);
+  };
 }
 
 export class LlmflowExporter {
@@ -215,7 +223,7 @@ export class LlmflowExporter {
     if (!rs || !span) return undefined;
     const target = Math.floor(Math.min(bytes, this.options.spanMaxBytes) / 2);
     if (target < MIN_SPAN_BYTES) return undefined;
-    const smaller = fitSpan(originals.get(span.spanId)?.span ?? span, target);
+    const smaller = fitSpan(originals(span.spanId)?.span ?? span, target);
     if (spanBytes(smaller) >= spanBytes(span)) return undefined;
     this.options.log.debug({ span: `${span.name} ${span.spanId}`, targetBytes: target }, 'LLMFlow found a span too large; cutting it further');
     return [{ ...rs, scopeSpans: [{ ...rs.scopeSpans?.[0], spans: [smaller] }] }];
@@ -227,7 +235,7 @@ export class LlmflowExporter {
       spanId: s.spanId,
       name: s.name,
       reason,
-      resourceSpans: originals.get(s.spanId)?.rs ?? { ...chunk[0], scopeSpans: [{ ...chunk[0]?.scopeSpans?.[0], spans: [s] }] },
+      resourceSpans: originals(s.spanId)?.rs ?? { ...chunk[0], scopeSpans: [{ ...chunk[0]?.scopeSpans?.[0], spans: [s] }] },
     }));
   }
 }

@@ -77,6 +77,26 @@ function toCanonical<S extends Signal>(signal: S, message: protobuf.Message): Ex
   return obj as ExportRequestBySignal[S];
 }
 
+/** An OTLP/JSON body as a protobufjs message of the signal's request type; throws DecodeError. */
+function messageFromJson(signal: Signal, body: Uint8Array): protobuf.Message {
+  const type = REQUEST[signal];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(body).toString('utf8'));
+  } catch (err) {
+    throw new DecodeError(`body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new DecodeError(`body is not a JSON object (an OTLP/JSON ${type.name})`);
+  }
+  rewriteIds(parsed, hexToBase64);
+  try {
+    return type.fromObject(parsed as Record<string, unknown>);
+  } catch (err) {
+    throw new DecodeError(`body is not an OTLP/JSON ${type.name}: ${(err as Error).message}`);
+  }
+}
+
 /** Decodes an OTLP/HTTP request body (already inflated) for the given signal. */
 export function decodeExportRequest<S extends Signal>(signal: S, body: Uint8Array, format: WireFormat): ExportRequestBySignal[S] {
   const type = REQUEST[signal];
@@ -89,21 +109,7 @@ export function decodeExportRequest<S extends Signal>(signal: S, body: Uint8Arra
     }
     return toCanonical(signal, message);
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(body).toString('utf8'));
-  } catch (err) {
-    throw new DecodeError(`body is not valid JSON: ${(err as Error).message}`);
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new DecodeError(`body is not a JSON object (an OTLP/JSON ${type.name})`);
-  }
-  rewriteIds(parsed, hexToBase64);
-  try {
-    return toCanonical(signal, type.fromObject(parsed as Record<string, unknown>));
-  } catch (err) {
-    throw new DecodeError(`body is not an OTLP/JSON ${type.name}: ${(err as Error).message}`);
-  }
+  return toCanonical(signal, messageFromJson(signal, body));
 }
 
 /**
@@ -111,25 +117,9 @@ export function decodeExportRequest<S extends Signal>(signal: S, body: Uint8Arra
  * as decodeExportRequest checks it, without building the canonical tree only to encode it again.
  */
 export function jsonToProtobuf(signal: Signal, body: Uint8Array): { protobuf: Uint8Array; items: number } {
-  const type = REQUEST[signal];
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(body).toString('utf8'));
-  } catch (err) {
-    throw new DecodeError(`body is not valid JSON: ${(err as Error).message}`);
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new DecodeError(`body is not a JSON object (an OTLP/JSON ${type.name})`);
-  }
-  rewriteIds(parsed, hexToBase64);
-  let message: protobuf.Message;
-  try {
-    message = type.fromObject(parsed as Record<string, unknown>);
-  } catch (err) {
-    throw new DecodeError(`body is not an OTLP/JSON ${type.name}: ${(err as Error).message}`);
-  }
+  const message = messageFromJson(signal, body);
   // The message's fields carry the canonical names, so it counts like the canonical tree.
-  return { protobuf: type.encode(message).finish(), items: countItems(signal, message as unknown as ExportRequestBySignal[Signal]) };
+  return { protobuf: REQUEST[signal].encode(message).finish(), items: countItems(signal, message as unknown as ExportRequestBySignal[Signal]) };
 }
 
 /** Encodes an export request from the canonical form (for tests, tools and forwarding). */

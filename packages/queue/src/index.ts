@@ -100,8 +100,8 @@ export class BatchProducer {
   async enqueue(signal: Signal, batch: ReceivedBatch): Promise<void> {
     const stored = await storedBatch(signal, batch);
     // The job's own timestamp records when the batch was received.
-    await this.queue.add(signal, stored);
-    await this.redis.incrby(this.bytesKey, stored.bytes);
+    // Counted as it is added (one round trip, not two); a failed add counts high, the safe side.
+    await Promise.all([this.queue.add(signal, stored), this.redis.incrby(this.bytesKey, stored.bytes)]);
     // Counted here until the next reading, so a fast receiver cannot run a second past a bound.
     this.depth.jobs += 1;
     this.depth.bytes += stored.bytes;

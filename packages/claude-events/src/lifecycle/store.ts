@@ -100,7 +100,10 @@ export class LifecycleStore {
   /** Runs a script once per shard over the sessions of that shard; the results, flattened. */
   private async perShard<T, R>(script: ScriptName, items: T[], sessionOf: (item: T) => string, field: string): Promise<R[]> {
     const byShard = new Map<number, T[]>();
-    for (const item of items) byShard.set(shardOf(sessionOf(item)), [...(byShard.get(shardOf(sessionOf(item))) ?? []), item]);
+    for (const item of items) {
+      const n = shardOf(sessionOf(item));
+      byShard.set(n, [...(byShard.get(n) ?? []), item]);
+    }
     const results = await Promise.all([...byShard].map(async ([n, group]) => list<R>(JSON.parse((await this.run(script, this.shards[n]!, { [field]: group })) as string))));
     return results.flat();
   }
