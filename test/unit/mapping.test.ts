@@ -217,6 +217,7 @@ test('a hook invocation is one claude_code.hook span: event, name, duration and 
   const spans = await drawTree([{ resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: [...records, ...hooks] }] }] }]);
   const drawn = spans.filter((s) => s.name === 'claude_code.hook');
   assert.equal(drawn.length, 1, 'start and complete are one span');
+  assert.deepEqual(spans.filter((s) => s.attrs['event.name'] === 'hook_execution_start').map((s) => s.name), [], 'the start draws no span of its own');
   const [span] = drawn;
   assert.equal(span!.parentSpanId, spans.find((s) => !s.parentSpanId)!.spanId);
   assert.equal(span!.attrs['hook_event'], 'PreToolUse');

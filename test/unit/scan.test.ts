@@ -53,3 +53,10 @@ test('over 30,000 corrupted bodies, what the scan takes always decodes, with the
   }
   assert.ok(taken > 1_000 && refused > 1_000, `both happen: ${taken} taken, ${refused} refused`);
 });
+
+test('a known field number in another wire type is skipped as unknown, as the decoder does (resource_logs as a varint)', () => {
+  const body = Buffer.concat([Buffer.from([0x08, 0x01]), Buffer.from(bodies.find((b) => b.signal === 'logs')!.body)]);
+  const items = scanExportRequest('logs', body);
+  assert.ok(items > 0);
+  assert.equal(items, countItems('logs', decodeExportRequest('logs', body, 'protobuf')));
+});

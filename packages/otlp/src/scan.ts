@@ -4,9 +4,9 @@
  * The receiver must answer 400 for a body that does not decode, and stores what it takes as
  * the protobuf it came as (the worker decodes it): building the whole object tree only to
  * check it took most of the receiver's time and garbage. This walks the wire format against
- * the same schema (protobufjs reflection over packages/otlp/proto): every field of a known
- * number must have its type's wire type, every length must fit, every string must be UTF-8
- * (protobufjs decodes strings strictly), unknown fields are skipped by wire type. It is at
+ * the same schema (protobufjs reflection over packages/otlp/proto): every length must fit, every
+ * string must be UTF-8 (protobufjs decodes strings strictly), every message must parse; unknown
+ * fields, and known numbers in another wire type, are skipped by wire type. It is at
  * least as strict as `decodeExportRequest`, so a body it takes always decodes (a fuzz test holds
  * the two together).
  */
@@ -163,10 +163,13 @@ function walk(c: Cursor, rules: MessageRules, depth: number): number {
       skipUnknown(c, wire, 0, id);
       continue;
     }
-    if (rule.item) items += 1;
     if (wire !== rule.wire && !(rule.packable && wire === WIRE.LEN)) {
-      throw new DecodeError(`body is not a protobuf: field ${id} has wire type ${wire}, not ${rule.wire}`);
+      // As protobufjs does (and the protobuf spec asks): a known number in another wire type
+      // is an unknown field, skipped.
+      skipUnknown(c, wire, 0, id);
+      continue;
     }
+    if (rule.item) items += 1;
     if (wire === WIRE.LEN) {
       const n = c.length();
       if (rule.message) {
