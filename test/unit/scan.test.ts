@@ -60,3 +60,28 @@ test('a known field number in another wire type is skipped as unknown, as the de
   assert.ok(items > 0);
   assert.equal(items, countItems('logs', decodeExportRequest('logs', body, 'protobuf')));
 });
+
+test('strings must be UTF-8, as the Collector asks of proto3 strings: every length and offset, short and long', () => {
+  // A log body whose one string is `text` (bytes as given), so the check sees exactly those bytes.
+  const withBody = (text: Buffer) => {
+    const marker = 'M'.repeat(text.length);
+    const body = Buffer.from(encodeExportRequest('logs', { resourceLogs: [{ scopeLogs: [{ logRecords: [{ body: { stringValue: marker } }] }] }] }, 'protobuf'));
+    const at = body.indexOf(marker);
+    text.copy(body, at);
+    return body;
+  };
+  const bad = [Buffer.from([0xff]), Buffer.from([0x80]), Buffer.from([0xe2, 0x82]), Buffer.from([0xc0, 0xaf])];
+  for (const length of [1, 3, 4, 5, 8, 31, 255, 256, 257, 300]) {
+    const ascii = Buffer.alloc(length, 'a');
+    assert.equal(scanExportRequest('logs', withBody(ascii)), 1, `ASCII, ${length} bytes`);
+    const accented = Buffer.from('é🙂'.repeat(length).slice(0, length));
+    assert.equal(scanExportRequest('logs', withBody(accented)), 1, `UTF-8, ${accented.length} bytes`);
+    for (const seq of bad) {
+      for (const offset of new Set([0, Math.floor(length / 2), length - 1])) {
+        const text = Buffer.alloc(length + seq.length, 'a');
+        seq.copy(text, offset);
+        assert.throws(() => scanExportRequest('logs', withBody(text)), DecodeError, `${seq.toString('hex')} at ${offset} of ${text.length}`);
+      }
+    }
+  }
+});

@@ -21,6 +21,7 @@ import {
   type Signal, type WireFormat,
 } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
+import { BodyError, readBody } from './body';
 import { BUSY_MESSAGE, readBatch, receiveBatch, type BatchSink, type InflightGate, type ReceivedBatch } from './receiver';
 
 export interface IngestOptions {
@@ -41,11 +42,6 @@ export function wireFormatOf(contentType: string | undefined): WireFormat | unde
   if (media === CONTENT_TYPES.protobuf) return 'protobuf';
   if (media === CONTENT_TYPES.json) return 'json';
   return undefined;
-}
-
-interface BodyParserError extends Error {
-  status?: number;
-  type?: string;
 }
 
 /** Express routes for /v1/{logs,metrics,traces}; mount beside the health routes. */
@@ -76,37 +72,29 @@ export function otlpRouter(options: IngestOptions): express.Router {
       res.once('close', () => options.gate.leave());
       next();
     });
-    router.post(
-      path,
-      // body-parser undoes gzip (and deflate, br) and applies the limit to the inflated size,
-      // so a small compressed body cannot expand past maxBodyBytes in memory.
-      express.raw({ type: () => true, limit: options.maxBodyBytes, inflate: true }),
-      async (req, res) => {
-        const format = wireFormatOf(req.headers['content-type'])!;
-        const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-        let batch: ReceivedBatch;
-        try {
-          batch = readBatch(signal, body, format);
-        } catch (err) {
-          if (!(err instanceof DecodeError)) throw err;
-          log.warn({ signal, format, bytes: body.length, reason: err.message }, 'rejected a request that does not decode');
-          return reply(req, res, 400, err.message);
-        }
-        const outcome = await receiveBatch(sink, log, signal, batch);
-        if (!outcome.stored) return reply(req, res, 503, outcome.message);
-        log.debug({ signal, format, items: outcome.items, bytes: body.length }, 'accepted a batch');
-        res.status(200).type(CONTENT_TYPES[format]).send(Buffer.from(encodeExportResponse(signal, format)));
-      },
-    );
+    router.post(path, async (req, res) => {
+      const format = wireFormatOf(req.headers['content-type'])!;
+      let batch: ReceivedBatch;
+      let bytes = 0;
+      try {
+        const body = await readBody(req, options.maxBodyBytes);
+        bytes = body.bytes.length;
+        batch = readBatch(signal, body.bytes, format, body.encoding === 'gzip' ? body.raw : undefined);
+      } catch (err) {
+        if (err instanceof BodyError) return reply(req, res, err.status, err.message);
+        if (!(err instanceof DecodeError)) throw err;
+        log.warn({ signal, format, bytes, reason: err.message }, 'rejected a request that does not decode');
+        return reply(req, res, 400, err.message);
+      }
+      const outcome = await receiveBatch(sink, log, signal, batch);
+      if (!outcome.stored) return reply(req, res, 503, outcome.message);
+      log.debug({ signal, format, items: outcome.items, bytes }, 'accepted a batch');
+      res.status(200).type(CONTENT_TYPES[format]).send(Buffer.from(encodeExportResponse(signal, format)));
+    });
   }
 
-  router.use((err: BodyParserError, req: Request, res: Response, next: NextFunction) => {
+  router.use((err: Error, req: Request, res: Response, next: NextFunction) => {
     if (res.headersSent) return next(err);
-    if (err.type === 'entity.too.large') {
-      return reply(req, res, 413, `body is larger than the limit of ${options.maxBodyBytes} bytes (after decompression)`);
-    }
-    if (err.type === 'encoding.unsupported') return reply(req, res, 415, `${err.message}: use gzip or no Content-Encoding`);
-    if (err.status && err.status >= 400 && err.status < 500) return reply(req, res, 400, `body could not be read: ${err.message}`);
     log.error({ err: err.message, stack: err.stack }, 'unexpected error while receiving');
     return reply(req, res, 500, 'internal error');
   });

@@ -11,11 +11,11 @@ export type { Acceptance, ReceivedBatch };
 
 /**
  * A request body, checked and counted, as the protobuf to store: protobuf is walked (scan.ts)
- * and kept as it came; JSON is parsed and encoded once. Throws DecodeError for a body that does
- * not decode.
+ * and kept as it came (with its gzip form when it came gzip'd: `gzipped`); JSON is parsed and
+ * encoded once. Throws DecodeError for a body that does not decode.
  */
-export function readBatch(signal: Signal, body: Uint8Array, format: WireFormat): ReceivedBatch {
-  if (format === 'protobuf') return { items: scanExportRequest(signal, body), protobuf: body };
+export function readBatch(signal: Signal, body: Uint8Array, format: WireFormat, gzipped?: Uint8Array): ReceivedBatch {
+  if (format === 'protobuf') return { items: scanExportRequest(signal, body), protobuf: body, ...(gzipped && { gzipped }) };
   return jsonToProtobuf(signal, body);
 }
 

@@ -33,7 +33,8 @@ interface FieldRule {
   /** This field's occurrences are the request's items. */
   item: boolean;
 }
-type MessageRules = Map<number, FieldRule>;
+/** A message's fields by number (an array: field numbers in OTLP are small). */
+type MessageRules = FieldRule[];
 
 /** Where the items are: the repeated field, by message type, whose occurrences count. */
 const ITEM_FIELD: Record<Signal, [string, string]> = {
@@ -46,7 +47,7 @@ const DATA_POINT_PARENTS = new Set(['Gauge', 'Sum', 'Histogram', 'ExponentialHis
 function rulesOf(type: protobuf.Type, signal: Signal, seen: Map<protobuf.Type, MessageRules>): MessageRules {
   const known = seen.get(type);
   if (known) return known;
-  const rules: MessageRules = new Map();
+  const rules: MessageRules = [];
   seen.set(type, rules);
   const fullName = type.fullName.replace(/^\./, '');
   for (const field of type.fieldsArray) {
@@ -55,12 +56,12 @@ function rulesOf(type: protobuf.Type, signal: Signal, seen: Map<protobuf.Type, M
       (signal === 'metrics' && DATA_POINT_PARENTS.has(fullName) && field.name === 'dataPoints');
     const resolved = field.resolvedType;
     if (resolved && 'fieldsArray' in resolved) {
-      rules.set(field.id, { wire: WIRE.LEN, packable: false, string: false, message: rulesOf(resolved as protobuf.Type, signal, seen), item });
+      rules[field.id] = { wire: WIRE.LEN, packable: false, string: false, message: rulesOf(resolved as protobuf.Type, signal, seen), item };
     } else {
       // An enum is a varint.
       const wire = resolved ? WIRE.VARINT : SCALAR_WIRE[field.type];
       if (wire === undefined) throw new Error(`scan: no wire type for ${fullName}.${field.name} (${field.type})`);
-      rules.set(field.id, { wire, packable: field.repeated && wire !== WIRE.LEN, string: field.type === 'string', item });
+      rules[field.id] = { wire, packable: field.repeated && wire !== WIRE.LEN, string: field.type === 'string', item };
     }
   }
   return rules;
@@ -72,10 +73,22 @@ const RULES: Record<Signal, MessageRules> = {
   traces: rulesOf(requestType('traces'), 'traces', new Map()),
 };
 
+/** One cursor per body: a nested message narrows `end` while it is walked (no allocation). */
 class Cursor {
-  constructor(readonly buf: Uint8Array, public pos: number, readonly end: number) {}
+  /** For reading four bytes at once (the ASCII check). */
+  readonly view: DataView;
+
+  constructor(readonly buf: Uint8Array, public pos: number, public end: number) {
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
 
   varint(): number {
+    // Most tags and lengths take one byte.
+    const first = this.buf[this.pos];
+    if (first !== undefined && first < 0x80 && this.pos < this.end) {
+      this.pos += 1;
+      return first;
+    }
     let result = 0;
     let shift = 0;
     for (let i = 0; i < 10; i++) {
@@ -149,7 +162,24 @@ function skipUnknown(c: Cursor, wire: number, depth: number, id = 0): void {
   }
 }
 
-/** Walks one message in [pos, end); returns the items counted inside it. */
+/** Strings this long or shorter are checked in JS; longer ones by Node's native check. */
+const SHORT_STRING = 256;
+
+/**
+ * Whether buf[start, end) is UTF-8. Most strings in Claude Code's events are short and ASCII:
+ * a JS loop finds that without creating a view (which costs more than checking a short string
+ * byte by byte); otherwise Node's native check decides.
+ */
+function isUtf8Range(c: Cursor, start: number, end: number): boolean {
+  if (end - start > SHORT_STRING) return isUtf8(c.buf.subarray(start, end));
+  let bits = 0;
+  let i = start;
+  for (; i + 4 <= end; i += 4) bits |= c.view.getInt32(i);
+  for (; i < end; i++) bits |= c.buf[i]!;
+  return (bits & 0x80808080) === 0 || isUtf8(c.buf.subarray(start, end));
+}
+
+/** Walks one message in [c.pos, c.end); returns the items counted inside it. */
 function walk(c: Cursor, rules: MessageRules, depth: number): number {
   if (depth > 64) throw new DecodeError('body is not a protobuf: messages nested too deep');
   let items = 0;
@@ -158,26 +188,26 @@ function walk(c: Cursor, rules: MessageRules, depth: number): number {
     const id = tag >>> 3;
     const wire = tag & 7;
     if (id === 0) throw new DecodeError('body is not a protobuf: field number 0');
-    const rule = rules.get(id);
-    if (!rule) {
-      skipUnknown(c, wire, 0, id);
-      continue;
-    }
-    if (wire !== rule.wire && !(rule.packable && wire === WIRE.LEN)) {
-      // As protobufjs does (and the protobuf spec asks): a known number in another wire type
-      // is an unknown field, skipped.
+    const rule = rules[id];
+    if (rule === undefined || (wire !== rule.wire && !(rule.packable && wire === WIRE.LEN))) {
+      // An unknown number, or (as protobufjs does, and the protobuf spec asks) a known number
+      // in another wire type: an unknown field, skipped.
       skipUnknown(c, wire, 0, id);
       continue;
     }
     if (rule.item) items += 1;
     if (wire === WIRE.LEN) {
       const n = c.length();
+      const end = c.pos + n;
       if (rule.message) {
-        items += walk(new Cursor(c.buf, c.pos, c.pos + n), rule.message, depth + 1);
-      } else if (rule.string && !isUtf8(c.buf.subarray(c.pos, c.pos + n))) {
+        const outer = c.end;
+        c.end = end;
+        items += walk(c, rule.message, depth + 1);
+        c.end = outer;
+      } else if (rule.string && !isUtf8Range(c, c.pos, end)) {
         throw new DecodeError(`body is not a protobuf: field ${id} is not UTF-8`);
       }
-      c.skip(n);
+      c.pos = end;
     } else {
       skipUnknown(c, wire, 0);
     }

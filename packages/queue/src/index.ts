@@ -11,9 +11,11 @@ import { Queue, Worker, UnrecoverableError, type Job, type ConnectionOptions } f
 import { Cluster } from 'ioredis';
 import type { Signal } from '@ccbridge/otlp';
 import { QUEUE_NAME, isReady, queueBytesKey, queuePrefix, type RedisClient } from '@ccbridge/redis';
-import { batchOf, storedBatch, storedBytes, type BatchJob, type QueuedBatch, type ReceivedBatch } from './stored';
+import { GroupCommit, type Group } from './group';
+import { batchOf, groupPart, storedBatch, storedBytes, type BatchJob, type QueuedBatch, type ReceivedBatch } from './stored';
 
-export { STORED_FORMAT, batchOf, storedBatch, type BatchJob, type QueuedBatch, type ReceivedBatch, type StoredBatch } from './stored';
+export { GroupCommit, type Group, type GroupPart } from './group';
+export { STORED_FORMAT, batchOf, groupPart, storedBatch, type BatchJob, type QueuedBatch, type ReceivedBatch, type StoredBatch } from './stored';
 
 export { UnrecoverableError };
 
@@ -22,6 +24,13 @@ export { QUEUE_NAME };
 export const QUEUE_PREFIX = queuePrefix();
 
 export type Acceptance = 'ok' | 'full' | 'unavailable';
+
+/**
+ * Requests received while a job is being added share the next job up to this much protobuf
+ * (group.ts): about 14 of Claude Code's 100-record batches, and what a worker decodes at once
+ * stays a few MB of objects.
+ */
+const GROUP_MAX_PROTOBUF_BYTES = 1024 * 1024;
 
 export interface BatchProducerOptions {
   /** Waiting jobs at which the producer refuses more (the receiver answers 503). */
@@ -54,6 +63,7 @@ export class BatchProducer {
   /** The last reading, plus what this producer queued since (readings are a second apart). */
   private depth = { jobs: 0, bytes: 0, memoryUsed: 0, memoryMax: 0, readAtMs: 0 };
   private readonly bytesKey = queueBytesKey();
+  private readonly groups = new GroupCommit((signal, group) => this.add(signal, group), GROUP_MAX_PROTOBUF_BYTES);
 
   constructor(private readonly redis: RedisClient, private readonly options: BatchProducerOptions) {
     this.queue = new Queue<QueuedBatch>(QUEUE_NAME, {
@@ -96,9 +106,13 @@ export class BatchProducer {
     return full ? 'full' : 'ok';
   }
 
-  /** Resolves once the batch is stored in Redis. */
+  /** Resolves once the batch is stored in Redis (in a job it may share with others received meanwhile). */
   async enqueue(signal: Signal, batch: ReceivedBatch): Promise<void> {
-    const stored = await storedBatch(signal, batch);
+    await this.groups.commit(signal, await groupPart(batch));
+  }
+
+  private async add(signal: Signal, group: Group): Promise<void> {
+    const stored = storedBatch(signal, group);
     // The job's own timestamp records when the batch was received.
     // Counted as it is added (one round trip, not two); a failed add counts high, the safe side.
     await Promise.all([this.queue.add(signal, stored), this.redis.incrby(this.bytesKey, stored.bytes)]);

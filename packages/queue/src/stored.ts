@@ -1,6 +1,7 @@
 /**
  * How a job holds its batch in Redis. A batch is stored compact, as its OTLP protobuf encoding
- * gzip-compressed (base64: BullMQ keeps job data as JSON text), and decoded once, by the worker:
+ * gzip-compressed (base64: BullMQ keeps job data as JSON text; several requests' batches may
+ * share a job, group.ts), and decoded once, by the worker:
  * a 1,024-record batch takes about what it took on the wire, where the decoded OTLP/JSON tree
  * it replaces took 1.9 MB. Each job names its format, so a queue written by an older bridge
  * (`request`, the decoded tree) still drains.
@@ -8,6 +9,7 @@
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { decodeExportRequest, type ExportRequestBySignal, type Signal } from '@ccbridge/otlp';
+import type { Group, GroupPart } from './group';
 
 const gzip = promisify(zlib.gzip);
 const gunzip = promisify(zlib.gunzip);
@@ -46,14 +48,20 @@ export interface BatchJob<S extends Signal = Signal> {
 export interface ReceivedBatch {
   items: number;
   protobuf: Uint8Array;
+  /** The same protobuf gzip'd, when it came so: stored as it is, not compressed again. */
+  gzipped?: Uint8Array;
 }
 
-/** The stored form of a batch; gzip level 1: on the ingest's hot path, and OTLP compresses well at any level. */
-export async function storedBatch(signal: Signal, batch: ReceivedBatch): Promise<StoredBatch> {
-  const items = batch.items;
-  const bytes = batch.protobuf;
-  const data = (await gzip(bytes, { level: 1 })).toString('base64');
-  return { signal, items, format: STORED_FORMAT, data, bytes: data.length };
+/** A batch ready to be stored: the gzip it came as, else compressed at level 1 (on the ingest's hot path, and OTLP compresses well at any level). */
+export async function groupPart(batch: ReceivedBatch): Promise<GroupPart> {
+  const gzipped = batch.gzipped ?? (await gzip(batch.protobuf, { level: 1 }));
+  return { gzipped, items: batch.items, protobufBytes: batch.protobuf.length };
+}
+
+/** The stored form of a group of batches (group.ts): their gzip members one after another. */
+export function storedBatch(signal: Signal, group: Group): StoredBatch {
+  const data = Buffer.concat(group.parts.map((part) => part.gzipped)).toString('base64');
+  return { signal, items: group.items, format: STORED_FORMAT, data, bytes: data.length };
 }
 
 /** The bytes a job counts against the bound (0 for a job an older bridge wrote). */
