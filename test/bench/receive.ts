@@ -10,7 +10,7 @@
  * Also: the bytes Redis holds per queued record, against the gzip'd wire bytes.
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -113,8 +113,31 @@ function grpcSender(address: string): { send: Send; close: () => void } {
   return { send: (body) => new Promise((resolve) => exportOne(body.bytes, (err) => resolve(!err))), close: () => client.close() };
 }
 
-/** Records/s a target takes: CONCURRENCY senders for SECONDS (after a one-second warm-up). */
-async function load(send: Send, list: Body[]): Promise<{ recordsPerSecond: number; refused: number; wireBytes: number; records: number; takenRecords: number }> {
+/** CPU seconds a process has used (user + system), from /proc; undefined where there is none. */
+function cpuSeconds(pid: number | undefined): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime: fields 14 and 15 of stat, in clock ticks (100 a second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+interface Load {
+  recordsPerSecond: number;
+  /** Share of one core the target used while measured: below ~0.95 the load generator, not the target, bound the rate. */
+  busy?: number;
+  /** Records per second of the target's CPU: its cost, whichever side bound the rate. */
+  recordsPerCpuSecond?: number;
+  refused: number;
+  wireBytes: number;
+  records: number;
+  takenRecords: number;
+}
+
+/** Records/s a target (process `pid`) takes: CONCURRENCY senders for SECONDS (after a one-second warm-up). */
+async function load(send: Send, list: Body[], pid: number | undefined): Promise<Load> {
   let ok = 0;
   /** Every record answered 200, warm-up included: what the queue holds. */
   let takenRecords = 0;
@@ -138,12 +161,15 @@ async function load(send: Send, list: Body[]): Promise<{ recordsPerSecond: numbe
   await new Promise((r) => setTimeout(r, 1_000));
   counting = true;
   const t0 = performance.now();
+  const cpu0 = cpuSeconds(pid);
   await new Promise((r) => setTimeout(r, SECONDS * 1_000));
   counting = false;
+  const cpu = (cpuSeconds(pid) ?? NaN) - (cpu0 ?? NaN);
   const seconds = (performance.now() - t0) / 1000;
   stop = true;
   await Promise.all(senders);
-  return { recordsPerSecond: Math.round((ok * RECORDS) / seconds), refused, wireBytes, records: ok * RECORDS, takenRecords };
+  const cpuFigures = Number.isFinite(cpu) && cpu > 0 ? { busy: Math.round((cpu / seconds) * 100) / 100, recordsPerCpuSecond: Math.round((ok * RECORDS) / cpu) } : {};
+  return { recordsPerSecond: Math.round((ok * RECORDS) / seconds), ...cpuFigures, refused, wireBytes, records: ok * RECORDS, takenRecords };
 }
 
 /** A server that answers every OTLP export with 200: where the Collector's exporter sends. */
@@ -214,11 +240,12 @@ async function startPinnedIngest(redisUrl: string): Promise<{ proc: Proc; url: s
 }
 
 /** Loads a target over the format's transport. */
-async function loadTarget(target: { url: string; grpc: string }, format: Format, list: Body[]) {
-  if (format !== 'grpc') return load(httpSender(target.url), list);
+async function loadTarget(target: { proc: Proc; url: string; grpc: string }, format: Format, list: Body[]) {
+  const pid = target.proc.child.pid;
+  if (format !== 'grpc') return load(httpSender(target.url), list, pid);
   const sender = grpcSender(target.grpc);
   try {
-    return await load(sender.send, list);
+    return await load(sender.send, list, pid);
   } finally {
     sender.close();
   }
@@ -229,6 +256,10 @@ export interface ReceiveFigures {
   bridge: number;
   collectorDebug: number;
   collectorDurable: number;
+  /** Share of its core each target used: below ~0.95 the load generator bound the rate. */
+  busy: { bridge?: number; collectorDebug?: number; collectorDurable?: number };
+  /** Records per CPU-second of each target: the cost, whichever side bound the rate. */
+  perCpuSecond: { bridge?: number; collectorDebug?: number; collectorDurable?: number };
   /** Redis bytes per queued record, and the gzip'd wire bytes per record (protobuf+gzip only). */
   redisBytesPerRecord?: number;
   wireBytesPerRecord?: number;
@@ -254,7 +285,14 @@ export async function measureReceive(): Promise<ReceiveFigures[]> {
         // requests may share a job.
         const queued = Number(await client.get(queueBytesKey()));
         const queuedRecords = bridge.takenRecords;
-        const figures: ReceiveFigures = { format, bridge: bridge.recordsPerSecond, collectorDebug: collectorDebug.recordsPerSecond, collectorDurable: collectorDurable.recordsPerSecond };
+        const figures: ReceiveFigures = {
+          format,
+          bridge: bridge.recordsPerSecond,
+          collectorDebug: collectorDebug.recordsPerSecond,
+          collectorDurable: collectorDurable.recordsPerSecond,
+          busy: { bridge: bridge.busy, collectorDebug: collectorDebug.busy, collectorDurable: collectorDurable.busy },
+          perCpuSecond: { bridge: bridge.recordsPerCpuSecond, collectorDebug: collectorDebug.recordsPerCpuSecond, collectorDurable: collectorDurable.recordsPerCpuSecond },
+        };
         if (format === 'protobuf+gzip') {
           figures.redisBytesPerRecord = Math.round((queued / queuedRecords) * 10) / 10;
           figures.wireBytesPerRecord = Math.round((bridge.wireBytes / bridge.records) * 10) / 10;

@@ -55,6 +55,7 @@ async function main() {
       ...r,
       ratioToCollectorDebug: ratio(r.bridge, r.collectorDebug),
       ratioToCollectorDurable: ratio(r.bridge, r.collectorDurable),
+      ...(r.perCpuSecond.bridge && r.perCpuSecond.collectorDebug && { perCpuSecondRatioToCollectorDebug: ratio(r.perCpuSecond.bridge, r.perCpuSecond.collectorDebug) }),
       ...(r.redisBytesPerRecord && r.wireBytesPerRecord && { redisToWire: ratio(r.redisBytesPerRecord, r.wireBytesPerRecord) }),
       targets: { ratioToCollectorDebug: '>= 1.0', redisToWire: '<= 2' },
     }));

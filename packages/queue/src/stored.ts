@@ -52,10 +52,18 @@ export interface ReceivedBatch {
   gzipped?: Uint8Array;
 }
 
+/**
+ * Batches this size or smaller are compressed on the event loop: for a few hundred KB that costs
+ * less than the thread pool's round trips; larger ones go to the pool, not to hold others up.
+ */
+const INLINE_GZIP_BYTES = 256 * 1024;
+
 /** A batch ready to be stored: the gzip it came as, else compressed at level 1 (on the ingest's hot path, and OTLP compresses well at any level). */
 export async function groupPart(batch: ReceivedBatch): Promise<GroupPart> {
-  const gzipped = batch.gzipped ?? (await gzip(batch.protobuf, { level: 1 }));
-  return { gzipped, items: batch.items, protobufBytes: batch.protobuf.length };
+  const { protobuf } = batch;
+  const gzipped = batch.gzipped
+    ?? (protobuf.length <= INLINE_GZIP_BYTES ? zlib.gzipSync(protobuf, { level: 1 }) : await gzip(protobuf, { level: 1 }));
+  return { gzipped, items: batch.items, protobufBytes: protobuf.length };
 }
 
 /** The stored form of a group of batches (group.ts): their gzip members one after another. */
