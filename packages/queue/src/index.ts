@@ -10,7 +10,8 @@
 import { Queue, Worker, UnrecoverableError, type Job, type ConnectionOptions } from 'bullmq';
 import { Cluster } from 'ioredis';
 import type { Signal } from '@ccbridge/otlp';
-import { QUEUE_NAME, isReady, queueBytesKey, queuePrefix, type RedisClient } from '@ccbridge/redis';
+import path from 'node:path';
+import { QUEUE_NAME, defineScript, isReady, queueBytesKey, queueJobKeyPrefix, queueKey, queuePrefix, type RedisClient } from '@ccbridge/redis';
 import { GroupCommit, type Group } from './group';
 import { batchOf, groupPart, storedBatch, storedBytes, type BatchJob, type QueuedBatch, type ReceivedBatch } from './stored';
 
@@ -42,7 +43,15 @@ export interface BatchProducerOptions {
   attempts: number;
   /** How long a queue-depth reading is reused, so depth costs one Redis call per interval, not per request. */
   depthCacheMs?: number;
+  /** How often a reading counts the queue's bytes from the jobs themselves (recount.lua) instead of reading the count. */
+  recountMs?: number;
 }
+
+const LUA = path.join(__dirname, '..', 'lua');
+/** The keys recount.lua takes, in its order. */
+const RECOUNT_KEYS = [...['wait', 'active', 'paused', 'prioritized', 'delayed'].map((part) => queueKey(part)), queueBytesKey()];
+
+type RecountingClient = RedisClient & { ccbridgeRecount(...args: string[]): Promise<number> };
 
 /**
  * Redis's memory in use and its limit (0: none), from INFO: of the master nearest its limit,
@@ -62,10 +71,12 @@ export class BatchProducer {
   private readonly queue: Queue<QueuedBatch>;
   /** The last reading, plus what this producer queued since (readings are a second apart). */
   private depth = { jobs: 0, bytes: 0, memoryUsed: 0, memoryMax: 0, readAtMs: 0 };
+  private recountedAtMs = 0;
   private readonly bytesKey = queueBytesKey();
   private readonly groups = new GroupCommit((signal, group) => this.add(signal, group), GROUP_MAX_PROTOBUF_BYTES);
 
   constructor(private readonly redis: RedisClient, private readonly options: BatchProducerOptions) {
+    defineScript(redis, 'ccbridgeRecount', LUA, 'recount.lua', RECOUNT_KEYS.length);
     this.queue = new Queue<QueuedBatch>(QUEUE_NAME, {
       connection: redis as unknown as ConnectionOptions,
       prefix: QUEUE_PREFIX,
@@ -90,11 +101,13 @@ export class BatchProducer {
     if (nowMs - this.depth.readAtMs > (this.options.depthCacheMs ?? 1_000)) {
       try {
         // Every batch not yet processed counts, those waiting to be retried included.
+        const recount = nowMs - this.recountedAtMs >= (this.options.recountMs ?? 60_000);
         const [counts, bytes, memory] = await Promise.all([
           this.queue.getJobCounts('waiting', 'paused', 'prioritized', 'delayed'),
-          this.redis.get(this.bytesKey),
+          recount ? (this.redis as RecountingClient).ccbridgeRecount(...RECOUNT_KEYS, queueJobKeyPrefix()) : this.redis.get(this.bytesKey),
           redisMemory(this.redis),
         ]);
+        if (recount) this.recountedAtMs = nowMs;
         this.depth = { jobs: Object.values(counts).reduce((a, b) => a + b, 0), bytes: Number(bytes ?? 0), memoryUsed: memory.used, memoryMax: memory.max, readAtMs: nowMs };
       } catch {
         return 'unavailable';
@@ -113,13 +126,15 @@ export class BatchProducer {
 
   private async add(signal: Signal, group: Group): Promise<void> {
     const stored = storedBatch(signal, group);
+    const bytes = storedBytes(stored);
     // The job's own timestamp records when the batch was received.
-    // Counted as it is added (one round trip, not two); a failed add counts high, the safe side.
-    await Promise.all([this.queue.add(signal, stored), this.redis.incrby(this.bytesKey, stored.bytes)]);
+    // Counted as it is added (one round trip, not two); a failed add counts high, the safe side
+    // (and recount.lua puts the count right).
+    await Promise.all([this.queue.add(signal, stored), this.redis.incrby(this.bytesKey, bytes)]);
     // Counted here until the next reading, so a fast receiver cannot run a second past a bound.
     this.depth.jobs += 1;
-    this.depth.bytes += stored.bytes;
-    this.depth.memoryUsed += stored.bytes;
+    this.depth.bytes += bytes;
+    this.depth.memoryUsed += bytes;
   }
 
   async close(): Promise<void> {

@@ -22,8 +22,6 @@ export interface StoredBatch {
   items: number;
   format: typeof STORED_FORMAT;
   data: string;
-  /** What the job's data takes, counted in the queue's byte bound. */
-  bytes: number;
 }
 
 /** A job's data as bridges before 0.2 wrote it: the decoded request itself. */
@@ -69,11 +67,19 @@ export async function groupPart(batch: ReceivedBatch): Promise<GroupPart> {
 /** The stored form of a group of batches (group.ts): their gzip members one after another. */
 export function storedBatch(signal: Signal, group: Group): StoredBatch {
   const data = Buffer.concat(group.parts.map((part) => part.gzipped)).toString('base64');
-  return { signal, items: group.items, format: STORED_FORMAT, data, bytes: data.length };
+  return { signal, items: group.items, format: STORED_FORMAT, data };
 }
 
-/** The bytes a job counts against the bound (0 for a job an older bridge wrote). */
-export const storedBytes = (batch: QueuedBatch | undefined): number => (batch?.format === STORED_FORMAT ? batch.bytes : 0);
+/**
+ * What a job's data takes in Redis: the length of the JSON BullMQ stores it as (what recount.lua
+ * reads with HSTRLEN). Base64 needs no escaping, so the batch's data is counted without being
+ * serialised again.
+ */
+export function storedBytes(batch: QueuedBatch | undefined): number {
+  if (!batch) return 0;
+  if (batch.format !== STORED_FORMAT) return Buffer.byteLength(JSON.stringify(batch));
+  return batch.data.length + Buffer.byteLength(JSON.stringify({ ...batch, data: '' }));
+}
 
 export class UnknownFormatError extends Error {
   override name = 'UnknownFormatError';

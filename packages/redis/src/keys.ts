@@ -30,6 +30,9 @@ export const QUEUE_NAME = 'otlp-batches';
 /** What the queued batches take in Redis, in bytes: the receiver's bound (BRIDGE_QUEUE_MAX_BYTES). */
 export const queueBytesKey = (namespace = NAMESPACE) => `${queuePrefix(namespace)}:${QUEUE_NAME}:bytes`;
 
+/** The prefix of BullMQ's job hashes (`prefix + id`): recount.lua reads what each job holds. */
+export const queueJobKeyPrefix = (namespace = NAMESPACE) => `${queuePrefix(namespace)}:${QUEUE_NAME}:`;
+
 /** One of BullMQ's keys for the queue, e.g. `wait`, `active`, `delayed`, `failed` (for status and tests). */
 export const queueKey = (part: string, namespace = NAMESPACE) => `${queuePrefix(namespace)}:${QUEUE_NAME}:${part}`;
 
