@@ -12,6 +12,7 @@ import { assignInteractions, claudeEventsOf, planBatch } from '@ccbridge/claude-
 import { decodeExportRequest, type ResourceSpans } from '@ccbridge/otlp';
 import { queueKey } from '@ccbridge/redis';
 import { freePort, post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
+import { cpuSeconds } from './cpu';
 
 const WORKER_CONCURRENCY = 4;
 
@@ -71,8 +72,14 @@ async function stubLlmflow(): Promise<{ url: string; spans: () => number; second
   return { url: `http://127.0.0.1:${port}`, spans: () => spans, seconds: () => (last - first) / 1000, close: () => new Promise((r) => server.close(() => r())) };
 }
 
+export interface Drain {
+  spansPerSecond: number;
+  /** Spans per CPU-second of the workers together: what a span costs, whatever the cores allow. */
+  spansPerCpuSecond?: number;
+}
+
 /** Spans/s `workers` worker processes drive from a full queue into the stub (first request to last: start-up left out). */
-async function drainWith(workers: number, bodies: Uint8Array[]): Promise<number> {
+async function drainWith(workers: number, bodies: Uint8Array[]): Promise<Drain> {
   const [redis, stub] = await Promise.all([startRedis(), stubLlmflow()]);
   const common = { REDIS_URL: redis.url, LLMFLOW_URL: stub.url, LOG_LEVEL: 'warn', BRIDGE_QUEUE_MAX_WAITING: String(bodies.length * 2) };
   const client = new Redis(redis.url);
@@ -88,9 +95,13 @@ async function drainWith(workers: number, bodies: Uint8Array[]): Promise<number>
     }
     const want = plannedSpans(bodies).reduce((n, r) => n + spanCount(r), 0);
     const started = await Promise.all(Array.from({ length: workers }, () => startBridge({ ...common, BRIDGE_ROLE: 'worker' })));
+    const cpu = () => started.reduce((sum, w) => sum + (cpuSeconds(w.child.pid) ?? NaN), 0);
+    // Their start-up is left out: a ready worker has taken its first jobs by now, but little CPU.
+    const cpu0 = cpu();
     try {
       await waitFor('the queue to drain', async () => (await client.llen(queueKey('wait'))) + (await client.llen(queueKey('active'))) === 0 && stub.spans() >= want, 600_000, 20);
-      return Math.round(stub.spans() / stub.seconds());
+      const used = cpu() - cpu0;
+      return { spansPerSecond: Math.round(stub.spans() / stub.seconds()), ...(used > 0 && { spansPerCpuSecond: Math.round(stub.spans() / used) }) };
     } finally {
       await Promise.all(started.map((w) => w.stop()));
     }
@@ -100,7 +111,7 @@ async function drainWith(workers: number, bodies: Uint8Array[]): Promise<number>
   }
 }
 
-export async function scaleOut(bodies: Uint8Array[]): Promise<{ one: number; two: number }> {
+export async function scaleOut(bodies: Uint8Array[]): Promise<{ one: Drain; two: Drain }> {
   const one = await drainWith(1, bodies);
   const two = await drainWith(2, bodies);
   return { one, two };

@@ -10,7 +10,8 @@
  * Also: the bytes Redis holds per queued record, against the gzip'd wire bytes.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { cpuSeconds } from './cpu';
 import http from 'node:http';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -111,17 +112,6 @@ function grpcSender(address: string): { send: Send; close: () => void } {
   const client = new Client(address, grpc.credentials.createInsecure(), { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip });
   const exportOne = (client as unknown as { Export: (b: Buffer, cb: (e: grpc.ServiceError | null) => void) => void }).Export.bind(client);
   return { send: (body) => new Promise((resolve) => exportOne(body.bytes, (err) => resolve(!err))), close: () => client.close() };
-}
-
-/** CPU seconds a process has used (user + system), from /proc; undefined where there is none. */
-function cpuSeconds(pid: number | undefined): number | undefined {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    // utime and stime: fields 14 and 15 of stat, in clock ticks (100 a second on Linux).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return undefined;
-  }
 }
 
 interface Load {

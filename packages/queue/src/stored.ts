@@ -55,6 +55,8 @@ export interface ReceivedBatch {
  * less than the thread pool's round trips; larger ones go to the pool, not to hold others up.
  */
 const INLINE_GZIP_BYTES = 256 * 1024;
+/** Output chunk for inflating a job: one chunk for a typical group (the default, 16 KB, is a pool round trip each). */
+const INFLATE_CHUNK_BYTES = 1024 * 1024;
 
 /** A batch ready to be stored: the gzip it came as, else compressed at level 1 (on the ingest's hot path, and OTLP compresses well at any level). */
 export async function groupPart(batch: ReceivedBatch): Promise<GroupPart> {
@@ -89,6 +91,9 @@ export class UnknownFormatError extends Error {
 export async function batchOf(batch: QueuedBatch): Promise<BatchJob> {
   if (batch.format === undefined && 'request' in batch) return { signal: batch.signal, request: batch.request, items: batch.items };
   if (batch.format !== STORED_FORMAT) throw new UnknownFormatError(`a job in a format this bridge does not know: ${String((batch as { format?: unknown }).format)}`);
-  const protobuf = await gunzip(Buffer.from(batch.data, 'base64'));
+  const gzipped = Buffer.from(batch.data, 'base64');
+  const options = { chunkSize: INFLATE_CHUNK_BYTES };
+  // A group's gzip is at most a few hundred KB (GROUP_MAX_PROTOBUF_BYTES of protobuf), unless one batch was larger.
+  const protobuf = gzipped.length <= INLINE_GZIP_BYTES ? zlib.gunzipSync(gzipped, options) : await gunzip(gzipped, options);
   return { signal: batch.signal, request: decodeExportRequest(batch.signal, protobuf, 'protobuf'), items: batch.items };
 }
