@@ -47,6 +47,14 @@ export async function llmflowCeiling(bodies: Uint8Array[]): Promise<{ spans: num
   }
 }
 
+const SPAN_ID_KEY = Buffer.from('"spanId":');
+
+function occurrences(haystack: Buffer, needle: Buffer): number {
+  let n = 0;
+  for (let at = haystack.indexOf(needle); at !== -1; at = haystack.indexOf(needle, at + needle.length)) n += 1;
+  return n;
+}
+
 /** A stand-in for LLMFlow that takes every request at once, counting the spans. */
 async function stubLlmflow(): Promise<{ url: string; spans: () => number; seconds: () => number; close: () => Promise<void> }> {
   let spans = 0;
@@ -58,11 +66,9 @@ async function stubLlmflow(): Promise<{ url: string; spans: () => number; second
     req.on('end', () => {
       last = performance.now();
       if (first === 0) first = last;
-      try {
-        spans += spanCount((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { resourceSpans?: ResourceSpans[] }).resourceSpans ?? []);
-      } catch {
-        // not a traces request
-      }
+      // Spans counted by their "spanId" keys, not by parsing: the stub shares the machine's cores
+      // with the workers it measures, and should take as little of them as it can.
+      spans += occurrences(Buffer.concat(chunks), SPAN_ID_KEY);
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{}');
     });

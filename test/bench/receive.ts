@@ -250,9 +250,22 @@ export interface ReceiveFigures {
   busy: { bridge?: number; collectorDebug?: number; collectorDurable?: number };
   /** Records per CPU-second of each target: the cost, whichever side bound the rate. */
   perCpuSecond: { bridge?: number; collectorDebug?: number; collectorDurable?: number };
+  /**
+   * JSON only: records/s a Node process reaches that does nothing but JSON.parse the bodies (on
+   * the load generator's core, between runs): a ceiling for any receiver in Node that reads JSON.
+   */
+  jsonParseOnly?: number;
   /** Redis bytes per queued record, and the gzip'd wire bytes per record (protobuf+gzip only). */
   redisBytesPerRecord?: number;
   wireBytesPerRecord?: number;
+}
+
+/** Records/s of JSON.parse alone over the bodies, for about a second. */
+function jsonParseOnly(list: Body[]): number {
+  let parsed = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < 1_000) JSON.parse(list[parsed++ % list.length]!.bytes.toString('utf8'));
+  return Math.round((parsed * RECORDS) / ((performance.now() - t0) / 1000));
 }
 
 export async function measureReceive(): Promise<ReceiveFigures[]> {
@@ -283,6 +296,7 @@ export async function measureReceive(): Promise<ReceiveFigures[]> {
           busy: { bridge: bridge.busy, collectorDebug: collectorDebug.busy, collectorDurable: collectorDurable.busy },
           perCpuSecond: { bridge: bridge.recordsPerCpuSecond, collectorDebug: collectorDebug.recordsPerCpuSecond, collectorDurable: collectorDurable.recordsPerCpuSecond },
         };
+        if (format === 'json') figures.jsonParseOnly = jsonParseOnly(list);
         if (format === 'protobuf+gzip') {
           figures.redisBytesPerRecord = Math.round((queued / queuedRecords) * 10) / 10;
           figures.wireBytesPerRecord = Math.round((bridge.wireBytes / bridge.records) * 10) / 10;

@@ -57,6 +57,7 @@ async function main() {
       ratioToCollectorDebug: ratio(r.bridge, r.collectorDebug),
       ratioToCollectorDurable: ratio(r.bridge, r.collectorDurable),
       ...(r.perCpuSecond.bridge && r.perCpuSecond.collectorDebug && { perCpuSecondRatioToCollectorDebug: ratio(r.perCpuSecond.bridge, r.perCpuSecond.collectorDebug) }),
+      ...(r.jsonParseOnly && { jsonParseOnlyRatioToCollectorDebug: ratio(r.jsonParseOnly, r.collectorDebug) }),
       ...(r.redisBytesPerRecord && r.wireBytesPerRecord && { redisToWire: ratio(r.redisBytesPerRecord, r.wireBytesPerRecord) }),
       targets: { ratioToCollectorDebug: '>= 1.0', redisToWire: '<= 2' },
     }));
