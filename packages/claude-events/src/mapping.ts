@@ -158,8 +158,11 @@ const pick = (attributes: Attributes, keys: readonly string[]): Attributes =>
 /** [start, end] of the work an event reports: it ends at the event and lasts `duration_ms` (or `field`). */
 function extent(event: ClaudeEvent, field = 'duration_ms'): [bigint, bigint] {
   const ms = numberOf(event.attributes[field]);
-  const duration = ms !== undefined && ms > 0 ? BigInt(Math.round(ms * 1000)) * (NS_PER_MS / 1000n) : 0n;
-  return [event.timeNs - duration, event.timeNs];
+  // A duration that is not a finite positive number, or would start the work before 1970 (a
+  // value no clock gives: 1e308 from a fuzzer), is not used: the span is an instant.
+  const us = ms !== undefined && ms > 0 ? Math.round(ms * 1000) : 0;
+  const duration = Number.isSafeInteger(us) ? BigInt(us) * (NS_PER_MS / 1000n) : 0n;
+  return duration <= event.timeNs ? [event.timeNs - duration, event.timeNs] : [event.timeNs, event.timeNs];
 }
 
 const str = (v: AttributeValue | undefined) => stringOf(v) ?? '';

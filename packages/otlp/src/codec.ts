@@ -49,21 +49,30 @@ const ID_HEX_LENGTH: Record<string, number[]> = { traceId: [0, 32], spanId: [0, 
 const TO_OBJECT: protobuf.IConversionOptions = { longs: String, enums: Number, bytes: String, defaults: false };
 
 /**
+ * How deep an OTLP/JSON body may nest (objects and arrays): a request's own structure takes 9
+ * levels to a log record's attribute value, and each level of an array or kvlist value takes
+ * 3 more; the wire scan bounds protobuf messages at 64. Deeper bodies are refused (400), before
+ * a recursive walk would run out of stack (a 500).
+ */
+const MAX_JSON_DEPTH = 200;
+
+/**
  * Rewrites id fields in place throughout a message tree; `convert` may throw DecodeError.
  * (for..in and indexed loops: on a JSON body's tree, Object.entries' arrays took ten times as long.)
  */
-function rewriteIds(node: unknown, convert: (key: string, value: string) => string): void {
+function rewriteIds(node: unknown, convert: (key: string, value: string) => string, depth = 0): void {
+  if (depth > MAX_JSON_DEPTH) throw new DecodeError(`body nests deeper than ${MAX_JSON_DEPTH} levels`);
   if (Array.isArray(node)) {
     for (let i = 0; i < node.length; i++) {
       const item: unknown = node[i];
-      if (item !== null && typeof item === 'object') rewriteIds(item, convert);
+      if (item !== null && typeof item === 'object') rewriteIds(item, convert, depth + 1);
     }
     return;
   }
   const obj = node as Record<string, unknown>;
   for (const key in obj) {
     const value = obj[key];
-    if (value !== null && typeof value === 'object') rewriteIds(value, convert);
+    if (value !== null && typeof value === 'object') rewriteIds(value, convert, depth + 1);
     else if (typeof value === 'string' && ID_FIELDS.has(key)) obj[key] = convert(key, value);
   }
 }
