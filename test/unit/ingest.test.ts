@@ -66,6 +66,11 @@ test('a body that does not decode: 400 with a Status in the request format', asy
   assert.match(statusOf(p.body, 'protobuf').message, /protobuf/);
   const g = await post(`${base}/v1/logs`, Buffer.from('not gzip at all'), 'application/json', { 'content-encoding': 'gzip' });
   assert.equal(g.status, 400);
+  // An attribute value nested 2,000 arrays deep (6,000 JSON levels): refused with a reason, not a stack overflow (500).
+  const deep = `{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"attributes":[{"key":"k","value":${'{"arrayValue":{"values":['.repeat(2_000)}${']}}'.repeat(2_000)}}]}]}]}]}`;
+  const d = await post(`${base}/v1/logs`, Buffer.from(deep), 'application/json');
+  assert.equal(d.status, 400);
+  assert.match(statusOf(d.body, 'json').message, /nests deeper than/);
 });
 
 test('other content types and encodings: 415', async () => {

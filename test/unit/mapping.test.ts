@@ -228,3 +228,21 @@ test('a hook invocation is one claude_code.hook span: event, name, duration and 
   assert.equal(span!.status?.code, StatusCode.ERROR);
   assert.ok(!isEventSpan(span!));
 });
+
+test('a duration no clock gives (1e308, NaN, negative) draws an instant span, never a failed batch', () => {
+  const request = logsOf('json', 'two-tools');
+  const records = request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
+  const withDuration = records.filter((r) => r.attributes!.some((a) => a.key === 'duration_ms'));
+  assert.ok(withDuration.length > 0);
+  for (const value of [{ doubleValue: 1e308 }, { doubleValue: Number.MAX_VALUE }, { stringValue: 'NaN' }, { intValue: '-5' }, { doubleValue: 1.7e12 * 1000 }]) {
+    const changed = records.map((r) => ({ ...r, attributes: r.attributes!.map((a) => (a.key === 'duration_ms' ? { key: a.key, value } : a)) }));
+    const { events } = claudeEventsOf({ resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: changed }] }] });
+    const spans = planBatch(events, assignInteractions(events, new Map())).resourceSpans.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!));
+    const timed = spans.filter((s) => s.attributes?.some((a) => a.key === 'duration_ms'));
+    assert.ok(timed.length >= withDuration.length, JSON.stringify(value));
+    for (const s of timed) {
+      assert.equal(s.startTimeUnixNano, s.endTimeUnixNano, `${s.name} with duration ${JSON.stringify(value)}`);
+      assert.ok(BigInt(s.startTimeUnixNano!) > 0n);
+    }
+  }
+});
