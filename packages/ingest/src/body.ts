@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { IncomingMessage } from 'node:http';
 import getRawBody from 'raw-body';
+import { PermanentError } from '@ccbridge/errors';
 
 export type ContentEncoding = 'gzip' | 'deflate' | 'br' | 'identity';
 
@@ -23,7 +24,7 @@ export interface RequestBody {
 }
 
 /** A body that cannot be taken, with the HTTP status that says why (never a retryable one). */
-export class BodyError extends Error {
+export class BodyError extends PermanentError {
   override name = 'BodyError';
   constructor(readonly status: 400 | 413 | 415, message: string) {
     super(message);

@@ -22,12 +22,14 @@
  *   again, before it counts as refused.
  */
 import { countItems, type ResourceSpans, type Span } from '@ccbridge/otlp';
+import { BackpressureError } from '@ccbridge/errors';
 import type { Logger } from '@ccbridge/log';
 import { fitResourceSpans, fitSpan, spanBytes } from './fit';
 
 export { fitSpan, fitResourceSpans, spanBytes, TRIMMED_BYTES, TRIMMED_KEYS } from './fit';
 
-export class LlmflowUnavailableError extends Error {
+/** LLMFlow cannot take anything now (down, or LLMFLOW_URL is wrong): backpressure. */
+export class LlmflowUnavailableError extends BackpressureError {
   override name = 'LlmflowUnavailableError';
 }
 

@@ -8,6 +8,7 @@
  */
 import path from 'node:path';
 import protobuf from 'protobufjs';
+import { PermanentError } from '@ccbridge/errors';
 import type { ExportRequestBySignal, Signal } from './types';
 
 export type WireFormat = 'protobuf' | 'json';
@@ -18,7 +19,7 @@ export const CONTENT_TYPES: Record<WireFormat, string> = {
 };
 
 /** A body that does not decode as the message its path asks for (an OTLP/HTTP 400). */
-export class DecodeError extends Error {
+export class DecodeError extends PermanentError {
   override name = 'DecodeError';
 }
 

@@ -8,6 +8,7 @@
  * set that keeps what could not be delivered, and shared consumption by several workers.
  */
 import { Queue, Worker, UnrecoverableError, type Job, type ConnectionOptions } from 'bullmq';
+import { BackpressureError, kindOf } from '@ccbridge/errors';
 import { Cluster } from 'ioredis';
 import type { Signal } from '@ccbridge/otlp';
 import path from 'node:path';
@@ -147,13 +148,17 @@ export type BatchHandler = (job: BatchJob, info: { id: string | undefined; attem
 /**
  * Thrown by a handler when nothing can be processed for a while (LLMFlow is down): the job goes
  * back to the queue without using up one of its attempts, and the whole consumer waits `ms`.
+ * (Any BackpressureError does so; this one says for how long.)
  */
-export class PauseConsumer extends Error {
+export class PauseConsumer extends BackpressureError {
   override name = 'PauseConsumer';
   constructor(readonly ms: number, message: string) {
-    super(message);
+    super(message, ms);
   }
 }
+
+/** How long the consumer waits after backpressure that does not say. */
+const DEFAULT_PAUSE_MS = 1_000;
 
 export interface BatchConsumerOptions {
   concurrency: number;
@@ -192,9 +197,17 @@ export class BatchConsumer {
         try {
           await handler(batch, { id: job.id, attempt: job.attemptsMade + 1 });
         } catch (err) {
-          if (!(err instanceof PauseConsumer)) throw err;
-          await this.queue.rateLimit(err.ms);
-          throw Worker.RateLimitError();
+          // The error's kind (@ccbridge/errors), in BullMQ's terms.
+          switch (kindOf(err)) {
+            case 'backpressure':
+              await this.queue.rateLimit((err as BackpressureError).retryAfterMs ?? DEFAULT_PAUSE_MS);
+              throw Worker.RateLimitError();
+            case 'permanent':
+              // It would fail the same way on every attempt: to the failed set at once, with its reason.
+              throw new UnrecoverableError(`${(err as Error).name}: ${(err as Error).message}`);
+            default:
+              throw err;
+          }
         }
       },
       // A limiter must be set for a manual rate limit to hold; this one never binds by itself.

@@ -9,6 +9,7 @@
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { decodeExportRequest, type ExportRequestBySignal, type Signal } from '@ccbridge/otlp';
+import { PermanentError } from '@ccbridge/errors';
 import type { Group, GroupPart } from './group';
 
 const gzip = promisify(zlib.gzip);
@@ -83,7 +84,7 @@ export function storedBytes(batch: QueuedBatch | undefined): number {
   return batch.data.length + Buffer.byteLength(JSON.stringify({ ...batch, data: '' }));
 }
 
-export class UnknownFormatError extends Error {
+export class UnknownFormatError extends PermanentError {
   override name = 'UnknownFormatError';
 }
 
