@@ -203,7 +203,7 @@ async function startPinnedCollector(durable: boolean, sinkUrl: string): Promise<
 }
 
 async function startPinnedIngest(redisUrl: string): Promise<{ proc: Proc; url: string; grpc: string }> {
-  const [httpPort, grpcPort] = [await freePort(), await freePort()];
+  const [httpPort, grpcPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
   const [command, args] = pinned(1, process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'main.js')]);
   const proc = launch(command, args, {
     PATH: process.env.PATH,
@@ -213,6 +213,8 @@ async function startPinnedIngest(redisUrl: string): Promise<{ proc: Proc; url: s
     OTLP_GRPC_HOST: '127.0.0.1',
     OTLP_HTTP_PORT: String(httpPort),
     OTLP_GRPC_PORT: String(grpcPort),
+    BRIDGE_METRICS_HOST: '127.0.0.1',
+    BRIDGE_METRICS_PORT: String(metricsPort),
     LOG_LEVEL: 'warn',
     BRIDGE_QUEUE_MAX_WAITING: '10000000',
     BRIDGE_QUEUE_MAX_BYTES: '1024MiB',

@@ -50,9 +50,11 @@ test('ingest and workers run as separate processes over one Redis; a stopping wo
   const workers = [await startBridge({ ...common, BRIDGE_ROLE: 'worker' }), await startBridge({ ...common, BRIDGE_ROLE: 'worker' })];
   let next: BridgePeer | undefined;
   try {
-    // A worker's port serves health only.
-    assert.equal((await fetch(`${workers[0]!.url}/readyz`)).status, 200);
-    assert.equal((await post(`${workers[0]!.url}/v1/logs`, Buffer.from('{}'), 'application/json')).status, 404);
+    // A worker serves health and metrics on its own port, and no OTLP receiver (so an ingest and
+    // a worker on one host do not clash).
+    assert.equal((await fetch(`${workers[0]!.adminUrl}/readyz`)).status, 200);
+    assert.match(await (await fetch(`${workers[0]!.adminUrl}/metrics`)).text(), /target_info/);
+    await assert.rejects(post(`${workers[0]!.url}/v1/logs`, Buffer.from('{}'), 'application/json'));
     // The turn so far: its children arrive at once, its root waits for its end.
     await postLogs(ingest.url, records.filter((r) => !end.includes(r)));
     const children = await waitFor('the child spans', async () => {

@@ -179,15 +179,19 @@ export async function startLlmflow(wantPort?: number): Promise<LlmflowPeer> {
 }
 
 export interface BridgePeer extends Proc {
+  /** The OTLP/HTTP receiver (ingest roles). */
   url: string;
   port: number;
   grpcPort: number;
+  /** Where every role serves /metrics, /healthz and /readyz. */
+  adminUrl: string;
 }
 
 /** Runs the bridge as `npm start` does (the built entry point), with the given environment. */
 export async function startBridge(env: Record<string, string>, options: { waitReady?: boolean } = {}): Promise<BridgePeer> {
   const port = env.OTLP_HTTP_PORT ? Number(env.OTLP_HTTP_PORT) : await freePort();
   const grpcPort = env.OTLP_GRPC_PORT ? Number(env.OTLP_GRPC_PORT) : await freePort();
+  const metricsPort = env.BRIDGE_METRICS_PORT ? Number(env.BRIDGE_METRICS_PORT) : await freePort();
   const base = { ...process.env };
   for (const k of Object.keys(base)) if (k.startsWith('BRIDGE_') || k === 'REDIS_URL' || k === 'LLMFLOW_URL') delete base[k];
   const proc = launch(process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'main.js')], {
@@ -198,15 +202,18 @@ export async function startBridge(env: Record<string, string>, options: { waitRe
     ...env,
     OTLP_HTTP_PORT: String(port),
     OTLP_GRPC_PORT: String(grpcPort),
+    BRIDGE_METRICS_HOST: env.BRIDGE_METRICS_HOST ?? '127.0.0.1',
+    BRIDGE_METRICS_PORT: String(metricsPort),
   });
   const url = `http://127.0.0.1:${port}`;
+  const adminUrl = `http://127.0.0.1:${metricsPort}`;
   if (options.waitReady ?? true) {
     await waitFor('the bridge to be ready', () => {
       if (proc.child.exitCode !== null) throw new Error(`bridge exited ${proc.child.exitCode}: ${proc.output()}`);
-      return httpOk(`${url}/readyz`);
+      return httpOk(`${adminUrl}/readyz`);
     });
   }
-  return { ...proc, url, port, grpcPort };
+  return { ...proc, url, port, grpcPort, adminUrl };
 }
 
 export async function post(url: string, body: Uint8Array, contentType: string, headers: Record<string, string> = {}) {

@@ -37,6 +37,10 @@ const BAD: Record<string, string> = {
   OTLP_HTTP_HOST: '  ',
   OTLP_GRPC_PORT: 'grpc',
   OTLP_GRPC_HOST: '\t',
+  BRIDGE_METRICS_PORT: '0',
+  BRIDGE_METRICS_HOST: ' ',
+  BRIDGE_METRICS_OTLP_URL: 'collector:4318',
+  BRIDGE_SELF_TRACES_URL: 'grpc://jaeger:4317',
   BRIDGE_MAX_BODY_BYTES: '4GB',
   BRIDGE_MAX_CONCURRENT_REQUESTS: '0',
   BRIDGE_QUEUE_MAX_WAITING: '-1',
@@ -87,4 +91,15 @@ test('REDIS_CLUSTER needs REDIS_URL, a node of the cluster', () => {
 
 test('BRIDGE_* variables that no setting reads are reported (a misspelling is not silently ignored)', () => {
   assert.deepEqual(unknownVariables({ BRIDGE_INTERACTION_IDLE: '5', BRIDGE_ROLE: 'all', PATH: '/bin' }), ['BRIDGE_INTERACTION_IDLE']);
+});
+
+test('the bridge\'s own traces may not go to its own receiver (a loop), nor metrics share the OTLP port', () => {
+  for (const url of ['http://127.0.0.1:4318/v1/traces', 'http://localhost:4318/v1/traces', 'http://0.0.0.0:4318']) {
+    assert.throws(() => loadConfig({ BRIDGE_SELF_TRACES_URL: url }), (err: ConfigError) => err.variable === 'BRIDGE_SELF_TRACES_URL' && /loop/.test(err.message), url);
+  }
+  assert.equal(loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://127.0.0.1:4318/v1/traces', OTLP_HTTP_PORT: '14318' }).selfTracesUrl, 'http://127.0.0.1:4318/v1/traces');
+  assert.equal(loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://jaeger:4318/v1/traces' }).selfTracesUrl, 'http://jaeger:4318/v1/traces');
+  assert.equal(loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://127.0.0.1:4318/v1/traces', BRIDGE_ROLE: 'worker' }).selfTracesUrl, 'http://127.0.0.1:4318/v1/traces', 'a worker has no receiver');
+  assert.throws(() => loadConfig({ BRIDGE_METRICS_PORT: '4318' }), /BRIDGE_METRICS_PORT="4318" is not valid: expected a port other than OTLP_HTTP_PORT/);
+  assert.equal(loadConfig({}).metricsPort, 9464);
 });

@@ -12,6 +12,7 @@ import { nativeSpansToForward, type NativeTraceMode } from './native';
 import { KEEP_ALL, createRedactor, type Redactor } from './privacy';
 import type { LifecycleStore } from './lifecycle/store';
 import type { InteractionCloser, SpanSink } from './lifecycle/closer';
+import { bridgeMetrics } from '@ccbridge/telemetry';
 
 export interface BatchProcessorDeps {
   store: LifecycleStore;
@@ -46,6 +47,13 @@ export interface BatchSummary {
 }
 
 const NO_REDACTION = createRedactor(KEEP_ALL);
+
+/** Counts a batch's events by name (ccbridge_processor_events). */
+function countEvents(events: ClaudeEvent[]): void {
+  const byName = new Map<string, number>();
+  for (const e of events) byName.set(e.name, (byName.get(e.name) ?? 0) + 1);
+  for (const [name, n] of byName) bridgeMetrics.events(name, n);
+}
 
 /** Applies the privacy policy to events; resources stay shared objects (spans group by them). */
 function redactEvents(events: ClaudeEvent[], redactor: Redactor): ClaudeEvent[] {
@@ -108,6 +116,7 @@ export async function processBatch<S extends Signal>(
   const redactor = deps.redactor ?? NO_REDACTION;
   if (signal === 'logs') {
     const extracted = claudeEventsOf(request as ExportRequestBySignal['logs']);
+    countEvents(extracted.events);
     // Events with trace context have Claude Code's own spans, forwarded from /v1/traces.
     const ours = mode === 'prefer' ? extracted.events.filter((e) => !e.traced) : extracted.events;
     const events = redactEvents(ours, redactor);
@@ -120,6 +129,7 @@ export async function processBatch<S extends Signal>(
     // The batch's spans go with the roots of the turns it completed, in one export.
     const roots = await deps.closer.sendWithRoots(plan.resourceSpans, applied.due.map((d) => d.shard));
     const late = applied.late.reduce((sum, l) => sum + l.events, 0);
+    bridgeMetrics.lateEvents(late);
     if (late > 0) deps.log.info({ interactions: applied.late.map((l) => l.key), events: late }, 'late events joined interactions already drawn');
     return {
       signal,

@@ -19,6 +19,13 @@ export interface BridgeConfig {
   otlpHttpHost: string;
   otlpGrpcPort: number;
   otlpGrpcHost: string;
+  /** Where every role serves /metrics (Prometheus), /healthz and /readyz. */
+  metricsPort: number;
+  metricsHost: string;
+  /** OTLP/HTTP metrics endpoint to push the bridge's own metrics to as well (full URL). */
+  metricsOtlpUrl: string | undefined;
+  /** OTLP/HTTP traces endpoint for traces of the bridge's own work (full URL); unset: none. */
+  selfTracesUrl: string | undefined;
   /** Largest request body the receiver takes, after gzip is undone. */
   maxBodyBytes: number;
   /** Requests received at once (HTTP and gRPC together); past it the receiver answers 503. */
@@ -143,6 +150,10 @@ export const SPEC = [
   spec('OTLP_HTTP_HOST', 'otlpHttpHost', text, '0.0.0.0'),
   spec('OTLP_GRPC_PORT', 'otlpGrpcPort', port, 4317),
   spec('OTLP_GRPC_HOST', 'otlpGrpcHost', text, '0.0.0.0'),
+  spec('BRIDGE_METRICS_PORT', 'metricsPort', port, 9464),
+  spec('BRIDGE_METRICS_HOST', 'metricsHost', text, '0.0.0.0'),
+  spec('BRIDGE_METRICS_OTLP_URL', 'metricsOtlpUrl', url('http:', 'https:'), undefined),
+  spec('BRIDGE_SELF_TRACES_URL', 'selfTracesUrl', url('http:', 'https:'), undefined),
   spec('BRIDGE_MAX_BODY_BYTES', 'maxBodyBytes', bytes, 16 * 1024 * 1024),
   spec('BRIDGE_MAX_CONCURRENT_REQUESTS', 'maxConcurrentRequests', integer(1, 10_000), 32),
   spec('BRIDGE_QUEUE_MAX_WAITING', 'queueMaxWaiting', integer(1, 10_000_000), 10_000),
@@ -173,7 +184,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BridgeConfig {
     config[s.key] = raw === undefined || raw === '' ? s.default : s.parse(raw, s.env);
   }
   if (config.redisCluster && !config.redisUrl) throw new ConfigError('REDIS_CLUSTER', String(env.REDIS_CLUSTER), 'REDIS_URL set to a node of the cluster as well');
+  const typed = config as unknown as BridgeConfig;
+  if (typed.selfTracesUrl && pointsAtOwnIngest(typed.selfTracesUrl, typed)) {
+    throw new ConfigError('BRIDGE_SELF_TRACES_URL', typed.selfTracesUrl, "an endpoint other than this bridge's own OTLP receiver (its traces would come back to it, a loop)");
+  }
+  if (typed.metricsPort === typed.otlpHttpPort && typed.role !== 'worker') {
+    throw new ConfigError('BRIDGE_METRICS_PORT', String(typed.metricsPort), `a port other than OTLP_HTTP_PORT (${typed.otlpHttpPort})`);
+  }
   return config as unknown as BridgeConfig;
+}
+
+const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '0.0.0.0', '[::1]', '[::]']);
+
+/** Whether a URL names this bridge's own OTLP/HTTP receiver (a local host on its port). */
+function pointsAtOwnIngest(raw: string, config: BridgeConfig): boolean {
+  const u = new URL(raw);
+  const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
+  return config.role !== 'worker' && port === config.otlpHttpPort && LOCAL_HOSTS.has(u.hostname);
 }
 
 /** BRIDGE_* variables that no setting reads: most likely misspelt, worth a warning. */

@@ -12,6 +12,7 @@ import type { Logger } from '@ccbridge/log';
 import type { RefusedSpan } from '@ccbridge/llmflow';
 import type { ResourceSpans } from '@ccbridge/otlp';
 import { deadLetterKeys, type RedisClient } from '@ccbridge/redis';
+import { bridgeMetrics } from '@ccbridge/telemetry';
 
 export interface DeadLetter extends RefusedSpan {
   traceId: string;
@@ -49,6 +50,7 @@ export class DeadLetterStore {
     tx.zcard(this.keys.index);
     const results = (await tx.exec()) ?? [];
     const size = Number(results[results.length - 1]?.[1] ?? 0);
+    bridgeMetrics.deadLettered(refused.length);
     this.options.log.error(
       { source, spans: refused.map((r) => `${r.name} ${r.spanId}`), reasons: [...new Set(refused.map((r) => r.reason))].slice(0, 5), deadLetters: size },
       'LLMFlow refused spans for their content; they are in the dead-letter store (npm run dead-letter -- list)',

@@ -10,6 +10,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { DecodeError, encodeExportResponse, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
+import { bridgeMetrics } from '@ccbridge/telemetry';
 import { BUSY_MESSAGE, readBatch, receiveBatch, type BatchSink, type InflightGate } from './receiver';
 
 const SERVICES: Record<Signal, string> = {
@@ -48,7 +49,10 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
     };
     const Export: grpc.handleUnaryCall<Buffer, Buffer> = async (call, callback) => {
       // grpc-js has read the message by now; the gate bounds the decoded batches held at once.
-      if (!options.gate.tryEnter()) return callback({ code: grpc.status.UNAVAILABLE, details: BUSY_MESSAGE });
+      if (!options.gate.tryEnter()) {
+        bridgeMetrics.refusedRequest('grpc', 'busy');
+        return callback({ code: grpc.status.UNAVAILABLE, details: BUSY_MESSAGE });
+      }
       try {
         await exportBatch(call, callback);
       } finally {
@@ -62,9 +66,10 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
       } catch (err) {
         if (!(err instanceof DecodeError)) throw err;
         log.warn({ signal, transport: 'grpc', bytes: call.request.length, reason: err.message }, 'rejected a request that does not decode');
+        bridgeMetrics.refusedRequest('grpc', 'decode');
         return callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message });
       }
-      const outcome = await receiveBatch(sink, log, signal, batch);
+      const outcome = await receiveBatch(sink, log, signal, batch, 'grpc');
       if (!outcome.stored) return callback({ code: grpc.status.UNAVAILABLE, details: outcome.message });
       log.debug({ signal, transport: 'grpc', items: outcome.items, bytes: call.request.length }, 'accepted a batch');
       callback(null, Buffer.from(encodeExportResponse(signal, 'protobuf')));

@@ -15,12 +15,14 @@
  * Throttling is 503 + Retry-After, never 400/413: a Collector's otlphttp exporter retries
  * 429/502/503/504 and drops the data on any other status.
  */
+import type http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import {
   CONTENT_TYPES, DecodeError, encodeExportResponse, encodeStatus,
   type Signal, type WireFormat,
 } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
+import { bridgeMetrics, type RefusalReason } from '@ccbridge/telemetry';
 import { BodyError, readBody } from './body';
 import { BUSY_MESSAGE, readBatch, receiveBatch, type BatchSink, type InflightGate, type ReceivedBatch } from './receiver';
 
@@ -33,6 +35,9 @@ export interface IngestOptions {
   /** Seconds a throttled client is asked to wait (Retry-After). */
   retryAfterSeconds?: number;
 }
+
+/** The reason a refused request is counted under, by the status it is answered with (503s are counted where they are decided). */
+const REFUSAL_BY_STATUS: Record<number, RefusalReason> = { 400: 'decode', 401: 'auth', 405: 'unsupported', 413: 'size', 415: 'unsupported' };
 
 const PATHS: Record<string, Signal> = { '/v1/logs': 'logs', '/v1/metrics': 'metrics', '/v1/traces': 'traces' };
 
@@ -51,6 +56,8 @@ export function otlpRouter(options: IngestOptions): express.Router {
   const router = express.Router();
 
   const reply = (req: Request, res: Response, status: number, message: string) => {
+    const reason = REFUSAL_BY_STATUS[status];
+    if (reason) bridgeMetrics.refusedRequest('http', reason);
     const format = wireFormatOf(req.headers['content-type']) ?? 'json';
     if (status === 503 || status === 429) res.setHeader('Retry-After', retryAfter);
     res.status(status).type(CONTENT_TYPES[format]).send(Buffer.from(encodeStatus(format, status, message)));
@@ -67,6 +74,7 @@ export function otlpRouter(options: IngestOptions): express.Router {
       }
       if (!options.gate.tryEnter()) {
         log.warn({ signal, limit: options.gate.limit }, 'throttled a request: too many at once');
+        bridgeMetrics.refusedRequest('http', 'busy');
         return reply(req, res, 503, BUSY_MESSAGE);
       }
       res.once('close', () => options.gate.leave());
@@ -86,7 +94,7 @@ export function otlpRouter(options: IngestOptions): express.Router {
         log.warn({ signal, format, bytes, reason: err.message }, 'rejected a request that does not decode');
         return reply(req, res, 400, err.message);
       }
-      const outcome = await receiveBatch(sink, log, signal, batch);
+      const outcome = await receiveBatch(sink, log, signal, batch, 'http');
       if (!outcome.stored) return reply(req, res, 503, outcome.message);
       log.debug({ signal, format, items: outcome.items, bytes }, 'accepted a batch');
       res.status(200).type(CONTENT_TYPES[format]).send(Buffer.from(encodeExportResponse(signal, format)));
@@ -117,6 +125,18 @@ export function healthRouter(options: HealthOptions): express.Router {
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', redis: ready ? 'ok' : 'unreachable' });
   });
   return router;
+}
+
+/** Every role's own port: the health routes and GET /metrics (the Prometheus text format). */
+export function createAdminApp(health: HealthOptions, metrics: (req: http.IncomingMessage, res: http.ServerResponse) => void): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(healthRouter(health));
+  app.get('/metrics', (req, res) => metrics(req, res));
+  app.use((req, res) => {
+    res.status(404).json({ code: 5, message: `no route for ${req.method} ${req.path}` });
+  });
+  return app;
 }
 
 /** The whole HTTP app: health routes, OTLP routes when a receiver is given, 404 otherwise. */

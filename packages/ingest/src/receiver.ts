@@ -5,6 +5,7 @@
  */
 import { jsonToProtobuf, scanExportRequest, type Signal, type WireFormat } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
+import { bridgeMetrics, type Transport } from '@ccbridge/telemetry';
 import type { Acceptance, ReceivedBatch } from '@ccbridge/queue';
 
 export type { Acceptance, ReceivedBatch };
@@ -36,27 +37,33 @@ export type Outcome =
  */
 export const QUEUED_SIGNALS: ReadonlySet<Signal> = new Set(['logs', 'traces']);
 
-export async function receiveBatch(sink: BatchSink, log: Logger, signal: Signal, batch: ReceivedBatch): Promise<Outcome> {
+export async function receiveBatch(sink: BatchSink, log: Logger, signal: Signal, batch: ReceivedBatch, transport: Transport): Promise<Outcome> {
   const items = batch.items;
   if (items === 0) return { stored: true, items };
   if (!QUEUED_SIGNALS.has(signal)) {
     log.debug({ signal, items }, 'acknowledged a batch that nothing uses (not queued)');
+    bridgeMetrics.accepted(signal, transport, items);
     return { stored: true, items };
   }
+  const refuse = (reason: 'queue_full' | 'unavailable', message: string): Outcome => {
+    bridgeMetrics.refused(signal, transport, reason, items);
+    bridgeMetrics.refusedRequest(transport, reason);
+    return { stored: false, message };
+  };
   const acceptance = await sink.acceptance();
   if (acceptance !== 'ok') {
     log.warn({ signal, items, acceptance }, 'throttled a request');
-    return {
-      stored: false,
-      message: acceptance === 'full' ? 'the bridge queue is full; retry later' : 'the bridge queue (Redis) is unavailable; retry later',
-    };
+    return acceptance === 'full'
+      ? refuse('queue_full', 'the bridge queue is full; retry later')
+      : refuse('unavailable', 'the bridge queue (Redis) is unavailable; retry later');
   }
   try {
     await sink.enqueue(signal, batch);
   } catch (err) {
     log.error({ signal, items, err: (err as Error).message }, 'could not store a batch in the queue');
-    return { stored: false, message: 'the bridge queue (Redis) is unavailable; retry later' };
+    return refuse('unavailable', 'the bridge queue (Redis) is unavailable; retry later');
   }
+  bridgeMetrics.accepted(signal, transport, items);
   return { stored: true, items };
 }
 

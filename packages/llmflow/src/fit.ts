@@ -8,6 +8,7 @@
  * values are cut, largest first, and none below KEEP_CHARS: ids, names and numbers survive.
  */
 import type { AnyValue, KeyValue, ResourceSpans, Span } from '@ccbridge/otlp';
+import { bridgeMetrics } from '@ccbridge/telemetry';
 
 export const TRIMMED_KEYS = 'ccbridge.trimmed.keys';
 export const TRIMMED_BYTES = 'ccbridge.trimmed.bytes';
@@ -91,6 +92,7 @@ export function fitSpan(span: Span, maxBytes: number): Span {
     trimmedBytes += cutBytes;
   }
   if (trimmedKeys.size === 0) return span;
+  bridgeMetrics.trimmedSpans(1);
   copy.attributes = [
     ...(copy.attributes ?? []).filter((kv) => kv.key !== TRIMMED_KEYS && kv.key !== TRIMMED_BYTES),
     { key: TRIMMED_KEYS, value: { arrayValue: { values: [...trimmedKeys].map((k) => ({ stringValue: k })) } } },

@@ -24,6 +24,7 @@
 import { countItems, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { BackpressureError } from '@ccbridge/errors';
 import type { Logger } from '@ccbridge/log';
+import { bridgeMetrics } from '@ccbridge/telemetry';
 import { fitResourceSpans, fitSpan, spanBytes } from './fit';
 
 export { fitSpan, fitResourceSpans, spanBytes, TRIMMED_BYTES, TRIMMED_KEYS } from './fit';
@@ -156,6 +157,8 @@ export class LlmflowExporter {
       total = sum(total, await this.post(chunk, originals));
     }
     if (total.duplicates > 0) this.options.log.debug({ duplicates: total.duplicates }, 'LLMFlow already held some spans');
+    bridgeMetrics.sentSpans(total.stored);
+    bridgeMetrics.failedSpans('refused', total.refused.length);
     return total;
   }
 
@@ -163,6 +166,13 @@ export class LlmflowExporter {
     const spans = spanCount(chunk);
     const body = JSON.stringify({ resourceSpans: chunk });
     let response: Response;
+    const started = performance.now();
+    const took = () => (performance.now() - started) / 1000;
+    const unavailable = (message: string) => {
+      bridgeMetrics.exportRequest(took(), 'unavailable');
+      bridgeMetrics.failedSpans('unavailable', spans);
+      return new LlmflowUnavailableError(message);
+    };
     try {
       response = await fetch(this.endpoint, {
         method: 'POST',
@@ -171,10 +181,11 @@ export class LlmflowExporter {
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
     } catch (err) {
-      throw new LlmflowUnavailableError(`LLMFlow at ${this.endpoint} did not answer: ${(err as Error).message}`);
+      throw unavailable(`LLMFlow at ${this.endpoint} did not answer: ${(err as Error).message}`);
     }
     const text = await response.text().catch(() => '');
     if (REFUSES_CONTENT.has(response.status)) {
+      bridgeMetrics.exportRequest(took(), 'refused');
       const large = tooLarge(response.status, text);
       const bytes = Buffer.byteLength(body);
       if (large && spans > 1) this.learnBodyLimit(bytes);
@@ -183,10 +194,9 @@ export class LlmflowExporter {
       if (smaller) return this.post(smaller, originals);
       return { stored: 0, duplicates: 0, refused: this.refuse(chunk, `LLMFlow answered ${response.status}: ${text.slice(0, 300)}`, originals) };
     }
-    if (!response.ok) {
-      throw new LlmflowUnavailableError(`LLMFlow at ${this.endpoint} answered ${response.status}: ${text.slice(0, 300)}`);
-    }
+    if (!response.ok) throw unavailable(`LLMFlow at ${this.endpoint} answered ${response.status}: ${text.slice(0, 300)}`);
     const refusal = readPartialSuccess(text);
+    bridgeMetrics.exportRequest(took(), refusal.rejected === 0 ? 'ok' : 'partial');
     if (refusal.rejected === 0) return { stored: spans, duplicates: 0, refused: [] };
     const duplicates = refusal.reasons.filter((r) => DUPLICATE.test(r)).length;
     const explained = refusal.reasons.length >= refusal.rejected;

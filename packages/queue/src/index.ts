@@ -99,25 +99,35 @@ export class BatchProducer {
    */
   async acceptance(nowMs = Date.now()): Promise<Acceptance> {
     if (!isReady(this.redis)) return 'unavailable';
-    if (nowMs - this.depth.readAtMs > (this.options.depthCacheMs ?? 1_000)) {
-      try {
-        // Every batch not yet processed counts, those waiting to be retried included.
-        const recount = nowMs - this.recountedAtMs >= (this.options.recountMs ?? 60_000);
-        const [counts, bytes, memory] = await Promise.all([
-          this.queue.getJobCounts('waiting', 'paused', 'prioritized', 'delayed'),
-          recount ? (this.redis as RecountingClient).ccbridgeRecount(...RECOUNT_KEYS, queueJobKeyPrefix()) : this.redis.get(this.bytesKey),
-          redisMemory(this.redis),
-        ]);
-        if (recount) this.recountedAtMs = nowMs;
-        this.depth = { jobs: Object.values(counts).reduce((a, b) => a + b, 0), bytes: Number(bytes ?? 0), memoryUsed: memory.used, memoryMax: memory.max, readAtMs: nowMs };
-      } catch {
-        return 'unavailable';
-      }
+    try {
+      await this.read(nowMs);
+    } catch {
+      return 'unavailable';
     }
     const { jobs, bytes, memoryUsed, memoryMax } = this.depth;
     const memoryFull = memoryMax > 0 && memoryUsed >= memoryMax * (this.options.memoryHighWater ?? 0.9);
     const full = jobs >= this.options.maxWaiting || bytes >= this.options.maxBytes || memoryFull;
     return full ? 'full' : 'ok';
+  }
+
+  /** The queue's depth, read now (for metrics: a scrape is rare); throws when Redis does not answer. */
+  async reading(nowMs = Date.now()): Promise<{ jobs: number; bytes: number; maxBytes: number }> {
+    await this.read(nowMs, true);
+    return { jobs: this.depth.jobs, bytes: this.depth.bytes, maxBytes: this.options.maxBytes };
+  }
+
+  /** Reads the queue's depth and Redis's memory, unless the last reading is recent; every recountMs, counts the bytes again from the jobs. */
+  private async read(nowMs: number, fresh = false): Promise<void> {
+    if (!fresh && nowMs - this.depth.readAtMs <= (this.options.depthCacheMs ?? 1_000)) return;
+    // Every batch not yet processed counts, those waiting to be retried included.
+    const recount = nowMs - this.recountedAtMs >= (this.options.recountMs ?? 60_000);
+    const [counts, bytes, memory] = await Promise.all([
+      this.queue.getJobCounts('waiting', 'paused', 'prioritized', 'delayed'),
+      recount ? (this.redis as RecountingClient).ccbridgeRecount(...RECOUNT_KEYS, queueJobKeyPrefix()) : this.redis.get(this.bytesKey),
+      redisMemory(this.redis),
+    ]);
+    if (recount) this.recountedAtMs = nowMs;
+    this.depth = { jobs: Object.values(counts).reduce((a, b) => a + b, 0), bytes: Number(bytes ?? 0), memoryUsed: memory.used, memoryMax: memory.max, readAtMs: nowMs };
   }
 
   /** Resolves once the batch is stored in Redis (in a job it may share with others received meanwhile). */

@@ -1,30 +1,44 @@
 #!/usr/bin/env node
 /**
  * The bridge's process: reads the configuration, picks Redis, runs the ingest, the worker or
- * both (BRIDGE_ROLE), serves /healthz and /readyz on the OTLP HTTP port, and shuts down
+ * both (BRIDGE_ROLE), serves /metrics, /healthz and /readyz on a port of its own (every role;
+ * the ingest's OTLP port serves health too), and shuts down
  * gracefully on SIGTERM/SIGINT: stop taking requests, finish the ones in flight, finish the
  * jobs in hand, then stop. Turns still open stay in Redis; the next worker carries on.
  */
 import http from 'node:http';
 import { ConfigError, loadConfig, unknownVariables, type BridgeConfig } from '@ccbridge/config';
 import { createLogger, type Logger } from '@ccbridge/log';
-import { createHttpApp } from '@ccbridge/ingest';
+import { createAdminApp, createHttpApp } from '@ccbridge/ingest';
+import { startTelemetry } from '@ccbridge/telemetry';
 import { startIngest } from '@ccbridge/ingest-service';
 import { startWorker } from '@ccbridge/worker-service';
 import { connectRedis } from '@ccbridge/redis';
 import { StartupError, chooseRedis } from './redis';
 
-function listen(server: http.Server, config: BridgeConfig): Promise<void> {
+/** Listens on host:port; a port in use is a StartupError naming its variable. */
+function listen(server: http.Server, variable: string, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(new StartupError(err.code === 'EADDRINUSE'
-        ? `OTLP_HTTP_PORT=${config.otlpHttpPort} is already in use on ${config.otlpHttpHost}`
-        : `cannot listen on ${config.otlpHttpHost}:${config.otlpHttpPort}: ${err.message}`)));
-    server.listen(config.otlpHttpPort, config.otlpHttpHost, resolve);
+        ? `${variable}=${port} is already in use on ${host}`
+        : `cannot listen on ${host}:${port}: ${err.message}`)));
+    server.listen(port, host, resolve);
   });
 }
 
+function close(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}
+
+const VERSION: string = (require('../package.json') as { version: string }).version;
+
 async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<void>> {
+  // First: the services' instruments come from the SDK's meter provider.
+  const telemetry = startTelemetry({ role: config.role, version: VERSION, metricsOtlpUrl: config.metricsOtlpUrl, selfTracesUrl: config.selfTracesUrl });
   const redis = await chooseRedis(config, log);
   const target = { url: redis.url, cluster: config.redisCluster };
   let ingest;
@@ -38,29 +52,40 @@ async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<voi
   // Readiness asks one fail-fast connection, not a new one per probe.
   const probe = connectRedis(target, 'producer');
   probe.on('error', () => undefined);
-  const app = createHttpApp({ ready: async () => (await probe.ping()) === 'PONG' }, ingest?.options);
-  const server = http.createServer(app);
+  const health = { ready: async () => (await probe.ping()) === 'PONG' };
+  const admin = http.createServer(createAdminApp(health, telemetry.metricsHandler));
+  // The OTLP receiver, for the ingest roles only: a worker takes no requests.
+  const otlp = ingest ? http.createServer(createHttpApp(health, ingest.options)) : undefined;
   // Collectors keep connections alive; let idle ones go quickly on shutdown.
-  server.keepAliveTimeout = 5_000;
+  if (otlp) otlp.keepAliveTimeout = 5_000;
   try {
-    await listen(server, config);
+    await listen(admin, 'BRIDGE_METRICS_PORT', config.metricsHost, config.metricsPort);
+    if (otlp) await listen(otlp, 'OTLP_HTTP_PORT', config.otlpHttpHost, config.otlpHttpPort);
   } catch (err) {
-    await ingest?.close();
-    await worker?.close();
-    await redis.stop();
-    throw err;
-  }
-  log.info({ role: config.role, port: config.otlpHttpPort, grpcPort: ingest ? config.otlpGrpcPort : undefined, host: config.otlpHttpHost, redis: redis.url.replace(/\/\/[^@]*@/, '//***@'), llmflow: config.llmflowUrl }, 'bridge started');
-
-  return async () => {
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeIdleConnections();
-    });
+    await close(admin);
     await ingest?.close();
     await worker?.close();
     probe.disconnect();
     await redis.stop();
+    throw err;
+  }
+  log.info({
+    role: config.role,
+    ...(ingest && { port: config.otlpHttpPort, grpcPort: config.otlpGrpcPort, host: config.otlpHttpHost }),
+    metricsPort: config.metricsPort,
+    redis: redis.url.replace(/\/\/[^@]*@/, '//***@'),
+    llmflow: config.llmflowUrl,
+    selfTraces: config.selfTracesUrl ?? 'off',
+  }, 'bridge started');
+
+  return async () => {
+    if (otlp) await close(otlp);
+    await ingest?.close();
+    await worker?.close();
+    await close(admin);
+    probe.disconnect();
+    await redis.stop();
+    await telemetry.shutdown().catch(() => undefined);
   };
 }
 

@@ -6,6 +6,7 @@ import type { BridgeConfig } from '@ccbridge/config';
 import type { Logger } from '@ccbridge/log';
 import { BatchProducer } from '@ccbridge/queue';
 import { connectRedis, type RedisTarget } from '@ccbridge/redis';
+import { observeGauge } from '@ccbridge/telemetry';
 import { InflightGate, closeGrpc, createGrpcReceiver, listenGrpc, type IngestOptions } from '@ccbridge/ingest';
 
 export interface IngestService {
@@ -19,6 +20,9 @@ export async function startIngest(config: BridgeConfig, target: RedisTarget, log
   const redis = connectRedis(target, 'producer');
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   const producer = new BatchProducer(redis, { maxWaiting: config.queueMaxWaiting, maxBytes: config.queueMaxBytes, attempts: config.jobAttempts });
+  observeGauge('queue_size', 'Batches (jobs) waiting in the queue, not yet processed', async () => (await producer.reading()).jobs);
+  observeGauge('queue_size_bytes', 'Bytes the queued batches take in Redis', async () => (await producer.reading()).bytes, 'By');
+  observeGauge('queue_capacity_bytes', 'The queue\'s bound in bytes (BRIDGE_QUEUE_MAX_BYTES)', () => config.queueMaxBytes, 'By');
   const options: IngestOptions = { sink: producer, maxBodyBytes: config.maxBodyBytes, log, gate: new InflightGate(config.maxConcurrentRequests) };
   const grpc = createGrpcReceiver(options);
   try {

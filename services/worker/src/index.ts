@@ -10,6 +10,7 @@ import { connectRedis, type RedisTarget } from '@ccbridge/redis';
 import { InteractionCloser, LifecycleStore, createRedactor, processBatch, type BatchProcessorDeps } from '@ccbridge/claude-events';
 import { DeadLetterStore } from '@ccbridge/dead-letter';
 import { LlmflowExporter, LlmflowUnavailableError } from '@ccbridge/llmflow';
+import { bridgeMetrics, observeGauge } from '@ccbridge/telemetry';
 
 export interface WorkerService {
   close(): Promise<void>;
@@ -66,6 +67,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
         // and wait before trying anything again.
         if (!(err instanceof LlmflowUnavailableError)) throw err;
         unavailable += 1;
+        bridgeMetrics.pause();
         log.warn({ err: err.message, pauseMs: pauseAfter(unavailable) }, 'LLMFlow is unavailable; the batch waits in the queue');
         throw new PauseConsumer(pauseAfter(unavailable), err.message);
       }
@@ -91,6 +93,12 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
       .catch((err) => log.warn({ err: (err as Error).message }, 'drawing interaction roots failed'))
       .finally(() => (round = undefined));
   }, TIMER_TICK_MS);
+
+  observeGauge('queue_oldest_age_seconds', 'Age of the oldest batch not yet processed (0: none waits)', async () => {
+    const since = await consumer?.backlogSinceMs();
+    return since === undefined ? 0 : Math.max(0, Date.now() - since) / 1000;
+  }, 's');
+  observeGauge('interactions_open', 'Turns not yet drawn, over every shard', () => store.openInteractions());
 
   return {
     async close() {

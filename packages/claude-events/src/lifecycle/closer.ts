@@ -4,6 +4,7 @@
  * completed them, and every tick over every shard for the timers.
  */
 import type { Logger } from '@ccbridge/log';
+import { bridgeMetrics } from '@ccbridge/telemetry';
 import type { ResourceSpans } from '@ccbridge/otlp';
 import { isComplete, rootSpanOf, type StoredInteraction } from '../interaction';
 import type { LifecycleStore } from './store';
@@ -107,6 +108,9 @@ export class InteractionCloser {
     const { store, log } = this.options;
     if (done.length === 0) return 0;
     await store.settle(shard, done.map((ix) => ({ key: ix.key, complete: isComplete(ix) !== false })), []);
+    const incomplete = done.filter((ix) => isComplete(ix) === false).length;
+    bridgeMetrics.drawn(true, done.length - incomplete);
+    bridgeMetrics.drawn(false, incomplete);
     for (const ix of done) {
       if (isComplete(ix) === false) {
         log.warn(

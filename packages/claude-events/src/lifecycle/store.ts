@@ -177,6 +177,12 @@ export class LifecycleStore {
     return Number(await this.run('ccbridgeSettle', this.shards[shard]!, { drawn, retry }));
   }
 
+  /** Interactions not yet drawn, over every shard (each waits in its shard's deadline index). */
+  async openInteractions(): Promise<number> {
+    const counts = await Promise.all(this.shards.map((s) => this.redis.zcard(s.deadlines)));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
   /** Counters kept in Redis over every shard: drawn, drawn_incomplete, late_events. */
   async stats(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
