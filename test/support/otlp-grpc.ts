@@ -10,13 +10,23 @@ export const GRPC_SERVICES: Record<Signal, string> = {
 
 const raw = (b: Buffer) => b;
 
-export function exportGrpc(address: string, signal: Signal, body: Buffer, gzip = false): Promise<{ code: number; details?: string; response?: Buffer }> {
+export interface ExportOptions {
+  /** TLS: the CA that signed the server's certificate. */
+  ca?: Buffer;
+  /** Metadata sent with the call (e.g. `authorization`). */
+  metadata?: Record<string, string>;
+}
+
+export function exportGrpc(address: string, signal: Signal, body: Buffer, gzip = false, options: ExportOptions = {}): Promise<{ code: number; details?: string; response?: Buffer }> {
   const Client = grpc.makeGenericClientConstructor({
     Export: { path: `/${GRPC_SERVICES[signal]}/Export`, requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
   }, 'Export');
-  const client = new Client(address, grpc.credentials.createInsecure(), gzip ? { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip } : {});
+  const credentials = options.ca ? grpc.credentials.createSsl(options.ca) : grpc.credentials.createInsecure();
+  const client = new Client(address, credentials, gzip ? { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip } : {});
+  const metadata = new grpc.Metadata();
+  for (const [k, v] of Object.entries(options.metadata ?? {})) metadata.set(k, v);
   return new Promise((resolve) => {
-    (client as unknown as { Export: (b: Buffer, cb: (e: grpc.ServiceError | null, r?: Buffer) => void) => void }).Export(body, (err, response) => {
+    (client as unknown as { Export: (b: Buffer, m: grpc.Metadata, cb: (e: grpc.ServiceError | null, r?: Buffer) => void) => void }).Export(body, metadata, (err, response) => {
       client.close();
       resolve(err ? { code: err.code, details: err.details } : { code: grpc.status.OK, response });
     });

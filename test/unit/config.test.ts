@@ -38,6 +38,9 @@ const BAD: Record<string, string> = {
   OTLP_GRPC_PORT: 'grpc',
   OTLP_GRPC_HOST: '\t',
   BRIDGE_METRICS_PORT: '0',
+  BRIDGE_AUTH_TOKENS: 'short,',
+  BRIDGE_TLS_CERT_FILE: '/nonexistent/cert.pem',
+  BRIDGE_TLS_KEY_FILE: '/nonexistent/key.pem',
   BRIDGE_METRICS_HOST: ' ',
   BRIDGE_METRICS_OTLP_URL: 'collector:4318',
   BRIDGE_SELF_TRACES_URL: 'grpc://jaeger:4317',
@@ -102,4 +105,14 @@ test('the bridge\'s own traces may not go to its own receiver (a loop), nor metr
   assert.equal(loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://127.0.0.1:4318/v1/traces', BRIDGE_ROLE: 'worker' }).selfTracesUrl, 'http://127.0.0.1:4318/v1/traces', 'a worker has no receiver');
   assert.throws(() => loadConfig({ BRIDGE_METRICS_PORT: '4318' }), /BRIDGE_METRICS_PORT="4318" is not valid: expected a port other than OTLP_HTTP_PORT/);
   assert.equal(loadConfig({}).metricsPort, 9464);
+});
+
+test('bearer tokens: a comma-separated list; TLS: a certificate and a key, both or neither', () => {
+  assert.deepEqual(loadConfig({ BRIDGE_AUTH_TOKENS: ' first-token-0123456789 , second-token-abcdefghij ' }).authTokens, ['first-token-0123456789', 'second-token-abcdefghij']);
+  assert.deepEqual(loadConfig({}).authTokens, []);
+  assert.throws(() => loadConfig({ BRIDGE_AUTH_TOKENS: 'first-token-0123456789,short' }), (err: Error) => /BRIDGE_AUTH_TOKENS/.test(err.message) && !err.message.includes('first-token'), 'the message names the variable, never a token');
+  const file = __filename;
+  assert.throws(() => loadConfig({ BRIDGE_TLS_CERT_FILE: file }), /BRIDGE_TLS_KEY_FILE="" is not valid: expected a file as well, since BRIDGE_TLS_CERT_FILE is set/);
+  assert.throws(() => loadConfig({ BRIDGE_TLS_KEY_FILE: file }), /BRIDGE_TLS_CERT_FILE="" is not valid/);
+  assert.equal(loadConfig({ BRIDGE_TLS_CERT_FILE: file, BRIDGE_TLS_KEY_FILE: file }).tlsKeyFile, file);
 });

@@ -5,6 +5,7 @@
  * table and this file can be checked against each other. A bad value stops start-up with a
  * message that names the variable, the value and what was expected (ConfigError).
  */
+import { accessSync, constants } from 'node:fs';
 
 export type BridgeRole = 'all' | 'ingest' | 'worker';
 
@@ -26,6 +27,11 @@ export interface BridgeConfig {
   metricsOtlpUrl: string | undefined;
   /** OTLP/HTTP traces endpoint for traces of the bridge's own work (full URL); unset: none. */
   selfTracesUrl: string | undefined;
+  /** Bearer tokens the receivers accept (any of them); none: no token is asked for. */
+  authTokens: string[];
+  /** PEM certificate chain and key for TLS on both receivers; unset: plain text. */
+  tlsCertFile: string | undefined;
+  tlsKeyFile: string | undefined;
   /** Largest request body the receiver takes, after gzip is undone. */
   maxBodyBytes: number;
   /** Requests received at once (HTTP and gRPC together); past it the receiver answers 503. */
@@ -126,6 +132,26 @@ const bytes: Parser<number> = (raw, name) => {
   return n;
 };
 
+/** Comma-separated bearer tokens, each at least 16 characters a header can carry. */
+const tokens: Parser<string[]> = (raw, name) => {
+  const list = raw.split(',').map((t) => t.trim()).filter((t) => t !== '');
+  if (list.length === 0 || list.some((t) => !/^[A-Za-z0-9._~+/=-]{16,}$/.test(t))) {
+    throw new ConfigError(name, '(hidden)', 'tokens of at least 16 characters (letters, digits, . _ ~ + / = -), separated by commas');
+  }
+  return list;
+};
+
+/** A file that exists and can be read. */
+const readableFile: Parser<string> = (raw, name) => {
+  const file = raw.trim();
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (err) {
+    throw new ConfigError(name, raw, `a file this process can read (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+  }
+  return file;
+};
+
 interface Spec<K extends keyof BridgeConfig> {
   env: string;
   key: K;
@@ -154,6 +180,9 @@ export const SPEC = [
   spec('BRIDGE_METRICS_HOST', 'metricsHost', text, '0.0.0.0'),
   spec('BRIDGE_METRICS_OTLP_URL', 'metricsOtlpUrl', url('http:', 'https:'), undefined),
   spec('BRIDGE_SELF_TRACES_URL', 'selfTracesUrl', url('http:', 'https:'), undefined),
+  spec('BRIDGE_AUTH_TOKENS', 'authTokens', tokens, []),
+  spec('BRIDGE_TLS_CERT_FILE', 'tlsCertFile', readableFile, undefined),
+  spec('BRIDGE_TLS_KEY_FILE', 'tlsKeyFile', readableFile, undefined),
   spec('BRIDGE_MAX_BODY_BYTES', 'maxBodyBytes', bytes, 16 * 1024 * 1024),
   spec('BRIDGE_MAX_CONCURRENT_REQUESTS', 'maxConcurrentRequests', integer(1, 10_000), 32),
   spec('BRIDGE_QUEUE_MAX_WAITING', 'queueMaxWaiting', integer(1, 10_000_000), 10_000),
@@ -185,6 +214,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BridgeConfig {
   }
   if (config.redisCluster && !config.redisUrl) throw new ConfigError('REDIS_CLUSTER', String(env.REDIS_CLUSTER), 'REDIS_URL set to a node of the cluster as well');
   const typed = config as unknown as BridgeConfig;
+  if (!typed.tlsCertFile !== !typed.tlsKeyFile) {
+    const [missing, given] = typed.tlsCertFile ? ['BRIDGE_TLS_KEY_FILE', 'BRIDGE_TLS_CERT_FILE'] : ['BRIDGE_TLS_CERT_FILE', 'BRIDGE_TLS_KEY_FILE'];
+    throw new ConfigError(missing, '', `a file as well, since ${given} is set (TLS needs both)`);
+  }
   if (typed.selfTracesUrl && pointsAtOwnIngest(typed.selfTracesUrl, typed)) {
     throw new ConfigError('BRIDGE_SELF_TRACES_URL', typed.selfTracesUrl, "an endpoint other than this bridge's own OTLP receiver (its traces would come back to it, a loop)");
   }

@@ -1,7 +1,8 @@
 /**
  * The OTLP/gRPC receiver: the LogsService, MetricsService and TraceService `Export` methods
  * (gzip-compressed or not), answering as the OTLP specification asks: the Export*ServiceResponse
- * once the batch is stored, INVALID_ARGUMENT for a message that does not decode, UNAVAILABLE
+ * once the batch is stored, UNAUTHENTICATED without an accepted bearer token (when tokens are
+ * required), INVALID_ARGUMENT for a message that does not decode, UNAVAILABLE
  * (retryable) while the queue is full or Redis is away, RESOURCE_EXHAUSTED above the size limit.
  *
  * Messages are taken as raw bytes and decoded by the same codec as OTLP/HTTP protobuf, so both
@@ -11,6 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import { DecodeError, encodeExportResponse, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics } from '@ccbridge/telemetry';
+import { AUTH_MESSAGE, type Authenticator } from './auth';
 import { BUSY_MESSAGE, readBatch, receiveBatch, type BatchSink, type InflightGate } from './receiver';
 
 const SERVICES: Record<Signal, string> = {
@@ -24,6 +26,8 @@ export interface GrpcReceiverOptions {
   maxBodyBytes: number;
   log: Logger;
   gate: InflightGate;
+  /** Bearer tokens, when required (auth.ts): the `authorization` metadata. */
+  auth?: Authenticator;
 }
 
 const raw = (b: Buffer) => b;
@@ -49,6 +53,11 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
     };
     const Export: grpc.handleUnaryCall<Buffer, Buffer> = async (call, callback) => {
       // grpc-js has read the message by now; the gate bounds the decoded batches held at once.
+      if (options.auth && !options.auth.accepts(String(call.metadata.get('authorization')[0] ?? ''))) {
+        log.warn({ signal, transport: 'grpc', remote: call.getPeer() }, 'refused a call without an accepted bearer token');
+        bridgeMetrics.refusedRequest('grpc', 'auth');
+        return callback({ code: grpc.status.UNAUTHENTICATED, details: AUTH_MESSAGE });
+      }
       if (!options.gate.tryEnter()) {
         bridgeMetrics.refusedRequest('grpc', 'busy');
         return callback({ code: grpc.status.UNAVAILABLE, details: BUSY_MESSAGE });
@@ -79,10 +88,17 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
   return server;
 }
 
-/** Binds and starts the server; rejects with a message naming the port when it cannot. */
-export function listenGrpc(server: grpc.Server, host: string, port: number): Promise<number> {
+/** TLS for the gRPC receiver: a PEM certificate chain and its key. */
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** Binds and starts the server (with TLS when given); rejects with a message naming the port when it cannot. */
+export function listenGrpc(server: grpc.Server, host: string, port: number, tls?: TlsFiles): Promise<number> {
+  const credentials = tls ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : grpc.ServerCredentials.createInsecure();
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+    server.bindAsync(`${host}:${port}`, credentials, (err, bound) => {
       if (err) reject(new Error(`cannot listen for OTLP/gRPC on ${host}:${port}: ${err.message}`));
       else resolve(bound);
     });

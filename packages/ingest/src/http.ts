@@ -7,6 +7,7 @@
  * |-----------------------------------------------|--------|------------------------------------|
  * | stored in the queue                           | 200    | Export*ServiceResponse             |
  * | body does not decode / bad gzip               | 400    | google.rpc.Status with the reason  |
+ * | no accepted bearer token (when required)      | 401    | Status, with WWW-Authenticate      |
  * | Content-Type other than protobuf or JSON      | 415    | google.rpc.Status                  |
  * | Content-Encoding other than gzip/deflate/br   | 415    | google.rpc.Status                  |
  * | body larger than maxBodyBytes (inflated)      | 413    | google.rpc.Status                  |
@@ -23,6 +24,7 @@ import {
 } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics, type RefusalReason } from '@ccbridge/telemetry';
+import { AUTH_MESSAGE, type Authenticator } from './auth';
 import { BodyError, readBody } from './body';
 import { BUSY_MESSAGE, readBatch, receiveBatch, type BatchSink, type InflightGate, type ReceivedBatch } from './receiver';
 
@@ -32,6 +34,8 @@ export interface IngestOptions {
   log: Logger;
   /** Shared by the HTTP and gRPC receivers: requests received at once. */
   gate: InflightGate;
+  /** Bearer tokens, when required (auth.ts). */
+  auth?: Authenticator;
   /** Seconds a throttled client is asked to wait (Retry-After). */
   retryAfterSeconds?: number;
 }
@@ -68,6 +72,11 @@ export function otlpRouter(options: IngestOptions): express.Router {
       if (req.method !== 'POST') {
         res.setHeader('Allow', 'POST');
         return reply(req, res, 405, `${req.method} is not allowed on ${path}: use POST`);
+      }
+      if (options.auth && !options.auth.accepts(req.headers.authorization)) {
+        log.warn({ signal, remote: req.socket.remoteAddress }, 'refused a request without an accepted bearer token');
+        res.setHeader('WWW-Authenticate', 'Bearer');
+        return reply(req, res, 401, AUTH_MESSAGE);
       }
       if (!wireFormatOf(req.headers['content-type'])) {
         return reply(req, res, 415, `Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')} is not supported: use ${CONTENT_TYPES.protobuf} or ${CONTENT_TYPES.json}`);

@@ -1,3 +1,4 @@
 export * from './receiver';
 export * from './http';
 export * from './grpc';
+export * from './auth';

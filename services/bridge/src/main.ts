@@ -7,17 +7,18 @@
  * jobs in hand, then stop. Turns still open stay in Redis; the next worker carries on.
  */
 import http from 'node:http';
+import https from 'node:https';
 import { ConfigError, loadConfig, unknownVariables, type BridgeConfig } from '@ccbridge/config';
 import { createLogger, type Logger } from '@ccbridge/log';
 import { createAdminApp, createHttpApp } from '@ccbridge/ingest';
 import { startTelemetry } from '@ccbridge/telemetry';
-import { startIngest } from '@ccbridge/ingest-service';
+import { startIngest, tlsFiles } from '@ccbridge/ingest-service';
 import { startWorker } from '@ccbridge/worker-service';
 import { connectRedis } from '@ccbridge/redis';
 import { StartupError, chooseRedis } from './redis';
 
 /** Listens on host:port; a port in use is a StartupError naming its variable. */
-function listen(server: http.Server, variable: string, host: string, port: number): Promise<void> {
+function listen(server: http.Server | https.Server, variable: string, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(new StartupError(err.code === 'EADDRINUSE'
@@ -27,7 +28,7 @@ function listen(server: http.Server, variable: string, host: string, port: numbe
   });
 }
 
-function close(server: http.Server): Promise<void> {
+function close(server: http.Server | https.Server): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
     server.closeIdleConnections();
@@ -55,7 +56,9 @@ async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<voi
   const health = { ready: async () => (await probe.ping()) === 'PONG' };
   const admin = http.createServer(createAdminApp(health, telemetry.metricsHandler));
   // The OTLP receiver, for the ingest roles only: a worker takes no requests.
-  const otlp = ingest ? http.createServer(createHttpApp(health, ingest.options)) : undefined;
+  const tls = tlsFiles(config);
+  const otlpApp = ingest && createHttpApp(health, ingest.options);
+  const otlp = otlpApp && (tls ? https.createServer({ cert: tls.cert, key: tls.key }, otlpApp) : http.createServer(otlpApp));
   // Collectors keep connections alive; let idle ones go quickly on shutdown.
   if (otlp) otlp.keepAliveTimeout = 5_000;
   try {
@@ -76,6 +79,8 @@ async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<voi
     redis: redis.url.replace(/\/\/[^@]*@/, '//***@'),
     llmflow: config.llmflowUrl,
     selfTraces: config.selfTracesUrl ?? 'off',
+    tls: !!tls,
+    auth: config.authTokens.length > 0 ? `${config.authTokens.length} token(s)` : 'off',
   }, 'bridge started');
 
   return async () => {

@@ -7,12 +7,18 @@ import type { Logger } from '@ccbridge/log';
 import { BatchProducer } from '@ccbridge/queue';
 import { connectRedis, type RedisTarget } from '@ccbridge/redis';
 import { observeGauge } from '@ccbridge/telemetry';
-import { InflightGate, closeGrpc, createGrpcReceiver, listenGrpc, type IngestOptions } from '@ccbridge/ingest';
+import { readFileSync } from 'node:fs';
+import { InflightGate, closeGrpc, createAuthenticator, createGrpcReceiver, listenGrpc, type IngestOptions, type TlsFiles } from '@ccbridge/ingest';
 
 export interface IngestService {
   /** What the bridge's HTTP server needs to serve the OTLP routes. */
   options: IngestOptions;
   close(): Promise<void>;
+}
+
+/** The receivers' TLS certificate and key, when configured (read once, at start-up). */
+export function tlsFiles(config: BridgeConfig): TlsFiles | undefined {
+  return config.tlsCertFile && config.tlsKeyFile ? { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsKeyFile) } : undefined;
 }
 
 /** Connects the queue and serves OTLP/gRPC; the OTLP/HTTP routes are served by the caller's HTTP server. */
@@ -23,10 +29,16 @@ export async function startIngest(config: BridgeConfig, target: RedisTarget, log
   observeGauge('queue_size', 'Batches (jobs) waiting in the queue, not yet processed', async () => (await producer.reading()).jobs);
   observeGauge('queue_size_bytes', 'Bytes the queued batches take in Redis', async () => (await producer.reading()).bytes, 'By');
   observeGauge('queue_capacity_bytes', 'The queue\'s bound in bytes (BRIDGE_QUEUE_MAX_BYTES)', () => config.queueMaxBytes, 'By');
-  const options: IngestOptions = { sink: producer, maxBodyBytes: config.maxBodyBytes, log, gate: new InflightGate(config.maxConcurrentRequests) };
+  const options: IngestOptions = {
+    sink: producer,
+    maxBodyBytes: config.maxBodyBytes,
+    log,
+    gate: new InflightGate(config.maxConcurrentRequests),
+    ...(config.authTokens.length > 0 && { auth: createAuthenticator(config.authTokens) }),
+  };
   const grpc = createGrpcReceiver(options);
   try {
-    await listenGrpc(grpc, config.otlpGrpcHost, config.otlpGrpcPort);
+    await listenGrpc(grpc, config.otlpGrpcHost, config.otlpGrpcPort, tlsFiles(config));
   } catch (err) {
     await producer.close();
     redis.disconnect();
