@@ -7,6 +7,7 @@ import { attributesToRecord, recordToAttributes, type ResourceSpans, type ScopeS
 import type { Attributes } from './events';
 import { LLM_REQUEST_ATTRIBUTES, TOOL_SPAN, renamed } from './mapping';
 import type { Redactor } from './privacy';
+import { SERVICE_NAME } from '@ccbridge/telemetry';
 
 export type NativeTraceMode = 'prefer' | 'events' | 'both';
 
@@ -44,9 +45,15 @@ function enrich(span: Span): Span {
  * The spans to forward from a /v1/traces request: Claude Code's enriched (or, in `events`
  * mode, left out because the events draw them), everything redacted as the policy says.
  */
+const isBridgeOwn = (rs: ResourceSpans) =>
+  (rs.resource?.attributes ?? []).some((kv) => kv.key === 'service.name' && kv.value?.stringValue === SERVICE_NAME);
+
 export function nativeSpansToForward(request: ResourceSpans[], mode: NativeTraceMode, redactor: Redactor): ResourceSpans[] {
   const out: ResourceSpans[] = [];
   for (const rs of request) {
+    // The bridge's own traces, sent back to it (BRIDGE_SELF_TRACES_URL at a Collector that feeds
+    // it): forwarding them would trace the forwarding, and so on without end.
+    if (isBridgeOwn(rs)) continue;
     const scopeSpans = (rs.scopeSpans ?? []).flatMap((ss): ScopeSpans[] => {
       if (!isClaudeCodeScope(ss)) return [{ ...ss, spans: ss.spans?.map((s) => redacted(s, redactor)) }];
       if (mode === 'events') return [];

@@ -5,7 +5,7 @@
  */
 import { jsonToProtobuf, scanExportRequest, type Signal, type WireFormat } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
-import { bridgeMetrics, type Transport } from '@ccbridge/telemetry';
+import { SpanKind, bridgeMetrics, currentTraceparent, inSpan, type Transport } from '@ccbridge/telemetry';
 import type { Acceptance, ReceivedBatch } from '@ccbridge/queue';
 
 export type { Acceptance, ReceivedBatch };
@@ -37,7 +37,15 @@ export type Outcome =
  */
 export const QUEUED_SIGNALS: ReadonlySet<Signal> = new Set(['logs', 'traces']);
 
-export async function receiveBatch(sink: BatchSink, log: Logger, signal: Signal, batch: ReceivedBatch, transport: Transport): Promise<Outcome> {
+export function receiveBatch(sink: BatchSink, log: Logger, signal: Signal, batch: ReceivedBatch, transport: Transport): Promise<Outcome> {
+  const attributes = { 'ccbridge.signal': signal, 'ccbridge.items': batch.items, 'ccbridge.transport': transport };
+  return inSpan('ccbridge.receive', { kind: SpanKind.SERVER, attributes }, (span) => storeBatch(sink, log, signal, batch, transport).then((outcome) => {
+    span.setAttribute('ccbridge.stored', outcome.stored);
+    return outcome;
+  }));
+}
+
+async function storeBatch(sink: BatchSink, log: Logger, signal: Signal, batch: ReceivedBatch, transport: Transport): Promise<Outcome> {
   const items = batch.items;
   if (items === 0) return { stored: true, items };
   if (!QUEUED_SIGNALS.has(signal)) {
@@ -58,7 +66,8 @@ export async function receiveBatch(sink: BatchSink, log: Logger, signal: Signal,
       : refuse('unavailable', 'the bridge queue (Redis) is unavailable; retry later');
   }
   try {
-    await sink.enqueue(signal, batch);
+    // The job carries the trace on, to the worker that processes it.
+    await inSpan('ccbridge.enqueue', {}, () => sink.enqueue(signal, { ...batch, traceparent: currentTraceparent() }));
   } catch (err) {
     log.error({ signal, items, err: (err as Error).message }, 'could not store a batch in the queue');
     return refuse('unavailable', 'the bridge queue (Redis) is unavailable; retry later');

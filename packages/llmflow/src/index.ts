@@ -24,7 +24,7 @@
 import { countItems, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { BackpressureError } from '@ccbridge/errors';
 import type { Logger } from '@ccbridge/log';
-import { bridgeMetrics } from '@ccbridge/telemetry';
+import { SpanKind, bridgeMetrics, inSpan } from '@ccbridge/telemetry';
 import { fitResourceSpans, fitSpan, spanBytes } from './fit';
 
 export { fitSpan, fitResourceSpans, spanBytes, TRIMMED_BYTES, TRIMMED_KEYS } from './fit';
@@ -162,8 +162,12 @@ export class LlmflowExporter {
     return total;
   }
 
-  private async post(chunk: ResourceSpans[], originals: Originals): Promise<ExportResult> {
+  private post(chunk: ResourceSpans[], originals: Originals): Promise<ExportResult> {
     const spans = spanCount(chunk);
+    return inSpan('ccbridge.export', { kind: SpanKind.CLIENT, attributes: { 'ccbridge.spans': spans, 'server.address': this.endpoint } }, () => this.postOnce(chunk, spans, originals));
+  }
+
+  private async postOnce(chunk: ResourceSpans[], spans: number, originals: Originals): Promise<ExportResult> {
     const body = JSON.stringify({ resourceSpans: chunk });
     let response: Response;
     const started = performance.now();

@@ -18,6 +18,8 @@ export interface GroupPart {
   items: number;
   /** Its protobuf's size: a group stays below a bound in decoded bytes, which is what a worker holds. */
   protobufBytes: number;
+  /** The trace of the request that brought it (the bridge's own tracing). */
+  traceparent?: string;
 }
 
 export interface Group {

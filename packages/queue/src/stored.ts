@@ -23,6 +23,8 @@ export interface StoredBatch {
   items: number;
   format: typeof STORED_FORMAT;
   data: string;
+  /** W3C traceparents of the requests the job holds, when the bridge traces its own work. */
+  traceparents?: string[];
 }
 
 /** A job's data as bridges before 0.2 wrote it: the decoded request itself. */
@@ -41,6 +43,8 @@ export interface BatchJob<S extends Signal = Signal> {
   request: ExportRequestBySignal[S];
   /** Items (log records, data points, spans) in the batch. */
   items: number;
+  /** Traces of the requests it holds (the bridge's own, when it traces its work). */
+  traceparents?: string[];
 }
 
 /** A batch as the receiver hands it over: checked and counted, as protobuf (as it came, or encoded from JSON). */
@@ -49,6 +53,8 @@ export interface ReceivedBatch {
   protobuf: Uint8Array;
   /** The same protobuf gzip'd, when it came so: stored as it is, not compressed again. */
   gzipped?: Uint8Array;
+  /** The trace of the request that brought it (the bridge's own tracing). */
+  traceparent?: string;
 }
 
 /**
@@ -64,13 +70,14 @@ export async function groupPart(batch: ReceivedBatch): Promise<GroupPart> {
   const { protobuf } = batch;
   const gzipped = batch.gzipped
     ?? (protobuf.length <= INLINE_GZIP_BYTES ? zlib.gzipSync(protobuf, { level: 1 }) : await gzip(protobuf, { level: 1 }));
-  return { gzipped, items: batch.items, protobufBytes: protobuf.length };
+  return { gzipped, items: batch.items, protobufBytes: protobuf.length, ...(batch.traceparent && { traceparent: batch.traceparent }) };
 }
 
 /** The stored form of a group of batches (group.ts): their gzip members one after another. */
 export function storedBatch(signal: Signal, group: Group): StoredBatch {
   const data = Buffer.concat(group.parts.map((part) => part.gzipped)).toString('base64');
-  return { signal, items: group.items, format: STORED_FORMAT, data };
+  const traceparents = group.parts.flatMap((part) => (part.traceparent ? [part.traceparent] : []));
+  return { signal, items: group.items, format: STORED_FORMAT, data, ...(traceparents.length > 0 && { traceparents }) };
 }
 
 /**
@@ -96,5 +103,5 @@ export async function batchOf(batch: QueuedBatch): Promise<BatchJob> {
   const options = { chunkSize: INFLATE_CHUNK_BYTES };
   // A group's gzip is at most a few hundred KB (GROUP_MAX_PROTOBUF_BYTES of protobuf), unless one batch was larger.
   const protobuf = gzipped.length <= INLINE_GZIP_BYTES ? zlib.gunzipSync(gzipped, options) : await gunzip(gzipped, options);
-  return { signal: batch.signal, request: decodeExportRequest(batch.signal, protobuf, 'protobuf'), items: batch.items };
+  return { signal: batch.signal, request: decodeExportRequest(batch.signal, protobuf, 'protobuf'), items: batch.items, ...(batch.traceparents && { traceparents: batch.traceparents }) };
 }

@@ -14,7 +14,7 @@ import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 
-export const SERVICE_NAME = 'claude-code-llmflow-bridge';
+import { SERVICE_NAME } from './names';
 
 export interface TelemetryOptions {
   /** The process's role, as a resource attribute (`ccbridge.role`). */

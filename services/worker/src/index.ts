@@ -10,7 +10,7 @@ import { connectRedis, type RedisTarget } from '@ccbridge/redis';
 import { InteractionCloser, LifecycleStore, createRedactor, processBatch, type BatchProcessorDeps } from '@ccbridge/claude-events';
 import { DeadLetterStore } from '@ccbridge/dead-letter';
 import { LlmflowExporter, LlmflowUnavailableError } from '@ccbridge/llmflow';
-import { bridgeMetrics, observeGauge } from '@ccbridge/telemetry';
+import { SpanKind, bridgeMetrics, inSpan, observeGauge } from '@ccbridge/telemetry';
 
 export interface WorkerService {
   close(): Promise<void>;
@@ -59,7 +59,9 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     redis,
     async (job, info) => {
       try {
-        const summary = await processBatch(deps, job.signal, job.request);
+        const [parent, ...others] = job.traceparents ?? [];
+        const attributes = { 'ccbridge.signal': job.signal, 'ccbridge.items': job.items, 'ccbridge.job': info.id ?? '', 'ccbridge.attempt': info.attempt };
+        const summary = await inSpan('ccbridge.process', { kind: SpanKind.CONSUMER, parent, links: others, attributes }, () => processBatch(deps, job.signal, job.request));
         unavailable = 0;
         log.info({ job: info.id, items: job.items, ...summary }, 'processed a batch');
       } catch (err) {
