@@ -38,6 +38,8 @@ const BAD: Record<string, string> = {
   OTLP_GRPC_PORT: 'grpc',
   OTLP_GRPC_HOST: '\t',
   BRIDGE_METRICS_PORT: '0',
+  BRIDGE_MAX_ATTRIBUTES: 'many',
+  BRIDGE_MAX_VALUE_BYTES: '1TiB',
   BRIDGE_AUTH_TOKENS: 'short,',
   BRIDGE_TLS_CERT_FILE: '/nonexistent/cert.pem',
   BRIDGE_TLS_KEY_FILE: '/nonexistent/key.pem',

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { DecodeError, countItems, decodeExportRequest, encodeExportRequest, scanExportRequest, type Signal } from '@ccbridge/otlp';
 import { SCENARIOS, payloads } from '../support/fixtures';
 import { prng } from '../support/assembly';
+import { readBatch } from '@ccbridge/ingest';
 
 const bodies: { signal: Signal; body: Uint8Array }[] = SCENARIOS.flatMap((s) =>
   payloads('protobuf', s).map((p) => ({ signal: p.signal, body: p.body })),
@@ -84,4 +85,23 @@ test('strings must be UTF-8, as the Collector asks of proto3 strings: every leng
       }
     }
   }
+});
+
+test('limits: attributes per message (a kvlist\'s entries too) and bytes per value, at the limit taken, past it refused with the reason', () => {
+  const attrs = (n: number) => Array.from({ length: n }, (_, i) => ({ key: `k${i}`, value: { stringValue: 'v' } }));
+  const body = (record: object) => encodeExportRequest('logs', { resourceLogs: [{ scopeLogs: [{ logRecords: [record] }] }] }, 'protobuf');
+  const limits = (maxAttributes: number, maxValueBytes = 1_000_000) => ({ maxAttributes, maxValueBytes });
+  const five = body({ attributes: attrs(5) });
+  assert.equal(scanExportRequest('logs', five, limits(5)), 1);
+  assert.throws(() => scanExportRequest('logs', five, limits(4)), /more than 4 attributes \(the bridge's BRIDGE_MAX_ATTRIBUTES\)/);
+  const kvlist = body({ attributes: [{ key: 'nested', value: { kvlistValue: { values: attrs(6) } } }] });
+  assert.equal(scanExportRequest('logs', kvlist, limits(6)), 1);
+  assert.throws(() => scanExportRequest('logs', kvlist, limits(5)), /more than 5 attributes/);
+  const long = body({ body: { stringValue: 'x'.repeat(100) } });
+  assert.equal(scanExportRequest('logs', long, limits(10, 100)), 1);
+  assert.throws(() => scanExportRequest('logs', long, limits(10, 99)), /a value of 100 bytes is larger than 99 \(the bridge's BRIDGE_MAX_VALUE_BYTES\)/);
+  // OTLP/JSON is held to the same limits, through its encoding.
+  const json = Buffer.from(JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords: [{ attributes: attrs(5) }] }] }] }));
+  assert.equal(readBatch('logs', json, 'json', limits(5)).items, 1);
+  assert.throws(() => readBatch('logs', json, 'json', limits(4)), DecodeError);
 });

@@ -32,6 +32,10 @@ export interface BridgeConfig {
   /** PEM certificate chain and key for TLS on both receivers; unset: plain text. */
   tlsCertFile: string | undefined;
   tlsKeyFile: string | undefined;
+  /** KeyValues one message may carry (a record's attributes, a kvlist's entries). */
+  maxAttributes: number;
+  /** Bytes one string or bytes value may take. */
+  maxValueBytes: number;
   /** Largest request body the receiver takes, after gzip is undone. */
   maxBodyBytes: number;
   /** Requests received at once (HTTP and gRPC together); past it the receiver answers 503. */
@@ -184,6 +188,8 @@ export const SPEC = [
   spec('BRIDGE_TLS_CERT_FILE', 'tlsCertFile', readableFile, undefined),
   spec('BRIDGE_TLS_KEY_FILE', 'tlsKeyFile', readableFile, undefined),
   spec('BRIDGE_MAX_BODY_BYTES', 'maxBodyBytes', bytes, 16 * 1024 * 1024),
+  spec('BRIDGE_MAX_ATTRIBUTES', 'maxAttributes', integer(1, 10_000_000), 4096),
+  spec('BRIDGE_MAX_VALUE_BYTES', 'maxValueBytes', bytes, 4 * 1024 * 1024),
   spec('BRIDGE_MAX_CONCURRENT_REQUESTS', 'maxConcurrentRequests', integer(1, 10_000), 32),
   spec('BRIDGE_QUEUE_MAX_WAITING', 'queueMaxWaiting', integer(1, 10_000_000), 10_000),
   spec('BRIDGE_QUEUE_MAX_BYTES', 'queueMaxBytes', bytes, 256 * 1024 * 1024),

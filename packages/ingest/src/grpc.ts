@@ -9,7 +9,7 @@
  * transports reach the queue in one form.
  */
 import * as grpc from '@grpc/grpc-js';
-import { DecodeError, encodeExportResponse, type Signal } from '@ccbridge/otlp';
+import { DecodeError, encodeExportResponse, type ScanLimits, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics } from '@ccbridge/telemetry';
 import { AUTH_MESSAGE, type Authenticator } from './auth';
@@ -28,6 +28,8 @@ export interface GrpcReceiverOptions {
   gate: InflightGate;
   /** Bearer tokens, when required (auth.ts): the `authorization` metadata. */
   auth?: Authenticator;
+  /** Attributes per message and bytes per value a request may carry (INVALID_ARGUMENT past them). */
+  limits?: ScanLimits;
 }
 
 const raw = (b: Buffer) => b;
@@ -71,7 +73,7 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
     const exportBatch: grpc.handleUnaryCall<Buffer, Buffer> = async (call, callback) => {
       let batch;
       try {
-        batch = readBatch(signal, call.request, 'protobuf');
+        batch = readBatch(signal, call.request, 'protobuf', options.limits);
       } catch (err) {
         if (!(err instanceof DecodeError)) throw err;
         log.warn({ signal, transport: 'grpc', bytes: call.request.length, reason: err.message }, 'rejected a request that does not decode');

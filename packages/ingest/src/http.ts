@@ -19,7 +19,7 @@
 import type http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import {
-  CONTENT_TYPES, DecodeError, encodeExportResponse, encodeStatus,
+  CONTENT_TYPES, DecodeError, encodeExportResponse, encodeStatus, type ScanLimits,
   type Signal, type WireFormat,
 } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
@@ -36,6 +36,8 @@ export interface IngestOptions {
   gate: InflightGate;
   /** Bearer tokens, when required (auth.ts). */
   auth?: Authenticator;
+  /** Attributes per message and bytes per value a request may carry (400 past them). */
+  limits?: ScanLimits;
   /** Seconds a throttled client is asked to wait (Retry-After). */
   retryAfterSeconds?: number;
 }
@@ -96,7 +98,7 @@ export function otlpRouter(options: IngestOptions): express.Router {
       try {
         const body = await readBody(req, options.maxBodyBytes);
         bytes = body.bytes.length;
-        batch = readBatch(signal, body.bytes, format, body.encoding === 'gzip' ? body.raw : undefined);
+        batch = readBatch(signal, body.bytes, format, options.limits, body.encoding === 'gzip' ? body.raw : undefined);
       } catch (err) {
         if (err instanceof BodyError) return reply(req, res, err.status, err.message);
         if (!(err instanceof DecodeError)) throw err;

@@ -3,7 +3,7 @@
  * the queue can take it, and store it. HTTP and gRPC only translate the outcome into their
  * own status codes.
  */
-import { jsonToProtobuf, scanExportRequest, type Signal, type WireFormat } from '@ccbridge/otlp';
+import { jsonToProtobuf, scanExportRequest, type ScanLimits, type Signal, type WireFormat } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { SpanKind, bridgeMetrics, currentTraceparent, inSpan, type Transport } from '@ccbridge/telemetry';
 import type { Acceptance, ReceivedBatch } from '@ccbridge/queue';
@@ -13,11 +13,14 @@ export type { Acceptance, ReceivedBatch };
 /**
  * A request body, checked and counted, as the protobuf to store: protobuf is walked (scan.ts)
  * and kept as it came (with its gzip form when it came gzip'd: `gzipped`); JSON is parsed and
- * encoded once. Throws DecodeError for a body that does not decode.
+ * encoded once, and its encoding walked for the limits. Throws DecodeError for a body that does
+ * not decode or goes past a limit.
  */
-export function readBatch(signal: Signal, body: Uint8Array, format: WireFormat, gzipped?: Uint8Array): ReceivedBatch {
-  if (format === 'protobuf') return { items: scanExportRequest(signal, body), protobuf: body, ...(gzipped && { gzipped }) };
-  return jsonToProtobuf(signal, body);
+export function readBatch(signal: Signal, body: Uint8Array, format: WireFormat, limits?: ScanLimits, gzipped?: Uint8Array): ReceivedBatch {
+  if (format === 'protobuf') return { items: scanExportRequest(signal, body, limits), protobuf: body, ...(gzipped && { gzipped }) };
+  const batch = jsonToProtobuf(signal, body);
+  if (limits) scanExportRequest(signal, batch.protobuf, limits);
+  return batch;
 }
 
 /** Where accepted batches go: the queue in production, anything in tests. */

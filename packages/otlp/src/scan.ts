@@ -32,7 +32,20 @@ interface FieldRule {
   message?: MessageRules;
   /** This field's occurrences are the request's items. */
   item: boolean;
+  /** A KeyValue: its occurrences in one message are attributes, counted against the limit. */
+  attribute: boolean;
 }
+
+/** Limits a request must keep (BRIDGE_MAX_ATTRIBUTES, BRIDGE_MAX_VALUE_BYTES); past them it is refused with the reason. */
+export interface ScanLimits {
+  /** KeyValues in one message: a record's, span's or resource's attributes, or a kvlist's entries. */
+  maxAttributes: number;
+  /** Bytes of one string or bytes value. */
+  maxValueBytes: number;
+}
+
+const NO_LIMITS: ScanLimits = { maxAttributes: Infinity, maxValueBytes: Infinity };
+const KEY_VALUE = 'opentelemetry.proto.common.v1.KeyValue';
 /** A message's fields by number (an array: field numbers in OTLP are small). */
 type MessageRules = FieldRule[];
 
@@ -56,12 +69,13 @@ function rulesOf(type: protobuf.Type, signal: Signal, seen: Map<protobuf.Type, M
       (signal === 'metrics' && DATA_POINT_PARENTS.has(fullName) && field.name === 'dataPoints');
     const resolved = field.resolvedType;
     if (resolved && 'fieldsArray' in resolved) {
-      rules[field.id] = { wire: WIRE.LEN, packable: false, string: false, message: rulesOf(resolved as protobuf.Type, signal, seen), item };
+      const attribute = (resolved as protobuf.Type).fullName.replace(/^\./, '') === KEY_VALUE;
+      rules[field.id] = { wire: WIRE.LEN, packable: false, string: false, message: rulesOf(resolved as protobuf.Type, signal, seen), item, attribute };
     } else {
       // An enum is a varint.
       const wire = resolved ? WIRE.VARINT : SCALAR_WIRE[field.type];
       if (wire === undefined) throw new Error(`scan: no wire type for ${fullName}.${field.name} (${field.type})`);
-      rules[field.id] = { wire, packable: field.repeated && wire !== WIRE.LEN, string: field.type === 'string', item };
+      rules[field.id] = { wire, packable: field.repeated && wire !== WIRE.LEN, string: field.type === 'string', item, attribute: false };
     }
   }
   return rules;
@@ -180,9 +194,10 @@ function isUtf8Range(c: Cursor, start: number, end: number): boolean {
 }
 
 /** Walks one message in [c.pos, c.end); returns the items counted inside it. */
-function walk(c: Cursor, rules: MessageRules, depth: number): number {
+function walk(c: Cursor, rules: MessageRules, depth: number, limits: ScanLimits): number {
   if (depth > 64) throw new DecodeError('body is not a protobuf: messages nested too deep');
   let items = 0;
+  let attributes = 0;
   while (c.pos < c.end) {
     const tag = c.tag();
     const id = tag >>> 3;
@@ -196,14 +211,19 @@ function walk(c: Cursor, rules: MessageRules, depth: number): number {
       continue;
     }
     if (rule.item) items += 1;
+    if (rule.attribute && ++attributes > limits.maxAttributes) {
+      throw new DecodeError(`a message has more than ${limits.maxAttributes} attributes (the bridge's BRIDGE_MAX_ATTRIBUTES)`);
+    }
     if (wire === WIRE.LEN) {
       const n = c.length();
       const end = c.pos + n;
       if (rule.message) {
         const outer = c.end;
         c.end = end;
-        items += walk(c, rule.message, depth + 1);
+        items += walk(c, rule.message, depth + 1, limits);
         c.end = outer;
+      } else if (n > limits.maxValueBytes) {
+        throw new DecodeError(`a value of ${n} bytes is larger than ${limits.maxValueBytes} (the bridge's BRIDGE_MAX_VALUE_BYTES)`);
       } else if (rule.string && !isUtf8Range(c, c.pos, end)) {
         throw new DecodeError(`body is not a protobuf: field ${id} is not UTF-8`);
       }
@@ -217,6 +237,6 @@ function walk(c: Cursor, rules: MessageRules, depth: number): number {
 }
 
 /** Checks a protobuf export request and counts its items (log records, spans, data points). */
-export function scanExportRequest(signal: Signal, body: Uint8Array): number {
-  return walk(new Cursor(body, 0, body.length), RULES[signal], 0);
+export function scanExportRequest(signal: Signal, body: Uint8Array, limits: ScanLimits = NO_LIMITS): number {
+  return walk(new Cursor(body, 0, body.length), RULES[signal], 0, limits);
 }

@@ -35,6 +35,7 @@ export async function startIngest(config: BridgeConfig, target: RedisTarget, log
     log,
     gate: new InflightGate(config.maxConcurrentRequests),
     ...(config.authTokens.length > 0 && { auth: createAuthenticator(config.authTokens) }),
+    limits: { maxAttributes: config.maxAttributes, maxValueBytes: config.maxValueBytes },
   };
   const grpc = createGrpcReceiver(options);
   try {
