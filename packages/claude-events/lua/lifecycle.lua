@@ -49,7 +49,8 @@ end
 -- which numbers from 0 again) from filling this one's gaps: Claude Code takes an event's
 -- number and its timestamp together, so within one process both grow together.
 function L.covered(session, lo, hi, fromMs, toMs)
-  if hi - lo <= 1 then return 0 end
+  -- Without a session (its id was not a string) no number can be looked up: none is covered.
+  if not session or hi - lo <= 1 then return 0 end
   local members = redis.call('ZRANGEBYSCORE', L.key('sequence', session), lo + 1, hi - 1)
   local seen, n = {}, 0
   for _, m in ipairs(members) do

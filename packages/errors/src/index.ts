@@ -10,8 +10,10 @@
  *
  * Errors no one typed (a library's) are classified by what they are: a TypeError, RangeError
  * or SyntaxError comes from the data meeting the code (a number too large for a BigInt, a
- * value of the wrong type) and will come again on every attempt, so it is permanent; anything
- * else (a connection reset, a Redis reply error) is retryable, the Collector's default.
+ * value of the wrong type) and will come again on every attempt, so it is permanent; so is a
+ * Redis Lua script failing at run time (`ERR user_script:…`), for the same input fails the same
+ * way; anything else (a connection reset, Redis out of memory or loading) is retryable, the
+ * Collector's default.
  */
 
 export type ErrorKind = 'permanent' | 'retryable' | 'backpressure';
@@ -37,9 +39,13 @@ export class BackpressureError extends Error {
   }
 }
 
+/** A Lua script's run-time error, as Redis reports it (not OOM, BUSY, LOADING and the like). */
+const SCRIPT_RUNTIME_ERROR = /^ERR (user_script:\d+:|Error running script)/;
+
 /** The kind of any thrown value (see the table above). */
 export function kindOf(err: unknown): ErrorKind {
   if (err instanceof PermanentError || err instanceof RetryableError || err instanceof BackpressureError) return err.kind;
   if (err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError) return 'permanent';
+  if (err instanceof Error && SCRIPT_RUNTIME_ERROR.test(err.message)) return 'permanent';
   return 'retryable';
 }

@@ -1,0 +1,23 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { BackpressureError, PermanentError, RetryableError, kindOf } from '@ccbridge/errors';
+import { DecodeError } from '@ccbridge/otlp';
+import { LlmflowUnavailableError } from '@ccbridge/llmflow';
+
+test('every error has one kind: typed ones say theirs, others are classified by what they are', () => {
+  const cases: [unknown, string][] = [
+    [new PermanentError('x'), 'permanent'],
+    [new DecodeError('body is not a protobuf'), 'permanent'],
+    [new RangeError('The number Infinity cannot be converted to a BigInt'), 'permanent'],
+    [new TypeError("Cannot read properties of undefined (reading 'x')"), 'permanent'],
+    [new Error("ERR user_script:32: attempt to concatenate local 'id' (a nil value) script: cac9623b, on @user_script:32."), 'permanent'],
+    [new RetryableError('x'), 'retryable'],
+    [new Error('Connection is closed.'), 'retryable'],
+    [new Error("OOM command not allowed when used memory > 'maxmemory'. script: abc"), 'retryable'],
+    [new Error('LOADING Redis is loading the dataset in memory'), 'retryable'],
+    ['a string thrown', 'retryable'],
+    [new BackpressureError('x', 10), 'backpressure'],
+    [new LlmflowUnavailableError('LLMFlow did not answer'), 'backpressure'],
+  ];
+  for (const [err, kind] of cases) assert.equal(kindOf(err), kind, String((err as Error).message ?? err));
+});
