@@ -2,7 +2,7 @@
  * Spans LLMFlow refuses for their content: the whole bridge (npm start) with real Redis, in
  * front of a real LLMFlow behind a gate that refuses any request carrying a marker. A refused
  * span goes to the dead-letter store at once (its batch is not retried), holds back no other
- * span or root, and the operator lists and replays it with `npm run dead-letter`.
+ * span or root, and the operator lists and replays it with `ccbridge dead-letters` (`npm run dead-letter`).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -42,7 +42,7 @@ function session(name: string, poison: boolean): Buffer {
 
 const ROOT = path.join(__dirname, '..', '..');
 async function deadLetterCli(...args: string[]): Promise<unknown[]> {
-  const { stdout } = await promisify(execFile)(process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'dead-letter.js'), ...args], {
+  const { stdout } = await promisify(execFile)(process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'cli.js'), 'dead-letters', ...args], {
     env: { PATH: process.env.PATH, REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url },
   });
   return stdout.trim().split('\n').map((l) => JSON.parse(l) as unknown);

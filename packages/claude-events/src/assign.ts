@@ -20,10 +20,13 @@ export const sessionOf = (e: ClaudeEvent): string | undefined => stringOf(e.attr
 
 const msOf = (e: ClaudeEvent) => Number(e.timeNs / 1_000_000n);
 
+/** The interaction key of a turn whose events carry `prompt.id`. */
+export const promptKeyOf = (promptId: string) => `prompt/${promptId}`;
+
 /** The key an event carries itself: its prompt.id, or for a prompt without one, its own time. */
 export function ownKeyOf(e: ClaudeEvent): string | undefined {
   const promptId = stringOf(e.attributes['prompt.id']);
-  if (promptId) return `prompt/${promptId}`;
+  if (promptId) return promptKeyOf(promptId);
   const session = sessionOf(e);
   if (e.name === 'user_prompt' && session) return `session/${session}/${e.timeNs}`;
   return undefined;

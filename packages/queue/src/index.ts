@@ -153,6 +153,42 @@ export class BatchProducer {
   }
 }
 
+export interface QueueStatus {
+  waiting: number;
+  active: number;
+  /** Waiting to be tried again. */
+  delayed: number;
+  /** Given up on, kept for a week. */
+  failed: number;
+  /** What the batches not yet processed take in Redis (the byte bound's count). */
+  bytes: number;
+  /** When the oldest batch not yet processed was received (ms), if any. */
+  oldestMs?: number;
+}
+
+/** The queue as an operator sees it (ccbridge status). */
+export async function queueStatus(redis: RedisClient): Promise<QueueStatus> {
+  const queue = new Queue<QueuedBatch>(QUEUE_NAME, { connection: redis as unknown as ConnectionOptions, prefix: QUEUE_PREFIX });
+  try {
+    const [counts, bytes, oldest] = await Promise.all([
+      queue.getJobCounts('waiting', 'paused', 'prioritized', 'active', 'delayed', 'failed'),
+      redis.get(queueBytesKey()),
+      Promise.all(['wait', 'paused', 'prioritized', 'active', 'delayed'].map((state) => queue.getJobs([state as 'wait'], 0, 0, true))),
+    ]);
+    const times = oldest.flat().map((job) => job.timestamp).filter((t) => Number.isFinite(t));
+    return {
+      waiting: (counts.waiting ?? 0) + (counts.paused ?? 0) + (counts.prioritized ?? 0),
+      active: counts.active ?? 0,
+      delayed: counts.delayed ?? 0,
+      failed: counts.failed ?? 0,
+      bytes: Number(bytes ?? 0),
+      ...(times.length > 0 && { oldestMs: Math.min(...times) }),
+    };
+  } finally {
+    await queue.close();
+  }
+}
+
 export type BatchHandler = (job: BatchJob, info: { id: string | undefined; attempt: number }) => Promise<void>;
 
 /**

@@ -1,0 +1,75 @@
+/**
+ * `ccbridge status`: is the bridge's pipeline moving? Redis and LLMFlow reachable, the queue's
+ * depth, bytes and oldest batch, what was given up on, the dead letters, the turns still open.
+ * Exit 1 when Redis or LLMFlow cannot be reached.
+ */
+import { LifecycleStore } from '@ccbridge/claude-events';
+import { DeadLetterStore } from '@ccbridge/dead-letter';
+import { silentLogger } from '@ccbridge/log';
+import { queueStatus, type QueueStatus } from '@ccbridge/queue';
+import { EXIT, answer, settings, toolRedis, within, type Args } from './io';
+
+const TIMEOUT_MS = 10_000;
+
+export interface Status {
+  redis: { url: string; reachable: boolean; error?: string };
+  llmflow: { url: string; reachable: boolean; status?: number; error?: string };
+  queue?: QueueStatus & { oldestAgeSeconds?: number; maxBytes: number };
+  deadLetters?: number;
+  openInteractions?: number;
+}
+
+/** Whether anything answers HTTP at LLMFlow's URL (its UI or API), and with what. */
+async function probeLlmflow(url: string): Promise<Status['llmflow']> {
+  try {
+    const r = await fetch(`${url}/api/traces?limit=1`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
+    return { url, reachable: r.ok, status: r.status, ...(!r.ok && { error: `answered ${r.status}` }) };
+  } catch (err) {
+    return { url, reachable: false, error: (err as Error).cause ? String(((err as Error).cause as Error).message ?? (err as Error).cause) : (err as Error).message };
+  }
+}
+
+export async function status(args: Args): Promise<number> {
+  const config = settings();
+  const { redis, url } = toolRedis(config);
+  const result: Status = { redis: { url: url.replace(/\/\/[^@]*@/, '//***@'), reachable: false }, llmflow: { url: config.llmflowUrl, reachable: false } };
+  try {
+    const [llmflow] = await Promise.all([
+      probeLlmflow(config.llmflowUrl),
+      within((async () => {
+        await redis.ping();
+        result.redis.reachable = true;
+        const store = new LifecycleStore(redis, { config: { idleMs: config.interactionIdleMs, turnTimeoutMs: config.turnTimeoutMs, gapWaitMs: config.gapWaitMs } });
+        const [queue, deadLetters, openInteractions] = await Promise.all([
+          queueStatus(redis),
+          new DeadLetterStore(redis, { maxEntries: config.deadLetterMax, log: silentLogger }).count(),
+          store.openInteractions(),
+        ]);
+        result.queue = { ...queue, maxBytes: config.queueMaxBytes, ...(queue.oldestMs !== undefined && { oldestAgeSeconds: Math.round((Date.now() - queue.oldestMs) / 100) / 10 }) };
+        result.deadLetters = deadLetters;
+        result.openInteractions = openInteractions;
+      })(), TIMEOUT_MS, `no answer within ${TIMEOUT_MS / 1000} s`).catch((err: Error) => {
+        result.redis.error = err.message;
+      }),
+    ]);
+    result.llmflow = llmflow;
+  } finally {
+    redis.disconnect();
+  }
+  answer(args, result, () => {
+    const yes = (ok: boolean) => (ok ? 'reachable' : 'NOT reachable');
+    const lines = [
+      `Redis    ${result.redis.url}: ${yes(result.redis.reachable)}${result.redis.error ? ` (${result.redis.error})` : ''}`,
+      `LLMFlow  ${result.llmflow.url}: ${yes(result.llmflow.reachable)}${result.llmflow.error ? ` (${result.llmflow.error}): set LLMFLOW_URL to where LLMFlow listens` : ''}`,
+    ];
+    const q = result.queue;
+    if (q) {
+      lines.push(`queue    ${q.waiting} waiting, ${q.active} in work, ${q.delayed} to retry, ${q.failed} given up on (kept a week)`);
+      lines.push(`         ${(q.bytes / 1024 / 1024).toFixed(1)} MiB of ${(q.maxBytes / 1024 / 1024).toFixed(0)} MiB${q.oldestAgeSeconds !== undefined ? `, oldest batch ${q.oldestAgeSeconds} s old` : ''}`);
+      lines.push(`dead letters  ${result.deadLetters} (ccbridge dead-letters list)`);
+      lines.push(`open turns    ${result.openInteractions}`);
+    }
+    return lines;
+  });
+  return result.redis.reachable && result.llmflow.reachable ? EXIT.ok : EXIT.problem;
+}
