@@ -96,3 +96,22 @@ test('while the bridge is down the Collector keeps the data, and delivers it whe
   const trace = await traceOfPrompt(promptId, expectedSpans('json', 'simple').total);
   assert.equal(trace.length, expectedSpans('json', 'simple').total);
 });
+
+test('with BRIDGE_AUTH_TOKEN set, the shipped config sends the token the bridge asks for', async () => {
+  const token = 'collector-token-0123456789';
+  const guarded = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_AUTH_TOKENS: token });
+  const sender = await startCollector({ bridgeUrl: guarded.url, env: { BRIDGE_AUTH_TOKEN: token } });
+  try {
+    const scenario = SCENARIOS[0];
+    for (const p of payloads('protobuf', scenario)) {
+      assert.equal((await post(`${sender.httpUrl}/v1/${p.signal}`, p.body, 'application/x-protobuf')).status, 200);
+    }
+    await waitFor('the batch at the guarded bridge', () => /"msg":"accepted a batch"/.test(guarded.output()));
+    const metrics = await (await fetch(`${guarded.adminUrl}/metrics`)).text();
+    assert.match(metrics, /ccbridge_receiver_accepted_log_records_total\{transport="http"\} [1-9]/);
+    assert.doesNotMatch(metrics, /reason="auth"/, 'no request was refused for its token');
+  } finally {
+    await sender.stop();
+    await guarded.stop();
+  }
+});
