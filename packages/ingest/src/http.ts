@@ -16,7 +16,6 @@
  * Throttling is 503 + Retry-After, never 400/413: a Collector's otlphttp exporter retries
  * 429/502/503/504 and drops the data on any other status.
  */
-import type http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import {
   CONTENT_TYPES, DecodeError, encodeExportResponse, encodeStatus, type ScanLimits,
@@ -25,6 +24,7 @@ import {
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics, type RefusalReason } from '@ccbridge/telemetry';
 import { AUTH_MESSAGE, type Authenticator } from './auth';
+import { healthRouter, notFound, type HealthOptions } from './health';
 import { BodyError, readBody } from './body';
 import { BUSY_MESSAGE, readBatch, receiveBatch, type BatchSink, type InflightGate, type ReceivedBatch } from './receiver';
 
@@ -120,44 +120,12 @@ export function otlpRouter(options: IngestOptions): express.Router {
   return router;
 }
 
-export interface HealthOptions {
-  /** Resolves true while Redis answers. */
-  ready: () => Promise<boolean>;
-}
-
-/** GET /healthz (the process is up) and GET /readyz (200 only while Redis answers). */
-export function healthRouter(options: HealthOptions): express.Router {
-  const router = express.Router();
-  router.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-  router.get('/readyz', async (_req, res) => {
-    const ready = await options.ready().catch(() => false);
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', redis: ready ? 'ok' : 'unreachable' });
-  });
-  return router;
-}
-
-/** Every role's own port: the health routes and GET /metrics (the Prometheus text format). */
-export function createAdminApp(health: HealthOptions, metrics: (req: http.IncomingMessage, res: http.ServerResponse) => void): express.Express {
-  const app = express();
-  app.disable('x-powered-by');
-  app.use(healthRouter(health));
-  app.get('/metrics', (req, res) => metrics(req, res));
-  app.use((req, res) => {
-    res.status(404).json({ code: 5, message: `no route for ${req.method} ${req.path}` });
-  });
-  return app;
-}
-
 /** The whole HTTP app: health routes, OTLP routes when a receiver is given, 404 otherwise. */
 export function createHttpApp(health: HealthOptions, otlp?: IngestOptions): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(healthRouter(health));
   if (otlp) app.use(otlpRouter(otlp));
-  app.use((req, res) => {
-    res.status(404).json({ code: 5, message: `no route for ${req.method} ${req.path}` });
-  });
+  app.use(notFound);
   return app;
 }

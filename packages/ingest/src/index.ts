@@ -2,3 +2,4 @@ export * from './receiver';
 export * from './http';
 export * from './grpc';
 export * from './auth';
+export * from './health';

@@ -32,7 +32,7 @@ export type Acceptance = 'ok' | 'full' | 'unavailable';
  * (group.ts): about 14 of Claude Code's 100-record batches, and what a worker decodes at once
  * stays a few MB of objects.
  */
-const GROUP_MAX_PROTOBUF_BYTES = 1024 * 1024;
+const GROUP_MAX_PROTOBUF_BYTES = 128 * 1024;
 
 export interface BatchProducerOptions {
   /** Waiting jobs at which the producer refuses more (the receiver answers 503). */

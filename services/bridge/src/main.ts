@@ -10,10 +10,8 @@ import http from 'node:http';
 import https from 'node:https';
 import { ConfigError, loadConfig, unknownVariables, type BridgeConfig } from '@ccbridge/config';
 import { createLogger, type Logger } from '@ccbridge/log';
-import { createAdminApp, createHttpApp } from '@ccbridge/ingest';
-import { startTelemetry } from '@ccbridge/telemetry';
-import { startIngest, tlsFiles } from '@ccbridge/ingest-service';
-import { startWorker } from '@ccbridge/worker-service';
+import { createAdminApp } from '@ccbridge/ingest/health';
+import { startTelemetry } from '@ccbridge/telemetry/sdk';
 import { connectRedis } from '@ccbridge/redis';
 import { StartupError, chooseRedis } from './redis';
 
@@ -42,25 +40,22 @@ async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<voi
   const telemetry = startTelemetry({ role: config.role, version: VERSION, metricsOtlpUrl: config.metricsOtlpUrl, selfTracesUrl: config.selfTracesUrl });
   const redis = await chooseRedis(config, log);
   const target = { url: redis.url, cluster: config.redisCluster };
+  // Each role loads only its own modules: a worker no receiver, an ingest no processing.
   let ingest;
   try {
-    ingest = config.role !== 'worker' ? await startIngest(config, target, log.child({ component: 'ingest' })) : undefined;
+    ingest = config.role !== 'worker' ? await (await import('@ccbridge/ingest-service')).startIngest(config, target, log.child({ component: 'ingest' })) : undefined;
   } catch (err) {
     await redis.stop();
     throw new StartupError((err as Error).message);
   }
-  const worker = config.role !== 'ingest' ? startWorker(config, target, log.child({ component: 'worker' })) : undefined;
+  const worker = config.role !== 'ingest' ? (await import('@ccbridge/worker-service')).startWorker(config, target, log.child({ component: 'worker' })) : undefined;
   // Readiness asks one fail-fast connection, not a new one per probe.
   const probe = connectRedis(target, 'producer');
   probe.on('error', () => undefined);
   const health = { ready: async () => (await probe.ping()) === 'PONG' };
   const admin = http.createServer(createAdminApp(health, telemetry.metricsHandler));
   // The OTLP receiver, for the ingest roles only: a worker takes no requests.
-  const tls = tlsFiles(config);
-  const otlpApp = ingest && createHttpApp(health, ingest.options);
-  const otlp = otlpApp && (tls ? https.createServer({ cert: tls.cert, key: tls.key }, otlpApp) : http.createServer(otlpApp));
-  // Collectors keep connections alive; let idle ones go quickly on shutdown.
-  if (otlp) otlp.keepAliveTimeout = 5_000;
+  const otlp = ingest?.httpServer(health);
   try {
     await listen(admin, 'BRIDGE_METRICS_PORT', config.metricsHost, config.metricsPort);
     if (otlp) await listen(otlp, 'OTLP_HTTP_PORT', config.otlpHttpHost, config.otlpHttpPort);
@@ -79,7 +74,7 @@ async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<voi
     redis: redis.url.replace(/\/\/[^@]*@/, '//***@'),
     llmflow: config.llmflowUrl,
     selfTraces: config.selfTracesUrl ?? 'off',
-    tls: !!tls,
+    tls: !!config.tlsCertFile,
     auth: config.authTokens.length > 0 ? `${config.authTokens.length} token(s)` : 'off',
   }, 'bridge started');
 

@@ -8,11 +8,15 @@ import { BatchProducer } from '@ccbridge/queue';
 import { connectRedis, type RedisTarget } from '@ccbridge/redis';
 import { observeGauge } from '@ccbridge/telemetry';
 import { readFileSync } from 'node:fs';
-import { InflightGate, closeGrpc, createAuthenticator, createGrpcReceiver, listenGrpc, type IngestOptions, type TlsFiles } from '@ccbridge/ingest';
+import http from 'node:http';
+import https from 'node:https';
+import { InflightGate, closeGrpc, createAuthenticator, createGrpcReceiver, createHttpApp, listenGrpc, type HealthOptions, type IngestOptions, type TlsFiles } from '@ccbridge/ingest';
 
 export interface IngestService {
   /** What the bridge's HTTP server needs to serve the OTLP routes. */
   options: IngestOptions;
+  /** The OTLP/HTTP server (HTTPS when TLS is configured), with the health routes too; not yet listening. */
+  httpServer(health: HealthOptions): http.Server | https.Server;
   close(): Promise<void>;
 }
 
@@ -38,8 +42,9 @@ export async function startIngest(config: BridgeConfig, target: RedisTarget, log
     limits: { maxAttributes: config.maxAttributes, maxValueBytes: config.maxValueBytes },
   };
   const grpc = createGrpcReceiver(options);
+  const tls = tlsFiles(config);
   try {
-    await listenGrpc(grpc, config.otlpGrpcHost, config.otlpGrpcPort, tlsFiles(config));
+    await listenGrpc(grpc, config.otlpGrpcHost, config.otlpGrpcPort, tls);
   } catch (err) {
     await producer.close();
     redis.disconnect();
@@ -47,6 +52,13 @@ export async function startIngest(config: BridgeConfig, target: RedisTarget, log
   }
   return {
     options,
+    httpServer(health) {
+      const app = createHttpApp(health, options);
+      const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, app) : http.createServer(app);
+      // Collectors keep connections alive; let idle ones go quickly on shutdown.
+      server.keepAliveTimeout = 5_000;
+      return server;
+    },
     async close() {
       await closeGrpc(grpc);
       await producer.close();
