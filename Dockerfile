@@ -1,17 +1,26 @@
 # The bridge (target `bridge`, the default) and a pinned LLMFlow for the compose file
 # (target `llmflow`). Build: docker build -t claude-code-llmflow-bridge .
+# Extra CA certificates (PEM text) for builds behind a TLS-inspecting proxy, which npm would
+# otherwise refuse (SELF_SIGNED_CERT_IN_CHAIN): EXTRA_CA_CERTS="$(cat ca.pem)" docker compose build,
+# or docker build --build-arg EXTRA_CA_CERTS="$(cat ca.pem)" .
+ARG EXTRA_CA_CERTS=""
+
 FROM node:20-bookworm-slim AS build
+ARG EXTRA_CA_CERTS
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.base.json ./
 COPY packages packages
 COPY services services
-RUN npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev --no-audit --no-fund
+RUN if [ -n "$EXTRA_CA_CERTS" ]; then printf '%s\n' "$EXTRA_CA_CERTS" > /tmp/extra-ca.pem; export NODE_EXTRA_CA_CERTS=/tmp/extra-ca.pem; fi \
+  && npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim AS llmflow
+ARG EXTRA_CA_CERTS
 # LLMFlow 0.4.1 runs on Bun (shipped by the `bun` npm package); it needs `uuid` beside it.
 # The same versions as the tests' peers (test/peers/package.json; a test holds them equal).
 WORKDIR /opt/llmflow
-RUN npm init -y >/dev/null && npm install --no-audit --no-fund llmflow@0.4.1 bun@1.4.5 uuid@14.0.3 \
+RUN if [ -n "$EXTRA_CA_CERTS" ]; then printf '%s\n' "$EXTRA_CA_CERTS" > /tmp/extra-ca.pem; export NODE_EXTRA_CA_CERTS=/tmp/extra-ca.pem; fi \
+  && npm init -y >/dev/null && npm install --no-audit --no-fund llmflow@0.4.1 bun@1.4.5 uuid@14.0.3 \
   && mkdir -p /data && chown node:node /data
 USER node
 ENV DASHBOARD_PORT=3000 PROXY_PORT=8080 DATA_DIR=/data

@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { startBridge, startLlmflow, startRedis, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
+import { startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
 
 const CLI = path.join(__dirname, '..', '..', 'services', 'bridge', 'dist', 'cli.js');
 
@@ -119,4 +119,14 @@ test('status: Redis and LLMFlow reachable, the queue drained, no dead letters; a
   assert.match(wrong.stdout, /queue +0 waiting/);
   const usage = await ccbridge(['nonsense'], {});
   assert.equal(usage.code, 2);
+});
+
+test('a worker says at start-up whether LLMFlow answers at LLMFLOW_URL, and what to set when not', async () => {
+  const lost = await startBridge({ REDIS_URL: redis.url, BRIDGE_ROLE: 'worker', LLMFLOW_URL: 'http://127.0.0.1:9' });
+  const found = await startBridge({ REDIS_URL: redis.url, BRIDGE_ROLE: 'worker', LLMFLOW_URL: llmflow.url });
+  try {
+    await waitFor('the start-up line', () => /LLMFlow does not answer at http:\/\/127\.0\.0\.1:9: set LLMFLOW_URL/.test(lost.output()) && /"msg":"LLMFlow answers"/.test(found.output()));
+  } finally {
+    await Promise.all([lost.stop(), found.stop()]);
+  }
 });

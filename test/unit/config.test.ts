@@ -6,7 +6,7 @@ test('defaults hold when nothing is set', () => {
   const c = loadConfig({});
   assert.equal(c.role, 'all');
   assert.equal(c.redisUrl, undefined);
-  assert.equal(c.llmflowUrl, 'http://127.0.0.1:3000');
+  assert.equal(c.llmflowUrl, 'http://127.0.0.1:1337', 'where a stock LLMFlow listens');
   assert.equal(c.otlpHttpPort, 4318);
   assert.equal(c.otlpGrpcPort, 4317);
   assert.equal(c.interactionIdleMs, 30_000);

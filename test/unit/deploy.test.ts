@@ -75,6 +75,24 @@ test('health checks, restart policies, start order, pinned images, non-root brid
   assert.match(read('docker-compose.yml'), /--appendonly", "yes"/);
 });
 
+test('compose: no obsolete version key, one bridge image built once, LLMFlow stopped by an init process, the host reachable, a CA for the build', () => {
+  for (const file of ['docker-compose.yml', 'docker-compose.second.yml']) assert.doesNotMatch(read(file), /^version:/m, `${file} has no version key`);
+  const { services } = composeConfig(['docker-compose.yml']);
+  const [ingest, worker] = [services['bridge-ingest']!, services['bridge-worker']!];
+  assert.equal(worker.image, ingest.image, 'one image for both bridge services');
+  assert.ok(ingest.build && !worker.build, 'built once, by bridge-ingest');
+  assert.equal((worker as { pull_policy?: string }).pull_policy, 'never', 'the worker never pulls the image from a registry');
+  assert.equal((services.llmflow as { init?: boolean }).init, true, 'LLMFlow gets SIGTERM through an init process');
+  for (const s of [ingest, worker]) assert.match(JSON.stringify((s as { extra_hosts?: unknown }).extra_hosts), /host\.docker\.internal.host-gateway/);
+  const dockerfile = read('Dockerfile');
+  for (const stage of ['build', 'llmflow']) {
+    const body = dockerfile.split(/^FROM /m).find((st) => new RegExp(`AS ${stage}$`, 'm').test(st))!;
+    assert.match(body, /^ARG EXTRA_CA_CERTS$/m, `the ${stage} stage takes the CA`);
+    assert.match(body, /NODE_EXTRA_CA_CERTS=.*npm (ci|init)/s, `npm in the ${stage} stage trusts it`);
+  }
+  assert.equal((ingest.build as { args?: Record<string, string> }).args?.EXTRA_CA_CERTS, '');
+});
+
 test('the LLMFlow image installs the versions the tests run against', () => {
   const peers = JSON.parse(read('test/peers/package.json')).dependencies as Record<string, string>;
   const stage = read('Dockerfile').split(/^FROM /m).find((st) => /AS llmflow$/m.test(st))!;

@@ -175,7 +175,7 @@ export const SPEC = [
   spec('BRIDGE_ROLE', 'role', oneOf<BridgeRole>('all', 'ingest', 'worker'), 'all'),
   spec('REDIS_URL', 'redisUrl', url('redis:', 'rediss:'), undefined),
   spec('REDIS_CLUSTER', 'redisCluster', boolean, false),
-  spec('LLMFLOW_URL', 'llmflowUrl', url('http:', 'https:'), 'http://127.0.0.1:3000'),
+  spec('LLMFLOW_URL', 'llmflowUrl', url('http:', 'https:'), 'http://127.0.0.1:1337'),
   spec('OTLP_HTTP_PORT', 'otlpHttpPort', port, 4318),
   spec('OTLP_HTTP_HOST', 'otlpHttpHost', text, '0.0.0.0'),
   spec('OTLP_GRPC_PORT', 'otlpGrpcPort', port, 4317),

@@ -30,6 +30,20 @@ import { fitResourceSpans, fitSpan, spanBytes } from './fit';
 export { fitSpan, fitResourceSpans, spanBytes, TRIMMED_BYTES, TRIMMED_KEYS } from './fit';
 
 /** LLMFlow cannot take anything now (down, or LLMFLOW_URL is wrong): backpressure. */
+/** Whether anything answers HTTP at LLMFlow's base URL (its health route), and how. */
+export async function probeLlmflow(url: string, timeoutMs = 5_000): Promise<{ answers: boolean; status?: number; error?: string }> {
+  try {
+    const r = await fetch(`${url.replace(/\/+$/, '')}/api/health`, { signal: AbortSignal.timeout(timeoutMs) });
+    return { answers: true, status: r.status };
+  } catch (err) {
+    const cause = (err as Error).cause as { code?: string; message?: string } | undefined;
+    return { answers: false, error: cause?.code ?? cause?.message ?? (err as Error).message };
+  }
+}
+
+/** What to set when LLMFlow does not answer: said at start-up, in pauses and by `ccbridge status`. */
+export const LLMFLOW_URL_HINT = 'set LLMFLOW_URL to where LLMFlow listens (a stock `npx llmflow`: http://127.0.0.1:1337; the compose file\'s: http://llmflow:3000; on the host from compose: http://host.docker.internal:1337, with LLMFlow listening beyond loopback)';
+
 export class LlmflowUnavailableError extends BackpressureError {
   override name = 'LlmflowUnavailableError';
 }

@@ -9,7 +9,7 @@ import { BatchConsumer, PauseConsumer } from '@ccbridge/queue';
 import { connectRedis, type RedisTarget } from '@ccbridge/redis';
 import { InteractionCloser, LifecycleStore, createRedactor, processBatch, type BatchProcessorDeps } from '@ccbridge/claude-events';
 import { DeadLetterStore } from '@ccbridge/dead-letter';
-import { LlmflowExporter, LlmflowUnavailableError } from '@ccbridge/llmflow';
+import { LLMFLOW_URL_HINT, LlmflowExporter, LlmflowUnavailableError, probeLlmflow } from '@ccbridge/llmflow';
 import { SpanKind, bridgeMetrics, inSpan, observeGauge } from '@ccbridge/telemetry';
 
 export interface WorkerService {
@@ -70,7 +70,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
         if (!(err instanceof LlmflowUnavailableError)) throw err;
         unavailable += 1;
         bridgeMetrics.pause();
-        log.warn({ err: err.message, pauseMs: pauseAfter(unavailable) }, 'LLMFlow is unavailable; the batch waits in the queue');
+        log.warn({ err: err.message, pauseMs: pauseAfter(unavailable), hint: LLMFLOW_URL_HINT }, 'LLMFlow is unavailable; the batch waits in the queue');
         throw new PauseConsumer(pauseAfter(unavailable), err.message);
       }
     },
@@ -96,6 +96,11 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
       .finally(() => (round = undefined));
   }, TIMER_TICK_MS);
 
+  // Said once at start-up, so a wrong LLMFLOW_URL shows before the first export fails.
+  void probeLlmflow(config.llmflowUrl).then((probe) => {
+    if (probe.answers) log.info({ llmflow: config.llmflowUrl, status: probe.status }, 'LLMFlow answers');
+    else log.warn({ llmflow: config.llmflowUrl, err: probe.error }, `LLMFlow does not answer at ${config.llmflowUrl}: ${LLMFLOW_URL_HINT}`);
+  });
   observeGauge('queue_oldest_age_seconds', 'Age of the oldest batch not yet processed (0: none waits)', async () => {
     const since = await consumer?.backlogSinceMs();
     return since === undefined ? 0 : Math.max(0, Date.now() - since) / 1000;

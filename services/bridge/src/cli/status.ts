@@ -5,6 +5,7 @@
  */
 import { LifecycleStore } from '@ccbridge/claude-events';
 import { DeadLetterStore } from '@ccbridge/dead-letter';
+import { LLMFLOW_URL_HINT, probeLlmflow } from '@ccbridge/llmflow';
 import { silentLogger } from '@ccbridge/log';
 import { queueStatus, type QueueStatus } from '@ccbridge/queue';
 import { EXIT, answer, settings, toolRedis, within, type Args } from './io';
@@ -19,14 +20,9 @@ export interface Status {
   openInteractions?: number;
 }
 
-/** Whether anything answers HTTP at LLMFlow's URL (its UI or API), and with what. */
-async function probeLlmflow(url: string): Promise<Status['llmflow']> {
-  try {
-    const r = await fetch(`${url}/api/traces?limit=1`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
-    return { url, reachable: r.ok, status: r.status, ...(!r.ok && { error: `answered ${r.status}` }) };
-  } catch (err) {
-    return { url, reachable: false, error: (err as Error).cause ? String(((err as Error).cause as Error).message ?? (err as Error).cause) : (err as Error).message };
-  }
+async function llmflowStatus(url: string): Promise<Status['llmflow']> {
+  const probe = await probeLlmflow(url, TIMEOUT_MS);
+  return { url, reachable: probe.answers, ...(probe.status !== undefined && { status: probe.status }), ...(probe.error && { error: probe.error }) };
 }
 
 export async function status(args: Args): Promise<number> {
@@ -35,7 +31,7 @@ export async function status(args: Args): Promise<number> {
   const result: Status = { redis: { url: url.replace(/\/\/[^@]*@/, '//***@'), reachable: false }, llmflow: { url: config.llmflowUrl, reachable: false } };
   try {
     const [llmflow] = await Promise.all([
-      probeLlmflow(config.llmflowUrl),
+      llmflowStatus(config.llmflowUrl),
       within((async () => {
         await redis.ping();
         result.redis.reachable = true;
@@ -60,7 +56,7 @@ export async function status(args: Args): Promise<number> {
     const yes = (ok: boolean) => (ok ? 'reachable' : 'NOT reachable');
     const lines = [
       `Redis    ${result.redis.url}: ${yes(result.redis.reachable)}${result.redis.error ? ` (${result.redis.error})` : ''}`,
-      `LLMFlow  ${result.llmflow.url}: ${yes(result.llmflow.reachable)}${result.llmflow.error ? ` (${result.llmflow.error}): set LLMFLOW_URL to where LLMFlow listens` : ''}`,
+      `LLMFlow  ${result.llmflow.url}: ${yes(result.llmflow.reachable)}${result.llmflow.error ? ` (${result.llmflow.error}): ${LLMFLOW_URL_HINT}` : ''}`,
     ];
     const q = result.queue;
     if (q) {
