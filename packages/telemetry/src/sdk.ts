@@ -15,6 +15,7 @@ import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 
 import { SERVICE_NAME } from './names';
+import { recordSpans } from './tracing';
 
 export interface TelemetryOptions {
   /** The process's role, as a resource attribute (`ccbridge.role`). */
@@ -52,6 +53,7 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
     instrumentations: [],
   });
   sdk.start();
+  recordSpans(spanProcessors.length > 0);
   return {
     metricsHandler: (req, res) => prometheus.getMetricsRequestHandler(req, res),
     shutdown: () => sdk.shutdown(),

@@ -5,12 +5,21 @@
  * several shared one job (group commit). Spans are recorded only when the SDK was started with
  * an endpoint (BRIDGE_SELF_TRACES_URL); otherwise every call here is a no-op of the API.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace, type Attributes, type Link, type Span } from '@opentelemetry/api';
+import { INVALID_SPAN_CONTEXT, ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace, type Attributes, type Link, type Span } from '@opentelemetry/api';
 import { SERVICE_NAME } from './names';
 
 export { SpanKind };
 
 const tracer = () => trace.getTracer(SERVICE_NAME);
+
+/**
+ * Whether the bridge traces its own work (the SDK was started with an endpoint). Off, a span
+ * would record nothing, so none is made: no context is entered on the hot path.
+ */
+let recording = false;
+export function recordSpans(on: boolean): void {
+  recording = on;
+}
 
 /** The active span's context as a W3C traceparent, when a span is being recorded. */
 export function currentTraceparent(): string | undefined {
@@ -32,6 +41,7 @@ export interface SpanOptions {
 
 /** Runs `fn` inside a span; an error thrown ends the span as ERROR and is thrown on. */
 export async function inSpan<T>(name: string, options: SpanOptions, fn: (span: Span) => Promise<T>): Promise<T> {
+  if (!recording) return fn(trace.wrapSpanContext(INVALID_SPAN_CONTEXT));
   const parent = options.parent ? contextOf(options.parent) : context.active();
   const links: Link[] = (options.links ?? []).flatMap((tp) => {
     const linked = trace.getSpanContext(contextOf(tp));
