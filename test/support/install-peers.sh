@@ -33,3 +33,6 @@ fi
 
 # The Collector: built once per machine (several minutes cold), then reused.
 bash test/collector/build.sh >/dev/null
+
+# A Docker engine with Compose v2 for the compose test, where one can be had.
+bash test/support/compose-engine.sh
