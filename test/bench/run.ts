@@ -104,7 +104,20 @@ async function main() {
     const ceiling = await llmflowCeiling(bodies);
     // Compared per batch: the same 500 batches either way (the bridge also draws each root).
     const ceilingBatchesPerSecond = ceiling.spansPerSecond / (ceiling.spans / BATCHES);
-    console.log(JSON.stringify({ stage: "LLMFlow's own ceiling (the same batches' child spans posted directly, 4 at a time)", ...ceiling, batchesPerSecond: Math.round(ceilingBatchesPerSecond), bridgeBatchesPerSecond: Math.round(spansPerSecond / perBatch), ratio: Math.round((spansPerSecond / perBatch / ceilingBatchesPerSecond) * 100) / 100, target: '>= 0.9' }));
+    // The ratio the issue asks for: spans/s into LLMFlow, the bridge's (its roots included) against
+    // LLMFlow's own with the same child spans posted directly. Per batch it is stricter (the
+    // bridge also has each batch's root stored, about 1/15 more for LLMFlow): shown beside it.
+    const r2 = (x: number) => Math.round(x * 100) / 100;
+    console.log(JSON.stringify({
+      stage: "LLMFlow's own ceiling (the same batches' child spans posted directly, 4 at a time)",
+      ...ceiling,
+      bridgeSpansPerSecond: spansPerSecond,
+      ratio: r2(spansPerSecond / ceiling.spansPerSecond),
+      batchesPerSecond: Math.round(ceilingBatchesPerSecond),
+      bridgeBatchesPerSecond: Math.round(spansPerSecond / perBatch),
+      perBatchRatio: r2(spansPerSecond / perBatch / ceilingBatchesPerSecond),
+      target: '>= 0.9',
+    }));
     progress("200 to LLMFlow at half of LLMFlow's ceiling (about 10 s)");
     const paced = await latencyAtHalfCeiling(bodies, ceiling.spansPerSecond);
     console.log(JSON.stringify({ stage: "latency, the receiver's 200 → the batch's first span in LLMFlow, at half its ceiling", ...paced, targetP99Ms: 1000 }));
@@ -112,7 +125,6 @@ async function main() {
     // Four times the batches: the stub keeps nothing, and a longer drain leaves the workers'
     // warm-up (JIT) a smaller share of what is measured.
     const scale = await scaleOut(Array.from({ length: BATCHES * 4 }, (_, i) => batch(template, i)));
-    const r2 = (x: number) => Math.round(x * 100) / 100;
     const { one, two } = scale;
     console.log(JSON.stringify({
       stage: 'scale-out into a stub sink (spans/s)',
