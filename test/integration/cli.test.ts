@@ -130,3 +130,11 @@ test('a worker says at start-up whether LLMFlow answers at LLMFLOW_URL, and what
     await Promise.all([lost.stop(), found.stop()]);
   }
 });
+
+test('npx ccbridge runs from the checkout (the bin is linked once it is built)', async () => {
+  const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    execFile('npx', ['--no-install', 'ccbridge', '--help'], { cwd: path.join(__dirname, '..', '..'), env: { PATH: process.env.PATH, HOME: process.env.HOME ?? '/tmp' }, timeout: 60_000 }, (err, _stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }));
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /usage: ccbridge <command>/);
+});
