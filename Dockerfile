@@ -12,7 +12,8 @@ COPY package.json package-lock.json tsconfig.json tsconfig.base.json ./
 COPY packages packages
 COPY services services
 RUN if [ -n "$EXTRA_CA_CERTS" ]; then printf '%s\n' "$EXTRA_CA_CERTS" > /tmp/extra-ca.pem; export NODE_EXTRA_CA_CERTS=/tmp/extra-ca.pem; fi \
-  && npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev --no-audit --no-fund
+  && npm ci --no-audit --no-fund && npm run build && npm rebuild --silent @ccbridge/bridge \
+  && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim AS llmflow
 ARG EXTRA_CA_CERTS
@@ -29,7 +30,8 @@ HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:300
 CMD ["node_modules/.bin/bun", "run", "node_modules/llmflow/src/server.ts"]
 
 FROM node:20-bookworm-slim AS bridge
-ENV NODE_ENV=production
+# npx ccbridge … in the container: no npm update check on the way.
+ENV NODE_ENV=production NPM_CONFIG_UPDATE_NOTIFIER=false
 WORKDIR /app
 COPY --from=build /app /app
 USER node

@@ -32,12 +32,12 @@ const ENGINE = (() => {
 })();
 const skip = !ENGINE && !process.env.CI ? 'no Docker engine answers (npm test starts one where ../shared/compose exists)' : false;
 
-/** Runs `docker compose -p PROJECT ARGS` in the checkout; rejects with its output on failure. */
+/** Runs `docker compose -p PROJECT ARGS` in the checkout; resolves with its stdout, rejects with its output on failure. */
 function compose(args: string[], env: Record<string, string> = {}, files = ['docker-compose.yml']): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile('docker', ['compose', '-p', PROJECT, ...files.flatMap((f) => ['-f', f]), ...args], { cwd: ROOT, env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024, timeout: 600_000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`docker compose ${args.join(' ')}: ${err.message}\n${stdout}\n${stderr}`));
-      else resolve(`${stdout}${stderr}`);
+      else resolve(stdout);
     });
   });
 }
@@ -112,9 +112,9 @@ test('Claude Code over gRPC, http/protobuf and http/json to the Collector: every
 test('the worker recreated mid-turn (what `up -d` does after a change) loses nothing: the root is drawn once, complete', { skip }, async () => {
   const turn = claude('Think slowly SLOW_ANSWERS');
   // The turn is under way once the worker holds it open (its prompt processed, its end not yet):
-  // asked of ccbridge status inside the worker's container.
+  // asked of ccbridge status inside the worker's container, as the README says to.
   await waitFor('the turn open in the worker', async () => {
-    const out = await compose(['exec', '-T', 'bridge-worker', 'node', 'services/bridge/dist/cli.js', 'status', '--json']).catch(() => '{}');
+    const out = await compose(['exec', '-T', 'bridge-worker', 'npx', '--no-install', 'ccbridge', 'status', '--json']).catch(() => '{}');
     return ((JSON.parse(out.slice(out.indexOf('{'))) as { openInteractions?: number }).openInteractions ?? 0) >= 1 || undefined;
   }, 60_000, 500);
   await compose(['up', '-d', '--force-recreate', '--no-deps', '--wait', 'bridge-worker']);
