@@ -20,7 +20,7 @@ import { encodeExportRequest, type ExportLogsRequest, type LogRecord } from '@cc
 import { queueBytesKey } from '@ccbridge/redis';
 import { logsOf } from '../support/fixtures';
 import { collectorBinary, waitHealthy } from '../support/collector';
-import { freePort, launch, startRedis, tempDir, waitFor, type Proc } from '../support/peers';
+import { freePort, launch, startOkSink, startRedis, tempDir, waitFor, type Proc } from '../support/peers';
 import { GRPC_SERVICES } from '../support/otlp-grpc';
 import * as grpc from '@grpc/grpc-js';
 
@@ -162,20 +162,6 @@ async function load(send: Send, list: Body[], pid: number | undefined): Promise<
   return { recordsPerSecond: Math.round((ok * RECORDS) / seconds), ...cpuFigures, refused, wireBytes, records: ok * RECORDS, takenRecords };
 }
 
-/** A server that answers every OTLP export with 200: where the Collector's exporter sends. */
-async function stubSink(): Promise<{ url: string; close: () => Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{}');
-    });
-  });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(() => r())) };
-}
-
 async function startPinnedCollector(durable: boolean, sinkUrl: string): Promise<{ proc: Proc; url: string; grpc: string }> {
   const [httpPort, grpcPort, health] = [await freePort(), await freePort(), await freePort()];
   const dir = tempDir('bench-otelcol');
@@ -272,7 +258,7 @@ function jsonParseOnly(list: Body[]): number {
 
 export async function measureReceive(): Promise<ReceiveFigures[]> {
   const unpin = pinSelf();
-  const sink = await stubSink();
+  const sink = await startOkSink();
   const out: ReceiveFigures[] = [];
   try {
     for (const format of ['protobuf+gzip', 'json', 'grpc'] as const) {

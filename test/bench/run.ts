@@ -18,13 +18,12 @@
  *
  * BENCH_TURNS (default 30), BENCH_BATCHES (default 500) and BENCH_CONCURRENCY (default 16) size the run.
  */
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { queueKey } from '@ccbridge/redis';
 import { Redis } from 'ioredis';
 import { encodeExportRequest, type ExportLogsRequest } from '@ccbridge/otlp';
 import { expectedSpans, logsOf } from '../support/fixtures';
-import { post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
+import { peakRssMiB, post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
 import { measureTurnLatency } from './turn-latency';
 import { measureReceive } from './receive';
 import { latencyAtHalfCeiling, llmflowCeiling, scaleOut } from './export';
@@ -32,11 +31,6 @@ import { latencyAtHalfCeiling, llmflowCeiling, scaleOut } from './export';
 // LLMFlow keeps 10,000 spans by default (MAX_TRACES): the run stays below that.
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
-
-function peakRssMiB(pid: number | undefined): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
-}
 
 /** The capture with its session and prompt ids made unique, so every batch is its own interaction. */
 function batch(template: ExportLogsRequest, i: number): Uint8Array {

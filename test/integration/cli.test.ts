@@ -4,11 +4,12 @@
  * through a real bridge into a real LLMFlow over each protocol; `send-fixture` does the same
  * without the checks; `status` says what is reachable and what the queue holds.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
+import { startBridge, waitFor } from '../support/peers';
+import { useBridgeStack } from '../support/per-file';
 
 const CLI = path.join(__dirname, '..', '..', 'services', 'bridge', 'dist', 'cli.js');
 
@@ -60,37 +61,27 @@ test('doctor catches each misconfiguration, says what to set, and exits 1', asyn
   assert.deepEqual((JSON.parse(advice.stdout) as { findings: { check: string; severity: string }[] }).findings.filter((f) => f.severity === 'advice').map((f) => f.check), ['prompts', 'interval']);
 });
 
-let redis: RedisPeer;
-let llmflow: LlmflowPeer;
-let bridge: BridgePeer;
-before(async () => {
-  [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
-  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url });
-});
-after(async () => {
-  await bridge?.stop();
-  await Promise.all([llmflow?.stop(), redis?.stop()]);
-});
+const peers = useBridgeStack();
 
 test('doctor with good settings sends a synthetic turn where Claude Code would, over each protocol, and finds its root in LLMFlow', async () => {
   for (const env of [
-    { ...GOOD, OTEL_EXPORTER_OTLP_ENDPOINT: bridge.url },
-    { ...GOOD, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_ENDPOINT: bridge.url },
-    { ...GOOD, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${bridge.grpcPort}` },
+    { ...GOOD, OTEL_EXPORTER_OTLP_ENDPOINT: peers.bridge.url },
+    { ...GOOD, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_ENDPOINT: peers.bridge.url },
+    { ...GOOD, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${peers.bridge.grpcPort}` },
   ]) {
-    const r = await ccbridge(['doctor', '--json', '--llmflow', llmflow.url], env);
+    const r = await ccbridge(['doctor', '--json', '--llmflow', peers.llmflow.url], env);
     const { delivery } = JSON.parse(r.stdout) as { delivery: { sent: boolean; arrived: boolean; rootSpanId: string } };
     assert.equal(r.code, 0, r.stdout);
     assert.equal(delivery.sent, true);
     assert.equal(delivery.arrived, true);
-    const root = (await llmflow.spans()).find((s) => s.id === delivery.rootSpanId);
+    const root = (await peers.llmflow.spans()).find((s) => s.id === delivery.rootSpanId);
     assert.ok(root, 'the root is stored');
     assert.equal(root.parent_id, null);
   }
 });
 
 test('doctor says when the turn never reaches LLMFlow, and send-fixture when nothing listens', async () => {
-  const lost = await ccbridge(['doctor', '--llmflow', 'http://127.0.0.1:9', '--timeout', '2'], { ...GOOD, OTEL_EXPORTER_OTLP_ENDPOINT: bridge.url });
+  const lost = await ccbridge(['doctor', '--llmflow', 'http://127.0.0.1:9', '--timeout', '2'], { ...GOOD, OTEL_EXPORTER_OTLP_ENDPOINT: peers.bridge.url });
   assert.equal(lost.code, 1);
   assert.match(lost.stdout, /did NOT show in LLMFlow/);
   const nobody = await ccbridge(['send-fixture', '--endpoint', 'http://127.0.0.1:9', '--no-wait'], {});
@@ -99,13 +90,13 @@ test('doctor says when the turn never reaches LLMFlow, and send-fixture when not
 });
 
 test('send-fixture takes a turn through the whole path without Claude Code', async () => {
-  const r = await ccbridge(['send-fixture', '--endpoint', bridge.url, '--protocol', 'http/json', '--llmflow', llmflow.url], {});
+  const r = await ccbridge(['send-fixture', '--endpoint', peers.bridge.url, '--protocol', 'http/json', '--llmflow', peers.llmflow.url], {});
   assert.equal(r.code, 0, r.stdout);
   assert.match(r.stdout, /is in LLMFlow .* the whole path works/);
 });
 
 test('status: Redis and LLMFlow reachable, the queue drained, no dead letters; a wrong LLMFLOW_URL is exit 1 and says what to set', async () => {
-  const r = await ccbridge(['status', '--json'], { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url });
+  const r = await ccbridge(['status', '--json'], { REDIS_URL: peers.redis.url, LLMFLOW_URL: peers.llmflow.url });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const s = JSON.parse(r.stdout) as { redis: { reachable: boolean }; llmflow: { reachable: boolean }; queue: { waiting: number; failed: number; bytes: number }; deadLetters: number; openInteractions: number };
   assert.equal(s.redis.reachable, true);
@@ -113,7 +104,7 @@ test('status: Redis and LLMFlow reachable, the queue drained, no dead letters; a
   assert.equal(s.queue.waiting, 0);
   assert.equal(s.queue.failed, 0);
   assert.equal(s.deadLetters, 0);
-  const wrong = await ccbridge(['status'], { REDIS_URL: redis.url, LLMFLOW_URL: 'http://127.0.0.1:9' });
+  const wrong = await ccbridge(['status'], { REDIS_URL: peers.redis.url, LLMFLOW_URL: 'http://127.0.0.1:9' });
   assert.equal(wrong.code, 1);
   assert.match(wrong.stdout, /LLMFlow .* NOT reachable .* set LLMFLOW_URL/);
   assert.match(wrong.stdout, /queue +0 waiting/);
@@ -122,8 +113,8 @@ test('status: Redis and LLMFlow reachable, the queue drained, no dead letters; a
 });
 
 test('a worker says at start-up whether LLMFlow answers at LLMFLOW_URL, and what to set when not', async () => {
-  const lost = await startBridge({ REDIS_URL: redis.url, BRIDGE_ROLE: 'worker', LLMFLOW_URL: 'http://127.0.0.1:9' });
-  const found = await startBridge({ REDIS_URL: redis.url, BRIDGE_ROLE: 'worker', LLMFLOW_URL: llmflow.url });
+  const lost = await startBridge({ REDIS_URL: peers.redis.url, BRIDGE_ROLE: 'worker', LLMFLOW_URL: 'http://127.0.0.1:9' });
+  const found = await startBridge({ REDIS_URL: peers.redis.url, BRIDGE_ROLE: 'worker', LLMFLOW_URL: peers.llmflow.url });
   try {
     await waitFor('the start-up line', () => /LLMFlow does not answer at http:\/\/127\.0\.0\.1:9: set LLMFLOW_URL/.test(lost.output()) && /"msg":"LLMFlow answers"/.test(found.output()));
   } finally {

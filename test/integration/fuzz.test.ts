@@ -10,7 +10,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
-import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { queueKey } from '@ccbridge/redis';
@@ -18,7 +17,7 @@ import { fuzzBodies } from '../support/fuzz-corpus';
 import { payloads } from '../support/fixtures';
 import { prng } from '../support/assembly';
 import { GRPC_SERVICES } from '../support/otlp-grpc';
-import { freePort, post, startBridge, startRedis, waitFor, type BridgePeer, type RedisPeer } from '../support/peers';
+import { peakRssMiB, post, startBridge, startOkSink, startRedis, waitFor, type BridgePeer, type RedisPeer } from '../support/peers';
 
 const HTTP_BODIES = Number(process.env.FUZZ_BODIES ?? 100_000);
 const GRPC_MESSAGES = 3_000;
@@ -29,32 +28,21 @@ const SEED = Number(process.env.FUZZ_SEED ?? 20261126);
 let redis: RedisPeer;
 let client: Redis;
 let ingest: BridgePeer;
-let sink: http.Server;
-let sinkUrl = '';
+let sink: Awaited<ReturnType<typeof startOkSink>>;
 
 before(async () => {
   redis = await startRedis();
   client = new Redis(redis.url);
-  sink = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{}');
-    });
-  });
-  const port = await freePort();
-  await new Promise<void>((r) => sink.listen(port, '127.0.0.1', r));
-  sinkUrl = `http://127.0.0.1:${port}`;
+  sink = await startOkSink();
   ingest = await startBridge({ REDIS_URL: redis.url, BRIDGE_ROLE: 'ingest', LOG_LEVEL: 'fatal', BRIDGE_MAX_BODY_BYTES: String(LIMIT), BRIDGE_QUEUE_MAX_WAITING: '10000000', BRIDGE_QUEUE_MAX_BYTES: '1024MiB' });
 });
 after(async () => {
   await ingest?.stop();
   client?.disconnect();
   await redis?.stop();
-  await new Promise<void>((r) => sink?.close(() => r()));
+  await sink?.close();
 });
 
-const peakRssMiB = (pid: number | undefined) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
 function send(url: URL, body: Buffer, contentType: string, encoding?: string): Promise<number> {
@@ -145,7 +133,7 @@ test('after all that, a valid request is still stored', async () => {
 test('a worker drains every accepted batch: none is retried as if it might succeed later, none is lost', async () => {
   const queued = await client.llen(queueKey('wait'));
   assert.ok(queued > 0);
-  const worker = await startBridge({ REDIS_URL: redis.url, BRIDGE_ROLE: 'worker', LOG_LEVEL: 'fatal', LLMFLOW_URL: sinkUrl, BRIDGE_WORKER_CONCURRENCY: '8' });
+  const worker = await startBridge({ REDIS_URL: redis.url, BRIDGE_ROLE: 'worker', LOG_LEVEL: 'fatal', LLMFLOW_URL: sink.url, BRIDGE_WORKER_CONCURRENCY: '8' });
   try {
     let retried = 0;
     const reasons = new Set<string>();

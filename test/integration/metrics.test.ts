@@ -3,24 +3,15 @@
  * capture into a real LLMFlow, refuses two bad requests, is scraped at /metrics on its own port,
  * and shows the counts that run caused (and no more).
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import zlib from 'node:zlib';
 import { encodeExportRequest } from '@ccbridge/otlp';
 import { eventCounts, expectedSpans, logsOf } from '../support/fixtures';
-import { post, startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
+import { post, waitFor } from '../support/peers';
+import { useBridgeStack } from '../support/per-file';
 
-let redis: RedisPeer;
-let llmflow: LlmflowPeer;
-let bridge: BridgePeer;
-before(async () => {
-  [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
-  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url });
-});
-after(async () => {
-  await bridge?.stop();
-  await Promise.all([llmflow?.stop(), redis?.stop()]);
-});
+const peers = useBridgeStack();
 
 /** The samples of a Prometheus text exposition, by name with labels as written. */
 function samples(text: string): Map<string, number> {
@@ -36,15 +27,15 @@ test('a scrape after a real run shows what it caused: records accepted, requests
   const request = logsOf('protobuf', 'two-tools');
   const records = [...eventCounts(request).values()].reduce((a, b) => a + b, 0);
   const body = zlib.gzipSync(encodeExportRequest('logs', request, 'protobuf'));
-  assert.equal((await post(`${bridge.url}/v1/logs`, body, 'application/x-protobuf', { 'content-encoding': 'gzip' })).status, 200);
-  assert.equal((await post(`${bridge.url}/v1/logs`, Buffer.from([0x0a, 0xff, 0xff]), 'application/x-protobuf')).status, 400);
-  assert.equal((await post(`${bridge.url}/v1/logs`, Buffer.from('x'), 'text/plain')).status, 415);
+  assert.equal((await post(`${peers.bridge.url}/v1/logs`, body, 'application/x-protobuf', { 'content-encoding': 'gzip' })).status, 200);
+  assert.equal((await post(`${peers.bridge.url}/v1/logs`, Buffer.from([0x0a, 0xff, 0xff]), 'application/x-protobuf')).status, 400);
+  assert.equal((await post(`${peers.bridge.url}/v1/logs`, Buffer.from('x'), 'text/plain')).status, 415);
   const spans = expectedSpans('protobuf', 'two-tools').total;
-  await waitFor('every span in LLMFlow', async () => (await llmflow.listed()).length >= spans);
+  await waitFor('every span in LLMFlow', async () => (await peers.llmflow.listed()).length >= spans);
 
   // The root is settled, and the job done with (its bytes leave the count once BullMQ says so).
   const metrics = await waitFor('the root drawn and the queue empty', async () => {
-    const m = samples(await (await fetch(`${bridge.adminUrl}/metrics`)).text());
+    const m = samples(await (await fetch(`${peers.bridge.adminUrl}/metrics`)).text());
     return m.get('ccbridge_interactions_drawn_total{complete="true"}') === 1 && m.get('ccbridge_queue_size_bytes') === 0 ? m : undefined;
   });
   assert.equal(metrics.get('ccbridge_receiver_accepted_log_records_total{transport="http"}'), records);

@@ -4,7 +4,8 @@
  * the bridge itself (its built entry point, as `npm start` runs it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -219,4 +220,23 @@ export async function startBridge(env: Record<string, string>, options: { waitRe
 export async function post(url: string, body: Uint8Array, contentType: string, headers: Record<string, string> = {}) {
   const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': contentType, ...headers } });
   return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+/** Peak resident memory of a process (VmHWM), in MiB. */
+export function peakRssMiB(pid: number | undefined): number {
+  return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+}
+
+/** An OTLP endpoint that answers every request 200 at once (where an exporter sends, in a test). */
+export async function startOkSink(host = '127.0.0.1'): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, host, r));
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(() => r())) };
 }

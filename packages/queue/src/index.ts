@@ -73,6 +73,7 @@ export class BatchProducer {
   /** The last reading, plus what this producer queued since (readings are a second apart). */
   private depth = { jobs: 0, bytes: 0, memoryUsed: 0, memoryMax: 0, readAtMs: 0 };
   private recountedAtMs = 0;
+  private underway: Promise<{ jobs: number; bytes: number; maxBytes: number }> | undefined;
   private readonly bytesKey = queueBytesKey();
   private readonly groups = new GroupCommit((signal, group) => this.add(signal, group), GROUP_MAX_PROTOBUF_BYTES);
 
@@ -110,10 +111,17 @@ export class BatchProducer {
     return full ? 'full' : 'ok';
   }
 
-  /** The queue's depth, read now (for metrics: a scrape is rare); throws when Redis does not answer. */
-  async reading(nowMs = Date.now()): Promise<{ jobs: number; bytes: number; maxBytes: number }> {
-    await this.read(nowMs, true);
-    return { jobs: this.depth.jobs, bytes: this.depth.bytes, maxBytes: this.options.maxBytes };
+  /**
+   * The queue's depth, read now (for metrics: a scrape is rare); throws when Redis does not answer.
+   * Callers that ask while a reading is under way share it: a scrape's gauges cost one read.
+   */
+  reading(nowMs = Date.now()): Promise<{ jobs: number; bytes: number; maxBytes: number }> {
+    this.underway ??= this.read(nowMs, true)
+      .then(() => ({ jobs: this.depth.jobs, bytes: this.depth.bytes, maxBytes: this.options.maxBytes }))
+      .finally(() => {
+        this.underway = undefined;
+      });
+    return this.underway;
   }
 
   /** Reads the queue's depth and Redis's memory, unless the last reading is recent; every recountMs, counts the bytes again from the jobs. */
@@ -153,6 +161,13 @@ export class BatchProducer {
   }
 }
 
+/** When the oldest job in any of `states` was received (ms), or undefined when none is there. */
+async function oldestJobMs(queue: Queue<QueuedBatch>, states: readonly string[]): Promise<number | undefined> {
+  const oldest = await Promise.all(states.map((state) => queue.getJobs([state as 'wait'], 0, 0, true)));
+  const times = oldest.flat().map((job) => job.timestamp).filter((t) => Number.isFinite(t));
+  return times.length > 0 ? Math.min(...times) : undefined;
+}
+
 export interface QueueStatus {
   waiting: number;
   active: number;
@@ -170,19 +185,18 @@ export interface QueueStatus {
 export async function queueStatus(redis: RedisClient): Promise<QueueStatus> {
   const queue = new Queue<QueuedBatch>(QUEUE_NAME, { connection: redis as unknown as ConnectionOptions, prefix: QUEUE_PREFIX });
   try {
-    const [counts, bytes, oldest] = await Promise.all([
+    const [counts, bytes, oldestMs] = await Promise.all([
       queue.getJobCounts('waiting', 'paused', 'prioritized', 'active', 'delayed', 'failed'),
       redis.get(queueBytesKey()),
-      Promise.all(['wait', 'paused', 'prioritized', 'active', 'delayed'].map((state) => queue.getJobs([state as 'wait'], 0, 0, true))),
+      oldestJobMs(queue, [...BACKLOG_STATES, 'delayed']),
     ]);
-    const times = oldest.flat().map((job) => job.timestamp).filter((t) => Number.isFinite(t));
     return {
       waiting: (counts.waiting ?? 0) + (counts.paused ?? 0) + (counts.prioritized ?? 0),
       active: counts.active ?? 0,
       delayed: counts.delayed ?? 0,
       failed: counts.failed ?? 0,
       bytes: Number(bytes ?? 0),
-      ...(times.length > 0 && { oldestMs: Math.min(...times) }),
+      ...(oldestMs !== undefined && { oldestMs }),
     };
   } finally {
     await queue.close();
@@ -275,10 +289,8 @@ export class BatchConsumer {
   }
 
   /** When the oldest batch not yet processed was received (ms), or undefined when none waits. */
-  async backlogSinceMs(): Promise<number | undefined> {
-    const oldest = await Promise.all(BACKLOG_STATES.map((state) => this.queue.getJobs([state], 0, 0, true)));
-    const times = oldest.flat().map((job) => job.timestamp).filter((t) => Number.isFinite(t));
-    return times.length > 0 ? Math.min(...times) : undefined;
+  backlogSinceMs(): Promise<number | undefined> {
+    return oldestJobMs(this.queue, BACKLOG_STATES);
   }
 
   /** Other workers consuming the same queue now. */

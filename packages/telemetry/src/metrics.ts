@@ -41,7 +41,6 @@ function instruments(meter: Meter) {
   const perSignal = (what: string, description: string) =>
     Object.fromEntries(Object.entries(ITEMS).map(([signal, items]) => [signal, counter(`receiver_${what}_${items}`, `${description} (${items.replace('_', ' ')})`)])) as Record<Signal, Counter>;
   return {
-    meter,
     accepted: perSignal('accepted', 'Items the receiver stored in the queue, or acknowledged'),
     refused: perSignal('refused', 'Items the receiver could not store'),
     refusedRequests: counter('receiver_refused_requests', 'Requests the receiver refused, by reason'),
