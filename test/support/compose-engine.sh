@@ -11,9 +11,15 @@ if docker info >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
   echo "compose-engine: an engine answers"
   exit 0
 fi
-prepare=../shared/compose/prepare.sh
-if [ ! -f "$prepare" ]; then
-  echo "compose-engine: no Docker engine answers and there is no $prepare to start one"
+# ../shared/compose beside the checkout; for a clone (`git clone . $(mktemp -d)/c`, as CI
+# makes one), beside the repository it was cloned from.
+prepare=
+origin=$(git remote get-url origin 2>/dev/null || true)
+for dir in .. "${origin:+$(dirname "$origin")}"; do
+  if [ -n "$dir" ] && [ -f "$dir/shared/compose/prepare.sh" ]; then prepare=$dir/shared/compose/prepare.sh; break; fi
+done
+if [ -z "$prepare" ]; then
+  echo "compose-engine: no Docker engine answers and there is no shared/compose/prepare.sh beside the checkout to start one"
   exit 0
 fi
 echo "compose-engine: starting an engine with $prepare (minutes the first time on a machine)"
