@@ -14,7 +14,7 @@ fi
 # ../shared/compose beside the checkout; for a clone (`git clone . $(mktemp -d)/c`, as CI
 # makes one), beside the repository it was cloned from.
 prepare=
-origin=$(git remote get-url origin 2>/dev/null || true)
+origin=$(cd "$(git remote get-url origin 2>/dev/null || echo /nonexistent)" 2>/dev/null && pwd -P || true)
 for dir in .. "${origin:+$(dirname "$origin")}"; do
   if [ -n "$dir" ] && [ -f "$dir/shared/compose/prepare.sh" ]; then prepare=$dir/shared/compose/prepare.sh; break; fi
 done
