@@ -7,11 +7,12 @@
  *   that answers 200 at once (so LLMFlow's own rate does not hide the bridge's): spans/s each.
  */
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { assignInteractions, claudeEventsOf, planBatch } from '@ccbridge/claude-events';
 import { decodeExportRequest, type ResourceSpans } from '@ccbridge/otlp';
 import { queueKey } from '@ccbridge/redis';
-import { freePort, post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
+import { post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
 import { cpuSeconds } from './cpu';
 
 const WORKER_CONCURRENCY = 4;
@@ -73,8 +74,8 @@ async function stubLlmflow(): Promise<{ url: string; spans: () => number; second
       res.end('{}');
     });
   });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
   return { url: `http://127.0.0.1:${port}`, spans: () => spans, seconds: () => (last - first) / 1000, close: () => new Promise((r) => server.close(() => r())) };
 }
 

@@ -9,22 +9,25 @@ import assert from 'node:assert/strict';
 import { SCENARIOS, expectedSpans, payloads } from '../support/fixtures';
 import { SECOND_CONFIG, SHIPPED_CONFIG, startCollector, validateConfig, type CollectorPeer } from '../support/collector';
 import { exportGrpc } from '../support/otlp-grpc';
-import { freePort, post, startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
+import { startRelay, type Relay } from '../support/relay';
+import { post, startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
 
 let redis: RedisPeer;
 let llmflow: LlmflowPeer;
 let bridge: BridgePeer;
 let collector: CollectorPeer;
-let bridgePort = 0;
+/** The Collector sends to this relay, which stays while the bridge behind it is stopped and started again. */
+let relay: Relay;
 
 before(async () => {
   [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
-  bridgePort = await freePort();
-  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '400', OTLP_HTTP_PORT: String(bridgePort) });
-  collector = await startCollector({ bridgeUrl: bridge.url });
+  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '400' });
+  relay = await startRelay(`127.0.0.1:${bridge.port}`);
+  collector = await startCollector({ bridgeUrl: relay.url });
 });
 after(async () => {
   await collector?.stop();
+  await relay?.stop();
   await bridge?.stop();
   await Promise.all([llmflow?.stop(), redis?.stop()]);
 });
@@ -88,11 +91,13 @@ test("Claude Code's metrics are served to Prometheus", async () => {
 
 test('while the bridge is down the Collector keeps the data, and delivers it when the bridge is back', async () => {
   await bridge.stop();
+  relay.target = undefined;
   const p = payloads('json', 'simple').find((x) => x.signal === 'logs')!;
   const body = Buffer.from(p.body.toString().replaceAll('"prompt.id","value":{"stringValue":"', '"prompt.id","value":{"stringValue":"outage-'));
   assert.equal((await post(`${collector.httpUrl}/v1/logs`, body, 'application/json')).status, 200);
   const promptId = `outage-${JSON.parse(p.body.toString()).resourceLogs[0].scopeLogs[0].logRecords.map((r: { attributes: { key: string; value: { stringValue?: string } }[] }) => r.attributes.find((a) => a.key === 'prompt.id')?.value.stringValue).find(Boolean)}`;
-  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '400', OTLP_HTTP_PORT: String(bridgePort) });
+  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '400' });
+  relay.target = `127.0.0.1:${bridge.port}`;
   const trace = await traceOfPrompt(promptId, expectedSpans('json', 'simple').total);
   assert.equal(trace.length, expectedSpans('json', 'simple').total);
 });

@@ -9,6 +9,7 @@
  *
  * Without an engine this test is skipped on a developer's machine, and fails under CI.
  */
+import type { AddressInfo } from 'node:net';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
@@ -16,7 +17,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
 import { runClaude, type OtlpProtocol } from '../support/claude';
-import { freePort, startLlmflow, waitFor, type LlmflowPeer } from '../support/peers';
+import { startLlmflow, waitFor, type LlmflowPeer } from '../support/peers';
 
 const ROOT = path.join(__dirname, '..', '..');
 const PROJECT = 'ccbridge-compose-test';
@@ -152,8 +153,8 @@ test('the second destination overlay delivers to an OTLP endpoint of its own', {
     req.resume();
     req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
   });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, '0.0.0.0', r));
+  await new Promise<void>((r) => server.listen(0, '0.0.0.0', r));
+  const { port } = server.address() as AddressInfo;
   const files = ['docker-compose.yml', 'docker-compose.second.yml'];
   try {
     await compose(['up', '-d', '--wait'], { SECOND_OTLP_ENDPOINT: `http://host.docker.internal:${port}` }, files);

@@ -11,7 +11,11 @@ import type { LogRecord } from '@ccbridge/otlp';
 import { expectedSpans, logsOf, payloads } from '../support/fixtures';
 import { recordsOf, requestOf } from '../support/assembly';
 import { Redis } from 'ioredis';
-import { freePort, post, startBridge, startLlmflow, startRedis, tempDir, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { exportGrpc } from '../support/otlp-grpc';
+import { startRelay } from '../support/relay';
+import { post, startOkSink, startBridge, startLlmflow, startRedis, tempDir, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
 
 let redis: RedisPeer;
 let llmflow: LlmflowPeer;
@@ -37,6 +41,26 @@ test('a bad variable stops start-up with a message that names it', async () => {
     assert.equal(code, 2);
     assert.match(bridge.output(), new RegExp(`${name}=`));
   }
+});
+
+test('ports of 0: the bridge binds what the system hands it, and reports the ports in its ports file, its start-up line and /healthz', async () => {
+  const portsFile = path.join(tempDir('ports'), 'ports.json');
+  // startBridge passes ports of 0. Its own Redis and sink: the other tests read the shared LLMFlow.
+  const [own, sink] = [await startRedis(), await startOkSink()];
+  const bridge = await startBridge({ REDIS_URL: own.url, LLMFLOW_URL: sink.url, BRIDGE_PORTS_FILE: portsFile });
+  const ports = JSON.parse(readFileSync(portsFile, 'utf8')) as Record<string, number>;
+  assert.deepEqual(Object.keys(ports).sort(), ['metrics', 'otlpGrpc', 'otlpHttp']);
+  for (const port of Object.values(ports)) assert.ok(port > 0, `a real port: ${port}`);
+  assert.deepEqual([bridge.port, bridge.grpcPort, bridge.adminUrl], [ports.otlpHttp, ports.otlpGrpc, `http://127.0.0.1:${ports.metrics}`]);
+  const started = bridge.output().split('\n').map((l) => (l.startsWith('{') ? (JSON.parse(l) as Record<string, unknown>) : {})).find((l) => l.msg === 'bridge started')!;
+  assert.deepEqual([started.port, started.grpcPort, started.metricsPort], [ports.otlpHttp, ports.otlpGrpc, ports.metrics]);
+  assert.deepEqual(((await (await fetch(`${bridge.adminUrl}/healthz`)).json()) as { ports: unknown }).ports, ports);
+  // Both receivers answer on the ports reported.
+  await postScenario(bridge.url, 'simple');
+  const grpcLogs = payloads('protobuf', 'simple').find((p) => p.signal === 'logs')!;
+  assert.equal((await exportGrpc(`127.0.0.1:${ports.otlpGrpc}`, 'logs', grpcLogs.body)).code, 0);
+  await bridge.stop();
+  await Promise.all([own.stop(), sink.close()]);
 });
 
 test('ingest and workers run as separate processes over one Redis; a stopping worker draws nothing early, and the next one carries the turn on', async () => {
@@ -106,14 +130,16 @@ test('with REDIS_URL unset it starts a private redis-server under BRIDGE_DATA_DI
 });
 
 test('while LLMFlow is away, batches wait in the queue using up none of their attempts, and arrive once it is back', async () => {
-  const port = await freePort();
-  const bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: `http://127.0.0.1:${port}`, BRIDGE_JOB_ATTEMPTS: '1' });
+  // LLMFlow's address answers nothing at first (each connection reset), then leads to one started late.
+  const away = await startRelay();
+  const bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: away.url, BRIDGE_JOB_ATTEMPTS: '1' });
   let late: LlmflowPeer | undefined;
   const client = new Redis(redis.url);
   try {
     await postScenario(bridge.url, 'two-tools');
     await waitFor('the worker to notice LLMFlow is away', () => /LLMFlow is unavailable/.test(bridge.output()));
-    late = await startLlmflow(port);
+    late = await startLlmflow();
+    away.target = new URL(late.url).host;
     const want = expectedSpans('protobuf', 'two-tools').total;
     const spans = await waitFor('the whole trace in the late LLMFlow', async () => {
       const s = await late!.listed();
@@ -125,5 +151,6 @@ test('while LLMFlow is away, batches wait in the queue using up none of their at
     client.disconnect();
     await bridge.stop();
     await late?.stop();
+    await away.stop();
   }
 });

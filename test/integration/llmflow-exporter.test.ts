@@ -5,7 +5,8 @@ import { LlmflowExporter, LlmflowUnavailableError, TRIMMED_KEYS, chunkResourceSp
 import { silentLogger } from '@ccbridge/log';
 import { spanIdFor, traceIdFor } from '@ccbridge/claude-events';
 import type { ResourceSpans, Span } from '@ccbridge/otlp';
-import { freePort, startLlmflow, type LlmflowPeer } from '../support/peers';
+import { startRelay } from '../support/relay';
+import { startLlmflow, type LlmflowPeer } from '../support/peers';
 import { startLlmflowGate } from '../support/llmflow-gate';
 
 let llmflow: LlmflowPeer;
@@ -69,8 +70,10 @@ test('a span LLMFlow refuses is named with its reason, and holds back none of th
 });
 
 test('LLMFlow away, or at a wrong URL, is "unavailable": the caller keeps the spans for later', async () => {
-  const down = new LlmflowExporter({ url: `http://127.0.0.1:${await freePort()}`, timeoutMs: 2_000, maxSpansPerRequest: 50, spanMaxBytes: 65_536, log: silentLogger });
+  const away = await startRelay(); // resets every connection, as an address where LLMFlow is down
+  const down = new LlmflowExporter({ url: away.url, timeoutMs: 2_000, maxSpansPerRequest: 50, spanMaxBytes: 65_536, log: silentLogger });
   await assert.rejects(down.export(batch('down', 2)), LlmflowUnavailableError);
+  await away.stop();
   const wrongPath = new LlmflowExporter({ url: `${llmflow.url}/no-such-prefix`, timeoutMs: 2_000, maxSpansPerRequest: 50, spanMaxBytes: 65_536, log: silentLogger });
   await assert.rejects(wrongPath.export(batch('wrong', 2)), LlmflowUnavailableError);
 });

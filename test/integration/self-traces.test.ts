@@ -4,13 +4,14 @@
  * endpoint as one trace, the job carrying it through Redis. The bridge's own spans, sent back to
  * its receiver, are not forwarded to LLMFlow (no loop).
  */
+import type { AddressInfo } from 'node:net';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import zlib from 'node:zlib';
 import { encodeExportRequest, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { expectedSpans, logsOf } from '../support/fixtures';
-import { freePort, post, startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
+import { post, startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
 
 let redis: RedisPeer;
 let llmflow: LlmflowPeer;
@@ -29,8 +30,8 @@ before(async () => {
       res.end('{}');
     });
   });
-  const port = await freePort();
-  await new Promise<void>((r) => endpoint.listen(port, '127.0.0.1', r));
+  await new Promise<void>((r) => endpoint.listen(0, '127.0.0.1', r));
+  const { port } = endpoint.address() as AddressInfo;
   [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
   const common = { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_SELF_TRACES_URL: `http://127.0.0.1:${port}/v1/traces`, OTEL_BSP_SCHEDULE_DELAY: '100' };
   ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });

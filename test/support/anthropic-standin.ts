@@ -44,6 +44,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tracked } from './procs';
 
 export interface StandinRequest {
   method: string;
@@ -346,10 +347,10 @@ export async function startAnthropicStandin(options: StandinOptions = {}): Promi
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
-    stop: () =>
+    stop: tracked('Messages API stand-in', () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
-      }),
+      })),
   };
 }

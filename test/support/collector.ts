@@ -5,7 +5,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { freePort, launch, tempDir, waitFor, type Proc } from './peers';
+import { freePort, launch, tempDir, type Proc } from './peers';
+import { startOnFreePorts, waitForStart } from './procs';
 
 const ROOT = path.join(__dirname, '..', '..');
 export const SHIPPED_CONFIG = path.join(ROOT, 'otel-collector.yaml');
@@ -19,10 +20,9 @@ export function collectorBinary(): string {
   return binary;
 }
 
-/** Waits for a Collector's health_check extension to answer on `port`. */
+/** Waits for a Collector's health_check extension to answer on `port`; fails at once if it exits. */
 export async function waitHealthy(proc: Proc, port: number): Promise<void> {
-  await waitFor('the Collector to report healthy', async () => {
-    if (proc.child.exitCode !== null) throw new Error(`the Collector exited: ${proc.output()}`);
+  await waitForStart(proc, 'the Collector to report healthy', async () => {
     try {
       return (await fetch(`http://127.0.0.1:${port}/`)).ok;
     } catch {
@@ -37,7 +37,15 @@ export interface CollectorPeer extends Proc {
   prometheusUrl: string;
 }
 
-export async function startCollector(options: { bridgeUrl: string; configs?: string[]; env?: Record<string, string>; queueDir?: string }): Promise<CollectorPeer> {
+/**
+ * The Collector takes its ports from its configuration and cannot report a port of 0 back, so
+ * they are chosen before it binds them; when another process took one first, it starts again.
+ */
+export function startCollector(options: { bridgeUrl: string; configs?: string[]; env?: Record<string, string>; queueDir?: string }): Promise<CollectorPeer> {
+  return startOnFreePorts(() => startCollectorOnce(options));
+}
+
+async function startCollectorOnce(options: { bridgeUrl: string; configs?: string[]; env?: Record<string, string>; queueDir?: string }): Promise<CollectorPeer> {
   const [http, grpc, health, prom] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const configs = options.configs ?? [SHIPPED_CONFIG];
   const args = [
@@ -54,7 +62,7 @@ export async function startCollector(options: { bridgeUrl: string; configs?: str
     OTELCOL_QUEUE_DIR: options.queueDir ?? tempDir('otelcol-queue'),
     PROMETHEUS_ENDPOINT: `127.0.0.1:${prom}`,
     ...options.env,
-  });
+  }, { name: 'otelcol' });
   await waitHealthy(proc, health);
   return {
     ...proc,

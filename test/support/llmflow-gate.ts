@@ -9,6 +9,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tracked } from './procs';
 
 export interface LlmflowGate {
   url: string;
@@ -57,6 +58,6 @@ export async function startLlmflowGate(target: string, options: GateOptions): Pr
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   gate.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  gate.stop = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  gate.stop = tracked('LLMFlow gate', () => new Promise<void>((resolve) => server.close(() => resolve())));
   return gate;
 }

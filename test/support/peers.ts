@@ -3,67 +3,20 @@
  * stopped by the test that started it: redis-server, LLMFlow (on Bun, from test/peers) and
  * the bridge itself (its built entry point, as `npm start` runs it).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort, isBridge, launch, startOnFreePorts, tracked, waitFor, waitForStart, type Proc } from './procs';
+
+export { fileTimeLimit, freePort, launch, waitFor, type Proc } from './procs';
 
 const ROOT = path.join(__dirname, '..', '..');
 const PEERS = path.join(ROOT, 'test', 'peers', 'node_modules');
 
 export const tempDir = (prefix: string) => mkdtempSync(path.join(os.tmpdir(), `ccbridge-${prefix}-`));
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Polls until `probe` yields a value (not undefined/false), or fails naming what it waited for. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, pollMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, pollMs));
-  }
-}
-
-export interface Proc {
-  child: ChildProcess;
-  output(): string;
-  /** Sends a signal and resolves with the exit code once the process is gone. */
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
-}
-
-export function launch(command: string, args: string[], env: NodeJS.ProcessEnv, cwd = ROOT): Proc {
-  const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return {
-    child,
-    output: () => output,
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
-    },
-  };
-}
 
 async function httpOk(url: string): Promise<boolean> {
   try {
@@ -79,12 +32,18 @@ export interface RedisPeer extends Proc {
   dir: string;
 }
 
+/** A redis-server on a free port (`port` to ask for one, as the private-Redis test does). */
 export async function startRedis(port?: number, dir = tempDir('redis')): Promise<RedisPeer> {
-  const p = port ?? (await freePort());
-  const proc = launch('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], process.env);
-  await waitFor('redis-server to accept connections', () => proc.output().includes('Ready to accept connections') || (proc.child.exitCode !== null ? Promise.reject(new Error(proc.output())) : false));
-  return { ...proc, url: `redis://127.0.0.1:${p}`, port: p, dir };
+  // redis-server takes no port 0 (it means "no TCP"), so its port is chosen before it binds.
+  const start = async () => {
+    const p = port ?? (await freePort());
+    const proc = launch('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], process.env, { name: `redis-server :${p}` });
+    await waitForStart(proc, 'redis-server to accept connections', () => proc.output().includes('Ready to accept connections'));
+    return { ...proc, url: `redis://127.0.0.1:${p}`, port: p, dir };
+  };
+  return port === undefined ? startOnFreePorts(start) : start();
 }
+
 
 /** A span as LLMFlow's GET /api/traces lists it. */
 export interface StoredSpan {
@@ -146,24 +105,24 @@ process.stdout.write(JSON.stringify(db.query(process.env.LLMFLOW_SQL).all()));`;
   });
 }
 
-export async function startLlmflow(wantPort?: number): Promise<LlmflowPeer> {
+export async function startLlmflow(): Promise<LlmflowPeer> {
   const dataDir = tempDir('llmflow');
-  const [dashboard, proxy] = [wantPort ?? (await freePort()), await freePort()];
-  const proc = launch(path.join(PEERS, '.bin', 'bun'), ['run', path.join(PEERS, 'llmflow', 'src', 'server.ts')], {
-    ...process.env,
-    DASHBOARD_PORT: String(dashboard),
-    PROXY_PORT: String(proxy),
-    DATA_DIR: dataDir,
-    // Offline: skip its start-up fetch of a pricing table and use the bundled one.
-    PRICING_URL: 'http://127.0.0.1:9/none',
+  // LLMFlow asks get-port for its ports (0: any free one) and announces the one it got; Bun binds
+  // it a moment later, so another process may take it first: then it exits, and it starts again.
+  const { proc, url } = await startOnFreePorts(async () => {
+    const proc = launch(path.join(PEERS, '.bin', 'bun'), ['run', path.join(PEERS, 'llmflow', 'src', 'server.ts')], {
+      ...process.env,
+      DASHBOARD_PORT: '0',
+      PROXY_PORT: '0',
+      DATA_DIR: dataDir,
+      // Offline: skip its start-up fetch of a pricing table and use the bundled one.
+      PRICING_URL: 'http://127.0.0.1:9/none',
+    }, { name: 'llmflow' });
+    const port = await waitForStart(proc, 'LLMFlow to announce its dashboard', () => /Dashboard: http:\/\/localhost:(\d+)/.exec(proc.output())?.[1]);
+    const url = `http://127.0.0.1:${port}`;
+    await waitForStart(proc, 'LLMFlow health', () => httpOk(`${url}/api/health`));
+    return { proc, url };
   });
-  // LLMFlow takes another port when its own is busy; read the one it announces.
-  const port = await waitFor('LLMFlow to announce its dashboard', () => {
-    if (proc.child.exitCode !== null) throw new Error(`LLMFlow exited: ${proc.output()}`);
-    return /Dashboard: http:\/\/localhost:(\d+)/.exec(proc.output())?.[1];
-  });
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor('LLMFlow health', () => httpOk(`${url}/api/health`));
   return {
     ...proc,
     url,
@@ -188,33 +147,39 @@ export interface BridgePeer extends Proc {
   adminUrl: string;
 }
 
-/** Runs the bridge as `npm start` does (the built entry point), with the given environment. */
+/**
+ * Runs the bridge as `npm start` does (the built entry point), with the given environment. Its
+ * ports are 0 unless given: it binds what the system hands it and writes the ports it got to
+ * BRIDGE_PORTS_FILE, read here, so no other process can take them first.
+ */
 export async function startBridge(env: Record<string, string>, options: { waitReady?: boolean } = {}): Promise<BridgePeer> {
-  const port = env.OTLP_HTTP_PORT ? Number(env.OTLP_HTTP_PORT) : await freePort();
-  const grpcPort = env.OTLP_GRPC_PORT ? Number(env.OTLP_GRPC_PORT) : await freePort();
-  const metricsPort = env.BRIDGE_METRICS_PORT ? Number(env.BRIDGE_METRICS_PORT) : await freePort();
   const base = { ...process.env };
   for (const k of Object.keys(base)) if (k.startsWith('BRIDGE_') || k === 'REDIS_URL' || k === 'LLMFLOW_URL') delete base[k];
-  const proc = launch(process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'main.js')], {
+  const portsFile = env.BRIDGE_PORTS_FILE ?? path.join(tempDir('bridge'), 'ports.json');
+  const waitReady = options.waitReady ?? true;
+  const proc = isBridge(launch(process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'main.js')], {
     ...base,
     OTLP_HTTP_HOST: '127.0.0.1',
     OTLP_GRPC_HOST: '127.0.0.1',
+    BRIDGE_METRICS_HOST: '127.0.0.1',
+    OTLP_HTTP_PORT: '0',
+    OTLP_GRPC_PORT: '0',
+    BRIDGE_METRICS_PORT: '0',
+    BRIDGE_PORTS_FILE: portsFile,
     LOG_LEVEL: 'debug',
     ...env,
-    OTLP_HTTP_PORT: String(port),
-    OTLP_GRPC_PORT: String(grpcPort),
-    BRIDGE_METRICS_HOST: env.BRIDGE_METRICS_HOST ?? '127.0.0.1',
-    BRIDGE_METRICS_PORT: String(metricsPort),
+  }, { name: `bridge (${env.BRIDGE_ROLE ?? 'all'})`, mayExit: !waitReady }));
+  if (!waitReady) return { ...proc, url: '', port: 0, grpcPort: 0, adminUrl: '' };
+  const ports = await waitForStart(proc, 'the bridge to bind its ports', () => {
+    try {
+      return JSON.parse(readFileSync(portsFile, 'utf8')) as { otlpHttp?: number; otlpGrpc?: number; metrics: number };
+    } catch {
+      return undefined;
+    }
   });
-  const url = `http://127.0.0.1:${port}`;
-  const adminUrl = `http://127.0.0.1:${metricsPort}`;
-  if (options.waitReady ?? true) {
-    await waitFor('the bridge to be ready', () => {
-      if (proc.child.exitCode !== null) throw new Error(`bridge exited ${proc.child.exitCode}: ${proc.output()}`);
-      return httpOk(`${adminUrl}/readyz`);
-    });
-  }
-  return { ...proc, url, port, grpcPort, adminUrl };
+  const adminUrl = `http://127.0.0.1:${ports.metrics}`;
+  await waitForStart(proc, 'the bridge to be ready', () => httpOk(`${adminUrl}/readyz`));
+  return { ...proc, url: `http://127.0.0.1:${ports.otlpHttp ?? 0}`, port: ports.otlpHttp ?? 0, grpcPort: ports.otlpGrpc ?? 0, adminUrl };
 }
 
 export async function post(url: string, body: Uint8Array, contentType: string, headers: Record<string, string> = {}) {
@@ -236,7 +201,6 @@ export async function startOkSink(host = '127.0.0.1'): Promise<{ url: string; cl
       res.end('{}');
     });
   });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, host, r));
-  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(() => r())) };
+  await new Promise<void>((r) => server.listen(0, host, r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: tracked('OK sink', () => new Promise((r) => server.close(() => r()))) };
 }

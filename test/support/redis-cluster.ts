@@ -6,6 +6,7 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import { freePort, launch, tempDir, waitFor, type Proc } from './peers';
+import { startOnFreePorts, waitForStart } from './procs';
 
 /** Redis Cluster talks node-to-node on the client port + 10000 (the cluster bus). */
 const BUS_OFFSET = 10_000;
@@ -41,7 +42,7 @@ async function clusterPort(taken: Set<number>): Promise<number> {
 
 /** Runs redis-cli to completion and returns its output; fails on a non-zero exit or after `timeoutMs`. */
 async function redisCli(args: string[], timeoutMs = 30_000): Promise<string> {
-  const proc = launch('redis-cli', args, process.env);
+  const proc = launch('redis-cli', args, process.env, { mayExit: true });
   const closed = once(proc.child, 'close'); // 'close': after its output has been read, too
   const timer = setTimeout(() => void proc.stop('SIGKILL'), timeoutMs);
   const [code] = (await closed.finally(() => clearTimeout(timer))) as [number | null];
@@ -63,10 +64,16 @@ function startNode(port: number): Proc {
       '--appendonly', 'no',
     ],
     process.env,
+    { name: `redis-server (cluster) :${port}` },
   );
 }
 
-export async function startRedisCluster(): Promise<RedisClusterPeer> {
+/** Its ports are chosen before the nodes bind them: when another process took one first, it starts again. */
+export function startRedisCluster(): Promise<RedisClusterPeer> {
+  return startOnFreePorts(startClusterOnce);
+}
+
+async function startClusterOnce(): Promise<RedisClusterPeer> {
   const taken = new Set<number>();
   const ports: number[] = [];
   for (let i = 0; i < 3; i++) ports.push(await clusterPort(taken));
@@ -76,12 +83,7 @@ export async function startRedisCluster(): Promise<RedisClusterPeer> {
   };
   try {
     await Promise.all(
-      procs.map((proc, i) =>
-        waitFor(`cluster node ${ports[i]} to accept connections`, () => {
-          if (proc.child.exitCode !== null) throw new Error(`redis-server exited ${proc.child.exitCode}: ${proc.output()}`);
-          return proc.output().includes('Ready to accept connections');
-        }),
-      ),
+      procs.map((proc, i) => waitForStart(proc, `cluster node ${ports[i]} to accept connections`, () => proc.output().includes('Ready to accept connections'))),
     );
     // Three masters, the 16384 slots split between them, no replicas.
     await redisCli(['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes']);

@@ -37,7 +37,8 @@ const BAD: Record<string, string> = {
   OTLP_HTTP_HOST: '  ',
   OTLP_GRPC_PORT: 'grpc',
   OTLP_GRPC_HOST: '\t',
-  BRIDGE_METRICS_PORT: '0',
+  BRIDGE_METRICS_PORT: '-1',
+  BRIDGE_PORTS_FILE: ' ',
   BRIDGE_MAX_ATTRIBUTES: 'many',
   BRIDGE_MAX_VALUE_BYTES: '1TiB',
   BRIDGE_AUTH_TOKENS: 'short,',
@@ -96,6 +97,12 @@ test('REDIS_CLUSTER needs REDIS_URL, a node of the cluster', () => {
 
 test('BRIDGE_* variables that no setting reads are reported (a misspelling is not silently ignored)', () => {
   assert.deepEqual(unknownVariables({ BRIDGE_INTERACTION_IDLE: '5', BRIDGE_ROLE: 'all', PATH: '/bin' }), ['BRIDGE_INTERACTION_IDLE']);
+});
+
+test('a port of 0 asks the system for any free one, on each port at once', () => {
+  const c = loadConfig({ OTLP_HTTP_PORT: '0', OTLP_GRPC_PORT: '0', BRIDGE_METRICS_PORT: '0' });
+  assert.deepEqual([c.otlpHttpPort, c.otlpGrpcPort, c.metricsPort], [0, 0, 0]);
+  assert.throws(() => loadConfig({ OTLP_GRPC_PORT: '65536' }), /OTLP_GRPC_PORT="65536" is not valid: expected a port from 1 to 65535, or 0 for any free port/);
 });
 
 test('the bridge\'s own traces may not go to its own receiver (a loop), nor metrics share the OTLP port', () => {

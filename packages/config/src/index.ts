@@ -22,6 +22,8 @@ export interface BridgeConfig {
   otlpGrpcHost: string;
   /** Where every role serves /metrics (Prometheus), /healthz and /readyz. */
   metricsPort: number;
+  /** Where to write the ports bound, as JSON, once listening (for ports of 0). */
+  portsFile?: string;
   metricsHost: string;
   /** OTLP/HTTP metrics endpoint to push the bridge's own metrics to as well (full URL). */
   metricsOtlpUrl: string | undefined;
@@ -92,7 +94,11 @@ const integer = (min: number, max: number): Parser<number> => (raw, name) => {
   return n;
 };
 
-const port = integer(1, 65535);
+/** A TCP port; 0 asks the system for any free one (the bridge logs the port it got). */
+const port: Parser<number> = (raw, name) => {
+  if (!/^\s*\d+\s*$/.test(raw) || Number(raw) > 65535) throw new ConfigError(name, raw, 'a port from 1 to 65535, or 0 for any free port');
+  return Number(raw);
+};
 
 const boolean: Parser<boolean> = (raw, name) => {
   const v = raw.trim().toLowerCase();
@@ -205,6 +211,7 @@ export const SPEC = [
   spec('BRIDGE_SHUTDOWN_TIMEOUT_MS', 'shutdownTimeoutMs', integer(100, 600_000), 10_000),
   spec('LOG_LEVEL', 'logLevel', oneOf<LogLevel>('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), 'info'),
   spec('BRIDGE_DATA_DIR', 'dataDir', text, './data'),
+  spec('BRIDGE_PORTS_FILE', 'portsFile', text, undefined),
   spec('BRIDGE_NATIVE_TRACES', 'nativeTraces', oneOf<BridgeConfig['nativeTraces']>('prefer', 'events', 'both'), 'prefer'),
   spec('BRIDGE_PRIVACY_PROMPTS', 'privacyPrompts', oneOf<PrivacyMode>('keep', 'hash', 'drop'), 'keep'),
   spec('BRIDGE_PRIVACY_TOOL_DETAILS', 'privacyToolDetails', oneOf<PrivacyMode>('keep', 'hash', 'drop'), 'keep'),
@@ -227,7 +234,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BridgeConfig {
   if (typed.selfTracesUrl && pointsAtOwnIngest(typed.selfTracesUrl, typed)) {
     throw new ConfigError('BRIDGE_SELF_TRACES_URL', typed.selfTracesUrl, "an endpoint other than this bridge's own OTLP receiver (its traces would come back to it, a loop)");
   }
-  if (typed.metricsPort === typed.otlpHttpPort && typed.role !== 'worker') {
+  if (typed.metricsPort === typed.otlpHttpPort && typed.metricsPort !== 0 && typed.role !== 'worker') {
     throw new ConfigError('BRIDGE_METRICS_PORT', String(typed.metricsPort), `a port other than OTLP_HTTP_PORT (${typed.otlpHttpPort})`);
   }
   return config as unknown as BridgeConfig;

@@ -8,13 +8,15 @@ import express, { type Request, type Response } from 'express';
 export interface HealthOptions {
   /** Resolves true while Redis answers. */
   ready: () => Promise<boolean>;
+  /** The ports this process listens on, once bound (so a port of 0 can be read back). */
+  ports?: () => Record<string, number>;
 }
 
-/** GET /healthz (the process is up) and GET /readyz (200 only while Redis answers). */
+/** GET /healthz (the process is up, and the ports it listens on) and GET /readyz (200 only while Redis answers). */
 export function healthRouter(options: HealthOptions): express.Router {
   const router = express.Router();
   router.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
+    res.json({ status: 'ok', ...(options.ports && { ports: options.ports() }) });
   });
   router.get('/readyz', async (_req, res) => {
     const ready = await options.ready().catch(() => false);

@@ -6,8 +6,10 @@
  * gracefully on SIGTERM/SIGINT: stop taking requests, finish the ones in flight, finish the
  * jobs in hand, then stop. Turns still open stay in Redis; the next worker carries on.
  */
+import { renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { ConfigError, loadConfig, unknownVariables, type BridgeConfig } from '@ccbridge/config';
 import { createLogger, type Logger } from '@ccbridge/log';
 import { createAdminApp } from '@ccbridge/ingest/health';
@@ -15,14 +17,17 @@ import { startTelemetry } from '@ccbridge/telemetry/sdk';
 import { connectRedis } from '@ccbridge/redis';
 import { StartupError, chooseRedis } from './redis';
 
-/** Listens on host:port; a port in use is a StartupError naming its variable. */
-function listen(server: http.Server | https.Server, variable: string, host: string, port: number): Promise<void> {
+/**
+ * Listens on host:port and resolves with the port bound (the system's choice for 0); a port in
+ * use is a StartupError naming its variable.
+ */
+function listen(server: http.Server | https.Server, variable: string, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(new StartupError(err.code === 'EADDRINUSE'
         ? `${variable}=${port} is already in use on ${host}`
         : `cannot listen on ${host}:${port}: ${err.message}`)));
-    server.listen(port, host, resolve);
+    server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
   });
 }
 
@@ -31,6 +36,16 @@ function close(server: http.Server | https.Server): Promise<void> {
     server.close(() => resolve());
     server.closeIdleConnections();
   });
+}
+
+/** Writes the ports bound as JSON, whole or not at all (a reader never sees half a file). */
+function writePortsFile(file: string, ports: Record<string, number>): void {
+  try {
+    writeFileSync(`${file}.tmp`, `${JSON.stringify(ports)}\n`);
+    renameSync(`${file}.tmp`, file);
+  } catch (err) {
+    throw new StartupError(`BRIDGE_PORTS_FILE=${file}: cannot write it: ${(err as Error).message}`);
+  }
 }
 
 const VERSION: string = (require('../package.json') as { version: string }).version;
@@ -52,13 +67,19 @@ async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<voi
   // Readiness asks one fail-fast connection, not a new one per probe.
   const probe = connectRedis(target, 'producer');
   probe.on('error', () => undefined);
-  const health = { ready: async () => (await probe.ping()) === 'PONG' };
+  // The ports bound, by the variable that asked for each: with 0, the system's choice.
+  const ports: Record<string, number> = {};
+  const health = { ready: async () => (await probe.ping()) === 'PONG', ports: () => ports };
   const admin = http.createServer(createAdminApp(health, telemetry.metricsHandler));
   // The OTLP receiver, for the ingest roles only: a worker takes no requests.
   const otlp = ingest?.httpServer(health);
   try {
-    await listen(admin, 'BRIDGE_METRICS_PORT', config.metricsHost, config.metricsPort);
-    if (otlp) await listen(otlp, 'OTLP_HTTP_PORT', config.otlpHttpHost, config.otlpHttpPort);
+    ports.metrics = await listen(admin, 'BRIDGE_METRICS_PORT', config.metricsHost, config.metricsPort);
+    if (otlp && ingest) {
+      ports.otlpHttp = await listen(otlp, 'OTLP_HTTP_PORT', config.otlpHttpHost, config.otlpHttpPort);
+      ports.otlpGrpc = ingest.grpcPort;
+    }
+    if (config.portsFile) writePortsFile(config.portsFile, ports);
   } catch (err) {
     await close(admin);
     await ingest?.close();
@@ -69,8 +90,8 @@ async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<voi
   }
   log.info({
     role: config.role,
-    ...(ingest && { port: config.otlpHttpPort, grpcPort: config.otlpGrpcPort, host: config.otlpHttpHost }),
-    metricsPort: config.metricsPort,
+    ...(ingest && { port: ports.otlpHttp, grpcPort: ports.otlpGrpc, host: config.otlpHttpHost }),
+    metricsPort: ports.metrics,
     redis: redis.url.replace(/\/\/[^@]*@/, '//***@'),
     llmflow: config.llmflowUrl,
     selfTraces: config.selfTracesUrl ?? 'off',

@@ -15,6 +15,8 @@ import { InflightGate, closeGrpc, createAuthenticator, createGrpcReceiver, creat
 export interface IngestService {
   /** What the bridge's HTTP server needs to serve the OTLP routes. */
   options: IngestOptions;
+  /** The port the gRPC receiver got (OTLP_GRPC_PORT, or the one the system chose for 0). */
+  grpcPort: number;
   /** The OTLP/HTTP server (HTTPS when TLS is configured), with the health routes too; not yet listening. */
   httpServer(health: HealthOptions): http.Server | https.Server;
   close(): Promise<void>;
@@ -43,8 +45,9 @@ export async function startIngest(config: BridgeConfig, target: RedisTarget, log
   };
   const grpc = createGrpcReceiver(options);
   const tls = tlsFiles(config);
+  let grpcPort: number;
   try {
-    await listenGrpc(grpc, config.otlpGrpcHost, config.otlpGrpcPort, tls);
+    grpcPort = await listenGrpc(grpc, config.otlpGrpcHost, config.otlpGrpcPort, tls);
   } catch (err) {
     await producer.close();
     redis.disconnect();
@@ -52,6 +55,7 @@ export async function startIngest(config: BridgeConfig, target: RedisTarget, log
   }
   return {
     options,
+    grpcPort,
     httpServer(health) {
       const app = createHttpApp(health, options);
       const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, app) : http.createServer(app);
