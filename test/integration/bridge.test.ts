@@ -10,6 +10,8 @@ import zlib from 'node:zlib';
 import { Redis } from 'ioredis';
 import { SCENARIOS, expectedSpans, logsOf, nativeTraceOf, payloads, type Capture } from '../support/fixtures';
 import { post, startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer, type StoredSpan } from '../support/peers';
+import { startRelay, type Relay } from '../support/relay';
+import { keepForFile } from '../support/procs';
 
 const CONTENT_TYPE = { json: 'application/json', protobuf: 'application/x-protobuf' } as const;
 const CAPTURES: Capture[] = ['protobuf', 'json'];
@@ -17,14 +19,18 @@ const CAPTURES: Capture[] = ['protobuf', 'json'];
 let redis: RedisPeer;
 let llmflow: LlmflowPeer;
 let bridge: BridgePeer;
+/** The bridge reaches Redis through it, so a Redis stopped and started again keeps its address. */
+let redisRelay: Relay;
 
 before(async () => {
   [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
-  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '400' });
+  redisRelay = await startRelay(`127.0.0.1:${redis.port}`);
+  bridge = await startBridge({ REDIS_URL: `redis://127.0.0.1:${redisRelay.port}`, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '400' });
 });
 
 after(async () => {
   await bridge?.stop();
+  await redisRelay?.stop();
   await Promise.all([llmflow?.stop(), redis?.stop()]);
 });
 
@@ -117,6 +123,7 @@ test('metrics are acknowledged without being queued, so they take no room from t
 test('while Redis is away the receiver answers 503 with Retry-After and /readyz fails; it recovers', async () => {
   const body = payloads('protobuf', 'simple').find((p) => p.signal === 'logs')!.body;
   await redis.stop();
+  redisRelay.target = undefined;
   try {
     await waitFor('/readyz to fail', async () => (await fetch(`${bridge.url}/readyz`)).status === 503);
     const r = await post(`${bridge.url}/v1/logs`, body, CONTENT_TYPE.protobuf);
@@ -124,7 +131,9 @@ test('while Redis is away the receiver answers 503 with Retry-After and /readyz 
     assert.ok(Number(r.headers.get('retry-after')) > 0);
     assert.equal((await fetch(`${bridge.url}/healthz`)).status, 200);
   } finally {
-    redis = await startRedis(redis.port, redis.dir);
+    // Started by the file, not this test: the tests after this one use it.
+    redis = keepForFile(await startRedis(undefined, redis.dir));
+    redisRelay.target = `127.0.0.1:${redis.port}`;
   }
   await waitFor('/readyz to pass again', async () => (await fetch(`${bridge.url}/readyz`)).status === 200);
   await waitFor('the receiver to take batches again', async () => (await post(`${bridge.url}/v1/logs`, body, CONTENT_TYPE.protobuf)).status === 200);

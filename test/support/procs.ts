@@ -16,6 +16,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { after, afterEach, beforeEach } from 'node:test';
 
@@ -119,6 +120,16 @@ async function closeServers(owner: (s: Server) => boolean): Promise<void> {
     servers.delete(s);
     await s.close();
   }));
+}
+
+/**
+ * Hands a process a test started over to the file: it outlives the test and is stopped once the
+ * file's tests are done (a shared peer a test restarts, for the tests after it).
+ */
+export function keepForFile<T extends Proc>(proc: T): T {
+  const entry = [...running].find((e) => e.proc.child === proc.child);
+  if (entry) entry.owner = undefined;
+  return proc;
 }
 
 /** Marks a process as a bridge: its output is printed when a test fails. */
@@ -268,8 +279,16 @@ if (process.env.NODE_TEST_CONTEXT) {
   after(async () => {
     await Promise.all([stopAll([...running]), closeServers(() => true)]);
   });
-  // Whatever way the file ends, nothing it launched outlives it.
-  process.on('exit', () => {
+  // Whatever way the file ends, nothing it launched outlives it: a signal (the runner cancelled,
+  // CI stopped) ends it without 'exit' handlers, so it is caught too.
+  const killAll = () => {
     for (const e of running) e.proc.child.kill('SIGKILL');
-  });
+  };
+  process.on('exit', killAll);
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      killAll();
+      process.exit(128 + os.constants.signals[signal]);
+    });
+  }
 }
