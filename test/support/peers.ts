@@ -194,7 +194,9 @@ export async function startBridge(env: Record<string, string>, options: { waitRe
   const grpcPort = env.OTLP_GRPC_PORT ? Number(env.OTLP_GRPC_PORT) : await freePort();
   const metricsPort = env.BRIDGE_METRICS_PORT ? Number(env.BRIDGE_METRICS_PORT) : await freePort();
   const base = { ...process.env };
-  for (const k of Object.keys(base)) if (k.startsWith('BRIDGE_') || k === 'REDIS_URL' || k === 'LLMFLOW_URL') delete base[k];
+  // Nothing of the shell the tests run in configures the bridge: its OTEL_* (and a Claude Code
+  // user's) variables would decide whether it exports its own telemetry.
+  for (const k of Object.keys(base)) if (/^(BRIDGE_|OTEL_|CLAUDE_CODE_)/.test(k) || k === 'REDIS_URL' || k === 'LLMFLOW_URL') delete base[k];
   const proc = launch(process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'main.js')], {
     ...base,
     OTLP_HTTP_HOST: '127.0.0.1',
