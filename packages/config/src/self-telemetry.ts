@@ -9,7 +9,7 @@
  *
  *  1. A signal is exported only when its exporter variable names `otlp` (OTEL_TRACES_EXPORTER,
  *     OTEL_METRICS_EXPORTER). Unset means none, not the SDK's default (otlp); and with neither the
- *     SDK is not loaded at all (it costs about 40 MB per process).
+ *     SDK is not loaded at all (it costs about 10 MiB per process, more at a worker's peak).
  *  2. In a shell set up for a Claude Code client those switches are set aside, with a warning:
  *     CLAUDE_CODE_ENABLE_TELEMETRY set, or OTEL_LOGS_EXPORTER set to anything but none (the bridge
  *     has no logs to export, so a logs exporter is a client's). An operator who sets OTEL_* for
@@ -60,13 +60,16 @@ const value = (env: NodeJS.ProcessEnv, name: string) => {
   return v === undefined || v === '' ? undefined : v;
 };
 
-/** An exporter variable's list; true when it names otlp. */
+/** The exporters an OTEL_*_EXPORTER variable names (a comma-separated list). */
+const exportersOf = (raw: string | undefined) => (raw ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+
+/** Whether a signal's exporter variable names otlp; any value the bridge cannot honour is an error. */
 function exporterSwitch(env: NodeJS.ProcessEnv, signal: Signal): boolean {
   const name = `OTEL_${UPPER[signal]}_EXPORTER`;
   const raw = value(env, name);
   if (raw === undefined) return false;
   const allowed = signal === 'traces' ? ['otlp', 'none'] : ['otlp', 'prometheus', 'none'];
-  const list = raw.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== '');
+  const list = exportersOf(raw);
   if (list.some((s) => !allowed.includes(s)) || (list.includes('none') && list.length > 1)) {
     const also = signal === 'metrics' ? "; Prometheus is served at /metrics whatever this says" : '';
     throw new ConfigError(name, raw, `${allowed.join(', ')} (the bridge exports its own ${signal} over OTLP only; unset means none${also})`);
@@ -111,7 +114,8 @@ function endpointOf(env: NodeJS.ProcessEnv, signal: Signal): { url: string; vari
 function checkHeaders(env: NodeJS.ProcessEnv, signal: Signal): void {
   for (const name of ['OTEL_EXPORTER_OTLP_HEADERS', `OTEL_EXPORTER_OTLP_${UPPER[signal]}_HEADERS`]) {
     const raw = value(env, name);
-    if (raw !== undefined && raw.split(',').some((pair) => !/^\s*[^=\s]+\s*=/.test(pair))) {
+    const pairs = (raw ?? '').split(',').filter((pair) => pair.trim() !== '');
+    if (pairs.some((pair) => !/^\s*[^=\s]+\s*=/.test(pair))) {
       throw new ConfigError(name, '(hidden)', 'key=value pairs separated by commas (W3C baggage format)');
     }
   }
@@ -162,7 +166,7 @@ export function selfTelemetryOf(env: NodeJS.ProcessEnv, own: Own): SelfTelemetry
       out[signal] = true;
       out.endpoints[signal] = alias;
     } else if (client !== undefined) {
-      if (switched?.toLowerCase().split(',').map((s) => s.trim()).includes('otlp')) {
+      if (exportersOf(switched).includes('otlp')) {
         out.warnings.push(`OTEL_${u}_EXPORTER=${switched} is set aside: with ${client} these OTEL_* variables are a Claude Code client's, not the bridge's (it exports no logs). To export the bridge's own ${signal}, run it with OTEL_LOGS_EXPORTER=none and without CLAUDE_CODE_ENABLE_TELEMETRY`);
       }
     } else if (exporterSwitch(env, signal)) {

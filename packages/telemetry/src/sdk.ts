@@ -7,8 +7,8 @@
  *
  * NodeSDK is loaded on demand: requiring it loads every exporter it could configure from the
  * environment (OTLP over gRPC, protobuf and JSON for traces, metrics and logs, Zipkin, the B3 and
- * Jaeger propagators, sdk-logs), 39 MB more per process at rest and 40 MB more at a worker's peak
- * (docs/BENCHMARKS.md). A process that exports nothing of its own builds its MeterProvider from
+ * Jaeger propagators, sdk-logs): about 10 MiB more per process at rest and 10–20 MiB at a worker's
+ * peak (docs/BENCHMARKS.md). A process that exports nothing of its own builds its MeterProvider from
  * sdk-metrics and the Prometheus exporter alone, as before.
  *
  * The line is pinned to 0.223.0 / 2.12.0 (exactly, so one copy of each package is loaded): the
