@@ -49,11 +49,21 @@ export interface Own {
 
 type Signal = 'traces' | 'metrics';
 const UPPER: Record<Signal, 'TRACES' | 'METRICS'> = { traces: 'TRACES', metrics: 'METRICS' };
-const ALIAS: Record<Signal, 'BRIDGE_SELF_TRACES_URL' | 'BRIDGE_METRICS_OTLP_URL'> = { traces: 'BRIDGE_SELF_TRACES_URL', metrics: 'BRIDGE_METRICS_OTLP_URL' };
+const ALIAS: Record<Signal, 'BRIDGE_SELF_TRACES_URL' | 'BRIDGE_METRICS_OTLP_URL'> = {
+  traces: 'BRIDGE_SELF_TRACES_URL',
+  metrics: 'BRIDGE_METRICS_OTLP_URL',
+};
 const aliasOf = (own: Own, signal: Signal) => (signal === 'traces' ? own.selfTracesUrl : own.metricsOtlpUrl);
 
 const PROTOCOLS = ['grpc', 'http/protobuf', 'http/json'];
-const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'];
+const SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+];
 
 const value = (env: NodeJS.ProcessEnv, name: string) => {
   const v = env[name]?.trim();
@@ -61,7 +71,11 @@ const value = (env: NodeJS.ProcessEnv, name: string) => {
 };
 
 /** The exporters an OTEL_*_EXPORTER variable names (a comma-separated list). */
-const exportersOf = (raw: string | undefined) => (raw ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+const exportersOf = (raw: string | undefined) =>
+  (raw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 
 /** Whether a signal's exporter variable names otlp; any value the bridge cannot honour is an error. */
 function exporterSwitch(env: NodeJS.ProcessEnv, signal: Signal): boolean {
@@ -71,8 +85,12 @@ function exporterSwitch(env: NodeJS.ProcessEnv, signal: Signal): boolean {
   const allowed = signal === 'traces' ? ['otlp', 'none'] : ['otlp', 'prometheus', 'none'];
   const list = exportersOf(raw);
   if (list.some((s) => !allowed.includes(s)) || (list.includes('none') && list.length > 1)) {
-    const also = signal === 'metrics' ? "; Prometheus is served at /metrics whatever this says" : '';
-    throw new ConfigError(name, raw, `${allowed.join(', ')} (the bridge exports its own ${signal} over OTLP only; unset means none${also})`);
+    const also = signal === 'metrics' ? '; Prometheus is served at /metrics whatever this says' : '';
+    throw new ConfigError(
+      name,
+      raw,
+      `${allowed.join(', ')} (the bridge exports its own ${signal} over OTLP only; unset means none${also})`,
+    );
   }
   return list.includes('otlp');
 }
@@ -80,7 +98,8 @@ function exporterSwitch(env: NodeJS.ProcessEnv, signal: Signal): boolean {
 /** Why the OTEL_* exporter switches belong to a Claude Code client in this shell, if they do. */
 function clientShell(env: NodeJS.ProcessEnv): string | undefined {
   const claude = value(env, 'CLAUDE_CODE_ENABLE_TELEMETRY');
-  if (claude !== undefined && !['0', 'false'].includes(claude.toLowerCase())) return `CLAUDE_CODE_ENABLE_TELEMETRY=${claude}`;
+  if (claude !== undefined && !['0', 'false'].includes(claude.toLowerCase()))
+    return `CLAUDE_CODE_ENABLE_TELEMETRY=${claude}`;
   const logs = value(env, 'OTEL_LOGS_EXPORTER');
   if (logs !== undefined && logs.toLowerCase() !== 'none') return `OTEL_LOGS_EXPORTER=${logs}`;
   return undefined;
@@ -88,23 +107,28 @@ function clientShell(env: NodeJS.ProcessEnv): string | undefined {
 
 /** The endpoint a signal's OTLP exporter sends to, as the SDK's exporters resolve it, and the variable that gave it. */
 function endpointOf(env: NodeJS.ProcessEnv, signal: Signal): { url: string; variable: string; given: boolean } {
-  const protocolVariable = value(env, `OTEL_EXPORTER_OTLP_${UPPER[signal]}_PROTOCOL`) ? `OTEL_EXPORTER_OTLP_${UPPER[signal]}_PROTOCOL` : 'OTEL_EXPORTER_OTLP_PROTOCOL';
+  const protocolVariable = value(env, `OTEL_EXPORTER_OTLP_${UPPER[signal]}_PROTOCOL`)
+    ? `OTEL_EXPORTER_OTLP_${UPPER[signal]}_PROTOCOL`
+    : 'OTEL_EXPORTER_OTLP_PROTOCOL';
   const protocol = value(env, protocolVariable) ?? 'http/protobuf';
-  if (!PROTOCOLS.includes(protocol)) throw new ConfigError(protocolVariable, protocol, `one of ${PROTOCOLS.join(', ')}`);
+  if (!PROTOCOLS.includes(protocol))
+    throw new ConfigError(protocolVariable, protocol, `one of ${PROTOCOLS.join(', ')}`);
   const perSignal = `OTEL_EXPORTER_OTLP_${UPPER[signal]}_ENDPOINT`;
   const grpc = protocol === 'grpc';
-  const [variable, raw, given] = value(env, perSignal) !== undefined
-    ? [perSignal, value(env, perSignal)!, true]
-    : value(env, 'OTEL_EXPORTER_OTLP_ENDPOINT') !== undefined
-      ? ['OTEL_EXPORTER_OTLP_ENDPOINT', value(env, 'OTEL_EXPORTER_OTLP_ENDPOINT')!, true]
-      : ['OTEL_EXPORTER_OTLP_ENDPOINT', grpc ? 'http://localhost:4317' : 'http://localhost:4318', false];
+  const [variable, raw, given] =
+    value(env, perSignal) !== undefined
+      ? [perSignal, value(env, perSignal)!, true]
+      : value(env, 'OTEL_EXPORTER_OTLP_ENDPOINT') !== undefined
+        ? ['OTEL_EXPORTER_OTLP_ENDPOINT', value(env, 'OTEL_EXPORTER_OTLP_ENDPOINT')!, true]
+        : ['OTEL_EXPORTER_OTLP_ENDPOINT', grpc ? 'http://localhost:4317' : 'http://localhost:4318', false];
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
     throw new ConfigError(variable, raw, 'a URL starting with http:// or https://');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(variable, raw, 'a URL starting with http:// or https://');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new ConfigError(variable, raw, 'a URL starting with http:// or https://');
   // The base endpoint has the signal's path appended over HTTP; a per-signal one is taken whole.
   const full = variable === perSignal || grpc ? raw : `${raw.replace(/\/+$/, '')}/v1/${signal}`;
   return { url: full, variable, given };
@@ -123,7 +147,8 @@ function checkHeaders(env: NodeJS.ProcessEnv, signal: Signal): void {
 
 function checkSampler(env: NodeJS.ProcessEnv): void {
   const sampler = value(env, 'OTEL_TRACES_SAMPLER');
-  if (sampler !== undefined && !SAMPLERS.includes(sampler)) throw new ConfigError('OTEL_TRACES_SAMPLER', sampler, `one of ${SAMPLERS.join(', ')}`);
+  if (sampler !== undefined && !SAMPLERS.includes(sampler))
+    throw new ConfigError('OTEL_TRACES_SAMPLER', sampler, `one of ${SAMPLERS.join(', ')}`);
   const arg = value(env, 'OTEL_TRACES_SAMPLER_ARG');
   if (arg !== undefined && sampler?.endsWith('traceidratio') && !(Number(arg) >= 0 && Number(arg) <= 1)) {
     throw new ConfigError('OTEL_TRACES_SAMPLER_ARG', arg, 'a ratio from 0 to 1');
@@ -152,29 +177,46 @@ export function selfTelemetryOf(env: NodeJS.ProcessEnv, own: Own): SelfTelemetry
     const alias = aliasOf(own, signal);
     const switched = value(env, `OTEL_${u}_EXPORTER`);
     if (disabled !== undefined && disabled.toLowerCase() === 'true') {
-      if (alias !== undefined || switched !== undefined) out.warnings.push(`OTEL_SDK_DISABLED=${disabled}: the bridge's own ${signal} are not exported over OTLP`);
+      if (alias !== undefined || switched !== undefined)
+        out.warnings.push(`OTEL_SDK_DISABLED=${disabled}: the bridge's own ${signal} are not exported over OTLP`);
       continue;
     }
     if (alias !== undefined) {
       // An explicit setting of the bridge's own: never a client's, so never set aside.
       if (pointsAtOwnIngest(alias, own)) throw new ConfigError(ALIAS[signal], alias, LOOP);
       if (client === undefined && exporterSwitch(env, signal)) {
-        throw new ConfigError(ALIAS[signal], alias, `unset, since OTEL_${u}_EXPORTER is set: it is the deprecated form of OTEL_EXPORTER_OTLP_${u}_ENDPOINT`);
+        throw new ConfigError(
+          ALIAS[signal],
+          alias,
+          `unset, since OTEL_${u}_EXPORTER is set: it is the deprecated form of OTEL_EXPORTER_OTLP_${u}_ENDPOINT`,
+        );
       }
-      Object.assign(out.env, { [`OTEL_${u}_EXPORTER`]: 'otlp', [`OTEL_EXPORTER_OTLP_${u}_ENDPOINT`]: alias, [`OTEL_EXPORTER_OTLP_${u}_PROTOCOL`]: 'http/json' });
-      out.warnings.push(`${ALIAS[signal]} is deprecated: set OTEL_${u}_EXPORTER=otlp and OTEL_EXPORTER_OTLP_${u}_ENDPOINT=${alias} instead (it now stands for these, with OTEL_EXPORTER_OTLP_${u}_PROTOCOL=http/json)`);
+      Object.assign(out.env, {
+        [`OTEL_${u}_EXPORTER`]: 'otlp',
+        [`OTEL_EXPORTER_OTLP_${u}_ENDPOINT`]: alias,
+        [`OTEL_EXPORTER_OTLP_${u}_PROTOCOL`]: 'http/json',
+      });
+      out.warnings.push(
+        `${ALIAS[signal]} is deprecated: set OTEL_${u}_EXPORTER=otlp and OTEL_EXPORTER_OTLP_${u}_ENDPOINT=${alias} instead (it now stands for these, with OTEL_EXPORTER_OTLP_${u}_PROTOCOL=http/json)`,
+      );
       out[signal] = true;
       out.endpoints[signal] = alias;
     } else if (client !== undefined) {
       if (exportersOf(switched).includes('otlp')) {
-        out.warnings.push(`OTEL_${u}_EXPORTER=${switched} is set aside: with ${client} these OTEL_* variables are a Claude Code client's, not the bridge's (it exports no logs). To export the bridge's own ${signal}, run it with OTEL_LOGS_EXPORTER=none and without CLAUDE_CODE_ENABLE_TELEMETRY`);
+        out.warnings.push(
+          `OTEL_${u}_EXPORTER=${switched} is set aside: with ${client} these OTEL_* variables are a Claude Code client's, not the bridge's (it exports no logs). To export the bridge's own ${signal}, run it with OTEL_LOGS_EXPORTER=none and without CLAUDE_CODE_ENABLE_TELEMETRY`,
+        );
       }
     } else if (exporterSwitch(env, signal)) {
       const endpoint = endpointOf(env, signal);
       if (pointsAtOwnIngest(endpoint.url, own)) {
         throw endpoint.given
           ? new ConfigError(endpoint.variable, value(env, endpoint.variable)!, LOOP)
-          : new ConfigError(endpoint.variable, '', `${LOOP}: unset, the SDK sends to ${endpoint.url}; set it to your Collector or backend`);
+          : new ConfigError(
+              endpoint.variable,
+              '',
+              `${LOOP}: unset, the SDK sends to ${endpoint.url}; set it to your Collector or backend`,
+            );
       }
       checkHeaders(env, signal);
       if (signal === 'traces') checkSampler(env);

@@ -19,7 +19,10 @@ import type { IMetricReader } from '@opentelemetry/sdk-metrics';
 // NodeSDK takes either the metric readers it is given or those of OTEL_METRICS_EXPORTER, never
 // both; the Prometheus reader is always given, so the OTLP one is built with the helpers NodeSDK
 // itself uses for OTEL_METRICS_EXPORTER=otlp (not in its index; the version is pinned exactly).
-import { getOtlpMetricExporterFromEnv, getPeriodicExportingMetricReaderFromEnv } from '@opentelemetry/sdk-node/build/src/utils';
+import {
+  getOtlpMetricExporterFromEnv,
+  getPeriodicExportingMetricReaderFromEnv,
+} from '@opentelemetry/sdk-node/build/src/utils';
 
 export interface NodeSdkOptions {
   traces: boolean;

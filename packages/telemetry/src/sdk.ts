@@ -39,14 +39,18 @@ export interface Telemetry {
   shutdown(): Promise<void>;
 }
 
-export function startTelemetry(options: TelemetryOptions): Telemetry {
+export async function startTelemetry(options: TelemetryOptions): Promise<Telemetry> {
   // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, when NodeSDK runs, are laid over these.
-  const resource = resourceFromAttributes({ 'service.name': SERVICE_NAME, 'service.version': options.version, 'ccbridge.role': options.role });
+  const resource = resourceFromAttributes({
+    'service.name': SERVICE_NAME,
+    'service.version': options.version,
+    'ccbridge.role': options.role,
+  });
   const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
   let shutdown: () => Promise<void>;
   if (options.traces || options.metrics) {
-    // Required here, not imported above: only a process that exports its own telemetry loads NodeSDK.
-    const { startNodeSdk } = require('./node-sdk') as typeof import('./node-sdk');
+    // Imported here, not above: only a process that exports its own telemetry loads NodeSDK.
+    const { startNodeSdk } = await import('./node-sdk.js');
     const sdk = startNodeSdk({ ...options, resource, prometheus });
     shutdown = () => sdk.shutdown();
   } else {

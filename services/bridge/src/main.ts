@@ -37,7 +37,7 @@ const VERSION: string = (require('../package.json') as { version: string }).vers
 
 async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<void>> {
   // First: the services' instruments come from the SDK's meter provider.
-  const telemetry = startTelemetry({ role: config.role, version: VERSION, ...config.selfTelemetry });
+  const telemetry = await startTelemetry({ role: config.role, version: VERSION, ...config.selfTelemetry });
   for (const warning of config.selfTelemetry.warnings) log.warn(warning);
   const redis = await chooseRedis(config, log);
   const target = { url: redis.url, cluster: config.redisCluster };
