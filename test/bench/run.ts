@@ -17,13 +17,16 @@
  *            LLMFlow's own time for a root posted to it directly (turn-latency.ts).
  *
  * BENCH_TURNS (default 30), BENCH_BATCHES (default 500) and BENCH_CONCURRENCY (default 16) size the run.
+ * BENCH_ONLY=memory runs the receive and process+export stages alone (their peak RSS is the memory
+ * figure); BENCH_SELF_EXPORT=1 has those bridges export their own traces and metrics over OTLP
+ * (OTEL_* variables, to a sink that answers at once), to measure what that costs.
  */
 import os from 'node:os';
 import { queueKey } from '@ccbridge/redis';
 import { Redis } from 'ioredis';
 import { encodeExportRequest, type ExportLogsRequest } from '@ccbridge/otlp';
 import { expectedSpans, logsOf } from '../support/fixtures';
-import { peakRssMiB, post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
+import { peakRssMiB, post, startBridge, startLlmflow, startOkSink, startRedis, waitFor, type BridgePeer, type LlmflowPeer } from '../support/peers';
 import { measureTurnLatency } from './turn-latency';
 import { measureReceive } from './receive';
 import { latencyAtHalfCeiling, llmflowCeiling, scaleOut } from './export';
@@ -31,6 +34,7 @@ import { latencyAtHalfCeiling, llmflowCeiling, scaleOut } from './export';
 // LLMFlow keeps 10,000 spans by default (MAX_TRACES): the run stays below that.
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
+const ONLY_MEMORY = process.env.BENCH_ONLY === 'memory';
 
 /** The capture with its session and prompt ids made unique, so every batch is its own interaction. */
 function batch(template: ExportLogsRequest, i: number): Uint8Array {
@@ -42,6 +46,26 @@ function batch(template: ExportLogsRequest, i: number): Uint8Array {
 const progress = (what: string) => process.stderr.write(`bench: ${what}\n`);
 
 async function main() {
+  if (!ONLY_MEMORY) await againstPeers();
+  const [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
+  const sink = process.env.BENCH_SELF_EXPORT ? await startOkSink() : undefined;
+  const selfExport: Record<string, string> = sink ? { OTEL_TRACES_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {};
+  const template = logsOf('protobuf', 'two-tools');
+  const bodies = Array.from({ length: BATCHES }, (_, i) => batch(template, i));
+  const common = { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, LOG_LEVEL: 'warn', BRIDGE_QUEUE_MAX_WAITING: String(BATCHES * 2), ...selfExport };
+  progress(`receive, then process + export, ${BATCHES} batches${sink ? ', exporting their own telemetry' : ''}`);
+  const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
+  try {
+    const spansPerSecond = await receiveThenProcess(ingest, bodies, common, llmflow, redis.url);
+    if (!ONLY_MEMORY) await exportFigures(bodies, template, spansPerSecond);
+  } finally {
+    await ingest.stop();
+    await Promise.all([llmflow.stop(), redis.stop(), sink?.close()]);
+  }
+}
+
+/** The receive stage beside the Collector, and a turn's latency beside LLMFlow's. */
+async function againstPeers() {
   progress('receive beside the Collector (about 30 s)');
   for (const r of await measureReceive()) {
     const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
@@ -59,84 +83,86 @@ async function main() {
   progress(`turn latency (${process.env.BENCH_TURNS ?? 30} turns)`);
   const latency = await measureTurnLatency(Number(process.env.BENCH_TURNS ?? 30));
   console.log(JSON.stringify({ stage: 'turn latency (last event accepted → root readable in LLMFlow)', ...latency, ratioP50: Math.round((latency.bridgeP50Ms / latency.llmflowP50Ms) * 10) / 10, targetMs: 1000 }));
-  const [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
-  const template = logsOf('protobuf', 'two-tools');
-  const bodies = Array.from({ length: BATCHES }, (_, i) => batch(template, i));
-  const common = { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, LOG_LEVEL: 'warn', BRIDGE_QUEUE_MAX_WAITING: String(BATCHES * 2) };
-  progress(`receive, then process + export, ${BATCHES} batches`);
-  const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
-  try {
-    const latencies: number[] = [];
-    let next = 0;
-    const started = performance.now();
-    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      while (next < bodies.length) {
-        const body = bodies[next++]!;
-        const t0 = performance.now();
-        const r = await post(`${ingest.url}/v1/logs`, body, 'application/x-protobuf');
-        if (r.status !== 200) throw new Error(`ingest answered ${r.status}`);
-        latencies.push(performance.now() - t0);
-      }
-    }));
-    const seconds = (performance.now() - started) / 1000;
-    latencies.sort((a, b) => a - b);
-    const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!.toFixed(2);
-    console.log(JSON.stringify({ stage: 'receive', batches: BATCHES, concurrency: CONCURRENCY, requestsPerSecond: Math.round(BATCHES / seconds), p50Ms: pct(0.5), p99Ms: pct(0.99), peakRssMiB: peakRssMiB(ingest.child.pid).toFixed(1) }));
+}
 
-    const perBatch = expectedSpans('protobuf', 'two-tools').total;
-    const worker = await startBridge({ ...common, BRIDGE_ROLE: 'worker' });
+/** Distinct batches into an ingest-only bridge, then a worker-only bridge drains them into LLMFlow: rates and peak RSS. */
+async function receiveThenProcess(ingest: BridgePeer, bodies: Uint8Array[], common: Record<string, string>, llmflow: LlmflowPeer, redisUrl: string): Promise<number> {
+  const latencies: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next < bodies.length) {
+      const body = bodies[next++]!;
+      const t0 = performance.now();
+      const r = await post(`${ingest.url}/v1/logs`, body, 'application/x-protobuf');
+      if (r.status !== 200) throw new Error(`ingest answered ${r.status}`);
+      latencies.push(performance.now() - t0);
+    }
+  }));
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!.toFixed(2);
+  console.log(JSON.stringify({ stage: 'receive', batches: BATCHES, concurrency: CONCURRENCY, requestsPerSecond: Math.round(BATCHES / seconds), p50Ms: pct(0.5), p99Ms: pct(0.99), peakRssMiB: peakRssMiB(ingest.child.pid).toFixed(1) }));
+
+  const perBatch = expectedSpans('protobuf', 'two-tools').total;
+  const worker = await startBridge({ ...common, BRIDGE_ROLE: 'worker' });
+  const client = new Redis(redisUrl);
+  try {
     const t1 = performance.now();
-    const client = new Redis(redis.url);
     await waitFor('the queue to drain', async () => (await client.llen(queueKey('wait'))) + (await client.llen(queueKey('active'))) === 0, 600_000);
     await waitFor('every span in LLMFlow', async () => (await llmflow.listed()).length >= BATCHES * perBatch, 600_000);
     const drain = (performance.now() - t1) / 1000;
     const spansPerSecond = Math.round((BATCHES * perBatch) / drain);
     console.log(JSON.stringify({ stage: 'process+export', batches: BATCHES, spans: BATCHES * perBatch, spansPerSecond, seconds: drain.toFixed(1), peakRssMiB: peakRssMiB(worker.child.pid).toFixed(1) }));
+    return spansPerSecond;
+  } finally {
     client.disconnect();
     await worker.stop();
-    progress("LLMFlow's own ceiling");
-    const ceiling = await llmflowCeiling(bodies);
-    // Compared per batch: the same 500 batches either way (the bridge also draws each root).
-    const ceilingBatchesPerSecond = ceiling.spansPerSecond / (ceiling.spans / BATCHES);
-    // The ratio the issue asks for: spans/s into LLMFlow, the bridge's (its roots included) against
-    // LLMFlow's own with the same child spans posted directly. Per batch it is stricter (the
-    // bridge also has each batch's root stored, about 1/15 more for LLMFlow): shown beside it.
-    const r2 = (x: number) => Math.round(x * 100) / 100;
-    console.log(JSON.stringify({
-      stage: "LLMFlow's own ceiling (the same batches' child spans posted directly, 4 at a time)",
-      ...ceiling,
-      bridgeSpansPerSecond: spansPerSecond,
-      ratio: r2(spansPerSecond / ceiling.spansPerSecond),
-      batchesPerSecond: Math.round(ceilingBatchesPerSecond),
-      bridgeBatchesPerSecond: Math.round(spansPerSecond / perBatch),
-      perBatchRatio: r2(spansPerSecond / perBatch / ceilingBatchesPerSecond),
-      target: '>= 0.9',
-    }));
-    progress("200 to LLMFlow at half of LLMFlow's ceiling (about 10 s)");
-    const paced = await latencyAtHalfCeiling(bodies, ceiling.spansPerSecond);
-    console.log(JSON.stringify({ stage: "latency, the receiver's 200 → the batch's first span in LLMFlow, at half its ceiling", ...paced, targetP99Ms: 1000 }));
-    progress('one worker, then two, into a stub sink');
-    // Four times the batches: the stub keeps nothing, and a longer drain leaves the workers'
-    // warm-up (JIT) a smaller share of what is measured.
-    const scale = await scaleOut(Array.from({ length: BATCHES * 4 }, (_, i) => batch(template, i)));
-    const { one, two } = scale;
-    console.log(JSON.stringify({
-      stage: 'scale-out into a stub sink (spans/s)',
-      oneWorker: one.spansPerSecond,
-      twoWorkers: two.spansPerSecond,
-      ratio: r2(two.spansPerSecond / one.spansPerSecond),
-      cores: os.availableParallelism(),
-      // Spans per CPU-second of the workers: equal for one and two when nothing they share (Redis,
-      // the queue's locks) makes each worker do more per span; two workers then take twice what
-      // one takes wherever each has a core of its own (with Redis and the sink elsewhere).
-      perCpuSecond: { oneWorker: one.spansPerCpuSecond, twoWorkers: two.spansPerCpuSecond },
-      ...(one.spansPerCpuSecond && two.spansPerCpuSecond && { twoWorkersWithACoreEach: r2((2 * two.spansPerCpuSecond) / one.spansPerCpuSecond) }),
-      target: '>= 1.8',
-    }));
-  } finally {
-    await ingest.stop();
-    await Promise.all([llmflow.stop(), redis.stop()]);
   }
+}
+
+/** LLMFlow's own ceiling beside the bridge's rate, latency at half of it, and scale-out. */
+async function exportFigures(bodies: Uint8Array[], template: ExportLogsRequest, spansPerSecond: number) {
+  const perBatch = expectedSpans('protobuf', 'two-tools').total;
+  progress("LLMFlow's own ceiling");
+  const ceiling = await llmflowCeiling(bodies);
+  // Compared per batch: the same 500 batches either way (the bridge also draws each root).
+  const ceilingBatchesPerSecond = ceiling.spansPerSecond / (ceiling.spans / BATCHES);
+  // The ratio the issue asks for: spans/s into LLMFlow, the bridge's (its roots included) against
+  // LLMFlow's own with the same child spans posted directly. Per batch it is stricter (the
+  // bridge also has each batch's root stored, about 1/15 more for LLMFlow): shown beside it.
+  const r2 = (x: number) => Math.round(x * 100) / 100;
+  console.log(JSON.stringify({
+    stage: "LLMFlow's own ceiling (the same batches' child spans posted directly, 4 at a time)",
+    ...ceiling,
+    bridgeSpansPerSecond: spansPerSecond,
+    ratio: r2(spansPerSecond / ceiling.spansPerSecond),
+    batchesPerSecond: Math.round(ceilingBatchesPerSecond),
+    bridgeBatchesPerSecond: Math.round(spansPerSecond / perBatch),
+    perBatchRatio: r2(spansPerSecond / perBatch / ceilingBatchesPerSecond),
+    target: '>= 0.9',
+  }));
+  progress("200 to LLMFlow at half of LLMFlow's ceiling (about 10 s)");
+  const paced = await latencyAtHalfCeiling(bodies, ceiling.spansPerSecond);
+  console.log(JSON.stringify({ stage: "latency, the receiver's 200 → the batch's first span in LLMFlow, at half its ceiling", ...paced, targetP99Ms: 1000 }));
+  progress('one worker, then two, into a stub sink');
+  // Four times the batches: the stub keeps nothing, and a longer drain leaves the workers'
+  // warm-up (JIT) a smaller share of what is measured.
+  const scale = await scaleOut(Array.from({ length: BATCHES * 4 }, (_, i) => batch(template, i)));
+  const { one, two } = scale;
+  console.log(JSON.stringify({
+    stage: 'scale-out into a stub sink (spans/s)',
+    oneWorker: one.spansPerSecond,
+    twoWorkers: two.spansPerSecond,
+    ratio: r2(two.spansPerSecond / one.spansPerSecond),
+    cores: os.availableParallelism(),
+    // Spans per CPU-second of the workers: equal for one and two when nothing they share (Redis,
+    // the queue's locks) makes each worker do more per span; two workers then take twice what
+    // one takes wherever each has a core of its own (with Redis and the sink elsewhere).
+    perCpuSecond: { oneWorker: one.spansPerCpuSecond, twoWorkers: two.spansPerCpuSecond },
+    ...(one.spansPerCpuSecond && two.spansPerCpuSecond && { twoWorkersWithACoreEach: r2((2 * two.spansPerCpuSecond) / one.spansPerCpuSecond) }),
+    target: '>= 1.8',
+  }));
 }
 
 main().catch((err) => {

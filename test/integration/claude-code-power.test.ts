@@ -87,7 +87,10 @@ test('a foreground subagent nests under the Agent call that started it, its span
     for (const s of sub) {
       assert.match(String(attrs(s)['gen_ai.agent.id']), /^a[0-9a-f]{16}$/);
       assert.equal(attrs(s)['gen_ai.agent.name'], 'general-purpose');
-      assert.equal(attrs(s)['claude_code.agent.placement'], 'completion');
+      // Which rule places it depends on how Claude Code's batches split (agents.ts): `only_open`
+      // once the events up to its start are in with its call the one open, `completion` when its
+      // end comes first. Both are sound; the tree matching Claude Code's own is what counts.
+      assert.ok(['completion', 'only_open'].includes(String(attrs(s)['claude_code.agent.placement'])), String(attrs(s)['claude_code.agent.placement']));
     }
   });
 });
@@ -112,7 +115,8 @@ test('a background subagent nests under its Agent call in the trace of the promp
     assert.ok(sub.length > 0);
     const call = spans.find((s) => s.span_name === 'claude_code.tool' && attrs(s)['gen_ai.tool.name'] === 'Agent')!;
     assert.ok(sub.every((s) => s.trace_id === call.trace_id), 'in the launching prompt\'s trace');
-    assert.ok(sub.every((s) => attrs(s)['claude_code.agent.placement'] === 'notification'));
+    // `notification`, or `only_open` when its events came before the notification (as above).
+    assert.ok(sub.every((s) => ['notification', 'only_open'].includes(String(attrs(s)['claude_code.agent.placement']))));
   });
 });
 

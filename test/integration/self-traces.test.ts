@@ -73,6 +73,8 @@ test('a batch is one trace across the ingest and the worker: receive → enqueue
   assert.equal(processing.parentSpanId, enqueue.spanId, 'the job carried the trace through Redis');
   assert.equal(exporting.parentSpanId, processing.spanId);
   assert.equal(Number(receive.attributes?.find((a) => a.key === 'ccbridge.items')?.value?.intValue), 13);
+  // BRIDGE_SELF_TRACES_URL, which these bridges are started with, is a deprecated alias now.
+  assert.match(ingest.output(), /BRIDGE_SELF_TRACES_URL is deprecated: set OTEL_TRACES_EXPORTER=otlp and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=/);
 });
 
 test('the bridge\'s own spans sent to its receiver are not forwarded to LLMFlow', async () => {

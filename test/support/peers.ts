@@ -154,7 +154,9 @@ export interface BridgePeer extends Proc {
  */
 export async function startBridge(env: Record<string, string>, options: { waitReady?: boolean } = {}): Promise<BridgePeer> {
   const base = { ...process.env };
-  for (const k of Object.keys(base)) if (k.startsWith('BRIDGE_') || k === 'REDIS_URL' || k === 'LLMFLOW_URL') delete base[k];
+  // Nothing of the shell the tests run in configures the bridge: its OTEL_* (and a Claude Code
+  // user's) variables would decide whether it exports its own telemetry.
+  for (const k of Object.keys(base)) if (/^(BRIDGE_|OTEL_|CLAUDE_CODE_)/.test(k) || k === 'REDIS_URL' || k === 'LLMFLOW_URL') delete base[k];
   const portsFile = env.BRIDGE_PORTS_FILE ?? path.join(tempDir('bridge'), 'ports.json');
   const waitReady = options.waitReady ?? true;
   const proc = isBridge(launch(process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'main.js')], {

@@ -47,14 +47,17 @@ function enrich(span: Span): Span {
  */
 const isBridgeOwn = (rs: ResourceSpans) =>
   (rs.resource?.attributes ?? []).some((kv) => kv.key === 'service.name' && kv.value?.stringValue === SERVICE_NAME);
+/** The bridge's tracer is named SERVICE_NAME whatever OTEL_SERVICE_NAME calls the process. */
+const isBridgeOwnScope = (ss: ScopeSpans) => ss.scope?.name === SERVICE_NAME;
 
 export function nativeSpansToForward(request: ResourceSpans[], mode: NativeTraceMode, redactor: Redactor): ResourceSpans[] {
   const out: ResourceSpans[] = [];
   for (const rs of request) {
-    // The bridge's own traces, sent back to it (BRIDGE_SELF_TRACES_URL at a Collector that feeds
-    // it): forwarding them would trace the forwarding, and so on without end.
+    // The bridge's own traces, sent back to it (its OTLP export at a Collector that feeds it):
+    // forwarding them would trace the forwarding, and so on without end.
     if (isBridgeOwn(rs)) continue;
     const scopeSpans = (rs.scopeSpans ?? []).flatMap((ss): ScopeSpans[] => {
+      if (isBridgeOwnScope(ss)) return [];
       if (!isClaudeCodeScope(ss)) return [{ ...ss, spans: ss.spans?.map((s) => redacted(s, redactor)) }];
       if (mode === 'events') return [];
       return [{ ...ss, spans: (ss.spans ?? []).map((s) => redacted(enrich(s), redactor)) }];

@@ -2,10 +2,16 @@
  * The bridge's configuration, read once from the environment at start-up.
  *
  * Every variable is parsed by one line of the SPEC table below, so the README's configuration
- * table and this file can be checked against each other. A bad value stops start-up with a
+ * table and this file can be checked against each other; the standard OTEL_* variables of the
+ * bridge's own telemetry are read in self-telemetry.ts. A bad value stops start-up with a
  * message that names the variable, the value and what was expected (ConfigError).
  */
 import { accessSync, constants } from 'node:fs';
+import { ConfigError } from './error';
+import { selfTelemetryOf, type SelfTelemetry } from './self-telemetry';
+
+export { ConfigError } from './error';
+export type { SelfTelemetry } from './self-telemetry';
 
 export type BridgeRole = 'all' | 'ingest' | 'worker';
 
@@ -25,10 +31,12 @@ export interface BridgeConfig {
   /** Where to write the ports bound, as JSON, once listening (for ports of 0). */
   portsFile?: string;
   metricsHost: string;
-  /** OTLP/HTTP metrics endpoint to push the bridge's own metrics to as well (full URL). */
+  /** Deprecated (BRIDGE_METRICS_OTLP_URL): OTLP/HTTP metrics endpoint for the bridge's own metrics; see selfTelemetry. */
   metricsOtlpUrl: string | undefined;
-  /** OTLP/HTTP traces endpoint for traces of the bridge's own work (full URL); unset: none. */
+  /** Deprecated (BRIDGE_SELF_TRACES_URL): OTLP/HTTP traces endpoint for traces of its own work; see selfTelemetry. */
   selfTracesUrl: string | undefined;
+  /** Whether and where the bridge exports its own traces and metrics over OTLP (the OTEL_* variables). */
+  selfTelemetry: SelfTelemetry;
   /** Bearer tokens the receivers accept (any of them); none: no token is asked for. */
   authTokens: string[];
   /** PEM certificate chain and key for TLS on both receivers; unset: plain text. */
@@ -76,13 +84,6 @@ export type PrivacyMode = 'keep' | 'hash' | 'drop';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
-
-export class ConfigError extends Error {
-  constructor(readonly variable: string, value: string, expected: string) {
-    super(`${variable}=${JSON.stringify(value)} is not valid: expected ${expected}`);
-    this.name = 'ConfigError';
-  }
-}
 
 type Parser<T> = (raw: string, name: string) => T;
 
@@ -231,22 +232,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BridgeConfig {
     const [missing, given] = typed.tlsCertFile ? ['BRIDGE_TLS_KEY_FILE', 'BRIDGE_TLS_CERT_FILE'] : ['BRIDGE_TLS_CERT_FILE', 'BRIDGE_TLS_KEY_FILE'];
     throw new ConfigError(missing, '', `a file as well, since ${given} is set (TLS needs both)`);
   }
-  if (typed.selfTracesUrl && pointsAtOwnIngest(typed.selfTracesUrl, typed)) {
-    throw new ConfigError('BRIDGE_SELF_TRACES_URL', typed.selfTracesUrl, "an endpoint other than this bridge's own OTLP receiver (its traces would come back to it, a loop)");
-  }
+  typed.selfTelemetry = selfTelemetryOf(env, typed);
   if (typed.metricsPort === typed.otlpHttpPort && typed.metricsPort !== 0 && typed.role !== 'worker') {
     throw new ConfigError('BRIDGE_METRICS_PORT', String(typed.metricsPort), `a port other than OTLP_HTTP_PORT (${typed.otlpHttpPort})`);
   }
   return config as unknown as BridgeConfig;
-}
-
-const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '0.0.0.0', '[::1]', '[::]']);
-
-/** Whether a URL names this bridge's own OTLP/HTTP receiver (a local host on its port). */
-function pointsAtOwnIngest(raw: string, config: BridgeConfig): boolean {
-  const u = new URL(raw);
-  const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
-  return config.role !== 'worker' && port === config.otlpHttpPort && LOCAL_HOSTS.has(u.hostname);
 }
 
 /** BRIDGE_* variables that no setting reads: most likely misspelt, worth a warning. */

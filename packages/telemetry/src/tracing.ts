@@ -2,8 +2,9 @@
  * Traces of the bridge's own work: receive → enqueue → process → export, one trace per batch
  * across the ingest and the worker. The queue job carries the W3C `traceparent` of the request
  * that stored it; the worker's span continues that trace, and links the other requests when
- * several shared one job (group commit). Spans are recorded only when the SDK was started with
- * an endpoint (BRIDGE_SELF_TRACES_URL); otherwise every call here is a no-op of the API.
+ * several shared one job (group commit). Spans are recorded only when the bridge exports its own
+ * traces (OTEL_TRACES_EXPORTER=otlp, see @ccbridge/config's self-telemetry); otherwise every call
+ * here is a no-op of the API.
  */
 import { INVALID_SPAN_CONTEXT, ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace, type Attributes, type Link, type Span } from '@opentelemetry/api';
 import { SERVICE_NAME } from './names';
@@ -13,7 +14,7 @@ export { SpanKind };
 const tracer = () => trace.getTracer(SERVICE_NAME);
 
 /**
- * Whether the bridge traces its own work (the SDK was started with an endpoint). Off, a span
+ * Whether the bridge traces its own work (NodeSDK was started with traces). Off, a span
  * would record nothing, so none is made: no context is entered on the hot path.
  */
 let recording = false;

@@ -52,7 +52,8 @@ const VERSION: string = (require('../package.json') as { version: string }).vers
 
 async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<void>> {
   // First: the services' instruments come from the SDK's meter provider.
-  const telemetry = startTelemetry({ role: config.role, version: VERSION, metricsOtlpUrl: config.metricsOtlpUrl, selfTracesUrl: config.selfTracesUrl });
+  const telemetry = await startTelemetry({ role: config.role, version: VERSION, ...config.selfTelemetry });
+  for (const warning of config.selfTelemetry.warnings) log.warn(warning);
   const redis = await chooseRedis(config, log);
   const target = { url: redis.url, cluster: config.redisCluster };
   // Each role loads only its own modules: a worker no receiver, an ingest no processing.
@@ -94,7 +95,8 @@ async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<voi
     metricsPort: ports.metrics,
     redis: redis.url.replace(/\/\/[^@]*@/, '//***@'),
     llmflow: config.llmflowUrl,
-    selfTraces: config.selfTracesUrl ?? 'off',
+    selfTraces: config.selfTelemetry.endpoints.traces ?? 'off',
+    selfMetrics: config.selfTelemetry.endpoints.metrics ?? 'off',
     tls: !!config.tlsCertFile,
     auth: config.authTokens.length > 0 ? `${config.authTokens.length} token(s)` : 'off',
   }, 'bridge started');
