@@ -22,7 +22,7 @@ import {
   type LlmflowPeer,
   type RedisPeer,
 } from '../support/peers';
-import { startOnFreePorts } from '../support/procs';
+import { keepForFile, startOnFreePorts } from '../support/procs';
 
 interface Received {
   signal: 'traces' | 'metrics';
@@ -121,7 +121,8 @@ let own: BridgePeer;
 const OWN_NAME = 'ccbridge-otel-test';
 
 test("the bridge's own spans and metrics reach an OTLP endpoint configured only through OTEL_* variables; /metrics stays", async () => {
-  own = await bridge({
+  // Kept for the file (not stopped with this test): the next test uses it as its clock.
+  own = keepForFile(await bridge({
     OTEL_TRACES_EXPORTER: 'otlp',
     OTEL_METRICS_EXPORTER: 'otlp',
     OTEL_EXPORTER_OTLP_ENDPOINT: sinkUrl,
@@ -131,7 +132,7 @@ test("the bridge's own spans and metrics reach an OTLP endpoint configured only 
     OTEL_TRACES_SAMPLER: 'parentbased_always_on',
     OTEL_BSP_SCHEDULE_DELAY: '100',
     OTEL_METRIC_EXPORT_INTERVAL: '200',
-  });
+  }));
   const before = (await llmflow.listed()).length;
   const body = encodeExportRequest('logs', logsOf('protobuf', 'two-tools'), 'protobuf');
   assert.equal((await post(`${own.url}/v1/logs`, body, 'application/x-protobuf')).status, 200);

@@ -65,13 +65,19 @@ test('a batch is one trace across the ingest and the worker: receive → enqueue
     assert.equal(found.length, 1, name);
     return found[0]!;
   };
-  const [receive, enqueue, processing, exporting] = ['ccbridge.receive', 'ccbridge.enqueue', 'ccbridge.process', 'ccbridge.export'].map(one) as [Drawn, Drawn, Drawn, Drawn];
-  assert.equal(new Set([receive, enqueue, processing, exporting].map((s) => s.traceId)).size, 1, 'one trace');
-  assert.deepEqual([receive.role, enqueue.role, processing.role, exporting.role], ['ingest', 'ingest', 'worker', 'worker']);
+  const [receive, enqueue, processing] = ['ccbridge.receive', 'ccbridge.enqueue', 'ccbridge.process'].map(one) as [Drawn, Drawn, Drawn];
+  // One export per request to LLMFlow: the turn's spans may go in more than one (its root once
+  // its end is decided), so each is checked, not counted.
+  const exports = spans.filter((s) => s.name === 'ccbridge.export');
+  for (const exporting of exports) {
+    assert.equal(exporting.parentSpanId, processing.spanId);
+    assert.equal(exporting.role, 'worker');
+  }
+  assert.equal(new Set([receive, enqueue, processing, ...exports].map((s) => s.traceId)).size, 1, 'one trace');
+  assert.deepEqual([receive.role, enqueue.role, processing.role], ['ingest', 'ingest', 'worker']);
   assert.equal(receive.parentSpanId || undefined, undefined, 'the receive span starts the trace');
   assert.equal(enqueue.parentSpanId, receive.spanId);
   assert.equal(processing.parentSpanId, enqueue.spanId, 'the job carried the trace through Redis');
-  assert.equal(exporting.parentSpanId, processing.spanId);
   assert.equal(Number(receive.attributes?.find((a) => a.key === 'ccbridge.items')?.value?.intValue), 13);
   // BRIDGE_SELF_TRACES_URL, which these bridges are started with, is a deprecated alias now.
   assert.match(ingest.output(), /BRIDGE_SELF_TRACES_URL is deprecated: set OTEL_TRACES_EXPORTER=otlp and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=/);

@@ -3,12 +3,11 @@
  * chance:
  * - every long-running process is registered when launched; one that exits without being asked
  *   to fails the next `waitFor` at once, with its output, instead of a wait for its time-out;
- * - whatever a test launched (a process, or a server in this process registered with `tracked`)
- *   is stopped when that test ends, and whatever the file's hooks
- *   launched once its tests are done, whichever step failed (a test's own `finally` is not
- *   needed for that, though it may stop things earlier);
+ * - whatever a failed test launched (a process, or a server in this process registered with
+ *   `tracked`) is stopped when it ends, whichever step failed, and everything else once the file's
+ *   tests are done (so nothing depends on a test's own `finally` having run);
  * - a failing test prints the output of the bridge processes started so far;
- * - a test file has a time limit (FILE_TIME_LIMIT_MS, 10 minutes by default, or `fileTimeLimit`): past it, the file
+ * - a test file has a time limit (FILE_TIME_LIMIT_MS, 12 minutes by default, or `fileTimeLimit`): past it, the file
  *   prints what is still running, stops it and exits 1, rather than holding the run open;
  * - a peer that picks its port before binding it (redis-server, LLMFlow, the Collector: none can
  *   report a port of 0 back) is started again on other ports when another process took one first.
@@ -248,10 +247,10 @@ function printBridgeLogs(why: string, test?: unknown): void {
   }
 }
 
-const DEFAULT_FILE_LIMIT_MS = Number(process.env.FILE_TIME_LIMIT_MS ?? 10 * 60_000);
+const DEFAULT_FILE_LIMIT_MS = Number(process.env.FILE_TIME_LIMIT_MS ?? 12 * 60_000);
 let watchdog: NodeJS.Timeout | undefined;
 
-/** Sets this test file's time limit (from now); the default is FILE_TIME_LIMIT_MS or 10 minutes. */
+/** Sets this test file's time limit (from now); the default is FILE_TIME_LIMIT_MS or 12 minutes. */
 export function fileTimeLimit(ms: number): void {
   if (watchdog) clearTimeout(watchdog);
   watchdog = setTimeout(() => {
@@ -270,11 +269,13 @@ if (process.env.NODE_TEST_CONTEXT) {
     currentTest = t;
   });
   afterEach(async (t) => {
-    // `passed` is in Node 20.12+ (its types are older).
-    if ((t as { passed?: boolean }).passed === false) printBridgeLogs(`failed: ${t.name}`, t);
-    const owned = [...running].filter((e) => e.owner === t);
     currentTest = undefined;
-    await Promise.all([stopAll(owned), closeServers((s) => s.owner === t)]);
+    // `passed` is in Node 20.12+ (its types are older).
+    if ((t as { passed?: boolean }).passed !== false) return;
+    // A failed test's own clean-up may not have run: what it started is stopped here. (A test
+    // that passed stopped what it meant to; the rest, peers it shares, goes with the file.)
+    printBridgeLogs(`failed: ${t.name}`, t);
+    await Promise.all([stopAll([...running].filter((e) => e.owner === t)), closeServers((s) => s.owner === t)]);
   });
   after(async () => {
     await Promise.all([stopAll([...running]), closeServers(() => true)]);

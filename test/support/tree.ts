@@ -6,6 +6,7 @@
 import type { ExportLogsRequest, Span } from '@ccbridge/otlp';
 import { Harness, type CollectedSpan } from './assembly';
 import { startRedis, type RedisPeer } from './peers';
+import { keepForFile } from './procs';
 
 export type FlatSpan = CollectedSpan;
 
@@ -13,7 +14,8 @@ let redis: Promise<RedisPeer> | undefined;
 
 /** Every span the bridge draws for the requests, processed in order; roots drawn as the lifecycle decides. */
 export async function drawTree(requests: ExportLogsRequest[]): Promise<FlatSpan[]> {
-  redis ??= startRedis();
+  // Shared by every test of the file that draws a tree, whichever started it.
+  redis ??= startRedis().then(keepForFile);
   const h = new Harness({ url: (await redis).url });
   try {
     for (const r of requests) await h.process(r);
