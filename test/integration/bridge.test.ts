@@ -5,7 +5,8 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { queueKey } from '@ccbridge/redis';
+import { METRICS_QUEUE_NAME, QUEUE_NAME, queueKey } from '@ccbridge/redis';
+import { countItems, decodeExportRequest } from '@ccbridge/otlp';
 import zlib from 'node:zlib';
 import { Redis } from 'ioredis';
 import { SCENARIOS, expectedSpans, logsOf, nativeTraceOf, payloads, type Capture } from '../support/fixtures';
@@ -95,20 +96,31 @@ test('Claude Code sessions posted as protobuf and as JSON appear in LLMFlow as o
   }
 });
 
-test('metrics are acknowledged without being queued, so they take no room from the events', async () => {
+test("Claude Code's metrics travel in their own queue and reach LLMFlow's /v1/metrics, each point once", async () => {
+  // Every capture was posted twice (once gzip'd): Claude Code's metrics are deltas, and each
+  // request is a new export to LLMFlow, which stores every point it is given.
+  const points = CAPTURES.flatMap((c) => SCENARIOS.flatMap((s) => payloads(c, s).filter((p) => p.signal === 'metrics')))
+    .map((p) => countItems('metrics', decodeExportRequest('metrics', p.body, p.format)))
+    .reduce((a, b) => a + b, 0) * 2;
+  assert.ok(points > 0);
+  const stored = await waitFor(`LLMFlow to hold ${points} metric points`, async () => {
+    const { total } = (await (await fetch(`${llmflow.url}/api/metrics?limit=1`)).json()) as { total: number };
+    return total >= points ? total : undefined;
+  });
+  assert.equal(stored, points, 'each point once');
   const client = new Redis(redis.url);
   try {
-    await waitFor('the queue to drain', async () => {
-      const [waiting, active, delayed] = await Promise.all([
-        client.llen(queueKey('wait')),
-        client.llen(queueKey('active')),
-        client.zcard(queueKey('delayed')),
-      ]);
-      return waiting + active + delayed === 0;
+    await waitFor('the queues to drain', async () => {
+      const counts = await Promise.all([QUEUE_NAME, METRICS_QUEUE_NAME].flatMap((q) => [
+        client.llen(queueKey('wait', undefined, q)),
+        client.llen(queueKey('active', undefined, q)),
+        client.zcard(queueKey('delayed', undefined, q)),
+      ]));
+      return counts.every((n) => n === 0);
     });
-    assert.equal(await client.zcard(queueKey('failed')), 0, 'no failed jobs');
-    assert.doesNotMatch(bridge.output(), /"signal":"metrics"[^\n]*"msg":"processed a batch"/);
-    assert.match(bridge.output(), /"signal":"metrics"[^\n]*"msg":"acknowledged a batch that nothing uses/);
+    for (const q of [QUEUE_NAME, METRICS_QUEUE_NAME]) assert.equal(await client.zcard(queueKey('failed', undefined, q)), 0, `no failed jobs in ${q}`);
+    assert.doesNotMatch(bridge.output(), /"signal":"metrics"[^\n]*"msg":"processed a batch"/, 'metrics never pass through the events\' worker');
+    assert.match(bridge.output(), /"signal":"metrics"[^\n]*"msg":"forwarded metrics"/);
   } finally {
     client.disconnect();
   }

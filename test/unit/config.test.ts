@@ -50,6 +50,8 @@ const BAD: Record<string, string> = {
   BRIDGE_MAX_CONCURRENT_REQUESTS: '0',
   BRIDGE_QUEUE_MAX_WAITING: '-1',
   BRIDGE_QUEUE_MAX_BYTES: '2GiB',
+  BRIDGE_QUEUE_METRICS_MAX_BYTES: '1 GB',
+  BRIDGE_FORWARD_METRICS: 'sometimes',
   BRIDGE_INTERACTION_IDLE_MS: '1.5',
   BRIDGE_TURN_TIMEOUT_MS: '1h',
   BRIDGE_GAP_WAIT_MS: '99',
@@ -117,4 +119,16 @@ test('bearer tokens: a comma-separated list; TLS: a certificate and a key, both 
   assert.throws(() => loadConfig({ BRIDGE_TLS_CERT_FILE: file }), /BRIDGE_TLS_KEY_FILE="" is not valid: expected a file as well, since BRIDGE_TLS_CERT_FILE is set/);
   assert.throws(() => loadConfig({ BRIDGE_TLS_KEY_FILE: file }), /BRIDGE_TLS_CERT_FILE="" is not valid/);
   assert.equal(loadConfig({ BRIDGE_TLS_CERT_FILE: file, BRIDGE_TLS_KEY_FILE: file }).tlsKeyFile, file);
+});
+
+test("the metrics' share of the queue's bytes: a sixteenth by default, and below the whole bound", () => {
+  assert.equal(loadConfig({}).forwardMetrics, true);
+  assert.equal(loadConfig({ BRIDGE_FORWARD_METRICS: 'off' }).forwardMetrics, false);
+  assert.equal(loadConfig({}).queueMetricsMaxBytes, 16 * 1024 * 1024);
+  assert.equal(loadConfig({ BRIDGE_QUEUE_MAX_BYTES: '32MiB' }).queueMetricsMaxBytes, 2 * 1024 * 1024);
+  assert.equal(loadConfig({ BRIDGE_QUEUE_METRICS_MAX_BYTES: '1MiB' }).queueMetricsMaxBytes, 1024 * 1024);
+  assert.throws(
+    () => loadConfig({ BRIDGE_QUEUE_MAX_BYTES: '8MiB', BRIDGE_QUEUE_METRICS_MAX_BYTES: '8MiB' }),
+    /^ConfigError: BRIDGE_QUEUE_METRICS_MAX_BYTES="8MiB" is not valid: expected a size below BRIDGE_QUEUE_MAX_BYTES \(8388608 bytes\)/,
+  );
 });

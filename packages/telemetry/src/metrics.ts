@@ -20,6 +20,8 @@
  * | ccbridge_exporter_send_failed_spans             | counter   | reason                | spans LLMFlow refused (refused) or could not take (unavailable) |
  * | ccbridge_exporter_dead_lettered_spans           | counter   |                       | spans kept in the dead-letter store    |
  * | ccbridge_exporter_request_duration_seconds      | histogram | outcome               | each request to LLMFlow                |
+ * | ccbridge_exporter_sent_metric_points            | counter   |                       | Claude Code's metric points LLMFlow took |
+ * | ccbridge_exporter_dropped_metric_points         | counter   | reason                | points not forwarded: `unsupported` (LLMFlow has no /v1/metrics), `refused` (LLMFlow refused them), `disabled` (BRIDGE_FORWARD_METRICS off), `stale` (a cumulative point not later than one already turned into a delta) |
  * | ccbridge_worker_pauses                          | counter   |                       | pauses while LLMFlow is away           |
  *
  * Instruments come from the global MeterProvider (@opentelemetry/api): without the SDK started
@@ -57,6 +59,8 @@ function instruments(meter: Meter) {
       advice: { explicitBucketBoundaries: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] },
     }) as Histogram,
     pauses: counter('worker_pauses', 'Pauses of the worker while LLMFlow was unavailable'),
+    sentPoints: counter('exporter_sent_metric_points', 'Claude Code\'s metric points LLMFlow took'),
+    droppedPoints: counter('exporter_dropped_metric_points', 'Claude Code\'s metric points not forwarded to LLMFlow, by reason'),
   };
 }
 
@@ -86,6 +90,8 @@ export const bridgeMetrics = {
   deadLettered: (n: number) => add(set().deadLettered, n),
   exportRequest: (seconds: number, outcome: 'ok' | 'partial' | 'refused' | 'unavailable') => set().requestDuration.record(seconds, { outcome }),
   pause: () => set().pauses.add(1),
+  sentMetricPoints: (n: number) => add(set().sentPoints, n),
+  droppedMetricPoints: (reason: 'unsupported' | 'refused' | 'disabled' | 'stale', n: number) => add(set().droppedPoints, n, { reason }),
 };
 
 /** A gauge read at each collection (queue depth, open interactions); undefined means "no reading". */

@@ -5,11 +5,13 @@
  */
 import type { BridgeConfig } from '@ccbridge/config';
 import type { Logger } from '@ccbridge/log';
-import { BatchConsumer, PauseConsumer } from '@ccbridge/queue';
+import { BatchConsumer, METRICS_QUEUE_NAME, PauseConsumer, type BatchConsumerOptions, type BatchHandler } from '@ccbridge/queue';
 import { connectRedis, type RedisTarget } from '@ccbridge/redis';
 import { InteractionCloser, LifecycleStore, createRedactor, processBatch, type BatchProcessorDeps } from '@ccbridge/claude-events';
 import { DeadLetterStore } from '@ccbridge/dead-letter';
-import { LLMFLOW_URL_HINT, LlmflowExporter, LlmflowUnavailableError, probeLlmflow } from '@ccbridge/llmflow';
+import { LLMFLOW_URL_HINT, LlmflowExporter, LlmflowMetricsClient, LlmflowUnavailableError, probeLlmflow } from '@ccbridge/llmflow';
+import { MetricsStore, forwardMetrics } from '@ccbridge/metrics';
+import type { ExportMetricsRequest } from '@ccbridge/otlp';
 import { SpanKind, bridgeMetrics, inSpan, observeGauge } from '@ccbridge/telemetry';
 
 export interface WorkerService {
@@ -54,37 +56,75 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     redactor: createRedactor({ prompts: config.privacyPrompts, toolDetails: config.privacyToolDetails, userIds: config.privacyUserIds }),
   };
 
-  let unavailable = 0;
-  consumer = new BatchConsumer(
-    redis,
-    async (job, info) => {
+  /**
+   * A handler that, while LLMFlow is down or LLMFLOW_URL is wrong, keeps the batch, uses up none
+   * of its attempts, and has its consumer wait before trying anything again: 1 s growing to 30 s.
+   */
+  const pausing = (what: string, handle: BatchHandler): BatchHandler => {
+    let unavailable = 0;
+    return async (job, info) => {
       try {
-        const [parent, ...others] = job.traceparents ?? [];
-        const attributes = { 'ccbridge.signal': job.signal, 'ccbridge.items': job.items, 'ccbridge.job': info.id ?? '', 'ccbridge.attempt': info.attempt };
-        const summary = await inSpan('ccbridge.process', { kind: SpanKind.CONSUMER, parent, links: others, attributes }, () => processBatch(deps, job.signal, job.request));
+        await handle(job, info);
         unavailable = 0;
-        log.info({ job: info.id, items: job.items, ...summary }, 'processed a batch');
       } catch (err) {
-        // LLMFlow is down or LLMFLOW_URL is wrong: keep the batch, use up none of its attempts,
-        // and wait before trying anything again.
         if (!(err instanceof LlmflowUnavailableError)) throw err;
         unavailable += 1;
         bridgeMetrics.pause();
-        log.warn({ err: err.message, pauseMs: pauseAfter(unavailable), hint: LLMFLOW_URL_HINT }, 'LLMFlow is unavailable; the batch waits in the queue');
+        log.warn({ err: err.message, pauseMs: pauseAfter(unavailable), hint: LLMFLOW_URL_HINT }, `LLMFlow is unavailable; the ${what} wait in the queue`);
         throw new PauseConsumer(pauseAfter(unavailable), err.message);
       }
+    };
+  };
+  const consumerOptions: BatchConsumerOptions = {
+    concurrency: config.workerConcurrency,
+    onFailed: (job, err, final) => {
+      if (err.name === 'RateLimitError') return;
+      (final ? log.error.bind(log) : log.warn.bind(log))(
+        { signal: job?.signal, items: job?.items, err: err.message, final },
+        final ? 'gave up on a batch; it stays in the failed set' : 'a batch failed; it will be retried',
+      );
     },
-    {
-      concurrency: config.workerConcurrency,
-      onFailed: (job, err, final) => {
-        if (err.name === 'RateLimitError') return;
-        (final ? log.error.bind(log) : log.warn.bind(log))(
-          { signal: job?.signal, items: job?.items, err: err.message, final },
-          final ? 'gave up on a batch; it stays in the failed set' : 'a batch failed; it will be retried',
-        );
-      },
-      onError: (err) => log.warn({ err: err.message }, 'queue consumer error'),
-    },
+    onError: (err) => log.warn({ err: err.message }, 'queue consumer error'),
+  };
+
+  /** A job's work in the `ccbridge.process` span, in the trace of the requests that brought it (the bridge's own tracing). */
+  const traced = <T>(job: Parameters<BatchHandler>[0], info: Parameters<BatchHandler>[1], work: () => Promise<T>): Promise<T> => {
+    const [parent, ...others] = job.traceparents ?? [];
+    const attributes = { 'ccbridge.signal': job.signal, 'ccbridge.items': job.items, 'ccbridge.job': info.id ?? '', 'ccbridge.attempt': info.attempt };
+    return inSpan('ccbridge.process', { kind: SpanKind.CONSUMER, parent, links: others, attributes }, work);
+  };
+
+  consumer = new BatchConsumer(
+    redis,
+    pausing('batches', async (job, info) => {
+      const summary = await traced(job, info, () => processBatch(deps, job.signal, job.request));
+      log.info({ job: info.id, items: job.items, ...summary }, 'processed a batch');
+    }),
+    consumerOptions,
+  );
+
+  // Claude Code's metrics, from their own queue to LLMFlow's /v1/metrics (@ccbridge/metrics).
+  const metricsDeps = {
+    store: new MetricsStore(redis),
+    sink: new LlmflowMetricsClient({ url: config.llmflowUrl, timeoutMs: config.exportTimeoutMs, log: log.child({ component: 'llmflow' }) }),
+    log,
+    maxPointsPerRequest: config.exportMaxSpans,
+  };
+  let saidDisabled = false;
+  const metricsConsumer = new BatchConsumer(
+    redis,
+    pausing('metrics', async (job, info) => {
+      if (!config.forwardMetrics) {
+        // Queued before forwarding was turned off: taken off the queue, not sent.
+        bridgeMetrics.droppedMetricPoints('disabled', job.items);
+        if (!saidDisabled) log.info({ items: job.items }, 'metrics queued before BRIDGE_FORWARD_METRICS was turned off are not forwarded');
+        saidDisabled = true;
+        return;
+      }
+      const summary = await traced(job, info, () => forwardMetrics(metricsDeps, info.id ?? '', job.request as ExportMetricsRequest, job.items));
+      log.info({ job: info.id, signal: job.signal, ...summary }, 'forwarded metrics');
+    }),
+    { ...consumerOptions, queue: METRICS_QUEUE_NAME },
   );
 
   // One timer round at a time: a round still running when the next tick comes is let be.
@@ -111,7 +151,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     async close() {
       // Finish the jobs in hand and stop; turns still open stay in Redis for the next worker.
       clearInterval(tick);
-      await consumer?.close();
+      await Promise.all([consumer?.close(), metricsConsumer.close()]);
       await round;
       redis.disconnect();
     },
