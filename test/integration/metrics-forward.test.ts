@@ -148,12 +148,6 @@ test('a job tried after a failure part way posts only the requests LLMFlow did n
   assert.deepEqual(sink.posted, [2, 2, 1], 'a job done is not posted again');
 });
 
-/** What LLMFlow sums at /api/metrics/tokens, as "model type" → tokens. */
-async function tokensInLlmflow(url: string): Promise<Record<string, number>> {
-  const { usage } = (await (await fetch(`${url}/api/metrics/tokens`)).json()) as { usage: { model: string; token_type: string; total_tokens: number | null }[] };
-  return Object.fromEntries(usage.filter((u) => u.token_type).map((u) => [`${u.model} ${u.token_type}`, u.total_tokens ?? 0]));
-}
-
 /** A logger whose lines are kept, as `level msg`. */
 function capturingLog(): { log: Logger; lines: string[] } {
   const lines: string[] = [];
@@ -171,7 +165,7 @@ test('LLMFlow 0.4.1 takes the points and sums the tokens; an LLMFlow without /v1
   const request = tokens({ temporality: Temporality.DELTA, session: 'llmflow', time: t(1), values: { input: 30, output: 7 } });
   const summary = await forwardMetrics({ store, sink, log, maxPointsPerRequest: 512 }, 'job-llmflow', request, 3);
   assert.deepEqual(summary, { points: 3, sent: 3 });
-  assert.deepEqual(await tokensInLlmflow(llmflow.url), { 'claude-x input': 30, 'claude-x output': 7 });
+  assert.deepEqual(await llmflow.metricTokens(), { 'claude-x input': 30, 'claude-x output': 7 });
   assert.deepEqual(lines.filter((l) => /metrics/.test(l)), ['info LLMFlow accepts metrics: Claude Code\'s metrics are forwarded to it']);
 
   // An older LLMFlow: the gate answers 404 on /v1/metrics, as a server without the route does.
@@ -193,5 +187,5 @@ test('LLMFlow 0.4.1 takes the points and sums the tokens; an LLMFlow without /v1
   } finally {
     await gate.stop();
   }
-  assert.deepEqual(await tokensInLlmflow(llmflow.url), { 'claude-x input': 30, 'claude-x output': 7 }, 'nothing more reached LLMFlow');
+  assert.deepEqual(await llmflow.metricTokens(), { 'claude-x input': 30, 'claude-x output': 7 }, 'nothing more reached LLMFlow');
 });

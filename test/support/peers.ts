@@ -117,6 +117,8 @@ export interface LlmflowPeer extends Proc {
   spans(): Promise<StoredSpan[]>;
   /** GET /api/traces: what LLMFlow's own API lists. */
   listed(): Promise<{ id: string; trace_id: string; parent_id: string | null }[]>;
+  /** GET /api/metrics/tokens: the tokens LLMFlow sums from the metrics it stored, as `model type` → tokens. */
+  metricTokens(): Promise<Record<string, number>>;
 }
 
 /** Runs a query on LLMFlow's SQLite file with Bun's built-in sqlite (Node 20 has none). */
@@ -146,8 +148,8 @@ process.stdout.write(JSON.stringify(db.query(process.env.LLMFLOW_SQL).all()));`;
   });
 }
 
-export async function startLlmflow(wantPort?: number): Promise<LlmflowPeer> {
-  const dataDir = tempDir('llmflow');
+/** An LLMFlow on `wantPort` (a free one by default), keeping its data in `dataDir` (a fresh one by default: give an earlier one's to restart it). */
+export async function startLlmflow(wantPort?: number, dataDir = tempDir('llmflow')): Promise<LlmflowPeer> {
   const [dashboard, proxy] = [wantPort ?? (await freePort()), await freePort()];
   const proc = launch(path.join(PEERS, '.bin', 'bun'), ['run', path.join(PEERS, 'llmflow', 'src', 'server.ts')], {
     ...process.env,
@@ -175,6 +177,15 @@ export async function startLlmflow(wantPort?: number): Promise<LlmflowPeer> {
       const res = await fetch(`${url}/api/traces?limit=100000`);
       if (!res.ok) throw new Error(`GET /api/traces: ${res.status}`);
       return (await res.json()) as { id: string; trace_id: string; parent_id: string | null }[];
+    },
+    async metricTokens() {
+      const res = await fetch(`${url}/api/metrics/tokens`);
+      if (!res.ok) throw new Error(`GET /api/metrics/tokens: ${res.status}`);
+      const { usage } = (await res.json()) as { usage: { model: string | null; token_type: string | null; total_tokens: number | null }[] };
+      const sums: Record<string, number> = {};
+      // Summed over services; rows without a type are other %usage% metrics (cost).
+      for (const u of usage) if (u.token_type) sums[`${u.model} ${u.token_type}`] = (sums[`${u.model} ${u.token_type}`] ?? 0) + (u.total_tokens ?? 0);
+      return sums;
     },
   };
 }
