@@ -126,6 +126,27 @@ test("Claude Code's metrics travel in their own queue and reach LLMFlow's /v1/me
   }
 });
 
+test('with BRIDGE_FORWARD_METRICS=false, metrics are validated and acknowledged, never queued nor sent', async () => {
+  const ownRedis = await startRedis();
+  const off = await startBridge({ REDIS_URL: ownRedis.url, LLMFLOW_URL: llmflow.url, BRIDGE_FORWARD_METRICS: 'false' });
+  const client = new Redis(ownRedis.url);
+  try {
+    const total = async () => ((await (await fetch(`${llmflow.url}/api/metrics?limit=1`)).json()) as { total: number }).total;
+    const before = await total();
+    for (const p of payloads('protobuf', 'tool').filter((x) => x.signal === 'metrics')) {
+      assert.equal((await post(`${off.url}/v1/metrics`, p.body, CONTENT_TYPE.protobuf)).status, 200);
+    }
+    assert.equal((await post(`${off.url}/v1/metrics`, Buffer.from([0x0a, 0xff, 0xff]), CONTENT_TYPE.protobuf)).status, 400, 'still validated');
+    await waitFor('the acknowledgement', () => /"signal":"metrics"[^\n]*"msg":"acknowledged a batch that nothing uses/.test(off.output()));
+    assert.equal(await client.exists(queueKey('id', undefined, METRICS_QUEUE_NAME)), 0, 'no metrics job was ever added');
+    assert.equal(await total(), before, 'LLMFlow got none');
+  } finally {
+    client.disconnect();
+    await off.stop();
+    await ownRedis.stop();
+  }
+});
+
 test('while Redis is away the receiver answers 503 with Retry-After and /readyz fails; it recovers', async () => {
   const body = payloads('protobuf', 'simple').find((p) => p.signal === 'logs')!.body;
   await redis.stop();

@@ -18,7 +18,8 @@ import { startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type L
 let api: AnthropicStandin;
 
 before(async () => {
-  api = await startAnthropicStandin();
+  // SLOW_ANSWERS answers 2.5 s late: a process lives through several metric exports.
+  api = await startAnthropicStandin({ slowMs: 2_500 });
 });
 after(async () => {
   await api?.stop();
@@ -51,10 +52,10 @@ const TYPES = { input_tokens: 'input', output_tokens: 'output', cache_read_token
  * A session of two processes (a tool call, then `--resume` with a plain prompt), sent to
  * `endpoint`. Resolves with the session's id once it has ended.
  */
-async function session(endpoint: string, protocol: OtlpProtocol, env: Record<string, string> = {}): Promise<string> {
+async function session(endpoint: string, protocol: OtlpProtocol, env: Record<string, string> = {}, firstPrompt = 'Run it USE_TOOL'): Promise<string> {
   const run = (prompt: string, resume?: string) =>
     runClaude({ prompt, apiUrl: api.url, otlpEndpoint: endpoint, protocol, allowedTools: ['Bash(echo:*)'], env, ...(resume && { resume }) });
-  const first = await run('Run it USE_TOOL');
+  const first = await run(firstPrompt);
   assert.equal(first.exitCode, 0, first.stderr);
   const second = await run('What is 2+2?', first.sessionId!);
   assert.equal(second.exitCode, 0, second.stderr);
@@ -109,8 +110,9 @@ test('through the shipped Collector config, over gRPC: the same sums', async () 
 
 test('with cumulative temporality, the bridge turns the counters into deltas: the same sums', async () => {
   await withStack(async ({ redis, llmflow, bridge }) => {
-    // Each process exports its running totals every second and once more as it exits.
-    const id = await session(bridge.url, 'http/json', { OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: 'cumulative' });
+    // Each process exports its running totals every second and once more as it exits; the
+    // slow answers keep the first one running through several exports of the same totals.
+    const id = await session(bridge.url, 'http/json', { OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: 'cumulative' }, 'Run it SLOW_ANSWERS');
     await assertMetricTokens(llmflow, await eventTokens(llmflow, id));
     const client = new Redis(redis.url);
     try {

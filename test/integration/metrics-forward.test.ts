@@ -189,3 +189,25 @@ test('LLMFlow 0.4.1 takes the points and sums the tokens; an LLMFlow without /v1
   }
   assert.deepEqual(await llmflow.metricTokens(), { 'claude-x input': 30, 'claude-x output': 7 }, 'nothing more reached LLMFlow');
 });
+
+test('an LLMFlow that refuses metrics after taking them is asked again before anything more is sent', async () => {
+  const store = new MetricsStore(client);
+  let gone = false;
+  const gate = await startLlmflowGate(llmflow.url, { notFound: (path) => gone && path.startsWith('/v1/metrics') });
+  try {
+    const { log, lines } = capturingLog();
+    const sink = new LlmflowMetricsClient({ url: gate.url, timeoutMs: 5_000, log });
+    const deps = { store, sink, log, maxPointsPerRequest: 512 };
+    const request = (session: string) => tokens({ temporality: Temporality.DELTA, session, time: t(1), values: { input: 1 } });
+    assert.deepEqual(await forwardMetrics(deps, 'job-before', request('before'), 2), { points: 2, sent: 2 });
+    // Replaced by an LLMFlow without the route.
+    gone = true;
+    assert.deepEqual(await forwardMetrics(deps, 'job-after', request('after'), 2), { points: 2, sent: 0, unsupported: 2 });
+    assert.equal(gate.notFound, 2, 'the refused request, then the question asked again');
+    assert.deepEqual(await forwardMetrics(deps, 'job-later', request('later'), 2), { points: 2, sent: 0, unsupported: 2 });
+    assert.equal(gate.notFound, 2, 'its no holds for a while');
+    assert.deepEqual(lines.filter((l) => /metrics/.test(l)).map((l) => l.split(' ')[0]), ['info', 'warn'], 'each answer said once');
+  } finally {
+    await gate.stop();
+  }
+});
