@@ -12,6 +12,7 @@ import { LlmflowMetricsClient } from '@ccbridge/llmflow';
 import { createLogger, silentLogger, type Logger } from '@ccbridge/log';
 import { MetricsStore, Temporality, chunkRequest, convertRequest, cumulativePoints, forwardMetrics, type MetricsSink } from '@ccbridge/metrics';
 import type { ExportMetricsRequest } from '@ccbridge/otlp';
+import { KEEP_ALL, createRedactor } from '@ccbridge/claude-events';
 import { startLlmflowGate } from '../support/llmflow-gate';
 import { startLlmflow, startRedis, type LlmflowPeer, type RedisPeer } from '../support/peers';
 
@@ -116,6 +117,20 @@ test('delta points pass as they came, whole counts as integers; requests are spl
   const chunks = chunkRequest(converted.request, 3);
   assert.deepEqual(chunks.map((c) => c.points), [3, 1]);
   assert.deepEqual(chunkRequest(converted.request, 3), chunks);
+});
+
+test('the privacy switches hold for metrics: who is hashed or dropped, on points and resources alike', () => {
+  const request = tokens({ temporality: Temporality.DELTA, time: t(1), values: { input: 3 } });
+  const withUser = structuredClone(request);
+  withUser.resourceMetrics![0]!.resource!.attributes!.push(str('user.email', 'a@example.com'));
+  for (const m of withUser.resourceMetrics![0]!.scopeMetrics![0]!.metrics as { sum: { dataPoints: { attributes: unknown[] }[] } }[]) {
+    for (const p of m.sum.dataPoints) p.attributes.push(str('user.id', 'u-1'));
+  }
+  const redactor = createRedactor({ ...KEEP_ALL, userIds: 'drop' });
+  const out = convertRequest(withUser, [], (a) => redactor.keyValues(a)).request;
+  const keys = JSON.stringify(out);
+  assert.doesNotMatch(keys, /user\.id|user\.email|a@example\.com|u-1/);
+  assert.deepEqual(out, convertRequest(request, []).request, 'all else as it was');
 });
 
 /** A sink that records what it was given, and fails the nth post (1-based) once, as an LLMFlow outage would. */

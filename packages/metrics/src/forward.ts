@@ -8,7 +8,7 @@
 import type { ExportMetricsRequest } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics } from '@ccbridge/telemetry';
-import { chunkRequest, convertRequest, cumulativePoints } from './points';
+import { chunkRequest, convertRequest, cumulativePoints, type RedactAttributes } from './points';
 import type { MetricsStore } from './store';
 
 /** Where the points go (LLMFlow's client, @ccbridge/llmflow). Throws when it cannot take anything now. */
@@ -24,6 +24,8 @@ export interface ForwardDeps {
   log: Logger;
   /** Most points in one request. */
   maxPointsPerRequest: number;
+  /** The privacy switches, applied to every attribute sent (none by default). */
+  redact?: RedactAttributes;
 }
 
 export interface ForwardSummary {
@@ -41,7 +43,7 @@ export async function forwardMetrics(deps: ForwardDeps, jobId: string, request: 
     return { points: items, sent: 0, unsupported: items };
   }
   const record = await deps.store.record(jobId, cumulativePoints(request));
-  const converted = convertRequest(request, record.prev);
+  const converted = convertRequest(request, record.prev, deps.redact);
   const chunks = chunkRequest(converted.request, deps.maxPointsPerRequest);
   const summary: ForwardSummary = { points: items, sent: 0, ...(converted.stale > 0 && { stale: converted.stale }) };
   if (record.posted === 0) bridgeMetrics.droppedMetricPoints('stale', converted.stale);

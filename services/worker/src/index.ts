@@ -10,7 +10,7 @@ import { connectRedis, type RedisTarget } from '@ccbridge/redis';
 import { InteractionCloser, LifecycleStore, createRedactor, processBatch, type BatchProcessorDeps } from '@ccbridge/claude-events';
 import { DeadLetterStore } from '@ccbridge/dead-letter';
 import { LLMFLOW_URL_HINT, LlmflowExporter, LlmflowMetricsClient, LlmflowUnavailableError, probeLlmflow } from '@ccbridge/llmflow';
-import { MetricsStore, forwardMetrics } from '@ccbridge/metrics';
+import { MetricsStore, forwardMetrics, type ForwardDeps } from '@ccbridge/metrics';
 import type { ExportMetricsRequest } from '@ccbridge/otlp';
 import { SpanKind, bridgeMetrics, inSpan, observeGauge } from '@ccbridge/telemetry';
 
@@ -47,13 +47,14 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
   // Set once the consumer exists: timers wait for batches received before they ran out.
   let consumer: BatchConsumer | undefined;
   const closer = new InteractionCloser({ store, exportSpans, log, backlogSinceMs: async () => consumer?.backlogSinceMs() });
+  const redactor = createRedactor({ prompts: config.privacyPrompts, toolDetails: config.privacyToolDetails, userIds: config.privacyUserIds });
   const deps: BatchProcessorDeps = {
     store,
     closer,
     exportSpans,
     log,
     nativeTraces: config.nativeTraces,
-    redactor: createRedactor({ prompts: config.privacyPrompts, toolDetails: config.privacyToolDetails, userIds: config.privacyUserIds }),
+    redactor,
   };
 
   /**
@@ -104,11 +105,13 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
   );
 
   // Claude Code's metrics, from their own queue to LLMFlow's /v1/metrics (@ccbridge/metrics).
-  const metricsDeps = {
+  const metricsDeps: ForwardDeps = {
     store: new MetricsStore(redis),
     sink: new LlmflowMetricsClient({ url: config.llmflowUrl, timeoutMs: config.exportTimeoutMs, log: log.child({ component: 'llmflow' }) }),
     log,
     maxPointsPerRequest: config.exportMaxSpans,
+    // The privacy switches hold for metrics too: Claude Code puts user.id, user.email, ... on every point.
+    redact: (attributes) => redactor.keyValues(attributes),
   };
   let saidDisabled = false;
   const metricsConsumer = new BatchConsumer(
