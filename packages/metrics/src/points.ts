@@ -103,6 +103,16 @@ export function deltaOf(p: NumberPoint, prev: string): NumberPoint | undefined {
   return { ...rest, ...delta, startTimeUnixNano: prevTime };
 }
 
+/** A metric of another kind (histogram, ...), its points' attributes redacted. */
+function redactedKinds(m: Metric, redact: RedactAttributes): Metric {
+  const out: Metric = { ...m };
+  for (const [kind, data] of Object.entries(m)) {
+    const points = (data as { dataPoints?: NumberPoint[] } | null)?.dataPoints;
+    if (Array.isArray(points)) out[kind] = { ...(data as object), dataPoints: points.map((p) => ({ ...p, attributes: redact(p.attributes) ?? [] })) };
+  }
+  return out;
+}
+
 export interface Converted {
   request: ExportMetricsRequest;
   points: number;
@@ -110,35 +120,44 @@ export interface Converted {
   stale: number;
 }
 
+/** The privacy switches (BRIDGE_PRIVACY_USER_IDS, ...), applied to a list of attributes. */
+export type RedactAttributes = (attributes: KeyValue[] | undefined) => KeyValue[] | undefined;
+
 /**
  * The request as LLMFlow takes it: cumulative counters as deltas (`prev`: deltas.lua's entries
- * for cumulativePoints(request), in its order), whole counts as integers. Other kinds pass as
- * they came.
+ * for cumulativePoints(request), in its order), whole counts as integers, attributes redacted as
+ * the privacy switches say (after the series were told apart, on what was sent). Other kinds
+ * pass as they came.
  */
-export function convertRequest(request: ExportMetricsRequest, prev: string[]): Converted {
+export function convertRequest(request: ExportMetricsRequest, prev: string[], redact: RedactAttributes = (a) => a): Converted {
   let next = 0;
   let points = 0;
   let stale = 0;
+  const redacted = (p: NumberPoint): NumberPoint => {
+    const attributes = redact(p.attributes);
+    return attributes === p.attributes ? p : { ...p, attributes: attributes ?? [] };
+  };
   const resourceMetrics = (request.resourceMetrics ?? []).map((rm) => ({
     ...rm,
+    ...(rm.resource && { resource: { ...rm.resource, attributes: redact(rm.resource.attributes) ?? [] } }),
     scopeMetrics: (rm.scopeMetrics ?? []).map((sm) => ({
       ...sm,
       metrics: ((sm.metrics ?? []) as Metric[]).map((m) => {
         if (m.gauge) {
-          const dataPoints = (m.gauge.dataPoints ?? []).map((p) => forLlmflow(m, p));
+          const dataPoints = (m.gauge.dataPoints ?? []).map((p) => redacted(forLlmflow(m, p)));
           points += dataPoints.length;
           return { ...m, gauge: { ...m.gauge, dataPoints } };
         }
         if (!m.sum) {
-          // Histograms and the rest: LLMFlow stores them as they are.
+          // Histograms and the rest: LLMFlow stores them as they are, attributes redacted.
           points += pointsOf(m);
-          return m;
+          return redactedKinds(m, redact);
         }
         const cumulative = isCumulativeCounter(m);
         const dataPoints: NumberPoint[] = [];
         for (const p of m.sum.dataPoints ?? []) {
           const point = cumulative ? deltaOf(p, prev[next++] ?? '') : p;
-          if (point) dataPoints.push(forLlmflow(m, point));
+          if (point) dataPoints.push(redacted(forLlmflow(m, point)));
           else stale += 1;
         }
         points += dataPoints.length;
