@@ -119,6 +119,8 @@ export interface LlmflowPeer extends Proc {
   listed(): Promise<{ id: string; trace_id: string; parent_id: string | null }[]>;
   /** GET /api/metrics/tokens: the tokens LLMFlow sums from the metrics it stored, as `model type` → tokens. */
   metricTokens(): Promise<Record<string, number>>;
+  /** Every metric point LLMFlow stored, read from its SQLite file (table metrics); attributes as JSON text. */
+  metricRows(): Promise<{ name: string; value_int: number | null; value_double: number | null; attributes: string }[]>;
 }
 
 /** Runs a query on LLMFlow's SQLite file with Bun's built-in sqlite (Node 20 has none). */
@@ -177,6 +179,9 @@ export async function startLlmflow(wantPort?: number, dataDir = tempDir('llmflow
       const res = await fetch(`${url}/api/traces?limit=100000`);
       if (!res.ok) throw new Error(`GET /api/traces: ${res.status}`);
       return (await res.json()) as { id: string; trace_id: string; parent_id: string | null }[];
+    },
+    async metricRows() {
+      return (await querySqlite(path.join(dataDir, 'data.db'), 'SELECT name, value_int, value_double, attributes FROM metrics')) as { name: string; value_int: number | null; value_double: number | null; attributes: string }[];
     },
     async metricTokens() {
       const res = await fetch(`${url}/api/metrics/tokens`);

@@ -51,6 +51,8 @@ export interface BridgeConfig {
   queueMetricsMaxBytes: number | undefined;
   /** Forward Claude Code's metrics to LLMFlow's /v1/metrics (queued like events); off: they are validated and acknowledged only. */
   forwardMetrics: boolean;
+  /** How long a session must be quiet (no events, no counters) before its events are compared with its counters. */
+  sessionSettleMs: number;
   /** Senders without event.sequence or prompt.id (older Claude Code): quiet this long means the turn is over. */
   interactionIdleMs: number;
   /** A turn with no end marker and no event for this long is drawn as incomplete. */
@@ -202,6 +204,7 @@ export const SPEC = [
   spec('BRIDGE_QUEUE_MAX_BYTES', 'queueMaxBytes', bytes, 256 * 1024 * 1024),
   spec('BRIDGE_QUEUE_METRICS_MAX_BYTES', 'queueMetricsMaxBytes', bytes, undefined),
   spec('BRIDGE_FORWARD_METRICS', 'forwardMetrics', boolean, true),
+  spec('BRIDGE_SESSION_SETTLE_MS', 'sessionSettleMs', integer(1_000, 86_400_000), 150_000),
   spec('BRIDGE_INTERACTION_IDLE_MS', 'interactionIdleMs', integer(100, 86_400_000), 30_000),
   spec('BRIDGE_TURN_TIMEOUT_MS', 'turnTimeoutMs', integer(1_000, 86_400_000), 3_600_000),
   spec('BRIDGE_GAP_WAIT_MS', 'gapWaitMs', integer(100, 86_400_000), 600_000),

@@ -26,6 +26,11 @@ export interface ForwardDeps {
   maxPointsPerRequest: number;
   /** The privacy switches, applied to every attribute sent (none by default). */
   redact?: RedactAttributes;
+  /**
+   * Given the job's points as deltas (before they are redacted), on every attempt, whether or
+   * not LLMFlow takes metrics: the sessions' ledgers count Claude Code's counters from them.
+   */
+  counted?: (jobId: string, deltas: ExportMetricsRequest) => Promise<void>;
 }
 
 export interface ForwardSummary {
@@ -38,11 +43,13 @@ export interface ForwardSummary {
 }
 
 export async function forwardMetrics(deps: ForwardDeps, jobId: string, request: ExportMetricsRequest, items: number): Promise<ForwardSummary> {
+  const record = await deps.store.record(jobId, cumulativePoints(request));
+  if (deps.counted) await deps.counted(jobId, convertRequest(request, record.prev).request);
   if (!(await deps.sink.accepts())) {
     bridgeMetrics.droppedMetricPoints('unsupported', items);
+    await deps.store.done(jobId);
     return { points: items, sent: 0, unsupported: items };
   }
-  const record = await deps.store.record(jobId, cumulativePoints(request));
   const converted = convertRequest(request, record.prev, deps.redact);
   const chunks = chunkRequest(converted.request, deps.maxPointsPerRequest);
   const summary: ForwardSummary = { points: items, sent: 0, ...(converted.stale > 0 && { stale: converted.stale }) };

@@ -55,6 +55,21 @@ export const metricsKeys = (namespace = NAMESPACE) => ({
   series: `${queuePrefix(namespace)}:metrics:series:`,
 });
 
+/**
+ * Each session's ledger, under the queue's tag (one slot: a script updates a session's keys and
+ * the indexes together): what its `api_request` events and Claude Code's counters add up to,
+ * compared once both have arrived. `session` + id: hash, the sums (`e|model|type`, `c|...`) and
+ * what was already reported (`r|...`), times and the latest turn; `session` + id + `:seen`: set,
+ * the api_request events already counted; `session` + id + `:turns`: set, its turns' keys.
+ * `sessions`: sorted set, session → last activity (ms); `due`: sorted set, sessions with news
+ * to compare → last activity (ms), or a lease.
+ */
+export const ledgerKeys = (namespace = NAMESPACE) => ({
+  session: `${queuePrefix(namespace)}:session:`,
+  sessions: `${queuePrefix(namespace)}:sessions`,
+  due: `${queuePrefix(namespace)}:sessions:due`,
+});
+
 /** The shard of a session: FNV-1a (32 bit) of its id, so every process agrees. */
 export function shardOf(session: string): number {
   let h = 0x811c9dc5;

@@ -11,7 +11,8 @@ import { InteractionCloser, LifecycleStore, createRedactor, processBatch, type B
 import { DeadLetterStore } from '@ccbridge/dead-letter';
 import { LLMFLOW_URL_HINT, LlmflowExporter, LlmflowMetricsClient, LlmflowUnavailableError, probeLlmflow } from '@ccbridge/llmflow';
 import { MetricsStore, forwardMetrics, type ForwardDeps } from '@ccbridge/metrics';
-import type { ExportMetricsRequest } from '@ccbridge/otlp';
+import type { ExportLogsRequest, ExportMetricsRequest } from '@ccbridge/otlp';
+import { LedgerStore, Reconciler, counterContributions, eventContributions } from '@ccbridge/sessions';
 import { SpanKind, bridgeMetrics, inSpan, observeGauge } from '@ccbridge/telemetry';
 
 export interface WorkerService {
@@ -46,6 +47,9 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
   };
   // Set once the consumer exists: timers wait for batches received before they ran out.
   let consumer: BatchConsumer | undefined;
+  let metricsConsumer: BatchConsumer | undefined;
+  // Each session's api_request events against Claude Code's counters (only while metrics are forwarded: the counters come with them).
+  const ledger = new LedgerStore(redis);
   const closer = new InteractionCloser({ store, exportSpans, log, backlogSinceMs: async () => consumer?.backlogSinceMs() });
   const redactor = createRedactor({ prompts: config.privacyPrompts, toolDetails: config.privacyToolDetails, userIds: config.privacyUserIds });
   const deps: BatchProcessorDeps = {
@@ -99,6 +103,8 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     redis,
     pausing('batches', async (job, info) => {
       const summary = await traced(job, info, () => processBatch(deps, job.signal, job.request));
+      // The session's ledger counts its api_request events once they are drawn.
+      if (job.signal === 'logs' && config.forwardMetrics) await ledger.addEvents(eventContributions(job.request as ExportLogsRequest));
       log.info({ job: info.id, items: job.items, ...summary }, 'processed a batch');
     }),
     consumerOptions,
@@ -112,9 +118,13 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     maxPointsPerRequest: config.exportMaxSpans,
     // The privacy switches hold for metrics too: Claude Code puts user.id, user.email, ... on every point.
     redact: (attributes) => redactor.keyValues(attributes),
+    // ... and the sessions' ledgers count Claude Code's counters.
+    counted: async (jobId, deltas) => {
+      await ledger.addCounters(jobId, counterContributions(deltas));
+    },
   };
   let saidDisabled = false;
-  const metricsConsumer = new BatchConsumer(
+  metricsConsumer = new BatchConsumer(
     redis,
     pausing('metrics', async (job, info) => {
       if (!config.forwardMetrics) {
@@ -130,13 +140,20 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     { ...consumerOptions, queue: METRICS_QUEUE_NAME },
   );
 
+  // A session is compared once neither queue holds a batch received before it went quiet.
+  const oldestBacklog = async () => {
+    const times = (await Promise.all([consumer?.backlogSinceMs(), metricsConsumer?.backlogSinceMs()])).filter((t): t is number => t !== undefined);
+    return times.length > 0 ? Math.min(...times) : undefined;
+  };
+  const reconciler = new Reconciler({ store: ledger, exportSpans, log, settleMs: config.sessionSettleMs, backlogSinceMs: oldestBacklog });
+
   // One timer round at a time: a round still running when the next tick comes is let be.
   let round: Promise<unknown> | undefined;
   const tick = setInterval(() => {
-    round ??= closer
-      .closeDue()
-      .catch((err) => log.warn({ err: (err as Error).message }, 'drawing interaction roots failed'))
-      .finally(() => (round = undefined));
+    round ??= Promise.all([
+      closer.closeDue().catch((err) => log.warn({ err: (err as Error).message }, 'drawing interaction roots failed')),
+      config.forwardMetrics && reconciler.compareDue().catch((err) => log.warn({ err: (err as Error).message }, 'comparing sessions with their counters failed')),
+    ]).finally(() => (round = undefined));
   }, TIMER_TICK_MS);
 
   // Said once at start-up, so a wrong LLMFLOW_URL shows before the first export fails.
@@ -154,7 +171,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     async close() {
       // Finish the jobs in hand and stop; turns still open stay in Redis for the next worker.
       clearInterval(tick);
-      await Promise.all([consumer?.close(), metricsConsumer.close()]);
+      await Promise.all([consumer?.close(), metricsConsumer?.close()]);
       await round;
       redis.disconnect();
     },
