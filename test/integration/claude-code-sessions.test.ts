@@ -81,7 +81,7 @@ interface SessionView {
   session: string;
   verdict: string;
   findings: number;
-  turns: number;
+  turns: { drawn: number; complete: number; incomplete: number };
   totals: { events: Record<string, number>; counters: Record<string, number>; unaccounted: Record<string, number> };
 }
 
@@ -129,7 +129,7 @@ test('an intact session of many turns, resumed twice, gets no finding, and ccbri
   const s = await compared(id);
   assert.equal(s.verdict, 'ok', JSON.stringify(s));
   assert.equal(s.findings, 0);
-  assert.equal(s.turns, 3);
+  assert.deepEqual(s.turns, { drawn: 3, complete: 3, incomplete: 0 });
   assert.deepEqual(s.totals.events, s.totals.counters, 'events and counters agree');
   assert.ok(s.totals.events.input! > 0 && s.totals.events.cost! > 0);
   const spans = (await llmflow.spans()).filter((x) => attrs(x)['session.id'] === id);
@@ -167,6 +167,7 @@ test('a turn whose logs were dropped on the way: exactly one unaccounted span, w
 
   assert.equal(s.verdict, 'events_missing');
   assert.equal(s.findings, 1);
+  assert.deepEqual(s.turns, { drawn: 1, complete: 1, incomplete: 0 }, 'the lost turn never reached LLMFlow');
   assert.deepEqual(
     [s.totals.unaccounted.input, s.totals.unaccounted.output, s.totals.unaccounted.cacheRead, s.totals.unaccounted.cacheCreation],
     [lost.input, lost.output, lost.cacheRead, lost.cacheCreation],

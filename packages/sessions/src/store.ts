@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { defineScript, ledgerKeys, metricsKeys, type RedisClient } from '@ccbridge/redis';
+import type { DrawnTurn } from './roots';
 import type { CounterContribution, EventContribution, Sums } from './sides';
 
 const LUA = path.join(__dirname, '..', 'lua');
@@ -47,7 +48,8 @@ export interface SessionLedger {
   /** Tokens and cost per `model|what`, as the events say and as the counters say. */
   events: Sums;
   counters: Sums;
-  turns: number;
+  /** Its turns whose roots were drawn, complete or not (those whose roots do not say count in neither). */
+  turns: { drawn: number; complete: number; incomplete: number };
   /** Findings reported so far; the verdict on what they add up to, `pending` while news waits to be compared. */
   findings: number;
   verdict: Verdict | 'pending';
@@ -82,6 +84,18 @@ export class LedgerStore {
     return added === 1;
   }
 
+  /** Roots drawn: each session's turns, and whether they are whole. */
+  async noteTurns(turns: DrawnTurn[]): Promise<void> {
+    if (turns.length === 0) return;
+    const pipeline = this.client.pipeline();
+    for (const t of turns) {
+      const key = `${this.keys.session}${t.session}:roots`;
+      pipeline.hset(key, t.traceId, t.complete === undefined ? '?' : t.complete ? '1' : '0');
+      pipeline.expire(key, SESSION_TTL_S);
+    }
+    await pipeline.exec();
+  }
+
   /** Takes sessions last active by `cutoffMs`, leased for `leaseMs`, with what they differ by. */
   async check(cutoffMs: number, nowMs: number, leaseMs: number, limit = 100): Promise<Comparison[]> {
     const raw = await this.client.ccbridgeLedgerCheck(this.keys.due, this.keys.session, cutoffMs, leaseMs, nowMs, limit);
@@ -100,7 +114,8 @@ export class LedgerStore {
     const ids = await this.client.zrevrange(this.keys.sessions, 0, limit - 1);
     return Promise.all(ids.map(async (session) => {
       const key = this.keys.session + session;
-      const [h, turns, due] = await Promise.all([this.client.hgetall(key), this.client.scard(`${key}:turns`), this.client.zscore(this.keys.due, session)]);
+      const [h, roots, due] = await Promise.all([this.client.hgetall(key), this.client.hvals(`${key}:roots`), this.client.zscore(this.keys.due, session)]);
+      const turns = { drawn: roots.length, complete: roots.filter((r) => r === '1').length, incomplete: roots.filter((r) => r === '0').length };
       const side = (s: string) => Object.fromEntries(Object.entries(h).filter(([k]) => k.startsWith(`${s}|`)).map(([k, v]) => [k.slice(2), Number(v)]));
       const unaccounted = Object.fromEntries(Object.entries(side('r')).filter(([, v]) => v !== 0));
       return {

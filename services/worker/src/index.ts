@@ -12,7 +12,7 @@ import { DeadLetterStore } from '@ccbridge/dead-letter';
 import { LLMFLOW_URL_HINT, LlmflowExporter, LlmflowMetricsClient, LlmflowUnavailableError, probeLlmflow } from '@ccbridge/llmflow';
 import { MetricsStore, forwardMetrics, type ForwardDeps } from '@ccbridge/metrics';
 import type { ExportLogsRequest, ExportMetricsRequest } from '@ccbridge/otlp';
-import { LedgerStore, Reconciler, counterContributions, eventContributions } from '@ccbridge/sessions';
+import { LedgerStore, Reconciler, counterContributions, drawnTurns, eventContributions } from '@ccbridge/sessions';
 import { SpanKind, bridgeMetrics, inSpan, observeGauge } from '@ccbridge/telemetry';
 
 export interface WorkerService {
@@ -39,17 +39,19 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
   const store = new LifecycleStore(redis, {
     config: { idleMs: config.interactionIdleMs, turnTimeoutMs: config.turnTimeoutMs, gapWaitMs: config.gapWaitMs },
   });
+  // Each session's api_request events against Claude Code's counters (only while metrics are forwarded: the counters come with them).
+  const ledger = new LedgerStore(redis);
   // Spans LLMFlow refuses for their content go to the dead-letter store at once: they are
   // never retried by themselves and never hold back a batch or a root.
   const exportSpans: BatchProcessorDeps['exportSpans'] = async (spans, source) => {
     const { refused } = await exporter.export(spans);
     await deadLetters.add(refused, source);
+    // Each session's turns, as its roots say (ccbridge sessions).
+    if (config.forwardMetrics) await ledger.noteTurns(drawnTurns(spans));
   };
   // Set once the consumer exists: timers wait for batches received before they ran out.
   let consumer: BatchConsumer | undefined;
   let metricsConsumer: BatchConsumer | undefined;
-  // Each session's api_request events against Claude Code's counters (only while metrics are forwarded: the counters come with them).
-  const ledger = new LedgerStore(redis);
   const closer = new InteractionCloser({ store, exportSpans, log, backlogSinceMs: async () => consumer?.backlogSinceMs() });
   const redactor = createRedactor({ prompts: config.privacyPrompts, toolDetails: config.privacyToolDetails, userIds: config.privacyUserIds });
   const deps: BatchProcessorDeps = {

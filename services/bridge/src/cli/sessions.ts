@@ -26,7 +26,7 @@ export async function sessions(args: Args): Promise<number> {
     : result.map((s) => {
       const t = (x: Record<string, number>) => `${x.input} in, ${x.output} out, ${x.cacheRead} cache read, ${x.cacheCreation} cache write, $${x.cost!.toFixed(4)}`;
       return [
-        `${s.session}  ${s.verdict}${s.findings > 0 ? ` (${s.findings} finding${s.findings > 1 ? 's' : ''})` : ''}, ${s.turns} turn${s.turns === 1 ? '' : 's'}`,
+        `${s.session}  ${s.verdict}${s.findings > 0 ? ` (${s.findings} finding${s.findings > 1 ? 's' : ''})` : ''}, ${s.turns.drawn} turn${s.turns.drawn === 1 ? '' : 's'} (${s.turns.complete} complete, ${s.turns.incomplete} incomplete)`,
         `  events:   ${t(s.totals.events)}`,
         `  counters: ${t(s.totals.counters)}`,
       ].join('\n');
