@@ -47,7 +47,8 @@ export const queueKey = (part: string, namespace = NAMESPACE, queue = QUEUE_NAME
  * Claude Code's metrics on their way to LLMFlow, under the queue's tag (one slot: a script
  * takes a job's record and builds series keys beside it). `job` + job id: hash, what a metrics
  * job was turned into (its deltas, JSON) and how many of its requests LLMFlow took, so a retry
- * posts neither a point twice nor a different delta. `series` + series id: string, the last
+ * posts neither a point twice nor a different delta; and whether its counters were added to
+ * their sessions' ledgers (`counted`). `series` + series id: string, the last
  * point of a cumulative series (`timeUnixNano value`), to turn the next into a delta.
  */
 export const metricsKeys = (namespace = NAMESPACE) => ({
@@ -60,7 +61,9 @@ export const metricsKeys = (namespace = NAMESPACE) => ({
  * the indexes together): what its `api_request` events and Claude Code's counters add up to,
  * compared once both have arrived. `session` + id: hash, the sums (`e|model|type`, `c|...`) and
  * what was already reported (`r|...`), times and the latest turn; `session` + id + `:seen`: set,
- * the api_request events already counted; `session` + id + `:turns`: set, its turns' keys.
+ * the api_request events already counted; `session` + id + `:turns`: set, the keys of the turns
+ * its events named; `session` + id + `:roots`: hash, trace id → whether the turn's root was drawn
+ * complete (`1`, `0`, `?`).
  * `sessions`: sorted set, session → last activity (ms); `due`: sorted set, sessions with news
  * to compare → last activity (ms), or a lease.
  */
