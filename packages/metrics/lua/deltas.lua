@@ -14,13 +14,14 @@
 -- ARGV[3]  seconds a series is kept after its last point
 -- ARGV[4..] per cumulative point, in the job's order, 3 values: series id, timeUnixNano (decimal
 --          string), value (decimal string)
--- Returns  { prev JSON, posted }. Each entry of prev is '' (the series' first point),
+-- Returns  { prev JSON, posted, made } (`made` 1 when this call made the record). Each entry of prev is '' (the series' first point),
 --          'timeUnixNano value' (the point it follows), or '!' (stale: not later than the
 --          series' last point, already counted).
 
 local record = KEYS[1]
 if redis.call('EXISTS', record) == 1 then
-  return redis.call('HMGET', record, 'prev', 'posted')
+  local kept = redis.call('HMGET', record, 'prev', 'posted')
+  return { kept[1], kept[2], 0 }
 end
 
 -- Decimal nanosecond times pass 2^53: compared as digit strings (no leading zeros).
@@ -47,4 +48,4 @@ local json = cjson.encode(prev)
 if #prev == 0 then json = '[]' end
 redis.call('HSET', record, 'prev', json, 'posted', 0)
 redis.call('EXPIRE', record, ARGV[1])
-return { json, '0' }
+return { json, '0', 1 }

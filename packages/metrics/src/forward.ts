@@ -53,7 +53,8 @@ export async function forwardMetrics(deps: ForwardDeps, jobId: string, request: 
   const converted = convertRequest(request, record.prev, deps.redact);
   const chunks = chunkRequest(converted.request, deps.maxPointsPerRequest);
   const summary: ForwardSummary = { points: items, sent: 0, ...(converted.stale > 0 && { stale: converted.stale }) };
-  if (record.posted === 0) bridgeMetrics.droppedMetricPoints('stale', converted.stale);
+  // Counted once per job, not on every attempt.
+  if (record.made) bridgeMetrics.droppedMetricPoints('stale', converted.stale);
   for (let i = record.posted; i < chunks.length; i++) {
     const chunk = chunks[i]!;
     let answer = await deps.sink.post(chunk.request, chunk.points);

@@ -20,13 +20,15 @@ const DONE_TTL_S = 24 * 3600;
  */
 const SERIES_TTL_S = 7 * 24 * 3600;
 
-type DeltasClient = RedisClient & { ccbridgeMetricDeltas(...args: (string | number)[]): Promise<[string | null, string | null]> };
+type DeltasClient = RedisClient & { ccbridgeMetricDeltas(...args: (string | number)[]): Promise<[string | null, string | null, number]> };
 
 export interface JobRecord {
   /** deltas.lua's entry for each cumulative point of the job, in its order. */
   prev: string[];
   /** Requests of the job LLMFlow already took. */
   posted: number;
+  /** This call made the record (the job's first attempt to get this far). */
+  made: boolean;
 }
 
 export class MetricsStore {
@@ -39,8 +41,8 @@ export class MetricsStore {
   /** The job's record: made once (its cumulative points advance their series), read back on every retry. */
   async record(jobId: string, points: CumulativePoint[]): Promise<JobRecord> {
     const args = points.flatMap((p) => [p.series, p.timeUnixNano, p.value]);
-    const [prev, posted] = await (this.redis as DeltasClient).ccbridgeMetricDeltas(this.keys.job + jobId, RECORD_TTL_S, this.keys.series, SERIES_TTL_S, ...args);
-    return { prev: JSON.parse(prev ?? '[]') as string[], posted: Number(posted ?? 0) };
+    const [prev, posted, made] = await (this.redis as DeltasClient).ccbridgeMetricDeltas(this.keys.job + jobId, RECORD_TTL_S, this.keys.series, SERIES_TTL_S, ...args);
+    return { prev: JSON.parse(prev ?? '[]') as string[], posted: Number(posted ?? 0), made: made === 1 };
   }
 
   /** LLMFlow took the job's next request. */

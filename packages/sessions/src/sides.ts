@@ -45,7 +45,8 @@ export function eventContributions(request: ExportLogsRequest): EventContributio
     const sums: Sums = {};
     for (const what of WHATS) {
       const n = numberOf(a[EVENT_FIELDS[what]]);
-      if (n !== undefined && n !== 0) sums[slot(model, what)] = n;
+      // A value that is no finite number (a duration of 1e308, NaN) counts nowhere.
+      if (n !== undefined && n !== 0 && Number.isFinite(n)) sums[slot(model, what)] = n;
     }
     const promptId = stringOf(a['prompt.id']);
     const id = [String(e.timeNs), stringOf(a['event.sequence']) ?? '', stringOf(a.request_id) ?? '', promptId ?? ''].join('|');
