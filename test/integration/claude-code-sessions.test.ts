@@ -8,11 +8,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
 import { runClaude } from '../support/claude';
+import { startOtlpRelay, type OtlpRelay } from '../support/otlp-relay';
 import { startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer, type StoredSpan } from '../support/peers';
 
 const CLI = path.join(__dirname, '..', '..', 'services', 'bridge', 'dist', 'cli.js');
@@ -23,44 +22,12 @@ let redis: RedisPeer;
 let llmflow: LlmflowPeer;
 let bridge: BridgePeer;
 let api: AnthropicStandin;
-let proxy: { url: string; drop: boolean; dropped: number; close(): Promise<void> };
-
-/** In front of the bridge: passes everything on, except logs while `drop` is set, which it answers 200 and discards. */
-async function startDroppingProxy(target: string): Promise<typeof proxy> {
-  const state: typeof proxy = { url: '', drop: false, dropped: 0, close: async () => undefined };
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      if (state.drop && req.url?.startsWith('/v1/logs')) {
-        state.dropped += 1;
-        res.writeHead(200, { 'content-type': req.headers['content-type'] ?? 'application/x-protobuf' });
-        res.end(req.headers['content-type']?.includes('json') ? '{}' : '');
-        return;
-      }
-      const headers: Record<string, string> = { 'content-type': String(req.headers['content-type'] ?? 'application/x-protobuf') };
-      if (req.headers['content-encoding']) headers['content-encoding'] = String(req.headers['content-encoding']);
-      fetch(`${target}${req.url}`, { method: req.method, headers, body: Buffer.concat(chunks) })
-        .then(async (r) => {
-          res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/x-protobuf' });
-          res.end(Buffer.from(await r.arrayBuffer()));
-        })
-        .catch(() => {
-          res.writeHead(502);
-          res.end();
-        });
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  state.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
-  return state;
-}
+let proxy: OtlpRelay;
 
 before(async () => {
   [redis, llmflow, api] = await Promise.all([startRedis(), startLlmflow(), startAnthropicStandin()]);
   bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_SESSION_SETTLE_MS: String(SETTLE_MS) });
-  proxy = await startDroppingProxy(bridge.url);
+  proxy = await startOtlpRelay(bridge.url);
 });
 after(async () => {
   await proxy?.close();
@@ -138,11 +105,11 @@ test('an intact session of many turns, resumed twice, gets no finding, and ccbri
 
 test('a turn whose logs were dropped on the way: exactly one unaccounted span, with its tokens and cost, in the latest turn\'s trace', async () => {
   const id = await run('Run it USE_TOOL');
-  proxy.drop = true;
+  proxy.dropLogs = true;
   try {
     await run('What is 2+2?', id);
   } finally {
-    proxy.drop = false;
+    proxy.dropLogs = false;
   }
   assert.ok(proxy.dropped > 0, 'the second turn\'s logs were dropped');
   const finding = await waitFor('the finding in LLMFlow', async () => (await llmflow.spans()).filter((x) => x.span_name === FINDING && attrs(x)['session.id'] === id)[0], 60_000, 500);
