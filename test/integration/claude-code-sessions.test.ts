@@ -12,27 +12,25 @@ import path from 'node:path';
 import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
 import { runClaude } from '../support/claude';
 import { startOtlpRelay, type OtlpRelay } from '../support/otlp-relay';
-import { startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer, type StoredSpan } from '../support/peers';
+import { waitFor, type StoredSpan } from '../support/peers';
+import { useBridgeStack } from '../support/per-file';
 
 const CLI = path.join(__dirname, '..', '..', 'services', 'bridge', 'dist', 'cli.js');
 /** Quiet this long, a session is compared (BRIDGE_SESSION_SETTLE_MS): past Claude Code's metric interval here (1 s). */
 const SETTLE_MS = 4_000;
 
-let redis: RedisPeer;
-let llmflow: LlmflowPeer;
-let bridge: BridgePeer;
+const stack = useBridgeStack({ BRIDGE_SESSION_SETTLE_MS: String(SETTLE_MS) });
 let api: AnthropicStandin;
 let proxy: OtlpRelay;
 
 before(async () => {
-  [redis, llmflow, api] = await Promise.all([startRedis(), startLlmflow(), startAnthropicStandin()]);
-  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_SESSION_SETTLE_MS: String(SETTLE_MS) });
-  proxy = await startOtlpRelay(bridge.url);
+  api = await startAnthropicStandin();
+  // The stack's bridge may start after this hook: the relay asks for its address per request.
+  proxy = await startOtlpRelay(() => stack.bridge.url);
 });
 after(async () => {
   await proxy?.close();
-  await bridge?.stop();
-  await Promise.all([llmflow?.stop(), redis?.stop(), api?.stop()]);
+  await api?.stop();
 });
 
 const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
@@ -54,7 +52,7 @@ interface SessionView {
 
 function sessionsJson(): Promise<SessionView[]> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [CLI, 'sessions', '--json'], { env: { PATH: process.env.PATH, REDIS_URL: redis.url } }, (err, stdout) => {
+    execFile(process.execPath, [CLI, 'sessions', '--json'], { env: { PATH: process.env.PATH, REDIS_URL: stack.redis.url } }, (err, stdout) => {
       if (err && !stdout) return reject(err);
       resolve((JSON.parse(stdout) as { sessions: SessionView[] }).sessions);
     });
@@ -70,7 +68,7 @@ const compared = (session: string) => waitFor(`session ${session} compared`, asy
 /** What Claude Code's counters in LLMFlow say for a session, per type (and `cost`). */
 async function countersOf(session: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const row of await llmflow.metricRows()) {
+  for (const row of await stack.llmflow.metricRows()) {
     const a = JSON.parse(row.attributes) as Record<string, unknown>;
     if (a['session.id'] !== session) continue;
     const what = row.name === 'claude_code.token.usage' ? String(a.type) : row.name === 'claude_code.cost.usage' ? 'cost' : undefined;
@@ -99,7 +97,7 @@ test('an intact session of many turns, resumed twice, gets no finding, and ccbri
   assert.deepEqual(s.turns, { drawn: 3, complete: 3, incomplete: 0 });
   assert.deepEqual(s.totals.events, s.totals.counters, 'events and counters agree');
   assert.ok(s.totals.events.input! > 0 && s.totals.events.cost! > 0);
-  const spans = (await llmflow.spans()).filter((x) => attrs(x)['session.id'] === id);
+  const spans = (await stack.llmflow.spans()).filter((x) => attrs(x)['session.id'] === id);
   assert.equal(spans.filter((x) => x.span_name === FINDING).length, 0);
 });
 
@@ -112,9 +110,9 @@ test('a turn whose logs were dropped on the way: exactly one unaccounted span, w
     proxy.dropLogs = false;
   }
   assert.ok(proxy.dropped > 0, 'the second turn\'s logs were dropped');
-  const finding = await waitFor('the finding in LLMFlow', async () => (await llmflow.spans()).filter((x) => x.span_name === FINDING && attrs(x)['session.id'] === id)[0], 60_000, 500);
+  const finding = await waitFor('the finding in LLMFlow', async () => (await stack.llmflow.spans()).filter((x) => x.span_name === FINDING && attrs(x)['session.id'] === id)[0], 60_000, 500);
   const s = await compared(id);
-  const spans = (await llmflow.spans()).filter((x) => attrs(x)['session.id'] === id);
+  const spans = (await stack.llmflow.spans()).filter((x) => attrs(x)['session.id'] === id);
   const counters = await countersOf(id);
   const events = eventsOf(spans);
   const a = attrs(finding);
@@ -140,6 +138,6 @@ test('a turn whose logs were dropped on the way: exactly one unaccounted span, w
     [lost.input, lost.output, lost.cacheRead, lost.cacheCreation],
   );
   // Compared and settled: the difference counts as reported, and is not reported again.
-  assert.equal((await llmflow.spans()).filter((x) => x.span_name === FINDING && attrs(x)['session.id'] === id).length, 1);
-  assert.match(bridge.output(), /"verdict":"events_missing"[^\n]*events never arrived/);
+  assert.equal((await stack.llmflow.spans()).filter((x) => x.span_name === FINDING && attrs(x)['session.id'] === id).length, 1);
+  assert.match(stack.bridge.output(), /"verdict":"events_missing"[^\n]*events never arrived/);
 });

@@ -7,6 +7,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import zlib from 'node:zlib';
 import { decodeExportRequest, type ExportMetricsRequest } from '@ccbridge/otlp';
+import { forwardRequest } from './forward';
 
 export interface OtlpRelay {
   url: string;
@@ -18,7 +19,8 @@ export interface OtlpRelay {
   close(): Promise<void>;
 }
 
-export async function startOtlpRelay(target: string): Promise<OtlpRelay> {
+/** `target`: the bridge's base URL, or a function giving it (a peer started after the relay). */
+export async function startOtlpRelay(target: string | (() => string)): Promise<OtlpRelay> {
   const relay: OtlpRelay = { url: '', dropLogs: false, dropped: 0, metrics: [], close: async () => undefined };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -32,21 +34,11 @@ export async function startOtlpRelay(target: string): Promise<OtlpRelay> {
         res.end(type.includes('json') ? '{}' : '');
         return;
       }
-      const headers: Record<string, string> = { 'content-type': type };
-      if (req.headers['content-encoding']) headers['content-encoding'] = String(req.headers['content-encoding']);
-      fetch(`${target}${req.url}`, { method: req.method, headers, body })
-        .then(async (r) => {
-          if (r.ok && req.url?.startsWith('/v1/metrics')) {
-            const plain = req.headers['content-encoding'] === 'gzip' ? zlib.gunzipSync(body) : body;
-            relay.metrics.push(decodeExportRequest('metrics', plain, type.includes('json') ? 'json' : 'protobuf'));
-          }
-          res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? type });
-          res.end(Buffer.from(await r.arrayBuffer()));
-        })
-        .catch(() => {
-          res.writeHead(502);
-          res.end();
-        });
+      forwardRequest(typeof target === 'string' ? target : target(), req, body, res, (status) => {
+        if (status !== 200 || !req.url?.startsWith('/v1/metrics')) return;
+        const plain = req.headers['content-encoding'] === 'gzip' ? zlib.gunzipSync(body) : body;
+        relay.metrics.push(decodeExportRequest('metrics', plain, type.includes('json') ? 'json' : 'protobuf'));
+      });
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
