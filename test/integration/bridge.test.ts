@@ -5,7 +5,8 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { queueKey } from '@ccbridge/redis';
+import { METRICS_QUEUE_NAME, QUEUE_NAME, queueKey } from '@ccbridge/redis';
+import { countItems, decodeExportRequest } from '@ccbridge/otlp';
 import zlib from 'node:zlib';
 import { Redis } from 'ioredis';
 import { SCENARIOS, expectedSpans, logsOf, nativeTraceOf, payloads, type Capture } from '../support/fixtures';
@@ -101,22 +102,54 @@ test('Claude Code sessions posted as protobuf and as JSON appear in LLMFlow as o
   }
 });
 
-test('metrics are acknowledged without being queued, so they take no room from the events', async () => {
+test("Claude Code's metrics travel in their own queue and reach LLMFlow's /v1/metrics, each point once", async () => {
+  // Every capture was posted twice (once gzip'd): Claude Code's metrics are deltas, and each
+  // request is a new export to LLMFlow, which stores every point it is given.
+  const points = CAPTURES.flatMap((c) => SCENARIOS.flatMap((s) => payloads(c, s).filter((p) => p.signal === 'metrics')))
+    .map((p) => countItems('metrics', decodeExportRequest('metrics', p.body, p.format)))
+    .reduce((a, b) => a + b, 0) * 2;
+  assert.ok(points > 0);
+  const stored = await waitFor(`LLMFlow to hold ${points} metric points`, async () => {
+    const { total } = (await (await fetch(`${llmflow.url}/api/metrics?limit=1`)).json()) as { total: number };
+    return total >= points ? total : undefined;
+  });
+  assert.equal(stored, points, 'each point once');
   const client = new Redis(redis.url);
   try {
-    await waitFor('the queue to drain', async () => {
-      const [waiting, active, delayed] = await Promise.all([
-        client.llen(queueKey('wait')),
-        client.llen(queueKey('active')),
-        client.zcard(queueKey('delayed')),
-      ]);
-      return waiting + active + delayed === 0;
+    await waitFor('the queues to drain', async () => {
+      const counts = await Promise.all([QUEUE_NAME, METRICS_QUEUE_NAME].flatMap((q) => [
+        client.llen(queueKey('wait', undefined, q)),
+        client.llen(queueKey('active', undefined, q)),
+        client.zcard(queueKey('delayed', undefined, q)),
+      ]));
+      return counts.every((n) => n === 0);
     });
-    assert.equal(await client.zcard(queueKey('failed')), 0, 'no failed jobs');
-    assert.doesNotMatch(bridge.output(), /"signal":"metrics"[^\n]*"msg":"processed a batch"/);
-    assert.match(bridge.output(), /"signal":"metrics"[^\n]*"msg":"acknowledged a batch that nothing uses/);
+    for (const q of [QUEUE_NAME, METRICS_QUEUE_NAME]) assert.equal(await client.zcard(queueKey('failed', undefined, q)), 0, `no failed jobs in ${q}`);
+    assert.doesNotMatch(bridge.output(), /"signal":"metrics"[^\n]*"msg":"processed a batch"/, 'metrics never pass through the events\' worker');
+    assert.match(bridge.output(), /"signal":"metrics"[^\n]*"msg":"forwarded metrics"/);
   } finally {
     client.disconnect();
+  }
+});
+
+test('with BRIDGE_FORWARD_METRICS=false, metrics are validated and acknowledged, never queued nor sent', async () => {
+  const ownRedis = await startRedis();
+  const off = await startBridge({ REDIS_URL: ownRedis.url, LLMFLOW_URL: llmflow.url, BRIDGE_FORWARD_METRICS: 'false' });
+  const client = new Redis(ownRedis.url);
+  try {
+    const total = async () => ((await (await fetch(`${llmflow.url}/api/metrics?limit=1`)).json()) as { total: number }).total;
+    const before = await total();
+    for (const p of payloads('protobuf', 'tool').filter((x) => x.signal === 'metrics')) {
+      assert.equal((await post(`${off.url}/v1/metrics`, p.body, CONTENT_TYPE.protobuf)).status, 200);
+    }
+    assert.equal((await post(`${off.url}/v1/metrics`, Buffer.from([0x0a, 0xff, 0xff]), CONTENT_TYPE.protobuf)).status, 400, 'still validated');
+    await waitFor('the acknowledgement', () => /"signal":"metrics"[^\n]*"msg":"acknowledged a batch that nothing uses/.test(off.output()));
+    assert.equal(await client.exists(queueKey('id', undefined, METRICS_QUEUE_NAME)), 0, 'no metrics job was ever added');
+    assert.equal(await total(), before, 'LLMFlow got none');
+  } finally {
+    client.disconnect();
+    await off.stop();
+    await ownRedis.stop();
   }
 });
 

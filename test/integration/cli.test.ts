@@ -98,16 +98,21 @@ test('send-fixture takes a turn through the whole path without Claude Code', asy
 test('status: Redis and LLMFlow reachable, the queue drained, no dead letters; a wrong LLMFLOW_URL is exit 1 and says what to set', async () => {
   const r = await ccbridge(['status', '--json'], { REDIS_URL: peers.redis.url, LLMFLOW_URL: peers.llmflow.url });
   assert.equal(r.code, 0, r.stdout + r.stderr);
-  const s = JSON.parse(r.stdout) as { redis: { reachable: boolean }; llmflow: { reachable: boolean }; queue: { waiting: number; failed: number; bytes: number }; deadLetters: number; openInteractions: number };
+  type Queue = { waiting: number; failed: number; bytes: number; maxBytes: number };
+  const s = JSON.parse(r.stdout) as { redis: { reachable: boolean }; llmflow: { reachable: boolean }; queue: Queue; metricsQueue: Queue & { forwarded: boolean }; deadLetters: number; openInteractions: number };
   assert.equal(s.redis.reachable, true);
   assert.equal(s.llmflow.reachable, true);
   assert.equal(s.queue.waiting, 0);
   assert.equal(s.queue.failed, 0);
+  assert.deepEqual([s.metricsQueue.waiting, s.metricsQueue.failed, s.metricsQueue.forwarded], [0, 0, true]);
+  assert.equal(s.queue.maxBytes + s.metricsQueue.maxBytes, 256 * 1024 * 1024, 'the metrics\' share and the events\' make the bound');
+  assert.equal(s.metricsQueue.maxBytes, 16 * 1024 * 1024);
   assert.equal(s.deadLetters, 0);
   const wrong = await ccbridge(['status'], { REDIS_URL: peers.redis.url, LLMFLOW_URL: 'http://127.0.0.1:9' });
   assert.equal(wrong.code, 1);
   assert.match(wrong.stdout, /LLMFlow .* NOT reachable .* set LLMFLOW_URL/);
   assert.match(wrong.stdout, /queue +0 waiting/);
+  assert.match(wrong.stdout, /metrics +0 waiting/);
   const usage = await ccbridge(['nonsense'], {});
   assert.equal(usage.code, 2);
 });

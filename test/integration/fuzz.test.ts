@@ -12,7 +12,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
-import { queueKey } from '@ccbridge/redis';
+import { METRICS_QUEUE_NAME, QUEUE_NAME, queueKey } from '@ccbridge/redis';
 import { fuzzBodies } from '../support/fuzz-corpus';
 import { payloads } from '../support/fixtures';
 import { prng } from '../support/assembly';
@@ -135,22 +135,26 @@ test('a worker drains every accepted batch: none is retried as if it might succe
   assert.ok(queued > 0);
   const worker = await startBridge({ REDIS_URL: redis.url, BRIDGE_ROLE: 'worker', LOG_LEVEL: 'fatal', LLMFLOW_URL: sink.url, BRIDGE_WORKER_CONCURRENCY: '8' });
   try {
-    let retried = 0;
-    const reasons = new Set<string>();
-    await waitFor('the queue to drain', async () => {
-      const delayed = await client.zrange(queueKey('delayed'), 0, -1);
-      for (const id of delayed) reasons.add(String(await client.hget(queueKey(id), 'failedReason')));
-      retried = Math.max(retried, delayed.length);
-      const [waiting, active] = await Promise.all([client.llen(queueKey('wait')), client.llen(queueKey('active'))]);
-      return waiting + active === 0;
-    }, 600_000, 50);
-    assert.equal(retried, 0, `no batch waited for a retry: ${[...reasons].join('; ')}`);
-    const failed = await client.zrange(queueKey('failed'), 0, -1);
-    for (const id of failed) {
-      const [attempts, reason] = await client.hmget(queueKey(id), 'attemptsMade', 'failedReason');
-      assert.equal(Number(attempts), 1, `job ${id} failed after ${attempts} attempts: ${reason}`);
+    // The events' queue and the metrics' (forwarded to the sink as they would be to LLMFlow).
+    for (const name of [QUEUE_NAME, METRICS_QUEUE_NAME]) {
+      const key = (part: string) => queueKey(part, undefined, name);
+      let retried = 0;
+      const reasons = new Set<string>();
+      await waitFor(`the queue ${name} to drain`, async () => {
+        const delayed = await client.zrange(key('delayed'), 0, -1);
+        for (const id of delayed) reasons.add(String(await client.hget(key(id), 'failedReason')));
+        retried = Math.max(retried, delayed.length);
+        const [waiting, active] = await Promise.all([client.llen(key('wait')), client.llen(key('active'))]);
+        return waiting + active === 0;
+      }, 600_000, 50);
+      assert.equal(retried, 0, `${name}: no batch waited for a retry: ${[...reasons].join('; ')}`);
+      const failed = await client.zrange(key('failed'), 0, -1);
+      for (const id of failed) {
+        const [attempts, reason] = await client.hmget(key(id), 'attemptsMade', 'failedReason');
+        assert.equal(Number(attempts), 1, `${name}: job ${id} failed after ${attempts} attempts: ${reason}`);
+      }
+      assert.deepEqual(failed, [], `${name}: every accepted batch was processed`);
     }
-    assert.deepEqual(failed, [], 'every accepted batch was processed');
     assert.equal(worker.child.exitCode, null, 'the worker is still running');
   } finally {
     await worker.stop();

@@ -76,6 +76,10 @@ export interface LlmflowPeer extends Proc {
   spans(): Promise<StoredSpan[]>;
   /** GET /api/traces: what LLMFlow's own API lists. */
   listed(): Promise<{ id: string; trace_id: string; parent_id: string | null }[]>;
+  /** GET /api/metrics/tokens: the tokens LLMFlow sums from the metrics it stored, as `model type` → tokens. */
+  metricTokens(): Promise<Record<string, number>>;
+  /** Every metric point LLMFlow stored, read from its SQLite file (table metrics); attributes as JSON text. */
+  metricRows(): Promise<{ name: string; value_int: number | null; value_double: number | null; attributes: string }[]>;
 }
 
 /** Runs a query on LLMFlow's SQLite file with Bun's built-in sqlite (Node 20 has none). */
@@ -105,8 +109,8 @@ process.stdout.write(JSON.stringify(db.query(process.env.LLMFLOW_SQL).all()));`;
   });
 }
 
-export async function startLlmflow(): Promise<LlmflowPeer> {
-  const dataDir = tempDir('llmflow');
+/** An LLMFlow keeping its data in `dataDir` (a fresh one by default: give an earlier one's to restart it). */
+export async function startLlmflow(dataDir = tempDir('llmflow')): Promise<LlmflowPeer> {
   // LLMFlow asks get-port for its ports (0: any free one) and announces the one it got; Bun binds
   // it a moment later, so another process may take it first: then it exits, and it starts again.
   const { proc, url } = await startOnFreePorts(async () => {
@@ -134,6 +138,18 @@ export async function startLlmflow(): Promise<LlmflowPeer> {
       const res = await fetch(`${url}/api/traces?limit=100000`);
       if (!res.ok) throw new Error(`GET /api/traces: ${res.status}`);
       return (await res.json()) as { id: string; trace_id: string; parent_id: string | null }[];
+    },
+    async metricRows() {
+      return (await querySqlite(path.join(dataDir, 'data.db'), 'SELECT name, value_int, value_double, attributes FROM metrics')) as { name: string; value_int: number | null; value_double: number | null; attributes: string }[];
+    },
+    async metricTokens() {
+      const res = await fetch(`${url}/api/metrics/tokens`);
+      if (!res.ok) throw new Error(`GET /api/metrics/tokens: ${res.status}`);
+      const { usage } = (await res.json()) as { usage: { model: string | null; token_type: string | null; total_tokens: number | null }[] };
+      const sums: Record<string, number> = {};
+      // Summed over services; rows without a type are other %usage% metrics (cost).
+      for (const u of usage) if (u.token_type) sums[`${u.model} ${u.token_type}`] = (sums[`${u.model} ${u.token_type}`] ?? 0) + (u.total_tokens ?? 0);
+      return sums;
     },
   };
 }

@@ -10,6 +10,13 @@ export class RecordingSink implements BatchSink {
   hold: Promise<void> | undefined;
   waiting = 0;
 
+  /** Signals the sink stores; the others are acknowledged without it. */
+  queued = new Set<Signal>(['logs', 'traces', 'metrics']);
+
+  queues(signal: Signal) {
+    return this.queued.has(signal);
+  }
+
   async acceptance() {
     if (this.hold) {
       this.waiting += 1;

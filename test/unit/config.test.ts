@@ -51,6 +51,9 @@ const BAD: Record<string, string> = {
   BRIDGE_MAX_CONCURRENT_REQUESTS: '0',
   BRIDGE_QUEUE_MAX_WAITING: '-1',
   BRIDGE_QUEUE_MAX_BYTES: '2GiB',
+  BRIDGE_QUEUE_METRICS_MAX_BYTES: '1 GB',
+  BRIDGE_FORWARD_METRICS: 'sometimes',
+  BRIDGE_SESSION_SETTLE_MS: '2m',
   BRIDGE_INTERACTION_IDLE_MS: '1.5',
   BRIDGE_TURN_TIMEOUT_MS: '1h',
   BRIDGE_GAP_WAIT_MS: '99',
@@ -206,4 +209,16 @@ test('BRIDGE_SELF_TRACES_URL and BRIDGE_METRICS_OTLP_URL, deprecated, stand for 
   assert.match(self.warnings[0]!, /^BRIDGE_SELF_TRACES_URL is deprecated: set OTEL_TRACES_EXPORTER=otlp and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http:\/\/jaeger:4318\/v1\/traces instead/);
   assert.match(self.warnings[1]!, /^BRIDGE_METRICS_OTLP_URL is deprecated/);
   assert.throws(() => loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://jaeger:4318/v1/traces', OTEL_TRACES_EXPORTER: 'otlp' }), /BRIDGE_SELF_TRACES_URL="http:\/\/jaeger:4318\/v1\/traces" is not valid: expected unset, since OTEL_TRACES_EXPORTER is set/);
+});
+
+test("the metrics' share of the queue's bytes: a sixteenth by default, and below the whole bound", () => {
+  assert.equal(loadConfig({}).forwardMetrics, true);
+  assert.equal(loadConfig({ BRIDGE_FORWARD_METRICS: 'off' }).forwardMetrics, false);
+  assert.equal(loadConfig({}).queueMetricsMaxBytes, 16 * 1024 * 1024);
+  assert.equal(loadConfig({ BRIDGE_QUEUE_MAX_BYTES: '32MiB' }).queueMetricsMaxBytes, 2 * 1024 * 1024);
+  assert.equal(loadConfig({ BRIDGE_QUEUE_METRICS_MAX_BYTES: '1MiB' }).queueMetricsMaxBytes, 1024 * 1024);
+  assert.throws(
+    () => loadConfig({ BRIDGE_QUEUE_MAX_BYTES: '8MiB', BRIDGE_QUEUE_METRICS_MAX_BYTES: '8MiB' }),
+    /^ConfigError: BRIDGE_QUEUE_METRICS_MAX_BYTES="8MiB" is not valid: expected a size below BRIDGE_QUEUE_MAX_BYTES \(8388608 bytes\)/,
+  );
 });

@@ -44,14 +44,22 @@ test('protobuf logs: 200 with an empty protobuf ExportLogsServiceResponse, batch
   assert.ok(sink.batches[0]!.items > 5);
 });
 
-test('JSON logs and gzip-compressed protobuf metrics are taken too; metrics are acknowledged, not queued', async () => {
+test('JSON logs and gzip-compressed protobuf metrics are taken too; metrics are queued, or only acknowledged while not forwarded', async () => {
   sink.batches = [];
   const j = await post(`${base}/v1/logs`, logsJson.body, 'application/json; charset=utf-8');
   assert.equal(j.status, 200);
   assert.equal(j.body.toString(), '{}');
   const m = await post(`${base}/v1/metrics`, zlib.gzipSync(metricsPb.body), 'application/x-protobuf', { 'content-encoding': 'gzip' });
   assert.equal(m.status, 200);
-  assert.deepEqual(sink.batches.map((b) => b.signal), ['logs']);
+  assert.deepEqual(sink.batches.map((b) => b.signal), ['logs', 'metrics']);
+  sink.queued.delete('metrics');
+  try {
+    const off = await post(`${base}/v1/metrics`, metricsPb.body, 'application/x-protobuf');
+    assert.equal(off.status, 200);
+    assert.deepEqual(sink.batches.map((b) => b.signal), ['logs', 'metrics'], 'not queued while forwarding is off');
+  } finally {
+    sink.queued.add('metrics');
+  }
   const bad = await post(`${base}/v1/metrics`, Buffer.from([0x0a, 0xff, 0xff]), 'application/x-protobuf');
   assert.equal(bad.status, 400, 'metrics are still validated');
 });

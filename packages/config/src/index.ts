@@ -52,8 +52,17 @@ export interface BridgeConfig {
   maxConcurrentRequests: number;
   /** Jobs waiting in the queue at which the receiver starts answering 503 (back-pressure). */
   queueMaxWaiting: number;
-  /** Bytes the queued batches may take in Redis before the receiver answers 503. */
+  /** Bytes the queued batches may take in Redis before the receiver answers 503 (events, spans and metrics together). */
   queueMaxBytes: number;
+  /**
+   * The metrics' share of queueMaxBytes: queued metrics may take this much, the events and spans
+   * the rest, so metrics never take their room. Unset: a sixteenth. Always set after loadConfig.
+   */
+  queueMetricsMaxBytes: number | undefined;
+  /** Forward Claude Code's metrics to LLMFlow's /v1/metrics (queued like events); off: they are validated and acknowledged only. */
+  forwardMetrics: boolean;
+  /** How long a session must be quiet (no events, no counters) before its events are compared with its counters. */
+  sessionSettleMs: number;
   /** Senders without event.sequence or prompt.id (older Claude Code): quiet this long means the turn is over. */
   interactionIdleMs: number;
   /** A turn with no end marker and no event for this long is drawn as incomplete. */
@@ -200,6 +209,9 @@ export const SPEC = [
   spec('BRIDGE_MAX_CONCURRENT_REQUESTS', 'maxConcurrentRequests', integer(1, 10_000), 32),
   spec('BRIDGE_QUEUE_MAX_WAITING', 'queueMaxWaiting', integer(1, 10_000_000), 10_000),
   spec('BRIDGE_QUEUE_MAX_BYTES', 'queueMaxBytes', bytes, 256 * 1024 * 1024),
+  spec('BRIDGE_QUEUE_METRICS_MAX_BYTES', 'queueMetricsMaxBytes', bytes, undefined),
+  spec('BRIDGE_FORWARD_METRICS', 'forwardMetrics', boolean, true),
+  spec('BRIDGE_SESSION_SETTLE_MS', 'sessionSettleMs', integer(1_000, 86_400_000), 150_000),
   spec('BRIDGE_INTERACTION_IDLE_MS', 'interactionIdleMs', integer(100, 86_400_000), 30_000),
   spec('BRIDGE_TURN_TIMEOUT_MS', 'turnTimeoutMs', integer(1_000, 86_400_000), 3_600_000),
   spec('BRIDGE_GAP_WAIT_MS', 'gapWaitMs', integer(100, 86_400_000), 600_000),
@@ -233,6 +245,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BridgeConfig {
     throw new ConfigError(missing, '', `a file as well, since ${given} is set (TLS needs both)`);
   }
   typed.selfTelemetry = selfTelemetryOf(env, typed);
+  if (typed.queueMetricsMaxBytes === undefined) typed.queueMetricsMaxBytes = Math.floor(typed.queueMaxBytes / 16);
+  else if (typed.queueMetricsMaxBytes >= typed.queueMaxBytes) {
+    throw new ConfigError('BRIDGE_QUEUE_METRICS_MAX_BYTES', String(env.BRIDGE_QUEUE_METRICS_MAX_BYTES), `a size below BRIDGE_QUEUE_MAX_BYTES (${typed.queueMaxBytes} bytes): it is the metrics' share of that bound, and the events keep the rest`);
+  }
   if (typed.metricsPort === typed.otlpHttpPort && typed.metricsPort !== 0 && typed.role !== 'worker') {
     throw new ConfigError('BRIDGE_METRICS_PORT', String(typed.metricsPort), `a port other than OTLP_HTTP_PORT (${typed.otlpHttpPort})`);
   }

@@ -25,7 +25,9 @@ export function readBatch(signal: Signal, body: Uint8Array, format: WireFormat, 
 
 /** Where accepted batches go: the queue in production, anything in tests. */
 export interface BatchSink {
-  acceptance(): Promise<Acceptance>;
+  /** Whether batches of this signal are stored (metrics only while they are forwarded). */
+  queues(signal: Signal): boolean;
+  acceptance(signal: Signal): Promise<Acceptance>;
   enqueue(signal: Signal, batch: ReceivedBatch): Promise<void>;
 }
 
@@ -33,12 +35,6 @@ export type Outcome =
   | { stored: true; items: number }
   /** Retryable: the client should send the same data again later. */
   | { stored: false; message: string };
-
-/**
- * Metrics are answered without being queued: nothing uses them yet, and they must never take
- * room from the events (the queue's bounds). They are validated like any request first.
- */
-export const QUEUED_SIGNALS: ReadonlySet<Signal> = new Set(['logs', 'traces']);
 
 export function receiveBatch(sink: BatchSink, log: Logger, signal: Signal, batch: ReceivedBatch, transport: Transport): Promise<Outcome> {
   const attributes = { 'ccbridge.signal': signal, 'ccbridge.items': batch.items, 'ccbridge.transport': transport };
@@ -51,7 +47,8 @@ export function receiveBatch(sink: BatchSink, log: Logger, signal: Signal, batch
 async function storeBatch(sink: BatchSink, log: Logger, signal: Signal, batch: ReceivedBatch, transport: Transport): Promise<Outcome> {
   const items = batch.items;
   if (items === 0) return { stored: true, items };
-  if (!QUEUED_SIGNALS.has(signal)) {
+  if (!sink.queues(signal)) {
+    // Metrics while forwarding them is off (BRIDGE_FORWARD_METRICS): validated, then answered.
     log.debug({ signal, items }, 'acknowledged a batch that nothing uses (not queued)');
     bridgeMetrics.accepted(signal, transport, items);
     return { stored: true, items };
@@ -61,7 +58,7 @@ async function storeBatch(sink: BatchSink, log: Logger, signal: Signal, batch: R
     bridgeMetrics.refusedRequest(transport, reason);
     return { stored: false, message };
   };
-  const acceptance = await sink.acceptance();
+  const acceptance = await sink.acceptance(signal);
   if (acceptance !== 'ok') {
     log.warn({ signal, items, acceptance }, 'throttled a request');
     return acceptance === 'full'

@@ -22,14 +22,15 @@
  *   again, before it counts as refused.
  */
 import { countItems, type ResourceSpans, type Span } from '@ccbridge/otlp';
-import { BackpressureError } from '@ccbridge/errors';
+import { LlmflowUnavailableError } from './unavailable';
 import type { Logger } from '@ccbridge/log';
 import { SpanKind, bridgeMetrics, inSpan } from '@ccbridge/telemetry';
 import { fitResourceSpans, fitSpan, spanBytes } from './fit';
 
 export { fitSpan, fitResourceSpans, spanBytes, TRIMMED_BYTES, TRIMMED_KEYS } from './fit';
+export { LlmflowUnavailableError } from './unavailable';
+export { LlmflowMetricsClient, type LlmflowMetricsOptions, type MetricsAnswer } from './metrics';
 
-/** LLMFlow cannot take anything now (down, or LLMFLOW_URL is wrong): backpressure. */
 /** Whether anything answers HTTP at LLMFlow's base URL (its health route), and how. */
 export async function probeLlmflow(url: string, timeoutMs = 5_000): Promise<{ answers: boolean; status?: number; error?: string }> {
   try {
@@ -44,9 +45,6 @@ export async function probeLlmflow(url: string, timeoutMs = 5_000): Promise<{ an
 /** What to set when LLMFlow does not answer: said at start-up, in pauses and by `ccbridge status`. */
 export const LLMFLOW_URL_HINT = 'set LLMFLOW_URL to where LLMFlow listens (a stock `npx llmflow`: http://127.0.0.1:1337; the compose file\'s: http://llmflow:3000; on the host from compose: http://host.docker.internal:1337, with LLMFlow listening beyond loopback)';
 
-export class LlmflowUnavailableError extends BackpressureError {
-  override name = 'LlmflowUnavailableError';
-}
 
 export interface RefusedSpan {
   spanId: string;

@@ -12,7 +12,7 @@ import { BackpressureError, kindOf } from '@ccbridge/errors';
 import { Cluster } from 'ioredis';
 import type { Signal } from '@ccbridge/otlp';
 import path from 'node:path';
-import { QUEUE_NAME, defineScript, isReady, queueBytesKey, queueJobKeyPrefix, queueKey, queuePrefix, type RedisClient } from '@ccbridge/redis';
+import { METRICS_QUEUE_NAME, QUEUE_NAME, defineScript, isReady, queueBytesKey, queueJobKeyPrefix, queueKey, queuePrefix, type RedisClient } from '@ccbridge/redis';
 import { GroupCommit, type Group } from './group';
 import { batchOf, groupPart, storedBatch, storedBytes, type BatchJob, type QueuedBatch, type ReceivedBatch } from './stored';
 
@@ -21,7 +21,7 @@ export { STORED_FORMAT, batchOf, groupPart, storedBatch, type BatchJob, type Que
 
 export { UnrecoverableError };
 
-export { QUEUE_NAME };
+export { METRICS_QUEUE_NAME, QUEUE_NAME };
 /** BullMQ's key prefix (keys.ts): one hash tag, so the queue also runs on a Redis Cluster. */
 export const QUEUE_PREFIX = queuePrefix();
 
@@ -35,10 +35,15 @@ export type Acceptance = 'ok' | 'full' | 'unavailable';
 const GROUP_MAX_PROTOBUF_BYTES = 128 * 1024;
 
 export interface BatchProducerOptions {
-  /** Waiting jobs at which the producer refuses more (the receiver answers 503). */
+  /** Waiting jobs at which the producer refuses more (the receiver answers 503), per queue. */
   maxWaiting: number;
-  /** Bytes of queued batches at which the producer refuses more. */
+  /** Bytes of queued events and spans at which the producer refuses more. */
   maxBytes: number;
+  /**
+   * Metrics are queued (in a queue of their own) only when this is set, up to these bytes: their
+   * own share, so they never take the room of events. Unset: they are not queued.
+   */
+  metricsMaxBytes?: number;
   /** Share of Redis's `maxmemory` in use at which the producer refuses more (when Redis has one). */
   memoryHighWater?: number;
   attempts: number;
@@ -49,10 +54,13 @@ export interface BatchProducerOptions {
 }
 
 const LUA = path.join(__dirname, '..', 'lua');
-/** The keys recount.lua takes, in its order. */
-const RECOUNT_KEYS = [...['wait', 'active', 'paused', 'prioritized', 'delayed'].map((part) => queueKey(part)), queueBytesKey()];
+/** The keys recount.lua takes, in its order, for a queue. */
+const recountKeys = (name: string) => [...['wait', 'active', 'paused', 'prioritized', 'delayed'].map((part) => queueKey(part, undefined, name)), queueBytesKey(undefined, name)];
 
 type RecountingClient = RedisClient & { ccbridgeRecount(...args: string[]): Promise<number> };
+
+/** The queue a signal travels in: metrics in their own, events and spans in the batches' queue. */
+export const queueOf = (signal: Signal) => (signal === 'metrics' ? METRICS_QUEUE_NAME : QUEUE_NAME);
 
 /**
  * Redis's memory in use and its limit (0: none), from INFO: of the master nearest its limit,
@@ -67,75 +75,106 @@ async function redisMemory(redis: RedisClient): Promise<{ used: number; max: num
   return all.reduce((a, b) => (b.max > 0 && (a.max === 0 || b.used / b.max > a.used / a.max) ? b : a), { used: 0, max: 0 });
 }
 
+/** One queue the producer adds to, with its own bound in bytes and its last reading. */
+interface Lane {
+  name: string;
+  queue: Queue<QueuedBatch>;
+  bytesKey: string;
+  maxBytes: number;
+  jobs: number;
+  bytes: number;
+}
+
+const jobOptions = (attempts: number) => ({
+  attempts,
+  backoff: { type: 'exponential', delay: 1_000 },
+  // Done jobs are not kept; failed ones are, for a week, so nothing vanishes unseen.
+  removeOnComplete: true,
+  removeOnFail: { age: 7 * 24 * 3600 },
+});
+
 /** The producer side, used by the receiver. */
 export class BatchProducer {
-  private readonly queue: Queue<QueuedBatch>;
-  /** The last reading, plus what this producer queued since (readings are a second apart). */
-  private depth = { jobs: 0, bytes: 0, memoryUsed: 0, memoryMax: 0, readAtMs: 0 };
+  private readonly lanes = new Map<string, Lane>();
+  /** When the lanes were last read, and Redis's memory then, plus what this producer queued since (readings are a second apart). */
+  private depth = { memoryUsed: 0, memoryMax: 0, readAtMs: 0 };
   private recountedAtMs = 0;
   private underway: Promise<{ jobs: number; bytes: number; maxBytes: number }> | undefined;
-  private readonly bytesKey = queueBytesKey();
   private readonly groups = new GroupCommit((signal, group) => this.add(signal, group), GROUP_MAX_PROTOBUF_BYTES);
 
   constructor(private readonly redis: RedisClient, private readonly options: BatchProducerOptions) {
-    defineScript(redis, 'ccbridgeRecount', LUA, 'recount.lua', RECOUNT_KEYS.length);
-    this.queue = new Queue<QueuedBatch>(QUEUE_NAME, {
-      connection: redis as unknown as ConnectionOptions,
-      prefix: QUEUE_PREFIX,
-      defaultJobOptions: {
-        attempts: options.attempts,
-        backoff: { type: 'exponential', delay: 1_000 },
-        // Done jobs are not kept; failed ones are, for a week, so nothing vanishes unseen.
-        removeOnComplete: true,
-        removeOnFail: { age: 7 * 24 * 3600 },
-      },
-    });
-    // Errors surface through enqueue/acceptance; this only stops an unhandled 'error' event.
-    this.queue.on('error', () => undefined);
+    defineScript(redis, 'ccbridgeRecount', LUA, 'recount.lua', recountKeys(QUEUE_NAME).length);
+    const lane = (name: string, maxBytes: number) => {
+      const queue = new Queue<QueuedBatch>(name, { connection: redis as unknown as ConnectionOptions, prefix: QUEUE_PREFIX, defaultJobOptions: jobOptions(options.attempts) });
+      // Errors surface through enqueue/acceptance; this only stops an unhandled 'error' event.
+      queue.on('error', () => undefined);
+      this.lanes.set(name, { name, queue, bytesKey: queueBytesKey(undefined, name), maxBytes, jobs: 0, bytes: 0 });
+    };
+    lane(QUEUE_NAME, options.maxBytes);
+    if (options.metricsMaxBytes !== undefined) lane(METRICS_QUEUE_NAME, options.metricsMaxBytes);
+  }
+
+  /** Whether batches of this signal go to a queue (metrics only when they are forwarded). */
+  queues(signal: Signal): boolean {
+    return this.lanes.has(queueOf(signal));
   }
 
   /**
-   * Whether a batch can be taken now: Redis answers, the queue is below its bounds (jobs and
-   * bytes), and Redis is below its memory's high-water mark.
+   * Whether a batch of this signal can be taken now: Redis answers, its queue is below its
+   * bounds (jobs and bytes), and Redis is below its memory's high-water mark.
    */
-  async acceptance(nowMs = Date.now()): Promise<Acceptance> {
-    if (!isReady(this.redis)) return 'unavailable';
+  async acceptance(signal: Signal, nowMs = Date.now()): Promise<Acceptance> {
+    const lane = this.lanes.get(queueOf(signal));
+    if (!lane || !isReady(this.redis)) return 'unavailable';
     try {
       await this.read(nowMs);
     } catch {
       return 'unavailable';
     }
-    const { jobs, bytes, memoryUsed, memoryMax } = this.depth;
+    const { memoryUsed, memoryMax } = this.depth;
     const memoryFull = memoryMax > 0 && memoryUsed >= memoryMax * (this.options.memoryHighWater ?? 0.9);
-    const full = jobs >= this.options.maxWaiting || bytes >= this.options.maxBytes || memoryFull;
+    const full = lane.jobs >= this.options.maxWaiting || lane.bytes >= lane.maxBytes || memoryFull;
     return full ? 'full' : 'ok';
   }
 
   /**
-   * The queue's depth, read now (for metrics: a scrape is rare); throws when Redis does not answer.
-   * Callers that ask while a reading is under way share it: a scrape's gauges cost one read.
+   * The queues' depth, read now, over both queues (for metrics: a scrape is rare); throws when
+   * Redis does not answer. Callers that ask while a reading is under way share it: a scrape's
+   * gauges cost one read.
    */
   reading(nowMs = Date.now()): Promise<{ jobs: number; bytes: number; maxBytes: number }> {
     this.underway ??= this.read(nowMs, true)
-      .then(() => ({ jobs: this.depth.jobs, bytes: this.depth.bytes, maxBytes: this.options.maxBytes }))
+      .then(() => {
+        const lanes = [...this.lanes.values()];
+        const total = (f: (l: Lane) => number) => lanes.reduce((sum, l) => sum + f(l), 0);
+        return { jobs: total((l) => l.jobs), bytes: total((l) => l.bytes), maxBytes: total((l) => l.maxBytes) };
+      })
       .finally(() => {
         this.underway = undefined;
       });
     return this.underway;
   }
 
-  /** Reads the queue's depth and Redis's memory, unless the last reading is recent; every recountMs, counts the bytes again from the jobs. */
+  /** Reads the queues' depth and Redis's memory, unless the last reading is recent; every recountMs, counts the bytes again from the jobs. */
   private async read(nowMs: number, fresh = false): Promise<void> {
     if (!fresh && nowMs - this.depth.readAtMs <= (this.options.depthCacheMs ?? 1_000)) return;
     // Every batch not yet processed counts, those waiting to be retried included.
     const recount = nowMs - this.recountedAtMs >= (this.options.recountMs ?? 60_000);
-    const [counts, bytes, memory] = await Promise.all([
-      this.queue.getJobCounts('waiting', 'paused', 'prioritized', 'delayed'),
-      recount ? (this.redis as RecountingClient).ccbridgeRecount(...RECOUNT_KEYS, queueJobKeyPrefix()) : this.redis.get(this.bytesKey),
+    const lanes = [...this.lanes.values()];
+    const [readings, memory] = await Promise.all([
+      Promise.all(lanes.map((lane) => Promise.all([
+        lane.queue.getJobCounts('waiting', 'paused', 'prioritized', 'delayed'),
+        recount ? (this.redis as RecountingClient).ccbridgeRecount(...recountKeys(lane.name), queueJobKeyPrefix(undefined, lane.name)) : this.redis.get(lane.bytesKey),
+      ]))),
       redisMemory(this.redis),
     ]);
     if (recount) this.recountedAtMs = nowMs;
-    this.depth = { jobs: Object.values(counts).reduce((a, b) => a + b, 0), bytes: Number(bytes ?? 0), memoryUsed: memory.used, memoryMax: memory.max, readAtMs: nowMs };
+    lanes.forEach((lane, i) => {
+      const [counts, bytes] = readings[i]!;
+      lane.jobs = Object.values(counts).reduce((a, b) => a + b, 0);
+      lane.bytes = Number(bytes ?? 0);
+    });
+    this.depth = { memoryUsed: memory.used, memoryMax: memory.max, readAtMs: nowMs };
   }
 
   /** Resolves once the batch is stored in Redis (in a job it may share with others received meanwhile). */
@@ -144,20 +183,22 @@ export class BatchProducer {
   }
 
   private async add(signal: Signal, group: Group): Promise<void> {
+    const lane = this.lanes.get(queueOf(signal));
+    if (!lane) throw new Error(`${signal} are not queued`);
     const stored = storedBatch(signal, group);
     const bytes = storedBytes(stored);
     // The job's own timestamp records when the batch was received.
     // Counted as it is added (one round trip, not two); a failed add counts high, the safe side
     // (and recount.lua puts the count right).
-    await Promise.all([this.queue.add(signal, stored), this.redis.incrby(this.bytesKey, bytes)]);
+    await Promise.all([lane.queue.add(signal, stored), this.redis.incrby(lane.bytesKey, bytes)]);
     // Counted here until the next reading, so a fast receiver cannot run a second past a bound.
-    this.depth.jobs += 1;
-    this.depth.bytes += bytes;
+    lane.jobs += 1;
+    lane.bytes += bytes;
     this.depth.memoryUsed += bytes;
   }
 
   async close(): Promise<void> {
-    await this.queue.close();
+    await Promise.all([...this.lanes.values()].map((lane) => lane.queue.close()));
   }
 }
 
@@ -181,13 +222,13 @@ export interface QueueStatus {
   oldestMs?: number;
 }
 
-/** The queue as an operator sees it (ccbridge status). */
-export async function queueStatus(redis: RedisClient): Promise<QueueStatus> {
-  const queue = new Queue<QueuedBatch>(QUEUE_NAME, { connection: redis as unknown as ConnectionOptions, prefix: QUEUE_PREFIX });
+/** A queue as an operator sees it (ccbridge status): the batches' queue, or the metrics' (METRICS_QUEUE_NAME). */
+export async function queueStatus(redis: RedisClient, name = QUEUE_NAME): Promise<QueueStatus> {
+  const queue = new Queue<QueuedBatch>(name, { connection: redis as unknown as ConnectionOptions, prefix: QUEUE_PREFIX });
   try {
     const [counts, bytes, oldestMs] = await Promise.all([
       queue.getJobCounts('waiting', 'paused', 'prioritized', 'active', 'delayed', 'failed'),
-      redis.get(queueBytesKey()),
+      redis.get(queueBytesKey(undefined, name)),
       oldestJobMs(queue, [...BACKLOG_STATES, 'delayed']),
     ]);
     return {
@@ -222,6 +263,8 @@ const DEFAULT_PAUSE_MS = 1_000;
 
 export interface BatchConsumerOptions {
   concurrency: number;
+  /** The queue to consume: the batches' (default) or the metrics' (METRICS_QUEUE_NAME). */
+  queue?: string;
   onFailed?: (job: Pick<BatchJob, 'signal' | 'items'> | undefined, err: Error, final: boolean) => void;
   onError?: (err: Error) => void;
 }
@@ -241,11 +284,12 @@ export class BatchConsumer {
 
   constructor(redis: RedisClient, handler: BatchHandler, options: BatchConsumerOptions) {
     const connection = redis as unknown as ConnectionOptions;
-    const bytesKey = queueBytesKey();
-    this.queue = new Queue<QueuedBatch>(QUEUE_NAME, { connection, prefix: QUEUE_PREFIX });
+    const name = options.queue ?? QUEUE_NAME;
+    const bytesKey = queueBytesKey(undefined, name);
+    this.queue = new Queue<QueuedBatch>(name, { connection, prefix: QUEUE_PREFIX });
     this.queue.on('error', (err) => options.onError?.(err));
     this.worker = new Worker<QueuedBatch>(
-      QUEUE_NAME,
+      name,
       async (job: Job<QueuedBatch>) => {
         let batch: BatchJob;
         try {

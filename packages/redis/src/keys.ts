@@ -6,8 +6,10 @@
  *
  * | group      | tag                 | keys                                                         |
  * |------------|---------------------|--------------------------------------------------------------|
- * | the queue  | `{ccbridge}`        | BullMQ's keys for the queue (`{ccbridge}:otlp-batches:*`)     |
- * |            |                     | and the dead-letter store (`{ccbridge}:dead-letter:*`)        |
+ * | the queue  | `{ccbridge}`        | BullMQ's keys for the queues (`{ccbridge}:otlp-batches:*`,   |
+ * |            |                     | `{ccbridge}:otlp-metrics:*`), the dead-letter store           |
+ * |            |                     | (`{ccbridge}:dead-letter:*`) and Claude Code's metrics on     |
+ * |            |                     | their way to LLMFlow (`{ccbridge}:metrics:*`)                 |
  * | a shard    | `{ccbridge:N}`      | its deadline index and stats, and every key of every session  |
  * |            |                     | that hashes to shard N: the session's prompts, sequence       |
  * |            |                     | numbers, held events, and its interactions' state             |
@@ -24,17 +26,52 @@ export const SHARDS = 16;
 /** BullMQ's prefix for the queue: the tag keeps all of the queue's keys in one slot. */
 export const queuePrefix = (namespace = NAMESPACE) => `{${namespace}}`;
 
-/** The queue of received batches. */
+/** The queue of received batches: events (logs) and spans. */
 export const QUEUE_NAME = 'otlp-batches';
+/**
+ * The queue of received metrics: a queue of their own, so they never take the room of events
+ * (their own byte bound and job count) and never hold back a turn's timers.
+ */
+export const METRICS_QUEUE_NAME = 'otlp-metrics';
 
-/** What the queued batches take in Redis, in bytes: the receiver's bound (BRIDGE_QUEUE_MAX_BYTES). */
-export const queueBytesKey = (namespace = NAMESPACE) => `${queuePrefix(namespace)}:${QUEUE_NAME}:bytes`;
+/** What a queue's batches take in Redis, in bytes: the receiver's bound (BRIDGE_QUEUE_MAX_BYTES). */
+export const queueBytesKey = (namespace = NAMESPACE, queue = QUEUE_NAME) => `${queuePrefix(namespace)}:${queue}:bytes`;
 
 /** The prefix of BullMQ's job hashes (`prefix + id`): recount.lua reads what each job holds. */
-export const queueJobKeyPrefix = (namespace = NAMESPACE) => `${queuePrefix(namespace)}:${QUEUE_NAME}:`;
+export const queueJobKeyPrefix = (namespace = NAMESPACE, queue = QUEUE_NAME) => `${queuePrefix(namespace)}:${queue}:`;
 
-/** One of BullMQ's keys for the queue, e.g. `wait`, `active`, `delayed`, `failed` (for status and tests). */
-export const queueKey = (part: string, namespace = NAMESPACE) => `${queuePrefix(namespace)}:${QUEUE_NAME}:${part}`;
+/** One of BullMQ's keys for a queue, e.g. `wait`, `active`, `delayed`, `failed` (for status and tests). */
+export const queueKey = (part: string, namespace = NAMESPACE, queue = QUEUE_NAME) => `${queuePrefix(namespace)}:${queue}:${part}`;
+
+/**
+ * Claude Code's metrics on their way to LLMFlow, under the queue's tag (one slot: a script
+ * takes a job's record and builds series keys beside it). `job` + job id: hash, what a metrics
+ * job was turned into (its deltas, JSON) and how many of its requests LLMFlow took, so a retry
+ * posts neither a point twice nor a different delta; and whether its counters were added to
+ * their sessions' ledgers (`counted`). `series` + series id: string, the last
+ * point of a cumulative series (`timeUnixNano value`), to turn the next into a delta.
+ */
+export const metricsKeys = (namespace = NAMESPACE) => ({
+  job: `${queuePrefix(namespace)}:metrics:job:`,
+  series: `${queuePrefix(namespace)}:metrics:series:`,
+});
+
+/**
+ * Each session's ledger, under the queue's tag (one slot: a script updates a session's keys and
+ * the indexes together): what its `api_request` events and Claude Code's counters add up to,
+ * compared once both have arrived. `session` + id: hash, the sums (`e|model|type`, `c|...`) and
+ * what was already reported (`r|...`), times and the latest turn; `session` + id + `:seen`: set,
+ * the api_request events already counted; `session` + id + `:turns`: set, the keys of the turns
+ * its events named; `session` + id + `:roots`: hash, trace id → whether the turn's root was drawn
+ * complete (`1`, `0`, `?`).
+ * `sessions`: sorted set, session → last activity (ms); `due`: sorted set, sessions with news
+ * to compare → last activity (ms), or a lease.
+ */
+export const ledgerKeys = (namespace = NAMESPACE) => ({
+  session: `${queuePrefix(namespace)}:session:`,
+  sessions: `${queuePrefix(namespace)}:sessions`,
+  due: `${queuePrefix(namespace)}:sessions:due`,
+});
 
 /** The shard of a session: FNV-1a (32 bit) of its id, so every process agrees. */
 export function shardOf(session: string): number {

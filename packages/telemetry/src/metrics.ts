@@ -20,7 +20,10 @@
  * | ccbridge_exporter_send_failed_spans             | counter   | reason                | spans LLMFlow refused (refused) or could not take (unavailable) |
  * | ccbridge_exporter_dead_lettered_spans           | counter   |                       | spans kept in the dead-letter store    |
  * | ccbridge_exporter_request_duration_seconds      | histogram | outcome               | each request to LLMFlow                |
+ * | ccbridge_exporter_sent_metric_points            | counter   |                       | Claude Code's metric points LLMFlow took |
+ * | ccbridge_exporter_dropped_metric_points         | counter   | reason                | points not forwarded: `unsupported` (LLMFlow has no /v1/metrics), `refused` (LLMFlow refused them), `disabled` (BRIDGE_FORWARD_METRICS off), `stale` (a cumulative point not later than one already turned into a delta) |
  * | ccbridge_worker_pauses                          | counter   |                       | pauses while LLMFlow is away           |
+ * | ccbridge_sessions_compared                      | counter   | verdict               | sessions' events compared with their counters: ok, events_missing, counters_missing, mismatch |
  *
  * Instruments come from the global MeterProvider (@opentelemetry/api): without the SDK started
  * (tests, tools) they record nothing. The set is rebuilt when the global provider changes, as
@@ -57,6 +60,9 @@ function instruments(meter: Meter) {
       advice: { explicitBucketBoundaries: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] },
     }) as Histogram,
     pauses: counter('worker_pauses', 'Pauses of the worker while LLMFlow was unavailable'),
+    compared: counter('sessions_compared', 'Sessions whose api_request events were compared with Claude Code\'s counters, by verdict'),
+    sentPoints: counter('exporter_sent_metric_points', 'Claude Code\'s metric points LLMFlow took'),
+    droppedPoints: counter('exporter_dropped_metric_points', 'Claude Code\'s metric points not forwarded to LLMFlow, by reason'),
   };
 }
 
@@ -86,6 +92,9 @@ export const bridgeMetrics = {
   deadLettered: (n: number) => add(set().deadLettered, n),
   exportRequest: (seconds: number, outcome: 'ok' | 'partial' | 'refused' | 'unavailable') => set().requestDuration.record(seconds, { outcome }),
   pause: () => set().pauses.add(1),
+  sessionCompared: (verdict: 'ok' | 'events_missing' | 'counters_missing' | 'mismatch') => set().compared.add(1, { verdict }),
+  sentMetricPoints: (n: number) => add(set().sentPoints, n),
+  droppedMetricPoints: (reason: 'unsupported' | 'refused' | 'disabled' | 'stale', n: number) => add(set().droppedPoints, n, { reason }),
 };
 
 /** A gauge read at each collection (queue depth, open interactions); undefined means "no reading". */

@@ -9,6 +9,7 @@
  *   ccbridge send-fixture [--endpoint URL] [--protocol grpc|http/protobuf|http/json] [--token T]
  *                                           a synthetic turn through the whole path, without Claude Code
  *   ccbridge dead-letters list|show|replay|drop …
+ *   ccbridge sessions [--limit N]           each session's events against Claude Code's counters, and the verdict
  *
  * Every command reads the bridge's own settings (REDIS_URL, LLMFLOW_URL, …) from the
  * environment; `--llmflow URL` overrides LLMFlow's. `--json` prints one JSON document for
@@ -17,6 +18,7 @@
 import { deadLetters, DEAD_LETTERS_USAGE } from './cli/dead-letters';
 import { doctor, sendFixture } from './cli/doctor';
 import { EXIT, UsageError, parseArgs, type Args } from './cli/io';
+import { sessions } from './cli/sessions';
 import { status } from './cli/status';
 
 const COMMANDS: Record<string, (args: Args) => Promise<number>> = {
@@ -24,6 +26,7 @@ const COMMANDS: Record<string, (args: Args) => Promise<number>> = {
   doctor,
   'send-fixture': sendFixture,
   'dead-letters': deadLetters,
+  sessions,
 };
 
 const USAGE = `usage: ccbridge <command> [--json]
@@ -33,7 +36,9 @@ const USAGE = `usage: ccbridge <command> [--json]
                               where Claude Code would and wait for it in LLMFlow
   send-fixture [--endpoint URL] [--protocol grpc|http/protobuf|http/json] [--token T] [--llmflow URL] [--no-wait]
                               send a synthetic turn through the whole path, without Claude Code
-  ${DEAD_LETTERS_USAGE.replace('ccbridge ', '')}`;
+  ${DEAD_LETTERS_USAGE.replace('ccbridge ', '')}
+  sessions [--limit N]        each Claude Code session: turns, tokens and cost from its events and from
+                              its counters, what was unaccounted, the verdict (exit 1 when one is not ok)`;
 
 async function main(): Promise<number> {
   const [name = '', ...rest] = process.argv.slice(2);

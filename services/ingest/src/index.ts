@@ -31,7 +31,14 @@ export function tlsFiles(config: BridgeConfig): TlsFiles | undefined {
 export async function startIngest(config: BridgeConfig, target: RedisTarget, log: Logger): Promise<IngestService> {
   const redis = connectRedis(target, 'producer');
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
-  const producer = new BatchProducer(redis, { maxWaiting: config.queueMaxWaiting, maxBytes: config.queueMaxBytes, attempts: config.jobAttempts });
+  // Forwarded metrics have their own share of the byte bound; the events and spans the rest.
+  const metricsShare = config.forwardMetrics ? config.queueMetricsMaxBytes ?? 0 : 0;
+  const producer = new BatchProducer(redis, {
+    maxWaiting: config.queueMaxWaiting,
+    maxBytes: config.queueMaxBytes - metricsShare,
+    ...(config.forwardMetrics && { metricsMaxBytes: metricsShare }),
+    attempts: config.jobAttempts,
+  });
   observeGauge('queue_size', 'Batches (jobs) waiting in the queue, not yet processed', async () => (await producer.reading()).jobs);
   observeGauge('queue_size_bytes', 'Bytes the queued batches take in Redis', async () => (await producer.reading()).bytes, 'By');
   observeGauge('queue_capacity_bytes', 'The queue\'s bound in bytes (BRIDGE_QUEUE_MAX_BYTES)', () => config.queueMaxBytes, 'By');

@@ -5,11 +5,14 @@
  */
 import type { BridgeConfig } from '@ccbridge/config';
 import type { Logger } from '@ccbridge/log';
-import { BatchConsumer, PauseConsumer } from '@ccbridge/queue';
+import { BatchConsumer, METRICS_QUEUE_NAME, PauseConsumer, type BatchConsumerOptions, type BatchHandler } from '@ccbridge/queue';
 import { connectRedis, type RedisTarget } from '@ccbridge/redis';
 import { InteractionCloser, LifecycleStore, createRedactor, processBatch, type BatchProcessorDeps } from '@ccbridge/claude-events';
 import { DeadLetterStore } from '@ccbridge/dead-letter';
-import { LLMFLOW_URL_HINT, LlmflowExporter, LlmflowUnavailableError, probeLlmflow } from '@ccbridge/llmflow';
+import { LLMFLOW_URL_HINT, LlmflowExporter, LlmflowMetricsClient, LlmflowUnavailableError, probeLlmflow } from '@ccbridge/llmflow';
+import { MetricsStore, forwardMetrics, type ForwardDeps } from '@ccbridge/metrics';
+import type { ExportLogsRequest, ExportMetricsRequest } from '@ccbridge/otlp';
+import { LedgerStore, Reconciler, counterContributions, drawnTurns, eventContributions } from '@ccbridge/sessions';
 import { SpanKind, bridgeMetrics, inSpan, observeGauge } from '@ccbridge/telemetry';
 
 export interface WorkerService {
@@ -36,64 +39,123 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
   const store = new LifecycleStore(redis, {
     config: { idleMs: config.interactionIdleMs, turnTimeoutMs: config.turnTimeoutMs, gapWaitMs: config.gapWaitMs },
   });
+  // Each session's api_request events against Claude Code's counters (only while metrics are forwarded: the counters come with them).
+  const ledger = new LedgerStore(redis);
   // Spans LLMFlow refuses for their content go to the dead-letter store at once: they are
   // never retried by themselves and never hold back a batch or a root.
   const exportSpans: BatchProcessorDeps['exportSpans'] = async (spans, source) => {
     const { refused } = await exporter.export(spans);
     await deadLetters.add(refused, source);
+    // Each session's turns, as its roots say (ccbridge sessions).
+    if (config.forwardMetrics) await ledger.noteTurns(drawnTurns(spans));
   };
   // Set once the consumer exists: timers wait for batches received before they ran out.
   let consumer: BatchConsumer | undefined;
+  let metricsConsumer: BatchConsumer | undefined;
   const closer = new InteractionCloser({ store, exportSpans, log, backlogSinceMs: async () => consumer?.backlogSinceMs() });
+  const redactor = createRedactor({ prompts: config.privacyPrompts, toolDetails: config.privacyToolDetails, userIds: config.privacyUserIds });
   const deps: BatchProcessorDeps = {
     store,
     closer,
     exportSpans,
     log,
     nativeTraces: config.nativeTraces,
-    redactor: createRedactor({ prompts: config.privacyPrompts, toolDetails: config.privacyToolDetails, userIds: config.privacyUserIds }),
+    redactor,
   };
 
-  let unavailable = 0;
-  consumer = new BatchConsumer(
-    redis,
-    async (job, info) => {
+  /**
+   * A handler that, while LLMFlow is down or LLMFLOW_URL is wrong, keeps the batch, uses up none
+   * of its attempts, and has its consumer wait before trying anything again: 1 s growing to 30 s.
+   */
+  const pausing = (what: string, handle: BatchHandler): BatchHandler => {
+    let unavailable = 0;
+    return async (job, info) => {
       try {
-        const [parent, ...others] = job.traceparents ?? [];
-        const attributes = { 'ccbridge.signal': job.signal, 'ccbridge.items': job.items, 'ccbridge.job': info.id ?? '', 'ccbridge.attempt': info.attempt };
-        const summary = await inSpan('ccbridge.process', { kind: SpanKind.CONSUMER, parent, links: others, attributes }, () => processBatch(deps, job.signal, job.request));
+        await handle(job, info);
         unavailable = 0;
-        log.info({ job: info.id, items: job.items, ...summary }, 'processed a batch');
       } catch (err) {
-        // LLMFlow is down or LLMFLOW_URL is wrong: keep the batch, use up none of its attempts,
-        // and wait before trying anything again.
         if (!(err instanceof LlmflowUnavailableError)) throw err;
         unavailable += 1;
         bridgeMetrics.pause();
-        log.warn({ err: err.message, pauseMs: pauseAfter(unavailable), hint: LLMFLOW_URL_HINT }, 'LLMFlow is unavailable; the batch waits in the queue');
+        log.warn({ err: err.message, pauseMs: pauseAfter(unavailable), hint: LLMFLOW_URL_HINT }, `LLMFlow is unavailable; the ${what} wait in the queue`);
         throw new PauseConsumer(pauseAfter(unavailable), err.message);
       }
+    };
+  };
+  const consumerOptions: BatchConsumerOptions = {
+    concurrency: config.workerConcurrency,
+    onFailed: (job, err, final) => {
+      if (err.name === 'RateLimitError') return;
+      (final ? log.error.bind(log) : log.warn.bind(log))(
+        { signal: job?.signal, items: job?.items, err: err.message, final },
+        final ? 'gave up on a batch; it stays in the failed set' : 'a batch failed; it will be retried',
+      );
     },
-    {
-      concurrency: config.workerConcurrency,
-      onFailed: (job, err, final) => {
-        if (err.name === 'RateLimitError') return;
-        (final ? log.error.bind(log) : log.warn.bind(log))(
-          { signal: job?.signal, items: job?.items, err: err.message, final },
-          final ? 'gave up on a batch; it stays in the failed set' : 'a batch failed; it will be retried',
-        );
-      },
-      onError: (err) => log.warn({ err: err.message }, 'queue consumer error'),
-    },
+    onError: (err) => log.warn({ err: err.message }, 'queue consumer error'),
+  };
+
+  /** A job's work in the `ccbridge.process` span, in the trace of the requests that brought it (the bridge's own tracing). */
+  const traced = <T>(job: Parameters<BatchHandler>[0], info: Parameters<BatchHandler>[1], work: () => Promise<T>): Promise<T> => {
+    const [parent, ...others] = job.traceparents ?? [];
+    const attributes = { 'ccbridge.signal': job.signal, 'ccbridge.items': job.items, 'ccbridge.job': info.id ?? '', 'ccbridge.attempt': info.attempt };
+    return inSpan('ccbridge.process', { kind: SpanKind.CONSUMER, parent, links: others, attributes }, work);
+  };
+
+  consumer = new BatchConsumer(
+    redis,
+    pausing('batches', async (job, info) => {
+      const summary = await traced(job, info, () => processBatch(deps, job.signal, job.request));
+      // The session's ledger counts its api_request events once they are drawn.
+      if (job.signal === 'logs' && config.forwardMetrics) await ledger.addEvents(eventContributions(job.request as ExportLogsRequest));
+      log.info({ job: info.id, items: job.items, ...summary }, 'processed a batch');
+    }),
+    consumerOptions,
   );
+
+  // Claude Code's metrics, from their own queue to LLMFlow's /v1/metrics (@ccbridge/metrics).
+  const metricsDeps: ForwardDeps = {
+    store: new MetricsStore(redis),
+    sink: new LlmflowMetricsClient({ url: config.llmflowUrl, timeoutMs: config.exportTimeoutMs, log: log.child({ component: 'llmflow' }) }),
+    log,
+    maxPointsPerRequest: config.exportMaxSpans,
+    // The privacy switches hold for metrics too: Claude Code puts user.id, user.email, ... on every point.
+    redact: (attributes) => redactor.keyValues(attributes),
+    // ... and the sessions' ledgers count Claude Code's counters.
+    counted: async (jobId, deltas) => {
+      await ledger.addCounters(jobId, counterContributions(deltas));
+    },
+  };
+  let saidDisabled = false;
+  metricsConsumer = new BatchConsumer(
+    redis,
+    pausing('metrics', async (job, info) => {
+      if (!config.forwardMetrics) {
+        // Queued before forwarding was turned off: taken off the queue, not sent.
+        bridgeMetrics.droppedMetricPoints('disabled', job.items);
+        if (!saidDisabled) log.info({ items: job.items }, 'metrics queued before BRIDGE_FORWARD_METRICS was turned off are not forwarded');
+        saidDisabled = true;
+        return;
+      }
+      const summary = await traced(job, info, () => forwardMetrics(metricsDeps, info.id ?? '', job.request as ExportMetricsRequest, job.items));
+      log.info({ job: info.id, signal: job.signal, ...summary }, 'forwarded metrics');
+    }),
+    { ...consumerOptions, queue: METRICS_QUEUE_NAME },
+  );
+
+  // A session is compared once neither queue holds a batch received before it went quiet.
+  const oldestBacklog = async () => {
+    const times = (await Promise.all([consumer?.backlogSinceMs(), metricsConsumer?.backlogSinceMs()])).filter((t): t is number => t !== undefined);
+    return times.length > 0 ? Math.min(...times) : undefined;
+  };
+  const reconciler = new Reconciler({ store: ledger, exportSpans, log, settleMs: config.sessionSettleMs, backlogSinceMs: oldestBacklog });
 
   // One timer round at a time: a round still running when the next tick comes is let be.
   let round: Promise<unknown> | undefined;
   const tick = setInterval(() => {
-    round ??= closer
-      .closeDue()
-      .catch((err) => log.warn({ err: (err as Error).message }, 'drawing interaction roots failed'))
-      .finally(() => (round = undefined));
+    round ??= Promise.all([
+      closer.closeDue().catch((err) => log.warn({ err: (err as Error).message }, 'drawing interaction roots failed')),
+      config.forwardMetrics && reconciler.compareDue().catch((err) => log.warn({ err: (err as Error).message }, 'comparing sessions with their counters failed')),
+    ]).finally(() => (round = undefined));
   }, TIMER_TICK_MS);
 
   // Said once at start-up, so a wrong LLMFLOW_URL shows before the first export fails.
@@ -111,7 +173,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     async close() {
       // Finish the jobs in hand and stop; turns still open stay in Redis for the next worker.
       clearInterval(tick);
-      await consumer?.close();
+      await Promise.all([consumer?.close(), metricsConsumer?.close()]);
       await round;
       redis.disconnect();
     },
