@@ -2,7 +2,7 @@
  * The dead-letter store: spans LLMFlow refused for their content (after the exporter cut them
  * to fit), kept in Redis with LLMFlow's reason so that nothing refused is lost, nothing
  * refused is retried forever, and nothing refused holds back another span or root. An
- * operator lists them and replays them (`npm run dead-letter`) once LLMFlow can take them.
+ * operator lists them and replays them (`ccbridge dead-letters`) once LLMFlow can take them.
  *
  * Entries are keyed by span id, so a span refused twice (a batch processed again) is one
  * entry. The store holds at most `maxEntries`; past that the oldest go, and each time that
@@ -53,7 +53,7 @@ export class DeadLetterStore {
     bridgeMetrics.deadLettered(refused.length);
     this.options.log.error(
       { source, spans: refused.map((r) => `${r.name} ${r.spanId}`), reasons: [...new Set(refused.map((r) => r.reason))].slice(0, 5), deadLetters: size },
-      'LLMFlow refused spans for their content; they are in the dead-letter store (npm run dead-letter -- list)',
+      'LLMFlow refused spans for their content; they are in the dead-letter store (ccbridge dead-letters list)',
     );
     if (size > this.options.maxEntries) await this.evict(size - this.options.maxEntries);
   }

@@ -1,11 +1,11 @@
 /**
  * The canonical form of OTLP data inside the bridge: the OTLP/JSON encoding (camelCase keys,
  * trace and span ids as lowercase hex, 64-bit integers as decimal strings, enums as numbers).
- * Both wire formats decode to it, the queue stores it, and the exporter sends it.
+ * Both wire formats decode to it, the worker reads the queued batches into it (the queue holds
+ * them as received, gzip'd protobuf: packages/queue/src/stored.ts), and the exporter sends it.
  */
 
 export type Signal = 'logs' | 'metrics' | 'traces';
-export const SIGNALS: readonly Signal[] = ['logs', 'metrics', 'traces'];
 
 export interface AnyValue {
   stringValue?: string;

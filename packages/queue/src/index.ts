@@ -337,11 +337,6 @@ export class BatchConsumer {
     return oldestJobMs(this.queue, BACKLOG_STATES);
   }
 
-  /** Other workers consuming the same queue now. */
-  async otherWorkers(): Promise<number> {
-    return Math.max(0, (await this.queue.getWorkersCount()) - 1);
-  }
-
   async close(): Promise<void> {
     await this.worker.close();
     await this.queue.close();
