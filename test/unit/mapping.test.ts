@@ -52,8 +52,14 @@ for (const scenario of SCENARIOS) {
         assert.ok(span, 'a span for each request');
         assert.equal(span.attrs['gen_ai.system'], 'anthropic');
         assert.equal(span.attrs['gen_ai.request.model'], e.attributes['model']);
-        assert.equal(span.attrs['gen_ai.usage.prompt_tokens'], Number(e.attributes['input_tokens']));
-        assert.equal(span.attrs['gen_ai.usage.input_tokens'], Number(e.attributes['input_tokens']));
+        // Every input token, the cache's included (GenAI conventions); the parts stay as they were.
+        const input = ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].reduce((n, k) => n + Number(e.attributes[k] ?? 0), 0);
+        assert.ok(Number(e.attributes['cache_read_tokens']) + Number(e.attributes['cache_creation_tokens']) > 0, 'the capture used the cache');
+        assert.equal(span.attrs['gen_ai.usage.prompt_tokens'], input);
+        assert.equal(span.attrs['gen_ai.usage.input_tokens'], input);
+        assert.equal(span.attrs['gen_ai.usage.cache_read.input_tokens'], Number(e.attributes['cache_read_tokens']));
+        assert.equal(span.attrs['gen_ai.usage.cache_creation.input_tokens'], Number(e.attributes['cache_creation_tokens']));
+        assert.equal(span.attrs['gen_ai.usage.cost'], Number(e.attributes['cost_usd']));
         assert.equal(span.attrs['gen_ai.usage.completion_tokens'], Number(e.attributes['output_tokens']));
         assert.equal(span.attrs['gen_ai.usage.output_tokens'], Number(e.attributes['output_tokens']));
         assert.equal(span.attrs['cost_usd'], e.attributes['cost_usd'], 'the event fields are kept');
@@ -79,7 +85,8 @@ for (const scenario of SCENARIOS) {
       assert.equal(root.attrs['gen_ai.completion'], answer);
       assert.equal(root.attrs['claude_code.interaction.llm_requests'], eventCounts(request).get('claude_code.api_request'));
       assert.equal(root.attrs['claude_code.interaction.tool_calls'], tools.length);
-      const inputs = claudeEventsOf(request).events.filter((e) => e.name === 'api_request').reduce((n, e) => n + Number(e.attributes['input_tokens']), 0);
+      const inputs = claudeEventsOf(request).events.filter((e) => e.name === 'api_request')
+        .reduce((n, e) => n + ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].reduce((m, k) => m + Number(e.attributes[k] ?? 0), 0), 0);
       assert.equal(root.attrs['claude_code.interaction.input_tokens'], inputs);
       assert.equal(root.attrs['gen_ai.usage.prompt_tokens'], undefined, 'no double counting in LLMFlow');
       const children = spans.filter((s) => s.parentSpanId);

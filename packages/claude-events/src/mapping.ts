@@ -101,8 +101,6 @@ type Rename = readonly [from: string, to: string, type: 'string' | 'number'];
 export const LLM_REQUEST_ATTRIBUTES: readonly Rename[] = [
   ['model', 'gen_ai.request.model', 'string'],
   ['model', 'gen_ai.response.model', 'string'],
-  ['input_tokens', 'gen_ai.usage.input_tokens', 'number'],
-  ['input_tokens', 'gen_ai.usage.prompt_tokens', 'number'], // the name LLMFlow reads
   ['output_tokens', 'gen_ai.usage.output_tokens', 'number'],
   ['output_tokens', 'gen_ai.usage.completion_tokens', 'number'], // the name LLMFlow reads
   ['cache_read_tokens', 'gen_ai.usage.cache_read.input_tokens', 'number'],
@@ -111,6 +109,29 @@ export const LLM_REQUEST_ATTRIBUTES: readonly Rename[] = [
   ['cost_usd', 'gen_ai.usage.cost', 'number'],
   ['session.id', 'gen_ai.conversation.id', 'string'],
 ];
+
+/**
+ * Every input token the call processed: Anthropic's `input_tokens` leaves out the cache, which
+ * the GenAI conventions count in `gen_ai.usage.input_tokens` ("SHOULD include all types of
+ * input tokens, including cached tokens"); its parts stay in the cache_read / cache_creation
+ * attributes. Undefined when the event reports no input count at all.
+ */
+export function inputTokensOf(a: Attributes): number | undefined {
+  const parts = ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].map((k) => numberOf(a[k]));
+  if (parts.every((n) => n === undefined)) return undefined;
+  return parts.reduce<number>((sum, n) => sum + (n ?? 0), 0);
+}
+
+/** An LLM request's GenAI attributes: the renamed fields and the whole input count (also as LLMFlow's prompt_tokens). */
+export function llmRequestAttributes(a: Attributes): Attributes {
+  const out = renamed(a, LLM_REQUEST_ATTRIBUTES);
+  const input = inputTokensOf(a);
+  if (input !== undefined) {
+    out['gen_ai.usage.input_tokens'] = input;
+    out['gen_ai.usage.prompt_tokens'] = input; // the name LLMFlow reads
+  }
+  return out;
+}
 
 const LLM_ERROR_ATTRIBUTES: readonly Rename[] = [
   ['model', 'gen_ai.request.model', 'string'],
@@ -223,12 +244,12 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
         kind: SpanKind.CLIENT,
         startNs,
         endNs,
-        attributes: { ...a, ...LLM_SPAN, ...renamed(a, LLM_REQUEST_ATTRIBUTES) },
+        attributes: { ...a, ...LLM_SPAN, ...llmRequestAttributes(a) },
         status: { code: StatusCode.OK },
       }],
       contribution: {
         llmRequests: 1,
-        inputTokens: numberOf(a['input_tokens']),
+        inputTokens: inputTokensOf(a),
         outputTokens: numberOf(a['output_tokens']),
         cacheReadTokens: numberOf(a['cache_read_tokens']),
         cacheCreationTokens: numberOf(a['cache_creation_tokens']),
