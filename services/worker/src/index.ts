@@ -51,6 +51,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     exportSpans,
     log,
     nativeTraces: config.nativeTraces,
+    eventRows: config.eventRows,
     redactor: createRedactor({ prompts: config.privacyPrompts, toolDetails: config.privacyToolDetails, userIds: config.privacyUserIds }),
   };
 
