@@ -10,7 +10,7 @@
  * ANTHROPIC_*, CLAUDE_* or OTEL_* settings, proxies or ~/.claude leaks in.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { tempDir } from './peers';
 
@@ -177,3 +177,15 @@ export async function runClaude(opts: RunClaudeOptions): Promise<ClaudeRun> {
     cwd,
   };
 }
+
+/** A project whose .claude/settings.json runs `echo ok` for each hook event the tests look at. */
+export function projectWithHooks(): string {
+  const cwd = tempDir('claude-hooks');
+  mkdirSync(path.join(cwd, '.claude'));
+  const hook = (matcher?: string) => [{ ...(matcher && { matcher }), hooks: [{ type: 'command', command: 'echo ok' }] }];
+  writeFileSync(path.join(cwd, '.claude', 'settings.json'), JSON.stringify({
+    hooks: { UserPromptSubmit: hook(), PreToolUse: hook('Bash'), PostToolUse: hook('Bash'), Stop: hook() },
+  }));
+  return cwd;
+}
+

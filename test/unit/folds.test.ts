@@ -65,7 +65,7 @@ test('the root says what went wrong: a tool failing twice with the same input is
     'tool_result: Bash failed: Exit code 1 (the same call with the same input failed 2 times)',
     'api_error: 529 Overloaded',
   ]);
-  assert.equal(root.status?.code, StatusCode.OK, 'the turn itself ended with an answer');
+  assert.notEqual(root.status?.code, StatusCode.ERROR, 'the turn itself ended with an answer');
 });
 
 test('problem lines: in order, repeats of one call counted, long errors cut', () => {

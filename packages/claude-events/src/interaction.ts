@@ -361,7 +361,7 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
     endTimeUnixNano: end.toString(),
     attributes: recordToAttributes(attributes),
     // A turn that ended in an error (its main request failed for good) failed.
-    status: ix.verdict.reason === 'error' ? { code: StatusCode.ERROR, message: problems.at(-1) ?? 'the turn ended in an error' } : { code: StatusCode.OK },
+    status: ix.verdict.reason === 'error' ? { code: StatusCode.ERROR, message: problems.at(-1) ?? 'the turn ended in an error' } : { code: 0 },
   };
   const held = resolved.spans.map((h) => spanOfHeld(ix.traceId, span.spanId, h));
   return { resource: { attributes: ix.resource }, scopeSpans: [{ scope: SCOPE, spans: [span, ...held] }] };
