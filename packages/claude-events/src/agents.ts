@@ -29,7 +29,7 @@ import { numberOf, stringOf, type ClaudeEvent } from './events';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import type { HeldSpan } from './interaction';
 import { AGENT_CALL, toolExecutionSpanIdFor, toolSpanIdFor } from './mapping';
-import { foldWithin, mergeHeld, unfolded } from './folds';
+import { foldWithin, heldOrder, mergeHeld, unfolded } from './folds';
 
 /** Tool names of the call that starts a subagent (Agent in 2.1.3xx, Task before). */
 const AGENT_TOOLS = new Set(['Agent', 'Task']);
@@ -244,7 +244,7 @@ export function placementOf(agent: string, session: string, calls: Map<string, A
  */
 export function placedSpans(placement: Placement, agent: string, held: string[], scope: { name: string; version: string }): { spans: ResourceSpans[]; callFolds: HeldSpan[] } {
   const byResource = new Map<string, { resource: KeyValue[]; spans: Span[] }>();
-  const { spans, unresolved } = foldWithin(held.map((raw) => JSON.parse(raw) as HeldAgentSpan), mergeHeld);
+  const { spans, unresolved } = foldWithin(held.map((raw) => JSON.parse(raw) as HeldAgentSpan), mergeHeld, heldOrder);
   const callFolds = placement.callSpanId ? unresolved.filter((h) => h.fold!.into === AGENT_CALL) : [];
   for (const h of [...spans, ...unresolved.filter((u) => !callFolds.includes(u)).map((u) => unfolded(u) as HeldAgentSpan)]) {
     const resourceKey = JSON.stringify(h.resource);

@@ -16,28 +16,36 @@ interface Foldable {
 }
 
 /**
- * Merges each fold whose target is in `items` into it (via `merge`); returns what is left:
- * the spans (targets included), and the folds not resolved here, in their order.
+ * Merges each fold whose target is in `items` into it (via `merge`), in the order `orderOf`
+ * gives (event.sequence: a later fold's value wins, a reply body's messages over the answer's
+ * text); returns what is left: the spans (targets included), and the folds not resolved here.
+ * A fold may give its target another id (`alias`), which other folds may name.
  */
-export function foldWithin<T extends Foldable>(items: T[], merge: (target: T, attributes: Attributes) => void): { spans: T[]; unresolved: T[] } {
+export function foldWithin<T extends Foldable>(items: T[], merge: (target: T, attributes: Attributes) => void, orderOf: (item: T) => number = () => 0): { spans: T[]; unresolved: T[] } {
   const byId = new Map(items.filter((i) => !i.fold).map((i) => [i.spanId, i]));
-  const spans: T[] = [];
-  const unresolved: T[] = [];
-  for (const item of items) {
-    if (!item.fold) spans.push(item);
-    else {
-      const target = byId.get(item.fold.into);
-      if (target) merge(target, item.fold.attributes);
-      else unresolved.push(item);
-    }
+  const waiting = items.filter((i) => i.fold).sort((a, b) => orderOf(a) - orderOf(b));
+  // Aliases first: the folds that name a target by its alias resolve once it is known.
+  for (const f of waiting) {
+    const target = byId.get(f.fold!.into);
+    if (target && f.fold!.alias) byId.set(f.fold!.alias, target);
   }
-  return { spans, unresolved };
+  const unresolved: T[] = [];
+  for (const f of waiting) {
+    const target = byId.get(f.fold!.into);
+    if (target) merge(target, f.fold!.attributes);
+    else unresolved.push(f);
+  }
+  return { spans: items.filter((i) => !i.fold), unresolved };
 }
 
-/** Merges into a draft: its own attributes win (a folded event adds names of its own). */
+/** Merges into a draft: what the fold says is added to it, a later fold's value over an earlier one's. */
 export const mergeDraft = (target: SpanDraft, attributes: Attributes): void => {
-  target.attributes = { ...attributes, ...target.attributes };
+  target.attributes = { ...target.attributes, ...attributes };
 };
+
+/** The event.sequence of a draft or a held span: the order folds are merged in. */
+export const draftOrder = (d: SpanDraft): number => numberOf(d.attributes['event.sequence']) ?? 0;
+export const heldOrder = (h: HeldSpan): number => numberOf(attributesToRecord(h.attributes.filter((kv) => kv.key === 'event.sequence'))['event.sequence']) ?? 0;
 
 /** A held span as drawn: a fold not merged is its own instant span. */
 export const unfolded = (h: HeldSpan): HeldSpan => {
@@ -47,8 +55,7 @@ export const unfolded = (h: HeldSpan): HeldSpan => {
 
 /** Merges into a held span (its attributes are OTLP key-values). */
 export const mergeHeld = (target: HeldSpan, attributes: Attributes): void => {
-  const own = attributesToRecord(target.attributes);
-  target.attributes = recordToAttributes({ ...attributes, ...own });
+  target.attributes = recordToAttributes({ ...attributesToRecord(target.attributes), ...attributes });
 };
 
 /**
@@ -57,7 +64,7 @@ export const mergeHeld = (target: HeldSpan, attributes: Attributes): void => {
  * With `rootDrawn` the root can take nothing more: folds onto it are drawn as their own spans too.
  */
 export function resolveHeld(held: HeldSpan[], { rootDrawn = false } = {}): { spans: HeldSpan[]; root: Attributes[] } {
-  const { spans, unresolved } = foldWithin(held, mergeHeld);
+  const { spans, unresolved } = foldWithin(held, mergeHeld, heldOrder);
   const root: { order: number; attributes: Attributes }[] = [];
   for (const h of unresolved) {
     if (h.fold!.into !== ROOT || rootDrawn) spans.push(unfolded(h));

@@ -14,7 +14,7 @@ import { rootSpanIdFor, traceIdFor } from './ids';
 import type { EndReason, Verdict } from './lifecycle/lifecycle';
 import { llmSpanIdFor, mapEvent, turnEndOf, type Contribution, type Fold, type SpanDraft } from './mapping';
 import { heldAgentSpan, type AgentSpan } from './agents';
-import { foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
+import { draftOrder, foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
 
 /**
@@ -154,11 +154,12 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
   if (rows === 'each') for (const d of drafts) delete d.fold;
   const waiting = rows === 'fold' ? waitingForAnswers(events) : new Set<string>();
   // Folds whose span is in this batch are merged now; the others go with the root (or their subagent).
+  // (Not into a span that waits: its folds wait with it, each under its own id, and meet it with its root.)
   const merged: string[] = [];
-  const { unresolved } = foldWithin(drafts, (target, attributes) => {
+  const { unresolved } = foldWithin(drafts.filter((d) => d.fold || !waiting.has(d.spanId)), (target, attributes) => {
     mergeDraft(target, attributes);
     merged.push(target.spanId);
-  });
+  }, draftOrder);
   const folded = new Set(drafts.filter((d) => d.fold && !unresolved.includes(d)));
 
   events.forEach((event, i) => {
@@ -229,20 +230,36 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
 
 const msOf = (e: ClaudeEvent) => String(e.timeNs / 1_000_000n);
 
+/** Events Claude Code logs right after an `api_request`, in one synchronous step, about its reply. */
+const ANSWER_EVENTS = new Set(['assistant_response', 'api_response_body']);
+
 /**
  * The LLM spans of a batch whose answer may still be coming: Claude Code logs an answer's
- * `assistant_response` right after its `api_request` (the next event.sequence, in one
- * synchronous step; docs/CLAUDE_CODE_EVENTS.md), so a request whose next number is not in the
- * batch waits, with its turn's root, for the answer to fold into it.
+ * `assistant_response` (and, with raw bodies on, its `api_response_body`) right after its
+ * `api_request`, at the next event.sequence numbers (docs/CLAUDE_CODE_EVENTS.md). A request
+ * waits, with its turn's root, unless the batch holds the numbers after it up to the first event
+ * that is none of those, and the request body its reply names.
  */
 function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
-  const place = (e: ClaudeEvent, seq: string) => `${sessionOf(e) ?? ''}/${stringOf(e.attributes['prompt.id']) ?? ''}/${seq}`;
-  const here = new Set(events.map((e) => sequenceOf(e)).map((seq, i) => (seq === undefined ? '' : place(events[i]!, seq))));
+  const place = (e: ClaudeEvent, seq: number) => `${sessionOf(e) ?? ''}/${stringOf(e.attributes['prompt.id']) ?? ''}/${seq}`;
+  const at = new Map<string, ClaudeEvent>();
+  const bodies = new Set<string>();
+  for (const e of events) {
+    const seq = sequenceOf(e);
+    if (seq !== undefined) at.set(place(e, Number(seq)), e);
+    if (e.name === 'api_request_body') bodies.add(`${sessionOf(e) ?? ''}/${stringOf(e.attributes['request_body_id']) ?? ''}`);
+  }
   const out = new Set<string>();
   for (const e of events) {
     const seq = sequenceOf(e);
-    if (e.name !== 'api_request' || seq === undefined || !stringOf(e.attributes['request_id'])) continue;
-    if (!here.has(place(e, String(Number(seq) + 1)))) out.add(llmSpanIdFor(sessionOf(e) ?? '', stringOf(e.attributes['request_id'])!));
+    const requestId = stringOf(e.attributes['request_id']);
+    if (e.name !== 'api_request' || seq === undefined || !requestId) continue;
+    for (let k = Number(seq) + 1; ; k++) {
+      const next = at.get(place(e, k));
+      const body = next?.name === 'api_response_body' ? stringOf(next.attributes['request_body_id']) : undefined;
+      if (!next || (body && !bodies.has(`${sessionOf(e) ?? ''}/${body}`))) out.add(llmSpanIdFor(sessionOf(e) ?? '', requestId));
+      if (!next || !ANSWER_EVENTS.has(next.name) || out.has(llmSpanIdFor(sessionOf(e) ?? '', requestId))) break;
+    }
   }
   return out;
 }

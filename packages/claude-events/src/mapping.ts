@@ -51,6 +51,7 @@
 import { SpanKind, StatusCode, type AttributeValue } from '@ccbridge/otlp';
 import { NS_PER_MS, booleanOf, numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { spanIdFor } from './ids';
+import { requestMessages, responseMessages } from './messages';
 
 export interface SpanDraft {
   spanId: string;
@@ -73,6 +74,8 @@ export interface SpanDraft {
 export interface Fold {
   into: string;
   attributes: Attributes;
+  /** Another id the span it folds into goes by, for folds that name it so (a request body's id). */
+  alias?: string;
 }
 /** A fold onto the interaction's root, into its ordered list of events (and its start-up summary). */
 export const ROOT = 'root';
@@ -284,6 +287,19 @@ function eventSpan(e: ClaudeEvent, fold?: Fold): SpanDraft {
   };
 }
 
+/** The LLM span a request body belongs to, by the body's id (its reply says which span that is). */
+const requestBodySpanIdFor = (e: ClaudeEvent, bodyId: string) => spanIdFor('request_body', str(e.attributes['session.id']), bodyId);
+
+/** A raw body as JSON; undefined when it is not (cut by Claude Code: CLAUDE_CODE_OTEL_CONTENT_MAX_LENGTH), so it stays text. */
+function parsedBody(e: ClaudeEvent): Record<string, unknown> | undefined {
+  try {
+    const body = JSON.parse(str(e.attributes['body'])) as unknown;
+    return body && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A failed API call's span, addressable by its place: `api_retries_exhausted` comes at the next event.sequence. */
 const apiErrorSpanIdFor = (e: ClaudeEvent, seq: number) => spanIdFor('api_error', str(e.attributes['session.id']), str(e.attributes['prompt.id']), String(seq));
 
@@ -428,6 +444,23 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
     const seq = numberOf(e.attributes['event.sequence']);
     const into = seq !== undefined && seq > 0 ? apiErrorSpanIdFor(e, seq - 1) : ROOT;
     return { spans: [eventSpan(e, { into, attributes: prefixed(e) })], contribution: { problem: problemOf(e, `retries exhausted after ${str(e.attributes['total_attempts']) || '?'} attempts`) } };
+  },
+  // Raw API bodies (OTEL_LOG_RAW_API_BODIES): the conversation a call was sent and its reply, on
+  // its LLM span. The reply names the request (request_id) and the body it answered
+  // (request_body_id), which is all the request body names: the reply joins the two.
+  api_request_body: (e) => {
+    const id = stringOf(e.attributes['request_body_id']);
+    const body = parsedBody(e);
+    const attributes = { ...(body && requestMessages(body)), ...prefixed(e, body ? ['body'] : []) };
+    return { spans: [eventSpan(e, { into: id ? requestBodySpanIdFor(e, id) : ROOT, attributes })] };
+  },
+  api_response_body: (e) => {
+    const requestId = stringOf(e.attributes['request_id']);
+    const bodyId = stringOf(e.attributes['request_body_id']);
+    const body = parsedBody(e);
+    const attributes = { ...(body && responseMessages(body)), ...prefixed(e, body ? ['body'] : []) };
+    const into = requestId ? llmSpanIdFor(str(e.attributes['session.id']), requestId) : ROOT;
+    return { spans: [eventSpan(e, { into, attributes, ...(bodyId && { alias: requestBodySpanIdFor(e, bodyId) }) })] };
   },
   api_refusal: (e) => {
     const requestId = stringOf(e.attributes['request_id']);
