@@ -5,41 +5,29 @@
  * with Claude Code's own tracing on, and every trace LLMFlow holds from events must have the
  * shape of Claude Code's own: every LLM, tool and hook span under the same parent.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
-import { projectWithHooks, runClaude, type RunClaudeOptions } from '../support/claude';
+import { NATIVE_TRACING, projectWithHooks, runClaude, type RunClaudeOptions } from '../support/claude';
+import { useClaudeStack } from '../support/per-file';
 import { startLlmflowGate, type LlmflowGate } from '../support/llmflow-gate';
-import { startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer, type StoredSpan } from '../support/peers';
+import { startBridge, startRedis, waitFor, type StoredSpan } from '../support/peers';
 import { assertSameTrees, attrs, sessionTraces } from '../support/session-traces';
 
-let redis: RedisPeer;
-let llmflow: LlmflowPeer;
-let bridge: BridgePeer;
-let api: AnthropicStandin;
-
-before(async () => {
-  [redis, llmflow, api] = await Promise.all([startRedis(), startLlmflow(), startAnthropicStandin()]);
-  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url });
-});
-after(async () => {
-  await bridge?.stop();
-  await Promise.all([llmflow?.stop(), redis?.stop(), api?.stop()]);
-});
+const stack = useClaudeStack();
 
 const ALLOWED = ['Bash(echo:*)', 'Read', 'Agent'];
-const NATIVE = { CLAUDE_CODE_ENHANCED_TELEMETRY_BETA: '1', OTEL_TRACES_EXPORTER: 'otlp' };
+const NATIVE = NATIVE_TRACING;
 
 type Run = Omit<RunClaudeOptions, 'apiUrl' | 'otlpEndpoint' | 'protocol'>;
-const run = (o: Run) => runClaude({ apiUrl: api.url, otlpEndpoint: bridge.url, protocol: 'http/protobuf', allowedTools: ALLOWED, ...o });
+const run = (o: Run) => runClaude({ apiUrl: stack.api.url, otlpEndpoint: stack.bridge.url, protocol: 'http/protobuf', allowedTools: ALLOWED, ...o });
 
 async function bothWays(label: string, o: Run, traces: number, check?: (spans: StoredSpan[]) => void) {
   const events = await run(o);
   assert.equal(events.exitCode, 0, events.stderr);
   const native = await run({ ...o, env: { ...o.env, ...NATIVE } });
   assert.equal(native.exitCode, 0, native.stderr);
-  await assertSameTrees(llmflow, events.sessionId!, native.sessionId!, traces, label);
-  check?.((await sessionTraces(llmflow, events.sessionId!)).spans);
+  await assertSameTrees(stack.llmflow, events.sessionId!, native.sessionId!, traces, label);
+  check?.((await sessionTraces(stack.llmflow, events.sessionId!)).spans);
 }
 
 /** The subagent spans of a trace: those that carry the agent's id. */
@@ -86,10 +74,10 @@ test('project hooks are claude_code.hook spans where Claude Code\'s detailed tra
   const events = await run({ ...o, cwd: projectWithHooks() });
   assert.equal(events.exitCode, 0, events.stderr);
   // Hook spans need the detailed beta, which sends everything to BETA_TRACING_ENDPOINT as OTLP/HTTP JSON.
-  const native = await run({ ...o, cwd: projectWithHooks(), env: { ...NATIVE, ENABLE_BETA_TRACING_DETAILED: '1', BETA_TRACING_ENDPOINT: bridge.url } });
+  const native = await run({ ...o, cwd: projectWithHooks(), env: { ...NATIVE, ENABLE_BETA_TRACING_DETAILED: '1', BETA_TRACING_ENDPOINT: stack.bridge.url } });
   assert.equal(native.exitCode, 0, native.stderr);
-  await assertSameTrees(llmflow, events.sessionId!, native.sessionId!, 1, 'hooks');
-  const hooks = (await sessionTraces(llmflow, events.sessionId!)).spans.filter((s) => s.span_name === 'claude_code.hook');
+  await assertSameTrees(stack.llmflow, events.sessionId!, native.sessionId!, 1, 'hooks');
+  const hooks = (await sessionTraces(stack.llmflow, events.sessionId!)).spans.filter((s) => s.span_name === 'claude_code.hook');
   assert.deepEqual(hooks.map((h) => attrs(h)['hook_name']).sort(), ['PostToolUse:Bash', 'PreToolUse:Bash', 'Stop', 'UserPromptSubmit']);
   for (const h of hooks) {
     assert.equal(typeof attrs(h)['duration_ms'], 'number');
@@ -101,10 +89,10 @@ test('a subagent\'s hooks sit under the Agent call that started it, as in Claude
   const o = { prompt: 'Please SUBAGENT' };
   const events = await run({ ...o, cwd: projectWithHooks() });
   assert.equal(events.exitCode, 0, events.stderr);
-  const native = await run({ ...o, cwd: projectWithHooks(), env: { ...NATIVE, ENABLE_BETA_TRACING_DETAILED: '1', BETA_TRACING_ENDPOINT: bridge.url } });
+  const native = await run({ ...o, cwd: projectWithHooks(), env: { ...NATIVE, ENABLE_BETA_TRACING_DETAILED: '1', BETA_TRACING_ENDPOINT: stack.bridge.url } });
   assert.equal(native.exitCode, 0, native.stderr);
-  await assertSameTrees(llmflow, events.sessionId!, native.sessionId!, 1, 'subagent hooks');
-  const { spans } = await sessionTraces(llmflow, events.sessionId!);
+  await assertSameTrees(stack.llmflow, events.sessionId!, native.sessionId!, 1, 'subagent hooks');
+  const { spans } = await sessionTraces(stack.llmflow, events.sessionId!);
   const byId = new Map(spans.map((s) => [s.id, s]));
   const bashHooks = spans.filter((s) => s.span_name === 'claude_code.hook' && String(attrs(s)['hook_name']).endsWith(':Bash'));
   assert.equal(bashHooks.length, 2);
@@ -124,13 +112,13 @@ test('an eight-prompt resumed session: eight traces, each with every span in its
     }
     sessions.push(session!);
   }
-  await assertSameTrees(llmflow, sessions[0]!, sessions[1]!, prompts.length, 'resumed session');
+  await assertSameTrees(stack.llmflow, sessions[0]!, sessions[1]!, prompts.length, 'resumed session');
 });
 
 test('a 150 KB prompt: its turn lands whole, the text cut to fit and marked, in LLMFlow and in an LLMFlow that takes 100 KB bodies', async () => {
   const pasted = `Why does this fail?\n${'2026-11-25T12:00:00Z ERROR worker: connection reset by peer (retrying)\n'.repeat(2_200)}`;
   assert.ok(pasted.length > 150_000);
-  const gate: LlmflowGate = await startLlmflowGate(llmflow.url, { maxBodyBytes: 100 * 1024 });
+  const gate: LlmflowGate = await startLlmflowGate(stack.llmflow.url, { maxBodyBytes: 100 * 1024 });
   // The default span limit (64 KiB) fits the gate; one set above it meets the gate's 413 and learns.
   const strictRedis = await startRedis();
   const strict = await startBridge({ REDIS_URL: strictRedis.url, LLMFLOW_URL: gate.url });
@@ -138,18 +126,18 @@ test('a 150 KB prompt: its turn lands whole, the text cut to fit and marked, in 
   const looseRedis = await startRedis();
   const loose = await startBridge({ REDIS_URL: looseRedis.url, LLMFLOW_URL: gate.url, BRIDGE_SPAN_MAX_BYTES: '1MiB' });
   try {
-    for (const [target, label] of [[bridge, 'LLMFlow'], [strict, 'LLMFlow on express'], [loose, 'LLMFlow on express, spans up to 1 MiB']] as const) {
+    for (const [target, label] of [[stack.bridge, 'LLMFlow'], [strict, 'LLMFlow on express'], [loose, 'LLMFlow on express, spans up to 1 MiB']] as const) {
       const refusedBefore = gate.tooLarge;
-      const r = await runClaude({ apiUrl: api.url, otlpEndpoint: target.url, protocol: 'http/protobuf', allowedTools: ALLOWED, prompt: '', stdin: pasted });
+      const r = await runClaude({ apiUrl: stack.api.url, otlpEndpoint: target.url, protocol: 'http/protobuf', allowedTools: ALLOWED, prompt: '', stdin: pasted });
       assert.equal(r.exitCode, 0, r.stderr);
-      const root = await waitFor(`${label}: the root`, async () => (await sessionTraces(llmflow, r.sessionId!)).spans.find((s) => !s.parent_id));
+      const root = await waitFor(`${label}: the root`, async () => (await sessionTraces(stack.llmflow, r.sessionId!)).spans.find((s) => !s.parent_id));
       const a = attrs(root);
       assert.equal(a['prompt'], undefined, `${label}: the text once`);
       assert.ok(String(a['gen_ai.prompt']).startsWith('Why does this fail?'), label);
       assert.match(String(a['gen_ai.prompt']), /bytes trimmed\]$/, label);
       assert.deepEqual(a['ccbridge.trimmed.keys'], ['gen_ai.prompt'], label);
       assert.equal(a['prompt_length'], String(pasted.length), `${label}: the length it had`);
-      const { spans, orphans } = await sessionTraces(llmflow, r.sessionId!);
+      const { spans, orphans } = await sessionTraces(stack.llmflow, r.sessionId!);
       assert.deepEqual(orphans, [], `${label}: no orphans`);
       assert.ok(spans.some((s) => s.span_name === 'claude_code.llm_request'), label);
       if (target === loose) assert.ok(gate.tooLarge > refusedBefore, 'the gate refused the span as too large before it was cut further');

@@ -6,32 +6,20 @@
  * session), every LLM span with an answer carries it, every LLM span's input tokens include the
  * cache, and a turn's root says what went wrong.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
-import { projectWithHooks, runClaude, type RunClaudeOptions } from '../support/claude';
-import { startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer, type StoredSpan } from '../support/peers';
+import { NATIVE_TRACING, projectWithHooks, runClaude, type RunClaudeOptions } from '../support/claude';
+import { useClaudeStack } from '../support/per-file';
+import { waitFor, type StoredSpan } from '../support/peers';
 import { assertSameTrees, attrs, sessionTraces } from '../support/session-traces';
 
-let redis: RedisPeer;
-let llmflow: LlmflowPeer;
-let bridge: BridgePeer;
-let api: AnthropicStandin;
-
-before(async () => {
-  [redis, llmflow, api] = await Promise.all([startRedis(), startLlmflow(), startAnthropicStandin()]);
-  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url });
-});
-after(async () => {
-  await bridge?.stop();
-  await Promise.all([llmflow?.stop(), redis?.stop(), api?.stop()]);
-});
+const stack = useClaudeStack();
 
 const ALLOWED = ['Bash(echo:*)', 'Read', 'Agent'];
-const NATIVE = { CLAUDE_CODE_ENHANCED_TELEMETRY_BETA: '1', OTEL_TRACES_EXPORTER: 'otlp' };
+const NATIVE = NATIVE_TRACING;
 
 type Run = Omit<RunClaudeOptions, 'apiUrl' | 'otlpEndpoint' | 'protocol' | 'prompt'>;
-const run = (prompt: string, o: Run = {}) => runClaude({ apiUrl: api.url, otlpEndpoint: bridge.url, protocol: 'http/protobuf', allowedTools: ALLOWED, prompt, ...o });
+const run = (prompt: string, o: Run = {}) => runClaude({ apiUrl: stack.api.url, otlpEndpoint: stack.bridge.url, protocol: 'http/protobuf', allowedTools: ALLOWED, prompt, ...o });
 
 /** A session's prompts, run in order (the later ones with --resume); its session id. */
 async function session(prompts: string[], o: Run, exitCode = 0): Promise<string> {
@@ -63,7 +51,7 @@ function assertAnswers(spans: StoredSpan[], label: string): number {
   let answered = 0;
   for (const llm of spans.filter((s) => s.span_name === 'claude_code.llm_request' && s.status !== 500)) {
     const a = attrs(llm);
-    const served = api.requests.find((r) => r.requestId === a['request_id']);
+    const served = stack.api.requests.find((r) => r.requestId === a['request_id']);
     assert.ok(served, `${label}: the stand-in served ${String(a['request_id'])}`);
     if (served.text === undefined) continue;
     answered += 1;
@@ -83,11 +71,11 @@ for (const c of CASES) {
   test(`${c.label}: the rows Claude Code's own trace draws, each LLM call with its answer and its whole input count`, async () => {
     const cwd = () => (c.hooks ? { cwd: projectWithHooks() } : {});
     const fromEvents = await session(c.prompts, cwd());
-    const native = c.hooks ? { ...NATIVE, ENABLE_BETA_TRACING_DETAILED: '1', BETA_TRACING_ENDPOINT: bridge.url } : NATIVE;
+    const native = c.hooks ? { ...NATIVE, ENABLE_BETA_TRACING_DETAILED: '1', BETA_TRACING_ENDPOINT: stack.bridge.url } : NATIVE;
     const fromNative = await session(c.prompts, { ...cwd(), env: native });
-    const { native: own } = await assertSameTrees(llmflow, fromEvents, fromNative, c.traces, c.label);
+    const { native: own } = await assertSameTrees(stack.llmflow, fromEvents, fromNative, c.traces, c.label);
     // Rows that come late (a Stop hook after the root) are in by now; take LLMFlow's final word.
-    const rows = (await sessionTraces(llmflow, fromEvents)).spans;
+    const rows = (await sessionTraces(stack.llmflow, fromEvents)).spans;
     assert.ok(assertAnswers(rows, c.label) > 0, `${c.label}: answers to check`);
     assert.deepEqual(rows.filter((s) => /plugin_loaded|managed_settings|hook_registered/.test(s.span_name)).map((s) => s.span_name), [], `${c.label}: no start-up rows`);
     const root = rows.find((s) => !s.parent_id && attrs(s)['claude_code.startup.plugins'] !== undefined);
@@ -107,19 +95,19 @@ test('over all of them: at most 1.05 rows in LLMFlow per span of Claude Code\'s 
 
 test('a turn that failed: its root is ERROR and lists what went wrong, the retries named', async () => {
   const id = await session(['Now FAIL_ALWAYS'], {}, 1);
-  const root = await waitFor('the failed turn\'s root', async () => (await sessionTraces(llmflow, id)).spans.find((s) => !s.parent_id));
+  const root = await waitFor('the failed turn\'s root', async () => (await sessionTraces(stack.llmflow, id)).spans.find((s) => !s.parent_id));
   const problems = attrs(root)['claude_code.interaction.problems'] as string[];
   assert.ok(Array.isArray(problems), 'a problems list');
   assert.match(problems[0]!, /^api_error: .*500/);
   assert.ok(problems.some((p) => /^api_retries_exhausted: retries exhausted after 3 attempts/.test(p)), JSON.stringify(problems));
   assert.equal(root.status, 500, 'ERROR');
-  const failed = (await sessionTraces(llmflow, id)).spans.find((s) => s.span_name === 'claude_code.llm_request')!;
+  const failed = (await sessionTraces(stack.llmflow, id)).spans.find((s) => s.span_name === 'claude_code.llm_request')!;
   assert.equal(Number(attrs(failed)['claude_code.api_retries_exhausted.total_attempts']), 3, 'the exhausted retries on the request they are about');
 });
 
 test('a refused tool: the root says so', async () => {
   const id = await session(['Try REFUSED_TOOL'], {});
-  const root = await waitFor('the root', async () => (await sessionTraces(llmflow, id)).spans.find((s) => !s.parent_id));
+  const root = await waitFor('the root', async () => (await sessionTraces(stack.llmflow, id)).spans.find((s) => !s.parent_id));
   assert.deepEqual((attrs(root)['claude_code.interaction.problems'] as string[]).map((p) => p.replace(/\(.*\)$/, '()')), ['tool_decision: Bash refused ()']);
   assert.notEqual(root.status, 500, 'the turn itself ended with an answer');
 });

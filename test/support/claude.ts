@@ -102,6 +102,9 @@ export function claudeEnv(opts: Pick<RunClaudeOptions, 'apiUrl' | 'otlpEndpoint'
   };
 }
 
+/** Claude Code's own tracing (its beta), for the runs the traces drawn from events are compared with. */
+export const NATIVE_TRACING = { CLAUDE_CODE_ENHANCED_TELEMETRY_BETA: '1', OTEL_TRACES_EXPORTER: 'otlp' };
+
 /** Runs `claude -p PROMPT --output-format json` and resolves once it has exited. */
 export async function runClaude(opts: RunClaudeOptions): Promise<ClaudeRun> {
   const earlier = opts.resume ? sessions.get(opts.resume) : undefined;
