@@ -57,6 +57,10 @@ test('privacy: prompts, tool details and user ids can be hashed or dropped', () 
   assert.equal(r['tool_name'], result.attributes['tool_name']);
   const response = events.find((e) => e.name === 'assistant_response')!;
   assert.notEqual(redact.record(response.attributes)['response'], response.attributes['response']);
+  // Raw API bodies hold the whole conversation: they are prompts too.
+  const body = redact.record({ ...response.attributes, body: '{"messages":[{"role":"user","content":"secret"}]}', request_body_id: 'b1' });
+  assert.match(String(body['body']), /^sha256:/);
+  assert.equal(body['request_body_id'], 'b1');
 
   const native = nativeSpansToForward(nativeTraceOf('two-tools').resourceSpans!, 'prefer', redact);
   const hashed = new Map<string, number>();
