@@ -155,10 +155,10 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
   const waiting = rows === 'fold' ? waitingForAnswers(events) : new Set<string>();
   // Folds whose span is in this batch are merged now; the others go with the root (or their subagent).
   // (Not into a span that waits: its folds wait with it, each under its own id, and meet it with its root.)
-  const merged: string[] = [];
+  const merged = new Set<string>();
   const { unresolved } = foldWithin(drafts.filter((d) => d.fold || !waiting.has(d.spanId)), (target, attributes) => {
     mergeDraft(target, attributes);
-    merged.push(target.spanId);
+    merged.add(target.spanId);
   }, draftOrder);
   const folded = new Set(drafts.filter((d) => d.fold && !unresolved.includes(d)));
 
@@ -190,13 +190,13 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     const agent = stringOf(event.attributes['agent_id']);
     for (const draft of outcome.spans) {
       widen(update, draft.startNs, draft.endNs);
-      if (folded.has(draft) || merged.includes(draft.spanId)) {
+      if (folded.has(draft) || merged.has(draft.spanId)) {
         // Sent now with its fold merged: a copy of either in a later batch is not drawn again.
         if (!agent) update.held.push([draft.spanId, SENT]);
         if (folded.has(draft)) continue;
       }
       if (agent && session) agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource));
-      else if (draft.fold || (waiting.has(draft.spanId) && !draft.parentSpanId)) update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
+      else if (draft.fold || waiting.has(draft.spanId)) update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
       else list.push(toSpan(traceId, rootSpanId, draft));
       spans += 1;
     }
