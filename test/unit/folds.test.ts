@@ -79,3 +79,30 @@ test('problem lines: in order, repeats of one call counted, long errors cut', ()
   assert.deepEqual(lines.slice(0, 3), ['a', 'b (the same call with the same input failed 2 times)', 'c']);
   assert.ok(lines[3]!.length <= 200 && lines[3]!.endsWith('…'));
 });
+
+test('the root lists the events folded onto it in order, with permission-mode changes and skills (fields as Claude Code 2.1.3xx names them)', async () => {
+  const request = logsOf('json', 'tool');
+  const records = recordsOf(request);
+  const prompt = records.find((r) => attr(r, 'event.name')?.stringValue === 'user_prompt')!;
+  const seq = Number(attr(prompt, 'event.sequence')?.intValue ?? attr(prompt, 'event.sequence')?.stringValue);
+  const at = (offset: number, name: string, fields: Record<string, string>): LogRecord => ({
+    ...prompt,
+    body: { stringValue: `claude_code.${name}` },
+    attributes: [...prompt.attributes!.filter((a) => ['session.id', 'prompt.id'].includes(a.key)),
+      { key: 'event.name', value: { stringValue: name } }, { key: 'event.sequence', value: { intValue: String(seq + offset) } },
+      ...Object.entries(fields).map(([key, v]) => ({ key, value: { stringValue: v } }))],
+  });
+  // Numbered between the prompt and its first decision: the later numbers move up by two.
+  const shifted = records.map((r) => {
+    const n = Number(attr(r, 'event.sequence')?.intValue ?? attr(r, 'event.sequence')?.stringValue);
+    return n > seq ? withAttr(r, 'event.sequence', { intValue: String(n + 2) }) : r;
+  });
+  const extra = [at(2, 'skill_activated', { 'skill.name': 'review', invocation_trigger: 'user' }), at(1, 'permission_mode_changed', { from_mode: 'default', to_mode: 'plan' })];
+  const spans = await drawTree([requestOf(request, [...shifted, ...extra])]);
+  const root = spans.find((s) => !s.parentSpanId)!;
+  assert.deepEqual(root.attrs['claude_code.interaction.permission_modes'], ['default -> plan']);
+  assert.deepEqual(root.attrs['claude_code.interaction.skills'], ['review']);
+  const names = (root.attrs['claude_code.interaction.events'] as string[]).map((l) => l.split(' ')[0]);
+  assert.deepEqual(names.slice(-2), ['permission_mode_changed', 'skill_activated'], 'in the order they came');
+  assert.deepEqual(spans.filter((s) => /permission_mode|skill/.test(s.name)), [], 'no rows of their own');
+});

@@ -102,9 +102,9 @@ export function rootSummaryOf(events: Attributes[]): Attributes {
     const sources = settings['managed_settings.sources'];
     out['claude_code.startup.settings_sources'] = Array.isArray(sources) && sources.length > 0 ? sources.map(String) : ['none'];
   }
-  const modes = named('permission_mode_changed').map((a) => stringOf(a['to_mode']) ?? stringOf(a['permission_mode']) ?? stringOf(a['mode']) ?? '?');
+  const modes = named('permission_mode_changed').map((a) => `${stringOf(a['from_mode']) ?? '?'} -> ${stringOf(a['to_mode']) ?? '?'}`);
   if (modes.length > 0) out['claude_code.interaction.permission_modes'] = modes;
-  const skills = named('skill_activated').map((a) => stringOf(a['skill_name']) ?? stringOf(a['skill']) ?? '?');
+  const skills = named('skill_activated').map((a) => stringOf(a['skill.name']) ?? '?');
   if (skills.length > 0) out['claude_code.interaction.skills'] = skills;
   return out;
 }
