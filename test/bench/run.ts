@@ -13,6 +13,8 @@
  *   latency at half that ceiling: from the receiver's 200 to the batch's first span in LLMFlow;
  *   scale-out: one worker, then two, into a stub sink that answers at once (export.ts).
  *
+ *   turns/s into LLMFlow: the same turns drained with rows folded (default) and with every event
+ *            a row (BRIDGE_EVENT_ROWS=each), beside LLMFlow's ceiling in turns/s (turns.ts);
  *   turn latency: from the 200 for a turn's last event to its root readable in LLMFlow, beside
  *            LLMFlow's own time for a root posted to it directly (turn-latency.ts).
  *
@@ -24,23 +26,18 @@
 import os from 'node:os';
 import { queueKey } from '@ccbridge/redis';
 import { Redis } from 'ioredis';
-import { encodeExportRequest, type ExportLogsRequest } from '@ccbridge/otlp';
 import { expectedSpans, logsOf } from '../support/fixtures';
 import { peakRssMiB, post, startBridge, startLlmflow, startOkSink, startRedis, waitFor, type BridgePeer, type LlmflowPeer } from '../support/peers';
 import { measureTurnLatency } from './turn-latency';
 import { measureReceive } from './receive';
 import { latencyAtHalfCeiling, llmflowCeiling, scaleOut } from './export';
+import { batch, measureTurns } from './turns';
+import type { ExportLogsRequest } from '@ccbridge/otlp';
 
 // LLMFlow keeps 10,000 spans by default (MAX_TRACES): the run stays below that.
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const ONLY_MEMORY = process.env.BENCH_ONLY === 'memory';
-
-/** The capture with its session and prompt ids made unique, so every batch is its own interaction. */
-function batch(template: ExportLogsRequest, i: number): Uint8Array {
-  const json = JSON.stringify(template).replace(/"(prompt\.id|session\.id)","value":\{"stringValue":"([^"]+)"/g, (_m, key, id) => `"${key}","value":{"stringValue":"${id}-${i}"`);
-  return encodeExportRequest('logs', JSON.parse(json), 'protobuf');
-}
 
 /** Progress, on stderr: the figures stay alone on stdout, one JSON line each. */
 const progress = (what: string) => process.stderr.write(`bench: ${what}\n`);
@@ -145,6 +142,8 @@ async function exportFigures(bodies: Uint8Array[], template: ExportLogsRequest, 
   progress("200 to LLMFlow at half of LLMFlow's ceiling (about 10 s)");
   const paced = await latencyAtHalfCeiling(bodies, ceiling.spansPerSecond);
   console.log(JSON.stringify({ stage: "latency, the receiver's 200 → the batch's first span in LLMFlow, at half its ceiling", ...paced, targetP99Ms: 1000 }));
+  progress(`turns/s into LLMFlow, rows folded and every event a row (${BATCHES} turns each way)`);
+  console.log(JSON.stringify(await measureTurns(BATCHES)));
   progress('one worker, then two, into a stub sink');
   // Four times the batches: the stub keeps nothing, and a longer drain leaves the workers'
   // warm-up (JIT) a smaller share of what is measured.

@@ -5,76 +5,29 @@
  * with Claude Code's own tracing on, and every trace LLMFlow holds from events must have the
  * shape of Claude Code's own: every LLM, tool and hook span under the same parent.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
-import { runClaude, type RunClaudeOptions } from '../support/claude';
+import { NATIVE_TRACING, projectWithHooks, runClaude, type RunClaudeOptions } from '../support/claude';
+import { useClaudeStack } from '../support/per-file';
 import { startLlmflowGate, type LlmflowGate } from '../support/llmflow-gate';
-import { startBridge, startLlmflow, startRedis, tempDir, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer, type StoredSpan } from '../support/peers';
+import { startBridge, startRedis, waitFor, type StoredSpan } from '../support/peers';
+import { assertSameTrees, attrs, sessionTraces } from '../support/session-traces';
 
-let redis: RedisPeer;
-let llmflow: LlmflowPeer;
-let bridge: BridgePeer;
-let api: AnthropicStandin;
-
-before(async () => {
-  [redis, llmflow, api] = await Promise.all([startRedis(), startLlmflow(), startAnthropicStandin()]);
-  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url });
-});
-after(async () => {
-  await bridge?.stop();
-  await Promise.all([llmflow?.stop(), redis?.stop(), api?.stop()]);
-});
+const stack = useClaudeStack();
 
 const ALLOWED = ['Bash(echo:*)', 'Read', 'Agent'];
-const NATIVE = { CLAUDE_CODE_ENHANCED_TELEMETRY_BETA: '1', OTEL_TRACES_EXPORTER: 'otlp' };
+const NATIVE = NATIVE_TRACING;
 
 type Run = Omit<RunClaudeOptions, 'apiUrl' | 'otlpEndpoint' | 'protocol'>;
-const run = (o: Run) => runClaude({ apiUrl: api.url, otlpEndpoint: bridge.url, protocol: 'http/protobuf', allowedTools: ALLOWED, ...o });
-
-const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
-/** Spans drawn for events that report no work: Claude Code's own trace has none (mapping.ts). */
-const isEventSpan = (s: StoredSpan) => attrs(s)['span.type'] === 'event';
-
-/** Each trace of a session as "name <- parent name" lines, sorted; the traces sorted too. */
-async function shapesOf(session: string): Promise<{ shapes: string[][]; spans: StoredSpan[]; orphans: string[] }> {
-  const all = await llmflow.spans();
-  const traceIds = new Set(all.filter((s) => attrs(s)['session.id'] === session || attrs(s)['gen_ai.conversation.id'] === session).map((s) => s.trace_id));
-  const spans = all.filter((s) => traceIds.has(s.trace_id));
-  const byId = new Map(spans.map((s) => [s.id, s]));
-  const orphans = spans.filter((s) => s.parent_id && !byId.has(s.parent_id)).map((s) => s.span_name);
-  const shapes = [...traceIds].map((t) =>
-    spans.filter((s) => s.trace_id === t && !isEventSpan(s)).map((s) => `${s.span_name} <- ${s.parent_id ? byId.get(s.parent_id)?.span_name ?? 'MISSING' : '(root)'}`).sort(),
-  );
-  return { shapes: shapes.sort((a, b) => a.join('\n').localeCompare(b.join('\n'))), spans, orphans };
-}
-
-/** Waits until the session drawn from events has the native session's trees (both settled), then compares them. */
-async function assertSameTrees(fromEvents: string, fromNative: string, traces: number, label: string) {
-  let last: { events: string[][]; native: string[][] } | undefined;
-  try {
-    await waitFor(`${label}: the trees drawn from events to match Claude Code's own`, async () => {
-      const [events, native] = await Promise.all([shapesOf(fromEvents), shapesOf(fromNative)]);
-      last = { events: events.shapes, native: native.shapes };
-      const roots = (x: typeof events) => x.spans.filter((s) => !s.parent_id).length;
-      return roots(events) === traces && roots(native) === traces && events.orphans.length === 0 && native.orphans.length === 0 &&
-        JSON.stringify(events.shapes) === JSON.stringify(native.shapes);
-    }, 60_000);
-  } catch (err) {
-    assert.deepEqual(last?.events, last?.native, `${label}: ${(err as Error).message}`);
-    throw err;
-  }
-}
+const run = (o: Run) => runClaude({ apiUrl: stack.api.url, otlpEndpoint: stack.bridge.url, protocol: 'http/protobuf', allowedTools: ALLOWED, ...o });
 
 async function bothWays(label: string, o: Run, traces: number, check?: (spans: StoredSpan[]) => void) {
   const events = await run(o);
   assert.equal(events.exitCode, 0, events.stderr);
   const native = await run({ ...o, env: { ...o.env, ...NATIVE } });
   assert.equal(native.exitCode, 0, native.stderr);
-  await assertSameTrees(events.sessionId!, native.sessionId!, traces, label);
-  check?.((await shapesOf(events.sessionId!)).spans);
+  await assertSameTrees(stack.llmflow, events.sessionId!, native.sessionId!, traces, label);
+  check?.((await sessionTraces(stack.llmflow, events.sessionId!)).spans);
 }
 
 /** The subagent spans of a trace: those that carry the agent's id. */
@@ -120,26 +73,15 @@ test('a background subagent nests under its Agent call in the trace of the promp
   });
 });
 
-/** A project whose .claude/settings.json runs `echo ok` for each hook event the tests look at. */
-function projectWithHooks(): string {
-  const cwd = tempDir('claude-hooks');
-  mkdirSync(path.join(cwd, '.claude'));
-  const hook = (matcher?: string) => [{ ...(matcher && { matcher }), hooks: [{ type: 'command', command: 'echo ok' }] }];
-  writeFileSync(path.join(cwd, '.claude', 'settings.json'), JSON.stringify({
-    hooks: { UserPromptSubmit: hook(), PreToolUse: hook('Bash'), PostToolUse: hook('Bash'), Stop: hook() },
-  }));
-  return cwd;
-}
-
 test('project hooks are claude_code.hook spans where Claude Code\'s detailed trace puts them', async () => {
   const o = { prompt: 'Run it USE_TOOL' };
   const events = await run({ ...o, cwd: projectWithHooks() });
   assert.equal(events.exitCode, 0, events.stderr);
   // Hook spans need the detailed beta, which sends everything to BETA_TRACING_ENDPOINT as OTLP/HTTP JSON.
-  const native = await run({ ...o, cwd: projectWithHooks(), env: { ...NATIVE, ENABLE_BETA_TRACING_DETAILED: '1', BETA_TRACING_ENDPOINT: bridge.url } });
+  const native = await run({ ...o, cwd: projectWithHooks(), env: { ...NATIVE, ENABLE_BETA_TRACING_DETAILED: '1', BETA_TRACING_ENDPOINT: stack.bridge.url } });
   assert.equal(native.exitCode, 0, native.stderr);
-  await assertSameTrees(events.sessionId!, native.sessionId!, 1, 'hooks');
-  const hooks = (await shapesOf(events.sessionId!)).spans.filter((s) => s.span_name === 'claude_code.hook');
+  await assertSameTrees(stack.llmflow, events.sessionId!, native.sessionId!, 1, 'hooks');
+  const hooks = (await sessionTraces(stack.llmflow, events.sessionId!)).spans.filter((s) => s.span_name === 'claude_code.hook');
   assert.deepEqual(hooks.map((h) => attrs(h)['hook_name']).sort(), ['PostToolUse:Bash', 'PreToolUse:Bash', 'Stop', 'UserPromptSubmit']);
   for (const h of hooks) {
     assert.equal(typeof attrs(h)['duration_ms'], 'number');
@@ -151,10 +93,10 @@ test('a subagent\'s hooks sit under the Agent call that started it, as in Claude
   const o = { prompt: 'Please SUBAGENT' };
   const events = await run({ ...o, cwd: projectWithHooks() });
   assert.equal(events.exitCode, 0, events.stderr);
-  const native = await run({ ...o, cwd: projectWithHooks(), env: { ...NATIVE, ENABLE_BETA_TRACING_DETAILED: '1', BETA_TRACING_ENDPOINT: bridge.url } });
+  const native = await run({ ...o, cwd: projectWithHooks(), env: { ...NATIVE, ENABLE_BETA_TRACING_DETAILED: '1', BETA_TRACING_ENDPOINT: stack.bridge.url } });
   assert.equal(native.exitCode, 0, native.stderr);
-  await assertSameTrees(events.sessionId!, native.sessionId!, 1, 'subagent hooks');
-  const { spans } = await shapesOf(events.sessionId!);
+  await assertSameTrees(stack.llmflow, events.sessionId!, native.sessionId!, 1, 'subagent hooks');
+  const { spans } = await sessionTraces(stack.llmflow, events.sessionId!);
   const byId = new Map(spans.map((s) => [s.id, s]));
   const bashHooks = spans.filter((s) => s.span_name === 'claude_code.hook' && String(attrs(s)['hook_name']).endsWith(':Bash'));
   assert.equal(bashHooks.length, 2);
@@ -174,13 +116,13 @@ test('an eight-prompt resumed session: eight traces, each with every span in its
     }
     sessions.push(session!);
   }
-  await assertSameTrees(sessions[0]!, sessions[1]!, prompts.length, 'resumed session');
+  await assertSameTrees(stack.llmflow, sessions[0]!, sessions[1]!, prompts.length, 'resumed session');
 });
 
 test('a 150 KB prompt: its turn lands whole, the text cut to fit and marked, in LLMFlow and in an LLMFlow that takes 100 KB bodies', async () => {
   const pasted = `Why does this fail?\n${'2026-11-25T12:00:00Z ERROR worker: connection reset by peer (retrying)\n'.repeat(2_200)}`;
   assert.ok(pasted.length > 150_000);
-  const gate: LlmflowGate = await startLlmflowGate(llmflow.url, { maxBodyBytes: 100 * 1024 });
+  const gate: LlmflowGate = await startLlmflowGate(stack.llmflow.url, { maxBodyBytes: 100 * 1024 });
   // The default span limit (64 KiB) fits the gate; one set above it meets the gate's 413 and learns.
   const strictRedis = await startRedis();
   const strict = await startBridge({ REDIS_URL: strictRedis.url, LLMFLOW_URL: gate.url });
@@ -188,18 +130,18 @@ test('a 150 KB prompt: its turn lands whole, the text cut to fit and marked, in 
   const looseRedis = await startRedis();
   const loose = await startBridge({ REDIS_URL: looseRedis.url, LLMFLOW_URL: gate.url, BRIDGE_SPAN_MAX_BYTES: '1MiB' });
   try {
-    for (const [target, label] of [[bridge, 'LLMFlow'], [strict, 'LLMFlow on express'], [loose, 'LLMFlow on express, spans up to 1 MiB']] as const) {
+    for (const [target, label] of [[stack.bridge, 'LLMFlow'], [strict, 'LLMFlow on express'], [loose, 'LLMFlow on express, spans up to 1 MiB']] as const) {
       const refusedBefore = gate.tooLarge;
-      const r = await runClaude({ apiUrl: api.url, otlpEndpoint: target.url, protocol: 'http/protobuf', allowedTools: ALLOWED, prompt: '', stdin: pasted });
+      const r = await runClaude({ apiUrl: stack.api.url, otlpEndpoint: target.url, protocol: 'http/protobuf', allowedTools: ALLOWED, prompt: '', stdin: pasted });
       assert.equal(r.exitCode, 0, r.stderr);
-      const root = await waitFor(`${label}: the root`, async () => (await shapesOf(r.sessionId!)).spans.find((s) => !s.parent_id));
+      const root = await waitFor(`${label}: the root`, async () => (await sessionTraces(stack.llmflow, r.sessionId!)).spans.find((s) => !s.parent_id));
       const a = attrs(root);
       assert.equal(a['prompt'], undefined, `${label}: the text once`);
       assert.ok(String(a['gen_ai.prompt']).startsWith('Why does this fail?'), label);
       assert.match(String(a['gen_ai.prompt']), /bytes trimmed\]$/, label);
       assert.deepEqual(a['ccbridge.trimmed.keys'], ['gen_ai.prompt'], label);
       assert.equal(a['prompt_length'], String(pasted.length), `${label}: the length it had`);
-      const { spans, orphans } = await shapesOf(r.sessionId!);
+      const { spans, orphans } = await sessionTraces(stack.llmflow, r.sessionId!);
       assert.deepEqual(orphans, [], `${label}: no orphans`);
       assert.ok(spans.some((s) => s.span_name === 'claude_code.llm_request'), label);
       if (target === loose) assert.ok(gate.tooLarge > refusedBefore, 'the gate refused the span as too large before it was cut further');

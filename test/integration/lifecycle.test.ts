@@ -83,7 +83,7 @@ test('ingest and workers run as separate processes over one Redis; a stopping wo
     await postLogs(ingest.url, records.filter((r) => !end.includes(r)));
     const children = await waitFor('the child spans', async () => {
       const s = await llmflow.listed();
-      // All but the root and the answers' spans (held back with the end).
+      // All but the root and the last LLM call, which waits for its answer (held back with the end).
       return s.length >= expectedSpans('json', 'tool').total - 1 - end.length ? s : undefined;
     });
     assert.ok(children.every((s) => s.parent_id), 'no root yet');

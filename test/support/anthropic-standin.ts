@@ -55,6 +55,9 @@ export interface StandinRequest {
   /** What the stand-in made of it (for /v1/messages): the scenario and the reply's kind. */
   scenario?: string;
   reply?: string;
+  /** The request id it answered with (Claude Code's `request_id`), and the text of its answer, if any. */
+  requestId?: string;
+  text?: string;
 }
 
 export interface AnthropicStandin {
@@ -307,11 +310,14 @@ export async function startAnthropicStandin(options: StandinOptions = {}): Promi
       if (req.method === 'POST' && path === '/v1/messages') {
         const { scenario, reply } = script(b, req.headers, n);
         record.scenario = scenario;
+        record.requestId = `req_standin_${n}`;
         if (reply.error) {
           record.reply = `error ${reply.status}`;
           return json(res, reply.status, reply.error, { 'request-id': `req_standin_${n}`, 'x-should-retry': 'true' });
         }
         record.reply = (reply.content ?? []).map((c) => (c.type === 'text' ? 'text' : `tool_use:${c.name}`)).join(',');
+        const text = (reply.content ?? []).filter((c) => c.type === 'text').map((c) => (c as { text?: string }).text ?? '').join('\n');
+        if (text) record.text = text;
         const answer = () => (b.stream === true ? stream(res, model, n, reply) : json(res, 200, message(model, n, reply), { 'request-id': `req_standin_${n}` }));
         const offersTools = Array.isArray(b.tools) && b.tools.length > 0;
         if (scenario === 'SLOW_ANSWERS' && offersTools) {

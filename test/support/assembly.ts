@@ -30,6 +30,7 @@ export interface HarnessOptions {
   backlogSinceMs?: () => Promise<number | undefined>;
   exportSpans?: BatchProcessorDeps['exportSpans'];
   nativeTraces?: BatchProcessorDeps['nativeTraces'];
+  eventRows?: BatchProcessorDeps['eventRows'];
   redactor?: BatchProcessorDeps['redactor'];
 }
 
@@ -58,7 +59,7 @@ export class Harness {
       for (const r of rs) for (const ss of r.scopeSpans ?? []) for (const s of ss.spans ?? []) this.exported.push({ ...s, attrs: attributesToRecord(s.attributes) });
     });
     this.closer = new InteractionCloser({ store: this.store, exportSpans, log: silentLogger, backlogSinceMs: options.backlogSinceMs });
-    this.deps = { store: this.store, closer: this.closer, exportSpans, log: silentLogger, nativeTraces: options.nativeTraces, redactor: options.redactor };
+    this.deps = { store: this.store, closer: this.closer, exportSpans, log: silentLogger, nativeTraces: options.nativeTraces, eventRows: options.eventRows, redactor: options.redactor };
   }
 
   readonly namespace: string;

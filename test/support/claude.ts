@@ -10,7 +10,7 @@
  * ANTHROPIC_*, CLAUDE_* or OTEL_* settings, proxies or ~/.claude leaks in.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { tempDir } from './peers';
 
@@ -102,6 +102,9 @@ export function claudeEnv(opts: Pick<RunClaudeOptions, 'apiUrl' | 'otlpEndpoint'
   };
 }
 
+/** Claude Code's own tracing (its beta), for the runs the traces drawn from events are compared with. */
+export const NATIVE_TRACING = { CLAUDE_CODE_ENHANCED_TELEMETRY_BETA: '1', OTEL_TRACES_EXPORTER: 'otlp' };
+
 /** Runs `claude -p PROMPT --output-format json` and resolves once it has exited. */
 export async function runClaude(opts: RunClaudeOptions): Promise<ClaudeRun> {
   const earlier = opts.resume ? sessions.get(opts.resume) : undefined;
@@ -177,3 +180,15 @@ export async function runClaude(opts: RunClaudeOptions): Promise<ClaudeRun> {
     cwd,
   };
 }
+
+/** A project whose .claude/settings.json runs `echo ok` for each hook event the tests look at. */
+export function projectWithHooks(): string {
+  const cwd = tempDir('claude-hooks');
+  mkdirSync(path.join(cwd, '.claude'));
+  const hook = (matcher?: string) => [{ ...(matcher && { matcher }), hooks: [{ type: 'command', command: 'echo ok' }] }];
+  writeFileSync(path.join(cwd, '.claude', 'settings.json'), JSON.stringify({
+    hooks: { UserPromptSubmit: hook(), PreToolUse: hook('Bash'), PostToolUse: hook('Bash'), Stop: hook() },
+  }));
+  return cwd;
+}
+

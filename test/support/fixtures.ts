@@ -60,7 +60,11 @@ export function expectedSpans(capture: Capture, scenario: Scenario) {
   const llm = n('api_request') + n('api_error');
   const tools = n('tool_result');
   const events = [...counts.values()].reduce((a, b) => a + b, 0);
-  // A root for the prompt, a span for every other event (a hook's start and complete are one),
-  // and for each tool_result a second one, its execution.
-  return { llm, tools, decisions: n('tool_decision'), total: 1 + events - n('user_prompt') - n('hook_execution_start') + tools };
+  // The rows Claude Code's own trace draws: a root for the prompt, an LLM span per request, a
+  // permission span per decision, a tool and its execution per tool_result, a span per hook; the
+  // other events of the captures (start-up, answers) fold onto those (mapping.ts).
+  const total = 1 + llm + n('tool_decision') + 2 * tools + n('hook_execution_complete');
+  // With BRIDGE_EVENT_ROWS=each: a span for every other event too (a hook's start and complete are one).
+  const each = 1 + events - n('user_prompt') - n('hook_execution_start') + tools;
+  return { llm, tools, decisions: n('tool_decision'), total, each };
 }

@@ -5,6 +5,7 @@
 import { before, after } from 'node:test';
 import { Redis } from 'ioredis';
 import { startBridge, startLlmflow, startRedis, type BridgePeer, type LlmflowPeer, type RedisPeer } from './peers';
+import { startAnthropicStandin, type AnthropicStandin } from './anthropic-standin';
 
 export interface BridgeStack {
   redis: RedisPeer;
@@ -22,6 +23,23 @@ export function useBridgeStack(env: Record<string, string> = {}): BridgeStack {
   after(async () => {
     await stack.bridge?.stop();
     await Promise.all([stack.llmflow?.stop(), stack.redis?.stop()]);
+  });
+  return stack;
+}
+
+export interface ClaudeStack extends BridgeStack {
+  /** The stand-in Messages API the real Claude Code binary talks to. */
+  api: AnthropicStandin;
+}
+
+/** A bridge stack and the stand-in API, for tests that run the real Claude Code binary. */
+export function useClaudeStack(env: Record<string, string> = {}): ClaudeStack {
+  const stack = useBridgeStack(env) as ClaudeStack;
+  before(async () => {
+    stack.api = await startAnthropicStandin();
+  });
+  after(async () => {
+    await stack.api?.stop();
   });
   return stack;
 }

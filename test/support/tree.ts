@@ -4,7 +4,7 @@
  * of mapping and assembly see exactly what the worker would send. Call stopTreeRedis() in after().
  */
 import type { ExportLogsRequest, Span } from '@ccbridge/otlp';
-import { Harness, type CollectedSpan } from './assembly';
+import { Harness, type CollectedSpan, type HarnessOptions } from './assembly';
 import { startRedis, type RedisPeer } from './peers';
 import { keepForFile } from './procs';
 
@@ -13,10 +13,10 @@ export type FlatSpan = CollectedSpan;
 let redis: Promise<RedisPeer> | undefined;
 
 /** Every span the bridge draws for the requests, processed in order; roots drawn as the lifecycle decides. */
-export async function drawTree(requests: ExportLogsRequest[]): Promise<FlatSpan[]> {
+export async function drawTree(requests: ExportLogsRequest[], options: HarnessOptions = {}): Promise<FlatSpan[]> {
   // Shared by every test of the file that draws a tree, whichever started it.
   redis ??= startRedis().then(keepForFile);
-  const h = new Harness({ url: (await redis).url });
+  const h = new Harness({ url: (await redis).url }, options);
   try {
     for (const r of requests) await h.process(r);
     return [...h.stored().values()];

@@ -68,6 +68,7 @@ const BAD: Record<string, string> = {
   LOG_LEVEL: 'verbose',
   BRIDGE_DATA_DIR: ' ',
   BRIDGE_NATIVE_TRACES: 'native',
+  BRIDGE_EVENT_ROWS: 'some',
   BRIDGE_PRIVACY_PROMPTS: 'redact',
   BRIDGE_PRIVACY_TOOL_DETAILS: 'yes',
   BRIDGE_PRIVACY_USER_IDS: 'mask',

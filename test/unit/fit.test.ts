@@ -1,7 +1,7 @@
 /** Cutting spans to fit (packages/llmflow/src/fit.ts). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TRIMMED_BYTES, TRIMMED_KEYS, fitSpan, spanBytes } from '@ccbridge/llmflow';
+import { TRIMMED_BYTES, TRIMMED_KEYS, TRIMMED_MESSAGES, fitSpan, spanBytes } from '@ccbridge/llmflow';
 import { attributesToRecord, type Span } from '@ccbridge/otlp';
 
 const span = (attrs: Record<string, string>): Span => ({
@@ -44,4 +44,22 @@ test('several large values: the largest are cut first, until the span fits a sma
   assert.deepEqual([...(a[TRIMMED_KEYS] as string[])].sort(), ['a', 'b']);
   assert.equal(a['c'], 'c'.repeat(10_000));
   assert.equal(a['d'], 'short');
+});
+
+test('a conversation of 500 KB loses its oldest messages first, the newest kept whole and the JSON valid, under the limit', () => {
+  const message = (i: number, size: number) => ({ role: i % 2 ? 'assistant' : 'user', parts: [{ type: 'text', content: `message ${i} ${'z'.repeat(size)}` }] });
+  const conversation = [...Array.from({ length: 50 }, (_, i) => message(i, 10_000)), message(50, 20_000)];
+  const text = JSON.stringify(conversation);
+  assert.ok(text.length > 500_000);
+  const s = span({ 'gen_ai.input.messages': text, 'gen_ai.system_instructions': 'be brief', 'session.id': 'abc' });
+  const fitted = fitSpan(s, 64 * 1024);
+  assert.ok(spanBytes(fitted) <= 64 * 1024, `${spanBytes(fitted)} bytes`);
+  const a = attributesToRecord(fitted.attributes);
+  const kept = JSON.parse(String(a['gen_ai.input.messages'])) as { parts: { content: string }[] }[];
+  assert.deepEqual(kept.at(-1), message(50, 20_000), 'the newest whole');
+  assert.ok(kept.length >= 2 && kept.length < conversation.length);
+  assert.deepEqual(kept, conversation.slice(conversation.length - kept.length), 'the newest ones, in order');
+  assert.equal(a[TRIMMED_MESSAGES], conversation.length - kept.length);
+  assert.deepEqual(a[TRIMMED_KEYS], ['gen_ai.input.messages']);
+  assert.equal(a['gen_ai.system_instructions'], 'be brief');
 });

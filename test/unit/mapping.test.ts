@@ -52,8 +52,14 @@ for (const scenario of SCENARIOS) {
         assert.ok(span, 'a span for each request');
         assert.equal(span.attrs['gen_ai.system'], 'anthropic');
         assert.equal(span.attrs['gen_ai.request.model'], e.attributes['model']);
-        assert.equal(span.attrs['gen_ai.usage.prompt_tokens'], Number(e.attributes['input_tokens']));
-        assert.equal(span.attrs['gen_ai.usage.input_tokens'], Number(e.attributes['input_tokens']));
+        // Every input token, the cache's included (GenAI conventions); the parts stay as they were.
+        const input = ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].reduce((n, k) => n + Number(e.attributes[k] ?? 0), 0);
+        assert.ok(Number(e.attributes['cache_read_tokens']) + Number(e.attributes['cache_creation_tokens']) > 0, 'the capture used the cache');
+        assert.equal(span.attrs['gen_ai.usage.prompt_tokens'], input);
+        assert.equal(span.attrs['gen_ai.usage.input_tokens'], input);
+        assert.equal(span.attrs['gen_ai.usage.cache_read.input_tokens'], Number(e.attributes['cache_read_tokens']));
+        assert.equal(span.attrs['gen_ai.usage.cache_creation.input_tokens'], Number(e.attributes['cache_creation_tokens']));
+        assert.equal(span.attrs['gen_ai.usage.cost'], Number(e.attributes['cost_usd']));
         assert.equal(span.attrs['gen_ai.usage.completion_tokens'], Number(e.attributes['output_tokens']));
         assert.equal(span.attrs['gen_ai.usage.output_tokens'], Number(e.attributes['output_tokens']));
         assert.equal(span.attrs['cost_usd'], e.attributes['cost_usd'], 'the event fields are kept');
@@ -79,7 +85,8 @@ for (const scenario of SCENARIOS) {
       assert.equal(root.attrs['gen_ai.completion'], answer);
       assert.equal(root.attrs['claude_code.interaction.llm_requests'], eventCounts(request).get('claude_code.api_request'));
       assert.equal(root.attrs['claude_code.interaction.tool_calls'], tools.length);
-      const inputs = claudeEventsOf(request).events.filter((e) => e.name === 'api_request').reduce((n, e) => n + Number(e.attributes['input_tokens']), 0);
+      const inputs = claudeEventsOf(request).events.filter((e) => e.name === 'api_request')
+        .reduce((n, e) => n + ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].reduce((m, k) => m + Number(e.attributes[k] ?? 0), 0), 0);
       assert.equal(root.attrs['claude_code.interaction.input_tokens'], inputs);
       assert.equal(root.attrs['gen_ai.usage.prompt_tokens'], undefined, 'no double counting in LLMFlow');
       const children = spans.filter((s) => s.parentSpanId);
@@ -98,12 +105,39 @@ test('ids are derived, not random: the same batch maps to the same spans', async
   assert.deepEqual(a, b);
 });
 
-test('session-level events (no prompt.id) become instant spans under the root of the session\'s prompt', async () => {
+/** The root's ordered list of the events folded onto it: [name, its own fields]. */
+const rootEvents = (root: { attrs: Record<string, unknown> }) =>
+  ((root.attrs['claude_code.interaction.events'] as string[] | undefined) ?? []).map((line) => {
+    const at = line.indexOf(' ');
+    return [line.slice(0, at), JSON.parse(line.slice(at + 1)) as Record<string, unknown>] as const;
+  });
+
+test('session-level events (no prompt.id) are no rows: the root lists them in order, with a start-up summary', async () => {
   const request = logsOf('json', 'simple');
   const { events } = claudeEventsOf(request);
   const sessionLevel = events.filter((e) => e.attributes['prompt.id'] === undefined);
   assert.ok(sessionLevel.length > 0);
   const spans = await drawTree([request]);
+  const root = spans.find((s) => !s.parentSpanId)!;
+  assert.deepEqual(spans.filter((s) => isEventSpan(s)).map((s) => s.name), [], 'no row of their own');
+  const listed = rootEvents(root);
+  assert.deepEqual(listed.map(([name]) => name), sessionLevel.map((e) => e.name), 'every one, in order');
+  for (const [i, e] of sessionLevel.entries()) {
+    for (const [k, v] of Object.entries(e.attributes)) if (!['session.id', 'event.name', 'user.id', 'terminal.type', 'anthropic.provider', 'anthropic.custom_base_url'].includes(k)) assert.deepEqual(listed[i]![1][k], v, `${e.name}: ${k} kept`);
+  }
+  assert.deepEqual(root.attrs['claude_code.startup.plugins'], sessionLevel.filter((e) => e.name === 'plugin_loaded').map((e) => e.attributes['plugin.name']));
+  assert.deepEqual(root.attrs['claude_code.startup.settings_sources'], ['none']);
+  assert.deepEqual(root.events ?? [], [], 'LLMFlow drops span events: none are drawn');
+  const plan = planBatch(events, assignInteractions(events, new Map()));
+  assert.equal(plan.unassigned, 0);
+  assert.equal(plan.pending.length, 0);
+});
+
+test('with BRIDGE_EVENT_ROWS=each, session-level events are instant spans under the root, as before', async () => {
+  const request = logsOf('json', 'simple');
+  const { events } = claudeEventsOf(request);
+  const sessionLevel = events.filter((e) => e.attributes['prompt.id'] === undefined);
+  const spans = await drawTree([request], { eventRows: 'each' });
   const root = spans.find((s) => !s.parentSpanId)!;
   for (const e of sessionLevel) {
     const span = spans.find((s) => s.attrs['event.sequence'] === e.attributes['event.sequence'] && s.attrs['event.name'] === e.name);
@@ -113,13 +147,11 @@ test('session-level events (no prompt.id) become instant spans under the root of
     assert.equal(span.startTimeUnixNano, span.endTimeUnixNano);
     assert.ok(isEventSpan(span));
   }
-  assert.deepEqual(root.events ?? [], [], 'LLMFlow drops span events: none are drawn');
-  const plan = planBatch(events, assignInteractions(events, new Map()));
-  assert.equal(plan.unassigned, 0);
-  assert.equal(plan.pending.length, 0);
+  assert.ok(spans.some((s) => s.name === 'claude_code.assistant_response'), 'the answer its own span too');
+  assert.equal(root.attrs['claude_code.interaction.events'], undefined);
 });
 
-test('events before any prompt of their session are held, and drawn with the root of its first prompt', async () => {
+test('events before any prompt of their session are held, and listed on the root of its first prompt', async () => {
   const request = logsOf('json', 'simple');
   const records = request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
   const isSessionLevel = (r: (typeof records)[number]) => !r.attributes!.some((a) => a.key === 'prompt.id');
@@ -128,20 +160,23 @@ test('events before any prompt of their session are held, and drawn with the roo
   assert.ok(planBatch(claudeEventsOf(early).events, [undefined]).pending.length > 0, 'held when nothing places them');
   const spans = await drawTree([early, part((r) => !isSessionLevel(r))]);
   const root = spans.find((s) => !s.parentSpanId)!;
-  const held = spans.filter((s) => s.attrs['prompt.id'] === undefined && s.parentSpanId);
-  assert.equal(held.length, records.filter(isSessionLevel).length);
-  assert.ok(held.every((s) => s.parentSpanId === root.spanId && s.traceId === root.traceId));
+  assert.equal(rootEvents(root).length, records.filter(isSessionLevel).length);
+  assert.deepEqual(spans.filter((s) => s.attrs['prompt.id'] === undefined && s.parentSpanId), [], 'no rows of their own');
 });
 
-test('every event is accounted for: each is a span, or the root (user_prompt), or part of its hook span (hook_execution_start)', async () => {
+test('every event is accounted for: a span, folded onto the span it belongs to, listed on the root, or part of its hook span', async () => {
   for (const scenario of SCENARIOS) {
     const request = logsOf('protobuf', scenario);
     const { events } = claudeEventsOf(request);
     const spans = await drawTree([request]);
+    const root = spans.find((s) => !s.parentSpanId)!;
     const drawnFrom = new Set(spans.map((s) => `${s.attrs['event.name'] ?? ''}/${s.attrs['event.sequence'] ?? ''}`));
     for (const e of events) {
       if (e.name === 'user_prompt' || e.name === 'hook_execution_start') continue;
-      assert.ok(drawnFrom.has(`${e.name}/${e.attributes['event.sequence']}`), `${scenario}: ${e.name} #${e.attributes['event.sequence']}`);
+      const seq = e.attributes['event.sequence'];
+      const folded = spans.some((s) => s.attrs[`claude_code.${e.name}.event.sequence`] === seq);
+      const listed = rootEvents(root).some(([name, own]) => name === e.name && own['event.sequence'] === seq);
+      assert.ok(drawnFrom.has(`${e.name}/${seq}`) || folded || listed, `${scenario}: ${e.name} #${seq}`);
     }
   }
 });
@@ -186,15 +221,17 @@ test('what LLMFlow shows: long text once per span, a tool\'s input in its input 
     assert.equal(helper.attrs['tool_input'], undefined, `${name} does not repeat the input`);
     assert.equal(helper.attrs['gen_ai.tool.call.id'], result.attributes['tool_use_id']);
   }
-  // Each answer is an instant span under the LLM request that gave it, its text as the output.
-  for (const answer of events.filter((e) => e.name === 'assistant_response')) {
-    const span = spans.find((s) => s.name === 'claude_code.assistant_response' && s.attrs['event.sequence'] === answer.attributes['event.sequence'])!;
-    const llm = spans.find((s) => s.spanId === span.parentSpanId)!;
-    assert.equal(llm.name, 'claude_code.llm_request');
-    assert.equal(llm.attrs['request_id'], answer.attributes['request_id']);
-    assert.equal(span.attrs['gen_ai.completion'], answer.attributes['response']);
-    assert.equal(span.attrs['response'], undefined);
+  // Each answer is on the LLM request that gave it, its text as the output (gen_ai.completion and the conventions' messages).
+  const answers = events.filter((e) => e.name === 'assistant_response');
+  assert.ok(answers.length > 0);
+  for (const answer of answers) {
+    const llm = spans.find((s) => s.name === 'claude_code.llm_request' && s.attrs['request_id'] === answer.attributes['request_id'])!;
+    assert.equal(llm.attrs['gen_ai.completion'], answer.attributes['response']);
+    assert.deepEqual(JSON.parse(String(llm.attrs['gen_ai.output.messages'])), [{ role: 'assistant', parts: [{ type: 'text', content: answer.attributes['response'] }] }]);
+    assert.equal(llm.attrs['claude_code.assistant_response.event.sequence'], answer.attributes['event.sequence']);
+    assert.equal(llm.attrs['claude_code.assistant_response.message.uuid'], answer.attributes['message.uuid']);
   }
+  assert.deepEqual(spans.filter((s) => s.name === 'claude_code.assistant_response'), [], 'no row of its own');
 });
 
 test('a hook invocation is one claude_code.hook span: event, name, duration and outcome', async () => {

@@ -18,9 +18,11 @@ for (const scenario of SCENARIOS) {
       const original = attributesToRecord(before.find((s) => s.spanId === span.spanId)!.attributes);
       for (const [k, v] of Object.entries(original)) assert.deepEqual(a[k], v, `${span.name} keeps ${k}`);
       if (span.name === 'claude_code.llm_request') {
-        assert.equal(a['gen_ai.usage.prompt_tokens'], original['input_tokens']);
+        const input = ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].reduce((n, k) => n + Number(original[k] ?? 0), 0);
+        assert.ok(input > Number(original['input_tokens']), 'the capture used the cache');
+        assert.equal(a['gen_ai.usage.prompt_tokens'], input);
         assert.equal(a['gen_ai.usage.completion_tokens'], original['output_tokens']);
-        assert.equal(a['gen_ai.usage.input_tokens'], original['input_tokens']);
+        assert.equal(a['gen_ai.usage.input_tokens'], input);
       }
       if (span.name === 'claude_code.interaction') {
         assert.equal(a['gen_ai.prompt'], original['user_prompt']);
@@ -55,6 +57,10 @@ test('privacy: prompts, tool details and user ids can be hashed or dropped', () 
   assert.equal(r['tool_name'], result.attributes['tool_name']);
   const response = events.find((e) => e.name === 'assistant_response')!;
   assert.notEqual(redact.record(response.attributes)['response'], response.attributes['response']);
+  // Raw API bodies hold the whole conversation: they are prompts too.
+  const body = redact.record({ ...response.attributes, body: '{"messages":[{"role":"user","content":"secret"}]}', request_body_id: 'b1' });
+  assert.match(String(body['body']), /^sha256:/);
+  assert.equal(body['request_body_id'], 'b1');
 
   const native = nativeSpansToForward(nativeTraceOf('two-tools').resourceSpans!, 'prefer', redact);
   const hashed = new Map<string, number>();

@@ -8,15 +8,18 @@
 --            updates:   [{ key, traceId, session?, resource?, start?, end?, prompt?, promptSeq?,
 --                          promptAt?, ends: [[seq, kind, ms, request_id]], toolRequests: [request_id],
 --                          completion?, completionAt?, evidence, events: n,
---                          contributions: [[id, json]] }],
+--                          contributions: [[id, json]], held: [[id, json]] }],
 --            pending:   [{ session, id, event }] }      spans of session events before any prompt
--- Returns  JSON: { due: [key, ...], late: [[key, n], ...] }
+-- Returns  JSON: { due: [key, ...], late: [[key, n], ...], release: [[key, json], ...] }
+--          release: held spans of interactions already drawn, to be sent now
 --
 -- Every write is idempotent (set-if-lower, set-if-higher, fields keyed by id), so a batch
 -- applied twice leaves the same state.
 --! include lifecycle.lua
 
 local input = cjson.decode(ARGV[1])
+-- What a held span's entry becomes once it is sent (interaction.ts SENT).
+local SENT = '-'
 L.init(KEYS[1], KEYS[2], input)
 local ttl = input.cfg.ttlSeconds
 
@@ -55,7 +58,7 @@ for _, s in ipairs(input.sequences) do
 end
 
 -- 2. Each interaction's state.
-local late = {}
+local late, release = {}, {}
 for _, u in ipairs(input.updates) do
   local k = L.key('ix', u.key)
   local cur = redis.call('HMGET', k, 'drawn', 'start', 'end', 'completionAt')
@@ -63,6 +66,13 @@ for _, u in ipairs(input.updates) do
     redis.call('HINCRBY', k, 'late', u.events)
     redis.call('HINCRBY', L.stats, 'late_events', u.events)
     late[#late + 1] = { u.key, u.events }
+    -- Held spans of a turn drawn already: sent now, once (a batch delivered again sends nothing new).
+    local events = L.key('events', u.key)
+    for _, h in ipairs(u.held or {}) do
+      if h[2] ~= SENT and redis.call('HEXISTS', events, h[1]) == 0 then release[#release + 1] = { u.key, h[2] } end
+      redis.call('HSET', events, h[1], SENT)
+    end
+    if u.held and #u.held > 0 then redis.call('EXPIRE', events, ttl) end
   else
     if u.start and (not cur[2] or u.start < cur[2]) then redis.call('HSET', k, 'start', u.start) end
     if u['end'] and (not cur[3] or u['end'] > cur[3]) then redis.call('HSET', k, 'end', u['end']) end
@@ -84,6 +94,12 @@ for _, u in ipairs(input.updates) do
     end
     for _, request in ipairs(u.toolRequests) do redis.call('HSET', k, 'tool:' .. request, '1') end
     for _, c in ipairs(u.contributions) do redis.call('HSET', L.key('contributions', u.key), c[1], c[2]) end
+    -- Spans drawn with the root: an LLM call waiting for its answer, folds onto it or onto the root.
+    -- A span sent already (SENT) is never drawn again, whatever copy of it comes later.
+    if u.held and #u.held > 0 then
+      for _, h in ipairs(u.held) do redis.call(h[2] == SENT and 'HSET' or 'HSETNX', L.key('events', u.key), h[1], h[2]) end
+      redis.call('EXPIRE', L.key('events', u.key), ttl)
+    end
     touch(u.key)
   end
   if u.session and u.promptAt then
@@ -117,4 +133,4 @@ for _, key in ipairs(order) do
   local v = L.schedule(key)
   if v and v.phase == 'due' then due[#due + 1] = key end
 end
-return cjson.encode({ due = due, late = late })
+return cjson.encode({ due = due, late = late, release = release })

@@ -28,7 +28,8 @@ import { recordToAttributes, type KeyValue, type ResourceSpans, type Span } from
 import { numberOf, stringOf, type ClaudeEvent } from './events';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import type { HeldSpan } from './interaction';
-import { toolExecutionSpanIdFor } from './mapping';
+import { AGENT_CALL, toolExecutionSpanIdFor, toolSpanIdFor } from './mapping';
+import { foldWithin, heldOrder, mergeHeld, unfolded } from './folds';
 
 /** Tool names of the call that starts a subagent (Agent in 2.1.3xx, Task before). */
 const AGENT_TOOLS = new Set(['Agent', 'Task']);
@@ -218,6 +219,8 @@ export function linkAgents(state: AgentState): [agent: string, link: AgentLink][
 export interface Placement {
   traceKey: string;
   parentSpanId: string;
+  /** The tool span of the Agent call that started it (none for `root`). */
+  callSpanId?: string;
   rule: Rule;
   type?: string;
 }
@@ -231,14 +234,19 @@ export function placementOf(agent: string, session: string, calls: Map<string, A
   if (!call) return undefined;
   const traceKey = call.caller ? placementOf(call.caller, session, calls, links, depth + 1)?.traceKey : call.key;
   if (!traceKey) return undefined;
-  return { traceKey, parentSpanId: toolExecutionSpanIdFor(session, call.id), rule: l.rule, type: call.type };
+  return { traceKey, parentSpanId: toolExecutionSpanIdFor(session, call.id), callSpanId: toolSpanIdFor(session, call.id), rule: l.rule, type: call.type };
 }
 
-/** The placed spans, ready to export, from the held ones. */
-export function placedSpans(placement: Placement, agent: string, held: string[], scope: { name: string; version: string }): ResourceSpans[] {
+/**
+ * The placed spans, ready to export, from the held ones: folds merged where their span is among
+ * them, and `callFolds` (onto the Agent call's tool span: the subagent's totals) handed back for
+ * the caller to merge into that span if it is still to be sent; any other fold is its own span.
+ */
+export function placedSpans(placement: Placement, agent: string, held: string[], scope: { name: string; version: string }): { spans: ResourceSpans[]; callFolds: HeldSpan[] } {
   const byResource = new Map<string, { resource: KeyValue[]; spans: Span[] }>();
-  for (const raw of held) {
-    const h = JSON.parse(raw) as HeldAgentSpan;
+  const { spans, unresolved } = foldWithin(held.map((raw) => JSON.parse(raw) as HeldAgentSpan), mergeHeld, heldOrder);
+  const callFolds = placement.callSpanId ? unresolved.filter((h) => h.fold!.into === AGENT_CALL) : [];
+  for (const h of [...spans, ...unresolved.filter((u) => !callFolds.includes(u)).map((u) => unfolded(u) as HeldAgentSpan)]) {
     const resourceKey = JSON.stringify(h.resource);
     let group = byResource.get(resourceKey);
     if (!group) byResource.set(resourceKey, (group = { resource: h.resource, spans: [] }));
@@ -256,5 +264,5 @@ export function placedSpans(placement: Placement, agent: string, held: string[],
       status: h.status ?? { code: 0 },
     });
   }
-  return [...byResource.values()].map((g) => ({ resource: { attributes: g.resource }, scopeSpans: [{ scope, spans: g.spans }] }));
+  return { spans: [...byResource.values()].map((g) => ({ resource: { attributes: g.resource }, scopeSpans: [{ scope, spans: g.spans }] })), callFolds };
 }

@@ -10,3 +10,5 @@ export * from './lifecycle/lifecycle';
 export * from './lifecycle/store';
 export * from './lifecycle/closer';
 export * from './processor';
+export * from './folds';
+export * from './problems';

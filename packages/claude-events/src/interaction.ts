@@ -7,13 +7,21 @@
  * they need no state; the root is drawn once, when the interaction closes (store.ts), from
  * state kept in Redis that every worker shares.
  */
-import { SpanKind, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
+import { SpanKind, StatusCode, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { sessionOf } from './assign';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import type { EndReason, Verdict } from './lifecycle/lifecycle';
-import { mapEvent, turnEndOf, type Contribution, type SpanDraft } from './mapping';
+import { llmSpanIdFor, mapEvent, turnEndOf, type Contribution, type Fold, type SpanDraft } from './mapping';
 import { heldAgentSpan, type AgentSpan } from './agents';
+import { draftOrder, foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
+import { problemLines } from './problems';
+
+/**
+ * Where events that are no row of their own go (BRIDGE_EVENT_ROWS): `fold` onto the rows they
+ * belong to (mapping.ts), `each` as spans of their own (every event a row, as before).
+ */
+export type EventRows = 'fold' | 'each';
 
 export const SCOPE = { name: 'claude-code-llmflow-bridge', version: '0.1.0' };
 
@@ -53,7 +61,15 @@ export interface InteractionUpdate {
   events: number;
   /** [span id, JSON Contribution]: keyed by span, so a batch applied twice counts once. */
   contributions: [string, string][];
+  /**
+   * [span id, JSON HeldSpan]: spans drawn with the root (an LLM call whose answer may still be
+   * coming) and folds onto it or onto them; handed back to be sent at once if it is drawn already.
+   */
+  held: [string, string][];
 }
+
+/** A held span's entry once the span is sent (with its fold merged): later copies of either are not drawn. */
+export const SENT = '-';
 
 /** The event.sequence numbers a batch holds for one session: [sequence, ms], as text. */
 export interface SequenceMarks {
@@ -79,9 +95,11 @@ export interface HeldSpan {
   end: string;
   attributes: KeyValue[];
   status?: Span['status'];
+  fold?: Fold;
 }
 
 const heldOf = (d: SpanDraft): HeldSpan => ({
+  ...(d.fold && { fold: d.fold }),
   spanId: d.spanId,
   name: d.name,
   kind: d.kind,
@@ -123,7 +141,7 @@ function toSpan(traceId: string, rootSpanId: string, d: SpanDraft): Span {
  * Maps a batch's events, each with its interaction key (assign.ts), to child spans and
  * per-interaction updates. Pure: no I/O.
  */
-export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], sequences: SequenceMarks[] = sequenceMarksOf(events)): BatchPlan {
+export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], sequences: SequenceMarks[] = sequenceMarksOf(events), rows: EventRows = 'fold'): BatchPlan {
   const spansByResource = new Map<KeyValue[], Span[]>();
   const updates = new Map<string, InteractionUpdate>();
   const pending: PendingEvent[] = [];
@@ -131,12 +149,25 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
   let spans = 0;
   let unassigned = 0;
 
+  const outcomes = events.map(mapEvent);
+  const drafts = outcomes.flatMap((o) => o.spans);
+  if (rows === 'each') for (const d of drafts) delete d.fold;
+  const waiting = rows === 'fold' ? waitingForAnswers(events) : new Set<string>();
+  // Folds whose span is in this batch are merged now; the others go with the root (or their subagent).
+  // (Not into a span that waits: its folds wait with it, each under its own id, and meet it with its root.)
+  const merged = new Set<string>();
+  const { unresolved } = foldWithin(drafts.filter((d) => d.fold || !waiting.has(d.spanId)), (target, attributes) => {
+    mergeDraft(target, attributes);
+    merged.add(target.spanId);
+  }, draftOrder);
+  const folded = new Set(drafts.filter((d) => d.fold && !unresolved.includes(d)));
+
   events.forEach((event, i) => {
-    const outcome = mapEvent(event);
+    const outcome = outcomes[i]!;
     const session = sessionOf(event);
     let key = keys[i];
     if (!key && session) {
-      for (const d of outcome.spans) pending.push({ session, id: d.spanId, event: JSON.stringify(heldOf(d)) });
+      for (const d of outcome.spans) if (!folded.has(d)) pending.push({ session, id: d.spanId, event: JSON.stringify(heldOf(d)) });
       return;
     }
     // Spans with no prompt to belong to (older Claude Code, before its prompt arrived): the session's.
@@ -149,7 +180,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     const rootSpanId = rootSpanIdFor(key);
     let update = updates.get(key);
     if (!update) {
-      update = { key, traceId, evidence: false, events: 0, ends: [], toolRequests: [], contributions: [] };
+      update = { key, traceId, evidence: false, events: 0, ends: [], toolRequests: [], contributions: [], held: [] };
       update.resource = JSON.stringify(event.resource);
       if (session) update.session = session;
       updates.set(key, update);
@@ -158,10 +189,16 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     spansByResource.set(event.resource, list);
     const agent = stringOf(event.attributes['agent_id']);
     for (const draft of outcome.spans) {
+      widen(update, draft.startNs, draft.endNs);
+      if (folded.has(draft) || merged.has(draft.spanId)) {
+        // Sent now with its fold merged: a copy of either in a later batch is not drawn again.
+        if (!agent) update.held.push([draft.spanId, SENT]);
+        if (folded.has(draft)) continue;
+      }
       if (agent && session) agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource));
+      else if (draft.fold || waiting.has(draft.spanId)) update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
       else list.push(toSpan(traceId, rootSpanId, draft));
       spans += 1;
-      widen(update, draft.startNs, draft.endNs);
     }
     widen(update, event.timeNs, event.timeNs);
     update.events += 1;
@@ -192,6 +229,40 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
 }
 
 const msOf = (e: ClaudeEvent) => String(e.timeNs / 1_000_000n);
+
+/** Events Claude Code logs right after an `api_request`, in one synchronous step, about its reply. */
+const ANSWER_EVENTS = new Set(['assistant_response', 'api_response_body']);
+
+/**
+ * The LLM spans of a batch whose answer may still be coming: Claude Code logs an answer's
+ * `assistant_response` (and, with raw bodies on, its `api_response_body`) right after its
+ * `api_request`, at the next event.sequence numbers (docs/CLAUDE_CODE_EVENTS.md). A request
+ * waits, with its turn's root, unless the batch holds the numbers after it up to the first event
+ * that is none of those, and the request body its reply names.
+ */
+function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
+  const place = (e: ClaudeEvent, seq: number) => `${sessionOf(e) ?? ''}/${stringOf(e.attributes['prompt.id']) ?? ''}/${seq}`;
+  const at = new Map<string, ClaudeEvent>();
+  const bodies = new Set<string>();
+  for (const e of events) {
+    const seq = sequenceOf(e);
+    if (seq !== undefined) at.set(place(e, Number(seq)), e);
+    if (e.name === 'api_request_body') bodies.add(`${sessionOf(e) ?? ''}/${stringOf(e.attributes['request_body_id']) ?? ''}`);
+  }
+  const out = new Set<string>();
+  for (const e of events) {
+    const seq = sequenceOf(e);
+    const requestId = stringOf(e.attributes['request_id']);
+    if (e.name !== 'api_request' || seq === undefined || !requestId) continue;
+    for (let k = Number(seq) + 1; ; k++) {
+      const next = at.get(place(e, k));
+      const body = next?.name === 'api_response_body' ? stringOf(next.attributes['request_body_id']) : undefined;
+      if (!next || (body && !bodies.has(`${sessionOf(e) ?? ''}/${body}`))) out.add(llmSpanIdFor(sessionOf(e) ?? '', requestId));
+      if (!next || !ANSWER_EVENTS.has(next.name) || out.has(llmSpanIdFor(sessionOf(e) ?? '', requestId))) break;
+    }
+  }
+  return out;
+}
 
 /** An event's event.sequence as a whole number in text, if it has a usable one. */
 function sequenceOf(e: ClaudeEvent): string | undefined {
@@ -248,7 +319,7 @@ export function isComplete(ix: Pick<StoredInteraction, 'verdict' | 'evidence'>):
 }
 const COMPLETE_ENDS = new Set<EndReason>(['response', 'error', 'next_prompt']);
 
-const TOTALS: readonly [keyof Contribution, string][] = [
+const TOTALS: readonly [Exclude<keyof Contribution, 'problem'>, string][] = [
   ['llmRequests', 'claude_code.interaction.llm_requests'],
   ['toolCalls', 'claude_code.interaction.tool_calls'],
   ['errors', 'claude_code.interaction.errors'],
@@ -266,9 +337,12 @@ const TOTALS: readonly [keyof Contribution, string][] = [
 export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
   const totals: Attributes = {};
   for (const [field, name] of TOTALS) {
-    const sum = ix.contributions.reduce((acc, c) => acc + (c[field] ?? 0), 0);
+    const sum = ix.contributions.reduce((acc, c) => acc + ((c[field] as number | undefined) ?? 0), 0);
     totals[name] = field === 'costUsd' ? Math.round(sum * 1e9) / 1e9 : sum;
   }
+  // Held spans: folds merged into them, those onto the root summarised on it (folds.ts).
+  const resolved = resolveHeld(ix.held);
+  const problems = problemLines(ix.contributions.flatMap((c) => (c.problem ? [c.problem] : [])));
   // The prompt's text goes once, as gen_ai.prompt (LLMFlow's input), not as prompt and prompt_text too.
   const { prompt: text, prompt_text: sameText, ...prompt } = ix.prompt ?? {};
   if (sameText !== undefined && sameText !== text) prompt['prompt_text'] = sameText;
@@ -279,7 +353,9 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
     'gen_ai.agent.name': 'claude-code',
     'traceloop.span.kind': 'agent',
     ...totals,
+    ...rootSummaryOf(resolved.root),
   };
+  if (problems.length > 0) attributes['claude_code.interaction.problems'] = problems;
   if (ix.session) attributes['gen_ai.conversation.id'] = ix.session;
   const promptText = stringOf(text) ?? stringOf(sameText);
   if (promptText) attributes['gen_ai.prompt'] = promptText;
@@ -301,18 +377,35 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
     startTimeUnixNano: start.toString(),
     endTimeUnixNano: end.toString(),
     attributes: recordToAttributes(attributes),
-    status: { code: 0 },
+    // A turn that ended in an error (its main request failed for good) failed.
+    status: ix.verdict.reason === 'error' ? { code: StatusCode.ERROR, message: problems.at(-1) ?? 'the turn ended in an error' } : { code: 0 },
   };
-  const held: Span[] = ix.held.map((h) => ({
-    traceId: ix.traceId,
-    spanId: h.spanId,
-    parentSpanId: span.spanId,
-    name: h.name,
-    kind: h.kind,
-    startTimeUnixNano: h.start,
-    endTimeUnixNano: h.end,
-    attributes: h.attributes,
-    status: h.status ?? { code: 0 },
-  }));
+  const held = resolved.spans.map((h) => spanOfHeld(ix.traceId, span.spanId, h));
   return { resource: { attributes: ix.resource }, scopeSpans: [{ scope: SCOPE, spans: [span, ...held] }] };
+}
+
+const spanOfHeld = (traceId: string, rootSpanId: string, h: HeldSpan): Span => ({
+  traceId,
+  spanId: h.spanId,
+  parentSpanId: rootSpanId,
+  name: h.name,
+  kind: h.kind,
+  startTimeUnixNano: h.start,
+  endTimeUnixNano: h.end,
+  attributes: h.attributes,
+  status: h.status ?? { code: 0 },
+});
+
+/**
+ * Held spans of turns whose roots are drawn already (apply.lua hands them back): sent at once in
+ * their trace, folds merged where their span is among them, the others (onto the root, too) as
+ * their own spans.
+ */
+export function releasedSpansOf(released: { key: string; held: string }[]): ResourceSpans[] {
+  const byKey = new Map<string, HeldSpan[]>();
+  for (const r of released) byKey.set(r.key, [...(byKey.get(r.key) ?? []), JSON.parse(r.held) as HeldSpan]);
+  const spans = [...byKey].flatMap(([key, held]) => {
+    return resolveHeld(held, { rootDrawn: true }).spans.map((h) => spanOfHeld(traceIdFor(key), rootSpanIdFor(key), h));
+  });
+  return spans.length > 0 ? [{ resource: { attributes: [] }, scopeSpans: [{ scope: SCOPE, spans }] }] : [];
 }

@@ -1,11 +1,14 @@
 /**
- * Where a Claude Code event becomes a span: the whole mapping, one entry per event.
+ * Where a Claude Code event becomes a span: the whole mapping, one entry per event. A row earns
+ * its place: the bridge draws the spans Claude Code's own trace draws, and events that report
+ * work of their own with a duration; every other event is folded onto the row it belongs to.
  *
- * | event                     | draws                                                  | parent            |
+ * | event                     | draws                                                  | parent / onto     |
  * |---------------------------|--------------------------------------------------------|-------------------|
  * | `user_prompt`             | the interaction root's attributes (its text as          | (it is the root)  |
  * |                           | gen_ai.prompt) and the start of its turn               |                   |
- * | `api_request`             | `claude_code.llm_request` (CLIENT), model and tokens   | its agent         |
+ * | `api_request`             | `claude_code.llm_request` (CLIENT), model, tokens      | its agent         |
+ * |                           | (input = input + cache read + cache write), cost       |                   |
  * | `api_error`               | `claude_code.llm_request` (CLIENT), status ERROR       | its agent         |
  * |                           | (see turnEndOf for when it also ends the turn)         |                   |
  * | `tool_decision`           | `claude_code.tool.blocked_on_user`; a refused tool also | its tool span     |
@@ -14,17 +17,27 @@
  * |                           | its `claude_code.tool.execution`                       |                   |
  * | `hook_execution_complete` | `claude_code.hook`: event, name, duration, outcome     | its agent         |
  * | `hook_execution_start`    | nothing: its `_complete` draws the hook whole          | -                 |
- * | `subagent_completed`      | an instant span (its duration is the Agent call's)     | its agent         |
- * | `assistant_response`      | `claude_code.assistant_response` (its text as          | its LLM request   |
- * |                           | gen_ai.completion), and the root's output; the main    |                   |
+ * | any other event with      | a span `claude_code.<name>` (compaction, an MCP        | its agent         |
+ * | `duration_ms`             | server's connection, ...)                              |                   |
+ * | folded, no row:           |                                                        |                   |
+ * | `assistant_response`      | its text as gen_ai.completion and                      | onto its LLM span |
+ * |                           | gen_ai.output.messages; the root's output; the main    |                   |
  * |                           | agent's ends the turn (turnEndOf)                      |                   |
- * | any other event           | with `duration_ms`: a span `claude_code.<name>`;       | its agent         |
- * |                           | without: an instant span `claude_code.<name>`          |                   |
+ * | `subagent_completed`      | the subagent's totals                                  | onto its Agent    |
+ * |                           |                                                        | call's tool span  |
+ * | `api_retries_exhausted`   | its fields                                             | onto its request  |
+ * | `api_refusal`             | its fields                                             | onto its request  |
+ * | any other event (start-up | one line each, in order, in the root's                 | onto the root     |
+ * | and housekeeping, a       | `claude_code.interaction.events`; a start-up summary   |                   |
+ * | permission-mode change, a | (`claude_code.startup.*`), permission modes, skills    |                   |
+ * | skill, ...)               |                                                        |                   |
  *
  * "Its agent" is the interaction root for the main agent (agent.ts places subagents' spans).
- * Every event lands in a span, never in a span event: LLMFlow stores spans and their
- * attributes, and drops span events. Spans for events that report no work carry
- * `span.type: event`, so they can be told from the spans Claude Code's own trace draws.
+ * A folded event's own fields go onto its row as `claude_code.<event>.<field>` (folds.ts): nothing
+ * it said is dropped. Where its row was sent already (LLMFlow keeps a span's first copy), it is
+ * drawn as an instant span of its own (`span.type: event`), as every such event is with
+ * BRIDGE_EVENT_ROWS=each. An LLM span whose answer may still come waits with its turn's root
+ * (interaction.ts). What went wrong (`problem`) goes into the root's problems list (problems.ts).
  *
  * A span ends at its event's time and starts `duration_ms` before it (Claude Code logs an
  * event when its work ends). Names and parents are those of Claude Code's own (beta) trace;
@@ -38,6 +51,7 @@
 import { SpanKind, StatusCode, type AttributeValue } from '@ccbridge/otlp';
 import { NS_PER_MS, booleanOf, numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { spanIdFor } from './ids';
+import { requestMessages, responseMessages } from './messages';
 
 export interface SpanDraft {
   spanId: string;
@@ -49,10 +63,29 @@ export interface SpanDraft {
   endNs: bigint;
   attributes: Attributes;
   status?: { code: number; message?: string };
+  /**
+   * The event is not a row of its own: these attributes go onto the span `into` names (a span
+   * id, ROOT or AGENT_CALL; folds.ts). The draft itself is what is drawn where that span can no
+   * longer take them (it was sent already) or with BRIDGE_EVENT_ROWS=each.
+   */
+  fold?: Fold;
 }
+
+export interface Fold {
+  into: string;
+  attributes: Attributes;
+  /** Another id the span it folds into goes by, for folds that name it so (a request body's id). */
+  alias?: string;
+}
+/** A fold onto the interaction's root, into its ordered list of events (and its start-up summary). */
+export const ROOT = 'root';
+/** A fold onto the tool span of the Agent call that started the event's subagent (known once it is placed). */
+export const AGENT_CALL = 'agent_call';
 
 /** What one event adds to its interaction's totals; summed when the root closes. */
 export interface Contribution {
+  /** What went wrong, for the root's problems list (problems.ts). */
+  problem?: Problem;
   llmRequests?: number;
   toolCalls?: number;
   errors?: number;
@@ -101,8 +134,6 @@ type Rename = readonly [from: string, to: string, type: 'string' | 'number'];
 export const LLM_REQUEST_ATTRIBUTES: readonly Rename[] = [
   ['model', 'gen_ai.request.model', 'string'],
   ['model', 'gen_ai.response.model', 'string'],
-  ['input_tokens', 'gen_ai.usage.input_tokens', 'number'],
-  ['input_tokens', 'gen_ai.usage.prompt_tokens', 'number'], // the name LLMFlow reads
   ['output_tokens', 'gen_ai.usage.output_tokens', 'number'],
   ['output_tokens', 'gen_ai.usage.completion_tokens', 'number'], // the name LLMFlow reads
   ['cache_read_tokens', 'gen_ai.usage.cache_read.input_tokens', 'number'],
@@ -111,6 +142,29 @@ export const LLM_REQUEST_ATTRIBUTES: readonly Rename[] = [
   ['cost_usd', 'gen_ai.usage.cost', 'number'],
   ['session.id', 'gen_ai.conversation.id', 'string'],
 ];
+
+/**
+ * Every input token the call processed: Anthropic's `input_tokens` leaves out the cache, which
+ * the GenAI conventions count in `gen_ai.usage.input_tokens` ("SHOULD include all types of
+ * input tokens, including cached tokens"); its parts stay in the cache_read / cache_creation
+ * attributes. Undefined when the event reports no input count at all.
+ */
+export function inputTokensOf(a: Attributes): number | undefined {
+  const parts = ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].map((k) => numberOf(a[k]));
+  if (parts.every((n) => n === undefined)) return undefined;
+  return parts.reduce<number>((sum, n) => sum + (n ?? 0), 0);
+}
+
+/** An LLM request's GenAI attributes: the renamed fields and the whole input count (also as LLMFlow's prompt_tokens). */
+export function llmRequestAttributes(a: Attributes): Attributes {
+  const out = renamed(a, LLM_REQUEST_ATTRIBUTES);
+  const input = inputTokensOf(a);
+  if (input !== undefined) {
+    out['gen_ai.usage.input_tokens'] = input;
+    out['gen_ai.usage.prompt_tokens'] = input; // the name LLMFlow reads
+  }
+  return out;
+}
 
 const LLM_ERROR_ATTRIBUTES: readonly Rename[] = [
   ['model', 'gen_ai.request.model', 'string'],
@@ -177,10 +231,12 @@ export const eventIdentity = (e: ClaudeEvent): string => {
   return [e.name, str(e.attributes['session.id']), seq, String(e.timeNs), ...(seq ? [] : [JSON.stringify(e.attributes)])].join('/');
 };
 
-const toolSpanId = (e: ClaudeEvent) => spanIdFor('tool', str(e.attributes['session.id']), str(e.attributes['tool_use_id']) || eventIdentity(e));
+/** A tool call's `claude_code.tool` span: a subagent's totals fold into its Agent call's (agents.ts). */
+export const toolSpanIdFor = (session: string, toolUseId: string) => spanIdFor('tool', session, toolUseId);
+const toolSpanId = (e: ClaudeEvent) => toolSpanIdFor(str(e.attributes['session.id']), str(e.attributes['tool_use_id']) || eventIdentity(e));
 const executionSpanIdOf = (toolSpanId: string) => spanIdFor('tool.execution', toolSpanId);
 /** A tool call's `claude_code.tool.execution`: where the subagent an Agent call started goes (agents.ts). */
-export const toolExecutionSpanIdFor = (session: string, toolUseId: string) => executionSpanIdOf(spanIdFor('tool', session, toolUseId));
+export const toolExecutionSpanIdFor = (session: string, toolUseId: string) => executionSpanIdOf(toolSpanIdFor(session, toolUseId));
 /** The span of an LLM request, from its request_id: answers and tools name the request they belong to. */
 export const llmSpanIdFor = (session: string, requestId: string) => spanIdFor('api_request', session, requestId);
 
@@ -208,6 +264,49 @@ function hookOutcome(a: Attributes): string {
   return 'success';
 }
 
+/** Fields every event of a turn carries alike: a folded event's other fields go onto its target, prefixed. */
+const SHARED = new Set(['session.id', 'prompt.id', 'event.name', 'user.id', 'user.email', 'user.account_uuid', 'user.account_id', 'organization.id',
+  'terminal.type', 'anthropic.provider', 'anthropic.custom_base_url', 'agent_id', 'parent_agent_id', 'request_id', 'model', 'query_source']);
+/** An event's own fields as `claude_code.<event>.<field>`, for the span it folds into (nothing it said is dropped). */
+function prefixed(e: ClaudeEvent, skip: readonly string[] = []): Attributes {
+  const out: Attributes = {};
+  for (const [k, v] of Object.entries(e.attributes)) if (!SHARED.has(k) && !skip.includes(k)) out[`claude_code.${e.name}.${k}`] = v;
+  return out;
+}
+
+/** An instant span of the event's own, with every field: what a folded event is drawn as where it cannot fold. */
+function eventSpan(e: ClaudeEvent, fold?: Fold): SpanDraft {
+  return {
+    spanId: spanIdFor(e.name, eventIdentity(e)),
+    name: `claude_code.${e.name}`,
+    kind: SpanKind.INTERNAL,
+    startNs: e.timeNs,
+    endNs: e.timeNs,
+    attributes: { ...e.attributes, ...EVENT_SPAN },
+    ...(fold && { fold }),
+  };
+}
+
+/** The LLM span a request body belongs to, by the body's id (its reply says which span that is). */
+const requestBodySpanIdFor = (e: ClaudeEvent, bodyId: string) => spanIdFor('request_body', str(e.attributes['session.id']), bodyId);
+
+/** A raw body as JSON; undefined when it is not (cut by Claude Code: CLAUDE_CODE_OTEL_CONTENT_MAX_LENGTH), so it stays text. */
+function parsedBody(e: ClaudeEvent): Record<string, unknown> | undefined {
+  try {
+    const body = JSON.parse(str(e.attributes['body'])) as unknown;
+    return body && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A failed API call's span, addressable by its place: `api_retries_exhausted` comes at the next event.sequence. */
+const apiErrorSpanIdFor = (e: ClaudeEvent, seq: number) => spanIdFor('api_error', str(e.attributes['session.id']), str(e.attributes['prompt.id']), String(seq));
+
+/** The GenAI conventions' output messages (JSON): one assistant message with the answer's text. */
+export const outputMessages = (text: string, finishReason?: string) =>
+  JSON.stringify([{ role: 'assistant', parts: [{ type: 'text', content: text }], ...(finishReason && { finish_reason: finishReason }) }]);
+
 type Mapper = (event: ClaudeEvent) => EventOutcome;
 
 export const EVENT_MAPPERS: Record<string, Mapper> = {
@@ -223,12 +322,12 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
         kind: SpanKind.CLIENT,
         startNs,
         endNs,
-        attributes: { ...a, ...LLM_SPAN, ...renamed(a, LLM_REQUEST_ATTRIBUTES) },
+        attributes: { ...a, ...LLM_SPAN, ...llmRequestAttributes(a) },
         status: { code: StatusCode.OK },
       }],
       contribution: {
         llmRequests: 1,
-        inputTokens: numberOf(a['input_tokens']),
+        inputTokens: inputTokensOf(a),
         outputTokens: numberOf(a['output_tokens']),
         cacheReadTokens: numberOf(a['cache_read_tokens']),
         cacheCreationTokens: numberOf(a['cache_creation_tokens']),
@@ -239,9 +338,10 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
 
   api_error: (e) => {
     const [startNs, endNs] = extent(e);
+    const seq = numberOf(e.attributes['event.sequence']);
     return {
       spans: [{
-        spanId: spanIdFor(e.name, eventIdentity(e)),
+        spanId: seq !== undefined ? apiErrorSpanIdFor(e, seq) : spanIdFor(e.name, eventIdentity(e)),
         name: 'claude_code.llm_request',
         kind: SpanKind.CLIENT,
         startNs,
@@ -249,7 +349,7 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
         attributes: { ...e.attributes, ...LLM_SPAN, ...renamed(e.attributes, LLM_ERROR_ATTRIBUTES) },
         status: { code: StatusCode.ERROR, message: stringOf(e.attributes['error']) ?? 'API error' },
       }],
-      contribution: { llmRequests: 1, errors: 1 },
+      contribution: { llmRequests: 1, errors: 1, problem: problemOf(e, [str(e.attributes['status_code']), stringOf(e.attributes['error']) ?? 'API error'].filter(Boolean).join(' ')) },
     };
   },
 
@@ -270,7 +370,7 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
     if (refused) {
       spans.push(toolSpan(e, e.timeNs, { code: StatusCode.ERROR, message: `tool use refused (${decision})` }));
     }
-    return { spans, contribution: refused ? { toolCalls: 1, errors: 1 } : undefined };
+    return { spans, contribution: refused ? { toolCalls: 1, errors: 1, problem: problemOf(e, `${str(e.attributes['tool_name'])} refused (${decision})`, toolCallOf(e)) } : undefined };
   },
 
   tool_result: (e) => {
@@ -291,7 +391,9 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
         attributes: { ...pick(e.attributes, IDENTITY), ...STEP_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) },
         status,
       }],
-      contribution: { toolCalls: 1, errors: success === false ? 1 : 0 },
+      contribution: success === false
+        ? { toolCalls: 1, errors: 1, problem: problemOf(e, `${str(e.attributes['tool_name'])} failed: ${stringOf(e.attributes['error']) ?? 'error'}`, toolCallOf(e)) }
+        : { toolCalls: 1, errors: 0 },
     };
   },
 
@@ -313,37 +415,57 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
         attributes: { ...e.attributes, ...STEP_SPAN, 'span.type': 'hook', 'claude_code.hook.outcome': outcome, duration_ms: Number((endNs - startNs) / NS_PER_MS) },
         status: errors > 0 ? { code: StatusCode.ERROR, message: `${errors} hook(s) failed` } : undefined,
       }],
-      contribution: errors > 0 ? { errors: 1 } : undefined,
+      contribution: errors > 0 ? { errors: 1, problem: problemOf(e, `hook ${str(e.attributes['hook_name'])} failed (${errors})`) } : undefined,
     };
   },
 
-  // A subagent's totals: its work is the Agent call's tool.execution, which it sits under.
-  subagent_completed: (e) => ({
-    spans: [{
-      spanId: spanIdFor(e.name, eventIdentity(e)),
-      name: 'claude_code.subagent_completed',
-      kind: SpanKind.INTERNAL,
-      startNs: e.timeNs,
-      endNs: e.timeNs,
-      attributes: { ...e.attributes, ...EVENT_SPAN },
-    }],
-  }),
+  // A subagent's totals: its work is the Agent call's, whose tool span takes them.
+  subagent_completed: (e) => ({ spans: [eventSpan(e, { into: AGENT_CALL, attributes: prefixed(e) })] }),
 
+  // The answer's text is the output of the LLM call that gave it.
   assistant_response: (e) => {
     const a = e.attributes;
     const requestId = stringOf(a['request_id']);
-    return {
-      spans: [{
-        spanId: spanIdFor(e.name, eventIdentity(e)),
-        parentSpanId: requestId ? llmSpanIdFor(str(a['session.id']), requestId) : undefined,
-        name: 'claude_code.assistant_response',
-        kind: SpanKind.INTERNAL,
-        startNs: e.timeNs,
-        endNs: e.timeNs,
-        attributes: { ...moved(a, ['response'], 'gen_ai.completion'), ...EVENT_SPAN },
-      }],
-      completion: stringOf(a['response']) ?? '',
+    const text = stringOf(a['response']) ?? '';
+    const response = {
+      ...eventSpan(e),
+      parentSpanId: requestId ? llmSpanIdFor(str(a['session.id']), requestId) : undefined,
+      attributes: { ...moved(a, ['response'], 'gen_ai.completion'), ...EVENT_SPAN },
     };
+    const answer = { 'gen_ai.completion': text, 'gen_ai.output.messages': outputMessages(text), ...prefixed(e, ['response']) };
+    // Without event.sequence (older Claude Code) nothing tells whether an answer is still to
+    // come, so its request is never held for it: the answer stays a span of its own.
+    if (numberOf(a['event.sequence']) === undefined) return { spans: [response], completion: text };
+    return { spans: [{ ...response, fold: { into: requestId ? response.parentSpanId! : ROOT, attributes: answer } }], completion: text };
+  },
+
+  // What befell a request: on its span. A request's retries run out at the event after its api_error.
+  api_retries_exhausted: (e) => {
+    const seq = numberOf(e.attributes['event.sequence']);
+    const into = seq !== undefined && seq > 0 ? apiErrorSpanIdFor(e, seq - 1) : ROOT;
+    return { spans: [eventSpan(e, { into, attributes: prefixed(e) })], contribution: { problem: problemOf(e, `retries exhausted after ${str(e.attributes['total_attempts']) || '?'} attempts`) } };
+  },
+  // Raw API bodies (OTEL_LOG_RAW_API_BODIES): the conversation a call was sent and its reply, on
+  // its LLM span. The reply names the request (request_id) and the body it answered
+  // (request_body_id), which is all the request body names: the reply joins the two.
+  api_request_body: (e) => {
+    const id = stringOf(e.attributes['request_body_id']);
+    const body = parsedBody(e);
+    const attributes = { ...(body && requestMessages(body)), ...prefixed(e, body ? ['body'] : []) };
+    return { spans: [eventSpan(e, { into: id ? requestBodySpanIdFor(e, id) : ROOT, attributes })] };
+  },
+  api_response_body: (e) => {
+    const requestId = stringOf(e.attributes['request_id']);
+    const bodyId = stringOf(e.attributes['request_body_id']);
+    const body = parsedBody(e);
+    const attributes = { ...(body && responseMessages(body)), ...prefixed(e, body ? ['body'] : []) };
+    const into = requestId ? llmSpanIdFor(str(e.attributes['session.id']), requestId) : ROOT;
+    return { spans: [eventSpan(e, { into, attributes, ...(bodyId && { alias: requestBodySpanIdFor(e, bodyId) }) })] };
+  },
+  api_refusal: (e) => {
+    const requestId = stringOf(e.attributes['request_id']);
+    const into = requestId ? llmSpanIdFor(str(e.attributes['session.id']), requestId) : ROOT;
+    return { spans: [eventSpan(e, { into, attributes: prefixed(e) })], contribution: { problem: problemOf(e, 'the model refused') } };
   },
 };
 
@@ -357,6 +479,11 @@ export function mapEvent(event: ClaudeEvent): EventOutcome {
   if (mapper) return mapper(event);
   const [startNs, endNs] = extent(event);
   const success = booleanOf(event.attributes['success']);
+  const contribution: Contribution | undefined = success === false
+    ? { errors: 1, problem: problemOf(event, stringOf(event.attributes['error']) ?? 'failed') }
+    : event.name === 'compaction' ? { problem: problemOf(event, `compacted (${str(event.attributes['trigger']) || 'auto'})`) } : undefined;
+  // An event that reports no work is no row: it goes onto its turn's root, in order.
+  if (startNs === endNs) return { spans: [eventSpan(event, { into: ROOT, attributes: {} })], contribution };
   return {
     spans: [{
       spanId: spanIdFor(event.name, eventIdentity(event)),
@@ -364,9 +491,27 @@ export function mapEvent(event: ClaudeEvent): EventOutcome {
       kind: SpanKind.INTERNAL,
       startNs,
       endNs,
-      attributes: { ...event.attributes, ...(startNs === endNs ? EVENT_SPAN : STEP_SPAN) },
+      attributes: { ...event.attributes, ...STEP_SPAN },
       status: success === false ? { code: StatusCode.ERROR, message: stringOf(event.attributes['error']) ?? event.name } : undefined,
     }],
-    contribution: success === false ? { errors: 1 } : undefined,
+    contribution,
   };
 }
+
+/** What went wrong in an event, for its turn's root: in order, the same tool call failing again told as such (problems.ts). */
+export interface Problem {
+  /** event.sequence, or the time in ns when there is none: the list's order. */
+  order: number;
+  text: string;
+  /** Tool name and input: failures with equal keys are the same call failing again. */
+  repeat?: string;
+}
+
+function problemOf(e: ClaudeEvent, what: string, repeat?: string): Problem {
+  const seq = numberOf(e.attributes['event.sequence']);
+  const who = e.attributes['agent_id'] !== undefined ? ` (subagent ${str(e.attributes['agent_type']) || str(e.attributes['agent_id'])})` : '';
+  return { order: seq ?? Number(e.timeNs / NS_PER_MS), text: `${e.name}${who}: ${what}`, ...(repeat !== undefined && { repeat }) };
+}
+
+/** A tool call's identity for telling repeats: its name and its input. */
+const toolCallOf = (e: ClaudeEvent) => `${str(e.attributes['tool_name'])} ${str(e.attributes['tool_input']) || str(e.attributes['tool_parameters'])}`;

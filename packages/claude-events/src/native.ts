@@ -5,7 +5,7 @@
  */
 import { attributesToRecord, recordToAttributes, type ResourceSpans, type ScopeSpans, type Span } from '@ccbridge/otlp';
 import type { Attributes } from './events';
-import { LLM_REQUEST_ATTRIBUTES, TOOL_SPAN, renamed } from './mapping';
+import { TOOL_SPAN, llmRequestAttributes } from './mapping';
 import type { Redactor } from './privacy';
 import { SERVICE_NAME } from '@ccbridge/telemetry';
 
@@ -20,7 +20,7 @@ const ADDED: Record<string, (a: Attributes) => Attributes> = {
     'traceloop.span.kind': 'agent',
     ...(typeof a['user_prompt'] === 'string' ? { 'gen_ai.prompt': a['user_prompt'] } : {}),
   }),
-  'claude_code.llm_request': (a) => renamed(a, LLM_REQUEST_ATTRIBUTES),
+  'claude_code.llm_request': (a) => llmRequestAttributes(a),
   'claude_code.tool': (a) => ({ ...TOOL_SPAN }),
 };
 

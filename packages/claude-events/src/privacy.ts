@@ -6,7 +6,8 @@
  * | switch          | fields                                                                   |
  * |-----------------|--------------------------------------------------------------------------|
  * | `prompts`       | prompt and response text: prompt, prompt_text, user_prompt, response,    |
- * |                 | gen_ai.prompt, gen_ai.completion                                         |
+ * |                 | gen_ai.prompt, gen_ai.completion, the raw API bodies (body) and the      |
+ * |                 | GenAI messages (gen_ai.input/output.messages, gen_ai.system_instructions)|
  * | `toolDetails`   | tool parameters and input: tool_parameters, tool_input, full_command,    |
  * |                 | file_path, bash_command                                                  |
  * | `userIds`       | who: user.id, user.email, user.account_uuid, user.account_id,            |
@@ -26,7 +27,8 @@ export interface PrivacyPolicy {
 export const KEEP_ALL: PrivacyPolicy = { prompts: 'keep', toolDetails: 'keep', userIds: 'keep' };
 
 const FIELDS: Record<keyof PrivacyPolicy, readonly string[]> = {
-  prompts: ['prompt', 'prompt_text', 'user_prompt', 'response', 'gen_ai.prompt', 'gen_ai.completion'],
+  prompts: ['prompt', 'prompt_text', 'user_prompt', 'response', 'gen_ai.prompt', 'gen_ai.completion',
+    'body', 'gen_ai.input.messages', 'gen_ai.output.messages', 'gen_ai.system_instructions'],
   toolDetails: ['tool_parameters', 'tool_input', 'full_command', 'file_path', 'bash_command'],
   userIds: ['user.id', 'user.email', 'user.account_uuid', 'user.account_id', 'organization.id'],
 };

@@ -2,11 +2,11 @@
  * The process stage as the worker runs it: a batch in, child spans out, interaction state
  * updated, and the roots of the turns the batch completed drawn (lifecycle/).
  */
-import { countItems, type ExportRequestBySignal, type KeyValue, type ResourceSpans, type Signal } from '@ccbridge/otlp';
+import { attributesToRecord, countItems, recordToAttributes, type ExportRequestBySignal, type KeyValue, type ResourceSpans, type Signal, type Span } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { assignInteractions, sessionsToLookUp } from './assign';
 import { claudeEventsOf, type ClaudeEvent } from './events';
-import { SCOPE, planBatch, sequenceMarksOf } from './interaction';
+import { SCOPE, planBatch, releasedSpansOf, sequenceMarksOf, type EventRows, type HeldSpan } from './interaction';
 import { agentFactsOf, linkAgents, placedSpans, placementOf, type AgentSpan } from './agents';
 import { nativeSpansToForward, type NativeTraceMode } from './native';
 import { KEEP_ALL, createRedactor, type Redactor } from './privacy';
@@ -22,6 +22,8 @@ export interface BatchProcessorDeps {
   log: Logger;
   /** What to do with Claude Code's own spans (default `prefer`). */
   nativeTraces?: NativeTraceMode;
+  /** Events that are no row of their own: folded onto their rows (default) or each its own span. */
+  eventRows?: EventRows;
   redactor?: Redactor;
 }
 
@@ -71,7 +73,7 @@ function redactEvents(events: ClaudeEvent[], redactor: Redactor): ClaudeEvent[] 
  * found, and the spans of every subagent now placed sent in its Agent call's trace. Two calls
  * to Redis per shard, and only for batches with subagent activity.
  */
-async function placeAgents(deps: BatchProcessorDeps, events: ClaudeEvent[], keys: (string | undefined)[], spans: AgentSpan[]): Promise<number> {
+async function placeAgents(deps: BatchProcessorDeps, events: ClaudeEvent[], keys: (string | undefined)[], spans: AgentSpan[], batch: ResourceSpans[]): Promise<number> {
   const facts = agentFactsOf(events, keys);
   for (const s of spans) {
     let f = facts.get(s.session);
@@ -88,9 +90,15 @@ async function placeAgents(deps: BatchProcessorDeps, events: ClaudeEvent[], keys
     for (const [agent, held] of p.spans) {
       const placement = placementOf(agent, p.session, p.calls, p.links);
       if (!placement) continue; // place.lua hands back only what can be placed
-      const spans = placedSpans(placement, agent, held, SCOPE);
+      const { spans, callFolds } = placedSpans(placement, agent, held, SCOPE);
+      // A subagent's totals go onto its Agent call's tool span, while that is still to be sent.
+      const call = batch.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!)).find((x) => x.spanId === placement.callSpanId);
+      for (const f of callFolds) {
+        if (call) mergeInto(call, f);
+        else spans.push(...placedSpans({ ...placement, callSpanId: undefined }, agent, [JSON.stringify(f)], SCOPE).spans);
+      }
       out.push(...spans);
-      sent.push({ session: p.session, agent, spanIds: spans.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!.map((x) => x.spanId))) });
+      sent.push({ session: p.session, agent, spanIds: [...spans.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!.map((x) => x.spanId))), ...callFolds.map((f) => f.spanId)] });
       count += held.length;
       if (placement.rule === 'root') deps.log.warn({ session: p.session, agent }, 'no Agent call could be told for a subagent: its spans go under its prompt\'s root');
     }
@@ -98,6 +106,11 @@ async function placeAgents(deps: BatchProcessorDeps, events: ClaudeEvent[], keys
   if (out.length > 0) await deps.exportSpans(out, 'spans');
   await deps.store.forgetAgentSpans(sent);
   return count;
+}
+
+/** Merges a held fold into a span still to be sent. */
+function mergeInto(span: Span, fold: HeldSpan): void {
+  span.attributes = recordToAttributes({ ...fold.fold!.attributes, ...attributesToRecord(span.attributes) });
 }
 
 /**
@@ -123,11 +136,12 @@ export async function processBatch<S extends Signal>(
     const timelines = await deps.store.timelines(sessionsToLookUp(events));
     const keys = assignInteractions(events, timelines);
     // Every event's sequence number counts, those left to Claude Code's own spans too.
-    const plan = planBatch(events, keys, sequenceMarksOf(extracted.events));
+    const plan = planBatch(events, keys, sequenceMarksOf(extracted.events), deps.eventRows);
     const applied = await deps.store.apply(plan);
-    const placed = await placeAgents(deps, events, keys, plan.agentSpans);
-    // The batch's spans go with the roots of the turns it completed, in one export.
-    const roots = await deps.closer.sendWithRoots(plan.resourceSpans, applied.due.map((d) => d.shard));
+    const placed = await placeAgents(deps, events, keys, plan.agentSpans, plan.resourceSpans);
+    // The batch's spans go with the roots of the turns it completed, in one export; with them
+    // what was to wait for a root that is drawn already.
+    const roots = await deps.closer.sendWithRoots([...plan.resourceSpans, ...releasedSpansOf(applied.release)], applied.due.map((d) => d.shard));
     const late = applied.late.reduce((sum, l) => sum + l.events, 0);
     bridgeMetrics.lateEvents(late);
     if (late > 0) deps.log.info({ interactions: applied.late.map((l) => l.key), events: late }, 'late events joined interactions already drawn');

@@ -83,6 +83,8 @@ export interface BridgeConfig {
   dataDir: string;
   /** Claude Code's own spans: forward them instead of drawing those interactions from events (prefer), ignore them (events), or both. */
   nativeTraces: 'prefer' | 'events' | 'both';
+  /** Events that report no work of their own: folded onto the rows they belong to (fold), or each its own span (each). */
+  eventRows: 'fold' | 'each';
   privacyPrompts: PrivacyMode;
   privacyToolDetails: PrivacyMode;
   privacyUserIds: PrivacyMode;
@@ -226,6 +228,7 @@ export const SPEC = [
   spec('BRIDGE_DATA_DIR', 'dataDir', text, './data'),
   spec('BRIDGE_PORTS_FILE', 'portsFile', text, undefined),
   spec('BRIDGE_NATIVE_TRACES', 'nativeTraces', oneOf<BridgeConfig['nativeTraces']>('prefer', 'events', 'both'), 'prefer'),
+  spec('BRIDGE_EVENT_ROWS', 'eventRows', oneOf<BridgeConfig['eventRows']>('fold', 'each'), 'fold'),
   spec('BRIDGE_PRIVACY_PROMPTS', 'privacyPrompts', oneOf<PrivacyMode>('keep', 'hash', 'drop'), 'keep'),
   spec('BRIDGE_PRIVACY_TOOL_DETAILS', 'privacyToolDetails', oneOf<PrivacyMode>('keep', 'hash', 'drop'), 'keep'),
   spec('BRIDGE_PRIVACY_USER_IDS', 'privacyUserIds', oneOf<PrivacyMode>('keep', 'hash', 'drop'), 'keep'),

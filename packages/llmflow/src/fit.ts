@@ -12,6 +12,36 @@ import { bridgeMetrics } from '@ccbridge/telemetry';
 
 export const TRIMMED_KEYS = 'ccbridge.trimmed.keys';
 export const TRIMMED_BYTES = 'ccbridge.trimmed.bytes';
+export const TRIMMED_MESSAGES = 'ccbridge.trimmed.messages';
+
+/**
+ * Conversations (the GenAI conventions' messages, a JSON array) lose whole messages, oldest
+ * first, before any text is cut: the newest turn is what a reader looks for, and what is left
+ * stays valid JSON. The newest message is kept whole; if it alone is too large it is cut as
+ * any long text is.
+ */
+const CONVERSATIONS = new Set(['gen_ai.input.messages']);
+
+/** Drops a conversation's oldest messages until the span is within budget; returns [new size, messages dropped, bytes]. */
+function dropOldest(kv: KeyValue, size: number, budget: number): [number, number, number] {
+  let messages: unknown;
+  try {
+    messages = JSON.parse(kv.value!.stringValue!);
+  } catch {
+    return [size, 0, 0];
+  }
+  if (!Array.isArray(messages) || messages.length < 2) return [size, 0, 0];
+  const before = utf8(JSON.stringify(kv.value!.stringValue!));
+  // Each message's share of the JSON text (with its comma), as escaped again inside the span's JSON.
+  const shares = messages.map((m) => utf8(JSON.stringify(JSON.stringify(m))) - 1);
+  let over = size - budget;
+  let drop = 0;
+  while (over > 0 && drop < messages.length - 1) over -= shares[drop++]!;
+  const text = JSON.stringify(messages.slice(drop));
+  kv.value = { stringValue: text };
+  const after = utf8(JSON.stringify(text));
+  return [size - before + after, drop, before - after];
+}
 
 /** A cut value keeps at least this many characters. */
 const KEEP_CHARS = 256;
@@ -68,8 +98,18 @@ export function fitSpan(span: Span, maxBytes: number): Span {
   const copy: Span = structuredClone(span);
   const trimmedKeys = new Set<string>();
   let trimmedBytes = 0;
-  // Room for the two attributes that say what was cut.
+  let trimmedMessages = 0;
+  // Room for the attributes that say what was cut.
   const budget = maxBytes - 512;
+  for (const kv of copy.attributes ?? []) {
+    if (size <= budget || !CONVERSATIONS.has(kv.key) || kv.value?.stringValue === undefined) continue;
+    const [next, dropped, bytes] = dropOldest(kv, size, budget);
+    if (dropped === 0) continue;
+    size = next;
+    trimmedKeys.add(kv.key);
+    trimmedBytes += bytes;
+    trimmedMessages += dropped;
+  }
   for (const c of cuttables(copy).sort((a, b) => b.value.stringValue.length - a.value.stringValue.length)) {
     if (size <= budget) break;
     const text = c.value.stringValue;
@@ -94,9 +134,10 @@ export function fitSpan(span: Span, maxBytes: number): Span {
   if (trimmedKeys.size === 0) return span;
   bridgeMetrics.trimmedSpans(1);
   copy.attributes = [
-    ...(copy.attributes ?? []).filter((kv) => kv.key !== TRIMMED_KEYS && kv.key !== TRIMMED_BYTES),
+    ...(copy.attributes ?? []).filter((kv) => kv.key !== TRIMMED_KEYS && kv.key !== TRIMMED_BYTES && kv.key !== TRIMMED_MESSAGES),
     { key: TRIMMED_KEYS, value: { arrayValue: { values: [...trimmedKeys].map((k) => ({ stringValue: k })) } } },
     { key: TRIMMED_BYTES, value: { intValue: String(trimmedBytes) } },
+    ...(trimmedMessages > 0 ? [{ key: TRIMMED_MESSAGES, value: { intValue: String(trimmedMessages) } }] : []),
   ];
   return copy;
 }

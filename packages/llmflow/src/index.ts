@@ -27,7 +27,7 @@ import type { Logger } from '@ccbridge/log';
 import { SpanKind, bridgeMetrics, inSpan } from '@ccbridge/telemetry';
 import { fitResourceSpans, fitSpan, spanBytes } from './fit';
 
-export { fitSpan, fitResourceSpans, spanBytes, TRIMMED_BYTES, TRIMMED_KEYS } from './fit';
+export { fitSpan, fitResourceSpans, spanBytes, TRIMMED_BYTES, TRIMMED_KEYS, TRIMMED_MESSAGES } from './fit';
 export { LlmflowUnavailableError } from './unavailable';
 export { LlmflowMetricsClient, type LlmflowMetricsOptions, type MetricsAnswer } from './metrics';
 

@@ -60,6 +60,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     exportSpans,
     log,
     nativeTraces: config.nativeTraces,
+    eventRows: config.eventRows,
     redactor,
   };
 

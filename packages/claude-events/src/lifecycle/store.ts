@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { KeyValue } from '@ccbridge/otlp';
 import { NAMESPACE, SHARDS, defineScript, keyOf, shardKeys, shardOf, type RedisClient, type ShardKeys } from '@ccbridge/redis';
 import type { Timeline } from '../assign';
-import type { BatchPlan, HeldSpan, InteractionUpdate, PendingEvent, SequenceMarks, StoredInteraction } from '../interaction';
+import { SENT, type BatchPlan, type HeldSpan, type InteractionUpdate, type PendingEvent, type SequenceMarks, type StoredInteraction } from '../interaction';
 import type { Contribution } from '../mapping';
 import type { AgentCall, AgentLink, AgentSeen, AgentState, SessionAgents } from '../agents';
 import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type Verdict } from './lifecycle';
@@ -33,6 +33,8 @@ export interface LifecycleStoreOptions {
 export interface ApplyOutcome {
   due: { shard: number; key: string }[];
   late: { key: string; events: number }[];
+  /** Held spans (JSON HeldSpan) of interactions drawn already: to be sent now, in their trace. */
+  release: { key: string; held: string }[];
 }
 
 /** cjson encodes an empty Lua table as `{}`: read either as a list. */
@@ -87,12 +89,13 @@ export class LifecycleStore {
     for (const u of plan.updates) of(u.session ?? u.key).updates.push(u);
     for (const s of plan.sequences) of(s.session).sequences.push(s);
     for (const p of plan.pending) of(p.session).pending.push(p);
-    const outcome: ApplyOutcome = { due: [], late: [] };
+    const outcome: ApplyOutcome = { due: [], late: [], release: [] };
     await Promise.all([...work].map(async ([n, w]) => {
       const raw = await this.run('ccbridgeApply', this.shards[n]!, { ...w });
-      const result = JSON.parse(raw as string) as { due: unknown; late: unknown };
+      const result = JSON.parse(raw as string) as { due: unknown; late: unknown; release: unknown };
       for (const key of list<string>(result.due)) outcome.due.push({ shard: n, key });
       for (const [key, events] of list<[string, number]>(result.late)) outcome.late.push({ key, events });
+      for (const [key, held] of list<[string, string]>(result.release)) outcome.release.push({ key, held });
     }));
     return outcome;
   }
@@ -243,7 +246,7 @@ function storedOf(row: ClaimedRow): StoredInteraction {
     resource: h.resource ? (JSON.parse(h.resource) as KeyValue[]) : [],
     completion: h.completion,
     contributions: list<string>(row.contributions).map((c) => JSON.parse(c) as Contribution),
-    held: list<string>(row.events).map((e) => JSON.parse(e) as HeldSpan),
+    held: list<string>(row.events).filter((e) => e !== SENT).map((e) => JSON.parse(e) as HeldSpan),
     verdict: row.verdict,
     evidence: h.evidence === '1',
   };

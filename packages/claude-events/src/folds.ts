@@ -1,0 +1,110 @@
+/**
+ * Folds: events that are no row of their own (mapping.ts says which, and onto what) put their
+ * attributes onto the span they belong to. A fold whose span is at hand (in the same batch, or
+ * held in Redis with it) is merged into it; one onto the root goes into the root's summary; one
+ * whose span is gone already (sent earlier: LLMFlow keeps the first copy of a span) is drawn as
+ * the instant span it carries, so nothing an event said is lost.
+ */
+import { attributesToRecord, recordToAttributes } from '@ccbridge/otlp';
+import { stringOf, numberOf, type Attributes } from './events';
+import { ROOT, type Fold, type SpanDraft } from './mapping';
+import type { HeldSpan } from './interaction';
+
+interface Foldable {
+  spanId: string;
+  fold?: Fold;
+}
+
+/**
+ * Merges each fold whose target is in `items` into it (via `merge`), in the order `orderOf`
+ * gives (event.sequence: a later fold's value wins, a reply body's messages over the answer's
+ * text); returns what is left: the spans (targets included), and the folds not resolved here.
+ * A fold may give its target another id (`alias`), which other folds may name.
+ */
+export function foldWithin<T extends Foldable>(items: T[], merge: (target: T, attributes: Attributes) => void, orderOf: (item: T) => number = () => 0): { spans: T[]; unresolved: T[] } {
+  const byId = new Map(items.filter((i) => !i.fold).map((i) => [i.spanId, i]));
+  const waiting = items.filter((i) => i.fold).sort((a, b) => orderOf(a) - orderOf(b));
+  // Aliases first: the folds that name a target by its alias resolve once it is known.
+  for (const f of waiting) {
+    const target = byId.get(f.fold!.into);
+    if (target && f.fold!.alias) byId.set(f.fold!.alias, target);
+  }
+  const unresolved: T[] = [];
+  for (const f of waiting) {
+    const target = byId.get(f.fold!.into);
+    if (target) merge(target, f.fold!.attributes);
+    else unresolved.push(f);
+  }
+  return { spans: items.filter((i) => !i.fold), unresolved };
+}
+
+/** Merges into a draft: what the fold says is added to it, a later fold's value over an earlier one's. */
+export const mergeDraft = (target: SpanDraft, attributes: Attributes): void => {
+  target.attributes = { ...target.attributes, ...attributes };
+};
+
+/** The event.sequence of a draft or a held span: the order folds are merged in. */
+export const draftOrder = (d: SpanDraft): number => numberOf(d.attributes['event.sequence']) ?? 0;
+export const heldOrder = (h: HeldSpan): number => numberOf(attributesToRecord(h.attributes.filter((kv) => kv.key === 'event.sequence'))['event.sequence']) ?? 0;
+
+/** A held span as drawn: a fold not merged is its own instant span. */
+export const unfolded = (h: HeldSpan): HeldSpan => {
+  const { fold: _, ...span } = h;
+  return span;
+};
+
+/** Merges into a held span (its attributes are OTLP key-values). */
+export const mergeHeld = (target: HeldSpan, attributes: Attributes): void => {
+  target.attributes = recordToAttributes({ ...attributesToRecord(target.attributes), ...attributes });
+};
+
+/**
+ * The held spans of a turn as its root draws them: folds merged into the spans they name, those
+ * onto the root handed back (in event order) for its summary, the rest drawn as their own spans.
+ * With `rootDrawn` the root can take nothing more: folds onto it are drawn as their own spans too.
+ */
+export function resolveHeld(held: HeldSpan[], { rootDrawn = false } = {}): { spans: HeldSpan[]; root: Attributes[] } {
+  const { spans, unresolved } = foldWithin(held, mergeHeld, heldOrder);
+  const root: { order: number; attributes: Attributes }[] = [];
+  for (const h of unresolved) {
+    if (h.fold!.into !== ROOT || rootDrawn) spans.push(unfolded(h));
+    else {
+      const a = attributesToRecord(h.attributes);
+      root.push({ order: numberOf(a['event.sequence']) ?? Number(BigInt(h.end) / 1_000_000n), attributes: a });
+    }
+  }
+  return { spans, root: root.sort((x, y) => x.order - y.order).map((r) => r.attributes) };
+}
+
+/** Fields of an event the root already has (its session, its user) or that say only what it is. */
+const ROOT_SHARED = new Set(['session.id', 'prompt.id', 'event.name', 'user.id', 'user.email', 'user.account_uuid', 'user.account_id',
+  'organization.id', 'terminal.type', 'anthropic.provider', 'anthropic.custom_base_url', 'span.type', 'traceloop.span.kind']);
+
+/**
+ * The root's attributes for the events folded onto it: every event in order as one line of
+ * `claude_code.interaction.events` (its name and its own fields, nothing dropped), and a
+ * compact start-up summary: the plugins loaded, where the settings came from, hooks registered.
+ */
+export function rootSummaryOf(events: Attributes[]): Attributes {
+  if (events.length === 0) return {};
+  const lines = events.map((a) => {
+    const own = Object.fromEntries(Object.entries(a).filter(([k]) => !ROOT_SHARED.has(k)));
+    return `${stringOf(a['event.name']) ?? 'event'} ${JSON.stringify(own)}`;
+  });
+  const named = (n: string) => events.filter((a) => a['event.name'] === n);
+  const out: Attributes = { 'claude_code.interaction.events': lines };
+  const plugins = named('plugin_loaded').map((a) => stringOf(a['plugin.name'])).filter((x): x is string => !!x);
+  if (plugins.length > 0) out['claude_code.startup.plugins'] = plugins;
+  const hooks = named('hook_registered').length;
+  if (hooks > 0) out['claude_code.startup.hooks_registered'] = hooks;
+  const settings = named('managed_settings_resolved').at(-1);
+  if (settings) {
+    const sources = settings['managed_settings.sources'];
+    out['claude_code.startup.settings_sources'] = Array.isArray(sources) && sources.length > 0 ? sources.map(String) : ['none'];
+  }
+  const modes = named('permission_mode_changed').map((a) => `${stringOf(a['from_mode']) ?? '?'} -> ${stringOf(a['to_mode']) ?? '?'}`);
+  if (modes.length > 0) out['claude_code.interaction.permission_modes'] = modes;
+  const skills = named('skill_activated').map((a) => stringOf(a['skill.name']) ?? '?');
+  if (skills.length > 0) out['claude_code.interaction.skills'] = skills;
+  return out;
+}
