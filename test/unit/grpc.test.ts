@@ -60,7 +60,8 @@ test('an unexpected failure in a call is answered INTERNAL, not left unhandled, 
   const own = createGrpcReceiver({ sink: failing, maxBodyBytes: MAX, log: silentLogger, gate: new InflightGate(1) });
   const ownPort = await listenGrpc(own, '127.0.0.1', 0);
   try {
-    const r = await exportGrpc(`127.0.0.1:${ownPort}`, 'logs', logs);
+    // A deadline, so that a call never answered fails the test rather than hanging it.
+    const r = await exportGrpc(`127.0.0.1:${ownPort}`, 'logs', logs, false, { deadlineMs: 10_000 });
     assert.equal(r.code, grpc.status.INTERNAL);
     assert.equal(r.details, 'internal error');
     assert.equal((await exportGrpc(`127.0.0.1:${ownPort}`, 'logs', logs)).code, grpc.status.OK);
