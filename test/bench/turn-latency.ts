@@ -60,7 +60,7 @@ export async function measureTurnLatency(turns = 30): Promise<LatencyFigures> {
       viaBridge.push(await timeUntilReadable(llmflow.url, rootId, t0));
 
       // The floor: a root of the same size posted straight to LLMFlow.
-      const stored = (await (await fetch(`${llmflow.url}/api/traces/${rootId}`)).json()) as unknown;
+      const stored = await (await fetch(`${llmflow.url}/api/traces/${rootId}`)).json();
       const spanId = randomUUID().replace(/-/g, '').slice(0, 16);
       const span = { traceId: traceIdFor(`direct/${i}`), spanId, name: 'claude_code.interaction', kind: 1, startTimeUnixNano: '1', endTimeUnixNano: '2', attributes: [{ key: 'copy', value: { stringValue: JSON.stringify(stored) } }] };
       const t1 = performance.now();

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { METRICS_QUEUE_NAME, QUEUE_NAME, queueKey } from '@ccbridge/redis';
-import { countItems, decodeExportRequest } from '@ccbridge/otlp';
+import { countItems, decodeExportRequest, type ExportLogsRequest } from '@ccbridge/otlp';
 import zlib from 'node:zlib';
 import { Redis } from 'ioredis';
 import { SCENARIOS, expectedSpans, logsOf, nativeTraceOf, payloads, type Capture } from '../support/fixtures';
@@ -88,12 +88,12 @@ test('Claude Code sessions posted as protobuf and as JSON appear in LLMFlow as o
   for (const capture of CAPTURES) {
     for (const scenario of SCENARIOS) {
       const promptId = promptIdOf(capture, scenario);
-      const root = spans.find((s) => !s.parent_id && JSON.parse(s.attributes)['prompt.id'] === promptId);
+      const root = spans.find((s) => !s.parent_id && (JSON.parse(s.attributes) as Record<string, unknown>)['prompt.id'] === promptId);
       assert.ok(root, `${capture}/${scenario}: its root`);
       const trace = byTrace.get(root.trace_id)!;
       const prompt = logsOf(capture, scenario).resourceLogs![0]!.scopeLogs![0]!.logRecords!
         .find((r) => r.body?.stringValue === 'claude_code.user_prompt')!.attributes!.find((a) => a.key === 'prompt')!.value!.stringValue!;
-      assert.equal(JSON.parse(root.input ?? 'null').prompt, prompt, 'the prompt is the root input');
+      assert.equal((JSON.parse(root.input ?? 'null') as { prompt: unknown }).prompt, prompt, 'the prompt is the root input');
       const want = expectedSpans(capture, scenario);
       assert.equal(trace.filter((s) => s.span_name === 'claude_code.llm_request').length, want.llm, `${capture}/${scenario} LLM spans`);
       assert.equal(trace.filter((s) => s.span_name === 'claude_code.tool').length, want.tools, `${capture}/${scenario} tool spans`);
@@ -185,14 +185,14 @@ test("with Claude Code's own tracing on, its spans reach LLMFlow once, with toke
     assert.deepEqual(new Set(stored.map((s) => s.id)), new Set(native.map((s) => s.spanId)));
   }
   const spans = await llmflow.spans();
-  const nativeLlm = spans.filter((s) => s.span_name === 'claude_code.llm_request' && JSON.parse(s.attributes)['span.type'] === 'llm_request');
+  const nativeLlm = spans.filter((s) => s.span_name === 'claude_code.llm_request' && (JSON.parse(s.attributes) as Record<string, unknown>)['span.type'] === 'llm_request');
   assert.ok(nativeLlm.length > 0);
   assert.ok(nativeLlm.every((s) => s.prompt_tokens > 0 && s.completion_tokens > 0 && s.model === 'claude-opus-5-5'));
   // The native captures' events carry trace context, so no event-derived trace appeared for them.
-  const nativePrompts = new Set(SCENARIOS.map((sc) => promptIdOf('native', sc)));
+  const nativePrompts = new Set<unknown>(SCENARIOS.map((sc) => promptIdOf('native', sc)));
   const nativeTraces = new Set(SCENARIOS.map((sc) => nativeTraceOf(sc).resourceSpans![0]!.scopeSpans![0]!.spans![0]!.traceId));
   assert.equal(nativePrompts.size, SCENARIOS.length);
-  const derived = spans.filter((s) => !nativeTraces.has(s.trace_id) && nativePrompts.has(JSON.parse(s.attributes)['prompt.id']));
+  const derived = spans.filter((s) => !nativeTraces.has(s.trace_id) && nativePrompts.has((JSON.parse(s.attributes) as Record<string, unknown>)['prompt.id']));
   assert.deepEqual(derived.map((s) => s.span_name), [], 'no event-derived spans for natively traced interactions');
 });
 
@@ -203,7 +203,7 @@ test('a batch queued by an older bridge (the decoded request itself) still drain
   const queue = new Queue(QUEUE_NAME, { connection: client, prefix: QUEUE_PREFIX });
   try {
     const json = JSON.stringify(logsOf('json', 'simple')).replaceAll(promptIdOf('json', 'simple'), 'prompt-from-an-older-bridge');
-    await queue.add('logs', { signal: 'logs', request: JSON.parse(json), items: 11 });
+    await queue.add('logs', { signal: 'logs', request: JSON.parse(json) as ExportLogsRequest, items: 11 });
     const root = await waitFor('its root in LLMFlow', async () => (await llmflow.spans()).find((s) => !s.parent_id && s.attributes.includes('prompt-from-an-older-bridge')));
     assert.equal(root.span_name, 'claude_code.interaction');
   } finally {

@@ -62,7 +62,7 @@ async function session(endpoint: string, protocol: OtlpProtocol, env: Record<str
     runClaude({ prompt, apiUrl: api.url, otlpEndpoint: endpoint, protocol, allowedTools: ['Bash(echo:*)'], env, ...(resume && { resume }) });
   const first = await run(firstPrompt);
   assert.equal(first.exitCode, 0, first.stderr);
-  const second = await run('What is 2+2?', first.sessionId!);
+  const second = await run('What is 2+2?', first.sessionId);
   assert.equal(second.exitCode, 0, second.stderr);
   return first.sessionId!;
 }
@@ -77,7 +77,7 @@ async function eventTokens(llmflow: LlmflowPeer, sessionId: string): Promise<Rec
   for (const s of spans.filter((x) => x.span_name === 'claude_code.llm_request')) {
     const a = attrs(s);
     for (const [field, type] of Object.entries(TYPES)) {
-      const key = `${a.model} ${type}`;
+      const key = `${String(a.model)} ${type}`;
       sums[key] = (sums[key] ?? 0) + Number(a[field] ?? 0);
     }
   }

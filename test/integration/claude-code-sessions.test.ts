@@ -52,7 +52,7 @@ interface SessionView {
 
 function sessionsJson(): Promise<SessionView[]> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [CLI, 'sessions', '--json'], { env: { PATH: process.env.PATH, REDIS_URL: stack.redis.url } }, (err, stdout) => {
+    execFile(process.execPath, [CLI, 'sessions', '--json'], { env: { PATH: process.env.PATH, REDIS_URL: stack.redis.url } }, (err: Error | null, stdout) => {
       if (err && !stdout) return reject(err);
       resolve((JSON.parse(stdout) as { sessions: SessionView[] }).sessions);
     });

@@ -6,6 +6,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import type { ExportLogsRequest } from '@ccbridge/otlp';
 import { SCENARIOS, expectedSpans, payloads } from '../support/fixtures';
 import { SECOND_CONFIG, SHIPPED_CONFIG, startCollector, validateConfig, type CollectorPeer } from '../support/collector';
 import { exportGrpc } from '../support/otlp-grpc';
@@ -43,7 +44,7 @@ test('otelcol validate accepts the shipped config, alone and with the second des
 /** Waits until LLMFlow holds the whole trace of a capture's prompt, and returns its spans. */
 async function traceOfPrompt(promptId: string, want: number) {
   return waitFor(`the trace of prompt ${promptId}`, async () => {
-    const spans = (await llmflow.spans()).filter((s) => JSON.parse(s.attributes)['prompt.id'] === promptId);
+    const spans = (await llmflow.spans()).filter((s) => (JSON.parse(s.attributes) as Record<string, unknown>)['prompt.id'] === promptId);
     const traceIds = new Set(spans.map((s) => s.trace_id));
     if (traceIds.size !== 1) return undefined;
     const trace = (await llmflow.listed()).filter((s) => traceIds.has(s.trace_id));
@@ -53,6 +54,12 @@ async function traceOfPrompt(promptId: string, want: number) {
 
 function promptIdIn(body: Buffer): string {
   return /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/.exec(body.toString('latin1').split('prompt.id')[1] ?? '')![0];
+}
+
+/** The first prompt.id among the first scope's log records of an OTLP/JSON logs body. */
+function promptIdInJson(body: Buffer): string {
+  const request = JSON.parse(body.toString()) as ExportLogsRequest;
+  return request.resourceLogs![0]!.scopeLogs![0]!.logRecords!.map((r) => r.attributes!.find((a) => a.key === 'prompt.id')?.value!.stringValue).find(Boolean)!;
 }
 
 test('OTLP/HTTP protobuf and JSON, and OTLP/gRPC, through the Collector reach LLMFlow as traces', async () => {
@@ -71,7 +78,7 @@ test('OTLP/HTTP protobuf and JSON, and OTLP/gRPC, through the Collector reach LL
       }
     }
     const logs = payloads(capture, scenario).find((p) => p.signal === 'logs')!;
-    const id = capture === 'json' ? JSON.parse(logs.body.toString()).resourceLogs[0].scopeLogs[0].logRecords.map((r: { attributes: { key: string; value: { stringValue?: string } }[] }) => r.attributes.find((a) => a.key === 'prompt.id')?.value.stringValue).find(Boolean) : promptIdIn(logs.body);
+    const id = capture === 'json' ? promptIdInJson(logs.body) : promptIdIn(logs.body);
     const trace = await traceOfPrompt(id, expectedSpans(capture, scenario).total);
     assert.equal(trace.length, expectedSpans(capture, scenario).total, `${via}: the whole trace, once`);
   }
@@ -95,7 +102,7 @@ test('while the bridge is down the Collector keeps the data, and delivers it whe
   const p = payloads('json', 'simple').find((x) => x.signal === 'logs')!;
   const body = Buffer.from(p.body.toString().replaceAll('"prompt.id","value":{"stringValue":"', '"prompt.id","value":{"stringValue":"outage-'));
   assert.equal((await post(`${collector.httpUrl}/v1/logs`, body, 'application/json')).status, 200);
-  const promptId = `outage-${JSON.parse(p.body.toString()).resourceLogs[0].scopeLogs[0].logRecords.map((r: { attributes: { key: string; value: { stringValue?: string } }[] }) => r.attributes.find((a) => a.key === 'prompt.id')?.value.stringValue).find(Boolean)}`;
+  const promptId = `outage-${promptIdInJson(p.body)}`;
   bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '400' });
   relay.target = `127.0.0.1:${bridge.port}`;
   const trace = await traceOfPrompt(promptId, expectedSpans('json', 'simple').total);

@@ -21,7 +21,6 @@ import { startLlmflow, waitFor, type LlmflowPeer } from '../support/peers';
 
 const ROOT = path.join(__dirname, '..', '..');
 const PROJECT = 'ccbridge-compose-test';
-const LLMFLOW = 'http://127.0.0.1:3000';
 const ENGINE = (() => {
   try {
     execFileSync('docker', ['compose', 'version'], { stdio: 'ignore' });

@@ -109,7 +109,7 @@ test('fuzzed OTLP/gRPC messages and malformed gRPC frames: OK or a client-error 
       const req = session.request({ ':method': 'POST', ':path': `/${GRPC_SERVICES.logs}/Export`, 'content-type': 'application/grpc', te: 'trailers' });
       let status = '';
       req.on('response', (headers) => (status = String(headers['grpc-status'] ?? '')));
-      req.on('trailers', (trailers) => (status = String(trailers['grpc-status'] ?? status)));
+      req.on('trailers', (trailers: http2.IncomingHttpHeaders) => (status = String(trailers['grpc-status'] ?? status)));
       req.on('error', () => resolve('stream error'));
       req.on('close', () => resolve(status));
       req.resume();

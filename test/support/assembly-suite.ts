@@ -245,7 +245,7 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     assert.equal(roots.length, 2);
     const ends = roots.map((r) => r.attrs['claude_code.interaction.end']).sort();
     assert.deepEqual(ends, ['next_prompt', 'response']);
-    for (const r of roots) assertWholeRoot([...h.stored().values()], r, String(r.attrs['claude_code.interaction.end']), r.attrs['claude_code.interaction.end'] === 'response');
+    for (const r of roots) assertWholeRoot([...h.stored().values()], r, r.attrs['claude_code.interaction.end'] as string, r.attrs['claude_code.interaction.end'] === 'response');
   });
 
   test(`${label}: a resumed session (same session.id, event.sequence from 0 again) is a second interaction; a turn its start cut off is drawn incomplete`, async () => {

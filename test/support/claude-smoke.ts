@@ -203,13 +203,14 @@ async function main() {
         console.log(`  ${r.transport} ${r.path} ${r.contentType}${r.contentEncoding ? ` (${r.contentEncoding})` : ''} ${r.bytes} B, ${r.at - exitedAt >= 0 ? `${r.at - exitedAt} ms AFTER exit` : `${exitedAt - r.at} ms before exit`}${r.events ? `, ${r.events.length} events` : ''}${r.error ? ` ERROR ${r.error}` : ''}`);
       }
       const events = otlp.received.flatMap((r) => r.events ?? []);
-      const sessionIds = new Set(events.map((e) => e['session.id']));
-      const promptIds = new Set(events.map((e) => e['prompt.id']).filter((p) => p !== undefined));
+      // Claude Code sends these attributes as scalars (ids and names as strings, the sequence as an int).
+      const sessionIds = new Set(events.map((e) => e['session.id'] as string | undefined));
+      const promptIds = new Set(events.map((e) => e['prompt.id'] as string | undefined).filter((p) => p !== undefined));
       console.log(`events (${events.length}; * = no prompt.id; session.id values ${[...sessionIds].join(',')}; prompt.id values ${[...promptIds].join(',')}):`);
       for (const e of events) {
-        const name = String(e['event.name']);
+        const name = e['event.name'] as string;
         const detail = (DETAIL[name] ?? []).filter((k) => e[k] !== undefined).map((k) => `${k}=${JSON.stringify(e[k])}`);
-        console.log(`  #${String(e['event.sequence'])} ${e['prompt.id'] === undefined ? '*' : ' '}${name}${detail.length ? ` ${detail.join(' ')}` : ''}`);
+        console.log(`  #${e['event.sequence'] as string | number | undefined} ${e['prompt.id'] === undefined ? '*' : ' '}${name}${detail.length ? ` ${detail.join(' ')}` : ''}`);
       }
       const late = otlp.received.filter((r) => r.at > exitedAt);
       console.log(`flush: ${late.length ? `${late.length} request(s) arrived after exit` : 'everything arrived before exit'}`);

@@ -39,7 +39,7 @@ function extremeNumbers(random: () => number): Buffer {
       sl.logRecords = (sl.logRecords ?? []).map((r): LogRecord => ({
         ...r,
         ...(random() < 0.3 && { timeUnixNano: pick(EXTREME_TIMES) }),
-        attributes: (r.attributes ?? []).map((a) => (random() < 0.3 ? { key: a.key, value: pick(EXTREME_VALUES) as never } : a)),
+        attributes: (r.attributes ?? []).map((a) => (random() < 0.3 ? { key: a.key, value: pick(EXTREME_VALUES) } : a)),
       }));
     }
   }
@@ -69,7 +69,7 @@ function mutateJson(b: Buffer, random: () => number): Buffer {
     // A value swapped for another type.
     const values = [...text.matchAll(/:("(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]*|true|false|null)/g)];
     const m = values[Math.floor(random() * values.length)];
-    if (m) return Buffer.from(text.slice(0, m.index! + 1) + JSON_SWAPS[Math.floor(random() * JSON_SWAPS.length)] + text.slice(m.index! + m[0].length));
+    if (m) return Buffer.from(text.slice(0, m.index + 1) + JSON_SWAPS[Math.floor(random() * JSON_SWAPS.length)] + text.slice(m.index + m[0].length));
   }
   return mutateBytes(b, random);
 }

@@ -15,6 +15,8 @@ export interface ExportOptions {
   ca?: Buffer;
   /** Metadata sent with the call (e.g. `authorization`). */
   metadata?: Record<string, string>;
+  /** Milliseconds the call may take before it ends DEADLINE_EXCEEDED (none by default). */
+  deadlineMs?: number;
 }
 
 export function exportGrpc(address: string, signal: Signal, body: Buffer, gzip = false, options: ExportOptions = {}): Promise<{ code: number; details?: string; response?: Buffer }> {
@@ -26,7 +28,8 @@ export function exportGrpc(address: string, signal: Signal, body: Buffer, gzip =
   const metadata = new grpc.Metadata();
   for (const [k, v] of Object.entries(options.metadata ?? {})) metadata.set(k, v);
   return new Promise((resolve) => {
-    (client as unknown as { Export: (b: Buffer, m: grpc.Metadata, cb: (e: grpc.ServiceError | null, r?: Buffer) => void) => void }).Export(body, metadata, (err, response) => {
+    const callOptions: grpc.CallOptions = options.deadlineMs === undefined ? {} : { deadline: Date.now() + options.deadlineMs };
+    (client as unknown as { Export: (b: Buffer, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Buffer) => void) => void }).Export(body, metadata, callOptions, (err, response) => {
       client.close();
       resolve(err ? { code: err.code, details: err.details } : { code: grpc.status.OK, response });
     });

@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, isBridge, launch, startOnFreePorts, tracked, waitFor, waitForStart, type Proc } from './procs';
+import { freePort, isBridge, launch, startOnFreePorts, tracked, waitForStart, type Proc } from './procs';
 
 export { fileTimeLimit, freePort, launch, waitFor, type Proc } from './procs';
 
@@ -103,6 +103,7 @@ process.stdout.write(JSON.stringify(db.query(process.env.LLMFLOW_SQL).all()));`;
       try {
         resolve(JSON.parse(out) as unknown[]);
       } catch (e) {
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- reject() takes anything, but prefer-promise-reject-errors needs to see the Error (JSON.parse throws a SyntaxError)
         reject(e as Error);
       }
     });

@@ -61,8 +61,8 @@ export class PeerExitedError extends Error {
 export function launch(command: string, args: string[], env: NodeJS.ProcessEnv, options: LaunchOptions = {}): Proc {
   const child = spawn(command, args, { cwd: options.cwd ?? path.join(__dirname, '..', '..'), env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   // A command that is not there is an exit too, not an unhandled error.
   child.once('error', (err) => {
@@ -154,7 +154,7 @@ export function checkPeers(): void {
  */
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, pollMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let last: unknown;
+  let last: Error | undefined;
   for (;;) {
     checkPeers();
     try {
@@ -162,7 +162,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
       if (value !== undefined && value !== false) return value;
     } catch (err) {
       if (err instanceof PeerExitedError) throw err;
-      last = err;
+      last = err as Error;
     }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, pollMs));

@@ -1,13 +1,13 @@
 /** Which Agent call started which subagent (packages/claude-events/src/agents.ts, linkAgents). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { linkAgents, type AgentCall, type AgentSeen, type AgentState } from '@ccbridge/claude-events';
+import { linkAgents, type AgentCall, type AgentLink, type AgentSeen, type AgentState } from '@ccbridge/claude-events';
 
 const state = (calls: AgentCall[], agents: AgentSeen[], o: Partial<Pick<AgentState, 'contiguous' | 'promptedAfter' | 'links'>> = {}): AgentState => ({
   session: 's',
   calls: new Map(calls.map((c) => [c.id, c])),
   agents: new Map(agents.map((a) => [a.id, a])),
-  links: o.links ?? new Map(),
+  links: o.links ?? new Map<string, AgentLink>(),
   contiguous: o.contiguous ?? new Set(agents.map((a) => a.id)),
   promptedAfter: o.promptedAfter ?? new Set(),
 });

@@ -29,7 +29,7 @@ function composeConfig(files: string[], env: Record<string, string> = {}): { ser
   const out = execFileSync('docker-compose', [...files.flatMap((f) => ['-f', f]), 'config'], {
     cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
-  return parse(out);
+  return parse(out) as { services: Record<string, Service> };
 }
 
 test('docker-compose reads docker-compose.yml, alone and with the second destination', () => {
@@ -94,7 +94,7 @@ test('compose: no obsolete version key, one bridge image built once, LLMFlow sto
 });
 
 test('the LLMFlow image installs the versions the tests run against', () => {
-  const peers = JSON.parse(read('test/peers/package.json')).dependencies as Record<string, string>;
+  const peers = (JSON.parse(read('test/peers/package.json')) as { dependencies: Record<string, string> }).dependencies;
   const stage = read('Dockerfile').split(/^FROM /m).find((st) => /AS llmflow$/m.test(st))!;
   for (const name of ['llmflow', 'bun', 'uuid']) assert.match(stage, new RegExp(`\\b${name}@${peers[name]!.replaceAll('.', '\\.')}\\b`), name);
   assert.doesNotMatch(stage, /claude-code/);

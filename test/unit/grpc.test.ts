@@ -48,3 +48,25 @@ test('queue full or Redis away is UNAVAILABLE (retryable); above the limit RESOU
   sink.acceptanceNow = 'ok';
   assert.equal((await exportRaw('logs', Buffer.alloc(MAX + 10, 0))).code, grpc.status.RESOURCE_EXHAUSTED);
 });
+
+test('an unexpected failure in a call is answered INTERNAL, not left unhandled, and the call leaves the gate', async () => {
+  const failing = new RecordingSink();
+  let failures = 1;
+  failing.acceptance = async () => {
+    if (failures-- > 0) throw new Error('a fault in the sink');
+    return 'ok';
+  };
+  // One call at a time: the second is answered only if the failed one left the gate.
+  const own = createGrpcReceiver({ sink: failing, maxBodyBytes: MAX, log: silentLogger, gate: new InflightGate(1) });
+  const ownPort = await listenGrpc(own, '127.0.0.1', 0);
+  try {
+    // A deadline, so that a call never answered fails the test rather than hanging it.
+    const r = await exportGrpc(`127.0.0.1:${ownPort}`, 'logs', logs, false, { deadlineMs: 10_000 });
+    assert.equal(r.code, grpc.status.INTERNAL);
+    assert.equal(r.details, 'internal error');
+    assert.equal((await exportGrpc(`127.0.0.1:${ownPort}`, 'logs', logs)).code, grpc.status.OK);
+    assert.deepEqual(failing.batches.map((b) => b.signal), ['logs']);
+  } finally {
+    await closeGrpc(own);
+  }
+});

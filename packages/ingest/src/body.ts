@@ -36,7 +36,7 @@ type Decompress = (buf: Buffer, options: zlib.ZlibOptions) => Buffer;
 const DECOMPRESS: Record<Compressed, { sync: Decompress; async: (buf: Buffer, options: zlib.ZlibOptions) => Promise<Buffer> }> = {
   gzip: { sync: zlib.gunzipSync, async: promisify(zlib.gunzip) },
   deflate: { sync: zlib.inflateSync, async: promisify(zlib.inflate) },
-  br: { sync: zlib.brotliDecompressSync, async: promisify(zlib.brotliDecompress) as (buf: Buffer, options: zlib.ZlibOptions) => Promise<Buffer> },
+  br: { sync: zlib.brotliDecompressSync, async: promisify(zlib.brotliDecompress) },
 };
 
 /**

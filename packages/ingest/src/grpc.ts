@@ -3,7 +3,8 @@
  * (gzip-compressed or not), answering as the OTLP specification asks: the Export*ServiceResponse
  * once the batch is stored, UNAUTHENTICATED without an accepted bearer token (when tokens are
  * required), INVALID_ARGUMENT for a message that does not decode, UNAVAILABLE
- * (retryable) while the queue is full or Redis is away, RESOURCE_EXHAUSTED above the size limit.
+ * (retryable) while the queue is full or Redis is away, RESOURCE_EXHAUSTED above the size limit,
+ * INTERNAL for an unexpected failure (HTTP's 500).
  *
  * Messages are taken as raw bytes and decoded by the same codec as OTLP/HTTP protobuf, so both
  * transports reach the queue in one form.
@@ -33,6 +34,7 @@ export interface GrpcReceiverOptions {
 }
 
 const raw = (b: Buffer) => b;
+type AsyncUnaryCall = (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => Promise<void>;
 
 export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
   const { sink, log } = options;
@@ -53,7 +55,13 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
         responseDeserialize: raw,
       },
     };
-    const Export: grpc.handleUnaryCall<Buffer, Buffer> = async (call, callback) => {
+    // grpc-js ignores what a handler returns: the call's promise is handled here, an unexpected
+    // failure logged and answered INTERNAL (as HTTP answers 500) rather than left unhandled.
+    const Export: grpc.handleUnaryCall<Buffer, Buffer> = (call, callback) => void handleExport(call, callback).catch((err: unknown) => {
+      log.error({ signal, transport: 'grpc', err: (err as Error).message, stack: (err as Error).stack }, 'unexpected error while receiving');
+      callback({ code: grpc.status.INTERNAL, details: 'internal error' });
+    });
+    const handleExport: AsyncUnaryCall = async (call, callback) => {
       // grpc-js has read the message by now; the gate bounds the decoded batches held at once.
       if (options.auth && !options.auth.accepts(String(call.metadata.get('authorization')[0] ?? ''))) {
         log.warn({ signal, transport: 'grpc', remote: call.getPeer() }, 'refused a call without an accepted bearer token');
@@ -70,7 +78,7 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
         options.gate.leave();
       }
     };
-    const exportBatch: grpc.handleUnaryCall<Buffer, Buffer> = async (call, callback) => {
+    const exportBatch: AsyncUnaryCall = async (call, callback) => {
       let batch;
       try {
         batch = readBatch(signal, call.request, 'protobuf', options.limits);

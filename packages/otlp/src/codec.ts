@@ -91,7 +91,7 @@ function hexToBase64(key: string, value: string): string {
 function toCanonical<S extends Signal>(signal: S, message: protobuf.Message): ExportRequestBySignal[S] {
   const obj = REQUEST[signal].toObject(message, TO_OBJECT);
   rewriteIds(obj, base64ToHex);
-  return obj as ExportRequestBySignal[S];
+  return obj;
 }
 
 /** An OTLP/JSON body as a protobufjs message of the signal's request type; throws DecodeError. */
@@ -108,7 +108,7 @@ function messageFromJson(signal: Signal, body: Uint8Array): protobuf.Message {
   }
   rewriteIds(parsed, hexToBase64);
   try {
-    return type.fromObject(parsed as Record<string, unknown>);
+    return type.fromObject(parsed);
   } catch (err) {
     throw new DecodeError(`body is not an OTLP/JSON ${type.name}: ${(err as Error).message}`);
   }

@@ -69,8 +69,8 @@ function rulesOf(type: protobuf.Type, signal: Signal, seen: Map<protobuf.Type, M
       (signal === 'metrics' && DATA_POINT_PARENTS.has(fullName) && field.name === 'dataPoints');
     const resolved = field.resolvedType;
     if (resolved && 'fieldsArray' in resolved) {
-      const attribute = (resolved as protobuf.Type).fullName.replace(/^\./, '') === KEY_VALUE;
-      rules[field.id] = { wire: WIRE.LEN, packable: false, string: false, message: rulesOf(resolved as protobuf.Type, signal, seen), item, attribute };
+      const attribute = resolved.fullName.replace(/^\./, '') === KEY_VALUE;
+      rules[field.id] = { wire: WIRE.LEN, packable: false, string: false, message: rulesOf(resolved, signal, seen), item, attribute };
     } else {
       // An enum is a varint.
       const wire = resolved ? WIRE.VARINT : SCALAR_WIRE[field.type];

@@ -29,7 +29,7 @@
  * (tests, tools) they record nothing. The set is rebuilt when the global provider changes, as
  * a meter taken before the SDK registered would stay a no-op.
  */
-import { metrics, type Attributes, type Counter, type Histogram, type Meter, type ObservableGauge } from '@opentelemetry/api';
+import { metrics, type Attributes, type Counter, type Meter, type ObservableGauge } from '@opentelemetry/api';
 
 export const METER_NAME = 'claude-code-llmflow-bridge';
 
@@ -58,7 +58,7 @@ function instruments(meter: Meter) {
       description: 'Requests to LLMFlow, by outcome',
       unit: 's',
       advice: { explicitBucketBoundaries: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] },
-    }) as Histogram,
+    }),
     pauses: counter('worker_pauses', 'Pauses of the worker while LLMFlow was unavailable'),
     compared: counter('sessions_compared', 'Sessions whose api_request events were compared with Claude Code\'s counters, by verdict'),
     sentPoints: counter('exporter_sent_metric_points', 'Claude Code\'s metric points LLMFlow took'),

@@ -59,4 +59,5 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((code) => process.exit(code));
+// main answers every failure with an exit code: it does not reject.
+void main().then((code) => process.exit(code));

@@ -6,10 +6,11 @@
  * gracefully on SIGTERM/SIGINT: stop taking requests, finish the ones in flight, finish the
  * jobs in hand, then stop. Turns still open stay in Redis; the next worker carries on.
  */
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { ConfigError, loadConfig, unknownVariables, type BridgeConfig } from '@ccbridge/config';
 import { createLogger, type Logger } from '@ccbridge/log';
 import { createAdminApp } from '@ccbridge/ingest/health';
@@ -48,7 +49,7 @@ function writePortsFile(file: string, ports: Record<string, number>): void {
   }
 }
 
-const VERSION: string = (require('../package.json') as { version: string }).version;
+const VERSION: string = (JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
 
 async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<void>> {
   // First: the services' instruments come from the SDK's meter provider.
@@ -71,7 +72,7 @@ async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<voi
   // The ports bound, by the variable that asked for each: with 0, the system's choice.
   const ports: Record<string, number> = {};
   const health = { ready: async () => (await probe.ping()) === 'PONG', ports: () => ports };
-  const admin = http.createServer(createAdminApp(health, telemetry.metricsHandler));
+  const admin = http.createServer(createAdminApp(health, (req, res) => telemetry.metricsHandler(req, res)));
   // The OTLP receiver, for the ingest roles only: a worker takes no requests.
   const otlp = ingest?.httpServer(health);
   try {

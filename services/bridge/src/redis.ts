@@ -43,7 +43,7 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, child
 }
 
 export async function chooseRedis(config: BridgeConfig, log: Logger): Promise<RedisChoice> {
-  const none = async () => undefined;
+  const none = () => Promise.resolve();
   if (config.redisUrl) return { url: config.redisUrl, stop: none };
   if (await redisAnswers(DEFAULT_REDIS_URL)) return { url: DEFAULT_REDIS_URL, stop: none };
   if (spawnSync('redis-server', ['--version']).error) {

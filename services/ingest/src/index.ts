@@ -30,7 +30,7 @@ export function tlsFiles(config: BridgeConfig): TlsFiles | undefined {
 /** Connects the queue and serves OTLP/gRPC; the OTLP/HTTP routes are served by the caller's HTTP server. */
 export async function startIngest(config: BridgeConfig, target: RedisTarget, log: Logger): Promise<IngestService> {
   const redis = connectRedis(target, 'producer');
-  redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
+  redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
   // Forwarded metrics have their own share of the byte bound; the events and spans the rest.
   const metricsShare = config.forwardMetrics ? config.queueMetricsMaxBytes ?? 0 : 0;
   const producer = new BatchProducer(redis, {
