@@ -11,7 +11,7 @@ import { SpanKind, StatusCode, recordToAttributes, type KeyValue, type ResourceS
 import { numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { sessionOf } from './assign';
 import { rootSpanIdFor, traceIdFor } from './ids';
-import type { EndReason, Verdict } from './lifecycle/lifecycle';
+import type { Verdict } from './lifecycle/lifecycle';
 import { llmSpanIdFor, mapEvent, turnEndOf, type Contribution, type Fold, type SpanDraft } from './mapping';
 import { heldAgentSpan, type AgentSpan } from './agents';
 import { draftOrder, foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
@@ -306,18 +306,9 @@ export interface StoredInteraction {
   contributions: Contribution[];
   /** Spans of session-level events held for this interaction (its session's first). */
   held: HeldSpan[];
-  /** Why it is drawn now, and what is known to be missing (lifecycle/lifecycle.ts). */
+  /** Why it is drawn now, what is known to be missing, and whether it is complete (lua/lifecycle.lua). */
   verdict: Verdict;
-  /** Its events carried prompt.id and event.sequence, so completeness is known. */
-  evidence: boolean;
 }
-
-/** Whether a root drawn for this verdict holds its whole turn (undefined: nothing to tell by). */
-export function isComplete(ix: Pick<StoredInteraction, 'verdict' | 'evidence'>): boolean | undefined {
-  if (!ix.evidence) return undefined;
-  return COMPLETE_ENDS.has(ix.verdict.reason) && (ix.verdict.missing ?? 0) === 0;
-}
-const COMPLETE_ENDS = new Set<EndReason>(['response', 'error', 'next_prompt']);
 
 const TOTALS: readonly [Exclude<keyof Contribution, 'problem'>, string][] = [
   ['llmRequests', 'claude_code.interaction.llm_requests'],
@@ -363,8 +354,7 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
   if (!ix.prompt) attributes['claude_code.interaction.prompt_seen'] = false;
   // How the turn ended, and whether the root holds all of it (lua/lifecycle.lua).
   attributes['claude_code.interaction.end'] = ix.verdict.reason;
-  const complete = isComplete(ix);
-  if (complete !== undefined) attributes['claude_code.interaction.complete'] = complete;
+  if (ix.verdict.complete !== undefined) attributes['claude_code.interaction.complete'] = ix.verdict.complete;
   if (ix.verdict.missing !== undefined && ix.verdict.missing > 0) attributes['claude_code.interaction.missing_events'] = ix.verdict.missing;
   // The root spans its children, the held ones (start-up, before the prompt) too.
   const start = ix.held.reduce((min, h) => (BigInt(h.start) < min ? BigInt(h.start) : min), BigInt(ix.start));

@@ -248,6 +248,5 @@ function storedOf(row: ClaimedRow): StoredInteraction {
     contributions: list<string>(row.contributions).map((c) => JSON.parse(c) as Contribution),
     held: list<string>(row.events).filter((e) => e !== SENT).map((e) => JSON.parse(e) as HeldSpan),
     verdict: row.verdict,
-    evidence: h.evidence === '1',
   };
 }
