@@ -5,16 +5,17 @@
 -- hash tag as KEYS[1], so the script stays within one slot on a Redis Cluster.
 -- ARGV[1]  JSON: { now, cfg, templates,
 --            sequences: [{ session, marks: [[seq, ms], ...] }],   every event's event.sequence
---            updates:   [{ key, traceId, session?, resource?, start?, end?, prompt?, promptSeq?,
+--            updates:   [{ key, traceId, session?, resource?, bounds: [[start, end]], prompt?, promptSeq?,
 --                          promptAt?, ends: [[seq, kind, ms, request_id]], toolRequests: [request_id],
---                          completion?, completionAt?, evidence, events: n,
+--                          completions: [[at, text]], evidence, events: n,
 --                          contributions: [[id, json]], held: [[id, json]] }],
 --            pending:   [{ session, id, event }] }      spans of session events before any prompt
 -- Returns  JSON: { due: [key, ...], late: [[key, n], ...], release: [[key, json], ...] }
 --          release: held spans of interactions already drawn, to be sent now
 --
 -- Every write is idempotent (set-if-lower, set-if-higher, fields keyed by id), so a batch
--- applied twice leaves the same state.
+-- applied twice leaves the same state. This is the one place where what a batch says about a
+-- turn is merged with what is stored (interaction.ts sends each value as the batch has it).
 --! include lifecycle.lua
 
 local input = cjson.decode(ARGV[1])
@@ -74,8 +75,14 @@ for _, u in ipairs(input.updates) do
     end
     if u.held and #u.held > 0 then redis.call('EXPIRE', events, ttl) end
   else
-    if u.start and (not cur[2] or u.start < cur[2]) then redis.call('HSET', k, 'start', u.start) end
-    if u['end'] and (not cur[3] or u['end'] > cur[3]) then redis.call('HSET', k, 'end', u['end']) end
+    -- The turn's range: the earliest start and the latest end (nanoseconds as fixed-width text).
+    local start, finish = cur[2], cur[3]
+    for _, b in ipairs(u.bounds) do
+      if not start or b[1] < start then start = b[1] end
+      if not finish or b[2] > finish then finish = b[2] end
+    end
+    if start and start ~= cur[2] then redis.call('HSET', k, 'start', start) end
+    if finish and finish ~= cur[3] then redis.call('HSET', k, 'end', finish) end
     redis.call('HSETNX', k, 'traceId', u.traceId)
     redis.call('HSETNX', k, 'firstSeenAt', L.now)
     redis.call('HSET', k, 'seenAt', L.now)
@@ -85,9 +92,12 @@ for _, u in ipairs(input.updates) do
     if u.prompt then redis.call('HSET', k, 'prompt', u.prompt) end
     if u.promptSeq then redis.call('HSET', k, 'promptSeq', u.promptSeq) end
     if u.promptAt then redis.call('HSET', k, 'promptAt', u.promptAt) end
-    if u.completion and (not cur[4] or u.completionAt >= cur[4]) then
-      redis.call('HSET', k, 'completion', u.completion, 'completionAt', u.completionAt)
+    -- The completion: the latest answer text (of two at the same time, the one seen later).
+    local completion, completionAt
+    for _, c in ipairs(u.completions) do
+      if not (completionAt or cur[4]) or c[1] >= (completionAt or cur[4]) then completion, completionAt = c[2], c[1] end
     end
+    if completion then redis.call('HSET', k, 'completion', completion, 'completionAt', completionAt) end
     for _, e in ipairs(u.ends) do
       redis.call('HSET', k, 'end:' .. e[1], e[2] .. '|' .. e[3] .. '|' .. e[4])
       redis.call('HSETNX', k, 'endSeenAt', L.now)

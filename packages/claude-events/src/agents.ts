@@ -225,16 +225,22 @@ export interface Placement {
   type?: string;
 }
 
-/** The placement of a linked subagent: its call's trace (the caller's, for a nested one). */
-export function placementOf(agent: string, session: string, calls: Map<string, AgentCall>, links: Map<string, AgentLink>, depth = 0): Placement | undefined {
-  const l = links.get(agent);
-  if (!l || depth > 16) return undefined;
-  if (l.rule === 'root') return l.key ? { traceKey: l.key, parentSpanId: rootSpanIdFor(l.key), rule: 'root' } : undefined;
-  const call = calls.get(l.call);
-  if (!call) return undefined;
-  const traceKey = call.caller ? placementOf(call.caller, session, calls, links, depth + 1)?.traceKey : call.key;
-  if (!traceKey) return undefined;
-  return { traceKey, parentSpanId: toolExecutionSpanIdFor(session, call.id), callSpanId: toolSpanIdFor(session, call.id), rule: l.rule, type: call.type };
+/**
+ * Where place.lua found a subagent goes (it alone decides whether, and where, a subagent can be
+ * placed): the trace of prompt key `key`, under Agent call `call` (none for `root`).
+ */
+export interface PlacedAt {
+  rule: Rule;
+  key: string;
+  call?: string;
+  type?: string;
+}
+
+/** The span ids of a placement place.lua found. */
+export function placementOf(session: string, at: PlacedAt): Placement {
+  if (at.rule === 'root' || !at.call) return { traceKey: at.key, parentSpanId: rootSpanIdFor(at.key), rule: at.rule };
+  const parentSpanId = toolExecutionSpanIdFor(session, at.call);
+  return { traceKey: at.key, parentSpanId, callSpanId: toolSpanIdFor(session, at.call), rule: at.rule, ...(at.type && { type: at.type }) };
 }
 
 /**

@@ -29,16 +29,16 @@ export const SCOPE = { name: 'claude-code-llmflow-bridge', version: '0.1.0' };
 export const padNs = (ns: bigint): string => ns.toString().padStart(20, '0');
 
 /**
- * What one batch adds to one interaction; merged and applied in Redis in one call per shard
- * (lua/apply.lua, which holds the merge rules).
+ * What one batch adds to one turn, as it stands in the batch: apply.lua merges it into the
+ * stored state (it holds every merge rule: earliest start, latest end, latest completion, ...),
+ * in one call per shard.
  */
 export interface InteractionUpdate {
   key: string;
   traceId: string;
   session?: string;
-  /** Bounds of the interaction's work, when the batch has any (padNs). */
-  start?: string;
-  end?: string;
+  /** [start, end] of each piece of the turn's work in the batch (padNs): spans and events. */
+  bounds: [string, string][];
   /** JSON of the user_prompt event's attributes. */
   prompt?: string;
   /** The user_prompt's event.sequence, and when it was made (ms): where its turn starts. */
@@ -53,8 +53,8 @@ export interface InteractionUpdate {
   toolRequests: string[];
   /** JSON of the resource attributes (KeyValue[]) of the first event seen. */
   resource?: string;
-  completion?: string;
-  completionAt?: string;
+  /** [when (padNs), text] of each answer text of the batch: the latest is the turn's completion. */
+  completions: [string, string][];
   /** Its events carry prompt.id and event.sequence: its end can be known, not guessed. */
   evidence: boolean;
   /** Events of the batch that belong to it (counted as late if its root is already drawn). */
@@ -180,7 +180,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     const rootSpanId = rootSpanIdFor(key);
     let update = updates.get(key);
     if (!update) {
-      update = { key, traceId, evidence: false, events: 0, ends: [], toolRequests: [], contributions: [], held: [] };
+      update = { key, traceId, bounds: [], evidence: false, events: 0, ends: [], toolRequests: [], completions: [], contributions: [], held: [] };
       update.resource = JSON.stringify(event.resource);
       if (session) update.session = session;
       updates.set(key, update);
@@ -189,7 +189,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     spansByResource.set(event.resource, list);
     const agent = stringOf(event.attributes['agent_id']);
     for (const draft of outcome.spans) {
-      widen(update, draft.startNs, draft.endNs);
+      update.bounds.push([padNs(draft.startNs), padNs(draft.endNs)]);
       if (folded.has(draft) || merged.has(draft.spanId)) {
         // Sent now with its fold merged: a copy of either in a later batch is not drawn again.
         if (!agent) update.held.push([draft.spanId, SENT]);
@@ -200,7 +200,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
       else list.push(toSpan(traceId, rootSpanId, draft));
       spans += 1;
     }
-    widen(update, event.timeNs, event.timeNs);
+    update.bounds.push([padNs(event.timeNs), padNs(event.timeNs)]);
     update.events += 1;
     const seq = sequenceOf(event);
     if (seq !== undefined && session && stringOf(event.attributes['prompt.id'])) update.evidence = true;
@@ -214,10 +214,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     const requestId = stringOf(event.attributes['request_id']) ?? '';
     if (ends && seq !== undefined) update.ends.push([seq, ends, msOf(event), requestId]);
     if (requestId && (event.name === 'tool_decision' || event.name === 'tool_result')) update.toolRequests.push(requestId);
-    if (outcome.completion !== undefined && (!update.completionAt || padNs(event.timeNs) >= update.completionAt)) {
-      update.completion = outcome.completion;
-      update.completionAt = padNs(event.timeNs);
-    }
+    if (outcome.completion !== undefined) update.completions.push([padNs(event.timeNs), outcome.completion]);
     const first = outcome.spans[0];
     if (outcome.contribution && first) update.contributions.push([first.spanId, JSON.stringify(outcome.contribution)]);
   });
@@ -286,11 +283,6 @@ export function sequenceMarksOf(events: ClaudeEvent[]): SequenceMarks[] {
     bySession.set(session, marks);
   }
   return [...bySession].map(([session, marks]) => ({ session, marks }));
-}
-
-function widen(update: InteractionUpdate, startNs: bigint, endNs: bigint): void {
-  if (update.start === undefined || padNs(startNs) < update.start) update.start = padNs(startNs);
-  if (update.end === undefined || padNs(endNs) > update.end) update.end = padNs(endNs);
 }
 
 /** An interaction's state as read back from Redis when it closes. */

@@ -88,8 +88,9 @@ async function placeAgents(deps: BatchProcessorDeps, events: ClaudeEvent[], keys
   let count = 0;
   for (const p of placed) {
     for (const [agent, held] of p.spans) {
-      const placement = placementOf(agent, p.session, p.calls, p.links);
-      if (!placement) continue; // place.lua hands back only what can be placed
+      const at = p.placed.get(agent);
+      if (!at) continue; // place.lua hands back the spans of placed subagents only
+      const placement = placementOf(p.session, at);
       const { spans, callFolds } = placedSpans(placement, agent, held, SCOPE);
       // A subagent's totals go onto its Agent call's tool span, while that is still to be sent.
       const call = batch.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!)).find((x) => x.spanId === placement.callSpanId);

@@ -13,7 +13,7 @@ import { NAMESPACE, SHARDS, defineScript, keyOf, shardKeys, shardOf, type RedisC
 import type { Timeline } from '../assign';
 import { SENT, type BatchPlan, type HeldSpan, type InteractionUpdate, type PendingEvent, type SequenceMarks, type StoredInteraction } from '../interaction';
 import type { Contribution } from '../mapping';
-import type { AgentCall, AgentLink, AgentSeen, AgentState, SessionAgents } from '../agents';
+import type { AgentCall, AgentLink, AgentSeen, AgentState, PlacedAt, SessionAgents } from '../agents';
 import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type Verdict } from './lifecycle';
 
 const LUA = path.join(__dirname, '..', '..', 'lua');
@@ -130,8 +130,7 @@ export class LifecycleStore {
     const raw = await this.perShard<(typeof input)[number], RawPlaced>('ccbridgePlace', input, (s) => s.session, 'sessions');
     return raw.map((r) => ({
       session: r.session,
-      calls: withIds(parsed<AgentCall>(r.calls)),
-      links: parsed<AgentLink>(r.links),
+      placed: new Map(Array.isArray(r.placed) ? [] : Object.entries(r.placed ?? {})),
       spans: new Map(Object.entries(r.spans ?? {}).map(([agent, held]) => [agent, list<string>(held)])),
     }));
   }
@@ -206,16 +205,14 @@ interface RawAgentState {
 }
 interface RawPlaced {
   session: string;
-  calls?: Record<string, string>;
-  links?: Record<string, string>;
+  placed?: Record<string, PlacedAt>;
   spans?: Record<string, unknown>;
 }
 
-/** What place.lua hands back: a session's calls and links, and the spans of the subagents placed now. */
+/** What place.lua hands back: where each subagent placed now goes, and its held spans. */
 export interface PlacedAgents {
   session: string;
-  calls: Map<string, AgentCall>;
-  links: Map<string, AgentLink>;
+  placed: Map<string, PlacedAt>;
   spans: Map<string, string[]>;
 }
 
