@@ -27,7 +27,7 @@
 import { recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { numberOf, stringOf, type ClaudeEvent } from './events';
 import { rootSpanIdFor, traceIdFor } from './ids';
-import type { HeldSpan } from './interaction';
+import { resourceSpansOf, spanOfHeld, type HeldSpan } from './spans';
 import { AGENT_CALL, toolExecutionSpanIdFor, toolSpanIdFor } from './mapping';
 import { foldWithin, heldOrder, mergeHeld, unfolded } from './folds';
 
@@ -248,7 +248,7 @@ export function placementOf(session: string, at: PlacedAt): Placement {
  * them, and `callFolds` (onto the Agent call's tool span: the subagent's totals) handed back for
  * the caller to merge into that span if it is still to be sent; any other fold is its own span.
  */
-export function placedSpans(placement: Placement, agent: string, held: string[], scope: { name: string; version: string }): { spans: ResourceSpans[]; callFolds: HeldSpan[] } {
+export function placedSpans(placement: Placement, agent: string, held: string[]): { spans: ResourceSpans[]; callFolds: HeldSpan[] } {
   const byResource = new Map<string, { resource: KeyValue[]; spans: Span[] }>();
   const { spans, unresolved } = foldWithin(held.map((raw) => JSON.parse(raw) as HeldAgentSpan), mergeHeld, heldOrder);
   const callFolds = placement.callSpanId ? unresolved.filter((h) => h.fold!.into === AGENT_CALL) : [];
@@ -258,17 +258,7 @@ export function placedSpans(placement: Placement, agent: string, held: string[],
     if (!group) byResource.set(resourceKey, (group = { resource: h.resource, spans: [] }));
     const extra: Record<string, string> = { 'gen_ai.agent.id': agent, 'claude_code.agent.placement': placement.rule };
     if (placement.type) extra['gen_ai.agent.name'] = placement.type;
-    group.spans.push({
-      traceId: traceIdFor(placement.traceKey),
-      spanId: h.spanId,
-      parentSpanId: h.parent ?? placement.parentSpanId,
-      name: h.name,
-      kind: h.kind,
-      startTimeUnixNano: h.start,
-      endTimeUnixNano: h.end,
-      attributes: [...h.attributes, ...recordToAttributes(extra)],
-      status: h.status ?? { code: 0 },
-    });
+    group.spans.push(spanOfHeld(traceIdFor(placement.traceKey), h.parent ?? placement.parentSpanId, h, recordToAttributes(extra)));
   }
-  return { spans: [...byResource.values()].map((g) => ({ resource: { attributes: g.resource }, scopeSpans: [{ scope, spans: g.spans }] })), callFolds };
+  return { spans: [...byResource.values()].map((g) => resourceSpansOf(g.resource, g.spans)), callFolds };
 }

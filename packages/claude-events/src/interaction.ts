@@ -12,7 +12,8 @@ import { numberOf, stringOf, type Attributes, type ClaudeEvent } from './events'
 import { sessionOf } from './assign';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import type { Verdict } from './lifecycle/lifecycle';
-import { llmSpanIdFor, mapEvent, turnEndOf, type Contribution, type Fold, type SpanDraft } from './mapping';
+import { llmSpanIdFor, mapEvent, turnEndOf, type Contribution } from './mapping';
+import { heldOf, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
 import { heldAgentSpan, type AgentSpan } from './agents';
 import { draftOrder, foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
@@ -22,8 +23,6 @@ import { problemLines } from './problems';
  * belong to (mapping.ts), `each` as spans of their own (every event a row, as before).
  */
 export type EventRows = 'fold' | 'each';
-
-export const SCOPE = { name: 'claude-code-llmflow-bridge', version: '0.1.0' };
 
 /** Nanosecond times as fixed-width decimal strings, so Redis (Lua) can compare them as text. */
 export const padNs = (ns: bigint): string => ns.toString().padStart(20, '0');
@@ -86,29 +85,6 @@ export interface PendingEvent {
   event: string;
 }
 
-/** A span held in Redis until its interaction is known: drawn with the root, in its trace. */
-export interface HeldSpan {
-  spanId: string;
-  name: string;
-  kind: number;
-  start: string;
-  end: string;
-  attributes: KeyValue[];
-  status?: Span['status'];
-  fold?: Fold;
-}
-
-const heldOf = (d: SpanDraft): HeldSpan => ({
-  ...(d.fold && { fold: d.fold }),
-  spanId: d.spanId,
-  name: d.name,
-  kind: d.kind,
-  start: d.startNs.toString(),
-  end: d.endNs.toString(),
-  attributes: recordToAttributes(d.attributes),
-  status: d.status,
-});
-
 export interface BatchPlan {
   /** Child spans, ready to export. */
   resourceSpans: ResourceSpans[];
@@ -121,20 +97,6 @@ export interface BatchPlan {
   spans: number;
   /** Events that can belong to no interaction (not even a session id). */
   unassigned: number;
-}
-
-function toSpan(traceId: string, rootSpanId: string, d: SpanDraft): Span {
-  return {
-    traceId,
-    spanId: d.spanId,
-    parentSpanId: d.parentSpanId ?? rootSpanId,
-    name: d.name,
-    kind: d.kind,
-    startTimeUnixNano: d.startNs.toString(),
-    endTimeUnixNano: d.endNs.toString(),
-    attributes: recordToAttributes(d.attributes),
-    status: d.status ?? { code: 0 },
-  };
 }
 
 /**
@@ -197,7 +159,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
       }
       if (agent && session) agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource));
       else if (draft.fold || waiting.has(draft.spanId)) update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
-      else list.push(toSpan(traceId, rootSpanId, draft));
+      else list.push(spanOfDraft(traceId, rootSpanId, draft));
       spans += 1;
     }
     update.bounds.push([padNs(event.timeNs), padNs(event.timeNs)]);
@@ -221,7 +183,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
 
   const resourceSpans: ResourceSpans[] = [...spansByResource]
     .filter(([, list]) => list.length > 0)
-    .map(([resource, list]) => ({ resource: { attributes: resource }, scopeSpans: [{ scope: SCOPE, spans: list }] }));
+    .map(([resource, list]) => resourceSpansOf(resource, list));
   return { resourceSpans, agentSpans, updates: [...updates.values()], sequences, pending, spans, unassigned };
 }
 
@@ -363,20 +325,8 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
     status: ix.verdict.reason === 'error' ? { code: StatusCode.ERROR, message: problems.at(-1) ?? 'the turn ended in an error' } : { code: 0 },
   };
   const held = resolved.spans.map((h) => spanOfHeld(ix.traceId, span.spanId, h));
-  return { resource: { attributes: ix.resource }, scopeSpans: [{ scope: SCOPE, spans: [span, ...held] }] };
+  return resourceSpansOf(ix.resource, [span, ...held]);
 }
-
-const spanOfHeld = (traceId: string, rootSpanId: string, h: HeldSpan): Span => ({
-  traceId,
-  spanId: h.spanId,
-  parentSpanId: rootSpanId,
-  name: h.name,
-  kind: h.kind,
-  startTimeUnixNano: h.start,
-  endTimeUnixNano: h.end,
-  attributes: h.attributes,
-  status: h.status ?? { code: 0 },
-});
 
 /**
  * Held spans of turns whose roots are drawn already (apply.lua hands them back): sent at once in
@@ -389,5 +339,5 @@ export function releasedSpansOf(released: { key: string; held: string }[]): Reso
   const spans = [...byKey].flatMap(([key, held]) => {
     return resolveHeld(held, { rootDrawn: true }).spans.map((h) => spanOfHeld(traceIdFor(key), rootSpanIdFor(key), h));
   });
-  return spans.length > 0 ? [{ resource: { attributes: [] }, scopeSpans: [{ scope: SCOPE, spans }] }] : [];
+  return spans.length > 0 ? [resourceSpansOf([], spans)] : [];
 }
