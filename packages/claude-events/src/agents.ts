@@ -25,7 +25,7 @@
  * id and type (`gen_ai.agent.id`, `gen_ai.agent.name`) and the rule that placed it.
  */
 import { recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
-import { numberOf, stringOf, type ClaudeEvent } from './events';
+import { sequenceOf, stringOf, type ClaudeEvent } from './events';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import { resourceSpansOf, spanOfHeld, type HeldSpan } from './spans';
 import { AGENT_CALL, toolExecutionSpanIdFor, toolSpanIdFor } from './mapping';
@@ -94,11 +94,6 @@ export interface SessionAgents {
   spans: [agent: string, spanId: string, json: string][];
 }
 
-const seqOf = (e: ClaudeEvent) => {
-  const n = numberOf(e.attributes['event.sequence']);
-  return n !== undefined && Number.isSafeInteger(n) ? n : undefined;
-};
-
 /** The Agent call's input (tool_input, or tool_parameters), parsed when it is JSON. */
 function callInput(e: ClaudeEvent): Record<string, unknown> {
   for (const k of ['tool_input', 'tool_parameters']) {
@@ -127,7 +122,7 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
     const key = keys[i];
     if (!session || !key) return;
     const agent = stringOf(e.attributes['agent_id']);
-    const seq = seqOf(e);
+    const seq = sequenceOf(e);
     const tool = stringOf(e.attributes['tool_name']);
     if (tool && AGENT_TOOLS.has(tool) && (e.name === 'tool_decision' || e.name === 'tool_result')) {
       const id = stringOf(e.attributes['tool_use_id']);

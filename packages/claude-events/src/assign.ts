@@ -11,14 +11,12 @@
  * started before them, or the first one. A session's prompts are its timeline, kept in Redis
  * (store.ts) and extended by the prompts in the batch at hand.
  */
-import { numberOf, stringOf, type ClaudeEvent } from './events';
+import { msOf, sequenceOf, stringOf, type ClaudeEvent } from './events';
 
 /** A session's prompts by start time (ms). */
 export type Timeline = { startMs: number; key: string }[];
 
 export const sessionOf = (e: ClaudeEvent): string | undefined => stringOf(e.attributes['session.id']);
-
-const msOf = (e: ClaudeEvent) => Number(e.timeNs / 1_000_000n);
 
 /** The interaction key of a turn whose events carry `prompt.id`. */
 export const promptKeyOf = (promptId: string) => `prompt/${promptId}`;
@@ -63,7 +61,7 @@ export function assignInteractions(events: ClaudeEvent[], stored: Map<string, Ti
     const timeline = timelines.get(sessionOf(e) ?? '');
     if (!timeline?.length) return undefined;
     const t = msOf(e);
-    if (numberOf(e.attributes['event.sequence']) !== undefined) return timeline.find((p) => p.startMs >= t)?.key;
+    if (sequenceOf(e) !== undefined) return timeline.find((p) => p.startMs >= t)?.key;
     let current = timeline[0]!;
     for (const p of timeline) if (p.startMs <= t) current = p;
     return current.key;

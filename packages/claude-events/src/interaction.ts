@@ -8,7 +8,7 @@
  * state kept in Redis that every worker shares.
  */
 import { SpanKind, StatusCode, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
-import { numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
+import { msOf, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { sessionOf } from './assign';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import type { Verdict } from './lifecycle/lifecycle';
@@ -168,13 +168,13 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     if (seq !== undefined && session && stringOf(event.attributes['prompt.id'])) update.evidence = true;
     if (outcome.prompt) {
       update.prompt = JSON.stringify(outcome.prompt);
-      update.promptAt = msOf(event);
-      if (seq !== undefined) update.promptSeq = seq;
+      update.promptAt = String(msOf(event));
+      if (seq !== undefined) update.promptSeq = String(seq);
     }
     // Without prompt.id nothing ties an end marker to its turn (only the next prompt ends it).
     const ends = stringOf(event.attributes['prompt.id']) ? turnEndOf(event) : undefined;
     const requestId = stringOf(event.attributes['request_id']) ?? '';
-    if (ends && seq !== undefined) update.ends.push([seq, ends, msOf(event), requestId]);
+    if (ends && seq !== undefined) update.ends.push([String(seq), ends, String(msOf(event)), requestId]);
     if (requestId && (event.name === 'tool_decision' || event.name === 'tool_result')) update.toolRequests.push(requestId);
     if (outcome.completion !== undefined) update.completions.push([padNs(event.timeNs), outcome.completion]);
     const first = outcome.spans[0];
@@ -186,8 +186,6 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     .map(([resource, list]) => resourceSpansOf(resource, list));
   return { resourceSpans, agentSpans, updates: [...updates.values()], sequences, pending, spans, unassigned };
 }
-
-const msOf = (e: ClaudeEvent) => String(e.timeNs / 1_000_000n);
 
 /** Events Claude Code logs right after an `api_request`, in one synchronous step, about its reply. */
 const ANSWER_EVENTS = new Set(['assistant_response', 'api_response_body']);
@@ -205,7 +203,7 @@ function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
   const bodies = new Set<string>();
   for (const e of events) {
     const seq = sequenceOf(e);
-    if (seq !== undefined) at.set(place(e, Number(seq)), e);
+    if (seq !== undefined) at.set(place(e, seq), e);
     if (e.name === 'api_request_body') bodies.add(`${sessionOf(e) ?? ''}/${stringOf(e.attributes['request_body_id']) ?? ''}`);
   }
   const out = new Set<string>();
@@ -213,7 +211,7 @@ function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
     const seq = sequenceOf(e);
     const requestId = stringOf(e.attributes['request_id']);
     if (e.name !== 'api_request' || seq === undefined || !requestId) continue;
-    for (let k = Number(seq) + 1; ; k++) {
+    for (let k = seq + 1; ; k++) {
       const next = at.get(place(e, k));
       const body = next?.name === 'api_response_body' ? stringOf(next.attributes['request_body_id']) : undefined;
       if (!next || (body && !bodies.has(`${sessionOf(e) ?? ''}/${body}`))) out.add(llmSpanIdFor(sessionOf(e) ?? '', requestId));
@@ -221,12 +219,6 @@ function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
     }
   }
   return out;
-}
-
-/** An event's event.sequence as a whole number in text, if it has a usable one. */
-function sequenceOf(e: ClaudeEvent): string | undefined {
-  const n = numberOf(e.attributes['event.sequence']);
-  return n !== undefined && Number.isSafeInteger(n) && n >= 0 ? String(n) : undefined;
 }
 
 /**
@@ -241,7 +233,7 @@ export function sequenceMarksOf(events: ClaudeEvent[]): SequenceMarks[] {
     const seq = sequenceOf(e);
     if (!session || seq === undefined) continue;
     const marks = bySession.get(session) ?? [];
-    marks.push([seq, msOf(e)]);
+    marks.push([String(seq), String(msOf(e))]);
     bySession.set(session, marks);
   }
   return [...bySession].map(([session, marks]) => ({ session, marks }));

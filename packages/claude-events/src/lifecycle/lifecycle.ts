@@ -15,6 +15,8 @@
  * stopping worker leaves open turns in Redis and the next one carries on.
  */
 
+import { defaultOf } from '@ccbridge/config';
+
 export type Phase = 'open' | 'gap' | 'due' | 'idle' | 'drawn';
 
 /** Why a root is drawn: its end marker, or the timer that ran out. */
@@ -50,12 +52,11 @@ export interface LifecycleConfig {
   ttlSeconds: number;
 }
 
+/** The timers that are settings take their defaults from packages/config; the rest are fixed here. */
 export const DEFAULT_LIFECYCLE: LifecycleConfig = {
-  idleMs: 30_000,
-  // Longer than any one tool or request is allowed to run by default (Bash: 10 minutes).
-  turnTimeoutMs: 60 * 60_000,
-  // A Collector retrying after an outage (the shipped config retries every 30 s at most).
-  gapWaitMs: 10 * 60_000,
+  idleMs: defaultOf('interactionIdleMs'),
+  turnTimeoutMs: defaultOf('turnTimeoutMs'),
+  gapWaitMs: defaultOf('gapWaitMs'),
   leaseMs: 60_000,
   recheckMs: 1_000,
   ttlSeconds: 24 * 3600,
