@@ -2,13 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AttributeValue } from '@ccbridge/otlp';
-import { agentFactsOf, linkAgents, sequenceMarksOf, sequenceOf, type AgentCall, type AgentSeen, type AgentState, type ClaudeEvent } from '@ccbridge/claude-events';
+import { agentFactsOf, linkAgents, sequenceMarksOf, sequenceOf, type AgentCall, type AgentLink, type AgentSeen, type AgentState, type ClaudeEvent } from '@ccbridge/claude-events';
 
 const state = (calls: AgentCall[], agents: AgentSeen[], o: Partial<Pick<AgentState, 'contiguous' | 'promptedAfter' | 'links'>> = {}): AgentState => ({
   session: 's',
   calls: new Map(calls.map((c) => [c.id, c])),
   agents: new Map(agents.map((a) => [a.id, a])),
-  links: o.links ?? new Map(),
+  links: o.links ?? new Map<string, AgentLink>(),
   contiguous: o.contiguous ?? new Set(agents.map((a) => a.id)),
   promptedAfter: o.promptedAfter ?? new Set(),
 });

@@ -32,7 +32,7 @@ const PREFIX = 'claude_code.';
 
 function eventNameOf(record: LogRecord, attributes: Attributes): string | undefined {
   const body = record.body?.stringValue;
-  const named = typeof attributes['event.name'] === 'string' ? (attributes['event.name'] as string) : undefined;
+  const named = typeof attributes['event.name'] === 'string' ? attributes['event.name'] : undefined;
   for (const candidate of [record.eventName, body]) {
     if (candidate?.startsWith(PREFIX)) return named ?? candidate.slice(PREFIX.length);
   }

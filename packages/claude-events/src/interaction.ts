@@ -274,7 +274,7 @@ const TOTALS: readonly [Exclude<keyof Contribution, 'problem'>, string][] = [
 export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
   const totals: Attributes = {};
   for (const [field, name] of TOTALS) {
-    const sum = ix.contributions.reduce((acc, c) => acc + ((c[field] as number | undefined) ?? 0), 0);
+    const sum = ix.contributions.reduce((acc, c) => acc + (c[field] ?? 0), 0);
     totals[name] = field === 'costUsd' ? Math.round(sum * 1e9) / 1e9 : sum;
   }
   // Held spans: folds merged into them, those onto the root summarised on it (folds.ts).

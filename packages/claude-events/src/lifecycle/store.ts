@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { KeyValue } from '@ccbridge/otlp';
 import { NAMESPACE, SHARDS, defineScript, keyOf, shardKeys, shardOf, type RedisClient, type ShardKeys } from '@ccbridge/redis';
 import type { Timeline } from '../assign';
+import type { Attributes } from '../events';
 import type { HeldSpan } from '../spans';
 import { SENT, type BatchPlan, type InteractionUpdate, type PendingEvent, type SequenceMarks, type StoredInteraction } from '../interaction';
 import type { Contribution } from '../mapping';
@@ -240,7 +241,7 @@ function storedOf(row: ClaimedRow): StoredInteraction {
     session: h.session,
     start: h.start ?? h.end ?? '0',
     end: h.end ?? h.start ?? '0',
-    prompt: h.prompt ? JSON.parse(h.prompt) : undefined,
+    prompt: h.prompt ? (JSON.parse(h.prompt) as Attributes) : undefined,
     resource: h.resource ? (JSON.parse(h.resource) as KeyValue[]) : [],
     completion: h.completion,
     contributions: list<string>(row.contributions).map((c) => JSON.parse(c) as Contribution),
