@@ -9,7 +9,7 @@
 --                          promptAt?, ends: [[seq, kind, ms, request_id]], toolRequests: [request_id],
 --                          completions: [[at, text]], evidence, events: n,
 --                          contributions: [[id, json]], held: [[id, json]] }],
---            pending:   [{ session, id, event }] }      spans of session events before any prompt
+--            pending:   [{ session, id, span }] }       pending (start-up) spans: session events before any prompt
 -- Returns  JSON: { due: [key, ...], late: [[key, n], ...], release: [[key, json], ...] }
 --          release: held spans of interactions already drawn, to be sent now
 --
@@ -132,7 +132,7 @@ end
 -- 3. Session-level events that came before any prompt of their session.
 for _, p in ipairs(input.pending) do
   local held = L.key('pending', p.session)
-  redis.call('HSET', held, p.id, p.event)
+  redis.call('HSET', held, p.id, p.span)
   redis.call('EXPIRE', held, ttl)
   adopt(p.session) -- a prompt may have been stored since the batch was planned
 end

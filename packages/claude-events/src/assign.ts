@@ -1,5 +1,5 @@
 /**
- * Which interaction each event belongs to.
+ * Which turn each event belongs to (its turn key; docs/GLOSSARY.md).
  *
  * Claude Code 2.x puts `prompt.id` on every event of an interaction; that is the key. It leaves
  * it off only before a process's first prompt (start-up: `plugin_loaded`, `hook_registered`,

@@ -1,11 +1,12 @@
 /**
- * Interaction assembly: which interaction each event belongs to, what a batch adds to each
- * interaction's stored state, and the root span drawn from that state when it closes.
+ * Turn assembly: what a batch adds to each turn's stored state (its events' turns come from
+ * assign.ts), and the root span drawn from that state when the turn is over.
  *
- * An interaction is one prompt and everything done for it (`prompt.id`). Child spans are sent
- * as their events arrive, parented to a root whose id is derived from the interaction, so
- * they need no state; the root is drawn once, when the interaction closes (store.ts), from
- * state kept in Redis that every worker shares.
+ * A turn is one prompt and everything done for it (`prompt.id`); its state and types are named
+ * "interaction", after its root span (docs/GLOSSARY.md). Child spans are sent as their events
+ * arrive, parented to a root whose id is derived from the turn key, so they need no state; the
+ * root is drawn once, when lifecycle.lua says the turn is due (lifecycle/), from state kept in
+ * Redis that every worker shares.
  */
 import { SpanKind, StatusCode, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { msOf, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
@@ -76,13 +77,13 @@ export interface SequenceMarks {
   marks: [string, string][];
 }
 
-/** A span of a session-level event that came before any prompt of its session: held for the first one. */
-export interface PendingEvent {
+/** A pending (start-up) span: a session-level event's, before any prompt of its session (docs/GLOSSARY.md). */
+export interface PendingSpan {
   session: string;
   /** Its span id. */
   id: string;
   /** JSON HeldSpan. */
-  event: string;
+  span: string;
 }
 
 export interface BatchPlan {
@@ -93,9 +94,9 @@ export interface BatchPlan {
   updates: InteractionUpdate[];
   /** Every event's event.sequence, those drawn from elsewhere too (sequenceMarksOf). */
   sequences: SequenceMarks[];
-  pending: PendingEvent[];
+  pending: PendingSpan[];
   spans: number;
-  /** Events that can belong to no interaction (not even a session id). */
+  /** Events that can belong to no turn (not even a session id). */
   unassigned: number;
 }
 
@@ -106,7 +107,7 @@ export interface BatchPlan {
 export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], sequences: SequenceMarks[] = sequenceMarksOf(events), rows: EventRows = 'fold'): BatchPlan {
   const spansByResource = new Map<KeyValue[], Span[]>();
   const updates = new Map<string, InteractionUpdate>();
-  const pending: PendingEvent[] = [];
+  const pending: PendingSpan[] = [];
   const agentSpans: AgentSpan[] = [];
   let spans = 0;
   let unassigned = 0;
@@ -129,7 +130,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     const session = sessionOf(event);
     let key = keys[i];
     if (!key && session) {
-      for (const d of outcome.spans) if (!folded.has(d)) pending.push({ session, id: d.spanId, event: JSON.stringify(heldOf(d)) });
+      for (const d of outcome.spans) if (!folded.has(d)) pending.push({ session, id: d.spanId, span: JSON.stringify(heldOf(d)) });
       return;
     }
     // Spans with no prompt to belong to (older Claude Code, before its prompt arrived): the session's.

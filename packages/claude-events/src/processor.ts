@@ -36,7 +36,7 @@ export interface BatchSummary {
   foreign?: number;
   /** Events left to Claude Code's own spans (they carry trace context). */
   native?: number;
-  /** Session-level events held for the session's first prompt. */
+  /** Pending (start-up) spans: session-level events' spans held for their session's first prompt. */
   pending?: number;
   unassigned?: number;
   interactions?: number;

@@ -13,7 +13,7 @@ import { NAMESPACE, SHARDS, defineScript, keyOf, shardKeys, shardOf, type RedisC
 import type { Timeline } from '../assign';
 import type { Attributes } from '../events';
 import type { HeldSpan } from '../spans';
-import { SENT, type BatchPlan, type InteractionUpdate, type PendingEvent, type SequenceMarks, type StoredInteraction } from '../interaction';
+import { SENT, type BatchPlan, type InteractionUpdate, type PendingSpan, type SequenceMarks, type StoredInteraction } from '../interaction';
 import type { Contribution } from '../mapping';
 import type { AgentCall, AgentLink, AgentSeen, AgentState, PlacedAt, SessionAgents } from '../agents';
 import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type Verdict } from './lifecycle';
@@ -45,7 +45,7 @@ const list = <T>(v: unknown): T[] => (Array.isArray(v) ? (v as T[]) : []);
 interface ShardWork {
   updates: InteractionUpdate[];
   sequences: SequenceMarks[];
-  pending: PendingEvent[];
+  pending: PendingSpan[];
 }
 
 export class LifecycleStore {
