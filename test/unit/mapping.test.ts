@@ -130,7 +130,8 @@ test('session-level events (no prompt.id) are no rows: the root lists them in or
   assert.deepEqual(root.events ?? [], [], 'LLMFlow drops span events: none are drawn');
   const plan = planBatch(events, assignInteractions(events, new Map()));
   assert.equal(plan.unassigned, 0);
-  assert.equal(plan.pending.length, 0);
+  // Their prompt is found in Redis (apply.lua), even when it is in the same batch: the rule has one home.
+  assert.ok(plan.pending.length > 0);
 });
 
 test('with BRIDGE_EVENT_ROWS=each, session-level events are instant spans under the root, as before', async () => {

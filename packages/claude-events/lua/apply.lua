@@ -32,8 +32,10 @@ local function touch(key)
   end
 end
 
--- Spans of session-level events (start-up, before a process's first prompt) are held until the
--- session's first prompt at or after their time is known, and then go to that interaction.
+-- Pending spans (session-level events: start-up, before a process's first prompt) are held until
+-- the session's first prompt at or after their time is known, and then go to that turn: held for
+-- its root, or sent at once (release) if that is drawn already. The one place that rule is applied.
+local release = {}
 local function adopt(session)
   local held = L.key('pending', session)
   local spans = redis.call('HGETALL', held)
@@ -43,8 +45,14 @@ local function adopt(session)
     local ms = #start > 6 and string.sub(start, 1, -7) or '0'
     local prompt = redis.call('ZRANGEBYSCORE', L.key('prompts', session), ms, '+inf', 'LIMIT', 0, 1)[1]
     if prompt then
-      redis.call('HSET', L.key('events', prompt), spans[i], spans[i + 1])
-      redis.call('EXPIRE', L.key('events', prompt), ttl)
+      local events = L.key('events', prompt)
+      if redis.call('HEXISTS', L.key('ix', prompt), 'drawn') == 1 then
+        if redis.call('HEXISTS', events, spans[i]) == 0 then release[#release + 1] = { prompt, spans[i + 1] } end
+        redis.call('HSET', events, spans[i], SENT)
+      else
+        redis.call('HSETNX', events, spans[i], spans[i + 1])
+      end
+      redis.call('EXPIRE', events, ttl)
       redis.call('HDEL', held, spans[i])
     end
   end
@@ -59,7 +67,7 @@ for _, s in ipairs(input.sequences) do
 end
 
 -- 2. Each interaction's state.
-local late, release = {}, {}
+local late = {}
 for _, u in ipairs(input.updates) do
   local k = L.key('ix', u.key)
   local cur = redis.call('HMGET', k, 'drawn', 'start', 'end', 'completionAt')
