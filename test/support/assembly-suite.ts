@@ -186,6 +186,22 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     assert.deepEqual(treeOf(h.stored().values()), await wholeTree(records, request));
   });
 
+  test(`${label}: start-up events that arrive after their prompt's root was drawn are sent at once, in its trace`, async () => {
+    const request = logsOf('json', 'simple');
+    const records = recordsOf(request);
+    const startUp = records.filter((r) => attr(r, 'prompt.id') === undefined);
+    assert.ok(startUp.length > 0);
+    const h = harness();
+    await h.process(requestOf(request, records.filter((r) => !startUp.includes(r))));
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.gapWaitMs), 1, 'drawn incomplete: the start-up numbers never came');
+    const [root] = h.roots();
+    await h.process(requestOf(request, startUp));
+    const late = [...h.stored().values()].filter((s) => s.attrs['prompt.id'] === undefined && s.parentSpanId);
+    assert.equal(late.length, startUp.length, 'every one sent, none lost in Redis');
+    assert.ok(late.every((s) => s.traceId === root!.traceId && s.parentSpanId === root!.spanId));
+    assert.equal(h.exported.filter((s) => !s.parentSpanId).length, 1, 'never a second root');
+  });
+
   test(`${label}: a gap that never fills: drawn with complete=false and the count missing once the wait is over; the event, late, joins the trace`, async () => {
     const request = logsOf('json', 'two-tools');
     const records = recordsOf(request);

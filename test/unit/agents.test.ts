@@ -1,7 +1,8 @@
 /** Which Agent call started which subagent (packages/claude-events/src/agents.ts, linkAgents). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { linkAgents, type AgentCall, type AgentLink, type AgentSeen, type AgentState } from '@ccbridge/claude-events';
+import type { AttributeValue } from '@ccbridge/otlp';
+import { agentFactsOf, linkAgents, sequenceMarksOf, sequenceOf, type AgentCall, type AgentLink, type AgentSeen, type AgentState, type ClaudeEvent } from '@ccbridge/claude-events';
 
 const state = (calls: AgentCall[], agents: AgentSeen[], o: Partial<Pick<AgentState, 'contiguous' | 'promptedAfter' | 'links'>> = {}): AgentState => ({
   session: 's',
@@ -39,3 +40,19 @@ for (const [label, s, want] of CASES) {
     assert.deepEqual(links(s), want);
   });
 }
+
+test('one event.sequence rule: a negative, fractional or non-numeric number is no sequence number, for subagents as for turns', () => {
+  const event = (sequence: AttributeValue): ClaudeEvent => ({
+    name: 'api_request',
+    timeNs: 1_700_000_000_000_000_000n,
+    attributes: { 'session.id': 's', 'prompt.id': 'p', agent_id: 'A', 'event.sequence': sequence },
+    resource: [],
+    traced: false,
+  });
+  assert.deepEqual([0, 7, '12', -1, -3, 1.5, 'x', ''].map((n) => sequenceOf(event(n))), [0, 7, 12, undefined, undefined, undefined, undefined, undefined]);
+  // A subagent is seen only with a usable number (its first and last events order it).
+  const facts = agentFactsOf([event(4), event(-2)], ['prompt/p', 'prompt/p']);
+  assert.deepEqual(facts.get('s')?.agents.map((a) => a.first), [4]);
+  // And a turn counts only usable numbers as marks.
+  assert.deepEqual(sequenceMarksOf([event(4), event(-2)]), [{ session: 's', marks: [['4', '1700000000000']] }]);
+});

@@ -130,7 +130,8 @@ test('session-level events (no prompt.id) are no rows: the root lists them in or
   assert.deepEqual(root.events ?? [], [], 'LLMFlow drops span events: none are drawn');
   const plan = planBatch(events, assignInteractions(events, new Map()));
   assert.equal(plan.unassigned, 0);
-  assert.equal(plan.pending.length, 0);
+  // Their prompt is found in Redis (apply.lua), even when it is in the same batch: the rule has one home.
+  assert.ok(plan.pending.length > 0);
 });
 
 test('with BRIDGE_EVENT_ROWS=each, session-level events are instant spans under the root, as before', async () => {
@@ -170,13 +171,13 @@ test('every event is accounted for: a span, folded onto the span it belongs to, 
     const { events } = claudeEventsOf(request);
     const spans = await drawTree([request]);
     const root = spans.find((s) => !s.parentSpanId)!;
-    const drawnFrom = new Set(spans.map((s) => `${s.attrs['event.name'] ?? ''}/${s.attrs['event.sequence'] ?? ''}`));
+    const drawnFrom = new Set(spans.map((s) => JSON.stringify([s.attrs['event.name'], s.attrs['event.sequence']])));
     for (const e of events) {
       if (e.name === 'user_prompt' || e.name === 'hook_execution_start') continue;
       const seq = e.attributes['event.sequence'];
       const folded = spans.some((s) => s.attrs[`claude_code.${e.name}.event.sequence`] === seq);
       const listed = rootEvents(root).some(([name, own]) => name === e.name && own['event.sequence'] === seq);
-      assert.ok(drawnFrom.has(`${e.name}/${seq}`) || folded || listed, `${scenario}: ${e.name} #${seq}`);
+      assert.ok(drawnFrom.has(JSON.stringify([e.name, seq])) || folded || listed, `${scenario}: ${e.name} #${JSON.stringify(seq)}`);
     }
   }
 });
@@ -227,7 +228,7 @@ test('what LLMFlow shows: long text once per span, a tool\'s input in its input 
   for (const answer of answers) {
     const llm = spans.find((s) => s.name === 'claude_code.llm_request' && s.attrs['request_id'] === answer.attributes['request_id'])!;
     assert.equal(llm.attrs['gen_ai.completion'], answer.attributes['response']);
-    assert.deepEqual(JSON.parse(String(llm.attrs['gen_ai.output.messages'])), [{ role: 'assistant', parts: [{ type: 'text', content: answer.attributes['response'] }] }]);
+    assert.deepEqual(JSON.parse(llm.attrs['gen_ai.output.messages'] as string), [{ role: 'assistant', parts: [{ type: 'text', content: answer.attributes['response'] }] }]);
     assert.equal(llm.attrs['claude_code.assistant_response.event.sequence'], answer.attributes['event.sequence']);
     assert.equal(llm.attrs['claude_code.assistant_response.message.uuid'], answer.attributes['message.uuid']);
   }
@@ -279,7 +280,7 @@ test('a duration no clock gives (1e308, NaN, negative) draws an instant span, ne
     assert.ok(timed.length >= withDuration.length, JSON.stringify(value));
     for (const s of timed) {
       assert.equal(s.startTimeUnixNano, s.endTimeUnixNano, `${s.name} with duration ${JSON.stringify(value)}`);
-      assert.ok(BigInt(s.startTimeUnixNano!) > 0n);
+      assert.ok(BigInt(s.startTimeUnixNano) > 0n);
     }
   }
 });

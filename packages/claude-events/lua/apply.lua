@@ -5,16 +5,17 @@
 -- hash tag as KEYS[1], so the script stays within one slot on a Redis Cluster.
 -- ARGV[1]  JSON: { now, cfg, templates,
 --            sequences: [{ session, marks: [[seq, ms], ...] }],   every event's event.sequence
---            updates:   [{ key, traceId, session?, resource?, start?, end?, prompt?, promptSeq?,
+--            updates:   [{ key, traceId, session?, resource?, bounds: [[start, end]], prompt?, promptSeq?,
 --                          promptAt?, ends: [[seq, kind, ms, request_id]], toolRequests: [request_id],
---                          completion?, completionAt?, evidence, events: n,
+--                          completions: [[at, text]], evidence, events: n,
 --                          contributions: [[id, json]], held: [[id, json]] }],
---            pending:   [{ session, id, event }] }      spans of session events before any prompt
+--            pending:   [{ session, id, span }] }       pending (start-up) spans: session events before any prompt
 -- Returns  JSON: { due: [key, ...], late: [[key, n], ...], release: [[key, json], ...] }
 --          release: held spans of interactions already drawn, to be sent now
 --
 -- Every write is idempotent (set-if-lower, set-if-higher, fields keyed by id), so a batch
--- applied twice leaves the same state.
+-- applied twice leaves the same state. This is the one place where what a batch says about a
+-- turn is merged with what is stored (interaction.ts sends each value as the batch has it).
 --! include lifecycle.lua
 
 local input = cjson.decode(ARGV[1])
@@ -31,8 +32,10 @@ local function touch(key)
   end
 end
 
--- Spans of session-level events (start-up, before a process's first prompt) are held until the
--- session's first prompt at or after their time is known, and then go to that interaction.
+-- Pending spans (session-level events: start-up, before a process's first prompt) are held until
+-- the session's first prompt at or after their time is known, and then go to that turn: held for
+-- its root, or sent at once (release) if that is drawn already. The one place that rule is applied.
+local release = {}
 local function adopt(session)
   local held = L.key('pending', session)
   local spans = redis.call('HGETALL', held)
@@ -42,8 +45,14 @@ local function adopt(session)
     local ms = #start > 6 and string.sub(start, 1, -7) or '0'
     local prompt = redis.call('ZRANGEBYSCORE', L.key('prompts', session), ms, '+inf', 'LIMIT', 0, 1)[1]
     if prompt then
-      redis.call('HSET', L.key('events', prompt), spans[i], spans[i + 1])
-      redis.call('EXPIRE', L.key('events', prompt), ttl)
+      local events = L.key('events', prompt)
+      if redis.call('HEXISTS', L.key('ix', prompt), 'drawn') == 1 then
+        if redis.call('HEXISTS', events, spans[i]) == 0 then release[#release + 1] = { prompt, spans[i + 1] } end
+        redis.call('HSET', events, spans[i], SENT)
+      else
+        redis.call('HSETNX', events, spans[i], spans[i + 1])
+      end
+      redis.call('EXPIRE', events, ttl)
       redis.call('HDEL', held, spans[i])
     end
   end
@@ -58,7 +67,7 @@ for _, s in ipairs(input.sequences) do
 end
 
 -- 2. Each interaction's state.
-local late, release = {}, {}
+local late = {}
 for _, u in ipairs(input.updates) do
   local k = L.key('ix', u.key)
   local cur = redis.call('HMGET', k, 'drawn', 'start', 'end', 'completionAt')
@@ -74,8 +83,14 @@ for _, u in ipairs(input.updates) do
     end
     if u.held and #u.held > 0 then redis.call('EXPIRE', events, ttl) end
   else
-    if u.start and (not cur[2] or u.start < cur[2]) then redis.call('HSET', k, 'start', u.start) end
-    if u['end'] and (not cur[3] or u['end'] > cur[3]) then redis.call('HSET', k, 'end', u['end']) end
+    -- The turn's range: the earliest start and the latest end (nanoseconds as fixed-width text).
+    local start, finish = cur[2], cur[3]
+    for _, b in ipairs(u.bounds) do
+      if not start or b[1] < start then start = b[1] end
+      if not finish or b[2] > finish then finish = b[2] end
+    end
+    if start and start ~= cur[2] then redis.call('HSET', k, 'start', start) end
+    if finish and finish ~= cur[3] then redis.call('HSET', k, 'end', finish) end
     redis.call('HSETNX', k, 'traceId', u.traceId)
     redis.call('HSETNX', k, 'firstSeenAt', L.now)
     redis.call('HSET', k, 'seenAt', L.now)
@@ -85,9 +100,12 @@ for _, u in ipairs(input.updates) do
     if u.prompt then redis.call('HSET', k, 'prompt', u.prompt) end
     if u.promptSeq then redis.call('HSET', k, 'promptSeq', u.promptSeq) end
     if u.promptAt then redis.call('HSET', k, 'promptAt', u.promptAt) end
-    if u.completion and (not cur[4] or u.completionAt >= cur[4]) then
-      redis.call('HSET', k, 'completion', u.completion, 'completionAt', u.completionAt)
+    -- The completion: the latest answer text (of two at the same time, the one seen later).
+    local completion, completionAt
+    for _, c in ipairs(u.completions) do
+      if not (completionAt or cur[4]) or c[1] >= (completionAt or cur[4]) then completion, completionAt = c[2], c[1] end
     end
+    if completion then redis.call('HSET', k, 'completion', completion, 'completionAt', completionAt) end
     for _, e in ipairs(u.ends) do
       redis.call('HSET', k, 'end:' .. e[1], e[2] .. '|' .. e[3] .. '|' .. e[4])
       redis.call('HSETNX', k, 'endSeenAt', L.now)
@@ -122,7 +140,7 @@ end
 -- 3. Session-level events that came before any prompt of their session.
 for _, p in ipairs(input.pending) do
   local held = L.key('pending', p.session)
-  redis.call('HSET', held, p.id, p.event)
+  redis.call('HSET', held, p.id, p.span)
   redis.call('EXPIRE', held, ttl)
   adopt(p.session) -- a prompt may have been stored since the batch was planned
 end

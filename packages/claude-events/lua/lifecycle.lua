@@ -1,5 +1,8 @@
--- lifecycle.lua: when an interaction's root is drawn. apply.lua and claim.lua include it; no
--- other code decides this. (src/lifecycle/lifecycle.ts describes the same table for readers.)
+-- lifecycle.lua: when a turn's root is drawn, and whether it is drawn complete. The scripts
+-- that decide include it and call L.decide: apply.lua (after a batch), claim.lua (what is due)
+-- and settle.lua (what a drawn root's range was); agents.lua and place.lua include it only for
+-- its helpers (L.key, L.read, L.covered). No other code decides this: TypeScript reads the
+-- verdict these scripts return (src/lifecycle/lifecycle.ts, Verdict).
 --
 -- | phase | what the events say                                       | looked at again (ms)   | then drawn as                       |
 -- |-------|-----------------------------------------------------------|------------------------|-------------------------------------|
@@ -8,8 +11,10 @@
 -- |       | user_prompt (its process's start, for a first prompt) and  |                        |                                     |
 -- |       | its end are missing                                        |                        |                                     |
 -- | due   | its end is known and nothing between is missing            | now                    | complete=true, end=response|error|  |
--- |       |                                                            |                        | next_prompt; interrupted: false     |
--- | idle  | the sender gives no evidence (no event.sequence/prompt.id) | last event + idle      | end=idle (next_prompt when one came)|
+-- |       | (or a newer process of the session has begun)              |                        | next_prompt (new_process: complete= |
+-- |       |                                                            |                        | false)                              |
+-- | idle  | the sender gives no evidence (no event.sequence/prompt.id) | last event + idle      | end=idle (next_prompt when one came);|
+-- |       |                                                            |                        | complete is not told                |
 -- | drawn | the root is in LLMFlow; later events are counted as late   | never                  | -                                   |
 --
 -- An end is, best first: an end marker of the main agent (mapping.ts, turnEndOf): its final
@@ -19,6 +24,11 @@
 -- session's next user_prompt in the same process ('next_prompt': an interrupted turn, whose
 -- range ends at that prompt); a prompt of a newer process of the session, e.g. `--resume` after
 -- Claude Code was killed ('new_process': drawn at once, complete=false).
+--
+-- The timers are the settings BRIDGE_TURN_TIMEOUT_MS (turnTimeoutMs), BRIDGE_GAP_WAIT_MS
+-- (gapWaitMs) and BRIDGE_INTERACTION_IDLE_MS (idleMs). A timer that runs out while batches
+-- received before it still wait in the queue waits for them (claim.lua): they may hold what it
+-- waits for.
 
 local L = { now = 0, cfg = {}, templates = {}, deadlines = '', stats = '' }
 
@@ -97,7 +107,10 @@ function L.markedEnd(ix)
 end
 
 -- The verdict on one interaction: its phase, when it is looked at next (ms), why it would be
--- drawn then, whether that is a timer running out, and how many events are known missing.
+-- drawn then, whether that is a timer running out, how many events are known missing, and
+-- whether a root drawn now holds its whole turn (`complete`; nil when the sender gives no
+-- evidence to tell by). A root is complete only when its end marker or the next prompt of its
+-- process has come and no event.sequence number between is missing.
 function L.decide(ix)
   local cfg, now = L.cfg, L.now
   if ix.drawn then return { phase = 'drawn' } end
@@ -110,20 +123,23 @@ function L.decide(ix)
   local e = L.markedEnd(ix)
   if not e and ix.endKind then e = { kind = ix.endKind, seq = tonumber(ix.endSeq), at = tonumber(ix.endAt) } end
   if not e then
-    return { phase = 'open', at = seen + cfg.turnTimeoutMs, reason = 'turn_timeout', timer = true }
+    return { phase = 'open', at = seen + cfg.turnTimeoutMs, reason = 'turn_timeout', timer = true, complete = false }
   end
-  if e.kind == 'new_process' then return { phase = 'due', at = now, reason = 'new_process' } end
+  if e.kind == 'new_process' then return { phase = 'due', at = now, reason = 'new_process', complete = false } end
   local endSeen = tonumber(ix.endSeenAt) or now
   if not ix.promptSeq then
     -- Its user_prompt never came: what else is missing cannot be counted.
-    return { phase = 'gap', at = endSeen + cfg.gapWaitMs, reason = 'gap_timeout', timer = true, missing = -1 }
+    return { phase = 'gap', at = endSeen + cfg.gapWaitMs, reason = 'gap_timeout', timer = true, missing = -1, complete = false }
   end
   local lo, from = L.rangeStart(ix)
   local hi, to = e.seq, e.at or math.huge
   local missing = (hi - lo - 1) - L.covered(ix.session, lo, hi, from, to)
   local range = { lo, hi, from, to }
-  if missing <= 0 then return { phase = 'due', at = now, reason = e.kind, missing = 0, range = range } end
-  return { phase = 'gap', at = endSeen + cfg.gapWaitMs, reason = 'gap_timeout', timer = true, missing = missing, range = range }
+  if missing <= 0 then return { phase = 'due', at = now, reason = e.kind, missing = 0, range = range, complete = true } end
+  return {
+    phase = 'gap', at = endSeen + cfg.gapWaitMs, reason = 'gap_timeout', timer = true, missing = missing, range = range,
+    complete = false,
+  }
 end
 
 -- Decides, and files the interaction in the deadline index (never earlier than a running lease).

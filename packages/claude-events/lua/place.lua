@@ -7,10 +7,14 @@
 -- ARGV[1]  JSON: { now, cfg, templates, sessions: [{ session, links: [[agent, json]], agents: [agent] }] }
 --            links: new links to record (the first recorded for an agent stands);
 --            agents: subagents whose held spans to hand back if they can be placed
--- Returns  JSON: [{ session, calls: {id: json}, links: {id: json}, spans: {agent: [json]} }]
+-- Returns  JSON: [{ session, placed: {agent: { rule, key, call?, type? }}, spans: {agent: [json]} }]
+--            placed: where each subagent handed back goes: the trace of prompt key `key`, under
+--            Agent call `call` (none for rule `root`: under that prompt's root); `type` the
+--            call's subagent_type
 --
--- A subagent can be placed once it is linked to a call that is known, made by the main agent or
--- by a subagent that can itself be placed; or linked to its prompt's root (rule `root`).
+-- This is the one place that decides whether a subagent can be placed, and where: once it is
+-- linked to a call that is known, made by the main agent (the call's trace) or by a subagent
+-- that can itself be placed (that subagent's trace); or linked to its prompt's root (rule `root`).
 --! include lifecycle.lua
 
 local input = cjson.decode(ARGV[1])
@@ -22,25 +26,35 @@ for _, s in ipairs(input.sessions) do
   for _, l in ipairs(s.links) do redis.call('HSETNX', linksKey, l[1], l[2]) end
   local calls, links = L.read(callsKey), L.read(linksKey)
 
-  local function placeable(agent, depth)
+  local function placementOf(agent, depth)
     local raw = links[agent]
-    if not raw or depth > 16 then return false end
+    if not raw or depth > 16 then return nil end
     local link = cjson.decode(raw)
-    if link.rule == 'root' then return true end
-    local call = calls[link.call]
-    if not call then return false end
-    local caller = cjson.decode(call).caller
-    return caller == nil or caller == '' or placeable(caller, depth + 1)
+    if link.rule == 'root' then return link.key and { rule = 'root', key = link.key } or nil end
+    local rawCall = calls[link.call]
+    if not rawCall then return nil end
+    local call = cjson.decode(rawCall)
+    local key = call.key
+    if call.caller and call.caller ~= '' then
+      local up = placementOf(call.caller, depth + 1)
+      key = up and up.key
+    end
+    if not key then return nil end
+    return { rule = link.rule, key = key, call = link.call, type = call.type }
   end
 
-  local spans = {}
+  local placed, spans = {}, {}
   for _, agent in ipairs(s.agents) do
-    if placeable(agent, 0) then
+    local p = placementOf(agent, 0)
+    if p then
       local held = L.key('agentSpans', s.session .. '/' .. agent)
       local values = redis.call('HVALS', held)
-      if #values > 0 then spans[agent] = values end
+      if #values > 0 then
+        placed[agent] = p
+        spans[agent] = values
+      end
     end
   end
-  out[#out + 1] = { session = s.session, calls = calls, links = links, spans = spans }
+  out[#out + 1] = { session = s.session, placed = placed, spans = spans }
 end
 return cjson.encode(out)

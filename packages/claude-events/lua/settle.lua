@@ -4,7 +4,7 @@
 -- KEYS[1]  the shard's deadline index (sorted set)      KEYS[2]  the shard's stats (hash)
 -- Per-interaction keys are built from ARGV[1].templates and share KEYS[1]'s hash tag.
 -- ARGV[1]  JSON: { now, cfg, templates,
---                  drawn: [{ key, complete }],
+--                  drawn: [{ key, complete }],      complete: as the verdict claim.lua gave said
 --                  retry: [{ key, at }] }
 -- Returns  the number marked drawn.
 --! include lifecycle.lua
@@ -13,7 +13,8 @@ local input = cjson.decode(ARGV[1])
 L.init(KEYS[1], KEYS[2], input)
 
 -- A complete turn's sequence numbers are needed by no other interaction: no two turns of one
--- process overlap (a turn ends where the next prompt starts).
+-- process overlap (a turn ends where the next prompt starts). Which numbers those are is decided
+-- again (L.decide) on the state as it is now.
 local function forgetSequences(ix)
   local v = L.decide(ix)
   if not (ix.session and v.range) then return end

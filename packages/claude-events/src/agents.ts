@@ -25,9 +25,9 @@
  * id and type (`gen_ai.agent.id`, `gen_ai.agent.name`) and the rule that placed it.
  */
 import { recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
-import { numberOf, stringOf, type ClaudeEvent } from './events';
+import { sequenceOf, stringOf, type ClaudeEvent } from './events';
 import { rootSpanIdFor, traceIdFor } from './ids';
-import type { HeldSpan } from './interaction';
+import { resourceSpansOf, spanOfHeld, type HeldSpan } from './spans';
 import { AGENT_CALL, toolExecutionSpanIdFor, toolSpanIdFor } from './mapping';
 import { foldWithin, heldOrder, mergeHeld, unfolded } from './folds';
 
@@ -94,11 +94,6 @@ export interface SessionAgents {
   spans: [agent: string, spanId: string, json: string][];
 }
 
-const seqOf = (e: ClaudeEvent) => {
-  const n = numberOf(e.attributes['event.sequence']);
-  return n !== undefined && Number.isSafeInteger(n) ? n : undefined;
-};
-
 /** The Agent call's input (tool_input, or tool_parameters), parsed when it is JSON. */
 function callInput(e: ClaudeEvent): Record<string, unknown> {
   for (const k of ['tool_input', 'tool_parameters']) {
@@ -127,7 +122,7 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
     const key = keys[i];
     if (!session || !key) return;
     const agent = stringOf(e.attributes['agent_id']);
-    const seq = seqOf(e);
+    const seq = sequenceOf(e);
     const tool = stringOf(e.attributes['tool_name']);
     if (tool && AGENT_TOOLS.has(tool) && (e.name === 'tool_decision' || e.name === 'tool_result')) {
       const id = stringOf(e.attributes['tool_use_id']);
@@ -225,16 +220,22 @@ export interface Placement {
   type?: string;
 }
 
-/** The placement of a linked subagent: its call's trace (the caller's, for a nested one). */
-export function placementOf(agent: string, session: string, calls: Map<string, AgentCall>, links: Map<string, AgentLink>, depth = 0): Placement | undefined {
-  const l = links.get(agent);
-  if (!l || depth > 16) return undefined;
-  if (l.rule === 'root') return l.key ? { traceKey: l.key, parentSpanId: rootSpanIdFor(l.key), rule: 'root' } : undefined;
-  const call = calls.get(l.call);
-  if (!call) return undefined;
-  const traceKey = call.caller ? placementOf(call.caller, session, calls, links, depth + 1)?.traceKey : call.key;
-  if (!traceKey) return undefined;
-  return { traceKey, parentSpanId: toolExecutionSpanIdFor(session, call.id), callSpanId: toolSpanIdFor(session, call.id), rule: l.rule, type: call.type };
+/**
+ * Where place.lua found a subagent goes (it alone decides whether, and where, a subagent can be
+ * placed): the trace of prompt key `key`, under Agent call `call` (none for `root`).
+ */
+export interface PlacedAt {
+  rule: Rule;
+  key: string;
+  call?: string;
+  type?: string;
+}
+
+/** The span ids of a placement place.lua found. */
+export function placementOf(session: string, at: PlacedAt): Placement {
+  if (at.rule === 'root' || !at.call) return { traceKey: at.key, parentSpanId: rootSpanIdFor(at.key), rule: at.rule };
+  const parentSpanId = toolExecutionSpanIdFor(session, at.call);
+  return { traceKey: at.key, parentSpanId, callSpanId: toolSpanIdFor(session, at.call), rule: at.rule, ...(at.type && { type: at.type }) };
 }
 
 /**
@@ -242,7 +243,7 @@ export function placementOf(agent: string, session: string, calls: Map<string, A
  * them, and `callFolds` (onto the Agent call's tool span: the subagent's totals) handed back for
  * the caller to merge into that span if it is still to be sent; any other fold is its own span.
  */
-export function placedSpans(placement: Placement, agent: string, held: string[], scope: { name: string; version: string }): { spans: ResourceSpans[]; callFolds: HeldSpan[] } {
+export function placedSpans(placement: Placement, agent: string, held: string[]): { spans: ResourceSpans[]; callFolds: HeldSpan[] } {
   const byResource = new Map<string, { resource: KeyValue[]; spans: Span[] }>();
   const { spans, unresolved } = foldWithin(held.map((raw) => JSON.parse(raw) as HeldAgentSpan), mergeHeld, heldOrder);
   const callFolds = placement.callSpanId ? unresolved.filter((h) => h.fold!.into === AGENT_CALL) : [];
@@ -252,17 +253,7 @@ export function placedSpans(placement: Placement, agent: string, held: string[],
     if (!group) byResource.set(resourceKey, (group = { resource: h.resource, spans: [] }));
     const extra: Record<string, string> = { 'gen_ai.agent.id': agent, 'claude_code.agent.placement': placement.rule };
     if (placement.type) extra['gen_ai.agent.name'] = placement.type;
-    group.spans.push({
-      traceId: traceIdFor(placement.traceKey),
-      spanId: h.spanId,
-      parentSpanId: h.parent ?? placement.parentSpanId,
-      name: h.name,
-      kind: h.kind,
-      startTimeUnixNano: h.start,
-      endTimeUnixNano: h.end,
-      attributes: [...h.attributes, ...recordToAttributes(extra)],
-      status: h.status ?? { code: 0 },
-    });
+    group.spans.push(spanOfHeld(traceIdFor(placement.traceKey), h.parent ?? placement.parentSpanId, h, recordToAttributes(extra)));
   }
-  return { spans: [...byResource.values()].map((g) => ({ resource: { attributes: g.resource }, scopeSpans: [{ scope, spans: g.spans }] })), callFolds };
+  return { spans: [...byResource.values()].map((g) => resourceSpansOf(g.resource, g.spans)), callFolds };
 }

@@ -1,24 +1,23 @@
 /**
- * Which interaction each event belongs to.
+ * Which turn each event belongs to (its turn key; docs/GLOSSARY.md).
  *
  * Claude Code 2.x puts `prompt.id` on every event of an interaction; that is the key. It leaves
  * it off only before a process's first prompt (start-up: `plugin_loaded`, `hook_registered`,
  * SessionStart hooks; docs/CLAUDE_CODE_EVENTS.md), so such an event, numbered by
  * `event.sequence`, belongs to the session's first prompt at or after its time: the one its
- * process is starting up for (a resumed session's second process included). Until that prompt
- * is known, its span is held (lua/apply.lua). Events of older Claude Code (no prompt.id, no
+ * process is starting up for (a resumed session's second process included). That prompt is
+ * found in one place, lua/apply.lua (adopt), where the session's whole timeline is: here such an
+ * event gets no key, and its span is a pending span until then. Events of older Claude Code (no prompt.id, no
  * event.sequence) belong to the interaction under way at their time: the latest prompt that
  * started before them, or the first one. A session's prompts are its timeline, kept in Redis
  * (store.ts) and extended by the prompts in the batch at hand.
  */
-import { numberOf, stringOf, type ClaudeEvent } from './events';
+import { msOf, sequenceOf, stringOf, type ClaudeEvent } from './events';
 
 /** A session's prompts by start time (ms). */
 export type Timeline = { startMs: number; key: string }[];
 
 export const sessionOf = (e: ClaudeEvent): string | undefined => stringOf(e.attributes['session.id']);
-
-const msOf = (e: ClaudeEvent) => Number(e.timeNs / 1_000_000n);
 
 /** The interaction key of a turn whose events carry `prompt.id`. */
 export const promptKeyOf = (promptId: string) => `prompt/${promptId}`;
@@ -37,12 +36,15 @@ export function sessionsToLookUp(events: ClaudeEvent[]): string[] {
   const sessions = new Set<string>();
   for (const e of events) {
     const session = sessionOf(e);
-    if (session && !ownKeyOf(e)) sessions.add(session);
+    if (session && !ownKeyOf(e) && sequenceOf(e) === undefined) sessions.add(session);
   }
   return [...sessions];
 }
 
-/** Interaction keys for events, in order; undefined where the session has no prompt yet. */
+/**
+ * Turn keys for events, in order; undefined where apply.lua finds the turn (start-up events,
+ * numbered but without prompt.id) or the session has no prompt yet.
+ */
 export function assignInteractions(events: ClaudeEvent[], stored: Map<string, Timeline>): (string | undefined)[] {
   const timelines = new Map<string, Timeline>();
   for (const [session, timeline] of stored) timelines.set(session, [...timeline]);
@@ -63,7 +65,7 @@ export function assignInteractions(events: ClaudeEvent[], stored: Map<string, Ti
     const timeline = timelines.get(sessionOf(e) ?? '');
     if (!timeline?.length) return undefined;
     const t = msOf(e);
-    if (numberOf(e.attributes['event.sequence']) !== undefined) return timeline.find((p) => p.startMs >= t)?.key;
+    if (sequenceOf(e) !== undefined) return undefined;
     let current = timeline[0]!;
     for (const p of timeline) if (p.startMs <= t) current = p;
     return current.key;

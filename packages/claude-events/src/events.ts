@@ -41,6 +41,19 @@ function eventNameOf(record: LogRecord, attributes: Attributes): string | undefi
 
 export const NS_PER_MS = 1_000_000n;
 
+/** When an event was logged, in whole Unix milliseconds. */
+export const msOf = (e: ClaudeEvent): number => Number(e.timeNs / NS_PER_MS);
+
+/**
+ * An event's event.sequence, if it has a usable one: a whole number from 0 up (Claude Code
+ * numbers a process's events from 0), as a number or numeric text. Anything else (negative,
+ * fractional, not a number) is no sequence number: the event is treated as one without it.
+ */
+export function sequenceOf(e: ClaudeEvent): number | undefined {
+  const n = numberOf(e.attributes['event.sequence']);
+  return n !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
 const hasTraceContext = (record: LogRecord) => !!record.traceId && /[^0]/.test(record.traceId);
 
 function timeOf(record: LogRecord, attributes: Attributes): bigint {

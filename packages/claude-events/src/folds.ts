@@ -8,7 +8,7 @@
 import { attributesToRecord, recordToAttributes } from '@ccbridge/otlp';
 import { stringOf, numberOf, type Attributes } from './events';
 import { ROOT, type Fold, type SpanDraft } from './mapping';
-import type { HeldSpan } from './interaction';
+import type { HeldSpan } from './spans';
 
 interface Foldable {
   spanId: string;

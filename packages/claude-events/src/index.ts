@@ -3,6 +3,7 @@ export * from './ids';
 export * from './mapping';
 export * from './assign';
 export * from './interaction';
+export * from './spans';
 export * from './agents';
 export * from './privacy';
 export * from './native';

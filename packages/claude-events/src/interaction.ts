@@ -1,18 +1,20 @@
 /**
- * Interaction assembly: which interaction each event belongs to, what a batch adds to each
- * interaction's stored state, and the root span drawn from that state when it closes.
+ * Turn assembly: what a batch adds to each turn's stored state (its events' turns come from
+ * assign.ts), and the root span drawn from that state when the turn is over.
  *
- * An interaction is one prompt and everything done for it (`prompt.id`). Child spans are sent
- * as their events arrive, parented to a root whose id is derived from the interaction, so
- * they need no state; the root is drawn once, when the interaction closes (store.ts), from
- * state kept in Redis that every worker shares.
+ * A turn is one prompt and everything done for it (`prompt.id`); its state and types are named
+ * "interaction", after its root span (docs/GLOSSARY.md). Child spans are sent as their events
+ * arrive, parented to a root whose id is derived from the turn key, so they need no state; the
+ * root is drawn once, when lifecycle.lua says the turn is due (lifecycle/), from state kept in
+ * Redis that every worker shares.
  */
 import { SpanKind, StatusCode, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
-import { numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
+import { msOf, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { sessionOf } from './assign';
 import { rootSpanIdFor, traceIdFor } from './ids';
-import type { EndReason, Verdict } from './lifecycle/lifecycle';
-import { llmSpanIdFor, mapEvent, turnEndOf, type Contribution, type Fold, type SpanDraft } from './mapping';
+import type { Verdict } from './lifecycle/lifecycle';
+import { llmSpanIdFor, mapEvent, turnEndOf, type Contribution } from './mapping';
+import { heldOf, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
 import { heldAgentSpan, type AgentSpan } from './agents';
 import { draftOrder, foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
@@ -23,22 +25,20 @@ import { problemLines } from './problems';
  */
 export type EventRows = 'fold' | 'each';
 
-export const SCOPE = { name: 'claude-code-llmflow-bridge', version: '0.1.0' };
-
 /** Nanosecond times as fixed-width decimal strings, so Redis (Lua) can compare them as text. */
 export const padNs = (ns: bigint): string => ns.toString().padStart(20, '0');
 
 /**
- * What one batch adds to one interaction; merged and applied in Redis in one call per shard
- * (lua/apply.lua, which holds the merge rules).
+ * What one batch adds to one turn, as it stands in the batch: apply.lua merges it into the
+ * stored state (it holds every merge rule: earliest start, latest end, latest completion, ...),
+ * in one call per shard.
  */
 export interface InteractionUpdate {
   key: string;
   traceId: string;
   session?: string;
-  /** Bounds of the interaction's work, when the batch has any (padNs). */
-  start?: string;
-  end?: string;
+  /** [start, end] of each piece of the turn's work in the batch (padNs): spans and events. */
+  bounds: [string, string][];
   /** JSON of the user_prompt event's attributes. */
   prompt?: string;
   /** The user_prompt's event.sequence, and when it was made (ms): where its turn starts. */
@@ -53,8 +53,8 @@ export interface InteractionUpdate {
   toolRequests: string[];
   /** JSON of the resource attributes (KeyValue[]) of the first event seen. */
   resource?: string;
-  completion?: string;
-  completionAt?: string;
+  /** [when (padNs), text] of each answer text of the batch: the latest is the turn's completion. */
+  completions: [string, string][];
   /** Its events carry prompt.id and event.sequence: its end can be known, not guessed. */
   evidence: boolean;
   /** Events of the batch that belong to it (counted as late if its root is already drawn). */
@@ -77,37 +77,14 @@ export interface SequenceMarks {
   marks: [string, string][];
 }
 
-/** A span of a session-level event that came before any prompt of its session: held for the first one. */
-export interface PendingEvent {
+/** A pending (start-up) span: a session-level event's, before any prompt of its session (docs/GLOSSARY.md). */
+export interface PendingSpan {
   session: string;
   /** Its span id. */
   id: string;
   /** JSON HeldSpan. */
-  event: string;
+  span: string;
 }
-
-/** A span held in Redis until its interaction is known: drawn with the root, in its trace. */
-export interface HeldSpan {
-  spanId: string;
-  name: string;
-  kind: number;
-  start: string;
-  end: string;
-  attributes: KeyValue[];
-  status?: Span['status'];
-  fold?: Fold;
-}
-
-const heldOf = (d: SpanDraft): HeldSpan => ({
-  ...(d.fold && { fold: d.fold }),
-  spanId: d.spanId,
-  name: d.name,
-  kind: d.kind,
-  start: d.startNs.toString(),
-  end: d.endNs.toString(),
-  attributes: recordToAttributes(d.attributes),
-  status: d.status,
-});
 
 export interface BatchPlan {
   /** Child spans, ready to export. */
@@ -117,24 +94,10 @@ export interface BatchPlan {
   updates: InteractionUpdate[];
   /** Every event's event.sequence, those drawn from elsewhere too (sequenceMarksOf). */
   sequences: SequenceMarks[];
-  pending: PendingEvent[];
+  pending: PendingSpan[];
   spans: number;
-  /** Events that can belong to no interaction (not even a session id). */
+  /** Events that can belong to no turn (not even a session id). */
   unassigned: number;
-}
-
-function toSpan(traceId: string, rootSpanId: string, d: SpanDraft): Span {
-  return {
-    traceId,
-    spanId: d.spanId,
-    parentSpanId: d.parentSpanId ?? rootSpanId,
-    name: d.name,
-    kind: d.kind,
-    startTimeUnixNano: d.startNs.toString(),
-    endTimeUnixNano: d.endNs.toString(),
-    attributes: recordToAttributes(d.attributes),
-    status: d.status ?? { code: 0 },
-  };
 }
 
 /**
@@ -144,7 +107,7 @@ function toSpan(traceId: string, rootSpanId: string, d: SpanDraft): Span {
 export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], sequences: SequenceMarks[] = sequenceMarksOf(events), rows: EventRows = 'fold'): BatchPlan {
   const spansByResource = new Map<KeyValue[], Span[]>();
   const updates = new Map<string, InteractionUpdate>();
-  const pending: PendingEvent[] = [];
+  const pending: PendingSpan[] = [];
   const agentSpans: AgentSpan[] = [];
   let spans = 0;
   let unassigned = 0;
@@ -167,7 +130,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     const session = sessionOf(event);
     let key = keys[i];
     if (!key && session) {
-      for (const d of outcome.spans) if (!folded.has(d)) pending.push({ session, id: d.spanId, event: JSON.stringify(heldOf(d)) });
+      for (const d of outcome.spans) if (!folded.has(d)) pending.push({ session, id: d.spanId, span: JSON.stringify(heldOf(d)) });
       return;
     }
     // Spans with no prompt to belong to (older Claude Code, before its prompt arrived): the session's.
@@ -180,7 +143,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     const rootSpanId = rootSpanIdFor(key);
     let update = updates.get(key);
     if (!update) {
-      update = { key, traceId, evidence: false, events: 0, ends: [], toolRequests: [], contributions: [], held: [] };
+      update = { key, traceId, bounds: [], evidence: false, events: 0, ends: [], toolRequests: [], completions: [], contributions: [], held: [] };
       update.resource = JSON.stringify(event.resource);
       if (session) update.session = session;
       updates.set(key, update);
@@ -189,7 +152,7 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     spansByResource.set(event.resource, list);
     const agent = stringOf(event.attributes['agent_id']);
     for (const draft of outcome.spans) {
-      widen(update, draft.startNs, draft.endNs);
+      update.bounds.push([padNs(draft.startNs), padNs(draft.endNs)]);
       if (folded.has(draft) || merged.has(draft.spanId)) {
         // Sent now with its fold merged: a copy of either in a later batch is not drawn again.
         if (!agent) update.held.push([draft.spanId, SENT]);
@@ -197,38 +160,33 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
       }
       if (agent && session) agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource));
       else if (draft.fold || waiting.has(draft.spanId)) update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
-      else list.push(toSpan(traceId, rootSpanId, draft));
+      else list.push(spanOfDraft(traceId, rootSpanId, draft));
       spans += 1;
     }
-    widen(update, event.timeNs, event.timeNs);
+    update.bounds.push([padNs(event.timeNs), padNs(event.timeNs)]);
     update.events += 1;
     const seq = sequenceOf(event);
     if (seq !== undefined && session && stringOf(event.attributes['prompt.id'])) update.evidence = true;
     if (outcome.prompt) {
       update.prompt = JSON.stringify(outcome.prompt);
-      update.promptAt = msOf(event);
-      if (seq !== undefined) update.promptSeq = seq;
+      update.promptAt = String(msOf(event));
+      if (seq !== undefined) update.promptSeq = String(seq);
     }
     // Without prompt.id nothing ties an end marker to its turn (only the next prompt ends it).
     const ends = stringOf(event.attributes['prompt.id']) ? turnEndOf(event) : undefined;
     const requestId = stringOf(event.attributes['request_id']) ?? '';
-    if (ends && seq !== undefined) update.ends.push([seq, ends, msOf(event), requestId]);
+    if (ends && seq !== undefined) update.ends.push([String(seq), ends, String(msOf(event)), requestId]);
     if (requestId && (event.name === 'tool_decision' || event.name === 'tool_result')) update.toolRequests.push(requestId);
-    if (outcome.completion !== undefined && (!update.completionAt || padNs(event.timeNs) >= update.completionAt)) {
-      update.completion = outcome.completion;
-      update.completionAt = padNs(event.timeNs);
-    }
+    if (outcome.completion !== undefined) update.completions.push([padNs(event.timeNs), outcome.completion]);
     const first = outcome.spans[0];
     if (outcome.contribution && first) update.contributions.push([first.spanId, JSON.stringify(outcome.contribution)]);
   });
 
   const resourceSpans: ResourceSpans[] = [...spansByResource]
     .filter(([, list]) => list.length > 0)
-    .map(([resource, list]) => ({ resource: { attributes: resource }, scopeSpans: [{ scope: SCOPE, spans: list }] }));
+    .map(([resource, list]) => resourceSpansOf(resource, list));
   return { resourceSpans, agentSpans, updates: [...updates.values()], sequences, pending, spans, unassigned };
 }
-
-const msOf = (e: ClaudeEvent) => String(e.timeNs / 1_000_000n);
 
 /** Events Claude Code logs right after an `api_request`, in one synchronous step, about its reply. */
 const ANSWER_EVENTS = new Set(['assistant_response', 'api_response_body']);
@@ -246,7 +204,7 @@ function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
   const bodies = new Set<string>();
   for (const e of events) {
     const seq = sequenceOf(e);
-    if (seq !== undefined) at.set(place(e, Number(seq)), e);
+    if (seq !== undefined) at.set(place(e, seq), e);
     if (e.name === 'api_request_body') bodies.add(`${sessionOf(e) ?? ''}/${stringOf(e.attributes['request_body_id']) ?? ''}`);
   }
   const out = new Set<string>();
@@ -254,7 +212,7 @@ function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
     const seq = sequenceOf(e);
     const requestId = stringOf(e.attributes['request_id']);
     if (e.name !== 'api_request' || seq === undefined || !requestId) continue;
-    for (let k = Number(seq) + 1; ; k++) {
+    for (let k = seq + 1; ; k++) {
       const next = at.get(place(e, k));
       const body = next?.name === 'api_response_body' ? stringOf(next.attributes['request_body_id']) : undefined;
       if (!next || (body && !bodies.has(`${sessionOf(e) ?? ''}/${body}`))) out.add(llmSpanIdFor(sessionOf(e) ?? '', requestId));
@@ -262,12 +220,6 @@ function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
     }
   }
   return out;
-}
-
-/** An event's event.sequence as a whole number in text, if it has a usable one. */
-function sequenceOf(e: ClaudeEvent): string | undefined {
-  const n = numberOf(e.attributes['event.sequence']);
-  return n !== undefined && Number.isSafeInteger(n) && n >= 0 ? String(n) : undefined;
 }
 
 /**
@@ -282,15 +234,10 @@ export function sequenceMarksOf(events: ClaudeEvent[]): SequenceMarks[] {
     const seq = sequenceOf(e);
     if (!session || seq === undefined) continue;
     const marks = bySession.get(session) ?? [];
-    marks.push([seq, msOf(e)]);
+    marks.push([String(seq), String(msOf(e))]);
     bySession.set(session, marks);
   }
   return [...bySession].map(([session, marks]) => ({ session, marks }));
-}
-
-function widen(update: InteractionUpdate, startNs: bigint, endNs: bigint): void {
-  if (update.start === undefined || padNs(startNs) < update.start) update.start = padNs(startNs);
-  if (update.end === undefined || padNs(endNs) > update.end) update.end = padNs(endNs);
 }
 
 /** An interaction's state as read back from Redis when it closes. */
@@ -306,18 +253,9 @@ export interface StoredInteraction {
   contributions: Contribution[];
   /** Spans of session-level events held for this interaction (its session's first). */
   held: HeldSpan[];
-  /** Why it is drawn now, and what is known to be missing (lifecycle/lifecycle.ts). */
+  /** Why it is drawn now, what is known to be missing, and whether it is complete (lua/lifecycle.lua). */
   verdict: Verdict;
-  /** Its events carried prompt.id and event.sequence, so completeness is known. */
-  evidence: boolean;
 }
-
-/** Whether a root drawn for this verdict holds its whole turn (undefined: nothing to tell by). */
-export function isComplete(ix: Pick<StoredInteraction, 'verdict' | 'evidence'>): boolean | undefined {
-  if (!ix.evidence) return undefined;
-  return COMPLETE_ENDS.has(ix.verdict.reason) && (ix.verdict.missing ?? 0) === 0;
-}
-const COMPLETE_ENDS = new Set<EndReason>(['response', 'error', 'next_prompt']);
 
 const TOTALS: readonly [Exclude<keyof Contribution, 'problem'>, string][] = [
   ['llmRequests', 'claude_code.interaction.llm_requests'],
@@ -337,7 +275,7 @@ const TOTALS: readonly [Exclude<keyof Contribution, 'problem'>, string][] = [
 export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
   const totals: Attributes = {};
   for (const [field, name] of TOTALS) {
-    const sum = ix.contributions.reduce((acc, c) => acc + ((c[field] as number | undefined) ?? 0), 0);
+    const sum = ix.contributions.reduce((acc, c) => acc + (c[field] ?? 0), 0);
     totals[name] = field === 'costUsd' ? Math.round(sum * 1e9) / 1e9 : sum;
   }
   // Held spans: folds merged into them, those onto the root summarised on it (folds.ts).
@@ -363,8 +301,7 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
   if (!ix.prompt) attributes['claude_code.interaction.prompt_seen'] = false;
   // How the turn ended, and whether the root holds all of it (lua/lifecycle.lua).
   attributes['claude_code.interaction.end'] = ix.verdict.reason;
-  const complete = isComplete(ix);
-  if (complete !== undefined) attributes['claude_code.interaction.complete'] = complete;
+  if (ix.verdict.complete !== undefined) attributes['claude_code.interaction.complete'] = ix.verdict.complete;
   if (ix.verdict.missing !== undefined && ix.verdict.missing > 0) attributes['claude_code.interaction.missing_events'] = ix.verdict.missing;
   // The root spans its children, the held ones (start-up, before the prompt) too.
   const start = ix.held.reduce((min, h) => (BigInt(h.start) < min ? BigInt(h.start) : min), BigInt(ix.start));
@@ -381,20 +318,8 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
     status: ix.verdict.reason === 'error' ? { code: StatusCode.ERROR, message: problems.at(-1) ?? 'the turn ended in an error' } : { code: 0 },
   };
   const held = resolved.spans.map((h) => spanOfHeld(ix.traceId, span.spanId, h));
-  return { resource: { attributes: ix.resource }, scopeSpans: [{ scope: SCOPE, spans: [span, ...held] }] };
+  return resourceSpansOf(ix.resource, [span, ...held]);
 }
-
-const spanOfHeld = (traceId: string, rootSpanId: string, h: HeldSpan): Span => ({
-  traceId,
-  spanId: h.spanId,
-  parentSpanId: rootSpanId,
-  name: h.name,
-  kind: h.kind,
-  startTimeUnixNano: h.start,
-  endTimeUnixNano: h.end,
-  attributes: h.attributes,
-  status: h.status ?? { code: 0 },
-});
 
 /**
  * Held spans of turns whose roots are drawn already (apply.lua hands them back): sent at once in
@@ -407,5 +332,5 @@ export function releasedSpansOf(released: { key: string; held: string }[]): Reso
   const spans = [...byKey].flatMap(([key, held]) => {
     return resolveHeld(held, { rootDrawn: true }).spans.map((h) => spanOfHeld(traceIdFor(key), rootSpanIdFor(key), h));
   });
-  return spans.length > 0 ? [{ resource: { attributes: [] }, scopeSpans: [{ scope: SCOPE, spans }] }] : [];
+  return spans.length > 0 ? [resourceSpansOf([], spans)] : [];
 }

@@ -22,7 +22,8 @@ function partOf(block: unknown): Record<string, unknown> {
     case 'thinking':
       return { type: 'reasoning', content: b['thinking'] };
     default:
-      return { ...b, type: String(b.type ?? 'unknown') };
+      // A block's type is text; one that is not is shown as JSON rather than as [object Object].
+      return { ...b, type: typeof b.type === 'string' ? b.type : b.type == null ? 'unknown' : JSON.stringify(b.type) };
   }
 }
 

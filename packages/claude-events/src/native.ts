@@ -21,7 +21,7 @@ const ADDED: Record<string, (a: Attributes) => Attributes> = {
     ...(typeof a['user_prompt'] === 'string' ? { 'gen_ai.prompt': a['user_prompt'] } : {}),
   }),
   'claude_code.llm_request': (a) => llmRequestAttributes(a),
-  'claude_code.tool': (a) => ({ ...TOOL_SPAN }),
+  'claude_code.tool': () => ({ ...TOOL_SPAN }),
 };
 
 /** A span with the privacy policy applied to its attributes and its events' attributes. */

@@ -6,7 +6,8 @@ import { attributesToRecord, countItems, recordToAttributes, type ExportRequestB
 import type { Logger } from '@ccbridge/log';
 import { assignInteractions, sessionsToLookUp } from './assign';
 import { claudeEventsOf, type ClaudeEvent } from './events';
-import { SCOPE, planBatch, releasedSpansOf, sequenceMarksOf, type EventRows, type HeldSpan } from './interaction';
+import { planBatch, releasedSpansOf, sequenceMarksOf, type EventRows } from './interaction';
+import type { HeldSpan } from './spans';
 import { agentFactsOf, linkAgents, placedSpans, placementOf, type AgentSpan } from './agents';
 import { nativeSpansToForward, type NativeTraceMode } from './native';
 import { KEEP_ALL, createRedactor, type Redactor } from './privacy';
@@ -35,7 +36,7 @@ export interface BatchSummary {
   foreign?: number;
   /** Events left to Claude Code's own spans (they carry trace context). */
   native?: number;
-  /** Session-level events held for the session's first prompt. */
+  /** Pending (start-up) spans: session-level events' spans held for their session's first prompt. */
   pending?: number;
   unassigned?: number;
   interactions?: number;
@@ -88,14 +89,15 @@ async function placeAgents(deps: BatchProcessorDeps, events: ClaudeEvent[], keys
   let count = 0;
   for (const p of placed) {
     for (const [agent, held] of p.spans) {
-      const placement = placementOf(agent, p.session, p.calls, p.links);
-      if (!placement) continue; // place.lua hands back only what can be placed
-      const { spans, callFolds } = placedSpans(placement, agent, held, SCOPE);
+      const at = p.placed.get(agent);
+      if (!at) continue; // place.lua hands back the spans of placed subagents only
+      const placement = placementOf(p.session, at);
+      const { spans, callFolds } = placedSpans(placement, agent, held);
       // A subagent's totals go onto its Agent call's tool span, while that is still to be sent.
       const call = batch.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!)).find((x) => x.spanId === placement.callSpanId);
       for (const f of callFolds) {
         if (call) mergeInto(call, f);
-        else spans.push(...placedSpans({ ...placement, callSpanId: undefined }, agent, [JSON.stringify(f)], SCOPE).spans);
+        else spans.push(...placedSpans({ ...placement, callSpanId: undefined }, agent, [JSON.stringify(f)]).spans);
       }
       out.push(...spans);
       sent.push({ session: p.session, agent, spanIds: [...spans.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!.map((x) => x.spanId))), ...callFolds.map((f) => f.spanId)] });

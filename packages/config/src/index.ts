@@ -186,7 +186,7 @@ const spec = <K extends keyof BridgeConfig>(
   key: K,
   parse: Parser<Exclude<BridgeConfig[K], undefined>>,
   def: BridgeConfig[K],
-): Spec<K> => ({ env, key, parse: parse as Parser<BridgeConfig[K]>, default: def });
+): Spec<K> => ({ env, key, parse, default: def });
 
 /** Variable, field, parser and default: the one place each setting is defined. */
 export const SPEC = [
@@ -215,7 +215,9 @@ export const SPEC = [
   spec('BRIDGE_FORWARD_METRICS', 'forwardMetrics', boolean, true),
   spec('BRIDGE_SESSION_SETTLE_MS', 'sessionSettleMs', integer(1_000, 86_400_000), 150_000),
   spec('BRIDGE_INTERACTION_IDLE_MS', 'interactionIdleMs', integer(100, 86_400_000), 30_000),
+  // Longer than any one tool or request is allowed to run by default (Bash: 10 minutes).
   spec('BRIDGE_TURN_TIMEOUT_MS', 'turnTimeoutMs', integer(1_000, 86_400_000), 3_600_000),
+  // A Collector retrying after an outage (the shipped config retries every 30 s at most).
   spec('BRIDGE_GAP_WAIT_MS', 'gapWaitMs', integer(100, 86_400_000), 600_000),
   spec('BRIDGE_WORKER_CONCURRENCY', 'workerConcurrency', integer(1, 256), 4),
   spec('BRIDGE_EXPORT_TIMEOUT_MS', 'exportTimeoutMs', integer(100, 600_000), 10_000),
@@ -233,6 +235,13 @@ export const SPEC = [
   spec('BRIDGE_PRIVACY_TOOL_DETAILS', 'privacyToolDetails', oneOf<PrivacyMode>('keep', 'hash', 'drop'), 'keep'),
   spec('BRIDGE_PRIVACY_USER_IDS', 'privacyUserIds', oneOf<PrivacyMode>('keep', 'hash', 'drop'), 'keep'),
 ] as const;
+
+/** A setting's default (what an unset variable gives), for code that has no loaded configuration. */
+export function defaultOf<K extends keyof BridgeConfig>(key: K): BridgeConfig[K] {
+  const s = SPEC.find((x) => x.key === key);
+  if (!s) throw new Error(`no setting ${key}`);
+  return s.default as BridgeConfig[K];
+}
 
 /** Reads the configuration; throws ConfigError naming the first bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): BridgeConfig {

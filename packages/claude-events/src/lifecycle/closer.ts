@@ -6,7 +6,7 @@
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics } from '@ccbridge/telemetry';
 import type { ResourceSpans } from '@ccbridge/otlp';
-import { isComplete, rootSpanOf, type StoredInteraction } from '../interaction';
+import { rootSpanOf, type StoredInteraction } from '../interaction';
 import type { LifecycleStore } from './store';
 
 /**
@@ -107,12 +107,13 @@ export class InteractionCloser {
   private async settleDrawn(shard: number, done: StoredInteraction[]): Promise<number> {
     const { store, log } = this.options;
     if (done.length === 0) return 0;
-    await store.settle(shard, done.map((ix) => ({ key: ix.key, complete: isComplete(ix) !== false })), []);
-    const incomplete = done.filter((ix) => isComplete(ix) === false).length;
+    // Whether each root is complete, lifecycle.lua decided when it was claimed (verdict.complete).
+    await store.settle(shard, done.map((ix) => ({ key: ix.key, complete: ix.verdict.complete !== false })), []);
+    const incomplete = done.filter((ix) => ix.verdict.complete === false).length;
     bridgeMetrics.drawn(true, done.length - incomplete);
     bridgeMetrics.drawn(false, incomplete);
     for (const ix of done) {
-      if (isComplete(ix) === false) {
+      if (ix.verdict.complete === false) {
         log.warn(
           { interaction: ix.key, session: ix.session, end: ix.verdict.reason, missingEvents: ix.verdict.missing },
           'drew an incomplete interaction: its root may lack events that never arrived',

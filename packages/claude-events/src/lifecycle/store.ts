@@ -11,9 +11,11 @@ import path from 'node:path';
 import type { KeyValue } from '@ccbridge/otlp';
 import { NAMESPACE, SHARDS, defineScript, keyOf, shardKeys, shardOf, type RedisClient, type ShardKeys } from '@ccbridge/redis';
 import type { Timeline } from '../assign';
-import { SENT, type BatchPlan, type HeldSpan, type InteractionUpdate, type PendingEvent, type SequenceMarks, type StoredInteraction } from '../interaction';
+import type { Attributes } from '../events';
+import type { HeldSpan } from '../spans';
+import { SENT, type BatchPlan, type InteractionUpdate, type PendingSpan, type SequenceMarks, type StoredInteraction } from '../interaction';
 import type { Contribution } from '../mapping';
-import type { AgentCall, AgentLink, AgentSeen, AgentState, SessionAgents } from '../agents';
+import type { AgentCall, AgentLink, AgentSeen, AgentState, PlacedAt, SessionAgents } from '../agents';
 import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type Verdict } from './lifecycle';
 
 const LUA = path.join(__dirname, '..', '..', 'lua');
@@ -43,7 +45,7 @@ const list = <T>(v: unknown): T[] => (Array.isArray(v) ? (v as T[]) : []);
 interface ShardWork {
   updates: InteractionUpdate[];
   sequences: SequenceMarks[];
-  pending: PendingEvent[];
+  pending: PendingSpan[];
 }
 
 export class LifecycleStore {
@@ -130,8 +132,7 @@ export class LifecycleStore {
     const raw = await this.perShard<(typeof input)[number], RawPlaced>('ccbridgePlace', input, (s) => s.session, 'sessions');
     return raw.map((r) => ({
       session: r.session,
-      calls: withIds(parsed<AgentCall>(r.calls)),
-      links: parsed<AgentLink>(r.links),
+      placed: new Map(Array.isArray(r.placed) ? [] : Object.entries(r.placed ?? {})),
       spans: new Map(Object.entries(r.spans ?? {}).map(([agent, held]) => [agent, list<string>(held)])),
     }));
   }
@@ -206,16 +207,14 @@ interface RawAgentState {
 }
 interface RawPlaced {
   session: string;
-  calls?: Record<string, string>;
-  links?: Record<string, string>;
+  placed?: Record<string, PlacedAt>;
   spans?: Record<string, unknown>;
 }
 
-/** What place.lua hands back: a session's calls and links, and the spans of the subagents placed now. */
+/** What place.lua hands back: where each subagent placed now goes, and its held spans. */
 export interface PlacedAgents {
   session: string;
-  calls: Map<string, AgentCall>;
-  links: Map<string, AgentLink>;
+  placed: Map<string, PlacedAt>;
   spans: Map<string, string[]>;
 }
 
@@ -242,12 +241,11 @@ function storedOf(row: ClaimedRow): StoredInteraction {
     session: h.session,
     start: h.start ?? h.end ?? '0',
     end: h.end ?? h.start ?? '0',
-    prompt: h.prompt ? JSON.parse(h.prompt) : undefined,
+    prompt: h.prompt ? (JSON.parse(h.prompt) as Attributes) : undefined,
     resource: h.resource ? (JSON.parse(h.resource) as KeyValue[]) : [],
     completion: h.completion,
     contributions: list<string>(row.contributions).map((c) => JSON.parse(c) as Contribution),
     held: list<string>(row.events).filter((e) => e !== SENT).map((e) => JSON.parse(e) as HeldSpan),
     verdict: row.verdict,
-    evidence: h.evidence === '1',
   };
 }

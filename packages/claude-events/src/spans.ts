@@ -1,0 +1,54 @@
+/**
+ * OTLP spans from the forms the bridge keeps them in: a draft (mapping.ts) sent at once, a draft
+ * held in Redis until its turn's root or its subagent's placement (HeldSpan), and a held span
+ * when it is sent. The one module that builds spans from stored forms; the root's own span is
+ * drawn in interaction.ts (rootSpanOf) from the turn's stored state.
+ */
+import { recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
+import type { Fold, SpanDraft } from './mapping';
+
+export const SCOPE = { name: 'claude-code-llmflow-bridge', version: '0.1.0' };
+
+/** A span held in Redis (JSON) until it can be sent: with its turn's root, or once its subagent is placed. */
+export interface HeldSpan {
+  spanId: string;
+  name: string;
+  kind: number;
+  /** Unix nanoseconds, as text. */
+  start: string;
+  end: string;
+  attributes: KeyValue[];
+  status?: Span['status'];
+  fold?: Fold;
+}
+
+/** A draft in the form it is held in. */
+export const heldOf = (d: SpanDraft): HeldSpan => ({
+  ...(d.fold && { fold: d.fold }),
+  spanId: d.spanId,
+  name: d.name,
+  kind: d.kind,
+  start: d.startNs.toString(),
+  end: d.endNs.toString(),
+  attributes: recordToAttributes(d.attributes),
+  status: d.status,
+});
+
+/** A held span as sent: in `traceId`, under `parentSpanId`, with `extra` attributes after its own. */
+export const spanOfHeld = (traceId: string, parentSpanId: string, h: HeldSpan, extra: KeyValue[] = []): Span => ({
+  traceId,
+  spanId: h.spanId,
+  parentSpanId,
+  name: h.name,
+  kind: h.kind,
+  startTimeUnixNano: h.start,
+  endTimeUnixNano: h.end,
+  attributes: extra.length > 0 ? [...h.attributes, ...extra] : h.attributes,
+  status: h.status ?? { code: 0 },
+});
+
+/** A draft as sent at once: in `traceId`, under its own parent or else its turn's root. */
+export const spanOfDraft = (traceId: string, rootSpanId: string, d: SpanDraft): Span => spanOfHeld(traceId, d.parentSpanId ?? rootSpanId, heldOf(d));
+
+/** Spans of one resource, in the bridge's scope. */
+export const resourceSpansOf = (resource: KeyValue[], spans: Span[]): ResourceSpans => ({ resource: { attributes: resource }, scopeSpans: [{ scope: SCOPE, spans }] });
