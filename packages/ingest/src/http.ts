@@ -21,6 +21,7 @@ import {
   CONTENT_TYPES, DecodeError, encodeExportResponse, encodeStatus, type ScanLimits,
   type Signal, type WireFormat,
 } from '@ccbridge/otlp';
+import { RETRY_AFTER_SECONDS } from '@ccbridge/errors';
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics, type RefusalReason } from '@ccbridge/telemetry';
 import { AUTH_MESSAGE, type Authenticator } from './auth';
@@ -38,7 +39,7 @@ export interface IngestOptions {
   auth?: Authenticator;
   /** Attributes per message and bytes per value a request may carry (400 past them). */
   limits?: ScanLimits;
-  /** Seconds a throttled client is asked to wait (Retry-After). */
+  /** Seconds a throttled client is asked to wait (Retry-After; default: the policy's, @ccbridge/errors). */
   retryAfterSeconds?: number;
 }
 
@@ -58,7 +59,7 @@ export function wireFormatOf(contentType: string | undefined): WireFormat | unde
 /** Express routes for /v1/{logs,metrics,traces}; mount beside the health routes. */
 export function otlpRouter(options: IngestOptions): express.Router {
   const { sink, log } = options;
-  const retryAfter = String(options.retryAfterSeconds ?? 5);
+  const retryAfter = String(options.retryAfterSeconds ?? RETRY_AFTER_SECONDS);
   const router = express.Router();
 
   const reply = (req: Request, res: Response, status: number, message: string) => {
