@@ -9,11 +9,11 @@
  * transports reach the queue in one form.
  */
 import * as grpc from '@grpc/grpc-js';
-import { DecodeError, encodeExportResponse, type ScanLimits, type Signal } from '@ccbridge/otlp';
+import { encodeExportResponse, type ScanLimits, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics } from '@ccbridge/telemetry';
 import { AUTH_MESSAGE, type Authenticator } from './auth';
-import { BUSY_MESSAGE, readBatch, receiveBatch, type BatchSink, type InflightGate } from './receiver';
+import { BUSY_MESSAGE, readBatch, receiveBatch, refusalOf, type BatchSink, type InflightGate } from './receiver';
 
 const SERVICES: Record<Signal, string> = {
   logs: 'opentelemetry.proto.collector.logs.v1.LogsService',
@@ -53,7 +53,9 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
         responseDeserialize: raw,
       },
     };
-    const Export: grpc.handleUnaryCall<Buffer, Buffer> = async (call, callback) => {
+    type Call = grpc.ServerUnaryCall<Buffer, Buffer>;
+    type Callback = grpc.sendUnaryData<Buffer>;
+    const answer = async (call: Call, callback: Callback): Promise<void> => {
       // grpc-js has read the message by now; the gate bounds the decoded batches held at once.
       if (options.auth && !options.auth.accepts(String(call.metadata.get('authorization')[0] ?? ''))) {
         log.warn({ signal, transport: 'grpc', remote: call.getPeer() }, 'refused a call without an accepted bearer token');
@@ -70,21 +72,21 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
         options.gate.leave();
       }
     };
-    const exportBatch: grpc.handleUnaryCall<Buffer, Buffer> = async (call, callback) => {
-      let batch;
+    const exportBatch = async (call: Call, callback: Callback): Promise<void> => {
       try {
-        batch = readBatch(signal, call.request, 'protobuf', options.limits);
+        const { items } = await receiveBatch(sink, log, signal, readBatch(signal, call.request, 'protobuf', options.limits), 'grpc');
+        log.debug({ signal, transport: 'grpc', items, bytes: call.request.length }, 'accepted a batch');
       } catch (err) {
-        if (!(err instanceof DecodeError)) throw err;
-        log.warn({ signal, transport: 'grpc', bytes: call.request.length, reason: err.message }, 'rejected a request that does not decode');
+        // The error's kind, in gRPC's terms: UNAVAILABLE is retried by OTLP exporters, INVALID_ARGUMENT is not.
+        const refusal = refusalOf(err);
+        if (refusal.retry) return callback({ code: grpc.status.UNAVAILABLE, details: refusal.message });
+        log.warn({ signal, transport: 'grpc', bytes: call.request.length, reason: refusal.message }, 'rejected a request that does not decode');
         bridgeMetrics.refusedRequest('grpc', 'decode');
-        return callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message });
+        return callback({ code: grpc.status.INVALID_ARGUMENT, details: refusal.message });
       }
-      const outcome = await receiveBatch(sink, log, signal, batch, 'grpc');
-      if (!outcome.stored) return callback({ code: grpc.status.UNAVAILABLE, details: outcome.message });
-      log.debug({ signal, transport: 'grpc', items: outcome.items, bytes: call.request.length }, 'accepted a batch');
       callback(null, Buffer.from(encodeExportResponse(signal, 'protobuf')));
     };
+    const Export: grpc.handleUnaryCall<Buffer, Buffer> = (call, callback) => void answer(call, callback);
     server.addService(definition, { Export });
   }
   return server;

@@ -123,7 +123,7 @@ export class LlmflowMetricsClient {
 function readPartialSuccess(text: string): { refused: number; reason?: string } {
   let body: { partialSuccess?: { rejectedDataPoints?: number | string; errorMessage?: string } } = {};
   try {
-    body = text ? JSON.parse(text) : {};
+    body = text ? (JSON.parse(text) as typeof body) : {};
   } catch {
     // A 2xx with a body that is not JSON still means stored.
   }

@@ -25,7 +25,7 @@ const TIMER_TICK_MS = 1_000;
 
 export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logger): WorkerService {
   const redis = connectRedis(target, 'consumer');
-  redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
+  redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
   const exporter = new LlmflowExporter({
     url: config.llmflowUrl,
     timeoutMs: config.exportTimeoutMs,
@@ -45,10 +45,8 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     // Each session's turns, as its roots say (ccbridge sessions).
     if (config.forwardMetrics) await ledger.noteTurns(drawnTurns(spans));
   };
-  // Set once the consumer exists: timers wait for batches received before they ran out.
-  let consumer: BatchConsumer | undefined;
-  let metricsConsumer: BatchConsumer | undefined;
-  const closer = new InteractionCloser({ store, exportSpans, log, retryDelayMs: ROOT_RETRY_MS, backlogSinceMs: async () => consumer?.backlogSinceMs() });
+  // Timers wait for batches received before they ran out (the consumer is made below, before any timer runs).
+  const closer = new InteractionCloser({ store, exportSpans, log, retryDelayMs: ROOT_RETRY_MS, backlogSinceMs: async () => consumer.backlogSinceMs() });
   const redactor = createRedactor({ prompts: config.privacyPrompts, toolDetails: config.privacyToolDetails, userIds: config.privacyUserIds });
   const deps: BatchProcessorDeps = {
     store,
@@ -83,7 +81,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     return inSpan('ccbridge.process', { kind: SpanKind.CONSUMER, parent, links: others, attributes }, work);
   };
 
-  consumer = new BatchConsumer(
+  const consumer = new BatchConsumer(
     redis,
     async (job, info) => {
       const summary = await traced(job, info, () => processBatch(deps, job.signal, job.request));
@@ -108,7 +106,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     },
   };
   let saidDisabled = false;
-  metricsConsumer = new BatchConsumer(
+  const metricsConsumer = new BatchConsumer(
     redis,
     async (job, info) => {
       if (!config.forwardMetrics) {
@@ -126,7 +124,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
 
   // A session is compared once neither queue holds a batch received before it went quiet.
   const oldestBacklog = async () => {
-    const times = (await Promise.all([consumer?.backlogSinceMs(), metricsConsumer?.backlogSinceMs()])).filter((t): t is number => t !== undefined);
+    const times = (await Promise.all([consumer.backlogSinceMs(), metricsConsumer.backlogSinceMs()])).filter((t): t is number => t !== undefined);
     return times.length > 0 ? Math.min(...times) : undefined;
   };
   const reconciler = new Reconciler({ store: ledger, exportSpans, log, settleMs: config.sessionSettleMs, backlogSinceMs: oldestBacklog });
@@ -146,7 +144,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     else log.warn({ llmflow: config.llmflowUrl, err: probe.error }, `LLMFlow does not answer at ${config.llmflowUrl}: ${LLMFLOW_URL_HINT}`);
   });
   observeGauge('queue_oldest_age_seconds', 'Age of the oldest batch not yet processed (0: none waits)', async () => {
-    const since = await consumer?.backlogSinceMs();
+    const since = await consumer.backlogSinceMs();
     return since === undefined ? 0 : Math.max(0, Date.now() - since) / 1000;
   }, 's');
   observeGauge('interactions_open', 'Turns not yet drawn, over every shard', () => store.openInteractions());
@@ -155,7 +153,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     async close() {
       // Finish the jobs in hand and stop; turns still open stay in Redis for the next worker.
       clearInterval(tick);
-      await Promise.all([consumer?.close(), metricsConsumer?.close()]);
+      await Promise.all([consumer.close(), metricsConsumer.close()]);
       await round;
       redis.disconnect();
     },
