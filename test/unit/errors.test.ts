@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BackpressureError, PermanentError, RetryableError, kindOf } from '@ccbridge/errors';
+import { BackpressureError, PermanentError, RetryableError, kindOf, pauseAfter } from '@ccbridge/errors';
 import { DecodeError } from '@ccbridge/otlp';
 import { LlmflowUnavailableError } from '@ccbridge/llmflow';
 
@@ -20,4 +20,8 @@ test('every error has one kind: typed ones say theirs, others are classified by 
     [new LlmflowUnavailableError('LLMFlow did not answer'), 'backpressure'],
   ];
   for (const [err, kind] of cases) assert.equal(kindOf(err), kind, String((err as Error).message ?? err));
+});
+
+test('the pause after backpressure that does not say how long: 1 s, doubling with each in a row, at most 30 s', () => {
+  assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 50].map(pauseAfter), [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
 });

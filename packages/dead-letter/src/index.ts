@@ -36,6 +36,18 @@ export class DeadLetterStore {
 
   constructor(private readonly redis: RedisClient, private readonly options: DeadLetterOptions) {}
 
+  /**
+   * Spans sent through `sink`, those LLMFlow refuses for their content recorded here at once
+   * (the dead-letter policy, @ccbridge/errors): never retried by themselves, never holding back
+   * the batch or the root they came with. Anything else the sink throws is the caller's.
+   */
+  exportThrough(sink: ReplaySink): (spans: ResourceSpans[], source: string) => Promise<void> {
+    return async (spans, source) => {
+      const { refused } = await sink(spans);
+      await this.add(refused, source);
+    };
+  }
+
   /** Records refused spans and logs them, once, at error level. */
   async add(refused: RefusedSpan[], source: string): Promise<void> {
     if (refused.length === 0) return;

@@ -10,11 +10,11 @@
  * transports reach the queue in one form.
  */
 import * as grpc from '@grpc/grpc-js';
-import { DecodeError, encodeExportResponse, type ScanLimits, type Signal } from '@ccbridge/otlp';
+import { encodeExportResponse, type ScanLimits, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics } from '@ccbridge/telemetry';
 import { AUTH_MESSAGE, type Authenticator } from './auth';
-import { BUSY_MESSAGE, readBatch, receiveBatch, type BatchSink, type InflightGate } from './receiver';
+import { BUSY_MESSAGE, readBatch, receiveBatch, refusalOf, type BatchSink, type InflightGate } from './receiver';
 
 const SERVICES: Record<Signal, string> = {
   logs: 'opentelemetry.proto.collector.logs.v1.LogsService',
@@ -34,7 +34,6 @@ export interface GrpcReceiverOptions {
 }
 
 const raw = (b: Buffer) => b;
-type AsyncUnaryCall = (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => Promise<void>;
 
 export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
   const { sink, log } = options;
@@ -55,13 +54,9 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
         responseDeserialize: raw,
       },
     };
-    // grpc-js ignores what a handler returns: the call's promise is handled here, an unexpected
-    // failure logged and answered INTERNAL (as HTTP answers 500) rather than left unhandled.
-    const Export: grpc.handleUnaryCall<Buffer, Buffer> = (call, callback) => void handleExport(call, callback).catch((err: unknown) => {
-      log.error({ signal, transport: 'grpc', err: (err as Error).message, stack: (err as Error).stack }, 'unexpected error while receiving');
-      callback({ code: grpc.status.INTERNAL, details: 'internal error' });
-    });
-    const handleExport: AsyncUnaryCall = async (call, callback) => {
+    type Call = grpc.ServerUnaryCall<Buffer, Buffer>;
+    type Callback = grpc.sendUnaryData<Buffer>;
+    const answer = async (call: Call, callback: Callback): Promise<void> => {
       // grpc-js has read the message by now; the gate bounds the decoded batches held at once.
       if (options.auth && !options.auth.accepts(String(call.metadata.get('authorization')[0] ?? ''))) {
         log.warn({ signal, transport: 'grpc', remote: call.getPeer() }, 'refused a call without an accepted bearer token');
@@ -78,21 +73,28 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
         options.gate.leave();
       }
     };
-    const exportBatch: AsyncUnaryCall = async (call, callback) => {
-      let batch;
+    const exportBatch = async (call: Call, callback: Callback): Promise<void> => {
       try {
-        batch = readBatch(signal, call.request, 'protobuf', options.limits);
+        const { items } = await receiveBatch(sink, log, signal, readBatch(signal, call.request, 'protobuf', options.limits), 'grpc');
+        log.debug({ signal, transport: 'grpc', items, bytes: call.request.length }, 'accepted a batch');
       } catch (err) {
-        if (!(err instanceof DecodeError)) throw err;
-        log.warn({ signal, transport: 'grpc', bytes: call.request.length, reason: err.message }, 'rejected a request that does not decode');
+        // The error's kind, in gRPC's terms: UNAVAILABLE is retried by OTLP exporters, INVALID_ARGUMENT is not.
+        const refusal = refusalOf(err);
+        if (refusal.retry) return callback({ code: grpc.status.UNAVAILABLE, details: refusal.message });
+        log.warn({ signal, transport: 'grpc', bytes: call.request.length, reason: refusal.message }, 'rejected a request that does not decode');
         bridgeMetrics.refusedRequest('grpc', 'decode');
-        return callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message });
+        return callback({ code: grpc.status.INVALID_ARGUMENT, details: refusal.message });
       }
-      const outcome = await receiveBatch(sink, log, signal, batch, 'grpc');
-      if (!outcome.stored) return callback({ code: grpc.status.UNAVAILABLE, details: outcome.message });
-      log.debug({ signal, transport: 'grpc', items: outcome.items, bytes: call.request.length }, 'accepted a batch');
       callback(null, Buffer.from(encodeExportResponse(signal, 'protobuf')));
     };
+    // grpc-js ignores what a handler returns: a failure that escapes the answer (a bug: what the
+    // receiving throws is answered by its kind above) is logged and answered INTERNAL, never left
+    // unhandled.
+    const Export: grpc.handleUnaryCall<Buffer, Buffer> = (call, callback) =>
+      void answer(call, callback).catch((err: unknown) => {
+        log.error({ signal, transport: 'grpc', err: (err as Error).message, stack: (err as Error).stack }, 'unexpected error while receiving');
+        callback({ code: grpc.status.INTERNAL, details: 'internal error' });
+      });
     server.addService(definition, { Export });
   }
   return server;

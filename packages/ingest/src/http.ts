@@ -18,15 +18,16 @@
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import {
-  CONTENT_TYPES, DecodeError, encodeExportResponse, encodeStatus, type ScanLimits,
+  CONTENT_TYPES, encodeExportResponse, encodeStatus, type ScanLimits,
   type Signal, type WireFormat,
 } from '@ccbridge/otlp';
+import { RETRY_AFTER_SECONDS } from '@ccbridge/errors';
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics, type RefusalReason } from '@ccbridge/telemetry';
 import { AUTH_MESSAGE, type Authenticator } from './auth';
 import { healthRouter, notFound, type HealthOptions } from './health';
-import { BodyError, readBody } from './body';
-import { BUSY_MESSAGE, readBatch, receiveBatch, type BatchSink, type InflightGate, type ReceivedBatch } from './receiver';
+import { readBody, type RequestBody } from './body';
+import { BUSY_MESSAGE, readBatch, receiveBatch, refusalOf, type BatchSink, type InflightGate, type ReceivedBatch } from './receiver';
 
 export interface IngestOptions {
   sink: BatchSink;
@@ -38,7 +39,7 @@ export interface IngestOptions {
   auth?: Authenticator;
   /** Attributes per message and bytes per value a request may carry (400 past them). */
   limits?: ScanLimits;
-  /** Seconds a throttled client is asked to wait (Retry-After). */
+  /** Seconds a throttled client is asked to wait (Retry-After; default: the policy's, @ccbridge/errors). */
   retryAfterSeconds?: number;
 }
 
@@ -58,7 +59,7 @@ export function wireFormatOf(contentType: string | undefined): WireFormat | unde
 /** Express routes for /v1/{logs,metrics,traces}; mount beside the health routes. */
 export function otlpRouter(options: IngestOptions): express.Router {
   const { sink, log } = options;
-  const retryAfter = String(options.retryAfterSeconds ?? 5);
+  const retryAfter = String(options.retryAfterSeconds ?? RETRY_AFTER_SECONDS);
   const router = express.Router();
 
   const reply = (req: Request, res: Response, status: number, message: string) => {
@@ -93,21 +94,20 @@ export function otlpRouter(options: IngestOptions): express.Router {
     });
     router.post(path, async (req, res) => {
       const format = wireFormatOf(req.headers['content-type'])!;
-      let batch: ReceivedBatch;
-      let bytes = 0;
+      let body: RequestBody | undefined;
+      let batch: ReceivedBatch | undefined;
       try {
-        const body = await readBody(req, options.maxBodyBytes);
-        bytes = body.bytes.length;
+        body = await readBody(req, options.maxBodyBytes);
         batch = readBatch(signal, body.bytes, format, options.limits, body.encoding === 'gzip' ? body.raw : undefined);
+        const { items } = await receiveBatch(sink, log, signal, batch, 'http');
+        log.debug({ signal, format, items, bytes: body.bytes.length }, 'accepted a batch');
       } catch (err) {
-        if (err instanceof BodyError) return reply(req, res, err.status, err.message);
-        if (!(err instanceof DecodeError)) throw err;
-        log.warn({ signal, format, bytes, reason: err.message }, 'rejected a request that does not decode');
-        return reply(req, res, 400, err.message);
+        // The error's kind, in OTLP/HTTP's terms (the table above).
+        const refusal = refusalOf(err);
+        if (refusal.retry) return reply(req, res, 503, refusal.message);
+        if (body && !batch) log.warn({ signal, format, bytes: body.bytes.length, reason: refusal.message }, 'rejected a request that does not decode');
+        return reply(req, res, refusal.status, refusal.message);
       }
-      const outcome = await receiveBatch(sink, log, signal, batch, 'http');
-      if (!outcome.stored) return reply(req, res, 503, outcome.message);
-      log.debug({ signal, format, items: outcome.items, bytes }, 'accepted a batch');
       res.status(200).type(CONTENT_TYPES[format]).send(Buffer.from(encodeExportResponse(signal, format)));
     });
   }

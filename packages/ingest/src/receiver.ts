@@ -1,9 +1,10 @@
 /**
  * What every OTLP receiver does with a decoded request, whatever the transport: count it, check
- * the queue can take it, and store it. HTTP and gRPC only translate the outcome into their
- * own status codes.
+ * the queue can take it, and store it. A request that cannot be taken is a typed error
+ * (@ccbridge/errors); HTTP and gRPC only translate its kind (refusalOf) into their own status codes.
  */
 import { jsonToProtobuf, scanExportRequest, type ScanLimits, type Signal, type WireFormat } from '@ccbridge/otlp';
+import { BackpressureError, RetryableError, kindOf } from '@ccbridge/errors';
 import type { Logger } from '@ccbridge/log';
 import { SpanKind, bridgeMetrics, currentTraceparent, inSpan, type Transport } from '@ccbridge/telemetry';
 import type { Acceptance, ReceivedBatch } from '@ccbridge/queue';
@@ -31,17 +32,37 @@ export interface BatchSink {
   enqueue(signal: Signal, batch: ReceivedBatch): Promise<void>;
 }
 
-export type Outcome =
+type Outcome =
   | { stored: true; items: number }
-  /** Retryable: the client should send the same data again later. */
-  | { stored: false; message: string };
+  /** The client should send the same data again later: the queue is full (backpressure) or Redis is away (retryable). */
+  | { stored: false; error: BackpressureError | RetryableError };
 
-export function receiveBatch(sink: BatchSink, log: Logger, signal: Signal, batch: ReceivedBatch, transport: Transport): Promise<Outcome> {
+/**
+ * Stores a batch and says how many items it held; throws BackpressureError while the queue is
+ * full, RetryableError while Redis cannot take it (both "retry later" to the client).
+ */
+export async function receiveBatch(sink: BatchSink, log: Logger, signal: Signal, batch: ReceivedBatch, transport: Transport): Promise<{ items: number }> {
   const attributes = { 'ccbridge.signal': signal, 'ccbridge.items': batch.items, 'ccbridge.transport': transport };
-  return inSpan('ccbridge.receive', { kind: SpanKind.SERVER, attributes }, (span) => storeBatch(sink, log, signal, batch, transport).then((outcome) => {
+  const outcome = await inSpan('ccbridge.receive', { kind: SpanKind.SERVER, attributes }, (span) => storeBatch(sink, log, signal, batch, transport).then((outcome) => {
     span.setAttribute('ccbridge.stored', outcome.stored);
     return outcome;
   }));
+  if (!outcome.stored) throw outcome.error;
+  return outcome;
+}
+
+/** What a receiver answers for a request it cannot take, by the error's kind (the policy, @ccbridge/errors). */
+export type Refusal =
+  /** The client's mistake (permanent): HTTP 400, 413 or 415 / INVALID_ARGUMENT, never to be sent again as it is. */
+  | { retry: false; status: 400 | 413 | 415; message: string }
+  /** Backpressure or retryable: HTTP 503 with Retry-After / UNAVAILABLE, the client sends it again later. */
+  | { retry: true; message: string };
+
+export function refusalOf(err: unknown): Refusal {
+  const message = err instanceof Error ? err.message : String(err);
+  if (kindOf(err) !== 'permanent') return { retry: true, message };
+  const status = (err as { status?: unknown }).status;
+  return { retry: false, status: status === 413 || status === 415 ? status : 400, message };
 }
 
 async function storeBatch(sink: BatchSink, log: Logger, signal: Signal, batch: ReceivedBatch, transport: Transport): Promise<Outcome> {
@@ -56,7 +77,7 @@ async function storeBatch(sink: BatchSink, log: Logger, signal: Signal, batch: R
   const refuse = (reason: 'queue_full' | 'unavailable', message: string): Outcome => {
     bridgeMetrics.refused(signal, transport, reason, items);
     bridgeMetrics.refusedRequest(transport, reason);
-    return { stored: false, message };
+    return { stored: false, error: reason === 'queue_full' ? new BackpressureError(message) : new RetryableError(message) };
   };
   const acceptance = await sink.acceptance(signal);
   if (acceptance !== 'ok') {

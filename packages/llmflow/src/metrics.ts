@@ -12,6 +12,7 @@
 import type { ExportMetricsRequest } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { SpanKind, bridgeMetrics, inSpan } from '@ccbridge/telemetry';
+import { LLMFLOW_REASK_MS } from '@ccbridge/errors';
 import { LlmflowUnavailableError } from './unavailable';
 
 /** What LLMFlow made of one request. */
@@ -25,7 +26,7 @@ export interface LlmflowMetricsOptions {
   url: string;
   timeoutMs: number;
   log: Logger;
-  /** How long a "no" holds before LLMFlow is asked again (10 minutes). */
+  /** How long a "no" holds before LLMFlow is asked again (default: the policy's, @ccbridge/errors). */
   reaskMs?: number;
   now?: () => number;
 }
@@ -53,7 +54,7 @@ export class LlmflowMetricsClient {
   async accepts(): Promise<boolean> {
     const now = (this.options.now ?? Date.now)();
     if (this.answer === 'yes') return true;
-    if (this.answer !== 'unknown' && now - this.answer.noSince < (this.options.reaskMs ?? 600_000)) return false;
+    if (this.answer !== 'unknown' && now - this.answer.noSince < (this.options.reaskMs ?? LLMFLOW_REASK_MS)) return false;
     const { status, text } = await this.send({ resourceMetrics: [] });
     const yes = status >= 200 && status < 300;
     if (!yes && !NO_ENDPOINT.has(status)) throw new LlmflowUnavailableError(`LLMFlow at ${this.endpoint} answered ${status}: ${text.slice(0, 300)}`);

@@ -8,7 +8,7 @@
  * set that keeps what could not be delivered, and shared consumption by several workers.
  */
 import { Queue, Worker, UnrecoverableError, type Job, type ConnectionOptions } from 'bullmq';
-import { BackpressureError, kindOf } from '@ccbridge/errors';
+import { FAILED_JOB_KEEP_SECONDS, JOB_ANSWER, JOB_BACKOFF, kindOf, pauseAfter, type BackpressureError } from '@ccbridge/errors';
 import { Cluster } from 'ioredis';
 import type { Signal } from '@ccbridge/otlp';
 import path from 'node:path';
@@ -87,10 +87,10 @@ interface Lane {
 
 const jobOptions = (attempts: number) => ({
   attempts,
-  backoff: { type: 'exponential', delay: 1_000 },
-  // Done jobs are not kept; failed ones are, for a week, so nothing vanishes unseen.
+  backoff: JOB_BACKOFF,
+  // Done jobs are not kept; failed ones are (policy: @ccbridge/errors), so nothing vanishes unseen.
   removeOnComplete: true,
-  removeOnFail: { age: 7 * 24 * 3600 },
+  removeOnFail: { age: FAILED_JOB_KEEP_SECONDS },
 });
 
 /** The producer side, used by the receiver. */
@@ -246,26 +246,14 @@ export async function queueStatus(redis: RedisClient, name = QUEUE_NAME): Promis
 
 export type BatchHandler = (job: BatchJob, info: { id: string | undefined; attempt: number }) => Promise<void>;
 
-/**
- * Thrown by a handler when nothing can be processed for a while (LLMFlow is down): the job goes
- * back to the queue without using up one of its attempts, and the whole consumer waits `ms`.
- * (Any BackpressureError does so; this one says for how long.)
- */
-export class PauseConsumer extends BackpressureError {
-  override name = 'PauseConsumer';
-  constructor(readonly ms: number, message: string) {
-    super(message, ms);
-  }
-}
-
-/** How long the consumer waits after backpressure that does not say. */
-const DEFAULT_PAUSE_MS = 1_000;
-
 export interface BatchConsumerOptions {
   concurrency: number;
   /** The queue to consume: the batches' (default) or the metrics' (METRICS_QUEUE_NAME). */
   queue?: string;
+  /** A job failed (not paused): `final` when it went to the failed set, to stay there. */
   onFailed?: (job: Pick<BatchJob, 'signal' | 'items'> | undefined, err: Error, final: boolean) => void;
+  /** The consumer pauses `ms` after backpressure (LLMFlow cannot take anything now); the job keeps its attempts. */
+  onPause?: (err: Error, ms: number) => void;
   onError?: (err: Error) => void;
 }
 
@@ -276,11 +264,17 @@ export interface BatchConsumerOptions {
  */
 const BACKLOG_STATES = ['wait', 'paused', 'prioritized', 'active'] as const;
 
-/** The consumer side, used by the worker. Throw from the handler to have the job retried. */
+/**
+ * The consumer side, used by the worker. What becomes of a job whose handler throws is the
+ * error's kind, answered as the policy says (@ccbridge/errors): retried, failed at once, or put
+ * back while the whole consumer pauses.
+ */
 export class BatchConsumer {
   private readonly worker: Worker<QueuedBatch>;
   /** For the queue-wide calls a Worker does not offer (rate limit, backlog, other workers). */
   private readonly queue: Queue<QueuedBatch>;
+  /** Backpressure failures in a row (none since the last job that went through): the pause grows with them. */
+  private pressed = 0;
 
   constructor(redis: RedisClient, handler: BatchHandler, options: BatchConsumerOptions) {
     const connection = redis as unknown as ConnectionOptions;
@@ -300,16 +294,21 @@ export class BatchConsumer {
         }
         try {
           await handler(batch, { id: job.id, attempt: job.attemptsMade + 1 });
+          this.pressed = 0;
         } catch (err) {
           // The error's kind (@ccbridge/errors), in BullMQ's terms.
-          switch (kindOf(err)) {
-            case 'backpressure':
-              await this.queue.rateLimit((err as BackpressureError).retryAfterMs ?? DEFAULT_PAUSE_MS);
+          switch (JOB_ANSWER[kindOf(err)]) {
+            case 'pause': {
+              this.pressed += 1;
+              const ms = (err as BackpressureError).retryAfterMs ?? pauseAfter(this.pressed);
+              options.onPause?.(err as Error, ms);
+              await this.queue.rateLimit(ms);
               throw Worker.RateLimitError();
-            case 'permanent':
+            }
+            case 'fail':
               // It would fail the same way on every attempt: to the failed set at once, with its reason.
               throw new UnrecoverableError(`${(err as Error).name}: ${(err as Error).message}`);
-            default:
+            case 'retry':
               throw err;
           }
         }
@@ -325,6 +324,8 @@ export class BatchConsumer {
     };
     this.worker.on('completed', (job) => release(job));
     this.worker.on('failed', (job, err) => {
+      // A paused job was put back, not failed (onPause said so).
+      if (err.name === 'RateLimitError') return;
       const final = !job || err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
       if (final) release(job);
       options.onFailed?.(job ? { signal: job.data.signal, items: job.data.items } : undefined, err, final);

@@ -5,11 +5,12 @@
  */
 import type { BridgeConfig } from '@ccbridge/config';
 import type { Logger } from '@ccbridge/log';
-import { BatchConsumer, METRICS_QUEUE_NAME, PauseConsumer, type BatchConsumerOptions, type BatchHandler } from '@ccbridge/queue';
+import { BatchConsumer, METRICS_QUEUE_NAME, type BatchConsumerOptions, type BatchHandler } from '@ccbridge/queue';
 import { connectRedis, type RedisTarget } from '@ccbridge/redis';
 import { InteractionCloser, LifecycleStore, createRedactor, processBatch, type BatchProcessorDeps } from '@ccbridge/claude-events';
 import { DeadLetterStore } from '@ccbridge/dead-letter';
-import { LLMFLOW_URL_HINT, LlmflowExporter, LlmflowMetricsClient, LlmflowUnavailableError, probeLlmflow } from '@ccbridge/llmflow';
+import { ROOT_RETRY_MS } from '@ccbridge/errors';
+import { LLMFLOW_URL_HINT, LlmflowExporter, LlmflowMetricsClient, probeLlmflow } from '@ccbridge/llmflow';
 import { MetricsStore, forwardMetrics, type ForwardDeps } from '@ccbridge/metrics';
 import type { ExportLogsRequest, ExportMetricsRequest } from '@ccbridge/otlp';
 import { LedgerStore, Reconciler, counterContributions, drawnTurns, eventContributions } from '@ccbridge/sessions';
@@ -19,15 +20,12 @@ export interface WorkerService {
   close(): Promise<void>;
 }
 
-/** How long the worker waits after LLMFlow could not be reached n times in a row: 1 s to 30 s. */
-const pauseAfter = (failures: number) => Math.min(30_000, 1_000 * 2 ** Math.min(failures - 1, 5));
-
 /** How often the closer looks for timers that ran out (idle, turn timeout, gap wait, retries). */
 const TIMER_TICK_MS = 1_000;
 
 export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logger): WorkerService {
   const redis = connectRedis(target, 'consumer');
-  redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
+  redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
   const exporter = new LlmflowExporter({
     url: config.llmflowUrl,
     timeoutMs: config.exportTimeoutMs,
@@ -41,18 +39,14 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
   });
   // Each session's api_request events against Claude Code's counters (only while metrics are forwarded: the counters come with them).
   const ledger = new LedgerStore(redis);
-  // Spans LLMFlow refuses for their content go to the dead-letter store at once: they are
-  // never retried by themselves and never hold back a batch or a root.
+  const toLlmflow = deadLetters.exportThrough((spans) => exporter.export(spans));
   const exportSpans: BatchProcessorDeps['exportSpans'] = async (spans, source) => {
-    const { refused } = await exporter.export(spans);
-    await deadLetters.add(refused, source);
+    await toLlmflow(spans, source);
     // Each session's turns, as its roots say (ccbridge sessions).
     if (config.forwardMetrics) await ledger.noteTurns(drawnTurns(spans));
   };
-  // Set once the consumer exists: timers wait for batches received before they ran out.
-  let consumer: BatchConsumer | undefined;
-  let metricsConsumer: BatchConsumer | undefined;
-  const closer = new InteractionCloser({ store, exportSpans, log, backlogSinceMs: async () => consumer?.backlogSinceMs() });
+  // Timers wait for batches received before they ran out (the consumer is made below, before any timer runs).
+  const closer = new InteractionCloser({ store, exportSpans, log, retryDelayMs: ROOT_RETRY_MS, backlogSinceMs: async () => consumer.backlogSinceMs() });
   const redactor = createRedactor({ prompts: config.privacyPrompts, toolDetails: config.privacyToolDetails, userIds: config.privacyUserIds });
   const deps: BatchProcessorDeps = {
     store,
@@ -64,36 +58,21 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     redactor,
   };
 
-  /**
-   * A handler that, while LLMFlow is down or LLMFLOW_URL is wrong, keeps the batch, uses up none
-   * of its attempts, and has its consumer wait before trying anything again: 1 s growing to 30 s.
-   */
-  const pausing = (what: string, handle: BatchHandler): BatchHandler => {
-    let unavailable = 0;
-    return async (job, info) => {
-      try {
-        await handle(job, info);
-        unavailable = 0;
-      } catch (err) {
-        if (!(err instanceof LlmflowUnavailableError)) throw err;
-        unavailable += 1;
-        bridgeMetrics.pause();
-        log.warn({ err: err.message, pauseMs: pauseAfter(unavailable), hint: LLMFLOW_URL_HINT }, `LLMFlow is unavailable; the ${what} wait in the queue`);
-        throw new PauseConsumer(pauseAfter(unavailable), err.message);
-      }
-    };
-  };
-  const consumerOptions: BatchConsumerOptions = {
+  // Retries, pauses and the failed set are the queue's, as the policy says (@ccbridge/errors); the worker logs them.
+  const consumerOptions = (what: string): BatchConsumerOptions => ({
     concurrency: config.workerConcurrency,
+    onPause: (err, pauseMs) => {
+      bridgeMetrics.pause();
+      log.warn({ err: err.message, pauseMs, hint: LLMFLOW_URL_HINT }, `LLMFlow is unavailable; the ${what} wait in the queue`);
+    },
     onFailed: (job, err, final) => {
-      if (err.name === 'RateLimitError') return;
       (final ? log.error.bind(log) : log.warn.bind(log))(
         { signal: job?.signal, items: job?.items, err: err.message, final },
         final ? 'gave up on a batch; it stays in the failed set' : 'a batch failed; it will be retried',
       );
     },
     onError: (err) => log.warn({ err: err.message }, 'queue consumer error'),
-  };
+  });
 
   /** A job's work in the `ccbridge.process` span, in the trace of the requests that brought it (the bridge's own tracing). */
   const traced = <T>(job: Parameters<BatchHandler>[0], info: Parameters<BatchHandler>[1], work: () => Promise<T>): Promise<T> => {
@@ -102,15 +81,15 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     return inSpan('ccbridge.process', { kind: SpanKind.CONSUMER, parent, links: others, attributes }, work);
   };
 
-  consumer = new BatchConsumer(
+  const consumer = new BatchConsumer(
     redis,
-    pausing('batches', async (job, info) => {
+    async (job, info) => {
       const summary = await traced(job, info, () => processBatch(deps, job.signal, job.request));
       // The session's ledger counts its api_request events once they are drawn.
       if (job.signal === 'logs' && config.forwardMetrics) await ledger.addEvents(eventContributions(job.request as ExportLogsRequest));
       log.info({ job: info.id, items: job.items, ...summary }, 'processed a batch');
-    }),
-    consumerOptions,
+    },
+    consumerOptions('batches'),
   );
 
   // Claude Code's metrics, from their own queue to LLMFlow's /v1/metrics (@ccbridge/metrics).
@@ -127,9 +106,9 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     },
   };
   let saidDisabled = false;
-  metricsConsumer = new BatchConsumer(
+  const metricsConsumer = new BatchConsumer(
     redis,
-    pausing('metrics', async (job, info) => {
+    async (job, info) => {
       if (!config.forwardMetrics) {
         // Queued before forwarding was turned off: taken off the queue, not sent.
         bridgeMetrics.droppedMetricPoints('disabled', job.items);
@@ -139,13 +118,13 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
       }
       const summary = await traced(job, info, () => forwardMetrics(metricsDeps, info.id ?? '', job.request as ExportMetricsRequest, job.items));
       log.info({ job: info.id, signal: job.signal, ...summary }, 'forwarded metrics');
-    }),
-    { ...consumerOptions, queue: METRICS_QUEUE_NAME },
+    },
+    { ...consumerOptions('metrics'), queue: METRICS_QUEUE_NAME },
   );
 
   // A session is compared once neither queue holds a batch received before it went quiet.
   const oldestBacklog = async () => {
-    const times = (await Promise.all([consumer?.backlogSinceMs(), metricsConsumer?.backlogSinceMs()])).filter((t): t is number => t !== undefined);
+    const times = (await Promise.all([consumer.backlogSinceMs(), metricsConsumer.backlogSinceMs()])).filter((t): t is number => t !== undefined);
     return times.length > 0 ? Math.min(...times) : undefined;
   };
   const reconciler = new Reconciler({ store: ledger, exportSpans, log, settleMs: config.sessionSettleMs, backlogSinceMs: oldestBacklog });
@@ -165,7 +144,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     else log.warn({ llmflow: config.llmflowUrl, err: probe.error }, `LLMFlow does not answer at ${config.llmflowUrl}: ${LLMFLOW_URL_HINT}`);
   });
   observeGauge('queue_oldest_age_seconds', 'Age of the oldest batch not yet processed (0: none waits)', async () => {
-    const since = await consumer?.backlogSinceMs();
+    const since = await consumer.backlogSinceMs();
     return since === undefined ? 0 : Math.max(0, Date.now() - since) / 1000;
   }, 's');
   observeGauge('interactions_open', 'Turns not yet drawn, over every shard', () => store.openInteractions());
@@ -174,7 +153,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     async close() {
       // Finish the jobs in hand and stop; turns still open stay in Redis for the next worker.
       clearInterval(tick);
-      await Promise.all([consumer?.close(), metricsConsumer?.close()]);
+      await Promise.all([consumer.close(), metricsConsumer.close()]);
       await round;
       redis.disconnect();
     },
