@@ -15,7 +15,7 @@ import { llmflowCeiling } from './export';
 /** The capture with its session and prompt ids made unique, so every batch is its own interaction. */
 export function batch(template: ExportLogsRequest, i: number): Uint8Array {
   const json = JSON.stringify(template).replace(/"(prompt\.id|session\.id)","value":\{"stringValue":"([^"]+)"/g, (_m, key, id) => `"${key}","value":{"stringValue":"${id}-${i}"`);
-  return encodeExportRequest('logs', JSON.parse(json), 'protobuf');
+  return encodeExportRequest('logs', JSON.parse(json) as ExportLogsRequest, 'protobuf');
 }
 
 /** n distinct turns of the two-tools capture, as protobuf bodies. */

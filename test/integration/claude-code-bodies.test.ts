@@ -58,7 +58,7 @@ test('with raw bodies logged, each LLM span shows what it was sent and what came
   const outline = (m: Message[]) => JSON.stringify(m.map((x) => [x.role, x.parts.map((p) => `${p.type}:${String(p.content ?? p.name ?? '').slice(0, 60)}`)]));
   assert.ok(asked.some((m) => m.role === 'user' && m.parts.some((p) => p.type === 'text' && String(p.content).includes('USE_TOOL'))), outline(asked));
   assert.ok(messagesOf(first!, 'gen_ai.output.messages')[0]!.parts.some((p) => p.type === 'tool_call' && p.name === 'Bash'));
-  assert.ok(JSON.parse(String(attrs(first!)['gen_ai.system_instructions'])).length > 0, 'the system prompt');
+  assert.ok((JSON.parse(String(attrs(first!)['gen_ai.system_instructions'])) as unknown[]).length > 0, 'the system prompt');
   // The second: the tool's result last in, the answer out.
   const then = messagesOf(second!, 'gen_ai.input.messages');
   assert.equal(then.length, asked.length + 2, `its answer and the tool's result added: ${outline(then)}`);

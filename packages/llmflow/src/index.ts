@@ -270,9 +270,10 @@ export class LlmflowExporter {
 
 /** LLMFlow's partialSuccess: how many spans it refused, and the reasons it lists ("; "-joined). */
 function readPartialSuccess(text: string): { rejected: number; reasons: string[] } {
-  let body: { partialSuccess?: { rejectedSpans?: number | string; errorMessage?: string } } = {};
+  type Answer = { partialSuccess?: { rejectedSpans?: number | string; errorMessage?: string } };
+  let body: Answer = {};
   try {
-    body = text ? JSON.parse(text) : {};
+    body = text ? (JSON.parse(text) as Answer) : {};
   } catch {
     // A 2xx with a body that is not JSON still means stored.
   }
