@@ -25,7 +25,8 @@ function plannedSpans(bodies: Uint8Array[]): ResourceSpans[][] {
   });
 }
 
-const spanCount = (rs: ResourceSpans[]) => rs.reduce((n, r) => n + (r.scopeSpans ?? []).reduce((m, s) => m + (s.spans?.length ?? 0), 0), 0);
+const spanCount = (rs: ResourceSpans[]) =>
+  rs.reduce((n, r) => n + (r.scopeSpans ?? []).reduce((m, s) => m + (s.spans?.length ?? 0), 0), 0);
 
 /** Spans/s LLMFlow stores when the spans are posted to it directly. */
 export async function llmflowCeiling(bodies: Uint8Array[]): Promise<{ spans: number; spansPerSecond: number }> {
@@ -35,12 +36,18 @@ export async function llmflowCeiling(bodies: Uint8Array[]): Promise<{ spans: num
   try {
     let next = 0;
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: WORKER_CONCURRENCY }, async () => {
-      while (next < requests.length) {
-        const r = await post(`${llmflow.url}/v1/traces`, Buffer.from(JSON.stringify({ resourceSpans: requests[next++]! })), 'application/json');
-        if (r.status !== 200) throw new Error(`LLMFlow answered ${r.status}`);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: WORKER_CONCURRENCY }, async () => {
+        while (next < requests.length) {
+          const r = await post(
+            `${llmflow.url}/v1/traces`,
+            Buffer.from(JSON.stringify({ resourceSpans: requests[next++]! })),
+            'application/json',
+          );
+          if (r.status !== 200) throw new Error(`LLMFlow answered ${r.status}`);
+        }
+      }),
+    );
     await waitFor('every span in LLMFlow', async () => (await llmflow.listed()).length >= spans, 600_000);
     return { spans, spansPerSecond: Math.round(spans / ((performance.now() - t0) / 1000)) };
   } finally {
@@ -57,7 +64,12 @@ function occurrences(haystack: Buffer, needle: Buffer): number {
 }
 
 /** A stand-in for LLMFlow that takes every request at once, counting the spans. */
-async function stubLlmflow(): Promise<{ url: string; spans: () => number; seconds: () => number; close: () => Promise<void> }> {
+async function stubLlmflow(): Promise<{
+  url: string;
+  spans: () => number;
+  seconds: () => number;
+  close: () => Promise<void>;
+}> {
   let spans = 0;
   let first = 0;
   let last = 0;
@@ -76,7 +88,12 @@ async function stubLlmflow(): Promise<{ url: string; spans: () => number; second
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, spans: () => spans, seconds: () => (last - first) / 1000, close: () => new Promise((r) => server.close(() => r())) };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    spans: () => spans,
+    seconds: () => (last - first) / 1000,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
 }
 
 export interface Drain {
@@ -88,7 +105,12 @@ export interface Drain {
 /** Spans/s `workers` worker processes drive from a full queue into the stub (first request to last: start-up left out). */
 async function drainWith(workers: number, bodies: Uint8Array[]): Promise<Drain> {
   const [redis, stub] = await Promise.all([startRedis(), stubLlmflow()]);
-  const common = { REDIS_URL: redis.url, LLMFLOW_URL: stub.url, LOG_LEVEL: 'warn', BRIDGE_QUEUE_MAX_WAITING: String(bodies.length * 2) };
+  const common = {
+    REDIS_URL: redis.url,
+    LLMFLOW_URL: stub.url,
+    LOG_LEVEL: 'warn',
+    BRIDGE_QUEUE_MAX_WAITING: String(bodies.length * 2),
+  };
   const client = new Redis(redis.url);
   try {
     const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
@@ -101,14 +123,25 @@ async function drainWith(workers: number, bodies: Uint8Array[]): Promise<Drain> 
       await ingest.stop();
     }
     const want = plannedSpans(bodies).reduce((n, r) => n + spanCount(r), 0);
-    const started = await Promise.all(Array.from({ length: workers }, () => startBridge({ ...common, BRIDGE_ROLE: 'worker' })));
+    const started = await Promise.all(
+      Array.from({ length: workers }, () => startBridge({ ...common, BRIDGE_ROLE: 'worker' })),
+    );
     const cpu = () => started.reduce((sum, w) => sum + (cpuSeconds(w.child.pid) ?? NaN), 0);
     // Their start-up is left out: a ready worker has taken its first jobs by now, but little CPU.
     const cpu0 = cpu();
     try {
-      await waitFor('the queue to drain', async () => (await client.llen(queueKey('wait'))) + (await client.llen(queueKey('active'))) === 0 && stub.spans() >= want, 600_000, 20);
+      await waitFor(
+        'the queue to drain',
+        async () =>
+          (await client.llen(queueKey('wait'))) + (await client.llen(queueKey('active'))) === 0 && stub.spans() >= want,
+        600_000,
+        20,
+      );
       const used = cpu() - cpu0;
-      return { spansPerSecond: Math.round(stub.spans() / stub.seconds()), ...(used > 0 && { spansPerCpuSecond: Math.round(stub.spans() / used) }) };
+      return {
+        spansPerSecond: Math.round(stub.spans() / stub.seconds()),
+        ...(used > 0 && { spansPerCpuSecond: Math.round(stub.spans() / used) }),
+      };
     } finally {
       await Promise.all(started.map((w) => w.stop()));
     }
@@ -128,31 +161,53 @@ export async function scaleOut(bodies: Uint8Array[]): Promise<{ one: Drain; two:
  * From the receiver's 200 to the batch's first span readable in LLMFlow, p50 and p99, with
  * batches sent at half of LLMFlow's own ceiling (`ceilingSpansPerSecond`) for `seconds`.
  */
-export async function latencyAtHalfCeiling(bodies: Uint8Array[], ceilingSpansPerSecond: number, seconds = 10): Promise<{ batchesPerSecond: number; p50Ms: number; p99Ms: number; batches: number }> {
+export async function latencyAtHalfCeiling(
+  bodies: Uint8Array[],
+  ceilingSpansPerSecond: number,
+  seconds = 10,
+): Promise<{ batchesPerSecond: number; p50Ms: number; p99Ms: number; batches: number }> {
   const planned = plannedSpans(bodies);
   const perBatch = planned.reduce((n, r) => n + spanCount(r), 0) / planned.length;
-  const batchesPerSecond = Math.max(1, (ceilingSpansPerSecond / 2) / perBatch);
+  const batchesPerSecond = Math.max(1, ceilingSpansPerSecond / 2 / perBatch);
   const [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
-  const bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, LOG_LEVEL: 'warn', BRIDGE_QUEUE_MAX_WAITING: String(bodies.length * 2) });
+  const bridge = await startBridge({
+    REDIS_URL: redis.url,
+    LLMFLOW_URL: llmflow.url,
+    LOG_LEVEL: 'warn',
+    BRIDGE_QUEUE_MAX_WAITING: String(bodies.length * 2),
+  });
   const latencies: number[] = [];
   try {
     const count = Math.min(bodies.length, Math.round(batchesPerSecond * seconds));
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: count }, async (_, i) => {
-      // Paced: batch i leaves at i / rate seconds.
-      await new Promise((r) => setTimeout(r, Math.max(0, t0 + (i * 1000) / batchesPerSecond - performance.now())));
-      const spanId = planned[i]![0]!.scopeSpans![0]!.spans![0]!.spanId;
-      const r = await post(`${bridge.url}/v1/logs`, bodies[i]!, 'application/x-protobuf');
-      if (r.status !== 200) throw new Error(`the bridge answered ${r.status}`);
-      const accepted = performance.now();
-      await waitFor(`span ${spanId} in LLMFlow`, async () => (await fetch(`${llmflow.url}/api/traces/${spanId}`)).ok || undefined, 60_000, 5);
-      latencies.push(performance.now() - accepted);
-    }));
+    await Promise.all(
+      Array.from({ length: count }, async (_, i) => {
+        // Paced: batch i leaves at i / rate seconds.
+        await new Promise((r) => setTimeout(r, Math.max(0, t0 + (i * 1000) / batchesPerSecond - performance.now())));
+        const spanId = planned[i]![0]!.scopeSpans![0]!.spans![0]!.spanId;
+        const r = await post(`${bridge.url}/v1/logs`, bodies[i]!, 'application/x-protobuf');
+        if (r.status !== 200) throw new Error(`the bridge answered ${r.status}`);
+        const accepted = performance.now();
+        await waitFor(
+          `span ${spanId} in LLMFlow`,
+          async () => (await fetch(`${llmflow.url}/api/traces/${spanId}`)).ok || undefined,
+          60_000,
+          5,
+        );
+        latencies.push(performance.now() - accepted);
+      }),
+    );
   } finally {
     await bridge.stop();
     await Promise.all([llmflow.stop(), redis.stop()]);
   }
   latencies.sort((a, b) => a - b);
-  const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]! * 10) / 10;
-  return { batchesPerSecond: Math.round(batchesPerSecond * 10) / 10, p50Ms: pct(0.5), p99Ms: pct(0.99), batches: latencies.length };
+  const pct = (p: number) =>
+    Math.round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]! * 10) / 10;
+  return {
+    batchesPerSecond: Math.round(batchesPerSecond * 10) / 10,
+    p50Ms: pct(0.5),
+    p99Ms: pct(0.99),
+    batches: latencies.length,
+  };
 }

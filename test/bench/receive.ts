@@ -45,7 +45,9 @@ function pinned(core: number, command: string, args: string[]): [string, string[
  */
 function pinSelf(): () => void {
   try {
-    const mask = /affinity mask: (\w+)/.exec(execFileSync('taskset', ['-p', String(process.pid)], { encoding: 'utf8' }))?.[1];
+    const mask = /affinity mask: (\w+)/.exec(
+      execFileSync('taskset', ['-p', String(process.pid)], { encoding: 'utf8' }),
+    )?.[1];
     execFileSync('taskset', ['-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
     return () => {
       if (mask) execFileSync('taskset', ['-p', mask, String(process.pid)], { stdio: 'ignore' });
@@ -71,10 +73,24 @@ function bodies(format: Format, n = 32): Body[] {
     for (let i = 0; records.length < RECORDS; i++) {
       for (const r of base) {
         if (records.length === RECORDS) break;
-        records.push({ ...r, attributes: r.attributes!.map((a) => (a.key === 'session.id' || a.key === 'prompt.id' ? { key: a.key, value: { stringValue: `${a.value!.stringValue}-${b}-${i}` } } : a)) });
+        records.push({
+          ...r,
+          attributes: r.attributes!.map((a) =>
+            a.key === 'session.id' || a.key === 'prompt.id'
+              ? { key: a.key, value: { stringValue: `${a.value!.stringValue}-${b}-${i}` } }
+              : a,
+          ),
+        });
       }
     }
-    const request: ExportLogsRequest = { resourceLogs: [{ ...template.resourceLogs![0]!, scopeLogs: [{ ...template.resourceLogs![0]!.scopeLogs![0]!, logRecords: records }] }] };
+    const request: ExportLogsRequest = {
+      resourceLogs: [
+        {
+          ...template.resourceLogs![0]!,
+          scopeLogs: [{ ...template.resourceLogs![0]!.scopeLogs![0]!, logRecords: records }],
+        },
+      ],
+    };
     if (format === 'json') return { bytes: Buffer.from(JSON.stringify(request)), contentType: 'application/json' };
     const protobuf = Buffer.from(encodeExportRequest('logs', request, 'protobuf'));
     // gRPC compresses each message itself (gzip, as the Collector's otlp exporter does).
@@ -87,10 +103,22 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
 function postOnce(url: URL, body: Body): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': body.contentType, ...(body.encoding && { 'content-encoding': body.encoding }), 'content-length': body.bytes.length } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = http.request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          'content-type': body.contentType,
+          ...(body.encoding && { 'content-encoding': body.encoding }),
+          'content-length': body.bytes.length,
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(body.bytes);
   });
@@ -106,12 +134,30 @@ const httpSender = (endpoint: string): Send => {
 /** One gRPC channel, as an exporter keeps one; messages gzip'd by gRPC. */
 function grpcSender(address: string): { send: Send; close: () => void } {
   const raw = (b: Buffer) => b;
-  const Client = grpc.makeGenericClientConstructor({
-    Export: { path: `/${GRPC_SERVICES.logs}/Export`, requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
-  }, 'Export');
-  const client = new Client(address, grpc.credentials.createInsecure(), { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip });
-  const exportOne = (client as unknown as { Export: (b: Buffer, cb: (e: grpc.ServiceError | null) => void) => void }).Export.bind(client);
-  return { send: (body) => new Promise((resolve) => exportOne(body.bytes, (err) => resolve(!err))), close: () => client.close() };
+  const Client = grpc.makeGenericClientConstructor(
+    {
+      Export: {
+        path: `/${GRPC_SERVICES.logs}/Export`,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: raw,
+        requestDeserialize: raw,
+        responseSerialize: raw,
+        responseDeserialize: raw,
+      },
+    },
+    'Export',
+  );
+  const client = new Client(address, grpc.credentials.createInsecure(), {
+    'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip,
+  });
+  const exportOne = (
+    client as unknown as { Export: (b: Buffer, cb: (e: grpc.ServiceError | null) => void) => void }
+  ).Export.bind(client);
+  return {
+    send: (body) => new Promise((resolve) => exportOne(body.bytes, (err) => resolve(!err))),
+    close: () => client.close(),
+  };
 }
 
 interface Load {
@@ -158,30 +204,46 @@ async function load(send: Send, list: Body[], pid: number | undefined): Promise<
   const seconds = (performance.now() - t0) / 1000;
   stop = true;
   await Promise.all(senders);
-  const cpuFigures = Number.isFinite(cpu) && cpu > 0 ? { busy: Math.round((cpu / seconds) * 100) / 100, recordsPerCpuSecond: Math.round((ok * RECORDS) / cpu) } : {};
-  return { recordsPerSecond: Math.round((ok * RECORDS) / seconds), ...cpuFigures, refused, wireBytes, records: ok * RECORDS, takenRecords };
+  const cpuFigures =
+    Number.isFinite(cpu) && cpu > 0
+      ? { busy: Math.round((cpu / seconds) * 100) / 100, recordsPerCpuSecond: Math.round((ok * RECORDS) / cpu) }
+      : {};
+  return {
+    recordsPerSecond: Math.round((ok * RECORDS) / seconds),
+    ...cpuFigures,
+    refused,
+    wireBytes,
+    records: ok * RECORDS,
+    takenRecords,
+  };
 }
 
-async function startPinnedCollector(durable: boolean, sinkUrl: string): Promise<{ proc: Proc; url: string; grpc: string }> {
+async function startPinnedCollector(
+  durable: boolean,
+  sinkUrl: string,
+): Promise<{ proc: Proc; url: string; grpc: string }> {
   const [httpPort, grpcPort, health] = [await freePort(), await freePort(), await freePort()];
   const dir = tempDir('bench-otelcol');
   const config = path.join(dir, 'config.yaml');
   const exporter = durable
     ? `otlphttp:\n    endpoint: ${sinkUrl}\n    sending_queue:\n      enabled: true\n      storage: file_storage\n      queue_size: 1000000\n      sizer: requests`
     : `debug:\n    verbosity: basic`;
-  writeFileSync(config, [
-    'extensions:',
-    `  health_check:\n    endpoint: 127.0.0.1:${health}`,
-    `  file_storage:\n    directory: ${dir}`,
-    'receivers:',
-    `  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:${httpPort}\n      grpc:\n        endpoint: 127.0.0.1:${grpcPort}`,
-    'exporters:',
-    `  ${exporter}`,
-    'service:',
-    `  extensions: [health_check${durable ? ', file_storage' : ''}]`,
-    '  telemetry:\n    metrics:\n      level: none\n    logs:\n      level: warn',
-    `  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [${durable ? 'otlphttp' : 'debug'}]`,
-  ].join('\n'));
+  writeFileSync(
+    config,
+    [
+      'extensions:',
+      `  health_check:\n    endpoint: 127.0.0.1:${health}`,
+      `  file_storage:\n    directory: ${dir}`,
+      'receivers:',
+      `  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:${httpPort}\n      grpc:\n        endpoint: 127.0.0.1:${grpcPort}`,
+      'exporters:',
+      `  ${exporter}`,
+      'service:',
+      `  extensions: [health_check${durable ? ', file_storage' : ''}]`,
+      '  telemetry:\n    metrics:\n      level: none\n    logs:\n      level: warn',
+      `  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [${durable ? 'otlphttp' : 'debug'}]`,
+    ].join('\n'),
+  );
   const [command, args] = pinned(1, collectorBinary(), [`--config=${config}`]);
   const proc = launch(command, args, process.env);
   await waitHealthy(proc, health);
@@ -282,7 +344,11 @@ export async function measureReceive(): Promise<ReceiveFigures[]> {
           collectorDebug: collectorDebug.recordsPerSecond,
           collectorDurable: collectorDurable.recordsPerSecond,
           busy: { bridge: bridge.busy, collectorDebug: collectorDebug.busy, collectorDurable: collectorDurable.busy },
-          perCpuSecond: { bridge: bridge.recordsPerCpuSecond, collectorDebug: collectorDebug.recordsPerCpuSecond, collectorDurable: collectorDurable.recordsPerCpuSecond },
+          perCpuSecond: {
+            bridge: bridge.recordsPerCpuSecond,
+            collectorDebug: collectorDebug.recordsPerCpuSecond,
+            collectorDurable: collectorDurable.recordsPerCpuSecond,
+          },
         };
         if (format === 'json') figures.jsonParseOnly = jsonParseOnly(list);
         if (format === 'protobuf+gzip') {

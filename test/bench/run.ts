@@ -27,7 +27,17 @@ import os from 'node:os';
 import { queueKey } from '@ccbridge/redis';
 import { Redis } from 'ioredis';
 import { expectedSpans, logsOf } from '../support/fixtures';
-import { peakRssMiB, post, startBridge, startLlmflow, startOkSink, startRedis, waitFor, type BridgePeer, type LlmflowPeer } from '../support/peers';
+import {
+  peakRssMiB,
+  post,
+  startBridge,
+  startLlmflow,
+  startOkSink,
+  startRedis,
+  waitFor,
+  type BridgePeer,
+  type LlmflowPeer,
+} from '../support/peers';
 import { measureTurnLatency } from './turn-latency';
 import { measureReceive } from './receive';
 import { latencyAtHalfCeiling, llmflowCeiling, scaleOut } from './export';
@@ -46,10 +56,18 @@ async function main() {
   if (!ONLY_MEMORY) await againstPeers();
   const [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
   const sink = process.env.BENCH_SELF_EXPORT ? await startOkSink() : undefined;
-  const selfExport: Record<string, string> = sink ? { OTEL_TRACES_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {};
+  const selfExport: Record<string, string> = sink
+    ? { OTEL_TRACES_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: sink.url }
+    : {};
   const template = logsOf('protobuf', 'two-tools');
   const bodies = Array.from({ length: BATCHES }, (_, i) => batch(template, i));
-  const common = { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, LOG_LEVEL: 'warn', BRIDGE_QUEUE_MAX_WAITING: String(BATCHES * 2), ...selfExport };
+  const common = {
+    REDIS_URL: redis.url,
+    LLMFLOW_URL: llmflow.url,
+    LOG_LEVEL: 'warn',
+    BRIDGE_QUEUE_MAX_WAITING: String(BATCHES * 2),
+    ...selfExport,
+  };
   progress(`receive, then process + export, ${BATCHES} batches${sink ? ', exporting their own telemetry' : ''}`);
   const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
   try {
@@ -66,51 +84,95 @@ async function againstPeers() {
   progress('receive beside the Collector (about 30 s)');
   for (const r of await measureReceive()) {
     const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
-    console.log(JSON.stringify({
-      stage: 'receive vs the Collector (records/s, one core each)',
-      ...r,
-      ratioToCollectorDebug: ratio(r.bridge, r.collectorDebug),
-      ratioToCollectorDurable: ratio(r.bridge, r.collectorDurable),
-      ...(r.perCpuSecond.bridge && r.perCpuSecond.collectorDebug && { perCpuSecondRatioToCollectorDebug: ratio(r.perCpuSecond.bridge, r.perCpuSecond.collectorDebug) }),
-      ...(r.jsonParseOnly && { jsonParseOnlyRatioToCollectorDebug: ratio(r.jsonParseOnly, r.collectorDebug) }),
-      ...(r.redisBytesPerRecord && r.wireBytesPerRecord && { redisToWire: ratio(r.redisBytesPerRecord, r.wireBytesPerRecord) }),
-      targets: { ratioToCollectorDebug: '>= 1.0', redisToWire: '<= 2' },
-    }));
+    console.log(
+      JSON.stringify({
+        stage: 'receive vs the Collector (records/s, one core each)',
+        ...r,
+        ratioToCollectorDebug: ratio(r.bridge, r.collectorDebug),
+        ratioToCollectorDurable: ratio(r.bridge, r.collectorDurable),
+        ...(r.perCpuSecond.bridge &&
+          r.perCpuSecond.collectorDebug && {
+            perCpuSecondRatioToCollectorDebug: ratio(r.perCpuSecond.bridge, r.perCpuSecond.collectorDebug),
+          }),
+        ...(r.jsonParseOnly && { jsonParseOnlyRatioToCollectorDebug: ratio(r.jsonParseOnly, r.collectorDebug) }),
+        ...(r.redisBytesPerRecord &&
+          r.wireBytesPerRecord && { redisToWire: ratio(r.redisBytesPerRecord, r.wireBytesPerRecord) }),
+        targets: { ratioToCollectorDebug: '>= 1.0', redisToWire: '<= 2' },
+      }),
+    );
   }
   progress(`turn latency (${process.env.BENCH_TURNS ?? 30} turns)`);
   const latency = await measureTurnLatency(Number(process.env.BENCH_TURNS ?? 30));
-  console.log(JSON.stringify({ stage: 'turn latency (last event accepted → root readable in LLMFlow)', ...latency, ratioP50: Math.round((latency.bridgeP50Ms / latency.llmflowP50Ms) * 10) / 10, targetMs: 1000 }));
+  console.log(
+    JSON.stringify({
+      stage: 'turn latency (last event accepted → root readable in LLMFlow)',
+      ...latency,
+      ratioP50: Math.round((latency.bridgeP50Ms / latency.llmflowP50Ms) * 10) / 10,
+      targetMs: 1000,
+    }),
+  );
 }
 
 /** Distinct batches into an ingest-only bridge, then a worker-only bridge drains them into LLMFlow: rates and peak RSS. */
-async function receiveThenProcess(ingest: BridgePeer, bodies: Uint8Array[], common: Record<string, string>, llmflow: LlmflowPeer, redisUrl: string): Promise<number> {
+async function receiveThenProcess(
+  ingest: BridgePeer,
+  bodies: Uint8Array[],
+  common: Record<string, string>,
+  llmflow: LlmflowPeer,
+  redisUrl: string,
+): Promise<number> {
   const latencies: number[] = [];
   let next = 0;
   const started = performance.now();
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next < bodies.length) {
-      const body = bodies[next++]!;
-      const t0 = performance.now();
-      const r = await post(`${ingest.url}/v1/logs`, body, 'application/x-protobuf');
-      if (r.status !== 200) throw new Error(`ingest answered ${r.status}`);
-      latencies.push(performance.now() - t0);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < bodies.length) {
+        const body = bodies[next++]!;
+        const t0 = performance.now();
+        const r = await post(`${ingest.url}/v1/logs`, body, 'application/x-protobuf');
+        if (r.status !== 200) throw new Error(`ingest answered ${r.status}`);
+        latencies.push(performance.now() - t0);
+      }
+    }),
+  );
   const seconds = (performance.now() - started) / 1000;
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!.toFixed(2);
-  console.log(JSON.stringify({ stage: 'receive', batches: BATCHES, concurrency: CONCURRENCY, requestsPerSecond: Math.round(BATCHES / seconds), p50Ms: pct(0.5), p99Ms: pct(0.99), peakRssMiB: peakRssMiB(ingest.child.pid).toFixed(1) }));
+  console.log(
+    JSON.stringify({
+      stage: 'receive',
+      batches: BATCHES,
+      concurrency: CONCURRENCY,
+      requestsPerSecond: Math.round(BATCHES / seconds),
+      p50Ms: pct(0.5),
+      p99Ms: pct(0.99),
+      peakRssMiB: peakRssMiB(ingest.child.pid).toFixed(1),
+    }),
+  );
 
   const perBatch = expectedSpans('protobuf', 'two-tools').total;
   const worker = await startBridge({ ...common, BRIDGE_ROLE: 'worker' });
   const client = new Redis(redisUrl);
   try {
     const t1 = performance.now();
-    await waitFor('the queue to drain', async () => (await client.llen(queueKey('wait'))) + (await client.llen(queueKey('active'))) === 0, 600_000);
+    await waitFor(
+      'the queue to drain',
+      async () => (await client.llen(queueKey('wait'))) + (await client.llen(queueKey('active'))) === 0,
+      600_000,
+    );
     await waitFor('every span in LLMFlow', async () => (await llmflow.listed()).length >= BATCHES * perBatch, 600_000);
     const drain = (performance.now() - t1) / 1000;
     const spansPerSecond = Math.round((BATCHES * perBatch) / drain);
-    console.log(JSON.stringify({ stage: 'process+export', batches: BATCHES, spans: BATCHES * perBatch, spansPerSecond, seconds: drain.toFixed(1), peakRssMiB: peakRssMiB(worker.child.pid).toFixed(1) }));
+    console.log(
+      JSON.stringify({
+        stage: 'process+export',
+        batches: BATCHES,
+        spans: BATCHES * perBatch,
+        spansPerSecond,
+        seconds: drain.toFixed(1),
+        peakRssMiB: peakRssMiB(worker.child.pid).toFixed(1),
+      }),
+    );
     return spansPerSecond;
   } finally {
     client.disconnect();
@@ -129,19 +191,27 @@ async function exportFigures(bodies: Uint8Array[], template: ExportLogsRequest, 
   // LLMFlow's own with the same child spans posted directly. Per batch it is stricter (the
   // bridge also has each batch's root stored, about 1/15 more for LLMFlow): shown beside it.
   const r2 = (x: number) => Math.round(x * 100) / 100;
-  console.log(JSON.stringify({
-    stage: "LLMFlow's own ceiling (the same batches' child spans posted directly, 4 at a time)",
-    ...ceiling,
-    bridgeSpansPerSecond: spansPerSecond,
-    ratio: r2(spansPerSecond / ceiling.spansPerSecond),
-    batchesPerSecond: Math.round(ceilingBatchesPerSecond),
-    bridgeBatchesPerSecond: Math.round(spansPerSecond / perBatch),
-    perBatchRatio: r2(spansPerSecond / perBatch / ceilingBatchesPerSecond),
-    target: '>= 0.9',
-  }));
+  console.log(
+    JSON.stringify({
+      stage: "LLMFlow's own ceiling (the same batches' child spans posted directly, 4 at a time)",
+      ...ceiling,
+      bridgeSpansPerSecond: spansPerSecond,
+      ratio: r2(spansPerSecond / ceiling.spansPerSecond),
+      batchesPerSecond: Math.round(ceilingBatchesPerSecond),
+      bridgeBatchesPerSecond: Math.round(spansPerSecond / perBatch),
+      perBatchRatio: r2(spansPerSecond / perBatch / ceilingBatchesPerSecond),
+      target: '>= 0.9',
+    }),
+  );
   progress("200 to LLMFlow at half of LLMFlow's ceiling (about 10 s)");
   const paced = await latencyAtHalfCeiling(bodies, ceiling.spansPerSecond);
-  console.log(JSON.stringify({ stage: "latency, the receiver's 200 → the batch's first span in LLMFlow, at half its ceiling", ...paced, targetP99Ms: 1000 }));
+  console.log(
+    JSON.stringify({
+      stage: "latency, the receiver's 200 → the batch's first span in LLMFlow, at half its ceiling",
+      ...paced,
+      targetP99Ms: 1000,
+    }),
+  );
   progress(`turns/s into LLMFlow, rows folded and every event a row (${BATCHES} turns each way)`);
   console.log(JSON.stringify(await measureTurns(BATCHES)));
   progress('one worker, then two, into a stub sink');
@@ -149,19 +219,22 @@ async function exportFigures(bodies: Uint8Array[], template: ExportLogsRequest, 
   // warm-up (JIT) a smaller share of what is measured.
   const scale = await scaleOut(Array.from({ length: BATCHES * 4 }, (_, i) => batch(template, i)));
   const { one, two } = scale;
-  console.log(JSON.stringify({
-    stage: 'scale-out into a stub sink (spans/s)',
-    oneWorker: one.spansPerSecond,
-    twoWorkers: two.spansPerSecond,
-    ratio: r2(two.spansPerSecond / one.spansPerSecond),
-    cores: os.availableParallelism(),
-    // Spans per CPU-second of the workers: equal for one and two when nothing they share (Redis,
-    // the queue's locks) makes each worker do more per span; two workers then take twice what
-    // one takes wherever each has a core of its own (with Redis and the sink elsewhere).
-    perCpuSecond: { oneWorker: one.spansPerCpuSecond, twoWorkers: two.spansPerCpuSecond },
-    ...(one.spansPerCpuSecond && two.spansPerCpuSecond && { twoWorkersWithACoreEach: r2((2 * two.spansPerCpuSecond) / one.spansPerCpuSecond) }),
-    target: '>= 1.8',
-  }));
+  console.log(
+    JSON.stringify({
+      stage: 'scale-out into a stub sink (spans/s)',
+      oneWorker: one.spansPerSecond,
+      twoWorkers: two.spansPerSecond,
+      ratio: r2(two.spansPerSecond / one.spansPerSecond),
+      cores: os.availableParallelism(),
+      // Spans per CPU-second of the workers: equal for one and two when nothing they share (Redis,
+      // the queue's locks) makes each worker do more per span; two workers then take twice what
+      // one takes wherever each has a core of its own (with Redis and the sink elsewhere).
+      perCpuSecond: { oneWorker: one.spansPerCpuSecond, twoWorkers: two.spansPerCpuSecond },
+      ...(one.spansPerCpuSecond &&
+        two.spansPerCpuSecond && { twoWorkersWithACoreEach: r2((2 * two.spansPerCpuSecond) / one.spansPerCpuSecond) }),
+      target: '>= 1.8',
+    }),
+  );
 }
 
 main().catch((err) => {

@@ -47,11 +47,16 @@ export async function measureTurnLatency(turns = 30): Promise<LatencyFigures> {
     for (let i = 0; i < turns; i++) {
       const records = variant(recordsOf(template), { tag: `bench-${i}`, session: randomUUID() });
       const end = records.filter((r) => r.body?.stringValue === 'claude_code.assistant_response');
-      const promptId = records.flatMap((r) => r.attributes ?? []).find((a) => a.key === 'prompt.id')!.value!.stringValue!;
+      const promptId = records.flatMap((r) => r.attributes ?? []).find((a) => a.key === 'prompt.id')!.value!
+        .stringValue!;
       const rootId = rootSpanIdFor(`prompt/${promptId}`);
       // Counted before the post: a fast worker may have stored the turn so far before a count after it.
       const children = (await llmflow.listed()).length + 4;
-      const before = await post(`${bridge.url}/v1/logs`, body(records.filter((r) => !end.includes(r))), 'application/json');
+      const before = await post(
+        `${bridge.url}/v1/logs`,
+        body(records.filter((r) => !end.includes(r))),
+        'application/json',
+      );
       if (before.status !== 200) throw new Error(`bridge answered ${before.status}`);
       await waitFor('the turn so far in LLMFlow', async () => (await llmflow.listed()).length >= children || undefined);
       const t0 = performance.now();
@@ -62,9 +67,21 @@ export async function measureTurnLatency(turns = 30): Promise<LatencyFigures> {
       // The floor: a root of the same size posted straight to LLMFlow.
       const stored = await (await fetch(`${llmflow.url}/api/traces/${rootId}`)).json();
       const spanId = randomUUID().replace(/-/g, '').slice(0, 16);
-      const span = { traceId: traceIdFor(`direct/${i}`), spanId, name: 'claude_code.interaction', kind: 1, startTimeUnixNano: '1', endTimeUnixNano: '2', attributes: [{ key: 'copy', value: { stringValue: JSON.stringify(stored) } }] };
+      const span = {
+        traceId: traceIdFor(`direct/${i}`),
+        spanId,
+        name: 'claude_code.interaction',
+        kind: 1,
+        startTimeUnixNano: '1',
+        endTimeUnixNano: '2',
+        attributes: [{ key: 'copy', value: { stringValue: JSON.stringify(stored) } }],
+      };
       const t1 = performance.now();
-      const r = await post(`${llmflow.url}/v1/traces`, Buffer.from(JSON.stringify({ resourceSpans: [{ resource: {}, scopeSpans: [{ spans: [span] }] }] })), 'application/json');
+      const r = await post(
+        `${llmflow.url}/v1/traces`,
+        Buffer.from(JSON.stringify({ resourceSpans: [{ resource: {}, scopeSpans: [{ spans: [span] }] }] })),
+        'application/json',
+      );
       if (r.status !== 200) throw new Error(`LLMFlow answered ${r.status}`);
       direct.push(await timeUntilReadable(llmflow.url, spanId, t1));
     }
@@ -83,4 +100,3 @@ export async function measureTurnLatency(turns = 30): Promise<LatencyFigures> {
     llmflowP99Ms: round(pct(direct, 0.99)),
   };
 }
-

@@ -14,7 +14,10 @@ import { llmflowCeiling } from './export';
 
 /** The capture with its session and prompt ids made unique, so every batch is its own interaction. */
 export function batch(template: ExportLogsRequest, i: number): Uint8Array {
-  const json = JSON.stringify(template).replace(/"(prompt\.id|session\.id)","value":\{"stringValue":"([^"]+)"/g, (_m, key, id) => `"${key}","value":{"stringValue":"${id}-${i}"`);
+  const json = JSON.stringify(template).replace(
+    /"(prompt\.id|session\.id)","value":\{"stringValue":"([^"]+)"/g,
+    (_m, key, id) => `"${key}","value":{"stringValue":"${id}-${i}"`,
+  );
   return encodeExportRequest('logs', JSON.parse(json) as ExportLogsRequest, 'protobuf');
 }
 
@@ -31,7 +34,13 @@ export interface TurnRate {
 /** Queues the turns, then times one worker drawing them all into LLMFlow (every root stored). */
 export async function turnsIntoLlmflow(bodies: Uint8Array[], rows: TurnRate['rows']): Promise<TurnRate> {
   const [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
-  const common = { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, LOG_LEVEL: 'warn', BRIDGE_QUEUE_MAX_WAITING: String(bodies.length * 2), BRIDGE_EVENT_ROWS: rows };
+  const common = {
+    REDIS_URL: redis.url,
+    LLMFLOW_URL: llmflow.url,
+    LOG_LEVEL: 'warn',
+    BRIDGE_QUEUE_MAX_WAITING: String(bodies.length * 2),
+    BRIDGE_EVENT_ROWS: rows,
+  };
   const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
   try {
     for (const body of bodies) {
@@ -40,13 +49,22 @@ export async function turnsIntoLlmflow(bodies: Uint8Array[], rows: TurnRate['row
     }
     const worker = await startBridge({ ...common, BRIDGE_ROLE: 'worker' });
     const t0 = performance.now();
-    const stored = await waitFor('every turn in LLMFlow', async () => {
-      const spans = await llmflow.listed();
-      return spans.filter((s) => !s.parent_id).length >= bodies.length ? spans : undefined;
-    }, 600_000);
+    const stored = await waitFor(
+      'every turn in LLMFlow',
+      async () => {
+        const spans = await llmflow.listed();
+        return spans.filter((s) => !s.parent_id).length >= bodies.length ? spans : undefined;
+      },
+      600_000,
+    );
     const seconds = (performance.now() - t0) / 1000;
     await worker.stop();
-    return { rows, turns: bodies.length, rowsPerTurn: Math.round((stored.length / bodies.length) * 10) / 10, turnsPerSecond: Math.round(bodies.length / seconds) };
+    return {
+      rows,
+      turns: bodies.length,
+      rowsPerTurn: Math.round((stored.length / bodies.length) * 10) / 10,
+      turnsPerSecond: Math.round(bodies.length / seconds),
+    };
   } finally {
     await ingest.stop();
     await Promise.all([llmflow.stop(), redis.stop()]);
@@ -58,7 +76,8 @@ export function turnsLine(fold: TurnRate, each: TurnRate, llmflowSpansPerSecond:
   const r2 = (x: number) => Math.round(x * 100) / 100;
   const ceiling = (t: TurnRate) => Math.round(llmflowSpansPerSecond / t.rowsPerTurn);
   return {
-    stage: 'turns/s into LLMFlow, rows folded (default) and every event a row (BRIDGE_EVENT_ROWS=each), beside LLMFlow\'s ceiling',
+    stage:
+      "turns/s into LLMFlow, rows folded (default) and every event a row (BRIDGE_EVENT_ROWS=each), beside LLMFlow's ceiling",
     fold: { ...fold, llmflowCeilingTurnsPerSecond: ceiling(fold) },
     each: { ...each, llmflowCeilingTurnsPerSecond: ceiling(each) },
     foldToEach: r2(fold.turnsPerSecond / each.turnsPerSecond),
@@ -76,8 +95,11 @@ export async function measureTurns(n: number) {
 }
 
 if (require.main === module) {
-  measureTurns(Number(process.env.BENCH_BATCHES ?? 300)).then((line) => console.log(JSON.stringify(line)), (err) => {
-    console.error(err);
-    process.exit(1);
-  });
+  measureTurns(Number(process.env.BENCH_BATCHES ?? 300)).then(
+    (line) => console.log(JSON.stringify(line)),
+    (err) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
 }

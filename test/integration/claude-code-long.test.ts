@@ -8,7 +8,16 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
 import { runClaude } from '../support/claude';
-import { startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer, type StoredSpan } from '../support/peers';
+import {
+  startBridge,
+  startLlmflow,
+  startRedis,
+  waitFor,
+  type BridgePeer,
+  type LlmflowPeer,
+  type RedisPeer,
+  type StoredSpan,
+} from '../support/peers';
 
 /** Longer than the old idle window (BRIDGE_INTERACTION_IDLE_MS, 30 s), which quiet no longer means over. */
 const LONGER_THAN_IDLE_MS = 31_000;
@@ -35,14 +44,25 @@ after(async () => {
 const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
 
 async function completeTurn(prompt: string, allowedTools: string[]) {
-  const r = await runClaude({ prompt, apiUrl: api.url, otlpEndpoint: bridge.url, protocol: 'http/protobuf', allowedTools, timeoutMs: 180_000 });
+  const r = await runClaude({
+    prompt,
+    apiUrl: api.url,
+    otlpEndpoint: bridge.url,
+    protocol: 'http/protobuf',
+    allowedTools,
+    timeoutMs: 180_000,
+  });
   assert.equal(r.exitCode, 0, r.stderr);
   const exited = Date.now();
-  const trace = await waitFor('the turn with its root in LLMFlow', async () => {
-    const spans = await llmflow.spans();
-    const ours = spans.filter((s) => attrs(s)['session.id'] === r.sessionId);
-    return ours.some((s) => !s.parent_id) ? ours : undefined;
-  }, 30_000);
+  const trace = await waitFor(
+    'the turn with its root in LLMFlow',
+    async () => {
+      const spans = await llmflow.spans();
+      const ours = spans.filter((s) => attrs(s)['session.id'] === r.sessionId);
+      return ours.some((s) => !s.parent_id) ? ours : undefined;
+    },
+    30_000,
+  );
   return { trace, sinceExitMs: Date.now() - exited, durationMs: r.durationMs };
 }
 
@@ -62,7 +82,10 @@ function assertComplete(trace: StoredSpan[]) {
   assert.equal(tools.length, 1);
   assert.equal(a['claude_code.interaction.llm_requests'], llm.length);
   assert.equal(a['claude_code.interaction.tool_calls'], tools.length);
-  assert.equal(a['claude_code.interaction.output_tokens'], llm.reduce((n, s) => n + s.completion_tokens, 0));
+  assert.equal(
+    a['claude_code.interaction.output_tokens'],
+    llm.reduce((n, s) => n + s.completion_tokens, 0),
+  );
   // LLMFlow keeps start times (ms) and durations: the root covers each child.
   const end = (s: StoredSpan) => s.timestamp + (s.duration_ms ?? 0);
   for (const c of children) {

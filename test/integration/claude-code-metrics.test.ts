@@ -15,7 +15,16 @@ import { runClaude, type OtlpProtocol } from '../support/claude';
 import { startCollector } from '../support/collector';
 import { sentTokens, startOtlpRelay } from '../support/otlp-relay';
 import { startRelay, type Relay } from '../support/relay';
-import { startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer, type StoredSpan } from '../support/peers';
+import {
+  startBridge,
+  startLlmflow,
+  startRedis,
+  waitFor,
+  type BridgePeer,
+  type LlmflowPeer,
+  type RedisPeer,
+  type StoredSpan,
+} from '../support/peers';
 
 let api: AnthropicStandin;
 
@@ -39,7 +48,12 @@ async function withStack(run: (stack: Stack) => Promise<void>): Promise<void> {
   const [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
   // The bridge reaches LLMFlow through a relay, so an LLMFlow restarted on other ports keeps its address.
   const llmflowRelay = await startRelay(new URL(llmflow.url).host);
-  const stack: Stack = { redis, llmflow, llmflowRelay, bridge: await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflowRelay.url }) };
+  const stack: Stack = {
+    redis,
+    llmflow,
+    llmflowRelay,
+    bridge: await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflowRelay.url }),
+  };
   try {
     await run(stack);
   } finally {
@@ -51,15 +65,33 @@ async function withStack(run: (stack: Stack) => Promise<void>): Promise<void> {
 const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
 
 /** Claude Code's token.usage `type` for each token field of an api_request event. */
-const TYPES = { input_tokens: 'input', output_tokens: 'output', cache_read_tokens: 'cacheRead', cache_creation_tokens: 'cacheCreation' } as const;
+const TYPES = {
+  input_tokens: 'input',
+  output_tokens: 'output',
+  cache_read_tokens: 'cacheRead',
+  cache_creation_tokens: 'cacheCreation',
+} as const;
 
 /**
  * A session of two processes (a tool call, then `--resume` with a plain prompt), sent to
  * `endpoint`. Resolves with the session's id once it has ended.
  */
-async function session(endpoint: string, protocol: OtlpProtocol, env: Record<string, string> = {}, firstPrompt = 'Run it USE_TOOL'): Promise<string> {
+async function session(
+  endpoint: string,
+  protocol: OtlpProtocol,
+  env: Record<string, string> = {},
+  firstPrompt = 'Run it USE_TOOL',
+): Promise<string> {
   const run = (prompt: string, resume?: string) =>
-    runClaude({ prompt, apiUrl: api.url, otlpEndpoint: endpoint, protocol, allowedTools: ['Bash(echo:*)'], env, ...(resume && { resume }) });
+    runClaude({
+      prompt,
+      apiUrl: api.url,
+      otlpEndpoint: endpoint,
+      protocol,
+      allowedTools: ['Bash(echo:*)'],
+      env,
+      ...(resume && { resume }),
+    });
   const first = await run(firstPrompt);
   assert.equal(first.exitCode, 0, first.stderr);
   const second = await run('What is 2+2?', first.sessionId);
@@ -69,10 +101,14 @@ async function session(endpoint: string, protocol: OtlpProtocol, env: Record<str
 
 /** What the session's api_request events add up to, as `model type` → tokens, read from their spans in LLMFlow once both turns are drawn. */
 async function eventTokens(llmflow: LlmflowPeer, sessionId: string): Promise<Record<string, number>> {
-  const spans = await waitFor(`both turns of session ${sessionId} in LLMFlow`, async () => {
-    const ours = (await llmflow.spans()).filter((s) => attrs(s)['session.id'] === sessionId);
-    return ours.filter((s) => !s.parent_id).length === 2 ? ours : undefined;
-  }, 90_000);
+  const spans = await waitFor(
+    `both turns of session ${sessionId} in LLMFlow`,
+    async () => {
+      const ours = (await llmflow.spans()).filter((s) => attrs(s)['session.id'] === sessionId);
+      return ours.filter((s) => !s.parent_id).length === 2 ? ours : undefined;
+    },
+    90_000,
+  );
   const sums: Record<string, number> = {};
   for (const s of spans.filter((x) => x.span_name === 'claude_code.llm_request')) {
     const a = attrs(s);
@@ -81,20 +117,29 @@ async function eventTokens(llmflow: LlmflowPeer, sessionId: string): Promise<Rec
       sums[key] = (sums[key] ?? 0) + Number(a[field] ?? 0);
     }
   }
-  assert.ok(Object.keys(sums).length >= 4 && Object.values(sums).every((n) => n > 0), `the events carry tokens of every type: ${JSON.stringify(sums)}`);
+  assert.ok(
+    Object.keys(sums).length >= 4 && Object.values(sums).every((n) => n > 0),
+    `the events carry tokens of every type: ${JSON.stringify(sums)}`,
+  );
   return sums;
 }
 
 /** Waits until LLMFlow's metric sums equal `want` (Claude Code flushes its last metrics as it exits), then holds them to it. */
 async function assertMetricTokens(llmflow: LlmflowPeer, want: Record<string, number>): Promise<void> {
-  const seen = await waitFor('LLMFlow\'s metric token sums to equal the events\'', async () => {
-    const got = await llmflow.metricTokens();
-    return JSON.stringify(Object.entries(got).sort()) === JSON.stringify(Object.entries(want).sort()) ? got : undefined;
-  }, 30_000).catch(async () => llmflow.metricTokens());
+  const seen = await waitFor(
+    "LLMFlow's metric token sums to equal the events'",
+    async () => {
+      const got = await llmflow.metricTokens();
+      return JSON.stringify(Object.entries(got).sort()) === JSON.stringify(Object.entries(want).sort())
+        ? got
+        : undefined;
+    },
+    30_000,
+  ).catch(async () => llmflow.metricTokens());
   assert.deepEqual(seen, want);
 }
 
-test('straight to the bridge: LLMFlow sums the session\'s tokens by type and model as its api_request events do', async () => {
+test("straight to the bridge: LLMFlow sums the session's tokens by type and model as its api_request events do", async () => {
   await withStack(async ({ llmflow, bridge }) => {
     const id = await session(bridge.url, 'http/protobuf');
     await assertMetricTokens(llmflow, await eventTokens(llmflow, id));
@@ -117,7 +162,12 @@ test('with cumulative temporality, the bridge turns the counters into deltas: th
   await withStack(async ({ redis, llmflow, bridge }) => {
     // Each process exports its running totals every second and once more as it exits; the
     // slow answers keep the first one running through several exports of the same totals.
-    const id = await session(bridge.url, 'http/json', { OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: 'cumulative' }, 'Run it SLOW_ANSWERS');
+    const id = await session(
+      bridge.url,
+      'http/json',
+      { OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: 'cumulative' },
+      'Run it SLOW_ANSWERS',
+    );
     await assertMetricTokens(llmflow, await eventTokens(llmflow, id));
     const client = new Redis(redis.url);
     try {
@@ -140,11 +190,18 @@ test('LLMFlow stopped for a while during the session loses none of its metrics',
     let restarted: LlmflowPeer | undefined;
     try {
       await session(relay.url, 'http/protobuf');
-      await waitFor('the bridge to hold the metrics back while LLMFlow is away', () => /the metrics wait in the queue/.test(bridge.output()), 30_000);
+      await waitFor(
+        'the bridge to hold the metrics back while LLMFlow is away',
+        () => /the metrics wait in the queue/.test(bridge.output()),
+        30_000,
+      );
       restarted = await startLlmflow(llmflow.dataDir);
       llmflowRelay.target = new URL(restarted.url).host;
       const sent = sentTokens(relay.metrics);
-      assert.ok(Object.values(sent).some((n) => n > 0), `Claude Code sent tokens: ${JSON.stringify(sent)}`);
+      assert.ok(
+        Object.values(sent).some((n) => n > 0),
+        `Claude Code sent tokens: ${JSON.stringify(sent)}`,
+      );
       await assertMetricTokens(restarted, sent);
     } finally {
       await restarted?.stop();

@@ -37,7 +37,14 @@ const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unkn
 const FINDING = 'claude_code.session.unaccounted';
 
 async function run(prompt: string, resume?: string): Promise<string> {
-  const r = await runClaude({ prompt, apiUrl: api.url, otlpEndpoint: proxy.url, protocol: 'http/protobuf', allowedTools: ['Bash(echo:*)', 'Read'], ...(resume && { resume }) });
+  const r = await runClaude({
+    prompt,
+    apiUrl: api.url,
+    otlpEndpoint: proxy.url,
+    protocol: 'http/protobuf',
+    allowedTools: ['Bash(echo:*)', 'Read'],
+    ...(resume && { resume }),
+  });
   assert.equal(r.exitCode, 0, r.stderr);
   return r.sessionId!;
 }
@@ -52,18 +59,29 @@ interface SessionView {
 
 function sessionsJson(): Promise<SessionView[]> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [CLI, 'sessions', '--json'], { env: { PATH: process.env.PATH, REDIS_URL: stack.redis.url } }, (err: Error | null, stdout) => {
-      if (err && !stdout) return reject(err);
-      resolve((JSON.parse(stdout) as { sessions: SessionView[] }).sessions);
-    });
+    execFile(
+      process.execPath,
+      [CLI, 'sessions', '--json'],
+      { env: { PATH: process.env.PATH, REDIS_URL: stack.redis.url } },
+      (err: Error | null, stdout) => {
+        if (err && !stdout) return reject(err);
+        resolve((JSON.parse(stdout) as { sessions: SessionView[] }).sessions);
+      },
+    );
   });
 }
 
 /** Waits until the session has been compared (its verdict is no longer pending). */
-const compared = (session: string) => waitFor(`session ${session} compared`, async () => {
-  const s = (await sessionsJson()).find((x) => x.session === session);
-  return s && s.verdict !== 'pending' ? s : undefined;
-}, 60_000, 500);
+const compared = (session: string) =>
+  waitFor(
+    `session ${session} compared`,
+    async () => {
+      const s = (await sessionsJson()).find((x) => x.session === session);
+      return s && s.verdict !== 'pending' ? s : undefined;
+    },
+    60_000,
+    500,
+  );
 
 /** What Claude Code's counters in LLMFlow say for a session, per type (and `cost`). */
 async function countersOf(session: string): Promise<Record<string, number>> {
@@ -71,7 +89,12 @@ async function countersOf(session: string): Promise<Record<string, number>> {
   for (const row of await stack.llmflow.metricRows()) {
     const a = JSON.parse(row.attributes) as Record<string, unknown>;
     if (a['session.id'] !== session) continue;
-    const what = row.name === 'claude_code.token.usage' ? String(a.type) : row.name === 'claude_code.cost.usage' ? 'cost' : undefined;
+    const what =
+      row.name === 'claude_code.token.usage'
+        ? String(a.type)
+        : row.name === 'claude_code.cost.usage'
+          ? 'cost'
+          : undefined;
     if (what) out[what] = (out[what] ?? 0) + (row.value_int ?? row.value_double ?? 0);
   }
   return out;
@@ -80,7 +103,13 @@ async function countersOf(session: string): Promise<Record<string, number>> {
 /** What a session's api_request events in LLMFlow add up to, per type (and `cost`). */
 function eventsOf(spans: StoredSpan[]): Record<string, number> {
   const out: Record<string, number> = {};
-  const fields = { input: 'input_tokens', output: 'output_tokens', cacheRead: 'cache_read_tokens', cacheCreation: 'cache_creation_tokens', cost: 'cost_usd' };
+  const fields = {
+    input: 'input_tokens',
+    output: 'output_tokens',
+    cacheRead: 'cache_read_tokens',
+    cacheCreation: 'cache_creation_tokens',
+    cost: 'cost_usd',
+  };
   for (const s of spans.filter((x) => x.span_name === 'claude_code.llm_request')) {
     for (const [what, field] of Object.entries(fields)) out[what] = (out[what] ?? 0) + Number(attrs(s)[field] ?? 0);
   }
@@ -101,7 +130,7 @@ test('an intact session of many turns, resumed twice, gets no finding, and ccbri
   assert.equal(spans.filter((x) => x.span_name === FINDING).length, 0);
 });
 
-test('a turn whose logs were dropped on the way: exactly one unaccounted span, with its tokens and cost, in the latest turn\'s trace', async () => {
+test("a turn whose logs were dropped on the way: exactly one unaccounted span, with its tokens and cost, in the latest turn's trace", async () => {
   const id = await run('Run it USE_TOOL');
   proxy.dropLogs = true;
   try {
@@ -109,21 +138,44 @@ test('a turn whose logs were dropped on the way: exactly one unaccounted span, w
   } finally {
     proxy.dropLogs = false;
   }
-  assert.ok(proxy.dropped > 0, 'the second turn\'s logs were dropped');
-  const finding = await waitFor('the finding in LLMFlow', async () => (await stack.llmflow.spans()).filter((x) => x.span_name === FINDING && attrs(x)['session.id'] === id)[0], 60_000, 500);
+  assert.ok(proxy.dropped > 0, "the second turn's logs were dropped");
+  const finding = await waitFor(
+    'the finding in LLMFlow',
+    async () =>
+      (await stack.llmflow.spans()).filter((x) => x.span_name === FINDING && attrs(x)['session.id'] === id)[0],
+    60_000,
+    500,
+  );
   const s = await compared(id);
   const spans = (await stack.llmflow.spans()).filter((x) => attrs(x)['session.id'] === id);
   const counters = await countersOf(id);
   const events = eventsOf(spans);
   const a = attrs(finding);
   // The lost turn: what the counters have beyond the events.
-  const lost = { input: counters.input! - events.input!, output: counters.output! - events.output!, cacheRead: counters.cacheRead! - events.cacheRead!, cacheCreation: counters.cacheCreation! - events.cacheCreation! };
-  assert.ok(lost.input > 0 && lost.output > 0, `the counters hold the lost turn: ${JSON.stringify({ counters, events })}`);
+  const lost = {
+    input: counters.input! - events.input!,
+    output: counters.output! - events.output!,
+    cacheRead: counters.cacheRead! - events.cacheRead!,
+    cacheCreation: counters.cacheCreation! - events.cacheCreation!,
+  };
+  assert.ok(
+    lost.input > 0 && lost.output > 0,
+    `the counters hold the lost turn: ${JSON.stringify({ counters, events })}`,
+  );
   assert.deepEqual(
-    [a['claude_code.unaccounted.input_tokens'], a['claude_code.unaccounted.output_tokens'], a['claude_code.unaccounted.cache_read_tokens'], a['claude_code.unaccounted.cache_creation_tokens']],
+    [
+      a['claude_code.unaccounted.input_tokens'],
+      a['claude_code.unaccounted.output_tokens'],
+      a['claude_code.unaccounted.cache_read_tokens'],
+      a['claude_code.unaccounted.cache_creation_tokens'],
+    ],
     [lost.input, lost.output, lost.cacheRead, lost.cacheCreation],
   );
-  assert.ok(Math.abs(Number(a['claude_code.unaccounted.cost_usd']) - (counters.cost! - events.cost!)) < 1e-9 && counters.cost! - events.cost! > 0, 'its cost');
+  assert.ok(
+    Math.abs(Number(a['claude_code.unaccounted.cost_usd']) - (counters.cost! - events.cost!)) < 1e-9 &&
+      counters.cost! - events.cost! > 0,
+    'its cost',
+  );
   assert.equal(a['claude_code.unaccounted.kind'], 'events_missing');
   assert.equal(finding.status, 500, 'ERROR status');
   const root = spans.find((x) => !x.parent_id && x.span_name === 'claude_code.interaction')!;
@@ -134,10 +186,18 @@ test('a turn whose logs were dropped on the way: exactly one unaccounted span, w
   assert.equal(s.findings, 1);
   assert.deepEqual(s.turns, { drawn: 1, complete: 1, incomplete: 0 }, 'the lost turn never reached LLMFlow');
   assert.deepEqual(
-    [s.totals.unaccounted.input, s.totals.unaccounted.output, s.totals.unaccounted.cacheRead, s.totals.unaccounted.cacheCreation],
+    [
+      s.totals.unaccounted.input,
+      s.totals.unaccounted.output,
+      s.totals.unaccounted.cacheRead,
+      s.totals.unaccounted.cacheCreation,
+    ],
     [lost.input, lost.output, lost.cacheRead, lost.cacheCreation],
   );
   // Compared and settled: the difference counts as reported, and is not reported again.
-  assert.equal((await stack.llmflow.spans()).filter((x) => x.span_name === FINDING && attrs(x)['session.id'] === id).length, 1);
+  assert.equal(
+    (await stack.llmflow.spans()).filter((x) => x.span_name === FINDING && attrs(x)['session.id'] === id).length,
+    1,
+  );
   assert.match(stack.bridge.output(), /"verdict":"events_missing"[^\n]*events never arrived/);
 });

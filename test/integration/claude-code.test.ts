@@ -11,7 +11,16 @@ import assert from 'node:assert/strict';
 import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
 import { runClaude, type OtlpProtocol } from '../support/claude';
 import { startCollector, type CollectorPeer } from '../support/collector';
-import { startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer, type StoredSpan } from '../support/peers';
+import {
+  startBridge,
+  startLlmflow,
+  startRedis,
+  waitFor,
+  type BridgePeer,
+  type LlmflowPeer,
+  type RedisPeer,
+  type StoredSpan,
+} from '../support/peers';
 
 let redis: RedisPeer;
 let llmflow: LlmflowPeer;
@@ -47,7 +56,9 @@ const ALLOWED = ['Bash(echo:*)', 'Read'];
 const endpointOf = (target: 'bridge' | 'collector', protocol: OtlpProtocol) =>
   protocol === 'grpc'
     ? `http://127.0.0.1:${target === 'bridge' ? bridge.grpcPort : collector.grpcAddress.split(':')[1]}`
-    : target === 'bridge' ? bridge.url : collector.httpUrl;
+    : target === 'bridge'
+      ? bridge.url
+      : collector.httpUrl;
 
 const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
 /** Spans drawn for events that report no work (Claude Code's own trace has none; mapping.ts). */
@@ -55,14 +66,23 @@ const isEventSpan = (s: StoredSpan) => attrs(s)['span.type'] === 'event';
 const drawnLikeClaudeCode = (trace: StoredSpan[]) => trace.filter((s) => !isEventSpan(s));
 
 /** Every trace LLMFlow holds for a session, once each has its root and `want` spans. */
-async function tracesOfSession(sessionId: string, roots: number, want: (trace: StoredSpan[]) => boolean): Promise<StoredSpan[][]> {
-  return waitFor(`LLMFlow to hold the ${roots} trace(s) of session ${sessionId}`, async () => {
-    const spans = await llmflow.spans();
-    const traceIds = new Set(spans.filter((s) => attrs(s)['session.id'] === sessionId).map((s) => s.trace_id));
-    const traces = [...traceIds].map((id) => spans.filter((s) => s.trace_id === id));
-    if (traces.length !== roots || !traces.every((t) => t.some((s) => !s.parent_id) && want(drawnLikeClaudeCode(t)))) return undefined;
-    return traces;
-  }, 60_000);
+async function tracesOfSession(
+  sessionId: string,
+  roots: number,
+  want: (trace: StoredSpan[]) => boolean,
+): Promise<StoredSpan[][]> {
+  return waitFor(
+    `LLMFlow to hold the ${roots} trace(s) of session ${sessionId}`,
+    async () => {
+      const spans = await llmflow.spans();
+      const traceIds = new Set(spans.filter((s) => attrs(s)['session.id'] === sessionId).map((s) => s.trace_id));
+      const traces = [...traceIds].map((id) => spans.filter((s) => s.trace_id === id));
+      if (traces.length !== roots || !traces.every((t) => t.some((s) => !s.parent_id) && want(drawnLikeClaudeCode(t))))
+        return undefined;
+      return traces;
+    },
+    60_000,
+  );
 }
 
 const countOf = (s: Scenario) => 1 + s.llm + 3 * s.tools - s.refused;
@@ -78,16 +98,29 @@ function assertTrace(trace: StoredSpan[], s: Scenario, label: string) {
   const llm = trace.filter((x) => x.span_name === 'claude_code.llm_request');
   assert.equal(llm.length, s.llm, `${label}: LLM spans`);
   assert.equal(llm.filter((x) => x.status === 500).length, s.apiErrors, `${label}: failed API calls`);
-  for (const x of llm.filter((y) => y.status !== 500)) assert.ok(x.model && x.prompt_tokens > 0 && x.completion_tokens > 0, `${label}: model and tokens`);
+  for (const x of llm.filter((y) => y.status !== 500))
+    assert.ok(x.model && x.prompt_tokens > 0 && x.completion_tokens > 0, `${label}: model and tokens`);
   const tools = trace.filter((x) => x.span_name === 'claude_code.tool');
   assert.equal(tools.length, s.tools, `${label}: tool spans`);
-  assert.equal(tools.filter((x) => x.status === 500).length, s.refused + s.failedTools, `${label}: refused or failed tools`);
-  assert.equal(trace.filter((x) => x.span_name === 'claude_code.tool.blocked_on_user').length, s.tools, `${label}: decisions`);
+  assert.equal(
+    tools.filter((x) => x.status === 500).length,
+    s.refused + s.failedTools,
+    `${label}: refused or failed tools`,
+  );
+  assert.equal(
+    trace.filter((x) => x.span_name === 'claude_code.tool.blocked_on_user').length,
+    s.tools,
+    `${label}: decisions`,
+  );
   assert.equal(drawnLikeClaudeCode(trace).length, countOf(s), `${label}: spans`);
 }
 
-const run = (prompt: string, endpoint: string, protocol: OtlpProtocol, extra: { resume?: string; env?: Record<string, string> } = {}) =>
-  runClaude({ prompt, apiUrl: api.url, otlpEndpoint: endpoint, protocol, allowedTools: ALLOWED, ...extra });
+const run = (
+  prompt: string,
+  endpoint: string,
+  protocol: OtlpProtocol,
+  extra: { resume?: string; env?: Record<string, string> } = {},
+) => runClaude({ prompt, apiUrl: api.url, otlpEndpoint: endpoint, protocol, allowedTools: ALLOWED, ...extra });
 
 for (const target of ['bridge', 'collector'] as const) {
   for (const protocol of ['http/protobuf', 'http/json', 'grpc'] as const) {
@@ -114,10 +147,16 @@ for (const [name, scenario] of Object.entries(SCENARIO)) {
     const native = await run(scenario.prompt, bridge.url, 'http/protobuf', {
       env: { CLAUDE_CODE_ENHANCED_TELEMETRY_BETA: '1', OTEL_TRACES_EXPORTER: 'otlp' },
     });
-    const [fromNative] = await tracesOfSession(native.sessionId!, 1, (t) => t.length >= countOf(scenario) - scenario.refused);
+    const [fromNative] = await tracesOfSession(
+      native.sessionId!,
+      1,
+      (t) => t.length >= countOf(scenario) - scenario.refused,
+    );
     const shape = (trace: StoredSpan[]) => {
       const byId = new Map(trace.map((s) => [s.id, s]));
-      return trace.map((s) => `${s.span_name} <- ${s.parent_id ? byId.get(s.parent_id)?.span_name ?? 'MISSING' : '(root)'}`).sort();
+      return trace
+        .map((s) => `${s.span_name} <- ${s.parent_id ? (byId.get(s.parent_id)?.span_name ?? 'MISSING') : '(root)'}`)
+        .sort();
     };
     assert.deepEqual(shape(drawnLikeClaudeCode(fromEvents!)), shape(fromNative!));
   });
@@ -133,7 +172,9 @@ test('a resumed session (claude --resume) is a second interaction of the same se
   const size = (t: StoredSpan[]) => drawnLikeClaudeCode(t).length;
   const byLength = [...traces].sort((a, b) => size(a) - size(b));
   assertTrace(byLength[0]!, SCENARIO.plain, 'first run');
-  await waitFor('the resumed interaction whole', async () => (await tracesOfSession(first.sessionId!, 2, () => true)).some((t) => size(t) === countOf(SCENARIO.tool)));
+  await waitFor('the resumed interaction whole', async () =>
+    (await tracesOfSession(first.sessionId!, 2, () => true)).some((t) => size(t) === countOf(SCENARIO.tool)),
+  );
   const [, second] = (await tracesOfSession(first.sessionId!, 2, () => true)).sort((a, b) => size(a) - size(b));
   assertTrace(second!, SCENARIO.tool, 'resumed run');
 });

@@ -14,15 +14,29 @@ import { useBridgeStack } from '../support/per-file';
 const CLI = path.join(__dirname, '..', '..', 'services', 'bridge', 'dist', 'cli.js');
 
 /** Runs ccbridge with only the given environment (and PATH): what a user's shell would hold. */
-function ccbridge(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+function ccbridge(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env: { PATH: process.env.PATH, ...env }, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
-const GOOD = { CLAUDE_CODE_ENABLE_TELEMETRY: '1', OTEL_LOGS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', OTEL_LOG_USER_PROMPTS: '1' };
+const GOOD = {
+  CLAUDE_CODE_ENABLE_TELEMETRY: '1',
+  OTEL_LOGS_EXPORTER: 'otlp',
+  OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+  OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318',
+  OTEL_LOG_USER_PROMPTS: '1',
+};
 
 const MISCONFIGURED: [string, Record<string, string | undefined>, string][] = [
   ['telemetry off', { CLAUDE_CODE_ENABLE_TELEMETRY: undefined }, 'telemetry'],
@@ -40,7 +54,9 @@ const MISCONFIGURED: [string, Record<string, string | undefined>, string][] = [
 
 const withChanges = (changes: Record<string, string | undefined>) => {
   const env: Record<string, string> = { ...GOOD };
-  for (const [k, v] of Object.entries(changes)) if (v === undefined) delete env[k]; else env[k] = v;
+  for (const [k, v] of Object.entries(changes))
+    if (v === undefined) delete env[k];
+    else env[k] = v;
   return env;
 };
 
@@ -50,15 +66,27 @@ test('doctor catches each misconfiguration, says what to set, and exits 1', asyn
     assert.equal(r.code, 1, what);
     const { findings } = JSON.parse(r.stdout) as { findings: { check: string; severity: string; fix?: string }[] };
     const errors = findings.filter((f) => f.severity === 'error');
-    assert.deepEqual(errors.map((f) => f.check), [check], `${what}: ${JSON.stringify(errors)}`);
+    assert.deepEqual(
+      errors.map((f) => f.check),
+      [check],
+      `${what}: ${JSON.stringify(errors)}`,
+    );
     assert.match(errors[0]!.fix ?? '', /export /, what);
   }
   const good = await ccbridge(['doctor', '--no-send'], GOOD);
   assert.equal(good.code, 0, good.stdout);
   assert.doesNotMatch(good.stdout, /FIX/);
-  const advice = await ccbridge(['doctor', '--no-send', '--json'], withChanges({ OTEL_LOG_USER_PROMPTS: undefined, OTEL_LOGS_EXPORT_INTERVAL: '60000' }));
+  const advice = await ccbridge(
+    ['doctor', '--no-send', '--json'],
+    withChanges({ OTEL_LOG_USER_PROMPTS: undefined, OTEL_LOGS_EXPORT_INTERVAL: '60000' }),
+  );
   assert.equal(advice.code, 0, 'advice is not an error');
-  assert.deepEqual((JSON.parse(advice.stdout) as { findings: { check: string; severity: string }[] }).findings.filter((f) => f.severity === 'advice').map((f) => f.check), ['prompts', 'interval']);
+  assert.deepEqual(
+    (JSON.parse(advice.stdout) as { findings: { check: string; severity: string }[] }).findings
+      .filter((f) => f.severity === 'advice')
+      .map((f) => f.check),
+    ['prompts', 'interval'],
+  );
 });
 
 const peers = useBridgeStack();
@@ -67,7 +95,11 @@ test('doctor with good settings sends a synthetic turn where Claude Code would, 
   for (const env of [
     { ...GOOD, OTEL_EXPORTER_OTLP_ENDPOINT: peers.bridge.url },
     { ...GOOD, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_ENDPOINT: peers.bridge.url },
-    { ...GOOD, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${peers.bridge.grpcPort}` },
+    {
+      ...GOOD,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${peers.bridge.grpcPort}`,
+    },
   ]) {
     const r = await ccbridge(['doctor', '--json', '--llmflow', peers.llmflow.url], env);
     const { delivery } = JSON.parse(r.stdout) as { delivery: { sent: boolean; arrived: boolean; rootSpanId: string } };
@@ -81,7 +113,10 @@ test('doctor with good settings sends a synthetic turn where Claude Code would, 
 });
 
 test('doctor says when the turn never reaches LLMFlow, and send-fixture when nothing listens', async () => {
-  const lost = await ccbridge(['doctor', '--llmflow', 'http://127.0.0.1:9', '--timeout', '2'], { ...GOOD, OTEL_EXPORTER_OTLP_ENDPOINT: peers.bridge.url });
+  const lost = await ccbridge(['doctor', '--llmflow', 'http://127.0.0.1:9', '--timeout', '2'], {
+    ...GOOD,
+    OTEL_EXPORTER_OTLP_ENDPOINT: peers.bridge.url,
+  });
   assert.equal(lost.code, 1);
   assert.match(lost.stdout, /did NOT show in LLMFlow/);
   const nobody = await ccbridge(['send-fixture', '--endpoint', 'http://127.0.0.1:9', '--no-wait'], {});
@@ -90,7 +125,10 @@ test('doctor says when the turn never reaches LLMFlow, and send-fixture when not
 });
 
 test('send-fixture takes a turn through the whole path without Claude Code', async () => {
-  const r = await ccbridge(['send-fixture', '--endpoint', peers.bridge.url, '--protocol', 'http/json', '--llmflow', peers.llmflow.url], {});
+  const r = await ccbridge(
+    ['send-fixture', '--endpoint', peers.bridge.url, '--protocol', 'http/json', '--llmflow', peers.llmflow.url],
+    {},
+  );
   assert.equal(r.code, 0, r.stdout);
   assert.match(r.stdout, /is in LLMFlow .* the whole path works/);
 });
@@ -99,13 +137,24 @@ test('status: Redis and LLMFlow reachable, the queue drained, no dead letters; a
   const r = await ccbridge(['status', '--json'], { REDIS_URL: peers.redis.url, LLMFLOW_URL: peers.llmflow.url });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   type Queue = { waiting: number; failed: number; bytes: number; maxBytes: number };
-  const s = JSON.parse(r.stdout) as { redis: { reachable: boolean }; llmflow: { reachable: boolean }; queue: Queue; metricsQueue: Queue & { forwarded: boolean }; deadLetters: number; openInteractions: number };
+  const s = JSON.parse(r.stdout) as {
+    redis: { reachable: boolean };
+    llmflow: { reachable: boolean };
+    queue: Queue;
+    metricsQueue: Queue & { forwarded: boolean };
+    deadLetters: number;
+    openInteractions: number;
+  };
   assert.equal(s.redis.reachable, true);
   assert.equal(s.llmflow.reachable, true);
   assert.equal(s.queue.waiting, 0);
   assert.equal(s.queue.failed, 0);
   assert.deepEqual([s.metricsQueue.waiting, s.metricsQueue.failed, s.metricsQueue.forwarded], [0, 0, true]);
-  assert.equal(s.queue.maxBytes + s.metricsQueue.maxBytes, 256 * 1024 * 1024, 'the metrics\' share and the events\' make the bound');
+  assert.equal(
+    s.queue.maxBytes + s.metricsQueue.maxBytes,
+    256 * 1024 * 1024,
+    "the metrics' share and the events' make the bound",
+  );
   assert.equal(s.metricsQueue.maxBytes, 16 * 1024 * 1024);
   assert.equal(s.deadLetters, 0);
   const wrong = await ccbridge(['status'], { REDIS_URL: peers.redis.url, LLMFLOW_URL: 'http://127.0.0.1:9' });
@@ -118,10 +167,23 @@ test('status: Redis and LLMFlow reachable, the queue drained, no dead letters; a
 });
 
 test('a worker says at start-up whether LLMFlow answers at LLMFLOW_URL, and what to set when not', async () => {
-  const lost = await startBridge({ REDIS_URL: peers.redis.url, BRIDGE_ROLE: 'worker', LLMFLOW_URL: 'http://127.0.0.1:9' });
-  const found = await startBridge({ REDIS_URL: peers.redis.url, BRIDGE_ROLE: 'worker', LLMFLOW_URL: peers.llmflow.url });
+  const lost = await startBridge({
+    REDIS_URL: peers.redis.url,
+    BRIDGE_ROLE: 'worker',
+    LLMFLOW_URL: 'http://127.0.0.1:9',
+  });
+  const found = await startBridge({
+    REDIS_URL: peers.redis.url,
+    BRIDGE_ROLE: 'worker',
+    LLMFLOW_URL: peers.llmflow.url,
+  });
   try {
-    await waitFor('the start-up line', () => /LLMFlow does not answer at http:\/\/127\.0\.0\.1:9: set LLMFLOW_URL/.test(lost.output()) && /"msg":"LLMFlow answers"/.test(found.output()));
+    await waitFor(
+      'the start-up line',
+      () =>
+        /LLMFlow does not answer at http:\/\/127\.0\.0\.1:9: set LLMFLOW_URL/.test(lost.output()) &&
+        /"msg":"LLMFlow answers"/.test(found.output()),
+    );
   } finally {
     await Promise.all([lost.stop(), found.stop()]);
   }
@@ -129,7 +191,16 @@ test('a worker says at start-up whether LLMFlow answers at LLMFLOW_URL, and what
 
 test('npx ccbridge runs from the checkout (the bin is linked once it is built)', async () => {
   const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
-    execFile('npx', ['--no-install', 'ccbridge', '--help'], { cwd: path.join(__dirname, '..', '..'), env: { PATH: process.env.PATH, HOME: process.env.HOME ?? '/tmp' }, timeout: 60_000 }, (err, _stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }));
+    execFile(
+      'npx',
+      ['--no-install', 'ccbridge', '--help'],
+      {
+        cwd: path.join(__dirname, '..', '..'),
+        env: { PATH: process.env.PATH, HOME: process.env.HOME ?? '/tmp' },
+        timeout: 60_000,
+      },
+      (err, _stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
+    );
   });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /usage: ccbridge <command>/);

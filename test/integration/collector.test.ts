@@ -8,10 +8,25 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ExportLogsRequest } from '@ccbridge/otlp';
 import { SCENARIOS, expectedSpans, payloads } from '../support/fixtures';
-import { SECOND_CONFIG, SHIPPED_CONFIG, startCollector, validateConfig, type CollectorPeer } from '../support/collector';
+import {
+  SECOND_CONFIG,
+  SHIPPED_CONFIG,
+  startCollector,
+  validateConfig,
+  type CollectorPeer,
+} from '../support/collector';
 import { exportGrpc } from '../support/otlp-grpc';
 import { startRelay, type Relay } from '../support/relay';
-import { post, startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
+import {
+  post,
+  startBridge,
+  startLlmflow,
+  startRedis,
+  waitFor,
+  type BridgePeer,
+  type LlmflowPeer,
+  type RedisPeer,
+} from '../support/peers';
 
 let redis: RedisPeer;
 let llmflow: LlmflowPeer;
@@ -35,7 +50,10 @@ after(async () => {
 
 test('otelcol validate accepts the shipped config, alone and with the second destination', () => {
   assert.deepEqual(validateConfig([SHIPPED_CONFIG]), { code: 0, output: '' });
-  const second = validateConfig([SHIPPED_CONFIG, SECOND_CONFIG], { SECOND_OTLP_ENDPOINT: 'https://otlp.example.com', SECOND_OTLP_HEADERS: '{"x-api-key": "k"}' });
+  const second = validateConfig([SHIPPED_CONFIG, SECOND_CONFIG], {
+    SECOND_OTLP_ENDPOINT: 'https://otlp.example.com',
+    SECOND_OTLP_HEADERS: '{"x-api-key": "k"}',
+  });
   assert.equal(second.code, 0, second.output);
   const missing = validateConfig([SHIPPED_CONFIG, SECOND_CONFIG], { SECOND_OTLP_ENDPOINT: '' });
   assert.notEqual(missing.code, 0, 'a second destination without an endpoint is refused');
@@ -43,23 +61,35 @@ test('otelcol validate accepts the shipped config, alone and with the second des
 
 /** Waits until LLMFlow holds the whole trace of a capture's prompt, and returns its spans. */
 async function traceOfPrompt(promptId: string, want: number) {
-  return waitFor(`the trace of prompt ${promptId}`, async () => {
-    const spans = (await llmflow.spans()).filter((s) => (JSON.parse(s.attributes) as Record<string, unknown>)['prompt.id'] === promptId);
-    const traceIds = new Set(spans.map((s) => s.trace_id));
-    if (traceIds.size !== 1) return undefined;
-    const trace = (await llmflow.listed()).filter((s) => traceIds.has(s.trace_id));
-    return trace.length >= want ? trace : undefined;
-  }, 60_000);
+  return waitFor(
+    `the trace of prompt ${promptId}`,
+    async () => {
+      const spans = (await llmflow.spans()).filter(
+        (s) => (JSON.parse(s.attributes) as Record<string, unknown>)['prompt.id'] === promptId,
+      );
+      const traceIds = new Set(spans.map((s) => s.trace_id));
+      if (traceIds.size !== 1) return undefined;
+      const trace = (await llmflow.listed()).filter((s) => traceIds.has(s.trace_id));
+      return trace.length >= want ? trace : undefined;
+    },
+    60_000,
+  );
 }
 
 function promptIdIn(body: Buffer): string {
-  return /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/.exec(body.toString('latin1').split('prompt.id')[1] ?? '')![0];
+  return /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/.exec(
+    body.toString('latin1').split('prompt.id')[1] ?? '',
+  )![0];
 }
 
 /** The first prompt.id among the first scope's log records of an OTLP/JSON logs body. */
 function promptIdInJson(body: Buffer): string {
   const request = JSON.parse(body.toString()) as ExportLogsRequest;
-  return request.resourceLogs![0]!.scopeLogs![0]!.logRecords!.map((r) => r.attributes!.find((a) => a.key === 'prompt.id')?.value!.stringValue).find(Boolean)!;
+  return request
+    .resourceLogs![0]!.scopeLogs![0]!.logRecords!.map(
+      (r) => r.attributes!.find((a) => a.key === 'prompt.id')?.value!.stringValue,
+    )
+    .find(Boolean)!;
 }
 
 test('OTLP/HTTP protobuf and JSON, and OTLP/gRPC, through the Collector reach LLMFlow as traces', async () => {
@@ -74,7 +104,16 @@ test('OTLP/HTTP protobuf and JSON, and OTLP/gRPC, through the Collector reach LL
       if (via === 'grpc') {
         assert.equal((await exportGrpc(collector.grpcAddress, p.signal, p.body)).code, 0);
       } else {
-        assert.equal((await post(`${collector.httpUrl}/v1/${p.signal}`, p.body, p.format === 'json' ? 'application/json' : 'application/x-protobuf')).status, 200);
+        assert.equal(
+          (
+            await post(
+              `${collector.httpUrl}/v1/${p.signal}`,
+              p.body,
+              p.format === 'json' ? 'application/json' : 'application/x-protobuf',
+            )
+          ).status,
+          200,
+        );
       }
     }
     const logs = payloads(capture, scenario).find((p) => p.signal === 'logs')!;
@@ -100,7 +139,9 @@ test('while the bridge is down the Collector keeps the data, and delivers it whe
   await bridge.stop();
   relay.target = undefined;
   const p = payloads('json', 'simple').find((x) => x.signal === 'logs')!;
-  const body = Buffer.from(p.body.toString().replaceAll('"prompt.id","value":{"stringValue":"', '"prompt.id","value":{"stringValue":"outage-'));
+  const body = Buffer.from(
+    p.body.toString().replaceAll('"prompt.id","value":{"stringValue":"', '"prompt.id","value":{"stringValue":"outage-'),
+  );
   assert.equal((await post(`${collector.httpUrl}/v1/logs`, body, 'application/json')).status, 200);
   const promptId = `outage-${promptIdInJson(p.body)}`;
   bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_INTERACTION_IDLE_MS: '400' });

@@ -30,15 +30,21 @@ const ENGINE = (() => {
     return false;
   }
 })();
-const skip = !ENGINE && !process.env.CI ? 'no Docker engine answers (npm test starts one where ../shared/compose exists)' : false;
+const skip =
+  !ENGINE && !process.env.CI ? 'no Docker engine answers (npm test starts one where ../shared/compose exists)' : false;
 
 /** Runs `docker compose -p PROJECT ARGS` in the checkout; resolves with its stdout, rejects with its output on failure. */
 function compose(args: string[], env: Record<string, string> = {}, files = ['docker-compose.yml']): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('docker', ['compose', '-p', PROJECT, ...files.flatMap((f) => ['-f', f]), ...args], { cwd: ROOT, env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024, timeout: 600_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`docker compose ${args.join(' ')}: ${err.message}\n${stdout}\n${stderr}`));
-      else resolve(stdout);
-    });
+    execFile(
+      'docker',
+      ['compose', '-p', PROJECT, ...files.flatMap((f) => ['-f', f]), ...args],
+      { cwd: ROOT, env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024, timeout: 600_000 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`docker compose ${args.join(' ')}: ${err.message}\n${stdout}\n${stderr}`));
+        else resolve(stdout);
+      },
+    );
   });
 }
 
@@ -63,24 +69,40 @@ process.stdout.write(JSON.stringify(db.query('SELECT id, trace_id, parent_id, sp
 
 /** The traces of a Claude Code session, once there are `turns` of them, each complete (one root, every parent there). */
 async function treesOf(session: string, turns = 1, timeoutMs = 60_000): Promise<Span[][]> {
-  return waitFor(`${turns} complete trace(s) of session ${session}`, async () => {
-    const all = await spans();
-    const ids = new Set(all.filter((s) => s.attributes['session.id'] === session).map((s) => s.trace_id));
-    const trees = [...ids].map((id) => all.filter((s) => s.trace_id === id));
-    const complete = (t: Span[]) => {
-      const roots = t.filter((s) => !s.parent_id);
-      const byId = new Set(t.map((s) => s.id));
-      return roots.length === 1 && roots[0]!.attributes['claude_code.interaction.complete'] === true && t.every((s) => !s.parent_id || byId.has(s.parent_id));
-    };
-    return trees.length === turns && trees.every(complete) ? trees : undefined;
-  }, timeoutMs, 500);
+  return waitFor(
+    `${turns} complete trace(s) of session ${session}`,
+    async () => {
+      const all = await spans();
+      const ids = new Set(all.filter((s) => s.attributes['session.id'] === session).map((s) => s.trace_id));
+      const trees = [...ids].map((id) => all.filter((s) => s.trace_id === id));
+      const complete = (t: Span[]) => {
+        const roots = t.filter((s) => !s.parent_id);
+        const byId = new Set(t.map((s) => s.id));
+        return (
+          roots.length === 1 &&
+          roots[0]!.attributes['claude_code.interaction.complete'] === true &&
+          t.every((s) => !s.parent_id || byId.has(s.parent_id))
+        );
+      };
+      return trees.length === turns && trees.every(complete) ? trees : undefined;
+    },
+    timeoutMs,
+    500,
+  );
 }
 
 let api: AnthropicStandin;
 /** How many spans a USE_TOOL turn draws with one worker (the first test's). */
 let toolTreeSpans = 0;
 const claude = (prompt: string, protocol: OtlpProtocol = 'http/protobuf') =>
-  runClaude({ prompt, apiUrl: api.url, otlpEndpoint: protocol === 'grpc' ? 'http://127.0.0.1:4317' : 'http://127.0.0.1:4318', protocol, allowedTools: ['Bash(echo:*)'], timeoutMs: 120_000 });
+  runClaude({
+    prompt,
+    apiUrl: api.url,
+    otlpEndpoint: protocol === 'grpc' ? 'http://127.0.0.1:4317' : 'http://127.0.0.1:4318',
+    protocol,
+    allowedTools: ['Bash(echo:*)'],
+    timeoutMs: 120_000,
+  });
 
 before(async () => {
   if (skip) return;
@@ -95,42 +117,71 @@ after(async () => {
   await api?.stop();
 });
 
-test('Claude Code over gRPC, http/protobuf and http/json to the Collector: every turn in the bundled LLMFlow as its complete tree', { skip }, async () => {
-  for (const protocol of ['grpc', 'http/protobuf', 'http/json'] as const) {
-    const r = await claude('Run it USE_TOOL', protocol);
+test(
+  'Claude Code over gRPC, http/protobuf and http/json to the Collector: every turn in the bundled LLMFlow as its complete tree',
+  { skip },
+  async () => {
+    for (const protocol of ['grpc', 'http/protobuf', 'http/json'] as const) {
+      const r = await claude('Run it USE_TOOL', protocol);
+      assert.equal(r.exitCode, 0, r.stderr);
+      const [tree] = await treesOf(r.sessionId!);
+      const names = tree!.map((s) => s.span_name);
+      assert.equal(names.filter((n) => n === 'claude_code.llm_request').length, 2, protocol);
+      assert.equal(names.filter((n) => n === 'claude_code.tool').length, 1, protocol);
+      toolTreeSpans = tree!.length;
+    }
+    const metrics = await (await fetch('http://127.0.0.1:8889/metrics')).text();
+    assert.match(metrics, /claude_code_token_usage/, "Claude Code's metrics for Prometheus");
+  },
+);
+
+test(
+  'the worker recreated mid-turn (what `up -d` does after a change) loses nothing: the root is drawn once, complete',
+  { skip },
+  async () => {
+    const turn = claude('Think slowly SLOW_ANSWERS');
+    // The turn is under way once the worker holds it open (its prompt processed, its end not yet):
+    // asked of ccbridge status inside the worker's container, as the README says to.
+    await waitFor(
+      'the turn open in the worker',
+      async () => {
+        const out = await compose([
+          'exec',
+          '-T',
+          'bridge-worker',
+          'npx',
+          '--no-install',
+          'ccbridge',
+          'status',
+          '--json',
+        ]).catch(() => '{}');
+        return (
+          ((JSON.parse(out.slice(out.indexOf('{'))) as { openInteractions?: number }).openInteractions ?? 0) >= 1 ||
+          undefined
+        );
+      },
+      60_000,
+      500,
+    );
+    await compose(['up', '-d', '--force-recreate', '--no-deps', '--wait', 'bridge-worker']);
+    const r = await turn;
     assert.equal(r.exitCode, 0, r.stderr);
     const [tree] = await treesOf(r.sessionId!);
-    const names = tree!.map((s) => s.span_name);
-    assert.equal(names.filter((n) => n === 'claude_code.llm_request').length, 2, protocol);
-    assert.equal(names.filter((n) => n === 'claude_code.tool').length, 1, protocol);
-    toolTreeSpans = tree!.length;
-  }
-  const metrics = await (await fetch('http://127.0.0.1:8889/metrics')).text();
-  assert.match(metrics, /claude_code_token_usage/, "Claude Code's metrics for Prometheus");
-});
+    assert.equal(tree!.filter((s) => !s.parent_id).length, 1);
+  },
+);
 
-test('the worker recreated mid-turn (what `up -d` does after a change) loses nothing: the root is drawn once, complete', { skip }, async () => {
-  const turn = claude('Think slowly SLOW_ANSWERS');
-  // The turn is under way once the worker holds it open (its prompt processed, its end not yet):
-  // asked of ccbridge status inside the worker's container, as the README says to.
-  await waitFor('the turn open in the worker', async () => {
-    const out = await compose(['exec', '-T', 'bridge-worker', 'npx', '--no-install', 'ccbridge', 'status', '--json']).catch(() => '{}');
-    return ((JSON.parse(out.slice(out.indexOf('{'))) as { openInteractions?: number }).openInteractions ?? 0) >= 1 || undefined;
-  }, 60_000, 500);
-  await compose(['up', '-d', '--force-recreate', '--no-deps', '--wait', 'bridge-worker']);
-  const r = await turn;
-  assert.equal(r.exitCode, 0, r.stderr);
-  const [tree] = await treesOf(r.sessionId!);
-  assert.equal(tree!.filter((s) => !s.parent_id).length, 1);
-});
-
-test('the ingest stopped for a while loses nothing: the Collector keeps the data and delivers it', { skip }, async () => {
-  await compose(['stop', 'bridge-ingest']);
-  const r = await claude('What is 2+2?');
-  assert.equal(r.exitCode, 0, r.stderr);
-  await compose(['start', 'bridge-ingest']);
-  await treesOf(r.sessionId!, 1, 120_000);
-});
+test(
+  'the ingest stopped for a while loses nothing: the Collector keeps the data and delivers it',
+  { skip },
+  async () => {
+    await compose(['stop', 'bridge-ingest']);
+    const r = await claude('What is 2+2?');
+    assert.equal(r.exitCode, 0, r.stderr);
+    await compose(['start', 'bridge-ingest']);
+    await treesOf(r.sessionId!, 1, 120_000);
+  },
+);
 
 test('down and up again keep the data; three workers draw each span once', { skip }, async () => {
   const before = (await spans()).length;
@@ -171,10 +222,18 @@ test('an LLMFlow of your own outside compose is reached with LLMFLOW_URL, as the
   try {
     own = await startLlmflow();
     const port = new URL(own.url).port;
-    await compose(['up', '-d', '--wait', 'otel-collector', 'redis', 'bridge-ingest', 'bridge-worker'], { LLMFLOW_URL: `http://host.docker.internal:${port}` });
+    await compose(['up', '-d', '--wait', 'otel-collector', 'redis', 'bridge-ingest', 'bridge-worker'], {
+      LLMFLOW_URL: `http://host.docker.internal:${port}`,
+    });
     const r = await claude('What is 2+2?');
     assert.equal(r.exitCode, 0, r.stderr);
-    await waitFor('the turn in your own LLMFlow', async () => (await own!.spans()).some((s) => !s.parent_id && s.span_name === 'claude_code.interaction') || undefined, 60_000, 500);
+    await waitFor(
+      'the turn in your own LLMFlow',
+      async () =>
+        (await own!.spans()).some((s) => !s.parent_id && s.span_name === 'claude_code.interaction') || undefined,
+      60_000,
+      500,
+    );
   } finally {
     await compose(['up', '-d', '--wait']);
     await own?.stop();

@@ -13,7 +13,16 @@ import { Redis } from 'ioredis';
 import { queueKey } from '@ccbridge/redis';
 import { logsOf } from '../support/fixtures';
 import { startLlmflowGate, type LlmflowGate } from '../support/llmflow-gate';
-import { post, startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
+import {
+  post,
+  startBridge,
+  startLlmflow,
+  startRedis,
+  waitFor,
+  type BridgePeer,
+  type LlmflowPeer,
+  type RedisPeer,
+} from '../support/peers';
 
 let redis: RedisPeer;
 let llmflow: LlmflowPeer;
@@ -35,17 +44,26 @@ after(async () => {
 /** The captured tool turn as a new session, its prompt id and session id replaced; `poison` marks its tool's input. */
 function session(name: string, poison: boolean): Buffer {
   const logs = logsOf('json', 'tool');
-  let text = JSON.stringify(logs).replaceAll('1a9ef97e-a983-4ecc-b0e1-ba3b9dfe95f7', `session-${name}`).replaceAll('fadb0d6a-bca5-4e4a-8e96-838a52e2e8be', `prompt-${name}`);
+  let text = JSON.stringify(logs)
+    .replaceAll('1a9ef97e-a983-4ecc-b0e1-ba3b9dfe95f7', `session-${name}`)
+    .replaceAll('fadb0d6a-bca5-4e4a-8e96-838a52e2e8be', `prompt-${name}`);
   if (poison) text = text.replaceAll('hello-from-tool', 'POISON');
   return Buffer.from(text);
 }
 
 const ROOT = path.join(__dirname, '..', '..');
 async function deadLetterCli(...args: string[]): Promise<unknown[]> {
-  const { stdout } = await promisify(execFile)(process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'cli.js'), 'dead-letters', ...args], {
-    env: { PATH: process.env.PATH, REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url },
-  });
-  return stdout.trim().split('\n').map((l) => JSON.parse(l) as unknown);
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [path.join(ROOT, 'services', 'bridge', 'dist', 'cli.js'), 'dead-letters', ...args],
+    {
+      env: { PATH: process.env.PATH, REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url },
+    },
+  );
+  return stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as unknown);
 }
 
 test('a span refused for its content goes to the dead-letter store at once, holds back no root, and can be replayed', async () => {
@@ -53,21 +71,31 @@ test('a span refused for its content goes to the dead-letter store at once, hold
   assert.equal((await post(`${bridge.url}/v1/logs`, session('clean', false), 'application/json')).status, 200);
 
   // Both turns are whole in LLMFlow but for the refused spans: both roots drawn, no waiting.
-  const spans = await waitFor('both roots in LLMFlow', async () => {
-    const all = await llmflow.spans();
-    const roots = all.filter((s) => !s.parent_id && /session-(poisoned|clean)/.test(s.attributes));
-    return roots.length === 2 ? all : undefined;
-    // As long as the other LLMFlow waits here: a worker that once found LLMFlow slow backs off up to 30 s.
-  }, 60_000).catch((err: Error) => {
+  const spans = await waitFor(
+    'both roots in LLMFlow',
+    async () => {
+      const all = await llmflow.spans();
+      const roots = all.filter((s) => !s.parent_id && /session-(poisoned|clean)/.test(s.attributes));
+      return roots.length === 2 ? all : undefined;
+      // As long as the other LLMFlow waits here: a worker that once found LLMFlow slow backs off up to 30 s.
+    },
+    60_000,
+  ).catch((err: Error) => {
     throw new Error(`${err.message}\nthe bridge said:\n${bridge.output().split('\n').slice(-30).join('\n')}`);
   });
   const ofSession = (name: string) => spans.filter((s) => s.attributes.includes(`session-${name}`));
   // Only the tool span carries the tool's input; its execution and decision keep ids alone.
   const refusedNames = ['claude_code.tool'];
   assert.ok(ofSession('clean').some((s) => s.span_name === 'claude_code.tool'));
-  assert.ok(!ofSession('poisoned').some((s) => refusedNames.includes(s.span_name)), 'the refused span is not in LLMFlow');
+  assert.ok(
+    !ofSession('poisoned').some((s) => refusedNames.includes(s.span_name)),
+    'the refused span is not in LLMFlow',
+  );
   for (const name of ['claude_code.tool.execution', 'claude_code.tool.blocked_on_user']) {
-    assert.ok(ofSession('poisoned').some((s) => s.span_name === name), `${name}, beside it, is`);
+    assert.ok(
+      ofSession('poisoned').some((s) => s.span_name === name),
+      `${name}, beside it, is`,
+    );
   }
   assert.ok(gate.refused > 0);
 

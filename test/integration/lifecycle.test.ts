@@ -15,7 +15,18 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { exportGrpc } from '../support/otlp-grpc';
 import { startRelay } from '../support/relay';
-import { post, startOkSink, startBridge, startLlmflow, startRedis, tempDir, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
+import {
+  post,
+  startOkSink,
+  startBridge,
+  startLlmflow,
+  startRedis,
+  tempDir,
+  waitFor,
+  type BridgePeer,
+  type LlmflowPeer,
+  type RedisPeer,
+} from '../support/peers';
 
 let redis: RedisPeer;
 let llmflow: LlmflowPeer;
@@ -35,7 +46,11 @@ async function postScenario(url: string, scenario: 'simple' | 'tool' | 'two-tool
 }
 
 test('a bad variable stops start-up with a message that names it', async () => {
-  for (const [name, value] of [['OTLP_HTTP_PORT', 'http'], ['BRIDGE_INTERACTION_IDLE_MS', 'soon'], ['LLMFLOW_URL', 'llmflow:3000']]) {
+  for (const [name, value] of [
+    ['OTLP_HTTP_PORT', 'http'],
+    ['BRIDGE_INTERACTION_IDLE_MS', 'soon'],
+    ['LLMFLOW_URL', 'llmflow:3000'],
+  ]) {
     const bridge = await startBridge({ [name!]: value!, REDIS_URL: redis.url }, { waitReady: false });
     const code = await new Promise<number | null>((resolve) => bridge.child.once('exit', resolve));
     assert.equal(code, 2);
@@ -51,9 +66,19 @@ test('ports of 0: the bridge binds what the system hands it, and reports the por
   const ports = JSON.parse(readFileSync(portsFile, 'utf8')) as Record<string, number>;
   assert.deepEqual(Object.keys(ports).sort(), ['metrics', 'otlpGrpc', 'otlpHttp']);
   for (const port of Object.values(ports)) assert.ok(port > 0, `a real port: ${port}`);
-  assert.deepEqual([bridge.port, bridge.grpcPort, bridge.adminUrl], [ports.otlpHttp, ports.otlpGrpc, `http://127.0.0.1:${ports.metrics}`]);
-  const started = bridge.output().split('\n').map((l) => (l.startsWith('{') ? (JSON.parse(l) as Record<string, unknown>) : {})).find((l) => l.msg === 'bridge started')!;
-  assert.deepEqual([started.port, started.grpcPort, started.metricsPort], [ports.otlpHttp, ports.otlpGrpc, ports.metrics]);
+  assert.deepEqual(
+    [bridge.port, bridge.grpcPort, bridge.adminUrl],
+    [ports.otlpHttp, ports.otlpGrpc, `http://127.0.0.1:${ports.metrics}`],
+  );
+  const started = bridge
+    .output()
+    .split('\n')
+    .map((l) => (l.startsWith('{') ? (JSON.parse(l) as Record<string, unknown>) : {}))
+    .find((l) => l.msg === 'bridge started')!;
+  assert.deepEqual(
+    [started.port, started.grpcPort, started.metricsPort],
+    [ports.otlpHttp, ports.otlpGrpc, ports.metrics],
+  );
   assert.deepEqual(((await (await fetch(`${bridge.adminUrl}/healthz`)).json()) as { ports: unknown }).ports, ports);
   // Both receivers answer on the ports reported.
   await postScenario(bridge.url, 'simple');
@@ -69,9 +94,15 @@ test('ingest and workers run as separate processes over one Redis; a stopping wo
   const records = recordsOf(request);
   const end = records.filter((r) => r.body?.stringValue === 'claude_code.assistant_response');
   const postLogs = async (url: string, list: LogRecord[]) =>
-    assert.equal((await post(`${url}/v1/logs`, Buffer.from(JSON.stringify(requestOf(request, list))), 'application/json')).status, 200);
+    assert.equal(
+      (await post(`${url}/v1/logs`, Buffer.from(JSON.stringify(requestOf(request, list))), 'application/json')).status,
+      200,
+    );
   const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
-  const workers = [await startBridge({ ...common, BRIDGE_ROLE: 'worker' }), await startBridge({ ...common, BRIDGE_ROLE: 'worker' })];
+  const workers = [
+    await startBridge({ ...common, BRIDGE_ROLE: 'worker' }),
+    await startBridge({ ...common, BRIDGE_ROLE: 'worker' }),
+  ];
   let next: BridgePeer | undefined;
   try {
     // A worker serves health and metrics on its own port, and no OTLP receiver (so an ingest and
@@ -80,13 +111,19 @@ test('ingest and workers run as separate processes over one Redis; a stopping wo
     assert.match(await (await fetch(`${workers[0]!.adminUrl}/metrics`)).text(), /target_info/);
     await assert.rejects(post(`${workers[0]!.url}/v1/logs`, Buffer.from('{}'), 'application/json'));
     // The turn so far: its children arrive at once, its root waits for its end.
-    await postLogs(ingest.url, records.filter((r) => !end.includes(r)));
+    await postLogs(
+      ingest.url,
+      records.filter((r) => !end.includes(r)),
+    );
     const children = await waitFor('the child spans', async () => {
       const s = await llmflow.listed();
       // All but the root and the last LLM call, which waits for its answer (held back with the end).
       return s.length >= expectedSpans('json', 'tool').total - 1 - end.length ? s : undefined;
     });
-    assert.ok(children.every((s) => s.parent_id), 'no root yet');
+    assert.ok(
+      children.every((s) => s.parent_id),
+      'no root yet',
+    );
     // Both workers stop at once, mid-turn (a `docker compose up -d` that recreates them).
     assert.deepEqual(await Promise.all(workers.map((w) => w.stop('SIGTERM'))), [0, 0], 'graceful exits');
     for (const w of workers) assert.match(w.output(), /"msg":"stopped"/);
@@ -94,7 +131,9 @@ test('ingest and workers run as separate processes over one Redis; a stopping wo
     // The turn ends while no worker runs; the next worker carries on from Redis.
     await postLogs(ingest.url, end);
     next = await startBridge({ ...common, BRIDGE_ROLE: 'worker' });
-    const root = await waitFor('the root, drawn by the next worker', async () => (await llmflow.spans()).find((s) => !s.parent_id && s.trace_id === children[0]!.trace_id));
+    const root = await waitFor('the root, drawn by the next worker', async () =>
+      (await llmflow.spans()).find((s) => !s.parent_id && s.trace_id === children[0]!.trace_id),
+    );
     const attrs = JSON.parse(root.attributes) as Record<string, unknown>;
     assert.equal(attrs['claude_code.interaction.complete'], true);
     assert.equal(attrs['claude_code.interaction.end'], 'response');
@@ -141,10 +180,14 @@ test('while LLMFlow is away, batches wait in the queue using up none of their at
     late = await startLlmflow();
     away.target = new URL(late.url).host;
     const want = expectedSpans('protobuf', 'two-tools').total;
-    const spans = await waitFor('the whole trace in the late LLMFlow', async () => {
-      const s = await late!.listed();
-      return s.length >= want && s.some((x) => !x.parent_id) ? s : undefined;
-    }, 60_000);
+    const spans = await waitFor(
+      'the whole trace in the late LLMFlow',
+      async () => {
+        const s = await late!.listed();
+        return s.length >= want && s.some((x) => !x.parent_id) ? s : undefined;
+      },
+      60_000,
+    );
     assert.equal(spans.length, want);
     assert.equal(await client.zcard(queueKey('failed')), 0, 'no batch used up its single attempt');
   } finally {

@@ -26,12 +26,21 @@ function batch(tag: string, n: number, text: (i: number) => string = () => ''): 
     kind: 1,
     startTimeUnixNano: String(1_700_000_000_000_000_000n + BigInt(i) * 1_000_000n),
     endTimeUnixNano: String(1_700_000_000_000_000_000n + BigInt(i + 1) * 1_000_000n),
-    attributes: [{ key: 'i', value: { intValue: String(i) } }, ...(text(i) ? [{ key: 'gen_ai.prompt', value: { stringValue: text(i) } }] : [])],
+    attributes: [
+      { key: 'i', value: { intValue: String(i) } },
+      ...(text(i) ? [{ key: 'gen_ai.prompt', value: { stringValue: text(i) } }] : []),
+    ],
   }));
   const half = Math.floor(n / 2);
   return [
-    { resource: { attributes: [{ key: 'service.name', value: { stringValue: 'a' } }] }, scopeSpans: [{ scope: { name: 's' }, spans: spans.slice(0, half) }] },
-    { resource: { attributes: [{ key: 'service.name', value: { stringValue: 'b' } }] }, scopeSpans: [{ scope: { name: 's' }, spans: spans.slice(half) }] },
+    {
+      resource: { attributes: [{ key: 'service.name', value: { stringValue: 'a' } }] },
+      scopeSpans: [{ scope: { name: 's' }, spans: spans.slice(0, half) }],
+    },
+    {
+      resource: { attributes: [{ key: 'service.name', value: { stringValue: 'b' } }] },
+      scopeSpans: [{ scope: { name: 's' }, spans: spans.slice(half) }],
+    },
   ];
 }
 
@@ -39,14 +48,26 @@ test('chunks keep every span, in order, under its own resource', () => {
   const rs = batch('chunks', 23);
   const chunks = chunkResourceSpans(rs, 5);
   assert.equal(chunks.length, 5);
-  const flat = chunks.flatMap((c) => c.flatMap((r) => r.scopeSpans!.flatMap((s) => s.spans!.map((x) => `${r.resource!.attributes![0]!.value!.stringValue}:${x.name}`))));
-  const want = rs.flatMap((r) => r.scopeSpans!.flatMap((s) => s.spans!.map((x) => `${r.resource!.attributes![0]!.value!.stringValue}:${x.name}`)));
+  const flat = chunks.flatMap((c) =>
+    c.flatMap((r) =>
+      r.scopeSpans!.flatMap((s) => s.spans!.map((x) => `${r.resource!.attributes![0]!.value!.stringValue}:${x.name}`)),
+    ),
+  );
+  const want = rs.flatMap((r) =>
+    r.scopeSpans!.flatMap((s) => s.spans!.map((x) => `${r.resource!.attributes![0]!.value!.stringValue}:${x.name}`)),
+  );
   assert.deepEqual(flat, want);
   assert.ok(chunks.every((c) => c.reduce((n, r) => n + r.scopeSpans![0]!.spans!.length, 0) <= 5));
 });
 
 test('a repeated delivery is recognised as already stored, even where LLMFlow lists only a few reasons', async () => {
-  const exporter = new LlmflowExporter({ url: llmflow.url, timeoutMs: 5_000, maxSpansPerRequest: 50, spanMaxBytes: 65_536, log: silentLogger });
+  const exporter = new LlmflowExporter({
+    url: llmflow.url,
+    timeoutMs: 5_000,
+    maxSpansPerRequest: 50,
+    spanMaxBytes: 65_536,
+    log: silentLogger,
+  });
   const rs = batch('repeat', 40);
   assert.deepEqual(await exporter.export(rs), { stored: 40, duplicates: 0, refused: [] });
   assert.deepEqual(await exporter.export(rs), { stored: 0, duplicates: 40, refused: [] });
@@ -57,13 +78,22 @@ test('a repeated delivery is recognised as already stored, even where LLMFlow li
 });
 
 test('a span LLMFlow refuses is named with its reason, and holds back none of the others', async () => {
-  const exporter = new LlmflowExporter({ url: llmflow.url, timeoutMs: 5_000, maxSpansPerRequest: 50, spanMaxBytes: 65_536, log: silentLogger });
+  const exporter = new LlmflowExporter({
+    url: llmflow.url,
+    timeoutMs: 5_000,
+    maxSpansPerRequest: 50,
+    spanMaxBytes: 65_536,
+    log: silentLogger,
+  });
   const rs = batch('poison', 12);
   const poison = rs[0]!.scopeSpans![0]!.spans![3]!;
   poison.startTimeUnixNano = 'not a time';
   const result = await exporter.export(rs);
   assert.equal(result.stored, 11);
-  assert.deepEqual(result.refused.map((r) => r.spanId), [poison.spanId]);
+  assert.deepEqual(
+    result.refused.map((r) => r.spanId),
+    [poison.spanId],
+  );
   assert.ok(result.refused[0]!.reason.length > 0);
   const stored = (await llmflow.listed()).filter((s) => s.trace_id === traceIdFor('poison'));
   assert.equal(stored.length, 11);
@@ -71,10 +101,22 @@ test('a span LLMFlow refuses is named with its reason, and holds back none of th
 
 test('LLMFlow away, or at a wrong URL, is "unavailable": the caller keeps the spans for later', async () => {
   const away = await startRelay(); // resets every connection, as an address where LLMFlow is down
-  const down = new LlmflowExporter({ url: away.url, timeoutMs: 2_000, maxSpansPerRequest: 50, spanMaxBytes: 65_536, log: silentLogger });
+  const down = new LlmflowExporter({
+    url: away.url,
+    timeoutMs: 2_000,
+    maxSpansPerRequest: 50,
+    spanMaxBytes: 65_536,
+    log: silentLogger,
+  });
   await assert.rejects(down.export(batch('down', 2)), LlmflowUnavailableError);
   await away.stop();
-  const wrongPath = new LlmflowExporter({ url: `${llmflow.url}/no-such-prefix`, timeoutMs: 2_000, maxSpansPerRequest: 50, spanMaxBytes: 65_536, log: silentLogger });
+  const wrongPath = new LlmflowExporter({
+    url: `${llmflow.url}/no-such-prefix`,
+    timeoutMs: 2_000,
+    maxSpansPerRequest: 50,
+    spanMaxBytes: 65_536,
+    log: silentLogger,
+  });
   await assert.rejects(wrongPath.export(batch('wrong', 2)), LlmflowUnavailableError);
 });
 
@@ -83,7 +125,13 @@ const EXPRESS_LIMIT = 100 * 1024;
 test('an LLMFlow on express (100 KB bodies) takes every span of a large batch, a 150 KB prompt cut to fit and marked', async () => {
   const gate = await startLlmflowGate(llmflow.url, { maxBodyBytes: EXPRESS_LIMIT });
   try {
-    const exporter = new LlmflowExporter({ url: gate.url, timeoutMs: 5_000, maxSpansPerRequest: 512, spanMaxBytes: 64 * 1024, log: silentLogger });
+    const exporter = new LlmflowExporter({
+      url: gate.url,
+      timeoutMs: 5_000,
+      maxSpansPerRequest: 512,
+      spanMaxBytes: 64 * 1024,
+      log: silentLogger,
+    });
     const prompt = `PASTED LOG ${'line of a log\n'.repeat(11_000)}`;
     const rs = batch('express', 120, (i) => (i === 7 ? prompt : 'x'.repeat(2_000)));
     const result = await exporter.export(rs);
@@ -91,7 +139,10 @@ test('an LLMFlow on express (100 KB bodies) takes every span of a large batch, a
     assert.ok(gate.tooLarge > 0, 'the gate did refuse a body as too large');
     const stored = (await llmflow.spans()).filter((s) => s.trace_id === traceIdFor('express'));
     assert.equal(stored.length, 120);
-    const big = JSON.parse(stored.find((s) => s.id === spanIdFor('express', '7'))!.attributes) as Record<string, unknown>;
+    const big = JSON.parse(stored.find((s) => s.id === spanIdFor('express', '7'))!.attributes) as Record<
+      string,
+      unknown
+    >;
     assert.ok(String(big['gen_ai.prompt']).startsWith('PASTED LOG line of a log'));
     assert.match(String(big['gen_ai.prompt']), /bytes trimmed\]$/);
     assert.deepEqual(big[TRIMMED_KEYS], ['gen_ai.prompt']);
@@ -108,7 +159,13 @@ test('a lone span still too large for LLMFlow is cut further, until it is taken'
   const gate = await startLlmflowGate(llmflow.url, { maxBodyBytes: EXPRESS_LIMIT });
   try {
     // Configured to let spans of 1 MiB through: LLMFlow's own limit is what cuts this one.
-    const exporter = new LlmflowExporter({ url: gate.url, timeoutMs: 5_000, maxSpansPerRequest: 512, spanMaxBytes: 1024 * 1024, log: silentLogger });
+    const exporter = new LlmflowExporter({
+      url: gate.url,
+      timeoutMs: 5_000,
+      maxSpansPerRequest: 512,
+      spanMaxBytes: 1024 * 1024,
+      log: silentLogger,
+    });
     const result = await exporter.export(batch('lone', 1, () => 'z'.repeat(300_000)));
     assert.deepEqual(result, { stored: 1, duplicates: 0, refused: [] });
     assert.ok(gate.tooLarge >= 2, `${gate.tooLarge} refusals as too large`);
@@ -120,7 +177,13 @@ test('a lone span still too large for LLMFlow is cut further, until it is taken'
 test('a span refused for its content comes back whole, with the reason, for the dead-letter store', async () => {
   const gate = await startLlmflowGate(llmflow.url, { refuse: (body) => body.includes('POISON') });
   try {
-    const exporter = new LlmflowExporter({ url: gate.url, timeoutMs: 5_000, maxSpansPerRequest: 512, spanMaxBytes: 64 * 1024, log: silentLogger });
+    const exporter = new LlmflowExporter({
+      url: gate.url,
+      timeoutMs: 5_000,
+      maxSpansPerRequest: 512,
+      spanMaxBytes: 64 * 1024,
+      log: silentLogger,
+    });
     const rs = batch('content', 9, (i) => (i === 4 ? `POISON ${'p'.repeat(100_000)}` : ''));
     const result = await exporter.export(rs);
     assert.equal(result.stored, 8);
@@ -129,7 +192,11 @@ test('a span refused for its content comes back whole, with the reason, for the 
     assert.equal(refused!.spanId, spanIdFor('content', '4'));
     assert.match(refused!.reason, /400/);
     const span = refused!.resourceSpans.scopeSpans![0]!.spans![0]!;
-    assert.equal(span.attributes!.find((a) => a.key === 'gen_ai.prompt')!.value!.stringValue!.length, 100_007, 'not cut');
+    assert.equal(
+      span.attributes!.find((a) => a.key === 'gen_ai.prompt')!.value!.stringValue!.length,
+      100_007,
+      'not cut',
+    );
   } finally {
     await gate.stop();
   }

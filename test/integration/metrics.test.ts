@@ -27,8 +27,14 @@ test('a scrape after a real run shows what it caused: records accepted, requests
   const request = logsOf('protobuf', 'two-tools');
   const records = [...eventCounts(request).values()].reduce((a, b) => a + b, 0);
   const body = zlib.gzipSync(encodeExportRequest('logs', request, 'protobuf'));
-  assert.equal((await post(`${peers.bridge.url}/v1/logs`, body, 'application/x-protobuf', { 'content-encoding': 'gzip' })).status, 200);
-  assert.equal((await post(`${peers.bridge.url}/v1/logs`, Buffer.from([0x0a, 0xff, 0xff]), 'application/x-protobuf')).status, 400);
+  assert.equal(
+    (await post(`${peers.bridge.url}/v1/logs`, body, 'application/x-protobuf', { 'content-encoding': 'gzip' })).status,
+    200,
+  );
+  assert.equal(
+    (await post(`${peers.bridge.url}/v1/logs`, Buffer.from([0x0a, 0xff, 0xff]), 'application/x-protobuf')).status,
+    400,
+  );
   assert.equal((await post(`${peers.bridge.url}/v1/logs`, Buffer.from('x'), 'text/plain')).status, 415);
   const spans = expectedSpans('protobuf', 'two-tools').total;
   await waitFor('every span in LLMFlow', async () => (await peers.llmflow.listed()).length >= spans);
@@ -36,13 +42,19 @@ test('a scrape after a real run shows what it caused: records accepted, requests
   // The root is settled, and the job done with (its bytes leave the count once BullMQ says so).
   const metrics = await waitFor('the root drawn and the queue empty', async () => {
     const m = samples(await (await fetch(`${peers.bridge.adminUrl}/metrics`)).text());
-    return m.get('ccbridge_interactions_drawn_total{complete="true"}') === 1 && m.get('ccbridge_queue_size_bytes') === 0 ? m : undefined;
+    return m.get('ccbridge_interactions_drawn_total{complete="true"}') === 1 && m.get('ccbridge_queue_size_bytes') === 0
+      ? m
+      : undefined;
   });
   assert.equal(metrics.get('ccbridge_receiver_accepted_log_records_total{transport="http"}'), records);
   assert.equal(metrics.get('ccbridge_receiver_refused_requests_total{transport="http",reason="decode"}'), 1);
   assert.equal(metrics.get('ccbridge_receiver_refused_requests_total{transport="http",reason="unsupported"}'), 1);
   for (const [name, n] of eventCounts(request)) {
-    assert.equal(metrics.get(`ccbridge_processor_events_total{event_name="${name.replace('claude_code.', '')}"}`), n, name);
+    assert.equal(
+      metrics.get(`ccbridge_processor_events_total{event_name="${name.replace('claude_code.', '')}"}`),
+      n,
+      name,
+    );
   }
   assert.equal(metrics.get('ccbridge_exporter_sent_spans_total'), spans);
   assert.equal(metrics.get('ccbridge_interactions_drawn_total{complete="false"}'), undefined, 'none incomplete');

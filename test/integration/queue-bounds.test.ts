@@ -39,7 +39,11 @@ function collectorBatch(n: number, noise = 0): { body: Buffer; records: number; 
   for (let i = 0; records.length < 1024; i++) {
     for (const r of recordsOf(template)) {
       if (records.length === 1024) break;
-      const attributes = r.attributes!.map((a) => (a.key === 'session.id' || a.key === 'prompt.id' ? { key: a.key, value: { stringValue: `${a.value!.stringValue}-${n}-${i}` } } : a));
+      const attributes = r.attributes!.map((a) =>
+        a.key === 'session.id' || a.key === 'prompt.id'
+          ? { key: a.key, value: { stringValue: `${a.value!.stringValue}-${n}-${i}` } }
+          : a,
+      );
       if (noise) attributes.push({ key: 'noise', value: { stringValue: randomBytes(noise).toString('hex') } });
       records.push({ ...r, attributes });
     }
@@ -73,7 +77,11 @@ test('Collector-sized batches fill the queue to BRIDGE_QUEUE_MAX_BYTES, then 503
   const total = 2 * 1024 * 1024;
   // The events' part of it: the metrics keep a sixteenth (BRIDGE_QUEUE_METRICS_MAX_BYTES unset).
   const bound = total - total / 16;
-  const bridge = await startBridge({ REDIS_URL: redis.url, BRIDGE_ROLE: 'ingest', BRIDGE_QUEUE_MAX_BYTES: String(total) });
+  const bridge = await startBridge({
+    REDIS_URL: redis.url,
+    BRIDGE_ROLE: 'ingest',
+    BRIDGE_QUEUE_MAX_BYTES: String(total),
+  });
   try {
     const { taken, records, wire, refusal } = await fill(bridge, 0, 5_000);
     assert.equal(refusal.status, 503);
@@ -82,13 +90,20 @@ test('Collector-sized batches fill the queue to BRIDGE_QUEUE_MAX_BYTES, then 503
     assert.ok(queued >= bound, `the queue holds its bound: ${queued} bytes`);
     // The bound is read once a second, so a few batches may land past it; no more than that.
     assert.ok(queued < bound * 1.5, `not far past it: ${queued} bytes in ${taken} batches`);
-    assert.ok(await memory() < MAXMEMORY, 'Redis under its memory');
+    assert.ok((await memory()) < MAXMEMORY, 'Redis under its memory');
     // Stored compact: at most twice the gzip'd wire bytes per record (it was 70 times).
     const perRecord = queued / records;
     const wirePerRecord = wire / records;
-    assert.ok(perRecord <= 2 * wirePerRecord, `${perRecord.toFixed(1)} bytes a record in Redis against ${wirePerRecord.toFixed(1)} on the wire`);
+    assert.ok(
+      perRecord <= 2 * wirePerRecord,
+      `${perRecord.toFixed(1)} bytes a record in Redis against ${wirePerRecord.toFixed(1)} on the wire`,
+    );
     // Metrics never take the events' room, nor the events theirs: still stored while the events' part is full.
-    const metrics = Buffer.from(JSON.stringify({ resourceMetrics: [{ scopeMetrics: [{ metrics: [{ name: 'm', gauge: { dataPoints: [{ asDouble: 1 }] } }] }] }] }));
+    const metrics = Buffer.from(
+      JSON.stringify({
+        resourceMetrics: [{ scopeMetrics: [{ metrics: [{ name: 'm', gauge: { dataPoints: [{ asDouble: 1 }] } }] }] }],
+      }),
+    );
     assert.equal((await post(`${bridge.url}/v1/metrics`, metrics, 'application/json')).status, 200);
   } finally {
     await bridge.stop();
@@ -96,7 +111,7 @@ test('Collector-sized batches fill the queue to BRIDGE_QUEUE_MAX_BYTES, then 503
   }
 });
 
-test('with a byte bound larger than Redis, Redis\'s maxmemory stops the queue first, and no write is refused', async () => {
+test("with a byte bound larger than Redis, Redis's maxmemory stops the queue first, and no write is refused", async () => {
   const bridge = await startBridge({ REDIS_URL: redis.url, BRIDGE_ROLE: 'ingest', BRIDGE_QUEUE_MAX_BYTES: '1024MiB' });
   try {
     const { refusal } = await fill(bridge, 256, 5_000);

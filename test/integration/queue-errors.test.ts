@@ -15,26 +15,52 @@ import { useRedis } from '../support/per-file';
 
 const peers = useRedis();
 
-const batch = () => ({ items: 1, protobuf: encodeExportRequest('logs', { resourceLogs: [{ scopeLogs: [{ logRecords: [{ body: { stringValue: 'x' } }] }] }] }, 'protobuf') });
+const batch = () => ({
+  items: 1,
+  protobuf: encodeExportRequest(
+    'logs',
+    { resourceLogs: [{ scopeLogs: [{ logRecords: [{ body: { stringValue: 'x' } }] }] }] },
+    'protobuf',
+  ),
+});
 
 /** Queues one batch, consumes it with `fail` thrown on the first `times` attempts; returns the attempts seen. */
-async function run(fail: () => Error, times: number): Promise<{ attempts: number[]; failed: number; failedReason?: string }> {
+async function run(
+  fail: () => Error,
+  times: number,
+): Promise<{ attempts: number[]; failed: number; failedReason?: string }> {
   await peers.client.flushall();
   const producer = new BatchProducer(peers.client, { maxWaiting: 100, maxBytes: 1_000_000, attempts: 5 });
   await producer.enqueue('logs', batch());
   const attempts: number[] = [];
   let finals = 0;
-  const consumer = new BatchConsumer(peers.client, async (_job, info) => {
-    attempts.push(info.attempt);
-    if (attempts.length <= times) throw fail();
-  }, { concurrency: 1, onFailed: (_j, _e, final) => (finals += final ? 1 : 0) });
+  const consumer = new BatchConsumer(
+    peers.client,
+    async (_job, info) => {
+      attempts.push(info.attempt);
+      if (attempts.length <= times) throw fail();
+    },
+    { concurrency: 1, onFailed: (_j, _e, final) => (finals += final ? 1 : 0) },
+  );
   try {
-    await waitFor('the job to settle', async () => {
-      const [waiting, active, delayed, failed] = await Promise.all([peers.client.llen(queueKey('wait')), peers.client.llen(queueKey('active')), peers.client.zcard(queueKey('delayed')), peers.client.zcard(queueKey('failed'))]);
-      return (waiting + active + delayed === 0 && attempts.length > times) || failed > 0;
-    }, 30_000, 20);
+    await waitFor(
+      'the job to settle',
+      async () => {
+        const [waiting, active, delayed, failed] = await Promise.all([
+          peers.client.llen(queueKey('wait')),
+          peers.client.llen(queueKey('active')),
+          peers.client.zcard(queueKey('delayed')),
+          peers.client.zcard(queueKey('failed')),
+        ]);
+        return (waiting + active + delayed === 0 && attempts.length > times) || failed > 0;
+      },
+      30_000,
+      20,
+    );
     const failedIds = await peers.client.zrange(queueKey('failed'), 0, -1);
-    const failedReason = failedIds[0] ? (await peers.client.hget(`${queueKey(failedIds[0])}`, 'failedReason')) ?? undefined : undefined;
+    const failedReason = failedIds[0]
+      ? ((await peers.client.hget(`${queueKey(failedIds[0])}`, 'failedReason')) ?? undefined)
+      : undefined;
     return { attempts, failed: failedIds.length, failedReason };
   } finally {
     await consumer.close();

@@ -122,17 +122,19 @@ const OWN_NAME = 'ccbridge-otel-test';
 
 test("the bridge's own spans and metrics reach an OTLP endpoint configured only through OTEL_* variables; /metrics stays", async () => {
   // Kept for the file (not stopped with this test): the next test uses it as its clock.
-  own = keepForFile(await bridge({
-    OTEL_TRACES_EXPORTER: 'otlp',
-    OTEL_METRICS_EXPORTER: 'otlp',
-    OTEL_EXPORTER_OTLP_ENDPOINT: sinkUrl,
-    OTEL_EXPORTER_OTLP_HEADERS: 'x-ccbridge-test=through-otel-headers',
-    OTEL_SERVICE_NAME: OWN_NAME,
-    OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=otel-test',
-    OTEL_TRACES_SAMPLER: 'parentbased_always_on',
-    OTEL_BSP_SCHEDULE_DELAY: '100',
-    OTEL_METRIC_EXPORT_INTERVAL: '200',
-  }));
+  own = keepForFile(
+    await bridge({
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_METRICS_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: sinkUrl,
+      OTEL_EXPORTER_OTLP_HEADERS: 'x-ccbridge-test=through-otel-headers',
+      OTEL_SERVICE_NAME: OWN_NAME,
+      OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=otel-test',
+      OTEL_TRACES_SAMPLER: 'parentbased_always_on',
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+      OTEL_METRIC_EXPORT_INTERVAL: '200',
+    }),
+  );
   const before = (await llmflow.listed()).length;
   const body = encodeExportRequest('logs', logsOf('protobuf', 'two-tools'), 'protobuf');
   assert.equal((await post(`${own.url}/v1/logs`, body, 'application/x-protobuf')).status, 200);
@@ -188,7 +190,11 @@ test("a Claude Code user's shell turns no export on, the endpoint at the bridge 
   // chosen again should another process take it first).
   const itself = await startOnFreePorts(async () => {
     const port = await freePort();
-    return bridge({ ...CLAUDE_CODE_SHELL, OTLP_HTTP_PORT: String(port), OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` });
+    return bridge({
+      ...CLAUDE_CODE_SHELL,
+      OTLP_HTTP_PORT: String(port),
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+    });
   });
   const viaCollector = await bridge({ ...CLAUDE_CODE_SHELL, OTEL_EXPORTER_OTLP_ENDPOINT: sinkUrl });
   const before = (await llmflow.listed()).length;

@@ -11,7 +11,16 @@ import http from 'node:http';
 import zlib from 'node:zlib';
 import { encodeExportRequest, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { expectedSpans, logsOf } from '../support/fixtures';
-import { post, startBridge, startLlmflow, startRedis, waitFor, type BridgePeer, type LlmflowPeer, type RedisPeer } from '../support/peers';
+import {
+  post,
+  startBridge,
+  startLlmflow,
+  startRedis,
+  waitFor,
+  type BridgePeer,
+  type LlmflowPeer,
+  type RedisPeer,
+} from '../support/peers';
 
 let redis: RedisPeer;
 let llmflow: LlmflowPeer;
@@ -25,7 +34,10 @@ before(async () => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      received.push(...((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { resourceSpans?: ResourceSpans[] }).resourceSpans ?? []));
+      received.push(
+        ...((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { resourceSpans?: ResourceSpans[] }).resourceSpans ??
+          []),
+      );
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{}');
     });
@@ -33,7 +45,12 @@ before(async () => {
   await new Promise<void>((r) => endpoint.listen(0, '127.0.0.1', r));
   const { port } = endpoint.address() as AddressInfo;
   [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
-  const common = { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_SELF_TRACES_URL: `http://127.0.0.1:${port}/v1/traces`, OTEL_BSP_SCHEDULE_DELAY: '100' };
+  const common = {
+    REDIS_URL: redis.url,
+    LLMFLOW_URL: llmflow.url,
+    BRIDGE_SELF_TRACES_URL: `http://127.0.0.1:${port}/v1/traces`,
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+  };
   ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
   worker = await startBridge({ ...common, BRIDGE_ROLE: 'worker' });
 });
@@ -46,26 +63,39 @@ after(async () => {
 interface Drawn extends Span {
   role: string;
 }
-const spansOf = (list: ResourceSpans[]): Drawn[] => list.flatMap((rs) => {
-  const role = rs.resource?.attributes?.find((a) => a.key === 'ccbridge.role')?.value?.stringValue ?? '';
-  return (rs.scopeSpans ?? []).flatMap((ss) => (ss.spans ?? []).map((s) => ({ ...s, role })));
-});
+const spansOf = (list: ResourceSpans[]): Drawn[] =>
+  list.flatMap((rs) => {
+    const role = rs.resource?.attributes?.find((a) => a.key === 'ccbridge.role')?.value?.stringValue ?? '';
+    return (rs.scopeSpans ?? []).flatMap((ss) => (ss.spans ?? []).map((s) => ({ ...s, role })));
+  });
 
 test('a batch is one trace across the ingest and the worker: receive → enqueue → process → export', async () => {
   const body = zlib.gzipSync(encodeExportRequest('logs', logsOf('protobuf', 'two-tools'), 'protobuf'));
-  assert.equal((await post(`${ingest.url}/v1/logs`, body, 'application/x-protobuf', { 'content-encoding': 'gzip' })).status, 200);
-  await waitFor('the turn in LLMFlow', async () => (await llmflow.listed()).length >= expectedSpans('protobuf', 'two-tools').total);
-  const spans = await waitFor('the bridge\'s own spans', () => {
+  assert.equal(
+    (await post(`${ingest.url}/v1/logs`, body, 'application/x-protobuf', { 'content-encoding': 'gzip' })).status,
+    200,
+  );
+  await waitFor(
+    'the turn in LLMFlow',
+    async () => (await llmflow.listed()).length >= expectedSpans('protobuf', 'two-tools').total,
+  );
+  const spans = await waitFor("the bridge's own spans", () => {
     const all = spansOf(received);
     const names = new Set(all.map((s) => s.name));
-    return ['ccbridge.receive', 'ccbridge.enqueue', 'ccbridge.process', 'ccbridge.export'].every((n) => names.has(n)) ? all : undefined;
+    return ['ccbridge.receive', 'ccbridge.enqueue', 'ccbridge.process', 'ccbridge.export'].every((n) => names.has(n))
+      ? all
+      : undefined;
   });
   const one = (name: string) => {
     const found = spans.filter((s) => s.name === name);
     assert.equal(found.length, 1, name);
     return found[0]!;
   };
-  const [receive, enqueue, processing] = ['ccbridge.receive', 'ccbridge.enqueue', 'ccbridge.process'].map(one) as [Drawn, Drawn, Drawn];
+  const [receive, enqueue, processing] = ['ccbridge.receive', 'ccbridge.enqueue', 'ccbridge.process'].map(one) as [
+    Drawn,
+    Drawn,
+    Drawn,
+  ];
   // One export per request to LLMFlow: the turn's spans may go in more than one (its root once
   // its end is decided), so each is checked, not counted.
   const exports = spans.filter((s) => s.name === 'ccbridge.export');
@@ -80,17 +110,27 @@ test('a batch is one trace across the ingest and the worker: receive → enqueue
   assert.equal(processing.parentSpanId, enqueue.spanId, 'the job carried the trace through Redis');
   assert.equal(Number(receive.attributes?.find((a) => a.key === 'ccbridge.items')?.value?.intValue), 13);
   // BRIDGE_SELF_TRACES_URL, which these bridges are started with, is a deprecated alias now.
-  assert.match(ingest.output(), /BRIDGE_SELF_TRACES_URL is deprecated: set OTEL_TRACES_EXPORTER=otlp and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=/);
+  assert.match(
+    ingest.output(),
+    /BRIDGE_SELF_TRACES_URL is deprecated: set OTEL_TRACES_EXPORTER=otlp and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=/,
+  );
 });
 
-test('the bridge\'s own spans sent to its receiver are not forwarded to LLMFlow', async () => {
+test("the bridge's own spans sent to its receiver are not forwarded to LLMFlow", async () => {
   const before = (await llmflow.listed()).length;
   const own = received.filter((rs) => spansOf([rs]).some((s) => s.name.startsWith('ccbridge.')));
   assert.ok(own.length > 0);
   const marker = logsOf('json', 'simple');
-  assert.equal((await post(`${ingest.url}/v1/traces`, Buffer.from(JSON.stringify({ resourceSpans: own })), 'application/json')).status, 200);
+  assert.equal(
+    (await post(`${ingest.url}/v1/traces`, Buffer.from(JSON.stringify({ resourceSpans: own })), 'application/json'))
+      .status,
+    200,
+  );
   // Something after them, to know the worker got past them.
-  assert.equal((await post(`${ingest.url}/v1/logs`, Buffer.from(JSON.stringify(marker)), 'application/json')).status, 200);
+  assert.equal(
+    (await post(`${ingest.url}/v1/logs`, Buffer.from(JSON.stringify(marker)), 'application/json')).status,
+    200,
+  );
   await waitFor('the later batch in LLMFlow', async () => (await llmflow.listed()).length > before);
   const names = (await llmflow.spans()).map((s) => s.span_name);
   assert.ok(!names.some((n) => n.startsWith('ccbridge.')), names.filter((n) => n.startsWith('ccbridge.')).join(', '));

@@ -7,16 +7,31 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLogger } from '@ccbridge/log';
-import { LedgerStore, Reconciler, eventContributions, findingSpan, verdictOf, type EventContribution } from '@ccbridge/sessions';
+import {
+  LedgerStore,
+  Reconciler,
+  eventContributions,
+  findingSpan,
+  verdictOf,
+  type EventContribution,
+} from '@ccbridge/sessions';
 import type { ExportLogsRequest } from '@ccbridge/otlp';
 import { useRedis } from '../support/per-file';
 
 const peers = useRedis();
 
 const event = (session: string, n: number, tokens: number): EventContribution => ({
-  session, id: `e${n}`, key: `prompt/p${n}`, t: `${1_795_000_000_000_000_000n + BigInt(n) * 1_000_000_000n}`, sums: { 'm|input': tokens, 'm|cost': tokens / 1024 },
+  session,
+  id: `e${n}`,
+  key: `prompt/p${n}`,
+  t: `${1_795_000_000_000_000_000n + BigInt(n) * 1_000_000_000n}`,
+  sums: { 'm|input': tokens, 'm|cost': tokens / 1024 },
 });
-const counter = (session: string, n: number, tokens: number) => ({ session, t: `${1_795_000_000_000_000_000n + BigInt(n) * 1_000_000_000n}`, sums: { 'm|input': tokens, 'm|cost': tokens / 1024 } });
+const counter = (session: string, n: number, tokens: number) => ({
+  session,
+  t: `${1_795_000_000_000_000_000n + BigInt(n) * 1_000_000_000n}`,
+  sums: { 'm|input': tokens, 'm|cost': tokens / 1024 },
+});
 
 test('each event and each metrics job counts once; a quiet session is compared, and its difference reported once', async () => {
   const store = new LedgerStore(peers.client);
@@ -24,7 +39,11 @@ test('each event and each metrics job counts once; a quiet session is compared, 
   assert.equal(await store.addEvents([event('s1', 1, 100), event('s1', 2, 50)], t0), 2);
   assert.equal(await store.addEvents([event('s1', 1, 100)], t0), 0, 'an event sent again counts once');
   assert.equal(await store.addCounters('job-1', [counter('s1', 2, 150), counter('s1', 3, 70)], t0), true);
-  assert.equal(await store.addCounters('job-1', [counter('s1', 2, 150), counter('s1', 3, 70)], t0), false, 'a job run again counts once');
+  assert.equal(
+    await store.addCounters('job-1', [counter('s1', 2, 150), counter('s1', 3, 70)], t0),
+    false,
+    'a job run again counts once',
+  );
 
   assert.deepEqual(await store.check(t0 - 1, t0, 60_000), [], 'not quiet long enough');
   const [c, ...more] = await store.check(t0, t0, 60_000);
@@ -63,19 +82,61 @@ test('two sides that agree are settled as ok; events without counters are report
   const span = findingSpan(bySession.s3!, 'counters_missing').scopeSpans![0]!.spans![0]!;
   assert.equal(span.name, 'claude_code.session.unaccounted');
   assert.equal(span.status!.code, 2);
-  assert.deepEqual(span.attributes!.find((a) => a.key === 'claude_code.unaccounted.input_tokens')!.value, { intValue: '-10' });
+  assert.deepEqual(span.attributes!.find((a) => a.key === 'claude_code.unaccounted.input_tokens')!.value, {
+    intValue: '-10',
+  });
   assert.equal(verdictOf({ a: 1, b: -1 }), 'mismatch');
 });
 
 test('api_request events of a logs batch are read with their session, turn, tokens and cost', () => {
-  const kv = (key: string, v: string | number) => ({ key, value: typeof v === 'number' ? { doubleValue: v } : { stringValue: v } });
-  const request: ExportLogsRequest = { resourceLogs: [{ scopeLogs: [{ logRecords: [
-    { timeUnixNano: '1795000000000000000', body: { stringValue: 'claude_code.api_request' }, attributes: [kv('event.name', 'api_request'), kv('session.id', 's'), kv('prompt.id', 'p'), kv('model', 'm'), kv('input_tokens', 3), kv('output_tokens', 4), kv('cache_read_tokens', 5), kv('cache_creation_tokens', 6), kv('cost_usd', 0.5)] },
-    { timeUnixNano: '1795000000000000001', body: { stringValue: 'claude_code.tool_result' }, attributes: [kv('session.id', 's')] },
-  ] }] }] };
+  const kv = (key: string, v: string | number) => ({
+    key,
+    value: typeof v === 'number' ? { doubleValue: v } : { stringValue: v },
+  });
+  const request: ExportLogsRequest = {
+    resourceLogs: [
+      {
+        scopeLogs: [
+          {
+            logRecords: [
+              {
+                timeUnixNano: '1795000000000000000',
+                body: { stringValue: 'claude_code.api_request' },
+                attributes: [
+                  kv('event.name', 'api_request'),
+                  kv('session.id', 's'),
+                  kv('prompt.id', 'p'),
+                  kv('model', 'm'),
+                  kv('input_tokens', 3),
+                  kv('output_tokens', 4),
+                  kv('cache_read_tokens', 5),
+                  kv('cache_creation_tokens', 6),
+                  kv('cost_usd', 0.5),
+                ],
+              },
+              {
+                timeUnixNano: '1795000000000000001',
+                body: { stringValue: 'claude_code.tool_result' },
+                attributes: [kv('session.id', 's')],
+              },
+            ],
+          },
+        ],
+      },
+    ],
+  };
   const [e, ...rest] = eventContributions(request);
   assert.equal(rest.length, 0, 'only api_request events');
-  assert.deepEqual({ ...e, id: undefined }, { session: 's', id: undefined, key: 'prompt/p', t: '1795000000000000000', sums: { 'm|input': 3, 'm|output': 4, 'm|cacheRead': 5, 'm|cacheCreation': 6, 'm|cost': 0.5 } });
+  assert.deepEqual(
+    { ...e, id: undefined },
+    {
+      session: 's',
+      id: undefined,
+      key: 'prompt/p',
+      t: '1795000000000000000',
+      sums: { 'm|input': 3, 'm|output': 4, 'm|cacheRead': 5, 'm|cacheCreation': 6, 'm|cost': 0.5 },
+    },
+  );
 });
 
 test('the reconciler waits for the batches still queued, reports a finding as a span and a warn line, and once', async () => {
@@ -90,7 +151,11 @@ test('the reconciler waits for the batches still queued, reports a finding as a 
   let backlog: number | undefined = t0 - 1;
   let now = t0 + 10_000;
   const reconciler = new Reconciler({
-    store, log, settleMs: 5_000, now: () => now, backlogSinceMs: async () => backlog,
+    store,
+    log,
+    settleMs: 5_000,
+    now: () => now,
+    backlogSinceMs: async () => backlog,
     exportSpans: async (spans) => {
       sent.push(...spans.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!.map((x) => x.name))));
     },

@@ -66,7 +66,8 @@ export interface AnthropicStandin {
   stop(): Promise<void>;
 }
 
-type Block = { type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
+type Block =
+  { type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
 
 interface Reply {
   status: number;
@@ -133,7 +134,8 @@ function isToolResults(m: Message): boolean {
  * <system-reminder> text blocks to it; the keyword search does not mind them.
  */
 function lastPrompt(messages: Message[]): number {
-  for (let i = messages.length - 1; i >= 0; i--) if (messages[i]!.role === 'user' && !isToolResults(messages[i]!)) return i;
+  for (let i = messages.length - 1; i >= 0; i--)
+    if (messages[i]!.role === 'user' && !isToolResults(messages[i]!)) return i;
   return -1;
 }
 
@@ -142,7 +144,12 @@ function lastPrompt(messages: Message[]): number {
  * role "system" message of `messages` or in `system`); Read wants an absolute path.
  */
 function workingDirectory(body: Record<string, unknown>): string {
-  const blocks = (v: unknown): string => (typeof v === 'string' ? v : Array.isArray(v) ? v.map((b: { text?: unknown }) => (typeof b?.text === 'string' ? b.text : '')).join('\n') : '');
+  const blocks = (v: unknown): string =>
+    typeof v === 'string'
+      ? v
+      : Array.isArray(v)
+        ? v.map((b: { text?: unknown }) => (typeof b?.text === 'string' ? b.text : '')).join('\n')
+        : '';
   const messages = (Array.isArray(body.messages) ? body.messages : []) as Message[];
   const text = [blocks(body.system), ...messages.map((m) => blocks(m.content))].join('\n');
   return /(?:Primary working directory|Working directory):\s*(\S+)/.exec(text)?.[1] ?? '/tmp';
@@ -154,7 +161,11 @@ export async function startAnthropicStandin(options: StandinOptions = {}): Promi
   const failed = new Set<string>();
   let counter = 0;
 
-  function script(body: Record<string, unknown>, headers: http.IncomingHttpHeaders, n: number): { scenario: string; reply: Reply } {
+  function script(
+    body: Record<string, unknown>,
+    headers: http.IncomingHttpHeaders,
+    n: number,
+  ): { scenario: string; reply: Reply } {
     const messages = (Array.isArray(body.messages) ? body.messages : []) as Message[];
     const at = lastPrompt(messages);
     const prompt = at >= 0 ? textOf(messages[at]!.content) : '';
@@ -163,7 +174,10 @@ export async function startAnthropicStandin(options: StandinOptions = {}): Promi
     const text = (t: string): Reply => ({ status: 200, content: [{ type: 'text', text: t }], stopReason: 'end_turn' });
     const id = (i: number) => `toolu_standin_${n}_${i}`;
 
-    const failure: Reply = { status: 500, error: { type: 'error', error: { type: 'api_error', message: `Internal server error (stand-in ${scenario})` } } };
+    const failure: Reply = {
+      status: 500,
+      error: { type: 'error', error: { type: 'api_error', message: `Internal server error (stand-in ${scenario})` } },
+    };
     if (scenario === 'FAIL_ALWAYS') return { scenario, reply: failure };
     if (scenario === 'FAIL_ONCE') {
       const key = `${String(headers['x-claude-code-session-id'] ?? '')}:${at}:${prompt}`;
@@ -174,11 +188,18 @@ export async function startAnthropicStandin(options: StandinOptions = {}): Promi
       return { scenario, reply: text('Answered after a retry.') };
     }
     const answered = messages.slice(at + 1).some(isToolResults);
-    const bash = (i: number, command: string, description: string): Block => ({ type: 'tool_use', id: id(i), name: 'Bash', input: { command, description } });
+    const bash = (i: number, command: string, description: string): Block => ({
+      type: 'tool_use',
+      id: id(i),
+      name: 'Bash',
+      input: { command, description },
+    });
     const tooled = (blocks: Block[]): Reply => ({ status: 200, content: blocks, stopReason: 'tool_use' });
     if (scenario === 'default') {
       // A subagent of SUBAGENT, BG_SUBAGENT or TWO_SUBAGENTS: the longest matching SUBTASK prompt.
-      const sub = (Object.keys(SUBTASKS) as (keyof typeof SUBTASKS)[]).filter((k) => prompt.includes(k)).sort((a, b) => b.length - a.length)[0];
+      const sub = (Object.keys(SUBTASKS) as (keyof typeof SUBTASKS)[])
+        .filter((k) => prompt.includes(k))
+        .sort((a, b) => b.length - a.length)[0];
       if (sub) {
         const { command, answer } = SUBTASKS[sub];
         if (answered || !tools.has('Bash')) return { scenario: 'subagent', reply: text(answer) };
@@ -196,12 +217,26 @@ export async function startAnthropicStandin(options: StandinOptions = {}): Promi
       case 'SUBAGENT':
       case 'BG_SUBAGENT':
         if (answered) return { scenario, reply: text('Main done.') };
-        if (tools.has('Agent')) return { scenario, reply: tooled([{ type: 'text', text: 'Delegating.' }, agent(0, 'echo task', 'SUBTASK run echo', scenario === 'BG_SUBAGENT')]) };
+        if (tools.has('Agent'))
+          return {
+            scenario,
+            reply: tooled([
+              { type: 'text', text: 'Delegating.' },
+              agent(0, 'echo task', 'SUBTASK run echo', scenario === 'BG_SUBAGENT'),
+            ]),
+          };
         return { scenario, reply: text('4') };
       case 'TWO_SUBAGENTS':
         if (answered) return { scenario, reply: text('Main done.') };
         if (tools.has('Agent')) {
-          return { scenario, reply: tooled([{ type: 'text', text: 'Delegating twice.' }, agent(0, 'echo task A', 'SUBTASK-A run echo', false), agent(1, 'echo task B', 'SUBTASK-B run echo', false)]) };
+          return {
+            scenario,
+            reply: tooled([
+              { type: 'text', text: 'Delegating twice.' },
+              agent(0, 'echo task A', 'SUBTASK-A run echo', false),
+              agent(1, 'echo task B', 'SUBTASK-B run echo', false),
+            ]),
+          };
         }
         return { scenario, reply: text('4') };
     }
@@ -212,25 +247,44 @@ export async function startAnthropicStandin(options: StandinOptions = {}): Promi
         if (tools.has('Bash')) return { scenario, reply: tooled([bash(0, 'echo one', 'first')]) };
         break;
       case 'TEXT_AND_TOOL':
-        if (tools.has('Bash')) return { scenario, reply: tooled([{ type: 'text', text: 'Let me run it.' }, bash(0, 'echo one', 'first')]) };
+        if (tools.has('Bash'))
+          return { scenario, reply: tooled([{ type: 'text', text: 'Let me run it.' }, bash(0, 'echo one', 'first')]) };
         break;
       case 'LONG_TOOL':
         if (tools.has('Bash')) {
           const ms = 1_000 * (options.longToolSeconds ?? 1);
-          return { scenario, reply: tooled([bash(0, `node -e "setTimeout(() => console.log('done'), ${ms})"`, 'run the test suite')]) };
+          return {
+            scenario,
+            reply: tooled([bash(0, `node -e "setTimeout(() => console.log('done'), ${ms})"`, 'run the test suite')]),
+          };
         }
         break;
       case 'TWO_TOOLS':
         if (tools.has('Bash') && tools.has('Read')) {
           const file = `${workingDirectory(body).replace(/\/$/, '')}/${MISSING_FILE}`;
-          return { scenario, reply: tooled([bash(0, 'echo one', 'first'), { type: 'tool_use', id: id(1), name: 'Read', input: { file_path: file } }]) };
+          return {
+            scenario,
+            reply: tooled([
+              bash(0, 'echo one', 'first'),
+              { type: 'tool_use', id: id(1), name: 'Read', input: { file_path: file } },
+            ]),
+          };
         }
         break;
       case 'PARALLEL_TOOLS':
-        if (tools.has('Bash')) return { scenario, reply: tooled([bash(0, 'echo one', 'first'), bash(1, 'echo two', 'second'), bash(2, 'echo three', 'third')]) };
+        if (tools.has('Bash'))
+          return {
+            scenario,
+            reply: tooled([
+              bash(0, 'echo one', 'first'),
+              bash(1, 'echo two', 'second'),
+              bash(2, 'echo three', 'third'),
+            ]),
+          };
         break;
       case 'REFUSED_TOOL':
-        if (tools.has('Bash')) return { scenario, reply: tooled([bash(0, REFUSED_COMMAND, 'remove a scratch directory')]) };
+        if (tools.has('Bash'))
+          return { scenario, reply: tooled([bash(0, REFUSED_COMMAND, 'remove a scratch directory')]) };
         break;
     }
     return { scenario, reply: text('4') };
@@ -257,29 +311,63 @@ export async function startAnthropicStandin(options: StandinOptions = {}): Promi
   function stream(res: http.ServerResponse, model: string, n: number, reply: Reply) {
     const content = reply.content ?? [];
     const events: [string, unknown][] = [];
-    events.push(['message_start', { type: 'message_start', message: { ...message(model, n, reply), content: [], stop_reason: null, usage: { ...USAGE, output_tokens: 1 } } }]);
+    events.push([
+      'message_start',
+      {
+        type: 'message_start',
+        message: { ...message(model, n, reply), content: [], stop_reason: null, usage: { ...USAGE, output_tokens: 1 } },
+      },
+    ]);
     events.push(['ping', { type: 'ping' }]);
     content.forEach((block, index) => {
       if (block.type === 'text') {
-        events.push(['content_block_start', { type: 'content_block_start', index, content_block: { type: 'text', text: '' } }]);
+        events.push([
+          'content_block_start',
+          { type: 'content_block_start', index, content_block: { type: 'text', text: '' } },
+        ]);
         // Two deltas, as a real stream splits its text.
         const half = Math.ceil(block.text.length / 2);
         for (const part of [block.text.slice(0, half), block.text.slice(half)].filter(Boolean)) {
-          events.push(['content_block_delta', { type: 'content_block_delta', index, delta: { type: 'text_delta', text: part } }]);
+          events.push([
+            'content_block_delta',
+            { type: 'content_block_delta', index, delta: { type: 'text_delta', text: part } },
+          ]);
         }
       } else {
-        events.push(['content_block_start', { type: 'content_block_start', index, content_block: { type: 'tool_use', id: block.id, name: block.name, input: {} } }]);
+        events.push([
+          'content_block_start',
+          {
+            type: 'content_block_start',
+            index,
+            content_block: { type: 'tool_use', id: block.id, name: block.name, input: {} },
+          },
+        ]);
         const json = JSON.stringify(block.input);
         const half = Math.ceil(json.length / 2);
         for (const part of [json.slice(0, half), json.slice(half)]) {
-          events.push(['content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: part } }]);
+          events.push([
+            'content_block_delta',
+            { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: part } },
+          ]);
         }
       }
       events.push(['content_block_stop', { type: 'content_block_stop', index }]);
     });
-    events.push(['message_delta', { type: 'message_delta', delta: { stop_reason: reply.stopReason, stop_sequence: null }, usage: { output_tokens: outputTokens(content) } }]);
+    events.push([
+      'message_delta',
+      {
+        type: 'message_delta',
+        delta: { stop_reason: reply.stopReason, stop_sequence: null },
+        usage: { output_tokens: outputTokens(content) },
+      },
+    ]);
     events.push(['message_stop', { type: 'message_stop' }]);
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'request-id': `req_standin_${n}` });
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'request-id': `req_standin_${n}`,
+    });
     for (const [event, data] of events) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     res.end();
   }
@@ -316,9 +404,15 @@ export async function startAnthropicStandin(options: StandinOptions = {}): Promi
           return json(res, reply.status, reply.error, { 'request-id': `req_standin_${n}`, 'x-should-retry': 'true' });
         }
         record.reply = (reply.content ?? []).map((c) => (c.type === 'text' ? 'text' : `tool_use:${c.name}`)).join(',');
-        const text = (reply.content ?? []).filter((c) => c.type === 'text').map((c) => (c as { text?: string }).text ?? '').join('\n');
+        const text = (reply.content ?? [])
+          .filter((c) => c.type === 'text')
+          .map((c) => (c as { text?: string }).text ?? '')
+          .join('\n');
         if (text) record.text = text;
-        const answer = () => (b.stream === true ? stream(res, model, n, reply) : json(res, 200, message(model, n, reply), { 'request-id': `req_standin_${n}` }));
+        const answer = () =>
+          b.stream === true
+            ? stream(res, model, n, reply)
+            : json(res, 200, message(model, n, reply), { 'request-id': `req_standin_${n}` });
         const offersTools = Array.isArray(b.tools) && b.tools.length > 0;
         if (scenario === 'SLOW_ANSWERS' && offersTools) {
           setTimeout(answer, options.slowMs ?? 1_000);
@@ -335,14 +429,27 @@ export async function startAnthropicStandin(options: StandinOptions = {}): Promi
         return json(res, 200, { input_tokens: Math.max(1, Math.ceil(raw.length / 4)) });
       }
       if (req.method === 'GET' && path === '/v1/models') {
-        const data = ['claude-standin'].map((id) => ({ type: 'model', id, display_name: 'Stand-in', created_at: '2025-01-01T00:00:00Z' }));
+        const data = ['claude-standin'].map((id) => ({
+          type: 'model',
+          id,
+          display_name: 'Stand-in',
+          created_at: '2025-01-01T00:00:00Z',
+        }));
         return json(res, 200, { data, has_more: false, first_id: data[0]!.id, last_id: data[data.length - 1]!.id });
       }
       const models = /^\/v1\/models\/(.+)$/.exec(path);
       if (req.method === 'GET' && models) {
-        return json(res, 200, { type: 'model', id: decodeURIComponent(models[1]!), display_name: 'Stand-in', created_at: '2025-01-01T00:00:00Z' });
+        return json(res, 200, {
+          type: 'model',
+          id: decodeURIComponent(models[1]!),
+          display_name: 'Stand-in',
+          created_at: '2025-01-01T00:00:00Z',
+        });
       }
-      return json(res, 404, { type: 'error', error: { type: 'not_found_error', message: `stand-in: no ${req.method} ${path}` } });
+      return json(res, 404, {
+        type: 'error',
+        error: { type: 'not_found_error', message: `stand-in: no ${req.method} ${path}` },
+      });
     });
   });
   await new Promise<void>((resolve, reject) => {
@@ -353,10 +460,13 @@ export async function startAnthropicStandin(options: StandinOptions = {}): Promi
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
-    stop: tracked('Messages API stand-in', () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      })),
+    stop: tracked(
+      'Messages API stand-in',
+      () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    ),
   };
 }

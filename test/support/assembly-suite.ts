@@ -12,7 +12,17 @@ import assert from 'node:assert/strict';
 import { DEFAULT_LIFECYCLE } from '@ccbridge/claude-events';
 import { StatusCode, type LogRecord } from '@ccbridge/otlp';
 import { SCENARIOS, logsOf, type Capture, type Scenario } from './fixtures';
-import { Harness, prng, recordsOf, requestOf, shuffle, treeOf, type CollectedSpan, type HarnessOptions, type RedisAt } from './assembly';
+import {
+  Harness,
+  prng,
+  recordsOf,
+  requestOf,
+  shuffle,
+  treeOf,
+  type CollectedSpan,
+  type HarnessOptions,
+  type RedisAt,
+} from './assembly';
 
 export interface RedisUnderTest {
   at: RedisAt;
@@ -27,7 +37,10 @@ const attr = (r: LogRecord, key: string) => r.attributes?.find((a) => a.key === 
  * A copy of records as another prompt (or session): new ids, times shifted, and with `seqFrom`
  * its event.sequence renumbered from there in record order (as one process would number them).
  */
-export function variant(records: LogRecord[], o: { tag: string; shiftMs?: number; seqFrom?: number; session?: string; promptId?: boolean }): LogRecord[] {
+export function variant(
+  records: LogRecord[],
+  o: { tag: string; shiftMs?: number; seqFrom?: number; session?: string; promptId?: boolean },
+): LogRecord[] {
   const shift = (t?: string) => (t ? String(BigInt(t) + BigInt(o.shiftMs ?? 0) * 1_000_000n) : t);
   return records.map((r, i) => ({
     ...r,
@@ -35,12 +48,15 @@ export function variant(records: LogRecord[], o: { tag: string; shiftMs?: number
     observedTimeUnixNano: shift(r.observedTimeUnixNano),
     attributes: r.attributes!.flatMap((a) => {
       const v = a.value?.stringValue;
-      if (a.key === 'prompt.id') return o.promptId === false ? [] : [{ key: a.key, value: { stringValue: `${v}-${o.tag}` } }];
+      if (a.key === 'prompt.id')
+        return o.promptId === false ? [] : [{ key: a.key, value: { stringValue: `${v}-${o.tag}` } }];
       // Older Claude Code marks neither prompts nor numbers.
       if (a.key === 'event.sequence' && o.promptId === false) return [];
-      if (a.key === 'event.sequence' && o.seqFrom !== undefined) return [{ key: a.key, value: { intValue: String(o.seqFrom + i) } }];
+      if (a.key === 'event.sequence' && o.seqFrom !== undefined)
+        return [{ key: a.key, value: { intValue: String(o.seqFrom + i) } }];
       if (a.key === 'session.id' && o.session) return [{ key: a.key, value: { stringValue: o.session } }];
-      if (['request_id', 'tool_use_id', 'message.uuid'].includes(a.key)) return [{ key: a.key, value: { stringValue: `${v}-${o.tag}` } }];
+      if (['request_id', 'tool_use_id', 'message.uuid'].includes(a.key))
+        return [{ key: a.key, value: { stringValue: `${v}-${o.tag}` } }];
       return [a];
     }),
   }));
@@ -50,7 +66,7 @@ export function variant(records: LogRecord[], o: { tag: string; shiftMs?: number
 function deliveries(records: LogRecord[], random: () => number): LogRecord[][] {
   const shuffled = shuffle(records, random);
   const batches: LogRecord[][] = [];
-  for (let i = 0; i < shuffled.length; ) {
+  for (let i = 0; i < shuffled.length;) {
     const size = 1 + Math.floor(random() * 4);
     batches.push(shuffled.slice(i, i + size));
     i += size;
@@ -62,11 +78,18 @@ function deliveries(records: LogRecord[], random: () => number): LogRecord[][] {
 function assertWholeRoot(spans: CollectedSpan[], root: CollectedSpan, what: string, answered = true) {
   const children = spans.filter((s) => s.traceId === root.traceId && s.parentSpanId);
   for (const c of children) {
-    assert.ok(BigInt(c.startTimeUnixNano) >= BigInt(root.startTimeUnixNano), `${what}: the root starts before ${c.name}`);
+    assert.ok(
+      BigInt(c.startTimeUnixNano) >= BigInt(root.startTimeUnixNano),
+      `${what}: the root starts before ${c.name}`,
+    );
     assert.ok(BigInt(c.endTimeUnixNano) <= BigInt(root.endTimeUnixNano), `${what}: the root ends after ${c.name}`);
   }
   const count = (n: string) => children.filter((s) => s.name === n).length;
-  assert.equal(root.attrs['claude_code.interaction.llm_requests'], count('claude_code.llm_request'), `${what}: llm_requests`);
+  assert.equal(
+    root.attrs['claude_code.interaction.llm_requests'],
+    count('claude_code.llm_request'),
+    `${what}: llm_requests`,
+  );
   assert.equal(root.attrs['claude_code.interaction.tool_calls'], count('claude_code.tool'), `${what}: tool_calls`);
   assert.equal(root.attrs['claude_code.interaction.complete'], true, `${what}: complete`);
   assert.equal(typeof root.attrs['gen_ai.prompt'], 'string', `${what}: the prompt`);
@@ -109,19 +132,31 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
         const request = logsOf(capture, scenario);
         const whole = await wholeTree(recordsOf(request), request);
         const root = Object.values(whole).filter((s) => (s as { parent: unknown }).parent === null);
-        assert.equal(root.length, 1, 'the whole capture draws its root at once: it holds its end marker and every number');
+        assert.equal(
+          root.length,
+          1,
+          'the whole capture draws its root at once: it holds its end marker and every number',
+        );
         for (let seed = 1; seed <= 12; seed++) {
           const random = prng(seed * 7919 + scenario.length);
           const h = harness();
           const other = sibling(h);
           const batches = deliveries(recordsOf(request), random);
           await Promise.all([
-            (async () => { for (const b of batches.filter((_, i) => i % 2 === 0)) await h.process(requestOf(request, b)); })(),
-            (async () => { for (const b of batches.filter((_, i) => i % 2 === 1)) await other.process(requestOf(request, b)); })(),
+            (async () => {
+              for (const b of batches.filter((_, i) => i % 2 === 0)) await h.process(requestOf(request, b));
+            })(),
+            (async () => {
+              for (const b of batches.filter((_, i) => i % 2 === 1)) await other.process(requestOf(request, b));
+            })(),
           ]);
           // No clock moved and no timer round ran: the events alone drew the root.
           assert.deepEqual(treeOf(h.stored().values()), whole, `seed ${seed}`);
-          assert.equal(h.exported.filter((s) => !s.parentSpanId).length, 1, `seed ${seed}: the root is sent exactly once`);
+          assert.equal(
+            h.exported.filter((s) => !s.parentSpanId).length,
+            1,
+            `seed ${seed}: the root is sent exactly once`,
+          );
         }
       });
     }
@@ -161,12 +196,29 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
         return a;
       }),
     };
-    const withMid = [...records.slice(0, records.indexOf(firstCall) + 1), midTurn, ...records.slice(records.indexOf(firstCall) + 1)]
-      .map((r, i) => ({ ...r, attributes: r.attributes!.map((a) => (a.key === 'event.sequence' ? { key: a.key, value: { intValue: String(i) } } : a)) }));
+    const withMid = [
+      ...records.slice(0, records.indexOf(firstCall) + 1),
+      midTurn,
+      ...records.slice(records.indexOf(firstCall) + 1),
+    ].map((r, i) => ({
+      ...r,
+      attributes: r.attributes!.map((a) =>
+        a.key === 'event.sequence' ? { key: a.key, value: { intValue: String(i) } } : a,
+      ),
+    }));
     const h = harness();
     const result = withMid.find((r) => name(r) === 'tool_result')!;
-    await h.process(requestOf(request, withMid.filter((r) => r !== result)));
-    assert.equal(h.roots().length, 0, 'the answer that called the tool is no end; the tool_result before the last answer is missing');
+    await h.process(
+      requestOf(
+        request,
+        withMid.filter((r) => r !== result),
+      ),
+    );
+    assert.equal(
+      h.roots().length,
+      0,
+      'the answer that called the tool is no end; the tool_result before the last answer is missing',
+    );
     await h.process(requestOf(request, [result]));
     const [root] = h.roots();
     assertWholeRoot([...h.stored().values()], root!, 'text and tool');
@@ -178,7 +230,12 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     const records = recordsOf(request);
     const held = records.find((r) => name(r) === 'tool_result')!;
     const h = harness();
-    await h.process(requestOf(request, records.filter((r) => r !== held)));
+    await h.process(
+      requestOf(
+        request,
+        records.filter((r) => r !== held),
+      ),
+    );
     assert.equal(h.roots().length, 0, 'its end marker came, but a number before it is missing');
     assert.equal(await h.advance(DEFAULT_LIFECYCLE.gapWaitMs - MINUTE), 0);
     await h.process(requestOf(request, [held]));
@@ -192,7 +249,12 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     const startUp = records.filter((r) => attr(r, 'prompt.id') === undefined);
     assert.ok(startUp.length > 0);
     const h = harness();
-    await h.process(requestOf(request, records.filter((r) => !startUp.includes(r))));
+    await h.process(
+      requestOf(
+        request,
+        records.filter((r) => !startUp.includes(r)),
+      ),
+    );
     assert.equal(await h.advance(DEFAULT_LIFECYCLE.gapWaitMs), 1, 'drawn incomplete: the start-up numbers never came');
     const [root] = h.roots();
     await h.process(requestOf(request, startUp));
@@ -207,7 +269,12 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     const records = recordsOf(request);
     const held = records.filter((r) => name(r) === 'tool_result');
     const h = harness();
-    await h.process(requestOf(request, records.filter((r) => !held.includes(r))));
+    await h.process(
+      requestOf(
+        request,
+        records.filter((r) => !held.includes(r)),
+      ),
+    );
     assert.equal(await h.advance(DEFAULT_LIFECYCLE.gapWaitMs - 1), 0);
     assert.equal(await h.advance(1), 1);
     const [root] = h.roots();
@@ -241,9 +308,18 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     let backlogSince: number | undefined;
     const h = harness({ backlogSinceMs: async () => backlogSince });
     const request = logsOf('json', 'tool');
-    await h.process(requestOf(request, recordsOf(request).filter((r) => name(r) !== 'assistant_response')));
+    await h.process(
+      requestOf(
+        request,
+        recordsOf(request).filter((r) => name(r) !== 'assistant_response'),
+      ),
+    );
     backlogSince = h.clock.now() + 1;
-    assert.equal(await h.advance(DEFAULT_LIFECYCLE.turnTimeoutMs + MINUTE), 0, 'a batch from before it ran out is still queued');
+    assert.equal(
+      await h.advance(DEFAULT_LIFECYCLE.turnTimeoutMs + MINUTE),
+      0,
+      'a batch from before it ran out is still queued',
+    );
     backlogSince = undefined;
     assert.equal(await h.advance(DEFAULT_LIFECYCLE.recheckMs), 1);
   });
@@ -251,7 +327,10 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
   test(`${label}: an interrupted turn ends at the session's next prompt in the same process, complete when nothing between is missing`, async () => {
     const request = logsOf('json', 'tool');
     const prompted = recordsOf(request).filter((r) => attr(r, 'prompt.id'));
-    const first = variant(prompted.filter((r) => name(r) !== 'assistant_response'), { tag: 'one', seqFrom: 0 });
+    const first = variant(
+      prompted.filter((r) => name(r) !== 'assistant_response'),
+      { tag: 'one', seqFrom: 0 },
+    );
     const second = variant(prompted, { tag: 'two', seqFrom: first.length, shiftMs: MINUTE });
     const h = harness();
     await h.process(requestOf(request, first));
@@ -261,13 +340,22 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     assert.equal(roots.length, 2);
     const ends = roots.map((r) => r.attrs['claude_code.interaction.end']).sort();
     assert.deepEqual(ends, ['next_prompt', 'response']);
-    for (const r of roots) assertWholeRoot([...h.stored().values()], r, r.attrs['claude_code.interaction.end'] as string, r.attrs['claude_code.interaction.end'] === 'response');
+    for (const r of roots)
+      assertWholeRoot(
+        [...h.stored().values()],
+        r,
+        r.attrs['claude_code.interaction.end'] as string,
+        r.attrs['claude_code.interaction.end'] === 'response',
+      );
   });
 
   test(`${label}: a resumed session (same session.id, event.sequence from 0 again) is a second interaction; a turn its start cut off is drawn incomplete`, async () => {
     const request = logsOf('json', 'tool');
     const records = recordsOf(request);
-    const killed = variant(records.filter((r) => name(r) !== 'assistant_response'), { tag: 'killed' });
+    const killed = variant(
+      records.filter((r) => name(r) !== 'assistant_response'),
+      { tag: 'killed' },
+    );
     const resumed = variant(records, { tag: 'resumed', shiftMs: MINUTE });
     const h = harness();
     await h.process(requestOf(request, killed));
@@ -297,7 +385,11 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     const h = harness();
     await h.process(requestOf(request, [...two, ...one]));
     for (const r of [...one, ...two].reverse()) await h.process(requestOf(request, [r]));
-    assert.deepEqual(h.roots().map((r) => r.attrs['claude_code.interaction.end']), ['new_process'], "the first prompt ended at the session's next one");
+    assert.deepEqual(
+      h.roots().map((r) => r.attrs['claude_code.interaction.end']),
+      ['new_process'],
+      "the first prompt ended at the session's next one",
+    );
     assert.equal(await h.advance(DEFAULT_LIFECYCLE.idleMs - 1), 0);
     assert.equal(await h.advance(1), 1);
     const spans = [...h.stored().values()];
@@ -328,7 +420,11 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     const template = logsOf('json', 'simple');
     const sessions = Array.from({ length: 24 }, (_, i) => {
       const scenario: Scenario = SCENARIOS[i % SCENARIOS.length]!;
-      return variant(recordsOf(logsOf('json', scenario)), { tag: `s${i}`, session: `session-${i}`, shiftMs: i * 1_000 });
+      return variant(recordsOf(logsOf('json', scenario)), {
+        tag: `s${i}`,
+        session: `session-${i}`,
+        shiftMs: i * 1_000,
+      });
     });
     const h = harness();
     const other = sibling(h);
@@ -338,8 +434,12 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     assert.ok(later.length > 0);
     const run = async (list: LogRecord[][]) => {
       await Promise.all([
-        (async () => { for (const b of list.filter((_, i) => i % 2 === 0)) await h.process(requestOf(template, b)); })(),
-        (async () => { for (const b of list.filter((_, i) => i % 2 === 1)) await other.process(requestOf(template, b)); })(),
+        (async () => {
+          for (const b of list.filter((_, i) => i % 2 === 0)) await h.process(requestOf(template, b));
+        })(),
+        (async () => {
+          for (const b of list.filter((_, i) => i % 2 === 1)) await other.process(requestOf(template, b));
+        })(),
       ]);
     };
     await run(now);
@@ -361,7 +461,12 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     const h = harness();
     await h.process(requestOf(request, startup));
     assert.equal(h.exported.length, 0);
-    await h.process(requestOf(request, records.filter((r) => !startup.includes(r))));
+    await h.process(
+      requestOf(
+        request,
+        records.filter((r) => !startup.includes(r)),
+      ),
+    );
     const root = h.roots()[0]!;
     const whole = await wholeTree(records, request);
     assert.deepEqual(treeOf([root]), { [root.spanId]: whole[root.spanId] });
@@ -372,7 +477,12 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     const records = recordsOf(request);
     const startup = records.filter((r) => !attr(r, 'prompt.id'));
     const h = harness();
-    await h.process(requestOf(request, records.filter((r) => !startup.includes(r))));
+    await h.process(
+      requestOf(
+        request,
+        records.filter((r) => !startup.includes(r)),
+      ),
+    );
     assert.equal(h.roots().length, 0, 'numbers 0.. before the prompt are missing');
     await h.process(requestOf(request, startup));
     assert.deepEqual(treeOf(h.stored().values()), await wholeTree(records, request));
@@ -397,7 +507,16 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     // Numbered after the prompt, before the answer: the answer and everything after move up one.
     const seq = (r: LogRecord) => Number(attr(r, 'event.sequence')?.intValue);
     const at = seq(api);
-    const renumbered = records.map((r) => (seq(r) < at ? r : { ...r, attributes: r.attributes!.map((a) => (a.key === 'event.sequence' ? { key: a.key, value: { intValue: String(seq(r) + 1) } } : a)) }));
+    const renumbered = records.map((r) =>
+      seq(r) < at
+        ? r
+        : {
+            ...r,
+            attributes: r.attributes!.map((a) =>
+              a.key === 'event.sequence' ? { key: a.key, value: { intValue: String(seq(r) + 1) } } : a,
+            ),
+          },
+    );
     error.attributes!.push({ key: 'event.sequence', value: { intValue: String(at) } });
     const h = harness();
     await h.process(requestOf(request, [...renumbered, error]));

@@ -4,10 +4,24 @@
  * clock the test moves. Each harness gets its own key namespace.
  */
 import { randomUUID } from 'node:crypto';
-import { InteractionCloser, LifecycleStore, processBatch, type BatchProcessorDeps, type Clock, type LifecycleConfig } from '@ccbridge/claude-events';
+import {
+  InteractionCloser,
+  LifecycleStore,
+  processBatch,
+  type BatchProcessorDeps,
+  type Clock,
+  type LifecycleConfig,
+} from '@ccbridge/claude-events';
 import { silentLogger } from '@ccbridge/log';
 import { connectRedis, type RedisClient } from '@ccbridge/redis';
-import { attributesToRecord, type AttributeValue, type ExportLogsRequest, type LogRecord, type ResourceSpans, type Span } from '@ccbridge/otlp';
+import {
+  attributesToRecord,
+  type AttributeValue,
+  type ExportLogsRequest,
+  type LogRecord,
+  type ResourceSpans,
+  type Span,
+} from '@ccbridge/otlp';
 
 export interface CollectedSpan extends Span {
   attrs: Record<string, AttributeValue>;
@@ -48,25 +62,54 @@ export class Harness {
   readonly deps: BatchProcessorDeps;
   private readonly redis: RedisClient;
 
-  constructor(readonly at: RedisAt, readonly options: HarnessOptions = {}, shared?: { namespace: string; exported: CollectedSpan[]; clock: ManualClock }) {
+  constructor(
+    readonly at: RedisAt,
+    readonly options: HarnessOptions = {},
+    shared?: { namespace: string; exported: CollectedSpan[]; clock: ManualClock },
+  ) {
     // Each harness has its own connection: a sibling is another worker, not another handle on one client.
     this.redis = connectRedis(at, 'consumer');
     this.exported = shared?.exported ?? [];
     this.clock = shared?.clock ?? new ManualClock();
     this.namespace = shared?.namespace ?? `test-${randomUUID()}`;
-    this.store = new LifecycleStore(this.redis, { namespace: this.namespace, config: options.config, clock: this.clock });
-    const exportSpans = options.exportSpans ?? (async (rs: ResourceSpans[]) => {
-      for (const r of rs) for (const ss of r.scopeSpans ?? []) for (const s of ss.spans ?? []) this.exported.push({ ...s, attrs: attributesToRecord(s.attributes) });
+    this.store = new LifecycleStore(this.redis, {
+      namespace: this.namespace,
+      config: options.config,
+      clock: this.clock,
     });
-    this.closer = new InteractionCloser({ store: this.store, exportSpans, log: silentLogger, backlogSinceMs: options.backlogSinceMs });
-    this.deps = { store: this.store, closer: this.closer, exportSpans, log: silentLogger, nativeTraces: options.nativeTraces, eventRows: options.eventRows, redactor: options.redactor };
+    const exportSpans =
+      options.exportSpans ??
+      (async (rs: ResourceSpans[]) => {
+        for (const r of rs)
+          for (const ss of r.scopeSpans ?? [])
+            for (const s of ss.spans ?? []) this.exported.push({ ...s, attrs: attributesToRecord(s.attributes) });
+      });
+    this.closer = new InteractionCloser({
+      store: this.store,
+      exportSpans,
+      log: silentLogger,
+      backlogSinceMs: options.backlogSinceMs,
+    });
+    this.deps = {
+      store: this.store,
+      closer: this.closer,
+      exportSpans,
+      log: silentLogger,
+      nativeTraces: options.nativeTraces,
+      eventRows: options.eventRows,
+      redactor: options.redactor,
+    };
   }
 
   readonly namespace: string;
 
   /** Another worker: its own Redis connection, the same namespace, clock and exported list. */
   sibling(): Harness {
-    return new Harness(this.at, this.options, { namespace: this.namespace, exported: this.exported, clock: this.clock });
+    return new Harness(this.at, this.options, {
+      namespace: this.namespace,
+      exported: this.exported,
+      clock: this.clock,
+    });
   }
 
   process(request: ExportLogsRequest) {
@@ -93,7 +136,8 @@ export class Harness {
     const byId = new Map<string, CollectedSpan>();
     for (const s of this.exported) {
       const seen = byId.get(s.spanId);
-      if (seen && JSON.stringify(seen) !== JSON.stringify(s)) throw new Error(`span ${s.spanId} (${s.name}) was sent twice with different content`);
+      if (seen && JSON.stringify(seen) !== JSON.stringify(s))
+        throw new Error(`span ${s.spanId} (${s.name}) was sent twice with different content`);
       byId.set(s.spanId, s);
     }
     return byId;
@@ -105,12 +149,15 @@ export class Harness {
 }
 
 /** The log records of a single-resource, single-scope request (as the captures are). */
-export const recordsOf = (request: ExportLogsRequest): LogRecord[] => request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
+export const recordsOf = (request: ExportLogsRequest): LogRecord[] =>
+  request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
 
 /** A logs request holding the given records under one resource and scope. */
 export function requestOf(template: ExportLogsRequest, records: LogRecord[]): ExportLogsRequest {
   const rl = template.resourceLogs![0]!;
-  return { resourceLogs: [{ resource: rl.resource, scopeLogs: [{ scope: rl.scopeLogs![0]!.scope, logRecords: records }] }] };
+  return {
+    resourceLogs: [{ resource: rl.resource, scopeLogs: [{ scope: rl.scopeLogs![0]!.scope, logRecords: records }] }],
+  };
 }
 
 /** A small seeded PRNG (mulberry32), so a failing case can be replayed from its seed. */
@@ -140,8 +187,14 @@ export function treeOf(spans: Iterable<CollectedSpan>): Record<string, unknown> 
   const out: Record<string, unknown> = {};
   for (const s of spans) {
     out[s.spanId] = {
-      trace: s.traceId, name: s.name, parent: s.parentSpanId ?? null, start: s.startTimeUnixNano, end: s.endTimeUnixNano,
-      status: s.status ?? null, attrs: s.attrs, events: (s.events ?? []).map((e) => `${e.timeUnixNano} ${e.name}`).sort(),
+      trace: s.traceId,
+      name: s.name,
+      parent: s.parentSpanId ?? null,
+      start: s.startTimeUnixNano,
+      end: s.endTimeUnixNano,
+      status: s.status ?? null,
+      attrs: s.attrs,
+      events: (s.events ?? []).map((e) => `${e.timeUnixNano} ${e.name}`).sort(),
     };
   }
   return out;

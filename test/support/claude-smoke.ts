@@ -31,7 +31,9 @@ interface Received {
 
 function eventsOf(request: ExportLogsRequest): Record<string, AttributeValue>[] {
   const out: Record<string, AttributeValue>[] = [];
-  for (const rl of request.resourceLogs ?? []) for (const sl of rl.scopeLogs ?? []) for (const r of sl.logRecords ?? []) out.push(attributesToRecord(r.attributes));
+  for (const rl of request.resourceLogs ?? [])
+    for (const sl of rl.scopeLogs ?? [])
+      for (const r of sl.logRecords ?? []) out.push(attributesToRecord(r.attributes));
   return out;
 }
 
@@ -61,11 +63,19 @@ async function startRecorder() {
     req.on('end', () => {
       const contentType = String(req.headers['content-type'] ?? '');
       const contentEncoding = String(req.headers['content-encoding'] ?? '');
-      const rec: Received = { at: Date.now(), transport: 'http', path: req.url ?? '', contentType, contentEncoding, bytes: 0 };
+      const rec: Received = {
+        at: Date.now(),
+        transport: 'http',
+        path: req.url ?? '',
+        contentType,
+        contentEncoding,
+        bytes: 0,
+      };
       try {
         const body = inflate(Buffer.concat(chunks), contentEncoding);
         rec.bytes = body.length;
-        if (rec.path === '/v1/logs') Object.assign(rec, decodeLogs(body, contentType.includes('json') ? 'json' : 'protobuf'));
+        if (rec.path === '/v1/logs')
+          Object.assign(rec, decodeLogs(body, contentType.includes('json') ? 'json' : 'protobuf'));
       } catch (err) {
         rec.error = String(err);
       }
@@ -86,7 +96,14 @@ async function startRecorder() {
     stream.on('end', () => {
       const path = String(headers[':path'] ?? '');
       const contentEncoding = String(headers['grpc-encoding'] ?? '');
-      const rec: Received = { at: Date.now(), transport: 'grpc', path, contentType: String(headers['content-type'] ?? ''), contentEncoding, bytes: 0 };
+      const rec: Received = {
+        at: Date.now(),
+        transport: 'grpc',
+        path,
+        contentType: String(headers['content-type'] ?? ''),
+        contentEncoding,
+        bytes: 0,
+      };
       try {
         const frame = Buffer.concat(chunks);
         const compressed = frame[0] === 1;
@@ -191,29 +208,48 @@ async function main() {
       if (run.exitCode !== (sc.expectFailure ? 1 : 0) || !run.sessionId) failures++;
 
       console.log(`\n== ${sc.name} [${sc.protocol}]${resume ? ` resuming ${resume}` : ''}`);
-      console.log(`exit ${run.exitCode}${run.timedOut ? ' (timed out)' : ''} in ${run.durationMs} ms; session ${run.sessionId}; result ${JSON.stringify(run.result)}`);
-      if (run.json?.permission_denials && (run.json.permission_denials as unknown[]).length) console.log(`permission_denials ${JSON.stringify(run.json.permission_denials)}`);
+      console.log(
+        `exit ${run.exitCode}${run.timedOut ? ' (timed out)' : ''} in ${run.durationMs} ms; session ${run.sessionId}; result ${JSON.stringify(run.result)}`,
+      );
+      if (run.json?.permission_denials && (run.json.permission_denials as unknown[]).length)
+        console.log(`permission_denials ${JSON.stringify(run.json.permission_denials)}`);
       if (run.stderr.trim()) console.log(`stderr: ${run.stderr.trim().slice(0, 500)}`);
       const calls = api.requests.slice(apiBefore);
-      const messages = (c: (typeof calls)[number]) => ((c.body as { messages?: unknown[] } | undefined)?.messages ?? []).length;
-      console.log(`API calls: ${calls.map((c) => `${c.method} ${c.path}${c.reply ? ` (${messages(c)} messages) -> ${c.reply}` : ''}`).join('; ')}`);
-      const conns = { http: otlp.connections.http - connectionsBefore.http, grpc: otlp.connections.grpc - connectionsBefore.grpc };
+      const messages = (c: (typeof calls)[number]) =>
+        ((c.body as { messages?: unknown[] } | undefined)?.messages ?? []).length;
+      console.log(
+        `API calls: ${calls.map((c) => `${c.method} ${c.path}${c.reply ? ` (${messages(c)} messages) -> ${c.reply}` : ''}`).join('; ')}`,
+      );
+      const conns = {
+        http: otlp.connections.http - connectionsBefore.http,
+        grpc: otlp.connections.grpc - connectionsBefore.grpc,
+      };
       console.log(`OTLP: ${otlp.received.length} requests, TCP connections http ${conns.http} grpc ${conns.grpc}`);
       for (const r of otlp.received) {
-        console.log(`  ${r.transport} ${r.path} ${r.contentType}${r.contentEncoding ? ` (${r.contentEncoding})` : ''} ${r.bytes} B, ${r.at - exitedAt >= 0 ? `${r.at - exitedAt} ms AFTER exit` : `${exitedAt - r.at} ms before exit`}${r.events ? `, ${r.events.length} events` : ''}${r.error ? ` ERROR ${r.error}` : ''}`);
+        console.log(
+          `  ${r.transport} ${r.path} ${r.contentType}${r.contentEncoding ? ` (${r.contentEncoding})` : ''} ${r.bytes} B, ${r.at - exitedAt >= 0 ? `${r.at - exitedAt} ms AFTER exit` : `${exitedAt - r.at} ms before exit`}${r.events ? `, ${r.events.length} events` : ''}${r.error ? ` ERROR ${r.error}` : ''}`,
+        );
       }
       const events = otlp.received.flatMap((r) => r.events ?? []);
       // Claude Code sends these attributes as scalars (ids and names as strings, the sequence as an int).
       const sessionIds = new Set(events.map((e) => e['session.id'] as string | undefined));
       const promptIds = new Set(events.map((e) => e['prompt.id'] as string | undefined).filter((p) => p !== undefined));
-      console.log(`events (${events.length}; * = no prompt.id; session.id values ${[...sessionIds].join(',')}; prompt.id values ${[...promptIds].join(',')}):`);
+      console.log(
+        `events (${events.length}; * = no prompt.id; session.id values ${[...sessionIds].join(',')}; prompt.id values ${[...promptIds].join(',')}):`,
+      );
       for (const e of events) {
         const name = e['event.name'] as string;
-        const detail = (DETAIL[name] ?? []).filter((k) => e[k] !== undefined).map((k) => `${k}=${JSON.stringify(e[k])}`);
-        console.log(`  #${e['event.sequence'] as string | number | undefined} ${e['prompt.id'] === undefined ? '*' : ' '}${name}${detail.length ? ` ${detail.join(' ')}` : ''}`);
+        const detail = (DETAIL[name] ?? [])
+          .filter((k) => e[k] !== undefined)
+          .map((k) => `${k}=${JSON.stringify(e[k])}`);
+        console.log(
+          `  #${e['event.sequence'] as string | number | undefined} ${e['prompt.id'] === undefined ? '*' : ' '}${name}${detail.length ? ` ${detail.join(' ')}` : ''}`,
+        );
       }
       const late = otlp.received.filter((r) => r.at > exitedAt);
-      console.log(`flush: ${late.length ? `${late.length} request(s) arrived after exit` : 'everything arrived before exit'}`);
+      console.log(
+        `flush: ${late.length ? `${late.length} request(s) arrived after exit` : 'everything arrived before exit'}`,
+      );
     }
   } finally {
     await otlp.stop();

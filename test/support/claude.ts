@@ -68,7 +68,10 @@ export interface ClaudeRun {
 const sessions = new Map<string, { home: string; cwd: string }>();
 
 /** The variables Claude Code needs to run offline, non-interactively, with OTLP telemetry on. */
-export function claudeEnv(opts: Pick<RunClaudeOptions, 'apiUrl' | 'otlpEndpoint' | 'protocol'>, home: string): Record<string, string> {
+export function claudeEnv(
+  opts: Pick<RunClaudeOptions, 'apiUrl' | 'otlpEndpoint' | 'protocol'>,
+  home: string,
+): Record<string, string> {
   const base: Record<string, string> = {};
   for (const k of ['PATH', 'LANG', 'LC_ALL', 'TZ', 'SHELL']) if (process.env[k]) base[k] = process.env[k]!;
   return {
@@ -125,7 +128,12 @@ export async function runClaude(opts: RunClaudeOptions): Promise<ClaudeRun> {
 
   const started = Date.now();
   // Its own process group, so a timeout stops the tools' shells too.
-  const child = spawn(claudeBinary(), args, { cwd, env, stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], detached: true });
+  const child = spawn(claudeBinary(), args, {
+    cwd,
+    env,
+    stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    detached: true,
+  });
   if (opts.stdin !== undefined) {
     // A process that exits before reading all of it closes the pipe: not this helper's error.
     child.stdin!.on('error', () => {});
@@ -185,10 +193,14 @@ export async function runClaude(opts: RunClaudeOptions): Promise<ClaudeRun> {
 export function projectWithHooks(): string {
   const cwd = tempDir('claude-hooks');
   mkdirSync(path.join(cwd, '.claude'));
-  const hook = (matcher?: string) => [{ ...(matcher && { matcher }), hooks: [{ type: 'command', command: 'echo ok' }] }];
-  writeFileSync(path.join(cwd, '.claude', 'settings.json'), JSON.stringify({
-    hooks: { UserPromptSubmit: hook(), PreToolUse: hook('Bash'), PostToolUse: hook('Bash'), Stop: hook() },
-  }));
+  const hook = (matcher?: string) => [
+    { ...(matcher && { matcher }), hooks: [{ type: 'command', command: 'echo ok' }] },
+  ];
+  writeFileSync(
+    path.join(cwd, '.claude', 'settings.json'),
+    JSON.stringify({
+      hooks: { UserPromptSubmit: hook(), PreToolUse: hook('Bash'), PostToolUse: hook('Bash'), Stop: hook() },
+    }),
+  );
   return cwd;
 }
-

@@ -16,7 +16,13 @@ let binary: string | undefined;
 
 /** The Collector binary (builds it on first use on this machine). */
 export function collectorBinary(): string {
-  binary ??= execFileSync('bash', [path.join(ROOT, 'test', 'collector', 'build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop()!;
+  binary ??= execFileSync('bash', [path.join(ROOT, 'test', 'collector', 'build.sh')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+    .trim()
+    .split('\n')
+    .pop()!;
   return binary;
 }
 
@@ -41,11 +47,21 @@ export interface CollectorPeer extends Proc {
  * The Collector takes its ports from its configuration and cannot report a port of 0 back, so
  * they are chosen before it binds them; when another process took one first, it starts again.
  */
-export function startCollector(options: { bridgeUrl: string; configs?: string[]; env?: Record<string, string>; queueDir?: string }): Promise<CollectorPeer> {
+export function startCollector(options: {
+  bridgeUrl: string;
+  configs?: string[];
+  env?: Record<string, string>;
+  queueDir?: string;
+}): Promise<CollectorPeer> {
   return startOnFreePorts(() => startCollectorOnce(options));
 }
 
-async function startCollectorOnce(options: { bridgeUrl: string; configs?: string[]; env?: Record<string, string>; queueDir?: string }): Promise<CollectorPeer> {
+async function startCollectorOnce(options: {
+  bridgeUrl: string;
+  configs?: string[];
+  env?: Record<string, string>;
+  queueDir?: string;
+}): Promise<CollectorPeer> {
   const [http, grpc, health, prom] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const configs = options.configs ?? [SHIPPED_CONFIG];
   const args = [
@@ -56,13 +72,18 @@ async function startCollectorOnce(options: { bridgeUrl: string; configs?: string
     // Its own metrics server would take 127.0.0.1:8888 in every test run.
     '--set=service.telemetry.metrics.level=none',
   ];
-  const proc = launch(collectorBinary(), args, {
-    ...process.env,
-    BRIDGE_OTLP_ENDPOINT: options.bridgeUrl,
-    OTELCOL_QUEUE_DIR: options.queueDir ?? tempDir('otelcol-queue'),
-    PROMETHEUS_ENDPOINT: `127.0.0.1:${prom}`,
-    ...options.env,
-  }, { name: 'otelcol' });
+  const proc = launch(
+    collectorBinary(),
+    args,
+    {
+      ...process.env,
+      BRIDGE_OTLP_ENDPOINT: options.bridgeUrl,
+      OTELCOL_QUEUE_DIR: options.queueDir ?? tempDir('otelcol-queue'),
+      PROMETHEUS_ENDPOINT: `127.0.0.1:${prom}`,
+      ...options.env,
+    },
+    { name: 'otelcol' },
+  );
   await waitHealthy(proc, health);
   return {
     ...proc,
@@ -75,7 +96,11 @@ async function startCollectorOnce(options: { bridgeUrl: string; configs?: string
 /** `otelcol validate` on configuration files; resolves with its exit code and output. */
 export function validateConfig(configs: string[], env: Record<string, string> = {}): { code: number; output: string } {
   try {
-    const output = execFileSync(collectorBinary(), ['validate', ...configs.map((c) => `--config=${c}`)], { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const output = execFileSync(collectorBinary(), ['validate', ...configs.map((c) => `--config=${c}`)], {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     return { code: 0, output };
   } catch (err) {
     const e = err as { status: number; stdout?: string; stderr?: string };

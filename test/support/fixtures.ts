@@ -1,7 +1,13 @@
 /** The captured Claude Code payloads in test/fixtures, by scenario and encoding. */
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { decodeExportRequest, type ExportLogsRequest, type ExportTraceRequest, type Signal, type WireFormat } from '@ccbridge/otlp';
+import {
+  decodeExportRequest,
+  type ExportLogsRequest,
+  type ExportTraceRequest,
+  type Signal,
+  type WireFormat,
+} from '@ccbridge/otlp';
 
 export const FIXTURES = path.join(__dirname, '..', 'fixtures', 'claude-code-2.1.328');
 export const SCENARIOS = ['simple', 'tool', 'two-tools'] as const;

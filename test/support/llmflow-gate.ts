@@ -32,7 +32,14 @@ export interface GateOptions {
 }
 
 export async function startLlmflowGate(target: string, options: GateOptions): Promise<LlmflowGate> {
-  const gate: LlmflowGate = { url: '', tooLarge: 0, refused: 0, notFound: 0, forwarded: 0, stop: async () => undefined };
+  const gate: LlmflowGate = {
+    url: '',
+    tooLarge: 0,
+    refused: 0,
+    notFound: 0,
+    forwarded: 0,
+    stop: async () => undefined,
+  };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));

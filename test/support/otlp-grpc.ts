@@ -19,17 +19,48 @@ export interface ExportOptions {
   deadlineMs?: number;
 }
 
-export function exportGrpc(address: string, signal: Signal, body: Buffer, gzip = false, options: ExportOptions = {}): Promise<{ code: number; details?: string; response?: Buffer }> {
-  const Client = grpc.makeGenericClientConstructor({
-    Export: { path: `/${GRPC_SERVICES[signal]}/Export`, requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
-  }, 'Export');
+export function exportGrpc(
+  address: string,
+  signal: Signal,
+  body: Buffer,
+  gzip = false,
+  options: ExportOptions = {},
+): Promise<{ code: number; details?: string; response?: Buffer }> {
+  const Client = grpc.makeGenericClientConstructor(
+    {
+      Export: {
+        path: `/${GRPC_SERVICES[signal]}/Export`,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: raw,
+        requestDeserialize: raw,
+        responseSerialize: raw,
+        responseDeserialize: raw,
+      },
+    },
+    'Export',
+  );
   const credentials = options.ca ? grpc.credentials.createSsl(options.ca) : grpc.credentials.createInsecure();
-  const client = new Client(address, credentials, gzip ? { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip } : {});
+  const client = new Client(
+    address,
+    credentials,
+    gzip ? { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip } : {},
+  );
   const metadata = new grpc.Metadata();
   for (const [k, v] of Object.entries(options.metadata ?? {})) metadata.set(k, v);
   return new Promise((resolve) => {
-    const callOptions: grpc.CallOptions = options.deadlineMs === undefined ? {} : { deadline: Date.now() + options.deadlineMs };
-    (client as unknown as { Export: (b: Buffer, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Buffer) => void) => void }).Export(body, metadata, callOptions, (err, response) => {
+    const callOptions: grpc.CallOptions =
+      options.deadlineMs === undefined ? {} : { deadline: Date.now() + options.deadlineMs };
+    (
+      client as unknown as {
+        Export: (
+          b: Buffer,
+          m: grpc.Metadata,
+          o: grpc.CallOptions,
+          cb: (e: grpc.ServiceError | null, r?: Buffer) => void,
+        ) => void;
+      }
+    ).Export(body, metadata, callOptions, (err, response) => {
       client.close();
       resolve(err ? { code: err.code, details: err.details } : { code: grpc.status.OK, response });
     });

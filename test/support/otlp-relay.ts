@@ -53,7 +53,16 @@ export function sentTokens(requests: ExportMetricsRequest[]): Record<string, num
   for (const r of requests) {
     for (const rm of r.resourceMetrics ?? []) {
       for (const sm of rm.scopeMetrics ?? []) {
-        for (const m of (sm.metrics ?? []) as { name?: string; sum?: { dataPoints?: { attributes?: { key: string; value?: { stringValue?: string } }[]; asDouble?: number; asInt?: string }[] } }[]) {
+        for (const m of (sm.metrics ?? []) as {
+          name?: string;
+          sum?: {
+            dataPoints?: {
+              attributes?: { key: string; value?: { stringValue?: string } }[];
+              asDouble?: number;
+              asInt?: string;
+            }[];
+          };
+        }[]) {
           if (m.name !== 'claude_code.token.usage') continue;
           for (const p of m.sum?.dataPoints ?? []) {
             const attr = (k: string) => p.attributes?.find((a) => a.key === k)?.value?.stringValue;

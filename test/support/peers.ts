@@ -37,13 +37,19 @@ export async function startRedis(port?: number, dir = tempDir('redis')): Promise
   // redis-server takes no port 0 (it means "no TCP"), so its port is chosen before it binds.
   const start = async () => {
     const p = port ?? (await freePort());
-    const proc = launch('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], process.env, { name: `redis-server :${p}` });
-    await waitForStart(proc, 'redis-server to accept connections', () => proc.output().includes('Ready to accept connections'));
+    const proc = launch(
+      'redis-server',
+      ['--port', String(p), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'],
+      process.env,
+      { name: `redis-server :${p}` },
+    );
+    await waitForStart(proc, 'redis-server to accept connections', () =>
+      proc.output().includes('Ready to accept connections'),
+    );
     return { ...proc, url: `redis://127.0.0.1:${p}`, port: p, dir };
   };
   return port === undefined ? startOnFreePorts(start) : start();
 }
-
 
 /** A span as LLMFlow's GET /api/traces lists it. */
 export interface StoredSpan {
@@ -67,7 +73,8 @@ export interface StoredSpan {
   output: string | null;
 }
 
-const SPAN_COLUMNS = 'id, trace_id, parent_id, span_type, span_name, model, prompt_tokens, completion_tokens, duration_ms, timestamp, status, provider, service_name, error, attributes, input, output';
+const SPAN_COLUMNS =
+  'id, trace_id, parent_id, span_type, span_name, model, prompt_tokens, completion_tokens, duration_ms, timestamp, status, provider, service_name, error, attributes, input, output';
 
 export interface LlmflowPeer extends Proc {
   url: string;
@@ -115,15 +122,24 @@ export async function startLlmflow(dataDir = tempDir('llmflow')): Promise<Llmflo
   // LLMFlow asks get-port for its ports (0: any free one) and announces the one it got; Bun binds
   // it a moment later, so another process may take it first: then it exits, and it starts again.
   const { proc, url } = await startOnFreePorts(async () => {
-    const proc = launch(path.join(PEERS, '.bin', 'bun'), ['run', path.join(PEERS, 'llmflow', 'src', 'server.ts')], {
-      ...process.env,
-      DASHBOARD_PORT: '0',
-      PROXY_PORT: '0',
-      DATA_DIR: dataDir,
-      // Offline: skip its start-up fetch of a pricing table and use the bundled one.
-      PRICING_URL: 'http://127.0.0.1:9/none',
-    }, { name: 'llmflow' });
-    const port = await waitForStart(proc, 'LLMFlow to announce its dashboard', () => /Dashboard: http:\/\/localhost:(\d+)/.exec(proc.output())?.[1]);
+    const proc = launch(
+      path.join(PEERS, '.bin', 'bun'),
+      ['run', path.join(PEERS, 'llmflow', 'src', 'server.ts')],
+      {
+        ...process.env,
+        DASHBOARD_PORT: '0',
+        PROXY_PORT: '0',
+        DATA_DIR: dataDir,
+        // Offline: skip its start-up fetch of a pricing table and use the bundled one.
+        PRICING_URL: 'http://127.0.0.1:9/none',
+      },
+      { name: 'llmflow' },
+    );
+    const port = await waitForStart(
+      proc,
+      'LLMFlow to announce its dashboard',
+      () => /Dashboard: http:\/\/localhost:(\d+)/.exec(proc.output())?.[1],
+    );
     const url = `http://127.0.0.1:${port}`;
     await waitForStart(proc, 'LLMFlow health', () => httpOk(`${url}/api/health`));
     return { proc, url };
@@ -141,15 +157,22 @@ export async function startLlmflow(dataDir = tempDir('llmflow')): Promise<Llmflo
       return (await res.json()) as { id: string; trace_id: string; parent_id: string | null }[];
     },
     async metricRows() {
-      return (await querySqlite(path.join(dataDir, 'data.db'), 'SELECT name, value_int, value_double, attributes FROM metrics')) as { name: string; value_int: number | null; value_double: number | null; attributes: string }[];
+      return (await querySqlite(
+        path.join(dataDir, 'data.db'),
+        'SELECT name, value_int, value_double, attributes FROM metrics',
+      )) as { name: string; value_int: number | null; value_double: number | null; attributes: string }[];
     },
     async metricTokens() {
       const res = await fetch(`${url}/api/metrics/tokens`);
       if (!res.ok) throw new Error(`GET /api/metrics/tokens: ${res.status}`);
-      const { usage } = (await res.json()) as { usage: { model: string | null; token_type: string | null; total_tokens: number | null }[] };
+      const { usage } = (await res.json()) as {
+        usage: { model: string | null; token_type: string | null; total_tokens: number | null }[];
+      };
       const sums: Record<string, number> = {};
       // Summed over services; rows without a type are other %usage% metrics (cost).
-      for (const u of usage) if (u.token_type) sums[`${u.model} ${u.token_type}`] = (sums[`${u.model} ${u.token_type}`] ?? 0) + (u.total_tokens ?? 0);
+      for (const u of usage)
+        if (u.token_type)
+          sums[`${u.model} ${u.token_type}`] = (sums[`${u.model} ${u.token_type}`] ?? 0) + (u.total_tokens ?? 0);
       return sums;
     },
   };
@@ -169,25 +192,36 @@ export interface BridgePeer extends Proc {
  * ports are 0 unless given: it binds what the system hands it and writes the ports it got to
  * BRIDGE_PORTS_FILE, read here, so no other process can take them first.
  */
-export async function startBridge(env: Record<string, string>, options: { waitReady?: boolean } = {}): Promise<BridgePeer> {
+export async function startBridge(
+  env: Record<string, string>,
+  options: { waitReady?: boolean } = {},
+): Promise<BridgePeer> {
   const base = { ...process.env };
   // Nothing of the shell the tests run in configures the bridge: its OTEL_* (and a Claude Code
   // user's) variables would decide whether it exports its own telemetry.
-  for (const k of Object.keys(base)) if (/^(BRIDGE_|OTEL_|CLAUDE_CODE_)/.test(k) || k === 'REDIS_URL' || k === 'LLMFLOW_URL') delete base[k];
+  for (const k of Object.keys(base))
+    if (/^(BRIDGE_|OTEL_|CLAUDE_CODE_)/.test(k) || k === 'REDIS_URL' || k === 'LLMFLOW_URL') delete base[k];
   const portsFile = env.BRIDGE_PORTS_FILE ?? path.join(tempDir('bridge'), 'ports.json');
   const waitReady = options.waitReady ?? true;
-  const proc = isBridge(launch(process.execPath, [path.join(ROOT, 'services', 'bridge', 'dist', 'main.js')], {
-    ...base,
-    OTLP_HTTP_HOST: '127.0.0.1',
-    OTLP_GRPC_HOST: '127.0.0.1',
-    BRIDGE_METRICS_HOST: '127.0.0.1',
-    OTLP_HTTP_PORT: '0',
-    OTLP_GRPC_PORT: '0',
-    BRIDGE_METRICS_PORT: '0',
-    BRIDGE_PORTS_FILE: portsFile,
-    LOG_LEVEL: 'debug',
-    ...env,
-  }, { name: `bridge (${env.BRIDGE_ROLE ?? 'all'})`, mayExit: !waitReady }));
+  const proc = isBridge(
+    launch(
+      process.execPath,
+      [path.join(ROOT, 'services', 'bridge', 'dist', 'main.js')],
+      {
+        ...base,
+        OTLP_HTTP_HOST: '127.0.0.1',
+        OTLP_GRPC_HOST: '127.0.0.1',
+        BRIDGE_METRICS_HOST: '127.0.0.1',
+        OTLP_HTTP_PORT: '0',
+        OTLP_GRPC_PORT: '0',
+        BRIDGE_METRICS_PORT: '0',
+        BRIDGE_PORTS_FILE: portsFile,
+        LOG_LEVEL: 'debug',
+        ...env,
+      },
+      { name: `bridge (${env.BRIDGE_ROLE ?? 'all'})`, mayExit: !waitReady },
+    ),
+  );
   if (!waitReady) return { ...proc, url: '', port: 0, grpcPort: 0, adminUrl: '' };
   const ports = await waitForStart(proc, 'the bridge to bind its ports', () => {
     try {
@@ -198,7 +232,13 @@ export async function startBridge(env: Record<string, string>, options: { waitRe
   });
   const adminUrl = `http://127.0.0.1:${ports.metrics}`;
   await waitForStart(proc, 'the bridge to be ready', () => httpOk(`${adminUrl}/readyz`));
-  return { ...proc, url: `http://127.0.0.1:${ports.otlpHttp ?? 0}`, port: ports.otlpHttp ?? 0, grpcPort: ports.otlpGrpc ?? 0, adminUrl };
+  return {
+    ...proc,
+    url: `http://127.0.0.1:${ports.otlpHttp ?? 0}`,
+    port: ports.otlpHttp ?? 0,
+    grpcPort: ports.otlpGrpc ?? 0,
+    adminUrl,
+  };
 }
 
 export async function post(url: string, body: Uint8Array, contentType: string, headers: Record<string, string> = {}) {
@@ -221,5 +261,8 @@ export async function startOkSink(host = '127.0.0.1'): Promise<{ url: string; cl
     });
   });
   await new Promise<void>((r) => server.listen(0, host, r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: tracked('OK sink', () => new Promise((r) => server.close(() => r()))) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: tracked('OK sink', () => new Promise((r) => server.close(() => r()))),
+  };
 }

@@ -52,14 +52,19 @@ const bridges: Entry[] = [];
 let currentTest: unknown;
 
 const TAIL_CHARS = 20_000;
-const tail = (text: string) => (text.length > TAIL_CHARS ? `[... ${text.length - TAIL_CHARS} characters before]\n${text.slice(-TAIL_CHARS)}` : text);
+const tail = (text: string) =>
+  text.length > TAIL_CHARS ? `[... ${text.length - TAIL_CHARS} characters before]\n${text.slice(-TAIL_CHARS)}` : text;
 
 export class PeerExitedError extends Error {
   override name = 'PeerExitedError';
 }
 
 export function launch(command: string, args: string[], env: NodeJS.ProcessEnv, options: LaunchOptions = {}): Proc {
-  const child = spawn(command, args, { cwd: options.cwd ?? path.join(__dirname, '..', '..'), env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? path.join(__dirname, '..', '..'),
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout.on('data', (d) => (output += d));
   child.stderr.on('data', (d) => (output += d));
@@ -115,10 +120,12 @@ export function tracked(name: string, close: () => Promise<void>): () => Promise
 }
 
 async function closeServers(owner: (s: Server) => boolean): Promise<void> {
-  await Promise.all([...servers].filter(owner).map(async (s) => {
-    servers.delete(s);
-    await s.close();
-  }));
+  await Promise.all(
+    [...servers].filter(owner).map(async (s) => {
+      servers.delete(s);
+      await s.close();
+    }),
+  );
 }
 
 /**
@@ -152,7 +159,12 @@ export function checkPeers(): void {
  * Polls until `probe` yields a value (not undefined/false), or fails naming what it waited for;
  * fails at once when a launched process exits unasked, or the probe throws PeerExitedError.
  */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, pollMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 30_000,
+  pollMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: Error | undefined;
   for (;;) {
@@ -164,7 +176,8 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
       if (err instanceof PeerExitedError) throw err;
       last = err as Error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, pollMs));
   }
 }
@@ -173,14 +186,26 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
  * Waits for a process's start-up: fails at once, with its output, when it exits first; on any
  * failure the process is killed, and its exit is told here rather than again by the next waitFor.
  */
-export async function waitForStart<T>(proc: Proc, what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
+export async function waitForStart<T>(
+  proc: Proc,
+  what: string,
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 30_000,
+): Promise<T> {
   const entry = entries.get(proc)!;
   try {
-    return await waitFor(what, () => {
-      const { exitCode, signalCode } = proc.child;
-      if (exitCode !== null || signalCode !== null) throw new PeerExitedError(`${proc.name} exited ${exitCode ?? signalCode} before ${what}; its output:\n${tail(proc.output())}`);
-      return probe();
-    }, timeoutMs);
+    return await waitFor(
+      what,
+      () => {
+        const { exitCode, signalCode } = proc.child;
+        if (exitCode !== null || signalCode !== null)
+          throw new PeerExitedError(
+            `${proc.name} exited ${exitCode ?? signalCode} before ${what}; its output:\n${tail(proc.output())}`,
+          );
+        return probe();
+      },
+      timeoutMs,
+    );
   } catch (err) {
     await proc.stop('SIGKILL');
     const at = unexpected.indexOf(entry);
@@ -243,7 +268,9 @@ function printBridgeLogs(why: string, test?: unknown): void {
     const from = printed.get(proc) ?? 0;
     if (text.length === from) continue;
     printed.set(proc, text.length);
-    process.stderr.write(`\n--- ${why}: output of ${proc.name} (pid ${proc.child.pid}) ---\n${tail(text.slice(from))}\n--- end of ${proc.name} (pid ${proc.child.pid}) ---\n`);
+    process.stderr.write(
+      `\n--- ${why}: output of ${proc.name} (pid ${proc.child.pid}) ---\n${tail(text.slice(from))}\n--- end of ${proc.name} (pid ${proc.child.pid}) ---\n`,
+    );
   }
 }
 
@@ -254,7 +281,9 @@ let watchdog: NodeJS.Timeout | undefined;
 export function fileTimeLimit(ms: number): void {
   if (watchdog) clearTimeout(watchdog);
   watchdog = setTimeout(() => {
-    process.stderr.write(`\ntest file ${process.argv[1]} passed its time limit of ${ms} ms; still running: ${[...running].map((e) => `${e.proc.name} (pid ${e.proc.child.pid})`).join(', ') || 'nothing it launched'}\n`);
+    process.stderr.write(
+      `\ntest file ${process.argv[1]} passed its time limit of ${ms} ms; still running: ${[...running].map((e) => `${e.proc.name} (pid ${e.proc.child.pid})`).join(', ') || 'nothing it launched'}\n`,
+    );
     printBridgeLogs('time limit');
     for (const e of running) e.proc.child.kill('SIGKILL');
     process.exit(1);

@@ -54,14 +54,22 @@ function startNode(port: number): Proc {
   return launch(
     'redis-server',
     [
-      '--port', String(port),
-      '--cluster-enabled', 'yes',
-      '--cluster-config-file', `nodes-${port}.conf`,
-      '--cluster-node-timeout', '2000',
-      '--bind', '127.0.0.1',
-      '--dir', tempDir(`redis-cluster-${port}`),
-      '--save', '',
-      '--appendonly', 'no',
+      '--port',
+      String(port),
+      '--cluster-enabled',
+      'yes',
+      '--cluster-config-file',
+      `nodes-${port}.conf`,
+      '--cluster-node-timeout',
+      '2000',
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      tempDir(`redis-cluster-${port}`),
+      '--save',
+      '',
+      '--appendonly',
+      'no',
     ],
     process.env,
     { name: `redis-server (cluster) :${port}` },
@@ -83,13 +91,26 @@ async function startClusterOnce(): Promise<RedisClusterPeer> {
   };
   try {
     await Promise.all(
-      procs.map((proc, i) => waitForStart(proc, `cluster node ${ports[i]} to accept connections`, () => proc.output().includes('Ready to accept connections'))),
+      procs.map((proc, i) =>
+        waitForStart(proc, `cluster node ${ports[i]} to accept connections`, () =>
+          proc.output().includes('Ready to accept connections'),
+        ),
+      ),
     );
     // Three masters, the 16384 slots split between them, no replicas.
-    await redisCli(['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes']);
+    await redisCli([
+      '--cluster',
+      'create',
+      ...ports.map((p) => `127.0.0.1:${p}`),
+      '--cluster-replicas',
+      '0',
+      '--cluster-yes',
+    ]);
     // Every node must see all slots covered before a client may rely on any of them.
     for (const port of ports) {
-      await waitFor(`cluster_state:ok on node ${port}`, async () => (await redisCli(['-p', String(port), 'cluster', 'info'], 5_000)).includes('cluster_state:ok'));
+      await waitFor(`cluster_state:ok on node ${port}`, async () =>
+        (await redisCli(['-p', String(port), 'cluster', 'info'], 5_000)).includes('cluster_state:ok'),
+      );
     }
   } catch (err) {
     await stop();

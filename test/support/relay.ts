@@ -21,7 +21,10 @@ export async function startRelay(target?: string): Promise<Relay> {
     sockets.add(client);
     client.once('close', () => sockets.delete(client));
     if (!relay.target) return client.resetAndDestroy();
-    const [host, port] = [relay.target.slice(0, relay.target.lastIndexOf(':')), Number(relay.target.slice(relay.target.lastIndexOf(':') + 1))];
+    const [host, port] = [
+      relay.target.slice(0, relay.target.lastIndexOf(':')),
+      Number(relay.target.slice(relay.target.lastIndexOf(':') + 1)),
+    ];
     const upstream = net.connect(port, host);
     sockets.add(upstream);
     upstream.once('close', () => sockets.delete(upstream));
@@ -35,11 +38,14 @@ export async function startRelay(target?: string): Promise<Relay> {
     url: `http://127.0.0.1:${port}`,
     port,
     target,
-    stop: tracked('relay', () =>
-      new Promise((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      })),
+    stop: tracked(
+      'relay',
+      () =>
+        new Promise((resolve) => {
+          for (const s of sockets) s.destroy();
+          server.close(() => resolve());
+        }),
+    ),
   };
   return relay;
 }

@@ -32,7 +32,8 @@ export async function stopTreeRedis(): Promise<void> {
 }
 
 /** Spans the bridge draws for events that report no work (`span.type: event`): Claude Code's own trace has none. */
-export const isEventSpan = (s: Span) => s.attributes?.some((a) => a.key === 'span.type' && a.value?.stringValue === 'event') ?? false;
+export const isEventSpan = (s: Span) =>
+  s.attributes?.some((a) => a.key === 'span.type' && a.value?.stringValue === 'event') ?? false;
 
 /**
  * "name <- parent name" for every span of a tree, sorted: its shape, whatever the ids. Spans
@@ -40,5 +41,8 @@ export const isEventSpan = (s: Span) => s.attributes?.some((a) => a.key === 'spa
  */
 export function shapeOf(spans: Span[]): string[] {
   const byId = new Map(spans.map((s) => [s.spanId, s]));
-  return spans.filter((s) => !isEventSpan(s)).map((s) => `${s.name} <- ${s.parentSpanId ? byId.get(s.parentSpanId)?.name ?? 'MISSING' : '(root)'}`).sort();
+  return spans
+    .filter((s) => !isEventSpan(s))
+    .map((s) => `${s.name} <- ${s.parentSpanId ? (byId.get(s.parentSpanId)?.name ?? 'MISSING') : '(root)'}`)
+    .sort();
 }

@@ -84,13 +84,16 @@ test('an empty variable means unset, like an unset one', () => {
 
 for (const [name, value] of Object.entries(BAD)) {
   test(`a bad ${name} stops start-up with a message naming it`, () => {
-    assert.throws(() => loadConfig({ [name]: value }), (err: unknown) => {
-      assert.ok(err instanceof ConfigError);
-      assert.equal(err.variable, name);
-      assert.match(err.message, new RegExp(`^${name}=`));
-      assert.match(err.message, /expected/);
-      return true;
-    });
+    assert.throws(
+      () => loadConfig({ [name]: value }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.equal(err.variable, name);
+        assert.match(err.message, new RegExp(`^${name}=`));
+        assert.match(err.message, /expected/);
+        return true;
+      },
+    );
   });
 }
 
@@ -100,82 +103,198 @@ test('REDIS_CLUSTER needs REDIS_URL, a node of the cluster', () => {
 });
 
 test('BRIDGE_* variables that no setting reads are reported (a misspelling is not silently ignored)', () => {
-  assert.deepEqual(unknownVariables({ BRIDGE_INTERACTION_IDLE: '5', BRIDGE_ROLE: 'all', PATH: '/bin' }), ['BRIDGE_INTERACTION_IDLE']);
+  assert.deepEqual(unknownVariables({ BRIDGE_INTERACTION_IDLE: '5', BRIDGE_ROLE: 'all', PATH: '/bin' }), [
+    'BRIDGE_INTERACTION_IDLE',
+  ]);
 });
 
 test('a port of 0 asks the system for any free one, on each port at once', () => {
   const c = loadConfig({ OTLP_HTTP_PORT: '0', OTLP_GRPC_PORT: '0', BRIDGE_METRICS_PORT: '0' });
   assert.deepEqual([c.otlpHttpPort, c.otlpGrpcPort, c.metricsPort], [0, 0, 0]);
-  assert.throws(() => loadConfig({ OTLP_GRPC_PORT: '65536' }), /OTLP_GRPC_PORT="65536" is not valid: expected a port from 1 to 65535, or 0 for any free port/);
+  assert.throws(
+    () => loadConfig({ OTLP_GRPC_PORT: '65536' }),
+    /OTLP_GRPC_PORT="65536" is not valid: expected a port from 1 to 65535, or 0 for any free port/,
+  );
 });
 
-test('the bridge\'s own traces may not go to its own receiver (a loop), nor metrics share the OTLP port', () => {
+test("the bridge's own traces may not go to its own receiver (a loop), nor metrics share the OTLP port", () => {
   for (const url of ['http://127.0.0.1:4318/v1/traces', 'http://localhost:4318/v1/traces', 'http://0.0.0.0:4318']) {
-    assert.throws(() => loadConfig({ BRIDGE_SELF_TRACES_URL: url }), (err: ConfigError) => err.variable === 'BRIDGE_SELF_TRACES_URL' && /loop/.test(err.message), url);
+    assert.throws(
+      () => loadConfig({ BRIDGE_SELF_TRACES_URL: url }),
+      (err: ConfigError) => err.variable === 'BRIDGE_SELF_TRACES_URL' && /loop/.test(err.message),
+      url,
+    );
   }
-  assert.equal(loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://127.0.0.1:4318/v1/traces', OTLP_HTTP_PORT: '14318' }).selfTracesUrl, 'http://127.0.0.1:4318/v1/traces');
-  assert.equal(loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://jaeger:4318/v1/traces' }).selfTracesUrl, 'http://jaeger:4318/v1/traces');
-  assert.equal(loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://127.0.0.1:4318/v1/traces', BRIDGE_ROLE: 'worker' }).selfTracesUrl, 'http://127.0.0.1:4318/v1/traces', 'a worker has no receiver');
-  assert.throws(() => loadConfig({ BRIDGE_METRICS_PORT: '4318' }), /BRIDGE_METRICS_PORT="4318" is not valid: expected a port other than OTLP_HTTP_PORT/);
+  assert.equal(
+    loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://127.0.0.1:4318/v1/traces', OTLP_HTTP_PORT: '14318' }).selfTracesUrl,
+    'http://127.0.0.1:4318/v1/traces',
+  );
+  assert.equal(
+    loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://jaeger:4318/v1/traces' }).selfTracesUrl,
+    'http://jaeger:4318/v1/traces',
+  );
+  assert.equal(
+    loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://127.0.0.1:4318/v1/traces', BRIDGE_ROLE: 'worker' }).selfTracesUrl,
+    'http://127.0.0.1:4318/v1/traces',
+    'a worker has no receiver',
+  );
+  assert.throws(
+    () => loadConfig({ BRIDGE_METRICS_PORT: '4318' }),
+    /BRIDGE_METRICS_PORT="4318" is not valid: expected a port other than OTLP_HTTP_PORT/,
+  );
   assert.equal(loadConfig({}).metricsPort, 9464);
 });
 
 test('bearer tokens: a comma-separated list; TLS: a certificate and a key, both or neither', () => {
-  assert.deepEqual(loadConfig({ BRIDGE_AUTH_TOKENS: ' first-token-0123456789 , second-token-abcdefghij ' }).authTokens, ['first-token-0123456789', 'second-token-abcdefghij']);
+  assert.deepEqual(
+    loadConfig({ BRIDGE_AUTH_TOKENS: ' first-token-0123456789 , second-token-abcdefghij ' }).authTokens,
+    ['first-token-0123456789', 'second-token-abcdefghij'],
+  );
   assert.deepEqual(loadConfig({}).authTokens, []);
-  assert.throws(() => loadConfig({ BRIDGE_AUTH_TOKENS: 'first-token-0123456789,short' }), (err: Error) => /BRIDGE_AUTH_TOKENS/.test(err.message) && !err.message.includes('first-token'), 'the message names the variable, never a token');
+  assert.throws(
+    () => loadConfig({ BRIDGE_AUTH_TOKENS: 'first-token-0123456789,short' }),
+    (err: Error) => /BRIDGE_AUTH_TOKENS/.test(err.message) && !err.message.includes('first-token'),
+    'the message names the variable, never a token',
+  );
   const file = __filename;
-  assert.throws(() => loadConfig({ BRIDGE_TLS_CERT_FILE: file }), /BRIDGE_TLS_KEY_FILE="" is not valid: expected a file as well, since BRIDGE_TLS_CERT_FILE is set/);
+  assert.throws(
+    () => loadConfig({ BRIDGE_TLS_CERT_FILE: file }),
+    /BRIDGE_TLS_KEY_FILE="" is not valid: expected a file as well, since BRIDGE_TLS_CERT_FILE is set/,
+  );
   assert.throws(() => loadConfig({ BRIDGE_TLS_KEY_FILE: file }), /BRIDGE_TLS_CERT_FILE="" is not valid/);
   assert.equal(loadConfig({ BRIDGE_TLS_CERT_FILE: file, BRIDGE_TLS_KEY_FILE: file }).tlsKeyFile, file);
 });
 
 test("the bridge's own OTLP export: off unless OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER name otlp; an endpoint alone turns nothing on", () => {
-  const off = loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SERVICE_NAME: 'x' }).selfTelemetry;
+  const off = loadConfig({
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+    OTEL_SERVICE_NAME: 'x',
+  }).selfTelemetry;
   assert.deepEqual([off.traces, off.metrics, off.warnings], [false, false, []]);
-  const traces = loadConfig({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }).selfTelemetry;
-  assert.deepEqual([traces.traces, traces.metrics, traces.endpoints], [true, false, { traces: 'http://collector:4318/v1/traces' }]);
-  const both = loadConfig({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'prometheus,otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4317', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'https://metrics.example/otlp' }).selfTelemetry;
+  const traces = loadConfig({
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/',
+  }).selfTelemetry;
+  assert.deepEqual(
+    [traces.traces, traces.metrics, traces.endpoints],
+    [true, false, { traces: 'http://collector:4318/v1/traces' }],
+  );
+  const both = loadConfig({
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_METRICS_EXPORTER: 'prometheus,otlp',
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4317',
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'https://metrics.example/otlp',
+  }).selfTelemetry;
   assert.deepEqual(both.endpoints, { traces: 'http://collector:4317', metrics: 'https://metrics.example/otlp' });
-  assert.equal(loadConfig({ OTEL_METRICS_EXPORTER: 'prometheus' }).selfTelemetry.metrics, false, '/metrics is Prometheus already');
-  assert.equal(loadConfig({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }).selfTelemetry.traces, false);
+  assert.equal(
+    loadConfig({ OTEL_METRICS_EXPORTER: 'prometheus' }).selfTelemetry.metrics,
+    false,
+    '/metrics is Prometheus already',
+  );
+  assert.equal(
+    loadConfig({
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318',
+      OTEL_SDK_DISABLED: 'true',
+    }).selfTelemetry.traces,
+    false,
+  );
 });
 
 test("a Claude Code user's shell never turns the bridge's own export on, at itself or elsewhere", () => {
-  const shell = { OTEL_LOGS_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'otlp', OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' };
+  const shell = {
+    OTEL_LOGS_EXPORTER: 'otlp',
+    OTEL_METRICS_EXPORTER: 'otlp',
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+  };
   for (const env of [
     { ...shell, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' },
     { ...shell, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' },
     { ...shell, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' },
-    { ...shell, OTEL_LOGS_EXPORTER: 'none', CLAUDE_CODE_ENABLE_TELEMETRY: '1', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' },
+    {
+      ...shell,
+      OTEL_LOGS_EXPORTER: 'none',
+      CLAUDE_CODE_ENABLE_TELEMETRY: '1',
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+    },
   ]) {
     const self = loadConfig(env).selfTelemetry;
     assert.deepEqual([self.traces, self.metrics], [false, false], JSON.stringify(env));
     assert.equal(self.warnings.length, 2);
-    assert.match(self.warnings[0]!, /OTEL_TRACES_EXPORTER=otlp is set aside: with (OTEL_LOGS_EXPORTER=otlp|CLAUDE_CODE_ENABLE_TELEMETRY=1) these OTEL_\* variables are a Claude Code client's/);
+    assert.match(
+      self.warnings[0]!,
+      /OTEL_TRACES_EXPORTER=otlp is set aside: with (OTEL_LOGS_EXPORTER=otlp|CLAUDE_CODE_ENABLE_TELEMETRY=1) these OTEL_\* variables are a Claude Code client's/,
+    );
   }
   // The operator's own opt-in: the same variables with no logs exporter of a client around.
-  const own = loadConfig({ ...shell, OTEL_LOGS_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }).selfTelemetry;
+  const own = loadConfig({
+    ...shell,
+    OTEL_LOGS_EXPORTER: 'none',
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+  }).selfTelemetry;
   assert.deepEqual([own.traces, own.metrics, own.warnings], [true, true, []]);
 });
 
 test("the bridge's own export may not name its own receiver, the SDK's default endpoint included", () => {
   const cases: [Record<string, string>, string, string][] = [
     [{ OTEL_TRACES_EXPORTER: 'otlp' }, 'OTEL_EXPORTER_OTLP_ENDPOINT', ''],
-    [{ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://localhost:4318' }, 'OTEL_EXPORTER_OTLP_ENDPOINT', 'http://localhost:4318'],
-    [{ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4317' }, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'http://127.0.0.1:4317'],
-    [{ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTLP_GRPC_PORT: '14317', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://[::1]:14317' }, 'OTEL_EXPORTER_OTLP_ENDPOINT', 'http://[::1]:14317'],
-    [{ BRIDGE_METRICS_OTLP_URL: 'http://127.0.0.1:4318/v1/metrics' }, 'BRIDGE_METRICS_OTLP_URL', 'http://127.0.0.1:4318/v1/metrics'],
+    [
+      { OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://localhost:4318' },
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+      'http://localhost:4318',
+    ],
+    [
+      { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4317' },
+      'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+      'http://127.0.0.1:4317',
+    ],
+    [
+      {
+        OTEL_TRACES_EXPORTER: 'otlp',
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+        OTLP_GRPC_PORT: '14317',
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://[::1]:14317',
+      },
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+      'http://[::1]:14317',
+    ],
+    [
+      { BRIDGE_METRICS_OTLP_URL: 'http://127.0.0.1:4318/v1/metrics' },
+      'BRIDGE_METRICS_OTLP_URL',
+      'http://127.0.0.1:4318/v1/metrics',
+    ],
   ];
   for (const [env, variable, value] of cases) {
-    assert.throws(() => loadConfig(env), (err: ConfigError) => err.variable === variable && err.message.startsWith(`${variable}=${JSON.stringify(value)}`) && /loop/.test(err.message), JSON.stringify(env));
+    assert.throws(
+      () => loadConfig(env),
+      (err: ConfigError) =>
+        err.variable === variable &&
+        err.message.startsWith(`${variable}=${JSON.stringify(value)}`) &&
+        /loop/.test(err.message),
+      JSON.stringify(env),
+    );
   }
-  assert.equal(loadConfig({ OTEL_TRACES_EXPORTER: 'otlp', OTLP_HTTP_PORT: '14318', OTLP_GRPC_PORT: '14317' }).selfTelemetry.endpoints.traces, 'http://localhost:4318/v1/traces', 'the default is not this bridge when it listens elsewhere');
-  assert.equal(loadConfig({ OTEL_TRACES_EXPORTER: 'otlp', BRIDGE_ROLE: 'worker' }).selfTelemetry.traces, true, 'a worker has no receiver');
+  assert.equal(
+    loadConfig({ OTEL_TRACES_EXPORTER: 'otlp', OTLP_HTTP_PORT: '14318', OTLP_GRPC_PORT: '14317' }).selfTelemetry
+      .endpoints.traces,
+    'http://localhost:4318/v1/traces',
+    'the default is not this bridge when it listens elsewhere',
+  );
+  assert.equal(
+    loadConfig({ OTEL_TRACES_EXPORTER: 'otlp', BRIDGE_ROLE: 'worker' }).selfTelemetry.traces,
+    true,
+    'a worker has no receiver',
+  );
 });
 
-test('bad OTEL_* values of the bridge\'s own export stop start-up with a message naming them', () => {
-  const on = { OTEL_TRACES_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' };
+test("bad OTEL_* values of the bridge's own export stop start-up with a message naming them", () => {
+  const on = {
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_METRICS_EXPORTER: 'otlp',
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+  };
   const bad: Record<string, string> = {
     OTEL_TRACES_EXPORTER: 'zipkin',
     OTEL_METRICS_EXPORTER: 'console',
@@ -188,28 +307,56 @@ test('bad OTEL_* values of the bridge\'s own export stop start-up with a message
     OTEL_TRACES_SAMPLER_ARG: '2',
   };
   for (const [name, value] of Object.entries(bad)) {
-    const env = { ...on, ...(name === 'OTEL_TRACES_SAMPLER_ARG' && { OTEL_TRACES_SAMPLER: 'traceidratio' }), [name]: value };
-    assert.throws(() => loadConfig(env), (err: unknown) => {
-      assert.ok(err instanceof ConfigError, name);
-      assert.equal(err.variable, name);
-      assert.match(err.message, /expected/);
-      assert.ok(!err.message.includes('secret-token-value'), 'headers are not repeated');
-      return true;
-    });
+    const env = {
+      ...on,
+      ...(name === 'OTEL_TRACES_SAMPLER_ARG' && { OTEL_TRACES_SAMPLER: 'traceidratio' }),
+      [name]: value,
+    };
+    assert.throws(
+      () => loadConfig(env),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError, name);
+        assert.equal(err.variable, name);
+        assert.match(err.message, /expected/);
+        assert.ok(!err.message.includes('secret-token-value'), 'headers are not repeated');
+        return true;
+      },
+    );
   }
-  assert.doesNotThrow(() => loadConfig({ OTEL_TRACES_EXPORTER: 'zipkin', OTEL_LOGS_EXPORTER: 'otlp' }), "a Claude Code shell's values are not the bridge's to check");
+  assert.doesNotThrow(
+    () => loadConfig({ OTEL_TRACES_EXPORTER: 'zipkin', OTEL_LOGS_EXPORTER: 'otlp' }),
+    "a Claude Code shell's values are not the bridge's to check",
+  );
 });
 
 test('BRIDGE_SELF_TRACES_URL and BRIDGE_METRICS_OTLP_URL, deprecated, stand for the OTEL_* settings they name, with a warning', () => {
-  const self = loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://jaeger:4318/v1/traces', BRIDGE_METRICS_OTLP_URL: 'http://collector:4318/v1/metrics', OTEL_LOGS_EXPORTER: 'otlp' }).selfTelemetry;
-  assert.deepEqual([self.traces, self.metrics], [true, true], 'set for the bridge alone: a client shell does not set them aside');
+  const self = loadConfig({
+    BRIDGE_SELF_TRACES_URL: 'http://jaeger:4318/v1/traces',
+    BRIDGE_METRICS_OTLP_URL: 'http://collector:4318/v1/metrics',
+    OTEL_LOGS_EXPORTER: 'otlp',
+  }).selfTelemetry;
+  assert.deepEqual(
+    [self.traces, self.metrics],
+    [true, true],
+    'set for the bridge alone: a client shell does not set them aside',
+  );
   assert.deepEqual(self.env, {
-    OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://jaeger:4318/v1/traces', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json',
-    OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'http://collector:4318/v1/metrics', OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/json',
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://jaeger:4318/v1/traces',
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json',
+    OTEL_METRICS_EXPORTER: 'otlp',
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'http://collector:4318/v1/metrics',
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/json',
   });
-  assert.match(self.warnings[0]!, /^BRIDGE_SELF_TRACES_URL is deprecated: set OTEL_TRACES_EXPORTER=otlp and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http:\/\/jaeger:4318\/v1\/traces instead/);
+  assert.match(
+    self.warnings[0]!,
+    /^BRIDGE_SELF_TRACES_URL is deprecated: set OTEL_TRACES_EXPORTER=otlp and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http:\/\/jaeger:4318\/v1\/traces instead/,
+  );
   assert.match(self.warnings[1]!, /^BRIDGE_METRICS_OTLP_URL is deprecated/);
-  assert.throws(() => loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://jaeger:4318/v1/traces', OTEL_TRACES_EXPORTER: 'otlp' }), /BRIDGE_SELF_TRACES_URL="http:\/\/jaeger:4318\/v1\/traces" is not valid: expected unset, since OTEL_TRACES_EXPORTER is set/);
+  assert.throws(
+    () => loadConfig({ BRIDGE_SELF_TRACES_URL: 'http://jaeger:4318/v1/traces', OTEL_TRACES_EXPORTER: 'otlp' }),
+    /BRIDGE_SELF_TRACES_URL="http:\/\/jaeger:4318\/v1\/traces" is not valid: expected unset, since OTEL_TRACES_EXPORTER is set/,
+  );
 });
 
 test("the metrics' share of the queue's bytes: a sixteenth by default, and below the whole bound", () => {

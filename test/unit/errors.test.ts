@@ -10,7 +10,12 @@ test('every error has one kind: typed ones say theirs, others are classified by 
     [new DecodeError('body is not a protobuf'), 'permanent'],
     [new RangeError('The number Infinity cannot be converted to a BigInt'), 'permanent'],
     [new TypeError("Cannot read properties of undefined (reading 'x')"), 'permanent'],
-    [new Error("ERR user_script:32: attempt to concatenate local 'id' (a nil value) script: cac9623b, on @user_script:32."), 'permanent'],
+    [
+      new Error(
+        "ERR user_script:32: attempt to concatenate local 'id' (a nil value) script: cac9623b, on @user_script:32.",
+      ),
+      'permanent',
+    ],
     [new RetryableError('x'), 'retryable'],
     [new Error('Connection is closed.'), 'retryable'],
     [new Error("OOM command not allowed when used memory > 'maxmemory'. script: abc"), 'retryable'],
@@ -23,5 +28,8 @@ test('every error has one kind: typed ones say theirs, others are classified by 
 });
 
 test('the pause after backpressure that does not say how long: 1 s, doubling with each in a row, at most 30 s', () => {
-  assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 50].map(pauseAfter), [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 6, 7, 50].map(pauseAfter),
+    [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000],
+  );
 });

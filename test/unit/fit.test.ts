@@ -18,7 +18,11 @@ test('a span that fits is sent as it is', () => {
   assert.equal(fitSpan(s, 64 * 1024), s);
 });
 
-for (const [label, unit] of [['ASCII', 'x'], ['multi-byte text', 'é😀'], ['text JSON must escape', '"\u0001']] as const) {
+for (const [label, unit] of [
+  ['ASCII', 'x'],
+  ['multi-byte text', 'é😀'],
+  ['text JSON must escape', '"\u0001'],
+] as const) {
   test(`a 150 KB value (${label}) is cut: the start kept, how much said, the key named, under the limit`, () => {
     const big = `START ${unit.repeat(Math.ceil(150_000 / unit.length))}`;
     const other = 'y'.repeat(20_000);
@@ -47,7 +51,10 @@ test('several large values: the largest are cut first, until the span fits a sma
 });
 
 test('a conversation of 500 KB loses its oldest messages first, the newest kept whole and the JSON valid, under the limit', () => {
-  const message = (i: number, size: number) => ({ role: i % 2 ? 'assistant' : 'user', parts: [{ type: 'text', content: `message ${i} ${'z'.repeat(size)}` }] });
+  const message = (i: number, size: number) => ({
+    role: i % 2 ? 'assistant' : 'user',
+    parts: [{ type: 'text', content: `message ${i} ${'z'.repeat(size)}` }],
+  });
   const conversation = [...Array.from({ length: 50 }, (_, i) => message(i, 10_000)), message(50, 20_000)];
   const text = JSON.stringify(conversation);
   assert.ok(text.length > 500_000);

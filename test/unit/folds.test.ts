@@ -14,8 +14,10 @@ import { drawTree, shapeOf, stopTreeRedis } from '../support/tree';
 after(stopTreeRedis);
 
 const attr = (r: LogRecord, key: string) => r.attributes!.find((a) => a.key === key)?.value;
-const withAttr = (r: LogRecord, key: string, value: object): LogRecord =>
-  ({ ...r, attributes: [...r.attributes!.filter((a) => a.key !== key), { key, value }] });
+const withAttr = (r: LogRecord, key: string, value: object): LogRecord => ({
+  ...r,
+  attributes: [...r.attributes!.filter((a) => a.key !== key), { key, value }],
+});
 
 for (const scenario of SCENARIOS) {
   test(`${scenario}, every event in a batch of its own: each LLM span still carries its answer, drawn once, in Claude Code's shape`, async () => {
@@ -26,8 +28,14 @@ for (const scenario of SCENARIOS) {
     const answers = claudeEventsOf(request).events.filter((e) => e.name === 'assistant_response');
     assert.ok(answers.length > 0);
     for (const answer of answers) {
-      const llm = spans.find((s) => s.name === 'claude_code.llm_request' && s.attrs['request_id'] === answer.attributes['request_id']);
-      assert.equal(llm?.attrs['gen_ai.completion'], answer.attributes['response'], `the answer of ${answer.attributes['request_id']}`);
+      const llm = spans.find(
+        (s) => s.name === 'claude_code.llm_request' && s.attrs['request_id'] === answer.attributes['request_id'],
+      );
+      assert.equal(
+        llm?.attrs['gen_ai.completion'],
+        answer.attributes['response'],
+        `the answer of ${answer.attributes['request_id']}`,
+      );
     }
     assert.equal(spans.filter((s) => s.name === 'claude_code.assistant_response').length, 0);
     assert.equal(spans.filter((s) => !s.parentSpanId).length, 1);
@@ -38,7 +46,9 @@ test('an LLM request that comes after its turn was drawn is sent at once, not he
   const request = logsOf('json', 'tool');
   const records = recordsOf(request);
   const api = records.find((r) => attr(r, 'event.name')?.stringValue === 'api_request')!;
-  const late = withAttr(withAttr(api, 'event.sequence', { intValue: '1000' }), 'request_id', { stringValue: 'req_late' });
+  const late = withAttr(withAttr(api, 'event.sequence', { intValue: '1000' }), 'request_id', {
+    stringValue: 'req_late',
+  });
   const spans = await drawTree([request, requestOf(request, [late])]);
   assert.ok(spans.some((s) => s.name === 'claude_code.llm_request' && s.attrs['request_id'] === 'req_late'));
 });
@@ -47,19 +57,30 @@ test('the root says what went wrong: a tool failing twice with the same input is
   const request = logsOf('json', 'tool');
   const records = recordsOf(request);
   const result = records.find((r) => attr(r, 'event.name')?.stringValue === 'tool_result')!;
-  const failed = withAttr(withAttr(result, 'success', { stringValue: 'false' }), 'error', { stringValue: 'Exit code 1' });
+  const failed = withAttr(withAttr(result, 'success', { stringValue: 'false' }), 'error', {
+    stringValue: 'Exit code 1',
+  });
   const seqOf = (r: LogRecord) => Number(attr(r, 'event.sequence')?.intValue ?? attr(r, 'event.sequence')?.stringValue);
   const last = Math.max(...records.map(seqOf));
   // The same call again, later in the turn (new tool_use_id), and a side request that failed.
-  const again = withAttr(withAttr(failed, 'event.sequence', { intValue: String(last + 1) }), 'tool_use_id', { stringValue: 'toolu_again' });
+  const again = withAttr(withAttr(failed, 'event.sequence', { intValue: String(last + 1) }), 'tool_use_id', {
+    stringValue: 'toolu_again',
+  });
   const apiError = {
     ...result,
     body: { stringValue: 'claude_code.api_error' },
-    attributes: [...result.attributes!.filter((a) => ['session.id', 'prompt.id'].includes(a.key)),
-      { key: 'event.name', value: { stringValue: 'api_error' } }, { key: 'event.sequence', value: { intValue: String(last + 2) } },
-      { key: 'error', value: { stringValue: 'Overloaded' } }, { key: 'status_code', value: { stringValue: '529' } }, { key: 'query_source', value: { stringValue: 'compact' } }],
+    attributes: [
+      ...result.attributes!.filter((a) => ['session.id', 'prompt.id'].includes(a.key)),
+      { key: 'event.name', value: { stringValue: 'api_error' } },
+      { key: 'event.sequence', value: { intValue: String(last + 2) } },
+      { key: 'error', value: { stringValue: 'Overloaded' } },
+      { key: 'status_code', value: { stringValue: '529' } },
+      { key: 'query_source', value: { stringValue: 'compact' } },
+    ],
   };
-  const spans = await drawTree([requestOf(request, [...records.map((r) => (r === result ? failed : r)), again, apiError])]);
+  const spans = await drawTree([
+    requestOf(request, [...records.map((r) => (r === result ? failed : r)), again, apiError]),
+  ]);
   const root = spans.find((s) => !s.parentSpanId)!;
   assert.deepEqual(root.attrs['claude_code.interaction.problems'], [
     'tool_result: Bash failed: Exit code 1 (the same call with the same input failed 2 times)',
@@ -88,21 +109,31 @@ test('the root lists the events folded onto it in order, with permission-mode ch
   const at = (offset: number, name: string, fields: Record<string, string>): LogRecord => ({
     ...prompt,
     body: { stringValue: `claude_code.${name}` },
-    attributes: [...prompt.attributes!.filter((a) => ['session.id', 'prompt.id'].includes(a.key)),
-      { key: 'event.name', value: { stringValue: name } }, { key: 'event.sequence', value: { intValue: String(seq + offset) } },
-      ...Object.entries(fields).map(([key, v]) => ({ key, value: { stringValue: v } }))],
+    attributes: [
+      ...prompt.attributes!.filter((a) => ['session.id', 'prompt.id'].includes(a.key)),
+      { key: 'event.name', value: { stringValue: name } },
+      { key: 'event.sequence', value: { intValue: String(seq + offset) } },
+      ...Object.entries(fields).map(([key, v]) => ({ key, value: { stringValue: v } })),
+    ],
   });
   // Numbered between the prompt and its first decision: the later numbers move up by two.
   const shifted = records.map((r) => {
     const n = Number(attr(r, 'event.sequence')?.intValue ?? attr(r, 'event.sequence')?.stringValue);
     return n > seq ? withAttr(r, 'event.sequence', { intValue: String(n + 2) }) : r;
   });
-  const extra = [at(2, 'skill_activated', { 'skill.name': 'review', invocation_trigger: 'user' }), at(1, 'permission_mode_changed', { from_mode: 'default', to_mode: 'plan' })];
+  const extra = [
+    at(2, 'skill_activated', { 'skill.name': 'review', invocation_trigger: 'user' }),
+    at(1, 'permission_mode_changed', { from_mode: 'default', to_mode: 'plan' }),
+  ];
   const spans = await drawTree([requestOf(request, [...shifted, ...extra])]);
   const root = spans.find((s) => !s.parentSpanId)!;
   assert.deepEqual(root.attrs['claude_code.interaction.permission_modes'], ['default -> plan']);
   assert.deepEqual(root.attrs['claude_code.interaction.skills'], ['review']);
   const names = (root.attrs['claude_code.interaction.events'] as string[]).map((l) => l.split(' ')[0]);
   assert.deepEqual(names.slice(-2), ['permission_mode_changed', 'skill_activated'], 'in the order they came');
-  assert.deepEqual(spans.filter((s) => /permission_mode|skill/.test(s.name)), [], 'no rows of their own');
+  assert.deepEqual(
+    spans.filter((s) => /permission_mode|skill/.test(s.name)),
+    [],
+    'no rows of their own',
+  );
 });

@@ -11,7 +11,8 @@ import { GroupCommit, batchOf, groupPart, storedBatch, type Group } from '@ccbri
 /** An add whose outcome the test decides, one call at a time. */
 function controlledAdd() {
   const calls: { signal: Signal; group: Group; resolve: () => void; reject: (e: Error) => void }[] = [];
-  const add = (signal: Signal, group: Group) => new Promise<void>((resolve, reject) => calls.push({ signal, group, resolve, reject }));
+  const add = (signal: Signal, group: Group) =>
+    new Promise<void>((resolve, reject) => calls.push({ signal, group, resolve, reject }));
   return { calls, add };
 }
 const part = (items: number, protobufBytes = 100) => ({ gzipped: new Uint8Array([items]), items, protobufBytes });
@@ -20,7 +21,10 @@ const settle = () => new Promise((r) => setImmediate(r));
 /** Whether a promise has settled yet. */
 function tracked(p: Promise<void>) {
   const t = { done: false, failed: undefined as unknown };
-  p.then(() => (t.done = true), (e: unknown) => (t.failed = e));
+  p.then(
+    () => (t.done = true),
+    (e: unknown) => (t.failed = e),
+  );
   return t;
 }
 
@@ -29,16 +33,25 @@ test('a lone batch is added at once; those received meanwhile go together in the
   const groups = new GroupCommit(add, 10_000);
   const first = tracked(groups.commit('logs', part(1)));
   assert.equal(calls.length, 1);
-  assert.deepEqual(calls[0]!.group.parts.map((p) => p.items), [1]);
+  assert.deepEqual(
+    calls[0]!.group.parts.map((p) => p.items),
+    [1],
+  );
   const rest = [2, 3, 4].map((n) => tracked(groups.commit('logs', part(n))));
   assert.equal(calls.length, 1, 'nothing else is added while the first add is in flight');
   calls[0]!.resolve();
   await settle();
   assert.ok(first.done);
   assert.equal(calls.length, 2);
-  assert.deepEqual(calls[1]!.group.parts.map((p) => p.items), [2, 3, 4]);
+  assert.deepEqual(
+    calls[1]!.group.parts.map((p) => p.items),
+    [2, 3, 4],
+  );
   assert.equal(calls[1]!.group.items, 9);
-  assert.ok(rest.every((r) => !r.done), 'not answered before their job is stored');
+  assert.ok(
+    rest.every((r) => !r.done),
+    'not answered before their job is stored',
+  );
   calls[1]!.resolve();
   await settle();
   assert.ok(rest.every((r) => r.done));
@@ -52,13 +65,22 @@ test('a group is not grown past its bound in protobuf bytes: a full one goes bes
   void groups.commit('logs', part(1));
   for (const n of [2, 3, 4]) void groups.commit('logs', part(n));
   assert.equal(calls.length, 2, 'parts 2 and 3 filled the waiting group; part 4 sent it');
-  assert.deepEqual(calls[1]!.group.parts.map((p) => p.items), [2, 3]);
+  assert.deepEqual(
+    calls[1]!.group.parts.map((p) => p.items),
+    [2, 3],
+  );
   void groups.commit('logs', part(5, 1_000));
   assert.equal(calls.length, 3, 'a part larger than the bound alone: part 4 went');
-  assert.deepEqual(calls[2]!.group.parts.map((p) => p.items), [4]);
+  assert.deepEqual(
+    calls[2]!.group.parts.map((p) => p.items),
+    [4],
+  );
   calls[0]!.resolve();
   await settle();
-  assert.deepEqual(calls[3]!.group.parts.map((p) => p.items), [5]);
+  assert.deepEqual(
+    calls[3]!.group.parts.map((p) => p.items),
+    [5],
+  );
 });
 
 test('a failed add fails every batch of its group (the receiver answers 503), and the next group still goes', async () => {
@@ -87,11 +109,25 @@ test('signals have lanes of their own: traces never wait for logs', () => {
   // Never answered: the test looks only at which adds started.
   void groups.commit('logs', part(1));
   void groups.commit('traces', part(2));
-  assert.deepEqual(calls.map((c) => c.signal), ['logs', 'traces']);
+  assert.deepEqual(
+    calls.map((c) => c.signal),
+    ['logs', 'traces'],
+  );
 });
 
 test('a group is stored as its gzip members in a row, and read back as one request holding every batch', async () => {
-  const request = (name: string, n: number) => ({ resourceLogs: [{ scopeLogs: [{ scope: { name }, logRecords: Array.from({ length: n }, (_, i) => ({ body: { stringValue: `${name} ${i}` } })) }] }] });
+  const request = (name: string, n: number) => ({
+    resourceLogs: [
+      {
+        scopeLogs: [
+          {
+            scope: { name },
+            logRecords: Array.from({ length: n }, (_, i) => ({ body: { stringValue: `${name} ${i}` } })),
+          },
+        ],
+      },
+    ],
+  });
   const received = [
     { items: 2, protobuf: encodeExportRequest('logs', request('a', 2), 'protobuf') },
     { items: 3, protobuf: encodeExportRequest('logs', request('b', 3), 'protobuf') },
@@ -99,11 +135,13 @@ test('a group is stored as its gzip members in a row, and read back as one reque
   // One came gzip'd (kept as it came), one did not (compressed by the producer).
   const gzipped = zlib.gzipSync(received[0]!.protobuf, { level: 9 });
   const parts = await Promise.all([groupPart({ ...received[0]!, gzipped }), groupPart(received[1]!)]);
-  assert.deepEqual(Buffer.from(parts[0].gzipped), gzipped, 'a gzip\'d body is stored as it came');
+  assert.deepEqual(Buffer.from(parts[0].gzipped), gzipped, "a gzip'd body is stored as it came");
   const stored = storedBatch('logs', { parts, items: 5, protobufBytes: 0 });
   assert.equal(stored.items, 5);
   const job = await batchOf(stored);
   assert.equal(countItems('logs', job.request), 5);
-  const records = (job.request as ReturnType<typeof request>).resourceLogs.flatMap((rl) => rl.scopeLogs.flatMap((sl) => sl.logRecords.map((r) => r.body.stringValue)));
+  const records = (job.request as ReturnType<typeof request>).resourceLogs.flatMap((rl) =>
+    rl.scopeLogs.flatMap((sl) => sl.logRecords.map((r) => r.body.stringValue)),
+  );
   assert.deepEqual(records, ['a 0', 'a 1', 'b 0', 'b 1', 'b 2']);
 });

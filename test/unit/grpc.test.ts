@@ -8,7 +8,6 @@ import { payloads } from '../support/fixtures';
 import { RecordingSink } from '../support/recording-sink';
 import { exportGrpc } from '../support/otlp-grpc';
 
-
 const MAX = 64 * 1024;
 const sink = new RecordingSink();
 const server = createGrpcReceiver({ sink, maxBodyBytes: MAX, log: silentLogger, gate: new InflightGate(8) });
@@ -31,7 +30,10 @@ test('Export on each service answers an empty response, gzip or not; logs and me
   assert.equal(r.response!.length, 0);
   assert.equal((await exportRaw('metrics', metrics, true)).code, grpc.status.OK);
   assert.equal((await exportRaw('traces', Buffer.alloc(0))).code, grpc.status.OK);
-  assert.deepEqual(sink.batches.map((b) => b.signal), ['logs', 'metrics']);
+  assert.deepEqual(
+    sink.batches.map((b) => b.signal),
+    ['logs', 'metrics'],
+  );
 });
 
 test('a message that does not decode is INVALID_ARGUMENT, with the reason', async () => {
@@ -65,7 +67,10 @@ test('a fault of no known kind in a call is UNAVAILABLE (retryable, as the Colle
     assert.equal(r.code, grpc.status.UNAVAILABLE);
     assert.match(r.details ?? '', /a fault in the sink/);
     assert.equal((await exportGrpc(`127.0.0.1:${ownPort}`, 'logs', logs)).code, grpc.status.OK);
-    assert.deepEqual(failing.batches.map((b) => b.signal), ['logs']);
+    assert.deepEqual(
+      failing.batches.map((b) => b.signal),
+      ['logs'],
+    );
   } finally {
     await closeGrpc(own);
   }

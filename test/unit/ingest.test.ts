@@ -9,7 +9,6 @@ import { payloads } from '../support/fixtures';
 import { RecordingSink } from '../support/recording-sink';
 import { post, waitFor } from '../support/peers';
 
-
 const MAX = 64 * 1024;
 const sink = new RecordingSink();
 const gate = new InflightGate(2);
@@ -18,7 +17,9 @@ let server: http.Server;
 let base = '';
 
 before(async () => {
-  server = http.createServer(createHttpApp({ ready: async () => ready }, { sink, maxBodyBytes: MAX, log: silentLogger, gate }));
+  server = http.createServer(
+    createHttpApp({ ready: async () => ready }, { sink, maxBodyBytes: MAX, log: silentLogger, gate }),
+  );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
 });
@@ -40,7 +41,10 @@ test('protobuf logs: 200 with an empty protobuf ExportLogsServiceResponse, batch
   assert.equal(r.status, 200);
   assert.equal(r.headers.get('content-type'), 'application/x-protobuf');
   assert.equal(r.body.length, 0);
-  assert.deepEqual(sink.batches.map((b) => b.signal), ['logs']);
+  assert.deepEqual(
+    sink.batches.map((b) => b.signal),
+    ['logs'],
+  );
   assert.ok(sink.batches[0]!.items > 5);
 });
 
@@ -49,14 +53,23 @@ test('JSON logs and gzip-compressed protobuf metrics are taken too; metrics are 
   const j = await post(`${base}/v1/logs`, logsJson.body, 'application/json; charset=utf-8');
   assert.equal(j.status, 200);
   assert.equal(j.body.toString(), '{}');
-  const m = await post(`${base}/v1/metrics`, zlib.gzipSync(metricsPb.body), 'application/x-protobuf', { 'content-encoding': 'gzip' });
+  const m = await post(`${base}/v1/metrics`, zlib.gzipSync(metricsPb.body), 'application/x-protobuf', {
+    'content-encoding': 'gzip',
+  });
   assert.equal(m.status, 200);
-  assert.deepEqual(sink.batches.map((b) => b.signal), ['logs', 'metrics']);
+  assert.deepEqual(
+    sink.batches.map((b) => b.signal),
+    ['logs', 'metrics'],
+  );
   sink.queued.delete('metrics');
   try {
     const off = await post(`${base}/v1/metrics`, metricsPb.body, 'application/x-protobuf');
     assert.equal(off.status, 200);
-    assert.deepEqual(sink.batches.map((b) => b.signal), ['logs', 'metrics'], 'not queued while forwarding is off');
+    assert.deepEqual(
+      sink.batches.map((b) => b.signal),
+      ['logs', 'metrics'],
+      'not queued while forwarding is off',
+    );
   } finally {
     sink.queued.add('metrics');
   }
@@ -72,7 +85,9 @@ test('a body that does not decode: 400 with a Status in the request format', asy
   assert.equal(p.status, 400);
   assert.equal(p.headers.get('content-type'), 'application/x-protobuf');
   assert.match(statusOf(p.body, 'protobuf').message, /protobuf/);
-  const g = await post(`${base}/v1/logs`, Buffer.from('not gzip at all'), 'application/json', { 'content-encoding': 'gzip' });
+  const g = await post(`${base}/v1/logs`, Buffer.from('not gzip at all'), 'application/json', {
+    'content-encoding': 'gzip',
+  });
   assert.equal(g.status, 400);
   // An attribute value nested 2,000 arrays deep (6,000 JSON levels): refused with a reason, not a stack overflow (500).
   const deep = `{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"attributes":[{"key":"k","value":${'{"arrayValue":{"values":['.repeat(2_000)}${']}}'.repeat(2_000)}}]}]}]}]}`;
@@ -139,7 +154,10 @@ test('/healthz is up while the process is; /readyz follows Redis', async () => {
 test('past the requests it takes at once, the receiver answers 503 before reading the body; then takes more', async () => {
   let release!: () => void;
   sink.hold = new Promise<void>((r) => (release = r));
-  const held = [post(`${base}/v1/logs`, logsPb.body, 'application/x-protobuf'), post(`${base}/v1/logs`, logsPb.body, 'application/x-protobuf')];
+  const held = [
+    post(`${base}/v1/logs`, logsPb.body, 'application/x-protobuf'),
+    post(`${base}/v1/logs`, logsPb.body, 'application/x-protobuf'),
+  ];
   await waitFor('two requests in flight', () => sink.waiting === 2);
   const busy = await post(`${base}/v1/logs`, logsPb.body, 'application/x-protobuf');
   assert.equal(busy.status, 503);
@@ -147,6 +165,9 @@ test('past the requests it takes at once, the receiver answers 503 before readin
   assert.ok(Number(busy.headers.get('retry-after')) > 0);
   sink.hold = undefined;
   release();
-  assert.deepEqual((await Promise.all(held)).map((r) => r.status), [200, 200]);
+  assert.deepEqual(
+    (await Promise.all(held)).map((r) => r.status),
+    [200, 200],
+  );
   assert.equal((await post(`${base}/v1/logs`, logsPb.body, 'application/x-protobuf')).status, 200);
 });

@@ -18,13 +18,24 @@ for (const scenario of SCENARIOS) {
       const ours = await drawTree([logsOf(capture, scenario)]);
       assert.deepEqual(shapeOf(ours), shapeOf(native));
       const toolNames = (spans: { name: string; attributes?: { key: string; value?: { stringValue?: string } }[] }[]) =>
-        spans.filter((s) => s.name === 'claude_code.tool').map((s) => s.attributes!.find((a) => a.key === 'gen_ai.tool.name')?.value?.stringValue).sort();
+        spans
+          .filter((s) => s.name === 'claude_code.tool')
+          .map((s) => s.attributes!.find((a) => a.key === 'gen_ai.tool.name')?.value?.stringValue)
+          .sort();
       assert.deepEqual(toolNames(ours), toolNames(native));
       const decisions = (spans: { name: string; attributes?: { key: string; value?: { stringValue?: string } }[] }[]) =>
-        spans.filter((s) => s.name === 'claude_code.tool.blocked_on_user')
-          .map((s) => ['decision', 'source'].map((k) => s.attributes!.find((a) => a.key === k)?.value?.stringValue).join('/')).sort();
+        spans
+          .filter((s) => s.name === 'claude_code.tool.blocked_on_user')
+          .map((s) =>
+            ['decision', 'source'].map((k) => s.attributes!.find((a) => a.key === k)?.value?.stringValue).join('/'),
+          )
+          .sort();
       assert.deepEqual(decisions(ours), decisions(native));
-      const failed = (spans: { name: string; status?: { code?: number } }[]) => spans.filter((s) => s.status?.code === StatusCode.ERROR).map((s) => s.name).sort();
+      const failed = (spans: { name: string; status?: { code?: number } }[]) =>
+        spans
+          .filter((s) => s.status?.code === StatusCode.ERROR)
+          .map((s) => s.name)
+          .sort();
       assert.deepEqual(failed(ours), failed(native));
     });
 
@@ -53,19 +64,31 @@ for (const scenario of SCENARIOS) {
         assert.equal(span.attrs['gen_ai.system'], 'anthropic');
         assert.equal(span.attrs['gen_ai.request.model'], e.attributes['model']);
         // Every input token, the cache's included (GenAI conventions); the parts stay as they were.
-        const input = ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].reduce((n, k) => n + Number(e.attributes[k] ?? 0), 0);
-        assert.ok(Number(e.attributes['cache_read_tokens']) + Number(e.attributes['cache_creation_tokens']) > 0, 'the capture used the cache');
+        const input = ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].reduce(
+          (n, k) => n + Number(e.attributes[k] ?? 0),
+          0,
+        );
+        assert.ok(
+          Number(e.attributes['cache_read_tokens']) + Number(e.attributes['cache_creation_tokens']) > 0,
+          'the capture used the cache',
+        );
         assert.equal(span.attrs['gen_ai.usage.prompt_tokens'], input);
         assert.equal(span.attrs['gen_ai.usage.input_tokens'], input);
         assert.equal(span.attrs['gen_ai.usage.cache_read.input_tokens'], Number(e.attributes['cache_read_tokens']));
-        assert.equal(span.attrs['gen_ai.usage.cache_creation.input_tokens'], Number(e.attributes['cache_creation_tokens']));
+        assert.equal(
+          span.attrs['gen_ai.usage.cache_creation.input_tokens'],
+          Number(e.attributes['cache_creation_tokens']),
+        );
         assert.equal(span.attrs['gen_ai.usage.cost'], Number(e.attributes['cost_usd']));
         assert.equal(span.attrs['gen_ai.usage.completion_tokens'], Number(e.attributes['output_tokens']));
         assert.equal(span.attrs['gen_ai.usage.output_tokens'], Number(e.attributes['output_tokens']));
         assert.equal(span.attrs['cost_usd'], e.attributes['cost_usd'], 'the event fields are kept');
         assert.equal(span.attrs['session.id'], e.attributes['session.id']);
         assert.equal(BigInt(span.endTimeUnixNano), e.timeNs);
-        assert.equal(BigInt(span.endTimeUnixNano) - BigInt(span.startTimeUnixNano), BigInt(Number(e.attributes['duration_ms'])) * 1_000_000n);
+        assert.equal(
+          BigInt(span.endTimeUnixNano) - BigInt(span.startTimeUnixNano),
+          BigInt(Number(e.attributes['duration_ms'])) * 1_000_000n,
+        );
       }
     });
 
@@ -83,10 +106,22 @@ for (const scenario of SCENARIOS) {
       assert.equal(root.attrs['gen_ai.prompt'], prompt.attributes['prompt']);
       const answer = readFileSync(path.join(FIXTURES, capture, scenario, 'answer.txt'), 'utf8').trim();
       assert.equal(root.attrs['gen_ai.completion'], answer);
-      assert.equal(root.attrs['claude_code.interaction.llm_requests'], eventCounts(request).get('claude_code.api_request'));
+      assert.equal(
+        root.attrs['claude_code.interaction.llm_requests'],
+        eventCounts(request).get('claude_code.api_request'),
+      );
       assert.equal(root.attrs['claude_code.interaction.tool_calls'], tools.length);
-      const inputs = claudeEventsOf(request).events.filter((e) => e.name === 'api_request')
-        .reduce((n, e) => n + ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].reduce((m, k) => m + Number(e.attributes[k] ?? 0), 0), 0);
+      const inputs = claudeEventsOf(request)
+        .events.filter((e) => e.name === 'api_request')
+        .reduce(
+          (n, e) =>
+            n +
+            ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].reduce(
+              (m, k) => m + Number(e.attributes[k] ?? 0),
+              0,
+            ),
+          0,
+        );
       assert.equal(root.attrs['claude_code.interaction.input_tokens'], inputs);
       assert.equal(root.attrs['gen_ai.usage.prompt_tokens'], undefined, 'no double counting in LLMFlow');
       const children = spans.filter((s) => s.parentSpanId);
@@ -119,13 +154,35 @@ test('session-level events (no prompt.id) are no rows: the root lists them in or
   assert.ok(sessionLevel.length > 0);
   const spans = await drawTree([request]);
   const root = spans.find((s) => !s.parentSpanId)!;
-  assert.deepEqual(spans.filter((s) => isEventSpan(s)).map((s) => s.name), [], 'no row of their own');
+  assert.deepEqual(
+    spans.filter((s) => isEventSpan(s)).map((s) => s.name),
+    [],
+    'no row of their own',
+  );
   const listed = rootEvents(root);
-  assert.deepEqual(listed.map(([name]) => name), sessionLevel.map((e) => e.name), 'every one, in order');
+  assert.deepEqual(
+    listed.map(([name]) => name),
+    sessionLevel.map((e) => e.name),
+    'every one, in order',
+  );
   for (const [i, e] of sessionLevel.entries()) {
-    for (const [k, v] of Object.entries(e.attributes)) if (!['session.id', 'event.name', 'user.id', 'terminal.type', 'anthropic.provider', 'anthropic.custom_base_url'].includes(k)) assert.deepEqual(listed[i]![1][k], v, `${e.name}: ${k} kept`);
+    for (const [k, v] of Object.entries(e.attributes))
+      if (
+        ![
+          'session.id',
+          'event.name',
+          'user.id',
+          'terminal.type',
+          'anthropic.provider',
+          'anthropic.custom_base_url',
+        ].includes(k)
+      )
+        assert.deepEqual(listed[i]![1][k], v, `${e.name}: ${k} kept`);
   }
-  assert.deepEqual(root.attrs['claude_code.startup.plugins'], sessionLevel.filter((e) => e.name === 'plugin_loaded').map((e) => e.attributes['plugin.name']));
+  assert.deepEqual(
+    root.attrs['claude_code.startup.plugins'],
+    sessionLevel.filter((e) => e.name === 'plugin_loaded').map((e) => e.attributes['plugin.name']),
+  );
   assert.deepEqual(root.attrs['claude_code.startup.settings_sources'], ['none']);
   assert.deepEqual(root.events ?? [], [], 'LLMFlow drops span events: none are drawn');
   const plan = planBatch(events, assignInteractions(events, new Map()));
@@ -141,14 +198,19 @@ test('with BRIDGE_EVENT_ROWS=each, session-level events are instant spans under 
   const spans = await drawTree([request], { eventRows: 'each' });
   const root = spans.find((s) => !s.parentSpanId)!;
   for (const e of sessionLevel) {
-    const span = spans.find((s) => s.attrs['event.sequence'] === e.attributes['event.sequence'] && s.attrs['event.name'] === e.name);
+    const span = spans.find(
+      (s) => s.attrs['event.sequence'] === e.attributes['event.sequence'] && s.attrs['event.name'] === e.name,
+    );
     assert.ok(span, e.name);
     assert.equal(span.name, `claude_code.${e.name}`);
     assert.equal(span.parentSpanId, root.spanId);
     assert.equal(span.startTimeUnixNano, span.endTimeUnixNano);
     assert.ok(isEventSpan(span));
   }
-  assert.ok(spans.some((s) => s.name === 'claude_code.assistant_response'), 'the answer its own span too');
+  assert.ok(
+    spans.some((s) => s.name === 'claude_code.assistant_response'),
+    'the answer its own span too',
+  );
   assert.equal(root.attrs['claude_code.interaction.events'], undefined);
 });
 
@@ -156,13 +218,19 @@ test('events before any prompt of their session are held, and listed on the root
   const request = logsOf('json', 'simple');
   const records = request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
   const isSessionLevel = (r: (typeof records)[number]) => !r.attributes!.some((a) => a.key === 'prompt.id');
-  const part = (keep: (r: (typeof records)[number]) => boolean) => ({ resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: records.filter(keep) }] }] });
+  const part = (keep: (r: (typeof records)[number]) => boolean) => ({
+    resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: records.filter(keep) }] }],
+  });
   const early = part(isSessionLevel);
   assert.ok(planBatch(claudeEventsOf(early).events, [undefined]).pending.length > 0, 'held when nothing places them');
   const spans = await drawTree([early, part((r) => !isSessionLevel(r))]);
   const root = spans.find((s) => !s.parentSpanId)!;
   assert.equal(rootEvents(root).length, records.filter(isSessionLevel).length);
-  assert.deepEqual(spans.filter((s) => s.attrs['prompt.id'] === undefined && s.parentSpanId), [], 'no rows of their own');
+  assert.deepEqual(
+    spans.filter((s) => s.attrs['prompt.id'] === undefined && s.parentSpanId),
+    [],
+    'no rows of their own',
+  );
 });
 
 test('every event is accounted for: a span, folded onto the span it belongs to, listed on the root, or part of its hook span', async () => {
@@ -177,7 +245,10 @@ test('every event is accounted for: a span, folded onto the span it belongs to, 
       const seq = e.attributes['event.sequence'];
       const folded = spans.some((s) => s.attrs[`claude_code.${e.name}.event.sequence`] === seq);
       const listed = rootEvents(root).some(([name, own]) => name === e.name && own['event.sequence'] === seq);
-      assert.ok(drawnFrom.has(JSON.stringify([e.name, seq])) || folded || listed, `${scenario}: ${e.name} #${JSON.stringify(seq)}`);
+      assert.ok(
+        drawnFrom.has(JSON.stringify([e.name, seq])) || folded || listed,
+        `${scenario}: ${e.name} #${JSON.stringify(seq)}`,
+      );
     }
   }
 });
@@ -188,12 +259,23 @@ test('a refused tool still appears as a tool span that says it was refused', asy
   const decision = records.find((r) => r.body?.stringValue === 'claude_code.tool_decision')!;
   const refused = {
     ...decision,
-    attributes: decision.attributes!.map((a) => (a.key === 'decision' ? { key: 'decision', value: { stringValue: 'reject' } } : a)),
+    attributes: decision.attributes!.map((a) =>
+      a.key === 'decision' ? { key: 'decision', value: { stringValue: 'reject' } } : a,
+    ),
   };
   // A refused tool never runs: no tool_result, so nothing is numbered for one.
-  const kept = records.map((r) => (r === decision ? refused : r)).filter((r) => r.body?.stringValue !== 'claude_code.tool_result')
-    .map((r, i) => ({ ...r, attributes: r.attributes!.map((a) => (a.key === 'event.sequence' ? { key: a.key, value: { intValue: String(i) } } : a)) }));
-  const spans = await drawTree([{ resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: kept }] }] }]);
+  const kept = records
+    .map((r) => (r === decision ? refused : r))
+    .filter((r) => r.body?.stringValue !== 'claude_code.tool_result')
+    .map((r, i) => ({
+      ...r,
+      attributes: r.attributes!.map((a) =>
+        a.key === 'event.sequence' ? { key: a.key, value: { intValue: String(i) } } : a,
+      ),
+    }));
+  const spans = await drawTree([
+    { resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: kept }] }] },
+  ]);
   const tool = spans.find((s) => s.name === 'claude_code.tool')!;
   assert.equal(tool.status?.code, StatusCode.ERROR);
   assert.match(tool.status?.message ?? '', /refused/);
@@ -202,7 +284,7 @@ test('a refused tool still appears as a tool span that says it was refused', asy
   assert.equal(attributesToRecord(tool.attributes)['gen_ai.tool.name'], 'Bash');
 });
 
-test('what LLMFlow shows: long text once per span, a tool\'s input in its input panel, helper spans not typed as tools', async () => {
+test("what LLMFlow shows: long text once per span, a tool's input in its input panel, helper spans not typed as tools", async () => {
   const request = logsOf('json', 'tool');
   const { events } = claudeEventsOf(request);
   const spans = await drawTree([request]);
@@ -226,13 +308,21 @@ test('what LLMFlow shows: long text once per span, a tool\'s input in its input 
   const answers = events.filter((e) => e.name === 'assistant_response');
   assert.ok(answers.length > 0);
   for (const answer of answers) {
-    const llm = spans.find((s) => s.name === 'claude_code.llm_request' && s.attrs['request_id'] === answer.attributes['request_id'])!;
+    const llm = spans.find(
+      (s) => s.name === 'claude_code.llm_request' && s.attrs['request_id'] === answer.attributes['request_id'],
+    )!;
     assert.equal(llm.attrs['gen_ai.completion'], answer.attributes['response']);
-    assert.deepEqual(JSON.parse(llm.attrs['gen_ai.output.messages'] as string), [{ role: 'assistant', parts: [{ type: 'text', content: answer.attributes['response'] }] }]);
+    assert.deepEqual(JSON.parse(llm.attrs['gen_ai.output.messages'] as string), [
+      { role: 'assistant', parts: [{ type: 'text', content: answer.attributes['response'] }] },
+    ]);
     assert.equal(llm.attrs['claude_code.assistant_response.event.sequence'], answer.attributes['event.sequence']);
     assert.equal(llm.attrs['claude_code.assistant_response.message.uuid'], answer.attributes['message.uuid']);
   }
-  assert.deepEqual(spans.filter((s) => s.name === 'claude_code.assistant_response'), [], 'no row of its own');
+  assert.deepEqual(
+    spans.filter((s) => s.name === 'claude_code.assistant_response'),
+    [],
+    'no row of its own',
+  );
 });
 
 test('a hook invocation is one claude_code.hook span: event, name, duration and outcome', async () => {
@@ -240,22 +330,45 @@ test('a hook invocation is one claude_code.hook span: event, name, duration and 
   const records = request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
   const prompt = records.find((r) => r.body?.stringValue === 'claude_code.user_prompt')!;
   const at = (ms: number) => String(BigInt(prompt.timeUnixNano!) + BigInt(ms) * 1_000_000n);
-  const attr = (key: string, value: string | number) => ({ key, value: typeof value === 'number' ? { intValue: String(value) } : { stringValue: value } });
+  const attr = (key: string, value: string | number) => ({
+    key,
+    value: typeof value === 'number' ? { intValue: String(value) } : { stringValue: value },
+  });
   const base = prompt.attributes!.filter((a) => ['session.id', 'prompt.id'].includes(a.key));
   const seq = records.length;
   const hook = (name: string, offset: number, extra: { key: string; value: object }[]) => ({
     timeUnixNano: at(offset),
     body: { stringValue: `claude_code.${name}` },
-    attributes: [...base, attr('event.name', name), attr('event.sequence', seq + offset), attr('hook_event', 'PreToolUse'), attr('hook_name', 'PreToolUse:Bash'), attr('num_hooks', '2'), ...extra],
+    attributes: [
+      ...base,
+      attr('event.name', name),
+      attr('event.sequence', seq + offset),
+      attr('hook_event', 'PreToolUse'),
+      attr('hook_name', 'PreToolUse:Bash'),
+      attr('num_hooks', '2'),
+      ...extra,
+    ],
   });
   const hooks = [
     hook('hook_execution_start', 1, []),
-    hook('hook_execution_complete', 2, [attr('total_duration_ms', 40), attr('num_success', 1), attr('num_blocking', 0), attr('num_non_blocking_error', 1), attr('num_cancelled', 0)]),
+    hook('hook_execution_complete', 2, [
+      attr('total_duration_ms', 40),
+      attr('num_success', 1),
+      attr('num_blocking', 0),
+      attr('num_non_blocking_error', 1),
+      attr('num_cancelled', 0),
+    ]),
   ];
-  const spans = await drawTree([{ resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: [...records, ...hooks] }] }] }]);
+  const spans = await drawTree([
+    { resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: [...records, ...hooks] }] }] },
+  ]);
   const drawn = spans.filter((s) => s.name === 'claude_code.hook');
   assert.equal(drawn.length, 1, 'start and complete are one span');
-  assert.deepEqual(spans.filter((s) => s.attrs['event.name'] === 'hook_execution_start').map((s) => s.name), [], 'the start draws no span of its own');
+  assert.deepEqual(
+    spans.filter((s) => s.attrs['event.name'] === 'hook_execution_start').map((s) => s.name),
+    [],
+    'the start draws no span of its own',
+  );
   const [span] = drawn;
   assert.equal(span!.parentSpanId, spans.find((s) => !s.parentSpanId)!.spanId);
   assert.equal(span!.attrs['hook_event'], 'PreToolUse');
@@ -272,10 +385,23 @@ test('a duration no clock gives (1e308, NaN, negative) draws an instant span, ne
   const records = request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
   const withDuration = records.filter((r) => r.attributes!.some((a) => a.key === 'duration_ms'));
   assert.ok(withDuration.length > 0);
-  for (const value of [{ doubleValue: 1e308 }, { doubleValue: Number.MAX_VALUE }, { stringValue: 'NaN' }, { intValue: '-5' }, { doubleValue: 1.7e12 * 1000 }]) {
-    const changed = records.map((r) => ({ ...r, attributes: r.attributes!.map((a) => (a.key === 'duration_ms' ? { key: a.key, value } : a)) }));
-    const { events } = claudeEventsOf({ resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: changed }] }] });
-    const spans = planBatch(events, assignInteractions(events, new Map())).resourceSpans.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!));
+  for (const value of [
+    { doubleValue: 1e308 },
+    { doubleValue: Number.MAX_VALUE },
+    { stringValue: 'NaN' },
+    { intValue: '-5' },
+    { doubleValue: 1.7e12 * 1000 },
+  ]) {
+    const changed = records.map((r) => ({
+      ...r,
+      attributes: r.attributes!.map((a) => (a.key === 'duration_ms' ? { key: a.key, value } : a)),
+    }));
+    const { events } = claudeEventsOf({
+      resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: changed }] }],
+    });
+    const spans = planBatch(events, assignInteractions(events, new Map())).resourceSpans.flatMap((rs) =>
+      rs.scopeSpans!.flatMap((ss) => ss.spans!),
+    );
     const timed = spans.filter((s) => s.attributes?.some((a) => a.key === 'duration_ms'));
     assert.ok(timed.length >= withDuration.length, JSON.stringify(value));
     for (const s of timed) {

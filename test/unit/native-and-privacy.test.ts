@@ -12,13 +12,19 @@ for (const scenario of SCENARIOS) {
     const forwarded = nativeSpansToForward(native, 'prefer', createRedactor(KEEP_ALL));
     const before = spansOf(native);
     const after = spansOf(forwarded);
-    assert.deepEqual(after.map((s) => s.spanId), before.map((s) => s.spanId));
+    assert.deepEqual(
+      after.map((s) => s.spanId),
+      before.map((s) => s.spanId),
+    );
     for (const span of after) {
       const a = attributesToRecord(span.attributes);
       const original = attributesToRecord(before.find((s) => s.spanId === span.spanId)!.attributes);
       for (const [k, v] of Object.entries(original)) assert.deepEqual(a[k], v, `${span.name} keeps ${k}`);
       if (span.name === 'claude_code.llm_request') {
-        const input = ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].reduce((n, k) => n + Number(original[k] ?? 0), 0);
+        const input = ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].reduce(
+          (n, k) => n + Number(original[k] ?? 0),
+          0,
+        );
         assert.ok(input > Number(original['input_tokens']), 'the capture used the cache');
         assert.equal(a['gen_ai.usage.prompt_tokens'], input);
         assert.equal(a['gen_ai.usage.completion_tokens'], original['output_tokens']);
@@ -30,7 +36,11 @@ for (const scenario of SCENARIOS) {
       }
       if (span.name === 'claude_code.tool') assert.equal(a['traceloop.span.kind'], 'tool');
     }
-    assert.equal(spansOf(nativeSpansToForward(native, 'events', createRedactor(KEEP_ALL))).length, 0, "'events' leaves them to the events");
+    assert.equal(
+      spansOf(nativeSpansToForward(native, 'events', createRedactor(KEEP_ALL))).length,
+      0,
+      "'events' leaves them to the events",
+    );
   });
 
   test(`native/${scenario}: with tracing on, every Claude Code event of an interaction carries trace context`, () => {
@@ -58,7 +68,11 @@ test('privacy: prompts, tool details and user ids can be hashed or dropped', () 
   const response = events.find((e) => e.name === 'assistant_response')!;
   assert.notEqual(redact.record(response.attributes)['response'], response.attributes['response']);
   // Raw API bodies hold the whole conversation: they are prompts too.
-  const body = redact.record({ ...response.attributes, body: '{"messages":[{"role":"user","content":"secret"}]}', request_body_id: 'b1' });
+  const body = redact.record({
+    ...response.attributes,
+    body: '{"messages":[{"role":"user","content":"secret"}]}',
+    request_body_id: 'b1',
+  });
   assert.match(String(body['body']), /^sha256:/);
   assert.equal(body['request_body_id'], 'b1');
 
@@ -75,6 +89,7 @@ test('privacy: prompts, tool details and user ids can be hashed or dropped', () 
     }
   }
   // Each kind of value was there to hash: the interaction span holds the prompt, spans the user.
-  for (const key of ['user_prompt', 'gen_ai.prompt', 'user.id']) assert.ok((hashed.get(key) ?? 0) > 0, `some span carried ${key}`);
+  for (const key of ['user_prompt', 'gen_ai.prompt', 'user.id'])
+    assert.ok((hashed.get(key) ?? 0) > 0, `some span carried ${key}`);
   assert.equal(createRedactor(KEEP_ALL).active, false);
 });

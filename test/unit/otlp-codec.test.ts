@@ -1,7 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DecodeError, attributesToRecord, countItems, decodeExportRequest, encodeExportRequest, encodeExportResponse, encodeStatus, root,
+  DecodeError,
+  attributesToRecord,
+  countItems,
+  decodeExportRequest,
+  encodeExportRequest,
+  encodeExportResponse,
+  encodeStatus,
+  root,
 } from '@ccbridge/otlp';
 import { SCENARIOS, eventCounts, logsOf, nativeTraceOf, payloads } from '../support/fixtures';
 
@@ -10,7 +17,8 @@ test('protobuf and JSON captures of the same scenario decode to the same shape',
     const fromPb = logsOf('protobuf', scenario);
     const fromJson = logsOf('json', scenario);
     assert.deepEqual([...eventCounts(fromPb)], [...eventCounts(fromJson)], scenario);
-    const keys = (r: typeof fromPb) => r.resourceLogs![0]!.scopeLogs![0]!.logRecords!.map((l) => l.attributes!.map((a) => a.key).join(','));
+    const keys = (r: typeof fromPb) =>
+      r.resourceLogs![0]!.scopeLogs![0]!.logRecords!.map((l) => l.attributes!.map((a) => a.key).join(','));
     assert.deepEqual(keys(fromPb), keys(fromJson), scenario);
   }
 });
@@ -49,17 +57,54 @@ test('every protobuf capture decodes, and re-encodes to what it decoded from', (
 });
 
 test('a body that does not decode is a DecodeError saying why', () => {
-  assert.throws(() => decodeExportRequest('logs', Buffer.from('{"resourceLogs": 5}'), 'json'), (e: Error) => e instanceof DecodeError && /array expected/.test(e.message));
-  assert.throws(() => decodeExportRequest('logs', Buffer.from('{not json'), 'json'), (e: Error) => e instanceof DecodeError && /not valid JSON/.test(e.message));
+  assert.throws(
+    () => decodeExportRequest('logs', Buffer.from('{"resourceLogs": 5}'), 'json'),
+    (e: Error) => e instanceof DecodeError && /array expected/.test(e.message),
+  );
+  assert.throws(
+    () => decodeExportRequest('logs', Buffer.from('{not json'), 'json'),
+    (e: Error) => e instanceof DecodeError && /not valid JSON/.test(e.message),
+  );
   assert.throws(() => decodeExportRequest('logs', Buffer.from('[1,2]'), 'json'), DecodeError);
-  assert.throws(() => decodeExportRequest('logs', Buffer.from([0x0a, 0xff, 0xff, 0xff]), 'protobuf'), (e: Error) => e instanceof DecodeError && /protobuf/.test(e.message));
-  const base64Ids = { resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: 'AAECAwQFBgcICQoLDA0ODw==', spanId: '0001020304050607', name: 'x' }] }] }] };
-  assert.throws(() => decodeExportRequest('traces', Buffer.from(JSON.stringify(base64Ids)), 'json'), (e: Error) => /hex/.test(e.message));
+  assert.throws(
+    () => decodeExportRequest('logs', Buffer.from([0x0a, 0xff, 0xff, 0xff]), 'protobuf'),
+    (e: Error) => e instanceof DecodeError && /protobuf/.test(e.message),
+  );
+  const base64Ids = {
+    resourceSpans: [
+      { scopeSpans: [{ spans: [{ traceId: 'AAECAwQFBgcICQoLDA0ODw==', spanId: '0001020304050607', name: 'x' }] }] },
+    ],
+  };
+  assert.throws(
+    () => decodeExportRequest('traces', Buffer.from(JSON.stringify(base64Ids)), 'json'),
+    (e: Error) => /hex/.test(e.message),
+  );
 });
 
 test('OTLP/JSON accepts enum names and integers given as numbers or strings', () => {
-  const body = { resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: '0102030405060708090a0b0c0d0e0f10', spanId: '0102030405060708', name: 's', kind: 'SPAN_KIND_CLIENT', startTimeUnixNano: 1700000000000000000, endTimeUnixNano: '1700000000000000001', attributes: [{ key: 'n', value: { intValue: 7 } }] }] }] }] };
-  const span = decodeExportRequest('traces', Buffer.from(JSON.stringify(body)), 'json').resourceSpans![0]!.scopeSpans![0]!.spans![0]!;
+  const body = {
+    resourceSpans: [
+      {
+        scopeSpans: [
+          {
+            spans: [
+              {
+                traceId: '0102030405060708090a0b0c0d0e0f10',
+                spanId: '0102030405060708',
+                name: 's',
+                kind: 'SPAN_KIND_CLIENT',
+                startTimeUnixNano: 1700000000000000000,
+                endTimeUnixNano: '1700000000000000001',
+                attributes: [{ key: 'n', value: { intValue: 7 } }],
+              },
+            ],
+          },
+        ],
+      },
+    ],
+  };
+  const span = decodeExportRequest('traces', Buffer.from(JSON.stringify(body)), 'json').resourceSpans![0]!
+    .scopeSpans![0]!.spans![0]!;
   assert.equal(span.kind, 3);
   assert.equal(span.endTimeUnixNano, '1700000000000000001');
   assert.deepEqual(span.attributes, [{ key: 'n', value: { intValue: '7' } }]);
@@ -70,8 +115,13 @@ test('responses: an empty Export*ServiceResponse, partial success, and google.rp
   assert.equal(Buffer.from(encodeExportResponse('metrics', 'json')).toString(), '{}');
   const partial = encodeExportResponse('traces', 'protobuf', { rejected: 2, errorMessage: 'bad spans' });
   const type = root.lookupType('opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse');
-  assert.deepEqual(type.toObject(type.decode(partial), { longs: Number }), { partialSuccess: { rejectedSpans: 2, errorMessage: 'bad spans' } });
+  assert.deepEqual(type.toObject(type.decode(partial), { longs: Number }), {
+    partialSuccess: { rejectedSpans: 2, errorMessage: 'bad spans' },
+  });
   const status = root.lookupType('google.rpc.Status');
   assert.deepEqual(status.toObject(status.decode(encodeStatus('protobuf', 400, 'nope'))), { code: 3, message: 'nope' });
-  assert.deepEqual(JSON.parse(Buffer.from(encodeStatus('json', 503, 'later')).toString()), { code: 14, message: 'later' });
+  assert.deepEqual(JSON.parse(Buffer.from(encodeStatus('json', 503, 'later')).toString()), {
+    code: 14,
+    message: 'later',
+  });
 });

@@ -14,11 +14,14 @@ import { startRedis } from '../support/peers';
 test('a process that exits unasked fails the wait under way at once, with its output', async () => {
   launch(process.execPath, ['-e', 'console.log("giving up"); process.exit(3)'], process.env, { name: 'quitter' });
   // The wait's own time-out is far off: only the exit can end it in time for this test.
-  await assert.rejects(waitFor('something that never comes', () => false, 600_000), (err: Error) => {
-    assert.ok(err instanceof PeerExitedError, String(err));
-    assert.match(err.message, /quitter .* exited 3 unasked; its output:\ngiving up/);
-    return true;
-  });
+  await assert.rejects(
+    waitFor('something that never comes', () => false, 600_000),
+    (err: Error) => {
+      assert.ok(err instanceof PeerExitedError, String(err));
+      assert.match(err.message, /quitter .* exited 3 unasked; its output:\ngiving up/);
+      return true;
+    },
+  );
 });
 
 test('a process that may exit (a command run to completion) fails no wait', async () => {
@@ -42,10 +45,13 @@ test('a peer whose port another process took first is started again on another',
   }
   // Any other failure is no retry.
   let calls = 0;
-  await assert.rejects(startOnFreePorts(async () => {
-    calls += 1;
-    throw new Error('redis-server: bad configuration');
-  }), /bad configuration/);
+  await assert.rejects(
+    startOnFreePorts(async () => {
+      calls += 1;
+      throw new Error('redis-server: bad configuration');
+    }),
+    /bad configuration/,
+  );
   assert.equal(calls, 1);
   assert.ok((await freePort()) > 0);
 });
@@ -54,7 +60,11 @@ test('a test file that would hang ends at its time limit, saying so, and stops w
   const file = path.join(__dirname, '..', 'fixtures', 'harness', 'hangs.test.ts');
   const env: NodeJS.ProcessEnv = { ...process.env, HANGS_LIMIT_MS: '3000' };
   delete env.NODE_TEST_CONTEXT; // a run of its own, not a child of this one
-  const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', file], { encoding: 'utf8', env, timeout: 120_000 });
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', file], {
+    encoding: 'utf8',
+    env,
+    timeout: 120_000,
+  });
   assert.equal(run.error, undefined, 'it ended by itself');
   const output = run.stdout + run.stderr;
   assert.notEqual(run.status, 0, output);

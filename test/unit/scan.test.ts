@@ -5,7 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DecodeError, countItems, decodeExportRequest, encodeExportRequest, scanExportRequest, type Signal } from '@ccbridge/otlp';
+import {
+  DecodeError,
+  countItems,
+  decodeExportRequest,
+  encodeExportRequest,
+  scanExportRequest,
+  type Signal,
+} from '@ccbridge/otlp';
 import { SCENARIOS, payloads } from '../support/fixtures';
 import { prng } from '../support/assembly';
 import { readBatch } from '@ccbridge/ingest';
@@ -13,7 +20,32 @@ import { readBatch } from '@ccbridge/ingest';
 const bodies: { signal: Signal; body: Uint8Array }[] = SCENARIOS.flatMap((s) =>
   payloads('protobuf', s).map((p) => ({ signal: p.signal, body: p.body })),
 );
-bodies.push({ signal: 'traces', body: encodeExportRequest('traces', { resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: '0'.repeat(31) + '1', spanId: '0'.repeat(15) + '1', name: 'x', startTimeUnixNano: '1', endTimeUnixNano: '2' }] }] }] }, 'protobuf') });
+bodies.push({
+  signal: 'traces',
+  body: encodeExportRequest(
+    'traces',
+    {
+      resourceSpans: [
+        {
+          scopeSpans: [
+            {
+              spans: [
+                {
+                  traceId: '0'.repeat(31) + '1',
+                  spanId: '0'.repeat(15) + '1',
+                  name: 'x',
+                  startTimeUnixNano: '1',
+                  endTimeUnixNano: '2',
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    },
+    'protobuf',
+  ),
+});
 
 test('the scan counts what the decoder counts, on every capture (logs, metrics, traces)', () => {
   assert.deepEqual([...new Set(bodies.map((b) => b.signal))].sort(), ['logs', 'metrics', 'traces']);
@@ -36,9 +68,11 @@ test('over 30,000 corrupted bodies, what the scan takes always decodes, with the
     let mutated: Buffer;
     if (kind === 0) {
       mutated = b;
-      for (let k = 0; k < 1 + Math.floor(random() * 3); k++) mutated[Math.floor(random() * b.length)] = Math.floor(random() * 256);
+      for (let k = 0; k < 1 + Math.floor(random() * 3); k++)
+        mutated[Math.floor(random() * b.length)] = Math.floor(random() * 256);
     } else if (kind === 1) mutated = b.subarray(0, at);
-    else if (kind === 2) mutated = Buffer.concat([b.subarray(0, at), Buffer.from([Math.floor(random() * 256)]), b.subarray(at)]);
+    else if (kind === 2)
+      mutated = Buffer.concat([b.subarray(0, at), Buffer.from([Math.floor(random() * 256)]), b.subarray(at)]);
     else mutated = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + Math.floor(random() * 8))]);
     let items: number;
     try {
@@ -66,7 +100,13 @@ test('strings must be UTF-8, as the Collector asks of proto3 strings: every leng
   // A log body whose one string is `text` (bytes as given), so the check sees exactly those bytes.
   const withBody = (text: Buffer) => {
     const marker = 'M'.repeat(text.length);
-    const body = Buffer.from(encodeExportRequest('logs', { resourceLogs: [{ scopeLogs: [{ logRecords: [{ body: { stringValue: marker } }] }] }] }, 'protobuf'));
+    const body = Buffer.from(
+      encodeExportRequest(
+        'logs',
+        { resourceLogs: [{ scopeLogs: [{ logRecords: [{ body: { stringValue: marker } }] }] }] },
+        'protobuf',
+      ),
+    );
     const at = body.indexOf(marker);
     text.copy(body, at);
     return body;
@@ -81,27 +121,40 @@ test('strings must be UTF-8, as the Collector asks of proto3 strings: every leng
       for (const offset of new Set([0, Math.floor(length / 2), length - 1])) {
         const text = Buffer.alloc(length + seq.length, 'a');
         seq.copy(text, offset);
-        assert.throws(() => scanExportRequest('logs', withBody(text)), DecodeError, `${seq.toString('hex')} at ${offset} of ${text.length}`);
+        assert.throws(
+          () => scanExportRequest('logs', withBody(text)),
+          DecodeError,
+          `${seq.toString('hex')} at ${offset} of ${text.length}`,
+        );
       }
     }
   }
 });
 
-test('limits: attributes per message (a kvlist\'s entries too) and bytes per value, at the limit taken, past it refused with the reason', () => {
+test("limits: attributes per message (a kvlist's entries too) and bytes per value, at the limit taken, past it refused with the reason", () => {
   const attrs = (n: number) => Array.from({ length: n }, (_, i) => ({ key: `k${i}`, value: { stringValue: 'v' } }));
-  const body = (record: object) => encodeExportRequest('logs', { resourceLogs: [{ scopeLogs: [{ logRecords: [record] }] }] }, 'protobuf');
+  const body = (record: object) =>
+    encodeExportRequest('logs', { resourceLogs: [{ scopeLogs: [{ logRecords: [record] }] }] }, 'protobuf');
   const limits = (maxAttributes: number, maxValueBytes = 1_000_000) => ({ maxAttributes, maxValueBytes });
   const five = body({ attributes: attrs(5) });
   assert.equal(scanExportRequest('logs', five, limits(5)), 1);
-  assert.throws(() => scanExportRequest('logs', five, limits(4)), /more than 4 attributes \(the bridge's BRIDGE_MAX_ATTRIBUTES\)/);
+  assert.throws(
+    () => scanExportRequest('logs', five, limits(4)),
+    /more than 4 attributes \(the bridge's BRIDGE_MAX_ATTRIBUTES\)/,
+  );
   const kvlist = body({ attributes: [{ key: 'nested', value: { kvlistValue: { values: attrs(6) } } }] });
   assert.equal(scanExportRequest('logs', kvlist, limits(6)), 1);
   assert.throws(() => scanExportRequest('logs', kvlist, limits(5)), /more than 5 attributes/);
   const long = body({ body: { stringValue: 'x'.repeat(100) } });
   assert.equal(scanExportRequest('logs', long, limits(10, 100)), 1);
-  assert.throws(() => scanExportRequest('logs', long, limits(10, 99)), /a value of 100 bytes is larger than 99 \(the bridge's BRIDGE_MAX_VALUE_BYTES\)/);
+  assert.throws(
+    () => scanExportRequest('logs', long, limits(10, 99)),
+    /a value of 100 bytes is larger than 99 \(the bridge's BRIDGE_MAX_VALUE_BYTES\)/,
+  );
   // OTLP/JSON is held to the same limits, through its encoding.
-  const json = Buffer.from(JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords: [{ attributes: attrs(5) }] }] }] }));
+  const json = Buffer.from(
+    JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords: [{ attributes: attrs(5) }] }] }] }),
+  );
   assert.equal(readBatch('logs', json, 'json', limits(5)).items, 1);
   assert.throws(() => readBatch('logs', json, 'json', limits(4)), DecodeError);
 });

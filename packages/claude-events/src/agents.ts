@@ -152,14 +152,21 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
       });
     }
     if (e.name === 'user_prompt') {
-      for (const m of (stringOf(e.attributes['prompt']) ?? '').matchAll(NOTIFICATION)) of(session).notes.push([m[1]!, m[2]!]);
+      for (const m of (stringOf(e.attributes['prompt']) ?? '').matchAll(NOTIFICATION))
+        of(session).notes.push([m[1]!, m[2]!]);
     }
   });
   return bySession;
 }
 
 /** A held span of a subagent's event (its draft, its resource, its own parent if any). */
-export function heldAgentSpan(session: string, agent: string, span: HeldSpan, parent: string | undefined, resource: KeyValue[]): AgentSpan {
+export function heldAgentSpan(
+  session: string,
+  agent: string,
+  span: HeldSpan,
+  parent: string | undefined,
+  resource: KeyValue[],
+): AgentSpan {
   const held: HeldAgentSpan = { ...span, resource, ...(parent && { parent }) };
   return { session, agent, spanId: span.spanId, held: JSON.stringify(held) };
 }
@@ -186,8 +193,12 @@ export function linkAgents(state: AgentState): [agent: string, link: AgentLink][
     if (l.call) taken.add(l.call);
   };
   const calls = [...state.calls.values()];
-  const unlinked = () => [...state.agents.values()].filter((a) => !state.links.has(a.id) && !out.some(([id]) => id === a.id)).sort((a, b) => a.first - b.first);
-  const callsOf = (a: AgentSeen) => calls.filter((c) => c.caller === a.parent && !taken.has(c.id) && (a.parent !== '' || c.key === a.key));
+  const unlinked = () =>
+    [...state.agents.values()]
+      .filter((a) => !state.links.has(a.id) && !out.some(([id]) => id === a.id))
+      .sort((a, b) => a.first - b.first);
+  const callsOf = (a: AgentSeen) =>
+    calls.filter((c) => c.caller === a.parent && !taken.has(c.id) && (a.parent !== '' || c.key === a.key));
   // Exact evidence first, so that what it takes is no longer open for the others.
   for (const a of unlinked()) {
     const done = a.completed !== undefined ? callsOf(a).find((c) => !c.bg && c.r === a.completed! + 1) : undefined;
@@ -196,7 +207,9 @@ export function linkAgents(state: AgentState): [agent: string, link: AgentLink][
   for (const a of unlinked()) {
     const mine = callsOf(a);
     // A background call returns at once: open until linked; so is one whose input is unreadable.
-    const open = mine.filter((c) => c.d !== undefined && c.d < a.first && (c.bg || !c.detail || c.r === undefined || c.r > a.last));
+    const open = mine.filter(
+      (c) => c.d !== undefined && c.d < a.first && (c.bg || !c.detail || c.r === undefined || c.r > a.last),
+    );
     if (state.contiguous.has(a.id) && open.length === 1) {
       link(a.id, { call: open[0]!.id, rule: 'only_open' });
       continue;
@@ -235,7 +248,13 @@ export interface PlacedAt {
 export function placementOf(session: string, at: PlacedAt): Placement {
   if (at.rule === 'root' || !at.call) return { traceKey: at.key, parentSpanId: rootSpanIdFor(at.key), rule: at.rule };
   const parentSpanId = toolExecutionSpanIdFor(session, at.call);
-  return { traceKey: at.key, parentSpanId, callSpanId: toolSpanIdFor(session, at.call), rule: at.rule, ...(at.type && { type: at.type }) };
+  return {
+    traceKey: at.key,
+    parentSpanId,
+    callSpanId: toolSpanIdFor(session, at.call),
+    rule: at.rule,
+    ...(at.type && { type: at.type }),
+  };
 }
 
 /**
@@ -243,17 +262,30 @@ export function placementOf(session: string, at: PlacedAt): Placement {
  * them, and `callFolds` (onto the Agent call's tool span: the subagent's totals) handed back for
  * the caller to merge into that span if it is still to be sent; any other fold is its own span.
  */
-export function placedSpans(placement: Placement, agent: string, held: string[]): { spans: ResourceSpans[]; callFolds: HeldSpan[] } {
+export function placedSpans(
+  placement: Placement,
+  agent: string,
+  held: string[],
+): { spans: ResourceSpans[]; callFolds: HeldSpan[] } {
   const byResource = new Map<string, { resource: KeyValue[]; spans: Span[] }>();
-  const { spans, unresolved } = foldWithin(held.map((raw) => JSON.parse(raw) as HeldAgentSpan), mergeHeld, heldOrder);
+  const { spans, unresolved } = foldWithin(
+    held.map((raw) => JSON.parse(raw) as HeldAgentSpan),
+    mergeHeld,
+    heldOrder,
+  );
   const callFolds = placement.callSpanId ? unresolved.filter((h) => h.fold!.into === AGENT_CALL) : [];
-  for (const h of [...spans, ...unresolved.filter((u) => !callFolds.includes(u)).map((u) => unfolded(u) as HeldAgentSpan)]) {
+  for (const h of [
+    ...spans,
+    ...unresolved.filter((u) => !callFolds.includes(u)).map((u) => unfolded(u) as HeldAgentSpan),
+  ]) {
     const resourceKey = JSON.stringify(h.resource);
     let group = byResource.get(resourceKey);
     if (!group) byResource.set(resourceKey, (group = { resource: h.resource, spans: [] }));
     const extra: Record<string, string> = { 'gen_ai.agent.id': agent, 'claude_code.agent.placement': placement.rule };
     if (placement.type) extra['gen_ai.agent.name'] = placement.type;
-    group.spans.push(spanOfHeld(traceIdFor(placement.traceKey), h.parent ?? placement.parentSpanId, h, recordToAttributes(extra)));
+    group.spans.push(
+      spanOfHeld(traceIdFor(placement.traceKey), h.parent ?? placement.parentSpanId, h, recordToAttributes(extra)),
+    );
   }
   return { spans: [...byResource.values()].map((g) => resourceSpansOf(g.resource, g.spans)), callFolds };
 }

@@ -6,7 +6,13 @@
  * `prompt.id` and the event's own fields. Records that are not Claude Code events are counted
  * and passed over: the bridge draws Claude Code sessions, not arbitrary logs.
  */
-import { attributesToRecord, type AttributeValue, type ExportLogsRequest, type KeyValue, type LogRecord } from '@ccbridge/otlp';
+import {
+  attributesToRecord,
+  type AttributeValue,
+  type ExportLogsRequest,
+  type KeyValue,
+  type LogRecord,
+} from '@ccbridge/otlp';
 
 export type Attributes = Record<string, AttributeValue>;
 
@@ -75,7 +81,14 @@ export function claudeEventsOf(request: ExportLogsRequest): ExtractedEvents {
         const attributes = attributesToRecord(record.attributes);
         const name = eventNameOf(record, attributes);
         if (name === undefined) foreign += 1;
-        else events.push({ name, timeNs: timeOf(record, attributes), attributes, resource, traced: hasTraceContext(record) });
+        else
+          events.push({
+            name,
+            timeNs: timeOf(record, attributes),
+            attributes,
+            resource,
+            traced: hasTraceContext(record),
+          });
       }
     }
   }

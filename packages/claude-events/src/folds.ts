@@ -21,7 +21,11 @@ interface Foldable {
  * text); returns what is left: the spans (targets included), and the folds not resolved here.
  * A fold may give its target another id (`alias`), which other folds may name.
  */
-export function foldWithin<T extends Foldable>(items: T[], merge: (target: T, attributes: Attributes) => void, orderOf: (item: T) => number = () => 0): { spans: T[]; unresolved: T[] } {
+export function foldWithin<T extends Foldable>(
+  items: T[],
+  merge: (target: T, attributes: Attributes) => void,
+  orderOf: (item: T) => number = () => 0,
+): { spans: T[]; unresolved: T[] } {
   const byId = new Map(items.filter((i) => !i.fold).map((i) => [i.spanId, i]));
   const waiting = items.filter((i) => i.fold).sort((a, b) => orderOf(a) - orderOf(b));
   // Aliases first: the folds that name a target by its alias resolve once it is known.
@@ -45,7 +49,8 @@ export const mergeDraft = (target: SpanDraft, attributes: Attributes): void => {
 
 /** The event.sequence of a draft or a held span: the order folds are merged in. */
 export const draftOrder = (d: SpanDraft): number => numberOf(d.attributes['event.sequence']) ?? 0;
-export const heldOrder = (h: HeldSpan): number => numberOf(attributesToRecord(h.attributes.filter((kv) => kv.key === 'event.sequence'))['event.sequence']) ?? 0;
+export const heldOrder = (h: HeldSpan): number =>
+  numberOf(attributesToRecord(h.attributes.filter((kv) => kv.key === 'event.sequence'))['event.sequence']) ?? 0;
 
 /** A held span as drawn: a fold not merged is its own instant span. */
 export const unfolded = (h: HeldSpan): HeldSpan => {
@@ -77,8 +82,21 @@ export function resolveHeld(held: HeldSpan[], { rootDrawn = false } = {}): { spa
 }
 
 /** Fields of an event the root already has (its session, its user) or that say only what it is. */
-const ROOT_SHARED = new Set(['session.id', 'prompt.id', 'event.name', 'user.id', 'user.email', 'user.account_uuid', 'user.account_id',
-  'organization.id', 'terminal.type', 'anthropic.provider', 'anthropic.custom_base_url', 'span.type', 'traceloop.span.kind']);
+const ROOT_SHARED = new Set([
+  'session.id',
+  'prompt.id',
+  'event.name',
+  'user.id',
+  'user.email',
+  'user.account_uuid',
+  'user.account_id',
+  'organization.id',
+  'terminal.type',
+  'anthropic.provider',
+  'anthropic.custom_base_url',
+  'span.type',
+  'traceloop.span.kind',
+]);
 
 /**
  * The root's attributes for the events folded onto it: every event in order as one line of
@@ -93,16 +111,21 @@ export function rootSummaryOf(events: Attributes[]): Attributes {
   });
   const named = (n: string) => events.filter((a) => a['event.name'] === n);
   const out: Attributes = { 'claude_code.interaction.events': lines };
-  const plugins = named('plugin_loaded').map((a) => stringOf(a['plugin.name'])).filter((x): x is string => !!x);
+  const plugins = named('plugin_loaded')
+    .map((a) => stringOf(a['plugin.name']))
+    .filter((x): x is string => !!x);
   if (plugins.length > 0) out['claude_code.startup.plugins'] = plugins;
   const hooks = named('hook_registered').length;
   if (hooks > 0) out['claude_code.startup.hooks_registered'] = hooks;
   const settings = named('managed_settings_resolved').at(-1);
   if (settings) {
     const sources = settings['managed_settings.sources'];
-    out['claude_code.startup.settings_sources'] = Array.isArray(sources) && sources.length > 0 ? sources.map(String) : ['none'];
+    out['claude_code.startup.settings_sources'] =
+      Array.isArray(sources) && sources.length > 0 ? sources.map(String) : ['none'];
   }
-  const modes = named('permission_mode_changed').map((a) => `${stringOf(a['from_mode']) ?? '?'} -> ${stringOf(a['to_mode']) ?? '?'}`);
+  const modes = named('permission_mode_changed').map(
+    (a) => `${stringOf(a['from_mode']) ?? '?'} -> ${stringOf(a['to_mode']) ?? '?'}`,
+  );
   if (modes.length > 0) out['claude_code.interaction.permission_modes'] = modes;
   const skills = named('skill_activated').map((a) => stringOf(a['skill.name']) ?? '?');
   if (skills.length > 0) out['claude_code.interaction.skills'] = skills;

@@ -104,7 +104,12 @@ export interface BatchPlan {
  * Maps a batch's events, each with its interaction key (assign.ts), to child spans and
  * per-interaction updates. Pure: no I/O.
  */
-export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], sequences: SequenceMarks[] = sequenceMarksOf(events), rows: EventRows = 'fold'): BatchPlan {
+export function planBatch(
+  events: ClaudeEvent[],
+  keys: (string | undefined)[],
+  sequences: SequenceMarks[] = sequenceMarksOf(events),
+  rows: EventRows = 'fold',
+): BatchPlan {
   const spansByResource = new Map<KeyValue[], Span[]>();
   const updates = new Map<string, InteractionUpdate>();
   const pending: PendingSpan[] = [];
@@ -119,10 +124,14 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
   // Folds whose span is in this batch are merged now; the others go with the root (or their subagent).
   // (Not into a span that waits: its folds wait with it, each under its own id, and meet it with its root.)
   const merged = new Set<string>();
-  const { unresolved } = foldWithin(drafts.filter((d) => d.fold || !waiting.has(d.spanId)), (target, attributes) => {
-    mergeDraft(target, attributes);
-    merged.add(target.spanId);
-  }, draftOrder);
+  const { unresolved } = foldWithin(
+    drafts.filter((d) => d.fold || !waiting.has(d.spanId)),
+    (target, attributes) => {
+      mergeDraft(target, attributes);
+      merged.add(target.spanId);
+    },
+    draftOrder,
+  );
   const folded = new Set(drafts.filter((d) => d.fold && !unresolved.includes(d)));
 
   events.forEach((event, i) => {
@@ -130,7 +139,8 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     const session = sessionOf(event);
     let key = keys[i];
     if (!key && session) {
-      for (const d of outcome.spans) if (!folded.has(d)) pending.push({ session, id: d.spanId, span: JSON.stringify(heldOf(d)) });
+      for (const d of outcome.spans)
+        if (!folded.has(d)) pending.push({ session, id: d.spanId, span: JSON.stringify(heldOf(d)) });
       return;
     }
     // Spans with no prompt to belong to (older Claude Code, before its prompt arrived): the session's.
@@ -143,7 +153,18 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     const rootSpanId = rootSpanIdFor(key);
     let update = updates.get(key);
     if (!update) {
-      update = { key, traceId, bounds: [], evidence: false, events: 0, ends: [], toolRequests: [], completions: [], contributions: [], held: [] };
+      update = {
+        key,
+        traceId,
+        bounds: [],
+        evidence: false,
+        events: 0,
+        ends: [],
+        toolRequests: [],
+        completions: [],
+        contributions: [],
+        held: [],
+      };
       update.resource = JSON.stringify(event.resource);
       if (session) update.session = session;
       updates.set(key, update);
@@ -158,7 +179,8 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
         if (!agent) update.held.push([draft.spanId, SENT]);
         if (folded.has(draft)) continue;
       }
-      if (agent && session) agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource));
+      if (agent && session)
+        agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource));
       else if (draft.fold || waiting.has(draft.spanId)) update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
       else list.push(spanOfDraft(traceId, rootSpanId, draft));
       spans += 1;
@@ -176,7 +198,8 @@ export function planBatch(events: ClaudeEvent[], keys: (string | undefined)[], s
     const ends = stringOf(event.attributes['prompt.id']) ? turnEndOf(event) : undefined;
     const requestId = stringOf(event.attributes['request_id']) ?? '';
     if (ends && seq !== undefined) update.ends.push([String(seq), ends, String(msOf(event)), requestId]);
-    if (requestId && (event.name === 'tool_decision' || event.name === 'tool_result')) update.toolRequests.push(requestId);
+    if (requestId && (event.name === 'tool_decision' || event.name === 'tool_result'))
+      update.toolRequests.push(requestId);
     if (outcome.completion !== undefined) update.completions.push([padNs(event.timeNs), outcome.completion]);
     const first = outcome.spans[0];
     if (outcome.contribution && first) update.contributions.push([first.spanId, JSON.stringify(outcome.contribution)]);
@@ -199,13 +222,15 @@ const ANSWER_EVENTS = new Set(['assistant_response', 'api_response_body']);
  * that is none of those, and the request body its reply names.
  */
 function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
-  const place = (e: ClaudeEvent, seq: number) => `${sessionOf(e) ?? ''}/${stringOf(e.attributes['prompt.id']) ?? ''}/${seq}`;
+  const place = (e: ClaudeEvent, seq: number) =>
+    `${sessionOf(e) ?? ''}/${stringOf(e.attributes['prompt.id']) ?? ''}/${seq}`;
   const at = new Map<string, ClaudeEvent>();
   const bodies = new Set<string>();
   for (const e of events) {
     const seq = sequenceOf(e);
     if (seq !== undefined) at.set(place(e, seq), e);
-    if (e.name === 'api_request_body') bodies.add(`${sessionOf(e) ?? ''}/${stringOf(e.attributes['request_body_id']) ?? ''}`);
+    if (e.name === 'api_request_body')
+      bodies.add(`${sessionOf(e) ?? ''}/${stringOf(e.attributes['request_body_id']) ?? ''}`);
   }
   const out = new Set<string>();
   for (const e of events) {
@@ -215,7 +240,8 @@ function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
     for (let k = seq + 1; ; k++) {
       const next = at.get(place(e, k));
       const body = next?.name === 'api_response_body' ? stringOf(next.attributes['request_body_id']) : undefined;
-      if (!next || (body && !bodies.has(`${sessionOf(e) ?? ''}/${body}`))) out.add(llmSpanIdFor(sessionOf(e) ?? '', requestId));
+      if (!next || (body && !bodies.has(`${sessionOf(e) ?? ''}/${body}`)))
+        out.add(llmSpanIdFor(sessionOf(e) ?? '', requestId));
       if (!next || !ANSWER_EVENTS.has(next.name) || out.has(llmSpanIdFor(sessionOf(e) ?? '', requestId))) break;
     }
   }
@@ -302,7 +328,8 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
   // How the turn ended, and whether the root holds all of it (lua/lifecycle.lua).
   attributes['claude_code.interaction.end'] = ix.verdict.reason;
   if (ix.verdict.complete !== undefined) attributes['claude_code.interaction.complete'] = ix.verdict.complete;
-  if (ix.verdict.missing !== undefined && ix.verdict.missing > 0) attributes['claude_code.interaction.missing_events'] = ix.verdict.missing;
+  if (ix.verdict.missing !== undefined && ix.verdict.missing > 0)
+    attributes['claude_code.interaction.missing_events'] = ix.verdict.missing;
   // The root spans its children, the held ones (start-up, before the prompt) too.
   const start = ix.held.reduce((min, h) => (BigInt(h.start) < min ? BigInt(h.start) : min), BigInt(ix.start));
   const end = ix.held.reduce((max, h) => (BigInt(h.end) > max ? BigInt(h.end) : max), BigInt(ix.end));
@@ -315,7 +342,10 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
     endTimeUnixNano: end.toString(),
     attributes: recordToAttributes(attributes),
     // A turn that ended in an error (its main request failed for good) failed.
-    status: ix.verdict.reason === 'error' ? { code: StatusCode.ERROR, message: problems.at(-1) ?? 'the turn ended in an error' } : { code: 0 },
+    status:
+      ix.verdict.reason === 'error'
+        ? { code: StatusCode.ERROR, message: problems.at(-1) ?? 'the turn ended in an error' }
+        : { code: 0 },
   };
   const held = resolved.spans.map((h) => spanOfHeld(ix.traceId, span.spanId, h));
   return resourceSpansOf(ix.resource, [span, ...held]);

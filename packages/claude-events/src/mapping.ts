@@ -180,7 +180,11 @@ const TOOL_ATTRIBUTES: readonly Rename[] = [
 ];
 
 /** Fixed attributes by span type; `traceloop.span.kind` is what LLMFlow reads for the type. */
-export const LLM_SPAN = { 'gen_ai.system': 'anthropic', 'gen_ai.provider.name': 'anthropic', 'gen_ai.operation.name': 'chat' };
+export const LLM_SPAN = {
+  'gen_ai.system': 'anthropic',
+  'gen_ai.provider.name': 'anthropic',
+  'gen_ai.operation.name': 'chat',
+};
 export const TOOL_SPAN = { 'gen_ai.operation.name': 'execute_tool', 'traceloop.span.kind': 'tool' };
 /** Spans that are part of a larger step (a tool's execution, its permission wait, a hook): LLMFlow's "chain". */
 export const STEP_SPAN = { 'traceloop.span.kind': 'task' };
@@ -205,7 +209,19 @@ function moved(attributes: Attributes, from: readonly string[], to: string): Att
 }
 
 /** Identity fields a helper span keeps of its event (the span it belongs to has the rest). */
-const IDENTITY = ['session.id', 'prompt.id', 'event.name', 'event.sequence', 'tool_name', 'tool_use_id', 'success', 'error', 'duration_ms', 'agent_id', 'parent_agent_id'];
+const IDENTITY = [
+  'session.id',
+  'prompt.id',
+  'event.name',
+  'event.sequence',
+  'tool_name',
+  'tool_use_id',
+  'success',
+  'error',
+  'duration_ms',
+  'agent_id',
+  'parent_agent_id',
+];
 const pick = (attributes: Attributes, keys: readonly string[]): Attributes =>
   Object.fromEntries(keys.filter((k) => attributes[k] !== undefined).map((k) => [k, attributes[k]!]));
 
@@ -228,15 +244,23 @@ const str = (v: AttributeValue | undefined) => stringOf(v) ?? '';
  */
 export const eventIdentity = (e: ClaudeEvent): string => {
   const seq = str(e.attributes['event.sequence']);
-  return [e.name, str(e.attributes['session.id']), seq, String(e.timeNs), ...(seq ? [] : [JSON.stringify(e.attributes)])].join('/');
+  return [
+    e.name,
+    str(e.attributes['session.id']),
+    seq,
+    String(e.timeNs),
+    ...(seq ? [] : [JSON.stringify(e.attributes)]),
+  ].join('/');
 };
 
 /** A tool call's `claude_code.tool` span: a subagent's totals fold into its Agent call's (agents.ts). */
 export const toolSpanIdFor = (session: string, toolUseId: string) => spanIdFor('tool', session, toolUseId);
-const toolSpanId = (e: ClaudeEvent) => toolSpanIdFor(str(e.attributes['session.id']), str(e.attributes['tool_use_id']) || eventIdentity(e));
+const toolSpanId = (e: ClaudeEvent) =>
+  toolSpanIdFor(str(e.attributes['session.id']), str(e.attributes['tool_use_id']) || eventIdentity(e));
 const executionSpanIdOf = (toolSpanId: string) => spanIdFor('tool.execution', toolSpanId);
 /** A tool call's `claude_code.tool.execution`: where the subagent an Agent call started goes (agents.ts). */
-export const toolExecutionSpanIdFor = (session: string, toolUseId: string) => executionSpanIdOf(toolSpanIdFor(session, toolUseId));
+export const toolExecutionSpanIdFor = (session: string, toolUseId: string) =>
+  executionSpanIdOf(toolSpanIdFor(session, toolUseId));
 /** The span of an LLM request, from its request_id: answers and tools name the request they belong to. */
 export const llmSpanIdFor = (session: string, requestId: string) => spanIdFor('api_request', session, requestId);
 
@@ -250,7 +274,11 @@ function toolSpan(e: ClaudeEvent, startNs: bigint, status: SpanDraft['status']):
     kind: SpanKind.INTERNAL,
     startNs,
     endNs: e.timeNs,
-    attributes: { ...moved(e.attributes, TOOL_INPUT, 'gen_ai.prompt'), ...TOOL_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) },
+    attributes: {
+      ...moved(e.attributes, TOOL_INPUT, 'gen_ai.prompt'),
+      ...TOOL_SPAN,
+      ...renamed(e.attributes, TOOL_ATTRIBUTES),
+    },
     status,
   };
 }
@@ -265,12 +293,29 @@ function hookOutcome(a: Attributes): string {
 }
 
 /** Fields every event of a turn carries alike: a folded event's other fields go onto its target, prefixed. */
-const SHARED = new Set(['session.id', 'prompt.id', 'event.name', 'user.id', 'user.email', 'user.account_uuid', 'user.account_id', 'organization.id',
-  'terminal.type', 'anthropic.provider', 'anthropic.custom_base_url', 'agent_id', 'parent_agent_id', 'request_id', 'model', 'query_source']);
+const SHARED = new Set([
+  'session.id',
+  'prompt.id',
+  'event.name',
+  'user.id',
+  'user.email',
+  'user.account_uuid',
+  'user.account_id',
+  'organization.id',
+  'terminal.type',
+  'anthropic.provider',
+  'anthropic.custom_base_url',
+  'agent_id',
+  'parent_agent_id',
+  'request_id',
+  'model',
+  'query_source',
+]);
 /** An event's own fields as `claude_code.<event>.<field>`, for the span it folds into (nothing it said is dropped). */
 function prefixed(e: ClaudeEvent, skip: readonly string[] = []): Attributes {
   const out: Attributes = {};
-  for (const [k, v] of Object.entries(e.attributes)) if (!SHARED.has(k) && !skip.includes(k)) out[`claude_code.${e.name}.${k}`] = v;
+  for (const [k, v] of Object.entries(e.attributes))
+    if (!SHARED.has(k) && !skip.includes(k)) out[`claude_code.${e.name}.${k}`] = v;
   return out;
 }
 
@@ -288,7 +333,8 @@ function eventSpan(e: ClaudeEvent, fold?: Fold): SpanDraft {
 }
 
 /** The LLM span a request body belongs to, by the body's id (its reply says which span that is). */
-const requestBodySpanIdFor = (e: ClaudeEvent, bodyId: string) => spanIdFor('request_body', str(e.attributes['session.id']), bodyId);
+const requestBodySpanIdFor = (e: ClaudeEvent, bodyId: string) =>
+  spanIdFor('request_body', str(e.attributes['session.id']), bodyId);
 
 /** A raw body as JSON; undefined when it is not (cut by Claude Code: CLAUDE_CODE_OTEL_CONTENT_MAX_LENGTH), so it stays text. */
 function parsedBody(e: ClaudeEvent): Record<string, unknown> | undefined {
@@ -301,11 +347,18 @@ function parsedBody(e: ClaudeEvent): Record<string, unknown> | undefined {
 }
 
 /** A failed API call's span, addressable by its place: `api_retries_exhausted` comes at the next event.sequence. */
-const apiErrorSpanIdFor = (e: ClaudeEvent, seq: number) => spanIdFor('api_error', str(e.attributes['session.id']), str(e.attributes['prompt.id']), String(seq));
+const apiErrorSpanIdFor = (e: ClaudeEvent, seq: number) =>
+  spanIdFor('api_error', str(e.attributes['session.id']), str(e.attributes['prompt.id']), String(seq));
 
 /** The GenAI conventions' output messages (JSON): one assistant message with the answer's text. */
 export const outputMessages = (text: string, finishReason?: string) =>
-  JSON.stringify([{ role: 'assistant', parts: [{ type: 'text', content: text }], ...(finishReason && { finish_reason: finishReason }) }]);
+  JSON.stringify([
+    {
+      role: 'assistant',
+      parts: [{ type: 'text', content: text }],
+      ...(finishReason && { finish_reason: finishReason }),
+    },
+  ]);
 
 type Mapper = (event: ClaudeEvent) => EventOutcome;
 
@@ -316,15 +369,19 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
     const [startNs, endNs] = extent(e);
     const a = e.attributes;
     return {
-      spans: [{
-        spanId: a['request_id'] ? llmSpanIdFor(str(a['session.id']), str(a['request_id'])) : spanIdFor(e.name, eventIdentity(e)),
-        name: 'claude_code.llm_request',
-        kind: SpanKind.CLIENT,
-        startNs,
-        endNs,
-        attributes: { ...a, ...LLM_SPAN, ...llmRequestAttributes(a) },
-        status: { code: StatusCode.OK },
-      }],
+      spans: [
+        {
+          spanId: a['request_id']
+            ? llmSpanIdFor(str(a['session.id']), str(a['request_id']))
+            : spanIdFor(e.name, eventIdentity(e)),
+          name: 'claude_code.llm_request',
+          kind: SpanKind.CLIENT,
+          startNs,
+          endNs,
+          attributes: { ...a, ...LLM_SPAN, ...llmRequestAttributes(a) },
+          status: { code: StatusCode.OK },
+        },
+      ],
       contribution: {
         llmRequests: 1,
         inputTokens: inputTokensOf(a),
@@ -340,60 +397,97 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
     const [startNs, endNs] = extent(e);
     const seq = numberOf(e.attributes['event.sequence']);
     return {
-      spans: [{
-        spanId: seq !== undefined ? apiErrorSpanIdFor(e, seq) : spanIdFor(e.name, eventIdentity(e)),
-        name: 'claude_code.llm_request',
-        kind: SpanKind.CLIENT,
-        startNs,
-        endNs,
-        attributes: { ...e.attributes, ...LLM_SPAN, ...renamed(e.attributes, LLM_ERROR_ATTRIBUTES) },
-        status: { code: StatusCode.ERROR, message: stringOf(e.attributes['error']) ?? 'API error' },
-      }],
-      contribution: { llmRequests: 1, errors: 1, problem: problemOf(e, [str(e.attributes['status_code']), stringOf(e.attributes['error']) ?? 'API error'].filter(Boolean).join(' ')) },
+      spans: [
+        {
+          spanId: seq !== undefined ? apiErrorSpanIdFor(e, seq) : spanIdFor(e.name, eventIdentity(e)),
+          name: 'claude_code.llm_request',
+          kind: SpanKind.CLIENT,
+          startNs,
+          endNs,
+          attributes: { ...e.attributes, ...LLM_SPAN, ...renamed(e.attributes, LLM_ERROR_ATTRIBUTES) },
+          status: { code: StatusCode.ERROR, message: stringOf(e.attributes['error']) ?? 'API error' },
+        },
+      ],
+      contribution: {
+        llmRequests: 1,
+        errors: 1,
+        problem: problemOf(
+          e,
+          [str(e.attributes['status_code']), stringOf(e.attributes['error']) ?? 'API error'].filter(Boolean).join(' '),
+        ),
+      },
     };
   },
 
   tool_decision: (e) => {
     const decision = str(e.attributes['decision']);
     const refused = decision !== '' && decision !== 'accept';
-    const spans: SpanDraft[] = [{
-      spanId: spanIdFor(e.name, eventIdentity(e)),
-      parentSpanId: toolSpanId(e),
-      name: 'claude_code.tool.blocked_on_user',
-      kind: SpanKind.INTERNAL,
-      startNs: e.timeNs,
-      endNs: e.timeNs,
-      // The tool span shows the input; the decision keeps what was decided.
-      attributes: { ...pick(e.attributes, [...IDENTITY, 'decision', 'source', 'permission_mode', 'request_id']), ...STEP_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) },
-    }];
+    const spans: SpanDraft[] = [
+      {
+        spanId: spanIdFor(e.name, eventIdentity(e)),
+        parentSpanId: toolSpanId(e),
+        name: 'claude_code.tool.blocked_on_user',
+        kind: SpanKind.INTERNAL,
+        startNs: e.timeNs,
+        endNs: e.timeNs,
+        // The tool span shows the input; the decision keeps what was decided.
+        attributes: {
+          ...pick(e.attributes, [...IDENTITY, 'decision', 'source', 'permission_mode', 'request_id']),
+          ...STEP_SPAN,
+          ...renamed(e.attributes, TOOL_ATTRIBUTES),
+        },
+      },
+    ];
     // A refused tool never runs, so no tool_result will draw its span: draw it here.
     if (refused) {
       spans.push(toolSpan(e, e.timeNs, { code: StatusCode.ERROR, message: `tool use refused (${decision})` }));
     }
-    return { spans, contribution: refused ? { toolCalls: 1, errors: 1, problem: problemOf(e, `${str(e.attributes['tool_name'])} refused (${decision})`, toolCallOf(e)) } : undefined };
+    return {
+      spans,
+      contribution: refused
+        ? {
+            toolCalls: 1,
+            errors: 1,
+            problem: problemOf(e, `${str(e.attributes['tool_name'])} refused (${decision})`, toolCallOf(e)),
+          }
+        : undefined,
+    };
   },
 
   tool_result: (e) => {
     const [startNs, endNs] = extent(e);
     const success = booleanOf(e.attributes['success']);
-    const status = success === false
-      ? { code: StatusCode.ERROR, message: stringOf(e.attributes['error']) ?? 'tool failed' }
-      : { code: StatusCode.OK };
+    const status =
+      success === false
+        ? { code: StatusCode.ERROR, message: stringOf(e.attributes['error']) ?? 'tool failed' }
+        : { code: StatusCode.OK };
     const tool = toolSpan(e, startNs, status);
     return {
-      spans: [tool, {
-        spanId: executionSpanIdOf(tool.spanId),
-        parentSpanId: tool.spanId,
-        name: 'claude_code.tool.execution',
-        kind: SpanKind.INTERNAL,
-        startNs,
-        endNs,
-        attributes: { ...pick(e.attributes, IDENTITY), ...STEP_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) },
-        status,
-      }],
-      contribution: success === false
-        ? { toolCalls: 1, errors: 1, problem: problemOf(e, `${str(e.attributes['tool_name'])} failed: ${stringOf(e.attributes['error']) ?? 'error'}`, toolCallOf(e)) }
-        : { toolCalls: 1, errors: 0 },
+      spans: [
+        tool,
+        {
+          spanId: executionSpanIdOf(tool.spanId),
+          parentSpanId: tool.spanId,
+          name: 'claude_code.tool.execution',
+          kind: SpanKind.INTERNAL,
+          startNs,
+          endNs,
+          attributes: { ...pick(e.attributes, IDENTITY), ...STEP_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) },
+          status,
+        },
+      ],
+      contribution:
+        success === false
+          ? {
+              toolCalls: 1,
+              errors: 1,
+              problem: problemOf(
+                e,
+                `${str(e.attributes['tool_name'])} failed: ${stringOf(e.attributes['error']) ?? 'error'}`,
+                toolCallOf(e),
+              ),
+            }
+          : { toolCalls: 1, errors: 0 },
     };
   },
 
@@ -405,17 +499,28 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
     const outcome = hookOutcome(e.attributes);
     const errors = numberOf(e.attributes['num_non_blocking_error']) ?? 0;
     return {
-      spans: [{
-        spanId: spanIdFor('hook', eventIdentity(e)),
-        name: 'claude_code.hook',
-        kind: SpanKind.INTERNAL,
-        startNs,
-        endNs,
-        // duration_ms as Claude Code's own hook span names it.
-        attributes: { ...e.attributes, ...STEP_SPAN, 'span.type': 'hook', 'claude_code.hook.outcome': outcome, duration_ms: Number((endNs - startNs) / NS_PER_MS) },
-        status: errors > 0 ? { code: StatusCode.ERROR, message: `${errors} hook(s) failed` } : undefined,
-      }],
-      contribution: errors > 0 ? { errors: 1, problem: problemOf(e, `hook ${str(e.attributes['hook_name'])} failed (${errors})`) } : undefined,
+      spans: [
+        {
+          spanId: spanIdFor('hook', eventIdentity(e)),
+          name: 'claude_code.hook',
+          kind: SpanKind.INTERNAL,
+          startNs,
+          endNs,
+          // duration_ms as Claude Code's own hook span names it.
+          attributes: {
+            ...e.attributes,
+            ...STEP_SPAN,
+            'span.type': 'hook',
+            'claude_code.hook.outcome': outcome,
+            duration_ms: Number((endNs - startNs) / NS_PER_MS),
+          },
+          status: errors > 0 ? { code: StatusCode.ERROR, message: `${errors} hook(s) failed` } : undefined,
+        },
+      ],
+      contribution:
+        errors > 0
+          ? { errors: 1, problem: problemOf(e, `hook ${str(e.attributes['hook_name'])} failed (${errors})`) }
+          : undefined,
     };
   },
 
@@ -432,18 +537,30 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
       parentSpanId: requestId ? llmSpanIdFor(str(a['session.id']), requestId) : undefined,
       attributes: { ...moved(a, ['response'], 'gen_ai.completion'), ...EVENT_SPAN },
     };
-    const answer = { 'gen_ai.completion': text, 'gen_ai.output.messages': outputMessages(text), ...prefixed(e, ['response']) };
+    const answer = {
+      'gen_ai.completion': text,
+      'gen_ai.output.messages': outputMessages(text),
+      ...prefixed(e, ['response']),
+    };
     // Without event.sequence (older Claude Code) nothing tells whether an answer is still to
     // come, so its request is never held for it: the answer stays a span of its own.
     if (numberOf(a['event.sequence']) === undefined) return { spans: [response], completion: text };
-    return { spans: [{ ...response, fold: { into: requestId ? response.parentSpanId! : ROOT, attributes: answer } }], completion: text };
+    return {
+      spans: [{ ...response, fold: { into: requestId ? response.parentSpanId! : ROOT, attributes: answer } }],
+      completion: text,
+    };
   },
 
   // What befell a request: on its span. A request's retries run out at the event after its api_error.
   api_retries_exhausted: (e) => {
     const seq = numberOf(e.attributes['event.sequence']);
     const into = seq !== undefined && seq > 0 ? apiErrorSpanIdFor(e, seq - 1) : ROOT;
-    return { spans: [eventSpan(e, { into, attributes: prefixed(e) })], contribution: { problem: problemOf(e, `retries exhausted after ${str(e.attributes['total_attempts']) || '?'} attempts`) } };
+    return {
+      spans: [eventSpan(e, { into, attributes: prefixed(e) })],
+      contribution: {
+        problem: problemOf(e, `retries exhausted after ${str(e.attributes['total_attempts']) || '?'} attempts`),
+      },
+    };
   },
   // Raw API bodies (OTEL_LOG_RAW_API_BODIES): the conversation a call was sent and its reply, on
   // its LLM span. The reply names the request (request_id) and the body it answered
@@ -465,7 +582,10 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
   api_refusal: (e) => {
     const requestId = stringOf(e.attributes['request_id']);
     const into = requestId ? llmSpanIdFor(str(e.attributes['session.id']), requestId) : ROOT;
-    return { spans: [eventSpan(e, { into, attributes: prefixed(e) })], contribution: { problem: problemOf(e, 'the model refused') } };
+    return {
+      spans: [eventSpan(e, { into, attributes: prefixed(e) })],
+      contribution: { problem: problemOf(e, 'the model refused') },
+    };
   },
 };
 
@@ -479,21 +599,29 @@ export function mapEvent(event: ClaudeEvent): EventOutcome {
   if (mapper) return mapper(event);
   const [startNs, endNs] = extent(event);
   const success = booleanOf(event.attributes['success']);
-  const contribution: Contribution | undefined = success === false
-    ? { errors: 1, problem: problemOf(event, stringOf(event.attributes['error']) ?? 'failed') }
-    : event.name === 'compaction' ? { problem: problemOf(event, `compacted (${str(event.attributes['trigger']) || 'auto'})`) } : undefined;
+  const contribution: Contribution | undefined =
+    success === false
+      ? { errors: 1, problem: problemOf(event, stringOf(event.attributes['error']) ?? 'failed') }
+      : event.name === 'compaction'
+        ? { problem: problemOf(event, `compacted (${str(event.attributes['trigger']) || 'auto'})`) }
+        : undefined;
   // An event that reports no work is no row: it goes onto its turn's root, in order.
   if (startNs === endNs) return { spans: [eventSpan(event, { into: ROOT, attributes: {} })], contribution };
   return {
-    spans: [{
-      spanId: spanIdFor(event.name, eventIdentity(event)),
-      name: `claude_code.${event.name}`,
-      kind: SpanKind.INTERNAL,
-      startNs,
-      endNs,
-      attributes: { ...event.attributes, ...STEP_SPAN },
-      status: success === false ? { code: StatusCode.ERROR, message: stringOf(event.attributes['error']) ?? event.name } : undefined,
-    }],
+    spans: [
+      {
+        spanId: spanIdFor(event.name, eventIdentity(event)),
+        name: `claude_code.${event.name}`,
+        kind: SpanKind.INTERNAL,
+        startNs,
+        endNs,
+        attributes: { ...event.attributes, ...STEP_SPAN },
+        status:
+          success === false
+            ? { code: StatusCode.ERROR, message: stringOf(event.attributes['error']) ?? event.name }
+            : undefined,
+      },
+    ],
     contribution,
   };
 }
@@ -509,9 +637,17 @@ export interface Problem {
 
 function problemOf(e: ClaudeEvent, what: string, repeat?: string): Problem {
   const seq = numberOf(e.attributes['event.sequence']);
-  const who = e.attributes['agent_id'] !== undefined ? ` (subagent ${str(e.attributes['agent_type']) || str(e.attributes['agent_id'])})` : '';
-  return { order: seq ?? Number(e.timeNs / NS_PER_MS), text: `${e.name}${who}: ${what}`, ...(repeat !== undefined && { repeat }) };
+  const who =
+    e.attributes['agent_id'] !== undefined
+      ? ` (subagent ${str(e.attributes['agent_type']) || str(e.attributes['agent_id'])})`
+      : '';
+  return {
+    order: seq ?? Number(e.timeNs / NS_PER_MS),
+    text: `${e.name}${who}: ${what}`,
+    ...(repeat !== undefined && { repeat }),
+  };
 }
 
 /** A tool call's identity for telling repeats: its name and its input. */
-const toolCallOf = (e: ClaudeEvent) => `${str(e.attributes['tool_name'])} ${str(e.attributes['tool_input']) || str(e.attributes['tool_parameters'])}`;
+const toolCallOf = (e: ClaudeEvent) =>
+  `${str(e.attributes['tool_name'])} ${str(e.attributes['tool_input']) || str(e.attributes['tool_parameters'])}`;

@@ -18,7 +18,12 @@ function partOf(block: unknown): Record<string, unknown> {
     case 'tool_use':
       return { type: 'tool_call', id: b['id'], name: b['name'], arguments: b['input'] };
     case 'tool_result':
-      return { type: 'tool_call_response', id: b['tool_use_id'], response: b['content'], ...(b['is_error'] === true && { is_error: true }) };
+      return {
+        type: 'tool_call_response',
+        id: b['tool_use_id'],
+        response: b['content'],
+        ...(b['is_error'] === true && { is_error: true }),
+      };
     case 'thinking':
       return { type: 'reasoning', content: b['thinking'] };
     default:
@@ -27,13 +32,16 @@ function partOf(block: unknown): Record<string, unknown> {
   }
 }
 
-const partsOf = (content: unknown): Record<string, unknown>[] => (Array.isArray(content) ? content.map(partOf) : [partOf(content)]);
+const partsOf = (content: unknown): Record<string, unknown>[] =>
+  Array.isArray(content) ? content.map(partOf) : [partOf(content)];
 
 /** A request body's conversation and system prompt. */
 export function requestMessages(body: Record<string, unknown>): Attributes {
   const out: Attributes = {};
   const messages = Array.isArray(body['messages']) ? (body['messages'] as Record<string, unknown>[]) : [];
-  out['gen_ai.input.messages'] = JSON.stringify(messages.map((m) => ({ role: m['role'], parts: partsOf(m['content']) })));
+  out['gen_ai.input.messages'] = JSON.stringify(
+    messages.map((m) => ({ role: m['role'], parts: partsOf(m['content']) })),
+  );
   if (body['system'] !== undefined) out['gen_ai.system_instructions'] = JSON.stringify(partsOf(body['system']));
   return out;
 }
@@ -41,5 +49,9 @@ export function requestMessages(body: Record<string, unknown>): Attributes {
 /** A response body (one assistant message) as the output messages. */
 export function responseMessages(body: Record<string, unknown>): Attributes {
   const finish = typeof body['stop_reason'] === 'string' ? { finish_reason: body['stop_reason'] } : {};
-  return { 'gen_ai.output.messages': JSON.stringify([{ role: body['role'] ?? 'assistant', parts: partsOf(body['content']), ...finish }]) };
+  return {
+    'gen_ai.output.messages': JSON.stringify([
+      { role: body['role'] ?? 'assistant', parts: partsOf(body['content']), ...finish },
+    ]),
+  };
 }

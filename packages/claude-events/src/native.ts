@@ -50,7 +50,11 @@ const isBridgeOwn = (rs: ResourceSpans) =>
 /** The bridge's tracer is named SERVICE_NAME whatever OTEL_SERVICE_NAME calls the process. */
 const isBridgeOwnScope = (ss: ScopeSpans) => ss.scope?.name === SERVICE_NAME;
 
-export function nativeSpansToForward(request: ResourceSpans[], mode: NativeTraceMode, redactor: Redactor): ResourceSpans[] {
+export function nativeSpansToForward(
+  request: ResourceSpans[],
+  mode: NativeTraceMode,
+  redactor: Redactor,
+): ResourceSpans[] {
   const out: ResourceSpans[] = [];
   for (const rs of request) {
     // The bridge's own traces, sent back to it (its OTLP export at a Collector that feeds it):
@@ -63,7 +67,11 @@ export function nativeSpansToForward(request: ResourceSpans[], mode: NativeTrace
       return [{ ...ss, spans: (ss.spans ?? []).map((s) => redacted(enrich(s), redactor)) }];
     });
     if (scopeSpans.some((ss) => (ss.spans?.length ?? 0) > 0)) {
-      out.push({ ...rs, resource: rs.resource && { ...rs.resource, attributes: redactor.keyValues(rs.resource.attributes) }, scopeSpans });
+      out.push({
+        ...rs,
+        resource: rs.resource && { ...rs.resource, attributes: redactor.keyValues(rs.resource.attributes) },
+        scopeSpans,
+      });
     }
   }
   return out;

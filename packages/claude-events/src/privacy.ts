@@ -27,14 +27,27 @@ export interface PrivacyPolicy {
 export const KEEP_ALL: PrivacyPolicy = { prompts: 'keep', toolDetails: 'keep', userIds: 'keep' };
 
 const FIELDS: Record<keyof PrivacyPolicy, readonly string[]> = {
-  prompts: ['prompt', 'prompt_text', 'user_prompt', 'response', 'gen_ai.prompt', 'gen_ai.completion',
-    'body', 'gen_ai.input.messages', 'gen_ai.output.messages', 'gen_ai.system_instructions'],
+  prompts: [
+    'prompt',
+    'prompt_text',
+    'user_prompt',
+    'response',
+    'gen_ai.prompt',
+    'gen_ai.completion',
+    'body',
+    'gen_ai.input.messages',
+    'gen_ai.output.messages',
+    'gen_ai.system_instructions',
+  ],
   toolDetails: ['tool_parameters', 'tool_input', 'full_command', 'file_path', 'bash_command'],
   userIds: ['user.id', 'user.email', 'user.account_uuid', 'user.account_id', 'organization.id'],
 };
 
 export const hashValue = (v: AttributeValue): string =>
-  `sha256:${createHash('sha256').update(typeof v === 'string' ? v : JSON.stringify(v)).digest('hex').slice(0, 32)}`;
+  `sha256:${createHash('sha256')
+    .update(typeof v === 'string' ? v : JSON.stringify(v))
+    .digest('hex')
+    .slice(0, 32)}`;
 
 export interface Redactor {
   /** Whether anything is redacted at all (so callers can skip work). */

@@ -18,5 +18,7 @@ export function problemLines(problems: Problem[]): string[] {
     if (same) same.times += 1;
     else lines.push({ text: p.text, repeat: p.repeat, times: 1 });
   }
-  return lines.map((l) => short(l.times > 1 ? `${l.text} (the same call with the same input failed ${l.times} times)` : l.text));
+  return lines.map((l) =>
+    short(l.times > 1 ? `${l.text} (the same call with the same input failed ${l.times} times)` : l.text),
+  );
 }

@@ -2,7 +2,16 @@
  * The process stage as the worker runs it: a batch in, child spans out, interaction state
  * updated, and the roots of the turns the batch completed drawn (lifecycle/).
  */
-import { attributesToRecord, countItems, recordToAttributes, type ExportRequestBySignal, type KeyValue, type ResourceSpans, type Signal, type Span } from '@ccbridge/otlp';
+import {
+  attributesToRecord,
+  countItems,
+  recordToAttributes,
+  type ExportRequestBySignal,
+  type KeyValue,
+  type ResourceSpans,
+  type Signal,
+  type Span,
+} from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { assignInteractions, sessionsToLookUp } from './assign';
 import { claudeEventsOf, type ClaudeEvent } from './events';
@@ -74,7 +83,13 @@ function redactEvents(events: ClaudeEvent[], redactor: Redactor): ClaudeEvent[] 
  * found, and the spans of every subagent now placed sent in its Agent call's trace. Two calls
  * to Redis per shard, and only for batches with subagent activity.
  */
-async function placeAgents(deps: BatchProcessorDeps, events: ClaudeEvent[], keys: (string | undefined)[], spans: AgentSpan[], batch: ResourceSpans[]): Promise<number> {
+async function placeAgents(
+  deps: BatchProcessorDeps,
+  events: ClaudeEvent[],
+  keys: (string | undefined)[],
+  spans: AgentSpan[],
+  batch: ResourceSpans[],
+): Promise<number> {
   const facts = agentFactsOf(events, keys);
   for (const s of spans) {
     let f = facts.get(s.session);
@@ -83,7 +98,9 @@ async function placeAgents(deps: BatchProcessorDeps, events: ClaudeEvent[], keys
   }
   if (facts.size === 0) return 0;
   const states = await deps.store.agents([...facts.values()]);
-  const placed = await deps.store.place(states.map((st) => ({ session: st.session, links: linkAgents(st), agents: [...st.agents.keys()] })));
+  const placed = await deps.store.place(
+    states.map((st) => ({ session: st.session, links: linkAgents(st), agents: [...st.agents.keys()] })),
+  );
   const out: ResourceSpans[] = [];
   const sent: { session: string; agent: string; spanIds: string[] }[] = [];
   let count = 0;
@@ -94,15 +111,28 @@ async function placeAgents(deps: BatchProcessorDeps, events: ClaudeEvent[], keys
       const placement = placementOf(p.session, at);
       const { spans, callFolds } = placedSpans(placement, agent, held);
       // A subagent's totals go onto its Agent call's tool span, while that is still to be sent.
-      const call = batch.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!)).find((x) => x.spanId === placement.callSpanId);
+      const call = batch
+        .flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!))
+        .find((x) => x.spanId === placement.callSpanId);
       for (const f of callFolds) {
         if (call) mergeInto(call, f);
         else spans.push(...placedSpans({ ...placement, callSpanId: undefined }, agent, [JSON.stringify(f)]).spans);
       }
       out.push(...spans);
-      sent.push({ session: p.session, agent, spanIds: [...spans.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!.map((x) => x.spanId))), ...callFolds.map((f) => f.spanId)] });
+      sent.push({
+        session: p.session,
+        agent,
+        spanIds: [
+          ...spans.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!.map((x) => x.spanId))),
+          ...callFolds.map((f) => f.spanId),
+        ],
+      });
       count += held.length;
-      if (placement.rule === 'root') deps.log.warn({ session: p.session, agent }, 'no Agent call could be told for a subagent: its spans go under its prompt\'s root');
+      if (placement.rule === 'root')
+        deps.log.warn(
+          { session: p.session, agent },
+          "no Agent call could be told for a subagent: its spans go under its prompt's root",
+        );
     }
   }
   if (out.length > 0) await deps.exportSpans(out, 'spans');
@@ -143,10 +173,17 @@ export async function processBatch<S extends Signal>(
     const placed = await placeAgents(deps, events, keys, plan.agentSpans, plan.resourceSpans);
     // The batch's spans go with the roots of the turns it completed, in one export; with them
     // what was to wait for a root that is drawn already.
-    const roots = await deps.closer.sendWithRoots([...plan.resourceSpans, ...releasedSpansOf(applied.release)], applied.due.map((d) => d.shard));
+    const roots = await deps.closer.sendWithRoots(
+      [...plan.resourceSpans, ...releasedSpansOf(applied.release)],
+      applied.due.map((d) => d.shard),
+    );
     const late = applied.late.reduce((sum, l) => sum + l.events, 0);
     bridgeMetrics.lateEvents(late);
-    if (late > 0) deps.log.info({ interactions: applied.late.map((l) => l.key), events: late }, 'late events joined interactions already drawn');
+    if (late > 0)
+      deps.log.info(
+        { interactions: applied.late.map((l) => l.key), events: late },
+        'late events joined interactions already drawn',
+      );
     return {
       signal,
       events: extracted.events.length,
@@ -162,7 +199,11 @@ export async function processBatch<S extends Signal>(
     };
   }
   if (signal === 'traces') {
-    const forward = nativeSpansToForward((request as ExportRequestBySignal['traces']).resourceSpans ?? [], mode, redactor);
+    const forward = nativeSpansToForward(
+      (request as ExportRequestBySignal['traces']).resourceSpans ?? [],
+      mode,
+      redactor,
+    );
     if (forward.length > 0) await deps.exportSpans(forward, 'forwarded');
     return { signal, forwarded: countItems('traces', { resourceSpans: forward }) };
   }

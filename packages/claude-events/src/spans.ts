@@ -48,7 +48,11 @@ export const spanOfHeld = (traceId: string, parentSpanId: string, h: HeldSpan, e
 });
 
 /** A draft as sent at once: in `traceId`, under its own parent or else its turn's root. */
-export const spanOfDraft = (traceId: string, rootSpanId: string, d: SpanDraft): Span => spanOfHeld(traceId, d.parentSpanId ?? rootSpanId, heldOf(d));
+export const spanOfDraft = (traceId: string, rootSpanId: string, d: SpanDraft): Span =>
+  spanOfHeld(traceId, d.parentSpanId ?? rootSpanId, heldOf(d));
 
 /** Spans of one resource, in the bridge's scope. */
-export const resourceSpansOf = (resource: KeyValue[], spans: Span[]): ResourceSpans => ({ resource: { attributes: resource }, scopeSpans: [{ scope: SCOPE, spans }] });
+export const resourceSpansOf = (resource: KeyValue[], spans: Span[]): ResourceSpans => ({
+  resource: { attributes: resource },
+  scopeSpans: [{ scope: SCOPE, spans }],
+});

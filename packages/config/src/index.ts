@@ -98,17 +98,20 @@ export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
 type Parser<T> = (raw: string, name: string) => T;
 
-const integer = (min: number, max: number): Parser<number> => (raw, name) => {
-  const n = Number(raw.trim());
-  if (!/^\d+$/.test(raw.trim()) || n < min || n > max) {
-    throw new ConfigError(name, raw, `a whole number from ${min} to ${max}`);
-  }
-  return n;
-};
+const integer =
+  (min: number, max: number): Parser<number> =>
+  (raw, name) => {
+    const n = Number(raw.trim());
+    if (!/^\d+$/.test(raw.trim()) || n < min || n > max) {
+      throw new ConfigError(name, raw, `a whole number from ${min} to ${max}`);
+    }
+    return n;
+  };
 
 /** A TCP port; 0 asks the system for any free one (the bridge logs the port it got). */
 const port: Parser<number> = (raw, name) => {
-  if (!/^\s*\d+\s*$/.test(raw) || Number(raw) > 65535) throw new ConfigError(name, raw, 'a port from 1 to 65535, or 0 for any free port');
+  if (!/^\s*\d+\s*$/.test(raw) || Number(raw) > 65535)
+    throw new ConfigError(name, raw, 'a port from 1 to 65535, or 0 for any free port');
   return Number(raw);
 };
 
@@ -119,24 +122,28 @@ const boolean: Parser<boolean> = (raw, name) => {
   throw new ConfigError(name, raw, 'true or false (1/0, yes/no, on/off)');
 };
 
-const oneOf = <T extends string>(...values: T[]): Parser<T> => (raw, name) => {
-  const v = raw.trim().toLowerCase() as T;
-  if (!values.includes(v)) throw new ConfigError(name, raw, `one of ${values.join(', ')}`);
-  return v;
-};
+const oneOf =
+  <T extends string>(...values: T[]): Parser<T> =>
+  (raw, name) => {
+    const v = raw.trim().toLowerCase() as T;
+    if (!values.includes(v)) throw new ConfigError(name, raw, `one of ${values.join(', ')}`);
+    return v;
+  };
 
-const url = (...protocols: string[]): Parser<string> => (raw, name) => {
-  let parsed: URL;
-  try {
-    parsed = new URL(raw.trim());
-  } catch {
-    throw new ConfigError(name, raw, `a URL (${protocols.join(' or ')})`);
-  }
-  if (!protocols.includes(parsed.protocol)) {
-    throw new ConfigError(name, raw, `a URL starting with ${protocols.map((p) => p + '//').join(' or ')}`);
-  }
-  return raw.trim().replace(/\/+$/, '');
-};
+const url =
+  (...protocols: string[]): Parser<string> =>
+  (raw, name) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(raw.trim());
+    } catch {
+      throw new ConfigError(name, raw, `a URL (${protocols.join(' or ')})`);
+    }
+    if (!protocols.includes(parsed.protocol)) {
+      throw new ConfigError(name, raw, `a URL starting with ${protocols.map((p) => p + '//').join(' or ')}`);
+    }
+    return raw.trim().replace(/\/+$/, '');
+  };
 
 const text: Parser<string> = (raw, name) => {
   if (raw.trim() === '') throw new ConfigError(name, raw, 'a non-empty value');
@@ -156,9 +163,16 @@ const bytes: Parser<number> = (raw, name) => {
 
 /** Comma-separated bearer tokens, each at least 16 characters a header can carry. */
 const tokens: Parser<string[]> = (raw, name) => {
-  const list = raw.split(',').map((t) => t.trim()).filter((t) => t !== '');
+  const list = raw
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '');
   if (list.length === 0 || list.some((t) => !/^[A-Za-z0-9._~+/=-]{16,}$/.test(t))) {
-    throw new ConfigError(name, '(hidden)', 'tokens of at least 16 characters (letters, digits, . _ ~ + / = -), separated by commas');
+    throw new ConfigError(
+      name,
+      '(hidden)',
+      'tokens of at least 16 characters (letters, digits, . _ ~ + / = -), separated by commas',
+    );
   }
   return list;
 };
@@ -169,7 +183,11 @@ const readableFile: Parser<string> = (raw, name) => {
   try {
     accessSync(file, constants.R_OK);
   } catch (err) {
-    throw new ConfigError(name, raw, `a file this process can read (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    throw new ConfigError(
+      name,
+      raw,
+      `a file this process can read (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`,
+    );
   }
   return file;
 };
@@ -229,7 +247,12 @@ export const SPEC = [
   spec('LOG_LEVEL', 'logLevel', oneOf<LogLevel>('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), 'info'),
   spec('BRIDGE_DATA_DIR', 'dataDir', text, './data'),
   spec('BRIDGE_PORTS_FILE', 'portsFile', text, undefined),
-  spec('BRIDGE_NATIVE_TRACES', 'nativeTraces', oneOf<BridgeConfig['nativeTraces']>('prefer', 'events', 'both'), 'prefer'),
+  spec(
+    'BRIDGE_NATIVE_TRACES',
+    'nativeTraces',
+    oneOf<BridgeConfig['nativeTraces']>('prefer', 'events', 'both'),
+    'prefer',
+  ),
   spec('BRIDGE_EVENT_ROWS', 'eventRows', oneOf<BridgeConfig['eventRows']>('fold', 'each'), 'fold'),
   spec('BRIDGE_PRIVACY_PROMPTS', 'privacyPrompts', oneOf<PrivacyMode>('keep', 'hash', 'drop'), 'keep'),
   spec('BRIDGE_PRIVACY_TOOL_DETAILS', 'privacyToolDetails', oneOf<PrivacyMode>('keep', 'hash', 'drop'), 'keep'),
@@ -250,19 +273,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BridgeConfig {
     const raw = env[s.env];
     config[s.key] = raw === undefined || raw === '' ? s.default : s.parse(raw, s.env);
   }
-  if (config.redisCluster && !config.redisUrl) throw new ConfigError('REDIS_CLUSTER', String(env.REDIS_CLUSTER), 'REDIS_URL set to a node of the cluster as well');
+  if (config.redisCluster && !config.redisUrl)
+    throw new ConfigError('REDIS_CLUSTER', String(env.REDIS_CLUSTER), 'REDIS_URL set to a node of the cluster as well');
   const typed = config as unknown as BridgeConfig;
   if (!typed.tlsCertFile !== !typed.tlsKeyFile) {
-    const [missing, given] = typed.tlsCertFile ? ['BRIDGE_TLS_KEY_FILE', 'BRIDGE_TLS_CERT_FILE'] : ['BRIDGE_TLS_CERT_FILE', 'BRIDGE_TLS_KEY_FILE'];
+    const [missing, given] = typed.tlsCertFile
+      ? ['BRIDGE_TLS_KEY_FILE', 'BRIDGE_TLS_CERT_FILE']
+      : ['BRIDGE_TLS_CERT_FILE', 'BRIDGE_TLS_KEY_FILE'];
     throw new ConfigError(missing, '', `a file as well, since ${given} is set (TLS needs both)`);
   }
   typed.selfTelemetry = selfTelemetryOf(env, typed);
   if (typed.queueMetricsMaxBytes === undefined) typed.queueMetricsMaxBytes = Math.floor(typed.queueMaxBytes / 16);
   else if (typed.queueMetricsMaxBytes >= typed.queueMaxBytes) {
-    throw new ConfigError('BRIDGE_QUEUE_METRICS_MAX_BYTES', String(env.BRIDGE_QUEUE_METRICS_MAX_BYTES), `a size below BRIDGE_QUEUE_MAX_BYTES (${typed.queueMaxBytes} bytes): it is the metrics' share of that bound, and the events keep the rest`);
+    throw new ConfigError(
+      'BRIDGE_QUEUE_METRICS_MAX_BYTES',
+      String(env.BRIDGE_QUEUE_METRICS_MAX_BYTES),
+      `a size below BRIDGE_QUEUE_MAX_BYTES (${typed.queueMaxBytes} bytes): it is the metrics' share of that bound, and the events keep the rest`,
+    );
   }
   if (typed.metricsPort === typed.otlpHttpPort && typed.metricsPort !== 0 && typed.role !== 'worker') {
-    throw new ConfigError('BRIDGE_METRICS_PORT', String(typed.metricsPort), `a port other than OTLP_HTTP_PORT (${typed.otlpHttpPort})`);
+    throw new ConfigError(
+      'BRIDGE_METRICS_PORT',
+      String(typed.metricsPort),
+      `a port other than OTLP_HTTP_PORT (${typed.otlpHttpPort})`,
+    );
   }
   return config as unknown as BridgeConfig;
 }
@@ -270,5 +304,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BridgeConfig {
 /** BRIDGE_* variables that no setting reads: most likely misspelt, worth a warning. */
 export function unknownVariables(env: NodeJS.ProcessEnv = process.env): string[] {
   const known = new Set(SPEC.map((s) => s.env));
-  return Object.keys(env).filter((k) => k.startsWith('BRIDGE_') && !known.has(k)).sort();
+  return Object.keys(env)
+    .filter((k) => k.startsWith('BRIDGE_') && !known.has(k))
+    .sort();
 }

@@ -34,7 +34,10 @@ export interface DeadLetterOptions {
 export class DeadLetterStore {
   private readonly keys = deadLetterKeys();
 
-  constructor(private readonly redis: RedisClient, private readonly options: DeadLetterOptions) {}
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly options: DeadLetterOptions,
+  ) {}
 
   /**
    * Spans sent through `sink`, those LLMFlow refuses for their content recorded here at once
@@ -64,7 +67,12 @@ export class DeadLetterStore {
     const size = Number(results[results.length - 1]?.[1] ?? 0);
     bridgeMetrics.deadLettered(refused.length);
     this.options.log.error(
-      { source, spans: refused.map((r) => `${r.name} ${r.spanId}`), reasons: [...new Set(refused.map((r) => r.reason))].slice(0, 5), deadLetters: size },
+      {
+        source,
+        spans: refused.map((r) => `${r.name} ${r.spanId}`),
+        reasons: [...new Set(refused.map((r) => r.reason))].slice(0, 5),
+        deadLetters: size,
+      },
       'LLMFlow refused spans for their content; they are in the dead-letter store (ccbridge dead-letters list)',
     );
     if (size > this.options.maxEntries) await this.evict(size - this.options.maxEntries);
@@ -73,8 +81,15 @@ export class DeadLetterStore {
   private async evict(excess: number): Promise<void> {
     const oldest = await this.redis.zrange(this.keys.index, 0, excess - 1);
     if (oldest.length === 0) return;
-    await this.redis.multi().hdel(this.keys.spans, ...oldest).zrem(this.keys.index, ...oldest).exec();
-    this.options.log.warn({ dropped: oldest.length, maxEntries: this.options.maxEntries }, 'the dead-letter store is full: its oldest spans were dropped (BRIDGE_DEAD_LETTER_MAX)');
+    await this.redis
+      .multi()
+      .hdel(this.keys.spans, ...oldest)
+      .zrem(this.keys.index, ...oldest)
+      .exec();
+    this.options.log.warn(
+      { dropped: oldest.length, maxEntries: this.options.maxEntries },
+      'the dead-letter store is full: its oldest spans were dropped (BRIDGE_DEAD_LETTER_MAX)',
+    );
   }
 
   async count(): Promise<number> {
@@ -91,14 +106,21 @@ export class DeadLetterStore {
 
   async remove(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.redis.multi().hdel(this.keys.spans, ...ids).zrem(this.keys.index, ...ids).exec();
+    await this.redis
+      .multi()
+      .hdel(this.keys.spans, ...ids)
+      .zrem(this.keys.index, ...ids)
+      .exec();
   }
 
   /**
    * Sends entries to LLMFlow again; those it takes leave the store, those it refuses again stay
    * with the new reason. Throws (keeping every entry) when the sink cannot take anything now.
    */
-  async replay(sink: ReplaySink, options: { limit?: number; ids?: string[] } = {}): Promise<{ replayed: number; refused: number }> {
+  async replay(
+    sink: ReplaySink,
+    options: { limit?: number; ids?: string[] } = {},
+  ): Promise<{ replayed: number; refused: number }> {
     const entries = await this.list(options);
     if (entries.length === 0) return { replayed: 0, refused: 0 };
     const { refused } = await sink(entries.map((e) => e.resourceSpans));

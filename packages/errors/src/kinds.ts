@@ -34,7 +34,10 @@ export class RetryableError extends Error {
 export class BackpressureError extends Error {
   readonly kind: ErrorKind = 'backpressure';
   override name = 'BackpressureError';
-  constructor(message: string, readonly retryAfterMs?: number) {
+  constructor(
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
     super(message);
   }
 }
@@ -44,7 +47,8 @@ const SCRIPT_RUNTIME_ERROR = /^ERR (user_script:\d+:|Error running script)/;
 
 /** The kind of any thrown value (see the table above). */
 export function kindOf(err: unknown): ErrorKind {
-  if (err instanceof PermanentError || err instanceof RetryableError || err instanceof BackpressureError) return err.kind;
+  if (err instanceof PermanentError || err instanceof RetryableError || err instanceof BackpressureError)
+    return err.kind;
   if (err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError) return 'permanent';
   if (err instanceof Error && SCRIPT_RUNTIME_ERROR.test(err.message)) return 'permanent';
   return 'retryable';

@@ -26,14 +26,20 @@ export interface RequestBody {
 /** A body that cannot be taken, with the HTTP status that says why (never a retryable one). */
 export class BodyError extends PermanentError {
   override name = 'BodyError';
-  constructor(readonly status: 400 | 413 | 415, message: string) {
+  constructor(
+    readonly status: 400 | 413 | 415,
+    message: string,
+  ) {
     super(message);
   }
 }
 
 type Compressed = Exclude<ContentEncoding, 'identity'>;
 type Decompress = (buf: Buffer, options: zlib.ZlibOptions) => Buffer;
-const DECOMPRESS: Record<Compressed, { sync: Decompress; async: (buf: Buffer, options: zlib.ZlibOptions) => Promise<Buffer> }> = {
+const DECOMPRESS: Record<
+  Compressed,
+  { sync: Decompress; async: (buf: Buffer, options: zlib.ZlibOptions) => Promise<Buffer> }
+> = {
   gzip: { sync: zlib.gunzipSync, async: promisify(zlib.gunzip) },
   deflate: { sync: zlib.inflateSync, async: promisify(zlib.inflate) },
   br: { sync: zlib.brotliDecompressSync, async: promisify(zlib.brotliDecompress) },
@@ -60,13 +66,18 @@ export function contentEncodingOf(header: string | undefined): ContentEncoding |
   return value === 'identity' || value in DECOMPRESS ? (value as ContentEncoding) : undefined;
 }
 
-const tooLarge = (limit: number) => new BodyError(413, `body is larger than the limit of ${limit} bytes (after decompression)`);
+const tooLarge = (limit: number) =>
+  new BodyError(413, `body is larger than the limit of ${limit} bytes (after decompression)`);
 
 /** Reads and decompresses a request's body, both bounded by `limit` bytes; throws BodyError. */
 export async function readBody(req: IncomingMessage, limit: number): Promise<RequestBody> {
   const header = req.headers['content-encoding'];
   const encoding = contentEncodingOf(header);
-  if (!encoding) throw new BodyError(415, `Content-Encoding ${JSON.stringify(header)} is not supported: use gzip or no Content-Encoding`);
+  if (!encoding)
+    throw new BodyError(
+      415,
+      `Content-Encoding ${JSON.stringify(header)} is not supported: use gzip or no Content-Encoding`,
+    );
   let raw: Buffer;
   try {
     raw = await getRawBody(req, { length: req.headers['content-length'], limit });

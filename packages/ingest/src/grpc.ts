@@ -59,7 +59,10 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
     const answer = async (call: Call, callback: Callback): Promise<void> => {
       // grpc-js has read the message by now; the gate bounds the decoded batches held at once.
       if (options.auth && !options.auth.accepts(String(call.metadata.get('authorization')[0] ?? ''))) {
-        log.warn({ signal, transport: 'grpc', remote: call.getPeer() }, 'refused a call without an accepted bearer token');
+        log.warn(
+          { signal, transport: 'grpc', remote: call.getPeer() },
+          'refused a call without an accepted bearer token',
+        );
         bridgeMetrics.refusedRequest('grpc', 'auth');
         return callback({ code: grpc.status.UNAUTHENTICATED, details: AUTH_MESSAGE });
       }
@@ -75,13 +78,22 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
     };
     const exportBatch = async (call: Call, callback: Callback): Promise<void> => {
       try {
-        const { items } = await receiveBatch(sink, log, signal, readBatch(signal, call.request, 'protobuf', options.limits), 'grpc');
+        const { items } = await receiveBatch(
+          sink,
+          log,
+          signal,
+          readBatch(signal, call.request, 'protobuf', options.limits),
+          'grpc',
+        );
         log.debug({ signal, transport: 'grpc', items, bytes: call.request.length }, 'accepted a batch');
       } catch (err) {
         // The error's kind, in gRPC's terms: UNAVAILABLE is retried by OTLP exporters, INVALID_ARGUMENT is not.
         const refusal = refusalOf(err);
         if (refusal.retry) return callback({ code: grpc.status.UNAVAILABLE, details: refusal.message });
-        log.warn({ signal, transport: 'grpc', bytes: call.request.length, reason: refusal.message }, 'rejected a request that does not decode');
+        log.warn(
+          { signal, transport: 'grpc', bytes: call.request.length, reason: refusal.message },
+          'rejected a request that does not decode',
+        );
         bridgeMetrics.refusedRequest('grpc', 'decode');
         return callback({ code: grpc.status.INVALID_ARGUMENT, details: refusal.message });
       }
@@ -92,7 +104,10 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
     // unhandled.
     const Export: grpc.handleUnaryCall<Buffer, Buffer> = (call, callback) =>
       void answer(call, callback).catch((err: unknown) => {
-        log.error({ signal, transport: 'grpc', err: (err as Error).message, stack: (err as Error).stack }, 'unexpected error while receiving');
+        log.error(
+          { signal, transport: 'grpc', err: (err as Error).message, stack: (err as Error).stack },
+          'unexpected error while receiving',
+        );
         callback({ code: grpc.status.INTERNAL, details: 'internal error' });
       });
     server.addService(definition, { Export });
@@ -108,7 +123,9 @@ export interface TlsFiles {
 
 /** Binds and starts the server (with TLS when given); rejects with a message naming the port when it cannot. */
 export function listenGrpc(server: grpc.Server, host: string, port: number, tls?: TlsFiles): Promise<number> {
-  const credentials = tls ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : grpc.ServerCredentials.createInsecure();
+  const credentials = tls
+    ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false)
+    : grpc.ServerCredentials.createInsecure();
   return new Promise((resolve, reject) => {
     server.bindAsync(`${host}:${port}`, credentials, (err, bound) => {
       if (err) reject(new Error(`cannot listen for OTLP/gRPC on ${host}:${port}: ${err.message}`));

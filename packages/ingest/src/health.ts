@@ -20,7 +20,9 @@ export function healthRouter(options: HealthOptions): express.Router {
   });
   router.get('/readyz', async (_req, res) => {
     const ready = await options.ready().catch(() => false);
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', redis: ready ? 'ok' : 'unreachable' });
+    res
+      .status(ready ? 200 : 503)
+      .json({ status: ready ? 'ready' : 'unavailable', redis: ready ? 'ok' : 'unreachable' });
   });
   return router;
 }
@@ -31,7 +33,10 @@ export function notFound(req: Request, res: Response): void {
 }
 
 /** Every role's own port: the health routes and GET /metrics (the Prometheus text format). */
-export function createAdminApp(health: HealthOptions, metrics: (req: http.IncomingMessage, res: http.ServerResponse) => void): express.Express {
+export function createAdminApp(
+  health: HealthOptions,
+  metrics: (req: http.IncomingMessage, res: http.ServerResponse) => void,
+): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(healthRouter(health));
@@ -39,4 +44,3 @@ export function createAdminApp(health: HealthOptions, metrics: (req: http.Incomi
   app.use(notFound);
   return app;
 }
-

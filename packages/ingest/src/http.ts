@@ -18,8 +18,12 @@
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import {
-  CONTENT_TYPES, encodeExportResponse, encodeStatus, type ScanLimits,
-  type Signal, type WireFormat,
+  CONTENT_TYPES,
+  encodeExportResponse,
+  encodeStatus,
+  type ScanLimits,
+  type Signal,
+  type WireFormat,
 } from '@ccbridge/otlp';
 import { RETRY_AFTER_SECONDS } from '@ccbridge/errors';
 import type { Logger } from '@ccbridge/log';
@@ -27,7 +31,15 @@ import { bridgeMetrics, type RefusalReason } from '@ccbridge/telemetry';
 import { AUTH_MESSAGE, type Authenticator } from './auth';
 import { healthRouter, notFound, type HealthOptions } from './health';
 import { readBody, type RequestBody } from './body';
-import { BUSY_MESSAGE, readBatch, receiveBatch, refusalOf, type BatchSink, type InflightGate, type ReceivedBatch } from './receiver';
+import {
+  BUSY_MESSAGE,
+  readBatch,
+  receiveBatch,
+  refusalOf,
+  type BatchSink,
+  type InflightGate,
+  type ReceivedBatch,
+} from './receiver';
 
 export interface IngestOptions {
   sink: BatchSink;
@@ -44,7 +56,13 @@ export interface IngestOptions {
 }
 
 /** The reason a refused request is counted under, by the status it is answered with (503s are counted where they are decided). */
-const REFUSAL_BY_STATUS: Record<number, RefusalReason> = { 400: 'decode', 401: 'auth', 405: 'unsupported', 413: 'size', 415: 'unsupported' };
+const REFUSAL_BY_STATUS: Record<number, RefusalReason> = {
+  400: 'decode',
+  401: 'auth',
+  405: 'unsupported',
+  413: 'size',
+  415: 'unsupported',
+};
 
 const PATHS: Record<string, Signal> = { '/v1/logs': 'logs', '/v1/metrics': 'metrics', '/v1/traces': 'traces' };
 
@@ -67,7 +85,10 @@ export function otlpRouter(options: IngestOptions): express.Router {
     if (reason) bridgeMetrics.refusedRequest('http', reason);
     const format = wireFormatOf(req.headers['content-type']) ?? 'json';
     if (status === 503 || status === 429) res.setHeader('Retry-After', retryAfter);
-    res.status(status).type(CONTENT_TYPES[format]).send(Buffer.from(encodeStatus(format, status, message)));
+    res
+      .status(status)
+      .type(CONTENT_TYPES[format])
+      .send(Buffer.from(encodeStatus(format, status, message)));
   };
 
   for (const [path, signal] of Object.entries(PATHS)) {
@@ -82,7 +103,12 @@ export function otlpRouter(options: IngestOptions): express.Router {
         return reply(req, res, 401, AUTH_MESSAGE);
       }
       if (!wireFormatOf(req.headers['content-type'])) {
-        return reply(req, res, 415, `Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')} is not supported: use ${CONTENT_TYPES.protobuf} or ${CONTENT_TYPES.json}`);
+        return reply(
+          req,
+          res,
+          415,
+          `Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')} is not supported: use ${CONTENT_TYPES.protobuf} or ${CONTENT_TYPES.json}`,
+        );
       }
       if (!options.gate.tryEnter()) {
         log.warn({ signal, limit: options.gate.limit }, 'throttled a request: too many at once');
@@ -105,10 +131,17 @@ export function otlpRouter(options: IngestOptions): express.Router {
         // The error's kind, in OTLP/HTTP's terms (the table above).
         const refusal = refusalOf(err);
         if (refusal.retry) return reply(req, res, 503, refusal.message);
-        if (body && !batch) log.warn({ signal, format, bytes: body.bytes.length, reason: refusal.message }, 'rejected a request that does not decode');
+        if (body && !batch)
+          log.warn(
+            { signal, format, bytes: body.bytes.length, reason: refusal.message },
+            'rejected a request that does not decode',
+          );
         return reply(req, res, refusal.status, refusal.message);
       }
-      res.status(200).type(CONTENT_TYPES[format]).send(Buffer.from(encodeExportResponse(signal, format)));
+      res
+        .status(200)
+        .type(CONTENT_TYPES[format])
+        .send(Buffer.from(encodeExportResponse(signal, format)));
     });
   }
 

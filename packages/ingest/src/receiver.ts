@@ -17,8 +17,15 @@ export type { Acceptance, ReceivedBatch };
  * encoded once, and its encoding walked for the limits. Throws DecodeError for a body that does
  * not decode or goes past a limit.
  */
-export function readBatch(signal: Signal, body: Uint8Array, format: WireFormat, limits?: ScanLimits, gzipped?: Uint8Array): ReceivedBatch {
-  if (format === 'protobuf') return { items: scanExportRequest(signal, body, limits), protobuf: body, ...(gzipped && { gzipped }) };
+export function readBatch(
+  signal: Signal,
+  body: Uint8Array,
+  format: WireFormat,
+  limits?: ScanLimits,
+  gzipped?: Uint8Array,
+): ReceivedBatch {
+  if (format === 'protobuf')
+    return { items: scanExportRequest(signal, body, limits), protobuf: body, ...(gzipped && { gzipped }) };
   const batch = jsonToProtobuf(signal, body);
   if (limits) scanExportRequest(signal, batch.protobuf, limits);
   return batch;
@@ -41,12 +48,20 @@ type Outcome =
  * Stores a batch and says how many items it held; throws BackpressureError while the queue is
  * full, RetryableError while Redis cannot take it (both "retry later" to the client).
  */
-export async function receiveBatch(sink: BatchSink, log: Logger, signal: Signal, batch: ReceivedBatch, transport: Transport): Promise<{ items: number }> {
+export async function receiveBatch(
+  sink: BatchSink,
+  log: Logger,
+  signal: Signal,
+  batch: ReceivedBatch,
+  transport: Transport,
+): Promise<{ items: number }> {
   const attributes = { 'ccbridge.signal': signal, 'ccbridge.items': batch.items, 'ccbridge.transport': transport };
-  const outcome = await inSpan('ccbridge.receive', { kind: SpanKind.SERVER, attributes }, (span) => storeBatch(sink, log, signal, batch, transport).then((outcome) => {
-    span.setAttribute('ccbridge.stored', outcome.stored);
-    return outcome;
-  }));
+  const outcome = await inSpan('ccbridge.receive', { kind: SpanKind.SERVER, attributes }, (span) =>
+    storeBatch(sink, log, signal, batch, transport).then((outcome) => {
+      span.setAttribute('ccbridge.stored', outcome.stored);
+      return outcome;
+    }),
+  );
   if (!outcome.stored) throw outcome.error;
   return outcome;
 }
@@ -65,7 +80,13 @@ export function refusalOf(err: unknown): Refusal {
   return { retry: false, status: status === 413 || status === 415 ? status : 400, message };
 }
 
-async function storeBatch(sink: BatchSink, log: Logger, signal: Signal, batch: ReceivedBatch, transport: Transport): Promise<Outcome> {
+async function storeBatch(
+  sink: BatchSink,
+  log: Logger,
+  signal: Signal,
+  batch: ReceivedBatch,
+  transport: Transport,
+): Promise<Outcome> {
   const items = batch.items;
   if (items === 0) return { stored: true, items };
   if (!sink.queues(signal)) {
@@ -77,7 +98,10 @@ async function storeBatch(sink: BatchSink, log: Logger, signal: Signal, batch: R
   const refuse = (reason: 'queue_full' | 'unavailable', message: string): Outcome => {
     bridgeMetrics.refused(signal, transport, reason, items);
     bridgeMetrics.refusedRequest(transport, reason);
-    return { stored: false, error: reason === 'queue_full' ? new BackpressureError(message) : new RetryableError(message) };
+    return {
+      stored: false,
+      error: reason === 'queue_full' ? new BackpressureError(message) : new RetryableError(message),
+    };
   };
   const acceptance = await sink.acceptance(signal);
   if (acceptance !== 'ok') {

@@ -79,7 +79,8 @@ function cuttables(span: Span): Cuttable[] {
   const collect = (kvs: KeyValue[] | undefined, prefix: string) => {
     for (const kv of kvs ?? []) {
       const s = kv.value?.stringValue;
-      if (s !== undefined && s.length > KEEP_CHARS) out.push({ key: prefix + kv.key, value: kv.value as Cuttable['value'] });
+      if (s !== undefined && s.length > KEEP_CHARS)
+        out.push({ key: prefix + kv.key, value: kv.value as Cuttable['value'] });
     }
   };
   collect(span.attributes, '');
@@ -134,7 +135,9 @@ export function fitSpan(span: Span, maxBytes: number): Span {
   if (trimmedKeys.size === 0) return span;
   bridgeMetrics.trimmedSpans(1);
   copy.attributes = [
-    ...(copy.attributes ?? []).filter((kv) => kv.key !== TRIMMED_KEYS && kv.key !== TRIMMED_BYTES && kv.key !== TRIMMED_MESSAGES),
+    ...(copy.attributes ?? []).filter(
+      (kv) => kv.key !== TRIMMED_KEYS && kv.key !== TRIMMED_BYTES && kv.key !== TRIMMED_MESSAGES,
+    ),
     { key: TRIMMED_KEYS, value: { arrayValue: { values: [...trimmedKeys].map((k) => ({ stringValue: k })) } } },
     { key: TRIMMED_BYTES, value: { intValue: String(trimmedBytes) } },
     ...(trimmedMessages > 0 ? [{ key: TRIMMED_MESSAGES, value: { intValue: String(trimmedMessages) } }] : []),

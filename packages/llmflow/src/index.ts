@@ -32,7 +32,10 @@ export { LlmflowUnavailableError } from './unavailable';
 export { LlmflowMetricsClient, type LlmflowMetricsOptions, type MetricsAnswer } from './metrics';
 
 /** Whether anything answers HTTP at LLMFlow's base URL (its health route), and how. */
-export async function probeLlmflow(url: string, timeoutMs = 5_000): Promise<{ answers: boolean; status?: number; error?: string }> {
+export async function probeLlmflow(
+  url: string,
+  timeoutMs = 5_000,
+): Promise<{ answers: boolean; status?: number; error?: string }> {
   try {
     const r = await fetch(`${url.replace(/\/+$/, '')}/api/health`, { signal: AbortSignal.timeout(timeoutMs) });
     return { answers: true, status: r.status };
@@ -43,8 +46,8 @@ export async function probeLlmflow(url: string, timeoutMs = 5_000): Promise<{ an
 }
 
 /** What to set when LLMFlow does not answer: said at start-up, in pauses and by `ccbridge status`. */
-export const LLMFLOW_URL_HINT = 'set LLMFLOW_URL to where LLMFlow listens (a stock `npx llmflow`: http://127.0.0.1:1337; the compose file\'s: http://llmflow:3000; on the host from compose: http://host.docker.internal:1337, with LLMFlow listening beyond loopback)';
-
+export const LLMFLOW_URL_HINT =
+  "set LLMFLOW_URL to where LLMFlow listens (a stock `npx llmflow`: http://127.0.0.1:1337; the compose file's: http://llmflow:3000; on the host from compose: http://host.docker.internal:1337, with LLMFlow listening beyond loopback)";
 
 export interface RefusedSpan {
   spanId: string;
@@ -83,7 +86,8 @@ const MIN_SPAN_BYTES = 2048;
 /** Bytes of a request besides its spans: resource, scope, and the JSON around them. */
 const requestOverhead = (rs: ResourceSpans) => Buffer.byteLength(JSON.stringify({ ...rs, scopeSpans: [] })) + 256;
 
-const spansIn = (batch: ResourceSpans[]) => batch.flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []));
+const spansIn = (batch: ResourceSpans[]) =>
+  batch.flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []));
 const spanCount = (batch: ResourceSpans[]) => countItems('traces', { resourceSpans: batch });
 const sum = (a: ExportResult, b: ExportResult): ExportResult => ({
   stored: a.stored + b.stored,
@@ -144,7 +148,8 @@ function originalsOf(batch: ResourceSpans[]): Originals {
       index = new Map();
       for (const rs of batch) {
         for (const ss of rs.scopeSpans ?? []) {
-          for (const span of ss.spans ?? []) index.set(span.spanId, { rs: { ...rs, scopeSpans: [{ ...ss, spans: [span] }] }, span });
+          for (const span of ss.spans ?? [])
+            index.set(span.spanId, { rs: { ...rs, scopeSpans: [{ ...ss, spans: [span] }] }, span });
         }
       }
     }
@@ -168,7 +173,8 @@ export class LlmflowExporter {
     for (const chunk of chunkResourceSpans(fitted, this.options.maxSpansPerRequest, this.bodyLimit)) {
       total = sum(total, await this.post(chunk, originals));
     }
-    if (total.duplicates > 0) this.options.log.debug({ duplicates: total.duplicates }, 'LLMFlow already held some spans');
+    if (total.duplicates > 0)
+      this.options.log.debug({ duplicates: total.duplicates }, 'LLMFlow already held some spans');
     bridgeMetrics.sentSpans(total.stored);
     bridgeMetrics.failedSpans('refused', total.refused.length);
     return total;
@@ -176,7 +182,11 @@ export class LlmflowExporter {
 
   private post(chunk: ResourceSpans[], originals: Originals): Promise<ExportResult> {
     const spans = spanCount(chunk);
-    return inSpan('ccbridge.export', { kind: SpanKind.CLIENT, attributes: { 'ccbridge.spans': spans, 'server.address': this.endpoint } }, () => this.postOnce(chunk, spans, originals));
+    return inSpan(
+      'ccbridge.export',
+      { kind: SpanKind.CLIENT, attributes: { 'ccbridge.spans': spans, 'server.address': this.endpoint } },
+      () => this.postOnce(chunk, spans, originals),
+    );
   }
 
   private async postOnce(chunk: ResourceSpans[], spans: number, originals: Originals): Promise<ExportResult> {
@@ -208,9 +218,14 @@ export class LlmflowExporter {
       if (spans > 1) return this.postInHalves(chunk, spans, `LLMFlow answered ${response.status}`, originals);
       const smaller = large ? this.cutSmaller(chunk, bytes, originals) : undefined;
       if (smaller) return this.post(smaller, originals);
-      return { stored: 0, duplicates: 0, refused: this.refuse(chunk, `LLMFlow answered ${response.status}: ${text.slice(0, 300)}`, originals) };
+      return {
+        stored: 0,
+        duplicates: 0,
+        refused: this.refuse(chunk, `LLMFlow answered ${response.status}: ${text.slice(0, 300)}`, originals),
+      };
     }
-    if (!response.ok) throw unavailable(`LLMFlow at ${this.endpoint} answered ${response.status}: ${text.slice(0, 300)}`);
+    if (!response.ok)
+      throw unavailable(`LLMFlow at ${this.endpoint} answered ${response.status}: ${text.slice(0, 300)}`);
     const refusal = readPartialSuccess(text);
     bridgeMetrics.exportRequest(took(), refusal.rejected === 0 ? 'ok' : 'partial');
     if (refusal.rejected === 0) return { stored: spans, duplicates: 0, refused: [] };
@@ -225,10 +240,19 @@ export class LlmflowExporter {
       const storedNow = spans - refusal.rejected;
       return { ...again, stored: again.stored + storedNow, duplicates: again.duplicates - storedNow };
     }
-    return { stored: 0, duplicates: 0, refused: this.refuse(chunk, refusal.reasons.join('; ') || 'refused without a reason', originals) };
+    return {
+      stored: 0,
+      duplicates: 0,
+      refused: this.refuse(chunk, refusal.reasons.join('; ') || 'refused without a reason', originals),
+    };
   }
 
-  private async postInHalves(chunk: ResourceSpans[], spans: number, why: string, originals: Originals): Promise<ExportResult> {
+  private async postInHalves(
+    chunk: ResourceSpans[],
+    spans: number,
+    why: string,
+    originals: Originals,
+  ): Promise<ExportResult> {
     this.options.log.debug({ spans, why }, 'splitting a request to LLMFlow');
     const [a = [], b = []] = chunkResourceSpans(chunk, Math.ceil(spans / 2));
     // Both halves go, whatever the first one met: one refused span must not hold back the rest.
@@ -241,7 +265,10 @@ export class LlmflowExporter {
     const limit = Math.floor(refusedBytes / 2);
     if (limit >= this.bodyLimit) return;
     this.bodyLimit = limit;
-    this.options.log.warn({ bodyLimitBytes: limit }, 'LLMFlow refused a request as too large; later requests are cut to fit');
+    this.options.log.warn(
+      { bodyLimitBytes: limit },
+      'LLMFlow refused a request as too large; later requests are cut to fit',
+    );
   }
 
   /** A lone span LLMFlow found too large, cut from its original to half its size; undefined when it cannot shrink. */
@@ -253,7 +280,10 @@ export class LlmflowExporter {
     if (target < MIN_SPAN_BYTES) return undefined;
     const smaller = fitSpan(originals(span.spanId)?.span ?? span, target);
     if (spanBytes(smaller) >= spanBytes(span)) return undefined;
-    this.options.log.debug({ span: `${span.name} ${span.spanId}`, targetBytes: target }, 'LLMFlow found a span too large; cutting it further');
+    this.options.log.debug(
+      { span: `${span.name} ${span.spanId}`, targetBytes: target },
+      'LLMFlow found a span too large; cutting it further',
+    );
     return [{ ...rs, scopeSpans: [{ ...rs.scopeSpans?.[0], spans: [smaller] }] }];
   }
 
@@ -263,7 +293,10 @@ export class LlmflowExporter {
       spanId: s.spanId,
       name: s.name,
       reason,
-      resourceSpans: originals(s.spanId)?.rs ?? { ...chunk[0], scopeSpans: [{ ...chunk[0]?.scopeSpans?.[0], spans: [s] }] },
+      resourceSpans: originals(s.spanId)?.rs ?? {
+        ...chunk[0],
+        scopeSpans: [{ ...chunk[0]?.scopeSpans?.[0], spans: [s] }],
+      },
     }));
   }
 }

@@ -54,10 +54,12 @@ export class LlmflowMetricsClient {
   async accepts(): Promise<boolean> {
     const now = (this.options.now ?? Date.now)();
     if (this.answer === 'yes') return true;
-    if (this.answer !== 'unknown' && now - this.answer.noSince < (this.options.reaskMs ?? LLMFLOW_REASK_MS)) return false;
+    if (this.answer !== 'unknown' && now - this.answer.noSince < (this.options.reaskMs ?? LLMFLOW_REASK_MS))
+      return false;
     const { status, text } = await this.send({ resourceMetrics: [] });
     const yes = status >= 200 && status < 300;
-    if (!yes && !NO_ENDPOINT.has(status)) throw new LlmflowUnavailableError(`LLMFlow at ${this.endpoint} answered ${status}: ${text.slice(0, 300)}`);
+    if (!yes && !NO_ENDPOINT.has(status))
+      throw new LlmflowUnavailableError(`LLMFlow at ${this.endpoint} answered ${status}: ${text.slice(0, 300)}`);
     this.answer = yes ? 'yes' : { noSince: now };
     this.say(yes ? 'yes' : 'no', status);
     return yes;
@@ -65,35 +67,43 @@ export class LlmflowMetricsClient {
 
   /** Posts one request of `points` data points. Throws LlmflowUnavailableError when LLMFlow cannot take anything now. */
   post(request: ExportMetricsRequest, points: number): Promise<MetricsAnswer> {
-    return inSpan('ccbridge.export', { kind: SpanKind.CLIENT, attributes: { 'ccbridge.metric_points': points, 'server.address': this.endpoint } }, async () => {
-      const started = performance.now();
-      const took = () => (performance.now() - started) / 1000;
-      let answer: { status: number; text: string };
-      try {
-        answer = await this.send(request);
-      } catch (err) {
-        bridgeMetrics.exportRequest(took(), 'unavailable');
-        throw err;
-      }
-      const { status, text } = answer;
-      if (NO_ENDPOINT.has(status)) {
-        // Asked again before anything else is sent: LLMFlow may have been replaced by an older one.
-        this.answer = 'unknown';
-        bridgeMetrics.exportRequest(took(), 'refused');
-        return 'unsupported';
-      }
-      if (REFUSES_CONTENT.has(status)) {
-        bridgeMetrics.exportRequest(took(), 'refused');
-        return { stored: 0, refused: points, reason: `LLMFlow answered ${status}: ${text.slice(0, 300)}` };
-      }
-      if (status < 200 || status >= 300) {
-        bridgeMetrics.exportRequest(took(), 'unavailable');
-        throw new LlmflowUnavailableError(`LLMFlow at ${this.endpoint} answered ${status}: ${text.slice(0, 300)}`);
-      }
-      const refusal = readPartialSuccess(text);
-      bridgeMetrics.exportRequest(took(), refusal.refused === 0 ? 'ok' : 'partial');
-      return { stored: points - refusal.refused, refused: refusal.refused, ...(refusal.reason && { reason: refusal.reason }) };
-    });
+    return inSpan(
+      'ccbridge.export',
+      { kind: SpanKind.CLIENT, attributes: { 'ccbridge.metric_points': points, 'server.address': this.endpoint } },
+      async () => {
+        const started = performance.now();
+        const took = () => (performance.now() - started) / 1000;
+        let answer: { status: number; text: string };
+        try {
+          answer = await this.send(request);
+        } catch (err) {
+          bridgeMetrics.exportRequest(took(), 'unavailable');
+          throw err;
+        }
+        const { status, text } = answer;
+        if (NO_ENDPOINT.has(status)) {
+          // Asked again before anything else is sent: LLMFlow may have been replaced by an older one.
+          this.answer = 'unknown';
+          bridgeMetrics.exportRequest(took(), 'refused');
+          return 'unsupported';
+        }
+        if (REFUSES_CONTENT.has(status)) {
+          bridgeMetrics.exportRequest(took(), 'refused');
+          return { stored: 0, refused: points, reason: `LLMFlow answered ${status}: ${text.slice(0, 300)}` };
+        }
+        if (status < 200 || status >= 300) {
+          bridgeMetrics.exportRequest(took(), 'unavailable');
+          throw new LlmflowUnavailableError(`LLMFlow at ${this.endpoint} answered ${status}: ${text.slice(0, 300)}`);
+        }
+        const refusal = readPartialSuccess(text);
+        bridgeMetrics.exportRequest(took(), refusal.refused === 0 ? 'ok' : 'partial');
+        return {
+          stored: points - refusal.refused,
+          refused: refusal.refused,
+          ...(refusal.reason && { reason: refusal.reason }),
+        };
+      },
+    );
   }
 
   private async send(request: ExportMetricsRequest): Promise<{ status: number; text: string }> {
@@ -114,8 +124,16 @@ export class LlmflowMetricsClient {
   private say(answer: 'yes' | 'no', status: number): void {
     if (this.said === answer) return;
     this.said = answer;
-    if (answer === 'yes') this.options.log.info({ endpoint: this.endpoint }, 'LLMFlow accepts metrics: Claude Code\'s metrics are forwarded to it');
-    else this.options.log.warn({ endpoint: this.endpoint, status }, `LLMFlow has no metrics endpoint (it answered ${status}): Claude Code's metrics are not forwarded to it (LLMFlow 0.4.1 and later take them)`);
+    if (answer === 'yes')
+      this.options.log.info(
+        { endpoint: this.endpoint },
+        "LLMFlow accepts metrics: Claude Code's metrics are forwarded to it",
+      );
+    else
+      this.options.log.warn(
+        { endpoint: this.endpoint, status },
+        `LLMFlow has no metrics endpoint (it answered ${status}): Claude Code's metrics are not forwarded to it (LLMFlow 0.4.1 and later take them)`,
+      );
   }
 }
 

@@ -15,7 +15,10 @@ import type { MetricsStore } from './store';
 export interface MetricsSink {
   /** Whether it takes metrics at all (asked once, and again after a refusal). */
   accepts(): Promise<boolean>;
-  post(request: ExportMetricsRequest, points: number): Promise<'unsupported' | { stored: number; refused: number; reason?: string }>;
+  post(
+    request: ExportMetricsRequest,
+    points: number,
+  ): Promise<'unsupported' | { stored: number; refused: number; reason?: string }>;
 }
 
 export interface ForwardDeps {
@@ -42,7 +45,12 @@ export interface ForwardSummary {
   stale?: number;
 }
 
-export async function forwardMetrics(deps: ForwardDeps, jobId: string, request: ExportMetricsRequest, items: number): Promise<ForwardSummary> {
+export async function forwardMetrics(
+  deps: ForwardDeps,
+  jobId: string,
+  request: ExportMetricsRequest,
+  items: number,
+): Promise<ForwardSummary> {
   const record = await deps.store.record(jobId, cumulativePoints(request));
   if (deps.counted) await deps.counted(jobId, convertRequest(request, record.prev).request);
   if (!(await deps.sink.accepts())) {
@@ -59,7 +67,8 @@ export async function forwardMetrics(deps: ForwardDeps, jobId: string, request: 
     const chunk = chunks[i]!;
     let answer = await deps.sink.post(chunk.request, chunk.points);
     // LLMFlow answered as if it had no metrics endpoint: asked again, and sent once more if it says it has.
-    if (answer === 'unsupported' && (await deps.sink.accepts())) answer = await deps.sink.post(chunk.request, chunk.points);
+    if (answer === 'unsupported' && (await deps.sink.accepts()))
+      answer = await deps.sink.post(chunk.request, chunk.points);
     if (answer === 'unsupported') {
       const left = chunks.slice(i).reduce((n, c) => n + c.points, 0);
       bridgeMetrics.droppedMetricPoints('unsupported', left);
@@ -68,7 +77,10 @@ export async function forwardMetrics(deps: ForwardDeps, jobId: string, request: 
     }
     if (answer.refused > 0) {
       // Not sent again: LLMFlow stored the request's other points, and would store them twice.
-      deps.log.error({ job: jobId, refused: answer.refused, reason: answer.reason }, 'LLMFlow refused metric points; they are not sent again');
+      deps.log.error(
+        { job: jobId, refused: answer.refused, reason: answer.reason },
+        'LLMFlow refused metric points; they are not sent again',
+      );
       bridgeMetrics.droppedMetricPoints('refused', answer.refused);
       summary.refused = (summary.refused ?? 0) + answer.refused;
     }

@@ -1,3 +1,14 @@
 export { forwardMetrics, type ForwardDeps, type ForwardSummary, type MetricsSink } from './forward';
 export { MetricsStore, type JobRecord } from './store';
-export { Temporality, chunkRequest, convertRequest, cumulativePoints, deltaOf, type CumulativePoint, type Converted, type Metric, type NumberPoint, type RedactAttributes } from './points';
+export {
+  Temporality,
+  chunkRequest,
+  convertRequest,
+  cumulativePoints,
+  deltaOf,
+  type CumulativePoint,
+  type Converted,
+  type Metric,
+  type NumberPoint,
+  type RedactAttributes,
+} from './points';

@@ -36,13 +36,18 @@ export interface CumulativePoint {
   value: string;
 }
 
-const isCumulativeCounter = (m: Metric) => m.sum?.aggregationTemporality === Temporality.CUMULATIVE && m.sum.isMonotonic === true;
+const isCumulativeCounter = (m: Metric) =>
+  m.sum?.aggregationTemporality === Temporality.CUMULATIVE && m.sum.isMonotonic === true;
 /** Data points a metric carries, whatever its kind. */
-const pointsOf = (m: Metric) => Object.values(m).reduce<number>((n, v) => n + (((v as { dataPoints?: unknown[] } | null)?.dataPoints?.length) ?? 0), 0);
+const pointsOf = (m: Metric) =>
+  Object.values(m).reduce<number>((n, v) => n + ((v as { dataPoints?: unknown[] } | null)?.dataPoints?.length ?? 0), 0);
 const valueOf = (p: NumberPoint) => (p.asInt !== undefined ? String(p.asInt) : String(p.asDouble ?? 0));
 
 /** Attributes in a form that does not depend on their order. */
-const canonical = (attrs: KeyValue[] | undefined) => JSON.stringify([...(attrs ?? [])].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((a) => [a.key, a.value]));
+const canonical = (attrs: KeyValue[] | undefined) =>
+  JSON.stringify(
+    [...(attrs ?? [])].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((a) => [a.key, a.value]),
+  );
 
 /**
  * A series' identity, per process: what the Collector's cumulativetodelta tells series by
@@ -51,7 +56,14 @@ const canonical = (attrs: KeyValue[] | undefined) => JSON.stringify([...(attrs ?
  * while it runs, or session.id left off) never read as one series that keeps restarting.
  */
 function seriesId(resource: string, scope: string, m: Metric, p: NumberPoint): string {
-  const identity = JSON.stringify([resource, scope, m.name, m.unit ?? '', canonical(p.attributes), p.startTimeUnixNano ?? '']);
+  const identity = JSON.stringify([
+    resource,
+    scope,
+    m.name,
+    m.unit ?? '',
+    canonical(p.attributes),
+    p.startTimeUnixNano ?? '',
+  ]);
   return createHash('sha256').update(identity).digest('hex').slice(0, 32);
 }
 
@@ -64,7 +76,8 @@ export function cumulativePoints(request: ExportMetricsRequest): CumulativePoint
       const scope = JSON.stringify([sm.scope?.name ?? '', sm.scope?.version ?? '']);
       for (const m of (sm.metrics ?? []) as Metric[]) {
         if (!isCumulativeCounter(m)) continue;
-        for (const p of m.sum!.dataPoints ?? []) out.push({ series: seriesId(resource, scope, m, p), timeUnixNano: p.timeUnixNano ?? '0', value: valueOf(p) });
+        for (const p of m.sum!.dataPoints ?? [])
+          out.push({ series: seriesId(resource, scope, m, p), timeUnixNano: p.timeUnixNano ?? '0', value: valueOf(p) });
       }
     }
   }
@@ -108,7 +121,11 @@ function redactedKinds(m: Metric, redact: RedactAttributes): Metric {
   const out: Metric = { ...m };
   for (const [kind, data] of Object.entries(m)) {
     const points = (data as { dataPoints?: NumberPoint[] } | null)?.dataPoints;
-    if (Array.isArray(points)) out[kind] = { ...(data as object), dataPoints: points.map((p) => ({ ...p, attributes: redact(p.attributes) ?? [] })) };
+    if (Array.isArray(points))
+      out[kind] = {
+        ...(data as object),
+        dataPoints: points.map((p) => ({ ...p, attributes: redact(p.attributes) ?? [] })),
+      };
   }
   return out;
 }
@@ -129,7 +146,11 @@ export type RedactAttributes = (attributes: KeyValue[] | undefined) => KeyValue[
  * the privacy switches say (after the series were told apart, on what was sent). Other kinds
  * pass as they came.
  */
-export function convertRequest(request: ExportMetricsRequest, prev: string[], redact: RedactAttributes = (a) => a): Converted {
+export function convertRequest(
+  request: ExportMetricsRequest,
+  prev: string[],
+  redact: RedactAttributes = (a) => a,
+): Converted {
   let next = 0;
   let points = 0;
   let stale = 0;
@@ -161,7 +182,9 @@ export function convertRequest(request: ExportMetricsRequest, prev: string[], re
           else stale += 1;
         }
         points += dataPoints.length;
-        const sum = cumulative ? { ...m.sum, dataPoints, aggregationTemporality: Temporality.DELTA } : { ...m.sum, dataPoints };
+        const sum = cumulative
+          ? { ...m.sum, dataPoints, aggregationTemporality: Temporality.DELTA }
+          : { ...m.sum, dataPoints };
         return { ...m, sum };
       }),
     })),
@@ -174,7 +197,10 @@ export function convertRequest(request: ExportMetricsRequest, prev: string[], re
  * metrics around them (a metric's points may be split over two). The same request always
  * splits the same way: a job tried again resumes after the requests LLMFlow already took.
  */
-export function chunkRequest(request: ExportMetricsRequest, max: number): { request: ExportMetricsRequest; points: number }[] {
+export function chunkRequest(
+  request: ExportMetricsRequest,
+  max: number,
+): { request: ExportMetricsRequest; points: number }[] {
   const chunks: { request: ExportMetricsRequest; points: number }[] = [];
   let current: ResourceMetrics[] = [];
   let count = 0;
@@ -187,12 +213,15 @@ export function chunkRequest(request: ExportMetricsRequest, max: number): { requ
     for (const sm of rm.scopeMetrics ?? []) {
       for (const m of (sm.metrics ?? []) as Metric[]) {
         const kind = Object.keys(m).find((k) => Array.isArray((m[k] as { dataPoints?: unknown } | null)?.dataPoints));
-        const all = kind ? ((m[kind] as { dataPoints: unknown[] }).dataPoints) : [];
+        const all = kind ? (m[kind] as { dataPoints: unknown[] }).dataPoints : [];
         if (pointsOf(m) === 0) continue;
         for (let i = 0; i < all.length;) {
           if (count === max) flush();
           const take = all.slice(i, i + (max - count));
-          current.push({ ...rm, scopeMetrics: [{ ...sm, metrics: [{ ...m, [kind!]: { ...(m[kind!] as object), dataPoints: take } }] }] });
+          current.push({
+            ...rm,
+            scopeMetrics: [{ ...sm, metrics: [{ ...m, [kind!]: { ...(m[kind!] as object), dataPoints: take } }] }],
+          });
           count += take.length;
           i += take.length;
         }

@@ -20,7 +20,9 @@ const DONE_TTL_S = 24 * 3600;
  */
 const SERIES_TTL_S = 7 * 24 * 3600;
 
-type DeltasClient = RedisClient & { ccbridgeMetricDeltas(...args: (string | number)[]): Promise<[string | null, string | null, number]> };
+type DeltasClient = RedisClient & {
+  ccbridgeMetricDeltas(...args: (string | number)[]): Promise<[string | null, string | null, number]>;
+};
 
 export interface JobRecord {
   /** deltas.lua's entry for each cumulative point of the job, in its order. */
@@ -41,7 +43,13 @@ export class MetricsStore {
   /** The job's record: made once (its cumulative points advance their series), read back on every retry. */
   async record(jobId: string, points: CumulativePoint[]): Promise<JobRecord> {
     const args = points.flatMap((p) => [p.series, p.timeUnixNano, p.value]);
-    const [prev, posted, made] = await (this.redis as DeltasClient).ccbridgeMetricDeltas(this.keys.job + jobId, RECORD_TTL_S, this.keys.series, SERIES_TTL_S, ...args);
+    const [prev, posted, made] = await (this.redis as DeltasClient).ccbridgeMetricDeltas(
+      this.keys.job + jobId,
+      RECORD_TTL_S,
+      this.keys.series,
+      SERIES_TTL_S,
+      ...args,
+    );
     return { prev: JSON.parse(prev ?? '[]') as string[], posted: Number(posted ?? 0), made: made === 1 };
   }
 

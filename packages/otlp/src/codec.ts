@@ -35,9 +35,19 @@ root.resolvePath = (_origin, target) => path.join(PROTO_DIR, path.basename(targe
 root.loadSync([...Object.values(SERVICE).map((s) => `collector_${s.pkg}.proto`), 'status.proto']);
 
 const messageType = (signal: Signal, kind: 'Request' | 'Response') =>
-  root.lookupType(`opentelemetry.proto.collector.${SERVICE[signal].pkg}.v1.Export${SERVICE[signal].name}Service${kind}`);
-const REQUEST = { logs: messageType('logs', 'Request'), metrics: messageType('metrics', 'Request'), traces: messageType('traces', 'Request') };
-const RESPONSE = { logs: messageType('logs', 'Response'), metrics: messageType('metrics', 'Response'), traces: messageType('traces', 'Response') };
+  root.lookupType(
+    `opentelemetry.proto.collector.${SERVICE[signal].pkg}.v1.Export${SERVICE[signal].name}Service${kind}`,
+  );
+const REQUEST = {
+  logs: messageType('logs', 'Request'),
+  metrics: messageType('metrics', 'Request'),
+  traces: messageType('traces', 'Request'),
+};
+const RESPONSE = {
+  logs: messageType('logs', 'Response'),
+  metrics: messageType('metrics', 'Response'),
+  traces: messageType('traces', 'Response'),
+};
 const STATUS = root.lookupType('google.rpc.Status');
 
 /** The protobufjs type of a signal's export request (scan.ts walks the wire against it). */
@@ -83,7 +93,9 @@ const base64ToHex = (_key: string, value: string) => Buffer.from(value, 'base64'
 function hexToBase64(key: string, value: string): string {
   const lengths = ID_HEX_LENGTH[key] ?? [];
   if (!/^[0-9a-fA-F]*$/.test(value) || !lengths.includes(value.length)) {
-    throw new DecodeError(`${key} ${JSON.stringify(value.slice(0, 40))} is not ${lengths[1]} hex digits (OTLP/JSON writes ids as hex, not base64)`);
+    throw new DecodeError(
+      `${key} ${JSON.stringify(value.slice(0, 40))} is not ${lengths[1]} hex digits (OTLP/JSON writes ids as hex, not base64)`,
+    );
   }
   return Buffer.from(value, 'hex').toString('base64');
 }
@@ -115,7 +127,11 @@ function messageFromJson(signal: Signal, body: Uint8Array): protobuf.Message {
 }
 
 /** Decodes an OTLP/HTTP request body (already inflated) for the given signal. */
-export function decodeExportRequest<S extends Signal>(signal: S, body: Uint8Array, format: WireFormat): ExportRequestBySignal[S] {
+export function decodeExportRequest<S extends Signal>(
+  signal: S,
+  body: Uint8Array,
+  format: WireFormat,
+): ExportRequestBySignal[S] {
   const type = REQUEST[signal];
   if (format === 'protobuf') {
     let message: protobuf.Message;
@@ -136,7 +152,10 @@ export function decodeExportRequest<S extends Signal>(signal: S, body: Uint8Arra
 export function jsonToProtobuf(signal: Signal, body: Uint8Array): { protobuf: Uint8Array; items: number } {
   const message = messageFromJson(signal, body);
   // The message's fields carry the canonical names, so it counts like the canonical tree.
-  return { protobuf: REQUEST[signal].encode(message).finish(), items: countItems(signal, message as unknown as ExportRequestBySignal[Signal]) };
+  return {
+    protobuf: REQUEST[signal].encode(message).finish(),
+    items: countItems(signal, message as unknown as ExportRequestBySignal[Signal]),
+  };
 }
 
 /** Encodes an export request from the canonical form (for tests, tools and forwarding). */
@@ -170,7 +189,16 @@ export function encodeExportResponse(signal: Signal, format: WireFormat, partial
 }
 
 /** gRPC status codes used in google.rpc.Status bodies, by HTTP status. */
-const GRPC_CODE_BY_HTTP: Record<number, number> = { 400: 3, 404: 12, 405: 12, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14 };
+const GRPC_CODE_BY_HTTP: Record<number, number> = {
+  400: 3,
+  404: 12,
+  405: 12,
+  413: 8,
+  415: 3,
+  429: 8,
+  500: 13,
+  503: 14,
+};
 
 /** The body of an error answer: a google.rpc.Status in the request's format. */
 export function encodeStatus(format: WireFormat, httpStatus: number, message: string): Uint8Array {

@@ -18,10 +18,21 @@ import type { Signal } from './types';
 const WIRE = { VARINT: 0, I64: 1, LEN: 2, SGROUP: 3, EGROUP: 4, I32: 5 } as const;
 
 const SCALAR_WIRE: Record<string, number> = {
-  int32: WIRE.VARINT, int64: WIRE.VARINT, uint32: WIRE.VARINT, uint64: WIRE.VARINT, sint32: WIRE.VARINT, sint64: WIRE.VARINT, bool: WIRE.VARINT,
-  fixed64: WIRE.I64, sfixed64: WIRE.I64, double: WIRE.I64,
-  fixed32: WIRE.I32, sfixed32: WIRE.I32, float: WIRE.I32,
-  string: WIRE.LEN, bytes: WIRE.LEN,
+  int32: WIRE.VARINT,
+  int64: WIRE.VARINT,
+  uint32: WIRE.VARINT,
+  uint64: WIRE.VARINT,
+  sint32: WIRE.VARINT,
+  sint64: WIRE.VARINT,
+  bool: WIRE.VARINT,
+  fixed64: WIRE.I64,
+  sfixed64: WIRE.I64,
+  double: WIRE.I64,
+  fixed32: WIRE.I32,
+  sfixed32: WIRE.I32,
+  float: WIRE.I32,
+  string: WIRE.LEN,
+  bytes: WIRE.LEN,
 };
 
 interface FieldRule {
@@ -55,7 +66,9 @@ const ITEM_FIELD: Record<Signal, [string, string]> = {
   traces: ['opentelemetry.proto.trace.v1.ScopeSpans', 'spans'],
   metrics: ['', ''], // data points sit under five kinds of metric: counted below
 };
-const DATA_POINT_PARENTS = new Set(['Gauge', 'Sum', 'Histogram', 'ExponentialHistogram', 'Summary'].map((n) => `opentelemetry.proto.metrics.v1.${n}`));
+const DATA_POINT_PARENTS = new Set(
+  ['Gauge', 'Sum', 'Histogram', 'ExponentialHistogram', 'Summary'].map((n) => `opentelemetry.proto.metrics.v1.${n}`),
+);
 
 function rulesOf(type: protobuf.Type, signal: Signal, seen: Map<protobuf.Type, MessageRules>): MessageRules {
   const known = seen.get(type);
@@ -65,17 +78,31 @@ function rulesOf(type: protobuf.Type, signal: Signal, seen: Map<protobuf.Type, M
   const fullName = type.fullName.replace(/^\./, '');
   for (const field of type.fieldsArray) {
     field.resolve();
-    const item = (fullName === ITEM_FIELD[signal][0] && field.name === ITEM_FIELD[signal][1]) ||
+    const item =
+      (fullName === ITEM_FIELD[signal][0] && field.name === ITEM_FIELD[signal][1]) ||
       (signal === 'metrics' && DATA_POINT_PARENTS.has(fullName) && field.name === 'dataPoints');
     const resolved = field.resolvedType;
     if (resolved && 'fieldsArray' in resolved) {
       const attribute = resolved.fullName.replace(/^\./, '') === KEY_VALUE;
-      rules[field.id] = { wire: WIRE.LEN, packable: false, string: false, message: rulesOf(resolved, signal, seen), item, attribute };
+      rules[field.id] = {
+        wire: WIRE.LEN,
+        packable: false,
+        string: false,
+        message: rulesOf(resolved, signal, seen),
+        item,
+        attribute,
+      };
     } else {
       // An enum is a varint.
       const wire = resolved ? WIRE.VARINT : SCALAR_WIRE[field.type];
       if (wire === undefined) throw new Error(`scan: no wire type for ${fullName}.${field.name} (${field.type})`);
-      rules[field.id] = { wire, packable: field.repeated && wire !== WIRE.LEN, string: field.type === 'string', item, attribute: false };
+      rules[field.id] = {
+        wire,
+        packable: field.repeated && wire !== WIRE.LEN,
+        string: field.type === 'string',
+        item,
+        attribute: false,
+      };
     }
   }
   return rules;
@@ -92,7 +119,11 @@ class Cursor {
   /** For reading four bytes at once (the ASCII check). */
   readonly view: DataView;
 
-  constructor(readonly buf: Uint8Array, public pos: number, public end: number) {
+  constructor(
+    readonly buf: Uint8Array,
+    public pos: number,
+    public end: number,
+  ) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
@@ -121,7 +152,8 @@ class Cursor {
     const start = this.pos;
     const value = this.varint();
     const bytes = this.pos - start;
-    if (bytes > 5 || (bytes === 5 && (this.buf[start + 4]! & 0x70) !== 0)) throw new DecodeError('body is not a protobuf: invalid tag encoding');
+    if (bytes > 5 || (bytes === 5 && (this.buf[start + 4]! & 0x70) !== 0))
+      throw new DecodeError('body is not a protobuf: invalid tag encoding');
     return value >>> 0;
   }
 
@@ -130,7 +162,8 @@ class Cursor {
     const start = this.pos;
     const value = this.varint();
     const bytes = this.pos - start;
-    if (bytes > 5 || (bytes === 5 && this.buf[start + 4]! > 7)) throw new DecodeError('body is not a protobuf: invalid length encoding');
+    if (bytes > 5 || (bytes === 5 && this.buf[start + 4]! > 7))
+      throw new DecodeError('body is not a protobuf: invalid length encoding');
     return value;
   }
 
@@ -212,7 +245,9 @@ function walk(c: Cursor, rules: MessageRules, depth: number, limits: ScanLimits)
     }
     if (rule.item) items += 1;
     if (rule.attribute && ++attributes > limits.maxAttributes) {
-      throw new DecodeError(`a message has more than ${limits.maxAttributes} attributes (the bridge's BRIDGE_MAX_ATTRIBUTES)`);
+      throw new DecodeError(
+        `a message has more than ${limits.maxAttributes} attributes (the bridge's BRIDGE_MAX_ATTRIBUTES)`,
+      );
     }
     if (wire === WIRE.LEN) {
       const n = c.length();
@@ -223,7 +258,9 @@ function walk(c: Cursor, rules: MessageRules, depth: number, limits: ScanLimits)
         items += walk(c, rule.message, depth + 1, limits);
         c.end = outer;
       } else if (n > limits.maxValueBytes) {
-        throw new DecodeError(`a value of ${n} bytes is larger than ${limits.maxValueBytes} (the bridge's BRIDGE_MAX_VALUE_BYTES)`);
+        throw new DecodeError(
+          `a value of ${n} bytes is larger than ${limits.maxValueBytes} (the bridge's BRIDGE_MAX_VALUE_BYTES)`,
+        );
       } else if (rule.string && !isUtf8Range(c, c.pos, end)) {
         throw new DecodeError(`body is not a protobuf: field ${id} is not UTF-8`);
       }

@@ -94,9 +94,15 @@ export interface ResourceMetrics {
   scopeMetrics?: { scope?: InstrumentationScope; metrics?: unknown[] }[];
 }
 
-export interface ExportLogsRequest { resourceLogs?: ResourceLogs[] }
-export interface ExportTraceRequest { resourceSpans?: ResourceSpans[] }
-export interface ExportMetricsRequest { resourceMetrics?: ResourceMetrics[] }
+export interface ExportLogsRequest {
+  resourceLogs?: ResourceLogs[];
+}
+export interface ExportTraceRequest {
+  resourceSpans?: ResourceSpans[];
+}
+export interface ExportMetricsRequest {
+  resourceMetrics?: ResourceMetrics[];
+}
 
 export interface ExportRequestBySignal {
   logs: ExportLogsRequest;

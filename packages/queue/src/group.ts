@@ -40,7 +40,10 @@ export class GroupCommit {
   private readonly lanes = new Map<Signal, { busy: boolean; next?: Waiting }>();
 
   /** `maxProtobufBytes`: a group is not grown past this (one part always goes, however large). */
-  constructor(private readonly add: AddGroup, private readonly maxProtobufBytes: number) {}
+  constructor(
+    private readonly add: AddGroup,
+    private readonly maxProtobufBytes: number,
+  ) {}
 
   /** Resolves once the part is stored (in its group's job); rejects if that add fails. */
   commit(signal: Signal, part: GroupPart): Promise<void> {

@@ -8,16 +8,50 @@
  * set that keeps what could not be delivered, and shared consumption by several workers.
  */
 import { Queue, Worker, UnrecoverableError, type Job, type ConnectionOptions } from 'bullmq';
-import { FAILED_JOB_KEEP_SECONDS, JOB_ANSWER, JOB_BACKOFF, kindOf, pauseAfter, type BackpressureError } from '@ccbridge/errors';
+import {
+  FAILED_JOB_KEEP_SECONDS,
+  JOB_ANSWER,
+  JOB_BACKOFF,
+  kindOf,
+  pauseAfter,
+  type BackpressureError,
+} from '@ccbridge/errors';
 import { Cluster } from 'ioredis';
 import type { Signal } from '@ccbridge/otlp';
 import path from 'node:path';
-import { METRICS_QUEUE_NAME, QUEUE_NAME, defineScript, isReady, queueBytesKey, queueJobKeyPrefix, queueKey, queuePrefix, type RedisClient } from '@ccbridge/redis';
+import {
+  METRICS_QUEUE_NAME,
+  QUEUE_NAME,
+  defineScript,
+  isReady,
+  queueBytesKey,
+  queueJobKeyPrefix,
+  queueKey,
+  queuePrefix,
+  type RedisClient,
+} from '@ccbridge/redis';
 import { GroupCommit, type Group } from './group';
-import { batchOf, groupPart, storedBatch, storedBytes, type BatchJob, type QueuedBatch, type ReceivedBatch } from './stored';
+import {
+  batchOf,
+  groupPart,
+  storedBatch,
+  storedBytes,
+  type BatchJob,
+  type QueuedBatch,
+  type ReceivedBatch,
+} from './stored';
 
 export { GroupCommit, type Group, type GroupPart } from './group';
-export { STORED_FORMAT, batchOf, groupPart, storedBatch, type BatchJob, type QueuedBatch, type ReceivedBatch, type StoredBatch } from './stored';
+export {
+  STORED_FORMAT,
+  batchOf,
+  groupPart,
+  storedBatch,
+  type BatchJob,
+  type QueuedBatch,
+  type ReceivedBatch,
+  type StoredBatch,
+} from './stored';
 
 export { UnrecoverableError };
 
@@ -55,7 +89,10 @@ export interface BatchProducerOptions {
 
 const LUA = path.join(__dirname, '..', 'lua');
 /** The keys recount.lua takes, in its order, for a queue. */
-const recountKeys = (name: string) => [...['wait', 'active', 'paused', 'prioritized', 'delayed'].map((part) => queueKey(part, undefined, name)), queueBytesKey(undefined, name)];
+const recountKeys = (name: string) => [
+  ...['wait', 'active', 'paused', 'prioritized', 'delayed'].map((part) => queueKey(part, undefined, name)),
+  queueBytesKey(undefined, name),
+];
 
 type RecountingClient = RedisClient & { ccbridgeRecount(...args: string[]): Promise<number> };
 
@@ -68,11 +105,19 @@ export const queueOf = (signal: Signal) => (signal === 'metrics' ? METRICS_QUEUE
  */
 async function redisMemory(redis: RedisClient): Promise<{ used: number; max: number }> {
   const nodes = redis instanceof Cluster ? redis.nodes('master') : [redis];
-  const all = await Promise.all(nodes.map(async (node) => {
-    const info = await node.info('memory');
-    return { used: Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0), max: Number(/maxmemory:(\d+)/.exec(info)?.[1] ?? 0) };
-  }));
-  return all.reduce((a, b) => (b.max > 0 && (a.max === 0 || b.used / b.max > a.used / a.max) ? b : a), { used: 0, max: 0 });
+  const all = await Promise.all(
+    nodes.map(async (node) => {
+      const info = await node.info('memory');
+      return {
+        used: Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0),
+        max: Number(/maxmemory:(\d+)/.exec(info)?.[1] ?? 0),
+      };
+    }),
+  );
+  return all.reduce((a, b) => (b.max > 0 && (a.max === 0 || b.used / b.max > a.used / a.max) ? b : a), {
+    used: 0,
+    max: 0,
+  });
 }
 
 /** One queue the producer adds to, with its own bound in bytes and its last reading. */
@@ -102,10 +147,17 @@ export class BatchProducer {
   private underway: Promise<{ jobs: number; bytes: number; maxBytes: number }> | undefined;
   private readonly groups = new GroupCommit((signal, group) => this.add(signal, group), GROUP_MAX_PROTOBUF_BYTES);
 
-  constructor(private readonly redis: RedisClient, private readonly options: BatchProducerOptions) {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly options: BatchProducerOptions,
+  ) {
     defineScript(redis, 'ccbridgeRecount', LUA, 'recount.lua', recountKeys(QUEUE_NAME).length);
     const lane = (name: string, maxBytes: number) => {
-      const queue = new Queue<QueuedBatch>(name, { connection: redis as unknown as ConnectionOptions, prefix: QUEUE_PREFIX, defaultJobOptions: jobOptions(options.attempts) });
+      const queue = new Queue<QueuedBatch>(name, {
+        connection: redis as unknown as ConnectionOptions,
+        prefix: QUEUE_PREFIX,
+        defaultJobOptions: jobOptions(options.attempts),
+      });
       // Errors surface through enqueue/acceptance; this only stops an unhandled 'error' event.
       queue.on('error', () => undefined);
       this.lanes.set(name, { name, queue, bytesKey: queueBytesKey(undefined, name), maxBytes, jobs: 0, bytes: 0 });
@@ -162,10 +214,19 @@ export class BatchProducer {
     const recount = nowMs - this.recountedAtMs >= (this.options.recountMs ?? 60_000);
     const lanes = [...this.lanes.values()];
     const [readings, memory] = await Promise.all([
-      Promise.all(lanes.map((lane) => Promise.all([
-        lane.queue.getJobCounts('waiting', 'paused', 'prioritized', 'delayed'),
-        recount ? (this.redis as RecountingClient).ccbridgeRecount(...recountKeys(lane.name), queueJobKeyPrefix(undefined, lane.name)) : this.redis.get(lane.bytesKey),
-      ]))),
+      Promise.all(
+        lanes.map((lane) =>
+          Promise.all([
+            lane.queue.getJobCounts('waiting', 'paused', 'prioritized', 'delayed'),
+            recount
+              ? (this.redis as RecountingClient).ccbridgeRecount(
+                  ...recountKeys(lane.name),
+                  queueJobKeyPrefix(undefined, lane.name),
+                )
+              : this.redis.get(lane.bytesKey),
+          ]),
+        ),
+      ),
       redisMemory(this.redis),
     ]);
     if (recount) this.recountedAtMs = nowMs;
@@ -205,7 +266,10 @@ export class BatchProducer {
 /** When the oldest job in any of `states` was received (ms), or undefined when none is there. */
 async function oldestJobMs(queue: Queue<QueuedBatch>, states: readonly string[]): Promise<number | undefined> {
   const oldest = await Promise.all(states.map((state) => queue.getJobs([state as 'wait'], 0, 0, true)));
-  const times = oldest.flat().map((job) => job.timestamp).filter((t) => Number.isFinite(t));
+  const times = oldest
+    .flat()
+    .map((job) => job.timestamp)
+    .filter((t) => Number.isFinite(t));
   return times.length > 0 ? Math.min(...times) : undefined;
 }
 
@@ -224,7 +288,10 @@ export interface QueueStatus {
 
 /** A queue as an operator sees it (ccbridge status): the batches' queue, or the metrics' (METRICS_QUEUE_NAME). */
 export async function queueStatus(redis: RedisClient, name = QUEUE_NAME): Promise<QueueStatus> {
-  const queue = new Queue<QueuedBatch>(name, { connection: redis as unknown as ConnectionOptions, prefix: QUEUE_PREFIX });
+  const queue = new Queue<QueuedBatch>(name, {
+    connection: redis as unknown as ConnectionOptions,
+    prefix: QUEUE_PREFIX,
+  });
   try {
     const [counts, bytes, oldestMs] = await Promise.all([
       queue.getJobCounts('waiting', 'paused', 'prioritized', 'active', 'delayed', 'failed'),
@@ -314,7 +381,13 @@ export class BatchConsumer {
         }
       },
       // A limiter must be set for a manual rate limit to hold; this one never binds by itself.
-      { connection, prefix: QUEUE_PREFIX, concurrency: options.concurrency, autorun: true, limiter: { max: 1_000_000, duration: 1_000 } },
+      {
+        connection,
+        prefix: QUEUE_PREFIX,
+        concurrency: options.concurrency,
+        autorun: true,
+        limiter: { max: 1_000_000, duration: 1_000 },
+      },
     );
     // What a job held leaves the byte count once it is done with: processed, or given up on
     // (kept in the failed set for a week, under Redis's memory mark rather than the queue's bound).

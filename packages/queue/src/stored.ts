@@ -68,9 +68,15 @@ const INFLATE_CHUNK_BYTES = 1024 * 1024;
 /** A batch ready to be stored: the gzip it came as, else compressed at level 1 (on the ingest's hot path, and OTLP compresses well at any level). */
 export async function groupPart(batch: ReceivedBatch): Promise<GroupPart> {
   const { protobuf } = batch;
-  const gzipped = batch.gzipped
-    ?? (protobuf.length <= INLINE_GZIP_BYTES ? zlib.gzipSync(protobuf, { level: 1 }) : await gzip(protobuf, { level: 1 }));
-  return { gzipped, items: batch.items, protobufBytes: protobuf.length, ...(batch.traceparent && { traceparent: batch.traceparent }) };
+  const gzipped =
+    batch.gzipped ??
+    (protobuf.length <= INLINE_GZIP_BYTES ? zlib.gzipSync(protobuf, { level: 1 }) : await gzip(protobuf, { level: 1 }));
+  return {
+    gzipped,
+    items: batch.items,
+    protobufBytes: protobuf.length,
+    ...(batch.traceparent && { traceparent: batch.traceparent }),
+  };
 }
 
 /** The stored form of a group of batches (group.ts): their gzip members one after another. */
@@ -97,11 +103,21 @@ export class UnknownFormatError extends PermanentError {
 
 /** The batch a job holds, whichever bridge wrote it. */
 export async function batchOf(batch: QueuedBatch): Promise<BatchJob> {
-  if (batch.format === undefined && 'request' in batch) return { signal: batch.signal, request: batch.request, items: batch.items };
-  if (batch.format !== STORED_FORMAT) throw new UnknownFormatError(`a job in a format this bridge does not know: ${String((batch as { format?: unknown }).format)}`);
+  if (batch.format === undefined && 'request' in batch)
+    return { signal: batch.signal, request: batch.request, items: batch.items };
+  if (batch.format !== STORED_FORMAT)
+    throw new UnknownFormatError(
+      `a job in a format this bridge does not know: ${String((batch as { format?: unknown }).format)}`,
+    );
   const gzipped = Buffer.from(batch.data, 'base64');
   const options = { chunkSize: INFLATE_CHUNK_BYTES };
   // A group's gzip is at most a few hundred KB (GROUP_MAX_PROTOBUF_BYTES of protobuf), unless one batch was larger.
-  const protobuf = gzipped.length <= INLINE_GZIP_BYTES ? zlib.gunzipSync(gzipped, options) : await gunzip(gzipped, options);
-  return { signal: batch.signal, request: decodeExportRequest(batch.signal, protobuf, 'protobuf'), items: batch.items, ...(batch.traceparents && { traceparents: batch.traceparents }) };
+  const protobuf =
+    gzipped.length <= INLINE_GZIP_BYTES ? zlib.gunzipSync(gzipped, options) : await gunzip(gzipped, options);
+  return {
+    signal: batch.signal,
+    request: decodeExportRequest(batch.signal, protobuf, 'protobuf'),
+    items: batch.items,
+    ...(batch.traceparents && { traceparents: batch.traceparents }),
+  };
 }

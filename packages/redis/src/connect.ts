@@ -18,7 +18,11 @@ export interface RedisTarget {
 }
 
 function roleOptions(role: ConnectionRole): RedisOptions {
-  return { maxRetriesPerRequest: role === 'consumer' ? null : 1, enableOfflineQueue: role === 'consumer', connectTimeout: 5_000 };
+  return {
+    maxRetriesPerRequest: role === 'consumer' ? null : 1,
+    enableOfflineQueue: role === 'consumer',
+    connectTimeout: 5_000,
+  };
 }
 
 export function connectRedis(target: RedisTarget, role: ConnectionRole, extra: RedisOptions = {}): RedisClient {

@@ -41,7 +41,8 @@ export const queueBytesKey = (namespace = NAMESPACE, queue = QUEUE_NAME) => `${q
 export const queueJobKeyPrefix = (namespace = NAMESPACE, queue = QUEUE_NAME) => `${queuePrefix(namespace)}:${queue}:`;
 
 /** One of BullMQ's keys for a queue, e.g. `wait`, `active`, `delayed`, `failed` (for status and tests). */
-export const queueKey = (part: string, namespace = NAMESPACE, queue = QUEUE_NAME) => `${queuePrefix(namespace)}:${queue}:${part}`;
+export const queueKey = (part: string, namespace = NAMESPACE, queue = QUEUE_NAME) =>
+  `${queuePrefix(namespace)}:${queue}:${part}`;
 
 /**
  * Claude Code's metrics on their way to LLMFlow, under the queue's tag (one slot: a script
@@ -116,7 +117,18 @@ export interface ShardKeys {
  * call started which; `agentSpans`: hash per `session/agent`, a subagent's spans held until it
  * is placed.
  */
-export type PerIdKey = 'ix' | 'contributions' | 'events' | 'prompts' | 'sequence' | 'waiting' | 'pending' | 'calls' | 'agents' | 'links' | 'agentSpans';
+export type PerIdKey =
+  | 'ix'
+  | 'contributions'
+  | 'events'
+  | 'prompts'
+  | 'sequence'
+  | 'waiting'
+  | 'pending'
+  | 'calls'
+  | 'agents'
+  | 'links'
+  | 'agentSpans';
 
 export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
   const tag = `{${namespace}:${shard}}`;

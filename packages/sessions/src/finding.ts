@@ -22,7 +22,8 @@ const ATTRIBUTE: Record<What, string> = {
 
 const MEANING: Record<Exclude<Verdict, 'ok'>, string> = {
   events_missing: "Claude Code's counters are above its api_request events: events never arrived",
-  counters_missing: "the api_request events are above Claude Code's counters: metrics never arrived (or are turned off)",
+  counters_missing:
+    "the api_request events are above Claude Code's counters: metrics never arrived (or are turned off)",
   mismatch: "Claude Code's counters and its api_request events differ both ways",
 };
 
@@ -47,27 +48,34 @@ export function findingSpan(c: Comparison, verdict: Exclude<Verdict, 'ok'>): Res
   const start = c.from && c.from <= end ? c.from : end;
   return {
     resource: { attributes: [str('service.name', 'claude-code')] },
-    scopeSpans: [{
-      scope: { name: 'claude-code-llmflow-bridge' },
-      spans: [{
-        traceId: traceIdFor(key),
-        spanId: spanIdFor('unaccounted', c.session, end),
-        ...(c.latestKey && { parentSpanId: rootSpanIdFor(c.latestKey) }),
-        name: FINDING_SPAN,
-        kind: SpanKind.INTERNAL,
-        startTimeUnixNano: start,
-        endTimeUnixNano: end,
-        status: { code: StatusCode.ERROR, message: MEANING[verdict] },
-        attributes: [
-          str('session.id', c.session),
-          str('claude_code.unaccounted.kind', verdict),
-          ...WHATS.map((w) => ({ key: ATTRIBUTE[w], value: w === 'cost' ? { doubleValue: totals[w] } : { intValue: String(Math.round(totals[w])) } })),
-          str('claude_code.unaccounted.by_model', JSON.stringify(c.diffs)),
-          str('claude_code.unaccounted.from', iso(start)),
-          str('claude_code.unaccounted.to', iso(end)),
-          str('traceloop.span.kind', 'task'),
+    scopeSpans: [
+      {
+        scope: { name: 'claude-code-llmflow-bridge' },
+        spans: [
+          {
+            traceId: traceIdFor(key),
+            spanId: spanIdFor('unaccounted', c.session, end),
+            ...(c.latestKey && { parentSpanId: rootSpanIdFor(c.latestKey) }),
+            name: FINDING_SPAN,
+            kind: SpanKind.INTERNAL,
+            startTimeUnixNano: start,
+            endTimeUnixNano: end,
+            status: { code: StatusCode.ERROR, message: MEANING[verdict] },
+            attributes: [
+              str('session.id', c.session),
+              str('claude_code.unaccounted.kind', verdict),
+              ...WHATS.map((w) => ({
+                key: ATTRIBUTE[w],
+                value: w === 'cost' ? { doubleValue: totals[w] } : { intValue: String(Math.round(totals[w])) },
+              })),
+              str('claude_code.unaccounted.by_model', JSON.stringify(c.diffs)),
+              str('claude_code.unaccounted.from', iso(start)),
+              str('claude_code.unaccounted.to', iso(end)),
+              str('traceloop.span.kind', 'task'),
+            ],
+          },
         ],
-      }],
-    }],
+      },
+    ],
   };
 }

@@ -44,9 +44,12 @@ export class Reconciler {
       if (verdict !== 'ok') {
         await this.options.exportSpans([findingSpan(c, verdict)], 'spans');
         const totals = totalsOf(c.diffs);
-        log.warn({ session: c.session, verdict, unaccounted: totals, byModel: c.diffs, from: c.from, to: c.to }, verdict === 'events_missing'
-          ? "a session's counters are above its events: events never arrived (claude_code.session.unaccounted in LLMFlow)"
-          : "a session's counters do not account for its events (claude_code.session.unaccounted in LLMFlow)");
+        log.warn(
+          { session: c.session, verdict, unaccounted: totals, byModel: c.diffs, from: c.from, to: c.to },
+          verdict === 'events_missing'
+            ? "a session's counters are above its events: events never arrived (claude_code.session.unaccounted in LLMFlow)"
+            : "a session's counters do not account for its events (claude_code.session.unaccounted in LLMFlow)",
+        );
         findings += 1;
       }
       await store.settle(c, verdict);

@@ -49,7 +49,12 @@ export function eventContributions(request: ExportLogsRequest): EventContributio
       if (n !== undefined && n !== 0 && Number.isFinite(n)) sums[slot(model, what)] = n;
     }
     const promptId = stringOf(a['prompt.id']);
-    const id = [String(e.timeNs), stringOf(a['event.sequence']) ?? '', stringOf(a.request_id) ?? '', promptId ?? ''].join('|');
+    const id = [
+      String(e.timeNs),
+      stringOf(a['event.sequence']) ?? '',
+      stringOf(a.request_id) ?? '',
+      promptId ?? '',
+    ].join('|');
     out.push({ session, id, key: promptId ? promptKeyOf(promptId) : '', t: String(e.timeNs), sums });
   }
   return out;
@@ -63,11 +68,17 @@ export interface CounterContribution {
 
 /** The counters Claude Code keeps per session, and what each counts. */
 const COUNTERS: Record<string, (attrs: Record<string, unknown>) => What | undefined> = {
-  'claude_code.token.usage': (a) => (WHATS.includes(a.type as What) && a.type !== 'cost' ? (a.type as What) : undefined),
+  'claude_code.token.usage': (a) =>
+    WHATS.includes(a.type as What) && a.type !== 'cost' ? (a.type as What) : undefined,
   'claude_code.cost.usage': () => 'cost',
 };
 
-interface Point { attributes?: Parameters<typeof attributesToRecord>[0]; timeUnixNano?: string; asDouble?: number; asInt?: string | number }
+interface Point {
+  attributes?: Parameters<typeof attributesToRecord>[0];
+  timeUnixNano?: string;
+  asDouble?: number;
+  asInt?: string | number;
+}
 
 /**
  * The token and cost counters of a metrics request (deltas: after cumulative counters were
@@ -85,7 +96,7 @@ export function counterContributions(request: ExportMetricsRequest): CounterCont
           const a = attributesToRecord(p.attributes);
           const session = stringOf(a['session.id']);
           const what = whatOf(a);
-          const n = p.asInt !== undefined ? Number(p.asInt) : p.asDouble ?? 0;
+          const n = p.asInt !== undefined ? Number(p.asInt) : (p.asDouble ?? 0);
           if (!session || !what || !Number.isFinite(n) || n === 0) continue;
           out.push({ session, t: p.timeUnixNano ?? '0', sums: { [slot(stringOf(a.model) ?? 'unknown', what)]: n } });
         }

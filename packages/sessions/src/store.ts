@@ -74,13 +74,28 @@ export class LedgerStore {
   /** A batch's api_request events; each event counts once however often it comes. */
   async addEvents(events: EventContribution[], nowMs = Date.now()): Promise<number> {
     if (events.length === 0) return 0;
-    return this.client.ccbridgeLedgerEvents(this.keys.sessions, this.keys.due, this.keys.session, nowMs, SESSION_TTL_S, JSON.stringify(events));
+    return this.client.ccbridgeLedgerEvents(
+      this.keys.sessions,
+      this.keys.due,
+      this.keys.session,
+      nowMs,
+      SESSION_TTL_S,
+      JSON.stringify(events),
+    );
   }
 
   /** A metrics job's counters; a job counts once however often it runs. */
   async addCounters(jobId: string, counters: CounterContribution[], nowMs = Date.now()): Promise<boolean> {
     if (counters.length === 0) return false;
-    const added = await this.client.ccbridgeLedgerCounters(this.keys.sessions, this.keys.due, metricsKeys().job + jobId, this.keys.session, nowMs, SESSION_TTL_S, JSON.stringify(counters));
+    const added = await this.client.ccbridgeLedgerCounters(
+      this.keys.sessions,
+      this.keys.due,
+      metricsKeys().job + jobId,
+      this.keys.session,
+      nowMs,
+      SESSION_TTL_S,
+      JSON.stringify(counters),
+    );
     return added === 1;
   }
 
@@ -98,36 +113,70 @@ export class LedgerStore {
 
   /** Takes sessions last active by `cutoffMs`, leased for `leaseMs`, with what they differ by. */
   async check(cutoffMs: number, nowMs: number, leaseMs: number, limit = 100): Promise<Comparison[]> {
-    const raw = await this.client.ccbridgeLedgerCheck(this.keys.due, this.keys.session, cutoffMs, leaseMs, nowMs, limit);
-    const parsed = JSON.parse(raw) as (Omit<Comparison, 'diffs'> & { diffs: Record<string, string> | null })[] | Record<string, never>;
+    const raw = await this.client.ccbridgeLedgerCheck(
+      this.keys.due,
+      this.keys.session,
+      cutoffMs,
+      leaseMs,
+      nowMs,
+      limit,
+    );
+    const parsed = JSON.parse(raw) as
+      (Omit<Comparison, 'diffs'> & { diffs: Record<string, string> | null })[] | Record<string, never>;
     // An empty Lua table encodes as an object.
-    return (Array.isArray(parsed) ? parsed : []).map((c) => ({ ...c, diffs: Object.fromEntries(Object.entries(c.diffs ?? {}).map(([k, v]) => [k, Number(v)])) }));
+    return (Array.isArray(parsed) ? parsed : []).map((c) => ({
+      ...c,
+      diffs: Object.fromEntries(Object.entries(c.diffs ?? {}).map(([k, v]) => [k, Number(v)])),
+    }));
   }
 
   /** A comparison done: its differences count as reported, its verdict kept. */
   async settle(c: Comparison, verdict: Verdict): Promise<void> {
-    await this.client.ccbridgeLedgerSettle(this.keys.due, this.keys.session, c.session, c.lease, c.to, verdict, JSON.stringify(c.diffs));
+    await this.client.ccbridgeLedgerSettle(
+      this.keys.due,
+      this.keys.session,
+      c.session,
+      c.lease,
+      c.to,
+      verdict,
+      JSON.stringify(c.diffs),
+    );
   }
 
   /** Every session's ledger, latest news first (ccbridge sessions). */
   async sessions(limit = 1000): Promise<SessionLedger[]> {
     const ids = await this.client.zrevrange(this.keys.sessions, 0, limit - 1);
-    return Promise.all(ids.map(async (session) => {
-      const key = this.keys.session + session;
-      const [h, roots, due] = await Promise.all([this.client.hgetall(key), this.client.hvals(`${key}:roots`), this.client.zscore(this.keys.due, session)]);
-      const turns = { drawn: roots.length, complete: roots.filter((r) => r === '1').length, incomplete: roots.filter((r) => r === '0').length };
-      const side = (s: string) => Object.fromEntries(Object.entries(h).filter(([k]) => k.startsWith(`${s}|`)).map(([k, v]) => [k.slice(2), Number(v)]));
-      const unaccounted = Object.fromEntries(Object.entries(side('r')).filter(([, v]) => v !== 0));
-      return {
-        session,
-        events: side('e'),
-        counters: side('c'),
-        turns,
-        findings: Number(h.findings ?? 0),
-        verdict: due !== null || !h.verdict ? 'pending' : verdictOf(unaccounted),
-        unaccounted,
-        updatedMs: Number(h.updated ?? 0),
-      };
-    }));
+    return Promise.all(
+      ids.map(async (session) => {
+        const key = this.keys.session + session;
+        const [h, roots, due] = await Promise.all([
+          this.client.hgetall(key),
+          this.client.hvals(`${key}:roots`),
+          this.client.zscore(this.keys.due, session),
+        ]);
+        const turns = {
+          drawn: roots.length,
+          complete: roots.filter((r) => r === '1').length,
+          incomplete: roots.filter((r) => r === '0').length,
+        };
+        const side = (s: string) =>
+          Object.fromEntries(
+            Object.entries(h)
+              .filter(([k]) => k.startsWith(`${s}|`))
+              .map(([k, v]) => [k.slice(2), Number(v)]),
+          );
+        const unaccounted = Object.fromEntries(Object.entries(side('r')).filter(([, v]) => v !== 0));
+        return {
+          session,
+          events: side('e'),
+          counters: side('c'),
+          turns,
+          findings: Number(h.findings ?? 0),
+          verdict: due !== null || !h.verdict ? 'pending' : verdictOf(unaccounted),
+          unaccounted,
+          updatedMs: Number(h.updated ?? 0),
+        };
+      }),
+    );
   }
 }

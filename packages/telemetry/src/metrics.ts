@@ -40,9 +40,15 @@ export type RefusalReason = 'decode' | 'size' | 'unsupported' | 'auth' | 'busy' 
 const ITEMS: Record<Signal, string> = { logs: 'log_records', traces: 'spans', metrics: 'metric_points' };
 
 function instruments(meter: Meter) {
-  const counter = (name: string, description: string, unit = '1') => meter.createCounter(`ccbridge_${name}`, { description, unit });
+  const counter = (name: string, description: string, unit = '1') =>
+    meter.createCounter(`ccbridge_${name}`, { description, unit });
   const perSignal = (what: string, description: string) =>
-    Object.fromEntries(Object.entries(ITEMS).map(([signal, items]) => [signal, counter(`receiver_${what}_${items}`, `${description} (${items.replace('_', ' ')})`)])) as Record<Signal, Counter>;
+    Object.fromEntries(
+      Object.entries(ITEMS).map(([signal, items]) => [
+        signal,
+        counter(`receiver_${what}_${items}`, `${description} (${items.replace('_', ' ')})`),
+      ]),
+    ) as Record<Signal, Counter>;
   return {
     accepted: perSignal('accepted', 'Items the receiver stored in the queue, or acknowledged'),
     refused: perSignal('refused', 'Items the receiver could not store'),
@@ -51,7 +57,7 @@ function instruments(meter: Meter) {
     lateEvents: counter('processor_late_events', 'Events that joined a turn whose root was already drawn'),
     drawn: counter('interactions_drawn', 'Interaction roots drawn (complete or not)'),
     sent: counter('exporter_sent_spans', 'Spans LLMFlow took'),
-    trimmed: counter('exporter_trimmed_spans', 'Spans cut to fit BRIDGE_SPAN_MAX_BYTES or LLMFlow\'s body limit'),
+    trimmed: counter('exporter_trimmed_spans', "Spans cut to fit BRIDGE_SPAN_MAX_BYTES or LLMFlow's body limit"),
     failed: counter('exporter_send_failed_spans', 'Spans LLMFlow refused or could not take, by reason'),
     deadLettered: counter('exporter_dead_lettered_spans', 'Spans kept in the dead-letter store'),
     requestDuration: meter.createHistogram('ccbridge_exporter_request_duration_seconds', {
@@ -60,9 +66,15 @@ function instruments(meter: Meter) {
       advice: { explicitBucketBoundaries: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] },
     }),
     pauses: counter('worker_pauses', 'Pauses of the worker while LLMFlow was unavailable'),
-    compared: counter('sessions_compared', 'Sessions whose api_request events were compared with Claude Code\'s counters, by verdict'),
-    sentPoints: counter('exporter_sent_metric_points', 'Claude Code\'s metric points LLMFlow took'),
-    droppedPoints: counter('exporter_dropped_metric_points', 'Claude Code\'s metric points not forwarded to LLMFlow, by reason'),
+    compared: counter(
+      'sessions_compared',
+      "Sessions whose api_request events were compared with Claude Code's counters, by verdict",
+    ),
+    sentPoints: counter('exporter_sent_metric_points', "Claude Code's metric points LLMFlow took"),
+    droppedPoints: counter(
+      'exporter_dropped_metric_points',
+      "Claude Code's metric points not forwarded to LLMFlow, by reason",
+    ),
   };
 }
 
@@ -81,7 +93,8 @@ const add = (c: Counter, n: number, attributes?: Attributes) => {
 /** What the pipeline counts; each call goes to the instrument of the table above. */
 export const bridgeMetrics = {
   accepted: (signal: Signal, transport: Transport, items: number) => add(set().accepted[signal], items, { transport }),
-  refused: (signal: Signal, transport: Transport, reason: RefusalReason, items: number) => add(set().refused[signal], items, { transport, reason }),
+  refused: (signal: Signal, transport: Transport, reason: RefusalReason, items: number) =>
+    add(set().refused[signal], items, { transport, reason }),
   refusedRequest: (transport: Transport, reason: RefusalReason) => set().refusedRequests.add(1, { transport, reason }),
   events: (eventName: string, n = 1) => add(set().events, n, { event_name: eventName }),
   lateEvents: (n: number) => add(set().lateEvents, n),
@@ -90,19 +103,29 @@ export const bridgeMetrics = {
   trimmedSpans: (n: number) => add(set().trimmed, n),
   failedSpans: (reason: 'refused' | 'unavailable', n: number) => add(set().failed, n, { reason }),
   deadLettered: (n: number) => add(set().deadLettered, n),
-  exportRequest: (seconds: number, outcome: 'ok' | 'partial' | 'refused' | 'unavailable') => set().requestDuration.record(seconds, { outcome }),
+  exportRequest: (seconds: number, outcome: 'ok' | 'partial' | 'refused' | 'unavailable') =>
+    set().requestDuration.record(seconds, { outcome }),
   pause: () => set().pauses.add(1),
-  sessionCompared: (verdict: 'ok' | 'events_missing' | 'counters_missing' | 'mismatch') => set().compared.add(1, { verdict }),
+  sessionCompared: (verdict: 'ok' | 'events_missing' | 'counters_missing' | 'mismatch') =>
+    set().compared.add(1, { verdict }),
   sentMetricPoints: (n: number) => add(set().sentPoints, n),
-  droppedMetricPoints: (reason: 'unsupported' | 'refused' | 'disabled' | 'stale', n: number) => add(set().droppedPoints, n, { reason }),
+  droppedMetricPoints: (reason: 'unsupported' | 'refused' | 'disabled' | 'stale', n: number) =>
+    add(set().droppedPoints, n, { reason }),
 };
 
 /** A gauge read at each collection (queue depth, open interactions); undefined means "no reading". */
-export function observeGauge(name: string, description: string, read: () => number | undefined | Promise<number | undefined>, unit = '1'): ObservableGauge {
+export function observeGauge(
+  name: string,
+  description: string,
+  read: () => number | undefined | Promise<number | undefined>,
+  unit = '1',
+): ObservableGauge {
   const gauge = metrics.getMeter(METER_NAME).createObservableGauge(`ccbridge_${name}`, { description, unit });
   gauge.addCallback(async (result) => {
     // A reading that fails (Redis away) is left out of this collection, not an error.
-    const value = await Promise.resolve().then(read).catch(() => undefined);
+    const value = await Promise.resolve()
+      .then(read)
+      .catch(() => undefined);
     if (value !== undefined && Number.isFinite(value)) result.observe(value);
   });
   return gauge;

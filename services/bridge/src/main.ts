@@ -25,9 +25,14 @@ import { StartupError, chooseRedis } from './redis';
 function listen(server: http.Server | https.Server, variable: string, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new StartupError(err.code === 'EADDRINUSE'
-        ? `${variable}=${port} is already in use on ${host}`
-        : `cannot listen on ${host}:${port}: ${err.message}`)));
+      reject(
+        new StartupError(
+          err.code === 'EADDRINUSE'
+            ? `${variable}=${port} is already in use on ${host}`
+            : `cannot listen on ${host}:${port}: ${err.message}`,
+        ),
+      ),
+    );
     server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
   });
 }
@@ -49,7 +54,9 @@ function writePortsFile(file: string, ports: Record<string, number>): void {
   }
 }
 
-const VERSION: string = (JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+const VERSION: string = (
+  JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }
+).version;
 
 async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<void>> {
   // First: the services' instruments come from the SDK's meter provider.
@@ -60,12 +67,20 @@ async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<voi
   // Each role loads only its own modules: a worker no receiver, an ingest no processing.
   let ingest;
   try {
-    ingest = config.role !== 'worker' ? await (await import('@ccbridge/ingest-service')).startIngest(config, target, log.child({ component: 'ingest' })) : undefined;
+    ingest =
+      config.role !== 'worker'
+        ? await (
+            await import('@ccbridge/ingest-service')
+          ).startIngest(config, target, log.child({ component: 'ingest' }))
+        : undefined;
   } catch (err) {
     await redis.stop();
     throw new StartupError((err as Error).message);
   }
-  const worker = config.role !== 'ingest' ? (await import('@ccbridge/worker-service')).startWorker(config, target, log.child({ component: 'worker' })) : undefined;
+  const worker =
+    config.role !== 'ingest'
+      ? (await import('@ccbridge/worker-service')).startWorker(config, target, log.child({ component: 'worker' }))
+      : undefined;
   // Readiness asks one fail-fast connection, not a new one per probe.
   const probe = connectRedis(target, 'producer');
   probe.on('error', () => undefined);
@@ -90,17 +105,20 @@ async function run(config: BridgeConfig, log: Logger): Promise<() => Promise<voi
     await redis.stop();
     throw err;
   }
-  log.info({
-    role: config.role,
-    ...(ingest && { port: ports.otlpHttp, grpcPort: ports.otlpGrpc, host: config.otlpHttpHost }),
-    metricsPort: ports.metrics,
-    redis: redis.url.replace(/\/\/[^@]*@/, '//***@'),
-    llmflow: config.llmflowUrl,
-    selfTraces: config.selfTelemetry.endpoints.traces ?? 'off',
-    selfMetrics: config.selfTelemetry.endpoints.metrics ?? 'off',
-    tls: !!config.tlsCertFile,
-    auth: config.authTokens.length > 0 ? `${config.authTokens.length} token(s)` : 'off',
-  }, 'bridge started');
+  log.info(
+    {
+      role: config.role,
+      ...(ingest && { port: ports.otlpHttp, grpcPort: ports.otlpGrpc, host: config.otlpHttpHost }),
+      metricsPort: ports.metrics,
+      redis: redis.url.replace(/\/\/[^@]*@/, '//***@'),
+      llmflow: config.llmflowUrl,
+      selfTraces: config.selfTelemetry.endpoints.traces ?? 'off',
+      selfMetrics: config.selfTelemetry.endpoints.metrics ?? 'off',
+      tls: !!config.tlsCertFile,
+      auth: config.authTokens.length > 0 ? `${config.authTokens.length} token(s)` : 'off',
+    },
+    'bridge started',
+  );
 
   return async () => {
     if (otlp) await close(otlp);
@@ -131,7 +149,8 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
   const unknown = unknownVariables();
-  if (unknown.length > 0) log.warn({ variables: unknown }, 'ignoring BRIDGE_* variables that no setting reads (misspelt?)');
+  if (unknown.length > 0)
+    log.warn({ variables: unknown }, 'ignoring BRIDGE_* variables that no setting reads (misspelt?)');
   let stop: () => Promise<void>;
   try {
     stop = await run(config, log);

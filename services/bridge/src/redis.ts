@@ -21,7 +21,12 @@ export interface RedisChoice {
 
 /** Whether a Redis answers PING at url, within timeoutMs. */
 export async function redisAnswers(url: string, timeoutMs = 1_000): Promise<boolean> {
-  const client = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: timeoutMs });
+  const client = new Redis(url, {
+    lazyConnect: true,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    connectTimeout: timeoutMs,
+  });
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -54,12 +59,16 @@ export async function chooseRedis(config: BridgeConfig, log: Logger): Promise<Re
   const dir = path.resolve(config.dataDir, 'redis');
   mkdirSync(dir, { recursive: true });
   const port = new URL(DEFAULT_REDIS_URL).port;
-  const child = spawn('redis-server', ['--port', port, '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', ''], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    // Its own process group: Ctrl-C reaches the bridge alone, which closes open interactions
-    // in Redis first and stops Redis last.
-    detached: true,
-  });
+  const child = spawn(
+    'redis-server',
+    ['--port', port, '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', ''],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      // Its own process group: Ctrl-C reaches the bridge alone, which closes open interactions
+      // in Redis first and stops Redis last.
+      detached: true,
+    },
+  );
   log.info({ dir, url: DEFAULT_REDIS_URL, pid: child.pid }, 'started a private redis-server (REDIS_URL is unset)');
   // Whatever way the bridge exits (a failed start, a forced shutdown, a crash), its Redis goes too.
   process.once('exit', () => {

@@ -10,7 +10,17 @@ import { observeGauge } from '@ccbridge/telemetry';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { InflightGate, closeGrpc, createAuthenticator, createGrpcReceiver, createHttpApp, listenGrpc, type HealthOptions, type IngestOptions, type TlsFiles } from '@ccbridge/ingest';
+import {
+  InflightGate,
+  closeGrpc,
+  createAuthenticator,
+  createGrpcReceiver,
+  createHttpApp,
+  listenGrpc,
+  type HealthOptions,
+  type IngestOptions,
+  type TlsFiles,
+} from '@ccbridge/ingest';
 
 export interface IngestService {
   /** What the bridge's HTTP server needs to serve the OTLP routes. */
@@ -24,7 +34,9 @@ export interface IngestService {
 
 /** The receivers' TLS certificate and key, when configured (read once, at start-up). */
 export function tlsFiles(config: BridgeConfig): TlsFiles | undefined {
-  return config.tlsCertFile && config.tlsKeyFile ? { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsKeyFile) } : undefined;
+  return config.tlsCertFile && config.tlsKeyFile
+    ? { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsKeyFile) }
+    : undefined;
 }
 
 /** Connects the queue and serves OTLP/gRPC; the OTLP/HTTP routes are served by the caller's HTTP server. */
@@ -32,16 +44,30 @@ export async function startIngest(config: BridgeConfig, target: RedisTarget, log
   const redis = connectRedis(target, 'producer');
   redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
   // Forwarded metrics have their own share of the byte bound; the events and spans the rest.
-  const metricsShare = config.forwardMetrics ? config.queueMetricsMaxBytes ?? 0 : 0;
+  const metricsShare = config.forwardMetrics ? (config.queueMetricsMaxBytes ?? 0) : 0;
   const producer = new BatchProducer(redis, {
     maxWaiting: config.queueMaxWaiting,
     maxBytes: config.queueMaxBytes - metricsShare,
     ...(config.forwardMetrics && { metricsMaxBytes: metricsShare }),
     attempts: config.jobAttempts,
   });
-  observeGauge('queue_size', 'Batches (jobs) waiting in the queue, not yet processed', async () => (await producer.reading()).jobs);
-  observeGauge('queue_size_bytes', 'Bytes the queued batches take in Redis', async () => (await producer.reading()).bytes, 'By');
-  observeGauge('queue_capacity_bytes', 'The queue\'s bound in bytes (BRIDGE_QUEUE_MAX_BYTES)', () => config.queueMaxBytes, 'By');
+  observeGauge(
+    'queue_size',
+    'Batches (jobs) waiting in the queue, not yet processed',
+    async () => (await producer.reading()).jobs,
+  );
+  observeGauge(
+    'queue_size_bytes',
+    'Bytes the queued batches take in Redis',
+    async () => (await producer.reading()).bytes,
+    'By',
+  );
+  observeGauge(
+    'queue_capacity_bytes',
+    "The queue's bound in bytes (BRIDGE_QUEUE_MAX_BYTES)",
+    () => config.queueMaxBytes,
+    'By',
+  );
   const options: IngestOptions = {
     sink: producer,
     maxBodyBytes: config.maxBodyBytes,

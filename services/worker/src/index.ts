@@ -7,7 +7,13 @@ import type { BridgeConfig } from '@ccbridge/config';
 import type { Logger } from '@ccbridge/log';
 import { BatchConsumer, METRICS_QUEUE_NAME, type BatchConsumerOptions, type BatchHandler } from '@ccbridge/queue';
 import { connectRedis, type RedisTarget } from '@ccbridge/redis';
-import { InteractionCloser, LifecycleStore, createRedactor, processBatch, type BatchProcessorDeps } from '@ccbridge/claude-events';
+import {
+  InteractionCloser,
+  LifecycleStore,
+  createRedactor,
+  processBatch,
+  type BatchProcessorDeps,
+} from '@ccbridge/claude-events';
 import { DeadLetterStore } from '@ccbridge/dead-letter';
 import { ROOT_RETRY_MS } from '@ccbridge/errors';
 import { LLMFLOW_URL_HINT, LlmflowExporter, LlmflowMetricsClient, probeLlmflow } from '@ccbridge/llmflow';
@@ -33,7 +39,10 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     spanMaxBytes: config.spanMaxBytes,
     log: log.child({ component: 'llmflow' }),
   });
-  const deadLetters = new DeadLetterStore(redis, { maxEntries: config.deadLetterMax, log: log.child({ component: 'dead-letter' }) });
+  const deadLetters = new DeadLetterStore(redis, {
+    maxEntries: config.deadLetterMax,
+    log: log.child({ component: 'dead-letter' }),
+  });
   const store = new LifecycleStore(redis, {
     config: { idleMs: config.interactionIdleMs, turnTimeoutMs: config.turnTimeoutMs, gapWaitMs: config.gapWaitMs },
   });
@@ -46,8 +55,18 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     if (config.forwardMetrics) await ledger.noteTurns(drawnTurns(spans));
   };
   // Timers wait for batches received before they ran out (the consumer is made below, before any timer runs).
-  const closer = new InteractionCloser({ store, exportSpans, log, retryDelayMs: ROOT_RETRY_MS, backlogSinceMs: async () => consumer.backlogSinceMs() });
-  const redactor = createRedactor({ prompts: config.privacyPrompts, toolDetails: config.privacyToolDetails, userIds: config.privacyUserIds });
+  const closer = new InteractionCloser({
+    store,
+    exportSpans,
+    log,
+    retryDelayMs: ROOT_RETRY_MS,
+    backlogSinceMs: async () => consumer.backlogSinceMs(),
+  });
+  const redactor = createRedactor({
+    prompts: config.privacyPrompts,
+    toolDetails: config.privacyToolDetails,
+    userIds: config.privacyUserIds,
+  });
   const deps: BatchProcessorDeps = {
     store,
     closer,
@@ -63,7 +82,10 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     concurrency: config.workerConcurrency,
     onPause: (err, pauseMs) => {
       bridgeMetrics.pause();
-      log.warn({ err: err.message, pauseMs, hint: LLMFLOW_URL_HINT }, `LLMFlow is unavailable; the ${what} wait in the queue`);
+      log.warn(
+        { err: err.message, pauseMs, hint: LLMFLOW_URL_HINT },
+        `LLMFlow is unavailable; the ${what} wait in the queue`,
+      );
     },
     onFailed: (job, err, final) => {
       (final ? log.error.bind(log) : log.warn.bind(log))(
@@ -75,9 +97,18 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
   });
 
   /** A job's work in the `ccbridge.process` span, in the trace of the requests that brought it (the bridge's own tracing). */
-  const traced = <T>(job: Parameters<BatchHandler>[0], info: Parameters<BatchHandler>[1], work: () => Promise<T>): Promise<T> => {
+  const traced = <T>(
+    job: Parameters<BatchHandler>[0],
+    info: Parameters<BatchHandler>[1],
+    work: () => Promise<T>,
+  ): Promise<T> => {
     const [parent, ...others] = job.traceparents ?? [];
-    const attributes = { 'ccbridge.signal': job.signal, 'ccbridge.items': job.items, 'ccbridge.job': info.id ?? '', 'ccbridge.attempt': info.attempt };
+    const attributes = {
+      'ccbridge.signal': job.signal,
+      'ccbridge.items': job.items,
+      'ccbridge.job': info.id ?? '',
+      'ccbridge.attempt': info.attempt,
+    };
     return inSpan('ccbridge.process', { kind: SpanKind.CONSUMER, parent, links: others, attributes }, work);
   };
 
@@ -86,7 +117,8 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     async (job, info) => {
       const summary = await traced(job, info, () => processBatch(deps, job.signal, job.request));
       // The session's ledger counts its api_request events once they are drawn.
-      if (job.signal === 'logs' && config.forwardMetrics) await ledger.addEvents(eventContributions(job.request as ExportLogsRequest));
+      if (job.signal === 'logs' && config.forwardMetrics)
+        await ledger.addEvents(eventContributions(job.request as ExportLogsRequest));
       log.info({ job: info.id, items: job.items, ...summary }, 'processed a batch');
     },
     consumerOptions('batches'),
@@ -95,7 +127,11 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
   // Claude Code's metrics, from their own queue to LLMFlow's /v1/metrics (@ccbridge/metrics).
   const metricsDeps: ForwardDeps = {
     store: new MetricsStore(redis),
-    sink: new LlmflowMetricsClient({ url: config.llmflowUrl, timeoutMs: config.exportTimeoutMs, log: log.child({ component: 'llmflow' }) }),
+    sink: new LlmflowMetricsClient({
+      url: config.llmflowUrl,
+      timeoutMs: config.exportTimeoutMs,
+      log: log.child({ component: 'llmflow' }),
+    }),
     log,
     maxPointsPerRequest: config.exportMaxSpans,
     // The privacy switches hold for metrics too: Claude Code puts user.id, user.email, ... on every point.
@@ -112,11 +148,17 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
       if (!config.forwardMetrics) {
         // Queued before forwarding was turned off: taken off the queue, not sent.
         bridgeMetrics.droppedMetricPoints('disabled', job.items);
-        if (!saidDisabled) log.info({ items: job.items }, 'metrics queued before BRIDGE_FORWARD_METRICS was turned off are not forwarded');
+        if (!saidDisabled)
+          log.info(
+            { items: job.items },
+            'metrics queued before BRIDGE_FORWARD_METRICS was turned off are not forwarded',
+          );
         saidDisabled = true;
         return;
       }
-      const summary = await traced(job, info, () => forwardMetrics(metricsDeps, info.id ?? '', job.request as ExportMetricsRequest, job.items));
+      const summary = await traced(job, info, () =>
+        forwardMetrics(metricsDeps, info.id ?? '', job.request as ExportMetricsRequest, job.items),
+      );
       log.info({ job: info.id, signal: job.signal, ...summary }, 'forwarded metrics');
     },
     { ...consumerOptions('metrics'), queue: METRICS_QUEUE_NAME },
@@ -124,29 +166,49 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
 
   // A session is compared once neither queue holds a batch received before it went quiet.
   const oldestBacklog = async () => {
-    const times = (await Promise.all([consumer.backlogSinceMs(), metricsConsumer.backlogSinceMs()])).filter((t): t is number => t !== undefined);
+    const times = (await Promise.all([consumer.backlogSinceMs(), metricsConsumer.backlogSinceMs()])).filter(
+      (t): t is number => t !== undefined,
+    );
     return times.length > 0 ? Math.min(...times) : undefined;
   };
-  const reconciler = new Reconciler({ store: ledger, exportSpans, log, settleMs: config.sessionSettleMs, backlogSinceMs: oldestBacklog });
+  const reconciler = new Reconciler({
+    store: ledger,
+    exportSpans,
+    log,
+    settleMs: config.sessionSettleMs,
+    backlogSinceMs: oldestBacklog,
+  });
 
   // One timer round at a time: a round still running when the next tick comes is let be.
   let round: Promise<unknown> | undefined;
   const tick = setInterval(() => {
     round ??= Promise.all([
       closer.closeDue().catch((err) => log.warn({ err: (err as Error).message }, 'drawing interaction roots failed')),
-      config.forwardMetrics && reconciler.compareDue().catch((err) => log.warn({ err: (err as Error).message }, 'comparing sessions with their counters failed')),
+      config.forwardMetrics &&
+        reconciler
+          .compareDue()
+          .catch((err) => log.warn({ err: (err as Error).message }, 'comparing sessions with their counters failed')),
     ]).finally(() => (round = undefined));
   }, TIMER_TICK_MS);
 
   // Said once at start-up, so a wrong LLMFLOW_URL shows before the first export fails.
   void probeLlmflow(config.llmflowUrl).then((probe) => {
     if (probe.answers) log.info({ llmflow: config.llmflowUrl, status: probe.status }, 'LLMFlow answers');
-    else log.warn({ llmflow: config.llmflowUrl, err: probe.error }, `LLMFlow does not answer at ${config.llmflowUrl}: ${LLMFLOW_URL_HINT}`);
+    else
+      log.warn(
+        { llmflow: config.llmflowUrl, err: probe.error },
+        `LLMFlow does not answer at ${config.llmflowUrl}: ${LLMFLOW_URL_HINT}`,
+      );
   });
-  observeGauge('queue_oldest_age_seconds', 'Age of the oldest batch not yet processed (0: none waits)', async () => {
-    const since = await consumer.backlogSinceMs();
-    return since === undefined ? 0 : Math.max(0, Date.now() - since) / 1000;
-  }, 's');
+  observeGauge(
+    'queue_oldest_age_seconds',
+    'Age of the oldest batch not yet processed (0: none waits)',
+    async () => {
+      const since = await consumer.backlogSinceMs();
+      return since === undefined ? 0 : Math.max(0, Date.now() - since) / 1000;
+    },
+    's',
+  );
   observeGauge('interactions_open', 'Turns not yet drawn, over every shard', () => store.openInteractions());
 
   return {

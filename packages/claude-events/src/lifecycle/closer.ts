@@ -40,7 +40,10 @@ export class InteractionCloser {
    * With `timers: false` (the job that just completed turns) only evidence counts: no timer is
    * let run out, so the queue's backlog need not be asked; the next timer round sees to those.
    */
-  async closeDue(shards: number[] = this.options.store.shardNumbers(), { timers = true }: { timers?: boolean } = {}): Promise<number> {
+  async closeDue(
+    shards: number[] = this.options.store.shardNumbers(),
+    { timers = true }: { timers?: boolean } = {},
+  ): Promise<number> {
     const backlog = timers ? await this.options.backlogSinceMs?.() : undefined;
     const timersDueBy = timers ? Math.min(this.options.store.clock.now(), backlog ?? Infinity) : 0;
     const drawn = await Promise.all([...new Set(shards)].map((n) => this.closeShard(n, timersDueBy)));
@@ -69,7 +72,12 @@ export class InteractionCloser {
   async sendWithRoots(spans: ResourceSpans[], shards: number[]): Promise<number> {
     const { store } = this.options;
     const limit = this.options.batchSize ?? 100;
-    const claims = await Promise.all([...new Set(shards)].map(async (shard) => ({ shard, claimed: await store.claim(shard, { limit, timersDueBy: 0 }) })));
+    const claims = await Promise.all(
+      [...new Set(shards)].map(async (shard) => ({
+        shard,
+        claimed: await store.claim(shard, { limit, timersDueBy: 0 }),
+      })),
+    );
     const roots = claims.flatMap((c) => c.claimed.map(rootSpanOf));
     if (spans.length + roots.length === 0) return 0;
     try {
@@ -91,7 +99,10 @@ export class InteractionCloser {
     } catch (err) {
       // LLMFlow is unavailable: the only thing retried without limit.
       await this.retryLater(shard, claimed);
-      this.options.log.warn({ interactions: claimed.length, err: (err as Error).message }, 'could not export interaction roots; will retry');
+      this.options.log.warn(
+        { interactions: claimed.length, err: (err as Error).message },
+        'could not export interaction roots; will retry',
+      );
       return 0;
     }
     return this.settleDrawn(shard, claimed);
@@ -100,7 +111,12 @@ export class InteractionCloser {
   private async retryLater(shard: number, claimed: StoredInteraction[]): Promise<void> {
     const { store } = this.options;
     const at = store.clock.now() + (this.options.retryDelayMs ?? 5_000);
-    if (claimed.length > 0) await store.settle(shard, [], claimed.map((ix) => ({ key: ix.key, at })));
+    if (claimed.length > 0)
+      await store.settle(
+        shard,
+        [],
+        claimed.map((ix) => ({ key: ix.key, at })),
+      );
   }
 
   /** Marks exported roots drawn, and says so; returns how many. */
@@ -108,7 +124,11 @@ export class InteractionCloser {
     const { store, log } = this.options;
     if (done.length === 0) return 0;
     // Whether each root is complete, lifecycle.lua decided when it was claimed (verdict.complete).
-    await store.settle(shard, done.map((ix) => ({ key: ix.key, complete: ix.verdict.complete !== false })), []);
+    await store.settle(
+      shard,
+      done.map((ix) => ({ key: ix.key, complete: ix.verdict.complete !== false })),
+      [],
+    );
     const incomplete = done.filter((ix) => ix.verdict.complete === false).length;
     bridgeMetrics.drawn(true, done.length - incomplete);
     bridgeMetrics.drawn(false, incomplete);
@@ -120,7 +140,10 @@ export class InteractionCloser {
         );
       }
     }
-    log.info({ interactions: done.length, reasons: [...new Set(done.map((ix) => ix.verdict.reason))] }, 'drew interaction roots');
+    log.info(
+      { interactions: done.length, reasons: [...new Set(done.map((ix) => ix.verdict.reason))] },
+      'drew interaction roots',
+    );
     return done.length;
   }
 }

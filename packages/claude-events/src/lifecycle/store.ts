@@ -9,11 +9,27 @@
  */
 import path from 'node:path';
 import type { KeyValue } from '@ccbridge/otlp';
-import { NAMESPACE, SHARDS, defineScript, keyOf, shardKeys, shardOf, type RedisClient, type ShardKeys } from '@ccbridge/redis';
+import {
+  NAMESPACE,
+  SHARDS,
+  defineScript,
+  keyOf,
+  shardKeys,
+  shardOf,
+  type RedisClient,
+  type ShardKeys,
+} from '@ccbridge/redis';
 import type { Timeline } from '../assign';
 import type { Attributes } from '../events';
 import type { HeldSpan } from '../spans';
-import { SENT, type BatchPlan, type InteractionUpdate, type PendingSpan, type SequenceMarks, type StoredInteraction } from '../interaction';
+import {
+  SENT,
+  type BatchPlan,
+  type InteractionUpdate,
+  type PendingSpan,
+  type SequenceMarks,
+  type StoredInteraction,
+} from '../interaction';
 import type { Contribution } from '../mapping';
 import type { AgentCall, AgentLink, AgentSeen, AgentState, PlacedAt, SessionAgents } from '../agents';
 import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type Verdict } from './lifecycle';
@@ -92,30 +108,46 @@ export class LifecycleStore {
     for (const s of plan.sequences) of(s.session).sequences.push(s);
     for (const p of plan.pending) of(p.session).pending.push(p);
     const outcome: ApplyOutcome = { due: [], late: [], release: [] };
-    await Promise.all([...work].map(async ([n, w]) => {
-      const raw = await this.run('ccbridgeApply', this.shards[n]!, { ...w });
-      const result = JSON.parse(raw as string) as { due: unknown; late: unknown; release: unknown };
-      for (const key of list<string>(result.due)) outcome.due.push({ shard: n, key });
-      for (const [key, events] of list<[string, number]>(result.late)) outcome.late.push({ key, events });
-      for (const [key, held] of list<[string, string]>(result.release)) outcome.release.push({ key, held });
-    }));
+    await Promise.all(
+      [...work].map(async ([n, w]) => {
+        const raw = await this.run('ccbridgeApply', this.shards[n]!, { ...w });
+        const result = JSON.parse(raw as string) as { due: unknown; late: unknown; release: unknown };
+        for (const key of list<string>(result.due)) outcome.due.push({ shard: n, key });
+        for (const [key, events] of list<[string, number]>(result.late)) outcome.late.push({ key, events });
+        for (const [key, held] of list<[string, string]>(result.release)) outcome.release.push({ key, held });
+      }),
+    );
     return outcome;
   }
 
   /** Runs a script once per shard over the sessions of that shard; the results, flattened. */
-  private async perShard<T, R>(script: ScriptName, items: T[], sessionOf: (item: T) => string, field: string): Promise<R[]> {
+  private async perShard<T, R>(
+    script: ScriptName,
+    items: T[],
+    sessionOf: (item: T) => string,
+    field: string,
+  ): Promise<R[]> {
     const byShard = new Map<number, T[]>();
     for (const item of items) {
       const n = shardOf(sessionOf(item));
       byShard.set(n, [...(byShard.get(n) ?? []), item]);
     }
-    const results = await Promise.all([...byShard].map(async ([n, group]) => list<R>(JSON.parse((await this.run(script, this.shards[n]!, { [field]: group })) as string))));
+    const results = await Promise.all(
+      [...byShard].map(async ([n, group]) =>
+        list<R>(JSON.parse((await this.run(script, this.shards[n]!, { [field]: group })) as string)),
+      ),
+    );
     return results.flat();
   }
 
   /** Merges what a batch says about subagents, holds their spans, and reads each session's subagent state (agents.lua). */
   async agents(sessions: SessionAgents[]): Promise<AgentState[]> {
-    const raw = await this.perShard<SessionAgents, RawAgentState>('ccbridgeAgents', sessions, (s) => s.session, 'sessions');
+    const raw = await this.perShard<SessionAgents, RawAgentState>(
+      'ccbridgeAgents',
+      sessions,
+      (s) => s.session,
+      'sessions',
+    );
     return raw.map((r) => ({
       session: r.session,
       calls: withIds(parsed<AgentCall>(r.calls)),
@@ -127,9 +159,20 @@ export class LifecycleStore {
   }
 
   /** Records new links and takes the held spans of every subagent that can now be placed (place.lua). */
-  async place(sessions: { session: string; links: [string, AgentLink][]; agents: string[] }[]): Promise<PlacedAgents[]> {
-    const input = sessions.map((s) => ({ session: s.session, links: s.links.map(([a, l]) => [a, JSON.stringify(l)]), agents: s.agents }));
-    const raw = await this.perShard<(typeof input)[number], RawPlaced>('ccbridgePlace', input, (s) => s.session, 'sessions');
+  async place(
+    sessions: { session: string; links: [string, AgentLink][]; agents: string[] }[],
+  ): Promise<PlacedAgents[]> {
+    const input = sessions.map((s) => ({
+      session: s.session,
+      links: s.links.map(([a, l]) => [a, JSON.stringify(l)]),
+      agents: s.agents,
+    }));
+    const raw = await this.perShard<(typeof input)[number], RawPlaced>(
+      'ccbridgePlace',
+      input,
+      (s) => s.session,
+      'sessions',
+    );
     return raw.map((r) => ({
       session: r.session,
       placed: new Map(Array.isArray(r.placed) ? [] : Object.entries(r.placed ?? {})),
@@ -141,7 +184,11 @@ export class LifecycleStore {
   async forgetAgentSpans(sent: { session: string; agent: string; spanIds: string[] }[]): Promise<void> {
     if (sent.length === 0) return;
     const pipeline = this.redis.pipeline();
-    for (const s of sent) pipeline.hdel(keyOf(this.shards[shardOf(s.session)]!.templates.agentSpans, `${s.session}/${s.agent}`), ...s.spanIds);
+    for (const s of sent)
+      pipeline.hdel(
+        keyOf(this.shards[shardOf(s.session)]!.templates.agentSpans, `${s.session}/${s.agent}`),
+        ...s.spanIds,
+      );
     for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err;
   }
 
@@ -150,19 +197,22 @@ export class LifecycleStore {
     const out = new Map<string, Timeline>();
     const byShard = new Map<number, string[]>();
     for (const s of sessions) byShard.set(shardOf(s), [...(byShard.get(shardOf(s)) ?? []), s]);
-    await Promise.all([...byShard].map(async ([n, group]) => {
-      const pipeline = this.redis.pipeline();
-      for (const s of group) pipeline.zrange(keyOf(this.shards[n]!.templates.prompts, s), 0, -1, 'WITHSCORES');
-      const results = (await pipeline.exec()) ?? [];
-      group.forEach((session, i) => {
-        const [err, flat] = results[i] ?? [null, []];
-        if (err) throw err;
-        const timeline: Timeline = [];
-        const members = flat as string[];
-        for (let j = 0; j < members.length; j += 2) timeline.push({ key: members[j]!, startMs: Number(members[j + 1]) });
-        if (timeline.length > 0) out.set(session, timeline);
-      });
-    }));
+    await Promise.all(
+      [...byShard].map(async ([n, group]) => {
+        const pipeline = this.redis.pipeline();
+        for (const s of group) pipeline.zrange(keyOf(this.shards[n]!.templates.prompts, s), 0, -1, 'WITHSCORES');
+        const results = (await pipeline.exec()) ?? [];
+        group.forEach((session, i) => {
+          const [err, flat] = results[i] ?? [null, []];
+          if (err) throw err;
+          const timeline: Timeline = [];
+          const members = flat as string[];
+          for (let j = 0; j < members.length; j += 2)
+            timeline.push({ key: members[j]!, startMs: Number(members[j + 1]) });
+          if (timeline.length > 0) out.set(session, timeline);
+        });
+      }),
+    );
     return out;
   }
 
@@ -170,13 +220,23 @@ export class LifecycleStore {
    * Leases a shard's interactions whose time has come, with their state. A timer counts as run
    * out only if it ran out by `timersDueBy` (when the oldest batch still queued was received).
    */
-  async claim(shard: number, { limit = 100, timersDueBy }: { limit?: number; timersDueBy?: number } = {}): Promise<StoredInteraction[]> {
-    const raw = await this.run('ccbridgeClaim', this.shards[shard]!, { limit, timersDueBy: timersDueBy ?? this.clock.now() });
+  async claim(
+    shard: number,
+    { limit = 100, timersDueBy }: { limit?: number; timersDueBy?: number } = {},
+  ): Promise<StoredInteraction[]> {
+    const raw = await this.run('ccbridgeClaim', this.shards[shard]!, {
+      limit,
+      timersDueBy: timersDueBy ?? this.clock.now(),
+    });
     return list<ClaimedRow>(JSON.parse(raw as string)).map(storedOf);
   }
 
   /** Marks drawn roots (later events are late) and gives the others back, to be looked at again at `retryAt`. */
-  async settle(shard: number, drawn: { key: string; complete: boolean }[], retry: { key: string; at: number }[]): Promise<number> {
+  async settle(
+    shard: number,
+    drawn: { key: string; complete: boolean }[],
+    retry: { key: string; at: number }[],
+  ): Promise<number> {
     if (drawn.length === 0 && retry.length === 0) return 0;
     return Number(await this.run('ccbridgeSettle', this.shards[shard]!, { drawn, retry }));
   }
@@ -223,7 +283,8 @@ const parsed = <T>(hash: Record<string, string> | undefined): Map<string, T> =>
   new Map(Array.isArray(hash) ? [] : Object.entries(hash ?? {}).map(([k, v]) => [k, JSON.parse(v) as T]));
 
 /** Records keyed by id in Redis get their id back. */
-const withIds = <T extends { id: string }>(m: Map<string, T>): Map<string, T> => new Map([...m].map(([id, v]) => [id, { ...v, id }]));
+const withIds = <T extends { id: string }>(m: Map<string, T>): Map<string, T> =>
+  new Map([...m].map(([id, v]) => [id, { ...v, id }]));
 
 interface ClaimedRow {
   key: string;
@@ -245,7 +306,9 @@ function storedOf(row: ClaimedRow): StoredInteraction {
     resource: h.resource ? (JSON.parse(h.resource) as KeyValue[]) : [],
     completion: h.completion,
     contributions: list<string>(row.contributions).map((c) => JSON.parse(c) as Contribution),
-    held: list<string>(row.events).filter((e) => e !== SENT).map((e) => JSON.parse(e) as HeldSpan),
+    held: list<string>(row.events)
+      .filter((e) => e !== SENT)
+      .map((e) => JSON.parse(e) as HeldSpan),
     verdict: row.verdict,
   };
 }

@@ -63,55 +63,108 @@ export function checkClaudeCodeEnv(env: NodeJS.ProcessEnv): Finding[] {
   const error = (check: string, message: string, fix: string) => out.push({ check, severity: 'error', message, fix });
   const advice = (check: string, message: string, fix: string) => out.push({ check, severity: 'advice', message, fix });
 
-  if (env.CLAUDE_CODE_ENABLE_TELEMETRY === '1') ok('telemetry', 'CLAUDE_CODE_ENABLE_TELEMETRY=1: Claude Code sends telemetry');
-  else error('telemetry', `CLAUDE_CODE_ENABLE_TELEMETRY is ${env.CLAUDE_CODE_ENABLE_TELEMETRY === undefined ? 'not set' : JSON.stringify(env.CLAUDE_CODE_ENABLE_TELEMETRY)}: Claude Code sends nothing`, 'export CLAUDE_CODE_ENABLE_TELEMETRY=1');
+  if (env.CLAUDE_CODE_ENABLE_TELEMETRY === '1')
+    ok('telemetry', 'CLAUDE_CODE_ENABLE_TELEMETRY=1: Claude Code sends telemetry');
+  else
+    error(
+      'telemetry',
+      `CLAUDE_CODE_ENABLE_TELEMETRY is ${env.CLAUDE_CODE_ENABLE_TELEMETRY === undefined ? 'not set' : JSON.stringify(env.CLAUDE_CODE_ENABLE_TELEMETRY)}: Claude Code sends nothing`,
+      'export CLAUDE_CODE_ENABLE_TELEMETRY=1',
+    );
 
   const exporters = (env.OTEL_LOGS_EXPORTER ?? '').split(',').map((s) => s.trim());
   if (exporters.includes('otlp')) ok('logs', 'OTEL_LOGS_EXPORTER includes otlp: events are sent');
-  else error('logs', `OTEL_LOGS_EXPORTER is ${env.OTEL_LOGS_EXPORTER === undefined ? 'not set' : JSON.stringify(env.OTEL_LOGS_EXPORTER)}: Claude Code's events (what the bridge draws from) are not sent, metrics at most`, 'export OTEL_LOGS_EXPORTER=otlp');
+  else
+    error(
+      'logs',
+      `OTEL_LOGS_EXPORTER is ${env.OTEL_LOGS_EXPORTER === undefined ? 'not set' : JSON.stringify(env.OTEL_LOGS_EXPORTER)}: Claude Code's events (what the bridge draws from) are not sent, metrics at most`,
+      'export OTEL_LOGS_EXPORTER=otlp',
+    );
 
-  const protocolVar = env.OTEL_EXPORTER_OTLP_LOGS_PROTOCOL !== undefined ? 'OTEL_EXPORTER_OTLP_LOGS_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL';
+  const protocolVar =
+    env.OTEL_EXPORTER_OTLP_LOGS_PROTOCOL !== undefined
+      ? 'OTEL_EXPORTER_OTLP_LOGS_PROTOCOL'
+      : 'OTEL_EXPORTER_OTLP_PROTOCOL';
   const protocol = env[protocolVar] ?? 'grpc';
   if (!PROTOCOLS.includes(protocol as Protocol)) {
-    error('protocol', `${protocolVar}=${JSON.stringify(protocol)} is not a protocol Claude Code speaks`, `export ${protocolVar}=http/protobuf   (or grpc, or http/json)`);
+    error(
+      'protocol',
+      `${protocolVar}=${JSON.stringify(protocol)} is not a protocol Claude Code speaks`,
+      `export ${protocolVar}=http/protobuf   (or grpc, or http/json)`,
+    );
     return out;
   }
   ok('protocol', `logs go over ${protocol}${env[protocolVar] === undefined ? ' (the default)' : ''}`);
 
-  const endpointVar = env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT ? 'OTEL_EXPORTER_OTLP_LOGS_ENDPOINT' : 'OTEL_EXPORTER_OTLP_ENDPOINT';
+  const endpointVar = env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT
+    ? 'OTEL_EXPORTER_OTLP_LOGS_ENDPOINT'
+    : 'OTEL_EXPORTER_OTLP_ENDPOINT';
   const raw = env[endpointVar];
   const defaultPort = protocol === 'grpc' ? 4317 : 4318;
   if (!raw) {
-    error('endpoint', 'neither OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_LOGS_ENDPOINT is set', `export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:${defaultPort}   (the Collector, or the bridge)`);
+    error(
+      'endpoint',
+      'neither OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_LOGS_ENDPOINT is set',
+      `export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:${defaultPort}   (the Collector, or the bridge)`,
+    );
     return out;
   }
   const url = parse(raw);
   if (!url) {
-    error('endpoint', `${endpointVar}=${JSON.stringify(raw)} is not an http:// or https:// URL`, `export ${endpointVar}=http://127.0.0.1:${defaultPort}`);
+    error(
+      'endpoint',
+      `${endpointVar}=${JSON.stringify(raw)} is not an http:// or https:// URL`,
+      `export ${endpointVar}=http://127.0.0.1:${defaultPort}`,
+    );
     return out;
   }
   ok('endpoint', `${endpointVar}=${raw}`);
 
   const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
   if (protocol === 'grpc' && port === 4318) {
-    error('port', `gRPC is sent to port 4318, the OTLP/HTTP port: nothing there speaks gRPC`, `export ${endpointVar}=${url.protocol}//${url.hostname}:4317   (or OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)`);
+    error(
+      'port',
+      `gRPC is sent to port 4318, the OTLP/HTTP port: nothing there speaks gRPC`,
+      `export ${endpointVar}=${url.protocol}//${url.hostname}:4317   (or OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)`,
+    );
   } else if (protocol !== 'grpc' && port === 4317) {
-    error('port', `${protocol} is sent to port 4317, the OTLP/gRPC port: nothing there speaks HTTP`, `export ${endpointVar}=${url.protocol}//${url.hostname}:4318   (or OTEL_EXPORTER_OTLP_PROTOCOL=grpc)`);
+    error(
+      'port',
+      `${protocol} is sent to port 4317, the OTLP/gRPC port: nothing there speaks HTTP`,
+      `export ${endpointVar}=${url.protocol}//${url.hostname}:4318   (or OTEL_EXPORTER_OTLP_PROTOCOL=grpc)`,
+    );
   } else ok('port', `port ${port} takes ${protocol === 'grpc' ? 'gRPC' : 'OTLP/HTTP'}`);
 
   const path = url.pathname.replace(/\/+$/, '');
   if (protocol !== 'grpc' && endpointVar === 'OTEL_EXPORTER_OTLP_ENDPOINT' && path !== '') {
-    error('path', `OTEL_EXPORTER_OTLP_ENDPOINT has a path (${url.pathname}): Claude Code adds /v1/logs to it, so logs go to ${path}/v1/logs (a 404)`, `export OTEL_EXPORTER_OTLP_ENDPOINT=${url.protocol}//${url.host}   (or put the full URL in OTEL_EXPORTER_OTLP_LOGS_ENDPOINT)`);
+    error(
+      'path',
+      `OTEL_EXPORTER_OTLP_ENDPOINT has a path (${url.pathname}): Claude Code adds /v1/logs to it, so logs go to ${path}/v1/logs (a 404)`,
+      `export OTEL_EXPORTER_OTLP_ENDPOINT=${url.protocol}//${url.host}   (or put the full URL in OTEL_EXPORTER_OTLP_LOGS_ENDPOINT)`,
+    );
   } else if (protocol !== 'grpc' && endpointVar === 'OTEL_EXPORTER_OTLP_LOGS_ENDPOINT' && !path.endsWith('/v1/logs')) {
-    error('path', `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT is used as it is, and ${raw} does not end in /v1/logs (a 404)`, `export OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=${url.protocol}//${url.host}/v1/logs`);
+    error(
+      'path',
+      `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT is used as it is, and ${raw} does not end in /v1/logs (a 404)`,
+      `export OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=${url.protocol}//${url.host}/v1/logs`,
+    );
   } else if (protocol !== 'grpc') ok('path', `logs go to ${logsTarget(env)?.url}`);
 
   if (env.OTEL_LOG_USER_PROMPTS === '1') ok('prompts', 'OTEL_LOG_USER_PROMPTS=1: prompt text is sent');
-  else advice('prompts', 'OTEL_LOG_USER_PROMPTS is not 1: roots carry no prompt text, and parallel background subagents cannot be placed under their Agent call', 'export OTEL_LOG_USER_PROMPTS=1');
+  else
+    advice(
+      'prompts',
+      'OTEL_LOG_USER_PROMPTS is not 1: roots carry no prompt text, and parallel background subagents cannot be placed under their Agent call',
+      'export OTEL_LOG_USER_PROMPTS=1',
+    );
 
   const interval = Number(env.OTEL_LOGS_EXPORT_INTERVAL ?? 5000);
   if (Number.isFinite(interval) && interval > 5000) {
-    advice('interval', `OTEL_LOGS_EXPORT_INTERVAL=${interval}: a turn's root reaches LLMFlow up to ${Math.round(interval / 1000)} s after the turn ends`, 'export OTEL_LOGS_EXPORT_INTERVAL=1000');
+    advice(
+      'interval',
+      `OTEL_LOGS_EXPORT_INTERVAL=${interval}: a turn's root reaches LLMFlow up to ${Math.round(interval / 1000)} s after the turn ends`,
+      'export OTEL_LOGS_EXPORT_INTERVAL=1000',
+    );
   } else ok('interval', `events leave Claude Code every ${interval / 1000} s or sooner`);
   return out;
 }

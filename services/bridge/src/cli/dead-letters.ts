@@ -14,7 +14,8 @@ import { LlmflowExporter } from '@ccbridge/llmflow';
 import { createLogger } from '@ccbridge/log';
 import { EXIT, UsageError, flag, settings, toolRedis, within, type Args } from './io';
 
-export const DEAD_LETTERS_USAGE = 'ccbridge dead-letters list [--limit N] | show ID... | replay [--limit N | ID...] | drop ID... | --all';
+export const DEAD_LETTERS_USAGE =
+  'ccbridge dead-letters list [--limit N] | show ID... | replay [--limit N | ID...] | drop ID... | --all';
 const GIVE_UP_MS = 30_000;
 
 function limitOf(args: Args): number {
@@ -41,7 +42,14 @@ export async function deadLetters(args: Args): Promise<number> {
     switch (command) {
       case 'list':
         for (const e of await store.list({ limit })) {
-          out({ spanId: e.spanId, traceId: e.traceId, name: e.name, source: e.source, at: new Date(e.at).toISOString(), reason: e.reason });
+          out({
+            spanId: e.spanId,
+            traceId: e.traceId,
+            name: e.name,
+            source: e.source,
+            at: new Date(e.at).toISOString(),
+            reason: e.reason,
+          });
         }
         out({ total: await store.count() });
         return EXIT.ok;
@@ -49,14 +57,22 @@ export async function deadLetters(args: Args): Promise<number> {
         for (const e of await store.list({ ids })) out(e);
         return EXIT.ok;
       case 'replay': {
-        const exporter = new LlmflowExporter({ url: config.llmflowUrl, timeoutMs: config.exportTimeoutMs, maxSpansPerRequest: config.exportMaxSpans, spanMaxBytes: config.spanMaxBytes, log });
+        const exporter = new LlmflowExporter({
+          url: config.llmflowUrl,
+          timeoutMs: config.exportTimeoutMs,
+          maxSpansPerRequest: config.exportMaxSpans,
+          spanMaxBytes: config.spanMaxBytes,
+          log,
+        });
         const outcome = await store.replay((rs) => exporter.export(rs), ids.length > 0 ? { ids } : { limit });
         out({ ...outcome, left: await store.count() });
         return EXIT.ok;
       }
       case 'drop':
         if (!args.flags.has('all') && ids.length === 0) throw new UsageError('drop needs span ids or --all');
-        await store.remove(args.flags.has('all') ? (await store.list({ limit: Number.MAX_SAFE_INTEGER })).map((e) => e.spanId) : ids);
+        await store.remove(
+          args.flags.has('all') ? (await store.list({ limit: Number.MAX_SAFE_INTEGER })).map((e) => e.spanId) : ids,
+        );
         out({ left: await store.count() });
         return EXIT.ok;
       default:

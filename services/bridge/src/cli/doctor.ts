@@ -29,7 +29,13 @@ function timeoutOf(args: Args): number {
   return seconds * 1000;
 }
 
-async function deliver(target: LogsTarget, llmflow: string, wait: boolean, timeoutMs: number, headers: Record<string, string>): Promise<Delivery> {
+async function deliver(
+  target: LogsTarget,
+  llmflow: string,
+  wait: boolean,
+  timeoutMs: number,
+  headers: Record<string, string>,
+): Promise<Delivery> {
   const turn = syntheticTurn();
   const delivery: Delivery = { target, sent: false, llmflow, rootSpanId: turn.rootSpanId, traceId: turn.traceId };
   const started = Date.now();
@@ -37,7 +43,9 @@ async function deliver(target: LogsTarget, llmflow: string, wait: boolean, timeo
     delivery.answered = await sendTurn(target, turn.request, headers);
     delivery.sent = true;
   } catch (err) {
-    delivery.error = (err as Error).cause ? `${(err as Error).message}: ${String(((err as Error).cause as Error).message ?? (err as Error).cause)}` : (err as Error).message;
+    delivery.error = (err as Error).cause
+      ? `${(err as Error).message}: ${String(((err as Error).cause as Error).message ?? (err as Error).cause)}`
+      : (err as Error).message;
     return delivery;
   }
   if (wait) {
@@ -50,14 +58,28 @@ async function deliver(target: LogsTarget, llmflow: string, wait: boolean, timeo
 /** OTEL_EXPORTER_OTLP_HEADERS (`key=value,key=value`), as Claude Code would send them. */
 function otlpHeaders(env: NodeJS.ProcessEnv): Record<string, string> {
   const raw = env.OTEL_EXPORTER_OTLP_LOGS_HEADERS ?? env.OTEL_EXPORTER_OTLP_HEADERS ?? '';
-  return Object.fromEntries(raw.split(',').map((kv) => kv.split('=')).filter((kv) => kv.length >= 2 && kv[0]!.trim()).map(([k, ...v]) => [k!.trim(), decodeURIComponent(v.join('=').trim())]));
+  return Object.fromEntries(
+    raw
+      .split(',')
+      .map((kv) => kv.split('='))
+      .filter((kv) => kv.length >= 2 && kv[0]!.trim())
+      .map(([k, ...v]) => [k!.trim(), decodeURIComponent(v.join('=').trim())]),
+  );
 }
 
 function deliveryLines(d: Delivery): string[] {
-  const lines = [`sent a synthetic turn over ${d.target.protocol} to ${d.target.url}: ${d.sent ? `accepted (${d.answered})` : `FAILED: ${d.error}`}`];
+  const lines = [
+    `sent a synthetic turn over ${d.target.protocol} to ${d.target.url}: ${d.sent ? `accepted (${d.answered})` : `FAILED: ${d.error}`}`,
+  ];
   if (!d.sent) return lines;
-  if (d.arrived === true) lines.push(`its root (span ${d.rootSpanId}) is in LLMFlow at ${d.llmflow} after ${d.seconds} s: the whole path works`);
-  else if (d.arrived === false) lines.push(`its root (span ${d.rootSpanId}) did NOT show in LLMFlow at ${d.llmflow} within ${d.seconds} s: check the bridge's logs and \`ccbridge status\` (is the worker running, and LLMFLOW_URL right?)`);
+  if (d.arrived === true)
+    lines.push(
+      `its root (span ${d.rootSpanId}) is in LLMFlow at ${d.llmflow} after ${d.seconds} s: the whole path works`,
+    );
+  else if (d.arrived === false)
+    lines.push(
+      `its root (span ${d.rootSpanId}) did NOT show in LLMFlow at ${d.llmflow} within ${d.seconds} s: check the bridge's logs and \`ccbridge status\` (is the worker running, and LLMFLOW_URL right?)`,
+    );
   return lines;
 }
 
@@ -70,7 +92,13 @@ export async function doctor(args: Args): Promise<number> {
   const target = logsTarget(env);
   let delivery: Delivery | undefined;
   if (errors.length === 0 && target && !args.flags.has('no-send')) {
-    delivery = await deliver(target, flag(args, 'llmflow') ?? settings().llmflowUrl, true, timeoutOf(args), otlpHeaders(env));
+    delivery = await deliver(
+      target,
+      flag(args, 'llmflow') ?? settings().llmflowUrl,
+      true,
+      timeoutOf(args),
+      otlpHeaders(env),
+    );
   }
   answer(args, { findings, ...(delivery && { delivery }) }, () => [
     ...findings.map((f) => `${SYMBOL[f.severity]}${f.message}${f.fix ? `\n      ${f.fix}` : ''}`),
@@ -86,9 +114,16 @@ export async function sendFixture(args: Args): Promise<number> {
   const protocol = (flag(args, 'protocol') ?? 'http/protobuf') as Protocol;
   if (!PROTOCOLS.includes(protocol)) throw new UsageError(`--protocol is one of ${PROTOCOLS.join(', ')}`);
   const endpoint = flag(args, 'endpoint') ?? (protocol === 'grpc' ? 'http://127.0.0.1:4317' : 'http://127.0.0.1:4318');
-  const url = protocol === 'grpc' || /\/v1\/logs\/?$/.test(endpoint) ? endpoint : `${endpoint.replace(/\/+$/, '')}/v1/logs`;
+  const url =
+    protocol === 'grpc' || /\/v1\/logs\/?$/.test(endpoint) ? endpoint : `${endpoint.replace(/\/+$/, '')}/v1/logs`;
   const token = flag(args, 'token');
-  const delivery = await deliver({ protocol, url }, flag(args, 'llmflow') ?? settings().llmflowUrl, !args.flags.has('no-wait'), timeoutOf(args), token ? { authorization: `Bearer ${token}` } : {});
+  const delivery = await deliver(
+    { protocol, url },
+    flag(args, 'llmflow') ?? settings().llmflowUrl,
+    !args.flags.has('no-wait'),
+    timeoutOf(args),
+    token ? { authorization: `Bearer ${token}` } : {},
+  );
   answer(args, delivery, () => deliveryLines(delivery));
   return delivery.sent && delivery.arrived !== false ? EXIT.ok : EXIT.problem;
 }

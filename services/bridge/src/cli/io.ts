@@ -13,7 +13,10 @@ export interface Args {
 }
 
 /** `--name value`, `--name=value` and bare `--flag`; `booleans` never take a value. */
-export function parseArgs(argv: string[], booleans: readonly string[] = ['json', 'all', 'no-send', 'no-wait', 'help']): Args {
+export function parseArgs(
+  argv: string[],
+  booleans: readonly string[] = ['json', 'all', 'no-send', 'no-wait', 'help'],
+): Args {
   const positional: string[] = [];
   const flags = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
@@ -60,5 +63,8 @@ export function answer(args: Args, result: unknown, lines: () => string[]): void
 /** Resolves `promise`, or rejects after `ms` with `message`. */
 export function within<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout;
-  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms))),
+  ]).finally(() => clearTimeout(timer));
 }

@@ -31,18 +31,40 @@ export function syntheticTurn(nowMs = Date.now(), text = 'ccbridge: is this reac
     timeUnixNano: String(at(offsetMs)),
     observedTimeUnixNano: String(at(offsetMs)),
     body: { stringValue: `claude_code.${name}` },
-    attributes: [...common, str('event.name', name), str('event.timestamp', new Date(nowMs + offsetMs).toISOString()), { key: 'event.sequence', value: { intValue: String(seq) } }, str('prompt.id', promptId), ...attributes],
+    attributes: [
+      ...common,
+      str('event.name', name),
+      str('event.timestamp', new Date(nowMs + offsetMs).toISOString()),
+      { key: 'event.sequence', value: { intValue: String(seq) } },
+      str('prompt.id', promptId),
+      ...attributes,
+    ],
   });
   const logRecords = [
-    record('user_prompt', 0, 0, [str('prompt', text), { key: 'prompt_length', value: { intValue: String(text.length) } }]),
-    record('api_request', 1, 40, [str('model', 'ccbridge-synthetic'), { key: 'input_tokens', value: { intValue: '12' } }, { key: 'output_tokens', value: { intValue: '3' } }, { key: 'duration_ms', value: { intValue: '35' } }, str('request_id', requestId)]),
-    record('assistant_response', 2, 41, [str('response', 'yes'), str('request_id', requestId), str('model', 'ccbridge-synthetic')]),
+    record('user_prompt', 0, 0, [
+      str('prompt', text),
+      { key: 'prompt_length', value: { intValue: String(text.length) } },
+    ]),
+    record('api_request', 1, 40, [
+      str('model', 'ccbridge-synthetic'),
+      { key: 'input_tokens', value: { intValue: '12' } },
+      { key: 'output_tokens', value: { intValue: '3' } },
+      { key: 'duration_ms', value: { intValue: '35' } },
+      str('request_id', requestId),
+    ]),
+    record('assistant_response', 2, 41, [
+      str('response', 'yes'),
+      str('request_id', requestId),
+      str('model', 'ccbridge-synthetic'),
+    ]),
   ];
   const request: ExportLogsRequest = {
-    resourceLogs: [{
-      resource: { attributes: [str('service.name', 'claude-code'), str('service.version', 'ccbridge-synthetic')] },
-      scopeLogs: [{ scope: { name: 'com.anthropic.claude_code.events', version: 'ccbridge-synthetic' }, logRecords }],
-    }],
+    resourceLogs: [
+      {
+        resource: { attributes: [str('service.name', 'claude-code'), str('service.version', 'ccbridge-synthetic')] },
+        scopeLogs: [{ scope: { name: 'com.anthropic.claude_code.events', version: 'ccbridge-synthetic' }, logRecords }],
+      },
+    ],
   };
   const key = promptKeyOf(promptId);
   return { request, sessionId, traceId: traceIdFor(key), rootSpanId: rootSpanIdFor(key) };
@@ -51,18 +73,51 @@ export function syntheticTurn(nowMs = Date.now(), text = 'ccbridge: is this reac
 const LOGS_SERVICE = 'opentelemetry.proto.collector.logs.v1.LogsService';
 
 /** Sends the turn as Claude Code would to `target`; resolves with what the receiver answered, throws when nothing answers. */
-export async function sendTurn(target: LogsTarget, request: ExportLogsRequest, headers: Record<string, string> = {}): Promise<string> {
+export async function sendTurn(
+  target: LogsTarget,
+  request: ExportLogsRequest,
+  headers: Record<string, string> = {},
+): Promise<string> {
   if (target.protocol === 'grpc') {
     const url = new URL(target.url);
     const raw = (b: Buffer) => b;
-    const Client = grpc.makeGenericClientConstructor({ Export: { path: `/${LOGS_SERVICE}/Export`, requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } }, 'Export');
-    const client = new Client(url.host, url.protocol === 'https:' ? grpc.credentials.createSsl() : grpc.credentials.createInsecure());
+    const Client = grpc.makeGenericClientConstructor(
+      {
+        Export: {
+          path: `/${LOGS_SERVICE}/Export`,
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: raw,
+          requestDeserialize: raw,
+          responseSerialize: raw,
+          responseDeserialize: raw,
+        },
+      },
+      'Export',
+    );
+    const client = new Client(
+      url.host,
+      url.protocol === 'https:' ? grpc.credentials.createSsl() : grpc.credentials.createInsecure(),
+    );
     const metadata = new grpc.Metadata();
     for (const [k, v] of Object.entries(headers)) metadata.set(k.toLowerCase(), v);
     try {
       await new Promise<void>((resolve, reject) => {
-        (client as unknown as { Export: (b: Buffer, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void })
-          .Export(Buffer.from(encodeExportRequest('logs', request, 'protobuf')), metadata, { deadline: Date.now() + 10_000 }, (err) => (err ? reject(new Error(`gRPC ${grpc.status[err.code]}: ${err.details}`)) : resolve()));
+        (
+          client as unknown as {
+            Export: (
+              b: Buffer,
+              m: grpc.Metadata,
+              o: grpc.CallOptions,
+              cb: (e: grpc.ServiceError | null) => void,
+            ) => void;
+          }
+        ).Export(
+          Buffer.from(encodeExportRequest('logs', request, 'protobuf')),
+          metadata,
+          { deadline: Date.now() + 10_000 },
+          (err) => (err ? reject(new Error(`gRPC ${grpc.status[err.code]}: ${err.details}`)) : resolve()),
+        );
       });
     } finally {
       client.close();
@@ -70,15 +125,22 @@ export async function sendTurn(target: LogsTarget, request: ExportLogsRequest, h
     return 'OK';
   }
   const json = target.protocol === 'http/json';
-  const body = json ? Buffer.from(encodeExportRequest('logs', request, 'json')) : zlib.gzipSync(encodeExportRequest('logs', request, 'protobuf'));
+  const body = json
+    ? Buffer.from(encodeExportRequest('logs', request, 'json'))
+    : zlib.gzipSync(encodeExportRequest('logs', request, 'protobuf'));
   const response = await fetch(target.url, {
     method: 'POST',
-    headers: { 'content-type': json ? 'application/json' : 'application/x-protobuf', ...(json ? {} : { 'content-encoding': 'gzip' }), ...headers },
+    headers: {
+      'content-type': json ? 'application/json' : 'application/x-protobuf',
+      ...(json ? {} : { 'content-encoding': 'gzip' }),
+      ...headers,
+    },
     body,
     signal: AbortSignal.timeout(10_000),
   });
   const text = await response.text().catch(() => '');
-  if (!response.ok) throw new Error(`${target.url} answered ${response.status}${text ? `: ${text.slice(0, 200)}` : ''}`);
+  if (!response.ok)
+    throw new Error(`${target.url} answered ${response.status}${text ? `: ${text.slice(0, 200)}` : ''}`);
   return `${response.status}`;
 }
 
@@ -86,7 +148,12 @@ export async function sendTurn(target: LogsTarget, request: ExportLogsRequest, h
 export async function waitInLlmflow(llmflowUrl: string, spanId: string, timeoutMs: number): Promise<boolean> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    const found = await fetch(`${llmflowUrl.replace(/\/+$/, '')}/api/traces/${spanId}`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.ok, () => false);
+    const found = await fetch(`${llmflowUrl.replace(/\/+$/, '')}/api/traces/${spanId}`, {
+      signal: AbortSignal.timeout(5_000),
+    }).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (found) return true;
     await new Promise((r) => setTimeout(r, 250));
   }
