@@ -12,6 +12,7 @@ import {
   type Clock,
   type LifecycleConfig,
 } from '@ccbridge/claude-events';
+import { ROOT_RETRY_MS } from '@ccbridge/errors';
 import { silentLogger } from '@ccbridge/log';
 import { connectRedis, type RedisClient } from '@ccbridge/redis';
 import {
@@ -88,6 +89,7 @@ export class Harness {
       store: this.store,
       exportSpans,
       log: silentLogger,
+      retryDelayMs: ROOT_RETRY_MS,
       backlogSinceMs: options.backlogSinceMs,
     });
     this.deps = {

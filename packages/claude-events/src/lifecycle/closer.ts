@@ -23,8 +23,8 @@ export interface CloserOptions {
   log: Logger;
   /** Most interactions claimed per shard per call. */
   batchSize?: number;
-  /** How long to wait before trying again a root that could not be exported. */
-  retryDelayMs?: number;
+  /** How long to wait before trying again a root that could not be exported (the policy's ROOT_RETRY_MS). */
+  retryDelayMs: number;
   /**
    * When the oldest batch not yet processed was received (ms), if any. A timer only runs out
    * once it ran out before that: quiet means no events processed, and none waiting.
@@ -110,7 +110,7 @@ export class InteractionCloser {
 
   private async retryLater(shard: number, claimed: StoredInteraction[]): Promise<void> {
     const { store } = this.options;
-    const at = store.clock.now() + (this.options.retryDelayMs ?? 5_000);
+    const at = store.clock.now() + this.options.retryDelayMs;
     if (claimed.length > 0)
       await store.settle(
         shard,
