@@ -10,6 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { assignInteractions, claudeEventsOf, planBatch } from '@ccbridge/claude-events';
+import { pointsIn } from '@ccbridge/metrics';
 import { decodeExportRequest, type ResourceSpans } from '@ccbridge/otlp';
 import { queueKey } from '@ccbridge/redis';
 import { post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
@@ -28,28 +29,45 @@ function plannedSpans(bodies: Uint8Array[]): ResourceSpans[][] {
 const spanCount = (rs: ResourceSpans[]) =>
   rs.reduce((n, r) => n + (r.scopeSpans ?? []).reduce((m, s) => m + (s.spans?.length ?? 0), 0), 0);
 
-/** Spans/s LLMFlow stores when the spans are posted to it directly. */
-export async function llmflowCeiling(bodies: Uint8Array[]): Promise<{ spans: number; spansPerSecond: number }> {
+/**
+ * Spans/s LLMFlow stores when the spans are posted to it directly; with `metrics` (protobuf
+ * requests, one per batch or none), each batch's metrics posted after its spans, as the bridge
+ * forwards them (OTLP/JSON), and the time runs until LLMFlow holds every point as well.
+ */
+export async function llmflowCeiling(
+  bodies: Uint8Array[],
+  metrics: Uint8Array[] = [],
+): Promise<{ spans: number; spansPerSecond: number; metricPoints: number }> {
   const requests = plannedSpans(bodies);
   const spans = requests.reduce((n, r) => n + spanCount(r), 0);
+  const metricRequests = metrics.map((m) => decodeExportRequest('metrics', m, 'protobuf'));
+  const metricPoints = metricRequests.reduce((n, m) => n + pointsIn(m), 0);
   const llmflow = await startLlmflow();
+  const json = (x: unknown) => Buffer.from(JSON.stringify(x));
   try {
     let next = 0;
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: WORKER_CONCURRENCY }, async () => {
         while (next < requests.length) {
-          const r = await post(
-            `${llmflow.url}/v1/traces`,
-            Buffer.from(JSON.stringify({ resourceSpans: requests[next++]! })),
-            'application/json',
-          );
+          const i = next++;
+          const r = await post(`${llmflow.url}/v1/traces`, json({ resourceSpans: requests[i]! }), 'application/json');
           if (r.status !== 200) throw new Error(`LLMFlow answered ${r.status}`);
+          if (!metricRequests[i]) continue;
+          const m = await post(`${llmflow.url}/v1/metrics`, json(metricRequests[i]), 'application/json');
+          if (m.status !== 200) throw new Error(`LLMFlow answered ${m.status} to metrics`);
         }
       }),
     );
     await waitFor('every span in LLMFlow', async () => (await llmflow.listed()).length >= spans, 600_000);
-    return { spans, spansPerSecond: Math.round(spans / ((performance.now() - t0) / 1000)) };
+    if (metricPoints)
+      await waitFor(
+        'every metric point in LLMFlow',
+        async () => (await llmflow.metricRows()).length >= metricPoints,
+        600_000,
+        500,
+      );
+    return { spans, spansPerSecond: Math.round(spans / ((performance.now() - t0) / 1000)), metricPoints };
   } finally {
     await llmflow.stop();
   }

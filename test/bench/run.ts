@@ -24,7 +24,8 @@
  * (OTEL_* variables, to a sink that answers at once), to measure what that costs.
  */
 import os from 'node:os';
-import { queueKey } from '@ccbridge/redis';
+import { pointsIn } from '@ccbridge/metrics';
+import { METRICS_QUEUE_NAME, NAMESPACE, QUEUE_NAME, queueKey } from '@ccbridge/redis';
 import { Redis } from 'ioredis';
 import { expectedSpans, logsOf } from '../support/fixtures';
 import {
@@ -41,13 +42,17 @@ import {
 import { measureTurnLatency } from './turn-latency';
 import { measureReceive } from './receive';
 import { latencyAtHalfCeiling, llmflowCeiling, scaleOut } from './export';
-import { batch, measureTurns } from './turns';
+import { batch, measureTurns, metricsBatch, metricsTemplate } from './turns';
 import type { ExportLogsRequest } from '@ccbridge/otlp';
 
 // LLMFlow keeps 10,000 spans by default (MAX_TRACES): the run stays below that.
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const ONLY_MEMORY = process.env.BENCH_ONLY === 'memory';
+// Metrics flow beside the events, as Claude Code sends them: each turn's process also posts its
+// metrics request (a `claude -p` process sends one of each at exit), forwarded to LLMFlow's
+// /v1/metrics through their own queue. BENCH_METRICS=0 leaves them out.
+const METRICS = process.env.BENCH_METRICS !== '0';
 
 /** Progress, on stderr: the figures stay alone on stdout, one JSON line each. */
 const progress = (what: string) => process.stderr.write(`bench: ${what}\n`);
@@ -61,6 +66,7 @@ async function main() {
     : {};
   const template = logsOf('protobuf', 'two-tools');
   const bodies = Array.from({ length: BATCHES }, (_, i) => batch(template, i));
+  const metrics = METRICS ? Array.from({ length: BATCHES }, (_, i) => metricsBatch(metricsTemplate(), i)) : [];
   const common = {
     REDIS_URL: redis.url,
     LLMFLOW_URL: llmflow.url,
@@ -68,11 +74,13 @@ async function main() {
     BRIDGE_QUEUE_MAX_WAITING: String(BATCHES * 2),
     ...selfExport,
   };
-  progress(`receive, then process + export, ${BATCHES} batches${sink ? ', exporting their own telemetry' : ''}`);
+  progress(
+    `receive, then process + export, ${BATCHES} batches${METRICS ? ' and their metrics' : ''}${sink ? ', exporting their own telemetry' : ''}`,
+  );
   const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
   try {
-    const spansPerSecond = await receiveThenProcess(ingest, bodies, common, llmflow, redis.url);
-    if (!ONLY_MEMORY) await exportFigures(bodies, template, spansPerSecond);
+    const spansPerSecond = await receiveThenProcess(ingest, { bodies, metrics }, common, llmflow, redis.url);
+    if (!ONLY_MEMORY) await exportFigures(bodies, metrics, template, spansPerSecond);
   } finally {
     await ingest.stop();
     await Promise.all([llmflow.stop(), redis.stop(), sink?.close()]);
@@ -113,10 +121,14 @@ async function againstPeers() {
   );
 }
 
-/** Distinct batches into an ingest-only bridge, then a worker-only bridge drains them into LLMFlow: rates and peak RSS. */
+/**
+ * Distinct batches (and their metrics) into an ingest-only bridge, then a worker-only bridge
+ * drains them into LLMFlow: rates and peak RSS. With metrics, the rates count log batches only,
+ * so they compare with runs without: the metrics' work is on top.
+ */
 async function receiveThenProcess(
   ingest: BridgePeer,
-  bodies: Uint8Array[],
+  { bodies, metrics }: { bodies: Uint8Array[]; metrics: Uint8Array[] },
   common: Record<string, string>,
   llmflow: LlmflowPeer,
   redisUrl: string,
@@ -127,11 +139,14 @@ async function receiveThenProcess(
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (next < bodies.length) {
-        const body = bodies[next++]!;
+        const i = next++;
         const t0 = performance.now();
-        const r = await post(`${ingest.url}/v1/logs`, body, 'application/x-protobuf');
+        const r = await post(`${ingest.url}/v1/logs`, bodies[i]!, 'application/x-protobuf');
         if (r.status !== 200) throw new Error(`ingest answered ${r.status}`);
         latencies.push(performance.now() - t0);
+        if (!metrics[i]) continue;
+        const m = await post(`${ingest.url}/v1/metrics`, metrics[i], 'application/x-protobuf');
+        if (m.status !== 200) throw new Error(`ingest answered ${m.status} to metrics`);
       }
     }),
   );
@@ -142,6 +157,7 @@ async function receiveThenProcess(
     JSON.stringify({
       stage: 'receive',
       batches: BATCHES,
+      metricsRequests: metrics.length,
       concurrency: CONCURRENCY,
       requestsPerSecond: Math.round(BATCHES / seconds),
       p50Ms: pct(0.5),
@@ -155,12 +171,23 @@ async function receiveThenProcess(
   const client = new Redis(redisUrl);
   try {
     const t1 = performance.now();
+    const waiting = async (queue: string) =>
+      (await client.llen(queueKey('wait', NAMESPACE, queue))) +
+      (await client.llen(queueKey('active', NAMESPACE, queue)));
     await waitFor(
-      'the queue to drain',
-      async () => (await client.llen(queueKey('wait'))) + (await client.llen(queueKey('active'))) === 0,
+      'the queues to drain',
+      async () => (await waiting(QUEUE_NAME)) + (await waiting(METRICS_QUEUE_NAME)) === 0,
       600_000,
     );
     await waitFor('every span in LLMFlow', async () => (await llmflow.listed()).length >= BATCHES * perBatch, 600_000);
+    const points = metrics.length ? pointsIn(metricsTemplate()) * metrics.length : 0;
+    if (points)
+      await waitFor(
+        'every metric point in LLMFlow',
+        async () => (await llmflow.metricRows()).length >= points,
+        600_000,
+        500,
+      );
     const drain = (performance.now() - t1) / 1000;
     const spansPerSecond = Math.round((BATCHES * perBatch) / drain);
     console.log(
@@ -168,6 +195,7 @@ async function receiveThenProcess(
         stage: 'process+export',
         batches: BATCHES,
         spans: BATCHES * perBatch,
+        metricPoints: points,
         spansPerSecond,
         seconds: drain.toFixed(1),
         peakRssMiB: peakRssMiB(worker.child.pid).toFixed(1),
@@ -181,10 +209,16 @@ async function receiveThenProcess(
 }
 
 /** LLMFlow's own ceiling beside the bridge's rate, latency at half of it, and scale-out. */
-async function exportFigures(bodies: Uint8Array[], template: ExportLogsRequest, spansPerSecond: number) {
+async function exportFigures(
+  bodies: Uint8Array[],
+  metrics: Uint8Array[],
+  template: ExportLogsRequest,
+  spansPerSecond: number,
+) {
   const perBatch = expectedSpans('protobuf', 'two-tools').total;
   progress("LLMFlow's own ceiling");
-  const ceiling = await llmflowCeiling(bodies);
+  // With the same metrics posted beside the spans, as the bridge's drain had them to forward.
+  const ceiling = await llmflowCeiling(bodies, metrics);
   // Compared per batch: the same 500 batches either way (the bridge also draws each root).
   const ceilingBatchesPerSecond = ceiling.spansPerSecond / (ceiling.spans / BATCHES);
   // The ratio the issue asks for: spans/s into LLMFlow, the bridge's (its roots included) against
@@ -193,7 +227,7 @@ async function exportFigures(bodies: Uint8Array[], template: ExportLogsRequest, 
   const r2 = (x: number) => Math.round(x * 100) / 100;
   console.log(
     JSON.stringify({
-      stage: "LLMFlow's own ceiling (the same batches' child spans posted directly, 4 at a time)",
+      stage: "LLMFlow's own ceiling (the same batches' child spans and metrics posted directly, 4 at a time)",
       ...ceiling,
       bridgeSpansPerSecond: spansPerSecond,
       ratio: r2(spansPerSecond / ceiling.spansPerSecond),

@@ -7,18 +7,38 @@
  *
  * Alone: node --import tsx test/bench/turns.ts (BENCH_BATCHES turns, 300 by default).
  */
-import { encodeExportRequest, type ExportLogsRequest } from '@ccbridge/otlp';
-import { logsOf } from '../support/fixtures';
+import {
+  decodeExportRequest,
+  encodeExportRequest,
+  type ExportLogsRequest,
+  type ExportMetricsRequest,
+} from '@ccbridge/otlp';
+import { logsOf, payloads } from '../support/fixtures';
 import { post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
 import { llmflowCeiling } from './export';
 
-/** The capture with its session and prompt ids made unique, so every batch is its own interaction. */
-export function batch(template: ExportLogsRequest, i: number): Uint8Array {
-  const json = JSON.stringify(template).replace(
+/** A request with its session and prompt ids made unique (`id-i`), as protobuf. */
+function distinct(template: ExportLogsRequest | ExportMetricsRequest, i: number): string {
+  return JSON.stringify(template).replace(
     /"(prompt\.id|session\.id)","value":\{"stringValue":"([^"]+)"/g,
     (_m, key, id) => `"${key}","value":{"stringValue":"${id}-${i}"`,
   );
-  return encodeExportRequest('logs', JSON.parse(json) as ExportLogsRequest, 'protobuf');
+}
+
+/** The capture with its session and prompt ids made unique, so every batch is its own interaction. */
+export function batch(template: ExportLogsRequest, i: number): Uint8Array {
+  return encodeExportRequest('logs', JSON.parse(distinct(template, i)) as ExportLogsRequest, 'protobuf');
+}
+
+/** The capture's metrics request (what the same `claude -p` process sent at its exit). */
+export function metricsTemplate(): ExportMetricsRequest {
+  const p = payloads('protobuf', 'two-tools').find((x) => x.signal === 'metrics')!;
+  return decodeExportRequest('metrics', p.body, p.format);
+}
+
+/** The metrics of batch i's session (the same session id as `batch(…, i)`), as protobuf. */
+export function metricsBatch(template: ExportMetricsRequest, i: number): Uint8Array {
+  return encodeExportRequest('metrics', JSON.parse(distinct(template, i)) as ExportMetricsRequest, 'protobuf');
 }
 
 /** n distinct turns of the two-tools capture, as protobuf bodies. */

@@ -6,6 +6,7 @@ export {
   convertRequest,
   cumulativePoints,
   deltaOf,
+  pointsIn,
   type CumulativePoint,
   type Converted,
   type Metric,

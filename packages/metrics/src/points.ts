@@ -41,6 +41,18 @@ const isCumulativeCounter = (m: Metric) =>
 /** Data points a metric carries, whatever its kind. */
 const pointsOf = (m: Metric) =>
   Object.values(m).reduce<number>((n, v) => n + ((v as { dataPoints?: unknown[] } | null)?.dataPoints?.length ?? 0), 0);
+
+/** Data points a request carries, over all its metrics. */
+export const pointsIn = (request: ExportMetricsRequest) =>
+  (request.resourceMetrics ?? []).reduce(
+    (n, rm) =>
+      n +
+      (rm.scopeMetrics ?? []).reduce(
+        (k, sm) => k + (sm.metrics ?? []).reduce<number>((j, m) => j + pointsOf(m as Metric), 0),
+        0,
+      ),
+    0,
+  );
 const valueOf = (p: NumberPoint) => (p.asInt !== undefined ? String(p.asInt) : String(p.asDouble ?? 0));
 
 /** Attributes in a form that does not depend on their order. */
