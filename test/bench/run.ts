@@ -19,7 +19,8 @@
  *            LLMFlow's own time for a root posted to it directly (turn-latency.ts).
  *
  * BENCH_TURNS (default 30), BENCH_BATCHES (default 500) and BENCH_CONCURRENCY (default 16) size the run.
- * BENCH_ONLY=memory runs the receive and process+export stages alone (their peak RSS is the memory
+ * BENCH_ONLY=process runs the receive and process+export stages and LLMFlow's ceiling alone (the
+ * process + export ratio); BENCH_ONLY=memory the receive and process+export stages alone (their peak RSS is the memory
  * figure); BENCH_SELF_EXPORT=1 has those bridges export their own traces and metrics over OTLP
  * (OTEL_* variables, to a sink that answers at once), to measure what that costs.
  */
@@ -49,6 +50,7 @@ import type { ExportLogsRequest } from '@ccbridge/otlp';
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const ONLY_MEMORY = process.env.BENCH_ONLY === 'memory';
+const ONLY_PROCESS = process.env.BENCH_ONLY === 'process';
 // Metrics flow beside the events, as Claude Code sends them: each turn's process also posts its
 // metrics request (a `claude -p` process sends one of each at exit), forwarded to LLMFlow's
 // /v1/metrics through their own queue. BENCH_METRICS=0 leaves them out.
@@ -58,7 +60,7 @@ const METRICS = process.env.BENCH_METRICS !== '0';
 const progress = (what: string) => process.stderr.write(`bench: ${what}\n`);
 
 async function main() {
-  if (!ONLY_MEMORY) await againstPeers();
+  if (!ONLY_MEMORY && !ONLY_PROCESS) await againstPeers();
   const [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
   const sink = process.env.BENCH_SELF_EXPORT ? await startOkSink() : undefined;
   const selfExport: Record<string, string> = sink
@@ -237,6 +239,7 @@ async function exportFigures(
       target: '>= 0.9',
     }),
   );
+  if (ONLY_PROCESS) return;
   progress("200 to LLMFlow at half of LLMFlow's ceiling (about 10 s)");
   const paced = await latencyAtHalfCeiling(bodies, ceiling.spansPerSecond);
   console.log(

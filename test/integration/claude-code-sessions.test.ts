@@ -11,6 +11,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
 import { runClaude } from '../support/claude';
+import { startCollector } from '../support/collector';
 import { startOtlpRelay, type OtlpRelay } from '../support/otlp-relay';
 import { waitFor, type StoredSpan } from '../support/peers';
 import { useBridgeStack } from '../support/per-file';
@@ -36,12 +37,14 @@ after(async () => {
 const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
 const FINDING = 'claude_code.session.unaccounted';
 
-async function run(prompt: string, resume?: string): Promise<string> {
+/** Where Claude Code sends its telemetry: the dropping proxy (default), or another endpoint. */
+type Via = { otlpEndpoint: string; protocol: 'http/protobuf' | 'grpc' };
+
+async function run(prompt: string, resume?: string, via?: Via): Promise<string> {
   const r = await runClaude({
     prompt,
     apiUrl: api.url,
-    otlpEndpoint: proxy.url,
-    protocol: 'http/protobuf',
+    ...(via ?? { otlpEndpoint: proxy.url, protocol: 'http/protobuf' }),
     allowedTools: ['Bash(echo:*)', 'Read'],
     ...(resume && { resume }),
   });
@@ -128,6 +131,27 @@ test('an intact session of many turns, resumed twice, gets no finding, and ccbri
   assert.ok(s.totals.events.input! > 0 && s.totals.events.cost! > 0);
   const spans = (await stack.llmflow.spans()).filter((x) => attrs(x)['session.id'] === id);
   assert.equal(spans.filter((x) => x.span_name === FINDING).length, 0);
+});
+
+test('through the shipped Collector config, over gRPC: an intact resumed session gets no finding', async () => {
+  // The Collector batches logs and metrics apart (its batch processor, its own sending queue):
+  // the counters may reach the bridge before or after the events they count.
+  const collector = await startCollector({ bridgeUrl: stack.bridge.url });
+  try {
+    const via: Via = { otlpEndpoint: `http://${collector.grpcAddress}`, protocol: 'grpc' };
+    const id = await run('Run it USE_TOOL', undefined, via);
+    await run('What is 2+2?', id, via);
+    const s = await compared(id);
+    assert.equal(s.verdict, 'ok', JSON.stringify(s));
+    assert.equal(s.findings, 0);
+    assert.deepEqual(s.turns, { drawn: 2, complete: 2, incomplete: 0 });
+    assert.deepEqual(s.totals.events, s.totals.counters, 'events and counters agree');
+    assert.ok(s.totals.counters.input! > 0, 'the counters came through the Collector');
+    const spans = (await stack.llmflow.spans()).filter((x) => attrs(x)['session.id'] === id);
+    assert.equal(spans.filter((x) => x.span_name === FINDING).length, 0);
+  } finally {
+    await collector.stop();
+  }
 });
 
 test("a turn whose logs were dropped on the way: exactly one unaccounted span, with its tokens and cost, in the latest turn's trace", async () => {
