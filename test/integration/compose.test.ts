@@ -18,6 +18,7 @@ import path from 'node:path';
 import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
 import { runClaude, type OtlpProtocol } from '../support/claude';
 import { startLlmflow, waitFor, type LlmflowPeer } from '../support/peers';
+import { LLMFLOW_READ_SCRIPT } from '../support/llmflow-db';
 
 const ROOT = path.join(__dirname, '..', '..');
 const PROJECT = 'ccbridge-compose-test';
@@ -58,11 +59,18 @@ interface Span {
 
 /** Every span the bundled LLMFlow stored, read from its SQLite file inside its container. */
 async function spans(): Promise<Span[]> {
-  const script = `import { Database } from 'bun:sqlite';
-const db = new Database('/data/data.db', { readonly: true });
-db.exec('PRAGMA busy_timeout = 5000');
-process.stdout.write(JSON.stringify(db.query('SELECT id, trace_id, parent_id, span_name, attributes FROM traces').all()));`;
-  const out = await compose(['exec', '-T', 'llmflow', 'node_modules/.bin/bun', '-e', script]);
+  const out = await compose([
+    'exec',
+    '-T',
+    '-e',
+    'LLMFLOW_DB=/data/data.db',
+    '-e',
+    'LLMFLOW_SQL=SELECT id, trace_id, parent_id, span_name, attributes FROM traces',
+    'llmflow',
+    'node_modules/.bin/bun',
+    '-e',
+    LLMFLOW_READ_SCRIPT,
+  ]);
   const rows = JSON.parse(out.slice(out.indexOf('['))) as (Omit<Span, 'attributes'> & { attributes: string | null })[];
   return rows.map((r) => ({ ...r, attributes: JSON.parse(r.attributes ?? '{}') as Record<string, unknown> }));
 }

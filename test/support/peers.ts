@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, isBridge, launch, startOnFreePorts, tracked, waitForStart, type Proc } from './procs';
+import { LLMFLOW_READ_SCRIPT } from './llmflow-db';
 
 export { fileTimeLimit, freePort, launch, waitFor, type Proc } from './procs';
 
@@ -89,14 +90,13 @@ export interface LlmflowPeer extends Proc {
   metricRows(): Promise<{ name: string; value_int: number | null; value_double: number | null; attributes: string }[]>;
 }
 
-/** Runs a query on LLMFlow's SQLite file with Bun's built-in sqlite (Node 20 has none). */
+/**
+ * Runs a query on LLMFlow's SQLite file with Bun's built-in sqlite (Node 20 has none), never
+ * holding a lock LLMFlow's writes would fail on (llmflow-db.ts).
+ */
 function querySqlite(dbPath: string, sql: string): Promise<unknown[]> {
-  const script = `import { Database } from 'bun:sqlite';
-const db = new Database(process.env.LLMFLOW_DB, { readonly: true });
-db.exec('PRAGMA busy_timeout = 5000');
-process.stdout.write(JSON.stringify(db.query(process.env.LLMFLOW_SQL).all()));`;
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(PEERS, '.bin', 'bun'), ['-e', script], {
+    const child = spawn(path.join(PEERS, '.bin', 'bun'), ['-e', LLMFLOW_READ_SCRIPT], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, LLMFLOW_DB: dbPath, LLMFLOW_SQL: sql },
     });
