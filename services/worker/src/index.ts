@@ -11,6 +11,7 @@ import {
   InteractionCloser,
   LifecycleStore,
   createRedactor,
+  lifecycleConfigOf,
   processBatch,
   type BatchProcessorDeps,
 } from '@ccbridge/claude-events';
@@ -43,9 +44,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     maxEntries: config.deadLetterMax,
     log: log.child({ component: 'dead-letter' }),
   });
-  const store = new LifecycleStore(redis, {
-    config: { idleMs: config.interactionIdleMs, turnTimeoutMs: config.turnTimeoutMs, gapWaitMs: config.gapWaitMs },
-  });
+  const store = new LifecycleStore(redis, { config: lifecycleConfigOf(config) });
   // Each session's api_request events against Claude Code's counters (only while metrics are forwarded: the counters come with them).
   const ledger = new LedgerStore(redis);
   const toLlmflow = deadLetters.exportThrough((spans) => exporter.export(spans));
