@@ -2,17 +2,19 @@
  * Redis's failures typed once (@ccbridge/errors redis.ts), checked against what ioredis really
  * throws when a real redis-server refuses a command, runs out of memory or goes away.
  */
-import { test, before, after } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis, ReplyError as UntypedReplyError, type RedisOptions } from 'ioredis';
 import { kindOf, redisKindOf, type ErrorKind } from '@ccbridge/errors';
 import { connectRedis } from '@ccbridge/redis';
-import { startRedis, type Proc } from '../support/peers';
+import { startRedis } from '../support/peers';
+import { useRedis } from '../support/per-file';
 
 /** ioredis's reply error (redis-errors has no types of its own). */
 const ReplyError = UntypedReplyError as new (message: string) => Error;
 
-let peer: Proc & { url: string; port: number };
+const peers = useRedis();
+/** Connections a test opens besides the file's own. */
 const clients: Redis[] = [];
 const client = (url: string, options: RedisOptions = {}) => {
   const c = new Redis(url, options);
@@ -20,13 +22,8 @@ const client = (url: string, options: RedisOptions = {}) => {
   clients.push(c);
   return c;
 };
-
-before(async () => {
-  peer = await startRedis();
-});
-after(async () => {
+after(() => {
   for (const c of clients) c.disconnect();
-  await peer?.stop();
 });
 
 /** The error a promise is rejected with. */
@@ -47,7 +44,7 @@ const expectKind = (err: Error, kind: ErrorKind, name: string) => {
 };
 
 test('a key of the wrong type is permanent, in a command and in a script', async () => {
-  const redis = client(peer.url);
+  const redis = peers.client;
   await redis.set('wrong-type', 'x');
   expectKind(await thrown(redis.lpush('wrong-type', 'y')), 'permanent', 'ReplyError');
   expectKind(
@@ -58,7 +55,7 @@ test('a key of the wrong type is permanent, in a command and in a script', async
 });
 
 test('a script that fails at run time is permanent: the same input fails the same way', async () => {
-  const redis = client(peer.url);
+  const redis = peers.client;
   for (const script of ['local t = nil; return t.x', "error('no')", "return redis.call('NOSUCHCOMMAND')"]) {
     const err = await thrown(redis.eval(script, 0));
     assert.match(err.message, /^ERR .*user_script:1/);
@@ -67,7 +64,7 @@ test('a script that fails at run time is permanent: the same input fails the sam
 });
 
 test('Redis out of memory (maxmemory, noeviction) is backpressure, in a command and in a script', async () => {
-  const redis = client(peer.url);
+  const redis = peers.client;
   await redis.config('SET', 'maxmemory-policy', 'noeviction');
   await redis.config('SET', 'maxmemory', '1');
   try {
@@ -104,7 +101,7 @@ test('a connection that fails under a command is retryable, whichever way ioredi
   assert.match(unwritable.message, /^Stream isn't writeable/);
   assert.equal(redisKindOf(unwritable), 'retryable');
   // A command on a connection closed.
-  const closed = client(peer.url);
+  const closed = client(peers.redis.url);
   await closed.ping();
   closed.disconnect();
   const err = await thrown(closed.get('k'));
