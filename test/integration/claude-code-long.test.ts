@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
 import { runClaude } from '../support/claude';
 import {
+  attrs,
   startBridge,
   startLlmflow,
   startRedis,
@@ -40,8 +41,6 @@ after(async () => {
   await bridge?.stop();
   await Promise.all([llmflow?.stop(), redis?.stop(), api?.stop()]);
 });
-
-const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
 
 async function completeTurn(prompt: string, allowedTools: string[]) {
   const r = await runClaude({

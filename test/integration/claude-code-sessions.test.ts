@@ -12,7 +12,7 @@ import path from 'node:path';
 import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
 import { runClaude } from '../support/claude';
 import { startOtlpRelay, type OtlpRelay } from '../support/otlp-relay';
-import { waitFor, type StoredSpan } from '../support/peers';
+import { attrs, waitFor, type StoredSpan } from '../support/peers';
 import { useBridgeStack } from '../support/per-file';
 
 const CLI = path.join(__dirname, '..', '..', 'services', 'bridge', 'dist', 'cli.js');
@@ -33,7 +33,6 @@ after(async () => {
   await api?.stop();
 });
 
-const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
 const FINDING = 'claude_code.session.unaccounted';
 
 async function run(prompt: string, resume?: string): Promise<string> {

@@ -11,7 +11,9 @@ import assert from 'node:assert/strict';
 import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
 import { runClaude, type OtlpProtocol } from '../support/claude';
 import { startCollector, type CollectorPeer } from '../support/collector';
+import { isEventSpan } from '../support/session-traces';
 import {
+  attrs,
   startBridge,
   startLlmflow,
   startRedis,
@@ -60,9 +62,6 @@ const endpointOf = (target: 'bridge' | 'collector', protocol: OtlpProtocol) =>
       ? bridge.url
       : collector.httpUrl;
 
-const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
-/** Spans drawn for events that report no work (Claude Code's own trace has none; mapping.ts). */
-const isEventSpan = (s: StoredSpan) => attrs(s)['span.type'] === 'event';
 const drawnLikeClaudeCode = (trace: StoredSpan[]) => trace.filter((s) => !isEventSpan(s));
 
 /** Every trace LLMFlow holds for a session, once each has its root and `want` spans. */
