@@ -21,7 +21,7 @@ import { queueBytesKey } from '@ccbridge/redis';
 import { logsOf } from '../support/fixtures';
 import { collectorBinary, waitHealthy } from '../support/collector';
 import { freePort, launch, startOkSink, startRedis, tempDir, waitFor, type Proc } from '../support/peers';
-import { GRPC_SERVICES } from '../support/otlp-grpc';
+import { grpcExportClient } from '../support/otlp-grpc';
 import * as grpc from '@grpc/grpc-js';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -133,29 +133,9 @@ const httpSender = (endpoint: string): Send => {
 
 /** One gRPC channel, as an exporter keeps one; messages gzip'd by gRPC. */
 function grpcSender(address: string): { send: Send; close: () => void } {
-  const raw = (b: Buffer) => b;
-  const Client = grpc.makeGenericClientConstructor(
-    {
-      Export: {
-        path: `/${GRPC_SERVICES.logs}/Export`,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: raw,
-        requestDeserialize: raw,
-        responseSerialize: raw,
-        responseDeserialize: raw,
-      },
-    },
-    'Export',
-  );
-  const client = new Client(address, grpc.credentials.createInsecure(), {
-    'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip,
-  });
-  const exportOne = (
-    client as unknown as { Export: (b: Buffer, cb: (e: grpc.ServiceError | null) => void) => void }
-  ).Export.bind(client);
+  const client = grpcExportClient(address, 'logs', { gzip: true });
   return {
-    send: (body) => new Promise((resolve) => exportOne(body.bytes, (err) => resolve(!err))),
+    send: async (body) => (await client.export(body.bytes)).code === grpc.status.OK,
     close: () => client.close(),
   };
 }

@@ -11,6 +11,7 @@ import { startAnthropicStandin, type AnthropicStandin } from '../support/anthrop
 import { runClaude, type RunClaudeOptions } from '../support/claude';
 import { startLlmflowGate, type LlmflowGate } from '../support/llmflow-gate';
 import {
+  attrs,
   startBridge,
   startLlmflow,
   startRedis,
@@ -20,7 +21,7 @@ import {
   type RedisPeer,
   type StoredSpan,
 } from '../support/peers';
-import { attrs, sessionTraces } from '../support/session-traces';
+import { sessionTraces } from '../support/session-traces';
 
 let redis: RedisPeer;
 let llmflow: LlmflowPeer;

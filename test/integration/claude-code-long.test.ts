@@ -4,50 +4,23 @@
  * for 31 s. Each turn must appear in LLMFlow as one complete tree (the root covers every child,
  * its totals equal its children, prompt and answer present), drawn from the turn's own end.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
 import { runClaude } from '../support/claude';
-import {
-  startBridge,
-  startLlmflow,
-  startRedis,
-  waitFor,
-  type BridgePeer,
-  type LlmflowPeer,
-  type RedisPeer,
-  type StoredSpan,
-} from '../support/peers';
+import { attrs, waitFor, type StoredSpan } from '../support/peers';
+import { useClaudeStack } from '../support/per-file';
 
 /** Longer than the old idle window (BRIDGE_INTERACTION_IDLE_MS, 30 s), which quiet no longer means over. */
 const LONGER_THAN_IDLE_MS = 31_000;
 
-let redis: RedisPeer;
-let llmflow: LlmflowPeer;
-let bridge: BridgePeer;
-let api: AnthropicStandin;
-
-before(async () => {
-  [redis, llmflow, api] = await Promise.all([
-    startRedis(),
-    startLlmflow(),
-    startAnthropicStandin({ slowMs: LONGER_THAN_IDLE_MS, longToolSeconds: LONGER_THAN_IDLE_MS / 1000 }),
-  ]);
-  // The shipped defaults: no lifecycle setting is given.
-  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url });
-});
-after(async () => {
-  await bridge?.stop();
-  await Promise.all([llmflow?.stop(), redis?.stop(), api?.stop()]);
-});
-
-const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
+// The shipped defaults: no lifecycle setting is given.
+const stack = useClaudeStack({}, { slowMs: LONGER_THAN_IDLE_MS, longToolSeconds: LONGER_THAN_IDLE_MS / 1000 });
 
 async function completeTurn(prompt: string, allowedTools: string[]) {
   const r = await runClaude({
     prompt,
-    apiUrl: api.url,
-    otlpEndpoint: bridge.url,
+    apiUrl: stack.api.url,
+    otlpEndpoint: stack.bridge.url,
     protocol: 'http/protobuf',
     allowedTools,
     timeoutMs: 180_000,
@@ -57,7 +30,7 @@ async function completeTurn(prompt: string, allowedTools: string[]) {
   const trace = await waitFor(
     'the turn with its root in LLMFlow',
     async () => {
-      const spans = await llmflow.spans();
+      const spans = await stack.llmflow.spans();
       const ours = spans.filter((s) => attrs(s)['session.id'] === r.sessionId);
       return ours.some((s) => !s.parent_id) ? ours : undefined;
     },

@@ -16,6 +16,7 @@ import { startCollector } from '../support/collector';
 import { sentTokens, startOtlpRelay } from '../support/otlp-relay';
 import { startRelay, type Relay } from '../support/relay';
 import {
+  attrs,
   startBridge,
   startLlmflow,
   startRedis,
@@ -23,7 +24,6 @@ import {
   type BridgePeer,
   type LlmflowPeer,
   type RedisPeer,
-  type StoredSpan,
 } from '../support/peers';
 
 let api: AnthropicStandin;
@@ -61,8 +61,6 @@ async function withStack(run: (stack: Stack) => Promise<void>): Promise<void> {
     await Promise.all([stack.llmflow.stop(), stack.redis.stop(), llmflowRelay.stop()]);
   }
 }
-
-const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
 
 /** Claude Code's token.usage `type` for each token field of an api_request event. */
 const TYPES = {

@@ -10,8 +10,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NATIVE_TRACING, projectWithHooks, runClaude, type RunClaudeOptions } from '../support/claude';
 import { useClaudeStack } from '../support/per-file';
-import { waitFor, type StoredSpan } from '../support/peers';
-import { assertSameTrees, attrs, sessionTraces } from '../support/session-traces';
+import { attrs, waitFor, type StoredSpan } from '../support/peers';
+import { assertSameTrees, sessionTraces } from '../support/session-traces';
 
 const stack = useClaudeStack();
 

@@ -9,32 +9,27 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
 import { runClaude } from '../support/claude';
 import { startCollector } from '../support/collector';
 import { startOtlpRelay, type OtlpRelay } from '../support/otlp-relay';
-import { waitFor, type StoredSpan } from '../support/peers';
-import { useBridgeStack } from '../support/per-file';
+import { attrs, waitFor, type StoredSpan } from '../support/peers';
+import { useClaudeStack } from '../support/per-file';
 
 const CLI = path.join(__dirname, '..', '..', 'services', 'bridge', 'dist', 'cli.js');
 /** Quiet this long, a session is compared (BRIDGE_SESSION_SETTLE_MS): past Claude Code's metric interval here (1 s). */
 const SETTLE_MS = 4_000;
 
-const stack = useBridgeStack({ BRIDGE_SESSION_SETTLE_MS: String(SETTLE_MS) });
-let api: AnthropicStandin;
+const stack = useClaudeStack({ BRIDGE_SESSION_SETTLE_MS: String(SETTLE_MS) });
 let proxy: OtlpRelay;
 
 before(async () => {
-  api = await startAnthropicStandin();
-  // The stack's bridge may start after this hook: the relay asks for its address per request.
+  // The relay asks for the bridge's address per request.
   proxy = await startOtlpRelay(() => stack.bridge.url);
 });
 after(async () => {
   await proxy?.close();
-  await api?.stop();
 });
 
-const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
 const FINDING = 'claude_code.session.unaccounted';
 
 /** Where Claude Code sends its telemetry: the dropping proxy (default), or another endpoint. */
@@ -43,7 +38,7 @@ type Via = { otlpEndpoint: string; protocol: 'http/protobuf' | 'grpc' };
 async function run(prompt: string, resume?: string, via?: Via): Promise<string> {
   const r = await runClaude({
     prompt,
-    apiUrl: api.url,
+    apiUrl: stack.api.url,
     ...(via ?? { otlpEndpoint: proxy.url, protocol: 'http/protobuf' }),
     allowedTools: ['Bash(echo:*)', 'Read'],
     ...(resume && { resume }),

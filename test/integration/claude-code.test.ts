@@ -8,35 +8,21 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startAnthropicStandin, type AnthropicStandin } from '../support/anthropic-standin';
 import { runClaude, type OtlpProtocol } from '../support/claude';
 import { startCollector, type CollectorPeer } from '../support/collector';
-import {
-  startBridge,
-  startLlmflow,
-  startRedis,
-  waitFor,
-  type BridgePeer,
-  type LlmflowPeer,
-  type RedisPeer,
-  type StoredSpan,
-} from '../support/peers';
+import { isEventSpan } from '../support/session-traces';
+import { attrs, waitFor, type StoredSpan } from '../support/peers';
+import { useClaudeStack } from '../support/per-file';
 
-let redis: RedisPeer;
-let llmflow: LlmflowPeer;
-let bridge: BridgePeer;
 let collector: CollectorPeer;
-let api: AnthropicStandin;
-
-before(async () => {
-  [redis, llmflow, api] = await Promise.all([startRedis(), startLlmflow(), startAnthropicStandin()]);
-  bridge = await startBridge({ REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url });
-  collector = await startCollector({ bridgeUrl: bridge.url });
-});
+// `after` hooks run in the order they are registered: the Collector stops before the bridge it sends to.
 after(async () => {
   await collector?.stop();
-  await bridge?.stop();
-  await Promise.all([llmflow?.stop(), redis?.stop(), api?.stop()]);
+});
+const stack = useClaudeStack();
+before(async () => {
+  await stack.ready;
+  collector = await startCollector({ bridgeUrl: stack.bridge.url });
 });
 
 /** What the stand-in's script makes Claude Code do, per interaction. */
@@ -55,14 +41,11 @@ const ALLOWED = ['Bash(echo:*)', 'Read'];
 
 const endpointOf = (target: 'bridge' | 'collector', protocol: OtlpProtocol) =>
   protocol === 'grpc'
-    ? `http://127.0.0.1:${target === 'bridge' ? bridge.grpcPort : collector.grpcAddress.split(':')[1]}`
+    ? `http://127.0.0.1:${target === 'bridge' ? stack.bridge.grpcPort : collector.grpcAddress.split(':')[1]}`
     : target === 'bridge'
-      ? bridge.url
+      ? stack.bridge.url
       : collector.httpUrl;
 
-const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
-/** Spans drawn for events that report no work (Claude Code's own trace has none; mapping.ts). */
-const isEventSpan = (s: StoredSpan) => attrs(s)['span.type'] === 'event';
 const drawnLikeClaudeCode = (trace: StoredSpan[]) => trace.filter((s) => !isEventSpan(s));
 
 /** Every trace LLMFlow holds for a session, once each has its root and `want` spans. */
@@ -74,7 +57,7 @@ async function tracesOfSession(
   return waitFor(
     `LLMFlow to hold the ${roots} trace(s) of session ${sessionId}`,
     async () => {
-      const spans = await llmflow.spans();
+      const spans = await stack.llmflow.spans();
       const traceIds = new Set(spans.filter((s) => attrs(s)['session.id'] === sessionId).map((s) => s.trace_id));
       const traces = [...traceIds].map((id) => spans.filter((s) => s.trace_id === id));
       if (traces.length !== roots || !traces.every((t) => t.some((s) => !s.parent_id) && want(drawnLikeClaudeCode(t))))
@@ -120,7 +103,7 @@ const run = (
   endpoint: string,
   protocol: OtlpProtocol,
   extra: { resume?: string; env?: Record<string, string> } = {},
-) => runClaude({ prompt, apiUrl: api.url, otlpEndpoint: endpoint, protocol, allowedTools: ALLOWED, ...extra });
+) => runClaude({ prompt, apiUrl: stack.api.url, otlpEndpoint: endpoint, protocol, allowedTools: ALLOWED, ...extra });
 
 for (const target of ['bridge', 'collector'] as const) {
   for (const protocol of ['http/protobuf', 'http/json', 'grpc'] as const) {
@@ -135,7 +118,7 @@ for (const target of ['bridge', 'collector'] as const) {
 
 for (const [name, scenario] of Object.entries(SCENARIO)) {
   test(`Claude Code, ${name}: the trace drawn from events matches Claude Code's own trace one for one`, async () => {
-    const events = await run(scenario.prompt, bridge.url, 'http/protobuf');
+    const events = await run(scenario.prompt, stack.bridge.url, 'http/protobuf');
     assert.equal(events.exitCode, scenario.apiErrors ? 1 : 0, events.stderr);
     const [fromEvents] = await tracesOfSession(events.sessionId!, 1, (t) => t.length >= countOf(scenario));
     assertTrace(fromEvents!, scenario, `${name} from events`);
@@ -144,7 +127,7 @@ for (const [name, scenario] of Object.entries(SCENARIO)) {
     assert.equal(root['claude_code.interaction.end'], scenario.apiErrors ? 'error' : 'response', `${name}: its end`);
     if (!scenario.apiErrors) assert.equal(root['gen_ai.completion'], events.result, `${name}: the turn's last answer`);
 
-    const native = await run(scenario.prompt, bridge.url, 'http/protobuf', {
+    const native = await run(scenario.prompt, stack.bridge.url, 'http/protobuf', {
       env: { CLAUDE_CODE_ENHANCED_TELEMETRY_BETA: '1', OTEL_TRACES_EXPORTER: 'otlp' },
     });
     const [fromNative] = await tracesOfSession(
@@ -163,9 +146,9 @@ for (const [name, scenario] of Object.entries(SCENARIO)) {
 }
 
 test('a resumed session (claude --resume) is a second interaction of the same session, in its own trace', async () => {
-  const first = await run(SCENARIO.plain.prompt, bridge.url, 'http/json');
+  const first = await run(SCENARIO.plain.prompt, stack.bridge.url, 'http/json');
   assert.equal(first.exitCode, 0, first.stderr);
-  const resumed = await run(SCENARIO.tool.prompt, bridge.url, 'http/json', { resume: first.sessionId! });
+  const resumed = await run(SCENARIO.tool.prompt, stack.bridge.url, 'http/json', { resume: first.sessionId! });
   assert.equal(resumed.exitCode, 0, resumed.stderr);
   assert.equal(resumed.sessionId, first.sessionId);
   const traces = await tracesOfSession(first.sessionId!, 2, (t) => t.length >= countOf(SCENARIO.plain));

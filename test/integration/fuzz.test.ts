@@ -16,7 +16,7 @@ import { METRICS_QUEUE_NAME, QUEUE_NAME, queueKey } from '@ccbridge/redis';
 import { fuzzBodies } from '../support/fuzz-corpus';
 import { payloads } from '../support/fixtures';
 import { prng } from '../support/assembly';
-import { GRPC_SERVICES } from '../support/otlp-grpc';
+import { GRPC_SERVICES, grpcExportClient } from '../support/otlp-grpc';
 import {
   peakRssMiB,
   post,
@@ -110,29 +110,8 @@ test(`${HTTP_BODIES.toLocaleString('en')} fuzzed OTLP/HTTP bodies: only 200 or a
 test('fuzzed OTLP/gRPC messages and malformed gRPC frames: OK or a client-error code, never a crash', async () => {
   const random = prng(SEED + 1);
   const logs = payloads('protobuf', 'two-tools').find((p) => p.signal === 'logs')!.body;
-  const raw = (b: Buffer) => b;
-  const Client = grpc.makeGenericClientConstructor(
-    {
-      Export: {
-        path: `/${GRPC_SERVICES.logs}/Export`,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: raw,
-        requestDeserialize: raw,
-        responseSerialize: raw,
-        responseDeserialize: raw,
-      },
-    },
-    'Export',
-  );
-  const grpcClient = new Client(`127.0.0.1:${ingest.grpcPort}`, grpc.credentials.createInsecure());
-  const exportOne = (b: Buffer) =>
-    new Promise<number>((resolve) =>
-      (grpcClient as unknown as { Export: (b: Buffer, cb: (e: grpc.ServiceError | null) => void) => void }).Export(
-        b,
-        (err) => resolve(err ? err.code : grpc.status.OK),
-      ),
-    );
+  const grpcClient = grpcExportClient(`127.0.0.1:${ingest.grpcPort}`, 'logs');
+  const exportOne = async (b: Buffer) => (await grpcClient.export(b)).code;
   const codes = new Map<number, number>();
   for (let n = 0; n < GRPC_MESSAGES; n++) {
     const b = Buffer.from(logs);

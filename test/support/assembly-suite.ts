@@ -9,7 +9,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_LIFECYCLE } from '@ccbridge/claude-events';
+import { DEFAULT_LIFECYCLE, promptKeyOf, rootSpanIdFor } from '@ccbridge/claude-events';
 import { StatusCode, type LogRecord } from '@ccbridge/otlp';
 import { SCENARIOS, logsOf, type Capture, type Scenario } from './fixtures';
 import {
@@ -366,6 +366,52 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     const byEnd = new Map(roots.map((r) => [r.attrs['claude_code.interaction.end'], r]));
     assert.equal(byEnd.get('new_process')?.attrs['claude_code.interaction.complete'], false);
     assertWholeRoot([...h.stored().values()], byEnd.get('response')!, 'resumed');
+  });
+
+  test(`${label}: a finished subagent no Agent call can be told for goes under its prompt's root once a later prompt came (rule root)`, async () => {
+    const request = logsOf('json', 'tool');
+    const prompted = recordsOf(request).filter((r) => attr(r, 'prompt.id'));
+    const api = prompted.find((r) => name(r) === 'api_request')!;
+    const sub = (event: string, extra: LogRecord['attributes']): LogRecord => ({
+      ...api,
+      body: { stringValue: `claude_code.${event}` },
+      attributes: [
+        ...api.attributes!.filter((a) => !['event.name', 'request_id'].includes(a.key)),
+        { key: 'event.name', value: { stringValue: event } },
+        { key: 'agent_id', value: { stringValue: 'agent-A' } },
+        { key: 'agent_type', value: { stringValue: 'general-purpose' } },
+        ...extra!,
+      ],
+    });
+    // A subagent the turn's calls cannot have started (its only call is Bash): it made a request and
+    // finished, before the turn's answer. Numbered in record order, so nothing is missing.
+    const answer = prompted.findIndex((r) => name(r) === 'assistant_response');
+    const first = variant(
+      [
+        ...prompted.slice(0, answer),
+        sub('api_request', [{ key: 'request_id', value: { stringValue: 'req-sub' } }]),
+        sub('subagent_completed', []),
+        ...prompted.slice(answer),
+      ],
+      { tag: 'one', seqFrom: 0 },
+    );
+    const second = variant(prompted, { tag: 'two', seqFrom: first.length, shiftMs: MINUTE });
+    const h = harness();
+    await h.process(requestOf(request, first));
+    const ofAgent = () => [...h.stored().values()].filter((s) => s.attrs['gen_ai.agent.id'] === 'agent-A');
+    assert.deepEqual(ofAgent(), [], 'held while a notification could still name its call');
+    await h.process(requestOf(request, second));
+    // Under the root of its own prompt, in that prompt's trace.
+    const key = promptKeyOf(attr(first[answer]!, 'prompt.id')!.stringValue!);
+    const root = h.roots().find((r) => r.spanId === rootSpanIdFor(key));
+    assert.ok(root, "the subagent's prompt has its root");
+    const spans = ofAgent();
+    assert.deepEqual(spans.map((s) => s.name).sort(), ['claude_code.llm_request', 'claude_code.subagent_completed']);
+    for (const s of spans) {
+      assert.equal(s.traceId, root.traceId, `${s.name} in the trace of its prompt`);
+      assert.equal(s.parentSpanId, root.spanId, `${s.name} under the root`);
+      assert.equal(s.attrs['claude_code.agent.placement'], 'root');
+    }
   });
 
   test(`${label}: two whole turns of a session in two processes each draw their own complete root`, async () => {

@@ -10,22 +10,43 @@ export const GRPC_SERVICES: Record<Signal, string> = {
 
 const raw = (b: Buffer) => b;
 
-export interface ExportOptions {
+export interface ClientOptions {
   /** TLS: the CA that signed the server's certificate. */
   ca?: Buffer;
+  /** Messages gzip'd by gRPC. */
+  gzip?: boolean;
+}
+
+export interface CallOptions {
   /** Metadata sent with the call (e.g. `authorization`). */
   metadata?: Record<string, string>;
   /** Milliseconds the call may take before it ends DEADLINE_EXCEEDED (none by default). */
   deadlineMs?: number;
 }
 
-export function exportGrpc(
-  address: string,
-  signal: Signal,
-  body: Buffer,
-  gzip = false,
-  options: ExportOptions = {},
-): Promise<{ code: number; details?: string; response?: Buffer }> {
+export type ExportOptions = Pick<ClientOptions, 'ca'> & CallOptions;
+
+/** What an Export call came to: its status code, and the response's bytes when it is OK. */
+export interface ExportAnswer {
+  code: grpc.status;
+  details?: string;
+  response?: Buffer;
+}
+
+/** One gRPC channel to a signal's Export service, for many calls, as an exporter keeps one. */
+export interface ExportClient {
+  export(body: Buffer, options?: CallOptions): Promise<ExportAnswer>;
+  close(): void;
+}
+
+type RawExport = (
+  b: Buffer,
+  m: grpc.Metadata,
+  o: grpc.CallOptions,
+  cb: (e: grpc.ServiceError | null, r?: Buffer) => void,
+) => void;
+
+export function grpcExportClient(address: string, signal: Signal, options: ClientOptions = {}): ExportClient {
   const Client = grpc.makeGenericClientConstructor(
     {
       Export: {
@@ -44,25 +65,37 @@ export function exportGrpc(
   const client = new Client(
     address,
     credentials,
-    gzip ? { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip } : {},
+    options.gzip ? { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip } : {},
   );
-  const metadata = new grpc.Metadata();
-  for (const [k, v] of Object.entries(options.metadata ?? {})) metadata.set(k, v);
-  return new Promise((resolve) => {
-    const callOptions: grpc.CallOptions =
-      options.deadlineMs === undefined ? {} : { deadline: Date.now() + options.deadlineMs };
-    (
-      client as unknown as {
-        Export: (
-          b: Buffer,
-          m: grpc.Metadata,
-          o: grpc.CallOptions,
-          cb: (e: grpc.ServiceError | null, r?: Buffer) => void,
-        ) => void;
-      }
-    ).Export(body, metadata, callOptions, (err, response) => {
-      client.close();
-      resolve(err ? { code: err.code, details: err.details } : { code: grpc.status.OK, response });
-    });
-  });
+  const exportRaw = (client as unknown as { Export: RawExport }).Export.bind(client);
+  return {
+    export: (body, call = {}) => {
+      const metadata = new grpc.Metadata();
+      for (const [k, v] of Object.entries(call.metadata ?? {})) metadata.set(k, v);
+      const callOptions: grpc.CallOptions =
+        call.deadlineMs === undefined ? {} : { deadline: Date.now() + call.deadlineMs };
+      return new Promise((resolve) =>
+        exportRaw(body, metadata, callOptions, (err, response) =>
+          resolve(err ? { code: err.code, details: err.details } : { code: grpc.status.OK, response }),
+        ),
+      );
+    },
+    close: () => client.close(),
+  };
+}
+
+/** One Export call on a channel of its own. */
+export async function exportGrpc(
+  address: string,
+  signal: Signal,
+  body: Buffer,
+  gzip = false,
+  options: ExportOptions = {},
+): Promise<ExportAnswer> {
+  const client = grpcExportClient(address, signal, { gzip, ca: options.ca });
+  try {
+    return await client.export(body, options);
+  } finally {
+    client.close();
+  }
 }

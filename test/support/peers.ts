@@ -74,6 +74,9 @@ export interface StoredSpan {
   output: string | null;
 }
 
+/** A stored span's attributes, parsed. */
+export const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
+
 const SPAN_COLUMNS =
   'id, trace_id, parent_id, span_type, span_name, model, prompt_tokens, completion_tokens, duration_ms, timestamp, status, provider, service_name, error, attributes, input, output';
 

@@ -5,18 +5,35 @@
 import { before, after } from 'node:test';
 import { Redis } from 'ioredis';
 import { startBridge, startLlmflow, startRedis, type BridgePeer, type LlmflowPeer, type RedisPeer } from './peers';
-import { startAnthropicStandin, type AnthropicStandin } from './anthropic-standin';
+import { startAnthropicStandin, type AnthropicStandin, type StandinOptions } from './anthropic-standin';
 
 export interface BridgeStack {
   redis: RedisPeer;
   llmflow: LlmflowPeer;
   /** Ingest and worker in one process, between them. */
   bridge: BridgePeer;
+  /**
+   * Settles once the stack is up (or failed to start): a test file's own `before` that needs the
+   * stack awaits it, for Node 20 runs a file's `before` hooks at the same time.
+   */
+  ready: Promise<void>;
+}
+
+/** Runs `start` in a `before` hook; the promise settles when it is done (marked handled: nothing need await it). */
+function beforeAll(start: () => Promise<void>): Promise<void> {
+  let run!: () => void;
+  const done = new Promise<void>((resolve) => (run = resolve)).then(start);
+  done.catch(() => {});
+  before(async () => {
+    run();
+    await done;
+  });
+  return done;
 }
 
 export function useBridgeStack(env: Record<string, string> = {}): BridgeStack {
   const stack = {} as BridgeStack;
-  before(async () => {
+  stack.ready = beforeAll(async () => {
     [stack.redis, stack.llmflow] = await Promise.all([startRedis(), startLlmflow()]);
     stack.bridge = await startBridge({ REDIS_URL: stack.redis.url, LLMFLOW_URL: stack.llmflow.url, ...env });
   });
@@ -32,12 +49,15 @@ export interface ClaudeStack extends BridgeStack {
   api: AnthropicStandin;
 }
 
-/** A bridge stack and the stand-in API, for tests that run the real Claude Code binary. */
-export function useClaudeStack(env: Record<string, string> = {}): ClaudeStack {
+/** A bridge stack and the stand-in API (`standin`: its options), for tests that run the real Claude Code binary. */
+export function useClaudeStack(env: Record<string, string> = {}, standin: StandinOptions = {}): ClaudeStack {
   const stack = useBridgeStack(env) as ClaudeStack;
-  before(async () => {
-    stack.api = await startAnthropicStandin();
+  const bridgeUp = stack.ready;
+  const apiUp = beforeAll(async () => {
+    stack.api = await startAnthropicStandin(standin);
   });
+  stack.ready = Promise.all([bridgeUp, apiUp]).then(() => undefined);
+  stack.ready.catch(() => {});
   after(async () => {
     await stack.api?.stop();
   });

@@ -4,9 +4,8 @@
  * tests (claude-code-power, claude-code-rows) share them.
  */
 import assert from 'node:assert/strict';
-import { waitFor, type LlmflowPeer, type StoredSpan } from './peers';
+import { attrs, waitFor, type LlmflowPeer, type StoredSpan } from './peers';
 
-export const attrs = (s: StoredSpan) => JSON.parse(s.attributes) as Record<string, unknown>;
 /** Spans drawn for events that report no work: Claude Code's own trace has none (mapping.ts). */
 export const isEventSpan = (s: StoredSpan) => attrs(s)['span.type'] === 'event';
 

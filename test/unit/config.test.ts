@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, SPEC, loadConfig, unknownVariables } from '@ccbridge/config';
+import { DEFAULT_LIFECYCLE, lifecycleConfigOf } from '@ccbridge/claude-events';
 
 test('defaults hold when nothing is set', () => {
   const c = loadConfig({});
@@ -369,4 +370,15 @@ test("the metrics' share of the queue's bytes: a sixteenth by default, and below
     () => loadConfig({ BRIDGE_QUEUE_MAX_BYTES: '8MiB', BRIDGE_QUEUE_METRICS_MAX_BYTES: '8MiB' }),
     /^ConfigError: BRIDGE_QUEUE_METRICS_MAX_BYTES="8MiB" is not valid: expected a size below BRIDGE_QUEUE_MAX_BYTES \(8388608 bytes\)/,
   );
+});
+
+test("the lifecycle's timers are read from the settings in one place (lifecycleConfigOf), for the worker and `ccbridge status`", () => {
+  const c = loadConfig({
+    BRIDGE_INTERACTION_IDLE_MS: '1234',
+    BRIDGE_TURN_TIMEOUT_MS: '5678',
+    BRIDGE_GAP_WAIT_MS: '910',
+  });
+  const lifecycle = lifecycleConfigOf(c);
+  assert.deepEqual([lifecycle.idleMs, lifecycle.turnTimeoutMs, lifecycle.gapWaitMs], [1234, 5678, 910]);
+  assert.deepEqual(DEFAULT_LIFECYCLE, lifecycleConfigOf(loadConfig({})), 'the defaults are the unset settings');
 });

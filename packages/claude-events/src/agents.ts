@@ -152,8 +152,10 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
       });
     }
     if (e.name === 'user_prompt') {
-      for (const m of (stringOf(e.attributes['prompt']) ?? '').matchAll(NOTIFICATION))
-        of(session).notes.push([m[1]!, m[2]!]);
+      // A prompt can decide a subagent's place even when nothing else in its batch is about
+      // subagents: a notification names its call, or a later prompt lets rule `root` place it.
+      const facts = of(session);
+      for (const m of (stringOf(e.attributes['prompt']) ?? '').matchAll(NOTIFICATION)) facts.notes.push([m[1]!, m[2]!]);
     }
   });
   return bySession;

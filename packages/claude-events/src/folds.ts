@@ -7,7 +7,7 @@
  */
 import { attributesToRecord, recordToAttributes } from '@ccbridge/otlp';
 import { stringOf, numberOf, type Attributes } from './events';
-import { ROOT, type Fold, type SpanDraft } from './mapping';
+import { COMMON_FIELDS, ROOT, type Fold, type SpanDraft } from './mapping';
 import type { HeldSpan } from './spans';
 
 interface Foldable {
@@ -82,21 +82,7 @@ export function resolveHeld(held: HeldSpan[], { rootDrawn = false } = {}): { spa
 }
 
 /** Fields of an event the root already has (its session, its user) or that say only what it is. */
-const ROOT_SHARED = new Set([
-  'session.id',
-  'prompt.id',
-  'event.name',
-  'user.id',
-  'user.email',
-  'user.account_uuid',
-  'user.account_id',
-  'organization.id',
-  'terminal.type',
-  'anthropic.provider',
-  'anthropic.custom_base_url',
-  'span.type',
-  'traceloop.span.kind',
-]);
+const ROOT_SHARED = new Set<string>([...COMMON_FIELDS, 'span.type', 'traceloop.span.kind']);
 
 /**
  * The root's attributes for the events folded onto it: every event in order as one line of

@@ -292,8 +292,12 @@ function hookOutcome(a: Attributes): string {
   return 'success';
 }
 
-/** Fields every event of a turn carries alike: a folded event's other fields go onto its target, prefixed. */
-const SHARED = new Set([
+/**
+ * Fields every event of a turn carries alike (its session, prompt and user, where it ran) and
+ * its name: the base of what a folded event does not repeat on its target (SHARED below) or on
+ * the root (folds.ts).
+ */
+export const COMMON_FIELDS = [
   'session.id',
   'prompt.id',
   'event.name',
@@ -305,6 +309,11 @@ const SHARED = new Set([
   'terminal.type',
   'anthropic.provider',
   'anthropic.custom_base_url',
+] as const;
+
+/** Fields a folded event shares with the span it folds into: its other fields go onto it, prefixed. */
+const SHARED = new Set<string>([
+  ...COMMON_FIELDS,
   'agent_id',
   'parent_agent_id',
   'request_id',

@@ -81,7 +81,8 @@ function redactEvents(events: ClaudeEvent[], redactor: Redactor): ClaudeEvent[] 
 /**
  * Places subagents (agents.ts): the batch's facts merged and its subagent spans held, new links
  * found, and the spans of every subagent now placed sent in its Agent call's trace. Two calls
- * to Redis per shard, and only for batches with subagent activity.
+ * to Redis per shard, and only for batches with subagent activity or a prompt (a later prompt
+ * is what places a subagent by rule `root`).
  */
 async function placeAgents(
   deps: BatchProcessorDeps,

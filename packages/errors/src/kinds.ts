@@ -8,15 +8,17 @@
  * | retryable    | this attempt failed; another may not    | 503 + Retry-After / UNAVAILABLE   | retried with back-off (its attempts)    |
  * | backpressure | the next stage cannot take anything now | 503 + Retry-After / UNAVAILABLE   | back to the queue, the consumer pauses  |
  *
- * Errors no one typed (a library's) are classified by what they are: a TypeError, RangeError
- * or SyntaxError comes from the data meeting the code (a number too large for a BigInt, a
- * value of the wrong type) and will come again on every attempt, so it is permanent; so is a
- * Redis Lua script failing at run time (`ERR user_script:…`), for the same input fails the same
- * way; anything else (a connection reset, Redis out of memory or loading) is retryable, the
- * Collector's default.
+ * Errors no one typed (a library's) are classified by what they are: Redis's, as ioredis throws
+ * them, by the table in redis.ts (out of memory is backpressure; a script failing at run time
+ * and WRONGTYPE are permanent; a connection lost, a cluster moving or loading is retryable); a
+ * TypeError, RangeError or SyntaxError comes from the data meeting the code (a number too large
+ * for a BigInt, a value of the wrong type) and will come again on every attempt, so it is
+ * permanent; anything else is retryable, the Collector's default.
  */
+import type { ErrorKind } from './error-kind';
+import { redisKindOf } from './redis';
 
-export type ErrorKind = 'permanent' | 'retryable' | 'backpressure';
+export type { ErrorKind } from './error-kind';
 
 /** Data that cannot be used, now or later: never retried. */
 export class PermanentError extends Error {
@@ -42,14 +44,12 @@ export class BackpressureError extends Error {
   }
 }
 
-/** A Lua script's run-time error, as Redis reports it (not OOM, BUSY, LOADING and the like). */
-const SCRIPT_RUNTIME_ERROR = /^ERR (user_script:\d+:|Error running script)/;
-
 /** The kind of any thrown value (see the table above). */
 export function kindOf(err: unknown): ErrorKind {
   if (err instanceof PermanentError || err instanceof RetryableError || err instanceof BackpressureError)
     return err.kind;
+  const redis = redisKindOf(err);
+  if (redis) return redis;
   if (err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError) return 'permanent';
-  if (err instanceof Error && SCRIPT_RUNTIME_ERROR.test(err.message)) return 'permanent';
   return 'retryable';
 }

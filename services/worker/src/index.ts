@@ -11,12 +11,19 @@ import {
   InteractionCloser,
   LifecycleStore,
   createRedactor,
+  lifecycleConfigOf,
   processBatch,
   type BatchProcessorDeps,
 } from '@ccbridge/claude-events';
 import { DeadLetterStore } from '@ccbridge/dead-letter';
 import { ROOT_RETRY_MS } from '@ccbridge/errors';
-import { LLMFLOW_URL_HINT, LlmflowExporter, LlmflowMetricsClient, probeLlmflow } from '@ccbridge/llmflow';
+import {
+  LLMFLOW_URL_HINT,
+  LlmflowExporter,
+  LlmflowMetricsClient,
+  LlmflowUnavailableError,
+  probeLlmflow,
+} from '@ccbridge/llmflow';
 import { MetricsStore, forwardMetrics, type ForwardDeps } from '@ccbridge/metrics';
 import type { ExportLogsRequest, ExportMetricsRequest } from '@ccbridge/otlp';
 import { LedgerStore, Reconciler, counterContributions, drawnTurns, eventContributions } from '@ccbridge/sessions';
@@ -43,9 +50,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     maxEntries: config.deadLetterMax,
     log: log.child({ component: 'dead-letter' }),
   });
-  const store = new LifecycleStore(redis, {
-    config: { idleMs: config.interactionIdleMs, turnTimeoutMs: config.turnTimeoutMs, gapWaitMs: config.gapWaitMs },
-  });
+  const store = new LifecycleStore(redis, { config: lifecycleConfigOf(config) });
   // Each session's api_request events against Claude Code's counters (only while metrics are forwarded: the counters come with them).
   const ledger = new LedgerStore(redis);
   const toLlmflow = deadLetters.exportThrough((spans) => exporter.export(spans));
@@ -82,10 +87,13 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     concurrency: config.workerConcurrency,
     onPause: (err, pauseMs) => {
       bridgeMetrics.pause();
-      log.warn(
-        { err: err.message, pauseMs, hint: LLMFLOW_URL_HINT },
-        `LLMFlow is unavailable; the ${what} wait in the queue`,
-      );
+      if (err instanceof LlmflowUnavailableError)
+        log.warn(
+          { err: err.message, pauseMs, hint: LLMFLOW_URL_HINT },
+          `LLMFlow is unavailable; the ${what} wait in the queue`,
+        );
+      // Redis out of memory, say (@ccbridge/errors redis.ts).
+      else log.warn({ err: err.message, pauseMs }, `the ${what} wait in the queue: ${err.name}`);
     },
     onFailed: (job, err, final) => {
       (final ? log.error.bind(log) : log.warn.bind(log))(

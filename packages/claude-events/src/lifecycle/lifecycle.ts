@@ -15,7 +15,7 @@
  * stopping worker leaves open turns in Redis and the next one carries on.
  */
 
-import { defaultOf } from '@ccbridge/config';
+import { defaultOf, type BridgeConfig } from '@ccbridge/config';
 
 export type Phase = 'open' | 'gap' | 'due' | 'idle' | 'drawn';
 
@@ -52,15 +52,26 @@ export interface LifecycleConfig {
   ttlSeconds: number;
 }
 
-/** The timers that are settings take their defaults from packages/config; the rest are fixed here. */
-export const DEFAULT_LIFECYCLE: LifecycleConfig = {
-  idleMs: defaultOf('interactionIdleMs'),
-  turnTimeoutMs: defaultOf('turnTimeoutMs'),
-  gapWaitMs: defaultOf('gapWaitMs'),
-  leaseMs: 60_000,
-  recheckMs: 1_000,
-  ttlSeconds: 24 * 3600,
-};
+/** The lifecycle's timers that are settings (packages/config); the others are fixed here. */
+const SETTINGS = ['interactionIdleMs', 'turnTimeoutMs', 'gapWaitMs'] as const;
+export type LifecycleSettings = Pick<BridgeConfig, (typeof SETTINGS)[number]>;
+
+/** The lifecycle's configuration from the bridge's: the one place its settings are read. */
+export function lifecycleConfigOf(settings: LifecycleSettings): LifecycleConfig {
+  return {
+    idleMs: settings.interactionIdleMs,
+    turnTimeoutMs: settings.turnTimeoutMs,
+    gapWaitMs: settings.gapWaitMs,
+    leaseMs: 60_000,
+    recheckMs: 1_000,
+    ttlSeconds: 24 * 3600,
+  };
+}
+
+/** With every setting at its default (what an unset variable gives). */
+export const DEFAULT_LIFECYCLE: LifecycleConfig = lifecycleConfigOf(
+  Object.fromEntries(SETTINGS.map((k) => [k, defaultOf(k)])) as LifecycleSettings,
+);
 
 /** Where the lifecycle reads the time: the system clock, or a test's. */
 export interface Clock {

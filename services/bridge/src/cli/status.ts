@@ -3,7 +3,7 @@
  * depth, bytes and oldest batch, what was given up on, the dead letters, the turns still open.
  * Exit 1 when Redis or LLMFlow cannot be reached.
  */
-import { LifecycleStore } from '@ccbridge/claude-events';
+import { LifecycleStore, lifecycleConfigOf } from '@ccbridge/claude-events';
 import { DeadLetterStore } from '@ccbridge/dead-letter';
 import { LLMFLOW_URL_HINT, probeLlmflow } from '@ccbridge/llmflow';
 import { silentLogger } from '@ccbridge/log';
@@ -46,13 +46,7 @@ export async function status(args: Args): Promise<number> {
         (async () => {
           await redis.ping();
           result.redis.reachable = true;
-          const store = new LifecycleStore(redis, {
-            config: {
-              idleMs: config.interactionIdleMs,
-              turnTimeoutMs: config.turnTimeoutMs,
-              gapWaitMs: config.gapWaitMs,
-            },
-          });
+          const store = new LifecycleStore(redis, { config: lifecycleConfigOf(config) });
           const [queue, metricsQueue, deadLetters, openInteractions] = await Promise.all([
             queueStatus(redis),
             queueStatus(redis, METRICS_QUEUE_NAME),

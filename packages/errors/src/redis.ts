@@ -1,0 +1,87 @@
+/**
+ * Redis's failures, typed once: what ioredis throws, by what it is, mapped to a kind (kinds.ts).
+ * Every stage calls Redis through ioredis and lets its errors through untouched, so this is
+ * the one place they are typed; kindOf asks it before falling back to its default. It reads the
+ * error's name and Redis's error code, not ioredis's classes, so @ccbridge/errors depends on
+ * nothing (test/unit/redis-errors.test.ts checks it against the errors a real Redis gives).
+ *
+ * | what ioredis throws                                                  | kind         | why                                  |
+ * |----------------------------------------------------------------------|--------------|--------------------------------------|
+ * | ReplyError `OOM command not allowed ...` (maxmemory, noeviction)     | backpressure | Redis is full: wait until it drains  |
+ * | ReplyError of a Lua script: `ERR user_script:N: ...`, `ERR Error     | permanent    | a script fails the same way on the   |
+ * | running script ...`, `... script: <sha>, on @user_script:N.`         |              | same input (not OOM, BUSY, LOADING)  |
+ * | ReplyError `WRONGTYPE ...`                                           | permanent    | the key holds something else: no     |
+ * |                                                                      |              | retry changes that                   |
+ * | ReplyError `LOADING`, `BUSY`, `MASTERDOWN`, `READONLY`, `CLUSTERDOWN`, | retryable  | the server or cluster is not ready   |
+ * | `TRYAGAIN`, `MOVED`, `ASK` (ioredis follows these itself first)      |              | now; it will be                      |
+ * | MaxRetriesPerRequestError, AbortError (`Command aborted due to       | retryable    | the connection failed under the      |
+ * | connection close`), ClusterAllFailedError, `Connection is closed.`,  |              | command                              |
+ * | `Stream isn't writeable ...`, `None of startup nodes is available`,  |              |                                      |
+ * | socket errors (ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE, ...)      |              |                                      |
+ *
+ * Any other reply (an `ERR` of a command, NOAUTH, NOPERM: a setting to fix) is left to kindOf's
+ * default, retryable: the batch waits in the queue until the operator fixes it.
+ */
+import type { ErrorKind } from './error-kind';
+
+/** Redis's error codes (the reply's first word) with a kind of their own. */
+const REPLY_KINDS: Record<string, ErrorKind> = {
+  OOM: 'backpressure',
+  WRONGTYPE: 'permanent',
+  LOADING: 'retryable',
+  BUSY: 'retryable',
+  MASTERDOWN: 'retryable',
+  READONLY: 'retryable',
+  CLUSTERDOWN: 'retryable',
+  TRYAGAIN: 'retryable',
+  MOVED: 'retryable',
+  ASK: 'retryable',
+};
+
+/**
+ * A Lua script's error, as Redis reports it: its run-time errors (`ERR user_script:N: ...` in
+ * Redis 7, `ERR Error running script ...` before), and the error of a command it called, which
+ * Redis 7 ends with `script: <sha>, on @user_script:N.` (that error's own code, OOM say, is read
+ * first).
+ */
+const SCRIPT_ERROR = /^ERR (user_script:\d+:|Error running script)| on @user_script:\d+\.$/;
+
+/** ioredis's errors of a connection that failed under a command. */
+const CONNECTION_ERRORS = new Set([
+  'MaxRetriesPerRequestError',
+  'AbortError',
+  'InterruptError',
+  'ClusterAllFailedError',
+]);
+const CONNECTION_MESSAGES = [
+  'Connection is closed.',
+  "Stream isn't writeable",
+  "Cluster isn't ready",
+  'None of startup nodes is available',
+];
+const SOCKET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/** The kind of a Redis failure (the table above); undefined for anything else. */
+export function redisKindOf(err: unknown): ErrorKind | undefined {
+  if (!(err instanceof Error)) return undefined;
+  if (err.name === 'ReplyError') {
+    const code = err.message.split(' ', 1)[0]!;
+    if (Object.hasOwn(REPLY_KINDS, code)) return REPLY_KINDS[code];
+    if (SCRIPT_ERROR.test(err.message)) return 'permanent';
+    return undefined;
+  }
+  if (CONNECTION_ERRORS.has(err.name)) return 'retryable';
+  if (CONNECTION_MESSAGES.some((m) => err.message.startsWith(m))) return 'retryable';
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && SOCKET_CODES.has(code)) return 'retryable';
+  return undefined;
+}
