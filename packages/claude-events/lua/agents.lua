@@ -4,9 +4,10 @@
 -- KEYS[1]  the shard's deadline index (sorted set)      KEYS[2]  the shard's stats (hash)
 -- Every other key is built from ARGV[1].templates (keys.ts) and shares KEYS[1]'s hash tag.
 -- ARGV[1]  JSON: { now, cfg, templates, sessions: [{ session,
---            calls:  [{ id, caller, key, d?, r?, bg?, type? }],   Agent tool calls: tool_use_id, the
---                                                                 calling agent ('' main), prompt key,
---                                                                 decision and result event.sequence
+--            calls:  [{ id, caller, key, d?, r?, bg?, type?, prompt? }],   Agent tool calls: tool_use_id,
+--                                                                 the calling agent ('' main), prompt key,
+--                                                                 decision and result event.sequence,
+--                                                                 the input's prompt (cut)
 --            agents: [{ id, parent, key, first, last, completed?, type? }]   subagents seen
 --            notes:  [[agent, call]],                             links a <task-notification> names
 --            spans:  [[agent, spanId, json]] }] }                 the subagents' spans, to hold
@@ -41,6 +42,7 @@ local function mergeCall(cur, u)
   cur.bg = cur.bg or u.bg
   cur.detail = cur.detail or u.detail
   cur.type = cur.type or u.type
+  cur.prompt = cur.prompt or u.prompt
 end
 
 local function mergeAgent(cur, u)

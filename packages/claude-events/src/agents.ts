@@ -30,6 +30,7 @@ import { rootSpanIdFor, traceIdFor } from './ids';
 import { resourceSpansOf, spanOfHeld, type HeldSpan } from './spans';
 import { AGENT_CALL, toolExecutionSpanIdFor, toolSpanIdFor } from './mapping';
 import { foldWithin, heldOrder, mergeHeld, unfolded } from './folds';
+import { cut, heldWithInputs } from './inputs';
 
 /** Tool names of the call that starts a subagent (Agent in 2.1.3xx, Task before). */
 const AGENT_TOOLS = new Set(['Agent', 'Task']);
@@ -48,6 +49,8 @@ export interface AgentCall {
   /** Its input was readable (OTEL_LOG_TOOL_DETAILS): `bg` can be trusted. */
   detail?: boolean;
   type?: string;
+  /** Its input's `prompt` (cut to INPUT_MAX): what its subagent's first LLM call got. */
+  prompt?: string;
 }
 
 export interface AgentSeen {
@@ -136,6 +139,7 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
           ...(input['run_in_background'] === true && { bg: true }),
           ...(Object.keys(input).length > 0 && { detail: true }),
           ...(typeof input['subagent_type'] === 'string' && { type: input['subagent_type'] }),
+          ...(typeof input['prompt'] === 'string' && { prompt: cut(input['prompt']) }),
         });
       }
     }
@@ -231,6 +235,8 @@ export interface Placement {
   callSpanId?: string;
   rule: Rule;
   type?: string;
+  /** The call's prompt and the event.sequence of the subagent's first event: its first LLM call's input. */
+  prompt?: { text: string; seq: number };
 }
 
 /**
@@ -242,6 +248,9 @@ export interface PlacedAt {
   key: string;
   call?: string;
   type?: string;
+  /** The call's prompt, and the event.sequence of the subagent's first event. */
+  prompt?: string;
+  first?: number;
 }
 
 /** The span ids of a placement place.lua found. */
@@ -254,6 +263,7 @@ export function placementOf(session: string, at: PlacedAt): Placement {
     callSpanId: toolSpanIdFor(session, at.call),
     rule: at.rule,
     ...(at.type && { type: at.type }),
+    ...(at.prompt !== undefined && at.first !== undefined && { prompt: { text: at.prompt, seq: at.first } }),
   };
 }
 
@@ -273,6 +283,8 @@ export function placedSpans(
     mergeHeld,
     heldOrder,
   );
+  // Its LLM calls' inputs, from its spans at hand (inputs.ts): its tool results, its call's prompt.
+  heldWithInputs(spans, [], undefined, placement.prompt && { chain: agent, ...placement.prompt });
   const callFolds = placement.callSpanId ? unresolved.filter((h) => h.fold!.into === AGENT_CALL) : [];
   for (const h of [
     ...spans,

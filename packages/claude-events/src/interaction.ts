@@ -18,6 +18,7 @@ import { heldOf, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from 
 import { heldAgentSpan, type AgentSpan } from './agents';
 import { draftOrder, foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
+import { batchInputs, heldWithInputs, turnPromptOf, withInput, type InputFact } from './inputs';
 
 /**
  * Where events that are no row of their own go (BRIDGE_EVENT_ROWS): `fold` onto the rows they
@@ -57,6 +58,8 @@ export interface InteractionUpdate {
   completions: [string, string][];
   /** Its events carry prompt.id and event.sequence: its end can be known, not guessed. */
   evidence: boolean;
+  /** [event.sequence, JSON InputFact] of its main chain's calls and tool results: later calls' inputs (inputs.ts). */
+  inputs: [string, string][];
   /** Events of the batch that belong to it (counted as late if its root is already drawn). */
   events: number;
   /** [span id, JSON Contribution]: keyed by span, so a batch applied twice counts once. */
@@ -121,6 +124,10 @@ export function planBatch(
   const drafts = outcomes.flatMap((o) => o.spans);
   if (rows === 'each') for (const d of drafts) delete d.fold;
   const waiting = rows === 'fold' ? waitingForAnswers(events) : new Set<string>();
+  // Each LLM call's input: added now where the batch tells it, else the call waits for its root.
+  const inputs = batchInputs(events, keys);
+  for (const d of drafts) if (!d.fold) d.attributes = withInput(d.attributes, inputs.certain.get(d.spanId));
+  if (rows === 'fold') for (const id of inputs.uncertain) waiting.add(id);
   // Folds whose span is in this batch are merged now; the others go with the root (or their subagent).
   // (Not into a span that waits: its folds wait with it, each under its own id, and meet it with its root.)
   const merged = new Set<string>();
@@ -164,6 +171,7 @@ export function planBatch(
         completions: [],
         contributions: [],
         held: [],
+        inputs: inputs.facts.get(key) ?? [],
       };
       update.resource = JSON.stringify(event.resource);
       if (session) update.session = session;
@@ -279,6 +287,9 @@ export interface StoredInteraction {
   contributions: Contribution[];
   /** Spans of session-level events held for this interaction (its session's first). */
   held: HeldSpan[];
+  /** Its main chain's calls and tool results (inputs.ts), and its prompt's event.sequence. */
+  inputs: InputFact[];
+  promptSeq?: number;
   /** Why it is drawn now, what is known to be missing, and whether it is complete (lua/lifecycle.lua). */
   verdict: Verdict;
 }
@@ -306,6 +317,7 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
   }
   // Held spans: folds merged into them, those onto the root summarised on it (folds.ts).
   const resolved = resolveHeld(ix.held);
+  heldWithInputs(resolved.spans, ix.inputs, turnPromptOf(ix.prompt, ix.promptSeq));
   const problems = problemLines(ix.contributions.flatMap((c) => (c.problem ? [c.problem] : [])));
   // The prompt's text goes once, as gen_ai.prompt (LLMFlow's input), not as prompt and prompt_text too.
   const { prompt: text, prompt_text: sameText, ...prompt } = ix.prompt ?? {};

@@ -120,13 +120,15 @@ export interface EventOutcome {
 export function turnEndOf(e: ClaudeEvent): 'response' | 'error' | undefined {
   if (e.attributes['agent_id'] !== undefined) return undefined;
   if (e.name === 'assistant_response') return 'response';
-  if (e.name === 'api_error') {
-    const source = stringOf(e.attributes['query_source']);
-    return source === undefined || MAIN_THREAD_SOURCES.has(source) ? 'error' : undefined;
-  }
+  if (e.name === 'api_error') return isMainThread(e.attributes) ? 'error' : undefined;
   return undefined;
 }
 const MAIN_THREAD_SOURCES = new Set(['sdk', 'repl_main_thread']);
+/** A request of the main thread, not a side request (a title, a compaction, ...): by its query_source, if it has one. */
+export function isMainThread(a: Attributes): boolean {
+  const source = stringOf(a['query_source']);
+  return source === undefined || MAIN_THREAD_SOURCES.has(source);
+}
 
 /** [event field, span attribute, type]: GenAI names for Claude Code's fields. */
 type Rename = readonly [from: string, to: string, type: 'string' | 'number'];

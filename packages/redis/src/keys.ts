@@ -109,7 +109,8 @@ export interface ShardKeys {
 
 /**
  * `ix`: hash, an interaction's state; `contributions`, `events`: hashes, what its root will sum
- * and carry; `prompts`: sorted set, a session's prompts by time; `sequence`: sorted set, the
+ * and carry; `inputs`: hash, its main chain's calls and tool results by event.sequence (what its
+ * LLM calls got as input, for calls in later batches and its root); `prompts`: sorted set, a session's prompts by time; `sequence`: sorted set, the
  * `event.sequence` numbers seen in a session (member `seq:ms`); `waiting`: set, a session's
  * interactions waiting for a missing sequence number; `pending`: hash, spans of a session's
  * start-up events held for the prompt they lead to. Subagents (agents.ts in claude-events):
@@ -121,6 +122,7 @@ export type PerIdKey =
   | 'ix'
   | 'contributions'
   | 'events'
+  | 'inputs'
   | 'prompts'
   | 'sequence'
   | 'waiting'
@@ -141,6 +143,7 @@ export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
       ix: per('ix'),
       contributions: per('ix', ':c'),
       events: per('ix', ':e'),
+      inputs: per('ix', ':i'),
       prompts: per('session', ':prompts'),
       sequence: per('session', ':seq'),
       waiting: per('session', ':waiting'),

@@ -31,6 +31,7 @@ import {
   type StoredInteraction,
 } from '../interaction';
 import type { Contribution } from '../mapping';
+import type { InputFact } from '../inputs';
 import type { AgentCall, AgentLink, AgentSeen, AgentState, PlacedAt, SessionAgents } from '../agents';
 import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type Verdict } from './lifecycle';
 
@@ -292,6 +293,7 @@ interface ClaimedRow {
   state: Record<string, string>;
   contributions: unknown;
   events: unknown;
+  inputs: unknown;
 }
 
 function storedOf(row: ClaimedRow): StoredInteraction {
@@ -309,6 +311,8 @@ function storedOf(row: ClaimedRow): StoredInteraction {
     held: list<string>(row.events)
       .filter((e) => e !== SENT)
       .map((e) => JSON.parse(e) as HeldSpan),
+    inputs: list<string>(row.inputs).map((f) => JSON.parse(f) as InputFact),
+    ...(h.promptSeq !== undefined && { promptSeq: Number(h.promptSeq) }),
     verdict: row.verdict,
   };
 }
