@@ -8,9 +8,11 @@
 --                                                                 the calling agent ('' main), prompt key,
 --                                                                 decision and result event.sequence,
 --                                                                 the input's prompt (cut)
---            agents: [{ id, parent, key, first, last, completed?, type? }]   subagents seen
+--            agents: [{ id, parent, key, first, last, completed?, call?, type? }]   subagents seen
+--                                                                 (call: its first api_request)
 --            notes:  [[agent, call]],                             links a <task-notification> names
---            spans:  [[agent, spanId, json]] }] }                 the subagents' spans, to hold
+--            spans:  [[agent, spanId, json]],                     the subagents' spans, to hold
+--            inputs: [[agent, seq, json]] }] }                    their calls and tool results (inputs.ts)
 -- Returns  JSON: [{ session, calls: {id: json}, agents: {id: json}, links: {id: json},
 --                   contiguous: {agent: true}, promptedAfter: {agent: true} }]
 --   contiguous: every event.sequence from the subagent's prompt to its first event has arrived
@@ -49,6 +51,7 @@ local function mergeAgent(cur, u)
   if cur.first == nil or u.first < cur.first then cur.first, cur.key = u.first, u.key end
   cur.last = math.max(cur.last or u.last, u.last)
   cur.completed = lower(cur.completed, u.completed)
+  cur.call = lower(cur.call, u.call)
   cur.parent = cur.parent or u.parent
   cur.type = cur.type or u.type
 end
@@ -63,6 +66,11 @@ for _, s in ipairs(input.sessions) do
     local held = L.key('agentSpans', s.session .. '/' .. sp[1])
     redis.call('HSET', held, sp[2], sp[3])
     redis.call('EXPIRE', held, ttl)
+  end
+  for _, f in ipairs(s.inputs or {}) do
+    local kept = L.key('agentInputs', s.session .. '/' .. f[1])
+    redis.call('HSETNX', kept, f[2], f[3])
+    redis.call('EXPIRE', kept, ttl)
   end
   for _, k in ipairs({ calls, agents, links }) do redis.call('EXPIRE', k, ttl) end
 

@@ -6,8 +6,8 @@
  * tool output, only whether it succeeded and how large it was).
  *
  * The chains: the main agent's requests (query_source `sdk` or `repl_main_thread`, or none) and
- * each subagent's (`agent_id`); side requests (titles, compaction, ...) belong to none and get no
- * input here. In a chain, the previous call is the one logged before (event.sequence); a tool's
+ * each subagent's (`agent_id`, query_source `agent:...`); side requests (titles, compaction, a
+ * background agent's summary, ...) belong to none and get no input here. In a chain, the previous call is the one logged before (event.sequence); a tool's
  * `tool_result` (and a refused tool's `tool_decision`) names the `request_id` of the call that
  * asked for it. A result of call P is logged after the call before P was logged (P starts after
  * it) and before the next call N is: so all N needs lies between the chain call two before N (or
@@ -61,7 +61,9 @@ export function inputFactOf(a: Attributes): InputFact | undefined {
   if (seq === undefined || !Number.isSafeInteger(seq) || seq < 0 || !requestId) return undefined;
   const agent = stringOf(a['agent_id']);
   if (name === 'api_request') {
-    if (!agent && !isMainThread(a)) return undefined;
+    // A subagent's own requests are `agent:...`; its side requests (a summary, ...) are in no chain.
+    const source = stringOf(a['query_source']);
+    if (agent ? source !== undefined && !source.startsWith('agent:') : !isMainThread(a)) return undefined;
     return { seq, kind: 'call', chain: agent ?? '', requestId };
   }
   const decision = stringOf(a['decision']);
@@ -155,7 +157,7 @@ export function callInputs(
 }
 
 /** An event's fact, from the event itself. */
-const eventInputFact = (e: ClaudeEvent): InputFact | undefined =>
+export const eventInputFact = (e: ClaudeEvent): InputFact | undefined =>
   sequenceOf(e) === undefined ? undefined : inputFactOf({ ...e.attributes, 'event.name': e.name });
 
 /** Adds what `input` says to attributes that do not say it yet (raw bodies' messages win). */
@@ -230,7 +232,7 @@ export function batchInputs(events: ClaudeEvent[], keys: (string | undefined)[])
  * Held LLM spans with their inputs added, where the facts (stored ones, and those the held spans
  * themselves tell) make them known: at a turn's root, or when a subagent is placed, all that
  * will be known is. `first` is the input of a subagent's first call (its Agent call's prompt),
- * given with the event.sequence of the subagent's first event.
+ * given with that call's event.sequence.
  */
 export function heldWithInputs(
   held: HeldSpan[],
@@ -241,11 +243,8 @@ export function heldWithInputs(
   const records = held.map((h) => attributesToRecord(h.attributes));
   const all = [...facts, ...records.flatMap((a) => inputFactOf(a) ?? [])];
   const inputs = callInputs(all, prompt, () => true);
-  // The chain's first call, known only when its held spans reach back to the chain's first event.
-  if (first && records.some((a) => numberOf(a['event.sequence']) === first.seq)) {
-    const call = all.filter((f) => f.kind === 'call' && f.chain === first.chain).sort((a, b) => a.seq - b.seq)[0];
-    if (call && !inputs.has(call.requestId)) inputs.set(call.requestId, promptInput(first.text));
-  }
+  const call = first && all.find((f) => f.kind === 'call' && f.chain === first.chain && f.seq === first.seq);
+  if (call && !inputs.has(call.requestId)) inputs.set(call.requestId, promptInput(first.text));
   held.forEach((h, i) => {
     const a = records[i]!;
     const input = h.name === 'claude_code.llm_request' ? inputs.get(stringOf(a['request_id']) ?? '') : undefined;

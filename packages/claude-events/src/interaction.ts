@@ -13,9 +13,9 @@ import { msOf, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from '.
 import { sessionOf } from './assign';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import type { Verdict } from './lifecycle/lifecycle';
-import { llmSpanIdFor, mapEvent, turnEndOf, type Contribution } from './mapping';
+import { llmSpanIdFor, mapEvent, toolSpanIdFor, turnEndOf, type Contribution } from './mapping';
 import { heldOf, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
-import { heldAgentSpan, type AgentSpan } from './agents';
+import { backgroundCallOf, heldAgentSpan, type AgentSpan, type HeldCallPart } from './agents';
 import { draftOrder, foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
 import { batchInputs, heldWithInputs, turnPromptOf, withInput, type InputFact } from './inputs';
@@ -94,6 +94,8 @@ export interface BatchPlan {
   resourceSpans: ResourceSpans[];
   /** Spans of subagents' events, held until each subagent is placed (agents.ts). */
   agentSpans: AgentSpan[];
+  /** Tool spans of background Agent calls, held for their subagents' totals (meet.lua). */
+  calls: HeldCallPart[];
   updates: InteractionUpdate[];
   /** Every event's event.sequence, those drawn from elsewhere too (sequenceMarksOf). */
   sequences: SequenceMarks[];
@@ -117,6 +119,7 @@ export function planBatch(
   const updates = new Map<string, InteractionUpdate>();
   const pending: PendingSpan[] = [];
   const agentSpans: AgentSpan[] = [];
+  const calls: HeldCallPart[] = [];
   let spans = 0;
   let unassigned = 0;
 
@@ -180,6 +183,7 @@ export function planBatch(
     const list = spansByResource.get(event.resource) ?? [];
     spansByResource.set(event.resource, list);
     const agent = stringOf(event.attributes['agent_id']);
+    const background = rows === 'fold' && session ? backgroundCallOf(event) : undefined;
     for (const draft of outcome.spans) {
       update.bounds.push([padNs(draft.startNs), padNs(draft.endNs)]);
       if (folded.has(draft) || merged.has(draft.spanId)) {
@@ -190,7 +194,10 @@ export function planBatch(
       if (agent && session)
         agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource));
       else if (draft.fold || waiting.has(draft.spanId)) update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
-      else list.push(spanOfDraft(traceId, rootSpanId, draft));
+      else if (background && draft.spanId === toolSpanIdFor(session!, background)) {
+        const span = resourceSpansOf(event.resource, [spanOfDraft(traceId, rootSpanId, draft)]);
+        calls.push({ session: session!, call: background, kind: 'span', json: JSON.stringify(span) });
+      } else list.push(spanOfDraft(traceId, rootSpanId, draft));
       spans += 1;
     }
     update.bounds.push([padNs(event.timeNs), padNs(event.timeNs)]);
@@ -216,7 +223,7 @@ export function planBatch(
   const resourceSpans: ResourceSpans[] = [...spansByResource]
     .filter(([, list]) => list.length > 0)
     .map(([resource, list]) => resourceSpansOf(resource, list));
-  return { resourceSpans, agentSpans, updates: [...updates.values()], sequences, pending, spans, unassigned };
+  return { resourceSpans, agentSpans, calls, updates: [...updates.values()], sequences, pending, spans, unassigned };
 }
 
 /** Events Claude Code logs right after an `api_request`, in one synchronous step, about its reply. */

@@ -103,6 +103,8 @@ export interface ShardKeys {
   deadlines: string;
   /** Hash of counters: drawn, incomplete, late events. */
   stats: string;
+  /** Sorted set: held background Agent calls (`session<TAB>call`) → when their wait runs out (ms). */
+  callDeadlines: string;
   /** The templates the shard's scripts build per-session and per-interaction keys from. */
   templates: Record<PerIdKey, KeyTemplate>;
 }
@@ -116,7 +118,9 @@ export interface ShardKeys {
  * start-up events held for the prompt they lead to. Subagents (agents.ts in claude-events):
  * `calls`, `agents`, `links`: hashes per session, its Agent tool calls, its subagents and which
  * call started which; `agentSpans`: hash per `session/agent`, a subagent's spans held until it
- * is placed.
+ * is placed; `agentInputs`: hash per `session/agent`, its calls and tool results by
+ * event.sequence (its LLM calls' inputs); `callSpans`: hash per session, background Agent calls'
+ * tool spans and their subagents' totals, held until they meet (meet.lua).
  */
 export type PerIdKey =
   | 'ix'
@@ -130,7 +134,9 @@ export type PerIdKey =
   | 'calls'
   | 'agents'
   | 'links'
-  | 'agentSpans';
+  | 'agentSpans'
+  | 'agentInputs'
+  | 'callSpans';
 
 export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
   const tag = `{${namespace}:${shard}}`;
@@ -139,6 +145,7 @@ export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
     shard,
     deadlines: `${tag}:deadlines`,
     stats: `${tag}:stats`,
+    callDeadlines: `${tag}:calls:deadlines`,
     templates: {
       ix: per('ix'),
       contributions: per('ix', ':c'),
@@ -152,6 +159,8 @@ export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
       agents: per('session', ':agents'),
       links: per('session', ':links'),
       agentSpans: per('agent', ':spans'),
+      agentInputs: per('agent', ':inputs'),
+      callSpans: per('session', ':callspans'),
     },
   };
 }

@@ -32,13 +32,23 @@ import {
 } from '../interaction';
 import type { Contribution } from '../mapping';
 import type { InputFact } from '../inputs';
-import type { AgentCall, AgentLink, AgentSeen, AgentState, PlacedAt, SessionAgents } from '../agents';
+import type {
+  AgentCall,
+  AgentLink,
+  AgentSeen,
+  AgentState,
+  HeldCall,
+  HeldCallPart,
+  PlacedAt,
+  SessionAgents,
+} from '../agents';
 import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type Verdict } from './lifecycle';
 
 const LUA = path.join(__dirname, '..', '..', 'lua');
 
 type ScriptCall = (deadlines: string, stats: string, input: string) => Promise<unknown>;
-type ScriptName = 'ccbridgeApply' | 'ccbridgeClaim' | 'ccbridgeSettle' | 'ccbridgeAgents' | 'ccbridgePlace';
+type ScriptName =
+  'ccbridgeApply' | 'ccbridgeClaim' | 'ccbridgeSettle' | 'ccbridgeAgents' | 'ccbridgePlace' | 'ccbridgeMeet';
 type Scripted = RedisClient & Record<ScriptName, ScriptCall>;
 
 export interface LifecycleStoreOptions {
@@ -80,6 +90,7 @@ export class LifecycleStore {
     defineScript(redis, 'ccbridgeSettle', LUA, 'settle.lua', 2);
     defineScript(redis, 'ccbridgeAgents', LUA, 'agents.lua', 2);
     defineScript(redis, 'ccbridgePlace', LUA, 'place.lua', 2);
+    defineScript(redis, 'ccbridgeMeet', LUA, 'meet.lua', 2);
     this.redis = redis as Scripted;
   }
 
@@ -179,6 +190,38 @@ export class LifecycleStore {
       placed: new Map(Array.isArray(r.placed) ? [] : Object.entries(r.placed ?? {})),
       spans: new Map(Object.entries(r.spans ?? {}).map(([agent, held]) => [agent, list<string>(held)])),
     }));
+  }
+
+  /**
+   * Holds background Agent calls' tool spans and their subagents' totals (meet.lua); hands back
+   * each call whose span and totals are both there (or whose span went without them).
+   */
+  async meet(items: HeldCallPart[]): Promise<HeldCall[]> {
+    const byShard = new Map<number, HeldCallPart[]>();
+    for (const it of items) byShard.set(shardOf(it.session), [...(byShard.get(shardOf(it.session)) ?? []), it]);
+    const out = await Promise.all(
+      [...byShard].map(async ([n, group]) =>
+        list<HeldCall>(JSON.parse((await this.meetScript(n, 'put', group)) as string)),
+      ),
+    );
+    return out.flat();
+  }
+
+  /** Held calls of a shard whose wait ran out (leased to the caller until it says they are sent). */
+  async dueCalls(shard: number): Promise<HeldCall[]> {
+    return list<HeldCall>(JSON.parse((await this.meetScript(shard, 'due', [])) as string));
+  }
+
+  /** Marks held calls handed back (meet, dueCalls) as sent. */
+  async callsSent(calls: { session: string; call: string }[]): Promise<void> {
+    const byShard = new Map<number, { session: string; call: string }[]>();
+    for (const c of calls) byShard.set(shardOf(c.session), [...(byShard.get(shardOf(c.session)) ?? []), c]);
+    await Promise.all([...byShard].map(([n, group]) => this.meetScript(n, 'done', group)));
+  }
+
+  private meetScript(shard: number, mode: 'put' | 'due' | 'done', items: unknown[]): Promise<unknown> {
+    const keys = this.shards[shard]!;
+    return this.redis.ccbridgeMeet(keys.callDeadlines, keys.stats, this.input(keys, { mode, items }));
   }
 
   /** Drops held subagent spans once they are sent: one pipeline. */
