@@ -166,6 +166,17 @@ for (const c of CASES) {
     const rows = (await sessionTraces(stack.llmflow, fromEvents)).spans;
     assert.ok(assertAnswers(rows, c.label) > 0, `${c.label}: answers to check`);
     assert.ok(assertInputs(rows, c.label) > 0, `${c.label}: inputs to check`);
+    // A subagent's totals are on its Agent call's tool span, foreground or background: no row of their own.
+    assert.deepEqual(
+      rows.filter((s) => s.span_name === 'claude_code.subagent_completed').map((s) => s.span_name),
+      [],
+      `${c.label}: no subagent_completed rows`,
+    );
+    for (const call of rows.filter((s) => s.span_name === 'claude_code.tool' && attrs(s)['tool_name'] === 'Agent'))
+      assert.ok(
+        Object.keys(attrs(call)).some((k) => k.startsWith('claude_code.subagent_completed.')),
+        `${c.label}: the Agent call carries its subagent's totals`,
+      );
     assert.deepEqual(
       rows.filter((s) => /plugin_loaded|managed_settings|hook_registered/.test(s.span_name)).map((s) => s.span_name),
       [],

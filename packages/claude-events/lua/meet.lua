@@ -10,8 +10,9 @@
 -- Per-session keys are built from ARGV[1].templates (keys.ts `callSpans`: hash, fields
 -- `span:<call>` and `totals:<call>`, JSON or '-' once sent) and share KEYS[1]'s hash tag.
 -- ARGV[1]  JSON: { now, cfg, templates, mode, items }
---   mode 'put':  items [{ session, call, kind = 'span'|'totals', json }]: held, and each call
---                whose span and totals are both held is handed back
+--   mode 'put':  items [{ session, call, kind = 'span'|'totals', json, wait? }]: held, and each
+--                call whose span and totals are both held is handed back; a span that does not
+--                wait (a foreground call's: its totals come before it) is handed back at once
 --   mode 'due':  items unused: calls whose wait ran out are handed back, leased for cfg.leaseMs
 --   mode 'done': items [{ session, call }]: what was handed back is sent; marked so ('-')
 -- Returns  JSON (put, due): [{ session, call, span?, totals? }]
@@ -51,6 +52,9 @@ if input.mode == 'put' then
     if span and totals and totals ~= SENT then
       -- They meet (or the span went without them: the totals are drawn as their own row).
       if not seen[m] then out[#out + 1] = entry(it.session, it.call, span, totals) end
+      seen[m] = true
+    elseif it.kind == 'span' and not it.wait and span ~= SENT then
+      if not seen[m] then out[#out + 1] = entry(it.session, it.call, span, nil) end
       seen[m] = true
     elseif span ~= SENT then
       -- One of them waits for the other, at most the turn timeout.

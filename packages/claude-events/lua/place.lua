@@ -13,7 +13,7 @@
 --            call's subagent_type, `prompt` its input's prompt and `first` the event.sequence of
 --            the subagent's first api_request (the call that prompt was the input of), `result`
 --            whether the call's tool_result has come, `inputs` the subagent's calls and tool
---            results kept (agents.lua), `bg` whether the call started a background agent
+--            results kept (agents.lua), `caller` the agent that made the call ('' the main one)
 --
 -- This is the one place that decides whether a subagent can be placed, and where: once it is
 -- linked to a call that is known, made by the main agent (the call's trace) or by a subagent
@@ -43,7 +43,7 @@ for _, s in ipairs(input.sessions) do
       key = up and up.key
     end
     if not key then return nil end
-    return { rule = link.rule, key = key, call = link.call, type = call.type, prompt = call.prompt, result = call.r ~= nil, bg = call.bg }
+    return { rule = link.rule, key = key, call = link.call, type = call.type, prompt = call.prompt, result = call.r ~= nil, caller = call.caller }
   end
 
   local placed, spans = {}, {}

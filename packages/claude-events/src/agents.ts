@@ -83,6 +83,8 @@ export interface HeldCallPart {
   kind: 'span' | 'totals';
   /** span: a ResourceSpans ready to send; totals: CallTotals. */
   json: string;
+  /** A span that waits for its totals (a background call's); else it is sent at once, with them if they are there. */
+  wait?: boolean;
 }
 /** A held call handed back by meet.lua: its span and totals, those that are there. */
 export interface HeldCall {
@@ -98,15 +100,17 @@ interface CallTotals {
 }
 
 /**
- * A background Agent call the main agent made, by its tool_use_id (its tool_result, which comes
- * at once: "async_launched"): its tool span waits for its subagent's totals (meet.lua). Known
- * from its input's run_in_background, so only where tool details are logged.
+ * An Agent call the main agent made, by its tool_use_id (from its tool_result): its tool span
+ * goes through meet.lua, to meet its subagent's totals. A background call's (run_in_background,
+ * known where tool details are logged) returns at once ("async_launched") and waits for them;
+ * a foreground call's totals come before it, so it takes them if they are there and goes.
  */
-export function backgroundCallOf(e: ClaudeEvent): string | undefined {
+export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean } | undefined {
   const tool = stringOf(e.attributes['tool_name']);
-  if (e.name !== 'tool_result' || e.attributes['agent_id'] !== undefined || !tool || !AGENT_TOOLS.has(tool))
+  const call = stringOf(e.attributes['tool_use_id']);
+  if (e.name !== 'tool_result' || e.attributes['agent_id'] !== undefined || !tool || !AGENT_TOOLS.has(tool) || !call)
     return undefined;
-  return callInput(e)['run_in_background'] === true ? stringOf(e.attributes['tool_use_id']) : undefined;
+  return { call, background: callInput(e)['run_in_background'] === true };
 }
 
 /** A subagent's totals as held for its background call: merged into the call's span, or drawn as `own`. */
@@ -118,7 +122,7 @@ export const callTotalsPart = (session: string, call: string, fold: HeldSpan, ow
 });
 
 /** Merges a held fold into a span still to be sent (the span's own values stay). */
-export function mergeInto(span: Span, fold: HeldSpan): void {
+function mergeInto(span: Span, fold: HeldSpan): void {
   span.attributes = recordToAttributes({ ...fold.fold!.attributes, ...attributesToRecord(span.attributes) });
 }
 
@@ -308,8 +312,8 @@ export interface Placement {
   awaitingPrompt?: number;
   /** The subagent's calls and tool results kept so far: its calls' inputs. */
   inputs: InputFact[];
-  /** A background call: its tool span waits for the subagent's totals (meet.lua). */
-  background?: boolean;
+  /** The main agent made the call: its tool span meets the subagent's totals in meet.lua. */
+  mainCall?: boolean;
 }
 
 /**
@@ -328,8 +332,8 @@ export interface PlacedAt {
   result?: boolean;
   /** The subagent's calls and tool results kept so far (JSON InputFact). */
   inputs?: string[];
-  /** The call started a background agent: its tool span is held for the totals (meet.lua). */
-  bg?: boolean;
+  /** The agent that made the call ('' the main agent, whose Agent calls' spans meet their totals in meet.lua). */
+  caller?: string;
 }
 
 /** The span ids of a placement place.lua found. */
@@ -344,7 +348,7 @@ export function placementOf(session: string, at: PlacedAt): Placement {
     callSpanId: toolSpanIdFor(session, at.call),
     rule: at.rule,
     inputs,
-    ...(at.bg === true && { background: true }),
+    ...(at.caller === '' && { mainCall: true }),
     ...(at.type && { type: at.type }),
     ...(at.prompt !== undefined && at.first !== undefined && { prompt: { text: at.prompt, seq: at.first } }),
     ...(at.prompt === undefined && !at.result && at.first !== undefined && { awaitingPrompt: at.first }),

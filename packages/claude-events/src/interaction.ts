@@ -15,7 +15,7 @@ import { rootSpanIdFor, traceIdFor } from './ids';
 import type { Verdict } from './lifecycle/lifecycle';
 import { llmSpanIdFor, mapEvent, toolSpanIdFor, turnEndOf, type Contribution } from './mapping';
 import { heldOf, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
-import { backgroundCallOf, heldAgentSpan, type AgentSpan, type HeldCallPart } from './agents';
+import { agentCallOf, heldAgentSpan, type AgentSpan, type HeldCallPart } from './agents';
 import { draftOrder, foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
 import { batchInputs, heldWithInputs, turnPromptOf, withInput, type InputFact } from './inputs';
@@ -94,7 +94,7 @@ export interface BatchPlan {
   resourceSpans: ResourceSpans[];
   /** Spans of subagents' events, held until each subagent is placed (agents.ts). */
   agentSpans: AgentSpan[];
-  /** Tool spans of background Agent calls, held for their subagents' totals (meet.lua). */
+  /** Tool spans of the main agent's Agent calls, to meet their subagents' totals (meet.lua). */
   calls: HeldCallPart[];
   updates: InteractionUpdate[];
   /** Every event's event.sequence, those drawn from elsewhere too (sequenceMarksOf). */
@@ -183,7 +183,7 @@ export function planBatch(
     const list = spansByResource.get(event.resource) ?? [];
     spansByResource.set(event.resource, list);
     const agent = stringOf(event.attributes['agent_id']);
-    const background = rows === 'fold' && session ? backgroundCallOf(event) : undefined;
+    const agentCall = rows === 'fold' && session ? agentCallOf(event) : undefined;
     for (const draft of outcome.spans) {
       update.bounds.push([padNs(draft.startNs), padNs(draft.endNs)]);
       if (folded.has(draft) || merged.has(draft.spanId)) {
@@ -194,9 +194,9 @@ export function planBatch(
       if (agent && session)
         agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource));
       else if (draft.fold || waiting.has(draft.spanId)) update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
-      else if (background && draft.spanId === toolSpanIdFor(session!, background)) {
-        const span = resourceSpansOf(event.resource, [spanOfDraft(traceId, rootSpanId, draft)]);
-        calls.push({ session: session!, call: background, kind: 'span', json: JSON.stringify(span) });
+      else if (agentCall && draft.spanId === toolSpanIdFor(session!, agentCall.call)) {
+        const span = JSON.stringify(resourceSpansOf(event.resource, [spanOfDraft(traceId, rootSpanId, draft)]));
+        calls.push({ session: session!, call: agentCall.call, kind: 'span', json: span, wait: agentCall.background });
       } else list.push(spanOfDraft(traceId, rootSpanId, draft));
       spans += 1;
     }

@@ -12,7 +12,6 @@ import {
   callTotalsPart,
   heldCallSpans,
   linkAgents,
-  mergeInto,
   placedSpans,
   placementOf,
   type AgentSpan,
@@ -80,15 +79,15 @@ function redactEvents(events: ClaudeEvent[], redactor: Redactor): ClaudeEvent[] 
 
 /**
  * Places subagents (agents.ts): the batch's facts merged and its subagent spans held, new links
- * found, and the spans of every subagent now placed sent in its Agent call's trace. Two calls
- * to Redis per shard, and only for batches with subagent activity.
+ * found, and the spans of every subagent now placed sent in its Agent call's trace; the main
+ * agent's Agent call spans and subagents' totals meet (meet.lua). Up to three calls to Redis per
+ * shard, and only for batches with subagent activity.
  */
 async function placeAgents(
   deps: BatchProcessorDeps,
   events: ClaudeEvent[],
   keys: (string | undefined)[],
   spans: AgentSpan[],
-  batch: ResourceSpans[],
   calls: HeldCallPart[],
 ): Promise<number> {
   const facts = agentFactsOf(events, keys);
@@ -112,16 +111,12 @@ async function placeAgents(
       if (!at) continue; // place.lua hands back the spans of placed subagents only
       const placement = placementOf(p.session, at);
       const { spans, callFolds, merged } = placedSpans(placement, agent, held);
-      // A subagent's totals go onto its Agent call's tool span, while that is still to be sent.
-      const call = batch
-        .flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!))
-        .find((x) => x.spanId === placement.callSpanId);
+      // A subagent's totals go onto its Agent call's tool span: they meet in meet.lua (the main
+      // agent's calls), or are a row of their own.
       for (const f of callFolds) {
-        const own = () => placedSpans({ ...placement, callSpanId: undefined }, agent, [JSON.stringify(f)]).spans;
-        if (call) mergeInto(call, f);
-        // A background call's span was held for them (meet.lua), or comes later: they meet there.
-        else if (placement.background && at.call) parts.push(callTotalsPart(p.session, at.call, f, own()));
-        else spans.push(...own());
+        const own = placedSpans({ ...placement, callSpanId: undefined }, agent, [JSON.stringify(f)]).spans;
+        if (placement.mainCall && at.call) parts.push(callTotalsPart(p.session, at.call, f, own));
+        else spans.push(...own);
       }
       out.push(...spans);
       sent.push({
@@ -175,7 +170,7 @@ export async function processBatch<S extends Signal>(
     // Every event's sequence number counts, those left to Claude Code's own spans too.
     const plan = planBatch(events, keys, sequenceMarksOf(extracted.events), deps.eventRows);
     const applied = await deps.store.apply(plan);
-    const placed = await placeAgents(deps, events, keys, plan.agentSpans, plan.resourceSpans, plan.calls);
+    const placed = await placeAgents(deps, events, keys, plan.agentSpans, plan.calls);
     // The batch's spans go with the roots of the turns it completed, in one export; with them
     // what was to wait for a root that is drawn already.
     const roots = await deps.closer.sendWithRoots(

@@ -226,6 +226,7 @@ export class LifecycleStore {
 
   /** Drops held subagent spans once they are sent: one pipeline. */
   async forgetAgentSpans(sent: { session: string; agent: string; spanIds: string[] }[]): Promise<void> {
+    sent = sent.filter((s) => s.spanIds.length > 0);
     if (sent.length === 0) return;
     const pipeline = this.redis.pipeline();
     for (const s of sent)
