@@ -10,11 +10,13 @@
 -- Per-session keys are built from ARGV[1].templates (keys.ts `callSpans`: hash, fields
 -- `span:<call>` and `totals:<call>`, JSON or '-' once sent) and share KEYS[1]'s hash tag.
 -- ARGV[1]  JSON: { now, cfg, templates, mode, items }
---   mode 'put':  items [{ session, call, kind = 'span'|'totals', json, wait? }]: held, and each
---                call whose span and totals are both held is handed back; a span that does not
---                wait (a foreground call's: its totals come before it) is handed back at once
+--   mode 'put':  items [{ session, call, kind = 'span'|'totals', json, wait?, after? }]: held, and
+--                each call whose span and totals are both held is handed back; a span that does
+--                not wait (a foreground call's: its totals come before it) is handed back at once,
+--                once the event.sequence `after` (where its totals would be) has come
 --   mode 'due':  items unused: calls whose wait ran out are handed back, leased for cfg.leaseMs
---   mode 'done': items [{ session, call }]: what was handed back is sent; marked so ('-')
+--   mode 'done': items [{ session, call, span?, totals? }]: what was handed back is sent; marked
+--                so ('-')
 -- Returns  JSON (put, due): [{ session, call, span?, totals? }]
 --
 -- Nothing is marked sent before the caller has sent it (mode 'done'), so a batch retried after
@@ -41,22 +43,35 @@ end
 
 local out = {}
 if input.mode == 'put' then
-  local seen = {}
+  -- All parts first, then each call once: a span and its totals in one batch meet whatever their order.
+  local calls, order = {}, {}
   for _, it in ipairs(input.items) do
     local k = L.key('callSpans', it.session)
     local field = it.kind .. ':' .. it.call
     if redis.call('HGET', k, field) ~= SENT then redis.call('HSETNX', k, field, it.json) end
     redis.call('EXPIRE', k, ttl)
-    local span, totals = state(it.session, it.call)
     local m = member(it.session, it.call)
-    if span and totals and totals ~= SENT then
+    if not calls[m] then
+      calls[m] = { session = it.session, call = it.call, go = false }
+      order[#order + 1] = m
+    end
+    -- A foreground call's totals are logged just before its result: once that number is here
+    -- (apply.lua keeps them), they came already or never will.
+    if it.kind == 'span' and not it.wait
+      and (not it.after or redis.call('ZCOUNT', L.key('sequence', it.session), it.after, it.after) > 0) then
+      calls[m].go = true
+    end
+  end
+  for _, m in ipairs(order) do
+    local c = calls[m]
+    local span, totals = state(c.session, c.call)
+    local fresh = function(v) return v and v ~= SENT end
+    if fresh(totals) and span then
       -- They meet (or the span went without them: the totals are drawn as their own row).
-      if not seen[m] then out[#out + 1] = entry(it.session, it.call, span, totals) end
-      seen[m] = true
-    elseif it.kind == 'span' and not it.wait and span ~= SENT then
-      if not seen[m] then out[#out + 1] = entry(it.session, it.call, span, nil) end
-      seen[m] = true
-    elseif span ~= SENT then
+      out[#out + 1] = entry(c.session, c.call, span, totals)
+    elseif fresh(span) and c.go then
+      out[#out + 1] = entry(c.session, c.call, span, nil)
+    elseif fresh(span) or fresh(totals) then
       -- One of them waits for the other, at most the turn timeout.
       redis.call('ZADD', KEYS[1], 'NX', L.now + input.cfg.turnTimeoutMs, m)
     end
@@ -76,10 +91,9 @@ elseif input.mode == 'due' then
 elseif input.mode == 'done' then
   for _, it in ipairs(input.items) do
     local k = L.key('callSpans', it.session)
-    -- Only what was held is marked: a span that comes after its totals went alone still goes.
-    for _, field in ipairs({ 'span:' .. it.call, 'totals:' .. it.call }) do
-      if redis.call('HEXISTS', k, field) == 1 then redis.call('HSET', k, field, SENT) end
-    end
+    -- Only what was handed back is marked: a span that comes after its totals went alone still goes.
+    if it.span then redis.call('HSET', k, 'span:' .. it.call, SENT) end
+    if it.totals then redis.call('HSET', k, 'totals:' .. it.call, SENT) end
     redis.call('EXPIRE', k, ttl)
     redis.call('ZREM', KEYS[1], member(it.session, it.call))
   end

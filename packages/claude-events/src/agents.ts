@@ -85,6 +85,11 @@ export interface HeldCallPart {
   json: string;
   /** A span that waits for its totals (a background call's); else it is sent at once, with them if they are there. */
   wait?: boolean;
+  /**
+   * A foreground call's: the event.sequence just before its result, where its subagent's totals
+   * are logged; it goes without them only once that number has come (meet.lua).
+   */
+  after?: number;
 }
 /** A held call handed back by meet.lua: its span and totals, those that are there. */
 export interface HeldCall {
@@ -105,12 +110,12 @@ interface CallTotals {
  * known where tool details are logged) returns at once ("async_launched") and waits for them;
  * a foreground call's totals come before it, so it takes them if they are there and goes.
  */
-export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean } | undefined {
+export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean; seq?: number } | undefined {
   const tool = stringOf(e.attributes['tool_name']);
   const call = stringOf(e.attributes['tool_use_id']);
   if (e.name !== 'tool_result' || e.attributes['agent_id'] !== undefined || !tool || !AGENT_TOOLS.has(tool) || !call)
     return undefined;
-  return { call, background: callInput(e)['run_in_background'] === true };
+  return { call, background: callInput(e)['run_in_background'] === true, seq: sequenceOf(e) };
 }
 
 /** A subagent's totals as held for its background call: merged into the call's span, or drawn as `own`. */

@@ -196,7 +196,15 @@ export function planBatch(
       else if (draft.fold || waiting.has(draft.spanId)) update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
       else if (agentCall && draft.spanId === toolSpanIdFor(session!, agentCall.call)) {
         const span = JSON.stringify(resourceSpansOf(event.resource, [spanOfDraft(traceId, rootSpanId, draft)]));
-        calls.push({ session: session!, call: agentCall.call, kind: 'span', json: span, wait: agentCall.background });
+        const after = !agentCall.background && agentCall.seq ? { after: agentCall.seq - 1 } : {};
+        calls.push({
+          session: session!,
+          call: agentCall.call,
+          kind: 'span',
+          json: span,
+          wait: agentCall.background,
+          ...after,
+        });
       } else list.push(spanOfDraft(traceId, rootSpanId, draft));
       spans += 1;
     }

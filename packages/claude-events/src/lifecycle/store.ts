@@ -213,9 +213,12 @@ export class LifecycleStore {
   }
 
   /** Marks held calls handed back (meet, dueCalls) as sent. */
-  async callsSent(calls: { session: string; call: string }[]): Promise<void> {
-    const byShard = new Map<number, { session: string; call: string }[]>();
-    for (const c of calls) byShard.set(shardOf(c.session), [...(byShard.get(shardOf(c.session)) ?? []), c]);
+  async callsSent(calls: HeldCall[]): Promise<void> {
+    const byShard = new Map<number, { session: string; call: string; span: boolean; totals: boolean }[]>();
+    for (const c of calls) {
+      const sent = { session: c.session, call: c.call, span: c.span !== undefined, totals: c.totals !== undefined };
+      byShard.set(shardOf(c.session), [...(byShard.get(shardOf(c.session)) ?? []), sent]);
+    }
     await Promise.all([...byShard].map(([n, group]) => this.meetScript(n, 'done', group)));
   }
 
