@@ -5,23 +5,15 @@
  * (meet.lua), at most the turn timeout. Events as Claude Code 2.1.3xx logs a BG_SUBAGENT
  * run (docs/CLAUDE_CODE_EVENTS.md); a real Redis, the test's clock.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LogRecord } from '@ccbridge/otlp';
 import { DEFAULT_LIFECYCLE } from '@ccbridge/claude-events';
 import { logsOf } from '../support/fixtures';
 import { Harness, prng, requestOf, shuffle, type CollectedSpan } from '../support/assembly';
-import { startRedis, type RedisPeer } from '../support/peers';
+import { useHarnesses } from '../support/per-file';
 
-let redis: RedisPeer;
-const harnesses: Harness[] = [];
-before(async () => {
-  redis = await startRedis();
-});
-after(async () => {
-  for (const h of harnesses) h.disconnect();
-  await redis?.stop();
-});
+const { harness } = useHarnesses();
 
 const T0 = 1_790_000_000_000;
 const CALL = 'toolu_bg_1';
@@ -101,11 +93,6 @@ function run({ completed = true } = {}): LogRecord[] {
   ];
 }
 
-function harness(): Harness {
-  const h = new Harness({ url: redis.url });
-  harnesses.push(h);
-  return h;
-}
 const template = logsOf('json', 'simple');
 const callSpans = (h: Harness): CollectedSpan[] =>
   [...h.stored().values()].filter((s) => s.name === 'claude_code.tool' && s.attrs['tool_use_id'] === CALL);

@@ -7,22 +7,14 @@
  * what lies between it and the call before): every LLM span's input is the same as when the turn
  * comes in one batch.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LogRecord } from '@ccbridge/otlp';
 import { logsOf } from '../support/fixtures';
-import { Harness, prng, recordsOf, requestOf, shuffle, treeOf, type CollectedSpan } from '../support/assembly';
-import { startRedis, type RedisPeer } from '../support/peers';
+import { prng, recordsOf, requestOf, shuffle, treeOf, type CollectedSpan } from '../support/assembly';
+import { useHarnesses } from '../support/per-file';
 
-let redis: RedisPeer;
-const harnesses: Harness[] = [];
-before(async () => {
-  redis = await startRedis();
-});
-after(async () => {
-  for (const h of harnesses) h.disconnect();
-  await redis?.stop();
-});
+const { harness } = useHarnesses();
 
 const name = (r: LogRecord) => r.body?.stringValue?.replace('claude_code.', '');
 const str = (r: LogRecord, key: string) => r.attributes?.find((a) => a.key === key)?.value?.stringValue;
@@ -77,8 +69,7 @@ function inputOf(span: CollectedSpan): string[] {
 }
 
 async function treeFrom(template: ReturnType<typeof logsOf>, batches: LogRecord[][]) {
-  const h = new Harness({ url: redis.url });
-  harnesses.push(h);
+  const h = harness();
   for (const b of batches) await h.process(requestOf(template, b));
   return { tree: treeOf(h.stored().values()), spans: [...h.stored().values()], roots: h.roots().length };
 }
