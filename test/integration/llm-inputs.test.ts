@@ -10,6 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LogRecord } from '@ccbridge/otlp';
+import { KEEP_ALL, createRedactor, type PrivacyPolicy } from '@ccbridge/claude-events';
 import { logsOf } from '../support/fixtures';
 import { prng, recordsOf, requestOf, shuffle, treeOf, type CollectedSpan } from '../support/assembly';
 import { useHarnesses } from '../support/per-file';
@@ -119,3 +120,26 @@ for (const c of CASES) {
     }
   });
 }
+
+test('inputs keep the privacy settings: a dropped prompt is no input, dropped tool details leave the name and outcome', async () => {
+  const template = logsOf('json', 'tool');
+  const records = recordsOf(template);
+  const spansWith = async (policy: PrivacyPolicy) => {
+    const h = harness({ redactor: createRedactor(policy) });
+    await h.process(requestOf(template, records));
+    return [...h.stored().values()]
+      .filter((s) => s.name === 'claude_code.llm_request')
+      .sort((a, b) => Number(a.attrs['event.sequence']) - Number(b.attrs['event.sequence']));
+  };
+  const [first, second] = await spansWith({ ...KEEP_ALL, prompts: 'drop' });
+  assert.equal(first!.attrs['gen_ai.input.messages'], undefined, 'no prompt, no input');
+  assert.equal(first!.attrs['gen_ai.prompt'], undefined);
+  assert.equal(typeof second!.attrs['gen_ai.input.messages'], 'string', "the tool's result is no prompt");
+  const [, noDetails] = await spansWith({ ...KEEP_ALL, toolDetails: 'drop' });
+  assert.deepEqual(
+    inputOf(noDetails!).map((m) => m.split(' ').slice(0, 2).join(' ')),
+    ['tool Bash'],
+  );
+  assert.doesNotMatch(noDetails!.attrs['gen_ai.input.messages'] as string, /hello-from-tool/);
+  assert.equal(noDetails!.attrs['gen_ai.prompt'], 'Bash → ok (15 bytes)');
+});
