@@ -7,9 +7,9 @@
  *
  * The chains: the main agent's requests (query_source `sdk` or `repl_main_thread`, or none) and
  * each subagent's (`agent_id`, query_source `agent:...`); side requests (titles, compaction, a
- * background agent's summary, ...) belong to none and get no input here. In a chain, the previous call is the one logged before (event.sequence); a tool's
- * `tool_result` (and a refused tool's `tool_decision`) names the `request_id` of the call that
- * asked for it. A result of call P is logged after the call before P was logged (P starts after
+ * background agent's summary, ...) belong to none and get no input here. In a chain, the previous
+ * call is the one logged before (event.sequence); a tool's `tool_result` (and a refused tool's
+ * `tool_decision`) names the `request_id` of the call that asked for it. A result of call P is logged after the call before P was logged (P starts after
  * it) and before the next call N is: so all N needs lies between the chain call two before N (or
  * the turn's prompt) and N, and N's input is certain once every number in between is known.
  *
@@ -45,6 +45,7 @@ export interface TurnPrompt {
   text?: string;
 }
 
+/** Text as a fact keeps it: at most INPUT_MAX characters, and how long it was when cut. */
 export const cut = (text: string | undefined): string | undefined =>
   text === undefined || text.length <= INPUT_MAX
     ? text
