@@ -19,6 +19,10 @@ after(async () => {
   await llmflow?.stop();
 });
 
+/** An exporter to `url` with the worker's usual limits. */
+const exporterTo = (url: string, timeoutMs = 5_000) =>
+  new LlmflowExporter({ url, timeoutMs, maxSpansPerRequest: 50, spanMaxBytes: 65_536, log: silentLogger });
+
 function batch(tag: string, n: number, text: (i: number) => string = () => ''): ResourceSpans[] {
   const traceId = traceIdFor(tag);
   const spans: Span[] = Array.from({ length: n }, (_, i) => ({
@@ -63,13 +67,7 @@ test('chunks keep every span, in order, under its own resource', () => {
 });
 
 test('a repeated delivery is recognised as already stored, even where LLMFlow lists only a few reasons', async () => {
-  const exporter = new LlmflowExporter({
-    url: llmflow.url,
-    timeoutMs: 5_000,
-    maxSpansPerRequest: 50,
-    spanMaxBytes: 65_536,
-    log: silentLogger,
-  });
+  const exporter = exporterTo(llmflow.url);
   const rs = batch('repeat', 40);
   assert.deepEqual(await exporter.export(rs), { stored: 40, duplicates: 0, refused: [] });
   assert.deepEqual(await exporter.export(rs), { stored: 0, duplicates: 40, refused: [] });
@@ -80,13 +78,7 @@ test('a repeated delivery is recognised as already stored, even where LLMFlow li
 });
 
 test('a span LLMFlow refuses is named with its reason, and holds back none of the others', async () => {
-  const exporter = new LlmflowExporter({
-    url: llmflow.url,
-    timeoutMs: 5_000,
-    maxSpansPerRequest: 50,
-    spanMaxBytes: 65_536,
-    log: silentLogger,
-  });
+  const exporter = exporterTo(llmflow.url);
   const rs = batch('poison', 12);
   const poison = rs[0]!.scopeSpans![0]!.spans![3]!;
   poison.startTimeUnixNano = 'not a time';
@@ -208,13 +200,7 @@ test('LLMFlow\'s database locked by another connection is "unavailable", not a r
   // A writer holds LLMFlow's SQLite file (as a reader polling it can): LLMFlow answers "database is locked".
   const held = lockDatabase(path.join(llmflow.dataDir, 'data.db'), 3_000);
   await held.locked;
-  const exporter = new LlmflowExporter({
-    url: llmflow.url,
-    timeoutMs: 5_000,
-    maxSpansPerRequest: 50,
-    spanMaxBytes: 65_536,
-    log: silentLogger,
-  });
+  const exporter = exporterTo(llmflow.url);
   await assert.rejects(exporter.export(batch('locked', 3)), LlmflowUnavailableError);
   await held.done;
   const result = await exporter.export(batch('locked', 3));
