@@ -189,9 +189,11 @@ test('a 150 KB prompt: its turn lands whole, the text cut to fit and marked, in 
         stdin: pasted,
       });
       assert.equal(r.exitCode, 0, r.stderr);
-      const root = await waitFor(`${label}: the root`, async () =>
-        (await sessionTraces(stack.llmflow, r.sessionId!)).spans.find((s) => !s.parent_id),
-      );
+      // The turn's spans may land one request after another (a span cut further after a 413): wait for root and call.
+      const root = await waitFor(`${label}: the root and its LLM call`, async () => {
+        const { spans } = await sessionTraces(stack.llmflow, r.sessionId!);
+        return spans.some((s) => s.span_name === 'claude_code.llm_request') && spans.find((s) => !s.parent_id);
+      });
       const a = attrs(root);
       assert.equal(a['prompt'], undefined, `${label}: the text once`);
       assert.ok(String(a['gen_ai.prompt']).startsWith('Why does this fail?'), label);
@@ -200,10 +202,10 @@ test('a 150 KB prompt: its turn lands whole, the text cut to fit and marked, in 
       assert.equal(a['prompt_length'], String(pasted.length), `${label}: the length it had`);
       const { spans, orphans } = await sessionTraces(stack.llmflow, r.sessionId!);
       assert.deepEqual(orphans, [], `${label}: no orphans`);
-      assert.ok(
-        spans.some((s) => s.span_name === 'claude_code.llm_request'),
-        label,
-      );
+      // The first call's input is the prompt too, cut to fit as well.
+      const call = attrs(spans.find((s) => s.span_name === 'claude_code.llm_request')!);
+      assert.ok(String(call['gen_ai.prompt']).startsWith('Why does this fail?'), `${label}: the call's input`);
+      assert.match(String(call['gen_ai.prompt']), /bytes trimmed\]$/, label);
       if (target === loose)
         assert.ok(gate.tooLarge > refusedBefore, 'the gate refused the span as too large before it was cut further');
       // LLMFlow stores the span's attributes with its resource's merged in.

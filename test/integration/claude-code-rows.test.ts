@@ -87,6 +87,72 @@ function assertAnswers(spans: StoredSpan[], label: string): number {
   return answered;
 }
 
+/** The text and the tool results of a message's content, as the Messages API has them. */
+function contentOf(content: unknown): { texts: string[]; results: string[] } {
+  const blocks = Array.isArray(content) ? (content as Record<string, unknown>[]) : [{ type: 'text', text: content }];
+  return {
+    texts: blocks.filter((b) => b.type === 'text').map((b) => String(b.text)),
+    results: blocks.filter((b) => b.type === 'tool_result').map((b) => String(b.tool_use_id)),
+  };
+}
+
+/**
+ * Every LLM span of the main agent and of its subagents carries its input, told from the events
+ * (no raw bodies here): what the stand-in was sent since the call before, as its request's last
+ * message says: the prompt's text for a chain's first call, the tool results (by tool name and
+ * id) after that. Returns how many spans it checked.
+ */
+function assertInputs(spans: StoredSpan[], label: string): number {
+  let checked = 0;
+  const tools = spans.filter((s) => s.span_name === 'claude_code.tool');
+  for (const llm of spans.filter((s) => s.span_name === 'claude_code.llm_request' && s.status !== 500)) {
+    const a = attrs(llm);
+    // Side requests (a title, a background agent's summary, ...) are in no chain: no input from events.
+    const source = a['query_source'] as string | undefined;
+    if (a['agent_id'] === undefined ? !['sdk', undefined].includes(source) : !(source ?? 'agent:').startsWith('agent:'))
+      continue;
+    const served = stack.api.requests.find((r) => r.requestId === a['request_id'])!;
+    // What the model got since the call before: the messages after the last assistant message.
+    const messages = (served.body as { messages: { role: string; content: unknown }[] }).messages;
+    const since = messages
+      .slice(messages.map((m) => m.role).lastIndexOf('assistant') + 1)
+      .map((m) => contentOf(m.content));
+    const sent = { texts: since.flatMap((c) => c.texts), results: since.flatMap((c) => c.results) };
+    const what = `${label}: the input of ${String(a['request_id'])} (${String(a['agent_id'] ?? 'main')})`;
+    assert.equal(typeof a['gen_ai.input.messages'], 'string', what);
+    const input = JSON.parse(a['gen_ai.input.messages'] as string) as {
+      role: string;
+      parts: Record<string, string>[];
+    }[];
+    assert.equal(typeof a['gen_ai.prompt'], 'string', `${what}: LLMFlow's input panel`);
+    if (sent.results.length > 0) {
+      assert.deepEqual(
+        input.map((m) => m.role),
+        sent.results.map(() => 'tool'),
+        what,
+      );
+      assert.deepEqual(input.map((m) => m.parts[0]!['id']).sort(), [...sent.results].sort(), what);
+      for (const m of input) {
+        const tool = tools.find((t) => attrs(t)['tool_use_id'] === m.parts[0]!['id']);
+        assert.equal(m.parts[0]!['name'], tool && attrs(tool)['tool_name'], `${what}: the tool's name`);
+      }
+    } else {
+      assert.deepEqual(
+        input.map((m) => m.role),
+        ['user'],
+        what,
+      );
+      const text = input[0]!.parts[0]!['content']!;
+      assert.ok(
+        sent.texts.some((t) => t.includes(text)),
+        `${what}: ${text} in ${JSON.stringify(sent.texts)}`,
+      );
+    }
+    checked += 1;
+  }
+  return checked;
+}
+
 for (const c of CASES) {
   test(`${c.label}: the rows Claude Code's own trace draws, each LLM call with its answer and its whole input count`, async () => {
     const cwd = () => (c.hooks ? { cwd: projectWithHooks() } : {});
@@ -99,6 +165,18 @@ for (const c of CASES) {
     // Rows that come late (a Stop hook after the root) are in by now; take LLMFlow's final word.
     const rows = (await sessionTraces(stack.llmflow, fromEvents)).spans;
     assert.ok(assertAnswers(rows, c.label) > 0, `${c.label}: answers to check`);
+    assert.ok(assertInputs(rows, c.label) > 0, `${c.label}: inputs to check`);
+    // A subagent's totals are on its Agent call's tool span, foreground or background: no row of their own.
+    assert.deepEqual(
+      rows.filter((s) => s.span_name === 'claude_code.subagent_completed').map((s) => s.span_name),
+      [],
+      `${c.label}: no subagent_completed rows`,
+    );
+    for (const call of rows.filter((s) => s.span_name === 'claude_code.tool' && attrs(s)['tool_name'] === 'Agent'))
+      assert.ok(
+        Object.keys(attrs(call)).some((k) => k.startsWith('claude_code.subagent_completed.')),
+        `${c.label}: the Agent call carries its subagent's totals`,
+      );
     assert.deepEqual(
       rows.filter((s) => /plugin_loaded|managed_settings|hook_registered/.test(s.span_name)).map((s) => s.span_name),
       [],

@@ -84,12 +84,20 @@ test('a span refused for its content goes to the dead-letter store at once, hold
     throw new Error(`${err.message}\nthe bridge said:\n${bridge.output().split('\n').slice(-30).join('\n')}`);
   });
   const ofSession = (name: string) => spans.filter((s) => s.attributes.includes(`session-${name}`));
-  // Only the tool span carries the tool's input; its execution and decision keep ids alone.
-  const refusedNames = ['claude_code.tool'];
+  // The tool span carries the tool's input, and so does the LLM call that got its result (its
+  // input, inputs.ts); the tool's execution and decision keep ids alone.
+  const refusedNames = ['claude_code.llm_request', 'claude_code.tool'];
   assert.ok(ofSession('clean').some((s) => s.span_name === 'claude_code.tool'));
+  assert.deepEqual(
+    ofSession('poisoned')
+      .filter((s) => s.attributes.includes('POISON'))
+      .map((s) => s.span_name),
+    [],
+    'the refused spans are not in LLMFlow',
+  );
   assert.ok(
-    !ofSession('poisoned').some((s) => refusedNames.includes(s.span_name)),
-    'the refused span is not in LLMFlow',
+    ofSession('poisoned').some((s) => s.span_name === 'claude_code.llm_request'),
+    'the first call, beside them, is',
   );
   for (const name of ['claude_code.tool.execution', 'claude_code.tool.blocked_on_user']) {
     assert.ok(
@@ -120,6 +128,12 @@ test('a span refused for its content goes to the dead-letter store at once, hold
   assert.deepEqual(outcome, { replayed: refusedNames.length, refused: 0, left: 0 });
   const after = await llmflow.spans();
   const poisoned = after.filter((s) => s.attributes.includes('session-poisoned'));
-  for (const name of refusedNames) assert.equal(poisoned.filter((s) => s.span_name === name).length, 1, name);
+  assert.deepEqual(
+    poisoned
+      .filter((s) => s.attributes.includes('POISON'))
+      .map((s) => s.span_name)
+      .sort(),
+    refusedNames,
+  );
   assert.equal(new Set(poisoned.map((s) => s.trace_id)).size, 1);
 });

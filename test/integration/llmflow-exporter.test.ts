@@ -1,12 +1,14 @@
 /** The export stage against a real LLMFlow: chunking, repeated delivery, refusals. */
 import { test, before, after } from 'node:test';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import assert from 'node:assert/strict';
 import { LlmflowExporter, LlmflowUnavailableError, TRIMMED_KEYS, chunkResourceSpans } from '@ccbridge/llmflow';
 import { silentLogger } from '@ccbridge/log';
 import { spanIdFor, traceIdFor } from '@ccbridge/claude-events';
 import type { ResourceSpans, Span } from '@ccbridge/otlp';
 import { startRelay } from '../support/relay';
-import { startLlmflow, type LlmflowPeer } from '../support/peers';
+import { BUN, startLlmflow, type LlmflowPeer } from '../support/peers';
 import { startLlmflowGate } from '../support/llmflow-gate';
 
 let llmflow: LlmflowPeer;
@@ -16,6 +18,10 @@ before(async () => {
 after(async () => {
   await llmflow?.stop();
 });
+
+/** An exporter to `url` with the worker's usual limits. */
+const exporterTo = (url: string, timeoutMs = 5_000) =>
+  new LlmflowExporter({ url, timeoutMs, maxSpansPerRequest: 50, spanMaxBytes: 65_536, log: silentLogger });
 
 function batch(tag: string, n: number, text: (i: number) => string = () => ''): ResourceSpans[] {
   const traceId = traceIdFor(tag);
@@ -61,13 +67,7 @@ test('chunks keep every span, in order, under its own resource', () => {
 });
 
 test('a repeated delivery is recognised as already stored, even where LLMFlow lists only a few reasons', async () => {
-  const exporter = new LlmflowExporter({
-    url: llmflow.url,
-    timeoutMs: 5_000,
-    maxSpansPerRequest: 50,
-    spanMaxBytes: 65_536,
-    log: silentLogger,
-  });
+  const exporter = exporterTo(llmflow.url);
   const rs = batch('repeat', 40);
   assert.deepEqual(await exporter.export(rs), { stored: 40, duplicates: 0, refused: [] });
   assert.deepEqual(await exporter.export(rs), { stored: 0, duplicates: 40, refused: [] });
@@ -78,13 +78,7 @@ test('a repeated delivery is recognised as already stored, even where LLMFlow li
 });
 
 test('a span LLMFlow refuses is named with its reason, and holds back none of the others', async () => {
-  const exporter = new LlmflowExporter({
-    url: llmflow.url,
-    timeoutMs: 5_000,
-    maxSpansPerRequest: 50,
-    spanMaxBytes: 65_536,
-    log: silentLogger,
-  });
+  const exporter = exporterTo(llmflow.url);
   const rs = batch('poison', 12);
   const poison = rs[0]!.scopeSpans![0]!.spans![3]!;
   poison.startTimeUnixNano = 'not a time';
@@ -201,3 +195,32 @@ test('a span refused for its content comes back whole, with the reason, for the 
     await gate.stop();
   }
 });
+
+test('LLMFlow\'s database locked by another connection is "unavailable", not a refusal: the spans are taken on the next try', async () => {
+  // A writer holds LLMFlow's SQLite file (as a reader polling it can): LLMFlow answers "database is locked".
+  const held = lockDatabase(path.join(llmflow.dataDir, 'data.db'), 3_000);
+  await held.locked;
+  const exporter = exporterTo(llmflow.url);
+  await assert.rejects(exporter.export(batch('locked', 3)), LlmflowUnavailableError);
+  await held.done;
+  const result = await exporter.export(batch('locked', 3));
+  assert.deepEqual(result.refused, []);
+  assert.equal((await llmflow.listed()).filter((s) => s.trace_id === traceIdFor('locked')).length, 3);
+});
+
+/** Holds an exclusive lock on a SQLite file for `ms` (Bun's sqlite); `locked` once it is held. */
+function lockDatabase(file: string, ms: number): { locked: Promise<void>; done: Promise<void> } {
+  const script = `import { Database } from 'bun:sqlite';
+const db = new Database(process.env.DB_FILE);
+db.exec('BEGIN EXCLUSIVE');
+process.stdout.write('locked\\n');
+Bun.sleepSync(Number(process.env.HOLD_MS));
+db.exec('COMMIT');`;
+  const child = spawn(BUN, ['-e', script], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, DB_FILE: file, HOLD_MS: String(ms) },
+  });
+  const locked = new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+  const done = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  return { locked, done };
+}

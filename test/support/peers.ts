@@ -16,6 +16,8 @@ export { fileTimeLimit, freePort, launch, waitFor, type Proc } from './procs';
 
 const ROOT = path.join(__dirname, '..', '..');
 const PEERS = path.join(ROOT, 'test', 'peers', 'node_modules');
+/** The Bun that runs LLMFlow (and reads its SQLite file). */
+export const BUN = path.join(PEERS, '.bin', 'bun');
 
 export const tempDir = (prefix: string) => mkdtempSync(path.join(os.tmpdir(), `ccbridge-${prefix}-`));
 
@@ -99,7 +101,7 @@ export interface LlmflowPeer extends Proc {
  */
 function querySqlite(dbPath: string, sql: string): Promise<unknown[]> {
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(PEERS, '.bin', 'bun'), ['-e', LLMFLOW_READ_SCRIPT], {
+    const child = spawn(BUN, ['-e', LLMFLOW_READ_SCRIPT], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, LLMFLOW_DB: dbPath, LLMFLOW_SQL: sql },
     });
@@ -126,7 +128,7 @@ export async function startLlmflow(dataDir = tempDir('llmflow')): Promise<Llmflo
   // it a moment later, so another process may take it first: then it exits, and it starts again.
   const { proc, url } = await startOnFreePorts(async () => {
     const proc = launch(
-      path.join(PEERS, '.bin', 'bun'),
+      BUN,
       ['run', path.join(PEERS, 'llmflow', 'src', 'server.ts')],
       {
         ...process.env,

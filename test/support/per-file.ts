@@ -6,6 +6,7 @@ import { before, after } from 'node:test';
 import { Redis } from 'ioredis';
 import { startBridge, startLlmflow, startRedis, type BridgePeer, type LlmflowPeer, type RedisPeer } from './peers';
 import { startAnthropicStandin, type AnthropicStandin, type StandinOptions } from './anthropic-standin';
+import { Harness, type HarnessOptions } from './assembly';
 
 export interface BridgeStack {
   redis: RedisPeer;
@@ -82,4 +83,24 @@ export function useRedis(): RedisWithClient {
     await peers.redis?.stop();
   });
   return peers;
+}
+
+/** A Redis for the file and harnesses (workers) on it, each with its own namespace; all disconnected after. */
+export function useHarnesses(): { harness: (options?: HarnessOptions) => Harness } {
+  let redis: RedisPeer | undefined;
+  const made: Harness[] = [];
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    for (const h of made) h.disconnect();
+    await redis?.stop();
+  });
+  return {
+    harness: (options) => {
+      const h = new Harness({ url: redis!.url }, options);
+      made.push(h);
+      return h;
+    },
+  };
 }

@@ -4,12 +4,15 @@
 -- KEYS[1]  the shard's deadline index (sorted set)      KEYS[2]  the shard's stats (hash)
 -- Every other key is built from ARGV[1].templates (keys.ts) and shares KEYS[1]'s hash tag.
 -- ARGV[1]  JSON: { now, cfg, templates, sessions: [{ session,
---            calls:  [{ id, caller, key, d?, r?, bg?, type? }],   Agent tool calls: tool_use_id, the
---                                                                 calling agent ('' main), prompt key,
---                                                                 decision and result event.sequence
---            agents: [{ id, parent, key, first, last, completed?, type? }]   subagents seen
+--            calls:  [{ id, caller, key, d?, r?, bg?, type?, prompt? }],   Agent tool calls: tool_use_id,
+--                                                                 the calling agent ('' main), prompt key,
+--                                                                 decision and result event.sequence,
+--                                                                 the input's prompt (cut)
+--            agents: [{ id, parent, key, first, last, completed?, call?, type? }]   subagents seen
+--                                                                 (call: its first api_request)
 --            notes:  [[agent, call]],                             links a <task-notification> names
---            spans:  [[agent, spanId, json]] }] }                 the subagents' spans, to hold
+--            spans:  [[agent, spanId, json]],                     the subagents' spans, to hold
+--            inputs: [[agent, seq, json]] }] }                    their calls and tool results (inputs.ts)
 -- Returns  JSON: [{ session, calls: {id: json}, agents: {id: json}, links: {id: json},
 --                   contiguous: {agent: true}, promptedAfter: {agent: true} }]
 --   contiguous: every event.sequence from the subagent's prompt to its first event has arrived
@@ -41,12 +44,14 @@ local function mergeCall(cur, u)
   cur.bg = cur.bg or u.bg
   cur.detail = cur.detail or u.detail
   cur.type = cur.type or u.type
+  cur.prompt = cur.prompt or u.prompt
 end
 
 local function mergeAgent(cur, u)
   if cur.first == nil or u.first < cur.first then cur.first, cur.key = u.first, u.key end
   cur.last = math.max(cur.last or u.last, u.last)
   cur.completed = lower(cur.completed, u.completed)
+  cur.call = lower(cur.call, u.call)
   cur.parent = cur.parent or u.parent
   cur.type = cur.type or u.type
 end
@@ -61,6 +66,11 @@ for _, s in ipairs(input.sessions) do
     local held = L.key('agentSpans', s.session .. '/' .. sp[1])
     redis.call('HSET', held, sp[2], sp[3])
     redis.call('EXPIRE', held, ttl)
+  end
+  for _, f in ipairs(s.inputs or {}) do
+    local kept = L.key('agentInputs', s.session .. '/' .. f[1])
+    redis.call('HSETNX', kept, f[2], f[3])
+    redis.call('EXPIRE', kept, ttl)
   end
   for _, k in ipairs({ calls, agents, links }) do redis.call('EXPIRE', k, ttl) end
 

@@ -8,7 +8,7 @@
 --            updates:   [{ key, traceId, session?, resource?, bounds: [[start, end]], prompt?, promptSeq?,
 --                          promptAt?, ends: [[seq, kind, ms, request_id]], toolRequests: [request_id],
 --                          completions: [[at, text]], evidence, events: n,
---                          contributions: [[id, json]], held: [[id, json]] }],
+--                          contributions: [[id, json]], held: [[id, json]], inputs: [[seq, json]] }],
 --            pending:   [{ session, id, span }] }       pending (start-up) spans: session events before any prompt
 -- Returns  JSON: { due: [key, ...], late: [[key, n], ...], release: [[key, json], ...] }
 --          release: held spans of interactions already drawn, to be sent now
@@ -112,6 +112,8 @@ for _, u in ipairs(input.updates) do
     end
     for _, request in ipairs(u.toolRequests) do redis.call('HSET', k, 'tool:' .. request, '1') end
     for _, c in ipairs(u.contributions) do redis.call('HSET', L.key('contributions', u.key), c[1], c[2]) end
+    -- What its LLM calls got as input (inputs.ts): kept for calls of later batches and the root.
+    for _, f in ipairs(u.inputs or {}) do redis.call('HSETNX', L.key('inputs', u.key), f[1], f[2]) end
     -- Spans drawn with the root: an LLM call waiting for its answer, folds onto it or onto the root.
     -- A span sent already (SENT) is never drawn again, whatever copy of it comes later.
     if u.held and #u.held > 0 then

@@ -51,7 +51,7 @@ end
 
 function L.expire(key)
   local ttl = L.cfg.ttlSeconds
-  for _, kind in ipairs({ 'ix', 'contributions', 'events' }) do redis.call('EXPIRE', L.key(kind, key), ttl) end
+  for _, kind in ipairs({ 'ix', 'contributions', 'events', 'inputs' }) do redis.call('EXPIRE', L.key(kind, key), ttl) end
 end
 
 -- Distinct sequence numbers strictly between lo and hi seen in the session and logged between

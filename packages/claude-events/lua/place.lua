@@ -10,7 +10,10 @@
 -- Returns  JSON: [{ session, placed: {agent: { rule, key, call?, type? }}, spans: {agent: [json]} }]
 --            placed: where each subagent handed back goes: the trace of prompt key `key`, under
 --            Agent call `call` (none for rule `root`: under that prompt's root); `type` the
---            call's subagent_type
+--            call's subagent_type, `prompt` its input's prompt and `first` the event.sequence of
+--            the subagent's first api_request (the call that prompt was the input of), `result`
+--            whether the call's tool_result has come, `inputs` the subagent's calls and tool
+--            results kept (agents.lua), `caller` the agent that made the call ('' the main one)
 --
 -- This is the one place that decides whether a subagent can be placed, and where: once it is
 -- linked to a call that is known, made by the main agent (the call's trace) or by a subagent
@@ -40,16 +43,19 @@ for _, s in ipairs(input.sessions) do
       key = up and up.key
     end
     if not key then return nil end
-    return { rule = link.rule, key = key, call = link.call, type = call.type }
+    return { rule = link.rule, key = key, call = link.call, type = call.type, prompt = call.prompt, result = call.r ~= nil, caller = call.caller }
   end
 
   local placed, spans = {}, {}
   for _, agent in ipairs(s.agents) do
     local p = placementOf(agent, 0)
     if p then
+      local seen = redis.call('HGET', L.key('agents', s.session), agent)
+      if seen then p.first = cjson.decode(seen).call end
       local held = L.key('agentSpans', s.session .. '/' .. agent)
       local values = redis.call('HVALS', held)
       if #values > 0 then
+        p.inputs = redis.call('HVALS', L.key('agentInputs', s.session .. '/' .. agent))
         placed[agent] = p
         spans[agent] = values
       end

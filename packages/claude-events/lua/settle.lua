@@ -33,7 +33,7 @@ for _, d in ipairs(input.drawn) do
   if ix.traceId and not ix.drawn then
     redis.call('HSET', ixKey, 'drawn', '1', 'drawnAt', L.now)
     redis.call('HDEL', ixKey, 'leaseUntil', 'phase', 'prompt', 'completion')
-    redis.call('DEL', L.key('contributions', d.key))
+    redis.call('DEL', L.key('contributions', d.key), L.key('inputs', d.key))
     -- Held spans drawn with the root are marked sent, so a later copy of one is not sent again.
     local events = L.key('events', d.key)
     for _, id in ipairs(redis.call('HKEYS', events)) do redis.call('HSET', events, id, '-') end

@@ -24,12 +24,13 @@
  * parent of their own under the call's `claude_code.tool.execution`. Each carries the agent's
  * id and type (`gen_ai.agent.id`, `gen_ai.agent.name`) and the rule that placed it.
  */
-import { recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
+import { attributesToRecord, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { sequenceOf, stringOf, type ClaudeEvent } from './events';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import { resourceSpansOf, spanOfHeld, type HeldSpan } from './spans';
 import { AGENT_CALL, toolExecutionSpanIdFor, toolSpanIdFor } from './mapping';
 import { foldWithin, heldOrder, mergeHeld, unfolded } from './folds';
+import { cut, eventInputFact, heldWithInputs, type InputFact } from './inputs';
 
 /** Tool names of the call that starts a subagent (Agent in 2.1.3xx, Task before). */
 const AGENT_TOOLS = new Set(['Agent', 'Task']);
@@ -48,6 +49,8 @@ export interface AgentCall {
   /** Its input was readable (OTEL_LOG_TOOL_DETAILS): `bg` can be trusted. */
   detail?: boolean;
   type?: string;
+  /** Its input's `prompt` (cut to INPUT_MAX): what its subagent's first LLM call got. */
+  prompt?: string;
 }
 
 export interface AgentSeen {
@@ -59,6 +62,8 @@ export interface AgentSeen {
   last: number;
   /** event.sequence of its subagent_completed. */
   completed?: number;
+  /** event.sequence of its first api_request: the call its Agent call's prompt went to. */
+  call?: number;
   type?: string;
 }
 
@@ -69,6 +74,72 @@ export interface AgentLink {
   rule: Rule;
   /** For `root`: the prompt key whose root it goes under. */
   key?: string;
+}
+
+/** A part of a held background Agent call (meet.lua): its tool span or its subagent's totals, as JSON. */
+export interface HeldCallPart {
+  session: string;
+  call: string;
+  kind: 'span' | 'totals';
+  /** span: a ResourceSpans ready to send; totals: CallTotals. */
+  json: string;
+  /** A span that waits for its totals (a background call's); else it is sent at once, with them if they are there. */
+  wait?: boolean;
+  /**
+   * A foreground call's: the event.sequence just before its result, where its subagent's totals
+   * are logged; it goes without them only once that number has come (meet.lua).
+   */
+  after?: number;
+}
+/** A held call handed back by meet.lua: its span and totals, those that are there. */
+export interface HeldCall {
+  session: string;
+  call: string;
+  span?: string;
+  totals?: string;
+}
+/** A subagent's totals held for its background Agent call: the fold, and the row they are without it. */
+interface CallTotals {
+  fold: HeldSpan;
+  own: ResourceSpans[];
+}
+
+/**
+ * An Agent call the main agent made, by its tool_use_id (from its tool_result): its tool span
+ * goes through meet.lua, to meet its subagent's totals. A background call's (run_in_background,
+ * known where tool details are logged) returns at once ("async_launched") and waits for them;
+ * a foreground call's totals come before it, so it takes them if they are there and goes.
+ */
+export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean; seq?: number } | undefined {
+  const tool = stringOf(e.attributes['tool_name']);
+  const call = stringOf(e.attributes['tool_use_id']);
+  if (e.name !== 'tool_result' || e.attributes['agent_id'] !== undefined || !tool || !AGENT_TOOLS.has(tool) || !call)
+    return undefined;
+  return { call, background: callInput(e)['run_in_background'] === true, seq: sequenceOf(e) };
+}
+
+/** A subagent's totals as held for its background call: merged into the call's span, or drawn as `own`. */
+export const callTotalsPart = (session: string, call: string, fold: HeldSpan, own: ResourceSpans[]): HeldCallPart => ({
+  session,
+  call,
+  kind: 'totals',
+  json: JSON.stringify({ fold, own } satisfies CallTotals),
+});
+
+/** Merges a held fold into a span still to be sent (the span's own values stay). */
+function mergeInto(span: Span, fold: HeldSpan): void {
+  span.attributes = recordToAttributes({ ...fold.fold!.attributes, ...attributesToRecord(span.attributes) });
+}
+
+/** The spans to send for held calls meet.lua handed back: each call's span with its totals, or what is there alone. */
+export function heldCallSpans(calls: HeldCall[]): ResourceSpans[] {
+  return calls.flatMap((c) => {
+    const totals = c.totals ? (JSON.parse(c.totals) as CallTotals) : undefined;
+    if (!c.span) return totals?.own ?? [];
+    const span = JSON.parse(c.span) as ResourceSpans;
+    if (totals) for (const ss of span.scopeSpans ?? []) for (const s of ss.spans ?? []) mergeInto(s, totals.fold);
+    return [span];
+  });
 }
 
 /** A span of a subagent's event, held until the subagent is placed. */
@@ -92,6 +163,8 @@ export interface SessionAgents {
   agents: AgentSeen[];
   notes: [agent: string, call: string][];
   spans: [agent: string, spanId: string, json: string][];
+  /** Its calls and tool results (JSON InputFact, inputs.ts), kept for its later calls' inputs. */
+  inputs: [agent: string, seq: string, json: string][];
 }
 
 /** The Agent call's input (tool_input, or tool_parameters), parsed when it is JSON. */
@@ -114,7 +187,7 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
   const bySession = new Map<string, SessionAgents>();
   const of = (session: string) => {
     let s = bySession.get(session);
-    if (!s) bySession.set(session, (s = { session, calls: [], agents: [], notes: [], spans: [] }));
+    if (!s) bySession.set(session, (s = { session, calls: [], agents: [], notes: [], spans: [], inputs: [] }));
     return s;
   };
   events.forEach((e, i) => {
@@ -136,9 +209,12 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
           ...(input['run_in_background'] === true && { bg: true }),
           ...(Object.keys(input).length > 0 && { detail: true }),
           ...(typeof input['subagent_type'] === 'string' && { type: input['subagent_type'] }),
+          ...(typeof input['prompt'] === 'string' && { prompt: cut(input['prompt']) }),
         });
       }
     }
+    const fact = agent ? eventInputFact(e) : undefined;
+    if (agent && fact) of(session).inputs.push([agent, String(fact.seq), JSON.stringify(fact)]);
     if (agent && seq !== undefined) {
       const type = stringOf(e.attributes['agent.name']) ?? stringOf(e.attributes['agent_type']);
       of(session).agents.push({
@@ -148,6 +224,7 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
         first: seq,
         last: seq,
         ...(e.name === 'subagent_completed' && { completed: seq }),
+        ...(e.name === 'api_request' && { call: seq }),
         ...(type && { type }),
       });
     }
@@ -233,6 +310,17 @@ export interface Placement {
   callSpanId?: string;
   rule: Rule;
   type?: string;
+  /** The call's prompt and the event.sequence of the subagent's first LLM call, whose input it was. */
+  prompt?: { text: string; seq: number };
+  /**
+   * The event.sequence of the subagent's first LLM call while its input may still come: a
+   * foreground call's prompt is logged only with its tool_result, when the subagent is done.
+   */
+  awaitingPrompt?: number;
+  /** The subagent's calls and tool results kept so far: its calls' inputs. */
+  inputs: InputFact[];
+  /** The main agent made the call: its tool span meets the subagent's totals in meet.lua. */
+  mainCall?: boolean;
 }
 
 /**
@@ -244,18 +332,33 @@ export interface PlacedAt {
   key: string;
   call?: string;
   type?: string;
+  /** The call's prompt, and the event.sequence of the subagent's first LLM call. */
+  prompt?: string;
+  first?: number;
+  /** The call's tool_result has come (what it tells of the call's input is known). */
+  result?: boolean;
+  /** The subagent's calls and tool results kept so far (JSON InputFact). */
+  inputs?: string[];
+  /** The agent that made the call ('' the main agent, whose Agent calls' spans meet their totals in meet.lua). */
+  caller?: string;
 }
 
 /** The span ids of a placement place.lua found. */
 export function placementOf(session: string, at: PlacedAt): Placement {
-  if (at.rule === 'root' || !at.call) return { traceKey: at.key, parentSpanId: rootSpanIdFor(at.key), rule: at.rule };
+  const inputs = (Array.isArray(at.inputs) ? at.inputs : []).map((f) => JSON.parse(f) as InputFact);
+  if (at.rule === 'root' || !at.call)
+    return { traceKey: at.key, parentSpanId: rootSpanIdFor(at.key), rule: at.rule, inputs };
   const parentSpanId = toolExecutionSpanIdFor(session, at.call);
   return {
     traceKey: at.key,
     parentSpanId,
     callSpanId: toolSpanIdFor(session, at.call),
     rule: at.rule,
+    inputs,
+    ...(at.caller === '' && { mainCall: true }),
     ...(at.type && { type: at.type }),
+    ...(at.prompt !== undefined && at.first !== undefined && { prompt: { text: at.prompt, seq: at.first } }),
+    ...(at.prompt === undefined && !at.result && at.first !== undefined && { awaitingPrompt: at.first }),
   };
 }
 
@@ -263,18 +366,24 @@ export function placementOf(session: string, at: PlacedAt): Placement {
  * The placed spans, ready to export, from the held ones: folds merged where their span is among
  * them, and `callFolds` (onto the Agent call's tool span: the subagent's totals) handed back for
  * the caller to merge into that span if it is still to be sent; any other fold is its own span.
+ * The subagent's first LLM call stays held while its input (its call's prompt) may still come;
+ * `merged` are the folds merged into spans sent now (done with, like those spans).
  */
 export function placedSpans(
   placement: Placement,
   agent: string,
   held: string[],
-): { spans: ResourceSpans[]; callFolds: HeldSpan[] } {
+): { spans: ResourceSpans[]; callFolds: HeldSpan[]; merged: string[] } {
   const byResource = new Map<string, { resource: KeyValue[]; spans: Span[] }>();
-  const { spans, unresolved } = foldWithin(
-    held.map((raw) => JSON.parse(raw) as HeldAgentSpan),
-    mergeHeld,
-    heldOrder,
-  );
+  const parsed = held.map((raw) => JSON.parse(raw) as HeldAgentSpan);
+  const { spans: all, unresolved } = foldWithin(parsed, mergeHeld, heldOrder);
+  const waiting = all.find((h) => h.name === 'claude_code.llm_request' && heldOrder(h) === placement.awaitingPrompt);
+  const spans = all.filter((h) => h !== waiting);
+  const merged = parsed
+    .filter((h) => h.fold && !unresolved.includes(h) && h.fold.into !== waiting?.spanId)
+    .map((h) => h.spanId);
+  // Its LLM calls' inputs (inputs.ts): its tool results, kept and at hand, and its call's prompt.
+  heldWithInputs(all, placement.inputs, undefined, placement.prompt && { chain: agent, ...placement.prompt });
   const callFolds = placement.callSpanId ? unresolved.filter((h) => h.fold!.into === AGENT_CALL) : [];
   for (const h of [
     ...spans,
@@ -289,5 +398,5 @@ export function placedSpans(
       spanOfHeld(traceIdFor(placement.traceKey), h.parent ?? placement.parentSpanId, h, recordToAttributes(extra)),
     );
   }
-  return { spans: [...byResource.values()].map((g) => resourceSpansOf(g.resource, g.spans)), callFolds };
+  return { spans: [...byResource.values()].map((g) => resourceSpansOf(g.resource, g.spans)), callFolds, merged };
 }

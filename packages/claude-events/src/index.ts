@@ -13,3 +13,4 @@ export * from './lifecycle/closer';
 export * from './processor';
 export * from './folds';
 export * from './problems';
+export * from './inputs';

@@ -13,11 +13,12 @@ import { msOf, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from '.
 import { sessionOf } from './assign';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import type { Verdict } from './lifecycle/lifecycle';
-import { llmSpanIdFor, mapEvent, turnEndOf, type Contribution } from './mapping';
+import { llmSpanIdFor, mapEvent, toolSpanIdFor, turnEndOf, type Contribution } from './mapping';
 import { heldOf, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
-import { heldAgentSpan, type AgentSpan } from './agents';
+import { agentCallOf, heldAgentSpan, type AgentSpan, type HeldCallPart } from './agents';
 import { draftOrder, foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
+import { batchInputs, heldWithInputs, turnPromptOf, withInput, type InputFact } from './inputs';
 
 /**
  * Where events that are no row of their own go (BRIDGE_EVENT_ROWS): `fold` onto the rows they
@@ -57,6 +58,8 @@ export interface InteractionUpdate {
   completions: [string, string][];
   /** Its events carry prompt.id and event.sequence: its end can be known, not guessed. */
   evidence: boolean;
+  /** [event.sequence, JSON InputFact] of its main chain's calls and tool results: later calls' inputs (inputs.ts). */
+  inputs: [string, string][];
   /** Events of the batch that belong to it (counted as late if its root is already drawn). */
   events: number;
   /** [span id, JSON Contribution]: keyed by span, so a batch applied twice counts once. */
@@ -91,6 +94,8 @@ export interface BatchPlan {
   resourceSpans: ResourceSpans[];
   /** Spans of subagents' events, held until each subagent is placed (agents.ts). */
   agentSpans: AgentSpan[];
+  /** Tool spans of the main agent's Agent calls, to meet their subagents' totals (meet.lua). */
+  calls: HeldCallPart[];
   updates: InteractionUpdate[];
   /** Every event's event.sequence, those drawn from elsewhere too (sequenceMarksOf). */
   sequences: SequenceMarks[];
@@ -114,6 +119,7 @@ export function planBatch(
   const updates = new Map<string, InteractionUpdate>();
   const pending: PendingSpan[] = [];
   const agentSpans: AgentSpan[] = [];
+  const calls: HeldCallPart[] = [];
   let spans = 0;
   let unassigned = 0;
 
@@ -121,6 +127,10 @@ export function planBatch(
   const drafts = outcomes.flatMap((o) => o.spans);
   if (rows === 'each') for (const d of drafts) delete d.fold;
   const waiting = rows === 'fold' ? waitingForAnswers(events) : new Set<string>();
+  // Each LLM call's input: added now where the batch tells it, else the call waits for its root.
+  const inputs = batchInputs(events, keys);
+  for (const d of drafts) if (!d.fold) d.attributes = withInput(d.attributes, inputs.certain.get(d.spanId));
+  if (rows === 'fold') for (const id of inputs.uncertain) waiting.add(id);
   // Folds whose span is in this batch are merged now; the others go with the root (or their subagent).
   // (Not into a span that waits: its folds wait with it, each under its own id, and meet it with its root.)
   const merged = new Set<string>();
@@ -164,6 +174,7 @@ export function planBatch(
         completions: [],
         contributions: [],
         held: [],
+        inputs: inputs.facts.get(key) ?? [],
       };
       update.resource = JSON.stringify(event.resource);
       if (session) update.session = session;
@@ -172,6 +183,7 @@ export function planBatch(
     const list = spansByResource.get(event.resource) ?? [];
     spansByResource.set(event.resource, list);
     const agent = stringOf(event.attributes['agent_id']);
+    const agentCall = rows === 'fold' && session ? agentCallOf(event) : undefined;
     for (const draft of outcome.spans) {
       update.bounds.push([padNs(draft.startNs), padNs(draft.endNs)]);
       if (folded.has(draft) || merged.has(draft.spanId)) {
@@ -182,7 +194,18 @@ export function planBatch(
       if (agent && session)
         agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource));
       else if (draft.fold || waiting.has(draft.spanId)) update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
-      else list.push(spanOfDraft(traceId, rootSpanId, draft));
+      else if (agentCall && draft.spanId === toolSpanIdFor(session!, agentCall.call)) {
+        const span = JSON.stringify(resourceSpansOf(event.resource, [spanOfDraft(traceId, rootSpanId, draft)]));
+        const after = !agentCall.background && agentCall.seq ? { after: agentCall.seq - 1 } : {};
+        calls.push({
+          session: session!,
+          call: agentCall.call,
+          kind: 'span',
+          json: span,
+          wait: agentCall.background,
+          ...after,
+        });
+      } else list.push(spanOfDraft(traceId, rootSpanId, draft));
       spans += 1;
     }
     update.bounds.push([padNs(event.timeNs), padNs(event.timeNs)]);
@@ -208,7 +231,7 @@ export function planBatch(
   const resourceSpans: ResourceSpans[] = [...spansByResource]
     .filter(([, list]) => list.length > 0)
     .map(([resource, list]) => resourceSpansOf(resource, list));
-  return { resourceSpans, agentSpans, updates: [...updates.values()], sequences, pending, spans, unassigned };
+  return { resourceSpans, agentSpans, calls, updates: [...updates.values()], sequences, pending, spans, unassigned };
 }
 
 /** Events Claude Code logs right after an `api_request`, in one synchronous step, about its reply. */
@@ -279,6 +302,9 @@ export interface StoredInteraction {
   contributions: Contribution[];
   /** Spans of session-level events held for this interaction (its session's first). */
   held: HeldSpan[];
+  /** Its main chain's calls and tool results (inputs.ts), and its prompt's event.sequence. */
+  inputs: InputFact[];
+  promptSeq?: number;
   /** Why it is drawn now, what is known to be missing, and whether it is complete (lua/lifecycle.lua). */
   verdict: Verdict;
 }
@@ -306,6 +332,7 @@ export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
   }
   // Held spans: folds merged into them, those onto the root summarised on it (folds.ts).
   const resolved = resolveHeld(ix.held);
+  heldWithInputs(resolved.spans, ix.inputs, turnPromptOf(ix.prompt, ix.promptSeq));
   const problems = problemLines(ix.contributions.flatMap((c) => (c.problem ? [c.problem] : [])));
   // The prompt's text goes once, as gen_ai.prompt (LLMFlow's input), not as prompt and prompt_text too.
   const { prompt: text, prompt_text: sameText, ...prompt } = ix.prompt ?? {};

@@ -8,7 +8,10 @@
  * | `user_prompt`             | the interaction root's attributes (its text as          | (it is the root)  |
  * |                           | gen_ai.prompt) and the start of its turn               |                   |
  * | `api_request`             | `claude_code.llm_request` (CLIENT), model, tokens      | its agent         |
- * |                           | (input = input + cache read + cache write), cost       |                   |
+ * |                           | (input = input + cache read + cache write), cost; its  |                   |
+ * |                           | input (what the model got since its chain's previous   |                   |
+ * |                           | call) as gen_ai.input.messages and gen_ai.prompt,      |                   |
+ * |                           | from the events (inputs.ts)                            |                   |
  * | `api_error`               | `claude_code.llm_request` (CLIENT), status ERROR       | its agent         |
  * |                           | (see turnEndOf for when it also ends the turn)         |                   |
  * | `tool_decision`           | `claude_code.tool.blocked_on_user`; a refused tool also | its tool span     |
@@ -24,7 +27,8 @@
  * |                           | gen_ai.output.messages; the root's output; the main    |                   |
  * |                           | agent's ends the turn (turnEndOf)                      |                   |
  * | `subagent_completed`      | the subagent's totals                                  | onto its Agent    |
- * |                           |                                                        | call's tool span  |
+ * |                           | (they meet the main agent's Agent call spans in        | call's tool span  |
+ * |                           | lua/meet.lua: a background call's span waits for them) |                   |
  * | `api_retries_exhausted`   | its fields                                             | onto its request  |
  * | `api_refusal`             | its fields                                             | onto its request  |
  * | any other event (start-up | one line each, in order, in the root's                 | onto the root     |
@@ -36,8 +40,8 @@
  * A folded event's own fields go onto its row as `claude_code.<event>.<field>` (folds.ts): nothing
  * it said is dropped. Where its row was sent already (LLMFlow keeps a span's first copy), it is
  * drawn as an instant span of its own (`span.type: event`), as every such event is with
- * BRIDGE_EVENT_ROWS=each. An LLM span whose answer may still come waits with its turn's root
- * (interaction.ts). What went wrong (`problem`) goes into the root's problems list (problems.ts).
+ * BRIDGE_EVENT_ROWS=each. An LLM span whose answer, or input, may still come waits with its
+ * turn's root (interaction.ts, inputs.ts). What went wrong (`problem`) goes into the root's problems list (problems.ts).
  *
  * A span ends at its event's time and starts `duration_ms` before it (Claude Code logs an
  * event when its work ends). Names and parents are those of Claude Code's own (beta) trace;
@@ -120,13 +124,15 @@ export interface EventOutcome {
 export function turnEndOf(e: ClaudeEvent): 'response' | 'error' | undefined {
   if (e.attributes['agent_id'] !== undefined) return undefined;
   if (e.name === 'assistant_response') return 'response';
-  if (e.name === 'api_error') {
-    const source = stringOf(e.attributes['query_source']);
-    return source === undefined || MAIN_THREAD_SOURCES.has(source) ? 'error' : undefined;
-  }
+  if (e.name === 'api_error') return isMainThread(e.attributes) ? 'error' : undefined;
   return undefined;
 }
 const MAIN_THREAD_SOURCES = new Set(['sdk', 'repl_main_thread']);
+/** A request of the main thread, not a side request (a title, a compaction, ...): by its query_source, if it has one. */
+export function isMainThread(a: Attributes): boolean {
+  const source = stringOf(a['query_source']);
+  return source === undefined || MAIN_THREAD_SOURCES.has(source);
+}
 
 /** [event field, span attribute, type]: GenAI names for Claude Code's fields. */
 type Rename = readonly [from: string, to: string, type: 'string' | 'number'];
@@ -533,7 +539,7 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
     };
   },
 
-  // A subagent's totals: its work is the Agent call's, whose tool span takes them.
+  // A subagent's totals: its work is the Agent call's, whose tool span takes them (meet.lua).
   subagent_completed: (e) => ({ spans: [eventSpan(e, { into: AGENT_CALL, attributes: prefixed(e) })] }),
 
   // The answer's text is the output of the LLM call that gave it.

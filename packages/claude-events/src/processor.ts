@@ -2,22 +2,21 @@
  * The process stage as the worker runs it: a batch in, child spans out, interaction state
  * updated, and the roots of the turns the batch completed drawn (lifecycle/).
  */
-import {
-  attributesToRecord,
-  countItems,
-  recordToAttributes,
-  type ExportRequestBySignal,
-  type KeyValue,
-  type ResourceSpans,
-  type Signal,
-  type Span,
-} from '@ccbridge/otlp';
+import { countItems, type ExportRequestBySignal, type KeyValue, type ResourceSpans, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { assignInteractions, sessionsToLookUp } from './assign';
 import { claudeEventsOf, type ClaudeEvent } from './events';
 import { planBatch, releasedSpansOf, sequenceMarksOf, type EventRows } from './interaction';
-import type { HeldSpan } from './spans';
-import { agentFactsOf, linkAgents, placedSpans, placementOf, type AgentSpan } from './agents';
+import {
+  agentFactsOf,
+  callTotalsPart,
+  heldCallSpans,
+  linkAgents,
+  placedSpans,
+  placementOf,
+  type AgentSpan,
+  type HeldCallPart,
+} from './agents';
 import { nativeSpansToForward, type NativeTraceMode } from './native';
 import { KEEP_ALL, createRedactor, type Redactor } from './privacy';
 import type { LifecycleStore } from './lifecycle/store';
@@ -80,44 +79,45 @@ function redactEvents(events: ClaudeEvent[], redactor: Redactor): ClaudeEvent[] 
 
 /**
  * Places subagents (agents.ts): the batch's facts merged and its subagent spans held, new links
- * found, and the spans of every subagent now placed sent in its Agent call's trace. Two calls
- * to Redis per shard, and only for batches with subagent activity or a prompt (a later prompt
- * is what places a subagent by rule `root`).
+ * found, and the spans of every subagent now placed sent in its Agent call's trace; the main
+ * agent's Agent call spans and subagents' totals meet (meet.lua). Up to three calls to Redis per
+ * shard, and only for batches with subagent activity or a prompt (a later prompt is what places
+ * a subagent by rule `root`).
  */
 async function placeAgents(
   deps: BatchProcessorDeps,
   events: ClaudeEvent[],
   keys: (string | undefined)[],
   spans: AgentSpan[],
-  batch: ResourceSpans[],
+  calls: HeldCallPart[],
 ): Promise<number> {
   const facts = agentFactsOf(events, keys);
   for (const s of spans) {
     let f = facts.get(s.session);
-    if (!f) facts.set(s.session, (f = { session: s.session, calls: [], agents: [], notes: [], spans: [] }));
+    if (!f) facts.set(s.session, (f = { session: s.session, calls: [], agents: [], notes: [], spans: [], inputs: [] }));
     f.spans.push([s.agent, s.spanId, s.held]);
   }
-  if (facts.size === 0) return 0;
+  if (facts.size === 0 && calls.length === 0) return 0;
   const states = await deps.store.agents([...facts.values()]);
   const placed = await deps.store.place(
     states.map((st) => ({ session: st.session, links: linkAgents(st), agents: [...st.agents.keys()] })),
   );
   const out: ResourceSpans[] = [];
   const sent: { session: string; agent: string; spanIds: string[] }[] = [];
+  const parts = [...calls];
   let count = 0;
   for (const p of placed) {
     for (const [agent, held] of p.spans) {
       const at = p.placed.get(agent);
       if (!at) continue; // place.lua hands back the spans of placed subagents only
       const placement = placementOf(p.session, at);
-      const { spans, callFolds } = placedSpans(placement, agent, held);
-      // A subagent's totals go onto its Agent call's tool span, while that is still to be sent.
-      const call = batch
-        .flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!))
-        .find((x) => x.spanId === placement.callSpanId);
+      const { spans, callFolds, merged } = placedSpans(placement, agent, held);
+      // A subagent's totals go onto its Agent call's tool span: they meet in meet.lua (the main
+      // agent's calls), or are a row of their own.
       for (const f of callFolds) {
-        if (call) mergeInto(call, f);
-        else spans.push(...placedSpans({ ...placement, callSpanId: undefined }, agent, [JSON.stringify(f)]).spans);
+        const own = placedSpans({ ...placement, callSpanId: undefined }, agent, [JSON.stringify(f)]).spans;
+        if (placement.mainCall && at.call) parts.push(callTotalsPart(p.session, at.call, f, own));
+        else spans.push(...own);
       }
       out.push(...spans);
       sent.push({
@@ -126,6 +126,7 @@ async function placeAgents(
         spanIds: [
           ...spans.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!.map((x) => x.spanId))),
           ...callFolds.map((f) => f.spanId),
+          ...merged,
         ],
       });
       count += held.length;
@@ -136,14 +137,13 @@ async function placeAgents(
         );
     }
   }
+  // Background calls' spans and their totals: those that meet now (or whose span went) are sent.
+  const met = parts.length > 0 ? await deps.store.meet(parts) : [];
+  out.push(...heldCallSpans(met));
   if (out.length > 0) await deps.exportSpans(out, 'spans');
   await deps.store.forgetAgentSpans(sent);
+  if (met.length > 0) await deps.store.callsSent(met);
   return count;
-}
-
-/** Merges a held fold into a span still to be sent. */
-function mergeInto(span: Span, fold: HeldSpan): void {
-  span.attributes = recordToAttributes({ ...fold.fold!.attributes, ...attributesToRecord(span.attributes) });
 }
 
 /**
@@ -171,7 +171,7 @@ export async function processBatch<S extends Signal>(
     // Every event's sequence number counts, those left to Claude Code's own spans too.
     const plan = planBatch(events, keys, sequenceMarksOf(extracted.events), deps.eventRows);
     const applied = await deps.store.apply(plan);
-    const placed = await placeAgents(deps, events, keys, plan.agentSpans, plan.resourceSpans);
+    const placed = await placeAgents(deps, events, keys, plan.agentSpans, plan.calls);
     // The batch's spans go with the roots of the turns it completed, in one export; with them
     // what was to wait for a root that is drawn already.
     const roots = await deps.closer.sendWithRoots(

@@ -10,8 +10,9 @@
  *
  * What can go wrong, and what the caller is told:
  * - LLMFlow cannot take anything now (no answer, timeout, 408/429/5xx, or 401/403/404/405,
- *   which mean a wrong LLMFLOW_URL): LlmflowUnavailableError, thrown at once; nothing is lost,
- *   the caller keeps the batch and tries again later.
+ *   which mean a wrong LLMFLOW_URL, or a partialSuccess saying its database was locked):
+ *   LlmflowUnavailableError, thrown at once; nothing is lost, the caller keeps the batch and
+ *   tries again later.
  * - LLMFlow refuses particular spans (400/413/422 on a single span, or a partialSuccess
  *   rejection other than a duplicate): every other span is still delivered, and the refused
  *   ones are returned with LLMFlow's reason and the span itself (for the dead-letter store).
@@ -79,6 +80,8 @@ export interface LlmflowExporterOptions {
 /** Statuses that say something about the spans sent, rather than about LLMFlow or the URL. */
 const REFUSES_CONTENT = new Set([400, 413, 422]);
 const DUPLICATE = /UNIQUE constraint failed/i;
+/** LLMFlow's SQLite was busy (another connection held it): nothing wrong with the span, it can take it later. */
+const BUSY = /database is locked|SQLITE_BUSY/i;
 /** express answers 413 "request entity too large"; some servers say so with a 400. */
 const tooLarge = (status: number, text: string) => status === 413 || /too large|entity/i.test(text);
 /** A span is not cut smaller than this to make it fit: below it, LLMFlow refuses it for good. */
@@ -232,6 +235,9 @@ export class LlmflowExporter {
     const duplicates = refusal.reasons.filter((r) => DUPLICATE.test(r)).length;
     const explained = refusal.reasons.length >= refusal.rejected;
     if (explained && duplicates === refusal.rejected) return { stored: spans - duplicates, duplicates, refused: [] };
+    // Not the spans' fault: the caller keeps the batch and tries again (what was stored comes back as duplicates).
+    if (refusal.reasons.some((r) => BUSY.test(r)))
+      throw unavailable(`LLMFlow at ${this.endpoint} could not store spans now: ${refusal.reasons.join('; ')}`);
     if (spans > 1) {
       // LLMFlow lists only its first few reasons and never says which span each is about: send
       // again in halves until each refusal stands alone. What this request stored comes back

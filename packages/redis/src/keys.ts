@@ -103,24 +103,30 @@ export interface ShardKeys {
   deadlines: string;
   /** Hash of counters: drawn, incomplete, late events. */
   stats: string;
+  /** Sorted set: held background Agent calls (`session<TAB>call`) → when their wait runs out (ms). */
+  callDeadlines: string;
   /** The templates the shard's scripts build per-session and per-interaction keys from. */
   templates: Record<PerIdKey, KeyTemplate>;
 }
 
 /**
  * `ix`: hash, an interaction's state; `contributions`, `events`: hashes, what its root will sum
- * and carry; `prompts`: sorted set, a session's prompts by time; `sequence`: sorted set, the
+ * and carry; `inputs`: hash, its main chain's calls and tool results by event.sequence (what its
+ * LLM calls got as input, for calls in later batches and its root); `prompts`: sorted set, a session's prompts by time; `sequence`: sorted set, the
  * `event.sequence` numbers seen in a session (member `seq:ms`); `waiting`: set, a session's
  * interactions waiting for a missing sequence number; `pending`: hash, spans of a session's
  * start-up events held for the prompt they lead to. Subagents (agents.ts in claude-events):
  * `calls`, `agents`, `links`: hashes per session, its Agent tool calls, its subagents and which
  * call started which; `agentSpans`: hash per `session/agent`, a subagent's spans held until it
- * is placed.
+ * is placed; `agentInputs`: hash per `session/agent`, its calls and tool results by
+ * event.sequence (its LLM calls' inputs); `callSpans`: hash per session, background Agent calls'
+ * tool spans and their subagents' totals, held until they meet (meet.lua).
  */
 export type PerIdKey =
   | 'ix'
   | 'contributions'
   | 'events'
+  | 'inputs'
   | 'prompts'
   | 'sequence'
   | 'waiting'
@@ -128,7 +134,9 @@ export type PerIdKey =
   | 'calls'
   | 'agents'
   | 'links'
-  | 'agentSpans';
+  | 'agentSpans'
+  | 'agentInputs'
+  | 'callSpans';
 
 export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
   const tag = `{${namespace}:${shard}}`;
@@ -137,10 +145,12 @@ export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
     shard,
     deadlines: `${tag}:deadlines`,
     stats: `${tag}:stats`,
+    callDeadlines: `${tag}:calls:deadlines`,
     templates: {
       ix: per('ix'),
       contributions: per('ix', ':c'),
       events: per('ix', ':e'),
+      inputs: per('ix', ':i'),
       prompts: per('session', ':prompts'),
       sequence: per('session', ':seq'),
       waiting: per('session', ':waiting'),
@@ -149,6 +159,8 @@ export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
       agents: per('session', ':agents'),
       links: per('session', ':links'),
       agentSpans: per('agent', ':spans'),
+      agentInputs: per('agent', ':inputs'),
+      callSpans: per('session', ':callspans'),
     },
   };
 }

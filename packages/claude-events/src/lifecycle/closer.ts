@@ -7,6 +7,7 @@ import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics } from '@ccbridge/telemetry';
 import type { ResourceSpans } from '@ccbridge/otlp';
 import { rootSpanOf, type StoredInteraction } from '../interaction';
+import { heldCallSpans } from '../agents';
 import type { LifecycleStore } from './store';
 
 /**
@@ -47,7 +48,29 @@ export class InteractionCloser {
     const backlog = timers ? await this.options.backlogSinceMs?.() : undefined;
     const timersDueBy = timers ? Math.min(this.options.store.clock.now(), backlog ?? Infinity) : 0;
     const drawn = await Promise.all([...new Set(shards)].map((n) => this.closeShard(n, timersDueBy)));
+    if (timers) await Promise.all([...new Set(shards)].map((n) => this.releaseCalls(n)));
     return drawn.reduce((a, b) => a + b, 0);
+  }
+
+  /**
+   * Background Agent calls whose subagent's totals did not come within the turn timeout
+   * (meet.lua): their spans are sent as they are (totals that came without their span, as their
+   * own rows). A failed export leaves them leased, to be tried again when the lease runs out.
+   */
+  private async releaseCalls(shard: number): Promise<void> {
+    const { store } = this.options;
+    const due = await store.dueCalls(shard);
+    if (due.length === 0) return;
+    try {
+      await this.options.exportSpans(heldCallSpans(due), 'spans');
+    } catch (err) {
+      this.options.log.warn(
+        { calls: due.length, err: (err as Error).message },
+        'could not export held background Agent calls; will retry',
+      );
+      return;
+    }
+    await store.callsSent(due);
   }
 
   private async closeShard(shard: number, timersDueBy: number): Promise<number> {

@@ -31,13 +31,24 @@ import {
   type StoredInteraction,
 } from '../interaction';
 import type { Contribution } from '../mapping';
-import type { AgentCall, AgentLink, AgentSeen, AgentState, PlacedAt, SessionAgents } from '../agents';
+import type { InputFact } from '../inputs';
+import type {
+  AgentCall,
+  AgentLink,
+  AgentSeen,
+  AgentState,
+  HeldCall,
+  HeldCallPart,
+  PlacedAt,
+  SessionAgents,
+} from '../agents';
 import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type Verdict } from './lifecycle';
 
 const LUA = path.join(__dirname, '..', '..', 'lua');
 
 type ScriptCall = (deadlines: string, stats: string, input: string) => Promise<unknown>;
-type ScriptName = 'ccbridgeApply' | 'ccbridgeClaim' | 'ccbridgeSettle' | 'ccbridgeAgents' | 'ccbridgePlace';
+type ScriptName =
+  'ccbridgeApply' | 'ccbridgeClaim' | 'ccbridgeSettle' | 'ccbridgeAgents' | 'ccbridgePlace' | 'ccbridgeMeet';
 type Scripted = RedisClient & Record<ScriptName, ScriptCall>;
 
 export interface LifecycleStoreOptions {
@@ -79,6 +90,7 @@ export class LifecycleStore {
     defineScript(redis, 'ccbridgeSettle', LUA, 'settle.lua', 2);
     defineScript(redis, 'ccbridgeAgents', LUA, 'agents.lua', 2);
     defineScript(redis, 'ccbridgePlace', LUA, 'place.lua', 2);
+    defineScript(redis, 'ccbridgeMeet', LUA, 'meet.lua', 2);
     this.redis = redis as Scripted;
   }
 
@@ -180,8 +192,44 @@ export class LifecycleStore {
     }));
   }
 
+  /**
+   * Holds background Agent calls' tool spans and their subagents' totals (meet.lua); hands back
+   * each call whose span and totals are both there (or whose span went without them).
+   */
+  async meet(items: HeldCallPart[]): Promise<HeldCall[]> {
+    const byShard = new Map<number, HeldCallPart[]>();
+    for (const it of items) byShard.set(shardOf(it.session), [...(byShard.get(shardOf(it.session)) ?? []), it]);
+    const out = await Promise.all(
+      [...byShard].map(async ([n, group]) =>
+        list<HeldCall>(JSON.parse((await this.meetScript(n, 'put', group)) as string)),
+      ),
+    );
+    return out.flat();
+  }
+
+  /** Held calls of a shard whose wait ran out (leased to the caller until it says they are sent). */
+  async dueCalls(shard: number): Promise<HeldCall[]> {
+    return list<HeldCall>(JSON.parse((await this.meetScript(shard, 'due', [])) as string));
+  }
+
+  /** Marks held calls handed back (meet, dueCalls) as sent. */
+  async callsSent(calls: HeldCall[]): Promise<void> {
+    const byShard = new Map<number, { session: string; call: string; span: boolean; totals: boolean }[]>();
+    for (const c of calls) {
+      const sent = { session: c.session, call: c.call, span: c.span !== undefined, totals: c.totals !== undefined };
+      byShard.set(shardOf(c.session), [...(byShard.get(shardOf(c.session)) ?? []), sent]);
+    }
+    await Promise.all([...byShard].map(([n, group]) => this.meetScript(n, 'done', group)));
+  }
+
+  private meetScript(shard: number, mode: 'put' | 'due' | 'done', items: unknown[]): Promise<unknown> {
+    const keys = this.shards[shard]!;
+    return this.redis.ccbridgeMeet(keys.callDeadlines, keys.stats, this.input(keys, { mode, items }));
+  }
+
   /** Drops held subagent spans once they are sent: one pipeline. */
   async forgetAgentSpans(sent: { session: string; agent: string; spanIds: string[] }[]): Promise<void> {
+    sent = sent.filter((s) => s.spanIds.length > 0);
     if (sent.length === 0) return;
     const pipeline = this.redis.pipeline();
     for (const s of sent)
@@ -292,6 +340,7 @@ interface ClaimedRow {
   state: Record<string, string>;
   contributions: unknown;
   events: unknown;
+  inputs: unknown;
 }
 
 function storedOf(row: ClaimedRow): StoredInteraction {
@@ -309,6 +358,8 @@ function storedOf(row: ClaimedRow): StoredInteraction {
     held: list<string>(row.events)
       .filter((e) => e !== SENT)
       .map((e) => JSON.parse(e) as HeldSpan),
+    inputs: list<string>(row.inputs).map((f) => JSON.parse(f) as InputFact),
+    ...(h.promptSeq !== undefined && { promptSeq: Number(h.promptSeq) }),
     verdict: row.verdict,
   };
 }
