@@ -10,7 +10,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
-import { assignInteractions, claudeEventsOf, planBatch } from '@ccbridge/claude-events';
+import { assignTurns, claudeEventsOf, planBatch } from '@ccbridge/claude-events';
 import { pointsIn } from '@ccbridge/metrics';
 import { decodeExportRequest, type ResourceSpans } from '@ccbridge/otlp';
 import { queueKey } from '@ccbridge/redis';
@@ -23,7 +23,7 @@ const WORKER_CONCURRENCY = 4;
 function plannedSpans(bodies: Uint8Array[]): ResourceSpans[][] {
   return bodies.map((b) => {
     const { events } = claudeEventsOf(decodeExportRequest('logs', b, 'protobuf'));
-    return planBatch(events, assignInteractions(events, new Map())).resourceSpans;
+    return planBatch(events, assignTurns(events, new Map())).resourceSpans;
   });
 }
 

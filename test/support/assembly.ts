@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
-  InteractionCloser,
+  TurnCloser,
   LifecycleStore,
   processBatch,
   type BatchProcessorDeps,
@@ -59,7 +59,7 @@ export class Harness {
   readonly exported: CollectedSpan[];
   readonly clock: ManualClock;
   readonly store: LifecycleStore;
-  readonly closer: InteractionCloser;
+  readonly closer: TurnCloser;
   readonly deps: BatchProcessorDeps;
   private readonly redis: RedisClient;
 
@@ -85,7 +85,7 @@ export class Harness {
           for (const ss of r.scopeSpans ?? [])
             for (const s of ss.spans ?? []) this.exported.push({ ...s, attrs: attributesToRecord(s.attributes) });
       });
-    this.closer = new InteractionCloser({
+    this.closer = new TurnCloser({
       store: this.store,
       exportSpans,
       log: silentLogger,

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { attributesToRecord, StatusCode } from '@ccbridge/otlp';
-import { assignInteractions, claudeEventsOf, planBatch } from '@ccbridge/claude-events';
+import { assignTurns, claudeEventsOf, planBatch } from '@ccbridge/claude-events';
 import { FIXTURES, SCENARIOS, eventCounts, logsOf, nativeTraceOf, type Capture } from '../support/fixtures';
 import { drawTree, isEventSpan, shapeOf, stopTreeRedis } from '../support/tree';
 
@@ -134,7 +134,7 @@ for (const scenario of SCENARIOS) {
 test('ids are derived, not random: the same batch maps to the same spans', async () => {
   const plan = () => {
     const { events } = claudeEventsOf(logsOf('json', 'two-tools'));
-    return planBatch(events, assignInteractions(events, new Map()));
+    return planBatch(events, assignTurns(events, new Map()));
   };
   const [a, b] = [plan(), plan()];
   assert.deepEqual(a, b);
@@ -185,7 +185,7 @@ test('session-level events (no prompt.id) are no rows: the root lists them in or
   );
   assert.deepEqual(root.attrs['claude_code.startup.settings_sources'], ['none']);
   assert.deepEqual(root.events ?? [], [], 'LLMFlow drops span events: none are drawn');
-  const plan = planBatch(events, assignInteractions(events, new Map()));
+  const plan = planBatch(events, assignTurns(events, new Map()));
   assert.equal(plan.unassigned, 0);
   // Their prompt is found in Redis (apply.lua), even when it is in the same batch: the rule has one home.
   assert.ok(plan.pending.length > 0);
@@ -399,7 +399,7 @@ test('a duration no clock gives (1e308, NaN, negative) draws an instant span, ne
     const { events } = claudeEventsOf({
       resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: changed }] }],
     });
-    const spans = planBatch(events, assignInteractions(events, new Map())).resourceSpans.flatMap((rs) =>
+    const spans = planBatch(events, assignTurns(events, new Map())).resourceSpans.flatMap((rs) =>
       rs.scopeSpans!.flatMap((ss) => ss.spans!),
     );
     const timed = spans.filter((s) => s.attributes?.some((a) => a.key === 'duration_ms'));

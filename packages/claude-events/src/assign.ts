@@ -45,7 +45,7 @@ export function sessionsToLookUp(events: ClaudeEvent[]): string[] {
  * Turn keys for events, in order; undefined where apply.lua finds the turn (start-up events,
  * numbered but without prompt.id) or the session has no prompt yet.
  */
-export function assignInteractions(events: ClaudeEvent[], stored: Map<string, Timeline>): (string | undefined)[] {
+export function assignTurns(events: ClaudeEvent[], stored: Map<string, Timeline>): (string | undefined)[] {
   const timelines = new Map<string, Timeline>();
   for (const [session, timeline] of stored) timelines.set(session, [...timeline]);
   for (const e of events) {

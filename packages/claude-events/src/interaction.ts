@@ -34,7 +34,7 @@ export const padNs = (ns: bigint): string => ns.toString().padStart(20, '0');
  * stored state (it holds every merge rule: earliest start, latest end, latest completion, ...),
  * in one call per shard.
  */
-export interface InteractionUpdate {
+export interface TurnUpdate {
   key: string;
   traceId: string;
   session?: string;
@@ -96,7 +96,7 @@ export interface BatchPlan {
   agentSpans: AgentSpan[];
   /** Tool spans of the main agent's Agent calls, to meet their subagents' totals (meet.lua). */
   calls: HeldCallPart[];
-  updates: InteractionUpdate[];
+  updates: TurnUpdate[];
   /** Every event's event.sequence, those drawn from elsewhere too (sequenceMarksOf). */
   sequences: SequenceMarks[];
   pending: PendingSpan[];
@@ -116,7 +116,7 @@ export function planBatch(
   rows: EventRows = 'fold',
 ): BatchPlan {
   const spansByResource = new Map<KeyValue[], Span[]>();
-  const updates = new Map<string, InteractionUpdate>();
+  const updates = new Map<string, TurnUpdate>();
   const pending: PendingSpan[] = [];
   const agentSpans: AgentSpan[] = [];
   const calls: HeldCallPart[] = [];
@@ -290,7 +290,7 @@ export function sequenceMarksOf(events: ClaudeEvent[]): SequenceMarks[] {
 }
 
 /** An interaction's state as read back from Redis when it closes. */
-export interface StoredInteraction {
+export interface StoredTurn {
   key: string;
   traceId: string;
   session?: string;
@@ -324,7 +324,7 @@ const TOTALS: readonly [Exclude<keyof Contribution, 'problem'>, string][] = [
  * The interaction's root span. Totals use Claude Code's own names, not gen_ai.usage.*, so that
  * tools summing tokens over spans (LLMFlow does) do not count each LLM call twice.
  */
-export function rootSpanOf(ix: StoredInteraction): ResourceSpans {
+export function rootSpanOf(ix: StoredTurn): ResourceSpans {
   const totals: Attributes = {};
   for (const [field, name] of TOTALS) {
     const sum = ix.contributions.reduce((acc, c) => acc + (c[field] ?? 0), 0);

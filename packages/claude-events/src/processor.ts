@@ -4,7 +4,7 @@
  */
 import { countItems, type ExportRequestBySignal, type KeyValue, type ResourceSpans, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
-import { assignInteractions, sessionsToLookUp } from './assign';
+import { assignTurns, sessionsToLookUp } from './assign';
 import { claudeEventsOf, type ClaudeEvent } from './events';
 import { planBatch, releasedSpansOf, sequenceMarksOf, type EventRows } from './interaction';
 import {
@@ -20,13 +20,13 @@ import {
 import { nativeSpansToForward, type NativeTraceMode } from './native';
 import { KEEP_ALL, createRedactor, type Redactor } from './privacy';
 import type { LifecycleStore } from './lifecycle/store';
-import type { InteractionCloser, SpanSink } from './lifecycle/closer';
+import type { TurnCloser, SpanSink } from './lifecycle/closer';
 import { bridgeMetrics } from '@ccbridge/telemetry';
 
 export interface BatchProcessorDeps {
   store: LifecycleStore;
   /** Draws the roots of the turns a batch completed. */
-  closer: InteractionCloser;
+  closer: TurnCloser;
   exportSpans: SpanSink;
   log: Logger;
   /** What to do with Claude Code's own spans (default `prefer`). */
@@ -167,7 +167,7 @@ export async function processBatch<S extends Signal>(
     const ours = mode === 'prefer' ? extracted.events.filter((e) => !e.traced) : extracted.events;
     const events = redactEvents(ours, redactor);
     const timelines = await deps.store.timelines(sessionsToLookUp(events));
-    const keys = assignInteractions(events, timelines);
+    const keys = assignTurns(events, timelines);
     // Every event's sequence number counts, those left to Claude Code's own spans too.
     const plan = planBatch(events, keys, sequenceMarksOf(extracted.events), deps.eventRows);
     const applied = await deps.store.apply(plan);

@@ -8,7 +8,7 @@ import type { Logger } from '@ccbridge/log';
 import { BatchConsumer, METRICS_QUEUE_NAME, type BatchConsumerOptions, type BatchHandler } from '@ccbridge/queue';
 import { connectRedis, type RedisTarget } from '@ccbridge/redis';
 import {
-  InteractionCloser,
+  TurnCloser,
   LifecycleStore,
   createRedactor,
   lifecycleConfigOf,
@@ -60,7 +60,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     if (config.forwardMetrics) await ledger.noteTurns(drawnTurns(spans));
   };
   // Timers wait for batches received before they ran out (the consumer is made below, before any timer runs).
-  const closer = new InteractionCloser({
+  const closer = new TurnCloser({
     store,
     exportSpans,
     log,

@@ -6,7 +6,7 @@
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics } from '@ccbridge/telemetry';
 import type { ResourceSpans } from '@ccbridge/otlp';
-import { rootSpanOf, type StoredInteraction } from '../interaction';
+import { rootSpanOf, type StoredTurn } from '../interaction';
 import { heldCallSpans } from '../agents';
 import type { LifecycleStore } from './store';
 
@@ -33,7 +33,7 @@ export interface CloserOptions {
   backlogSinceMs?: () => Promise<number | undefined>;
 }
 
-export class InteractionCloser {
+export class TurnCloser {
   constructor(private readonly options: CloserOptions) {}
 
   /**
@@ -116,7 +116,7 @@ export class InteractionCloser {
   }
 
   /** Exports the claimed interactions' roots and settles them; returns how many were drawn. */
-  private async draw(shard: number, claimed: StoredInteraction[]): Promise<number> {
+  private async draw(shard: number, claimed: StoredTurn[]): Promise<number> {
     try {
       await this.options.exportSpans(claimed.map(rootSpanOf), 'roots');
     } catch (err) {
@@ -131,7 +131,7 @@ export class InteractionCloser {
     return this.settleDrawn(shard, claimed);
   }
 
-  private async retryLater(shard: number, claimed: StoredInteraction[]): Promise<void> {
+  private async retryLater(shard: number, claimed: StoredTurn[]): Promise<void> {
     const { store } = this.options;
     const at = store.clock.now() + this.options.retryDelayMs;
     if (claimed.length > 0)
@@ -143,7 +143,7 @@ export class InteractionCloser {
   }
 
   /** Marks exported roots drawn, and says so; returns how many. */
-  private async settleDrawn(shard: number, done: StoredInteraction[]): Promise<number> {
+  private async settleDrawn(shard: number, done: StoredTurn[]): Promise<number> {
     const { store, log } = this.options;
     if (done.length === 0) return 0;
     // Whether each root is complete, lifecycle.lua decided when it was claimed (verdict.complete).

@@ -25,10 +25,10 @@ import type { HeldSpan } from '../spans';
 import {
   SENT,
   type BatchPlan,
-  type InteractionUpdate,
+  type TurnUpdate,
   type PendingSpan,
   type SequenceMarks,
-  type StoredInteraction,
+  type StoredTurn,
 } from '../interaction';
 import type { Contribution } from '../mapping';
 import type { InputFact } from '../inputs';
@@ -70,7 +70,7 @@ export interface ApplyOutcome {
 const list = <T>(v: unknown): T[] => (Array.isArray(v) ? (v as T[]) : []);
 
 interface ShardWork {
-  updates: InteractionUpdate[];
+  updates: TurnUpdate[];
   sequences: SequenceMarks[];
   pending: PendingSpan[];
 }
@@ -271,7 +271,7 @@ export class LifecycleStore {
   async claim(
     shard: number,
     { limit = 100, timersDueBy }: { limit?: number; timersDueBy?: number } = {},
-  ): Promise<StoredInteraction[]> {
+  ): Promise<StoredTurn[]> {
     const raw = await this.run('ccbridgeClaim', this.shards[shard]!, {
       limit,
       timersDueBy: timersDueBy ?? this.clock.now(),
@@ -343,7 +343,7 @@ interface ClaimedRow {
   inputs: unknown;
 }
 
-function storedOf(row: ClaimedRow): StoredInteraction {
+function storedOf(row: ClaimedRow): StoredTurn {
   const h = row.state;
   return {
     key: row.key,
