@@ -1,14 +1,8 @@
 /** An OTLP/gRPC client that sends raw Export*ServiceRequest bytes, as any OTLP/gRPC exporter does. */
 import * as grpc from '@grpc/grpc-js';
-import type { Signal } from '@ccbridge/otlp';
+import { grpcExportMethod, type Signal } from '@ccbridge/otlp';
 
-export const GRPC_SERVICES: Record<Signal, string> = {
-  logs: 'opentelemetry.proto.collector.logs.v1.LogsService',
-  metrics: 'opentelemetry.proto.collector.metrics.v1.MetricsService',
-  traces: 'opentelemetry.proto.collector.trace.v1.TraceService',
-};
-
-const raw = (b: Buffer) => b;
+export { GRPC_SERVICES } from '@ccbridge/otlp';
 
 export interface ClientOptions {
   /** TLS: the CA that signed the server's certificate. */
@@ -47,20 +41,7 @@ type RawExport = (
 ) => void;
 
 export function grpcExportClient(address: string, signal: Signal, options: ClientOptions = {}): ExportClient {
-  const Client = grpc.makeGenericClientConstructor(
-    {
-      Export: {
-        path: `/${GRPC_SERVICES[signal]}/Export`,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: raw,
-        requestDeserialize: raw,
-        responseSerialize: raw,
-        responseDeserialize: raw,
-      },
-    },
-    'Export',
-  );
+  const Client = grpc.makeGenericClientConstructor({ Export: grpcExportMethod(signal) }, 'Export');
   const credentials = options.ca ? grpc.credentials.createSsl(options.ca) : grpc.credentials.createInsecure();
   const client = new Client(
     address,

@@ -10,17 +10,11 @@
  * transports reach the queue in one form.
  */
 import * as grpc from '@grpc/grpc-js';
-import { encodeExportResponse, type ScanLimits, type Signal } from '@ccbridge/otlp';
+import { GRPC_SERVICES, encodeExportResponse, grpcExportMethod, type ScanLimits, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics } from '@ccbridge/telemetry';
 import { AUTH_MESSAGE, type Authenticator } from './auth';
 import { BUSY_MESSAGE, readBatch, receiveBatch, refusalOf, type BatchSink, type InflightGate } from './receiver';
-
-const SERVICES: Record<Signal, string> = {
-  logs: 'opentelemetry.proto.collector.logs.v1.LogsService',
-  metrics: 'opentelemetry.proto.collector.metrics.v1.MetricsService',
-  traces: 'opentelemetry.proto.collector.trace.v1.TraceService',
-};
 
 export interface GrpcReceiverOptions {
   sink: BatchSink;
@@ -33,8 +27,6 @@ export interface GrpcReceiverOptions {
   limits?: ScanLimits;
 }
 
-const raw = (b: Buffer) => b;
-
 export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
   const { sink, log } = options;
   const server = new grpc.Server({
@@ -42,18 +34,8 @@ export function createGrpcReceiver(options: GrpcReceiverOptions): grpc.Server {
     // grpc-js reads a message whole before the handler runs: bound the calls per connection too.
     'grpc.max_concurrent_streams': options.gate.limit,
   });
-  for (const [signal, service] of Object.entries(SERVICES) as [Signal, string][]) {
-    const definition: grpc.ServiceDefinition = {
-      Export: {
-        path: `/${service}/Export`,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: raw,
-        requestDeserialize: raw,
-        responseSerialize: raw,
-        responseDeserialize: raw,
-      },
-    };
+  for (const signal of Object.keys(GRPC_SERVICES) as Signal[]) {
+    const definition: grpc.ServiceDefinition = { Export: grpcExportMethod(signal) };
     type Call = grpc.ServerUnaryCall<Buffer, Buffer>;
     type Callback = grpc.sendUnaryData<Buffer>;
     const answer = async (call: Call, callback: Callback): Promise<void> => {

@@ -2,3 +2,4 @@ export * from './types';
 export * from './attributes';
 export * from './codec';
 export * from './scan';
+export * from './grpc';

@@ -9,7 +9,13 @@ import { randomUUID } from 'node:crypto';
 import zlib from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { promptKeyOf, rootSpanIdFor, traceIdFor } from '@ccbridge/claude-events';
-import { encodeExportRequest, type ExportLogsRequest, type KeyValue, type LogRecord } from '@ccbridge/otlp';
+import {
+  encodeExportRequest,
+  grpcExportMethod,
+  type ExportLogsRequest,
+  type KeyValue,
+  type LogRecord,
+} from '@ccbridge/otlp';
 import type { LogsTarget } from './checks';
 
 export interface SyntheticTurn {
@@ -70,8 +76,6 @@ export function syntheticTurn(nowMs = Date.now(), text = 'ccbridge: is this reac
   return { request, sessionId, traceId: traceIdFor(key), rootSpanId: rootSpanIdFor(key) };
 }
 
-const LOGS_SERVICE = 'opentelemetry.proto.collector.logs.v1.LogsService';
-
 /** Sends the turn as Claude Code would to `target`; resolves with what the receiver answered, throws when nothing answers. */
 export async function sendTurn(
   target: LogsTarget,
@@ -80,21 +84,7 @@ export async function sendTurn(
 ): Promise<string> {
   if (target.protocol === 'grpc') {
     const url = new URL(target.url);
-    const raw = (b: Buffer) => b;
-    const Client = grpc.makeGenericClientConstructor(
-      {
-        Export: {
-          path: `/${LOGS_SERVICE}/Export`,
-          requestStream: false,
-          responseStream: false,
-          requestSerialize: raw,
-          requestDeserialize: raw,
-          responseSerialize: raw,
-          responseDeserialize: raw,
-        },
-      },
-      'Export',
-    );
+    const Client = grpc.makeGenericClientConstructor({ Export: grpcExportMethod('logs') }, 'Export');
     const client = new Client(
       url.host,
       url.protocol === 'https:' ? grpc.credentials.createSsl() : grpc.credentials.createInsecure(),
