@@ -9,8 +9,9 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_LIFECYCLE, promptKeyOf, rootSpanIdFor } from '@ccbridge/claude-events';
-import { StatusCode, type LogRecord } from '@ccbridge/otlp';
+import { DEFAULT_LIFECYCLE, promptKeyOf, rootSpanIdFor, type AgentLink } from '@ccbridge/claude-events';
+import { StatusCode, attributesToRecord, type LogRecord } from '@ccbridge/otlp';
+import { SHARDS, shardOf } from '@ccbridge/redis';
 import { SCENARIOS, logsOf, type Capture, type Scenario } from './fixtures';
 import {
   Harness,
@@ -262,6 +263,106 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     assert.equal(late.length, startUp.length, 'every one sent, none lost in Redis');
     assert.ok(late.every((s) => s.traceId === root!.traceId && s.parentSpanId === root!.spanId));
     assert.equal(h.exported.filter((s) => !s.parentSpanId).length, 1, 'never a second root');
+  });
+
+  test(`${label}: spans a batch holds for a turn while its root is being drawn (claimed, not yet settled) are sent, not marked sent unsent`, async () => {
+    const request = logsOf('json', 'simple');
+    const records = recordsOf(request);
+    const startUp = records.filter((r) => attr(r, 'prompt.id') === undefined);
+    assert.ok(startUp.length > 0);
+    let raced = false;
+    const h: Harness = harness({
+      exportSpans: async (rs) => {
+        const spans = rs.flatMap((r) => r.scopeSpans!.flatMap((ss) => ss.spans!));
+        // Another worker's batch lands between this root's claim and its settle.
+        if (!raced && spans.some((s) => !s.parentSpanId)) {
+          raced = true;
+          await other.process(requestOf(request, startUp));
+        }
+        for (const s of spans) h.exported.push({ ...s, attrs: attributesToRecord(s.attributes) });
+      },
+    });
+    const other = sibling(h);
+    await h.process(
+      requestOf(
+        request,
+        records.filter((r) => !startUp.includes(r)),
+      ),
+    );
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.gapWaitMs), 1, 'drawn once the gap wait ran out');
+    assert.ok(raced, 'the batch came while the root was being drawn');
+    const [root] = h.roots();
+    const startUpSpans = [...h.stored().values()].filter((s) => s.attrs['prompt.id'] === undefined && s.parentSpanId);
+    assert.equal(startUpSpans.length, startUp.length, 'every start-up span sent, none left marked sent in Redis');
+    assert.ok(startUpSpans.every((s) => s.traceId === root!.traceId && s.parentSpanId === root!.spanId));
+    assert.equal(h.exported.filter((s) => !s.parentSpanId).length, 1, 'one root');
+    assert.equal(
+      (await h.store.stats())['late_events'] ?? 0,
+      0,
+      'nothing counted late: it came before the root was settled',
+    );
+  });
+
+  test(`${label}: a batch retried after its export failed is applied once: its late events counted once, the spans it released sent`, async () => {
+    const request = logsOf('json', 'simple');
+    const records = recordsOf(request);
+    const startUp = records.filter((r) => attr(r, 'prompt.id') === undefined);
+    const prompt = records.find((r) => name(r) === 'user_prompt')!;
+    let failNext = false;
+    const h: Harness = harness({
+      exportSpans: async (rs) => {
+        if (failNext) {
+          failNext = false;
+          throw new Error('LLMFlow is away');
+        }
+        for (const r of rs)
+          for (const s of r.scopeSpans!.flatMap((ss) => ss.spans!))
+            h.exported.push({ ...s, attrs: attributesToRecord(s.attributes) });
+      },
+    });
+    await h.process(
+      requestOf(
+        request,
+        records.filter((r) => !startUp.includes(r)),
+      ),
+    );
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.gapWaitMs), 1, 'drawn once the gap wait ran out');
+    const [root] = h.roots();
+    // Start-up events (released into the drawn turn) and a copy of its prompt (late), in one batch.
+    const late = requestOf(request, [...startUp, prompt]);
+    failNext = true;
+    await assert.rejects(h.process(late, 'job-7@1'), /LLMFlow is away/);
+    await h.process(late, 'job-7@1');
+    const startUpSpans = [...h.stored().values()].filter((s) => s.attrs['prompt.id'] === undefined && s.parentSpanId);
+    assert.equal(startUpSpans.length, startUp.length, 'the released spans went on the retry');
+    assert.ok(startUpSpans.every((s) => s.traceId === root!.traceId));
+    assert.equal((await h.store.stats())['late_events'], 1, 'the late event counted once');
+  });
+
+  test(`${label}: held subagent spans of sessions in every shard are forgotten in one go (on a cluster: over several masters)`, async () => {
+    const h = harness();
+    const sessions = new Map<number, string>();
+    for (let i = 0; sessions.size < SHARDS; i++)
+      if (!sessions.has(shardOf(`s${i}`))) sessions.set(shardOf(`s${i}`), `s${i}`);
+    await h.store.forgetAgentSpans([...sessions.values()].map((session) => ({ session, agent: 'a', spanIds: ['x'] })));
+  });
+
+  test(`${label}: an Agent call starts one subagent: of two workers linking it to different subagents at once, the first stands`, async () => {
+    const h = harness();
+    const link = (agent: string) => ({
+      session: 'race',
+      links: [[agent, { call: 'toolu_1', rule: 'only_open' as const }]] as [string, AgentLink][],
+      agents: [],
+    });
+    await Promise.all([h.store.place([link('a1')]), sibling(h).store.place([link('a2')])]);
+    const [state] = await h.store.agents([
+      { session: 'race', calls: [], agents: [], notes: [], spans: [], inputs: [] },
+    ]);
+    assert.deepEqual(
+      [...state!.links.values()].map((l) => l.call),
+      ['toolu_1'],
+      'the call is linked once',
+    );
   });
 
   test(`${label}: a gap that never fills: drawn with complete=false and the count missing once the wait is over; the event, late, joins the trace`, async () => {

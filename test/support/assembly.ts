@@ -114,8 +114,9 @@ export class Harness {
     });
   }
 
-  process(request: ExportLogsRequest) {
-    return processBatch(this.deps, 'logs', request);
+  /** Processes a batch as the worker does; `batch` is its job's id (a retry gives the same). */
+  process(request: ExportLogsRequest, batch?: string) {
+    return processBatch(this.deps, 'logs', request, batch);
   }
 
   /** A closer round over every shard at the clock's time, as the worker's timer runs it. */

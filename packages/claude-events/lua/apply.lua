@@ -1,6 +1,9 @@
 -- apply.lua: what one batch adds to the interactions of one shard, and their new verdicts.
 --
 -- KEYS[1]  the shard's deadline index (sorted set)      KEYS[2]  the shard's stats (hash)
+-- KEYS[3]  the batch's record in this shard (string, keys.ts appliedKey): what applying it handed
+--          back. A batch found there was applied already (a retry after a partial success): it
+--          changes nothing twice and is handed back the same work.
 -- Every other key it touches is built from ARGV[1].templates (keys.ts) and carries the same
 -- hash tag as KEYS[1], so the script stays within one slot on a Redis Cluster.
 -- ARGV[1]  JSON: { now, cfg, templates,
@@ -19,6 +22,9 @@
 --! include lifecycle.lua
 
 local input = cjson.decode(ARGV[1])
+local done = input.batch and redis.call('GET', KEYS[3])
+if done then return done end
+
 -- What a held span's entry becomes once it is sent (interaction.ts SENT).
 local SENT = '-'
 L.init(KEYS[1], KEYS[2], input)
@@ -153,4 +159,6 @@ for _, key in ipairs(order) do
   local v = L.schedule(key)
   if v and v.phase == 'due' then due[#due + 1] = key end
 end
-return cjson.encode({ due = due, late = late, release = release })
+local result = cjson.encode({ due = due, late = late, release = release })
+if input.batch then redis.call('SET', KEYS[3], result, 'EX', ttl) end
+return result

@@ -7,7 +7,8 @@
 --                  timersDueBy }   a timer (idle, turn timeout, gap wait) counts as run out only
 --                                  if it ran out by then: the oldest batch still queued was
 --                                  received then, and it may hold the events the timer waits for
--- Returns  JSON: [{ key, verdict, state: {field: value}, contributions: [json], events: [json], inputs: [json] }]
+-- Returns  JSON: [{ key, verdict, state: {field: value}, contributions: [json], events: [id, json, ...], inputs: [json] }]
+--          events: its held spans, by id (settle.lua marks sent those claimed, and only those)
 --
 -- A lease is the entry's score moved to now + leaseMs (and `leaseUntil` on the state): no other
 -- worker takes it meanwhile, and if this one dies the entry comes due again when it runs out.
@@ -34,7 +35,7 @@ for _, key in ipairs(redis.call('ZRANGEBYSCORE', L.deadlines, '-inf', now, 'LIMI
       redis.call('ZADD', L.deadlines, now + leaseMs, key)
       v.key = key
       local contributions = redis.call('HVALS', L.key('contributions', key))
-      local events = redis.call('HVALS', L.key('events', key))
+      local events = redis.call('HGETALL', L.key('events', key))
       local inputs = redis.call('HVALS', L.key('inputs', key))
       out[#out + 1] = { key = key, verdict = v, state = ix, contributions = contributions, events = events, inputs = inputs }
     end

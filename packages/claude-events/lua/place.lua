@@ -5,7 +5,7 @@
 --
 -- KEYS[1]  the shard's deadline index (sorted set)      KEYS[2]  the shard's stats (hash)
 -- ARGV[1]  JSON: { now, cfg, templates, sessions: [{ session, links: [[agent, json]], agents: [agent] }] }
---            links: new links to record (the first recorded for an agent stands);
+--            links: new links to record (the first recorded for an agent, or for a call, stands);
 --            agents: subagents whose held spans to hand back if they can be placed
 -- Returns  JSON: [{ session, placed: {agent: { rule, key, call?, type? }}, spans: {agent: [json]} }]
 --            placed: where each subagent handed back goes: the trace of prompt key `key`, under
@@ -26,7 +26,17 @@ L.init(KEYS[1], KEYS[2], input)
 local out = {}
 for _, s in ipairs(input.sessions) do
   local callsKey, linksKey = L.key('calls', s.session), L.key('links', s.session)
-  for _, l in ipairs(s.links) do redis.call('HSETNX', linksKey, l[1], l[2]) end
+  -- A link stands once recorded, per subagent and per Agent call: of two batches linking at once,
+  -- the first's links stand and a call is never given to two subagents.
+  local byCall = L.key('callLinks', s.session)
+  for _, l in ipairs(s.links) do
+    local call = cjson.decode(l[2]).call
+    local taken = call ~= '' and redis.call('HGET', byCall, call)
+    if not taken or taken == l[1] then
+      if redis.call('HSETNX', linksKey, l[1], l[2]) == 1 and call ~= '' then redis.call('HSET', byCall, call, l[1]) end
+    end
+  end
+  redis.call('EXPIRE', byCall, input.cfg.ttlSeconds)
   local calls, links = L.read(callsKey), L.read(linksKey)
 
   local function placementOf(agent, depth)

@@ -4,9 +4,14 @@
 -- KEYS[1]  the shard's deadline index (sorted set)      KEYS[2]  the shard's stats (hash)
 -- Per-interaction keys are built from ARGV[1].templates and share KEYS[1]'s hash tag.
 -- ARGV[1]  JSON: { now, cfg, templates,
---                  drawn: [{ key, complete }],      complete: as the verdict claim.lua gave said
+--                  drawn: [{ key, complete, held: [id] }],  complete: as the verdict claim.lua gave
+--                                                           said; held: the held spans it handed back
 --                  retry: [{ key, at }] }
--- Returns  the number marked drawn.
+-- Returns  JSON: { drawn: n, release: [[key, json], ...] }
+--          release: held spans a batch added after the root was claimed (apply.lua does not wait
+--          for a lease): not in the root just sent, so handed back to be sent now, in its trace,
+--          as apply.lua hands back those of a turn drawn already. Only what was handed back is
+--          marked sent.
 --! include lifecycle.lua
 
 local input = cjson.decode(ARGV[1])
@@ -26,7 +31,8 @@ local function forgetSequences(ix)
   end
 end
 
-local drawn = 0
+local SENT = '-'
+local drawn, release = 0, {}
 for _, d in ipairs(input.drawn) do
   local ixKey = L.key('ix', d.key)
   local ix = L.read(ixKey)
@@ -34,9 +40,16 @@ for _, d in ipairs(input.drawn) do
     redis.call('HSET', ixKey, 'drawn', '1', 'drawnAt', L.now)
     redis.call('HDEL', ixKey, 'leaseUntil', 'phase', 'prompt', 'completion')
     redis.call('DEL', L.key('contributions', d.key), L.key('inputs', d.key))
-    -- Held spans drawn with the root are marked sent, so a later copy of one is not sent again.
+    -- Held spans are marked sent, so a later copy of one is not sent again: those drawn with the
+    -- root, and those that came since it was claimed, handed back now.
+    local claimed = {}
+    for _, id in ipairs(d.held or {}) do claimed[id] = true end
     local events = L.key('events', d.key)
-    for _, id in ipairs(redis.call('HKEYS', events)) do redis.call('HSET', events, id, '-') end
+    local held = redis.call('HGETALL', events)
+    for i = 1, #held, 2 do
+      if not claimed[held[i]] and held[i + 1] ~= SENT then release[#release + 1] = { d.key, held[i + 1] } end
+      redis.call('HSET', events, held[i], SENT)
+    end
     if ix.session then redis.call('SREM', L.key('waiting', ix.session), d.key) end
     redis.call('HINCRBY', L.stats, 'drawn', 1)
     if d.complete then forgetSequences(ix) else redis.call('HINCRBY', L.stats, 'drawn_incomplete', 1) end
@@ -51,4 +64,4 @@ for _, r in ipairs(input.retry) do
     redis.call('ZADD', L.deadlines, r.at, r.key)
   end
 end
-return drawn
+return cjson.encode({ drawn = drawn, release = release })

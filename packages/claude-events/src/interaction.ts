@@ -300,8 +300,10 @@ export interface StoredTurn {
   resource: KeyValue[];
   completion?: string;
   contributions: Contribution[];
-  /** Spans of session-level events held for this interaction (its session's first). */
+  /** Spans held for its root (start-up spans, LLM calls waiting for their answer, folds). */
   held: HeldSpan[];
+  /** The ids of its held entries when claimed (sent ones too): what settle.lua marks sent. */
+  heldIds: string[];
   /** Its main chain's calls and tool results (inputs.ts), and its prompt's event.sequence. */
   inputs: InputFact[];
   promptSeq?: number;

@@ -157,6 +157,8 @@ export async function processBatch<S extends Signal>(
   deps: BatchProcessorDeps,
   signal: S,
   request: ExportRequestBySignal[S],
+  /** The batch's id (its job's): a batch delivered again is applied once (apply.lua). */
+  batch?: string,
 ): Promise<BatchSummary> {
   const mode = deps.nativeTraces ?? 'prefer';
   const redactor = deps.redactor ?? NO_REDACTION;
@@ -170,7 +172,7 @@ export async function processBatch<S extends Signal>(
     const keys = assignTurns(events, timelines);
     // Every event's sequence number counts, those left to Claude Code's own spans too.
     const plan = planBatch(events, keys, sequenceMarksOf(extracted.events), deps.eventRows);
-    const applied = await deps.store.apply(plan);
+    const applied = await deps.store.apply(plan, batch);
     const placed = await placeAgents(deps, events, keys, plan.agentSpans, plan.calls);
     // The batch's spans go with the roots of the turns it completed, in one export; with them
     // what was to wait for a root that is drawn already.

@@ -311,7 +311,18 @@ export async function queueStatus(redis: RedisClient, name = QUEUE_NAME): Promis
   }
 }
 
-export type BatchHandler = (job: BatchJob, info: { id: string | undefined; attempt: number }) => Promise<void>;
+export type BatchHandler = (
+  job: BatchJob,
+  info: {
+    id: string | undefined;
+    attempt: number;
+    /**
+     * The job's id with the time it was queued: the same on every attempt, and never that of
+     * another job (BullMQ's ids start again from 1 in a queue that was emptied).
+     */
+    batch: string | undefined;
+  },
+) => Promise<void>;
 
 export interface BatchConsumerOptions {
   concurrency: number;
@@ -360,7 +371,8 @@ export class BatchConsumer {
           throw new UnrecoverableError(`the job's batch cannot be read: ${(err as Error).message}`);
         }
         try {
-          await handler(batch, { id: job.id, attempt: job.attemptsMade + 1 });
+          const id = job.id === undefined ? undefined : `${job.id}@${job.timestamp}`;
+          await handler(batch, { id: job.id, attempt: job.attemptsMade + 1, batch: id });
           this.pressed = 0;
         } catch (err) {
           // The error's kind (@ccbridge/errors), in BullMQ's terms.

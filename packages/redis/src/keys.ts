@@ -99,6 +99,8 @@ export type KeyTemplate = readonly [string, string];
 
 export interface ShardKeys {
   shard: number;
+  /** The hash tag every key of the shard carries: one slot on a cluster. */
+  tag: string;
   /** Sorted set: interaction key → when it is next looked at (ms): a deadline, or a lease. */
   deadlines: string;
   /** Hash of counters: drawn, incomplete, late events. */
@@ -117,7 +119,7 @@ export interface ShardKeys {
  * interactions waiting for a missing sequence number; `pending`: hash, spans of a session's
  * start-up events held for the prompt they lead to. Subagents (agents.ts in claude-events):
  * `calls`, `agents`, `links`: hashes per session, its Agent tool calls, its subagents and which
- * call started which; `agentSpans`: hash per `session/agent`, a subagent's spans held until it
+ * call started which; `callLinks`: hash per session, the same links by call (a call starts one subagent); `agentSpans`: hash per `session/agent`, a subagent's spans held until it
  * is placed; `agentInputs`: hash per `session/agent`, its calls and tool results by
  * event.sequence (its LLM calls' inputs); `callSpans`: hash per session, background Agent calls'
  * tool spans and their subagents' totals, held until they meet (meet.lua).
@@ -134,15 +136,24 @@ export type PerIdKey =
   | 'calls'
   | 'agents'
   | 'links'
+  | 'callLinks'
   | 'agentSpans'
   | 'agentInputs'
   | 'callSpans';
+
+/**
+ * A batch's record in a shard (`applied` + batch id): string, what applying it there handed back
+ * (apply.lua), so a batch delivered again (a retry after a partial success) changes nothing
+ * twice and is handed back the same work.
+ */
+export const appliedKey = (shard: ShardKeys, batch: string) => `${shard.tag}:applied:${batch}`;
 
 export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
   const tag = `{${namespace}:${shard}}`;
   const per = (kind: string, suffix = ''): KeyTemplate => [`${tag}:${kind}:`, suffix];
   return {
     shard,
+    tag,
     deadlines: `${tag}:deadlines`,
     stats: `${tag}:stats`,
     callDeadlines: `${tag}:calls:deadlines`,
@@ -158,6 +169,7 @@ export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
       calls: per('session', ':calls'),
       agents: per('session', ':agents'),
       links: per('session', ':links'),
+      callLinks: per('session', ':calllinks'),
       agentSpans: per('agent', ':spans'),
       agentInputs: per('agent', ':inputs'),
       callSpans: per('session', ':callspans'),

@@ -123,7 +123,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
   const consumer = new BatchConsumer(
     redis,
     async (job, info) => {
-      const summary = await traced(job, info, () => processBatch(deps, job.signal, job.request));
+      const summary = await traced(job, info, () => processBatch(deps, job.signal, job.request, info.batch));
       // The session's ledger counts its api_request events once they are drawn.
       if (job.signal === 'logs' && config.forwardMetrics)
         await ledger.addEvents(eventContributions(job.request as ExportLogsRequest));

@@ -6,7 +6,7 @@
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics } from '@ccbridge/telemetry';
 import type { ResourceSpans } from '@ccbridge/otlp';
-import { rootSpanOf, type StoredTurn } from '../interaction';
+import { releasedSpansOf, rootSpanOf, type StoredTurn } from '../interaction';
 import { heldCallSpans } from '../agents';
 import type { LifecycleStore } from './store';
 
@@ -142,16 +142,27 @@ export class TurnCloser {
       );
   }
 
-  /** Marks exported roots drawn, and says so; returns how many. */
+  /**
+   * Marks exported roots drawn, and sends what batches held for them while they were being drawn
+   * (settle.lua hands it back, marked sent: an export failing now loses it, and says so); returns
+   * how many were drawn.
+   */
   private async settleDrawn(shard: number, done: StoredTurn[]): Promise<number> {
     const { store, log } = this.options;
     if (done.length === 0) return 0;
     // Whether each root is complete, lifecycle.lua decided when it was claimed (verdict.complete).
-    await store.settle(
+    const { release } = await store.settle(
       shard,
-      done.map((ix) => ({ key: ix.key, complete: ix.verdict.complete !== false })),
+      done.map((ix) => ({ key: ix.key, complete: ix.verdict.complete !== false, held: ix.heldIds })),
       [],
     );
+    if (release.length > 0)
+      await this.options.exportSpans(releasedSpansOf(release), 'spans').catch((err: Error) => {
+        log.error(
+          { spans: release.length, err: err.message },
+          'lost spans held for roots drawn while they came: their export failed after they were marked sent',
+        );
+      });
     const incomplete = done.filter((ix) => ix.verdict.complete === false).length;
     bridgeMetrics.drawn(true, done.length - incomplete);
     bridgeMetrics.drawn(false, incomplete);

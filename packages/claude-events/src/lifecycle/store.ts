@@ -12,6 +12,7 @@ import type { KeyValue } from '@ccbridge/otlp';
 import {
   NAMESPACE,
   SHARDS,
+  appliedKey,
   defineScript,
   keyOf,
   shardKeys,
@@ -46,7 +47,7 @@ import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type 
 
 const LUA = path.join(__dirname, '..', '..', 'lua');
 
-type ScriptCall = (deadlines: string, stats: string, input: string) => Promise<unknown>;
+type ScriptCall = (...keysThenInput: string[]) => Promise<unknown>;
 type ScriptName =
   'ccbridgeApply' | 'ccbridgeClaim' | 'ccbridgeSettle' | 'ccbridgeAgents' | 'ccbridgePlace' | 'ccbridgeMeet';
 type Scripted = RedisClient & Record<ScriptName, ScriptCall>;
@@ -85,7 +86,7 @@ export class LifecycleStore {
     this.config = { ...DEFAULT_LIFECYCLE, ...options.config };
     this.clock = options.clock ?? systemClock;
     this.shards = Array.from({ length: SHARDS }, (_, n) => shardKeys(n, options.namespace ?? NAMESPACE));
-    defineScript(redis, 'ccbridgeApply', LUA, 'apply.lua', 2);
+    defineScript(redis, 'ccbridgeApply', LUA, 'apply.lua', 3);
     defineScript(redis, 'ccbridgeClaim', LUA, 'claim.lua', 2);
     defineScript(redis, 'ccbridgeSettle', LUA, 'settle.lua', 2);
     defineScript(redis, 'ccbridgeAgents', LUA, 'agents.lua', 2);
@@ -107,8 +108,11 @@ export class LifecycleStore {
     return this.redis[script](shard.deadlines, shard.stats, this.input(shard, extra));
   }
 
-  /** Applies a batch's plan: one atomic script per shard it touches. */
-  async apply(plan: Pick<BatchPlan, 'updates' | 'pending' | 'sequences'>): Promise<ApplyOutcome> {
+  /**
+   * Applies a batch's plan: one atomic script per shard it touches. With the batch's id (its
+   * job's), each shard applies it once: a retry is handed back what the first run handed back.
+   */
+  async apply(plan: Pick<BatchPlan, 'updates' | 'pending' | 'sequences'>, batch?: string): Promise<ApplyOutcome> {
     const work = new Map<number, ShardWork>();
     const of = (session: string) => {
       const n = shardOf(session);
@@ -122,7 +126,13 @@ export class LifecycleStore {
     const outcome: ApplyOutcome = { due: [], late: [], release: [] };
     await Promise.all(
       [...work].map(async ([n, w]) => {
-        const raw = await this.run('ccbridgeApply', this.shards[n]!, { ...w });
+        const keys = this.shards[n]!;
+        const raw = await this.redis.ccbridgeApply(
+          keys.deadlines,
+          keys.stats,
+          appliedKey(keys, batch ?? ''),
+          this.input(keys, { ...w, ...(batch !== undefined && { batch }) }),
+        );
         const result = JSON.parse(raw as string) as { due: unknown; late: unknown; release: unknown };
         for (const key of list<string>(result.due)) outcome.due.push({ shard: n, key });
         for (const [key, events] of list<[string, number]>(result.late)) outcome.late.push({ key, events });
@@ -227,17 +237,22 @@ export class LifecycleStore {
     return this.redis.ccbridgeMeet(keys.callDeadlines, keys.stats, this.input(keys, { mode, items }));
   }
 
-  /** Drops held subagent spans once they are sent: one pipeline. */
+  /**
+   * Drops held subagent spans once they are sent: one pipeline per shard (a cluster takes a
+   * pipeline only over keys of one master).
+   */
   async forgetAgentSpans(sent: { session: string; agent: string; spanIds: string[] }[]): Promise<void> {
-    sent = sent.filter((s) => s.spanIds.length > 0);
-    if (sent.length === 0) return;
-    const pipeline = this.redis.pipeline();
+    const byShard = new Map<number, typeof sent>();
     for (const s of sent)
-      pipeline.hdel(
-        keyOf(this.shards[shardOf(s.session)]!.templates.agentSpans, `${s.session}/${s.agent}`),
-        ...s.spanIds,
-      );
-    for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err;
+      if (s.spanIds.length > 0) byShard.set(shardOf(s.session), [...(byShard.get(shardOf(s.session)) ?? []), s]);
+    await Promise.all(
+      [...byShard].map(async ([n, group]) => {
+        const pipeline = this.redis.pipeline();
+        for (const s of group)
+          pipeline.hdel(keyOf(this.shards[n]!.templates.agentSpans, `${s.session}/${s.agent}`), ...s.spanIds);
+        for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err;
+      }),
+    );
   }
 
   /** The prompts of each session, by start time: one pipeline per shard. */
@@ -279,14 +294,23 @@ export class LifecycleStore {
     return list<ClaimedRow>(JSON.parse(raw as string)).map(storedOf);
   }
 
-  /** Marks drawn roots (later events are late) and gives the others back, to be looked at again at `retryAt`. */
+  /**
+   * Marks drawn roots (later events are late) and gives the others back, to be looked at again
+   * at `at`. Held spans a batch added to a drawn turn after it was claimed are handed back
+   * (`release`, JSON HeldSpan), to be sent now: they are not in the root that went.
+   */
   async settle(
     shard: number,
-    drawn: { key: string; complete: boolean }[],
+    drawn: { key: string; complete: boolean; held: string[] }[],
     retry: { key: string; at: number }[],
-  ): Promise<number> {
-    if (drawn.length === 0 && retry.length === 0) return 0;
-    return Number(await this.run('ccbridgeSettle', this.shards[shard]!, { drawn, retry }));
+  ): Promise<{ drawn: number; release: { key: string; held: string }[] }> {
+    if (drawn.length === 0 && retry.length === 0) return { drawn: 0, release: [] };
+    const raw = await this.run('ccbridgeSettle', this.shards[shard]!, { drawn, retry });
+    const result = JSON.parse(raw as string) as { drawn: number; release: unknown };
+    return {
+      drawn: result.drawn,
+      release: list<[string, string]>(result.release).map(([key, held]) => ({ key, held })),
+    };
   }
 
   /** Interactions not yet drawn, over every shard (each waits in its shard's deadline index). */
@@ -345,6 +369,13 @@ interface ClaimedRow {
 
 function storedOf(row: ClaimedRow): StoredTurn {
   const h = row.state;
+  const events = list<string>(row.events);
+  const heldIds: string[] = [];
+  const unsent: string[] = [];
+  for (let i = 0; i < events.length; i += 2) {
+    heldIds.push(events[i]!);
+    if (events[i + 1] !== SENT) unsent.push(events[i + 1]!);
+  }
   return {
     key: row.key,
     traceId: h.traceId!,
@@ -355,9 +386,8 @@ function storedOf(row: ClaimedRow): StoredTurn {
     resource: h.resource ? (JSON.parse(h.resource) as KeyValue[]) : [],
     completion: h.completion,
     contributions: list<string>(row.contributions).map((c) => JSON.parse(c) as Contribution),
-    held: list<string>(row.events)
-      .filter((e) => e !== SENT)
-      .map((e) => JSON.parse(e) as HeldSpan),
+    held: unsent.map((e) => JSON.parse(e) as HeldSpan),
+    heldIds,
     inputs: list<string>(row.inputs).map((f) => JSON.parse(f) as InputFact),
     ...(h.promptSeq !== undefined && { promptSeq: Number(h.promptSeq) }),
     verdict: row.verdict,
