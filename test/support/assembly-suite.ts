@@ -9,7 +9,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_LIFECYCLE, promptKeyOf, rootSpanIdFor, type AgentLink } from '@ccbridge/claude-events';
+import { DEFAULT_LIFECYCLE, promptKeyOf, rootSpanIdFor } from '@ccbridge/claude-events';
 import { StatusCode, attributesToRecord, type LogRecord } from '@ccbridge/otlp';
 import { SHARDS, shardOf } from '@ccbridge/redis';
 import { SCENARIOS, logsOf, type Capture, type Scenario } from './fixtures';
@@ -339,32 +339,6 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     assert.equal((await h.store.stats())['late_events'], 1, 'the late event counted once');
   });
 
-  test(`${label}: held subagent spans of sessions in every shard are forgotten in one go (on a cluster: over several masters)`, async () => {
-    const h = harness();
-    const sessions = new Map<number, string>();
-    for (let i = 0; sessions.size < SHARDS; i++)
-      if (!sessions.has(shardOf(`s${i}`))) sessions.set(shardOf(`s${i}`), `s${i}`);
-    await h.store.forgetAgentSpans([...sessions.values()].map((session) => ({ session, agent: 'a', spanIds: ['x'] })));
-  });
-
-  test(`${label}: an Agent call starts one subagent: of two workers linking it to different subagents at once, the first stands`, async () => {
-    const h = harness();
-    const link = (agent: string) => ({
-      session: 'race',
-      links: [[agent, { call: 'toolu_1', rule: 'only_open' as const }]] as [string, AgentLink][],
-      agents: [],
-    });
-    await Promise.all([h.store.place([link('a1')]), sibling(h).store.place([link('a2')])]);
-    const [state] = await h.store.agents([
-      { session: 'race', calls: [], agents: [], notes: [], spans: [], inputs: [] },
-    ]);
-    assert.deepEqual(
-      [...state!.links.values()].map((l) => l.call),
-      ['toolu_1'],
-      'the call is linked once',
-    );
-  });
-
   test(`${label}: a gap that never fills: drawn with complete=false and the count missing once the wait is over; the event, late, joins the trace`, async () => {
     const request = logsOf('json', 'two-tools');
     const records = recordsOf(request);
@@ -469,7 +443,12 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     assertWholeRoot([...h.stored().values()], byEnd.get('response')!, 'resumed');
   });
 
-  test(`${label}: a finished subagent no Agent call can be told for goes under its prompt's root once a later prompt came (rule root)`, async () => {
+  /**
+   * A turn with a subagent the turn's calls cannot have started (its only call is Bash): it made
+   * a request and finished, before the turn's answer; then a second turn. Numbered in record
+   * order, so nothing is missing. With `session`, as that session.
+   */
+  function unplaceableSubagent(tag: string, session?: string) {
     const request = logsOf('json', 'tool');
     const prompted = recordsOf(request).filter((r) => attr(r, 'prompt.id'));
     const api = prompted.find((r) => name(r) === 'api_request')!;
@@ -484,8 +463,6 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
         ...extra!,
       ],
     });
-    // A subagent the turn's calls cannot have started (its only call is Bash): it made a request and
-    // finished, before the turn's answer. Numbered in record order, so nothing is missing.
     const answer = prompted.findIndex((r) => name(r) === 'assistant_response');
     const first = variant(
       [
@@ -494,25 +471,55 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
         sub('subagent_completed', []),
         ...prompted.slice(answer),
       ],
-      { tag: 'one', seqFrom: 0 },
+      { tag: `${tag}-one`, seqFrom: 0, session },
     );
-    const second = variant(prompted, { tag: 'two', seqFrom: first.length, shiftMs: MINUTE });
-    const h = harness();
-    await h.process(requestOf(request, first));
-    const ofAgent = () => [...h.stored().values()].filter((s) => s.attrs['gen_ai.agent.id'] === 'agent-A');
-    assert.deepEqual(ofAgent(), [], 'held while a notification could still name its call');
-    await h.process(requestOf(request, second));
-    // Under the root of its own prompt, in that prompt's trace.
+    const second = variant(prompted, { tag: `${tag}-two`, seqFrom: first.length, shiftMs: MINUTE, session });
     const key = promptKeyOf(attr(first[answer]!, 'prompt.id')!.stringValue!);
-    const root = h.roots().find((r) => r.spanId === rootSpanIdFor(key));
-    assert.ok(root, "the subagent's prompt has its root");
-    const spans = ofAgent();
+    return { request, first, second, key, session: session ?? attr(first[0]!, 'session.id')!.stringValue! };
+  }
+
+  /** Asserts the subagent's spans went under its prompt's root, by rule `root`. */
+  function assertUnderRoot(h: Harness, t: ReturnType<typeof unplaceableSubagent>) {
+    const root = h.roots().find((r) => r.spanId === rootSpanIdFor(t.key));
+    assert.ok(root, `${t.session}: the subagent's prompt has its root`);
+    const spans = [...h.stored().values()].filter(
+      (s) => s.attrs['gen_ai.agent.id'] === 'agent-A' && s.traceId === root.traceId,
+    );
     assert.deepEqual(spans.map((s) => s.name).sort(), ['claude_code.llm_request', 'claude_code.subagent_completed']);
     for (const s of spans) {
-      assert.equal(s.traceId, root.traceId, `${s.name} in the trace of its prompt`);
       assert.equal(s.parentSpanId, root.spanId, `${s.name} under the root`);
       assert.equal(s.attrs['claude_code.agent.placement'], 'root');
     }
+  }
+
+  test(`${label}: a finished subagent no Agent call can be told for goes under its prompt's root once a later prompt came (rule root)`, async () => {
+    const t = unplaceableSubagent('solo');
+    const h = harness();
+    await h.process(requestOf(t.request, t.first));
+    const ofAgent = () => [...h.stored().values()].filter((s) => s.attrs['gen_ai.agent.id'] === 'agent-A');
+    assert.deepEqual(ofAgent(), [], 'held while a notification could still name its call');
+    await h.process(requestOf(t.request, t.second));
+    assertUnderRoot(h, t);
+  });
+
+  test(`${label}: subagents of sessions in every shard placed by one batch (on a cluster: over every master)`, async () => {
+    const bySession = new Map<number, string>();
+    for (let i = 0; bySession.size < SHARDS; i++) bySession.set(shardOf(`many-${i}`), `many-${i}`);
+    const turns = [...bySession.values()].map((session, i) => unplaceableSubagent(`m${i}`, session));
+    const h = harness();
+    await h.process(
+      requestOf(
+        turns[0]!.request,
+        turns.flatMap((t) => t.first),
+      ),
+    );
+    await h.process(
+      requestOf(
+        turns[0]!.request,
+        turns.flatMap((t) => t.second),
+      ),
+    );
+    for (const t of turns) assertUnderRoot(h, t);
   });
 
   test(`${label}: two whole turns of a session in two processes each draw their own complete root`, async () => {

@@ -1,30 +1,36 @@
-/** Which Agent call started which subagent (packages/claude-events/src/agents.ts, linkAgents). */
+/**
+ * Which Agent call started which subagent: the rules of packages/claude-events/src/agents.ts's
+ * table, as lua/subagents.lua (A.link) applies them, in a real Redis.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AttributeValue } from '@ccbridge/otlp';
 import {
   agentFactsOf,
-  linkAgents,
   sequenceMarksOf,
   sequenceOf,
   type AgentCall,
   type AgentLink,
   type AgentSeen,
-  type AgentState,
   type ClaudeEvent,
 } from '@ccbridge/claude-events';
+import { linksOf, type LinkState } from '../support/link-probe';
+import { useRedis } from '../support/per-file';
+
+const peers = useRedis();
+let sessions = 0;
 
 const state = (
   calls: AgentCall[],
   agents: AgentSeen[],
-  o: Partial<Pick<AgentState, 'contiguous' | 'promptedAfter' | 'links'>> = {},
-): AgentState => ({
-  session: 's',
-  calls: new Map(calls.map((c) => [c.id, c])),
-  agents: new Map(agents.map((a) => [a.id, a])),
-  links: o.links ?? new Map<string, AgentLink>(),
-  contiguous: o.contiguous ?? new Set(agents.map((a) => a.id)),
-  promptedAfter: o.promptedAfter ?? new Set(),
+  o: { contiguous?: Set<string>; promptedAfter?: Set<string>; links?: Map<string, AgentLink> } = {},
+): LinkState => ({
+  session: `s${++sessions}`,
+  calls,
+  agents,
+  links: [...(o.links ?? new Map<string, AgentLink>())],
+  contiguous: [...(o.contiguous ?? new Set(agents.map((a) => a.id)))],
+  promptedAfter: [...(o.promptedAfter ?? new Set<string>())],
 });
 const call = (id: string, d: number, r: number | undefined, extra: Partial<AgentCall> = {}): AgentCall => ({
   id,
@@ -43,10 +49,11 @@ const agent = (id: string, first: number, last: number, extra: Partial<AgentSeen
   last,
   ...extra,
 });
-const links = (s: AgentState) => Object.fromEntries(linkAgents(s).map(([a, l]) => [a, `${l.call}/${l.rule}`]));
+const links = async (s: LinkState) =>
+  Object.fromEntries((await linksOf(peers.client, s)).map(([a, l]) => [a, `${l.call}/${l.rule}`]));
 
 // Event orders as Claude Code 2.1.328 logged them (tmp runs recorded in docs/CLAUDE_CODE_EVENTS.md).
-const CASES: [string, AgentState, Record<string, string>][] = [
+const CASES: [string, LinkState, Record<string, string>][] = [
   [
     'one foreground agent, still running: the only open call',
     state([call('T1', 5, undefined)], [agent('A', 8, 12)]),
@@ -145,10 +152,17 @@ const CASES: [string, AgentState, Record<string, string>][] = [
 ];
 
 for (const [label, s, want] of CASES) {
-  test(`subagent links: ${label}`, () => {
-    assert.deepEqual(links(s), want);
+  test(`subagent links: ${label}`, async () => {
+    assert.deepEqual(await links(s), want);
   });
 }
+
+test('subagent links: a call starts one subagent: of two workers linking it at once (each from what it read), the first stands', async () => {
+  const first = state([call('T1', 5, undefined)], [agent('A', 8, 12)]);
+  const second: LinkState = { ...state([call('T1', 5, undefined)], [agent('B', 9, 12)]), session: first.session };
+  assert.deepEqual(await links(first), { A: 'T1/only_open' });
+  assert.deepEqual(await links(second), {}, 'T1 is taken: B stays unlinked');
+});
 
 test('one event.sequence rule: a negative, fractional or non-numeric number is no sequence number, for subagents as for turns', () => {
   const event = (sequence: AttributeValue): ClaudeEvent => ({

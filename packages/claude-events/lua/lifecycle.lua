@@ -1,8 +1,8 @@
--- lifecycle.lua: when a turn's root is drawn, and whether it is drawn complete. The scripts
--- that decide include it and call L.decide: apply.lua (after a batch), claim.lua (what is due)
--- and settle.lua (what a drawn root's range was); agents.lua and place.lua include it only for
--- its helpers (L.key, L.read, L.covered). No other code decides this: TypeScript reads the
--- verdict these scripts return (src/lifecycle/lifecycle.ts, Verdict).
+-- lifecycle.lua: when a turn's root is drawn, and whether it is drawn complete: the one place
+-- that decides it (L.decide). turns.lua applies its verdicts (T.apply files them, T.claim hands
+-- over what is due, T.settle marks what was drawn); subagents.lua uses its helpers only (L.key,
+-- L.read, L.covered). TypeScript reads the verdicts these scripts return (src/lifecycle/
+-- lifecycle.ts, Verdict).
 --
 -- | phase | what the events say                                       | looked at again (ms)   | then drawn as                       |
 -- |-------|-----------------------------------------------------------|------------------------|-------------------------------------|
@@ -27,13 +27,16 @@
 --
 -- The timers are the settings BRIDGE_TURN_TIMEOUT_MS (turnTimeoutMs), BRIDGE_GAP_WAIT_MS
 -- (gapWaitMs) and BRIDGE_INTERACTION_IDLE_MS (idleMs). A timer that runs out while batches
--- received before it still wait in the queue waits for them (claim.lua): they may hold what it
+-- received before it still wait in the queue waits for them (T.claim): they may hold what it
 -- waits for.
 
-local L = { now = 0, cfg = {}, templates = {}, deadlines = '', stats = '' }
+local L = { now = 0, cfg = {}, templates = {}, deadlines = '', stats = '', callDeadlines = '' }
 
-function L.init(deadlines, stats, input)
-  L.deadlines, L.stats, L.now, L.cfg, L.templates = deadlines, stats, tonumber(input.now), input.cfg, input.templates
+-- The shard's declared keys (its deadline index, its stats, its held calls' deadlines) and the
+-- script's input (now, cfg, templates).
+function L.init(keys, input)
+  L.deadlines, L.stats, L.callDeadlines = keys[1], keys[2], keys[3]
+  L.now, L.cfg, L.templates = tonumber(input.now), input.cfg, input.templates
 end
 
 -- A per-id key of this shard (the templates come from keys.ts).

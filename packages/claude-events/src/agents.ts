@@ -19,10 +19,11 @@
  * |                | notification would have named it), or it stopped unfinished (it failed)   |
  * |                | and the session went on: under its prompt's root, and said so             |
  *
- * Until a subagent is placed its spans are held in Redis (lua/agents.lua); once placed, they
- * are handed to exactly one worker (lua/place.lua) and sent in the call's trace, those with no
- * parent of their own under the call's `claude_code.tool.execution`. Each carries the agent's
- * id and type (`gen_ai.agent.id`, `gen_ai.agent.name`) and the rule that placed it.
+ * The rules are applied in Redis, where the evidence is (lua/subagents.lua: A.link, A.place),
+ * in the script that applies each batch. Until a subagent is placed its spans are held there;
+ * once placed, they are handed back and sent in the call's trace (placedSpans, below), those
+ * with no parent of their own under the call's `claude_code.tool.execution`. Each carries the
+ * agent's id and type (`gen_ai.agent.id`, `gen_ai.agent.name`) and the rule that placed it.
  */
 import { attributesToRecord, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { sequenceOf, stringOf, type ClaudeEvent } from './events';
@@ -76,37 +77,42 @@ export interface AgentLink {
   key?: string;
 }
 
-/** A part of a held background Agent call (meet.lua): its tool span or its subagent's totals, as JSON. */
+/** A part of a held Agent call (lua/subagents.lua M.put): its tool span or its subagent's totals, as JSON. */
 export interface HeldCallPart {
   session: string;
   call: string;
   kind: 'span' | 'totals';
-  /** span: a ResourceSpans ready to send; totals: CallTotals. */
+  /** span: a ResourceSpans ready to send; totals: CallTotals (lua/subagents.lua moves them there at placement). */
   json: string;
   /** A span that waits for its totals (a background call's); else it is sent at once, with them if they are there. */
   wait?: boolean;
   /**
    * A foreground call's: the event.sequence just before its result, where its subagent's totals
-   * are logged; it goes without them only once that number has come (meet.lua).
+   * are logged; it goes without them only once that number has come (M.put).
    */
   after?: number;
 }
-/** A held call handed back by meet.lua: its span and totals, those that are there. */
+/** A held call handed back (M.put, M.due): its span and totals, those that are there. */
 export interface HeldCall {
   session: string;
   call: string;
   span?: string;
   totals?: string;
 }
-/** A subagent's totals held for its background Agent call: the fold, and the row they are without it. */
+/**
+ * A subagent's totals held for its Agent call (lua/subagents.lua A.place): its held span (a fold
+ * onto the call's tool span) and where the subagent was placed, to draw them as their own row
+ * when the span went without them.
+ */
 interface CallTotals {
-  fold: HeldSpan;
-  own: ResourceSpans[];
+  agent: string;
+  at: PlacedAt;
+  /** JSON HeldAgentSpan. */
+  held: string;
 }
-
 /**
  * An Agent call the main agent made, by its tool_use_id (from its tool_result): its tool span
- * goes through meet.lua, to meet its subagent's totals. A background call's (run_in_background,
+ * is held to meet its subagent's totals (M.put). A background call's (run_in_background,
  * known where tool details are logged) returns at once ("async_launched") and waits for them;
  * a foreground call's totals come before it, so it takes them if they are there and goes.
  */
@@ -118,26 +124,24 @@ export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean
   return { call, background: callInput(e)['run_in_background'] === true, seq: sequenceOf(e) };
 }
 
-/** A subagent's totals as held for its background call: merged into the call's span, or drawn as `own`. */
-export const callTotalsPart = (session: string, call: string, fold: HeldSpan, own: ResourceSpans[]): HeldCallPart => ({
-  session,
-  call,
-  kind: 'totals',
-  json: JSON.stringify({ fold, own } satisfies CallTotals),
-});
-
 /** Merges a held fold into a span still to be sent (the span's own values stay). */
 function mergeInto(span: Span, fold: HeldSpan): void {
   span.attributes = recordToAttributes({ ...fold.fold!.attributes, ...attributesToRecord(span.attributes) });
 }
 
-/** The spans to send for held calls meet.lua handed back: each call's span with its totals, or what is there alone. */
+/** The spans to send for held calls handed back (lua/subagents.lua M.put, M.due): each call's span with its totals, or what is there alone. */
 export function heldCallSpans(calls: HeldCall[]): ResourceSpans[] {
   return calls.flatMap((c) => {
     const totals = c.totals ? (JSON.parse(c.totals) as CallTotals) : undefined;
-    if (!c.span) return totals?.own ?? [];
+    const fold = totals && (JSON.parse(totals.held) as HeldAgentSpan);
+    if (!c.span) {
+      if (!totals) return [];
+      // Its span went without them: a row of their own, under the call's execution.
+      const placement = { ...placementOf(c.session, totals.at), callSpanId: undefined };
+      return placedSpans(placement, totals.agent, [totals.held]).spans;
+    }
     const span = JSON.parse(c.span) as ResourceSpans;
-    if (totals) for (const ss of span.scopeSpans ?? []) for (const s of ss.spans ?? []) mergeInto(s, totals.fold);
+    if (fold) for (const ss of span.scopeSpans ?? []) for (const s of ss.spans ?? []) mergeInto(s, fold);
     return [span];
   });
 }
@@ -156,7 +160,7 @@ interface HeldAgentSpan extends HeldSpan {
   resource: KeyValue[];
 }
 
-/** What a batch says about one session's subagents (the input of lua/agents.lua). */
+/** What a batch says about one session's subagents (the input of lua/subagents.lua A.merge). */
 export interface SessionAgents {
   session: string;
   calls: AgentCall[];
@@ -250,58 +254,6 @@ export function heldAgentSpan(
   return { session, agent, spanId: span.spanId, held: JSON.stringify(held) };
 }
 
-/** A session's subagent state as lua/agents.lua returns it. */
-export interface AgentState {
-  session: string;
-  calls: Map<string, AgentCall>;
-  agents: Map<string, AgentSeen>;
-  links: Map<string, AgentLink>;
-  contiguous: Set<string>;
-  promptedAfter: Set<string>;
-}
-
-/**
- * New links the evidence now supports (the rules of the table above), for subagents not yet
- * linked. Pure: the state in, the links out.
- */
-export function linkAgents(state: AgentState): [agent: string, link: AgentLink][] {
-  const taken = new Set([...state.links.values()].map((l) => l.call).filter(Boolean));
-  const out: [string, AgentLink][] = [];
-  const link = (agent: string, l: AgentLink) => {
-    out.push([agent, l]);
-    if (l.call) taken.add(l.call);
-  };
-  const calls = [...state.calls.values()];
-  const unlinked = () =>
-    [...state.agents.values()]
-      .filter((a) => !state.links.has(a.id) && !out.some(([id]) => id === a.id))
-      .sort((a, b) => a.first - b.first);
-  const callsOf = (a: AgentSeen) =>
-    calls.filter((c) => c.caller === a.parent && !taken.has(c.id) && (a.parent !== '' || c.key === a.key));
-  // Exact evidence first, so that what it takes is no longer open for the others.
-  for (const a of unlinked()) {
-    const done = a.completed !== undefined ? callsOf(a).find((c) => !c.bg && c.r === a.completed! + 1) : undefined;
-    if (done) link(a.id, { call: done.id, rule: 'completion' });
-  }
-  for (const a of unlinked()) {
-    const mine = callsOf(a);
-    // A background call returns at once: open until linked; so is one whose input is unreadable.
-    const open = mine.filter(
-      (c) => c.d !== undefined && c.d < a.first && (c.bg || !c.detail || c.r === undefined || c.r > a.last),
-    );
-    if (state.contiguous.has(a.id) && open.length === 1) {
-      link(a.id, { call: open[0]!.id, rule: 'only_open' });
-      continue;
-    }
-    // Nothing more will tell: it finished and a later prompt came (a notification would have
-    // named it), or it stopped before finishing (no subagent_completed: it failed) while only
-    // foreground calls could have started it, and the session went on to another prompt.
-    const finished = a.completed !== undefined || (mine.length > 0 && mine.every((c) => c.detail && !c.bg));
-    if (state.promptedAfter.has(a.id) && finished) link(a.id, { call: '', rule: 'root', key: a.key });
-  }
-  return out;
-}
-
 /** Where a placed subagent's spans go: the trace (its prompt key) and the parent span. */
 export interface Placement {
   traceKey: string;
@@ -319,13 +271,13 @@ export interface Placement {
   awaitingPrompt?: number;
   /** The subagent's calls and tool results kept so far: its calls' inputs. */
   inputs: InputFact[];
-  /** The main agent made the call: its tool span meets the subagent's totals in meet.lua. */
+  /** The main agent made the call: its tool span meets the subagent's totals (lua/subagents.lua M.put). */
   mainCall?: boolean;
 }
 
 /**
- * Where place.lua found a subagent goes (it alone decides whether, and where, a subagent can be
- * placed): the trace of prompt key `key`, under Agent call `call` (none for `root`).
+ * Where lua/subagents.lua found a subagent goes (it alone decides whether, and where, a subagent
+ * can be placed): the trace of prompt key `key`, under Agent call `call` (none for `root`).
  */
 export interface PlacedAt {
   rule: Rule;
@@ -339,11 +291,11 @@ export interface PlacedAt {
   result?: boolean;
   /** The subagent's calls and tool results kept so far (JSON InputFact). */
   inputs?: string[];
-  /** The agent that made the call ('' the main agent, whose Agent calls' spans meet their totals in meet.lua). */
+  /** The agent that made the call ('' the main agent, whose Agent calls' spans meet their totals: M.put). */
   caller?: string;
 }
 
-/** The span ids of a placement place.lua found. */
+/** The span ids of a placement lua/subagents.lua found. */
 export function placementOf(session: string, at: PlacedAt): Placement {
   const inputs = (Array.isArray(at.inputs) ? at.inputs : []).map((f) => JSON.parse(f) as InputFact);
   if (at.rule === 'root' || !at.call)

@@ -11,6 +11,7 @@ export * from './lifecycle/lifecycle';
 export * from './lifecycle/store';
 export * from './lifecycle/closer';
 export * from './processor';
+export * from './outcome';
 export * from './folds';
 export * from './problems';
 export * from './inputs';

@@ -1,22 +1,15 @@
 /**
  * The process stage as the worker runs it: a batch in, child spans out, interaction state
- * updated, and the roots of the turns the batch completed drawn (lifecycle/).
+ * updated, and the roots of the turns the batch completed drawn (lifecycle/): processor →
+ * one script per shard (lua/batch.lua) → export → one commit per shard (lua/commit.lua).
  */
-import { countItems, type ExportRequestBySignal, type KeyValue, type ResourceSpans, type Signal } from '@ccbridge/otlp';
+import { countItems, type ExportRequestBySignal, type KeyValue, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { assignTurns, sessionsToLookUp } from './assign';
 import { claudeEventsOf, type ClaudeEvent } from './events';
-import { planBatch, releasedSpansOf, sequenceMarksOf, type EventRows } from './interaction';
-import {
-  agentFactsOf,
-  callTotalsPart,
-  heldCallSpans,
-  linkAgents,
-  placedSpans,
-  placementOf,
-  type AgentSpan,
-  type HeldCallPart,
-} from './agents';
+import { planBatch, sequenceMarksOf, type EventRows } from './interaction';
+import { agentFactsOf, type AgentSpan, type SessionAgents } from './agents';
+import { drawOutcome } from './outcome';
 import { nativeSpansToForward, type NativeTraceMode } from './native';
 import { KEEP_ALL, createRedactor, type Redactor } from './privacy';
 import type { LifecycleStore } from './lifecycle/store';
@@ -77,87 +70,30 @@ function redactEvents(events: ClaudeEvent[], redactor: Redactor): ClaudeEvent[] 
   });
 }
 
-/**
- * Places subagents (agents.ts): the batch's facts merged and its subagent spans held, new links
- * found, and the spans of every subagent now placed sent in its Agent call's trace; the main
- * agent's Agent call spans and subagents' totals meet (meet.lua). Up to three calls to Redis per
- * shard, and only for batches with subagent activity or a prompt (a later prompt is what places
- * a subagent by rule `root`).
- */
-async function placeAgents(
-  deps: BatchProcessorDeps,
-  events: ClaudeEvent[],
-  keys: (string | undefined)[],
-  spans: AgentSpan[],
-  calls: HeldCallPart[],
-): Promise<number> {
+/** The batch's subagent facts by session (agents.ts), with the subagents' spans to hold. */
+function sessionsOf(events: ClaudeEvent[], keys: (string | undefined)[], spans: AgentSpan[]): SessionAgents[] {
   const facts = agentFactsOf(events, keys);
   for (const s of spans) {
     let f = facts.get(s.session);
     if (!f) facts.set(s.session, (f = { session: s.session, calls: [], agents: [], notes: [], spans: [], inputs: [] }));
     f.spans.push([s.agent, s.spanId, s.held]);
   }
-  if (facts.size === 0 && calls.length === 0) return 0;
-  const states = await deps.store.agents([...facts.values()]);
-  const placed = await deps.store.place(
-    states.map((st) => ({ session: st.session, links: linkAgents(st), agents: [...st.agents.keys()] })),
-  );
-  const out: ResourceSpans[] = [];
-  const sent: { session: string; agent: string; spanIds: string[] }[] = [];
-  const parts = [...calls];
-  let count = 0;
-  for (const p of placed) {
-    for (const [agent, held] of p.spans) {
-      const at = p.placed.get(agent);
-      if (!at) continue; // place.lua hands back the spans of placed subagents only
-      const placement = placementOf(p.session, at);
-      const { spans, callFolds, merged } = placedSpans(placement, agent, held);
-      // A subagent's totals go onto its Agent call's tool span: they meet in meet.lua (the main
-      // agent's calls), or are a row of their own.
-      for (const f of callFolds) {
-        const own = placedSpans({ ...placement, callSpanId: undefined }, agent, [JSON.stringify(f)]).spans;
-        if (placement.mainCall && at.call) parts.push(callTotalsPart(p.session, at.call, f, own));
-        else spans.push(...own);
-      }
-      out.push(...spans);
-      sent.push({
-        session: p.session,
-        agent,
-        spanIds: [
-          ...spans.flatMap((rs) => rs.scopeSpans!.flatMap((ss) => ss.spans!.map((x) => x.spanId))),
-          ...callFolds.map((f) => f.spanId),
-          ...merged,
-        ],
-      });
-      count += held.length;
-      if (placement.rule === 'root')
-        deps.log.warn(
-          { session: p.session, agent },
-          "no Agent call could be told for a subagent: its spans go under its prompt's root",
-        );
-    }
-  }
-  // Background calls' spans and their totals: those that meet now (or whose span went) are sent.
-  const met = parts.length > 0 ? await deps.store.meet(parts) : [];
-  out.push(...heldCallSpans(met));
-  if (out.length > 0) await deps.exportSpans(out, 'spans');
-  await deps.store.forgetAgentSpans(sent);
-  if (met.length > 0) await deps.store.callsSent(met);
-  return count;
+  return [...facts.values()];
 }
 
 /**
- * Handles one queued batch. State is updated before spans are exported, and both steps are
- * idempotent, so a batch retried after a failure in either step ends in the same place.
- * Redis is asked once per shard to apply the batch, and once more for the timelines of sessions
- * whose events lack a prompt.id; roots the batch completed are drawn before it returns, so a
+ * Handles one queued batch, straight through: its events planned into spans and turn updates
+ * (interaction.ts), one script per shard it touches that applies them and hands back all that
+ * may now be sent (store.batch: subagents placed, Agent calls met, roots due claimed), one
+ * export, and one commit per shard of what was sent (closer.committed). A batch retried after
+ * a failure at any step is applied once (by its id) and sends what was not yet committed; a
  * turn is whole in LLMFlow once its last batch is processed.
  */
 export async function processBatch<S extends Signal>(
   deps: BatchProcessorDeps,
   signal: S,
   request: ExportRequestBySignal[S],
-  /** The batch's id (its job's): a batch delivered again is applied once (apply.lua). */
+  /** The batch's id (its job's): a batch delivered again is applied once (lua/batch.lua). */
   batch?: string,
 ): Promise<BatchSummary> {
   const mode = deps.nativeTraces ?? 'prefer';
@@ -172,19 +108,32 @@ export async function processBatch<S extends Signal>(
     const keys = assignTurns(events, timelines);
     // Every event's sequence number counts, those left to Claude Code's own spans too.
     const plan = planBatch(events, keys, sequenceMarksOf(extracted.events), deps.eventRows);
-    const applied = await deps.store.apply(plan, batch);
-    const placed = await placeAgents(deps, events, keys, plan.agentSpans, plan.calls);
-    // The batch's spans go with the roots of the turns it completed, in one export; with them
-    // what was to wait for a root that is drawn already.
-    const roots = await deps.closer.sendWithRoots(
-      [...plan.resourceSpans, ...releasedSpansOf(applied.release)],
-      applied.due.map((d) => d.shard),
+    const sessions = sessionsOf(events, keys, plan.agentSpans);
+    const outcomes = await deps.store.batch({ ...plan, sessions }, batch, deps.closer.batchSize);
+    const drawn = outcomes.map((o) => drawOutcome(o, deps.log));
+    // The batch's spans go with all that it let go, the roots of the turns it completed too, in one export.
+    const spans = [...plan.resourceSpans, ...drawn.flatMap((d) => d.spans)];
+    if (spans.length > 0) {
+      try {
+        await deps.exportSpans(spans, 'spans');
+      } catch (err) {
+        // LLMFlow away: the roots go back to wait; the rest is handed back again to the retry.
+        await Promise.all(outcomes.map((o) => deps.closer.giveBack(o.shard, o.claimed)));
+        throw err;
+      }
+    }
+    const roots = await Promise.all(
+      outcomes.map((o, i) => deps.closer.committed(o.shard, drawn[i]!.commit, o.claimed)),
     );
-    const late = applied.late.reduce((sum, l) => sum + l.events, 0);
-    bridgeMetrics.lateEvents(late);
-    if (late > 0)
+    // More came due than one claim takes (rare): the usual way for the rest.
+    const more = outcomes.filter((o) => o.claimed.length >= deps.closer.batchSize).map((o) => o.shard);
+    if (more.length > 0) roots.push(await deps.closer.closeDue(more, { timers: false }));
+    const late = outcomes.flatMap((o) => o.late);
+    const lateEvents = late.reduce((sum, l) => sum + l.events, 0);
+    bridgeMetrics.lateEvents(lateEvents);
+    if (lateEvents > 0)
       deps.log.info(
-        { interactions: applied.late.map((l) => l.key), events: late },
+        { interactions: late.map((l) => l.key), events: lateEvents },
         'late events joined interactions already drawn',
       );
     return {
@@ -196,9 +145,9 @@ export async function processBatch<S extends Signal>(
       pending: plan.pending.length,
       unassigned: plan.unassigned,
       interactions: plan.updates.length,
-      drawn: roots,
-      late,
-      subagentSpans: placed,
+      drawn: roots.reduce((a, b) => a + b, 0),
+      late: lateEvents,
+      subagentSpans: drawn.reduce((sum, d) => sum + d.subagentSpans, 0),
     };
   }
   if (signal === 'traces') {

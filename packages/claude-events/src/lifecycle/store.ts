@@ -1,11 +1,12 @@
 /**
- * The lifecycle's state in Redis, shared by every worker: the scripts of `lua/` run against
- * the keys of keys.ts (@ccbridge/redis), one shard at a time, so they run unchanged on a single
- * Redis or a Redis Cluster.
+ * The process stage's state in Redis, shared by every worker: the scripts of `lua/` run against
+ * the keys of keys.ts (@ccbridge/redis), one shard at a time, each declaring the shard's keys,
+ * so they run unchanged on a single Redis or a Redis Cluster.
  *
- * Per batch: one EVALSHA per shard the batch touches (apply.lua), plus one pipelined read of the
- * timelines of sessions whose events lack a prompt.id. Per closer round: one EVALSHA per shard
- * to claim (claim.lua) and one to settle (settle.lua) what it drew.
+ * Per batch and shard it touches: one script that applies the batch and hands back everything
+ * that may now be sent (batch.lua), and after the export one that commits what was sent
+ * (commit.lua); plus one pipelined read of the timelines of sessions whose events lack a
+ * prompt.id (older Claude Code). Per timer round and shard: due.lua, then commit.lua.
  */
 import path from 'node:path';
 import type { KeyValue } from '@ccbridge/otlp';
@@ -23,33 +24,16 @@ import {
 import type { Timeline } from '../assign';
 import type { Attributes } from '../events';
 import type { HeldSpan } from '../spans';
-import {
-  SENT,
-  type BatchPlan,
-  type TurnUpdate,
-  type PendingSpan,
-  type SequenceMarks,
-  type StoredTurn,
-} from '../interaction';
+import { SENT, type BatchPlan, type StoredTurn } from '../interaction';
 import type { Contribution } from '../mapping';
 import type { InputFact } from '../inputs';
-import type {
-  AgentCall,
-  AgentLink,
-  AgentSeen,
-  AgentState,
-  HeldCall,
-  HeldCallPart,
-  PlacedAt,
-  SessionAgents,
-} from '../agents';
+import type { HeldCall, PlacedAt, SessionAgents } from '../agents';
 import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type Verdict } from './lifecycle';
 
 const LUA = path.join(__dirname, '..', '..', 'lua');
 
 type ScriptCall = (...keysThenInput: string[]) => Promise<unknown>;
-type ScriptName =
-  'ccbridgeApply' | 'ccbridgeClaim' | 'ccbridgeSettle' | 'ccbridgeAgents' | 'ccbridgePlace' | 'ccbridgeMeet';
+type ScriptName = 'ccbridgeBatch' | 'ccbridgeCommit' | 'ccbridgeDue';
 type Scripted = RedisClient & Record<ScriptName, ScriptCall>;
 
 export interface LifecycleStoreOptions {
@@ -59,21 +43,54 @@ export interface LifecycleStoreOptions {
   clock?: Clock;
 }
 
-/** What applying a batch found: interactions now due to be drawn, and late events. */
-export interface ApplyOutcome {
-  due: { shard: number; key: string }[];
+/** A batch's work for the store: its plan (interaction.ts), its subagent facts (agents.ts) and its Agent calls' spans. */
+export interface BatchWork extends Pick<BatchPlan, 'updates' | 'pending' | 'sequences' | 'calls'> {
+  sessions: SessionAgents[];
+}
+
+/** A subagent batch.lua placed, with its held spans (JSON) not yet sent. */
+export interface PlacedAgent {
+  session: string;
+  agent: string;
+  at: PlacedAt;
+  spans: string[];
+}
+
+/** What batch.lua handed back for one shard: everything that may now be sent. */
+export interface ShardOutcome {
+  shard: number;
+  /** Events that joined turns whose roots were drawn already. */
   late: { key: string; events: number }[];
-  /** Held spans (JSON HeldSpan) of interactions drawn already: to be sent now, in their trace. */
+  /** Held spans (JSON HeldSpan) of turns drawn already: to be sent now, in their trace. */
   release: { key: string; held: string }[];
+  placed: PlacedAgent[];
+  /** Agent calls whose tool span and subagent's totals may go (leased until committed). */
+  met: HeldCall[];
+  /** Roots the batch made due, claimed (leased until committed). */
+  claimed: StoredTurn[];
+}
+
+/** What commit.lua is told was sent (or, for roots, could not be). */
+export interface Commit {
+  forget?: { session: string; agent: string; spanIds: string[] }[];
+  calls?: HeldCall[];
+  drawn?: { key: string; complete: boolean; held: string[] }[];
+  retry?: { key: string; at: number }[];
 }
 
 /** cjson encodes an empty Lua table as `{}`: read either as a list. */
 const list = <T>(v: unknown): T[] => (Array.isArray(v) ? (v as T[]) : []);
 
-interface ShardWork {
-  updates: TurnUpdate[];
-  sequences: SequenceMarks[];
-  pending: PendingSpan[];
+/** The shard of each item, grouped. */
+function byShard<T>(items: T[], sessionOf: (item: T) => string): Map<number, T[]> {
+  const out = new Map<number, T[]>();
+  for (const item of items) {
+    const n = shardOf(sessionOf(item));
+    let group = out.get(n);
+    if (!group) out.set(n, (group = []));
+    group.push(item);
+  }
+  return out;
 }
 
 export class LifecycleStore {
@@ -86,12 +103,9 @@ export class LifecycleStore {
     this.config = { ...DEFAULT_LIFECYCLE, ...options.config };
     this.clock = options.clock ?? systemClock;
     this.shards = Array.from({ length: SHARDS }, (_, n) => shardKeys(n, options.namespace ?? NAMESPACE));
-    defineScript(redis, 'ccbridgeApply', LUA, 'apply.lua', 3);
-    defineScript(redis, 'ccbridgeClaim', LUA, 'claim.lua', 2);
-    defineScript(redis, 'ccbridgeSettle', LUA, 'settle.lua', 2);
-    defineScript(redis, 'ccbridgeAgents', LUA, 'agents.lua', 2);
-    defineScript(redis, 'ccbridgePlace', LUA, 'place.lua', 2);
-    defineScript(redis, 'ccbridgeMeet', LUA, 'meet.lua', 2);
+    defineScript(redis, 'ccbridgeBatch', LUA, 'batch.lua', 4);
+    defineScript(redis, 'ccbridgeCommit', LUA, 'commit.lua', 3);
+    defineScript(redis, 'ccbridgeDue', LUA, 'due.lua', 3);
     this.redis = redis as Scripted;
   }
 
@@ -100,168 +114,80 @@ export class LifecycleStore {
     return this.shards.map((s) => s.shard);
   }
 
-  private input(shard: ShardKeys, extra: Record<string, unknown>): string {
-    return JSON.stringify({ now: this.clock.now(), cfg: this.config, templates: shard.templates, ...extra });
-  }
-
-  private run(script: ScriptName, shard: ShardKeys, extra: Record<string, unknown>): Promise<unknown> {
-    return this.redis[script](shard.deadlines, shard.stats, this.input(shard, extra));
+  /** Runs a script on a shard: its declared keys, then its input. */
+  private async run(script: ScriptName, shard: number, input: Record<string, unknown>, more: string[] = []) {
+    const keys = this.shards[shard]!;
+    const arg = JSON.stringify({ now: this.clock.now(), cfg: this.config, templates: keys.templates, ...input });
+    return JSON.parse(
+      (await this.redis[script](keys.deadlines, keys.stats, keys.callDeadlines, ...more, arg)) as string,
+    ) as unknown;
   }
 
   /**
-   * Applies a batch's plan: one atomic script per shard it touches. With the batch's id (its
-   * job's), each shard applies it once: a retry is handed back what the first run handed back.
+   * Applies a batch: one atomic script per shard it touches (batch.lua), each handing back what
+   * may now be sent there. With the batch's id (its job's), each shard applies its turns once:
+   * a retry is handed back what the first run handed back.
    */
-  async apply(plan: Pick<BatchPlan, 'updates' | 'pending' | 'sequences'>, batch?: string): Promise<ApplyOutcome> {
-    const work = new Map<number, ShardWork>();
+  async batch(work: BatchWork, batch?: string, limit = 100): Promise<ShardOutcome[]> {
+    const parts = new Map<number, Omit<BatchWork, 'calls'> & { calls: BatchWork['calls'] }>();
     const of = (session: string) => {
       const n = shardOf(session);
-      let w = work.get(n);
-      if (!w) work.set(n, (w = { updates: [], sequences: [], pending: [] }));
+      let w = parts.get(n);
+      if (!w) parts.set(n, (w = { updates: [], sequences: [], pending: [], sessions: [], calls: [] }));
       return w;
     };
-    for (const u of plan.updates) of(u.session ?? u.key).updates.push(u);
-    for (const s of plan.sequences) of(s.session).sequences.push(s);
-    for (const p of plan.pending) of(p.session).pending.push(p);
-    const outcome: ApplyOutcome = { due: [], late: [], release: [] };
-    await Promise.all(
-      [...work].map(async ([n, w]) => {
-        const keys = this.shards[n]!;
-        const raw = await this.redis.ccbridgeApply(
-          keys.deadlines,
-          keys.stats,
-          appliedKey(keys, batch ?? ''),
-          this.input(keys, { ...w, ...(batch !== undefined && { batch }) }),
-        );
-        const result = JSON.parse(raw as string) as { due: unknown; late: unknown; release: unknown };
-        for (const key of list<string>(result.due)) outcome.due.push({ shard: n, key });
-        for (const [key, events] of list<[string, number]>(result.late)) outcome.late.push({ key, events });
-        for (const [key, held] of list<[string, string]>(result.release)) outcome.release.push({ key, held });
+    for (const u of work.updates) of(u.session ?? u.key).updates.push(u);
+    for (const s of work.sequences) of(s.session).sequences.push(s);
+    for (const p of work.pending) of(p.session).pending.push(p);
+    for (const s of work.sessions) of(s.session).sessions.push(s);
+    for (const c of work.calls) of(c.session).calls.push(c);
+    return Promise.all(
+      [...parts].map(async ([n, w]) => {
+        const input = { ...w, limit, ...(batch !== undefined && { batch }) };
+        const r = (await this.run('ccbridgeBatch', n, input, [appliedKey(this.shards[n]!, batch ?? '')])) as RawOutcome;
+        return {
+          shard: n,
+          late: list<[string, number]>(r.late).map(([key, events]) => ({ key, events })),
+          release: list<[string, string]>(r.release).map(([key, held]) => ({ key, held })),
+          placed: list<RawPlaced>(r.placed).map((p) => ({ ...p, spans: list<string>(p.spans) })),
+          met: list<HeldCall>(r.met),
+          claimed: list<ClaimedRow>(r.claimed).map(storedOf),
+        };
       }),
     );
-    return outcome;
-  }
-
-  /** Runs a script once per shard over the sessions of that shard; the results, flattened. */
-  private async perShard<T, R>(
-    script: ScriptName,
-    items: T[],
-    sessionOf: (item: T) => string,
-    field: string,
-  ): Promise<R[]> {
-    const byShard = new Map<number, T[]>();
-    for (const item of items) {
-      const n = shardOf(sessionOf(item));
-      byShard.set(n, [...(byShard.get(n) ?? []), item]);
-    }
-    const results = await Promise.all(
-      [...byShard].map(async ([n, group]) =>
-        list<R>(JSON.parse((await this.run(script, this.shards[n]!, { [field]: group })) as string)),
-      ),
-    );
-    return results.flat();
-  }
-
-  /** Merges what a batch says about subagents, holds their spans, and reads each session's subagent state (agents.lua). */
-  async agents(sessions: SessionAgents[]): Promise<AgentState[]> {
-    const raw = await this.perShard<SessionAgents, RawAgentState>(
-      'ccbridgeAgents',
-      sessions,
-      (s) => s.session,
-      'sessions',
-    );
-    return raw.map((r) => ({
-      session: r.session,
-      calls: withIds(parsed<AgentCall>(r.calls)),
-      agents: withIds(parsed<AgentSeen>(r.agents)),
-      links: parsed<AgentLink>(r.links),
-      contiguous: new Set(Object.keys(r.contiguous ?? {})),
-      promptedAfter: new Set(Object.keys(r.promptedAfter ?? {})),
-    }));
-  }
-
-  /** Records new links and takes the held spans of every subagent that can now be placed (place.lua). */
-  async place(
-    sessions: { session: string; links: [string, AgentLink][]; agents: string[] }[],
-  ): Promise<PlacedAgents[]> {
-    const input = sessions.map((s) => ({
-      session: s.session,
-      links: s.links.map(([a, l]) => [a, JSON.stringify(l)]),
-      agents: s.agents,
-    }));
-    const raw = await this.perShard<(typeof input)[number], RawPlaced>(
-      'ccbridgePlace',
-      input,
-      (s) => s.session,
-      'sessions',
-    );
-    return raw.map((r) => ({
-      session: r.session,
-      placed: new Map(Array.isArray(r.placed) ? [] : Object.entries(r.placed ?? {})),
-      spans: new Map(Object.entries(r.spans ?? {}).map(([agent, held]) => [agent, list<string>(held)])),
-    }));
   }
 
   /**
-   * Holds background Agent calls' tool spans and their subagents' totals (meet.lua); hands back
-   * each call whose span and totals are both there (or whose span went without them).
+   * Marks what was sent of what a shard handed back (commit.lua): subagent spans, held calls,
+   * roots drawn; roots not sent are given back, to be looked at again at `at`. Held spans a
+   * batch added to a turn after its root was claimed come back (`release`, JSON HeldSpan): they
+   * are not in the root that went, and are to be sent now.
    */
-  async meet(items: HeldCallPart[]): Promise<HeldCall[]> {
-    const byShard = new Map<number, HeldCallPart[]>();
-    for (const it of items) byShard.set(shardOf(it.session), [...(byShard.get(shardOf(it.session)) ?? []), it]);
-    const out = await Promise.all(
-      [...byShard].map(async ([n, group]) =>
-        list<HeldCall>(JSON.parse((await this.meetScript(n, 'put', group)) as string)),
-      ),
-    );
-    return out.flat();
-  }
-
-  /** Held calls of a shard whose wait ran out (leased to the caller until it says they are sent). */
-  async dueCalls(shard: number): Promise<HeldCall[]> {
-    return list<HeldCall>(JSON.parse((await this.meetScript(shard, 'due', [])) as string));
-  }
-
-  /** Marks held calls handed back (meet, dueCalls) as sent. */
-  async callsSent(calls: HeldCall[]): Promise<void> {
-    const byShard = new Map<number, { session: string; call: string; span: boolean; totals: boolean }[]>();
-    for (const c of calls) {
-      const sent = { session: c.session, call: c.call, span: c.span !== undefined, totals: c.totals !== undefined };
-      byShard.set(shardOf(c.session), [...(byShard.get(shardOf(c.session)) ?? []), sent]);
-    }
-    await Promise.all([...byShard].map(([n, group]) => this.meetScript(n, 'done', group)));
-  }
-
-  private meetScript(shard: number, mode: 'put' | 'due' | 'done', items: unknown[]): Promise<unknown> {
-    const keys = this.shards[shard]!;
-    return this.redis.ccbridgeMeet(keys.callDeadlines, keys.stats, this.input(keys, { mode, items }));
+  async commit(shard: number, commit: Commit): Promise<{ drawn: number; release: { key: string; held: string }[] }> {
+    const input = { forget: [], calls: [], drawn: [], retry: [], ...commit };
+    const r = (await this.run('ccbridgeCommit', shard, input)) as { drawn: number; release: unknown };
+    return { drawn: r.drawn, release: list<[string, string]>(r.release).map(([key, held]) => ({ key, held })) };
   }
 
   /**
-   * Drops held subagent spans once they are sent: one pipeline per shard (a cluster takes a
-   * pipeline only over keys of one master).
+   * The timers' round in a shard (due.lua): leases its turns whose time has come, with their
+   * state, and (with `calls`) its held calls whose wait ran out. A timer counts as run out only
+   * if it ran out by `timersDueBy` (when the oldest batch still queued was received).
    */
-  async forgetAgentSpans(sent: { session: string; agent: string; spanIds: string[] }[]): Promise<void> {
-    const byShard = new Map<number, typeof sent>();
-    for (const s of sent)
-      if (s.spanIds.length > 0) byShard.set(shardOf(s.session), [...(byShard.get(shardOf(s.session)) ?? []), s]);
-    await Promise.all(
-      [...byShard].map(async ([n, group]) => {
-        const pipeline = this.redis.pipeline();
-        for (const s of group)
-          pipeline.hdel(keyOf(this.shards[n]!.templates.agentSpans, `${s.session}/${s.agent}`), ...s.spanIds);
-        for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err;
-      }),
-    );
+  async due(
+    shard: number,
+    { limit = 100, timersDueBy, calls = false }: { limit?: number; timersDueBy?: number; calls?: boolean } = {},
+  ): Promise<{ claimed: StoredTurn[]; calls: HeldCall[] }> {
+    const input = { limit, timersDueBy: timersDueBy ?? this.clock.now(), calls };
+    const r = (await this.run('ccbridgeDue', shard, input)) as { claimed: unknown; calls: unknown };
+    return { claimed: list<ClaimedRow>(r.claimed).map(storedOf), calls: list<HeldCall>(r.calls) };
   }
 
   /** The prompts of each session, by start time: one pipeline per shard. */
   async timelines(sessions: string[]): Promise<Map<string, Timeline>> {
     const out = new Map<string, Timeline>();
-    const byShard = new Map<number, string[]>();
-    for (const s of sessions) byShard.set(shardOf(s), [...(byShard.get(shardOf(s)) ?? []), s]);
     await Promise.all(
-      [...byShard].map(async ([n, group]) => {
+      [...byShard(sessions, (s) => s)].map(async ([n, group]) => {
         const pipeline = this.redis.pipeline();
         for (const s of group) pipeline.zrange(keyOf(this.shards[n]!.templates.prompts, s), 0, -1, 'WITHSCORES');
         const results = (await pipeline.exec()) ?? [];
@@ -277,40 +203,6 @@ export class LifecycleStore {
       }),
     );
     return out;
-  }
-
-  /**
-   * Leases a shard's interactions whose time has come, with their state. A timer counts as run
-   * out only if it ran out by `timersDueBy` (when the oldest batch still queued was received).
-   */
-  async claim(
-    shard: number,
-    { limit = 100, timersDueBy }: { limit?: number; timersDueBy?: number } = {},
-  ): Promise<StoredTurn[]> {
-    const raw = await this.run('ccbridgeClaim', this.shards[shard]!, {
-      limit,
-      timersDueBy: timersDueBy ?? this.clock.now(),
-    });
-    return list<ClaimedRow>(JSON.parse(raw as string)).map(storedOf);
-  }
-
-  /**
-   * Marks drawn roots (later events are late) and gives the others back, to be looked at again
-   * at `at`. Held spans a batch added to a drawn turn after it was claimed are handed back
-   * (`release`, JSON HeldSpan), to be sent now: they are not in the root that went.
-   */
-  async settle(
-    shard: number,
-    drawn: { key: string; complete: boolean; held: string[] }[],
-    retry: { key: string; at: number }[],
-  ): Promise<{ drawn: number; release: { key: string; held: string }[] }> {
-    if (drawn.length === 0 && retry.length === 0) return { drawn: 0, release: [] };
-    const raw = await this.run('ccbridgeSettle', this.shards[shard]!, { drawn, retry });
-    const result = JSON.parse(raw as string) as { drawn: number; release: unknown };
-    return {
-      drawn: result.drawn,
-      release: list<[string, string]>(result.release).map(([key, held]) => ({ key, held })),
-    };
   }
 
   /** Interactions not yet drawn, over every shard (each waits in its shard's deadline index). */
@@ -329,34 +221,19 @@ export class LifecycleStore {
   }
 }
 
-interface RawAgentState {
-  session: string;
-  calls?: Record<string, string>;
-  agents?: Record<string, string>;
-  links?: Record<string, string>;
-  contiguous?: Record<string, boolean>;
-  promptedAfter?: Record<string, boolean>;
+interface RawOutcome {
+  late: unknown;
+  release: unknown;
+  placed: unknown;
+  met: unknown;
+  claimed: unknown;
 }
 interface RawPlaced {
   session: string;
-  placed?: Record<string, PlacedAt>;
-  spans?: Record<string, unknown>;
+  agent: string;
+  at: PlacedAt;
+  spans: unknown;
 }
-
-/** What place.lua hands back: where each subagent placed now goes, and its held spans. */
-export interface PlacedAgents {
-  session: string;
-  placed: Map<string, PlacedAt>;
-  spans: Map<string, string[]>;
-}
-
-/** A hash of JSON values as a map (cjson gives an empty hash as `{}` or `[]`). */
-const parsed = <T>(hash: Record<string, string> | undefined): Map<string, T> =>
-  new Map(Array.isArray(hash) ? [] : Object.entries(hash ?? {}).map(([k, v]) => [k, JSON.parse(v) as T]));
-
-/** Records keyed by id in Redis get their id back. */
-const withIds = <T extends { id: string }>(m: Map<string, T>): Map<string, T> =>
-  new Map([...m].map(([id, v]) => [id, { ...v, id }]));
 
 interface ClaimedRow {
   key: string;

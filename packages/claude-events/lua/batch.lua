@@ -1,0 +1,51 @@
+-- batch.lua: one batch in one shard, in one atomic step: its turns (T.apply), its subagents
+-- merged, linked and placed (A.merge, A.link, A.place), Agent calls meeting their subagents'
+-- totals (M.put), and the roots now due claimed (T.claim). It hands back everything that may
+-- now be sent; the caller sends it, then commits what it sent (commit.lua).
+--
+-- KEYS[1]  the shard's deadline index (sorted set)     KEYS[2]  the shard's stats (hash)
+-- KEYS[3]  the shard's held calls' deadlines (sorted set)
+-- KEYS[4]  the batch's record in this shard (string, keys.ts appliedKey): what T.apply handed
+--          back. A batch found there was applied already (a retry after a partial success): its
+--          turns change nothing twice (late events are counted once) and it is handed back the
+--          same released spans; everything else is idempotent and hands back what is still unsent.
+-- Every other key is built from ARGV[1].templates (keys.ts) and carries KEYS[1]'s hash tag: one
+-- slot on a Redis Cluster.
+-- ARGV[1]  JSON: { now, cfg, templates, batch?, limit,
+--            sequences, updates, pending    T.apply's input (turns.lua)
+--            sessions: [...]                A.merge's input per session (subagents.lua)
+--            calls: [...] }                 Agent calls' tool spans, for M.put
+-- Returns  JSON: { late: [[key, n]], release: [[key, json]], placed: [{ session, agent, at, spans: [json] }],
+--                  met: [{ session, call, span?, totals? }], claimed: [T.claim's rows] }
+--! include turns.lua
+--! include subagents.lua
+
+local input = cjson.decode(ARGV[1])
+L.init(KEYS, input)
+
+local due, late, release
+local record = input.batch and redis.call('GET', KEYS[4])
+if record then
+  local r = cjson.decode(record)
+  due, late, release = r.due, r.late, r.release
+else
+  due, late, release = T.apply(input)
+  if input.batch then
+    redis.call('SET', KEYS[4], cjson.encode({ due = due, late = late, release = release }), 'EX', input.cfg.ttlSeconds)
+  end
+end
+
+local placed, parts = {}, {}
+for _, s in ipairs(input.sessions) do
+  local state = A.merge(s)
+  A.link(state)
+  local p, q = A.place(s.session, state.agents)
+  for _, x in ipairs(p) do placed[#placed + 1] = x end
+  for _, x in ipairs(q) do parts[#parts + 1] = x end
+end
+for _, c in ipairs(input.calls) do parts[#parts + 1] = c end
+local met = #parts > 0 and M.put(parts) or {}
+
+-- Roots the batch completed, drawn in the same export as its spans (timers are the tick's: due.lua).
+local claimed = #due > 0 and T.claim(input.limit, 0) or {}
+return cjson.encode({ late = late, release = release, placed = placed, met = met, claimed = claimed })

@@ -1,0 +1,23 @@
+-- commit.lua: after the caller sent what batch.lua or due.lua handed back: marks it sent, and
+-- only it. Subagent spans sent (A.forget), held calls sent (M.done), roots drawn and roots given
+-- back to be tried again (T.settle).
+--
+-- KEYS[1]  the shard's deadline index (sorted set)     KEYS[2]  the shard's stats (hash)
+-- KEYS[3]  the shard's held calls' deadlines (sorted set)
+-- Every other key is built from ARGV[1].templates and carries KEYS[1]'s hash tag.
+-- ARGV[1]  JSON: { now, cfg, templates,
+--            forget: [{ session, agent, spanIds }],     subagent spans sent
+--            calls:  [{ session, call, span?, totals? }], held calls sent
+--            drawn:  [{ key, complete, held: [id] }],     roots sent (T.settle)
+--            retry:  [{ key, at }] }                      roots not sent: looked at again at `at`
+-- Returns  JSON: { drawn: n, release: [[key, json]] }   release: held spans that came while their
+--          root was being drawn, to be sent now (T.settle)
+--! include turns.lua
+--! include subagents.lua
+
+local input = cjson.decode(ARGV[1])
+L.init(KEYS, input)
+A.forget(input.forget)
+M.done(input.calls)
+local drawn, release = T.settle(input.drawn, input.retry)
+return cjson.encode({ drawn = drawn, release = release })

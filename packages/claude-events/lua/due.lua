@@ -1,0 +1,17 @@
+-- due.lua: the timers' round in one shard (the closer's tick): roots whose time has come
+-- claimed (T.claim: a timer runs out only once batches received before it are processed), and
+-- held background Agent calls whose wait ran out (M.due). The caller sends them, then commits.
+--
+-- KEYS[1]  the shard's deadline index (sorted set)     KEYS[2]  the shard's stats (hash)
+-- KEYS[3]  the shard's held calls' deadlines (sorted set)
+-- Every other key is built from ARGV[1].templates and carries KEYS[1]'s hash tag.
+-- ARGV[1]  JSON: { now, cfg, templates, limit, timersDueBy, calls }   calls: look at held calls too
+-- Returns  JSON: { claimed: [T.claim's rows], calls: [{ session, call, span?, totals? }] }
+--! include turns.lua
+--! include subagents.lua
+
+local input = cjson.decode(ARGV[1])
+L.init(KEYS, input)
+local claimed = T.claim(input.limit, input.timersDueBy)
+local calls = input.calls and M.due() or {}
+return cjson.encode({ claimed = claimed, calls = calls })

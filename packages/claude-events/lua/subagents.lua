@@ -1,0 +1,346 @@
+-- subagents.lua: a session's subagents in their place (the rules' table is src/agents.ts's
+-- header), and background Agent calls meeting their subagents' totals. Included by batch.lua,
+-- commit.lua and due.lua, after L.init.
+--
+-- A session's keys (keys.ts templates): `calls` its Agent tool calls, `agents` its subagents,
+-- `links` which call started which subagent and `callLinks` the same by call; per
+-- `session/agent`: `agentSpans` its spans held until it is placed and sent (JSON) and
+-- `agentInputs` its calls and tool results (its LLM calls' inputs); per session: `callSpans`
+-- background calls' tool spans (`span:<call>`) and their subagents' totals (`totals:<call>`),
+-- JSON or SENT, held until they meet; the shard's `callDeadlines` (KEYS[callDeadlines]) orders
+-- held calls (`session<TAB>call`) by when their wait runs out.
+--
+-- Every write merges (min, max, set-if-absent) and nothing is let go before the caller has sent
+-- it (A.forget, M.done: commit.lua), so a batch applied twice, or retried after a failed export,
+-- leaves the same state and is handed back the same spans.
+--! include lifecycle.lua
+
+local A, M = {}, {}
+local SENT = '-'
+local FAR = 9007199254740991
+-- The fold target of a subagent's totals (mapping.ts AGENT_CALL): its Agent call's tool span.
+local AGENT_CALL_FOLD = '"into":"agent_call"'
+
+local function merged(hash, field, update, rule)
+  local raw = redis.call('HGET', hash, field)
+  local cur = raw and cjson.decode(raw) or {}
+  rule(cur, update)
+  redis.call('HSET', hash, field, cjson.encode(cur))
+end
+
+local function lower(a, b) if a == nil then return b elseif b == nil then return a else return math.min(a, b) end end
+
+local function mergeCall(cur, u)
+  cur.caller = cur.caller or u.caller
+  cur.key = cur.key or u.key
+  cur.d = lower(cur.d, u.d)
+  cur.r = lower(cur.r, u.r)
+  cur.bg = cur.bg or u.bg
+  cur.detail = cur.detail or u.detail
+  cur.type = cur.type or u.type
+  cur.prompt = cur.prompt or u.prompt
+end
+
+local function mergeAgent(cur, u)
+  if cur.first == nil or u.first < cur.first then cur.first, cur.key = u.first, u.key end
+  cur.last = math.max(cur.last or u.last, u.last)
+  cur.completed = lower(cur.completed, u.completed)
+  cur.call = lower(cur.call, u.call)
+  cur.parent = cur.parent or u.parent
+  cur.type = cur.type or u.type
+end
+
+-- A hash of JSON records keyed by id, decoded, each with its id.
+local function records(key)
+  local out = {}
+  for id, raw in pairs(L.read(key)) do
+    local r = cjson.decode(raw)
+    r.id = id
+    out[id] = r
+  end
+  return out
+end
+
+-- Records a link unless its subagent, or its call, is linked already: the first stands.
+-- Returns whether it was recorded.
+local function record(session, agent, link)
+  local byCall = L.key('callLinks', session)
+  local taken = link.call ~= '' and redis.call('HGET', byCall, link.call)
+  if taken and taken ~= agent then return false end
+  local added = redis.call('HSETNX', L.key('links', session), agent, cjson.encode(link)) == 1
+  if added and link.call ~= '' then
+    redis.call('HSET', byCall, link.call, agent)
+    redis.call('EXPIRE', byCall, L.cfg.ttlSeconds)
+  end
+  return added
+end
+
+-- A.merge(s): what a batch says about one session's subagents, merged; s = { session,
+--   calls:  [{ id, caller, key, d?, r?, bg?, detail?, type?, prompt? }]   Agent tool calls: tool_use_id,
+--           the calling agent ('' main), prompt key, decision and result event.sequence, its input's prompt
+--   agents: [{ id, parent, key, first, last, completed?, call?, type? }]  subagents seen (call: its first api_request)
+--   notes:  [[agent, call]]                  links a <task-notification> names
+--   spans:  [[agent, spanId, json]]          the subagents' spans, held until each is placed
+--   inputs: [[agent, seq, json]] }           their calls and tool results (inputs.ts)
+-- Returns the session's state: calls, agents, links (by id), and for subagents not yet linked,
+-- contiguous (every event.sequence from its prompt to its first event has arrived, so every
+-- Agent call made before it is known) and promptedAfter (a prompt numbered after its
+-- subagent_completed, or until that comes its last event, has arrived).
+function A.merge(s)
+  local ttl = L.cfg.ttlSeconds
+  local calls, agents, links = L.key('calls', s.session), L.key('agents', s.session), L.key('links', s.session)
+  for _, c in ipairs(s.calls) do merged(calls, c.id, c, mergeCall) end
+  for _, a in ipairs(s.agents) do merged(agents, a.id, a, mergeAgent) end
+  for _, n in ipairs(s.notes) do record(s.session, n[1], { call = n[2], rule = 'notification' }) end
+  for _, sp in ipairs(s.spans) do
+    local held = L.key('agentSpans', s.session .. '/' .. sp[1])
+    redis.call('HSET', held, sp[2], sp[3])
+    redis.call('EXPIRE', held, ttl)
+  end
+  for _, f in ipairs(s.inputs or {}) do
+    local kept = L.key('agentInputs', s.session .. '/' .. f[1])
+    redis.call('HSETNX', kept, f[2], f[3])
+    redis.call('EXPIRE', kept, ttl)
+  end
+  for _, k in ipairs({ calls, agents, links }) do redis.call('EXPIRE', k, ttl) end
+
+  local state = { session = s.session, calls = records(calls), agents = records(agents), links = {}, contiguous = {}, promptedAfter = {} }
+  for id, raw in pairs(L.read(links)) do state.links[id] = cjson.decode(raw) end
+  for id, a in pairs(state.agents) do
+    if not state.links[id] then
+      local ix = redis.call('HMGET', L.key('ix', a.key), 'promptSeq', 'promptAt')
+      local promptSeq, promptAt = tonumber(ix[1]), tonumber(ix[2])
+      if promptSeq and promptAt and a.first >= promptSeq then
+        local want = a.first - promptSeq + 1
+        if L.covered(s.session, promptSeq - 1, a.first + 1, promptAt, FAR) == want then state.contiguous[id] = true end
+      end
+      local ended = a.completed or a.last
+      if promptAt then
+        for _, p in ipairs(redis.call('ZRANGEBYSCORE', L.key('prompts', s.session), promptAt, '+inf')) do
+          local seq = tonumber(redis.call('HGET', L.key('ix', p), 'promptSeq'))
+          if seq and seq > ended then state.promptedAfter[id] = true end
+        end
+      end
+    end
+  end
+  return state
+end
+
+-- A.link(state): the links the evidence now supports (the rules of src/agents.ts's table, in
+-- that order), for subagents not yet linked, recorded. Exact evidence first, so that what it
+-- takes is no longer open for the others. Returns the new links ([[agent, link]]).
+function A.link(state)
+  local taken, linked, out = {}, {}, {}
+  for _, l in pairs(state.links) do if l.call and l.call ~= '' then taken[l.call] = true end end
+  local function link(agent, l)
+    if record(state.session, agent, l) then out[#out + 1] = { agent, l } end
+    linked[agent] = true
+    if l.call ~= '' then taken[l.call] = true end
+  end
+  local function unlinked()
+    local list = {}
+    for id, a in pairs(state.agents) do if not state.links[id] and not linked[id] then list[#list + 1] = a end end
+    table.sort(list, function(x, y) if x.first ~= y.first then return x.first < y.first end return x.id < y.id end)
+    return list
+  end
+  -- The calls its caller made that may have started it (the main agent's: in its prompt).
+  local function callsOf(a)
+    local list = {}
+    for _, c in pairs(state.calls) do
+      if c.caller == a.parent and not taken[c.id] and (a.parent ~= '' or c.key == a.key) then list[#list + 1] = c end
+    end
+    table.sort(list, function(x, y) return x.id < y.id end)
+    return list
+  end
+  for _, a in ipairs(unlinked()) do
+    if a.completed then
+      for _, c in ipairs(callsOf(a)) do
+        if not c.bg and c.r == a.completed + 1 then
+          link(a.id, { call = c.id, rule = 'completion' })
+          break
+        end
+      end
+    end
+  end
+  for _, a in ipairs(unlinked()) do
+    local mine, open = callsOf(a), {}
+    -- A background call returns at once: open until linked; so is one whose input is unreadable.
+    for _, c in ipairs(mine) do
+      if c.d and c.d < a.first and (c.bg or not c.detail or c.r == nil or c.r > a.last) then open[#open + 1] = c end
+    end
+    if state.contiguous[a.id] and #open == 1 then
+      link(a.id, { call = open[1].id, rule = 'only_open' })
+    else
+      -- Nothing more will tell: it finished and a later prompt came (a notification would have
+      -- named it), or it stopped before finishing (no subagent_completed: it failed) while only
+      -- foreground calls could have started it, and the session went on to another prompt.
+      local finished = a.completed ~= nil
+      if not finished and #mine > 0 then
+        finished = true
+        for _, c in ipairs(mine) do if not c.detail or c.bg then finished = false end end
+      end
+      if state.promptedAfter[a.id] and finished then link(a.id, { call = '', rule = 'root', key = a.key }) end
+    end
+  end
+  return out
+end
+
+-- Where a linked subagent goes: the trace of prompt key `key`, under Agent call `call` (none for
+-- rule `root`: under that prompt's root), once its call is known and made by the main agent or
+-- by a subagent that can itself be placed. This is the one place that decides it.
+local function placementOf(calls, links, agent, depth)
+  local raw = links[agent]
+  if not raw or depth > 16 then return nil end
+  local link = cjson.decode(raw)
+  if link.rule == 'root' then return link.key and { rule = 'root', key = link.key } or nil end
+  local rawCall = calls[link.call]
+  if not rawCall then return nil end
+  local call = cjson.decode(rawCall)
+  local key = call.key
+  if call.caller and call.caller ~= '' then
+    local up = placementOf(calls, links, call.caller, depth + 1)
+    key = up and up.key
+  end
+  if not key then return nil end
+  return { rule = link.rule, key = key, call = link.call, type = call.type, prompt = call.prompt, result = call.r ~= nil, caller = call.caller }
+end
+
+-- A.place(session, agents): for each of the session's subagents that can be placed and holds
+-- spans not yet sent: where it goes (`at`: rule, key, call?, type?, prompt?, first: the
+-- event.sequence of its first LLM call, result: whether its call's tool_result came, inputs: its
+-- calls and tool results kept, caller: '' when the main agent made the call) and its held spans
+-- (JSON). A subagent's totals (a fold onto its Agent call) placed under a call of the main
+-- agent are not handed back: they go to meet that call's tool span (returned as parts for M.put).
+function A.place(session, agents)
+  local calls, links = L.read(L.key('calls', session)), L.read(L.key('links', session))
+  local placed, parts = {}, {}
+  for agent, seen in pairs(agents) do
+    local at = placementOf(calls, links, agent, 0)
+    if at then
+      at.first = seen.call
+      local key = L.key('agentSpans', session .. '/' .. agent)
+      local held, spans = redis.call('HGETALL', key), {}
+      for i = 1, #held, 2 do
+        local json = held[i + 1]
+        if at.caller == '' and at.call and string.find(json, AGENT_CALL_FOLD, 1, true) then
+          -- Moved, in this step, from the subagent's held spans to its call's (M.put).
+          parts[#parts + 1] = {
+            session = session, call = at.call, kind = 'totals',
+            json = cjson.encode({ agent = agent, at = at, held = json }),
+          }
+          redis.call('HDEL', key, held[i])
+        else
+          spans[#spans + 1] = json
+        end
+      end
+      if #spans > 0 then
+        at.inputs = redis.call('HVALS', L.key('agentInputs', session .. '/' .. agent))
+        placed[#placed + 1] = { session = session, agent = agent, at = at, spans = spans }
+      end
+    end
+  end
+  return placed, parts
+end
+
+-- A.forget(sent): [{ session, agent, spanIds }] the caller sent: no longer held. (Deleted, not
+-- marked: a placed subagent's hash would grow with every batch of its session. A copy of a
+-- span delivered again is sent again, with the same id: LLMFlow keeps the first.)
+function A.forget(sent)
+  for _, s in ipairs(sent) do
+    if #s.spanIds > 0 then redis.call('HDEL', L.key('agentSpans', s.session .. '/' .. s.agent), unpack(s.spanIds)) end
+  end
+end
+
+local function member(session, call) return session .. '\t' .. call end
+
+local function heldCall(session, call)
+  local v = redis.call('HMGET', L.key('callSpans', session), 'span:' .. call, 'totals:' .. call)
+  return v[1] or nil, v[2] or nil
+end
+
+local function entry(session, call, span, totals)
+  local e = { session = session, call = call }
+  if span and span ~= SENT then e.span = span end
+  if totals and totals ~= SENT then e.totals = totals end
+  return e
+end
+
+-- M.put(items): a background Agent call's tool span and its subagent's totals, held until they
+-- meet. The call returns at once ("async_launched") and its span would be sent long before the
+-- subagent ends; it waits here for the totals, which fold onto it as onto a foreground call's,
+-- and is sent once: with them, or without them once its wait runs out (BRIDGE_TURN_TIMEOUT_MS,
+-- M.due). Totals whose span was sent without them are handed back to be drawn as a row of their
+-- own: nothing is dropped.
+--   items: [{ session, call, kind = 'span'|'totals', json, wait?, after? }]; a span that does not
+--   wait (a foreground call's: its totals come before it) is handed back at once, once the
+--   event.sequence `after` (where its totals would be) has come.
+-- Returns [{ session, call, span?, totals? }]: each call whose parts may now be sent.
+function M.put(items)
+  local ttl, calls, order, out = L.cfg.ttlSeconds, {}, {}, {}
+  -- All parts first, then each call once: a span and its totals in one batch meet whatever their order.
+  for _, it in ipairs(items) do
+    local k = L.key('callSpans', it.session)
+    local field = it.kind .. ':' .. it.call
+    if redis.call('HGET', k, field) ~= SENT then redis.call('HSETNX', k, field, it.json) end
+    redis.call('EXPIRE', k, ttl)
+    local m = member(it.session, it.call)
+    if not calls[m] then
+      calls[m] = { session = it.session, call = it.call, go = false }
+      order[#order + 1] = m
+    end
+    -- A foreground call's totals are logged just before its result: once that number is here
+    -- (T.apply keeps them), they came already or never will.
+    if it.kind == 'span' and not it.wait
+      and (not it.after or redis.call('ZCOUNT', L.key('sequence', it.session), it.after, it.after) > 0) then
+      calls[m].go = true
+    end
+  end
+  local fresh = function(v) return v and v ~= SENT end
+  for _, m in ipairs(order) do
+    local c = calls[m]
+    local span, totals = heldCall(c.session, c.call)
+    -- What is handed back is leased: if no commit says it went (M.done), M.due hands it back
+    -- again once the lease runs out.
+    if fresh(totals) and span then
+      -- They meet (or the span went without them: the totals are drawn as their own row).
+      out[#out + 1] = entry(c.session, c.call, span, totals)
+      redis.call('ZADD', L.callDeadlines, L.now + L.cfg.leaseMs, m)
+    elseif fresh(span) and c.go then
+      out[#out + 1] = entry(c.session, c.call, span, nil)
+      redis.call('ZADD', L.callDeadlines, L.now + L.cfg.leaseMs, m)
+    elseif fresh(span) or fresh(totals) then
+      -- One of them waits for the other, at most the turn timeout.
+      redis.call('ZADD', L.callDeadlines, 'NX', L.now + L.cfg.turnTimeoutMs, m)
+    end
+  end
+  return out
+end
+
+-- M.due(): held calls whose wait ran out, handed back (leased for leaseMs) to be sent as they are.
+function M.due()
+  local out = {}
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.callDeadlines, '-inf', L.now, 'LIMIT', 0, 100)) do
+    local session, call = string.match(m, '^(.*)\t(.*)$')
+    local span, totals = heldCall(session, call)
+    local e = entry(session, call, span, totals)
+    if e.span or e.totals then
+      redis.call('ZADD', L.callDeadlines, L.now + L.cfg.leaseMs, m)
+      out[#out + 1] = e
+    else
+      redis.call('ZREM', L.callDeadlines, m)
+    end
+  end
+  return out
+end
+
+-- M.done(items): [{ session, call, span?, totals? }] the caller sent: marked so. Only what was
+-- handed back is marked: a span that comes after its totals went alone still goes.
+function M.done(items)
+  for _, it in ipairs(items) do
+    local k = L.key('callSpans', it.session)
+    if it.span then redis.call('HSET', k, 'span:' .. it.call, SENT) end
+    if it.totals then redis.call('HSET', k, 'totals:' .. it.call, SENT) end
+    redis.call('EXPIRE', k, L.cfg.ttlSeconds)
+    redis.call('ZREM', L.callDeadlines, member(it.session, it.call))
+  end
+end

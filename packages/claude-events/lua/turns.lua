@@ -1,0 +1,252 @@
+-- turns.lua: a shard's turns: what a batch adds to them (T.apply), which are due to be drawn
+-- (T.claim), and marking those drawn (T.settle). When a root is drawn is decided in
+-- lifecycle.lua alone; these functions keep its verdicts. Included by batch.lua, commit.lua
+-- and due.lua, after L.init.
+--
+-- A turn's keys (keys.ts templates): `ix` its state, `contributions` what its root sums,
+-- `events` its held spans (JSON, or SENT once sent), `inputs` its LLM calls' inputs; a session's
+-- `prompts` (its turns by time), `sequence` (event.sequence numbers seen), `waiting` (turns
+-- waiting for a number), `pending` (start-up spans before any prompt).
+--! include lifecycle.lua
+
+local T = {}
+-- What a held span's entry becomes once it is sent (interaction.ts SENT).
+local SENT = '-'
+
+-- T.apply(input): input = { sequences, updates, pending } as interaction.ts plans them:
+--   sequences: [{ session, marks: [[seq, ms], ...] }]   every event's event.sequence
+--   updates:   [{ key, traceId, session?, resource?, bounds: [[start, end]], prompt?, promptSeq?,
+--                 promptAt?, ends: [[seq, kind, ms, request_id]], toolRequests: [request_id],
+--                 completions: [[at, text]], evidence, events: n,
+--                 contributions: [[id, json]], held: [[id, json]], inputs: [[seq, json]] }]
+--   pending:   [{ session, id, span }]   pending (start-up) spans: session events before any prompt
+-- Returns due ({key}), late ({{key, n}}), release ({{key, json}}: held spans of turns drawn
+-- already, marked sent: to be sent now). Every write is idempotent (set-if-lower,
+-- set-if-higher, fields keyed by id) but the late count and release: batch.lua keeps those per
+-- batch, so a batch is applied once. This is the one place where what a batch says about a turn
+-- is merged with what is stored.
+function T.apply(input)
+  local ttl = input.cfg.ttlSeconds
+  local touched, order = {}, {}
+  local function touch(key)
+    if not touched[key] then
+      touched[key] = true
+      order[#order + 1] = key
+    end
+  end
+
+  -- Pending spans (session-level events: start-up, before a process's first prompt) are held until
+  -- the session's first prompt at or after their time is known, and then go to that turn: held for
+  -- its root, or sent at once (release) if that is drawn already. The one place that rule is applied.
+  local release = {}
+  local function adopt(session)
+    local held = L.key('pending', session)
+    local spans = redis.call('HGETALL', held)
+    for i = 1, #spans, 2 do
+      local start = cjson.decode(spans[i + 1]).start
+      -- Nanoseconds as text; prompts are scored in milliseconds.
+      local ms = #start > 6 and string.sub(start, 1, -7) or '0'
+      local prompt = redis.call('ZRANGEBYSCORE', L.key('prompts', session), ms, '+inf', 'LIMIT', 0, 1)[1]
+      if prompt then
+        local events = L.key('events', prompt)
+        if redis.call('HEXISTS', L.key('ix', prompt), 'drawn') == 1 then
+          if redis.call('HEXISTS', events, spans[i]) == 0 then release[#release + 1] = { prompt, spans[i + 1] } end
+          redis.call('HSET', events, spans[i], SENT)
+        else
+          redis.call('HSETNX', events, spans[i], spans[i + 1])
+        end
+        redis.call('EXPIRE', events, ttl)
+        redis.call('HDEL', held, spans[i])
+      end
+    end
+  end
+
+  -- 1. Sequence numbers; a session's interactions waiting for one of them are looked at again.
+  for _, s in ipairs(input.sequences) do
+    local k = L.key('sequence', s.session)
+    for _, m in ipairs(s.marks) do redis.call('ZADD', k, m[1], m[1] .. ':' .. m[2]) end
+    redis.call('EXPIRE', k, ttl)
+    for _, waiting in ipairs(redis.call('SMEMBERS', L.key('waiting', s.session))) do touch(waiting) end
+  end
+
+  -- 2. Each interaction's state.
+  local late = {}
+  for _, u in ipairs(input.updates) do
+    local k = L.key('ix', u.key)
+    local cur = redis.call('HMGET', k, 'drawn', 'start', 'end', 'completionAt')
+    if cur[1] then
+      redis.call('HINCRBY', k, 'late', u.events)
+      redis.call('HINCRBY', L.stats, 'late_events', u.events)
+      late[#late + 1] = { u.key, u.events }
+      -- Held spans of a turn drawn already: sent now, once (a batch delivered again sends nothing new).
+      local events = L.key('events', u.key)
+      for _, h in ipairs(u.held or {}) do
+        if h[2] ~= SENT and redis.call('HEXISTS', events, h[1]) == 0 then release[#release + 1] = { u.key, h[2] } end
+        redis.call('HSET', events, h[1], SENT)
+      end
+      if u.held and #u.held > 0 then redis.call('EXPIRE', events, ttl) end
+    else
+      -- The turn's range: the earliest start and the latest end (nanoseconds as fixed-width text).
+      local start, finish = cur[2], cur[3]
+      for _, b in ipairs(u.bounds) do
+        if not start or b[1] < start then start = b[1] end
+        if not finish or b[2] > finish then finish = b[2] end
+      end
+      if start and start ~= cur[2] then redis.call('HSET', k, 'start', start) end
+      if finish and finish ~= cur[3] then redis.call('HSET', k, 'end', finish) end
+      redis.call('HSETNX', k, 'traceId', u.traceId)
+      redis.call('HSETNX', k, 'firstSeenAt', L.now)
+      redis.call('HSET', k, 'seenAt', L.now)
+      if u.session then redis.call('HSETNX', k, 'session', u.session) end
+      if u.resource then redis.call('HSETNX', k, 'resource', u.resource) end
+      if u.evidence then redis.call('HSET', k, 'evidence', '1') end
+      if u.prompt then redis.call('HSET', k, 'prompt', u.prompt) end
+      if u.promptSeq then redis.call('HSET', k, 'promptSeq', u.promptSeq) end
+      if u.promptAt then redis.call('HSET', k, 'promptAt', u.promptAt) end
+      -- The completion: the latest answer text (of two at the same time, the one seen later).
+      local completion, completionAt
+      for _, c in ipairs(u.completions) do
+        if not (completionAt or cur[4]) or c[1] >= (completionAt or cur[4]) then completion, completionAt = c[2], c[1] end
+      end
+      if completion then redis.call('HSET', k, 'completion', completion, 'completionAt', completionAt) end
+      for _, e in ipairs(u.ends) do
+        redis.call('HSET', k, 'end:' .. e[1], e[2] .. '|' .. e[3] .. '|' .. e[4])
+        redis.call('HSETNX', k, 'endSeenAt', L.now)
+      end
+      for _, request in ipairs(u.toolRequests) do redis.call('HSET', k, 'tool:' .. request, '1') end
+      for _, c in ipairs(u.contributions) do redis.call('HSET', L.key('contributions', u.key), c[1], c[2]) end
+      -- What its LLM calls got as input (inputs.ts): kept for calls of later batches and the root.
+      for _, f in ipairs(u.inputs or {}) do redis.call('HSETNX', L.key('inputs', u.key), f[1], f[2]) end
+      -- Spans drawn with the root: an LLM call waiting for its answer, folds onto it or onto the root.
+      -- A span sent already (SENT) is never drawn again, whatever copy of it comes later.
+      if u.held and #u.held > 0 then
+        for _, h in ipairs(u.held) do redis.call(h[2] == SENT and 'HSET' or 'HSETNX', L.key('events', u.key), h[1], h[2]) end
+        redis.call('EXPIRE', L.key('events', u.key), ttl)
+      end
+      touch(u.key)
+    end
+    if u.session and u.promptAt then
+      -- The session's timeline: a prompt ends the one before it, and is ended by the one after.
+      local timeline = L.key('prompts', u.session)
+      redis.call('ZADD', timeline, u.promptAt, u.key)
+      redis.call('EXPIRE', timeline, ttl)
+      local before = redis.call('ZREVRANGEBYSCORE', timeline, '(' .. u.promptAt, '-inf', 'LIMIT', 0, 1)[1]
+      if before and L.endByNextPrompt(before, u.promptSeq, u.promptAt) then touch(before) end
+      local after = redis.call('ZRANGEBYSCORE', timeline, '(' .. u.promptAt, '+inf', 'LIMIT', 0, 1)[1]
+      if after then
+        local next = redis.call('HMGET', L.key('ix', after), 'promptSeq', 'promptAt')
+        if L.endByNextPrompt(u.key, next[1], next[2] or u.promptAt) then touch(u.key) end
+      end
+      adopt(u.session)
+    end
+    L.expire(u.key)
+  end
+
+  -- 3. Session-level events that came before any prompt of their session.
+  for _, p in ipairs(input.pending) do
+    local held = L.key('pending', p.session)
+    redis.call('HSET', held, p.id, p.span)
+    redis.call('EXPIRE', held, ttl)
+    adopt(p.session) -- a prompt may have been stored since the batch was planned
+  end
+
+  -- 4. New verdicts for everything the batch touched.
+  local due = {}
+  for _, key in ipairs(order) do
+    local v = L.schedule(key)
+    if v and v.phase == 'due' then due[#due + 1] = key end
+  end
+  return due, late, release
+end
+
+-- T.claim(limit, timersDueBy): leases the shard's turns whose time has come, with what drawing
+-- their roots needs: [{ key, verdict, state: {field: value}, contributions: [json],
+-- events: [id, json, ...], inputs: [json] }]. A timer (idle, turn timeout, gap wait) counts as run
+-- out only if it ran out by timersDueBy: the oldest batch still queued was received then, and it
+-- may hold the events the timer waits for. A lease is the entry's score moved to now + leaseMs
+-- (and `leaseUntil` on the state): no other worker takes it meanwhile, and if this one dies the
+-- entry comes due again when it runs out.
+function T.claim(limit, timersDueBy)
+  local now, leaseMs, recheckMs = L.now, L.cfg.leaseMs, L.cfg.recheckMs
+  local out = {}
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', L.deadlines, '-inf', now, 'LIMIT', 0, limit)) do
+    local ixKey = L.key('ix', key)
+    local ix = L.read(ixKey)
+    if not ix.traceId or ix.drawn then
+      redis.call('ZREM', L.deadlines, key) -- expired, or drawn by a worker whose lease ran out
+    elseif not (tonumber(ix.leaseUntil) and tonumber(ix.leaseUntil) > now) then
+      local v = L.decide(ix)
+      if v.at > now then
+        redis.call('ZADD', L.deadlines, v.at, key)
+      elseif v.timer and v.at > tonumber(timersDueBy) then
+        redis.call('ZADD', L.deadlines, now + recheckMs, key)
+      else
+        redis.call('HSET', ixKey, 'leaseUntil', now + leaseMs)
+        redis.call('ZADD', L.deadlines, now + leaseMs, key)
+        v.key = key
+        local contributions = redis.call('HVALS', L.key('contributions', key))
+        local events = redis.call('HGETALL', L.key('events', key))
+        local inputs = redis.call('HVALS', L.key('inputs', key))
+        out[#out + 1] = { key = key, verdict = v, state = ix, contributions = contributions, events = events, inputs = inputs }
+      end
+    end
+  end
+  return out
+end
+
+-- A complete turn's sequence numbers are needed by no other interaction: no two turns of one
+-- process overlap (a turn ends where the next prompt starts). Which numbers those are is decided
+-- again (L.decide) on the state as it is now.
+local function forgetSequences(ix)
+  local v = L.decide(ix)
+  if not (ix.session and v.range) then return end
+  local k = L.key('sequence', ix.session)
+  local lo, hi, from, to = v.range[1], v.range[2], v.range[3], v.range[4]
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, math.max(lo, 0), hi)) do
+    local at = tonumber(string.match(m, ':(%d+)$'))
+    if at and at >= from and at <= to then redis.call('ZREM', k, m) end
+  end
+end
+
+-- T.settle(drawn, retry): after the caller drew the roots it claimed.
+--   drawn: [{ key, complete, held: [id] }]   complete: as the claimed verdict said; held: the
+--                                            held spans the claim handed back
+--   retry: [{ key, at }]                     given back, to be looked at again at `at`
+-- Returns the number marked drawn, and release: held spans a batch added after the root was
+-- claimed (T.apply does not wait for a lease): not in the root that went, so handed back to be
+-- sent now, marked sent, as T.apply hands back those of a turn drawn already.
+function T.settle(drawn, retry)
+  local count, release = 0, {}
+  for _, d in ipairs(drawn) do
+    local ixKey = L.key('ix', d.key)
+    local ix = L.read(ixKey)
+    if ix.traceId and not ix.drawn then
+      redis.call('HSET', ixKey, 'drawn', '1', 'drawnAt', L.now)
+      redis.call('HDEL', ixKey, 'leaseUntil', 'phase', 'prompt', 'completion')
+      redis.call('DEL', L.key('contributions', d.key), L.key('inputs', d.key))
+      -- Held spans are marked sent, so a later copy of one is not sent again: those drawn with the
+      -- root, and those that came since it was claimed, handed back now.
+      local claimed = {}
+      for _, id in ipairs(d.held or {}) do claimed[id] = true end
+      local events = L.key('events', d.key)
+      local held = redis.call('HGETALL', events)
+      for i = 1, #held, 2 do
+        if not claimed[held[i]] and held[i + 1] ~= SENT then release[#release + 1] = { d.key, held[i + 1] } end
+        redis.call('HSET', events, held[i], SENT)
+      end
+      if ix.session then redis.call('SREM', L.key('waiting', ix.session), d.key) end
+      redis.call('HINCRBY', L.stats, 'drawn', 1)
+      if d.complete then forgetSequences(ix) else redis.call('HINCRBY', L.stats, 'drawn_incomplete', 1) end
+      count = count + 1
+    end
+    redis.call('ZREM', L.deadlines, d.key)
+  end
+  for _, r in ipairs(retry) do
+    local ixKey = L.key('ix', r.key)
+    if redis.call('HEXISTS', ixKey, 'drawn') == 0 then
+      redis.call('HDEL', ixKey, 'leaseUntil')
+      redis.call('ZADD', L.deadlines, r.at, r.key)
+    end
+  end
+  return count, release
+end
