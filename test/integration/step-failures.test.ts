@@ -3,9 +3,10 @@
  * (the `tool` capture's session, with a foreground subagent, a background Agent call and its
  * subagent's totals, the turn's end, and the background agent's notification turn) is processed
  * by a worker as services/worker wires it (processBatch, the closer, the sessions ledger), on a
- * real Redis. A clean run counts the steps of the batch's job: every Redis call (a command, a
- * script, a pipeline's exec) and every export. Then, for each step k, the same scenario runs
- * fresh with step k failing once, the job retried as BullMQ retries it:
+ * real Redis; the same events also as two batches, cut where the background call is launched.
+ * A clean run counts the steps of the jobs: every Redis call (a command, a script, a pipeline's
+ * exec) and every export. Then, for each step k, the same delivery runs fresh with step k
+ * failing once, the job retried as BullMQ retries it:
  * - Redis refuses step k (nothing runs; the connection dropped before it was sent);
  * - Redis runs step k but its answer is lost (the connection dropped after it was sent);
  * - the export of step k fails (LLMFlow took nothing);
@@ -178,12 +179,17 @@ type StepKind = 'redis' | 'ledger' | 'export';
 type FaultMode = 'refuse' | 'lose' | 'kill';
 
 interface Fault {
-  at: number;
   mode: FaultMode;
+  /** The step that fails; */
+  at?: number;
+  /** ... or (a kill) after the last step of this job, before BullMQ marked it done. */
+  beforeDoneOfJob?: number;
 }
 
 interface Step {
   n: number;
+  /** Which job (batch) it belongs to, from 1. */
+  job: number;
   kind: StepKind;
   what: string;
   /** It took effect: a Redis call that ran, an export that was delivered. */
@@ -203,8 +209,12 @@ const never = <T>() => new Promise<T>(() => {});
 
 class Steps {
   readonly log: Step[] = [];
-  /** Only the job's first attempt is counted (and faulted). */
+  /** Steps are counted (and faulted) until the fault fired: the jobs' first attempts up to the failure. */
   counting = true;
+  /** The job the steps are of now. */
+  job = 1;
+  /** The step at which the fault fired. */
+  firedAt: number | undefined;
   /** The worker is dead: nothing of it runs any more. */
   dead = false;
   readonly killed: Promise<'killed'>;
@@ -214,20 +224,16 @@ class Steps {
     this.killed = new Promise((resolve) => (this.kill = () => resolve('killed')));
   }
 
-  /** The fault, if it is still to come (a kill after the last step: before BullMQ marked the job done); taken. */
-  takePending(): Fault | undefined {
-    const fault = this.fault;
-    this.fault = undefined;
-    return fault;
-  }
-
   async run<T>(kind: StepKind, what: string, call: () => Promise<T>, spanIds?: string[]): Promise<T> {
     if (this.dead) return never();
     if (!this.counting) return call();
-    const step: Step = { n: this.log.length + 1, kind, what, took: false, spanIds };
+    const step: Step = { n: this.log.length + 1, job: this.job, kind, what, took: false, spanIds };
     this.log.push(step);
     const fault = this.fault?.at === step.n ? this.fault : undefined;
-    if (fault) this.fault = undefined;
+    if (fault) {
+      this.fault = undefined;
+      this.firedAt = step.n;
+    }
     if (fault?.mode === 'kill') {
       this.dead = true;
       this.kill();
@@ -364,22 +370,22 @@ interface Outcome {
   llmflow: Delivery[];
   stats: Record<string, number>;
   ledger: Pick<SessionLedger, 'session' | 'events' | 'turns'>[];
-  /** Roots drawn by the time the job was done (before any timer round). */
+  /** Roots drawn by the time the jobs were done (before any timer round). */
   drawnInJob: number;
+  /** Over every job. */
   attempts: number;
   /** Why the job could not succeed, if it could not. */
   gaveUp?: string;
 }
 
-async function runScenario(request: ExportLogsRequest, fault?: Fault): Promise<Outcome> {
+async function runScenario(batches: ExportLogsRequest[], fault?: Fault): Promise<Outcome> {
   await peers.client.flushall();
   const url = peers.redis.url;
   const namespace = `fail-${randomUUID()}`;
   const clock = new ManualClock();
   const llmflow: Delivery[] = [];
-  let attempts = 0;
-  let phase = () => `attempt ${attempts}`;
-  const first = new Steps(fault);
+  let phase = () => '';
+  const first = new Steps(fault?.at === undefined ? undefined : fault);
   let steps = first;
   let worker = startWorker(url, namespace, clock, steps, llmflow, () => phase());
   /** The worker died: another takes the job back once BullMQ finds it stalled. */
@@ -390,40 +396,54 @@ async function runScenario(request: ExportLogsRequest, fault?: Fault): Promise<O
     steps.counting = false;
     return startWorker(url, namespace, clock, steps, llmflow, () => phase());
   };
+  let attempts = 0;
   let gaveUp: string | undefined;
-  for (;;) {
-    attempts += 1;
-    if (attempts > MAX_ATTEMPTS) {
-      gaveUp = `still failing after ${MAX_ATTEMPTS} attempts`;
-      break;
-    }
-    const outcome = await Promise.race([
-      worker.handle(request).then(
-        () => 'done' as const,
-        (err: Error) => err,
-      ),
-      steps.killed,
-    ]);
-    steps.counting = false;
-    if (outcome === 'killed') {
-      worker = retire(worker);
-      continue;
-    }
-    if (outcome === 'done') {
-      if (first.takePending()?.mode === 'kill') {
-        // Dead after the job's last step, before BullMQ marked it done: it runs again.
-        first.dead = true;
+  for (const [i, request] of batches.entries()) {
+    const job = i + 1;
+    first.job = job;
+    let attempt = 0;
+    let diedBeforeDone = false;
+    phase = () => `job ${job} attempt ${attempt}`;
+    for (;;) {
+      attempt += 1;
+      attempts += 1;
+      if (attempt > MAX_ATTEMPTS) {
+        gaveUp = `job ${job} still failing after ${MAX_ATTEMPTS} attempts`;
+        break;
+      }
+      const outcome = await Promise.race([
+        worker.handle(request).then(
+          () => 'done' as const,
+          (err: Error) => err,
+        ),
+        steps.killed,
+      ]);
+      if (first.firedAt !== undefined) first.counting = false;
+      if (outcome === 'killed') {
         worker = retire(worker);
         continue;
       }
-      break;
+      if (outcome === 'done') {
+        if (fault?.beforeDoneOfJob === job && !diedBeforeDone) {
+          // Dead after the job's last step, before BullMQ marked it done: it runs again.
+          diedBeforeDone = true;
+          first.dead = true;
+          first.counting = false;
+          worker = retire(worker);
+          continue;
+        }
+        break;
+      }
+      if (JOB_ANSWER[kindOf(outcome)] === 'fail') {
+        gaveUp = `job ${job} went to the failed set: ${outcome.name}: ${outcome.message}`;
+        break;
+      }
+      clock.advance(JOB_BACKOFF.delay * 2 ** (attempt - 1));
     }
-    if (JOB_ANSWER[kindOf(outcome)] === 'fail') {
-      gaveUp = `the job went to the failed set: ${outcome.name}: ${outcome.message}`;
-      break;
-    }
-    clock.advance(JOB_BACKOFF.delay * 2 ** (attempts - 1));
+    if (gaveUp) break;
   }
+  // The jobs' steps end here: timer rounds and the reads below are no steps of theirs.
+  first.counting = false;
   const drawnInJob = (await worker.store.stats())['drawn'] ?? 0;
   for (let i = 0; i < ROUNDS; i++) {
     phase = () => `timer round ${i + 1}`;
@@ -439,7 +459,7 @@ async function runScenario(request: ExportLogsRequest, fault?: Fault): Promise<O
 // ---------------------------------------------------------------------------------------------
 // Comparing a run with the clean one.
 
-const label = (s: Step) => `step ${s.n} (${s.kind === 'export' ? s.what : `${s.kind}: ${s.what}`})`;
+const label = (s: Step) => `step ${s.n} (job ${s.job}, ${s.kind === 'export' ? s.what : `${s.kind}: ${s.what}`})`;
 
 /** What LLMFlow keeps of each span: its first copy. */
 function kept(llmflow: Delivery[]): Map<string, CollectedSpan> {
@@ -518,94 +538,119 @@ function differences(clean: Outcome, run: Outcome): string[] {
 // ---------------------------------------------------------------------------------------------
 
 const request = theBatch();
-let clean: Outcome | undefined;
 
-/** The clean run, once: what every failing run must end as. */
-async function cleanRun(): Promise<Outcome> {
-  clean ??= await runScenario(request);
-  return clean;
+/** The batch cut in two where the background call has been launched: the second ends both turns. */
+function cutAtLaunch(whole: ExportLogsRequest): ExportLogsRequest[] {
+  const records = recordsOf(whole);
+  const launched = records.findIndex(
+    (r) => nameOf(r) === 'tool_result' && r.attributes!.some((a) => a.value?.stringValue === BG_CALL),
+  );
+  return [records.slice(0, launched + 1), records.slice(launched + 1)].map((part) => requestOf(whole, part));
 }
 
-test('without a failure: the batch draws its roots in its own job, folds both subagents onto their calls, and counts its events once', async () => {
-  const c = await cleanRun();
-  const again = await runScenario(request);
-  assert.deepEqual(
-    again.steps.map(label),
-    c.steps.map(label),
-    'the same steps in the same order every run (each step is named by its number below)',
-  );
-  assert.equal(c.attempts, 1);
-  assert.equal(c.gaveUp, undefined);
-  const spans = [...kept(c.llmflow).values()];
-  const roots = spans.filter((s) => !s.parentSpanId);
-  assert.equal(roots.length, 2, 'both turns have their root');
-  assert.equal(c.drawnInJob, 2, "both roots are drawn in the batch's own job, not by a timer");
-  const call = (id: string) => spans.find((s) => s.name === 'claude_code.tool' && s.attrs['tool_use_id'] === id);
-  assert.equal(
-    call(FG_CALL)?.attrs['claude_code.subagent_completed.total_tokens'],
-    '555',
-    "the foreground call's totals",
-  );
-  assert.equal(
-    call(BG_CALL)?.attrs['claude_code.subagent_completed.total_tokens'],
-    '777',
-    "the background call's totals",
-  );
-  for (const agent of [FG_AGENT, BG_AGENT])
-    assert.ok(
-      spans.some((s) => s.attrs['gen_ai.agent.id'] === agent),
-      `the spans of subagent ${agent} are sent`,
+const DELIVERIES: { label: string; batches: ExportLogsRequest[] }[] = [
+  { label: 'one batch', batches: [request] },
+  { label: 'two batches (the second ends the turns)', batches: cutAtLaunch(request) },
+];
+
+for (const { label: delivery, batches } of DELIVERIES) {
+  let clean: Outcome | undefined;
+  /** The clean run, once: what every failing run must end as. */
+  const cleanRun = async (): Promise<Outcome> => (clean ??= await runScenario(batches));
+
+  test(`${delivery}, without a failure: the roots are drawn in the jobs, both subagents fold onto their calls, the events count once`, async () => {
+    const c = await cleanRun();
+    const again = await runScenario(batches);
+    assert.deepEqual(
+      again.steps.map(label),
+      c.steps.map(label),
+      'the same steps in the same order every run (each step is named by its number below)',
     );
-  assert.deepEqual(
-    spans.filter((s) => s.name === 'claude_code.subagent_completed').map(brief),
-    [],
-    'totals are no rows of their own',
-  );
-  assert.equal(c.stats['late_events'] ?? 0, 0, 'nothing late');
-  assert.deepEqual(
-    [...sends(c.llmflow)].filter(([, n]) => n > 1),
-    [],
-    'each span is sent once',
-  );
-  // The ledger's sums are the batch's api_request events, each once.
-  const sums: Record<string, number> = {};
-  for (const e of eventContributions(request))
-    for (const [k, v] of Object.entries(e.sums)) sums[k] = (sums[k] ?? 0) + v;
-  assert.equal(c.ledger.length, 1);
-  assert.deepEqual(
-    Object.fromEntries(Object.entries(c.ledger[0]!.events).map(([k, v]) => [k, Math.round(v * 1e9) / 1e9])),
-    Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, Math.round(v * 1e9) / 1e9])),
-  );
-  assert.equal(c.ledger[0]!.turns.drawn, 2);
-});
+    assert.equal(c.attempts, batches.length);
+    assert.equal(c.gaveUp, undefined);
+    const spans = [...kept(c.llmflow).values()];
+    const roots = spans.filter((s) => !s.parentSpanId);
+    assert.equal(roots.length, 2, 'both turns have their root');
+    assert.equal(c.drawnInJob, 2, 'both roots are drawn in the jobs, not by a timer');
+    const call = (id: string) => spans.find((s) => s.name === 'claude_code.tool' && s.attrs['tool_use_id'] === id);
+    assert.equal(
+      call(FG_CALL)?.attrs['claude_code.subagent_completed.total_tokens'],
+      '555',
+      "the foreground call's totals",
+    );
+    assert.equal(
+      call(BG_CALL)?.attrs['claude_code.subagent_completed.total_tokens'],
+      '777',
+      "the background call's totals",
+    );
+    for (const agent of [FG_AGENT, BG_AGENT])
+      assert.ok(
+        spans.some((s) => s.attrs['gen_ai.agent.id'] === agent),
+        `the spans of subagent ${agent} are sent`,
+      );
+    assert.deepEqual(
+      spans.filter((s) => s.name === 'claude_code.subagent_completed').map(brief),
+      [],
+      'totals are no rows of their own',
+    );
+    assert.equal(c.stats['late_events'] ?? 0, 0, 'nothing late');
+    assert.deepEqual(
+      [...sends(c.llmflow)].filter(([, n]) => n > 1),
+      [],
+      'each span is sent once',
+    );
+    // The ledger's sums are the batch's api_request events, each once.
+    const sums: Record<string, number> = {};
+    for (const e of eventContributions(request))
+      for (const [k, v] of Object.entries(e.sums)) sums[k] = (sums[k] ?? 0) + v;
+    const rounded = (o: Record<string, number>) =>
+      Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Math.round(v * 1e9) / 1e9]));
+    assert.equal(c.ledger.length, 1);
+    assert.deepEqual(rounded(c.ledger[0]!.events), rounded(sums));
+    assert.equal(c.ledger[0]!.turns.drawn, 2);
+  });
 
-/** Runs every step `k` with the fault that `mode` makes of it, each a subtest named by its step. */
-async function everyStep(t: TestContext, mode: FaultMode, applies: (s: Step) => boolean, extraLast = false) {
-  const c = await cleanRun();
-  const points = c.steps.filter(applies).map((s) => s.n);
-  if (extraLast) points.push(c.steps.length + 1);
-  const failed: string[] = [];
-  for (const at of points) {
-    const step = c.steps[at - 1];
-    const name = step ? label(step) : `after step ${c.steps.length}, before BullMQ marked the job done`;
-    await t.test(name, async () => {
-      const run = await runScenario(request, { at, mode });
-      const diffs = differences(c, run);
-      if (diffs.length > 0) failed.push(`${name}: ${diffs.length} differences`);
-      assert.deepEqual(diffs, [], `${mode} at ${name} (${run.attempts} attempts):\n  ${diffs.join('\n  ')}`);
-    });
-  }
-  t.diagnostic(`${points.length} steps, ${failed.length} end otherwise than without the failure`);
+  /** Runs the delivery with each fault of `faults`, each a subtest named by its step. */
+  const each = async (t: TestContext, faults: (c: Outcome) => { name: string; fault: Fault }[]) => {
+    const c = await cleanRun();
+    const runs = faults(c);
+    let failed = 0;
+    for (const { name, fault } of runs)
+      await t.test(name, async () => {
+        const run = await runScenario(batches, fault);
+        const diffs = differences(c, run);
+        if (diffs.length > 0) failed += 1;
+        assert.deepEqual(diffs, [], `${fault.mode} at ${name} (${run.attempts} attempts):\n  ${diffs.join('\n  ')}`);
+      });
+    t.diagnostic(`${runs.length} steps, ${failed} end otherwise than without the failure`);
+  };
+  const atSteps = (mode: FaultMode, applies: (s: Step) => boolean) => (c: Outcome) =>
+    c.steps.filter(applies).map((s) => ({ name: label(s), fault: { mode, at: s.n } }));
+
+  test(`${delivery}: each Redis call refused once (it does not run), the job retried, ends as without the failure`, (t) =>
+    each(
+      t,
+      atSteps('refuse', (s) => s.kind !== 'export'),
+    ));
+
+  test(`${delivery}: each Redis call run but its answer lost once, the job retried, ends as without the failure`, (t) =>
+    each(
+      t,
+      atSteps('lose', (s) => s.kind !== 'export'),
+    ));
+
+  test(`${delivery}: each export failing once (LLMFlow took nothing), the job retried, ends as without the failure`, (t) =>
+    each(
+      t,
+      atSteps('refuse', (s) => s.kind === 'export'),
+    ));
+
+  test(`${delivery}: the worker killed at each step, or after a job's last step before it was marked done, ends as without the failure`, (t) =>
+    each(t, (c) => [
+      ...atSteps('kill', () => true)(c),
+      ...batches.map((_, i) => ({
+        name: `after job ${i + 1}'s last step, before BullMQ marked it done`,
+        fault: { mode: 'kill' as const, beforeDoneOfJob: i + 1 },
+      })),
+    ]));
 }
-
-test('each Redis call refused once (it does not run): the job retried ends as without the failure', (t) =>
-  everyStep(t, 'refuse', (s) => s.kind !== 'export'));
-
-test('each Redis call run, its answer lost once: the job retried ends as without the failure', (t) =>
-  everyStep(t, 'lose', (s) => s.kind !== 'export'));
-
-test('each export failing once (LLMFlow took nothing): the job retried ends as without the failure', (t) =>
-  everyStep(t, 'refuse', (s) => s.kind === 'export'));
-
-test('the worker killed at each step, or after the last: another worker takes the job back and ends as without the failure', (t) =>
-  everyStep(t, 'kill', () => true, true));
