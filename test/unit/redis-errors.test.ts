@@ -4,10 +4,11 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Redis, ReplyError as UntypedReplyError, type RedisOptions } from 'ioredis';
+import { Redis, ReplyError as UntypedReplyError, type Cluster, type RedisOptions } from 'ioredis';
 import { kindOf, redisKindOf, type ErrorKind } from '@ccbridge/errors';
 import { connectRedis } from '@ccbridge/redis';
-import { startRedis } from '../support/peers';
+import { startRedis, waitFor } from '../support/peers';
+import { startRedisCluster } from '../support/redis-cluster';
 import { useRedis } from '../support/per-file';
 
 /** ioredis's reply error (redis-errors has no types of its own). */
@@ -125,4 +126,90 @@ test('replies of a cluster that is moving or not ready, and of a server loading,
   assert.equal(kindOf(new ReplyError('NOAUTH Authentication required.')), 'retryable');
   // Only ioredis's replies are read by their code: an Error of another library is not Redis's.
   assert.equal(redisKindOf(new Error('WRONGTYPE of something else')), undefined);
+});
+
+test('on a Redis Cluster, a script refused while its slot migrates, or while the cluster is down, is retryable; so are the redirections ioredis gives up on', async () => {
+  const cluster = await startRedisCluster();
+  const seed = connectRedis({ url: cluster.url, cluster: true }, 'consumer') as Cluster;
+  seed.on('error', () => {});
+  try {
+    const [a, b] = cluster.nodes.map((n) => client(`redis://${n.host}:${n.port}`)) as [Redis, Redis];
+    const [idA, idB] = [await a.cluster('MYID'), await b.cluster('MYID')];
+    const ranges = await a.cluster('SLOTS');
+    const [fromA, toA] = ranges.find((r) => r[2]?.[1] === cluster.nodes[0]!.port)!;
+    const slotOf = async (key: string) => Number(await a.cluster('KEYSLOT', key));
+    // Two keys of node A's, in two slots: one stays, the other's slot moves to node B.
+    const onA: { key: string; slot: number }[] = [];
+    for (let i = 0; onA.length < 2; i++) {
+      const slot = await slotOf(`key-${i}`);
+      if (slot >= fromA && slot <= toA && !onA.some((k) => k.slot === slot)) onA.push({ key: `key-${i}`, slot });
+    }
+    const [stays, moves] = onA as [{ key: string; slot: number }, { key: string; slot: number }];
+    const tagged = (name: string) => `{${moves.key}}${name}`;
+    await a.set(tagged('present'), '1');
+    await b.cluster('SETSLOT', moves.slot, 'IMPORTING', idA);
+    await a.cluster('SETSLOT', moves.slot, 'MIGRATING', idB);
+
+    // A script declaring one key and building another (as templates do): absent here while its slot migrates.
+    const builds = "return redis.call('GET', ARGV[1])";
+    const refused = await thrown(seed.eval(builds, 1, stays.key, tagged('absent')));
+    assert.match(
+      refused.message,
+      /^ERR Script attempted to access a non local key in a cluster node script: \w+, on @user_script:1\.$/,
+    );
+    expectKind(refused, 'retryable', 'ReplyError');
+    // The same from a script that declares a key of the moving slot, straight to the node.
+    expectKind(await thrown(a.eval(builds, 1, tagged('present'), tagged('absent'))), 'retryable', 'ReplyError');
+    // Its declared keys redirected: ASK from the old owner, MOVED from the new one without ASKING,
+    // TRYAGAIN with ASKING when some of them have not moved yet.
+    const declared = "return redis.call('MGET', KEYS[1], KEYS[2])";
+    const ask = await thrown(a.eval(declared, 2, tagged('absent'), tagged('absent2')));
+    assert.match(ask.message, /^ASK \d+ /);
+    expectKind(ask, 'retryable', 'ReplyError');
+    const moved = await thrown(b.eval(declared, 2, tagged('present'), tagged('absent')));
+    assert.match(moved.message, /^MOVED \d+ /);
+    expectKind(moved, 'retryable', 'ReplyError');
+    await b.asking();
+    const tryAgain = await thrown(b.eval(declared, 2, tagged('present'), tagged('absent')));
+    assert.match(tryAgain.message, /^TRYAGAIN /);
+    expectKind(tryAgain, 'retryable', 'ReplyError');
+    // ioredis's Cluster follows those, and gives up after its redirections (the last one ASK, MOVED
+    // or TRYAGAIN, as its retries fall).
+    const gaveUp = await thrown(seed.eval(declared, 2, tagged('present'), tagged('absent')));
+    assert.match(gaveUp.message, /^Too many Cluster redirections\. Last error: ReplyError: (TRYAGAIN|MOVED|ASK) /);
+    assert.equal(redisKindOf(gaveUp), 'retryable');
+    assert.equal(kindOf(gaveUp), 'retryable');
+
+    // Once the slot has settled, the same script runs: retrying was right.
+    await a.cluster('SETSLOT', moves.slot, 'STABLE');
+    await b.cluster('SETSLOT', moves.slot, 'STABLE');
+    assert.equal(await seed.eval(builds, 1, stays.key, tagged('absent')), null);
+
+    // A cluster down (a slot no node serves): a script's command is refused, retryable as CLUSTERDOWN is.
+    await a.cluster('DELSLOTS', fromA);
+    await waitFor('node A to see the cluster down', async () =>
+      (await a.cluster('INFO')).includes('cluster_state:fail'),
+    );
+    const down = await thrown(a.eval(builds, 0, stays.key));
+    assert.match(
+      down.message,
+      /^ERR Script attempted to execute a command while the cluster is down script: \w+, on @user_script:1\.$/,
+    );
+    expectKind(down, 'retryable', 'ReplyError');
+    expectKind(await thrown(a.eval(builds, 1, stays.key, stays.key)), 'retryable', 'ReplyError');
+  } finally {
+    seed.disconnect();
+    await cluster.stop();
+  }
+});
+
+test('a script that fails at run time is still permanent on a Redis Cluster', () => {
+  assert.equal(
+    redisKindOf(
+      new ReplyError(
+        "ERR user_script:1: Script attempted to access nonexistent global variable 'x' script: 0a1b, on @user_script:1.",
+      ),
+    ),
+    'permanent',
+  );
 });

@@ -8,12 +8,20 @@
  * | what ioredis throws                                                  | kind         | why                                  |
  * |----------------------------------------------------------------------|--------------|--------------------------------------|
  * | ReplyError `OOM command not allowed ...` (maxmemory, noeviction)     | backpressure | Redis is full: wait until it drains  |
+ * | ReplyError of a Lua script refused by a cluster node: `ERR Script     | retryable    | a slot is migrating or moved (a key  |
+ * | attempted to access a non local key in a cluster node ...` (a key it |              | the script builds is not here now),  |
+ * | does not declare, absent here while its slot migrates), `ERR Script  |              | or the cluster is down: it will be   |
+ * | attempted to execute a command while the cluster is down ...`        |              | up, or the slot settled              |
  * | ReplyError of a Lua script: `ERR user_script:N: ...`, `ERR Error     | permanent    | a script fails the same way on the   |
  * | running script ...`, `... script: <sha>, on @user_script:N.`         |              | same input (not OOM, BUSY, LOADING)  |
  * | ReplyError `WRONGTYPE ...`                                           | permanent    | the key holds something else: no     |
  * |                                                                      |              | retry changes that                   |
  * | ReplyError `LOADING`, `BUSY`, `MASTERDOWN`, `READONLY`, `CLUSTERDOWN`, | retryable  | the server or cluster is not ready   |
- * | `TRYAGAIN`, `MOVED`, `ASK` (ioredis follows these itself first)      |              | now; it will be                      |
+ * | `TRYAGAIN`, `MOVED`, `ASK` (ioredis follows these itself first; to  | retryable    | now; it will be                      |
+ * | EVALSHA too, for its declared keys; inside a script they are the     |              |                                      |
+ * | `non local key` above)                                               |              |                                      |
+ * | `Too many Cluster redirections. Last error: ...` (ioredis gave up    | retryable    | a slot still migrating (TRYAGAIN)    |
+ * | following MOVED, ASK or TRYAGAIN)                                    |              |                                      |
  * | MaxRetriesPerRequestError, AbortError (`Command aborted due to       | retryable    | the connection failed under the      |
  * | connection close`), ClusterAllFailedError, `Connection is closed.`,  |              | command                              |
  * | `Stream isn't writeable ...`, `None of startup nodes is available`,  |              |                                      |
@@ -46,6 +54,19 @@ const REPLY_KINDS: Record<string, ErrorKind> = {
  */
 const SCRIPT_ERROR = /^ERR (user_script:\d+:|Error running script)| on @user_script:\d+\.$/;
 
+/**
+ * A script a cluster node refused mid-run because a key it touched is not the node's now: one it
+ * does not declare in KEYS, absent here while its slot migrates (or on another node), or any key
+ * while the cluster is down. As Redis 7.0 says it (test/unit/redis-errors.test.ts gets it from a
+ * real cluster): `ERR Script attempted to access a non local key in a cluster node script: <sha>,
+ * on @user_script:N.` and `ERR Script attempted to execute a command while the cluster is down
+ * script: ...`; Redis 6 says `... Lua script attempted to access a non local key in a cluster
+ * node`. Once the slot has moved (or the cluster is up) the same script runs: retryable. A script
+ * whose keys never share a slot fails so on every attempt and ends in the failed set all the same.
+ */
+const SCRIPT_CLUSTER_ERROR =
+  /[Ss]cript attempted to (access a non local key in a cluster node|execute a (write )?command while the cluster is down)/;
+
 /** ioredis's errors of a connection that failed under a command. */
 const CONNECTION_ERRORS = new Set([
   'MaxRetriesPerRequestError',
@@ -58,6 +79,8 @@ const CONNECTION_MESSAGES = [
   "Stream isn't writeable",
   "Cluster isn't ready",
   'None of startup nodes is available',
+  // ioredis gave up following a cluster's redirections (a slot still migrating: TRYAGAIN, ASK).
+  'Too many Cluster redirections',
 ];
 const SOCKET_CODES = new Set([
   'ECONNREFUSED',
@@ -76,6 +99,7 @@ export function redisKindOf(err: unknown): ErrorKind | undefined {
   if (err.name === 'ReplyError') {
     const code = err.message.split(' ', 1)[0]!;
     if (Object.hasOwn(REPLY_KINDS, code)) return REPLY_KINDS[code];
+    if (SCRIPT_CLUSTER_ERROR.test(err.message)) return 'retryable';
     if (SCRIPT_ERROR.test(err.message)) return 'permanent';
     return undefined;
   }
