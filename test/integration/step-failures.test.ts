@@ -311,7 +311,8 @@ interface Worker {
   store: LifecycleStore;
   closer: TurnCloser;
   ledger: LedgerStore;
-  handle(request: ExportLogsRequest): Promise<void>;
+  /** As BullMQ runs a job: `batch` is the job's id, the same on every attempt. */
+  handle(request: ExportLogsRequest, batch: string): Promise<void>;
   disconnect(): void;
 }
 
@@ -339,16 +340,21 @@ function startWorker(
       },
       spans.map((s) => s.spanId),
     );
-    await ledger.noteTurns(drawnTurns(rs));
   };
-  const closer = new TurnCloser({ store, exportSpans, log: silentLogger, retryDelayMs: ROOT_RETRY_MS });
+  const closer = new TurnCloser({
+    store,
+    exportSpans,
+    log: silentLogger,
+    retryDelayMs: ROOT_RETRY_MS,
+    onDrawn: (turns) => ledger.noteTurns(drawnTurns(turns)),
+  });
   const deps: BatchProcessorDeps = { store, closer, exportSpans, log: silentLogger };
   return {
     store,
     closer,
     ledger,
-    async handle(request) {
-      await processBatch(deps, 'logs', request);
+    async handle(request, batch) {
+      await processBatch(deps, 'logs', request, batch);
       await ledger.addEvents(eventContributions(request));
     },
     disconnect: () => client.disconnect(),
@@ -412,7 +418,7 @@ async function runScenario(batches: ExportLogsRequest[], fault?: Fault): Promise
         break;
       }
       const outcome = await Promise.race([
-        worker.handle(request).then(
+        worker.handle(request, `${job}@${namespace}`).then(
           () => 'done' as const,
           (err: Error) => err,
         ),

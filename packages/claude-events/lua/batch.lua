@@ -9,6 +9,7 @@
 --          back. A batch found there was applied already (a retry after a partial success): its
 --          turns change nothing twice (late events are counted once) and it is handed back the
 --          same released spans; everything else is idempotent and hands back what is still unsent.
+--          A batch whose commit went through (commit.lua marks the record) is handed back nothing.
 -- Every other key is built from ARGV[1].templates (keys.ts) and carries KEYS[1]'s hash tag: one
 -- slot on a Redis Cluster.
 -- ARGV[1]  JSON: { now, cfg, templates, batch?, limit,
@@ -16,7 +17,8 @@
 --            sessions: [...]                A.merge's input per session (subagents.lua)
 --            calls: [...] }                 Agent calls' tool spans, for M.put
 -- Returns  JSON: { late: [[key, n]], release: [[key, json]], placed: [{ session, agent, at, spans: [json] }],
---                  met: [{ session, call, span?, totals? }], claimed: [T.claim's rows] }
+--                  met: [{ session, call, span?, totals? }], claimed: [T.claim's rows] }, or
+--          { committed: true, drawn: [the roots its commit drew] } for a batch sent and committed already
 --! include turns.lua
 --! include subagents.lua
 
@@ -27,6 +29,8 @@ local due, late, release
 local record = input.batch and redis.call('GET', KEYS[4])
 if record then
   local r = cjson.decode(record)
+  -- Sent and committed already (the job failed after its commit): nothing is handed back twice.
+  if r.committed then return cjson.encode({ committed = true, drawn = r.drawn or {} }) end
   due, late, release = r.due, r.late, r.release
 else
   due, late, release = T.apply(input)

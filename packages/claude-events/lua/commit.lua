@@ -4,8 +4,11 @@
 --
 -- KEYS[1]  the shard's deadline index (sorted set)     KEYS[2]  the shard's stats (hash)
 -- KEYS[3]  the shard's held calls' deadlines (sorted set)
+-- KEYS[4]  the batch's record in this shard (batch.lua), marked committed when `batch` is given:
+--          a retry of the job after this is handed back nothing
 -- Every other key is built from ARGV[1].templates and carries KEYS[1]'s hash tag.
--- ARGV[1]  JSON: { now, cfg, templates,
+-- ARGV[1]  JSON: { now, cfg, templates, batch?, roots?,    roots: the roots drawn, kept on the record
+--                                                        (a retry tells of them again)
 --            forget: [{ session, agent, spanIds }],     subagent spans sent
 --            calls:  [{ session, call, span?, totals? }], held calls sent
 --            drawn:  [{ key, complete, held: [id] }],     roots sent (T.settle)
@@ -20,4 +23,10 @@ L.init(KEYS, input)
 A.forget(input.forget)
 M.done(input.calls)
 local drawn, release = T.settle(input.drawn, input.retry)
+if input.batch then
+  local record = redis.call('GET', KEYS[4])
+  local r = record and cjson.decode(record) or {}
+  r.committed, r.drawn = true, input.roots or {}
+  redis.call('SET', KEYS[4], cjson.encode(r), 'EX', input.cfg.ttlSeconds)
+end
 return cjson.encode({ drawn = drawn, release = release })

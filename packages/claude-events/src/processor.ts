@@ -111,8 +111,10 @@ export async function processBatch<S extends Signal>(
     const sessions = sessionsOf(events, keys, plan.agentSpans);
     const outcomes = await deps.store.batch({ ...plan, sessions }, batch, deps.closer.batchSize);
     const drawn = outcomes.map((o) => drawOutcome(o, deps.log));
-    // The batch's spans go with all that it let go, the roots of the turns it completed too, in one export.
-    const spans = [...plan.resourceSpans, ...drawn.flatMap((d) => d.spans)];
+    // The batch's spans go with all that it let go, the roots of the turns it completed too, in
+    // one export; not again once every shard committed it (a retry after its commit).
+    const sentAlready = outcomes.length > 0 && outcomes.every((o) => o.committed);
+    const spans = [...(sentAlready ? [] : plan.resourceSpans), ...drawn.flatMap((d) => d.spans)];
     if (spans.length > 0) {
       try {
         await deps.exportSpans(spans, 'spans');
@@ -123,7 +125,12 @@ export async function processBatch<S extends Signal>(
       }
     }
     const roots = await Promise.all(
-      outcomes.map((o, i) => deps.closer.committed(o.shard, drawn[i]!.commit, o.claimed)),
+      outcomes.map(async (o, i) => {
+        if (!o.committed) return deps.closer.committed(o.shard, { ...drawn[i]!.commit, batch }, o.claimed);
+        // Committed before the job failed: what follows a commit is told again.
+        await deps.closer.tellDrawn(o.drawnBefore);
+        return 0;
+      }),
     );
     // More came due than one claim takes (rare): the usual way for the rest.
     const more = outcomes.filter((o) => o.claimed.length >= deps.closer.batchSize).map((o) => o.shard);

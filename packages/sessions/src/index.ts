@@ -10,4 +10,4 @@ export {
   type Sums,
   type What,
 } from './sides';
-export { drawnTurns, type DrawnTurn } from './roots';
+export { drawnTurns, type DrawnRoot, type DrawnTurn } from './roots';

@@ -1,9 +1,7 @@
 /**
- * The turns a session has in LLMFlow, from the roots the worker sends: each root says whether it
- * holds all of its turn (`claude_code.interaction.complete`).
+ * The turns a session has in LLMFlow, from the roots the worker drew: each says whether it holds
+ * all of its turn (the lifecycle's verdict, `claude_code.interaction.complete` on the root).
  */
-import { attributesToRecord, type ResourceSpans } from '@ccbridge/otlp';
-
 export interface DrawnTurn {
   session: string;
   traceId: string;
@@ -11,21 +9,23 @@ export interface DrawnTurn {
   complete?: boolean;
 }
 
-const ROOT = 'claude_code.interaction';
-
-export function drawnTurns(resourceSpans: ResourceSpans[]): DrawnTurn[] {
-  const out: DrawnTurn[] = [];
-  for (const rs of resourceSpans) {
-    for (const ss of rs.scopeSpans ?? []) {
-      for (const span of ss.spans ?? []) {
-        if (span.name !== ROOT || span.parentSpanId) continue;
-        const a = attributesToRecord(span.attributes);
-        const session = a['gen_ai.conversation.id'] ?? a['session.id'];
-        if (typeof session !== 'string' || session === '') continue;
-        const complete = a['claude_code.interaction.complete'];
-        out.push({ session, traceId: span.traceId, ...(typeof complete === 'boolean' && { complete }) });
-      }
-    }
-  }
-  return out;
+/** A root as the closer drew it (claude-events' StoredTurn has these fields). */
+export interface DrawnRoot {
+  session?: string;
+  traceId: string;
+  verdict: { complete?: boolean };
 }
+
+/** The drawn turns of roots with a session. */
+export const drawnTurns = (roots: DrawnRoot[]): DrawnTurn[] =>
+  roots.flatMap((r) =>
+    r.session
+      ? [
+          {
+            session: r.session,
+            traceId: r.traceId,
+            ...(r.verdict.complete !== undefined && { complete: r.verdict.complete }),
+          },
+        ]
+      : [],
+  );

@@ -54,11 +54,7 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
   // Each session's api_request events against Claude Code's counters (only while metrics are forwarded: the counters come with them).
   const ledger = new LedgerStore(redis);
   const toLlmflow = deadLetters.exportThrough((spans) => exporter.export(spans));
-  const exportSpans: BatchProcessorDeps['exportSpans'] = async (spans, source) => {
-    await toLlmflow(spans, source);
-    // Each session's turns, as its roots say (ccbridge sessions).
-    if (config.forwardMetrics) await ledger.noteTurns(drawnTurns(spans));
-  };
+  const exportSpans: BatchProcessorDeps['exportSpans'] = (spans, source) => toLlmflow(spans, source);
   // Timers wait for batches received before they ran out (the consumer is made below, before any timer runs).
   const closer = new TurnCloser({
     store,
@@ -66,6 +62,8 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     log,
     retryDelayMs: ROOT_RETRY_MS,
     backlogSinceMs: async () => consumer.backlogSinceMs(),
+    // Each session's turns, as its roots say (ccbridge sessions), once they are committed.
+    onDrawn: config.forwardMetrics ? (turns) => ledger.noteTurns(drawnTurns(turns)) : undefined,
   });
   const redactor = createRedactor({
     prompts: config.privacyPrompts,

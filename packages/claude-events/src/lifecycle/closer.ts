@@ -9,7 +9,7 @@ import { bridgeMetrics } from '@ccbridge/telemetry';
 import type { ResourceSpans } from '@ccbridge/otlp';
 import { releasedSpansOf, type StoredTurn } from '../interaction';
 import { drawOutcome } from '../outcome';
-import type { Commit, LifecycleStore } from './store';
+import type { Commit, DrawnRoot, LifecycleStore } from './store';
 
 /**
  * Where spans go (the export stage). It throws when LLMFlow can take nothing now (the caller
@@ -32,7 +32,15 @@ export interface CloserOptions {
    * once it ran out before that: quiet means no events processed, and none waiting.
    */
   backlogSinceMs?: () => Promise<number | undefined>;
+  /**
+   * Told of the roots drawn, once committed (the sessions ledger notes each session's turns).
+   * It must be idempotent: a failure is tried again at once, twice, then logged.
+   */
+  onDrawn?: (turns: DrawnRoot[]) => Promise<void>;
 }
+
+/** How often onDrawn is tried before its failure is logged. */
+const ON_DRAWN_TRIES = 3;
 
 export class TurnCloser {
   constructor(private readonly options: CloserOptions) {}
@@ -95,7 +103,12 @@ export class TurnCloser {
    */
   async committed(shard: number, commit: Commit, claimed: StoredTurn[]): Promise<number> {
     const { store, log } = this.options;
-    const { drawn, release } = await store.commit(shard, commit);
+    const roots = claimed.map((ix) => ({
+      session: ix.session,
+      traceId: ix.traceId,
+      verdict: { complete: ix.verdict.complete },
+    }));
+    const { drawn, release } = await store.commit(shard, { ...commit, ...(commit.batch !== undefined && { roots }) });
     if (release.length > 0)
       await this.options.exportSpans(releasedSpansOf(release), 'spans').catch((err: Error) => {
         log.error(
@@ -104,6 +117,7 @@ export class TurnCloser {
         );
       });
     if (claimed.length === 0) return 0;
+    await this.tellDrawn(claimed);
     const incomplete = claimed.filter((ix) => ix.verdict.complete === false);
     bridgeMetrics.drawn(true, claimed.length - incomplete.length);
     bridgeMetrics.drawn(false, incomplete.length);
@@ -117,5 +131,23 @@ export class TurnCloser {
       'drew interaction roots',
     );
     return drawn;
+  }
+
+  /** Tells onDrawn of roots drawn (again, for a batch retried after its commit: it is idempotent). */
+  async tellDrawn(claimed: DrawnRoot[]): Promise<void> {
+    if (claimed.length === 0) return;
+    const { onDrawn, log } = this.options;
+    for (let tries = 1; onDrawn; tries++) {
+      try {
+        return await onDrawn(claimed);
+      } catch (err) {
+        if (tries < ON_DRAWN_TRIES) continue;
+        log.error(
+          { interactions: claimed.length, err: (err as Error).message },
+          'roots drawn, but noting them failed: the sessions ledger misses their turns',
+        );
+        return;
+      }
+    }
   }
 }

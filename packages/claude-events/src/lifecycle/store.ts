@@ -59,6 +59,12 @@ export interface PlacedAgent {
 /** What batch.lua handed back for one shard: everything that may now be sent. */
 export interface ShardOutcome {
   shard: number;
+  /**
+   * The batch was sent and committed here already (a retry after its commit): nothing is handed
+   * back but the roots its commit drew (to tell of them again: DrawnRoot).
+   */
+  committed: boolean;
+  drawnBefore: DrawnRoot[];
   /** Events that joined turns whose roots were drawn already. */
   late: { key: string; events: number }[];
   /** Held spans (JSON HeldSpan) of turns drawn already: to be sent now, in their trace. */
@@ -76,7 +82,13 @@ export interface Commit {
   calls?: HeldCall[];
   drawn?: { key: string; complete: boolean; held: string[] }[];
   retry?: { key: string; at: number }[];
+  /** The batch whose work this commits (its record is marked committed, with the roots drawn). */
+  batch?: string;
+  roots?: DrawnRoot[];
 }
+
+/** A root drawn, as those told of it need it (the sessions ledger). */
+export type DrawnRoot = Pick<StoredTurn, 'session' | 'traceId'> & { verdict: Pick<StoredTurn['verdict'], 'complete'> };
 
 /** cjson encodes an empty Lua table as `{}`: read either as a list. */
 const list = <T>(v: unknown): T[] => (Array.isArray(v) ? (v as T[]) : []);
@@ -104,7 +116,7 @@ export class LifecycleStore {
     this.clock = options.clock ?? systemClock;
     this.shards = Array.from({ length: SHARDS }, (_, n) => shardKeys(n, options.namespace ?? NAMESPACE));
     defineScript(redis, 'ccbridgeBatch', LUA, 'batch.lua', 4);
-    defineScript(redis, 'ccbridgeCommit', LUA, 'commit.lua', 3);
+    defineScript(redis, 'ccbridgeCommit', LUA, 'commit.lua', 4);
     defineScript(redis, 'ccbridgeDue', LUA, 'due.lua', 3);
     this.redis = redis as Scripted;
   }
@@ -147,6 +159,8 @@ export class LifecycleStore {
         const r = (await this.run('ccbridgeBatch', n, input, [appliedKey(this.shards[n]!, batch ?? '')])) as RawOutcome;
         return {
           shard: n,
+          committed: r.committed === true,
+          drawnBefore: list<DrawnRoot>(r.drawn),
           late: list<[string, number]>(r.late).map(([key, events]) => ({ key, events })),
           release: list<[string, string]>(r.release).map(([key, held]) => ({ key, held })),
           placed: list<RawPlaced>(r.placed).map((p) => ({ ...p, spans: list<string>(p.spans) })),
@@ -165,7 +179,8 @@ export class LifecycleStore {
    */
   async commit(shard: number, commit: Commit): Promise<{ drawn: number; release: { key: string; held: string }[] }> {
     const input = { forget: [], calls: [], drawn: [], retry: [], ...commit };
-    const r = (await this.run('ccbridgeCommit', shard, input)) as { drawn: number; release: unknown };
+    const record = appliedKey(this.shards[shard]!, commit.batch ?? '');
+    const r = (await this.run('ccbridgeCommit', shard, input, [record])) as { drawn: number; release: unknown };
     return { drawn: r.drawn, release: list<[string, string]>(r.release).map(([key, held]) => ({ key, held })) };
   }
 
@@ -222,6 +237,8 @@ export class LifecycleStore {
 }
 
 interface RawOutcome {
+  committed?: boolean;
+  drawn?: unknown;
   late: unknown;
   release: unknown;
   placed: unknown;
