@@ -365,7 +365,30 @@ export function shapeOf(rows: Row[]): Shape {
 export const sameShape = (a: Shape, b: Shape) =>
   a.orphans.length === 0 && b.orphans.length === 0 && JSON.stringify(a.traces) === JSON.stringify(b.traces);
 
-/** The traces only one side has, as a diff (`-` the reference's, `+` the copy's), and the counts that differ. */
+/** A line diff (longest common subsequence): ` ` both, `-` only `a`, `+` only `b`. */
+export function lineDiff(a: string[], b: string[]): string[] {
+  const lcs = a.map(() => new Array<number>(b.length + 1).fill(0));
+  lcs.push(new Array<number>(b.length + 1).fill(0));
+  for (let i = a.length - 1; i >= 0; i--)
+    for (let j = b.length - 1; j >= 0; j--)
+      lcs[i]![j] = a[i] === b[j] ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);
+  const out: string[] = [];
+  let [i, j] = [0, 0];
+  while (i < a.length || j < b.length) {
+    if (i < a.length && j < b.length && a[i] === b[j]) {
+      out.push(`  ${a[i++]}`);
+      j++;
+    } else if (j < b.length && (i >= a.length || lcs[i]![j + 1]! >= lcs[i + 1]![j]!)) out.push(`+ ${b[j++]}`);
+    else out.push(`- ${a[i++]}`);
+  }
+  return out;
+}
+
+/**
+ * What differs, for a failure message: roots, spans, orphans and the per-label counts that
+ * differ; then each trace of the reference the copy lacks beside the copy's trace most like it
+ * (a line diff: `-` the reference's, `+` the copy's), and the copy's traces left over.
+ */
 export function diffShapes(reference: Shape, got: Shape): string {
   const left = [...reference.traces];
   const extra: string[] = [];
@@ -374,21 +397,36 @@ export function diffShapes(reference: Shape, got: Shape): string {
     if (i >= 0) left.splice(i, 1);
     else extra.push(t);
   }
-  const indent = (sign: string, t: string) =>
-    t
-      .split('\n')
-      .map((l) => `    ${sign} ${l}`)
-      .join('\n');
   const countsOf = (s: Shape) => new Map(s.counts.map((c) => [c.slice(0, c.lastIndexOf(':')), c]));
   const [rc, gc] = [countsOf(reference), countsOf(got)];
   const counts = [...new Set([...rc.keys(), ...gc.keys()])]
     .filter((k) => rc.get(k) !== gc.get(k))
     .map((k) => `    ${k}: ${rc.get(k)?.split(': ')[1] ?? 0} -> ${gc.get(k)?.split(': ')[1] ?? 0}`);
+  const blocks: string[] = [];
+  for (const t of left) {
+    const lines = t.split('\n');
+    // The copy's trace sharing most lines with it (its root's line first).
+    let best = -1;
+    let bestScore = 0;
+    extra.forEach((e, k) => {
+      const other = e.split('\n');
+      const score = (other[0] === lines[0] ? 1000 : 0) + lines.filter((l) => other.includes(l)).length;
+      if (score > bestScore) [best, bestScore] = [k, score];
+    });
+    const pair = best >= 0 ? extra.splice(best, 1)[0]!.split('\n') : [];
+    blocks.push(
+      best >= 0
+        ? "  a trace of the reference (-) and the copy's most like it (+):"
+        : '  a trace of the reference the copy lacks:',
+      ...lineDiff(lines, pair).map((l) => `    ${l}`),
+    );
+  }
+  for (const e of extra)
+    blocks.push('  a trace of the copy the reference lacks:', ...e.split('\n').map((l) => `    + ${l}`));
   return [
     `  roots ${reference.roots} -> ${got.roots}, spans ${reference.spans} -> ${got.spans}, orphans ${got.orphans.length}${got.orphans.length ? ` (${got.orphans.join(', ')})` : ''}`,
     ...(counts.length ? ['  counts that differ (reference -> copy):', ...counts] : []),
-    ...(left.length ? ['  traces of the reference the copy lacks:', ...left.map((t) => indent('-', t))] : []),
-    ...(extra.length ? ['  traces of the copy the reference lacks:', ...extra.map((t) => indent('+', t))] : []),
+    ...blocks,
   ].join('\n');
 }
 
