@@ -90,12 +90,16 @@ export class Rng {
   }
 }
 
-/** The variant's seed: RACE_SEED (a number) when set, else a fresh one; mixed with the variant's name. */
+/** The run's seed: RACE_SEED (a number) when set, else a fresh one, the same for every variant of a run. */
+export const BASE_SEED = process.env.RACE_SEED
+  ? Number(process.env.RACE_SEED) >>> 0
+  : Math.floor(Math.random() * 2 ** 32);
+
+/** A variant's seed: the run's, mixed with the variant's name (so each variant draws its own). */
 export function seedFor(variant: string): { seed: number; base: number } {
-  const base = process.env.RACE_SEED ? Number(process.env.RACE_SEED) >>> 0 : Math.floor(Math.random() * 2 ** 32);
-  let h = base;
+  let h = BASE_SEED;
   for (let i = 0; i < variant.length; i++) h = Math.imul(h ^ variant.charCodeAt(i), 0x01000193) >>> 0;
-  return { seed: h, base };
+  return { seed: h, base: BASE_SEED };
 }
 
 // ---------------------------------------------------------------------------------------------
