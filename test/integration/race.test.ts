@@ -116,8 +116,8 @@ async function failureReasons(client: Client): Promise<string[]> {
   ];
   const reasons = new Map<string, number>();
   for (const id of ids) {
-    const [attempts, reason] = await client.hmget(queueKey(id), 'attemptsMade', 'failedReason');
-    const key = `${reason ?? '?'} (attempts made: ${attempts ?? 0})`;
+    const [atm, attemptsMade, reason] = await client.hmget(queueKey(id), 'atm', 'attemptsMade', 'failedReason');
+    const key = `${reason ?? '?'} (attempts made: ${atm ?? attemptsMade ?? 0})`;
     reasons.set(key, (reasons.get(key) ?? 0) + 1);
   }
   return [...reasons].map(([r, n]) => `${n} batch(es): ${r}`);
@@ -394,7 +394,6 @@ test('sanity: copies cut exactly as captured, in order, one worker at concurrenc
     workers: 1,
     concurrency: 1,
     posters: 1,
-    copies: 2,
   });
 });
 
