@@ -1,7 +1,8 @@
 /**
  * The race (issue 23, "Done when" 1): real Claude Code sessions (test/fixtures/sessions-2.1.328,
  * captured by test/support/capture-sessions.ts: foreground, background and parallel subagents,
- * hooks, many prompts in one process, a session resumed over eight processes), each copied
+ * hooks, many prompts in one process, a session resumed over eight processes, one over four
+ * whose second process was killed mid-turn), each copied
  * several times with fresh ids, go through the bridge the way a team's telemetry does: records
  * interleaved across sessions, cut into batches of random size, a tenth posted twice, by several
  * posters at once, to an ingest feeding two worker processes at the default concurrency, over a
@@ -64,6 +65,8 @@ const SESSIONS = loadSessions();
 const COPIES = Number(process.env.RACE_COPIES ?? 6);
 const SETTLE_MS = Number(process.env.RACE_SETTLE_MS ?? 30_000);
 const REPORT_DIR = process.env.RACE_REPORT_DIR ?? os.tmpdir();
+/** How long the reference may take to settle once its batches are processed. */
+const REFERENCE_MS = Number(process.env.RACE_REFERENCE_MS ?? 60_000);
 
 let llmflow: LlmflowPeer;
 
@@ -198,23 +201,30 @@ before(async () => {
     // Every turn's root drawn, no orphans, and nothing changing any more.
     let stableSince = Date.now();
     let last = '';
+    let current = new Map<string, Shape>();
+    const unwhole = () =>
+      copies
+        .filter((c) => current.get(c.session)!.roots !== turnsOf(c))
+        .map((c) => {
+          const s = current.get(c.session)!;
+          return `${c.label}: ${s.roots} roots of ${turnsOf(c)} turns, orphans: ${s.orphans.join(', ') || 'none'}\n${s.traces.join('\n')}`;
+        });
     const shapes = await waitFor(
-      'the reference trees: every turn a root, no orphans, unchanged for 3 s',
+      'the reference trees: every turn a root, unchanged for 3 s',
       async () => {
-        const s = shapesBySession(
+        current = shapesBySession(
           await readRows(llmflow),
           copies.map((c) => c.session),
         );
-        const text = JSON.stringify([...s]);
+        const text = JSON.stringify([...current]);
         if (text !== last) [last, stableSince] = [text, Date.now()];
-        const whole = copies.every(
-          (c) => s.get(c.session)!.roots === turnsOf(c) && s.get(c.session)!.orphans.length === 0,
-        );
-        return whole && Date.now() - stableSince >= 3_000 ? s : undefined;
+        return unwhole().length === 0 && Date.now() - stableSince >= 3_000 ? current : undefined;
       },
-      120_000,
+      REFERENCE_MS,
       500,
-    );
+    ).catch((err: unknown) => {
+      throw new Error(`${String(err)}; not whole:\n${unwhole().join('\n')}`);
+    });
     const ledgers = await new LedgerStore(client).sessions();
     for (const c of copies) {
       const ledger = ledgers.find((l) => l.session === c.session);
@@ -386,6 +396,13 @@ async function runVariant(v: Variant): Promise<void> {
   }
 }
 
+test('the reference: each session processed alone, in order, has a root per turn and no orphans', () => {
+  const problems = [...references].flatMap(([scenario, r]) =>
+    r.shape.orphans.length ? [`${scenario}: orphans ${r.shape.orphans.join(', ')}\n${r.shape.traces.join('\n')}`] : [],
+  );
+  assert.deepEqual(problems, [], problems.join('\n'));
+});
+
 test('sanity: copies cut exactly as captured, in order, one worker at concurrency 1, equal the reference', async () => {
   await runVariant({
     name: 'as-captured',
@@ -417,14 +434,14 @@ test('(c) each session in order, cut anywhere (records of one request split acro
   });
 });
 
-test('(d) a session resumed over eight processes, shuffled, a tenth twice, 2 workers: every copy equals the reference', async () => {
+test('(d) resumed sessions (eight processes; four, one killed mid-turn), shuffled, a tenth twice, 2 workers: every copy equals the reference', async () => {
   await runVariant({
     name: 'd-resumed',
     order: 'shuffled',
     duplicates: true,
     workers: 2,
     posters: 4,
-    scenarios: ['resumed'],
+    scenarios: ['resumed', 'resumed-killed'],
     copies: 2 * COPIES,
     maxBatch: 12,
   });

@@ -11,7 +11,7 @@
  * test/fixtures/README.md.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -22,7 +22,11 @@ import { claudeBinary, claudeEnv, projectWithHooks, runClaude } from './claude';
 import { tempDir } from './peers';
 
 const ROOT = path.join(__dirname, '..', '..');
-const ALLOWED = ['Bash(echo:*)', 'Read', 'Agent'];
+const ALLOWED = ['Bash(echo:*)', 'Bash(node:*)', 'Read', 'Agent'];
+/** How long the stand-in's LONG_TOOL command runs: longer than KILL_AFTER_MS, so its process is killed mid-turn. */
+const LONG_TOOL_SECONDS = 60;
+/** A prompt marked KILL is killed (SIGKILL, its process group) this long after it started. */
+const KILL_AFTER_MS = 6_000;
 /** Claude Code's export interval for logs here: short, so a session arrives as several requests. */
 const LOGS_INTERVAL_MS = '250';
 
@@ -75,10 +79,15 @@ async function startCapture(): Promise<Capture> {
 
 const ENV = { OTEL_LOGS_EXPORT_INTERVAL: LOGS_INTERVAL_MS };
 
-/** One `claude -p` process per prompt, each resuming the session of the first. */
+/**
+ * One `claude -p` process per prompt, each resuming the session of the first. A prompt with
+ * LONG_TOOL is killed (SIGKILL) while its tool runs, as a user's Ctrl-C twice or a closed
+ * terminal would: what it had not exported yet is lost, and its turn never ends.
+ */
 async function printMode(api: AnthropicStandin, otlp: string, prompts: string[], cwd?: string): Promise<number> {
   let session: string | undefined;
   for (const prompt of prompts) {
+    const killed = prompt.includes('LONG_TOOL');
     const r = await runClaude({
       prompt,
       apiUrl: api.url,
@@ -88,7 +97,14 @@ async function printMode(api: AnthropicStandin, otlp: string, prompts: string[],
       env: ENV,
       ...(session && { resume: session }),
       ...(cwd && { cwd }),
+      ...(killed && { timeoutMs: KILL_AFTER_MS }),
     });
+    if (killed) {
+      killLeftovers(r.home);
+      const started = api.requests.some((q) => q.scenario === 'LONG_TOOL' && q.reply === 'tool_use:Bash');
+      if (!r.timedOut || !started) throw new Error(`expected a kill while the tool ran: ${r.stderr}`);
+      continue;
+    }
     if (r.exitCode !== 0) throw new Error(`claude exited ${r.exitCode}: ${r.stderr}`);
     if (session && r.sessionId !== session) throw new Error(`resumed ${session}, got ${r.sessionId}`);
     session ??= r.sessionId;
@@ -141,6 +157,23 @@ async function oneProcess(api: AnthropicStandin, otlp: string, prompts: string[]
   if (code !== 0 || results !== prompts.length)
     throw new Error(`claude exited ${code} after ${results} of ${prompts.length} results: ${stderr}`);
   return 1;
+}
+
+/**
+ * Claude Code runs a tool's shell in a session of its own, so killing Claude Code's process
+ * group leaves the tool running: its process groups are found by the HOME path on their command
+ * line (the shell sources a snapshot under it) and killed, by id.
+ */
+function killLeftovers(home: string): void {
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(home)) continue;
+      const pgid = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2]);
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      /* gone meanwhile */
+    }
+  }
 }
 
 interface Scenario {
@@ -210,6 +243,13 @@ const SCENARIOS: Scenario[] = [
     ],
     run: (a, o, p) => printMode(a, o, p),
   },
+  {
+    scenario: 'resumed-killed',
+    description:
+      'four prompts, four processes (--resume); the second is killed (SIGKILL) while its tool runs, its turn never ended',
+    prompts: ['What is 2+2?', 'Run the suite LONG_TOOL', 'Run it USE_TOOL', 'Thanks'],
+    run: (a, o, p) => printMode(a, o, p),
+  },
 ];
 
 const recordCount = (requests: ExportLogsRequest[]) =>
@@ -230,7 +270,7 @@ async function main() {
   const outDir = process.argv[2] ?? path.join(ROOT, 'test', 'fixtures', `sessions-${version}`);
   mkdirSync(outDir, { recursive: true });
   const only = process.env.CAPTURE_ONLY?.split(',');
-  const api = await startAnthropicStandin();
+  const api = await startAnthropicStandin({ longToolSeconds: LONG_TOOL_SECONDS });
   try {
     for (const s of SCENARIOS.filter((x) => !only || only.includes(x.scenario))) {
       const capture = await startCapture();
