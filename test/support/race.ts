@@ -291,6 +291,8 @@ export interface Row {
   tool: string | null;
   hook: string | null;
   complete: number | string | null;
+  /** A root's prompt (gen_ai.prompt), its first 200 characters. */
+  prompt: string | null;
 }
 
 const ROWS_SQL = `SELECT id, trace_id, parent_id, span_name,
@@ -298,7 +300,8 @@ const ROWS_SQL = `SELECT id, trace_id, parent_id, span_name,
   json_extract(attributes, '$."span.type"') AS type,
   json_extract(attributes, '$."gen_ai.tool.name"') AS tool,
   json_extract(attributes, '$."hook_name"') AS hook,
-  json_extract(attributes, '$."claude_code.interaction.complete"') AS complete
+  json_extract(attributes, '$."claude_code.interaction.complete"') AS complete,
+  CASE WHEN parent_id IS NULL THEN substr(json_extract(attributes, '$."gen_ai.prompt"'), 1, 200) END AS prompt
   FROM traces`;
 
 /** Every span LLMFlow holds, the fields the shapes need only. */
@@ -317,6 +320,18 @@ export interface Shape {
   counts: string[];
 }
 
+/** A root's prompt, for its label: its first line, ids masked (a copy's differ from the reference's), cut short. */
+const promptLabel = (prompt: string | null) => {
+  if (prompt === null) return undefined;
+  const line = prompt
+    .split('\n')
+    .filter((l) => l.trim())
+    .slice(0, prompt.startsWith('<task-notification>') ? 1 : 2)
+    .join(' ')
+    .replace(/\b(?:[a-z]+_[A-Za-z0-9_]{8,}|a?[0-9a-f]{8,}(?:-[0-9a-f]{4,})*)\b/g, '<id>');
+  return `prompt=${JSON.stringify(line.length > 40 ? `${line.slice(0, 40)}...` : line)}`;
+};
+
 const labelOf = (r: Row) =>
   [
     r.span_name,
@@ -324,6 +339,7 @@ const labelOf = (r: Row) =>
     r.hook && `hook=${r.hook}`,
     r.type === 'event' && '(event)',
     !r.parent_id && `complete=${r.complete === 1 || r.complete === 'true' ? 'yes' : r.complete === null ? '?' : 'no'}`,
+    !r.parent_id && promptLabel(r.prompt),
   ]
     .filter(Boolean)
     .join(' ');
