@@ -99,7 +99,7 @@ export interface LlmflowPeer extends Proc {
  * Runs a query on LLMFlow's SQLite file with Bun's built-in sqlite (Node 20 has none), never
  * holding a lock LLMFlow's writes would fail on (llmflow-db.ts).
  */
-function querySqlite(dbPath: string, sql: string): Promise<unknown[]> {
+export function querySqlite(dbPath: string, sql: string): Promise<unknown[]> {
   return new Promise((resolve, reject) => {
     const child = spawn(BUN, ['-e', LLMFLOW_READ_SCRIPT], {
       stdio: ['ignore', 'pipe', 'pipe'],
