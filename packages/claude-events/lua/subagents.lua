@@ -4,7 +4,8 @@
 --
 -- A session's keys (keys.ts templates): `calls` its Agent tool calls, `agents` its subagents,
 -- `links` which call started which subagent and `callLinks` the same by call; per
--- `session/agent`: `agentSpans` its spans held until it is placed and sent (JSON) and
+-- `session/agent`: `agentSpans` its spans held until it is placed and they may go (JSON),
+-- `agentSent` the ids of those sent, and
 -- `agentInputs` its calls and tool results (its LLM calls' inputs); per session: `callSpans`
 -- background calls' tool spans (`span:<call>`) and their subagents' totals (`totals:<call>`),
 -- JSON or SENT, held until they meet; the shard's `callDeadlines` (KEYS[callDeadlines]) orders
@@ -205,12 +206,35 @@ local function placementOf(calls, links, agent, depth)
   return { rule = link.rule, key = key, call = link.call, type = call.type, prompt = call.prompt, result = call.r ~= nil, caller = call.caller }
 end
 
+-- Which of a placed subagent's held spans may go now: the one rule for its held spans. A span
+-- goes once nothing may still fold into it: an LLM call whose answer may still come
+-- (`waitsFor`: the number its answer would have) once that number has come; a fold goes with its
+-- span, or once its span was sent (then as its own row); once its turn's root is drawn,
+-- everything goes. The others stay held.
+local function ready(session, agent, at, held)
+  if redis.call('HEXISTS', L.key('ix', at.key), 'drawn') == 1 then return function() return true end end
+  local sequence, sent = L.key('sequence', session), L.key('agentSent', session .. '/' .. agent)
+  local going = {}
+  for i = 1, #held, 2 do
+    local waits = tonumber(string.match(held[i + 1], '"waitsFor":(%d+)'))
+    going[held[i]] = not waits or redis.call('ZCOUNT', sequence, waits, waits) > 0
+  end
+  return function(id, json)
+    local into = string.match(json, '^{"fold":{"into":"([^"]+)"')
+    if not into then return going[id] end
+    if into == 'root' or into == 'agent_call' then return true end
+    if going[into] ~= nil then return going[into] end
+    return redis.call('SISMEMBER', sent, into) == 1
+  end
+end
+
 -- A.place(session, agents): for each of the session's subagents that can be placed and holds
--- spans not yet sent: where it goes (`at`: rule, key, call?, type?, prompt?, first: the
--- event.sequence of its first LLM call, result: whether its call's tool_result came, inputs: its
--- calls and tool results kept, caller: '' when the main agent made the call) and its held spans
--- (JSON). A subagent's totals (a fold onto its Agent call) placed under a call of the main
--- agent are not handed back: they go to meet that call's tool span (returned as parts for M.put).
+-- spans that may go (ready, above): where it goes (`at`: rule, key, call?, type?, prompt?,
+-- first: the event.sequence of its first LLM call, result: whether its call's tool_result came,
+-- inputs: its calls and tool results kept, caller: '' when the main agent made the call) and
+-- those spans (JSON). A subagent's totals (a fold onto its Agent call) placed under a call of
+-- the main agent are not handed back: they go to meet that call's tool span (returned as parts
+-- for M.put).
 function A.place(session, agents)
   local calls, links = L.read(L.key('calls', session)), L.read(L.key('links', session))
   local placed, parts = {}, {}
@@ -220,6 +244,7 @@ function A.place(session, agents)
       at.first = seen.call
       local key = L.key('agentSpans', session .. '/' .. agent)
       local held, spans = redis.call('HGETALL', key), {}
+      local goes = #held > 0 and ready(session, agent, at, held)
       for i = 1, #held, 2 do
         local json = held[i + 1]
         if at.caller == '' and at.call and string.find(json, AGENT_CALL_FOLD, 1, true) then
@@ -229,7 +254,7 @@ function A.place(session, agents)
             json = cjson.encode({ agent = agent, at = at, held = json }),
           }
           redis.call('HDEL', key, held[i])
-        else
+        elseif goes(held[i], json) then
           spans[#spans + 1] = json
         end
       end
@@ -242,12 +267,18 @@ function A.place(session, agents)
   return placed, parts
 end
 
--- A.forget(sent): [{ session, agent, spanIds }] the caller sent: no longer held. (Deleted, not
--- marked: a placed subagent's hash would grow with every batch of its session. A copy of a
--- span delivered again is sent again, with the same id: LLMFlow keeps the first.)
+-- A.forget(sent): [{ session, agent, spanIds }] the caller sent: no longer held (deleted, not
+-- marked: a placed subagent's hash would grow with every batch of its session; a copy of a span
+-- delivered again is sent again, with the same id: LLMFlow keeps the first), and noted as sent,
+-- so that a fold that comes after its span goes as its own row (ready, above).
 function A.forget(sent)
   for _, s in ipairs(sent) do
-    if #s.spanIds > 0 then redis.call('HDEL', L.key('agentSpans', s.session .. '/' .. s.agent), unpack(s.spanIds)) end
+    if #s.spanIds > 0 then
+      local id = s.session .. '/' .. s.agent
+      redis.call('HDEL', L.key('agentSpans', id), unpack(s.spanIds))
+      redis.call('SADD', L.key('agentSent', id), unpack(s.spanIds))
+      redis.call('EXPIRE', L.key('agentSent', id), L.cfg.ttlSeconds)
+    end
   end
 end
 

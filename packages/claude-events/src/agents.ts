@@ -158,6 +158,11 @@ interface HeldAgentSpan extends HeldSpan {
   /** Its own parent, when it has one (a tool's execution under its tool, say). */
   parent?: string;
   resource: KeyValue[];
+  /**
+   * An LLM call whose answer may still come: the event.sequence its answer would have. It is
+   * not sent before that number has come (lua/subagents.lua A.place), so its answer folds into it.
+   */
+  waitsFor?: number;
 }
 
 /** What a batch says about one session's subagents (the input of lua/subagents.lua A.merge). */
@@ -249,8 +254,14 @@ export function heldAgentSpan(
   span: HeldSpan,
   parent: string | undefined,
   resource: KeyValue[],
+  waitsFor?: number,
 ): AgentSpan {
-  const held: HeldAgentSpan = { ...span, resource, ...(parent && { parent }) };
+  const held: HeldAgentSpan = {
+    ...span,
+    resource,
+    ...(parent && { parent }),
+    ...(waitsFor !== undefined && { waitsFor }),
+  };
   return { session, agent, spanId: span.spanId, held: JSON.stringify(held) };
 }
 

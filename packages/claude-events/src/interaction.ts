@@ -191,9 +191,13 @@ export function planBatch(
         if (!agent) update.held.push([draft.spanId, SENT]);
         if (folded.has(draft)) continue;
       }
-      if (agent && session)
-        agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource));
-      else if (draft.fold || waiting.has(draft.spanId)) update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
+      if (agent && session) {
+        // An LLM call whose answer may still come waits for the number after it (folds need their span).
+        const seq = waiting.has(draft.spanId) ? sequenceOf(event) : undefined;
+        const waitsFor = seq === undefined ? undefined : seq + 1;
+        agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource, waitsFor));
+      } else if (draft.fold || waiting.has(draft.spanId))
+        update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
       else if (agentCall && draft.spanId === toolSpanIdFor(session!, agentCall.call)) {
         const span = JSON.stringify(resourceSpansOf(event.resource, [spanOfDraft(traceId, rootSpanId, draft)]));
         const after = !agentCall.background && agentCall.seq ? { after: agentCall.seq - 1 } : {};

@@ -120,7 +120,7 @@ export interface ShardKeys {
  * start-up events held for the prompt they lead to. Subagents (agents.ts in claude-events):
  * `calls`, `agents`, `links`: hashes per session, its Agent tool calls, its subagents and which
  * call started which; `callLinks`: hash per session, the same links by call (a call starts one subagent); `agentSpans`: hash per `session/agent`, a subagent's spans held until it
- * is placed; `agentInputs`: hash per `session/agent`, its calls and tool results by
+ * is placed and may go; `agentSent`: set per `session/agent`, the ids of its spans sent; `agentInputs`: hash per `session/agent`, its calls and tool results by
  * event.sequence (its LLM calls' inputs); `callSpans`: hash per session, background Agent calls'
  * tool spans and their subagents' totals, held until they meet (meet.lua).
  */
@@ -138,6 +138,7 @@ export type PerIdKey =
   | 'links'
   | 'callLinks'
   | 'agentSpans'
+  | 'agentSent'
   | 'agentInputs'
   | 'callSpans';
 
@@ -171,6 +172,7 @@ export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
       links: per('session', ':links'),
       callLinks: per('session', ':calllinks'),
       agentSpans: per('agent', ':spans'),
+      agentSent: per('agent', ':sent'),
       agentInputs: per('agent', ':inputs'),
       callSpans: per('session', ':callspans'),
     },
