@@ -9,10 +9,11 @@
 -- | open  | the turn is in progress: no end marker yet                 | last event + turnTimeout | complete=false, end=turn_timeout  |
 -- | gap   | its end is known, but event.sequence numbers between its   | end seen + gapWait     | complete=false, missing_events=N    |
 -- |       | user_prompt (its process's start, for a first prompt) and  |                        |                                     |
--- |       | its end are missing                                        |                        |                                     |
+-- |       | its end are missing; or no end marker came but a newer     | new prompt seen +      | complete=false, end=new_process     |
+-- |       | process of the session has begun (its own last events may  | recheck (1 s)          |                                     |
+-- |       | still be on their way)                                     |                        |                                     |
 -- | due   | its end is known and nothing between is missing            | now                    | complete=true, end=response|error|  |
--- |       | (or a newer process of the session has begun)              |                        | next_prompt (new_process: complete= |
--- |       |                                                            |                        | false)                              |
+-- |       |                                                            |                        | next_prompt                         |
 -- | idle  | the sender gives no evidence (no event.sequence/prompt.id) | last event + idle      | end=idle (next_prompt when one came);|
 -- |       |                                                            |                        | complete is not told                |
 -- | drawn | the root is in LLMFlow; later events are counted as late   | never                  | -                                   |
@@ -23,7 +24,8 @@
 -- tool's tool_decision and tool_result carry the request_id of the answer that called it); the
 -- session's next user_prompt in the same process ('next_prompt': an interrupted turn, whose
 -- range ends at that prompt); a prompt of a newer process of the session, e.g. `--resume` after
--- Claude Code was killed ('new_process': drawn at once, complete=false).
+-- Claude Code was killed ('new_process': drawn a moment later, once batches queued before it
+-- are processed, complete=false; its own end marker, if it comes meanwhile, wins).
 --
 -- The timers are the settings BRIDGE_TURN_TIMEOUT_MS (turnTimeoutMs), BRIDGE_GAP_WAIT_MS
 -- (gapWaitMs) and BRIDGE_INTERACTION_IDLE_MS (idleMs). A timer that runs out while batches
@@ -77,21 +79,39 @@ function L.covered(session, lo, hi, fromMs, toMs)
   return n
 end
 
--- Where a turn's range starts: after its own prompt, or, for the first prompt of a process,
--- before the process's first event (its start-up events land on that prompt's root). A prompt
--- is its process's first when the session's prompt before it is numbered no lower (a resumed
--- process numbers from 0 again) or there is none.
-function L.rangeStart(ix)
-  local promptSeq = tonumber(ix.promptSeq)
-  if not ix.session then return promptSeq, tonumber(ix.promptAt) end
-  local before = redis.call('ZREVRANGEBYSCORE', L.key('prompts', ix.session), '(' .. ix.promptAt, '-inf', 'LIMIT', 0, 1)[1]
-  if before then
-    local seq = tonumber(redis.call('HGET', L.key('ix', before), 'promptSeq'))
-    if seq and seq < promptSeq then return promptSeq, tonumber(ix.promptAt) end
+-- Whether numbering started again (a new process: `--resume` numbers from 0 again) between a
+-- prompt numbered `seq`, logged at fromMs, and toMs: a number no higher than `seq` logged then.
+function L.restarted(session, seq, fromMs, toMs)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), 0, seq)) do
+    local at = tonumber(string.match(m, ':(%d+)$'))
+    if at and at > fromMs and at <= toMs then return true end
   end
-  return -1, 0
+  return false
 end
 
+-- Where a turn's range starts: after its own prompt, or, for the first prompt of a process,
+-- before the process's first event (its start-up events land on that prompt's root). A prompt
+-- is its process's first unless the session's prompt before it is of the same process: numbered
+-- lower, with no sign of numbering started again between them (batches race: an earlier
+-- process's prompt may be the one known before it, until the start-up numbers come). Returns
+-- the segments of numbers the turn spans, each as { lo, hi, fromMs, toMs } (exclusive bounds,
+-- the time they were logged in): its start-up (first prompts only: after the prompt before it,
+-- of an earlier process, and up to its own), then its own events (from its prompt to `hi`).
+-- The time windows keep another process of the same session from filling this one's gaps.
+function L.segments(ix, hi, toMs)
+  local promptSeq, promptAt = tonumber(ix.promptSeq), tonumber(ix.promptAt)
+  local own = { promptSeq, hi, promptAt, toMs }
+  if not ix.session then return { own } end
+  local before = redis.call('ZREVRANGEBYSCORE', L.key('prompts', ix.session), '(' .. ix.promptAt, '-inf', 'LIMIT', 0, 1)[1]
+  local fromMs = 0
+  if before then
+    local b = redis.call('HMGET', L.key('ix', before), 'promptSeq', 'promptAt')
+    local seq, at = tonumber(b[1]), tonumber(b[2])
+    if seq and at and seq < promptSeq and not L.restarted(ix.session, seq, at, promptAt) then return { own } end
+    fromMs = at or 0
+  end
+  return { { -1, promptSeq, fromMs, promptAt }, own }
+end
 -- The turn's end marker, if one has come: the first by event.sequence that is an api_error or an
 -- answer that called no tool (fields `end:<seq>` = kind|ms|request_id, `tool:<request_id>`).
 function L.markedEnd(ix)
@@ -128,16 +148,21 @@ function L.decide(ix)
   if not e then
     return { phase = 'open', at = seen + cfg.turnTimeoutMs, reason = 'turn_timeout', timer = true, complete = false }
   end
-  if e.kind == 'new_process' then return { phase = 'due', at = now, reason = 'new_process', complete = false } end
   local endSeen = tonumber(ix.endSeenAt) or now
+  if e.kind == 'new_process' then
+    -- A newer process began, so this one is over; its own last events may still be on their way
+    -- (batches race): a short wait, which like every timer also waits for batches queued before.
+    return { phase = 'gap', at = endSeen + cfg.recheckMs, reason = 'new_process', timer = true, complete = false }
+  end
   if not ix.promptSeq then
     -- Its user_prompt never came: what else is missing cannot be counted.
     return { phase = 'gap', at = endSeen + cfg.gapWaitMs, reason = 'gap_timeout', timer = true, missing = -1, complete = false }
   end
-  local lo, from = L.rangeStart(ix)
-  local hi, to = e.seq, e.at or math.huge
-  local missing = (hi - lo - 1) - L.covered(ix.session, lo, hi, from, to)
-  local range = { lo, hi, from, to }
+  local range = L.segments(ix, e.seq, e.at or math.huge)
+  local missing = 0
+  for _, r in ipairs(range) do
+    if r[2] - r[1] > 1 then missing = missing + (r[2] - r[1] - 1) - L.covered(ix.session, r[1], r[2], r[3], r[4]) end
+  end
   if missing <= 0 then return { phase = 'due', at = now, reason = e.kind, missing = 0, range = range, complete = true } end
   return {
     phase = 'gap', at = endSeen + cfg.gapWaitMs, reason = 'gap_timeout', timer = true, missing = missing, range = range,

@@ -39,15 +39,29 @@ function T.apply(input)
   -- the session's first prompt at or after their time is known, and then go to that turn: held for
   -- its root, or sent at once (release) if that is drawn already. The one place that rule is applied.
   local release = {}
+  -- Whether a start-up span belongs to the process of `prompt`, the first prompt logged after it:
+  -- every number between them has come, in that time (a resumed session's processes each number
+  -- from 0, and a later process's prompt may come first). A prompt drawn already takes it as it
+  -- is; a span without a number (older Claude Code) too.
+  local function sameProcess(session, span, ms, prompt)
+    local seq
+    for _, a in ipairs(span.attributes or {}) do
+      if a.key == 'event.sequence' then seq = tonumber(a.value.intValue or a.value.stringValue) end
+    end
+    local ix = redis.call('HMGET', L.key('ix', prompt), 'promptSeq', 'promptAt', 'drawn')
+    local promptSeq, promptAt = tonumber(ix[1]), tonumber(ix[2])
+    if ix[3] or not seq or not promptSeq or not promptAt then return true end
+    return promptSeq > seq and L.covered(session, seq, promptSeq, ms, promptAt) == promptSeq - seq - 1
+  end
   local function adopt(session)
     local held = L.key('pending', session)
     local spans = redis.call('HGETALL', held)
     for i = 1, #spans, 2 do
-      local start = cjson.decode(spans[i + 1]).start
+      local span = cjson.decode(spans[i + 1])
       -- Nanoseconds as text; prompts are scored in milliseconds.
-      local ms = #start > 6 and string.sub(start, 1, -7) or '0'
+      local ms = #span.start > 6 and string.sub(span.start, 1, -7) or '0'
       local prompt = redis.call('ZRANGEBYSCORE', L.key('prompts', session), ms, '+inf', 'LIMIT', 0, 1)[1]
-      if prompt then
+      if prompt and sameProcess(session, span, tonumber(ms), prompt) then
         local events = L.key('events', prompt)
         if redis.call('HEXISTS', L.key('ix', prompt), 'drawn') == 1 then
           if redis.call('HEXISTS', events, spans[i]) == 0 then release[#release + 1] = { prompt, spans[i + 1] } end
@@ -142,12 +156,21 @@ function T.apply(input)
     L.expire(u.key)
   end
 
-  -- 3. Session-level events that came before any prompt of their session.
+  -- 3. Session-level events that came before any prompt of their session; and those waiting
+  -- for numbers between them and their prompt, which this batch may hold.
   for _, p in ipairs(input.pending) do
     local held = L.key('pending', p.session)
     redis.call('HSET', held, p.id, p.span)
     redis.call('EXPIRE', held, ttl)
-    adopt(p.session) -- a prompt may have been stored since the batch was planned
+  end
+  local adopted = {}
+  for _, list in ipairs({ input.pending, input.sequences }) do
+    for _, p in ipairs(list) do
+      if not adopted[p.session] then
+        adopted[p.session] = true
+        adopt(p.session)
+      end
+    end
   end
 
   -- 4. New verdicts for everything the batch touched.
@@ -201,10 +224,12 @@ local function forgetSequences(ix)
   local v = L.decide(ix)
   if not (ix.session and v.range) then return end
   local k = L.key('sequence', ix.session)
-  local lo, hi, from, to = v.range[1], v.range[2], v.range[3], v.range[4]
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, math.max(lo, 0), hi)) do
-    local at = tonumber(string.match(m, ':(%d+)$'))
-    if at and at >= from and at <= to then redis.call('ZREM', k, m) end
+  for _, r in ipairs(v.range) do
+    local lo, hi, from, to = r[1], r[2], r[3], r[4]
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, math.max(lo, 0), hi)) do
+      local at = tonumber(string.match(m, ':(%d+)$'))
+      if at and at >= from and at <= to then redis.call('ZREM', k, m) end
+    end
   end
 end
 
