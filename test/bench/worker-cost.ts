@@ -39,7 +39,8 @@ import {
   type ExportLogsRequest,
   type ExportMetricsRequest,
 } from '@ccbridge/otlp';
-import { METRICS_QUEUE_NAME, NAMESPACE, QUEUE_NAME, queueKey, shardOf } from '@ccbridge/redis';
+import * as thisRedis from '@ccbridge/redis';
+import { shardOf } from '@ccbridge/redis';
 import { peakRssMiB, post, startBridge, startRedis, waitFor } from '../support/peers';
 import { cpuSeconds } from './cpu';
 import { stubLlmflow } from './export';
@@ -128,15 +129,37 @@ const METRICS_SCRIPTS = ['metrics/deltas.lua', 'sessions/ledger-counters.lua'];
 
 const SCRIPT_COMMANDS = ['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro'];
 
+type QueueNames = Pick<typeof thisRedis, 'queueKey' | 'NAMESPACE' | 'QUEUE_NAME' | 'METRICS_QUEUE_NAME'>;
+
+/** The queue's key names as a checkout's own code has them (this one's where it has none of these). */
+function queueNames(root: string): QueueNames {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const theirs = require(path.join(root, 'packages', 'redis', 'dist', 'index.js')) as Partial<QueueNames>;
+    if (theirs.queueKey && theirs.NAMESPACE && theirs.QUEUE_NAME && theirs.METRICS_QUEUE_NAME)
+      return theirs as QueueNames;
+  } catch {
+    /* this checkout's names */
+  }
+  return thisRedis;
+}
+
 /** SHA1 → name of every Lua script a checkout's bridge may run: its own .lua files and BullMQ's. */
 function scriptNames(root: string): Map<string, string> {
   const names = new Map<string, string>();
   const sha = (lua: string) => createHash('sha1').update(lua).digest('hex');
-  // The checkout's own loader (includes put in front), so the SHA is the one it sends.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { scriptSource } = require(path.join(root, 'packages', 'redis', 'dist', 'scripts.js')) as {
-    scriptSource: (dir: string, file: string) => string;
-  };
+  // The checkout's own loader (includes put in front), so the SHA is the one it sends; a file as
+  // it is where a checkout has no such loader.
+  let scriptSource = (dir: string, file: string) => readFileSync(path.join(dir, file), 'utf8');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const loader = require(path.join(root, 'packages', 'redis', 'dist', 'scripts.js')) as {
+      scriptSource?: typeof scriptSource;
+    };
+    if (loader.scriptSource) scriptSource = loader.scriptSource;
+  } catch {
+    /* no loader of that name: files as they are */
+  }
   for (const pkg of readdirSync(path.join(root, 'packages'))) {
     const dir = path.join(root, 'packages', pkg, 'lua');
     if (!existsSync(dir)) continue;
@@ -202,7 +225,8 @@ export interface SideCost {
 }
 
 /** The side's worker drains what is queued into the stub; resolves once all is drained and the stub quiet. */
-async function drain(root: string, redisUrl: string, client: Redis, during?: (worker: number) => void) {
+async function drain(root: string, redisUrl: string, client: Redis) {
+  const { queueKey, NAMESPACE, QUEUE_NAME, METRICS_QUEUE_NAME } = queueNames(root);
   const stub = await stubLlmflow();
   const worker = await startBridge(
     { REDIS_URL: redisUrl, LLMFLOW_URL: stub.url, LOG_LEVEL: 'warn', BRIDGE_ROLE: 'worker' },
@@ -210,7 +234,6 @@ async function drain(root: string, redisUrl: string, client: Redis, during?: (wo
   );
   const pid = worker.child.pid!;
   const cpu0 = cpuSeconds(pid) ?? NaN;
-  during?.(pid);
   const t0 = performance.now();
   try {
     const waiting = async (queue: string) =>
@@ -258,6 +281,7 @@ async function measureSide(label: string, root: string, commit: string, load: Re
   const client = new Redis(redis.url);
   try {
     await queueLoad(root, redis.url, load);
+    const { queueKey, NAMESPACE, QUEUE_NAME } = queueNames(root);
     const jobs = Number(await client.get(queueKey('id', NAMESPACE, QUEUE_NAME))) || 0;
     await client.config('RESETSTAT');
     const cpuBefore = await info(client, 'cpu');
@@ -307,6 +331,7 @@ async function measureSide(label: string, root: string, commit: string, load: Re
 /** Script calls per logs batch, by script, over a drain of `load` watched by MONITOR. */
 async function scriptsByName(root: string, load: Request[]): Promise<Record<string, number>> {
   const names = scriptNames(root);
+  const { METRICS_QUEUE_NAME } = queueNames(root);
   const logs = load.filter((r) => r.signal === 'logs').length;
   const redis = await startRedis();
   const client = new Redis(redis.url);
