@@ -119,7 +119,7 @@ function occurrences(haystack: Buffer, needle: Buffer): number {
 }
 
 /** A stand-in for LLMFlow that takes every request at once, counting the spans. */
-async function stubLlmflow(): Promise<{
+export async function stubLlmflow(): Promise<{
   url: string;
   spans: () => number;
   seconds: () => number;

@@ -18,10 +18,16 @@
  *   turn latency: from the 200 for a turn's last event to its root readable in LLMFlow, beside
  *            LLMFlow's own time for a root posted to it directly (turn-latency.ts).
  *
+ *   worker cost (issue 23): the baseline commit's worker (BENCH_BASELINE, 3e660a1 by default, built
+ *            beside this checkout) and this one's, each on its own fresh Redis, draining the same
+ *            BENCH_WORKER_BATCHES (5,000) queued batches of a real Claude Code session with
+ *            subagents and its metrics into a stub: spans per worker CPU-second, Redis script calls
+ *            and commands per batch, Redis CPU per span, peak RSS (worker-cost.ts).
+ *
  * BENCH_TURNS (default 30), BENCH_BATCHES (default 500) and BENCH_CONCURRENCY (default 16) size the run.
  * BENCH_ONLY=process runs the receive and process+export stages and LLMFlow's ceiling alone (the
  * process + export ratio); BENCH_ONLY=memory the receive and process+export stages alone (their peak RSS is the memory
- * figure); BENCH_SELF_EXPORT=1 has those bridges export their own traces and metrics over OTLP
+ * figure); BENCH_ONLY=worker-cost the worker cost alone; BENCH_SELF_EXPORT=1 has those bridges export their own traces and metrics over OTLP
  * (OTEL_* variables, to a sink that answers at once), to measure what that costs.
  */
 import os from 'node:os';
@@ -44,6 +50,7 @@ import { measureTurnLatency } from './turn-latency';
 import { measureReceive } from './receive';
 import { latencyAtHalfCeiling, llmflowCeiling, scaleOut } from './export';
 import { batch, measureTurns, metricsBatch, metricsTemplate } from './turns';
+import { measureWorkerCost } from './worker-cost';
 import type { ExportLogsRequest } from '@ccbridge/otlp';
 
 // LLMFlow keeps 10,000 spans by default (MAX_TRACES): the run stays below that.
@@ -51,6 +58,7 @@ const BATCHES = Number(process.env.BENCH_BATCHES ?? 500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const ONLY_MEMORY = process.env.BENCH_ONLY === 'memory';
 const ONLY_PROCESS = process.env.BENCH_ONLY === 'process';
+const ONLY_WORKER_COST = process.env.BENCH_ONLY === 'worker-cost';
 // Metrics flow beside the events, as Claude Code sends them: each turn's process also posts its
 // metrics request (a `claude -p` process sends one of each at exit), forwarded to LLMFlow's
 // /v1/metrics through their own queue. BENCH_METRICS=0 leaves them out.
@@ -60,6 +68,7 @@ const METRICS = process.env.BENCH_METRICS !== '0';
 const progress = (what: string) => process.stderr.write(`bench: ${what}\n`);
 
 async function main() {
+  if (ONLY_WORKER_COST) return workerCost();
   if (!ONLY_MEMORY && !ONLY_PROCESS) await againstPeers();
   const [redis, llmflow] = await Promise.all([startRedis(), startLlmflow()]);
   const sink = process.env.BENCH_SELF_EXPORT ? await startOkSink() : undefined;
@@ -87,6 +96,13 @@ async function main() {
     await ingest.stop();
     await Promise.all([llmflow.stop(), redis.stop(), sink?.close()]);
   }
+  if (!ONLY_MEMORY && !ONLY_PROCESS) await workerCost();
+}
+
+/** The baseline's worker and this checkout's on the same load (worker-cost.ts). */
+async function workerCost() {
+  progress('worker cost, the baseline beside this checkout (about 6 min with 5,000 batches)');
+  console.log(JSON.stringify(await measureWorkerCost()));
 }
 
 /** The receive stage beside the Collector, and a turn's latency beside LLMFlow's. */

@@ -17,8 +17,8 @@ import { logsOf, payloads } from '../support/fixtures';
 import { post, startBridge, startLlmflow, startRedis, waitFor } from '../support/peers';
 import { llmflowCeiling } from './export';
 
-/** A request with its session and prompt ids made unique (`id-i`), as protobuf. */
-function distinct(template: ExportLogsRequest | ExportMetricsRequest, i: number): string {
+/** A request with its session and prompt ids made unique (`id-i`), as OTLP/JSON text. */
+export function distinct(template: ExportLogsRequest | ExportMetricsRequest, i: number): string {
   return JSON.stringify(template).replace(
     /"(prompt\.id|session\.id)","value":\{"stringValue":"([^"]+)"/g,
     (_m, key, id) => `"${key}","value":{"stringValue":"${id}-${i}"`,

@@ -166,6 +166,51 @@ test('status: Redis and LLMFlow reachable, the queue drained, no dead letters; a
   assert.equal(usage.code, 2);
 });
 
+/** Each subcommand, and a line of its own help: every one refuses a flag it does not take. */
+const SUBCOMMANDS: [string, RegExp][] = [
+  ['status', /^usage: ccbridge status \[--json\]$/m],
+  ['doctor', /^usage: ccbridge doctor \[--no-send\]/m],
+  ['send-fixture', /^usage: ccbridge send-fixture \[--endpoint URL\]/m],
+  ['dead-letters', /^usage: ccbridge dead-letters list/m],
+  ['sessions', /^usage: ccbridge sessions \[--limit N\]/m],
+];
+
+test('every subcommand refuses a flag it does not take: its own help on stderr, exit 2, nothing done', async () => {
+  // The table covers every command the top-level help lists.
+  const help = await ccbridge(['--help'], {});
+  const listed = [...help.stderr.matchAll(/^ {2}([a-z][a-z-]+)/gm)].map((m) => m[1]);
+  assert.deepEqual(
+    listed,
+    SUBCOMMANDS.map(([name]) => name),
+    help.stderr,
+  );
+  // Nothing answers at these: a command that ran anyway would fail otherwise, not with usage.
+  const nowhere = { REDIS_URL: 'redis://127.0.0.1:9', LLMFLOW_URL: 'http://127.0.0.1:9' };
+  const ran: string[] = [];
+  for (const [name, own] of SUBCOMMANDS) {
+    for (const argv of [
+      [name, '--no-such-flag'],
+      [name, '--json', '--no-such-flag=1'],
+    ]) {
+      const r = await ccbridge(argv, nowhere);
+      assert.equal(r.code, 2, `${argv.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stdout, '', argv.join(' '));
+      assert.match(r.stderr, new RegExp(`^ccbridge ${name}: Unknown option '--no-such-flag'`), argv.join(' '));
+      assert.match(r.stderr, own, `${argv.join(' ')}: its own help`);
+      for (const [other, theirs] of SUBCOMMANDS)
+        if (other !== name) assert.doesNotMatch(r.stderr, theirs, `${argv.join(' ')}: not ${other}'s help`);
+    }
+    const asked = await ccbridge([name, '--help'], nowhere);
+    assert.equal(asked.code, 0, `${name} --help`);
+    assert.match(asked.stderr, own, `${name} --help`);
+    ran.push(name);
+  }
+  assert.deepEqual(
+    ran,
+    SUBCOMMANDS.map(([name]) => name),
+  );
+});
+
 test('a worker says at start-up whether LLMFlow answers at LLMFLOW_URL, and what to set when not', async () => {
   const lost = await startBridge({
     REDIS_URL: peers.redis.url,

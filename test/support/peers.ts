@@ -199,7 +199,8 @@ export interface BridgePeer extends Proc {
  */
 export async function startBridge(
   env: Record<string, string>,
-  options: { waitReady?: boolean } = {},
+  /** root: the checkout whose bridge runs (this one by default; the bench runs another commit's beside it). */
+  options: { waitReady?: boolean; root?: string } = {},
 ): Promise<BridgePeer> {
   const base = { ...process.env };
   // Nothing of the shell the tests run in configures the bridge: its OTEL_* (and a Claude Code
@@ -211,7 +212,7 @@ export async function startBridge(
   const proc = isBridge(
     launch(
       process.execPath,
-      [path.join(ROOT, 'services', 'bridge', 'dist', 'main.js')],
+      [path.join(options.root ?? ROOT, 'services', 'bridge', 'dist', 'main.js')],
       {
         ...base,
         OTLP_HTTP_HOST: '127.0.0.1',

@@ -9,8 +9,15 @@
  * the readers; traces are made only when asked for (NodeSDK's default would be otlp); no logs are
  * exported (the bridge has none; an OTEL_LOGS_EXPORTER around it is a client's); the propagator is
  * W3C trace context, the form in which a queue job carries its trace from the ingest to the worker.
+ *
+ * The trace exporter is built here, not by NodeSDK from OTEL_TRACES_EXPORTER: OTLP/HTTP JSON
+ * (OTEL_EXPORTER_OTLP{,_TRACES}_PROTOCOL=http/json, and what BRIDGE_SELF_TRACES_URL stands for) is
+ * `@opentelemetry/exporter-trace-otlp-http`'s OTLPTraceExporter, a dependency of this package; the
+ * other two protocols (http/protobuf, the default, and grpc) are the exporters NodeSDK picks for them.
+ * Either way NodeSDK wraps it in its batch span processor, configured by OTEL_BSP_*.
  */
-import { NodeSDK } from '@opentelemetry/sdk-node';
+import { NodeSDK, type NodeSDKConfiguration } from '@opentelemetry/sdk-node';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import { defaultResource } from '@opentelemetry/resources';
@@ -21,6 +28,7 @@ import type { IMetricReader } from '@opentelemetry/sdk-metrics';
 // itself uses for OTEL_METRICS_EXPORTER=otlp (not in its index; the version is pinned exactly).
 import {
   getOtlpMetricExporterFromEnv,
+  getOtlpProtocolFromEnv,
   getPeriodicExportingMetricReaderFromEnv,
 } from '@opentelemetry/sdk-node/build/src/utils';
 
@@ -40,10 +48,18 @@ export function startNodeSdk(options: NodeSdkOptions): NodeSDK {
   const sdk = new NodeSDK({
     resource: defaultResource().merge(options.resource),
     metricReaders: readers,
-    ...(options.traces ? {} : { spanProcessors: [] }),
+    ...traceExport(options.traces),
     logRecordProcessors: [],
     textMapPropagator: new W3CTraceContextPropagator(),
   });
   sdk.start();
   return sdk;
+}
+
+/** How NodeSDK exports traces: not at all; over OTLP/HTTP JSON with the exporter given here; else as NodeSDK picks for the protocol. */
+function traceExport(traces: boolean): Partial<NodeSDKConfiguration> {
+  if (!traces) return { spanProcessors: [] };
+  // The protocol as NodeSDK reads it (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, then OTEL_EXPORTER_OTLP_PROTOCOL).
+  if (getOtlpProtocolFromEnv() === 'http/json') return { traceExporter: new OTLPTraceExporter() };
+  return {}; // NodeSDK builds it from OTEL_TRACES_EXPORTER=otlp, as before
 }

@@ -1,4 +1,5 @@
 /** What every ccbridge command shares: its arguments, its settings, how it answers and exits. */
+import { parseArgs as parseArgsStrict } from 'node:util';
 import { ConfigError, DEFAULT_REDIS_URL, loadConfig, type BridgeConfig } from '@ccbridge/config';
 import { connectRedis, type RedisClient } from '@ccbridge/redis';
 
@@ -12,23 +13,26 @@ export interface Args {
   flags: Map<string, string | true>;
 }
 
-/** `--name value`, `--name=value` and bare `--flag`; `booleans` never take a value. */
-export function parseArgs(
-  argv: string[],
-  booleans: readonly string[] = ['json', 'all', 'no-send', 'no-wait', 'help'],
-): Args {
-  const positional: string[] = [];
-  const flags = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
-    if (!m) positional.push(arg);
-    else if (m[2] !== undefined) flags.set(m[1]!, m[2]);
-    else if (booleans.includes(m[1]!)) flags.set(m[1]!, true);
-    else if (i + 1 < argv.length) flags.set(m[1]!, argv[++i]!);
-    else throw new UsageError(`--${m[1]} needs a value`);
+/** The flags a command takes: a switch (`--json`) or one that takes a value (`--limit N`). */
+export type FlagSpec = Record<string, 'boolean' | 'string'>;
+
+/**
+ * `--name value`, `--name=value` and bare `--switch`, by node:util's parseArgs in strict mode: a
+ * flag the command does not declare, a value missing or given to a switch is a UsageError (the
+ * caller answers it with the command's own help and exit status 2).
+ */
+export function parseArgs(argv: string[], spec: FlagSpec): Args {
+  const options = Object.fromEntries(Object.entries(spec).map(([name, type]) => [name, { type }]));
+  let parsed: ReturnType<typeof parseArgsStrict>;
+  try {
+    parsed = parseArgsStrict({ args: argv, options, strict: true, allowPositionals: true });
+  } catch (err) {
+    // node:util's own words ("Unknown option '--x'.", "Option '--limit <value>' argument missing").
+    throw new UsageError((err as Error).message.split('\n')[0]!.replace(/\. To specify a positional.*$/, '.'));
   }
-  return { positional, flags };
+  const flags = new Map<string, string | true>();
+  for (const [name, v] of Object.entries(parsed.values)) if (typeof v === 'string' || v === true) flags.set(name, v);
+  return { positional: parsed.positionals, flags };
 }
 
 export const flag = (args: Args, name: string): string | undefined => {

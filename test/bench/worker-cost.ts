@@ -1,0 +1,502 @@
+/**
+ * Issue 23, item 4: what the worker costs, the baseline commit's (BENCH_BASELINE, 3e660a1 by
+ * default, built beside this checkout by baseline.sh) and this checkout's, in the same run, on the
+ * same load:
+ *
+ *   load:    a real Claude Code session (sessions.ts: four `claude -p` processes of one resumed
+ *            session: a foreground subagent, a background one, two tools, two parallel
+ *            subagents; their metrics at each exit), copied with fresh session and prompt ids
+ *            (turns.ts' `distinct`); BENCH_SESSIONS_PER_BATCH copies merged into each request, as
+ *            a Collector in front of several users merges them. BENCH_WORKER_BATCHES logs
+ *            requests (5,000 by default) and the copies' metrics requests, queued by that side's
+ *            own ingest into a fresh Redis, one request at a time (one queue job each);
+ *   drain:   then that side's worker-only bridge (BRIDGE_ROLE=worker, the default concurrency)
+ *            drains the queues into a stub LLMFlow that answers at once and counts spans;
+ *   figures: spans per worker CPU-second (/proc utime + stime, from ready to drained); Redis
+ *            `INFO commandstats` over the drain: script calls (eval, evalsha, fcall) and all
+ *            commands per logs batch; Redis CPU (`INFO cpu`, user + sys) per span; the worker's
+ *            peak RSS (VmHWM); the shards each batch touches (shardOf of its sessions);
+ *   scripts: a shorter drain of the first BENCH_MONITOR_BATCHES batches (300) under MONITOR
+ *            names each script call (the bridge's .lua files and BullMQ's scripts, by their SHA1),
+ *            so the calls per batch can be read per script; MONITOR slows Redis, so nothing else
+ *            is measured in that drain.
+ *
+ * Targets (the issue): spans per CPU-second ≥ 3× the old; script calls per logs batch ≤ 2 per
+ * shard touched + 1; Redis CPU µs per span ≤ half the old; peak RSS ≤ 150 MiB over 5,000 batches.
+ *
+ * In `npm run bench` (BENCH_ONLY=worker-cost runs it alone), or alone:
+ *   node --import tsx test/bench/worker-cost.ts
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import {
+  decodeExportRequest,
+  encodeExportRequest,
+  type ExportLogsRequest,
+  type ExportMetricsRequest,
+} from '@ccbridge/otlp';
+import * as thisRedis from '@ccbridge/redis';
+import { shardOf } from '@ccbridge/redis';
+import { peakRssMiB, post, startBridge, startRedis, waitFor } from '../support/peers';
+import { cpuSeconds } from './cpu';
+import { stubLlmflow } from './export';
+import { capturedSession } from './sessions';
+import { distinct } from './turns';
+
+const ROOT = path.join(__dirname, '..', '..');
+const BATCHES = Number(process.env.BENCH_WORKER_BATCHES ?? 5000);
+const PER_BATCH = Number(process.env.BENCH_SESSIONS_PER_BATCH ?? 2);
+const MONITOR_BATCHES = Number(process.env.BENCH_MONITOR_BATCHES ?? 300);
+const BASELINE = process.env.BENCH_BASELINE ?? '3e660a1';
+const METRICS = process.env.BENCH_METRICS !== '0';
+
+const progress = (what: string) => process.stderr.write(`bench: worker cost: ${what}\n`);
+
+/** One request of the load, as posted: its signal, its protobuf body, the shards of its sessions. */
+interface Request {
+  signal: 'logs' | 'metrics';
+  body: Uint8Array;
+  shards: number;
+}
+
+const sessionIds = (json: string) =>
+  new Set([...json.matchAll(/"session\.id","value":\{"stringValue":"([^"]+)"/g)].map((m) => m[1]!));
+
+/**
+ * `batches` logs requests (and the metrics of their sessions): the captured session's requests in
+ * the order Claude Code sent them, each merging `perBatch` copies of the session.
+ */
+export async function workerLoad(batches: number, perBatch = PER_BATCH, metrics = METRICS): Promise<Request[]> {
+  const session = await capturedSession(progress);
+  const templates = session.requests
+    .filter((r) => metrics || r.signal === 'logs')
+    .map((r) => ({ signal: r.signal, request: decodeExportRequest(r.signal, r.body, 'protobuf') }));
+  const logsPerCopy = templates.filter((t) => t.signal === 'logs').length;
+  const out: Request[] = [];
+  let logs = 0;
+  for (let group = 0; logs < batches; group++) {
+    for (const t of templates) {
+      if (t.signal === 'logs' && logs >= batches) break;
+      const copies = Array.from(
+        { length: perBatch },
+        (_, k) => JSON.parse(distinct(t.request, group * perBatch + k)) as ExportLogsRequest & ExportMetricsRequest,
+      );
+      const merged =
+        t.signal === 'logs'
+          ? { resourceLogs: copies.flatMap((c) => c.resourceLogs ?? []) }
+          : { resourceMetrics: copies.flatMap((c) => c.resourceMetrics ?? []) };
+      const json = JSON.stringify(merged);
+      out.push({
+        signal: t.signal,
+        body: encodeExportRequest(t.signal, merged, 'protobuf'),
+        shards: new Set([...sessionIds(json)].map(shardOf)).size,
+      });
+      if (t.signal === 'logs') logs += 1;
+    }
+  }
+  progress(
+    `${batches} logs requests (${logsPerCopy} per session, ${perBatch} sessions each), ${out.length - batches} metrics requests`,
+  );
+  return out;
+}
+
+/** Redis's INFO as numbers: `section` → field → value (commandstats: command → calls, usec). */
+async function info(redis: Redis, section: 'commandstats' | 'cpu'): Promise<Map<string, Record<string, number>>> {
+  const text = await redis.info(section);
+  const out = new Map<string, Record<string, number>>();
+  for (const line of text.split('\r\n')) {
+    const m = /^(\w+):(.*)$/.exec(line);
+    if (!m) continue;
+    if (section === 'commandstats') {
+      const fields = Object.fromEntries(
+        m[2]!.split(',').map((kv) => {
+          const [k, v] = kv.split('=');
+          return [k!, Number(v)];
+        }),
+      );
+      out.set(m[1]!.replace(/^cmdstat_/, ''), fields);
+    } else out.set(m[1]!, { value: Number(m[2]) });
+  }
+  return out;
+}
+
+/** The bridge's scripts that serve Claude Code's metrics (their own queue's jobs), not the logs batches. */
+const METRICS_SCRIPTS = ['metrics/deltas.lua', 'sessions/ledger-counters.lua'];
+
+const SCRIPT_COMMANDS = ['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro'];
+
+type QueueNames = Pick<typeof thisRedis, 'queueKey' | 'NAMESPACE' | 'QUEUE_NAME' | 'METRICS_QUEUE_NAME'>;
+
+/** The queue's key names as a checkout's own code has them (this one's where it has none of these). */
+function queueNames(root: string): QueueNames {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const theirs = require(path.join(root, 'packages', 'redis', 'dist', 'index.js')) as Partial<QueueNames>;
+    if (theirs.queueKey && theirs.NAMESPACE && theirs.QUEUE_NAME && theirs.METRICS_QUEUE_NAME)
+      return theirs as QueueNames;
+  } catch {
+    /* this checkout's names */
+  }
+  return thisRedis;
+}
+
+/** SHA1 → name of every Lua script a checkout's bridge may run: its own .lua files and BullMQ's. */
+function scriptNames(root: string): Map<string, string> {
+  const names = new Map<string, string>();
+  const sha = (lua: string) => createHash('sha1').update(lua).digest('hex');
+  // The checkout's own loader (includes put in front), so the SHA is the one it sends; a file as
+  // it is where a checkout has no such loader.
+  let scriptSource = (dir: string, file: string) => readFileSync(path.join(dir, file), 'utf8');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const loader = require(path.join(root, 'packages', 'redis', 'dist', 'scripts.js')) as {
+      scriptSource?: typeof scriptSource;
+    };
+    if (loader.scriptSource) scriptSource = loader.scriptSource;
+  } catch {
+    /* no loader of that name: files as they are */
+  }
+  for (const pkg of readdirSync(path.join(root, 'packages'))) {
+    const dir = path.join(root, 'packages', pkg, 'lua');
+    if (!existsSync(dir)) continue;
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.lua')))
+      names.set(sha(scriptSource(dir, file)), `${pkg}/${file}`);
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const bullmq = require(require.resolve('bullmq/dist/cjs/scripts', { paths: [root] })) as Record<
+    string,
+    { name: string; content: string }
+  >;
+  for (const s of Object.values(bullmq)) names.set(sha(s.content), `bullmq/${s.name}`);
+  return names;
+}
+
+/** Queues the load through the side's own ingest into a fresh Redis. */
+async function queueLoad(root: string, redisUrl: string, load: Request[]): Promise<void> {
+  const ingest = await startBridge(
+    {
+      REDIS_URL: redisUrl,
+      LLMFLOW_URL: 'http://127.0.0.1:9',
+      LOG_LEVEL: 'warn',
+      BRIDGE_QUEUE_MAX_WAITING: String(load.length * 2),
+      BRIDGE_ROLE: 'ingest',
+    },
+    { root },
+  );
+  try {
+    // One at a time: each request its own queue job (requests at once may share one).
+    for (const r of load) {
+      const res = await post(`${ingest.url}/v1/${r.signal}`, r.body, 'application/x-protobuf');
+      if (res.status !== 200) throw new Error(`ingest answered ${res.status} to ${r.signal}`);
+    }
+  } finally {
+    await ingest.stop();
+  }
+}
+
+export interface SideCost {
+  label: string;
+  commit: string;
+  logsBatches: number;
+  metricsRequests: number;
+  jobs: number;
+  spans: number;
+  drainSeconds: number;
+  workerCpuSeconds: number;
+  spansPerCpuSecond: number;
+  scriptCallsPerBatch: number;
+  commandsPerBatch: number;
+  /** Calls per logs batch of the commands called most (top level and inside scripts alike). */
+  topCommandsPerBatch: Record<string, number>;
+  redisCpuSeconds: number;
+  redisCpuUsPerSpan: number;
+  /** The script calls' own time in commandstats (µs), per span. */
+  scriptUsecPerSpan: number;
+  workerPeakRssMiB: number;
+  shardsPerBatch: number;
+  /** From the MONITOR drain: script calls per logs batch, by script ("(metrics)": serving the metrics' jobs). */
+  scriptsPerBatch?: Record<string, number>;
+  /** From the MONITOR drain: script calls per logs batch, less those serving the metrics' jobs. */
+  logsScriptCallsPerBatch?: number;
+}
+
+/** The side's worker drains what is queued into the stub; resolves once all is drained and the stub quiet. */
+async function drain(root: string, redisUrl: string, client: Redis) {
+  const { queueKey, NAMESPACE, QUEUE_NAME, METRICS_QUEUE_NAME } = queueNames(root);
+  const stub = await stubLlmflow();
+  const worker = await startBridge(
+    { REDIS_URL: redisUrl, LLMFLOW_URL: stub.url, LOG_LEVEL: 'warn', BRIDGE_ROLE: 'worker' },
+    { root },
+  );
+  const pid = worker.child.pid!;
+  const cpu0 = cpuSeconds(pid) ?? NaN;
+  const t0 = performance.now();
+  try {
+    const waiting = async (queue: string) =>
+      (await client.llen(queueKey('wait', NAMESPACE, queue))) +
+      (await client.llen(queueKey('active', NAMESPACE, queue))) +
+      (await client.zcard(queueKey('prioritized', NAMESPACE, queue)));
+    await waitFor(
+      'the queues to drain',
+      async () => (await waiting(QUEUE_NAME)) + (await waiting(METRICS_QUEUE_NAME)) === 0,
+      900_000,
+      50,
+    );
+    // Then quiet: roots and held spans the worker draws on its timers after the last job.
+    let last = -1;
+    let quietSince = performance.now();
+    await waitFor(
+      'the stub to be quiet for 2 s',
+      () => {
+        if (stub.spans() !== last) {
+          last = stub.spans();
+          quietSince = performance.now();
+        }
+        return performance.now() - quietSince > 2000;
+      },
+      300_000,
+      50,
+    );
+    return {
+      spans: stub.spans(),
+      cpu: (cpuSeconds(pid) ?? NaN) - cpu0,
+      rss: peakRssMiB(pid),
+      // Up to the last span, not the quiet that proves it was the last.
+      seconds: (quietSince - t0) / 1000,
+    };
+  } finally {
+    await worker.stop();
+    await stub.close();
+  }
+}
+
+async function measureSide(label: string, root: string, commit: string, load: Request[]): Promise<SideCost> {
+  const logs = load.filter((r) => r.signal === 'logs');
+  progress(`${label} (${commit}): queueing ${load.length} requests`);
+  const redis = await startRedis();
+  const client = new Redis(redis.url);
+  try {
+    await queueLoad(root, redis.url, load);
+    const { queueKey, NAMESPACE, QUEUE_NAME } = queueNames(root);
+    const jobs = Number(await client.get(queueKey('id', NAMESPACE, QUEUE_NAME))) || 0;
+    await client.config('RESETSTAT');
+    const cpuBefore = await info(client, 'cpu');
+    progress(`${label}: draining ${logs.length} logs batches (${jobs} jobs)`);
+    const d = await drain(root, redis.url, client);
+    const stats = await info(client, 'commandstats');
+    const cpuAfter = await info(client, 'cpu');
+    const redisCpu = ['used_cpu_user', 'used_cpu_sys'].reduce(
+      (n, k) => n + (cpuAfter.get(k)!.value! - cpuBefore.get(k)!.value!),
+      0,
+    );
+    const calls = (names: string[]) => names.reduce((n, c) => n + (stats.get(c)?.calls ?? 0), 0);
+    const usec = (names: string[]) => names.reduce((n, c) => n + (stats.get(c)?.usec ?? 0), 0);
+    // The commands the INFO and LLEN polls of this bench sent are left out of the counts.
+    const ours = new Set(['info', 'config', 'llen', 'zcard', 'get', 'ping', 'client', 'hello', 'select']);
+    const all = [...stats.keys()].filter((c) => !ours.has(c));
+    const perBatch = (n: number) => Math.round((n / logs.length) * 100) / 100;
+    const top = all
+      .map((c) => [c, calls([c])] as const)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 12);
+    return {
+      label,
+      commit,
+      logsBatches: logs.length,
+      metricsRequests: load.length - logs.length,
+      jobs,
+      spans: d.spans,
+      drainSeconds: Math.round(d.seconds * 10) / 10,
+      workerCpuSeconds: Math.round(d.cpu * 100) / 100,
+      spansPerCpuSecond: Math.round(d.spans / d.cpu),
+      scriptCallsPerBatch: perBatch(calls(SCRIPT_COMMANDS)),
+      commandsPerBatch: perBatch(calls(all)),
+      topCommandsPerBatch: Object.fromEntries(top.map(([c, n]) => [c, perBatch(n)])),
+      redisCpuSeconds: Math.round(redisCpu * 100) / 100,
+      redisCpuUsPerSpan: Math.round((redisCpu * 1e6) / d.spans),
+      scriptUsecPerSpan: Math.round(usec(SCRIPT_COMMANDS) / d.spans),
+      workerPeakRssMiB: Math.round(d.rss * 10) / 10,
+      shardsPerBatch: Math.round((logs.reduce((n, r) => n + r.shards, 0) / logs.length) * 100) / 100,
+    };
+  } finally {
+    client.disconnect();
+    await redis.stop();
+  }
+}
+
+/** Script calls per logs batch, by script, over a drain of `load` watched by MONITOR. */
+async function scriptsByName(root: string, load: Request[]): Promise<Record<string, number>> {
+  const names = scriptNames(root);
+  const { METRICS_QUEUE_NAME } = queueNames(root);
+  const logs = load.filter((r) => r.signal === 'logs').length;
+  const redis = await startRedis();
+  const client = new Redis(redis.url);
+  const monitorClient = new Redis(redis.url);
+  const counts = new Map<string, number>();
+  try {
+    await queueLoad(root, redis.url, load);
+    const monitor = await monitorClient.monitor();
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      // Commands a script runs show as from "lua": only the calls themselves are counted.
+      if (source === 'lua' || !SCRIPT_COMMANDS.includes(args[0]!.toLowerCase())) return;
+      const command = args[0]!.toLowerCase();
+      // EVAL is a script's first call on a connection (ioredis, after NOSCRIPT); MONITOR escapes
+      // its source, so it is not named.
+      const name = command.startsWith('evalsha')
+        ? (names.get(args[1]!) ?? `unknown ${args[1]!.slice(0, 8)}`)
+        : command.startsWith('eval')
+          ? "eval (a script's first call)"
+          : `function ${args[1]}`;
+      // BullMQ's calls for the metrics' queue, and the scripts that handle metrics, are the metrics' work.
+      const metricsSide =
+        METRICS_SCRIPTS.includes(name) ||
+        (name.startsWith('bullmq/') && args.some((a) => a.includes(`:${METRICS_QUEUE_NAME}:`)));
+      const key = metricsSide ? `${name} (metrics)` : name;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    });
+    await drain(root, redis.url, client);
+    monitor.disconnect();
+  } finally {
+    client.disconnect();
+    monitorClient.disconnect();
+    await redis.stop();
+  }
+  return Object.fromEntries(
+    [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => [k, Math.round((n / logs) * 100) / 100]),
+  );
+}
+
+/** The baseline commit, built beside this checkout (cached). */
+function baseline(): { root: string; commit: string } {
+  const out = execFileSync('bash', [path.join(__dirname, 'baseline.sh'), BASELINE], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const root = out.trim().split('\n').pop()!;
+  return { root, commit: readFileSync(path.join(root, '.ccbridge-baseline-ready'), 'utf8').trim().slice(0, 7) };
+}
+
+function thisCommit(): string {
+  try {
+    const head = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short=7', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no'], {
+      encoding: 'utf8',
+    }).trim();
+    return dirty ? `${head}+changes` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+/** Both sides, then the figures line (JSON) and a table for people (stderr). */
+export async function measureWorkerCost() {
+  const old = baseline();
+  const load = await workerLoad(BATCHES);
+  const oldSide = await measureSide('old', old.root, old.commit, load);
+  const newSide = await measureSide('new', ROOT, thisCommit(), load);
+  if (MONITOR_BATCHES > 0) {
+    // The load up to its MONITOR_BATCHES-th logs request, metrics in between included.
+    let logs = 0;
+    const end = load.findIndex((r) => r.signal === 'logs' && ++logs === MONITOR_BATCHES);
+    const cut = end === -1 ? load : load.slice(0, end + 1);
+    progress(`script calls by name, ${MONITOR_BATCHES} batches under MONITOR, each side`);
+    for (const [side, root] of [
+      [oldSide, old.root],
+      [newSide, ROOT],
+    ] as const) {
+      side.scriptsPerBatch = await scriptsByName(root, cut);
+      side.logsScriptCallsPerBatch = r2(
+        Object.entries(side.scriptsPerBatch)
+          .filter(([k]) => !k.endsWith('(metrics)'))
+          .reduce((n, [, v]) => n + v, 0),
+      );
+    }
+  }
+  const shards = newSide.shardsPerBatch;
+  const figures = {
+    stage: 'worker cost (issue 23): the baseline and this checkout, the same load, each its own Redis, into a stub',
+    load: {
+      logsBatches: BATCHES,
+      sessionsPerBatch: PER_BATCH,
+      metrics: METRICS,
+      shardsPerBatch: shards,
+      claudeCode: (await capturedSession()).claudeCode,
+    },
+    machine: { cores: os.availableParallelism(), cpu: os.cpus()[0]?.model, node: process.version },
+    old: oldSide,
+    new: newSide,
+    ratios: {
+      spansPerCpuSecond: r2(newSide.spansPerCpuSecond / oldSide.spansPerCpuSecond),
+      redisCpuUsPerSpan: r2(newSide.redisCpuUsPerSpan / oldSide.redisCpuUsPerSpan),
+      commandsPerBatch: r2(newSide.commandsPerBatch / oldSide.commandsPerBatch),
+    },
+    targets: {
+      spansPerCpuSecond: '>= 3 × old',
+      scriptCallsPerBatch: `<= 2 × shards touched + 1 = ${r2(2 * shards + 1)}`,
+      redisCpuUsPerSpan: '<= 0.5 × old',
+      workerPeakRssMiB: BATCHES >= 5000 ? '<= 150' : '<= 150 (over 5,000 batches: this run had fewer)',
+    },
+  };
+  const met = {
+    spansPerCpuSecond: figures.ratios.spansPerCpuSecond >= 3,
+    scriptCallsPerBatch: newSide.scriptCallsPerBatch <= 2 * shards + 1,
+    redisCpuUsPerSpan: figures.ratios.redisCpuUsPerSpan <= 0.5,
+    workerPeakRssMiB: newSide.workerPeakRssMiB <= 150,
+  };
+  const row = (what: string, o: number, n: number, ratio: string, target: string, ok: boolean) =>
+    `${what.padEnd(34)}${String(o).padStart(10)}${String(n).padStart(10)}${ratio.padStart(9)}  ${target} ${ok ? 'met' : 'NOT met'}`;
+  const table = [
+    `worker cost: old ${oldSide.commit} vs new ${newSide.commit}, ${BATCHES} logs batches, ${PER_BATCH} sessions each, ${shards} shards touched per batch`,
+    `${''.padEnd(34)}${'old'.padStart(10)}${'new'.padStart(10)}${'new/old'.padStart(9)}  target`,
+    row(
+      'spans per worker CPU-second',
+      oldSide.spansPerCpuSecond,
+      newSide.spansPerCpuSecond,
+      `${figures.ratios.spansPerCpuSecond}×`,
+      '>= 3×',
+      met.spansPerCpuSecond,
+    ),
+    row(
+      'script calls per logs batch',
+      oldSide.scriptCallsPerBatch,
+      newSide.scriptCallsPerBatch,
+      '',
+      `<= ${r2(2 * shards + 1)}`,
+      met.scriptCallsPerBatch,
+    ),
+    row(
+      'Redis CPU µs per span',
+      oldSide.redisCpuUsPerSpan,
+      newSide.redisCpuUsPerSpan,
+      `${figures.ratios.redisCpuUsPerSpan}×`,
+      '<= 0.5×',
+      met.redisCpuUsPerSpan,
+    ),
+    row('worker peak RSS, MiB', oldSide.workerPeakRssMiB, newSide.workerPeakRssMiB, '', '<= 150', met.workerPeakRssMiB),
+    ...(newSide.logsScriptCallsPerBatch !== undefined
+      ? [
+          `${'  of which for the logs jobs'.padEnd(34)}${String(oldSide.logsScriptCallsPerBatch).padStart(10)}${String(newSide.logsScriptCallsPerBatch).padStart(10)}           (MONITOR, ${MONITOR_BATCHES} batches)`,
+        ]
+      : []),
+    `${'Redis commands per logs batch'.padEnd(34)}${String(oldSide.commandsPerBatch).padStart(10)}${String(newSide.commandsPerBatch).padStart(10)}${`${figures.ratios.commandsPerBatch}×`.padStart(9)}`,
+    `${'spans (into the stub)'.padEnd(34)}${String(oldSide.spans).padStart(10)}${String(newSide.spans).padStart(10)}`,
+  ];
+  process.stderr.write(`${table.join('\n')}\n`);
+  return { ...figures, met };
+}
+
+if (require.main === module) {
+  measureWorkerCost().then(
+    (line) => console.log(JSON.stringify(line)),
+    (err) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
