@@ -86,7 +86,7 @@ end
 -- Returns the session's state: calls, agents, links (by id), and for subagents not yet linked,
 -- contiguous (every event.sequence from its prompt to its first event has arrived, so every
 -- Agent call made before it is known) and promptedAfter (a prompt numbered after its
--- subagent_completed, or until that comes its last event, has arrived).
+-- subagent_completed, or until that comes its last event, has arrived, and every number before it).
 function A.merge(s)
   local ttl = L.cfg.ttlSeconds
   local calls, agents, links = L.key('calls', s.session), L.key('agents', s.session), L.key('links', s.session)
@@ -109,17 +109,24 @@ function A.merge(s)
   for id, raw in pairs(L.read(links)) do state.links[id] = cjson.decode(raw) end
   for id, a in pairs(state.agents) do
     if not state.links[id] then
-      local ix = redis.call('HMGET', L.key('ix', a.key), 'promptSeq', 'promptAt')
+      local ix = redis.call('HMGET', L.key('ix', a.key), 'promptSeq', 'promptAt', 'coveredTo')
       local promptSeq, promptAt = tonumber(ix[1]), tonumber(ix[2])
+      -- Its turn, drawn complete, forgot its numbers: all had come up to `coveredTo` (T.settle).
+      local from = tonumber(ix[3]) or promptSeq
       if promptSeq and promptAt and a.first >= promptSeq then
         local want = a.first - promptSeq + 1
         if L.covered(s.session, promptSeq - 1, a.first + 1, promptAt, FAR) == want then state.contiguous[id] = true end
       end
+      -- A later prompt tells only once every number up to it has come: then every Agent call
+      -- made before it is known too (batches race: the prompt may come before them).
       local ended = a.completed or a.last
-      if promptAt then
+      if promptSeq and promptAt then
         for _, p in ipairs(redis.call('ZRANGEBYSCORE', L.key('prompts', s.session), promptAt, '+inf')) do
-          local seq = tonumber(redis.call('HGET', L.key('ix', p), 'promptSeq'))
-          if seq and seq > ended then state.promptedAfter[id] = true end
+          local later = redis.call('HMGET', L.key('ix', p), 'promptSeq', 'promptAt')
+          local seq, at = tonumber(later[1]), tonumber(later[2])
+          if seq and at and seq > ended and L.covered(s.session, from, seq, promptAt, at) == seq - from - 1 then
+            state.promptedAfter[id] = true
+          end
         end
       end
     end

@@ -220,10 +220,12 @@ end
 -- A complete turn's sequence numbers are needed by no other interaction: no two turns of one
 -- process overlap (a turn ends where the next prompt starts). Which numbers those are is decided
 -- again (L.decide) on the state as it is now.
-local function forgetSequences(ix)
+local function forgetSequences(key, ix)
   local v = L.decide(ix)
   if not (ix.session and v.range) then return end
   local k = L.key('sequence', ix.session)
+  -- Every number up to its end had come: what asks later whether they all came reads this.
+  redis.call('HSET', L.key('ix', key), 'coveredTo', v.range[#v.range][2])
   for _, r in ipairs(v.range) do
     local lo, hi, from, to = r[1], r[2], r[3], r[4]
     for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, math.max(lo, 0), hi)) do
@@ -261,7 +263,7 @@ function T.settle(drawn, retry)
       end
       if ix.session then redis.call('SREM', L.key('waiting', ix.session), d.key) end
       redis.call('HINCRBY', L.stats, 'drawn', 1)
-      if d.complete then forgetSequences(ix) else redis.call('HINCRBY', L.stats, 'drawn_incomplete', 1) end
+      if d.complete then forgetSequences(d.key, ix) else redis.call('HINCRBY', L.stats, 'drawn_incomplete', 1) end
       count = count + 1
     end
     redis.call('ZREM', L.deadlines, d.key)
