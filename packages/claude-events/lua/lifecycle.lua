@@ -149,6 +149,12 @@ function L.decide(ix)
     return { phase = 'open', at = seen + cfg.turnTimeoutMs, reason = 'turn_timeout', timer = true, complete = false }
   end
   local endSeen = tonumber(ix.endSeenAt) or now
+  -- A next prompt numbered higher ends the turn in the same process, unless numbering started
+  -- again before it: then it is a newer process's (batches race: its start-up may come later).
+  if e.kind == 'next_prompt' and ix.session and ix.promptSeq
+    and L.restarted(ix.session, tonumber(ix.promptSeq), tonumber(ix.promptAt), e.at) then
+    e = { kind = 'new_process' }
+  end
   if e.kind == 'new_process' then
     -- A newer process began, so this one is over; its own last events may still be on their way
     -- (batches race): a short wait, which like every timer also waits for batches queued before.

@@ -217,21 +217,22 @@ function T.claim(limit, timersDueBy)
   return out
 end
 
--- A complete turn's sequence numbers are needed by no other interaction: no two turns of one
--- process overlap (a turn ends where the next prompt starts). Which numbers those are is decided
--- again (L.decide) on the state as it is now.
+-- A complete turn's own sequence numbers are needed by no other interaction: no two turns of
+-- one process overlap (a turn ends where the next prompt starts). Which numbers those are is
+-- decided again (L.decide) on the state as it is now.
 local function forgetSequences(key, ix)
   local v = L.decide(ix)
   if not (ix.session and v.range) then return end
   local k = L.key('sequence', ix.session)
   -- Every number up to its end had come: what asks later whether they all came reads this.
   redis.call('HSET', L.key('ix', key), 'coveredTo', v.range[#v.range][2])
-  for _, r in ipairs(v.range) do
-    local lo, hi, from, to = r[1], r[2], r[3], r[4]
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, math.max(lo, 0), hi)) do
-      local at = tonumber(string.match(m, ':(%d+)$'))
-      if at and at >= from and at <= to then redis.call('ZREM', k, m) end
-    end
+  -- Its own numbers only: its process's start-up numbers (a first prompt's) are kept, for the
+  -- window they are counted in may hold another process's while batches race (L.segments).
+  local own = v.range[#v.range]
+  local lo, hi, from, to = own[1], own[2], own[3], own[4]
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, math.max(lo, 0), hi)) do
+    local at = tonumber(string.match(m, ':(%d+)$'))
+    if at and at >= from and at <= to then redis.call('ZREM', k, m) end
   end
 end
 
