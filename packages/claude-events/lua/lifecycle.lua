@@ -79,6 +79,34 @@ function L.covered(session, lo, hi, fromMs, toMs)
   return n
 end
 
+-- How many of a process's start-up numbers (0 .. hi-1, before its first prompt, numbered hi and
+-- logged at toMs) have come: those logged last before the prompt, in order down from hi-1 with
+-- no other number between (fromMs: the prompt before it, of an earlier process). Counting the
+-- numbers of that window alone would let another process's start-up, in the window while the
+-- prompts between are still on their way, fill this one's gaps.
+function L.startUp(session, lo, hi, fromMs, toMs)
+  if not session or hi - lo <= 1 then return 0 end
+  local marks = {}
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), 0, '+inf')) do
+    local seq, at = string.match(m, '^(%d+):(%d+)$')
+    at = tonumber(at)
+    seq = tonumber(seq)
+    -- Its prompt, and what it logged in the same millisecond after it, are no start-up.
+    if seq and at >= fromMs and (at < toMs or (at == toMs and seq < hi)) then marks[#marks + 1] = { seq, at } end
+  end
+  table.sort(marks, function(a, b) if a[2] ~= b[2] then return a[2] > b[2] end return a[1] > b[1] end)
+  local want, n = hi - 1, 0
+  for _, m in ipairs(marks) do
+    if m[1] == want then
+      n, want = n + 1, want - 1
+      if want <= lo then break end
+    elseif m[1] ~= want + 1 then
+      break
+    end
+  end
+  return n
+end
+
 -- Whether numbering started again (a new process: `--resume` numbers from 0 again) between a
 -- prompt numbered `seq`, logged at fromMs, and toMs: a number no higher than `seq` logged then.
 function L.restarted(session, seq, fromMs, toMs)
@@ -166,8 +194,9 @@ function L.decide(ix)
   end
   local range = L.segments(ix, e.seq, e.at or math.huge)
   local missing = 0
-  for _, r in ipairs(range) do
-    if r[2] - r[1] > 1 then missing = missing + (r[2] - r[1] - 1) - L.covered(ix.session, r[1], r[2], r[3], r[4]) end
+  for i, r in ipairs(range) do
+    local covered = (i < #range and L.startUp or L.covered)(ix.session, r[1], r[2], r[3], r[4])
+    if r[2] - r[1] > 1 then missing = missing + (r[2] - r[1] - 1) - covered end
   end
   if missing <= 0 then return { phase = 'due', at = now, reason = e.kind, missing = 0, range = range, complete = true } end
   return {
