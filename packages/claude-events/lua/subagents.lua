@@ -216,10 +216,13 @@ end
 -- Which of a placed subagent's held spans may go now: the one rule for its held spans. A span
 -- goes once nothing may still fold into it: an LLM call whose answer may still come
 -- (`waitsFor`: the number its answer would have) once that number has come; a fold goes with its
--- span, or once its span was sent (then as its own row); once its turn's root is drawn,
--- everything goes. The others stay held.
+-- span, or once its span was sent (then as its own row); once its turn's root was drawn longer
+-- than the gap wait ago, everything goes. The others stay held.
 local function ready(session, agent, at, held)
-  if redis.call('HEXISTS', L.key('ix', at.key), 'drawn') == 1 then return function() return true end end
+  -- A background subagent goes on after its turn is drawn: only a turn drawn longer than the
+  -- gap wait ago lets everything go (what was awaited is taken as lost).
+  local drawnAt = tonumber(redis.call('HGET', L.key('ix', at.key), 'drawnAt'))
+  if drawnAt and L.now - drawnAt > L.cfg.gapWaitMs then return function() return true end end
   local sequence, sent = L.key('sequence', session), L.key('agentSent', session .. '/' .. agent)
   local going = {}
   for i = 1, #held, 2 do
