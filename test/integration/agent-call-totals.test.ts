@@ -2,7 +2,7 @@
  * A subagent's totals fold onto its Agent call's tool span, foreground or background, however
  * the events are split into batches and in whatever order they arrive. A background call returns
  * at once and its turn is drawn long before the subagent ends: its span waits for them
- * (meet.lua), at most the turn timeout. Events as Claude Code 2.1.3xx logs a BG_SUBAGENT
+ * (lua/subagents.lua M.put, M.due), at most the turn timeout. Events as Claude Code 2.1.3xx logs a BG_SUBAGENT
  * run (docs/CLAUDE_CODE_EVENTS.md); a real Redis, the test's clock.
  */
 import { test } from 'node:test';

@@ -187,7 +187,7 @@ test('session-level events (no prompt.id) are no rows: the root lists them in or
   assert.deepEqual(root.events ?? [], [], 'LLMFlow drops span events: none are drawn');
   const plan = planBatch(events, assignTurns(events, new Map()));
   assert.equal(plan.unassigned, 0);
-  // Their prompt is found in Redis (apply.lua), even when it is in the same batch: the rule has one home.
+  // Their prompt is found in Redis (lua/turns.lua T.apply), even when it is in the same batch: the rule has one home.
   assert.ok(plan.pending.length > 0);
 });
 

@@ -15,14 +15,18 @@
  * | `only_open`    | when its first event was logged, exactly one call its caller made was      |
  * |                | open (decided; no result yet, or a background one not yet linked), and    |
  * |                | every event from its prompt to then has arrived, so no other call hides   |
- * | `root`         | none of those, once it has finished and a later prompt has come (a        |
- * |                | notification would have named it), or it stopped unfinished (it failed)   |
- * |                | and the session went on: under its prompt's root, and said so             |
+ * | `root`         | none of those, once a later prompt has come with every number up to it    |
+ * |                | (no Agent call made before it is still on its way) and it has finished (a |
+ * |                | notification would have named it) or it stopped unfinished (it failed)    |
+ * |                | while only foreground calls could have started it: under its prompt's     |
+ * |                | root, and said so                                                         |
  *
- * The rules are applied in Redis, where the evidence is (lua/subagents.lua: A.link, A.place),
- * in the script that applies each batch. Until a subagent is placed its spans are held there;
- * once placed, they are handed back and sent in the call's trace (placedSpans, below), those
- * with no parent of their own under the call's `claude_code.tool.execution`. Each carries the
+ * The rules are applied in Redis, where the evidence is (lua/subagents.lua: A.merge, A.link,
+ * A.place), in the script that applies each batch (batch.lua). Until a subagent is placed its
+ * spans are held there; once placed, each is handed back when nothing may still fold into it
+ * (subagents.lua, ready: an LLM call once the number after it, its answer's, has come) and sent
+ * in the call's trace (placedSpans, below), those with no parent of their own under the call's
+ * `claude_code.tool.execution`; the commit forgets those sent (A.forget). Each carries the
  * agent's id and type (`gen_ai.agent.id`, `gen_ai.agent.name`) and the rule that placed it.
  */
 import { attributesToRecord, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';

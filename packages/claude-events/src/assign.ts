@@ -5,12 +5,14 @@
  * it off only before a process's first prompt (start-up: `plugin_loaded`, `hook_registered`,
  * SessionStart hooks; docs/CLAUDE_CODE_EVENTS.md), so such an event, numbered by
  * `event.sequence`, belongs to the session's first prompt at or after its time: the one its
- * process is starting up for (a resumed session's second process included). That prompt is
- * found in one place, lua/apply.lua (adopt), where the session's whole timeline is: here such an
- * event gets no key, and its span is a pending span until then. Events of older Claude Code (no prompt.id, no
- * event.sequence) belong to the interaction under way at their time: the latest prompt that
- * started before them, or the first one. A session's prompts are its timeline, kept in Redis
- * (store.ts) and extended by the prompts in the batch at hand.
+ * process is starting up for (a resumed session's second process included), once every number
+ * between the event and that prompt has come (another process's prompt may arrive first). That
+ * prompt is found in one place, lua/turns.lua (T.apply, adopt), where the session's whole
+ * timeline and its numbers are: here such an event gets no key, and its span is a pending span
+ * until then. Events of older Claude Code (no prompt.id, no event.sequence) belong to the
+ * interaction under way at their time: the latest prompt that started before them, or the first
+ * one. A session's prompts are its timeline, kept in Redis (store.ts) and extended by the
+ * prompts in the batch at hand.
  */
 import { msOf, sequenceOf, stringOf, type ClaudeEvent } from './events';
 
@@ -42,7 +44,7 @@ export function sessionsToLookUp(events: ClaudeEvent[]): string[] {
 }
 
 /**
- * Turn keys for events, in order; undefined where apply.lua finds the turn (start-up events,
+ * Turn keys for events, in order; undefined where turns.lua (T.apply) finds the turn (start-up events,
  * numbered but without prompt.id) or the session has no prompt yet.
  */
 export function assignTurns(events: ClaudeEvent[], stored: Map<string, Timeline>): (string | undefined)[] {

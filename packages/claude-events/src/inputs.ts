@@ -14,7 +14,7 @@
  * the turn's prompt) and N, and N's input is certain once every number in between is known.
  *
  * Facts are small: a result keeps its tool's input and error cut to INPUT_MAX characters, so what
- * a turn keeps for its later batches (the `inputs` hash, apply.lua) stays bounded in bytes.
+ * a turn keeps for its later batches (the `inputs` hash, T.apply in lua/turns.lua) stays bounded in bytes.
  */
 import { attributesToRecord, recordToAttributes, type KeyValue } from '@ccbridge/otlp';
 import { booleanOf, numberOf, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';

@@ -30,9 +30,9 @@ export type EventRows = 'fold' | 'each';
 export const padNs = (ns: bigint): string => ns.toString().padStart(20, '0');
 
 /**
- * What one batch adds to one turn, as it stands in the batch: apply.lua merges it into the
- * stored state (it holds every merge rule: earliest start, latest end, latest completion, ...),
- * in one call per shard.
+ * What one batch adds to one turn, as it stands in the batch: T.apply (lua/turns.lua) merges it
+ * into the stored state (it holds every merge rule: earliest start, latest end, latest
+ * completion, ...), in batch.lua, one call per shard.
  */
 export interface TurnUpdate {
   key: string;
@@ -94,7 +94,7 @@ export interface BatchPlan {
   resourceSpans: ResourceSpans[];
   /** Spans of subagents' events, held until each subagent is placed (agents.ts). */
   agentSpans: AgentSpan[];
-  /** Tool spans of the main agent's Agent calls, to meet their subagents' totals (meet.lua). */
+  /** Tool spans of the main agent's Agent calls, to meet their subagents' totals (lua/subagents.lua M.put). */
   calls: HeldCallPart[];
   updates: TurnUpdate[];
   /** Every event's event.sequence, those drawn from elsewhere too (sequenceMarksOf). */
@@ -306,7 +306,10 @@ export interface StoredTurn {
   contributions: Contribution[];
   /** Spans held for its root (start-up spans, LLM calls waiting for their answer, folds). */
   held: HeldSpan[];
-  /** The ids of its held entries when claimed (sent ones too): what settle.lua marks sent. */
+  /**
+   * The ids of its held entries when claimed (sent ones too): what T.settle (commit.lua) marks
+   * sent with the root; entries added since are handed back to be sent on their own.
+   */
   heldIds: string[];
   /** Its main chain's calls and tool results (inputs.ts), and its prompt's event.sequence. */
   inputs: InputFact[];
@@ -385,7 +388,7 @@ export function rootSpanOf(ix: StoredTurn): ResourceSpans {
 }
 
 /**
- * Held spans of turns whose roots are drawn already (apply.lua hands them back): sent at once in
+ * Held spans of turns whose roots are drawn already (T.apply and T.settle hand them back): sent at once in
  * their trace, folds merged where their span is among them, the others (onto the root, too) as
  * their own spans.
  */

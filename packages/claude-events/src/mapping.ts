@@ -28,7 +28,8 @@
  * |                           | agent's ends the turn (turnEndOf)                      |                   |
  * | `subagent_completed`      | the subagent's totals                                  | onto its Agent    |
  * |                           | (they meet the main agent's Agent call spans in        | call's tool span  |
- * |                           | lua/meet.lua: a background call's span waits for them) |                   |
+ * |                           | lua/subagents.lua, M.put: a background call's span     |                   |
+ * |                           | waits for them)                                        |                   |
  * | `api_retries_exhausted`   | its fields                                             | onto its request  |
  * | `api_refusal`             | its fields                                             | onto its request  |
  * | any other event (start-up | one line each, in order, in the root's                 | onto the root     |
@@ -36,7 +37,7 @@
  * | permission-mode change, a | (`claude_code.startup.*`), permission modes, skills    |                   |
  * | skill, ...)               |                                                        |                   |
  *
- * "Its agent" is the interaction root for the main agent (agent.ts places subagents' spans).
+ * "Its agent" is the interaction root for the main agent (agents.ts places subagents' spans).
  * A folded event's own fields go onto its row as `claude_code.<event>.<field>` (folds.ts): nothing
  * it said is dropped. Where its row was sent already (LLMFlow keeps a span's first copy), it is
  * drawn as an instant span of its own (`span.type: event`), as every such event is with
@@ -539,7 +540,7 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
     };
   },
 
-  // A subagent's totals: its work is the Agent call's, whose tool span takes them (meet.lua).
+  // A subagent's totals: its work is the Agent call's, whose tool span takes them (lua/subagents.lua M.put).
   subagent_completed: (e) => ({ spans: [eventSpan(e, { into: AGENT_CALL, attributes: prefixed(e) })] }),
 
   // The answer's text is the output of the LLM call that gave it.

@@ -10,14 +10,17 @@
  * |            |                     | `{ccbridge}:otlp-metrics:*`), the dead-letter store           |
  * |            |                     | (`{ccbridge}:dead-letter:*`) and Claude Code's metrics on     |
  * |            |                     | their way to LLMFlow (`{ccbridge}:metrics:*`)                 |
- * | a shard    | `{ccbridge:N}`      | its deadline index and stats, and every key of every session  |
- * |            |                     | that hashes to shard N: the session's prompts, sequence       |
- * |            |                     | numbers, held events, and its interactions' state             |
+ * | a shard    | `{ccbridge:N}`      | its deadline index, stats, held calls' deadlines and batch    |
+ * |            |                     | records, and every key of every session that hashes to shard  |
+ * |            |                     | N: the session's prompts, sequence numbers, held events,      |
+ * |            |                     | subagents, and its interactions' state                        |
  *
  * A session's keys all share its shard's tag, so one script applies a batch of a session's
  * events and reschedules its interactions atomically, on a single Redis or on a cluster; the
  * SHARDS tags spread sessions over a cluster's masters. SHARDS is fixed: changing it would move
- * sessions to other shards and strand their state.
+ * sessions to other shards and strand their state. The scripts declare the shard's fixed keys
+ * only, and build per-session keys from the templates below: on a cluster a slot migrating
+ * mid-script is answered as retryable (@ccbridge/errors, redis.ts), not prevented.
  */
 
 export const NAMESPACE = 'ccbridge';
@@ -122,7 +125,7 @@ export interface ShardKeys {
  * call started which; `callLinks`: hash per session, the same links by call (a call starts one subagent); `agentSpans`: hash per `session/agent`, a subagent's spans held until it
  * is placed and may go; `agentSent`: set per `session/agent`, the ids of its spans sent; `agentInputs`: hash per `session/agent`, its calls and tool results by
  * event.sequence (its LLM calls' inputs); `callSpans`: hash per session, background Agent calls'
- * tool spans and their subagents' totals, held until they meet (meet.lua).
+ * tool spans and their subagents' totals, held until they meet (lua/subagents.lua M.put).
  */
 export type PerIdKey =
   | 'ix'
@@ -143,9 +146,10 @@ export type PerIdKey =
   | 'callSpans';
 
 /**
- * A batch's record in a shard (`applied` + batch id): string, what applying it there handed back
- * (apply.lua), so a batch delivered again (a retry after a partial success) changes nothing
- * twice and is handed back the same work.
+ * A batch's record in a shard (`applied` + batch id): string, what applying its turns there
+ * handed back (batch.lua, T.apply), so a batch delivered again (a retry after a partial success)
+ * changes nothing twice and is handed back the same work; marked committed, with the roots it
+ * drew, once what it handed back was sent (commit.lua), so a retry after that sends nothing.
  */
 export const appliedKey = (shard: ShardKeys, batch: string) => `${shard.tag}:applied:${batch}`;
 

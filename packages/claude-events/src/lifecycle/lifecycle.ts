@@ -46,7 +46,10 @@ export interface LifecycleConfig {
   gapWaitMs: number;
   /** How long a claimed interaction is held before another worker may draw it (a worker that died). */
   leaseMs: number;
-  /** How soon a timer held back by queued batches is looked at again. */
+  /**
+   * How soon a timer held back by queued batches is looked at again; also how long a turn ended
+   * by a newer process of its session waits for its own last events (lifecycle.lua).
+   */
   recheckMs: number;
   /** How long state outlives its last event (late events still find their interaction). */
   ttlSeconds: number;
