@@ -424,6 +424,36 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
       );
   });
 
+  test(`${label}: a killed process's turn that had answered mid-turn waits for the batches queued before a newer process's prompt came`, async () => {
+    const request = logsOf('json', 'tool');
+    const records = recordsOf(request);
+    const final = records.find((r) => name(r) === 'assistant_response')!;
+    const calledTool = attr(
+      records.find((r) => name(r) === 'tool_decision')!,
+      'request_id',
+    )!;
+    // An answer with text that also called the tool: an end candidate, but no end (lifecycle.lua).
+    const midTurn: LogRecord = {
+      ...final,
+      attributes: final.attributes!.map((a) => (a.key === 'request_id' ? { key: a.key, value: calledTool } : a)),
+    };
+    const killed = variant(
+      records.map((r) => (r === final ? midTurn : r)),
+      { tag: 'killed-mid' },
+    );
+    const resumed = variant(records, { tag: 'resumed-mid', shiftMs: MINUTE });
+    let backlogSince: number | undefined;
+    const h = harness({ backlogSinceMs: async () => backlogSince });
+    await h.process(requestOf(request, killed));
+    h.clock.advance(10_000); // its answer was seen long before the newer process's prompt
+    await h.process(requestOf(request, resumed));
+    backlogSince = h.clock.now(); // batches received since then still wait in the queue
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.recheckMs + 1), 0, 'the killed turn waits for them');
+    backlogSince = undefined;
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.recheckMs), 1, 'then it is drawn');
+    assert.equal(h.roots().length, 2);
+  });
+
   test(`${label}: a resumed session (same session.id, event.sequence from 0 again) is a second interaction; a turn its start cut off is drawn incomplete`, async () => {
     const request = logsOf('json', 'tool');
     const records = recordsOf(request);

@@ -186,7 +186,8 @@ function L.decide(ix)
   if e.kind == 'new_process' then
     -- A newer process began, so this one is over; its own last events may still be on their way
     -- (batches race): a short wait, which like every timer also waits for batches queued before.
-    return { phase = 'gap', at = endSeen + cfg.recheckMs, reason = 'new_process', timer = true, complete = false }
+    local seenAfter = tonumber(ix.promptAfterSeenAt) or endSeen
+    return { phase = 'gap', at = seenAfter + cfg.recheckMs, reason = 'new_process', timer = true, complete = false }
   end
   if not ix.promptSeq then
     -- Its user_prompt never came: what else is missing cannot be counted.
@@ -243,6 +244,8 @@ function L.setEnd(ixKey, kind, seq, atMs)
     redis.call('HSET', ixKey, 'endKind', kind, 'endAt', atMs)
     if seq then redis.call('HSET', ixKey, 'endSeq', seq) else redis.call('HDEL', ixKey, 'endSeq') end
     redis.call('HSETNX', ixKey, 'endSeenAt', L.now)
+    -- When a later prompt was first seen: a newer process's waits from then (L.decide).
+    redis.call('HSETNX', ixKey, 'promptAfterSeenAt', L.now)
   end
 end
 
