@@ -112,9 +112,15 @@ export async function llmflowCeiling(
 
 const SPAN_ID_KEY = Buffer.from('"spanId":');
 
-function occurrences(haystack: Buffer, needle: Buffer): number {
+function occurrences(haystack: Buffer, needle: Buffer, ids?: Set<string>): number {
   let n = 0;
-  for (let at = haystack.indexOf(needle); at !== -1; at = haystack.indexOf(needle, at + needle.length)) n += 1;
+  for (let at = haystack.indexOf(needle); at !== -1; at = haystack.indexOf(needle, at + needle.length)) {
+    n += 1;
+    if (!ids) continue;
+    // The id itself: the string after the key (`"spanId":"…"`), a span sent again counted once.
+    const start = haystack.indexOf(0x22, at + needle.length) + 1;
+    ids.add(haystack.toString('latin1', start, haystack.indexOf(0x22, start)));
+  }
   return n;
 }
 
@@ -122,10 +128,13 @@ function occurrences(haystack: Buffer, needle: Buffer): number {
 export async function stubLlmflow(): Promise<{
   url: string;
   spans: () => number;
+  /** Distinct span ids among them: a span sent more than once (the same id again) counts once. */
+  distinctSpans: () => number;
   seconds: () => number;
   close: () => Promise<void>;
 }> {
   let spans = 0;
+  const ids = new Set<string>();
   let first = 0;
   let last = 0;
   const server = http.createServer((req, res) => {
@@ -136,7 +145,7 @@ export async function stubLlmflow(): Promise<{
       if (first === 0) first = last;
       // Spans counted by their "spanId" keys, not by parsing: the stub shares the machine's cores
       // with the workers it measures, and should take as little of them as it can.
-      spans += occurrences(Buffer.concat(chunks), SPAN_ID_KEY);
+      spans += occurrences(Buffer.concat(chunks), SPAN_ID_KEY, ids);
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{}');
     });
@@ -146,6 +155,7 @@ export async function stubLlmflow(): Promise<{
   return {
     url: `http://127.0.0.1:${port}`,
     spans: () => spans,
+    distinctSpans: () => ids.size,
     seconds: () => (last - first) / 1000,
     close: () => new Promise((r) => server.close(() => r())),
   };

@@ -15,9 +15,11 @@
  *   figures: spans per worker CPU-second (/proc utime + stime, from ready to drained); Redis
  *            `INFO commandstats` over the drain: script calls (eval, evalsha, fcall) and all
  *            commands per logs batch; Redis CPU (`INFO cpu`, user + sys) per span; the worker's
- *            peak RSS (VmHWM); the shards each batch touches (shardOf of its sessions);
+ *            peak RSS (VmHWM); the shards each batch touches (shardOf of its sessions); the spans
+ *            the stub received and the distinct span ids among them (a span sent again counts once);
  *   scripts: a shorter drain of the first BENCH_MONITOR_BATCHES batches (300) under MONITOR
- *            names each script call (the bridge's .lua files and BullMQ's scripts, by their SHA1),
+ *            names each script call (the bridge's .lua files, with the command name its code defines
+ *            them under, e.g. batch.lua (ccbridgeBatch), and BullMQ's scripts, by their SHA1),
  *            so the calls per batch can be read per script; MONITOR slows Redis, so nothing else
  *            is measured in that drain.
  *
@@ -126,6 +128,7 @@ async function info(redis: Redis, section: 'commandstats' | 'cpu'): Promise<Map<
 
 /** The bridge's scripts that serve Claude Code's metrics (their own queue's jobs), not the logs batches. */
 const METRICS_SCRIPTS = ['metrics/deltas.lua', 'sessions/ledger-counters.lua'];
+const isMetricsScript = (name: string) => METRICS_SCRIPTS.some((s) => name === s || name.startsWith(`${s} (`));
 
 const SCRIPT_COMMANDS = ['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro'];
 
@@ -144,8 +147,26 @@ function queueNames(root: string): QueueNames {
   return thisRedis;
 }
 
+/**
+ * File → command name of the scripts a package's code defines (`defineScript(redis, 'ccbridgeBatch',
+ * LUA, 'batch.lua', 4)`: old ccbridgeApply, ccbridgeClaim, …; new ccbridgeBatch, ccbridgeCommit,
+ * ccbridgeDue), so the MONITOR breakdown names both sides' scripts as their code calls them.
+ */
+function commandNames(src: string): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!existsSync(src)) return out;
+  const walk = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? walk(path.join(dir, e.name)) : e.name.endsWith('.ts') ? [path.join(dir, e.name)] : [],
+    );
+  for (const file of walk(src))
+    for (const m of readFileSync(file, 'utf8').matchAll(/defineScript\(\s*\w+,\s*'(\w+)',\s*\w+,\s*'([\w.-]+\.lua)'/g))
+      out.set(m[2]!, m[1]!);
+  return out;
+}
+
 /** SHA1 → name of every Lua script a checkout's bridge may run: its own .lua files and BullMQ's. */
-function scriptNames(root: string): Map<string, string> {
+export function scriptNames(root: string): Map<string, string> {
   const names = new Map<string, string>();
   const sha = (lua: string) => createHash('sha1').update(lua).digest('hex');
   // The checkout's own loader (includes put in front), so the SHA is the one it sends; a file as
@@ -163,8 +184,11 @@ function scriptNames(root: string): Map<string, string> {
   for (const pkg of readdirSync(path.join(root, 'packages'))) {
     const dir = path.join(root, 'packages', pkg, 'lua');
     if (!existsSync(dir)) continue;
-    for (const file of readdirSync(dir).filter((f) => f.endsWith('.lua')))
-      names.set(sha(scriptSource(dir, file)), `${pkg}/${file}`);
+    const commands = commandNames(path.join(root, 'packages', pkg, 'src'));
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.lua'))) {
+      const command = commands.get(file);
+      names.set(sha(scriptSource(dir, file)), `${pkg}/${file}${command ? ` (${command})` : ''}`);
+    }
   }
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const bullmq = require(require.resolve('bullmq/dist/cjs/scripts', { paths: [root] })) as Record<
@@ -205,9 +229,13 @@ export interface SideCost {
   metricsRequests: number;
   jobs: number;
   spans: number;
+  /** Distinct span ids among the spans sent: a span sent again (the same id) counted once. */
+  distinctSpans: number;
   drainSeconds: number;
   workerCpuSeconds: number;
   spansPerCpuSecond: number;
+  /** The same per distinct span: what a side costs for the spans LLMFlow ends with, resends left out. */
+  distinctSpansPerCpuSecond: number;
   scriptCallsPerBatch: number;
   commandsPerBatch: number;
   /** Calls per logs batch of the commands called most (top level and inside scripts alike). */
@@ -263,6 +291,7 @@ async function drain(root: string, redisUrl: string, client: Redis) {
     );
     return {
       spans: stub.spans(),
+      distinctSpans: stub.distinctSpans(),
       cpu: (cpuSeconds(pid) ?? NaN) - cpu0,
       rss: peakRssMiB(pid),
       // Up to the last span, not the quiet that proves it was the last.
@@ -310,9 +339,11 @@ async function measureSide(label: string, root: string, commit: string, load: Re
       metricsRequests: load.length - logs.length,
       jobs,
       spans: d.spans,
+      distinctSpans: d.distinctSpans,
       drainSeconds: Math.round(d.seconds * 10) / 10,
       workerCpuSeconds: Math.round(d.cpu * 100) / 100,
       spansPerCpuSecond: Math.round(d.spans / d.cpu),
+      distinctSpansPerCpuSecond: Math.round(d.distinctSpans / d.cpu),
       scriptCallsPerBatch: perBatch(calls(SCRIPT_COMMANDS)),
       commandsPerBatch: perBatch(calls(all)),
       topCommandsPerBatch: Object.fromEntries(top.map(([c, n]) => [c, perBatch(n)])),
@@ -353,7 +384,7 @@ async function scriptsByName(root: string, load: Request[]): Promise<Record<stri
           : `function ${args[1]}`;
       // BullMQ's calls for the metrics' queue, and the scripts that handle metrics, are the metrics' work.
       const metricsSide =
-        METRICS_SCRIPTS.includes(name) ||
+        isMetricsScript(name) ||
         (name.startsWith('bullmq/') && args.some((a) => a.includes(`:${METRICS_QUEUE_NAME}:`)));
       const key = metricsSide ? `${name} (metrics)` : name;
       counts.set(key, (counts.get(key) ?? 0) + 1);
@@ -433,6 +464,7 @@ export async function measureWorkerCost() {
     new: newSide,
     ratios: {
       spansPerCpuSecond: r2(newSide.spansPerCpuSecond / oldSide.spansPerCpuSecond),
+      distinctSpansPerCpuSecond: r2(newSide.distinctSpansPerCpuSecond / oldSide.distinctSpansPerCpuSecond),
       redisCpuUsPerSpan: r2(newSide.redisCpuUsPerSpan / oldSide.redisCpuUsPerSpan),
       commandsPerBatch: r2(newSide.commandsPerBatch / oldSide.commandsPerBatch),
     },
@@ -486,6 +518,8 @@ export async function measureWorkerCost() {
       : []),
     `${'Redis commands per logs batch'.padEnd(34)}${String(oldSide.commandsPerBatch).padStart(10)}${String(newSide.commandsPerBatch).padStart(10)}${`${figures.ratios.commandsPerBatch}×`.padStart(9)}`,
     `${'spans (into the stub)'.padEnd(34)}${String(oldSide.spans).padStart(10)}${String(newSide.spans).padStart(10)}`,
+    `${'  distinct span ids among them'.padEnd(34)}${String(oldSide.distinctSpans).padStart(10)}${String(newSide.distinctSpans).padStart(10)}`,
+    `${'distinct spans per CPU-second'.padEnd(34)}${String(oldSide.distinctSpansPerCpuSecond).padStart(10)}${String(newSide.distinctSpansPerCpuSecond).padStart(10)}${`${figures.ratios.distinctSpansPerCpuSecond}×`.padStart(9)}`,
   ];
   process.stderr.write(`${table.join('\n')}\n`);
   return { ...figures, met };
