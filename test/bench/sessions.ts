@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { startAnthropicStandin } from '../support/anthropic-standin';
-import { runClaude } from '../support/claude';
+import { claudeCodeVersion, runClaude } from '../support/claude';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -38,14 +38,7 @@ export interface CapturedSession {
 }
 
 function cachePath(): { file: string; version: string } {
-  const version = (
-    JSON.parse(
-      readFileSync(
-        path.join(ROOT, 'test', 'peers', 'node_modules', '@anthropic-ai', 'claude-code', 'package.json'),
-        'utf8',
-      ),
-    ) as { version: string }
-  ).version;
+  const version = claudeCodeVersion();
   const hash = createHash('sha256')
     .update(version)
     .update(readFileSync(path.join(ROOT, 'test', 'support', 'anthropic-standin.ts')))

@@ -18,7 +18,8 @@ import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { ExportLogsRequest } from '@ccbridge/otlp';
 import { startAnthropicStandin, type AnthropicStandin } from './anthropic-standin';
-import { claudeBinary, claudeEnv, projectWithHooks, runClaude } from './claude';
+import { claudeBinary, claudeCodeVersion, claudeEnv, projectWithHooks, runClaude } from './claude';
+import type { CapturedSession } from './race';
 import { tempDir } from './peers';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -29,18 +30,6 @@ const LONG_TOOL_SECONDS = 60;
 const KILL_AFTER_MS = 6_000;
 /** Claude Code's export interval for logs here: short, so a session arrives as several requests. */
 const LOGS_INTERVAL_MS = '250';
-
-/** A captured session, as stored in a fixture file. */
-export interface CapturedSession {
-  claudeCode: string;
-  scenario: string;
-  description: string;
-  /** The prompts, in order; `processes` Claude Code processes ran them. */
-  prompts: string[];
-  processes: number;
-  /** The logs requests Claude Code sent, in arrival order. */
-  requests: ExportLogsRequest[];
-}
 
 interface Capture {
   url: string;
@@ -259,14 +248,7 @@ const recordCount = (requests: ExportLogsRequest[]) =>
     .reduce((n, sl) => n + (sl.logRecords?.length ?? 0), 0);
 
 async function main() {
-  const version = (
-    JSON.parse(
-      readFileSync(
-        path.join(ROOT, 'test', 'peers', 'node_modules', '@anthropic-ai', 'claude-code', 'package.json'),
-        'utf8',
-      ),
-    ) as { version: string }
-  ).version;
+  const version = claudeCodeVersion();
   const outDir = process.argv[2] ?? path.join(ROOT, 'test', 'fixtures', `sessions-${version}`);
   mkdirSync(outDir, { recursive: true });
   const only = process.env.CAPTURE_ONLY?.split(',');

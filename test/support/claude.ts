@@ -10,11 +10,17 @@
  * ANTHROPIC_*, CLAUDE_* or OTEL_* settings, proxies or ~/.claude leaks in.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { tempDir } from './peers';
 
 const ROOT = path.join(__dirname, '..', '..');
+
+/** The version of the Claude Code the tests run (the peer installed in test/peers). */
+export function claudeCodeVersion(): string {
+  const manifest = path.join(ROOT, 'test', 'peers', 'node_modules', '@anthropic-ai', 'claude-code', 'package.json');
+  return (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version;
+}
 
 export function claudeBinary(): string {
   return path.join(ROOT, 'test', 'peers', 'node_modules', '.bin', 'claude');

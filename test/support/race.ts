@@ -15,12 +15,15 @@ import { post, querySqlite, type LlmflowPeer } from './peers';
 
 export const FIXTURES = path.join(__dirname, '..', 'fixtures', 'sessions-2.1.328');
 
+/** A captured session, as stored in a fixture file (capture-sessions.ts writes them). */
 export interface CapturedSession {
   claudeCode: string;
   scenario: string;
   description: string;
+  /** The prompts, in order; `processes` Claude Code processes ran them. */
   prompts: string[];
   processes: number;
+  /** The logs requests Claude Code sent, in arrival order. */
   requests: ExportLogsRequest[];
 }
 
