@@ -54,7 +54,8 @@ const agentResult = (seq: number, background: boolean) =>
     tool_use_id: CALL,
     request_id: 'r1',
     success: 'true',
-    duration_ms: '2',
+    // A foreground call runs as long as its subagent (from just after its decision); a background one returns at once.
+    duration_ms: background ? '2' : String((seq - 1) * 10 - 1),
     tool_input: input(background),
   });
 

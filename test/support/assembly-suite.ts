@@ -379,6 +379,21 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     assert.equal(root!.attrs['claude_code.interaction.end'], 'turn_timeout');
   });
 
+  test(`${label}: a tool whose tool_result never comes (Claude Code killed while it ran): its span drawn unfinished with the timed-out root, so its blocked_on_user keeps its parent`, async () => {
+    const request = logsOf('json', 'tool');
+    const records = recordsOf(request).filter((r) => !['assistant_response', 'tool_result'].includes(name(r)));
+    const h = harness();
+    await h.process(requestOf(request, records));
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.turnTimeoutMs), 1);
+    const spans = [...h.stored().values()];
+    const blocked = spans.find((s) => s.name === 'claude_code.tool.blocked_on_user');
+    const tool = spans.find((s) => s.name === 'claude_code.tool');
+    assert.ok(blocked && tool, 'the blocked_on_user span and its tool span');
+    assert.equal(blocked.parentSpanId, tool.spanId);
+    assert.equal(tool.attrs['claude_code.tool.unfinished'], true);
+    assert.equal(tool.status?.code, 2);
+  });
+
   test(`${label}: a timer does not run out while batches received before it still wait in the queue`, async () => {
     let backlogSince: number | undefined;
     const h = harness({ backlogSinceMs: async () => backlogSince });
@@ -445,10 +460,10 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     let backlogSince: number | undefined;
     const h = harness({ backlogSinceMs: async () => backlogSince });
     await h.process(requestOf(request, killed));
-    h.clock.advance(10_000); // its answer was seen long before the newer process's prompt
+    h.clock.advance(2 * DEFAULT_LIFECYCLE.processWaitMs); // its answer was seen long before the newer process's prompt
     await h.process(requestOf(request, resumed));
     backlogSince = h.clock.now(); // batches received since then still wait in the queue
-    assert.equal(await h.advance(DEFAULT_LIFECYCLE.recheckMs + 1), 0, 'the killed turn waits for them');
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.processWaitMs + 1), 0, 'the killed turn waits for them');
     backlogSince = undefined;
     assert.equal(await h.advance(DEFAULT_LIFECYCLE.recheckMs), 1, 'then it is drawn');
     assert.equal(h.roots().length, 2);
@@ -467,7 +482,8 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     await h.process(requestOf(request, resumed));
     // The killed process's own last events could still be on their way: its turn waits a moment.
     assert.equal(h.roots().length, 1, 'the resumed turn is drawn; the killed one waits');
-    await h.advance(DEFAULT_LIFECYCLE.recheckMs);
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.processWaitMs - 1), 0);
+    await h.advance(1);
     const roots = h.roots();
     assert.equal(roots.length, 2);
     assert.equal(new Set(roots.map((r) => r.traceId)).size, 2);

@@ -58,6 +58,7 @@ const BAD: Record<string, string> = {
   BRIDGE_INTERACTION_IDLE_MS: '1.5',
   BRIDGE_TURN_TIMEOUT_MS: '1h',
   BRIDGE_GAP_WAIT_MS: '99',
+  BRIDGE_PROCESS_WAIT_MS: '-5',
   REDIS_CLUSTER: 'maybe',
   BRIDGE_WORKER_CONCURRENCY: '0x10',
   BRIDGE_EXPORT_TIMEOUT_MS: 'soon',
@@ -377,8 +378,12 @@ test("the lifecycle's timers are read from the settings in one place (lifecycleC
     BRIDGE_INTERACTION_IDLE_MS: '1234',
     BRIDGE_TURN_TIMEOUT_MS: '5678',
     BRIDGE_GAP_WAIT_MS: '910',
+    BRIDGE_PROCESS_WAIT_MS: '1112',
   });
   const lifecycle = lifecycleConfigOf(c);
-  assert.deepEqual([lifecycle.idleMs, lifecycle.turnTimeoutMs, lifecycle.gapWaitMs], [1234, 5678, 910]);
+  assert.deepEqual(
+    [lifecycle.idleMs, lifecycle.turnTimeoutMs, lifecycle.gapWaitMs, lifecycle.processWaitMs],
+    [1234, 5678, 910, 1112],
+  );
   assert.deepEqual(DEFAULT_LIFECYCLE, lifecycleConfigOf(loadConfig({})), 'the defaults are the unset settings');
 });

@@ -10,7 +10,7 @@
 -- | gap   | its end is known, but event.sequence numbers between its   | end seen + gapWait     | complete=false, missing_events=N    |
 -- |       | user_prompt (its process's start, for a first prompt) and  |                        |                                     |
 -- |       | its end are missing; or no end marker came but a newer     | new prompt seen +      | complete=false, end=new_process     |
--- |       | process of the session has begun (its own last events may  | recheck (1 s)          |                                     |
+-- |       | process of the session has begun (its own last events may  | processWait            |                                     |
 -- |       | still be on their way)                                     |                        |                                     |
 -- | due   | its end is known and nothing between is missing            | now                    | complete=true, end=response|error|  |
 -- |       |                                                            |                        | next_prompt                         |
@@ -79,32 +79,60 @@ function L.covered(session, lo, hi, fromMs, toMs)
   return n
 end
 
--- How many of a process's start-up numbers (0 .. hi-1, before its first prompt, numbered hi and
--- logged at toMs) have come: those logged last before the prompt, in order down from hi-1 with
--- no other number between (fromMs: the prompt before it, of an earlier process). Counting the
--- numbers of that window alone would let another process's start-up, in the window while the
--- prompts between are still on their way, fill this one's gaps.
-function L.startUp(session, lo, hi, fromMs, toMs)
-  if not session or hi - lo <= 1 then return 0 end
-  local marks = {}
+-- A process's start-up chain before its prompt numbered hi and logged at toMs: the numbers
+-- logged last before it, in order down from hi-1 with no other number between, down to lo+1
+-- (fromMs: no earlier than the prompt before it, of an earlier process). Returns their marks
+-- ("seq:ms"). Counting the numbers of a window alone would let another process's start-up, in
+-- the window while the prompts between are still on their way, fill this one's gaps.
+function L.chain(session, lo, hi, fromMs, toMs)
+  local marks, out = {}, {}
+  if not session or hi - lo <= 1 then return out end
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), 0, '+inf')) do
     local seq, at = string.match(m, '^(%d+):(%d+)$')
     at = tonumber(at)
     seq = tonumber(seq)
     -- Its prompt, and what it logged in the same millisecond after it, are no start-up.
-    if seq and at >= fromMs and (at < toMs or (at == toMs and seq < hi)) then marks[#marks + 1] = { seq, at } end
+    if seq and at >= fromMs and (at < toMs or (at == toMs and seq < hi)) then marks[#marks + 1] = { seq, at, m } end
   end
   table.sort(marks, function(a, b) if a[2] ~= b[2] then return a[2] > b[2] end return a[1] > b[1] end)
-  local want, n = hi - 1, 0
+  local want = hi - 1
   for _, m in ipairs(marks) do
     if m[1] == want then
-      n, want = n + 1, want - 1
+      out[#out + 1] = m[3]
+      want = want - 1
       if want <= lo then break end
     elseif m[1] ~= want + 1 then
       break
     end
   end
-  return n
+  return out
+end
+
+-- How many of a process's start-up numbers (lo+1 .. hi-1) have come (L.chain).
+function L.startUp(session, lo, hi, fromMs, toMs) return #L.chain(session, lo, hi, fromMs, toMs) end
+
+local function parseMark(mark)
+  local seq, ms = string.match(mark, '^(%d+):(%d+)$')
+  return tonumber(seq), tonumber(ms)
+end
+
+-- Whether the number right after an event's (its mark, "seq:ms") has come from its own process:
+-- a mark numbered seq+1 whose latest mark before it, from ms on, is this one. Resumed processes
+-- of a session each number from 0: the same number from another one does not tell.
+function L.follows(session, mark)
+  local seq, ms = parseMark(mark)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), seq + 1, seq + 1)) do
+    local _, t = parseMark(m)
+    if t >= ms and L.chain(session, seq - 1, seq + 1, ms, t)[1] == mark then return true end
+  end
+  return false
+end
+
+-- Whether the number right before an event's (its mark) has come from its own process: the
+-- latest mark before it, logged from fromMs on (its work's start), is numbered seq-1.
+function L.precedes(session, mark, fromMs)
+  local seq, ms = parseMark(mark)
+  return L.chain(session, seq - 2, seq, fromMs, ms)[1] ~= nil
 end
 
 -- Whether numbering started again (a new process: `--resume` numbers from 0 again) between a
@@ -185,9 +213,10 @@ function L.decide(ix)
   end
   if e.kind == 'new_process' then
     -- A newer process began, so this one is over; its own last events may still be on their way
-    -- (batches race): a short wait, which like every timer also waits for batches queued before.
+    -- (batches race, its last export came late): a wait (BRIDGE_PROCESS_WAIT_MS), which like
+    -- every timer also waits for batches queued before.
     local seenAfter = tonumber(ix.promptAfterSeenAt) or endSeen
-    return { phase = 'gap', at = seenAfter + cfg.recheckMs, reason = 'new_process', timer = true, complete = false }
+    return { phase = 'gap', at = seenAfter + cfg.processWaitMs, reason = 'new_process', timer = true, complete = false }
   end
   if not ix.promptSeq then
     -- Its user_prompt never came: what else is missing cannot be counted.

@@ -94,9 +94,14 @@ function A.merge(s)
   for _, a in ipairs(s.agents) do merged(agents, a.id, a, mergeAgent) end
   for _, n in ipairs(s.notes) do record(s.session, n[1], { call = n[2], rule = 'notification' }) end
   for _, sp in ipairs(s.spans) do
-    local held = L.key('agentSpans', s.session .. '/' .. sp[1])
-    redis.call('HSET', held, sp[2], sp[3])
-    redis.call('EXPIRE', held, ttl)
+    -- A copy of a span sent already (a batch delivered twice) is not held again: a fold sent
+    -- with its span would go as a row of its own (ready).
+    local id = s.session .. '/' .. sp[1]
+    if redis.call('SISMEMBER', L.key('agentSent', id), sp[2]) == 0 then
+      local held = L.key('agentSpans', id)
+      redis.call('HSET', held, sp[2], sp[3])
+      redis.call('EXPIRE', held, ttl)
+    end
   end
   for _, f in ipairs(s.inputs or {}) do
     local kept = L.key('agentInputs', s.session .. '/' .. f[1])
@@ -215,19 +220,21 @@ end
 
 -- Which of a placed subagent's held spans may go now: the one rule for its held spans. A span
 -- goes once nothing may still fold into it: an LLM call whose answer may still come
--- (`waitsFor`: the number its answer would have) once that number has come; a fold goes with its
+-- (`waitsAfter`: its own mark) once the number after it has come from its process (L.follows); a fold goes with its
 -- span, or once its span was sent (then as its own row); once its turn's root was drawn longer
 -- than the gap wait ago, everything goes. The others stay held.
 local function ready(session, agent, at, held)
   -- A background subagent goes on after its turn is drawn: only a turn drawn longer than the
   -- gap wait ago lets everything go (what was awaited is taken as lost).
-  local drawnAt = tonumber(redis.call('HGET', L.key('ix', at.key), 'drawnAt'))
+  local ix = redis.call('HMGET', L.key('ix', at.key), 'drawnAt', 'coveredTo')
+  local drawnAt, coveredTo = tonumber(ix[1]), tonumber(ix[2]) or -1
   if drawnAt and L.now - drawnAt > L.cfg.gapWaitMs then return function() return true end end
-  local sequence, sent = L.key('sequence', session), L.key('agentSent', session .. '/' .. agent)
+  local sent = L.key('agentSent', session .. '/' .. agent)
   local going = {}
   for i = 1, #held, 2 do
-    local waits = tonumber(string.match(held[i + 1], '"waitsFor":(%d+)'))
-    going[held[i]] = not waits or redis.call('ZCOUNT', sequence, waits, waits) > 0
+    -- Its turn drawn complete had every number up to its end (T.settle forgot them then).
+    local waits = string.match(held[i + 1], '"waitsAfter":"(%d+:%d+)"')
+    going[held[i]] = not waits or tonumber(string.match(waits, '^%d+')) < coveredTo or L.follows(session, waits)
   end
   return function(id, json)
     local into = string.match(json, '^{"fold":{"into":"([^"]+)"')
@@ -277,10 +284,9 @@ function A.place(session, agents)
   return placed, parts
 end
 
--- A.forget(sent): [{ session, agent, spanIds }] the caller sent: no longer held (deleted, not
--- marked: a placed subagent's hash would grow with every batch of its session; a copy of a span
--- delivered again is sent again, with the same id: LLMFlow keeps the first), and noted as sent,
--- so that a fold that comes after its span goes as its own row (ready, above).
+-- A.forget(sent): [{ session, agent, spanIds }] the caller sent: no longer held, and noted as
+-- sent (`agentSent`), so that a copy delivered again is not held again (A.merge) and a fold that
+-- comes after its span goes as its own row (ready, above).
 function A.forget(sent)
   for _, s in ipairs(sent) do
     if #s.spanIds > 0 then
@@ -312,9 +318,10 @@ end
 -- and is sent once: with them, or without them once its wait runs out (BRIDGE_TURN_TIMEOUT_MS,
 -- M.due). Totals whose span was sent without them are handed back to be drawn as a row of their
 -- own: nothing is dropped.
---   items: [{ session, call, kind = 'span'|'totals', json, wait?, after? }]; a span that does not
---   wait (a foreground call's: its totals come before it) is handed back at once, once the
---   event.sequence `after` (where its totals would be) has come.
+--   items: [{ session, call, kind = 'span'|'totals', json, wait?, result?, from? }]; a span that
+--   does not wait (a foreground call's: its totals come before it) is handed back at once, once
+--   the number before its tool_result's (`result`, its mark; where its totals would be) has come
+--   from its process (L.precedes, logged since the call began at `from`).
 -- Returns [{ session, call, span?, totals? }]: each call whose parts may now be sent.
 function M.put(items)
   local ttl, calls, order, out = L.cfg.ttlSeconds, {}, {}, {}
@@ -332,7 +339,7 @@ function M.put(items)
     -- A foreground call's totals are logged just before its result: once that number is here
     -- (T.apply keeps them), they came already or never will.
     if it.kind == 'span' and not it.wait
-      and (not it.after or redis.call('ZCOUNT', L.key('sequence', it.session), it.after, it.after) > 0) then
+      and (not it.result or L.precedes(it.session, it.result, it.from)) then
       calls[m].go = true
     end
   end

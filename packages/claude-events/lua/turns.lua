@@ -13,6 +13,10 @@ local T = {}
 -- What a held span's entry becomes once it is sent (interaction.ts SENT).
 local SENT = '-'
 
+-- Whether a held span goes on its own once its root is drawn: not when sent already, nor when it
+-- only stands in for a span that may still come (interaction.ts: an unfinished tool's).
+local function releasable(json) return json ~= SENT and string.sub(json, 1, 15) ~= '{"standIn":true' end
+
 -- T.apply(input): input = { sequences, updates, pending } as interaction.ts plans them:
 --   sequences: [{ session, marks: [[seq, ms], ...] }]   every event's event.sequence
 --   updates:   [{ key, traceId, session?, resource?, bounds: [[start, end]], prompt?, promptSeq?,
@@ -40,28 +44,34 @@ function T.apply(input)
   -- its root, or sent at once (release) if that is drawn already. The one place that rule is applied.
   local release = {}
   -- Whether a start-up span belongs to the process of `prompt`, the first prompt logged after it:
-  -- every number between them has come, in that time (a resumed session's processes each number
-  -- from 0, and a later process's prompt may come first). A prompt drawn already takes it as it
-  -- is; a span without a number (older Claude Code) too.
+  -- it is in that prompt's start-up chain (L.chain: a resumed session's processes each number
+  -- from 0, and a later process's prompt, drawn or not, may come before an earlier one's). A
+  -- span without a number (older Claude Code) goes to it as it is; so does one still left once
+  -- that prompt was drawn longer than the gap wait ago (nothing more will tell).
   local function sameProcess(session, span, ms, prompt)
     local seq
     for _, a in ipairs(span.attributes or {}) do
       if a.key == 'event.sequence' then seq = tonumber(a.value.intValue or a.value.stringValue) end
     end
-    local ix = redis.call('HMGET', L.key('ix', prompt), 'promptSeq', 'promptAt', 'drawn')
-    local promptSeq, promptAt = tonumber(ix[1]), tonumber(ix[2])
-    if ix[3] or not seq or not promptSeq or not promptAt then return true end
-    return promptSeq > seq and L.covered(session, seq, promptSeq, ms, promptAt) == promptSeq - seq - 1
+    local ix = redis.call('HMGET', L.key('ix', prompt), 'promptSeq', 'promptAt', 'drawnAt')
+    local promptSeq, promptAt, drawnAt = tonumber(ix[1]), tonumber(ix[2]), tonumber(ix[3])
+    if not seq or not promptSeq or not promptAt then return true end
+    local mark = seq .. ':' .. ms
+    for _, m in ipairs(L.chain(session, seq - 1, promptSeq, 0, promptAt)) do
+      if m == mark then return true end
+    end
+    return drawnAt ~= nil and L.now - drawnAt > L.cfg.gapWaitMs
   end
   local function adopt(session)
     local held = L.key('pending', session)
     local spans = redis.call('HGETALL', held)
     for i = 1, #spans, 2 do
       local span = cjson.decode(spans[i + 1])
-      -- Nanoseconds as text; prompts are scored in milliseconds.
-      local ms = #span.start > 6 and string.sub(span.start, 1, -7) or '0'
+      -- When its event was logged (older records: its start, nanoseconds as text); prompts are
+      -- scored in milliseconds.
+      local ms = span.at or (#span.start > 6 and string.sub(span.start, 1, -7)) or '0'
       local prompt = redis.call('ZRANGEBYSCORE', L.key('prompts', session), ms, '+inf', 'LIMIT', 0, 1)[1]
-      if prompt and sameProcess(session, span, tonumber(ms), prompt) then
+      if prompt and sameProcess(session, span, ms, prompt) then
         local events = L.key('events', prompt)
         if redis.call('HEXISTS', L.key('ix', prompt), 'drawn') == 1 then
           if redis.call('HEXISTS', events, spans[i]) == 0 then release[#release + 1] = { prompt, spans[i + 1] } end
@@ -95,7 +105,7 @@ function T.apply(input)
       -- Held spans of a turn drawn already: sent now, once (a batch delivered again sends nothing new).
       local events = L.key('events', u.key)
       for _, h in ipairs(u.held or {}) do
-        if h[2] ~= SENT and redis.call('HEXISTS', events, h[1]) == 0 then release[#release + 1] = { u.key, h[2] } end
+        if releasable(h[2]) and redis.call('HEXISTS', events, h[1]) == 0 then release[#release + 1] = { u.key, h[2] } end
         redis.call('HSET', events, h[1], SENT)
       end
       if u.held and #u.held > 0 then redis.call('EXPIRE', events, ttl) end
@@ -259,7 +269,7 @@ function T.settle(drawn, retry)
       local events = L.key('events', d.key)
       local held = redis.call('HGETALL', events)
       for i = 1, #held, 2 do
-        if not claimed[held[i]] and held[i + 1] ~= SENT then release[#release + 1] = { d.key, held[i + 1] } end
+        if not claimed[held[i]] and releasable(held[i + 1]) then release[#release + 1] = { d.key, held[i + 1] } end
         redis.call('HSET', events, held[i], SENT)
       end
       if ix.session then redis.call('SREM', L.key('waiting', ix.session), d.key) end

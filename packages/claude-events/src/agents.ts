@@ -91,10 +91,12 @@ export interface HeldCallPart {
   /** A span that waits for its totals (a background call's); else it is sent at once, with them if they are there. */
   wait?: boolean;
   /**
-   * A foreground call's: the event.sequence just before its result, where its subagent's totals
-   * are logged; it goes without them only once that number has come (M.put).
+   * A foreground call's: its tool_result's mark ("seq:ms") and when the call began (ms). Its
+   * subagent's totals are logged just before the result; it goes without them only once that
+   * number has come from its process (M.put, L.precedes).
    */
-  after?: number;
+  result?: string;
+  from?: number;
 }
 /** A held call handed back (M.put, M.due): its span and totals, those that are there. */
 export interface HeldCall {
@@ -163,10 +165,11 @@ interface HeldAgentSpan extends HeldSpan {
   parent?: string;
   resource: KeyValue[];
   /**
-   * An LLM call whose answer may still come: the event.sequence its answer would have. It is
-   * not sent before that number has come (lua/subagents.lua A.place), so its answer folds into it.
+   * An LLM call whose answer may still come: its own event's mark ("seq:ms"). It is not sent
+   * before the number after it has come from its process (lua/subagents.lua A.place, L.follows),
+   * so its answer folds into it.
    */
-  waitsFor?: number;
+  waitsAfter?: string;
 }
 
 /** What a batch says about one session's subagents (the input of lua/subagents.lua A.merge). */
@@ -258,13 +261,13 @@ export function heldAgentSpan(
   span: HeldSpan,
   parent: string | undefined,
   resource: KeyValue[],
-  waitsFor?: number,
+  waitsAfter?: string,
 ): AgentSpan {
   const held: HeldAgentSpan = {
     ...span,
     resource,
     ...(parent && { parent }),
-    ...(waitsFor !== undefined && { waitsFor }),
+    ...(waitsAfter !== undefined && { waitsAfter }),
   };
   return { session, agent, spanId: span.spanId, held: JSON.stringify(held) };
 }

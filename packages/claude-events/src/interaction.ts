@@ -9,11 +9,19 @@
  * Redis that every worker shares.
  */
 import { SpanKind, StatusCode, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
-import { msOf, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
+import { NS_PER_MS, msOf, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { sessionOf } from './assign';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import type { Verdict } from './lifecycle/lifecycle';
-import { llmSpanIdFor, mapEvent, toolSpanIdFor, turnEndOf, type Contribution } from './mapping';
+import {
+  llmSpanIdFor,
+  mapEvent,
+  toolSpanIdFor,
+  toolSpanIdOfResult,
+  turnEndOf,
+  unfinishedToolSpan,
+  type Contribution,
+} from './mapping';
 import { heldOf, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
 import { agentCallOf, heldAgentSpan, type AgentSpan, type HeldCallPart } from './agents';
 import { draftOrder, foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
@@ -150,7 +158,8 @@ export function planBatch(
     let key = keys[i];
     if (!key && session) {
       for (const d of outcome.spans)
-        if (!folded.has(d)) pending.push({ session, id: d.spanId, span: JSON.stringify(heldOf(d)) });
+        if (!folded.has(d))
+          pending.push({ session, id: d.spanId, span: JSON.stringify({ ...heldOf(d), at: String(msOf(event)) }) });
       return;
     }
     // Spans with no prompt to belong to (older Claude Code, before its prompt arrived): the session's.
@@ -194,13 +203,16 @@ export function planBatch(
       if (agent && session) {
         // An LLM call whose answer may still come waits for the number after it (folds need their span).
         const seq = waiting.has(draft.spanId) ? sequenceOf(event) : undefined;
-        const waitsFor = seq === undefined ? undefined : seq + 1;
-        agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource, waitsFor));
+        const waitsAfter = seq === undefined ? undefined : `${seq}:${msOf(event)}`;
+        agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource, waitsAfter));
       } else if (draft.fold || waiting.has(draft.spanId))
         update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
       else if (agentCall && draft.spanId === toolSpanIdFor(session!, agentCall.call)) {
         const span = JSON.stringify(resourceSpansOf(event.resource, [spanOfDraft(traceId, rootSpanId, draft)]));
-        const after = !agentCall.background && agentCall.seq ? { after: agentCall.seq - 1 } : {};
+        const after =
+          !agentCall.background && agentCall.seq
+            ? { result: `${agentCall.seq}:${msOf(event)}`, from: Number(draft.startNs / NS_PER_MS) }
+            : {};
         calls.push({
           session: session!,
           call: agentCall.call,
@@ -211,6 +223,13 @@ export function planBatch(
         });
       } else list.push(spanOfDraft(traceId, rootSpanId, draft));
       spans += 1;
+    }
+    if (!agent) {
+      // The main agent's tool span waits with the root until its tool_result draws it (mapping.ts).
+      const unfinished = unfinishedToolSpan(event);
+      if (unfinished) update.held.push([unfinished.spanId, JSON.stringify({ standIn: true, ...heldOf(unfinished) })]);
+      const drawn = toolSpanIdOfResult(event);
+      if (drawn) update.held.push([drawn, SENT]);
     }
     update.bounds.push([padNs(event.timeNs), padNs(event.timeNs)]);
     update.events += 1;
@@ -339,8 +358,11 @@ export function rootSpanOf(ix: StoredTurn): ResourceSpans {
     const sum = ix.contributions.reduce((acc, c) => acc + (c[field] ?? 0), 0);
     totals[name] = field === 'costUsd' ? Math.round(sum * 1e9) / 1e9 : sum;
   }
-  // Held spans: folds merged into them, those onto the root summarised on it (folds.ts).
-  const resolved = resolveHeld(ix.held);
+  // Held spans: folds merged into them, those onto the root summarised on it (folds.ts). A tool
+  // that never finished stands in for its span only once no tool_result can come: its process
+  // was replaced by a newer one, or the turn timed out (after a gap wait a late one may come).
+  const gone = ix.verdict.reason === 'new_process' || ix.verdict.reason === 'turn_timeout';
+  const resolved = resolveHeld(gone ? ix.held : ix.held.filter((h) => !h.standIn));
   heldWithInputs(resolved.spans, ix.inputs, turnPromptOf(ix.prompt, ix.promptSeq));
   const problems = problemLines(ix.contributions.flatMap((c) => (c.problem ? [c.problem] : [])));
   // The prompt's text goes once, as gen_ai.prompt (LLMFlow's input), not as prompt and prompt_text too.

@@ -16,6 +16,9 @@
  * |                           | (see turnEndOf for when it also ends the turn)         |                   |
  * | `tool_decision`           | `claude_code.tool.blocked_on_user`; a refused tool also | its tool span     |
  * |                           | draws its `claude_code.tool` span, status ERROR        |                   |
+ * |                           | (the main agent's: a `claude_code.tool` held with the   |                   |
+ * |                           | root, status ERROR, drawn only if no tool_result comes: |                   |
+ * |                           | unfinishedToolSpan)                                    |                   |
  * | `tool_result`             | `claude_code.tool` (its input as gen_ai.prompt) and    | its agent / tool  |
  * |                           | its `claude_code.tool.execution`                       |                   |
  * | `hook_execution_complete` | `claude_code.hook`: event, name, duration, outcome     | its agent         |
@@ -289,6 +292,22 @@ function toolSpan(e: ClaudeEvent, startNs: bigint, status: SpanDraft['status']):
     status,
   };
 }
+
+/**
+ * The tool span of an accepted call whose tool_result has not come: held with its turn's root and
+ * drawn with it only if none comes (its process was killed while the tool ran), so that its
+ * blocked_on_user span keeps its parent. A tool_result's span takes its place (same id).
+ */
+export function unfinishedToolSpan(e: ClaudeEvent): SpanDraft | undefined {
+  if (e.name !== 'tool_decision' || !['', 'accept'].includes(str(e.attributes['decision']))) return undefined;
+  const span = toolSpan(e, e.timeNs, { code: StatusCode.ERROR, message: 'no tool_result came for this tool call' });
+  span.attributes['claude_code.tool.unfinished'] = true;
+  return span;
+}
+
+/** The tool span a tool_result draws (its id), if it is one. */
+export const toolSpanIdOfResult = (e: ClaudeEvent): string | undefined =>
+  e.name === 'tool_result' ? toolSpanId(e) : undefined;
 
 /** What a hook invocation came to, from its counts: `blocked`, `error`, `cancelled` or `success`. */
 function hookOutcome(a: Attributes): string {

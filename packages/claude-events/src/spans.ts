@@ -20,6 +20,10 @@ export interface HeldSpan {
   attributes: KeyValue[];
   status?: Span['status'];
   fold?: Fold;
+  /** Stands in for a span that may still come (mapping.ts unfinishedToolSpan): drawn with its root only, never late. */
+  standIn?: true;
+  /** Unix ms its event was logged at (pending start-up spans: matched to their process's numbers). */
+  at?: string;
 }
 
 /** A draft in the form it is held in. */

@@ -69,6 +69,8 @@ export interface BridgeConfig {
   turnTimeoutMs: number;
   /** How long a turn whose end has arrived waits for events still missing before it is drawn as incomplete. */
   gapWaitMs: number;
+  /** A turn ended by a newer process of its session (no end marker of its own) waits this long for its last events. */
+  processWaitMs: number;
   workerConcurrency: number;
   exportTimeoutMs: number;
   /** Most spans posted to LLMFlow in one request. */
@@ -237,6 +239,9 @@ export const SPEC = [
   spec('BRIDGE_TURN_TIMEOUT_MS', 'turnTimeoutMs', integer(1_000, 86_400_000), 3_600_000),
   // A Collector retrying after an outage (the shipped config retries every 30 s at most).
   spec('BRIDGE_GAP_WAIT_MS', 'gapWaitMs', integer(100, 86_400_000), 600_000),
+  // Claude Code exports its logs every 5 s (OTEL_LOGS_EXPORT_INTERVAL): an older process's last
+  // batch may come that much after a newer process's first, and more through a busy Collector.
+  spec('BRIDGE_PROCESS_WAIT_MS', 'processWaitMs', integer(100, 86_400_000), 15_000),
   spec('BRIDGE_WORKER_CONCURRENCY', 'workerConcurrency', integer(1, 256), 4),
   spec('BRIDGE_EXPORT_TIMEOUT_MS', 'exportTimeoutMs', integer(100, 600_000), 10_000),
   spec('BRIDGE_EXPORT_MAX_SPANS', 'exportMaxSpans', integer(1, 100_000), 512),

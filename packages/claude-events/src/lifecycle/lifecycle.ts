@@ -44,19 +44,18 @@ export interface LifecycleConfig {
   turnTimeoutMs: number;
   /** How long a turn whose end has arrived waits for missing sequence numbers. */
   gapWaitMs: number;
+  /** How long a turn ended by a newer process of its session (no end marker) waits for its own last events. */
+  processWaitMs: number;
   /** How long a claimed interaction is held before another worker may draw it (a worker that died). */
   leaseMs: number;
-  /**
-   * How soon a timer held back by queued batches is looked at again; also how long a turn ended
-   * by a newer process of its session waits for its own last events (lifecycle.lua).
-   */
+  /** How soon a timer held back by queued batches is looked at again. */
   recheckMs: number;
   /** How long state outlives its last event (late events still find their interaction). */
   ttlSeconds: number;
 }
 
 /** The lifecycle's timers that are settings (packages/config); the others are fixed here. */
-const SETTINGS = ['interactionIdleMs', 'turnTimeoutMs', 'gapWaitMs'] as const;
+const SETTINGS = ['interactionIdleMs', 'turnTimeoutMs', 'gapWaitMs', 'processWaitMs'] as const;
 export type LifecycleSettings = Pick<BridgeConfig, (typeof SETTINGS)[number]>;
 
 /** The lifecycle's configuration from the bridge's: the one place its settings are read. */
@@ -65,6 +64,7 @@ export function lifecycleConfigOf(settings: LifecycleSettings): LifecycleConfig 
     idleMs: settings.interactionIdleMs,
     turnTimeoutMs: settings.turnTimeoutMs,
     gapWaitMs: settings.gapWaitMs,
+    processWaitMs: settings.processWaitMs,
     leaseMs: 60_000,
     recheckMs: 1_000,
     ttlSeconds: 24 * 3600,
