@@ -66,11 +66,11 @@ function T.apply(input)
     local held = L.key('pending', session)
     local spans = redis.call('HGETALL', held)
     for i = 1, #spans, 2 do
-      local span = cjson.decode(spans[i + 1])
+      local span = spans[i + 1] ~= SENT and cjson.decode(spans[i + 1])
       -- When its event was logged (older records: its start, nanoseconds as text); prompts are
       -- scored in milliseconds.
-      local ms = span.at or (#span.start > 6 and string.sub(span.start, 1, -7)) or '0'
-      local prompt = redis.call('ZRANGEBYSCORE', L.key('prompts', session), ms, '+inf', 'LIMIT', 0, 1)[1]
+      local ms = span and (span.at or (#span.start > 6 and string.sub(span.start, 1, -7)) or '0')
+      local prompt = span and redis.call('ZRANGEBYSCORE', L.key('prompts', session), ms, '+inf', 'LIMIT', 0, 1)[1]
       if prompt and sameProcess(session, span, ms, prompt) then
         local events = L.key('events', prompt)
         if redis.call('HEXISTS', L.key('ix', prompt), 'drawn') == 1 then
@@ -80,7 +80,10 @@ function T.apply(input)
           redis.call('HSETNX', events, spans[i], spans[i + 1])
         end
         redis.call('EXPIRE', events, ttl)
-        redis.call('HDEL', held, spans[i])
+        -- Marked, not deleted: a copy delivered again is not adopted again (by another prompt,
+        -- if batches raced: a later process's start-up chain can look like its own until the
+        -- earlier process's prompt and last events come).
+        redis.call('HSET', held, spans[i], SENT)
       end
     end
   end
@@ -170,7 +173,7 @@ function T.apply(input)
   -- for numbers between them and their prompt, which this batch may hold.
   for _, p in ipairs(input.pending) do
     local held = L.key('pending', p.session)
-    redis.call('HSET', held, p.id, p.span)
+    if redis.call('HGET', held, p.id) ~= SENT then redis.call('HSET', held, p.id, p.span) end
     redis.call('EXPIRE', held, ttl)
   end
   local adopted = {}

@@ -120,7 +120,7 @@ export interface ShardKeys {
  * LLM calls got as input, for calls in later batches and its root); `prompts`: sorted set, a session's prompts by time; `sequence`: sorted set, the
  * `event.sequence` numbers seen in a session (member `seq:ms`); `waiting`: set, a session's
  * interactions waiting for a missing sequence number; `pending`: hash, spans of a session's
- * start-up events held for the prompt they lead to. Subagents (agents.ts in claude-events):
+ * start-up events held for the prompt they lead to (`-` once adopted: a copy is not adopted again). Subagents (agents.ts in claude-events):
  * `calls`, `agents`, `links`: hashes per session, its Agent tool calls, its subagents and which
  * call started which; `callLinks`: hash per session, the same links by call (a call starts one subagent); `agentSpans`: hash per `session/agent`, a subagent's spans held until it
  * is placed and may go; `agentSent`: set per `session/agent`, the ids of its spans sent; `agentInputs`: hash per `session/agent`, its calls and tool results by
