@@ -396,24 +396,12 @@ async function runVariant(v: Variant): Promise<void> {
   }
 }
 
-/**
- * Still open in issue 23 (what the note of its last stop lists): these run and report, marked
- * todo so the run passes while they fail. RACE_STRICT=1 makes them plain tests.
- */
-const open = (what: string) => (process.env.RACE_STRICT ? {} : { todo: `issue 23, open: ${what}` });
-
-test(
-  'the reference: each session processed alone, in order, has a root per turn and no orphans',
-  open("a killed process's unfinished tool (no tool_result) leaves its children without their tool span"),
-  () => {
-    const problems = [...references].flatMap(([scenario, r]) =>
-      r.shape.orphans.length
-        ? [`${scenario}: orphans ${r.shape.orphans.join(', ')}\n${r.shape.traces.join('\n')}`]
-        : [],
-    );
-    assert.deepEqual(problems, [], problems.join('\n'));
-  },
-);
+test('the reference: each session processed alone, in order, has a root per turn and no orphans', () => {
+  const problems = [...references].flatMap(([scenario, r]) =>
+    r.shape.orphans.length ? [`${scenario}: orphans ${r.shape.orphans.join(', ')}\n${r.shape.traces.join('\n')}`] : [],
+  );
+  assert.deepEqual(problems, [], problems.join('\n'));
+});
 
 test('sanity: copies cut exactly as captured, in order, one worker at concurrency 1, equal the reference', async () => {
   await runVariant({
@@ -426,21 +414,13 @@ test('sanity: copies cut exactly as captured, in order, one worker at concurrenc
   });
 });
 
-test(
-  '(a) records shuffled across sessions, cut at random, a tenth posted twice, by 4 posters, 2 workers: every copy equals the reference',
-  open('resumed sessions: a few start-up events and subagent answers still become rows'),
-  async () => {
-    await runVariant({ name: 'a-shuffled', order: 'shuffled', duplicates: true, workers: 2, posters: 4 });
-  },
-);
+test('(a) records shuffled across sessions, cut at random, a tenth posted twice, by 4 posters, 2 workers: every copy equals the reference', async () => {
+  await runVariant({ name: 'a-shuffled', order: 'shuffled', duplicates: true, workers: 2, posters: 4 });
+});
 
-test(
-  '(b) the same on a 3-master Redis Cluster, the sessions of one batch on different masters',
-  open('as (a)'),
-  async () => {
-    await runVariant({ name: 'b-cluster', order: 'shuffled', duplicates: true, workers: 2, posters: 4, cluster: true });
-  },
-);
+test('(b) the same on a 3-master Redis Cluster, the sessions of one batch on different masters', async () => {
+  await runVariant({ name: 'b-cluster', order: 'shuffled', duplicates: true, workers: 2, posters: 4, cluster: true });
+});
 
 test('(c) each session in order, cut anywhere (records of one request split across batches), 1 worker at concurrency 1: every copy equals the reference', async () => {
   await runVariant({
@@ -454,19 +434,15 @@ test('(c) each session in order, cut anywhere (records of one request split acro
   });
 });
 
-test(
-  '(d) resumed sessions (eight processes; four, one killed mid-turn), shuffled, a tenth twice, 2 workers: every copy equals the reference',
-  open('as (a)'),
-  async () => {
-    await runVariant({
-      name: 'd-resumed',
-      order: 'shuffled',
-      duplicates: true,
-      workers: 2,
-      posters: 4,
-      scenarios: ['resumed', 'resumed-killed'],
-      copies: 2 * COPIES,
-      maxBatch: 12,
-    });
-  },
-);
+test('(d) resumed sessions (eight processes; four, one killed mid-turn), shuffled, a tenth twice, 2 workers: every copy equals the reference', async () => {
+  await runVariant({
+    name: 'd-resumed',
+    order: 'shuffled',
+    duplicates: true,
+    workers: 2,
+    posters: 4,
+    scenarios: ['resumed', 'resumed-killed'],
+    copies: 2 * COPIES,
+    maxBatch: 12,
+  });
+});
