@@ -381,7 +381,7 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
 
   test(`${label}: a tool whose tool_result never comes (Claude Code killed while it ran): its span drawn unfinished with the timed-out root, so its blocked_on_user keeps its parent`, async () => {
     const request = logsOf('json', 'tool');
-    const records = recordsOf(request).filter((r) => !['assistant_response', 'tool_result'].includes(name(r)));
+    const records = recordsOf(request).filter((r) => !['assistant_response', 'tool_result'].includes(name(r) ?? ''));
     const h = harness();
     await h.process(requestOf(request, records));
     assert.equal(await h.advance(DEFAULT_LIFECYCLE.turnTimeoutMs), 1);
@@ -549,6 +549,57 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     assert.deepEqual(ofAgent(), [], 'held while a notification could still name its call');
     await h.process(requestOf(t.request, t.second));
     assertUnderRoot(h, t);
+  });
+
+  test(`${label}: a placed subagent's spans go to one batch at a time (a lease): a batch racing it sends none of them, and when no commit comes the timers' round sends them once the lease runs out`, async () => {
+    const ofAgent = <T extends { attributes?: { key: string; value?: { stringValue?: string } }[] }>(spans: T[]) =>
+      spans.filter((s) => s.attributes?.some((a) => a.key === 'gen_ai.agent.id' && a.value?.stringValue === 'agent-A'));
+    let gate: Promise<void> | undefined;
+    let entered: () => void = () => {};
+    let failing = false;
+    const sent: string[] = [];
+    const h = harness({
+      exportSpans: async (rs) => {
+        const spans = rs.flatMap((r) => r.scopeSpans!.flatMap((ss) => ss.spans!));
+        if (ofAgent(spans).length > 0) {
+          entered();
+          await gate;
+          if (failing) throw new Error('LLMFlow refused the export');
+        }
+        for (const span of spans) h.exported.push({ ...span, attrs: attributesToRecord(span.attributes) });
+        sent.push(...ofAgent(spans).map((x) => x.spanId));
+      },
+    });
+    // Two deliveries of the batch that places the subagent, the first held in its export.
+    const race = unplaceableSubagent('lease-race', 'lease-race-session');
+    await h.process(requestOf(race.request, race.first), 'first');
+    let open!: () => void;
+    gate = new Promise((resolve) => (open = resolve));
+    const inExport = new Promise<void>((resolve) => (entered = resolve));
+    const one = h.process(requestOf(race.request, race.second), 'second-a');
+    await inExport;
+    entered = () => assert.fail('the racing batch was handed the leased spans');
+    await sibling(h).process(requestOf(race.request, race.second), 'second-b');
+    open();
+    await one;
+    assertUnderRoot(h, race);
+    assert.equal(sent.length, new Set(sent).size, 'each subagent span sent once');
+    assert.equal(sent.length, 2);
+
+    // A batch whose export failed and that is not retried: its lease runs out, then the timers send.
+    entered = () => {};
+    gate = undefined;
+    const lost = unplaceableSubagent('lease-lost', 'lease-lost-session');
+    await h.process(requestOf(lost.request, lost.first), 'lost-first');
+    failing = true;
+    await assert.rejects(h.process(requestOf(lost.request, lost.second), 'lost-second'), /refused/);
+    failing = false;
+    const before = sent.length;
+    await h.advance(DEFAULT_LIFECYCLE.leaseMs - 1);
+    assert.equal(sent.length, before, 'leased until then');
+    await h.advance(1);
+    assertUnderRoot(h, lost);
+    assert.equal(sent.length, before + 2);
   });
 
   test(`${label}: subagents of sessions in every shard placed by one batch (on a cluster: over every master)`, async () => {

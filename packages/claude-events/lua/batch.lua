@@ -16,7 +16,8 @@
 --            sequences, updates, pending    T.apply's input (turns.lua)
 --            sessions: [...]                A.merge's input per session (subagents.lua)
 --            calls: [...] }                 Agent calls' tool spans, for M.put
--- Returns  JSON: { late: [[key, n]], release: [[key, json]], placed: [{ session, agent, at, spans: [json] }],
+-- Returns  JSON: { late: [[key, n]], release: [[key, json]], placed: [{ session, agent, at, spans: [json] }]
+--                  (every subagent of the sessions it touched that holds spans that may go),
 --                  met: [{ session, call, span?, totals? }], claimed: [T.claim's rows] }, or
 --          { committed: true, drawn: [the roots its commit drew] } for a batch sent and committed already
 --! include turns.lua
@@ -39,13 +40,20 @@ else
   end
 end
 
-local placed, parts = {}, {}
+local placed, parts, told = {}, {}, {}
+local function add(p, q)
+  for _, x in ipairs(p) do placed[#placed + 1] = x end
+  for _, x in ipairs(q) do parts[#parts + 1] = x end
+end
+local owner = input.batch or ''
 for _, s in ipairs(input.sessions) do
   local state = A.merge(s)
   A.link(state)
-  local p, q = A.place(s.session, state.agents)
-  for _, x in ipairs(p) do placed[#placed + 1] = x end
-  for _, x in ipairs(q) do parts[#parts + 1] = x end
+  add(A.place(s.session, state.agents, owner))
+  told[s.session] = true
+end
+for _, s in ipairs(input.sequences) do
+  if not told[s.session] then add(A.revisit(s.session, owner)) end
 end
 for _, c in ipairs(input.calls) do parts[#parts + 1] = c end
 local met = #parts > 0 and M.put(parts) or {}

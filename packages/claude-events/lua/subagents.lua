@@ -245,14 +245,28 @@ local function ready(session, agent, at, held)
   end
 end
 
--- A.place(session, agents): for each of the session's subagents that can be placed and holds
--- spans that may go (ready, above): where it goes (`at`: rule, key, call?, type?, prompt?,
+-- A held span handed back is leased (`lease:<id>` in its subagent's hash: until|owner) to the
+-- batch, or the timers' round, that took it: no other hands it back meanwhile (concurrent
+-- batches of one session would send it twice), the same batch retried takes it again, and if no
+-- commit forgets it, the timers' round (A.due) hands it back once the lease runs out.
+local LEASE = 'lease:'
+local function free(lease, owner)
+  if not lease then return true end
+  local untilMs, by = string.match(lease, '^(%d+)|(.*)$')
+  return tonumber(untilMs) <= L.now or (owner ~= '' and by == owner)
+end
+-- A subagent with held spans in the shard's `callDeadlines` (a member apart from the calls':
+-- it starts with a tab), looked at again by the timers' round.
+local function agentMember(session, agent) return '\t' .. session .. '\t' .. agent end
+
+-- A.place(session, agents, owner): for each of the session's subagents that can be placed and holds
+-- spans that may go (ready, above) and are not leased to another owner: where it goes (`at`: rule, key, call?, type?, prompt?,
 -- first: the event.sequence of its first LLM call, result: whether its call's tool_result came,
 -- inputs: its calls and tool results kept, caller: '' when the main agent made the call) and
 -- those spans (JSON). A subagent's totals (a fold onto its Agent call) placed under a call of
 -- the main agent are not handed back: they go to meet that call's tool span (returned as parts
 -- for M.put).
-function A.place(session, agents)
+function A.place(session, agents, owner)
   local calls, links = L.read(L.key('calls', session)), L.read(L.key('links', session))
   local placed, parts = {}, {}
   for agent, seen in pairs(agents) do
@@ -260,20 +274,37 @@ function A.place(session, agents)
     if at then
       at.first = seen.call
       local key = L.key('agentSpans', session .. '/' .. agent)
-      local held, spans = redis.call('HGETALL', key), {}
+      local all, held, leases, spans, left = redis.call('HGETALL', key), {}, {}, {}, false
+      for i = 1, #all, 2 do
+        if string.sub(all[i], 1, #LEASE) == LEASE then leases[string.sub(all[i], #LEASE + 1)] = all[i + 1]
+        else held[#held + 1], held[#held + 2] = all[i], all[i + 1] end
+      end
       local goes = #held > 0 and ready(session, agent, at, held)
       for i = 1, #held, 2 do
-        local json = held[i + 1]
+        local id, json = held[i], held[i + 1]
         if at.caller == '' and at.call and string.find(json, AGENT_CALL_FOLD, 1, true) then
           -- Moved, in this step, from the subagent's held spans to its call's (M.put).
           parts[#parts + 1] = {
             session = session, call = at.call, kind = 'totals',
             json = cjson.encode({ agent = agent, at = at, held = json }),
           }
-          redis.call('HDEL', key, held[i])
-        elseif goes(held[i], json) then
+          redis.call('HDEL', key, id, LEASE .. id)
+        elseif goes(id, json) and free(leases[id], owner) then
           spans[#spans + 1] = json
+          redis.call('HSET', key, LEASE .. id, (L.now + L.cfg.leaseMs) .. '|' .. owner)
+        else
+          left = true
         end
+      end
+      -- Looked at again once a lease may run out, or its turn's root was drawn a gap wait ago
+      -- (ready); batches of the session look sooner (A.revisit).
+      local member = agentMember(session, agent)
+      if #spans > 0 or left then
+        local drawnAt = tonumber(redis.call('HGET', L.key('ix', at.key), 'drawnAt'))
+        local leased = next(leases) ~= nil or #spans > 0
+        redis.call('ZADD', L.callDeadlines, 'LT', leased and L.now + L.cfg.leaseMs or (drawnAt or L.now) + L.cfg.gapWaitMs + 1, member)
+      else
+        redis.call('ZREM', L.callDeadlines, member)
       end
       if #spans > 0 then
         at.inputs = redis.call('HVALS', L.key('agentInputs', session .. '/' .. agent))
@@ -291,11 +322,40 @@ function A.forget(sent)
   for _, s in ipairs(sent) do
     if #s.spanIds > 0 then
       local id = s.session .. '/' .. s.agent
-      redis.call('HDEL', L.key('agentSpans', id), unpack(s.spanIds))
+      local fields = {}
+      for _, span in ipairs(s.spanIds) do fields[#fields + 1], fields[#fields + 2] = span, LEASE .. span end
+      redis.call('HDEL', L.key('agentSpans', id), unpack(fields))
       redis.call('SADD', L.key('agentSent', id), unpack(s.spanIds))
       redis.call('EXPIRE', L.key('agentSent', id), L.cfg.ttlSeconds)
     end
   end
+end
+
+-- A.revisit(session, owner): A.place for every subagent of a session a batch touched without
+-- telling of its subagents: a number it brought may be the one a held span waits for.
+function A.revisit(session, owner)
+  local agents = records(L.key('agents', session))
+  if next(agents) == nil then return {}, {} end
+  return A.place(session, agents, owner)
+end
+
+-- A.due(members): the subagents among the shard's due `callDeadlines` members, placed again by
+-- the timers' round (leases run out, or a root drawn a gap wait ago lets everything go).
+function A.due(members)
+  local placed, parts = {}, {}
+  for _, m in ipairs(members) do
+    local session, agent = string.match(m, '^\t(.*)\t(.*)$')
+    if session then
+      redis.call('ZREM', L.callDeadlines, m)
+      local raw = redis.call('HGET', L.key('agents', session), agent)
+      if raw then
+        local p, q = A.place(session, { [agent] = cjson.decode(raw) }, '')
+        for _, x in ipairs(p) do placed[#placed + 1] = x end
+        for _, x in ipairs(q) do parts[#parts + 1] = x end
+      end
+    end
+  end
+  return placed, parts
 end
 
 local function member(session, call) return session .. '\t' .. call end
@@ -364,18 +424,20 @@ function M.put(items)
   return out
 end
 
--- M.due(): held calls whose wait ran out, handed back (leased for leaseMs) to be sent as they are.
-function M.due()
+-- M.due(members): held calls among the shard's due `callDeadlines` members whose wait ran out,
+-- handed back (leased for leaseMs) to be sent as they are.
+function M.due(members)
   local out = {}
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.callDeadlines, '-inf', L.now, 'LIMIT', 0, 100)) do
-    local session, call = string.match(m, '^(.*)\t(.*)$')
-    local span, totals = heldCall(session, call)
-    local e = entry(session, call, span, totals)
-    if e.span or e.totals then
-      redis.call('ZADD', L.callDeadlines, L.now + L.cfg.leaseMs, m)
-      out[#out + 1] = e
-    else
-      redis.call('ZREM', L.callDeadlines, m)
+  for _, m in ipairs(members) do
+    local session, call = string.match(m, '^([^\t].*)\t(.*)$')
+    if session then
+      local e = entry(session, call, heldCall(session, call))
+      if e.span or e.totals then
+        redis.call('ZADD', L.callDeadlines, L.now + L.cfg.leaseMs, m)
+        out[#out + 1] = e
+      else
+        redis.call('ZREM', L.callDeadlines, m)
+      end
     end
   end
   return out

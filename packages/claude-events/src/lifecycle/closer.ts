@@ -69,16 +69,16 @@ export class TurnCloser {
     let drawn = 0;
     for (let round = 0; ; round++) {
       const due = await store.due(shard, { limit: this.batchSize, timersDueBy, calls: calls && round === 0 });
-      if (due.claimed.length === 0 && due.calls.length === 0) return drawn;
-      const { spans, commit } = drawOutcome({ release: [], placed: [], met: due.calls, claimed: due.claimed }, log);
+      if (due.claimed.length + due.met.length + due.placed.length === 0) return drawn;
+      const { spans, commit } = drawOutcome({ release: [], ...due }, log);
       try {
         await this.options.exportSpans(spans, 'roots');
       } catch (err) {
-        // LLMFlow is unavailable: the only thing retried without limit. Held calls stay leased
-        // and come back when their lease runs out.
+        // LLMFlow is unavailable: the only thing retried without limit. Held calls and
+        // subagents' spans stay leased and come back when their lease runs out.
         await this.giveBack(shard, due.claimed);
         log.warn(
-          { interactions: due.claimed.length, calls: due.calls.length, err: (err as Error).message },
+          { interactions: due.claimed.length, calls: due.met.length, err: (err as Error).message },
           'could not export interaction roots; will retry',
         );
         return drawn;

@@ -163,7 +163,7 @@ export class LifecycleStore {
           drawnBefore: list<DrawnRoot>(r.drawn),
           late: list<[string, number]>(r.late).map(([key, events]) => ({ key, events })),
           release: list<[string, string]>(r.release).map(([key, held]) => ({ key, held })),
-          placed: list<RawPlaced>(r.placed).map((p) => ({ ...p, spans: list<string>(p.spans) })),
+          placed: placedOf(r.placed),
           met: list<HeldCall>(r.met),
           claimed: list<ClaimedRow>(r.claimed).map(storedOf),
         };
@@ -186,16 +186,23 @@ export class LifecycleStore {
 
   /**
    * The timers' round in a shard (due.lua): leases its turns whose time has come, with their
-   * state, and (with `calls`) its held calls whose wait ran out. A timer counts as run out only
-   * if it ran out by `timersDueBy` (when the oldest batch still queued was received).
+   * state, and (with `calls`) its held calls whose wait ran out and its subagents' held spans
+   * that may go now. A timer counts as run out only if it ran out by `timersDueBy` (when the
+   * oldest batch still queued was received).
    */
   async due(
     shard: number,
     { limit = 100, timersDueBy, calls = false }: { limit?: number; timersDueBy?: number; calls?: boolean } = {},
-  ): Promise<{ claimed: StoredTurn[]; calls: HeldCall[] }> {
+  ): Promise<Pick<ShardOutcome, 'claimed' | 'met' | 'placed'>> {
     const input = { limit, timersDueBy: timersDueBy ?? this.clock.now(), calls };
-    const r = (await this.run('ccbridgeDue', shard, input)) as { claimed: unknown; calls: unknown };
-    return { claimed: list<ClaimedRow>(r.claimed).map(storedOf), calls: list<HeldCall>(r.calls) };
+    const r = (await this.run('ccbridgeDue', shard, input)) as Pick<RawOutcome, 'claimed' | 'placed'> & {
+      calls: unknown;
+    };
+    return {
+      claimed: list<ClaimedRow>(r.claimed).map(storedOf),
+      met: list<HeldCall>(r.calls),
+      placed: placedOf(r.placed),
+    };
   }
 
   /** The prompts of each session, by start time: one pipeline per shard. */
@@ -260,6 +267,9 @@ interface ClaimedRow {
   events: unknown;
   inputs: unknown;
 }
+
+const placedOf = (raw: unknown): PlacedAgent[] =>
+  list<RawPlaced>(raw).map((p) => ({ ...p, spans: list<string>(p.spans) }));
 
 function storedOf(row: ClaimedRow): StoredTurn {
   const h = row.state;
