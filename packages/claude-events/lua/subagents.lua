@@ -274,7 +274,7 @@ function A.place(session, agents, owner)
     if at then
       at.first = seen.call
       local key = L.key('agentSpans', session .. '/' .. agent)
-      local all, held, leases, spans, left = redis.call('HGETALL', key), {}, {}, {}, false
+      local all, held, leases, spans, ids, left = redis.call('HGETALL', key), {}, {}, {}, {}, false
       for i = 1, #all, 2 do
         if string.sub(all[i], 1, #LEASE) == LEASE then leases[string.sub(all[i], #LEASE + 1)] = all[i + 1]
         else held[#held + 1], held[#held + 2] = all[i], all[i + 1] end
@@ -290,7 +290,7 @@ function A.place(session, agents, owner)
           }
           redis.call('HDEL', key, id, LEASE .. id)
         elseif goes(id, json) and free(leases[id], owner) then
-          spans[#spans + 1] = json
+          spans[#spans + 1], ids[#ids + 1] = json, id
           redis.call('HSET', key, LEASE .. id, (L.now + L.cfg.leaseMs) .. '|' .. owner)
         else
           left = true
@@ -308,23 +308,30 @@ function A.place(session, agents, owner)
       end
       if #spans > 0 then
         at.inputs = redis.call('HVALS', L.key('agentInputs', session .. '/' .. agent))
-        placed[#placed + 1] = { session = session, agent = agent, at = at, spans = spans }
+        placed[#placed + 1] = { session = session, agent = agent, at = at, spans = spans, ids = ids }
       end
     end
   end
   return placed, parts
 end
 
--- A.forget(sent): [{ session, agent, spanIds }] the caller sent: no longer held, and noted as
--- sent (`agentSent`), so that a copy delivered again is not held again (A.merge) and a fold that
--- comes after its span goes as its own row (ready, above).
+-- A.forget(sent): [{ session, agent, spanIds, leased }] the caller sent (spanIds) of what it was
+-- handed (leased): those no longer held, and noted as sent (`agentSent`), so that a copy
+-- delivered again is not held again (A.merge) and a fold that comes after its span goes as its
+-- own row (ready, above); the others (a first LLM call still waiting for its input) free again.
 function A.forget(sent)
   for _, s in ipairs(sent) do
+    local id = s.session .. '/' .. s.agent
+    local fields = {}
+    for _, span in ipairs(s.spanIds) do fields[#fields + 1] = span end
+    for _, span in ipairs(s.leased or {}) do fields[#fields + 1] = LEASE .. span end
+    if #fields > 0 then redis.call('HDEL', L.key('agentSpans', id), unpack(fields)) end
+    -- What is still held may go now (a batch that came meanwhile was refused it while leased):
+    -- the next timers' round looks (A.due).
+    if redis.call('EXISTS', L.key('agentSpans', id)) == 1 then
+      redis.call('ZADD', L.callDeadlines, 'LT', L.now, agentMember(s.session, s.agent))
+    end
     if #s.spanIds > 0 then
-      local id = s.session .. '/' .. s.agent
-      local fields = {}
-      for _, span in ipairs(s.spanIds) do fields[#fields + 1], fields[#fields + 2] = span, LEASE .. span end
-      redis.call('HDEL', L.key('agentSpans', id), unpack(fields))
       redis.call('SADD', L.key('agentSent', id), unpack(s.spanIds))
       redis.call('EXPIRE', L.key('agentSent', id), L.cfg.ttlSeconds)
     end

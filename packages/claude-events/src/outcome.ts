@@ -41,6 +41,7 @@ export function drawOutcome(o: Pick<ShardOutcome, 'release' | 'placed' | 'met' |
       session: p.session,
       agent: p.agent,
       spanIds: [...idsOf(placed), ...callFolds.map((f) => f.spanId), ...merged],
+      leased: p.ids,
     });
     subagentSpans += p.spans.length;
     if (p.at.rule === 'root')

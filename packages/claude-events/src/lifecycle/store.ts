@@ -54,6 +54,8 @@ export interface PlacedAgent {
   agent: string;
   at: PlacedAt;
   spans: string[];
+  /** The ids of `spans`: leased to whoever was handed them until its commit (A.forget). */
+  ids: string[];
 }
 
 /** What batch.lua handed back for one shard: everything that may now be sent. */
@@ -78,7 +80,7 @@ export interface ShardOutcome {
 
 /** What commit.lua is told was sent (or, for roots, could not be). */
 export interface Commit {
-  forget?: { session: string; agent: string; spanIds: string[] }[];
+  forget?: { session: string; agent: string; spanIds: string[]; leased: string[] }[];
   calls?: HeldCall[];
   drawn?: { key: string; complete: boolean; held: string[] }[];
   retry?: { key: string; at: number }[];
@@ -257,6 +259,7 @@ interface RawPlaced {
   agent: string;
   at: PlacedAt;
   spans: unknown;
+  ids: unknown;
 }
 
 interface ClaimedRow {
@@ -269,7 +272,7 @@ interface ClaimedRow {
 }
 
 const placedOf = (raw: unknown): PlacedAgent[] =>
-  list<RawPlaced>(raw).map((p) => ({ ...p, spans: list<string>(p.spans) }));
+  list<RawPlaced>(raw).map((p) => ({ ...p, spans: list<string>(p.spans), ids: list<string>(p.ids) }));
 
 function storedOf(row: ClaimedRow): StoredTurn {
   const h = row.state;
