@@ -46,21 +46,26 @@ function T.apply(input)
   -- Whether a start-up span belongs to the process of `prompt`, the first prompt logged after it:
   -- it is in that prompt's start-up chain (L.chain: a resumed session's processes each number
   -- from 0, and a later process's prompt, drawn or not, may come before an earlier one's). A
-  -- span without a number (older Claude Code) goes to it as it is; so does one still left once
-  -- that prompt was drawn longer than the gap wait ago (nothing more will tell).
+  -- prompt claimed or drawn complete had its own start-up adopted before (its chain was whole,
+  -- and each span comes with its number): a span found now is another process's, whose chain
+  -- looked like this one's while numbers were missing. A span without a number (older Claude
+  -- Code) goes to it as it is; so does one still left once that prompt was drawn longer than the
+  -- gap wait ago (nothing more will tell).
   local function sameProcess(session, span, ms, prompt)
     local seq
     for _, a in ipairs(span.attributes or {}) do
       if a.key == 'event.sequence' then seq = tonumber(a.value.intValue or a.value.stringValue) end
     end
-    local ix = redis.call('HMGET', L.key('ix', prompt), 'promptSeq', 'promptAt', 'drawnAt')
+    local ix = redis.call('HMGET', L.key('ix', prompt), 'promptSeq', 'promptAt', 'drawnAt', 'leaseUntil', 'coveredTo', 'leaseComplete')
     local promptSeq, promptAt, drawnAt = tonumber(ix[1]), tonumber(ix[2]), tonumber(ix[3])
     if not seq or not promptSeq or not promptAt then return true end
+    local lastResort = drawnAt ~= nil and L.now - drawnAt > L.cfg.gapWaitMs
+    if (drawnAt and ix[5]) or ((tonumber(ix[4]) or 0) > L.now and ix[6] == '1') then return lastResort end
     local mark = seq .. ':' .. ms
     for _, m in ipairs(L.chain(session, seq - 1, promptSeq, 0, promptAt)) do
       if m == mark then return true end
     end
-    return drawnAt ~= nil and L.now - drawnAt > L.cfg.gapWaitMs
+    return lastResort
   end
   local function adopt(session)
     local held = L.key('pending', session)
@@ -217,7 +222,7 @@ function T.claim(limit, timersDueBy)
       elseif v.timer and v.at > tonumber(timersDueBy) then
         redis.call('ZADD', L.deadlines, now + recheckMs, key)
       else
-        redis.call('HSET', ixKey, 'leaseUntil', now + leaseMs)
+        redis.call('HSET', ixKey, 'leaseUntil', now + leaseMs, 'leaseComplete', v.complete and '1' or '0')
         redis.call('ZADD', L.deadlines, now + leaseMs, key)
         v.key = key
         local contributions = redis.call('HVALS', L.key('contributions', key))
@@ -263,7 +268,7 @@ function T.settle(drawn, retry)
     local ix = L.read(ixKey)
     if ix.traceId and not ix.drawn then
       redis.call('HSET', ixKey, 'drawn', '1', 'drawnAt', L.now)
-      redis.call('HDEL', ixKey, 'leaseUntil', 'phase', 'prompt', 'completion')
+      redis.call('HDEL', ixKey, 'leaseUntil', 'leaseComplete', 'phase', 'prompt', 'completion')
       redis.call('DEL', L.key('contributions', d.key), L.key('inputs', d.key))
       -- Held spans are marked sent, so a later copy of one is not sent again: those drawn with the
       -- root, and those that came since it was claimed, handed back now.
@@ -285,7 +290,7 @@ function T.settle(drawn, retry)
   for _, r in ipairs(retry) do
     local ixKey = L.key('ix', r.key)
     if redis.call('HEXISTS', ixKey, 'drawn') == 0 then
-      redis.call('HDEL', ixKey, 'leaseUntil')
+      redis.call('HDEL', ixKey, 'leaseUntil', 'leaseComplete')
       redis.call('ZADD', L.deadlines, r.at, r.key)
     end
   end
