@@ -25,8 +25,8 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Cluster, Redis } from 'ioredis';
-import { queueKey, shardKeys, shardOf } from '@ccbridge/redis';
-import { LedgerStore, type SessionLedger } from '@ccbridge/sessions';
+import { shardKeys, shardOf } from '@ccbridge/redis';
+import { LedgerStore } from '@ccbridge/sessions';
 import {
   fileTimeLimit,
   startBridge,
@@ -42,11 +42,15 @@ import {
   copySession,
   cut,
   diffShapes,
+  drained,
   expectedLedger,
+  failureReasons,
   itemsOf,
   loadSessions,
   mergeInOrder,
   postBatches,
+  processAlone,
+  queueState,
   readRows,
   roundSums,
   sameShape,
@@ -54,7 +58,8 @@ import {
   shapesBySession,
   withDuplicates,
   type Batch,
-  type CapturedSession,
+  type Client,
+  type Reference,
   type SessionCopy,
   type Shape,
 } from '../support/race';
@@ -70,80 +75,7 @@ const REFERENCE_MS = Number(process.env.RACE_REFERENCE_MS ?? 60_000);
 
 let llmflow: LlmflowPeer;
 
-interface Reference {
-  shape: Shape;
-  ledger: SessionLedger;
-}
 const references = new Map<string, Reference>();
-
-/** The turns of a session: its distinct prompt.ids, each a trace of its own. */
-function turnsOf(s: CapturedSession | SessionCopy): number {
-  const prompts = new Set<string>();
-  for (const req of s.requests)
-    for (const rl of req.resourceLogs ?? [])
-      for (const sl of rl.scopeLogs ?? [])
-        for (const r of sl.logRecords ?? [])
-          for (const a of r.attributes ?? [])
-            if (a.key === 'prompt.id' && a.value?.stringValue) prompts.add(a.value.stringValue);
-  return prompts.size;
-}
-
-type Client = Redis | Cluster;
-
-interface QueueState {
-  /** Batches waiting or in progress (BullMQ's wait, active, paused, prioritized). */
-  pending: number;
-  /** Batches waiting for a retry after a failure (delayed). */
-  retrying: number;
-  /** Batches that used up their attempts. */
-  failed: number;
-}
-
-async function queueState(client: Client): Promise<QueueState> {
-  const [wait, active, paused, prioritized, delayed, failed] = await Promise.all([
-    client.llen(queueKey('wait')),
-    client.llen(queueKey('active')),
-    client.llen(queueKey('paused')),
-    client.zcard(queueKey('prioritized')),
-    client.zcard(queueKey('delayed')),
-    client.zcard(queueKey('failed')),
-  ]);
-  return { pending: wait + active + paused + prioritized, retrying: delayed, failed };
-}
-
-/** Why the batches retrying or failed did: each distinct failedReason, with how many. */
-async function failureReasons(client: Client): Promise<string[]> {
-  const ids = [
-    ...(await client.zrange(queueKey('delayed'), 0, -1)),
-    ...(await client.zrange(queueKey('failed'), 0, -1)),
-  ];
-  const reasons = new Map<string, number>();
-  for (const id of ids) {
-    const [atm, attemptsMade, reason] = await client.hmget(queueKey(id), 'atm', 'attemptsMade', 'failedReason');
-    const key = `${reason ?? '?'} (attempts made: ${atm ?? attemptsMade ?? 0})`;
-    reasons.set(key, (reasons.get(key) ?? 0) + 1);
-  }
-  return [...reasons].map(([r, n]) => `${n} batch(es): ${r}`);
-}
-
-/** Waits until no batch waits or runs, nor waits for a retry; past `timeoutMs`, resolves with what is left. */
-async function drained(client: Client, what: string, timeoutMs = 90_000): Promise<QueueState> {
-  let last: QueueState = { pending: -1, retrying: -1, failed: -1 };
-  try {
-    return await waitFor(
-      `${what}: every batch processed`,
-      async () => {
-        last = await queueState(client);
-        return last.pending === 0 && last.retrying === 0 ? last : undefined;
-      },
-      timeoutMs,
-      200,
-    );
-  } catch (err) {
-    if (!/timed out/.test(String(err)) || last.pending > 0) throw err;
-    return last;
-  }
-}
 
 /**
  * Waits until `sessions`' shapes have not changed for `quietMs` (and satisfy `done`, when given:
@@ -180,64 +112,8 @@ async function settle(
 
 before(async () => {
   llmflow = await startLlmflow();
-  // The reference: each session alone (its own fresh ids), one batch per captured request, in
-  // captured order, by one worker at concurrency 1.
-  const redis = await startRedis();
-  const client = new Redis(redis.url, { maxRetriesPerRequest: null });
-  const bridge = await startBridge({
-    REDIS_URL: redis.url,
-    LLMFLOW_URL: llmflow.url,
-    BRIDGE_WORKER_CONCURRENCY: '1',
-  });
-  try {
-    const rng = new Rng(1);
-    const copies = SESSIONS.map((s) => copySession(s, 'reference', rng));
-    for (const c of copies) {
-      for (const req of c.requests)
-        await postBatches(bridge.url, [{ items: itemsOf({ ...c, requests: [req] }, 0) }], 1);
-      const q = await drained(client, `reference ${c.label}`);
-      assert.equal(q.retrying + q.failed, 0, `reference ${c.label}: ${(await failureReasons(client)).join('; ')}`);
-    }
-    // Every turn's root drawn, no orphans, and nothing changing any more.
-    let stableSince = Date.now();
-    let last = '';
-    let current = new Map<string, Shape>();
-    const unwhole = () =>
-      copies
-        .filter((c) => current.get(c.session)!.roots !== turnsOf(c))
-        .map((c) => {
-          const s = current.get(c.session)!;
-          return `${c.label}: ${s.roots} roots of ${turnsOf(c)} turns, orphans: ${s.orphans.join(', ') || 'none'}\n${s.traces.join('\n')}`;
-        });
-    const shapes = await waitFor(
-      'the reference trees: every turn a root, unchanged for 3 s',
-      async () => {
-        current = shapesBySession(
-          await readRows(llmflow),
-          copies.map((c) => c.session),
-        );
-        const text = JSON.stringify([...current]);
-        if (text !== last) [last, stableSince] = [text, Date.now()];
-        return unwhole().length === 0 && Date.now() - stableSince >= 3_000 ? current : undefined;
-      },
-      REFERENCE_MS,
-      500,
-    ).catch((err: unknown) => {
-      throw new Error(`${String(err)}; not whole:\n${unwhole().join('\n')}`);
-    });
-    const ledgers = await new LedgerStore(client).sessions();
-    for (const c of copies) {
-      const ledger = ledgers.find((l) => l.session === c.session);
-      assert.ok(ledger, `reference ${c.label}: a ledger`);
-      assert.deepEqual(roundSums(ledger.events), roundSums(expectedLedger(c)), `reference ${c.label}: ledger events`);
-      references.set(c.scenario, { shape: shapes.get(c.session)!, ledger });
-    }
-    assert.equal((await queueState(client)).failed, 0, 'reference: no failed batch');
-  } finally {
-    client.disconnect();
-    await bridge.stop();
-    await redis.stop();
-  }
+  for (const [scenario, reference] of await processAlone(llmflow, SESSIONS, REFERENCE_MS))
+    references.set(scenario, reference);
 });
 
 after(async () => {

@@ -37,6 +37,14 @@ export function connectRedis(target: RedisTarget, role: ConnectionRole, extra: R
     enableOfflineQueue: role === 'consumer',
     // Cluster-wide retries follow the role too: producers give up at once.
     clusterRetryStrategy: role === 'consumer' ? (times) => Math.min(times * 200, 2_000) : () => null,
+    // A slot moving between masters (a reshard) answers a command over several of its keys with
+    // ASK, then TRYAGAIN, until its keys have moved; ioredis tries again (after a TRYAGAIN:
+    // retryDelayOnTryAgain later, at a random master, so each wait costs about two redirections)
+    // and gives up after maxRedirections: by default 16, about a second. A consumer waits a
+    // slot's move out for about 4 s rather than fail: BullMQ does not retry its own bookkeeping
+    // (a job moved to completed or to a retry), and a job it could not move stalls for 30 s, then
+    // fails on its second stall. Producers keep the default: the receiver answers 503 at once.
+    ...(role === 'consumer' && { retryDelayOnTryAgain: 100, maxRedirections: 64 }),
   };
   return new Cluster([{ host: seed.hostname, port: Number(seed.port || 6379) }], options);
 }

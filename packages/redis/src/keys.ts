@@ -19,8 +19,9 @@
  * events and reschedules its interactions atomically, on a single Redis or on a cluster; the
  * SHARDS tags spread sessions over a cluster's masters. SHARDS is fixed: changing it would move
  * sessions to other shards and strand their state. The scripts declare the shard's fixed keys
- * only, and build per-session keys from the templates below: on a cluster a slot migrating
- * mid-script is answered as retryable (@ccbridge/errors, redis.ts), not prevented.
+ * only, and build per-session keys from the templates below; each also declares its slot's fence
+ * (scripts.ts fenceOf), so that a cluster runs none of them while their slot moves between masters
+ * (a script run half way through a move would see the keys not moved yet as absent).
  */
 
 export const NAMESPACE = 'ccbridge';
