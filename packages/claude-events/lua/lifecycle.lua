@@ -84,10 +84,13 @@ end
 -- (fromMs: no earlier than the prompt before it, of an earlier process). Returns their marks
 -- ("seq:ms"). Counting the numbers of a window alone would let another process's start-up, in
 -- the window while the prompts between are still on their way, fill this one's gaps.
-function L.chain(session, lo, hi, fromMs, toMs)
+-- `narrow`: only numbers lo+1 .. hi-1 are looked at (others between them in time do not break it).
+function L.chain(session, lo, hi, fromMs, toMs, narrow)
   local marks, out = {}, {}
   if not session or hi - lo <= 1 then return out end
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), 0, '+inf')) do
+  local low, high = 0, '+inf'
+  if narrow then low, high = lo + 1, hi - 1 end
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), low, high)) do
     local seq, at = string.match(m, '^(%d+):(%d+)$')
     at = tonumber(at)
     seq = tonumber(seq)
@@ -117,22 +120,22 @@ local function parseMark(mark)
 end
 
 -- Whether the number right after an event's (its mark, "seq:ms") has come from its own process:
--- a mark numbered seq+1 whose latest mark before it, from ms on, is this one. Resumed processes
+-- a mark numbered seq+1 whose latest mark numbered seq before it, from ms on, is this one. Resumed processes
 -- of a session each number from 0: the same number from another one does not tell.
 function L.follows(session, mark)
   local seq, ms = parseMark(mark)
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), seq + 1, seq + 1)) do
     local _, t = parseMark(m)
-    if t >= ms and L.chain(session, seq - 1, seq + 1, ms, t)[1] == mark then return true end
+    if t >= ms and L.chain(session, seq - 1, seq + 1, ms, t, true)[1] == mark then return true end
   end
   return false
 end
 
 -- Whether the number right before an event's (its mark) has come from its own process: the
--- latest mark before it, logged from fromMs on (its work's start), is numbered seq-1.
+-- number seq-1 was logged from fromMs on (its work's start) and before it.
 function L.precedes(session, mark, fromMs)
   local seq, ms = parseMark(mark)
-  return L.chain(session, seq - 2, seq, fromMs, ms)[1] ~= nil
+  return L.chain(session, seq - 2, seq, fromMs, ms, true)[1] ~= nil
 end
 
 -- Whether numbering started again (a new process: `--resume` numbers from 0 again) between a
