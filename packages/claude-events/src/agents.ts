@@ -40,7 +40,9 @@ import { cut, eventInputFact, heldWithInputs, type InputFact } from './inputs';
 /** Tool names of the call that starts a subagent (Agent in 2.1.3xx, Task before). */
 const AGENT_TOOLS = new Set(['Agent', 'Task']);
 
+/** An Agent tool call, as lua/subagents.lua (A.merge) keeps it. */
 export interface AgentCall {
+  /** Its tool_use_id. */
   id: string;
   /** The agent that made the call: '' for the main agent. */
   caller: string;
@@ -58,6 +60,7 @@ export interface AgentCall {
   prompt?: string;
 }
 
+/** A subagent seen, as lua/subagents.lua (A.merge) keeps it: event.sequence of its first and last events. */
 export interface AgentSeen {
   id: string;
   parent: string;
@@ -81,7 +84,7 @@ export interface AgentLink {
   key?: string;
 }
 
-/** A part of a held Agent call (lua/subagents.lua M.put): its tool span or its subagent's totals, as JSON. */
+/** A part of a held Agent call (lua/subagents.lua M.put says when each goes): its tool span or its subagent's totals, as JSON. */
 export interface HeldCallPart {
   session: string;
   call: string;
@@ -90,11 +93,7 @@ export interface HeldCallPart {
   json: string;
   /** A span that waits for its totals (a background call's); else it is sent at once, with them if they are there. */
   wait?: boolean;
-  /**
-   * A foreground call's: its tool_result's mark ("seq:ms") and when the call began (ms). Its
-   * subagent's totals are logged just before the result; it goes without them only once that
-   * number has come from its process (M.put, L.precedes).
-   */
+  /** A foreground call's: its tool_result's mark ("seq:ms") and when the call began (ms). */
   result?: string;
   from?: number;
 }
@@ -105,15 +104,11 @@ export interface HeldCall {
   span?: string;
   totals?: string;
 }
-/**
- * A subagent's totals held for its Agent call (lua/subagents.lua A.place): its held span (a fold
- * onto the call's tool span) and where the subagent was placed, to draw them as their own row
- * when the span went without them.
- */
+/** A subagent's totals held for its Agent call (A.place): where the subagent was placed, to draw them as their own row if the span went without them. */
 interface CallTotals {
   agent: string;
   at: PlacedAt;
-  /** JSON HeldAgentSpan. */
+  /** JSON HeldAgentSpan: a fold onto the call's tool span. */
   held: string;
 }
 /**
@@ -130,16 +125,10 @@ export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean
   return { call, background: callInput(e)['run_in_background'] === true, seq: sequenceOf(e) };
 }
 
-/** Merges a held fold into a span still to be sent (the span's own values stay). */
-function mergeInto(span: Span, fold: HeldSpan): void {
-  span.attributes = recordToAttributes({ ...fold.fold!.attributes, ...attributesToRecord(span.attributes) });
-}
-
-/** The spans to send for held calls handed back (lua/subagents.lua M.put, M.due): each call's span with its totals, or what is there alone. */
+/** The spans to send for held calls handed back: each call's span with its totals merged under its own values, or what is there alone. */
 export function heldCallSpans(calls: HeldCall[]): ResourceSpans[] {
   return calls.flatMap((c) => {
     const totals = c.totals ? (JSON.parse(c.totals) as CallTotals) : undefined;
-    const fold = totals && (JSON.parse(totals.held) as HeldAgentSpan);
     if (!c.span) {
       if (!totals) return [];
       // Its span went without them: a row of their own, under the call's execution.
@@ -147,7 +136,10 @@ export function heldCallSpans(calls: HeldCall[]): ResourceSpans[] {
       return placedSpans(placement, totals.agent, [totals.held]).spans;
     }
     const span = JSON.parse(c.span) as ResourceSpans;
-    if (fold) for (const ss of span.scopeSpans ?? []) for (const s of ss.spans ?? []) mergeInto(s, fold);
+    const fold = totals && (JSON.parse(totals.held) as HeldAgentSpan).fold;
+    if (fold)
+      for (const s of (span.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []))
+        s.attributes = recordToAttributes({ ...fold.attributes, ...attributesToRecord(s.attributes) });
     return [span];
   });
 }
@@ -160,19 +152,15 @@ export interface AgentSpan {
   /** JSON HeldAgentSpan. */
   held: string;
 }
-interface HeldAgentSpan extends HeldSpan {
+export interface HeldAgentSpan extends HeldSpan {
   /** Its own parent, when it has one (a tool's execution under its tool, say). */
   parent?: string;
   resource: KeyValue[];
-  /**
-   * An LLM call whose answer may still come: its own event's mark ("seq:ms"). It is not sent
-   * before the number after it has come from its process (lua/subagents.lua A.place, L.follows),
-   * so its answer folds into it.
-   */
+  /** An LLM call whose answer may still come: its own event's mark ("seq:ms"); it waits for the number after it (L.follows). */
   waitsAfter?: string;
 }
 
-/** What a batch says about one session's subagents (the input of lua/subagents.lua A.merge). */
+/** What a batch says about one session's subagents: the input of lua/subagents.lua A.merge. */
 export interface SessionAgents {
   session: string;
   calls: AgentCall[];
@@ -213,21 +201,19 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
     const agent = stringOf(e.attributes['agent_id']);
     const seq = sequenceOf(e);
     const tool = stringOf(e.attributes['tool_name']);
-    if (tool && AGENT_TOOLS.has(tool) && (e.name === 'tool_decision' || e.name === 'tool_result')) {
-      const id = stringOf(e.attributes['tool_use_id']);
+    const id = stringOf(e.attributes['tool_use_id']);
+    if (tool && AGENT_TOOLS.has(tool) && (e.name === 'tool_decision' || e.name === 'tool_result') && id) {
       const input = callInput(e);
-      if (id) {
-        of(session).calls.push({
-          id,
-          caller: agent ?? '',
-          key,
-          ...(seq !== undefined && (e.name === 'tool_decision' ? { d: seq } : { r: seq })),
-          ...(input['run_in_background'] === true && { bg: true }),
-          ...(Object.keys(input).length > 0 && { detail: true }),
-          ...(typeof input['subagent_type'] === 'string' && { type: input['subagent_type'] }),
-          ...(typeof input['prompt'] === 'string' && { prompt: cut(input['prompt']) }),
-        });
-      }
+      of(session).calls.push({
+        id,
+        caller: agent ?? '',
+        key,
+        ...(seq !== undefined && (e.name === 'tool_decision' ? { d: seq } : { r: seq })),
+        ...(input['run_in_background'] === true && { bg: true }),
+        ...(Object.keys(input).length > 0 && { detail: true }),
+        ...(typeof input['subagent_type'] === 'string' && { type: input['subagent_type'] }),
+        ...(typeof input['prompt'] === 'string' && { prompt: cut(input['prompt']) }),
+      });
     }
     const fact = agent ? eventInputFact(e) : undefined;
     if (agent && fact) of(session).inputs.push([agent, String(fact.seq), JSON.stringify(fact)]);
@@ -244,32 +230,14 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
         ...(type && { type }),
       });
     }
+    // A prompt can decide a subagent's place even when nothing else in its batch is about
+    // subagents: a notification names its call, or a later prompt lets rule `root` place it.
     if (e.name === 'user_prompt') {
-      // A prompt can decide a subagent's place even when nothing else in its batch is about
-      // subagents: a notification names its call, or a later prompt lets rule `root` place it.
       const facts = of(session);
       for (const m of (stringOf(e.attributes['prompt']) ?? '').matchAll(NOTIFICATION)) facts.notes.push([m[1]!, m[2]!]);
     }
   });
   return bySession;
-}
-
-/** A held span of a subagent's event (its draft, its resource, its own parent if any). */
-export function heldAgentSpan(
-  session: string,
-  agent: string,
-  span: HeldSpan,
-  parent: string | undefined,
-  resource: KeyValue[],
-  waitsAfter?: string,
-): AgentSpan {
-  const held: HeldAgentSpan = {
-    ...span,
-    resource,
-    ...(parent && { parent }),
-    ...(waitsAfter !== undefined && { waitsAfter }),
-  };
-  return { session, agent, spanId: span.spanId, held: JSON.stringify(held) };
 }
 
 /** Where a placed subagent's spans go: the trace (its prompt key) and the parent span. */
@@ -289,27 +257,22 @@ export interface Placement {
   awaitingPrompt?: number;
   /** The subagent's calls and tool results kept so far: its calls' inputs. */
   inputs: InputFact[];
-  /** The main agent made the call: its tool span meets the subagent's totals (lua/subagents.lua M.put). */
-  mainCall?: boolean;
 }
 
 /**
  * Where lua/subagents.lua found a subagent goes (it alone decides whether, and where, a subagent
- * can be placed): the trace of prompt key `key`, under Agent call `call` (none for `root`).
+ * can be placed; A.place says what each field is).
  */
 export interface PlacedAt {
   rule: Rule;
   key: string;
   call?: string;
   type?: string;
-  /** The call's prompt, and the event.sequence of the subagent's first LLM call. */
   prompt?: string;
   first?: number;
-  /** The call's tool_result has come (what it tells of the call's input is known). */
   result?: boolean;
-  /** The subagent's calls and tool results kept so far (JSON InputFact). */
+  /** JSON InputFact. */
   inputs?: string[];
-  /** The agent that made the call ('' the main agent, whose Agent calls' spans meet their totals: M.put). */
   caller?: string;
 }
 
@@ -318,14 +281,12 @@ export function placementOf(session: string, at: PlacedAt): Placement {
   const inputs = (Array.isArray(at.inputs) ? at.inputs : []).map((f) => JSON.parse(f) as InputFact);
   if (at.rule === 'root' || !at.call)
     return { traceKey: at.key, parentSpanId: rootSpanIdFor(at.key), rule: at.rule, inputs };
-  const parentSpanId = toolExecutionSpanIdFor(session, at.call);
   return {
     traceKey: at.key,
-    parentSpanId,
+    parentSpanId: toolExecutionSpanIdFor(session, at.call),
     callSpanId: toolSpanIdFor(session, at.call),
     rule: at.rule,
     inputs,
-    ...(at.caller === '' && { mainCall: true }),
     ...(at.type && { type: at.type }),
     ...(at.prompt !== undefined && at.first !== undefined && { prompt: { text: at.prompt, seq: at.first } }),
     ...(at.prompt === undefined && !at.result && at.first !== undefined && { awaitingPrompt: at.first }),
@@ -348,22 +309,19 @@ export function placedSpans(
   const parsed = held.map((raw) => JSON.parse(raw) as HeldAgentSpan);
   const { spans: all, unresolved } = foldWithin(parsed, mergeHeld, heldOrder);
   const waiting = all.find((h) => h.name === 'claude_code.llm_request' && heldOrder(h) === placement.awaitingPrompt);
-  const spans = all.filter((h) => h !== waiting);
   const merged = parsed
     .filter((h) => h.fold && !unresolved.includes(h) && h.fold.into !== waiting?.spanId)
     .map((h) => h.spanId);
   // Its LLM calls' inputs (inputs.ts): its tool results, kept and at hand, and its call's prompt.
   heldWithInputs(all, placement.inputs, undefined, placement.prompt && { chain: agent, ...placement.prompt });
   const callFolds = placement.callSpanId ? unresolved.filter((h) => h.fold!.into === AGENT_CALL) : [];
-  for (const h of [
-    ...spans,
-    ...unresolved.filter((u) => !callFolds.includes(u)).map((u) => unfolded(u) as HeldAgentSpan),
-  ]) {
+  const extra: Record<string, string> = { 'gen_ai.agent.id': agent, 'claude_code.agent.placement': placement.rule };
+  if (placement.type) extra['gen_ai.agent.name'] = placement.type;
+  const own = unresolved.filter((u) => !callFolds.includes(u)).map((u) => unfolded(u) as HeldAgentSpan);
+  for (const h of [...all.filter((h) => h !== waiting), ...own]) {
     const resourceKey = JSON.stringify(h.resource);
     let group = byResource.get(resourceKey);
     if (!group) byResource.set(resourceKey, (group = { resource: h.resource, spans: [] }));
-    const extra: Record<string, string> = { 'gen_ai.agent.id': agent, 'claude_code.agent.placement': placement.rule };
-    if (placement.type) extra['gen_ai.agent.name'] = placement.type;
     group.spans.push(
       spanOfHeld(traceIdFor(placement.traceKey), h.parent ?? placement.parentSpanId, h, recordToAttributes(extra)),
     );

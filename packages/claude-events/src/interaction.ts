@@ -18,12 +18,13 @@ import {
   mapEvent,
   toolSpanIdFor,
   toolSpanIdOfResult,
+  TOTALS,
   turnEndOf,
   unfinishedToolSpan,
   type Contribution,
 } from './mapping';
 import { heldOf, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
-import { agentCallOf, heldAgentSpan, type AgentSpan, type HeldCallPart } from './agents';
+import { agentCallOf, type AgentSpan, type HeldAgentSpan, type HeldCallPart } from './agents';
 import { draftOrder, foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
 import { batchInputs, heldWithInputs, turnPromptOf, withInput, type InputFact } from './inputs';
@@ -53,12 +54,9 @@ export interface TurnUpdate {
   /** The user_prompt's event.sequence, and when it was made (ms): where its turn starts. */
   promptSeq?: string;
   promptAt?: string;
-  /**
-   * End markers (turnEndOf) as [event.sequence, kind, ms, request_id]; an answer whose request
-   * called tools is no end, which lifecycle.lua tells from `toolRequests`.
-   */
+  /** End markers (turnEndOf) as [event.sequence, kind, ms, request_id]. */
   ends: [string, 'response' | 'error', string, string][];
-  /** request_ids that tool_decision and tool_result events name: answers that called tools. */
+  /** request_ids that tool_decision and tool_result events name: answers that called tools, so no end. */
   toolRequests: string[];
   /** JSON of the resource attributes (KeyValue[]) of the first event seen. */
   resource?: string;
@@ -72,10 +70,7 @@ export interface TurnUpdate {
   events: number;
   /** [span id, JSON Contribution]: keyed by span, so a batch applied twice counts once. */
   contributions: [string, string][];
-  /**
-   * [span id, JSON HeldSpan]: spans drawn with the root (an LLM call whose answer may still be
-   * coming) and folds onto it or onto them; handed back to be sent at once if it is drawn already.
-   */
+  /** [span id, JSON HeldSpan, or SENT]: spans drawn with the root (an LLM call whose answer may still come), folds. */
   held: [string, string][];
 }
 
@@ -113,10 +108,7 @@ export interface BatchPlan {
   unassigned: number;
 }
 
-/**
- * Maps a batch's events, each with its interaction key (assign.ts), to child spans and
- * per-interaction updates. Pure: no I/O.
- */
+/** Maps a batch's events, each with its interaction key (assign.ts), to child spans and per-interaction updates. */
 export function planBatch(
   events: ClaudeEvent[],
   keys: (string | undefined)[],
@@ -175,6 +167,8 @@ export function planBatch(
       update = {
         key,
         traceId,
+        ...(session && { session }),
+        resource: JSON.stringify(event.resource),
         bounds: [],
         evidence: false,
         events: 0,
@@ -185,8 +179,6 @@ export function planBatch(
         held: [],
         inputs: inputs.facts.get(key) ?? [],
       };
-      update.resource = JSON.stringify(event.resource);
-      if (session) update.session = session;
       updates.set(key, update);
     }
     const list = spansByResource.get(event.resource) ?? [];
@@ -203,24 +195,21 @@ export function planBatch(
       if (agent && session) {
         // An LLM call whose answer may still come waits for the number after it (folds need their span).
         const seq = waiting.has(draft.spanId) ? sequenceOf(event) : undefined;
-        const waitsAfter = seq === undefined ? undefined : `${seq}:${msOf(event)}`;
-        agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource, waitsAfter));
+        const held: HeldAgentSpan = {
+          ...heldOf(draft),
+          resource: event.resource,
+          ...(draft.parentSpanId && { parent: draft.parentSpanId }),
+          ...(seq !== undefined && { waitsAfter: `${seq}:${msOf(event)}` }),
+        };
+        agentSpans.push({ session, agent, spanId: draft.spanId, held: JSON.stringify(held) });
       } else if (draft.fold || waiting.has(draft.spanId))
         update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
       else if (agentCall && draft.spanId === toolSpanIdFor(session!, agentCall.call)) {
-        const span = JSON.stringify(resourceSpansOf(event.resource, [spanOfDraft(traceId, rootSpanId, draft)]));
+        const json = JSON.stringify(resourceSpansOf(event.resource, [spanOfDraft(traceId, rootSpanId, draft)]));
+        const { call, background, seq } = agentCall;
         const after =
-          !agentCall.background && agentCall.seq
-            ? { result: `${agentCall.seq}:${msOf(event)}`, from: Number(draft.startNs / NS_PER_MS) }
-            : {};
-        calls.push({
-          session: session!,
-          call: agentCall.call,
-          kind: 'span',
-          json: span,
-          wait: agentCall.background,
-          ...after,
-        });
+          !background && seq ? { result: `${seq}:${msOf(event)}`, from: Number(draft.startNs / NS_PER_MS) } : {};
+        calls.push({ session: session!, call, kind: 'span', json, wait: background, ...after });
       } else list.push(spanOfDraft(traceId, rootSpanId, draft));
       spans += 1;
     }
@@ -270,13 +259,13 @@ const ANSWER_EVENTS = new Set(['assistant_response', 'api_response_body']);
 function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
   const place = (e: ClaudeEvent, seq: number) =>
     `${sessionOf(e) ?? ''}/${stringOf(e.attributes['prompt.id']) ?? ''}/${seq}`;
+  const body = (e: ClaudeEvent, id: string | undefined) => `${sessionOf(e) ?? ''}/${id ?? ''}`;
   const at = new Map<string, ClaudeEvent>();
   const bodies = new Set<string>();
   for (const e of events) {
     const seq = sequenceOf(e);
     if (seq !== undefined) at.set(place(e, seq), e);
-    if (e.name === 'api_request_body')
-      bodies.add(`${sessionOf(e) ?? ''}/${stringOf(e.attributes['request_body_id']) ?? ''}`);
+    if (e.name === 'api_request_body') bodies.add(body(e, stringOf(e.attributes['request_body_id'])));
   }
   const out = new Set<string>();
   for (const e of events) {
@@ -285,10 +274,12 @@ function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
     if (e.name !== 'api_request' || seq === undefined || !requestId) continue;
     for (let k = seq + 1; ; k++) {
       const next = at.get(place(e, k));
-      const body = next?.name === 'api_response_body' ? stringOf(next.attributes['request_body_id']) : undefined;
-      if (!next || (body && !bodies.has(`${sessionOf(e) ?? ''}/${body}`)))
+      const bodyId = next?.name === 'api_response_body' ? stringOf(next.attributes['request_body_id']) : undefined;
+      if (!next || (bodyId && !bodies.has(body(e, bodyId)))) {
         out.add(llmSpanIdFor(sessionOf(e) ?? '', requestId));
-      if (!next || !ANSWER_EVENTS.has(next.name) || out.has(llmSpanIdFor(sessionOf(e) ?? '', requestId))) break;
+        break;
+      }
+      if (!ANSWER_EVENTS.has(next.name)) break;
     }
   }
   return out;
@@ -337,24 +328,10 @@ export interface StoredTurn {
   verdict: Verdict;
 }
 
-const TOTALS: readonly [Exclude<keyof Contribution, 'problem'>, string][] = [
-  ['llmRequests', 'claude_code.interaction.llm_requests'],
-  ['toolCalls', 'claude_code.interaction.tool_calls'],
-  ['errors', 'claude_code.interaction.errors'],
-  ['inputTokens', 'claude_code.interaction.input_tokens'],
-  ['outputTokens', 'claude_code.interaction.output_tokens'],
-  ['cacheReadTokens', 'claude_code.interaction.cache_read_tokens'],
-  ['cacheCreationTokens', 'claude_code.interaction.cache_creation_tokens'],
-  ['costUsd', 'claude_code.interaction.cost_usd'],
-];
-
-/**
- * The interaction's root span. Totals use Claude Code's own names, not gen_ai.usage.*, so that
- * tools summing tokens over spans (LLMFlow does) do not count each LLM call twice.
- */
+/** The interaction's root span, with its totals (mapping.ts TOTALS). */
 export function rootSpanOf(ix: StoredTurn): ResourceSpans {
   const totals: Attributes = {};
-  for (const [field, name] of TOTALS) {
+  for (const [field, name] of Object.entries(TOTALS) as [keyof typeof TOTALS, string][]) {
     const sum = ix.contributions.reduce((acc, c) => acc + (c[field] ?? 0), 0);
     totals[name] = field === 'costUsd' ? Math.round(sum * 1e9) / 1e9 : sum;
   }
@@ -417,8 +394,8 @@ export function rootSpanOf(ix: StoredTurn): ResourceSpans {
 export function releasedSpansOf(released: { key: string; held: string }[]): ResourceSpans[] {
   const byKey = new Map<string, HeldSpan[]>();
   for (const r of released) byKey.set(r.key, [...(byKey.get(r.key) ?? []), JSON.parse(r.held) as HeldSpan]);
-  const spans = [...byKey].flatMap(([key, held]) => {
-    return resolveHeld(held, { rootDrawn: true }).spans.map((h) => spanOfHeld(traceIdFor(key), rootSpanIdFor(key), h));
-  });
+  const spans = [...byKey].flatMap(([key, held]) =>
+    resolveHeld(held, { rootDrawn: true }).spans.map((h) => spanOfHeld(traceIdFor(key), rootSpanIdFor(key), h)),
+  );
   return spans.length > 0 ? [resourceSpansOf([], spans)] : [];
 }
