@@ -76,13 +76,6 @@ export interface AgentSeen {
 }
 
 export type Rule = 'notification' | 'completion' | 'only_open' | 'root';
-export interface AgentLink {
-  /** The call's tool_use_id; '' for `root`. */
-  call: string;
-  rule: Rule;
-  /** For `root`: the prompt key whose root it goes under. */
-  key?: string;
-}
 
 /** A part of a held Agent call (lua/subagents.lua M.put says when each goes): its tool span or its subagent's totals, as JSON. */
 export interface HeldCallPart {

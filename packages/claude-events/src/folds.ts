@@ -7,13 +7,10 @@
  */
 import { attributesToRecord, recordToAttributes } from '@ccbridge/otlp';
 import { stringOf, numberOf, type Attributes } from './events';
-import { COMMON_FIELDS, ROOT, type Fold, type SpanDraft } from './mapping';
+import { COMMON_FIELDS, ROOT, type SpanDraft } from './mapping';
 import type { HeldSpan } from './spans';
 
-interface Foldable {
-  spanId: string;
-  fold?: Fold;
-}
+type Foldable = Pick<SpanDraft, 'spanId' | 'fold'>;
 
 /**
  * Merges each fold whose target is in `items` into it (via `merge`), in the order `orderOf`
@@ -97,9 +94,7 @@ export function rootSummaryOf(events: Attributes[]): Attributes {
   });
   const named = (n: string) => events.filter((a) => a['event.name'] === n);
   const out: Attributes = { 'claude_code.interaction.events': lines };
-  const plugins = named('plugin_loaded')
-    .map((a) => stringOf(a['plugin.name']))
-    .filter((x): x is string => !!x);
+  const plugins = named('plugin_loaded').flatMap((a) => stringOf(a['plugin.name']) ?? []);
   if (plugins.length > 0) out['claude_code.startup.plugins'] = plugins;
   const hooks = named('hook_registered').length;
   if (hooks > 0) out['claude_code.startup.hooks_registered'] = hooks;

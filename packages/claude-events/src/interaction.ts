@@ -1,12 +1,9 @@
 /**
  * Turn assembly: what a batch adds to each turn's stored state (its events' turns come from
- * assign.ts), and the root span drawn from that state when the turn is over.
- *
- * A turn is one prompt and everything done for it (`prompt.id`); its state and types are named
- * "interaction", after its root span (docs/GLOSSARY.md). Child spans are sent as their events
- * arrive, parented to a root whose id is derived from the turn key, so they need no state; the
- * root is drawn once, when lifecycle.lua says the turn is due (lifecycle/), from state kept in
- * Redis that every worker shares.
+ * assign.ts), and the root span drawn from that state when the turn is over. A turn is one
+ * prompt and everything done for it; its state is named "interaction", after its root span
+ * (docs/GLOSSARY.md). Child spans are sent as their events arrive, under a root whose id is
+ * derived from the turn key; the root is drawn once, when lifecycle.lua says the turn is due.
  */
 import { SpanKind, StatusCode, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { NS_PER_MS, msOf, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
@@ -38,11 +35,7 @@ export type EventRows = 'fold' | 'each';
 /** Nanosecond times as fixed-width decimal strings, so Redis (Lua) can compare them as text. */
 export const padNs = (ns: bigint): string => ns.toString().padStart(20, '0');
 
-/**
- * What one batch adds to one turn, as it stands in the batch: T.apply (lua/turns.lua) merges it
- * into the stored state (it holds every merge rule: earliest start, latest end, latest
- * completion, ...), in batch.lua, one call per shard.
- */
+/** What one batch adds to one turn: T.apply (lua/turns.lua) merges it into the stored state, with every merge rule. */
 export interface TurnUpdate {
   key: string;
   traceId: string;
@@ -58,15 +51,15 @@ export interface TurnUpdate {
   ends: [string, 'response' | 'error', string, string][];
   /** request_ids that tool_decision and tool_result events name: answers that called tools, so no end. */
   toolRequests: string[];
-  /** JSON of the resource attributes (KeyValue[]) of the first event seen. */
+  /** JSON KeyValue[]: the resource of the first event seen. */
   resource?: string;
   /** [when (padNs), text] of each answer text of the batch: the latest is the turn's completion. */
   completions: [string, string][];
   /** Its events carry prompt.id and event.sequence: its end can be known, not guessed. */
   evidence: boolean;
-  /** [event.sequence, JSON InputFact] of its main chain's calls and tool results: later calls' inputs (inputs.ts). */
+  /** [event.sequence, JSON InputFact]: its main chain's calls and tool results (inputs.ts). */
   inputs: [string, string][];
-  /** Events of the batch that belong to it (counted as late if its root is already drawn). */
+  /** Its events in the batch (late if its root is drawn already). */
   events: number;
   /** [span id, JSON Contribution]: keyed by span, so a batch applied twice counts once. */
   contributions: [string, string][];
@@ -285,11 +278,7 @@ function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
   return out;
 }
 
-/**
- * The event.sequence numbers of events, by session. Every event counts, those the bridge does
- * not draw from (Claude Code's own spans cover them) included: a missing number is what tells
- * the lifecycle that an event has not arrived yet.
- */
+/** The event.sequence numbers of events, by session: a missing number tells the lifecycle an event has not arrived. */
 export function sequenceMarksOf(events: ClaudeEvent[]): SequenceMarks[] {
   const bySession = new Map<string, [string, string][]>();
   for (const e of events) {
@@ -316,10 +305,7 @@ export interface StoredTurn {
   contributions: Contribution[];
   /** Spans held for its root (start-up spans, LLM calls waiting for their answer, folds). */
   held: HeldSpan[];
-  /**
-   * The ids of its held entries when claimed (sent ones too): what T.settle (commit.lua) marks
-   * sent with the root; entries added since are handed back to be sent on their own.
-   */
+  /** The ids of its held entries when claimed (sent ones too): what T.settle marks sent with the root. */
   heldIds: string[];
   /** Its main chain's calls and tool results (inputs.ts), and its prompt's event.sequence. */
   inputs: InputFact[];
@@ -386,11 +372,7 @@ export function rootSpanOf(ix: StoredTurn): ResourceSpans {
   return resourceSpansOf(ix.resource, [span, ...held]);
 }
 
-/**
- * Held spans of turns whose roots are drawn already (T.apply and T.settle hand them back): sent at once in
- * their trace, folds merged where their span is among them, the others (onto the root, too) as
- * their own spans.
- */
+/** Held spans of turns whose roots are drawn already (T.apply and T.settle hand them back), sent at once in their trace. */
 export function releasedSpansOf(released: { key: string; held: string }[]): ResourceSpans[] {
   const byKey = new Map<string, HeldSpan[]>();
   for (const r of released) byKey.set(r.key, [...(byKey.get(r.key) ?? []), JSON.parse(r.held) as HeldSpan]);

@@ -71,15 +71,12 @@ export interface SpanDraft {
   endNs: bigint;
   attributes: Attributes;
   status?: { code: number; message?: string };
-  /**
-   * The event is not a row of its own: these attributes go onto the span `into` names (a span
-   * id, ROOT or AGENT_CALL; folds.ts). The draft itself is what is drawn where that span can no
-   * longer take them (it was sent already) or with BRIDGE_EVENT_ROWS=each.
-   */
+  /** The event is no row of its own: the fold goes onto its span (folds.ts), the draft is drawn only where it cannot. */
   fold?: Fold;
 }
 
 export interface Fold {
+  /** A span id, ROOT or AGENT_CALL. */
   into: string;
   attributes: Attributes;
   /** Another id the span it folds into goes by, for folds that name it so (a request body's id). */
@@ -393,7 +390,7 @@ function bodyFold(e: ClaudeEvent, into: string, messages: (body: Record<string, 
 const apiErrorSpanIdFor = (e: ClaudeEvent, seq: number) =>
   spanIdFor('api_error', str(e.attributes['session.id']), str(e.attributes['prompt.id']), String(seq));
 
-/** A `claude_code.llm_request` span: kind CLIENT, as the GenAI conventions ask for a call to a model service. */
+/** A `claude_code.llm_request` span (kind CLIENT). */
 const llmSpan = (e: ClaudeEvent, spanId: string, attributes: Attributes, status: SpanDraft['status']) =>
   draftOf(
     e,
@@ -586,11 +583,7 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
   }),
 };
 
-/**
- * The outcome of any event, known or not. Any other event (compaction, subagents, MCP,
- * plugins, internal errors, events that do not exist yet) that reports work with a duration
- * is a span named after it; one without a duration is an instant span of the same name.
- */
+/** The outcome of any event, known or not (the table's last rows for the events EVENT_MAPPERS does not name). */
 export function mapEvent(event: ClaudeEvent): EventOutcome {
   const mapper = EVENT_MAPPERS[event.name];
   if (mapper) return mapper(event);

@@ -12,7 +12,7 @@ import { SERVICE_NAME } from '@ccbridge/telemetry';
 export type NativeTraceMode = 'prefer' | 'events' | 'both';
 
 const CLAUDE_SCOPE = 'com.anthropic.claude_code';
-export const isClaudeCodeScope = (ss: ScopeSpans) => ss.scope?.name?.startsWith(CLAUDE_SCOPE) ?? false;
+const isClaudeCodeScope = (ss: ScopeSpans) => ss.scope?.name?.startsWith(CLAUDE_SCOPE) ?? false;
 
 /** What each native span gains; existing attributes are never overwritten. */
 const ADDED: Record<string, (a: Attributes) => Attributes> = {
@@ -41,15 +41,15 @@ function enrich(span: Span): Span {
   return { ...span, attributes: [...(span.attributes ?? []), ...recordToAttributes(missing)] };
 }
 
-/**
- * The spans to forward from a /v1/traces request: Claude Code's enriched (or, in `events`
- * mode, left out because the events draw them), everything redacted as the policy says.
- */
 const isBridgeOwn = (rs: ResourceSpans) =>
   (rs.resource?.attributes ?? []).some((kv) => kv.key === 'service.name' && kv.value?.stringValue === SERVICE_NAME);
 /** The bridge's tracer is named SERVICE_NAME whatever OTEL_SERVICE_NAME calls the process. */
 const isBridgeOwnScope = (ss: ScopeSpans) => ss.scope?.name === SERVICE_NAME;
 
+/**
+ * The spans to forward from a /v1/traces request: Claude Code's enriched (or, in `events`
+ * mode, left out because the events draw them), everything redacted as the policy says.
+ */
 export function nativeSpansToForward(
   request: ResourceSpans[],
   mode: NativeTraceMode,

@@ -14,9 +14,8 @@
  * |                 | organization.id                                                          |
  */
 import { createHash } from 'node:crypto';
+import type { PrivacyMode } from '@ccbridge/config';
 import { fromAnyValue, type AttributeValue, type KeyValue } from '@ccbridge/otlp';
-
-export type PrivacyMode = 'keep' | 'hash' | 'drop';
 
 export interface PrivacyPolicy {
   prompts: PrivacyMode;
