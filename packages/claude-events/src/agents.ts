@@ -311,13 +311,12 @@ export function placedSpans(
   const extra: Record<string, string> = { 'gen_ai.agent.id': agent, 'claude_code.agent.placement': placement.rule };
   if (placement.type) extra['gen_ai.agent.name'] = placement.type;
   const own = unresolved.filter((u) => !callFolds.includes(u)).map((u) => unfolded(u) as HeldAgentSpan);
+  const traceId = traceIdFor(placement.traceKey);
   for (const h of [...all.filter((h) => h !== waiting), ...own]) {
     const resourceKey = JSON.stringify(h.resource);
     let group = byResource.get(resourceKey);
     if (!group) byResource.set(resourceKey, (group = { resource: h.resource, spans: [] }));
-    group.spans.push(
-      spanOfHeld(traceIdFor(placement.traceKey), h.parent ?? placement.parentSpanId, h, recordToAttributes(extra)),
-    );
+    group.spans.push(spanOfHeld(traceId, h.parent ?? placement.parentSpanId, h, recordToAttributes(extra)));
   }
   return { spans: [...byResource.values()].map((g) => resourceSpansOf(g.resource, g.spans)), callFolds, merged };
 }

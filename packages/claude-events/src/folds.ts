@@ -39,11 +39,6 @@ export function foldWithin<T extends Foldable>(
   return { spans: items.filter((i) => !i.fold), unresolved };
 }
 
-/** Merges into a draft: what the fold says is added to it, a later fold's value over an earlier one's. */
-export const mergeDraft = (target: SpanDraft, attributes: Attributes): void => {
-  target.attributes = { ...target.attributes, ...attributes };
-};
-
 /** The event.sequence of a draft or a held span: the order folds are merged in. */
 export const draftOrder = (d: SpanDraft): number => numberOf(d.attributes['event.sequence']) ?? 0;
 export const heldOrder = (h: HeldSpan): number =>

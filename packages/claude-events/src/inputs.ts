@@ -16,6 +16,7 @@ import { attributesToRecord, recordToAttributes, type KeyValue } from '@ccbridge
 import { booleanOf, numberOf, sequenceIn, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { sessionOf } from './assign';
 import { isMainThread, llmSpanIdFor } from './mapping';
+import { textMessages } from './messages';
 import type { HeldSpan } from './spans';
 
 /** Longest tool input or error a fact keeps (characters). */
@@ -89,7 +90,7 @@ export function inputFactOf(a: Attributes): InputFact | undefined {
 /** The prompt's text as a user message; the tool results as `tool` messages with tool_call_response parts. */
 function promptInput(text: string): Attributes {
   return {
-    'gen_ai.input.messages': JSON.stringify([{ role: 'user', parts: [{ type: 'text', content: text }] }]),
+    'gen_ai.input.messages': textMessages('user', text),
     'gen_ai.prompt': text,
   };
 }

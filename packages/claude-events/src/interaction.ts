@@ -22,7 +22,7 @@ import {
 } from './mapping';
 import { heldOf, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
 import { agentCallOf, type AgentSpan, type HeldAgentSpan, type HeldCallPart } from './agents';
-import { draftOrder, foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
+import { draftOrder, foldWithin, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
 import { batchInputs, heldWithInputs, turnPromptOf, withInput, type InputFact } from './inputs';
 
@@ -130,7 +130,7 @@ export function planBatch(
   const { unresolved } = foldWithin(
     drafts.filter((d) => d.fold || !waiting.has(d.spanId)),
     (target, attributes) => {
-      mergeDraft(target, attributes);
+      target.attributes = { ...target.attributes, ...attributes };
       merged.add(target.spanId);
     },
     draftOrder,

@@ -59,7 +59,7 @@
 import { SpanKind, StatusCode, type AttributeValue } from '@ccbridge/otlp';
 import { NS_PER_MS, booleanOf, numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { spanIdFor } from './ids';
-import { requestMessages, responseMessages } from './messages';
+import { requestMessages, responseMessages, textMessages } from './messages';
 
 export interface SpanDraft {
   spanId: string;
@@ -391,28 +391,10 @@ const apiErrorSpanIdFor = (e: ClaudeEvent, seq: number) =>
   spanIdFor('api_error', str(e.attributes['session.id']), str(e.attributes['prompt.id']), String(seq));
 
 /** A `claude_code.llm_request` span (kind CLIENT). */
-const llmSpan = (e: ClaudeEvent, spanId: string, attributes: Attributes, status: SpanDraft['status']) =>
-  draftOf(
-    e,
-    { ...e.attributes, ...LLM_SPAN, ...attributes },
-    {
-      ...extent(e),
-      spanId,
-      name: 'claude_code.llm_request',
-      kind: SpanKind.CLIENT,
-      status,
-    },
-  );
-
-/** The GenAI conventions' output messages (JSON): one assistant message with the answer's text. */
-export const outputMessages = (text: string, finishReason?: string) =>
-  JSON.stringify([
-    {
-      role: 'assistant',
-      parts: [{ type: 'text', content: text }],
-      ...(finishReason && { finish_reason: finishReason }),
-    },
-  ]);
+function llmSpan(e: ClaudeEvent, spanId: string, attributes: Attributes, status: SpanDraft['status']): SpanDraft {
+  const draft = { ...extent(e), spanId, name: 'claude_code.llm_request', kind: SpanKind.CLIENT, status };
+  return draftOf(e, { ...e.attributes, ...LLM_SPAN, ...attributes }, draft);
+}
 
 type Mapper = (event: ClaudeEvent) => EventOutcome;
 
@@ -456,18 +438,10 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
   tool_decision: (e) => {
     const decision = str(e.attributes['decision']);
     const refused = decision !== '' && decision !== 'accept';
-    const spans = [
-      // The tool span shows the input; the decision keeps what was decided.
-      draftOf(
-        e,
-        {
-          ...pick(e.attributes, [...IDENTITY, 'decision', 'source', 'permission_mode', 'request_id']),
-          ...STEP_SPAN,
-          ...renamed(e.attributes, TOOL_ATTRIBUTES),
-        },
-        { parentSpanId: toolSpanId(e), name: 'claude_code.tool.blocked_on_user' },
-      ),
-    ];
+    // The tool span shows the input; the decision keeps what was decided.
+    const kept = pick(e.attributes, [...IDENTITY, 'decision', 'source', 'permission_mode', 'request_id']);
+    const attributes = { ...kept, ...STEP_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) };
+    const spans = [draftOf(e, attributes, { parentSpanId: toolSpanId(e), name: 'claude_code.tool.blocked_on_user' })];
     if (!refused) return { spans };
     // A refused tool never runs, so no tool_result will draw its span: draw it here.
     spans.push(toolSpan(e, e.timeNs, { code: StatusCode.ERROR, message: `tool use refused (${decision})` }));
@@ -480,20 +454,10 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
     const error = stringOf(e.attributes['error']);
     const status = failed ? { code: StatusCode.ERROR, message: error ?? 'tool failed' } : { code: StatusCode.OK };
     const tool = toolSpan(e, startNs, status);
-    const execution = draftOf(
-      e,
-      { ...pick(e.attributes, IDENTITY), ...STEP_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) },
-      {
-        spanId: executionSpanIdOf(tool.spanId),
-        parentSpanId: tool.spanId,
-        name: 'claude_code.tool.execution',
-        startNs,
-        endNs,
-        status,
-      },
-    );
+    const attributes = { ...pick(e.attributes, IDENTITY), ...STEP_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) };
+    const execution = { spanId: executionSpanIdOf(tool.spanId), parentSpanId: tool.spanId, startNs, endNs, status };
     return {
-      spans: [tool, execution],
+      spans: [tool, draftOf(e, attributes, { ...execution, name: 'claude_code.tool.execution' })],
       contribution: failed ? toolFailure(e, `failed: ${error ?? 'error'}`) : { toolCalls: 1, errors: 0 },
     };
   },
@@ -513,16 +477,9 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
       duration_ms: Number((endNs - startNs) / NS_PER_MS),
     };
     const status = errors > 0 ? { code: StatusCode.ERROR, message: `${errors} hook(s) failed` } : undefined;
+    const hook = { spanId: spanIdFor('hook', eventIdentity(e)), name: 'claude_code.hook', startNs, endNs, status };
     return {
-      spans: [
-        draftOf(e, attributes, {
-          spanId: spanIdFor('hook', eventIdentity(e)),
-          name: 'claude_code.hook',
-          startNs,
-          endNs,
-          status,
-        }),
-      ],
+      spans: [draftOf(e, attributes, hook)],
       contribution:
         errors > 0
           ? { errors: 1, problem: problemOf(e, `hook ${str(e.attributes['hook_name'])} failed (${errors})`) }
@@ -548,7 +505,7 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
     if (numberOf(a['event.sequence']) === undefined) return { spans: [response], completion: text };
     const answer = {
       'gen_ai.completion': text,
-      'gen_ai.output.messages': outputMessages(text),
+      'gen_ai.output.messages': textMessages('assistant', text),
       ...prefixed(e, ['response']),
     };
     return { spans: [{ ...response, fold: { into: request ?? ROOT, attributes: answer } }], completion: text };
@@ -603,7 +560,7 @@ export function mapEvent(event: ClaudeEvent): EventOutcome {
 
 /** What went wrong in an event, for its turn's root: in order, the same tool call failing again told as such (problems.ts). */
 export interface Problem {
-  /** event.sequence, or the time in ns when there is none: the list's order. */
+  /** event.sequence, or the time in ms when there is none: the list's order. */
   order: number;
   text: string;
   /** Tool name and input: failures with equal keys are the same call failing again. */
@@ -624,12 +581,8 @@ function problemOf(e: ClaudeEvent, what: string, repeat?: string): Problem {
 }
 
 /** A failed tool call's contribution; its identity (tool name and input) tells repeats. */
-const toolFailure = (e: ClaudeEvent, what: string): Contribution => ({
-  toolCalls: 1,
-  errors: 1,
-  problem: problemOf(
-    e,
-    `${str(e.attributes['tool_name'])} ${what}`,
-    `${str(e.attributes['tool_name'])} ${str(e.attributes['tool_input']) || str(e.attributes['tool_parameters'])}`,
-  ),
-});
+function toolFailure(e: ClaudeEvent, what: string): Contribution {
+  const tool = str(e.attributes['tool_name']);
+  const input = str(e.attributes['tool_input']) || str(e.attributes['tool_parameters']);
+  return { toolCalls: 1, errors: 1, problem: problemOf(e, `${tool} ${what}`, `${tool} ${input}`) };
+}
