@@ -22,12 +22,10 @@
  * |                | root, and said so                                                         |
  *
  * The rules are applied in Redis, where the evidence is (lua/subagents.lua: A.merge, A.link,
- * A.place), in the script that applies each batch (batch.lua). Until a subagent is placed its
- * spans are held there; once placed, each is handed back when nothing may still fold into it
- * (subagents.lua, ready: an LLM call once the number after it, its answer's, has come) and sent
- * in the call's trace (placedSpans, below), those with no parent of their own under the call's
- * `claude_code.tool.execution`; the commit forgets those sent (A.forget). Each carries the
- * agent's id and type (`gen_ai.agent.id`, `gen_ai.agent.name`) and the rule that placed it.
+ * A.place). Until a subagent is placed its spans are held there; once placed, each is handed back
+ * when nothing may still fold into it (subagents.lua, ready) and sent in the call's trace
+ * (placedSpans, below), under the call's `claude_code.tool.execution` unless it has a parent of
+ * its own, with the agent's id and type (`gen_ai.agent.id`, `gen_ai.agent.name`) and the rule.
  */
 import { attributesToRecord, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { sequenceOf, stringOf, type ClaudeEvent } from './events';
@@ -40,18 +38,13 @@ import { cut, eventInputFact, heldWithInputs, type InputFact } from './inputs';
 /** Tool names of the call that starts a subagent (Agent in 2.1.3xx, Task before). */
 const AGENT_TOOLS = new Set(['Agent', 'Task']);
 
-/** An Agent tool call, as lua/subagents.lua (A.merge) keeps it. */
+/** An Agent tool call, as lua/subagents.lua keeps it (A.merge says what each field is). */
 export interface AgentCall {
-  /** Its tool_use_id. */
   id: string;
-  /** The agent that made the call: '' for the main agent. */
   caller: string;
-  /** The interaction (prompt key) it was made in. */
   key: string;
-  /** event.sequence of its tool_decision and tool_result. */
   d?: number;
   r?: number;
-  /** It started a background agent (run_in_background). */
   bg?: boolean;
   /** Its input was readable (OTEL_LOG_TOOL_DETAILS): `bg` can be trusted. */
   detail?: boolean;
@@ -60,17 +53,14 @@ export interface AgentCall {
   prompt?: string;
 }
 
-/** A subagent seen, as lua/subagents.lua (A.merge) keeps it: event.sequence of its first and last events. */
+/** A subagent seen, as lua/subagents.lua keeps it (A.merge says what each field is). */
 export interface AgentSeen {
   id: string;
   parent: string;
-  /** The prompt key of its first event. */
   key: string;
   first: number;
   last: number;
-  /** event.sequence of its subagent_completed. */
   completed?: number;
-  /** event.sequence of its first api_request: the call its Agent call's prompt went to. */
   call?: number;
   type?: string;
 }
@@ -91,19 +81,12 @@ export interface HeldCallPart {
   from?: number;
 }
 /** A held call handed back (M.put, M.due): its span and totals, those that are there. */
-export interface HeldCall {
-  session: string;
-  call: string;
-  span?: string;
-  totals?: string;
-}
-/** A subagent's totals held for its Agent call (A.place): where the subagent was placed, to draw them as their own row if the span went without them. */
-interface CallTotals {
-  agent: string;
-  at: PlacedAt;
-  /** JSON HeldAgentSpan: a fold onto the call's tool span. */
-  held: string;
-}
+export type HeldCall = Pick<HeldCallPart, 'session' | 'call'> & { span?: string; totals?: string };
+/**
+ * A subagent's totals held for its Agent call (A.place): `held`, JSON HeldAgentSpan, a fold onto
+ * the call's tool span; `at`, where the subagent was placed, to draw them as a row of their own.
+ */
+type CallTotals = { agent: string; at: PlacedAt; held: string };
 /**
  * An Agent call the main agent made, by its tool_use_id (from its tool_result): its tool span
  * is held to meet its subagent's totals (M.put). A background call's (run_in_background,
@@ -137,14 +120,8 @@ export function heldCallSpans(calls: HeldCall[]): ResourceSpans[] {
   });
 }
 
-/** A span of a subagent's event, held until the subagent is placed. */
-export interface AgentSpan {
-  session: string;
-  agent: string;
-  spanId: string;
-  /** JSON HeldAgentSpan. */
-  held: string;
-}
+/** A span of a subagent's event (`held`: JSON HeldAgentSpan), held until the subagent is placed. */
+export type AgentSpan = { session: string; agent: string; spanId: string; held: string };
 export interface HeldAgentSpan extends HeldSpan {
   /** Its own parent, when it has one (a tool's execution under its tool, say). */
   parent?: string;

@@ -1,9 +1,7 @@
 /**
- * Folds: events that are no row of their own (mapping.ts says which, and onto what) put their
- * attributes onto the span they belong to. A fold whose span is at hand (in the same batch, or
- * held in Redis with it) is merged into it; one onto the root goes into the root's summary; one
- * whose span is gone already (sent earlier: LLMFlow keeps the first copy of a span) is drawn as
- * the instant span it carries, so nothing an event said is lost.
+ * Folds (mapping.ts says which events fold, and onto what): merged into their span where it is at
+ * hand (in the batch, or held in Redis with it), into the root's summary, or, where their span was
+ * sent already (LLMFlow keeps its first copy), drawn as the instant span they carry.
  */
 import { attributesToRecord, recordToAttributes } from '@ccbridge/otlp';
 import { stringOf, numberOf, type Attributes } from './events';
@@ -45,10 +43,7 @@ export const heldOrder = (h: HeldSpan): number =>
   numberOf(attributesToRecord(h.attributes.filter((kv) => kv.key === 'event.sequence'))['event.sequence']) ?? 0;
 
 /** A held span as drawn: a fold not merged is its own instant span. */
-export const unfolded = (h: HeldSpan): HeldSpan => {
-  const { fold: _, ...span } = h;
-  return span;
-};
+export const unfolded = ({ fold: _, ...span }: HeldSpan): HeldSpan => span;
 
 /** Merges into a held span (its attributes are OTLP key-values). */
 export const mergeHeld = (target: HeldSpan, attributes: Attributes): void => {

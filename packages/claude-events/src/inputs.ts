@@ -37,10 +37,7 @@ export interface InputFact {
 }
 
 /** The turn's prompt: the main chain's first call's input. */
-export interface TurnPrompt {
-  seq: number;
-  text?: string;
-}
+export type TurnPrompt = { seq: number; text?: string };
 
 /** Text as a fact keeps it: at most INPUT_MAX characters, and how long it was when cut. */
 export const cut = (text: string | undefined): string | undefined =>
@@ -222,10 +219,8 @@ export function batchInputs(events: ClaudeEvent[], keys: (string | undefined)[])
 }
 
 /**
- * Held LLM spans with their inputs added, where the facts (stored ones, and those the held spans
- * themselves tell) make them known: at a turn's root, or when a subagent is placed, all that
- * will be known is. `first` is the input of a subagent's first call (its Agent call's prompt),
- * given with that call's event.sequence.
+ * Held LLM spans with their inputs added from the facts, stored and their own (at a turn's root or
+ * a subagent's placement, all that will be known is); `first`: a subagent's first call's input.
  */
 export function heldWithInputs(
   held: HeldSpan[],

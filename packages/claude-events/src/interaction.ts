@@ -26,10 +26,7 @@ import { draftOrder, foldWithin, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
 import { batchInputs, heldWithInputs, turnPromptOf, withInput, type InputFact } from './inputs';
 
-/**
- * Where events that are no row of their own go (BRIDGE_EVENT_ROWS): `fold` onto the rows they
- * belong to (mapping.ts), `each` as spans of their own (every event a row, as before).
- */
+/** Where events that are no row of their own go (BRIDGE_EVENT_ROWS): `fold` onto their rows, or `each` its own span. */
 export type EventRows = 'fold' | 'each';
 
 /** Nanosecond times as fixed-width decimal strings, so Redis (Lua) can compare them as text. */
@@ -71,19 +68,10 @@ export interface TurnUpdate {
 export const SENT = '-';
 
 /** The event.sequence numbers a batch holds for one session: [sequence, ms], as text. */
-export interface SequenceMarks {
-  session: string;
-  marks: [string, string][];
-}
+export type SequenceMarks = { session: string; marks: [string, string][] };
 
-/** A pending (start-up) span: a session-level event's, before any prompt of its session (docs/GLOSSARY.md). */
-export interface PendingSpan {
-  session: string;
-  /** Its span id. */
-  id: string;
-  /** JSON HeldSpan. */
-  span: string;
-}
+/** A pending (start-up) span, JSON HeldSpan: a session-level event's, before any prompt of its session (docs/GLOSSARY.md). */
+export type PendingSpan = { session: string; id: string; span: string };
 
 export interface BatchPlan {
   /** Child spans, ready to export. */
@@ -239,15 +227,13 @@ export function planBatch(
   return { resourceSpans, agentSpans, calls, updates: [...updates.values()], sequences, pending, spans, unassigned };
 }
 
-/** Events Claude Code logs right after an `api_request`, in one synchronous step, about its reply. */
+/** Events Claude Code logs right after an `api_request`, at the next numbers, about its reply (docs/CLAUDE_CODE_EVENTS.md). */
 const ANSWER_EVENTS = new Set(['assistant_response', 'api_response_body']);
 
 /**
- * The LLM spans of a batch whose answer may still be coming: Claude Code logs an answer's
- * `assistant_response` (and, with raw bodies on, its `api_response_body`) right after its
- * `api_request`, at the next event.sequence numbers (docs/CLAUDE_CODE_EVENTS.md). A request
- * waits, with its turn's root, unless the batch holds the numbers after it up to the first event
- * that is none of those, and the request body its reply names.
+ * The LLM spans of a batch whose answer may still be coming: a request waits, with its turn's
+ * root, unless the batch holds the numbers after it up to the first event that is no answer
+ * event, and the request body its reply names.
  */
 function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
   const place = (e: ClaudeEvent, seq: number) =>

@@ -326,11 +326,7 @@ function hookOutcome(a: Attributes): string {
   return 'success';
 }
 
-/**
- * Fields every event of a turn carries alike (its session, prompt and user, where it ran) and
- * its name: the base of what a folded event does not repeat on its target (SHARED below) or on
- * the root (folds.ts).
- */
+/** Fields every event of a turn carries alike, and its name: what a fold does not repeat (SHARED; folds.ts ROOT_SHARED). */
 export const COMMON_FIELDS = [
   'session.id',
   'prompt.id',

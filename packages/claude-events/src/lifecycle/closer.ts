@@ -44,8 +44,7 @@ export class TurnCloser {
 
   /**
    * Draws what is due in the given shards (every shard when omitted); returns how many roots.
-   * With `timers: false` (a job that just completed turns) only evidence counts: no timer is
-   * let run out, so the queue's backlog need not be asked; the next timer round sees to those.
+   * With `timers: false` (a job that just completed turns) only evidence counts; timers are the next round's.
    */
   async closeDue(
     shards: number[] = this.options.store.shardNumbers(),
