@@ -1,10 +1,8 @@
 /**
- * Claude Code events out of OTLP log batches.
- *
- * Claude Code logs each event as a log record whose body is `claude_code.<name>` and whose
- * attributes carry `event.name`, `event.timestamp`, `event.sequence`, `session.id`,
- * `prompt.id` and the event's own fields. Records that are not Claude Code events are counted
- * and passed over: the bridge draws Claude Code sessions, not arbitrary logs.
+ * Claude Code events out of OTLP log batches: Claude Code logs each as a record whose body is
+ * `claude_code.<name>` and whose attributes carry `event.name`, `event.timestamp`,
+ * `event.sequence`, `session.id`, `prompt.id` and its own fields. Other records are counted and
+ * passed over: the bridge draws Claude Code sessions, not arbitrary logs.
  */
 import {
   attributesToRecord,
