@@ -5,11 +5,20 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
-import { DEFAULT_LIFECYCLE, type AgentCall, type AgentLink, type AgentSeen } from '@ccbridge/claude-events';
+import { DEFAULT_LIFECYCLE, type AgentCall, type AgentSeen, type Rule } from '@ccbridge/claude-events';
 import { scriptSource, shardKeys } from '@ccbridge/redis';
 
 const LUA = path.join(__dirname, '..', '..', 'packages', 'claude-events', 'lua');
 const SOURCE = `${scriptSource(LUA, 'subagents.lua')}\n${readFileSync(path.join(__dirname, 'link-probe.lua'), 'utf8')}`;
+
+/** A link A.link records: which call started a subagent, by which rule (lua/subagents.lua `links`). */
+export interface AgentLink {
+  /** The call's tool_use_id; '' for `root`. */
+  call: string;
+  rule: Rule;
+  /** For `root`: the prompt key whose root it goes under. */
+  key?: string;
+}
 
 export interface LinkState {
   session: string;

@@ -10,11 +10,10 @@ import {
   sequenceMarksOf,
   sequenceOf,
   type AgentCall,
-  type AgentLink,
   type AgentSeen,
   type ClaudeEvent,
 } from '@ccbridge/claude-events';
-import { linksOf, type LinkState } from '../support/link-probe';
+import { linksOf, type AgentLink, type LinkState } from '../support/link-probe';
 import { useRedis } from '../support/per-file';
 
 const peers = useRedis();

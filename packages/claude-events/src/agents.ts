@@ -22,12 +22,10 @@
  * |                | root, and said so                                                         |
  *
  * The rules are applied in Redis, where the evidence is (lua/subagents.lua: A.merge, A.link,
- * A.place), in the script that applies each batch (batch.lua). Until a subagent is placed its
- * spans are held there; once placed, each is handed back when nothing may still fold into it
- * (subagents.lua, ready: an LLM call once the number after it, its answer's, has come) and sent
- * in the call's trace (placedSpans, below), those with no parent of their own under the call's
- * `claude_code.tool.execution`; the commit forgets those sent (A.forget). Each carries the
- * agent's id and type (`gen_ai.agent.id`, `gen_ai.agent.name`) and the rule that placed it.
+ * A.place). Until a subagent is placed its spans are held there; once placed, each is handed back
+ * when nothing may still fold into it (subagents.lua, ready) and sent in the call's trace
+ * (placedSpans, below), under the call's `claude_code.tool.execution` unless it has a parent of
+ * its own, with the agent's id and type (`gen_ai.agent.id`, `gen_ai.agent.name`) and the rule.
  */
 import { attributesToRecord, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { sequenceOf, stringOf, type ClaudeEvent } from './events';
@@ -40,16 +38,13 @@ import { cut, eventInputFact, heldWithInputs, type InputFact } from './inputs';
 /** Tool names of the call that starts a subagent (Agent in 2.1.3xx, Task before). */
 const AGENT_TOOLS = new Set(['Agent', 'Task']);
 
+/** An Agent tool call, as lua/subagents.lua keeps it (A.merge says what each field is). */
 export interface AgentCall {
   id: string;
-  /** The agent that made the call: '' for the main agent. */
   caller: string;
-  /** The interaction (prompt key) it was made in. */
   key: string;
-  /** event.sequence of its tool_decision and tool_result. */
   d?: number;
   r?: number;
-  /** It started a background agent (run_in_background). */
   bg?: boolean;
   /** Its input was readable (OTEL_LOG_TOOL_DETAILS): `bg` can be trusted. */
   detail?: boolean;
@@ -58,30 +53,21 @@ export interface AgentCall {
   prompt?: string;
 }
 
+/** A subagent seen, as lua/subagents.lua keeps it (A.merge says what each field is). */
 export interface AgentSeen {
   id: string;
   parent: string;
-  /** The prompt key of its first event. */
   key: string;
   first: number;
   last: number;
-  /** event.sequence of its subagent_completed. */
   completed?: number;
-  /** event.sequence of its first api_request: the call its Agent call's prompt went to. */
   call?: number;
   type?: string;
 }
 
 export type Rule = 'notification' | 'completion' | 'only_open' | 'root';
-export interface AgentLink {
-  /** The call's tool_use_id; '' for `root`. */
-  call: string;
-  rule: Rule;
-  /** For `root`: the prompt key whose root it goes under. */
-  key?: string;
-}
 
-/** A part of a held Agent call (lua/subagents.lua M.put): its tool span or its subagent's totals, as JSON. */
+/** A part of a held Agent call (lua/subagents.lua M.put says when each goes): its tool span or its subagent's totals, as JSON. */
 export interface HeldCallPart {
   session: string;
   call: string;
@@ -90,32 +76,17 @@ export interface HeldCallPart {
   json: string;
   /** A span that waits for its totals (a background call's); else it is sent at once, with them if they are there. */
   wait?: boolean;
-  /**
-   * A foreground call's: its tool_result's mark ("seq:ms") and when the call began (ms). Its
-   * subagent's totals are logged just before the result; it goes without them only once that
-   * number has come from its process (M.put, L.precedes).
-   */
+  /** A foreground call's: its tool_result's mark ("seq:ms") and when the call began (ms). */
   result?: string;
   from?: number;
 }
 /** A held call handed back (M.put, M.due): its span and totals, those that are there. */
-export interface HeldCall {
-  session: string;
-  call: string;
-  span?: string;
-  totals?: string;
-}
+export type HeldCall = Pick<HeldCallPart, 'session' | 'call'> & { span?: string; totals?: string };
 /**
- * A subagent's totals held for its Agent call (lua/subagents.lua A.place): its held span (a fold
- * onto the call's tool span) and where the subagent was placed, to draw them as their own row
- * when the span went without them.
+ * A subagent's totals held for its Agent call (A.place): `held`, JSON HeldAgentSpan, a fold onto
+ * the call's tool span; `at`, where the subagent was placed, to draw them as a row of their own.
  */
-interface CallTotals {
-  agent: string;
-  at: PlacedAt;
-  /** JSON HeldAgentSpan. */
-  held: string;
-}
+type CallTotals = { agent: string; at: PlacedAt; held: string };
 /**
  * An Agent call the main agent made, by its tool_use_id (from its tool_result): its tool span
  * is held to meet its subagent's totals (M.put). A background call's (run_in_background,
@@ -130,16 +101,10 @@ export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean
   return { call, background: callInput(e)['run_in_background'] === true, seq: sequenceOf(e) };
 }
 
-/** Merges a held fold into a span still to be sent (the span's own values stay). */
-function mergeInto(span: Span, fold: HeldSpan): void {
-  span.attributes = recordToAttributes({ ...fold.fold!.attributes, ...attributesToRecord(span.attributes) });
-}
-
-/** The spans to send for held calls handed back (lua/subagents.lua M.put, M.due): each call's span with its totals, or what is there alone. */
+/** The spans to send for held calls handed back: each call's span with its totals merged under its own values, or what is there alone. */
 export function heldCallSpans(calls: HeldCall[]): ResourceSpans[] {
   return calls.flatMap((c) => {
     const totals = c.totals ? (JSON.parse(c.totals) as CallTotals) : undefined;
-    const fold = totals && (JSON.parse(totals.held) as HeldAgentSpan);
     if (!c.span) {
       if (!totals) return [];
       // Its span went without them: a row of their own, under the call's execution.
@@ -147,32 +112,25 @@ export function heldCallSpans(calls: HeldCall[]): ResourceSpans[] {
       return placedSpans(placement, totals.agent, [totals.held]).spans;
     }
     const span = JSON.parse(c.span) as ResourceSpans;
-    if (fold) for (const ss of span.scopeSpans ?? []) for (const s of ss.spans ?? []) mergeInto(s, fold);
+    const fold = totals && (JSON.parse(totals.held) as HeldAgentSpan).fold;
+    if (fold)
+      for (const s of (span.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []))
+        s.attributes = recordToAttributes({ ...fold.attributes, ...attributesToRecord(s.attributes) });
     return [span];
   });
 }
 
-/** A span of a subagent's event, held until the subagent is placed. */
-export interface AgentSpan {
-  session: string;
-  agent: string;
-  spanId: string;
-  /** JSON HeldAgentSpan. */
-  held: string;
-}
-interface HeldAgentSpan extends HeldSpan {
+/** A span of a subagent's event (`held`: JSON HeldAgentSpan), held until the subagent is placed. */
+export type AgentSpan = { session: string; agent: string; spanId: string; held: string };
+export interface HeldAgentSpan extends HeldSpan {
   /** Its own parent, when it has one (a tool's execution under its tool, say). */
   parent?: string;
   resource: KeyValue[];
-  /**
-   * An LLM call whose answer may still come: its own event's mark ("seq:ms"). It is not sent
-   * before the number after it has come from its process (lua/subagents.lua A.place, L.follows),
-   * so its answer folds into it.
-   */
+  /** An LLM call whose answer may still come: its own event's mark ("seq:ms"); it waits for the number after it (L.follows). */
   waitsAfter?: string;
 }
 
-/** What a batch says about one session's subagents (the input of lua/subagents.lua A.merge). */
+/** What a batch says about one session's subagents: the input of lua/subagents.lua A.merge. */
 export interface SessionAgents {
   session: string;
   calls: AgentCall[];
@@ -213,21 +171,19 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
     const agent = stringOf(e.attributes['agent_id']);
     const seq = sequenceOf(e);
     const tool = stringOf(e.attributes['tool_name']);
-    if (tool && AGENT_TOOLS.has(tool) && (e.name === 'tool_decision' || e.name === 'tool_result')) {
-      const id = stringOf(e.attributes['tool_use_id']);
+    const id = stringOf(e.attributes['tool_use_id']);
+    if (tool && AGENT_TOOLS.has(tool) && (e.name === 'tool_decision' || e.name === 'tool_result') && id) {
       const input = callInput(e);
-      if (id) {
-        of(session).calls.push({
-          id,
-          caller: agent ?? '',
-          key,
-          ...(seq !== undefined && (e.name === 'tool_decision' ? { d: seq } : { r: seq })),
-          ...(input['run_in_background'] === true && { bg: true }),
-          ...(Object.keys(input).length > 0 && { detail: true }),
-          ...(typeof input['subagent_type'] === 'string' && { type: input['subagent_type'] }),
-          ...(typeof input['prompt'] === 'string' && { prompt: cut(input['prompt']) }),
-        });
-      }
+      of(session).calls.push({
+        id,
+        caller: agent ?? '',
+        key,
+        ...(seq !== undefined && (e.name === 'tool_decision' ? { d: seq } : { r: seq })),
+        ...(input['run_in_background'] === true && { bg: true }),
+        ...(Object.keys(input).length > 0 && { detail: true }),
+        ...(typeof input['subagent_type'] === 'string' && { type: input['subagent_type'] }),
+        ...(typeof input['prompt'] === 'string' && { prompt: cut(input['prompt']) }),
+      });
     }
     const fact = agent ? eventInputFact(e) : undefined;
     if (agent && fact) of(session).inputs.push([agent, String(fact.seq), JSON.stringify(fact)]);
@@ -244,32 +200,14 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
         ...(type && { type }),
       });
     }
+    // A prompt can decide a subagent's place even when nothing else in its batch is about
+    // subagents: a notification names its call, or a later prompt lets rule `root` place it.
     if (e.name === 'user_prompt') {
-      // A prompt can decide a subagent's place even when nothing else in its batch is about
-      // subagents: a notification names its call, or a later prompt lets rule `root` place it.
       const facts = of(session);
       for (const m of (stringOf(e.attributes['prompt']) ?? '').matchAll(NOTIFICATION)) facts.notes.push([m[1]!, m[2]!]);
     }
   });
   return bySession;
-}
-
-/** A held span of a subagent's event (its draft, its resource, its own parent if any). */
-export function heldAgentSpan(
-  session: string,
-  agent: string,
-  span: HeldSpan,
-  parent: string | undefined,
-  resource: KeyValue[],
-  waitsAfter?: string,
-): AgentSpan {
-  const held: HeldAgentSpan = {
-    ...span,
-    resource,
-    ...(parent && { parent }),
-    ...(waitsAfter !== undefined && { waitsAfter }),
-  };
-  return { session, agent, spanId: span.spanId, held: JSON.stringify(held) };
 }
 
 /** Where a placed subagent's spans go: the trace (its prompt key) and the parent span. */
@@ -289,27 +227,22 @@ export interface Placement {
   awaitingPrompt?: number;
   /** The subagent's calls and tool results kept so far: its calls' inputs. */
   inputs: InputFact[];
-  /** The main agent made the call: its tool span meets the subagent's totals (lua/subagents.lua M.put). */
-  mainCall?: boolean;
 }
 
 /**
  * Where lua/subagents.lua found a subagent goes (it alone decides whether, and where, a subagent
- * can be placed): the trace of prompt key `key`, under Agent call `call` (none for `root`).
+ * can be placed; A.place says what each field is).
  */
 export interface PlacedAt {
   rule: Rule;
   key: string;
   call?: string;
   type?: string;
-  /** The call's prompt, and the event.sequence of the subagent's first LLM call. */
   prompt?: string;
   first?: number;
-  /** The call's tool_result has come (what it tells of the call's input is known). */
   result?: boolean;
-  /** The subagent's calls and tool results kept so far (JSON InputFact). */
+  /** JSON InputFact. */
   inputs?: string[];
-  /** The agent that made the call ('' the main agent, whose Agent calls' spans meet their totals: M.put). */
   caller?: string;
 }
 
@@ -318,14 +251,12 @@ export function placementOf(session: string, at: PlacedAt): Placement {
   const inputs = (Array.isArray(at.inputs) ? at.inputs : []).map((f) => JSON.parse(f) as InputFact);
   if (at.rule === 'root' || !at.call)
     return { traceKey: at.key, parentSpanId: rootSpanIdFor(at.key), rule: at.rule, inputs };
-  const parentSpanId = toolExecutionSpanIdFor(session, at.call);
   return {
     traceKey: at.key,
-    parentSpanId,
+    parentSpanId: toolExecutionSpanIdFor(session, at.call),
     callSpanId: toolSpanIdFor(session, at.call),
     rule: at.rule,
     inputs,
-    ...(at.caller === '' && { mainCall: true }),
     ...(at.type && { type: at.type }),
     ...(at.prompt !== undefined && at.first !== undefined && { prompt: { text: at.prompt, seq: at.first } }),
     ...(at.prompt === undefined && !at.result && at.first !== undefined && { awaitingPrompt: at.first }),
@@ -348,25 +279,21 @@ export function placedSpans(
   const parsed = held.map((raw) => JSON.parse(raw) as HeldAgentSpan);
   const { spans: all, unresolved } = foldWithin(parsed, mergeHeld, heldOrder);
   const waiting = all.find((h) => h.name === 'claude_code.llm_request' && heldOrder(h) === placement.awaitingPrompt);
-  const spans = all.filter((h) => h !== waiting);
   const merged = parsed
     .filter((h) => h.fold && !unresolved.includes(h) && h.fold.into !== waiting?.spanId)
     .map((h) => h.spanId);
   // Its LLM calls' inputs (inputs.ts): its tool results, kept and at hand, and its call's prompt.
   heldWithInputs(all, placement.inputs, undefined, placement.prompt && { chain: agent, ...placement.prompt });
   const callFolds = placement.callSpanId ? unresolved.filter((h) => h.fold!.into === AGENT_CALL) : [];
-  for (const h of [
-    ...spans,
-    ...unresolved.filter((u) => !callFolds.includes(u)).map((u) => unfolded(u) as HeldAgentSpan),
-  ]) {
+  const extra: Record<string, string> = { 'gen_ai.agent.id': agent, 'claude_code.agent.placement': placement.rule };
+  if (placement.type) extra['gen_ai.agent.name'] = placement.type;
+  const own = unresolved.filter((u) => !callFolds.includes(u)).map((u) => unfolded(u) as HeldAgentSpan);
+  const traceId = traceIdFor(placement.traceKey);
+  for (const h of [...all.filter((h) => h !== waiting), ...own]) {
     const resourceKey = JSON.stringify(h.resource);
     let group = byResource.get(resourceKey);
     if (!group) byResource.set(resourceKey, (group = { resource: h.resource, spans: [] }));
-    const extra: Record<string, string> = { 'gen_ai.agent.id': agent, 'claude_code.agent.placement': placement.rule };
-    if (placement.type) extra['gen_ai.agent.name'] = placement.type;
-    group.spans.push(
-      spanOfHeld(traceIdFor(placement.traceKey), h.parent ?? placement.parentSpanId, h, recordToAttributes(extra)),
-    );
+    group.spans.push(spanOfHeld(traceId, h.parent ?? placement.parentSpanId, h, recordToAttributes(extra)));
   }
   return { spans: [...byResource.values()].map((g) => resourceSpansOf(g.resource, g.spans)), callFolds, merged };
 }

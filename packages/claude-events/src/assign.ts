@@ -1,18 +1,11 @@
 /**
- * Which turn each event belongs to (its turn key; docs/GLOSSARY.md).
- *
- * Claude Code 2.x puts `prompt.id` on every event of an interaction; that is the key. It leaves
- * it off only before a process's first prompt (start-up: `plugin_loaded`, `hook_registered`,
- * SessionStart hooks; docs/CLAUDE_CODE_EVENTS.md), so such an event, numbered by
- * `event.sequence`, belongs to the session's first prompt at or after its time: the one its
- * process is starting up for (a resumed session's second process included), once every number
- * between the event and that prompt has come (another process's prompt may arrive first). That
- * prompt is found in one place, lua/turns.lua (T.apply, adopt), where the session's whole
- * timeline and its numbers are: here such an event gets no key, and its span is a pending span
- * until then. Events of older Claude Code (no prompt.id, no event.sequence) belong to the
- * interaction under way at their time: the latest prompt that started before them, or the first
- * one. A session's prompts are its timeline, kept in Redis (store.ts) and extended by the
- * prompts in the batch at hand.
+ * Which turn each event belongs to (its turn key; docs/GLOSSARY.md): its `prompt.id`, which
+ * Claude Code 2.x puts on every event but those before a process's first prompt (start-up;
+ * docs/CLAUDE_CODE_EVENTS.md). Such a numbered event gets no key here: lua/turns.lua (T.apply,
+ * adopt), where the session's timeline and numbers are, finds the prompt its process started up
+ * for, and until then its span is pending. Events of older Claude Code (no prompt.id, no
+ * event.sequence) belong to the turn under way at their time in the session's timeline (its
+ * prompts, kept in Redis and extended by the batch's): the latest prompt before them, or the first.
  */
 import { msOf, sequenceOf, stringOf, type ClaudeEvent } from './events';
 

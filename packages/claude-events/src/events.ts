@@ -1,10 +1,8 @@
 /**
- * Claude Code events out of OTLP log batches.
- *
- * Claude Code logs each event as a log record whose body is `claude_code.<name>` and whose
- * attributes carry `event.name`, `event.timestamp`, `event.sequence`, `session.id`,
- * `prompt.id` and the event's own fields. Records that are not Claude Code events are counted
- * and passed over: the bridge draws Claude Code sessions, not arbitrary logs.
+ * Claude Code events out of OTLP log batches: Claude Code logs each as a record whose body is
+ * `claude_code.<name>` and whose attributes carry `event.name`, `event.timestamp`,
+ * `event.sequence`, `session.id`, `prompt.id` and its own fields. Other records are counted and
+ * passed over: the bridge draws Claude Code sessions, not arbitrary logs.
  */
 import {
   attributesToRecord,
@@ -28,12 +26,6 @@ export interface ClaudeEvent {
   traced: boolean;
 }
 
-export interface ExtractedEvents {
-  events: ClaudeEvent[];
-  /** Log records that are not Claude Code events. */
-  foreign: number;
-}
-
 const PREFIX = 'claude_code.';
 
 function eventNameOf(record: LogRecord, attributes: Attributes): string | undefined {
@@ -51,14 +43,15 @@ export const NS_PER_MS = 1_000_000n;
 export const msOf = (e: ClaudeEvent): number => Number(e.timeNs / NS_PER_MS);
 
 /**
- * An event's event.sequence, if it has a usable one: a whole number from 0 up (Claude Code
+ * The event.sequence in attributes, if it is a usable one: a whole number from 0 up (Claude Code
  * numbers a process's events from 0), as a number or numeric text. Anything else (negative,
  * fractional, not a number) is no sequence number: the event is treated as one without it.
  */
-export function sequenceOf(e: ClaudeEvent): number | undefined {
-  const n = numberOf(e.attributes['event.sequence']);
+export function sequenceIn(a: Attributes): number | undefined {
+  const n = numberOf(a['event.sequence']);
   return n !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
+export const sequenceOf = (e: ClaudeEvent): number | undefined => sequenceIn(e.attributes);
 
 const hasTraceContext = (record: LogRecord) => !!record.traceId && /[^0]/.test(record.traceId);
 
@@ -71,7 +64,8 @@ function timeOf(record: LogRecord, attributes: Attributes): bigint {
   return BigInt(Number.isFinite(ms) ? ms : Date.now()) * NS_PER_MS;
 }
 
-export function claudeEventsOf(request: ExportLogsRequest): ExtractedEvents {
+/** The Claude Code events of a logs request, and how many of its records are not (`foreign`). */
+export function claudeEventsOf(request: ExportLogsRequest): { events: ClaudeEvent[]; foreign: number } {
   const events: ClaudeEvent[] = [];
   let foreign = 0;
   for (const rl of request.resourceLogs ?? []) {

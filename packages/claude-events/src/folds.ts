@@ -1,19 +1,14 @@
 /**
- * Folds: events that are no row of their own (mapping.ts says which, and onto what) put their
- * attributes onto the span they belong to. A fold whose span is at hand (in the same batch, or
- * held in Redis with it) is merged into it; one onto the root goes into the root's summary; one
- * whose span is gone already (sent earlier: LLMFlow keeps the first copy of a span) is drawn as
- * the instant span it carries, so nothing an event said is lost.
+ * Folds (mapping.ts says which events fold, and onto what): merged into their span where it is at
+ * hand (in the batch, or held in Redis with it), into the root's summary, or, where their span was
+ * sent already (LLMFlow keeps its first copy), drawn as the instant span they carry.
  */
 import { attributesToRecord, recordToAttributes } from '@ccbridge/otlp';
 import { stringOf, numberOf, type Attributes } from './events';
-import { COMMON_FIELDS, ROOT, type Fold, type SpanDraft } from './mapping';
+import { COMMON_FIELDS, ROOT, type SpanDraft } from './mapping';
 import type { HeldSpan } from './spans';
 
-interface Foldable {
-  spanId: string;
-  fold?: Fold;
-}
+type Foldable = Pick<SpanDraft, 'spanId' | 'fold'>;
 
 /**
  * Merges each fold whose target is in `items` into it (via `merge`), in the order `orderOf`
@@ -42,21 +37,13 @@ export function foldWithin<T extends Foldable>(
   return { spans: items.filter((i) => !i.fold), unresolved };
 }
 
-/** Merges into a draft: what the fold says is added to it, a later fold's value over an earlier one's. */
-export const mergeDraft = (target: SpanDraft, attributes: Attributes): void => {
-  target.attributes = { ...target.attributes, ...attributes };
-};
-
 /** The event.sequence of a draft or a held span: the order folds are merged in. */
 export const draftOrder = (d: SpanDraft): number => numberOf(d.attributes['event.sequence']) ?? 0;
 export const heldOrder = (h: HeldSpan): number =>
   numberOf(attributesToRecord(h.attributes.filter((kv) => kv.key === 'event.sequence'))['event.sequence']) ?? 0;
 
 /** A held span as drawn: a fold not merged is its own instant span. */
-export const unfolded = (h: HeldSpan): HeldSpan => {
-  const { fold: _, ...span } = h;
-  return span;
-};
+export const unfolded = ({ fold: _, ...span }: HeldSpan): HeldSpan => span;
 
 /** Merges into a held span (its attributes are OTLP key-values). */
 export const mergeHeld = (target: HeldSpan, attributes: Attributes): void => {
@@ -97,9 +84,7 @@ export function rootSummaryOf(events: Attributes[]): Attributes {
   });
   const named = (n: string) => events.filter((a) => a['event.name'] === n);
   const out: Attributes = { 'claude_code.interaction.events': lines };
-  const plugins = named('plugin_loaded')
-    .map((a) => stringOf(a['plugin.name']))
-    .filter((x): x is string => !!x);
+  const plugins = named('plugin_loaded').flatMap((a) => stringOf(a['plugin.name']) ?? []);
   if (plugins.length > 0) out['claude_code.startup.plugins'] = plugins;
   const hooks = named('hook_registered').length;
   if (hooks > 0) out['claude_code.startup.hooks_registered'] = hooks;

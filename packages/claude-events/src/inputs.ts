@@ -1,25 +1,22 @@
 /**
  * What each LLM call got as input, told from the events alone (raw API bodies, when logged, say
- * it exactly and win: messages.ts). A call's input is what the model got since the previous call
- * of its chain: the user's prompt for the main agent's first call of a turn, the results of the
- * tools the previous call asked for after that (name, id, input, outcome: the events carry no
- * tool output, only whether it succeeded and how large it was).
+ * it exactly and win: messages.ts): what the model got since the previous call of its chain, the
+ * user's prompt for the main agent's first call of a turn, then the results of the tools the
+ * previous call asked for (name, id, input, outcome: the events carry no tool output).
  *
- * The chains: the main agent's requests (query_source `sdk` or `repl_main_thread`, or none) and
- * each subagent's (`agent_id`, query_source `agent:...`); side requests (titles, compaction, a
- * background agent's summary, ...) belong to none and get no input here. In a chain, the previous
- * call is the one logged before (event.sequence); a tool's `tool_result` (and a refused tool's
- * `tool_decision`) names the `request_id` of the call that asked for it. A result of call P is logged after the call before P was logged (P starts after
- * it) and before the next call N is: so all N needs lies between the chain call two before N (or
- * the turn's prompt) and N, and N's input is certain once every number in between is known.
- *
- * Facts are small: a result keeps its tool's input and error cut to INPUT_MAX characters, so what
- * a turn keeps for its later batches (the `inputs` hash, T.apply in lua/turns.lua) stays bounded in bytes.
+ * The chains: the main agent's requests (isMainThread) and each subagent's (`agent_id`,
+ * query_source `agent:...`); side requests belong to none and get no input. A tool's
+ * `tool_result` (and a refused tool's `tool_decision`) names the `request_id` of the call that
+ * asked for it; a result of call P is logged after the call before P and before the next call N:
+ * so all N needs lies after the chain's call two before N (or the turn's prompt), and N's input is
+ * certain once every number in between is known. Facts keep tool input and error cut to
+ * INPUT_MAX characters, so what a turn keeps for later batches (lua/turns.lua) stays bounded.
  */
 import { attributesToRecord, recordToAttributes, type KeyValue } from '@ccbridge/otlp';
-import { booleanOf, numberOf, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
+import { booleanOf, numberOf, sequenceIn, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { sessionOf } from './assign';
 import { isMainThread, llmSpanIdFor } from './mapping';
+import { textMessages } from './messages';
 import type { HeldSpan } from './spans';
 
 /** Longest tool input or error a fact keeps (characters). */
@@ -40,10 +37,7 @@ export interface InputFact {
 }
 
 /** The turn's prompt: the main chain's first call's input. */
-export interface TurnPrompt {
-  seq: number;
-  text?: string;
-}
+export type TurnPrompt = { seq: number; text?: string };
 
 /** Text as a fact keeps it: at most INPUT_MAX characters, and how long it was when cut. */
 export const cut = (text: string | undefined): string | undefined =>
@@ -56,10 +50,10 @@ export const cut = (text: string | undefined): string | undefined =>
  * gen_ai.prompt): a chain's `api_request`, a `tool_result`, a refused tool's `tool_decision`.
  */
 export function inputFactOf(a: Attributes): InputFact | undefined {
-  const seq = numberOf(a['event.sequence']);
+  const seq = sequenceIn(a);
   const requestId = stringOf(a['request_id']);
   const name = stringOf(a['event.name']);
-  if (seq === undefined || !Number.isSafeInteger(seq) || seq < 0 || !requestId) return undefined;
+  if (seq === undefined || !requestId) return undefined;
   const agent = stringOf(a['agent_id']);
   if (name === 'api_request') {
     // A subagent's own requests are `agent:...`; its side requests (a summary, ...) are in no chain.
@@ -93,13 +87,12 @@ export function inputFactOf(a: Attributes): InputFact | undefined {
 /** The prompt's text as a user message; the tool results as `tool` messages with tool_call_response parts. */
 function promptInput(text: string): Attributes {
   return {
-    'gen_ai.input.messages': JSON.stringify([{ role: 'user', parts: [{ type: 'text', content: text }] }]),
+    'gen_ai.input.messages': textMessages('user', text),
     'gen_ai.prompt': text,
   };
 }
 
-const parsedOr = (text: string | undefined): unknown => {
-  if (text === undefined) return undefined;
+const parsedOr = (text: string): unknown => {
   try {
     return JSON.parse(text) as unknown;
   } catch {
@@ -159,7 +152,7 @@ export function callInputs(
 
 /** An event's fact, from the event itself. */
 export const eventInputFact = (e: ClaudeEvent): InputFact | undefined =>
-  sequenceOf(e) === undefined ? undefined : inputFactOf({ ...e.attributes, 'event.name': e.name });
+  inputFactOf({ ...e.attributes, 'event.name': e.name });
 
 /** Adds what `input` says to attributes that do not say it yet (raw bodies' messages win). */
 export const withInput = (attributes: Attributes, input: Attributes | undefined): Attributes =>
@@ -172,22 +165,14 @@ export function turnPromptOf(prompt: Attributes | undefined, seq: number | undef
   return { seq, ...(text !== undefined && { text }) };
 }
 
-/** What a batch tells about its turns' main-chain inputs. */
-export interface BatchInputs {
-  /** LLM span id → its input, certain from the batch alone. */
-  certain: Map<string, Attributes>;
-  /** LLM spans of the main chain whose input the batch cannot tell: they wait with their turn's root. */
-  uncertain: Set<string>;
-  /** Turn key → [event.sequence, JSON InputFact]: the main chain's facts, kept for later batches and the root. */
-  facts: Map<string, [string, string][]>;
-}
-
 /**
- * The main chain's inputs a batch makes certain: a number counts as known when an event of the
- * same session and resource (one process) in the batch carries it. Subagents' calls get theirs
- * when they are placed (agents.ts), from all their held spans.
+ * The main chain's inputs a batch makes certain (`certain`: by LLM span id), the LLM spans whose
+ * input it cannot tell (`uncertain`: they wait with their turn's root), and each turn's facts
+ * (`facts`: [event.sequence, JSON InputFact], kept for later batches and the root). A number
+ * counts as known when an event of the same session and resource (one process) in the batch
+ * carries it. Subagents' calls get theirs when they are placed (agents.ts).
  */
-export function batchInputs(events: ClaudeEvent[], keys: (string | undefined)[]): BatchInputs {
+export function batchInputs(events: ClaudeEvent[], keys: (string | undefined)[]) {
   const seen = new Map<KeyValue[], Map<string, Set<number>>>();
   const turns = new Map<string, { session: string; facts: InputFact[]; prompt?: TurnPrompt; resource: KeyValue[] }>();
   events.forEach((e, i) => {
@@ -205,7 +190,11 @@ export function batchInputs(events: ClaudeEvent[], keys: (string | undefined)[])
     const fact = eventInputFact(e);
     if (fact && fact.chain === '') turn.facts.push(fact);
   });
-  const out: BatchInputs = { certain: new Map(), uncertain: new Set(), facts: new Map() };
+  const out = {
+    certain: new Map<string, Attributes>(),
+    uncertain: new Set<string>(),
+    facts: new Map<string, [string, string][]>(),
+  };
   for (const [key, turn] of turns) {
     const numbers = seen.get(turn.resource)?.get(turn.session) ?? new Set<number>();
     const known = (lo: number, hi: number) => {
@@ -230,10 +219,8 @@ export function batchInputs(events: ClaudeEvent[], keys: (string | undefined)[])
 }
 
 /**
- * Held LLM spans with their inputs added, where the facts (stored ones, and those the held spans
- * themselves tell) make them known: at a turn's root, or when a subagent is placed, all that
- * will be known is. `first` is the input of a subagent's first call (its Agent call's prompt),
- * given with that call's event.sequence.
+ * Held LLM spans with their inputs added from the facts, stored and their own (at a turn's root or
+ * a subagent's placement, all that will be known is); `first`: a subagent's first call's input.
  */
 export function heldWithInputs(
   held: HeldSpan[],

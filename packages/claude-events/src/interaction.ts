@@ -1,12 +1,9 @@
 /**
  * Turn assembly: what a batch adds to each turn's stored state (its events' turns come from
- * assign.ts), and the root span drawn from that state when the turn is over.
- *
- * A turn is one prompt and everything done for it (`prompt.id`); its state and types are named
- * "interaction", after its root span (docs/GLOSSARY.md). Child spans are sent as their events
- * arrive, parented to a root whose id is derived from the turn key, so they need no state; the
- * root is drawn once, when lifecycle.lua says the turn is due (lifecycle/), from state kept in
- * Redis that every worker shares.
+ * assign.ts), and the root span drawn from that state when the turn is over. A turn is one
+ * prompt and everything done for it; its state is named "interaction", after its root span
+ * (docs/GLOSSARY.md). Child spans are sent as their events arrive, under a root whose id is
+ * derived from the turn key; the root is drawn once, when lifecycle.lua says the turn is due.
  */
 import { SpanKind, StatusCode, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { NS_PER_MS, msOf, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
@@ -18,30 +15,24 @@ import {
   mapEvent,
   toolSpanIdFor,
   toolSpanIdOfResult,
+  TOTALS,
   turnEndOf,
   unfinishedToolSpan,
   type Contribution,
 } from './mapping';
 import { heldOf, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
-import { agentCallOf, heldAgentSpan, type AgentSpan, type HeldCallPart } from './agents';
-import { draftOrder, foldWithin, mergeDraft, resolveHeld, rootSummaryOf } from './folds';
+import { agentCallOf, type AgentSpan, type HeldAgentSpan, type HeldCallPart } from './agents';
+import { draftOrder, foldWithin, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
 import { batchInputs, heldWithInputs, turnPromptOf, withInput, type InputFact } from './inputs';
 
-/**
- * Where events that are no row of their own go (BRIDGE_EVENT_ROWS): `fold` onto the rows they
- * belong to (mapping.ts), `each` as spans of their own (every event a row, as before).
- */
+/** Where events that are no row of their own go (BRIDGE_EVENT_ROWS): `fold` onto their rows, or `each` its own span. */
 export type EventRows = 'fold' | 'each';
 
 /** Nanosecond times as fixed-width decimal strings, so Redis (Lua) can compare them as text. */
 export const padNs = (ns: bigint): string => ns.toString().padStart(20, '0');
 
-/**
- * What one batch adds to one turn, as it stands in the batch: T.apply (lua/turns.lua) merges it
- * into the stored state (it holds every merge rule: earliest start, latest end, latest
- * completion, ...), in batch.lua, one call per shard.
- */
+/** What one batch adds to one turn: T.apply (lua/turns.lua) merges it into the stored state, with every merge rule. */
 export interface TurnUpdate {
   key: string;
   traceId: string;
@@ -53,29 +44,23 @@ export interface TurnUpdate {
   /** The user_prompt's event.sequence, and when it was made (ms): where its turn starts. */
   promptSeq?: string;
   promptAt?: string;
-  /**
-   * End markers (turnEndOf) as [event.sequence, kind, ms, request_id]; an answer whose request
-   * called tools is no end, which lifecycle.lua tells from `toolRequests`.
-   */
+  /** End markers (turnEndOf) as [event.sequence, kind, ms, request_id]. */
   ends: [string, 'response' | 'error', string, string][];
-  /** request_ids that tool_decision and tool_result events name: answers that called tools. */
+  /** request_ids that tool_decision and tool_result events name: answers that called tools, so no end. */
   toolRequests: string[];
-  /** JSON of the resource attributes (KeyValue[]) of the first event seen. */
+  /** JSON KeyValue[]: the resource of the first event seen. */
   resource?: string;
   /** [when (padNs), text] of each answer text of the batch: the latest is the turn's completion. */
   completions: [string, string][];
   /** Its events carry prompt.id and event.sequence: its end can be known, not guessed. */
   evidence: boolean;
-  /** [event.sequence, JSON InputFact] of its main chain's calls and tool results: later calls' inputs (inputs.ts). */
+  /** [event.sequence, JSON InputFact]: its main chain's calls and tool results (inputs.ts). */
   inputs: [string, string][];
-  /** Events of the batch that belong to it (counted as late if its root is already drawn). */
+  /** Its events in the batch (late if its root is drawn already). */
   events: number;
   /** [span id, JSON Contribution]: keyed by span, so a batch applied twice counts once. */
   contributions: [string, string][];
-  /**
-   * [span id, JSON HeldSpan]: spans drawn with the root (an LLM call whose answer may still be
-   * coming) and folds onto it or onto them; handed back to be sent at once if it is drawn already.
-   */
+  /** [span id, JSON HeldSpan, or SENT]: spans drawn with the root (an LLM call whose answer may still come), folds. */
   held: [string, string][];
 }
 
@@ -83,19 +68,10 @@ export interface TurnUpdate {
 export const SENT = '-';
 
 /** The event.sequence numbers a batch holds for one session: [sequence, ms], as text. */
-export interface SequenceMarks {
-  session: string;
-  marks: [string, string][];
-}
+export type SequenceMarks = { session: string; marks: [string, string][] };
 
-/** A pending (start-up) span: a session-level event's, before any prompt of its session (docs/GLOSSARY.md). */
-export interface PendingSpan {
-  session: string;
-  /** Its span id. */
-  id: string;
-  /** JSON HeldSpan. */
-  span: string;
-}
+/** A pending (start-up) span, JSON HeldSpan: a session-level event's, before any prompt of its session (docs/GLOSSARY.md). */
+export type PendingSpan = { session: string; id: string; span: string };
 
 export interface BatchPlan {
   /** Child spans, ready to export. */
@@ -113,10 +89,7 @@ export interface BatchPlan {
   unassigned: number;
 }
 
-/**
- * Maps a batch's events, each with its interaction key (assign.ts), to child spans and
- * per-interaction updates. Pure: no I/O.
- */
+/** Maps a batch's events, each with its interaction key (assign.ts), to child spans and per-interaction updates. */
 export function planBatch(
   events: ClaudeEvent[],
   keys: (string | undefined)[],
@@ -145,7 +118,7 @@ export function planBatch(
   const { unresolved } = foldWithin(
     drafts.filter((d) => d.fold || !waiting.has(d.spanId)),
     (target, attributes) => {
-      mergeDraft(target, attributes);
+      target.attributes = { ...target.attributes, ...attributes };
       merged.add(target.spanId);
     },
     draftOrder,
@@ -175,6 +148,8 @@ export function planBatch(
       update = {
         key,
         traceId,
+        ...(session && { session }),
+        resource: JSON.stringify(event.resource),
         bounds: [],
         evidence: false,
         events: 0,
@@ -185,8 +160,6 @@ export function planBatch(
         held: [],
         inputs: inputs.facts.get(key) ?? [],
       };
-      update.resource = JSON.stringify(event.resource);
-      if (session) update.session = session;
       updates.set(key, update);
     }
     const list = spansByResource.get(event.resource) ?? [];
@@ -203,24 +176,21 @@ export function planBatch(
       if (agent && session) {
         // An LLM call whose answer may still come waits for the number after it (folds need their span).
         const seq = waiting.has(draft.spanId) ? sequenceOf(event) : undefined;
-        const waitsAfter = seq === undefined ? undefined : `${seq}:${msOf(event)}`;
-        agentSpans.push(heldAgentSpan(session, agent, heldOf(draft), draft.parentSpanId, event.resource, waitsAfter));
+        const held: HeldAgentSpan = {
+          ...heldOf(draft),
+          resource: event.resource,
+          ...(draft.parentSpanId && { parent: draft.parentSpanId }),
+          ...(seq !== undefined && { waitsAfter: `${seq}:${msOf(event)}` }),
+        };
+        agentSpans.push({ session, agent, spanId: draft.spanId, held: JSON.stringify(held) });
       } else if (draft.fold || waiting.has(draft.spanId))
         update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
       else if (agentCall && draft.spanId === toolSpanIdFor(session!, agentCall.call)) {
-        const span = JSON.stringify(resourceSpansOf(event.resource, [spanOfDraft(traceId, rootSpanId, draft)]));
+        const json = JSON.stringify(resourceSpansOf(event.resource, [spanOfDraft(traceId, rootSpanId, draft)]));
+        const { call, background, seq } = agentCall;
         const after =
-          !agentCall.background && agentCall.seq
-            ? { result: `${agentCall.seq}:${msOf(event)}`, from: Number(draft.startNs / NS_PER_MS) }
-            : {};
-        calls.push({
-          session: session!,
-          call: agentCall.call,
-          kind: 'span',
-          json: span,
-          wait: agentCall.background,
-          ...after,
-        });
+          !background && seq ? { result: `${seq}:${msOf(event)}`, from: Number(draft.startNs / NS_PER_MS) } : {};
+        calls.push({ session: session!, call, kind: 'span', json, wait: background, ...after });
       } else list.push(spanOfDraft(traceId, rootSpanId, draft));
       spans += 1;
     }
@@ -257,26 +227,24 @@ export function planBatch(
   return { resourceSpans, agentSpans, calls, updates: [...updates.values()], sequences, pending, spans, unassigned };
 }
 
-/** Events Claude Code logs right after an `api_request`, in one synchronous step, about its reply. */
+/** Events Claude Code logs right after an `api_request`, at the next numbers, about its reply (docs/CLAUDE_CODE_EVENTS.md). */
 const ANSWER_EVENTS = new Set(['assistant_response', 'api_response_body']);
 
 /**
- * The LLM spans of a batch whose answer may still be coming: Claude Code logs an answer's
- * `assistant_response` (and, with raw bodies on, its `api_response_body`) right after its
- * `api_request`, at the next event.sequence numbers (docs/CLAUDE_CODE_EVENTS.md). A request
- * waits, with its turn's root, unless the batch holds the numbers after it up to the first event
- * that is none of those, and the request body its reply names.
+ * The LLM spans of a batch whose answer may still be coming: a request waits, with its turn's
+ * root, unless the batch holds the numbers after it up to the first event that is no answer
+ * event, and the request body its reply names.
  */
 function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
   const place = (e: ClaudeEvent, seq: number) =>
     `${sessionOf(e) ?? ''}/${stringOf(e.attributes['prompt.id']) ?? ''}/${seq}`;
+  const body = (e: ClaudeEvent, id: string | undefined) => `${sessionOf(e) ?? ''}/${id ?? ''}`;
   const at = new Map<string, ClaudeEvent>();
   const bodies = new Set<string>();
   for (const e of events) {
     const seq = sequenceOf(e);
     if (seq !== undefined) at.set(place(e, seq), e);
-    if (e.name === 'api_request_body')
-      bodies.add(`${sessionOf(e) ?? ''}/${stringOf(e.attributes['request_body_id']) ?? ''}`);
+    if (e.name === 'api_request_body') bodies.add(body(e, stringOf(e.attributes['request_body_id'])));
   }
   const out = new Set<string>();
   for (const e of events) {
@@ -285,20 +253,18 @@ function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
     if (e.name !== 'api_request' || seq === undefined || !requestId) continue;
     for (let k = seq + 1; ; k++) {
       const next = at.get(place(e, k));
-      const body = next?.name === 'api_response_body' ? stringOf(next.attributes['request_body_id']) : undefined;
-      if (!next || (body && !bodies.has(`${sessionOf(e) ?? ''}/${body}`)))
+      const bodyId = next?.name === 'api_response_body' ? stringOf(next.attributes['request_body_id']) : undefined;
+      if (!next || (bodyId && !bodies.has(body(e, bodyId)))) {
         out.add(llmSpanIdFor(sessionOf(e) ?? '', requestId));
-      if (!next || !ANSWER_EVENTS.has(next.name) || out.has(llmSpanIdFor(sessionOf(e) ?? '', requestId))) break;
+        break;
+      }
+      if (!ANSWER_EVENTS.has(next.name)) break;
     }
   }
   return out;
 }
 
-/**
- * The event.sequence numbers of events, by session. Every event counts, those the bridge does
- * not draw from (Claude Code's own spans cover them) included: a missing number is what tells
- * the lifecycle that an event has not arrived yet.
- */
+/** The event.sequence numbers of events, by session: a missing number tells the lifecycle an event has not arrived. */
 export function sequenceMarksOf(events: ClaudeEvent[]): SequenceMarks[] {
   const bySession = new Map<string, [string, string][]>();
   for (const e of events) {
@@ -325,10 +291,7 @@ export interface StoredTurn {
   contributions: Contribution[];
   /** Spans held for its root (start-up spans, LLM calls waiting for their answer, folds). */
   held: HeldSpan[];
-  /**
-   * The ids of its held entries when claimed (sent ones too): what T.settle (commit.lua) marks
-   * sent with the root; entries added since are handed back to be sent on their own.
-   */
+  /** The ids of its held entries when claimed (sent ones too): what T.settle marks sent with the root. */
   heldIds: string[];
   /** Its main chain's calls and tool results (inputs.ts), and its prompt's event.sequence. */
   inputs: InputFact[];
@@ -337,24 +300,10 @@ export interface StoredTurn {
   verdict: Verdict;
 }
 
-const TOTALS: readonly [Exclude<keyof Contribution, 'problem'>, string][] = [
-  ['llmRequests', 'claude_code.interaction.llm_requests'],
-  ['toolCalls', 'claude_code.interaction.tool_calls'],
-  ['errors', 'claude_code.interaction.errors'],
-  ['inputTokens', 'claude_code.interaction.input_tokens'],
-  ['outputTokens', 'claude_code.interaction.output_tokens'],
-  ['cacheReadTokens', 'claude_code.interaction.cache_read_tokens'],
-  ['cacheCreationTokens', 'claude_code.interaction.cache_creation_tokens'],
-  ['costUsd', 'claude_code.interaction.cost_usd'],
-];
-
-/**
- * The interaction's root span. Totals use Claude Code's own names, not gen_ai.usage.*, so that
- * tools summing tokens over spans (LLMFlow does) do not count each LLM call twice.
- */
+/** The interaction's root span, with its totals (mapping.ts TOTALS). */
 export function rootSpanOf(ix: StoredTurn): ResourceSpans {
   const totals: Attributes = {};
-  for (const [field, name] of TOTALS) {
+  for (const [field, name] of Object.entries(TOTALS) as [keyof typeof TOTALS, string][]) {
     const sum = ix.contributions.reduce((acc, c) => acc + (c[field] ?? 0), 0);
     totals[name] = field === 'costUsd' ? Math.round(sum * 1e9) / 1e9 : sum;
   }
@@ -409,16 +358,12 @@ export function rootSpanOf(ix: StoredTurn): ResourceSpans {
   return resourceSpansOf(ix.resource, [span, ...held]);
 }
 
-/**
- * Held spans of turns whose roots are drawn already (T.apply and T.settle hand them back): sent at once in
- * their trace, folds merged where their span is among them, the others (onto the root, too) as
- * their own spans.
- */
+/** Held spans of turns whose roots are drawn already (T.apply and T.settle hand them back), sent at once in their trace. */
 export function releasedSpansOf(released: { key: string; held: string }[]): ResourceSpans[] {
   const byKey = new Map<string, HeldSpan[]>();
   for (const r of released) byKey.set(r.key, [...(byKey.get(r.key) ?? []), JSON.parse(r.held) as HeldSpan]);
-  const spans = [...byKey].flatMap(([key, held]) => {
-    return resolveHeld(held, { rootDrawn: true }).spans.map((h) => spanOfHeld(traceIdFor(key), rootSpanIdFor(key), h));
-  });
+  const spans = [...byKey].flatMap(([key, held]) =>
+    resolveHeld(held, { rootDrawn: true }).spans.map((h) => spanOfHeld(traceIdFor(key), rootSpanIdFor(key), h)),
+  );
   return spans.length > 0 ? [resourceSpansOf([], spans)] : [];
 }

@@ -59,7 +59,7 @@
 import { SpanKind, StatusCode, type AttributeValue } from '@ccbridge/otlp';
 import { NS_PER_MS, booleanOf, numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { spanIdFor } from './ids';
-import { requestMessages, responseMessages } from './messages';
+import { requestMessages, responseMessages, textMessages } from './messages';
 
 export interface SpanDraft {
   spanId: string;
@@ -71,15 +71,12 @@ export interface SpanDraft {
   endNs: bigint;
   attributes: Attributes;
   status?: { code: number; message?: string };
-  /**
-   * The event is not a row of its own: these attributes go onto the span `into` names (a span
-   * id, ROOT or AGENT_CALL; folds.ts). The draft itself is what is drawn where that span can no
-   * longer take them (it was sent already) or with BRIDGE_EVENT_ROWS=each.
-   */
+  /** The event is no row of its own: the fold goes onto its span (folds.ts), the draft is drawn only where it cannot. */
   fold?: Fold;
 }
 
 export interface Fold {
+  /** A span id, ROOT or AGENT_CALL. */
   into: string;
   attributes: Attributes;
   /** Another id the span it folds into goes by, for folds that name it so (a request body's id). */
@@ -90,19 +87,23 @@ export const ROOT = 'root';
 /** A fold onto the tool span of the Agent call that started the event's subagent (known once it is placed). */
 export const AGENT_CALL = 'agent_call';
 
-/** What one event adds to its interaction's totals; summed when the root closes. */
-export interface Contribution {
-  /** What went wrong, for the root's problems list (problems.ts). */
-  problem?: Problem;
-  llmRequests?: number;
-  toolCalls?: number;
-  errors?: number;
-  inputTokens?: number;
-  outputTokens?: number;
-  cacheReadTokens?: number;
-  cacheCreationTokens?: number;
-  costUsd?: number;
-}
+/**
+ * The interaction's totals, by the name each has on its root: Claude Code's own names, not
+ * gen_ai.usage.*, so that tools summing tokens over spans (LLMFlow does) do not count each LLM
+ * call twice.
+ */
+export const TOTALS = {
+  llmRequests: 'claude_code.interaction.llm_requests',
+  toolCalls: 'claude_code.interaction.tool_calls',
+  errors: 'claude_code.interaction.errors',
+  inputTokens: 'claude_code.interaction.input_tokens',
+  outputTokens: 'claude_code.interaction.output_tokens',
+  cacheReadTokens: 'claude_code.interaction.cache_read_tokens',
+  cacheCreationTokens: 'claude_code.interaction.cache_creation_tokens',
+  costUsd: 'claude_code.interaction.cost_usd',
+} as const;
+/** What one event adds to its interaction's totals (summed when the root closes), and what went wrong (problems.ts). */
+export type Contribution = { [T in keyof typeof TOTALS]?: number } & { problem?: Problem };
 
 export interface EventOutcome {
   spans: SpanDraft[];
@@ -114,16 +115,11 @@ export interface EventOutcome {
 }
 
 /**
- * Whether an event may end its turn, and how: the lifecycle's end markers (lua/lifecycle.lua).
- *
- * Read from Claude Code 2.1.328 (docs/CLAUDE_CODE_EVENTS.md has the evidence): the main agent
- * logs an `assistant_response` after every answer that has text, and the turn is over at the
- * first one whose request called no tool (lifecycle.lua tells which: a tool's `tool_decision`
- * and `tool_result` carry the `request_id` of the answer that called it). A request that fails for good (after
- * its retries) logs one `api_error` (and `api_retries_exhausted` when it was retried), and the
- * turn stops there when that request was the main thread's (`query_source` `sdk` in print mode,
- * `repl_main_thread` in the terminal); side requests (titles, compaction, ...) and subagents
- * (`agent_id`) end nothing.
+ * Whether an event may end its turn, and how: the lifecycle's end markers (lua/lifecycle.lua;
+ * docs/CLAUDE_CODE_EVENTS.md has the evidence). The main agent's `assistant_response` ends it
+ * unless its request called a tool (lifecycle.lua tells by the tools' `request_id`); an
+ * `api_error`, logged once a request failed for good, ends it when the request was the main
+ * thread's. Side requests (titles, compaction, ...) and subagents (`agent_id`) end nothing.
  */
 export function turnEndOf(e: ClaudeEvent): 'response' | 'error' | undefined {
   if (e.attributes['agent_id'] !== undefined) return undefined;
@@ -235,14 +231,15 @@ const IDENTITY = [
 const pick = (attributes: Attributes, keys: readonly string[]): Attributes =>
   Object.fromEntries(keys.filter((k) => attributes[k] !== undefined).map((k) => [k, attributes[k]!]));
 
-/** [start, end] of the work an event reports: it ends at the event and lasts `duration_ms` (or `field`). */
-function extent(event: ClaudeEvent, field = 'duration_ms'): [bigint, bigint] {
+/** The work an event reports: it ends at the event and lasts `duration_ms` (or `field`). */
+function extent(event: ClaudeEvent, field = 'duration_ms'): { startNs: bigint; endNs: bigint } {
   const ms = numberOf(event.attributes[field]);
   // A duration that is not a finite positive number, or would start the work before 1970 (a
   // value no clock gives: 1e308 from a fuzzer), is not used: the span is an instant.
   const us = ms !== undefined && ms > 0 ? Math.round(ms * 1000) : 0;
   const duration = Number.isSafeInteger(us) ? BigInt(us) * (NS_PER_MS / 1000n) : 0n;
-  return duration <= event.timeNs ? [event.timeNs - duration, event.timeNs] : [event.timeNs, event.timeNs];
+  const startNs = duration <= event.timeNs ? event.timeNs - duration : event.timeNs;
+  return { startNs, endNs: event.timeNs };
 }
 
 const str = (v: AttributeValue | undefined) => stringOf(v) ?? '';
@@ -263,6 +260,19 @@ export const eventIdentity = (e: ClaudeEvent): string => {
   ].join('/');
 };
 
+/** A span of the event's own: INTERNAL, named after it, an instant at its time, unless `draft` says otherwise. */
+function draftOf(e: ClaudeEvent, attributes: Attributes, draft: Partial<SpanDraft> = {}): SpanDraft {
+  return {
+    name: `claude_code.${e.name}`,
+    kind: SpanKind.INTERNAL,
+    startNs: e.timeNs,
+    endNs: e.timeNs,
+    attributes,
+    ...draft,
+    spanId: draft.spanId ?? spanIdFor(e.name, eventIdentity(e)),
+  };
+}
+
 /** A tool call's `claude_code.tool` span: a subagent's totals fold into its Agent call's (agents.ts). */
 export const toolSpanIdFor = (session: string, toolUseId: string) => spanIdFor('tool', session, toolUseId);
 const toolSpanId = (e: ClaudeEvent) =>
@@ -273,24 +283,22 @@ export const toolExecutionSpanIdFor = (session: string, toolUseId: string) =>
   executionSpanIdOf(toolSpanIdFor(session, toolUseId));
 /** The span of an LLM request, from its request_id: answers and tools name the request they belong to. */
 export const llmSpanIdFor = (session: string, requestId: string) => spanIdFor('api_request', session, requestId);
+/** The LLM span of the request an event names, if it names one. */
+const requestSpanIdOf = (e: ClaudeEvent): string | undefined => {
+  const requestId = stringOf(e.attributes['request_id']);
+  return requestId ? llmSpanIdFor(str(e.attributes['session.id']), requestId) : undefined;
+};
 
 /** A tool's input is what LLMFlow shows in its input panel (gen_ai.prompt). */
 const TOOL_INPUT = ['tool_input', 'tool_parameters'];
 
 function toolSpan(e: ClaudeEvent, startNs: bigint, status: SpanDraft['status']): SpanDraft {
-  return {
-    spanId: toolSpanId(e),
-    name: 'claude_code.tool',
-    kind: SpanKind.INTERNAL,
-    startNs,
-    endNs: e.timeNs,
-    attributes: {
-      ...moved(e.attributes, TOOL_INPUT, 'gen_ai.prompt'),
-      ...TOOL_SPAN,
-      ...renamed(e.attributes, TOOL_ATTRIBUTES),
-    },
-    status,
+  const attributes = {
+    ...moved(e.attributes, TOOL_INPUT, 'gen_ai.prompt'),
+    ...TOOL_SPAN,
+    ...renamed(e.attributes, TOOL_ATTRIBUTES),
   };
+  return draftOf(e, attributes, { spanId: toolSpanId(e), name: 'claude_code.tool', startNs, status });
 }
 
 /**
@@ -318,11 +326,7 @@ function hookOutcome(a: Attributes): string {
   return 'success';
 }
 
-/**
- * Fields every event of a turn carries alike (its session, prompt and user, where it ran) and
- * its name: the base of what a folded event does not repeat on its target (SHARED below) or on
- * the root (folds.ts).
- */
+/** Fields every event of a turn carries alike, and its name: what a fold does not repeat (SHARED; folds.ts ROOT_SHARED). */
 export const COMMON_FIELDS = [
   'session.id',
   'prompt.id',
@@ -355,17 +359,8 @@ function prefixed(e: ClaudeEvent, skip: readonly string[] = []): Attributes {
 }
 
 /** An instant span of the event's own, with every field: what a folded event is drawn as where it cannot fold. */
-function eventSpan(e: ClaudeEvent, fold?: Fold): SpanDraft {
-  return {
-    spanId: spanIdFor(e.name, eventIdentity(e)),
-    name: `claude_code.${e.name}`,
-    kind: SpanKind.INTERNAL,
-    startNs: e.timeNs,
-    endNs: e.timeNs,
-    attributes: { ...e.attributes, ...EVENT_SPAN },
-    ...(fold && { fold }),
-  };
-}
+const eventSpan = (e: ClaudeEvent, fold?: Fold): SpanDraft =>
+  draftOf(e, { ...e.attributes, ...EVENT_SPAN }, fold && { fold });
 
 /** The LLM span a request body belongs to, by the body's id (its reply says which span that is). */
 const requestBodySpanIdFor = (e: ClaudeEvent, bodyId: string) =>
@@ -381,19 +376,21 @@ function parsedBody(e: ClaudeEvent): Record<string, unknown> | undefined {
   }
 }
 
+/** A folded raw body: its messages (when it is JSON) and its other fields, onto `into`. */
+function bodyFold(e: ClaudeEvent, into: string, messages: (body: Record<string, unknown>) => Attributes): Fold {
+  const body = parsedBody(e);
+  return { into, attributes: { ...(body && messages(body)), ...prefixed(e, body ? ['body'] : []) } };
+}
+
 /** A failed API call's span, addressable by its place: `api_retries_exhausted` comes at the next event.sequence. */
 const apiErrorSpanIdFor = (e: ClaudeEvent, seq: number) =>
   spanIdFor('api_error', str(e.attributes['session.id']), str(e.attributes['prompt.id']), String(seq));
 
-/** The GenAI conventions' output messages (JSON): one assistant message with the answer's text. */
-export const outputMessages = (text: string, finishReason?: string) =>
-  JSON.stringify([
-    {
-      role: 'assistant',
-      parts: [{ type: 'text', content: text }],
-      ...(finishReason && { finish_reason: finishReason }),
-    },
-  ]);
+/** A `claude_code.llm_request` span (kind CLIENT). */
+function llmSpan(e: ClaudeEvent, spanId: string, attributes: Attributes, status: SpanDraft['status']): SpanDraft {
+  const draft = { ...extent(e), spanId, name: 'claude_code.llm_request', kind: SpanKind.CLIENT, status };
+  return draftOf(e, { ...e.attributes, ...LLM_SPAN, ...attributes }, draft);
+}
 
 type Mapper = (event: ClaudeEvent) => EventOutcome;
 
@@ -401,22 +398,12 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
   user_prompt: (e) => ({ spans: [], prompt: e.attributes }),
 
   api_request: (e) => {
-    const [startNs, endNs] = extent(e);
     const a = e.attributes;
+    const spanId = a['request_id']
+      ? llmSpanIdFor(str(a['session.id']), str(a['request_id']))
+      : spanIdFor(e.name, eventIdentity(e));
     return {
-      spans: [
-        {
-          spanId: a['request_id']
-            ? llmSpanIdFor(str(a['session.id']), str(a['request_id']))
-            : spanIdFor(e.name, eventIdentity(e)),
-          name: 'claude_code.llm_request',
-          kind: SpanKind.CLIENT,
-          startNs,
-          endNs,
-          attributes: { ...a, ...LLM_SPAN, ...llmRequestAttributes(a) },
-          status: { code: StatusCode.OK },
-        },
-      ],
+      spans: [llmSpan(e, spanId, llmRequestAttributes(a), { code: StatusCode.OK })],
       contribution: {
         llmRequests: 1,
         inputTokens: inputTokensOf(a),
@@ -429,27 +416,17 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
   },
 
   api_error: (e) => {
-    const [startNs, endNs] = extent(e);
     const seq = numberOf(e.attributes['event.sequence']);
+    const spanId = seq !== undefined ? apiErrorSpanIdFor(e, seq) : spanIdFor(e.name, eventIdentity(e));
+    const error = stringOf(e.attributes['error']) ?? 'API error';
     return {
       spans: [
-        {
-          spanId: seq !== undefined ? apiErrorSpanIdFor(e, seq) : spanIdFor(e.name, eventIdentity(e)),
-          name: 'claude_code.llm_request',
-          kind: SpanKind.CLIENT,
-          startNs,
-          endNs,
-          attributes: { ...e.attributes, ...LLM_SPAN, ...renamed(e.attributes, LLM_ERROR_ATTRIBUTES) },
-          status: { code: StatusCode.ERROR, message: stringOf(e.attributes['error']) ?? 'API error' },
-        },
+        llmSpan(e, spanId, renamed(e.attributes, LLM_ERROR_ATTRIBUTES), { code: StatusCode.ERROR, message: error }),
       ],
       contribution: {
         llmRequests: 1,
         errors: 1,
-        problem: problemOf(
-          e,
-          [str(e.attributes['status_code']), stringOf(e.attributes['error']) ?? 'API error'].filter(Boolean).join(' '),
-        ),
+        problem: problemOf(e, [str(e.attributes['status_code']), error].filter(Boolean).join(' ')),
       },
     };
   },
@@ -457,72 +434,27 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
   tool_decision: (e) => {
     const decision = str(e.attributes['decision']);
     const refused = decision !== '' && decision !== 'accept';
-    const spans: SpanDraft[] = [
-      {
-        spanId: spanIdFor(e.name, eventIdentity(e)),
-        parentSpanId: toolSpanId(e),
-        name: 'claude_code.tool.blocked_on_user',
-        kind: SpanKind.INTERNAL,
-        startNs: e.timeNs,
-        endNs: e.timeNs,
-        // The tool span shows the input; the decision keeps what was decided.
-        attributes: {
-          ...pick(e.attributes, [...IDENTITY, 'decision', 'source', 'permission_mode', 'request_id']),
-          ...STEP_SPAN,
-          ...renamed(e.attributes, TOOL_ATTRIBUTES),
-        },
-      },
-    ];
+    // The tool span shows the input; the decision keeps what was decided.
+    const kept = pick(e.attributes, [...IDENTITY, 'decision', 'source', 'permission_mode', 'request_id']);
+    const attributes = { ...kept, ...STEP_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) };
+    const spans = [draftOf(e, attributes, { parentSpanId: toolSpanId(e), name: 'claude_code.tool.blocked_on_user' })];
+    if (!refused) return { spans };
     // A refused tool never runs, so no tool_result will draw its span: draw it here.
-    if (refused) {
-      spans.push(toolSpan(e, e.timeNs, { code: StatusCode.ERROR, message: `tool use refused (${decision})` }));
-    }
-    return {
-      spans,
-      contribution: refused
-        ? {
-            toolCalls: 1,
-            errors: 1,
-            problem: problemOf(e, `${str(e.attributes['tool_name'])} refused (${decision})`, toolCallOf(e)),
-          }
-        : undefined,
-    };
+    spans.push(toolSpan(e, e.timeNs, { code: StatusCode.ERROR, message: `tool use refused (${decision})` }));
+    return { spans, contribution: toolFailure(e, `refused (${decision})`) };
   },
 
   tool_result: (e) => {
-    const [startNs, endNs] = extent(e);
-    const success = booleanOf(e.attributes['success']);
-    const status =
-      success === false
-        ? { code: StatusCode.ERROR, message: stringOf(e.attributes['error']) ?? 'tool failed' }
-        : { code: StatusCode.OK };
+    const { startNs, endNs } = extent(e);
+    const failed = booleanOf(e.attributes['success']) === false;
+    const error = stringOf(e.attributes['error']);
+    const status = failed ? { code: StatusCode.ERROR, message: error ?? 'tool failed' } : { code: StatusCode.OK };
     const tool = toolSpan(e, startNs, status);
+    const attributes = { ...pick(e.attributes, IDENTITY), ...STEP_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) };
+    const execution = { spanId: executionSpanIdOf(tool.spanId), parentSpanId: tool.spanId, startNs, endNs, status };
     return {
-      spans: [
-        tool,
-        {
-          spanId: executionSpanIdOf(tool.spanId),
-          parentSpanId: tool.spanId,
-          name: 'claude_code.tool.execution',
-          kind: SpanKind.INTERNAL,
-          startNs,
-          endNs,
-          attributes: { ...pick(e.attributes, IDENTITY), ...STEP_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) },
-          status,
-        },
-      ],
-      contribution:
-        success === false
-          ? {
-              toolCalls: 1,
-              errors: 1,
-              problem: problemOf(
-                e,
-                `${str(e.attributes['tool_name'])} failed: ${stringOf(e.attributes['error']) ?? 'error'}`,
-                toolCallOf(e),
-              ),
-            }
-          : { toolCalls: 1, errors: 0 },
+      spans: [tool, draftOf(e, attributes, { ...execution, name: 'claude_code.tool.execution' })],
+      contribution: failed ? toolFailure(e, `failed: ${error ?? 'error'}`) : { toolCalls: 1, errors: 0 },
     };
   },
 
@@ -530,28 +462,20 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
   hook_execution_start: () => ({ spans: [] }),
 
   hook_execution_complete: (e) => {
-    const [startNs, endNs] = extent(e, 'total_duration_ms');
-    const outcome = hookOutcome(e.attributes);
+    const { startNs, endNs } = extent(e, 'total_duration_ms');
     const errors = numberOf(e.attributes['num_non_blocking_error']) ?? 0;
+    // duration_ms as Claude Code's own hook span names it.
+    const attributes = {
+      ...e.attributes,
+      ...STEP_SPAN,
+      'span.type': 'hook',
+      'claude_code.hook.outcome': hookOutcome(e.attributes),
+      duration_ms: Number((endNs - startNs) / NS_PER_MS),
+    };
+    const status = errors > 0 ? { code: StatusCode.ERROR, message: `${errors} hook(s) failed` } : undefined;
+    const hook = { spanId: spanIdFor('hook', eventIdentity(e)), name: 'claude_code.hook', startNs, endNs, status };
     return {
-      spans: [
-        {
-          spanId: spanIdFor('hook', eventIdentity(e)),
-          name: 'claude_code.hook',
-          kind: SpanKind.INTERNAL,
-          startNs,
-          endNs,
-          // duration_ms as Claude Code's own hook span names it.
-          attributes: {
-            ...e.attributes,
-            ...STEP_SPAN,
-            'span.type': 'hook',
-            'claude_code.hook.outcome': outcome,
-            duration_ms: Number((endNs - startNs) / NS_PER_MS),
-          },
-          status: errors > 0 ? { code: StatusCode.ERROR, message: `${errors} hook(s) failed` } : undefined,
-        },
-      ],
+      spans: [draftOf(e, attributes, hook)],
       contribution:
         errors > 0
           ? { errors: 1, problem: problemOf(e, `hook ${str(e.attributes['hook_name'])} failed (${errors})`) }
@@ -565,25 +489,22 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
   // The answer's text is the output of the LLM call that gave it.
   assistant_response: (e) => {
     const a = e.attributes;
-    const requestId = stringOf(a['request_id']);
     const text = stringOf(a['response']) ?? '';
+    const request = requestSpanIdOf(e);
     const response = {
       ...eventSpan(e),
-      parentSpanId: requestId ? llmSpanIdFor(str(a['session.id']), requestId) : undefined,
+      parentSpanId: request,
       attributes: { ...moved(a, ['response'], 'gen_ai.completion'), ...EVENT_SPAN },
-    };
-    const answer = {
-      'gen_ai.completion': text,
-      'gen_ai.output.messages': outputMessages(text),
-      ...prefixed(e, ['response']),
     };
     // Without event.sequence (older Claude Code) nothing tells whether an answer is still to
     // come, so its request is never held for it: the answer stays a span of its own.
     if (numberOf(a['event.sequence']) === undefined) return { spans: [response], completion: text };
-    return {
-      spans: [{ ...response, fold: { into: requestId ? response.parentSpanId! : ROOT, attributes: answer } }],
-      completion: text,
+    const answer = {
+      'gen_ai.completion': text,
+      'gen_ai.output.messages': textMessages('assistant', text),
+      ...prefixed(e, ['response']),
     };
+    return { spans: [{ ...response, fold: { into: request ?? ROOT, attributes: answer } }], completion: text };
   },
 
   // What befell a request: on its span. A request's retries run out at the event after its api_error.
@@ -602,68 +523,40 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
   // (request_body_id), which is all the request body names: the reply joins the two.
   api_request_body: (e) => {
     const id = stringOf(e.attributes['request_body_id']);
-    const body = parsedBody(e);
-    const attributes = { ...(body && requestMessages(body)), ...prefixed(e, body ? ['body'] : []) };
-    return { spans: [eventSpan(e, { into: id ? requestBodySpanIdFor(e, id) : ROOT, attributes })] };
+    return { spans: [eventSpan(e, bodyFold(e, id ? requestBodySpanIdFor(e, id) : ROOT, requestMessages))] };
   },
   api_response_body: (e) => {
-    const requestId = stringOf(e.attributes['request_id']);
     const bodyId = stringOf(e.attributes['request_body_id']);
-    const body = parsedBody(e);
-    const attributes = { ...(body && responseMessages(body)), ...prefixed(e, body ? ['body'] : []) };
-    const into = requestId ? llmSpanIdFor(str(e.attributes['session.id']), requestId) : ROOT;
-    return { spans: [eventSpan(e, { into, attributes, ...(bodyId && { alias: requestBodySpanIdFor(e, bodyId) }) })] };
+    const fold = bodyFold(e, requestSpanIdOf(e) ?? ROOT, responseMessages);
+    return { spans: [eventSpan(e, { ...fold, ...(bodyId && { alias: requestBodySpanIdFor(e, bodyId) }) })] };
   },
-  api_refusal: (e) => {
-    const requestId = stringOf(e.attributes['request_id']);
-    const into = requestId ? llmSpanIdFor(str(e.attributes['session.id']), requestId) : ROOT;
-    return {
-      spans: [eventSpan(e, { into, attributes: prefixed(e) })],
-      contribution: { problem: problemOf(e, 'the model refused') },
-    };
-  },
+  api_refusal: (e) => ({
+    spans: [eventSpan(e, { into: requestSpanIdOf(e) ?? ROOT, attributes: prefixed(e) })],
+    contribution: { problem: problemOf(e, 'the model refused') },
+  }),
 };
 
-/**
- * The outcome of any event, known or not. Any other event (compaction, subagents, MCP,
- * plugins, internal errors, events that do not exist yet) that reports work with a duration
- * is a span named after it; one without a duration is an instant span of the same name.
- */
+/** The outcome of any event, known or not (the table's last rows for the events EVENT_MAPPERS does not name). */
 export function mapEvent(event: ClaudeEvent): EventOutcome {
   const mapper = EVENT_MAPPERS[event.name];
   if (mapper) return mapper(event);
-  const [startNs, endNs] = extent(event);
-  const success = booleanOf(event.attributes['success']);
-  const contribution: Contribution | undefined =
-    success === false
-      ? { errors: 1, problem: problemOf(event, stringOf(event.attributes['error']) ?? 'failed') }
-      : event.name === 'compaction'
-        ? { problem: problemOf(event, `compacted (${str(event.attributes['trigger']) || 'auto'})`) }
-        : undefined;
+  const { startNs, endNs } = extent(event);
+  const failed = booleanOf(event.attributes['success']) === false;
+  const error = stringOf(event.attributes['error']);
+  const contribution: Contribution | undefined = failed
+    ? { errors: 1, problem: problemOf(event, error ?? 'failed') }
+    : event.name === 'compaction'
+      ? { problem: problemOf(event, `compacted (${str(event.attributes['trigger']) || 'auto'})`) }
+      : undefined;
   // An event that reports no work is no row: it goes onto its turn's root, in order.
   if (startNs === endNs) return { spans: [eventSpan(event, { into: ROOT, attributes: {} })], contribution };
-  return {
-    spans: [
-      {
-        spanId: spanIdFor(event.name, eventIdentity(event)),
-        name: `claude_code.${event.name}`,
-        kind: SpanKind.INTERNAL,
-        startNs,
-        endNs,
-        attributes: { ...event.attributes, ...STEP_SPAN },
-        status:
-          success === false
-            ? { code: StatusCode.ERROR, message: stringOf(event.attributes['error']) ?? event.name }
-            : undefined,
-      },
-    ],
-    contribution,
-  };
+  const status = failed ? { code: StatusCode.ERROR, message: error ?? event.name } : undefined;
+  return { spans: [draftOf(event, { ...event.attributes, ...STEP_SPAN }, { startNs, endNs, status })], contribution };
 }
 
 /** What went wrong in an event, for its turn's root: in order, the same tool call failing again told as such (problems.ts). */
 export interface Problem {
-  /** event.sequence, or the time in ns when there is none: the list's order. */
+  /** event.sequence, or the time in ms when there is none: the list's order. */
   order: number;
   text: string;
   /** Tool name and input: failures with equal keys are the same call failing again. */
@@ -683,6 +576,9 @@ function problemOf(e: ClaudeEvent, what: string, repeat?: string): Problem {
   };
 }
 
-/** A tool call's identity for telling repeats: its name and its input. */
-const toolCallOf = (e: ClaudeEvent) =>
-  `${str(e.attributes['tool_name'])} ${str(e.attributes['tool_input']) || str(e.attributes['tool_parameters'])}`;
+/** A failed tool call's contribution; its identity (tool name and input) tells repeats. */
+function toolFailure(e: ClaudeEvent, what: string): Contribution {
+  const tool = str(e.attributes['tool_name']);
+  const input = str(e.attributes['tool_input']) || str(e.attributes['tool_parameters']);
+  return { toolCalls: 1, errors: 1, problem: problemOf(e, `${tool} ${what}`, `${tool} ${input}`) };
+}

@@ -35,6 +35,10 @@ function partOf(block: unknown): Record<string, unknown> {
 const partsOf = (content: unknown): Record<string, unknown>[] =>
   Array.isArray(content) ? content.map(partOf) : [partOf(content)];
 
+/** One message of text (`role`: user, assistant), as the GenAI conventions' messages. */
+export const textMessages = (role: string, text: string) =>
+  JSON.stringify([{ role, parts: [{ type: 'text', content: text }] }]);
+
 /** A request body's conversation and system prompt. */
 export function requestMessages(body: Record<string, unknown>): Attributes {
   const out: Attributes = {};

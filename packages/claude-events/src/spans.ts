@@ -1,8 +1,6 @@
 /**
- * OTLP spans from the forms the bridge keeps them in: a draft (mapping.ts) sent at once, a draft
- * held in Redis until its turn's root or its subagent's placement (HeldSpan), and a held span
- * when it is sent. The one module that builds spans from stored forms; the root's own span is
- * drawn in interaction.ts (rootSpanOf) from the turn's stored state.
+ * OTLP spans from the forms the bridge keeps them in: a draft (mapping.ts) sent at once, and a
+ * draft held in Redis (HeldSpan) until its turn's root or its subagent's placement.
  */
 import { recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import type { Fold, SpanDraft } from './mapping';

@@ -12,10 +12,9 @@ import { drawOutcome } from '../outcome';
 import type { Commit, DrawnRoot, LifecycleStore } from './store';
 
 /**
- * Where spans go (the export stage). It throws when LLMFlow can take nothing now (the caller
- * keeps the work and tries again later); spans LLMFlow refuses for their content are its
- * business (the dead-letter store), so a resolved call means every span is settled.
- * `source` says what the spans are, for its logs.
+ * Where spans go (the export stage; `source` is for its logs). It throws when LLMFlow can take
+ * nothing now (the caller keeps the work and tries again later); spans LLMFlow refuses for their
+ * content are the dead-letter store's, so a resolved call means every span is settled.
  */
 export type SpanSink = (resourceSpans: ResourceSpans[], source: 'spans' | 'roots' | 'forwarded') => Promise<void>;
 
@@ -27,15 +26,9 @@ export interface CloserOptions {
   batchSize?: number;
   /** How long to wait before trying again a root that could not be exported (the policy's ROOT_RETRY_MS). */
   retryDelayMs: number;
-  /**
-   * When the oldest batch not yet processed was received (ms), if any. A timer only runs out
-   * once it ran out before that: quiet means no events processed, and none waiting.
-   */
+  /** When the oldest batch not yet processed was received (ms), if any: a timer runs out only before that. */
   backlogSinceMs?: () => Promise<number | undefined>;
-  /**
-   * Told of the roots drawn, once committed (the sessions ledger notes each session's turns).
-   * It must be idempotent: a failure is tried again at once, twice, then logged.
-   */
+  /** Told of the roots drawn, once committed (the sessions ledger); idempotent: a failure is tried again twice. */
   onDrawn?: (turns: DrawnRoot[]) => Promise<void>;
 }
 
@@ -51,8 +44,7 @@ export class TurnCloser {
 
   /**
    * Draws what is due in the given shards (every shard when omitted); returns how many roots.
-   * With `timers: false` (a job that just completed turns) only evidence counts: no timer is
-   * let run out, so the queue's backlog need not be asked; the next timer round sees to those.
+   * With `timers: false` (a job that just completed turns) only evidence counts; timers are the next round's.
    */
   async closeDue(
     shards: number[] = this.options.store.shardNumbers(),
@@ -98,8 +90,8 @@ export class TurnCloser {
 
   /**
    * Commits what a shard's spans were sent with (commit.lua), sends what batches held for roots
-   * drawn while they came (handed back marked sent: an export failing now loses it, and says
-   * so), and says what was drawn; returns how many roots.
+   * drawn while they came (marked sent already: an export failing now loses it, and says so), and
+   * says what was drawn; returns how many roots.
    */
   async committed(shard: number, commit: Commit, claimed: StoredTurn[]): Promise<number> {
     const { store, log } = this.options;

@@ -1,18 +1,9 @@
 /**
- * The turn lifecycle: when a turn's root span is drawn, as TypeScript sees it.
- *
- * Child spans go to LLMFlow as their events arrive; the root is drawn once (LLMFlow keeps the
- * first copy of a span), so it waits until its turn is over, and the events say when that is.
- * Claude Code numbers every event a process logs (`event.sequence`, from 0, over session-level,
- * subagent and all prompts' events) and ends each turn with a marker (mapping.ts, turnEndOf).
- *
- * Every rule (the phases, when a root is due, whether it is complete) lives in one Lua file,
- * `lua/lifecycle.lua`, whose header holds the phase table; the scripts that decide include it,
- * so each decision is made atomically with the state it reads. TypeScript only reads the
- * verdict they return (below). The state lives in Redis (store.ts), shared by every worker;
- * `due` turns are drawn by the worker whose batch completed them, in the same job, and timers
- * by whichever worker's closer round comes first (closer.ts). Nothing is drawn at shutdown: a
- * stopping worker leaves open turns in Redis and the next one carries on.
+ * The turn lifecycle as TypeScript sees it: the verdicts lua/lifecycle.lua gives (it holds every
+ * rule, and the phase table, so that each decision is made atomically with the state it reads)
+ * and its configuration. A root is drawn once (LLMFlow keeps the first copy of a span), when the
+ * events say its turn is over: by the worker whose batch completed it, or by a timers' round
+ * (closer.ts). Nothing is drawn at shutdown: open turns stay in Redis for the next worker.
  */
 
 import { defaultOf, type BridgeConfig } from '@ccbridge/config';
@@ -37,14 +28,11 @@ export interface Verdict {
   complete?: boolean;
 }
 
+/** The first four are settings (BridgeConfig's interactionIdleMs, turnTimeoutMs, gapWaitMs, processWaitMs). */
 export interface LifecycleConfig {
-  /** Senders without evidence (no event.sequence or prompt.id): quiet this long means over. */
   idleMs: number;
-  /** A turn with no end marker and no event for this long is drawn as incomplete (Claude Code was killed). */
   turnTimeoutMs: number;
-  /** How long a turn whose end has arrived waits for missing sequence numbers. */
   gapWaitMs: number;
-  /** How long a turn ended by a newer process of its session (no end marker) waits for its own last events. */
   processWaitMs: number;
   /** How long a claimed interaction is held before another worker may draw it (a worker that died). */
   leaseMs: number;
