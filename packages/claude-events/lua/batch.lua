@@ -41,19 +41,15 @@ else
 end
 
 local placed, parts, told = {}, {}, {}
-local function add(p, q)
-  for _, x in ipairs(p) do placed[#placed + 1] = x end
-  for _, x in ipairs(q) do parts[#parts + 1] = x end
-end
 local owner = input.batch or ''
 for _, s in ipairs(input.sessions) do
   local state = A.merge(s)
   A.link(state)
-  add(A.place(s.session, state.agents, owner))
+  A.place(s.session, state.agents, owner, placed, parts)
   told[s.session] = true
 end
 for _, s in ipairs(input.sequences) do
-  if not told[s.session] then add(A.revisit(s.session, owner)) end
+  if not told[s.session] then A.revisit(s.session, owner, placed, parts) end
 end
 for _, c in ipairs(input.calls) do parts[#parts + 1] = c end
 local met = #parts > 0 and M.put(parts) or {}

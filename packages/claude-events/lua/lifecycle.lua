@@ -33,6 +33,8 @@
 -- waits for.
 
 local L = { now = 0, cfg = {}, templates = {}, deadlines = '', stats = '', callDeadlines = '' }
+-- What a held span's entry becomes once it is sent (interaction.ts SENT), for the scripts that include this.
+local SENT = '-'
 
 -- The shard's declared keys (its deadline index, its stats, its held calls' deadlines) and the
 -- script's input (now, cfg, templates).

@@ -17,7 +17,6 @@
 --! include lifecycle.lua
 
 local A, M = {}, {}
-local SENT = '-'
 local FAR = 9007199254740991
 -- The fold target of a subagent's totals (mapping.ts AGENT_CALL): its Agent call's tool span.
 local AGENT_CALL_FOLD = '"into":"agent_call"'
@@ -259,16 +258,16 @@ end
 -- it starts with a tab), looked at again by the timers' round.
 local function agentMember(session, agent) return '\t' .. session .. '\t' .. agent end
 
--- A.place(session, agents, owner): for each of the session's subagents that can be placed and holds
--- spans that may go (ready, above) and are not leased to another owner: where it goes (`at`: rule, key, call?, type?, prompt?,
--- first: the event.sequence of its first LLM call, result: whether its call's tool_result came,
--- inputs: its calls and tool results kept, caller: '' when the main agent made the call) and
--- those spans (JSON). A subagent's totals (a fold onto its Agent call) placed under a call of
--- the main agent are not handed back: they go to meet that call's tool span (returned as parts
--- for M.put).
-function A.place(session, agents, owner)
+-- A.place(session, agents, owner, placed?, parts?): for each of the session's subagents that can
+-- be placed and holds spans that may go (ready) and are not leased to another owner: where it
+-- goes (`at`: rule, key, call?, type?, prompt?, first: the event.sequence of its first LLM call,
+-- result: whether its call's tool_result came, inputs: its calls and tool results kept, caller:
+-- '' when the main agent made the call) and those spans (JSON), appended to `placed`. Its totals
+-- (a fold onto its Agent call) placed under a call of the main agent go to meet that call's tool
+-- span instead (appended to `parts`, for M.put).
+function A.place(session, agents, owner, placed, parts)
   local calls, links = L.read(L.key('calls', session)), L.read(L.key('links', session))
-  local placed, parts = {}, {}
+  placed, parts = placed or {}, parts or {}
   for agent, seen in pairs(agents) do
     local at = placementOf(calls, links, agent, 0)
     if at then
@@ -338,12 +337,11 @@ function A.forget(sent)
   end
 end
 
--- A.revisit(session, owner): A.place for every subagent of a session a batch touched without
+-- A.revisit(session, owner, placed, parts): A.place for every subagent of a session a batch touched without
 -- telling of its subagents: a number it brought may be the one a held span waits for.
-function A.revisit(session, owner)
+function A.revisit(session, owner, placed, parts)
   local agents = records(L.key('agents', session))
-  if next(agents) == nil then return {}, {} end
-  return A.place(session, agents, owner)
+  if next(agents) ~= nil then A.place(session, agents, owner, placed, parts) end
 end
 
 -- A.due(members): the subagents among the shard's due `callDeadlines` members, placed again by
@@ -356,9 +354,7 @@ function A.due(members)
       redis.call('ZREM', L.callDeadlines, m)
       local raw = redis.call('HGET', L.key('agents', session), agent)
       if raw then
-        local p, q = A.place(session, { [agent] = cjson.decode(raw) }, '')
-        for _, x in ipairs(p) do placed[#placed + 1] = x end
-        for _, x in ipairs(q) do parts[#parts + 1] = x end
+        A.place(session, { [agent] = cjson.decode(raw) }, '', placed, parts)
       end
     end
   end

@@ -10,8 +10,6 @@
 --! include lifecycle.lua
 
 local T = {}
--- What a held span's entry becomes once it is sent (interaction.ts SENT).
-local SENT = '-'
 
 -- Whether a held span goes on its own once its root is drawn: not when sent already, nor when it
 -- only stands in for a span that may still come (interaction.ts: an unfinished tool's).

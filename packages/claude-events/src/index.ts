@@ -5,7 +5,7 @@ export * from './assign';
 export * from './interaction';
 export * from './spans';
 export * from './agents';
-export * from './privacy';
+export * from '@ccbridge/privacy';
 export * from './native';
 export * from './lifecycle/lifecycle';
 export * from './lifecycle/store';

@@ -7,7 +7,7 @@ import { nativeSpansToForward as forward, type NativeTraceMode } from '@ccbridge
 import type { ResourceSpans } from '@ccbridge/otlp';
 import type { Attributes } from './events';
 import { TOOL_SPAN, llmRequestAttributes } from './mapping';
-import type { Redactor } from './privacy';
+import type { Redactor } from '@ccbridge/privacy';
 
 export type { NativeTraceMode };
 

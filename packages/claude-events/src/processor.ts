@@ -11,7 +11,7 @@ import { planBatch, sequenceMarksOf, type EventRows } from './interaction';
 import { agentFactsOf, type AgentSpan, type SessionAgents } from './agents';
 import { drawOutcome } from './outcome';
 import { nativeSpansToForward, type NativeTraceMode } from './native';
-import { KEEP_ALL, createRedactor, type Redactor } from './privacy';
+import { KEEP_ALL, createRedactor, type Redactor } from '@ccbridge/privacy';
 import type { LifecycleStore } from './lifecycle/store';
 import type { TurnCloser, SpanSink } from './lifecycle/closer';
 import { bridgeMetrics } from '@ccbridge/telemetry';
