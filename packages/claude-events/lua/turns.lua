@@ -49,7 +49,7 @@ function T.apply(input)
   -- looked like this one's while numbers were missing. A span without a number (older Claude
   -- Code) goes to it as it is; so does one still left once that prompt was drawn longer than the
   -- gap wait ago (nothing more will tell).
-  local function sameProcess(session, span, ms, prompt)
+  local function sameProcess(session, span, ms, prompt, chains)
     local seq
     for _, a in ipairs(span.attributes or {}) do
       if a.key == 'event.sequence' then seq = tonumber(a.value.intValue or a.value.stringValue) end
@@ -59,22 +59,23 @@ function T.apply(input)
     if not seq or not promptSeq or not promptAt then return true end
     local lastResort = drawnAt ~= nil and L.now - drawnAt > L.cfg.gapWaitMs
     if (drawnAt and ix[5]) or ((tonumber(ix[4]) or 0) > L.now and ix[6] == '1') then return lastResort end
-    local mark = seq .. ':' .. ms
-    for _, m in ipairs(L.chain(session, seq - 1, promptSeq, 0, promptAt)) do
-      if m == mark then return true end
+    -- The prompt's whole start-up chain, walked once per adopt (the numbers do not change meanwhile).
+    if not chains[prompt] then
+      chains[prompt] = {}
+      for _, m in ipairs(L.chain(session, -1, promptSeq, 0, promptAt)) do chains[prompt][m] = true end
     end
-    return lastResort
+    return chains[prompt][seq .. ':' .. ms] or lastResort
   end
   local function adopt(session)
     local held = L.key('pending', session)
-    local spans = redis.call('HGETALL', held)
+    local spans, chains = redis.call('HGETALL', held), {}
     for i = 1, #spans, 2 do
       local span = spans[i + 1] ~= SENT and cjson.decode(spans[i + 1])
       -- When its event was logged (older records: its start, nanoseconds as text); prompts are
       -- scored in milliseconds.
       local ms = span and (span.at or (#span.start > 6 and string.sub(span.start, 1, -7)) or '0')
       local prompt = span and redis.call('ZRANGEBYSCORE', L.key('prompts', session), ms, '+inf', 'LIMIT', 0, 1)[1]
-      if prompt and sameProcess(session, span, ms, prompt) then
+      if prompt and sameProcess(session, span, ms, prompt, chains) then
         local events = L.key('events', prompt)
         if redis.call('HEXISTS', L.key('ix', prompt), 'drawn') == 1 then
           if redis.call('HEXISTS', events, spans[i]) == 0 then release[#release + 1] = { prompt, spans[i + 1] } end
