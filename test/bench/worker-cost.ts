@@ -240,6 +240,8 @@ export interface SideCost {
   commandsPerBatch: number;
   /** Calls per logs batch of the commands called most (top level and inside scripts alike). */
   topCommandsPerBatch: Record<string, number>;
+  /** Redis's own time (commandstats usec) per span of the commands that took most (scripts include what they call). */
+  topUsecPerSpan: Record<string, number>;
   redisCpuSeconds: number;
   redisCpuUsPerSpan: number;
   /** The script calls' own time in commandstats (µs), per span. */
@@ -303,7 +305,7 @@ async function drain(root: string, redisUrl: string, client: Redis) {
   }
 }
 
-async function measureSide(label: string, root: string, commit: string, load: Request[]): Promise<SideCost> {
+export async function measureSide(label: string, root: string, commit: string, load: Request[]): Promise<SideCost> {
   const logs = load.filter((r) => r.signal === 'logs');
   progress(`${label} (${commit}): queueing ${load.length} requests`);
   const redis = await startRedis();
@@ -347,6 +349,12 @@ async function measureSide(label: string, root: string, commit: string, load: Re
       scriptCallsPerBatch: perBatch(calls(SCRIPT_COMMANDS)),
       commandsPerBatch: perBatch(calls(all)),
       topCommandsPerBatch: Object.fromEntries(top.map(([c, n]) => [c, perBatch(n)])),
+      topUsecPerSpan: Object.fromEntries(
+        all
+          .map((c) => [c, Math.round((usec([c]) / d.spans) * 10) / 10] as const)
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, 12),
+      ),
       redisCpuSeconds: Math.round(redisCpu * 100) / 100,
       redisCpuUsPerSpan: Math.round((redisCpu * 1e6) / d.spans),
       scriptUsecPerSpan: Math.round(usec(SCRIPT_COMMANDS) / d.spans),

@@ -16,14 +16,15 @@
 --            sequences, updates, pending    T.apply's input (turns.lua)
 --            sessions: [...]                A.merge's input per session (subagents.lua)
 --            calls: [...] }                 Agent calls' tool spans, for M.put
--- Returns  JSON: { late: [[key, n]], release: [[key, json]], placed: [{ session, agent, at, spans: [json] }]
+-- ARGV[2..] the span bodies ARGV[1] names by index (L.bodies)
+-- Returns  the summary (L.reply: reply item 1, JSON, then the bodies it names): { late: [[key, n]], release: [[key, json]], placed: [{ session, agent, at, spans: [json] }]
 --                  (every subagent of the sessions it touched that holds spans that may go),
 --                  met: [{ session, call, span?, totals? }], claimed: [T.claim's rows] }, or
 --          { committed: true, drawn: [the roots its commit drew] } for a batch sent and committed already
 --! include turns.lua
 --! include subagents.lua
 
-local input = cjson.decode(ARGV[1])
+local input = L.bodies(cjson.decode(ARGV[1]), ARGV)
 L.init(KEYS, input)
 
 local due, late, release
@@ -31,7 +32,7 @@ local record = input.batch and redis.call('GET', KEYS[4])
 if record then
   local r = cjson.decode(record)
   -- Sent and committed already (the job failed after its commit): nothing is handed back twice.
-  if r.committed then return cjson.encode({ committed = true, drawn = r.drawn or {} }) end
+  if r.committed then return L.reply({ committed = true, drawn = r.drawn or {} }) end
   due, late, release = r.due, r.late, r.release
 else
   due, late, release = T.apply(input)
@@ -56,4 +57,5 @@ local met = #parts > 0 and M.put(parts) or {}
 
 -- Roots the batch completed, drawn in the same export as its spans (timers are the tick's: due.lua).
 local claimed = #due > 0 and T.claim(input.limit, 0) or {}
-return cjson.encode({ late = late, release = release, placed = placed, met = met, claimed = claimed })
+L.flush()
+return L.reply({ late = late, release = release, placed = placed, met = met, claimed = claimed })

@@ -13,7 +13,7 @@
 --            calls:  [{ session, call, span?, totals? }], held calls sent
 --            drawn:  [{ key, complete, held: [id] }],     roots sent (T.settle)
 --            retry:  [{ key, at }] }                      roots not sent: looked at again at `at`
--- Returns  JSON: { drawn: n, release: [[key, json]] }   release: held spans that came while their
+-- Returns  the summary (L.reply): { drawn: n, release: [[key, json]] }   release: held spans that came while their
 --          root was being drawn, to be sent now (T.settle)
 --! include turns.lua
 --! include subagents.lua
@@ -23,10 +23,11 @@ L.init(KEYS, input)
 A.forget(input.forget)
 M.done(input.calls)
 local drawn, release = T.settle(input.drawn, input.retry)
+L.flush()
 if input.batch then
   local record = redis.call('GET', KEYS[4])
   local r = record and cjson.decode(record) or {}
   r.committed, r.drawn = true, input.roots or {}
   redis.call('SET', KEYS[4], cjson.encode(r), 'EX', input.cfg.ttlSeconds)
 end
-return cjson.encode({ drawn = drawn, release = release })
+return L.reply({ drawn = drawn, release = release })

@@ -8,7 +8,7 @@
 -- Every other key is built from ARGV[1].templates and carries KEYS[1]'s hash tag.
 -- ARGV[1]  JSON: { now, cfg, templates, limit, timersDueBy, calls }   calls: look at held calls
 --          and subagents too
--- Returns  JSON: { claimed: [T.claim's rows], calls: [{ session, call, span?, totals? }],
+-- Returns  the summary (L.reply): { claimed: [T.claim's rows], calls: [{ session, call, span?, totals? }],
 --                  placed: [{ session, agent, at, spans: [json] }] }
 --! include turns.lua
 --! include subagents.lua
@@ -26,4 +26,5 @@ if input.calls then
     for _, c in ipairs(M.put(parts)) do calls[#calls + 1] = c end
   end
 end
-return cjson.encode({ claimed = claimed, calls = calls, placed = placed })
+L.flush()
+return L.reply({ claimed = claimed, calls = calls, placed = placed })

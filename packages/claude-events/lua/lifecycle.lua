@@ -43,6 +43,49 @@ function L.init(keys, input)
   L.now, L.cfg, L.templates = tonumber(input.now), input.cfg, input.templates
 end
 
+-- Span bodies (JSON text) travel as arguments and reply items of their own, not escaped inside
+-- the JSON input and summary: in the input, each place that holds one holds its index (ARGV[1 +
+-- i]; store.ts withBodyRefs names the places: sessions[].spans[][3], updates[].held[][2] unless
+-- SENT, pending[].span, calls[].json); L.bodies puts them back. L.reply hands back the summary
+-- (reply item 1) and the bodies it holds, each named by its index in the reply (store.ts
+-- bodiesIn): release[][2], placed[].spans[], met[] (due.lua: calls[]) .span and .totals,
+-- claimed[].events (every second item, unless SENT).
+function L.bodies(input, argv)
+  for _, s in ipairs(input.sessions or {}) do
+    for _, sp in ipairs(s.spans) do sp[3] = argv[1 + sp[3]] end
+  end
+  for _, u in ipairs(input.updates or {}) do
+    for _, h in ipairs(u.held or {}) do
+      if h[2] ~= SENT then h[2] = argv[1 + h[2]] end
+    end
+  end
+  for _, p in ipairs(input.pending or {}) do p.span = argv[1 + p.span] end
+  for _, c in ipairs(input.calls or {}) do c.json = argv[1 + c.json] end
+  return input
+end
+function L.reply(out)
+  local reply = { '' }
+  local function ref(body)
+    reply[#reply + 1] = body
+    return #reply
+  end
+  for _, r in ipairs(out.release or {}) do r[2] = ref(r[2]) end
+  for _, p in ipairs(out.placed or {}) do
+    for j, body in ipairs(p.spans) do p.spans[j] = ref(body) end
+  end
+  for _, m in ipairs(out.met or out.calls or {}) do
+    if m.span then m.span = ref(m.span) end
+    if m.totals then m.totals = ref(m.totals) end
+  end
+  for _, c in ipairs(out.claimed or {}) do
+    for j = 2, #c.events, 2 do
+      if c.events[j] ~= SENT then c.events[j] = ref(c.events[j]) end
+    end
+  end
+  reply[1] = cjson.encode(out)
+  return reply
+end
+
 -- A per-id key of this shard (the templates come from keys.ts).
 function L.key(kind, id)
   local t = L.templates[kind]
@@ -56,9 +99,26 @@ function L.read(key)
   return out
 end
 
+-- Keys this call wrote, told the shard's TTL once, when the call ends (L.flush): a key written
+-- for each event of a batch is not sent an EXPIRE for each. Every script calls L.flush last.
+local kept, keptOrder = {}, {}
+function L.keep(key)
+  if not kept[key] then
+    kept[key] = true
+    keptOrder[#keptOrder + 1] = key
+  end
+end
+function L.flush()
+  for _, k in ipairs(keptOrder) do redis.call('EXPIRE', k, L.cfg.ttlSeconds) end
+end
+
+-- Calls fn with `list` in chunks of at most n items, in order (unpack's limit on arguments).
+function L.each(list, n, fn)
+  for i = 1, #list, n do fn({ unpack(list, i, math.min(i + n - 1, #list)) }) end
+end
+
 function L.expire(key)
-  local ttl = L.cfg.ttlSeconds
-  for _, kind in ipairs({ 'ix', 'contributions', 'events', 'inputs' }) do redis.call('EXPIRE', L.key(kind, key), ttl) end
+  for _, kind in ipairs({ 'ix', 'contributions', 'events', 'inputs' }) do L.keep(L.key(kind, key)) end
 end
 
 -- Distinct sequence numbers strictly between lo and hi seen in the session and logged between

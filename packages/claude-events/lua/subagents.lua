@@ -70,7 +70,7 @@ local function record(session, agent, link)
   local added = redis.call('HSETNX', L.key('links', session), agent, cjson.encode(link)) == 1
   if added and link.call ~= '' then
     redis.call('HSET', byCall, link.call, agent)
-    redis.call('EXPIRE', byCall, L.cfg.ttlSeconds)
+    L.keep(byCall)
   end
   return added
 end
@@ -87,7 +87,6 @@ end
 -- Agent call made before it is known) and promptedAfter (a prompt numbered after its
 -- subagent_completed, or until that comes its last event, has arrived, and every number before it).
 function A.merge(s)
-  local ttl = L.cfg.ttlSeconds
   local calls, agents, links = L.key('calls', s.session), L.key('agents', s.session), L.key('links', s.session)
   for _, c in ipairs(s.calls) do merged(calls, c.id, c, mergeCall) end
   for _, a in ipairs(s.agents) do merged(agents, a.id, a, mergeAgent) end
@@ -99,15 +98,15 @@ function A.merge(s)
     if redis.call('SISMEMBER', L.key('agentSent', id), sp[2]) == 0 then
       local held = L.key('agentSpans', id)
       redis.call('HSET', held, sp[2], sp[3])
-      redis.call('EXPIRE', held, ttl)
+      L.keep(held)
     end
   end
   for _, f in ipairs(s.inputs or {}) do
     local kept = L.key('agentInputs', s.session .. '/' .. f[1])
     redis.call('HSETNX', kept, f[2], f[3])
-    redis.call('EXPIRE', kept, ttl)
+    L.keep(kept)
   end
-  for _, k in ipairs({ calls, agents, links }) do redis.call('EXPIRE', k, ttl) end
+  for _, k in ipairs({ calls, agents, links }) do L.keep(k) end
 
   local state = { session = s.session, calls = records(calls), agents = records(agents), links = {}, contiguous = {}, promptedAfter = {} }
   for id, raw in pairs(L.read(links)) do state.links[id] = cjson.decode(raw) end
@@ -332,7 +331,7 @@ function A.forget(sent)
     end
     if #s.spanIds > 0 then
       redis.call('SADD', L.key('agentSent', id), unpack(s.spanIds))
-      redis.call('EXPIRE', L.key('agentSent', id), L.cfg.ttlSeconds)
+      L.keep(L.key('agentSent', id))
     end
   end
 end
@@ -387,13 +386,13 @@ end
 --   from its process (L.precedes, logged since the call began at `from`).
 -- Returns [{ session, call, span?, totals? }]: each call whose parts may now be sent.
 function M.put(items)
-  local ttl, calls, order, out = L.cfg.ttlSeconds, {}, {}, {}
+  local calls, order, out = {}, {}, {}
   -- All parts first, then each call once: a span and its totals in one batch meet whatever their order.
   for _, it in ipairs(items) do
     local k = L.key('callSpans', it.session)
     local field = it.kind .. ':' .. it.call
     if redis.call('HGET', k, field) ~= SENT then redis.call('HSETNX', k, field, it.json) end
-    redis.call('EXPIRE', k, ttl)
+    L.keep(k)
     local m = member(it.session, it.call)
     if not calls[m] then
       calls[m] = { session = it.session, call = it.call, go = false }
@@ -453,7 +452,7 @@ function M.done(items)
     local k = L.key('callSpans', it.session)
     if it.span then redis.call('HSET', k, 'span:' .. it.call, SENT) end
     if it.totals then redis.call('HSET', k, 'totals:' .. it.call, SENT) end
-    redis.call('EXPIRE', k, L.cfg.ttlSeconds)
+    L.keep(k)
     redis.call('ZREM', L.callDeadlines, member(it.session, it.call))
   end
 end

@@ -28,7 +28,6 @@ local function releasable(json) return json ~= SENT and string.sub(json, 1, 15) 
 -- batch, so a batch is applied once. This is the one place where what a batch says about a turn
 -- is merged with what is stored.
 function T.apply(input)
-  local ttl = input.cfg.ttlSeconds
   local touched, order = {}, {}
   local function touch(key)
     if not touched[key] then
@@ -83,7 +82,7 @@ function T.apply(input)
         else
           redis.call('HSETNX', events, spans[i], spans[i + 1])
         end
-        redis.call('EXPIRE', events, ttl)
+        L.keep(events)
         -- Marked, not deleted: a copy delivered again is not adopted again (by another prompt,
         -- if batches raced: a later process's start-up chain can look like its own until the
         -- earlier process's prompt and last events come).
@@ -95,8 +94,10 @@ function T.apply(input)
   -- 1. Sequence numbers; a session's interactions waiting for one of them are looked at again.
   for _, s in ipairs(input.sequences) do
     local k = L.key('sequence', s.session)
-    for _, m in ipairs(s.marks) do redis.call('ZADD', k, m[1], m[1] .. ':' .. m[2]) end
-    redis.call('EXPIRE', k, ttl)
+    local args = {}
+    for _, m in ipairs(s.marks) do args[#args + 1], args[#args + 2] = m[1], m[1] .. ':' .. m[2] end
+    L.each(args, 400, function(chunk) redis.call('ZADD', k, unpack(chunk)) end)
+    L.keep(k)
     for _, waiting in ipairs(redis.call('SMEMBERS', L.key('waiting', s.session))) do touch(waiting) end
   end
 
@@ -104,7 +105,8 @@ function T.apply(input)
   local late = {}
   for _, u in ipairs(input.updates) do
     local k = L.key('ix', u.key)
-    local cur = redis.call('HMGET', k, 'drawn', 'start', 'end', 'completionAt')
+    -- Then the fields set once (the first value stands).
+    local cur = redis.call('HMGET', k, 'drawn', 'start', 'end', 'completionAt', 'traceId', 'firstSeenAt', 'session', 'resource', 'endSeenAt')
     if cur[1] then
       redis.call('HINCRBY', k, 'late', u.events)
       redis.call('HINCRBY', L.stats, 'late_events', u.events)
@@ -115,7 +117,7 @@ function T.apply(input)
         if releasable(h[2]) and redis.call('HEXISTS', events, h[1]) == 0 then release[#release + 1] = { u.key, h[2] } end
         redis.call('HSET', events, h[1], SENT)
       end
-      if u.held and #u.held > 0 then redis.call('EXPIRE', events, ttl) end
+      if u.held and #u.held > 0 then L.keep(events) end
     else
       -- The turn's range: the earliest start and the latest end (nanoseconds as fixed-width text).
       local start, finish = cur[2], cur[3]
@@ -123,36 +125,41 @@ function T.apply(input)
         if not start or b[1] < start then start = b[1] end
         if not finish or b[2] > finish then finish = b[2] end
       end
-      if start and start ~= cur[2] then redis.call('HSET', k, 'start', start) end
-      if finish and finish ~= cur[3] then redis.call('HSET', k, 'end', finish) end
-      redis.call('HSETNX', k, 'traceId', u.traceId)
-      redis.call('HSETNX', k, 'firstSeenAt', L.now)
-      redis.call('HSET', k, 'seenAt', L.now)
-      if u.session then redis.call('HSETNX', k, 'session', u.session) end
-      if u.resource then redis.call('HSETNX', k, 'resource', u.resource) end
-      if u.evidence then redis.call('HSET', k, 'evidence', '1') end
-      if u.prompt then redis.call('HSET', k, 'prompt', u.prompt) end
-      if u.promptSeq then redis.call('HSET', k, 'promptSeq', u.promptSeq) end
-      if u.promptAt then redis.call('HSET', k, 'promptAt', u.promptAt) end
+      -- Every field this batch sets, in one HSET.
+      local set = { 'seenAt', L.now }
+      local function put(field, value) if value then set[#set + 1], set[#set + 2] = field, value end end
+      local function once(i, field, value) if not cur[i] then put(field, value) end end
+      once(5, 'traceId', u.traceId)
+      once(6, 'firstSeenAt', L.now)
+      once(7, 'session', u.session)
+      once(8, 'resource', u.resource)
+      if #u.ends > 0 then once(9, 'endSeenAt', L.now) end
+      if start ~= cur[2] then put('start', start) end
+      if finish ~= cur[3] then put('end', finish) end
+      if u.evidence then put('evidence', '1') end
+      put('prompt', u.prompt)
+      put('promptSeq', u.promptSeq)
+      put('promptAt', u.promptAt)
       -- The completion: the latest answer text (of two at the same time, the one seen later).
       local completion, completionAt
       for _, c in ipairs(u.completions) do
         if not (completionAt or cur[4]) or c[1] >= (completionAt or cur[4]) then completion, completionAt = c[2], c[1] end
       end
-      if completion then redis.call('HSET', k, 'completion', completion, 'completionAt', completionAt) end
-      for _, e in ipairs(u.ends) do
-        redis.call('HSET', k, 'end:' .. e[1], e[2] .. '|' .. e[3] .. '|' .. e[4])
-        redis.call('HSETNX', k, 'endSeenAt', L.now)
-      end
-      for _, request in ipairs(u.toolRequests) do redis.call('HSET', k, 'tool:' .. request, '1') end
-      for _, c in ipairs(u.contributions) do redis.call('HSET', L.key('contributions', u.key), c[1], c[2]) end
+      put('completion', completion)
+      put('completionAt', completionAt)
+      for _, e in ipairs(u.ends) do put('end:' .. e[1], e[2] .. '|' .. e[3] .. '|' .. e[4]) end
+      for _, request in ipairs(u.toolRequests) do put('tool:' .. request, '1') end
+      L.each(set, 400, function(chunk) redis.call('HSET', k, unpack(chunk)) end)
+      local contributions = {}
+      for _, c in ipairs(u.contributions) do contributions[#contributions + 1], contributions[#contributions + 2] = c[1], c[2] end
+      L.each(contributions, 400, function(chunk) redis.call('HSET', L.key('contributions', u.key), unpack(chunk)) end)
       -- What its LLM calls got as input (inputs.ts): kept for calls of later batches and the root.
       for _, f in ipairs(u.inputs or {}) do redis.call('HSETNX', L.key('inputs', u.key), f[1], f[2]) end
       -- Spans drawn with the root: an LLM call waiting for its answer, folds onto it or onto the root.
       -- A span sent already (SENT) is never drawn again, whatever copy of it comes later.
       if u.held and #u.held > 0 then
         for _, h in ipairs(u.held) do redis.call(h[2] == SENT and 'HSET' or 'HSETNX', L.key('events', u.key), h[1], h[2]) end
-        redis.call('EXPIRE', L.key('events', u.key), ttl)
+        L.keep(L.key('events', u.key))
       end
       touch(u.key)
     end
@@ -160,7 +167,7 @@ function T.apply(input)
       -- The session's timeline: a prompt ends the one before it, and is ended by the one after.
       local timeline = L.key('prompts', u.session)
       redis.call('ZADD', timeline, u.promptAt, u.key)
-      redis.call('EXPIRE', timeline, ttl)
+      L.keep(timeline)
       local before = redis.call('ZREVRANGEBYSCORE', timeline, '(' .. u.promptAt, '-inf', 'LIMIT', 0, 1)[1]
       if before and L.endByNextPrompt(before, u.promptSeq, u.promptAt) then touch(before) end
       local after = redis.call('ZRANGEBYSCORE', timeline, '(' .. u.promptAt, '+inf', 'LIMIT', 0, 1)[1]
@@ -178,7 +185,7 @@ function T.apply(input)
   for _, p in ipairs(input.pending) do
     local held = L.key('pending', p.session)
     if redis.call('HGET', held, p.id) ~= SENT then redis.call('HSET', held, p.id, p.span) end
-    redis.call('EXPIRE', held, ttl)
+    L.keep(held)
   end
   local adopted = {}
   for _, list in ipairs({ input.pending, input.sequences }) do
@@ -247,10 +254,12 @@ local function forgetSequences(key, ix)
   -- window they are counted in may hold another process's while batches race (L.segments).
   local own = v.range[#v.range]
   local lo, hi, from, to = own[1], own[2], own[3], own[4]
+  local gone = {}
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, math.max(lo, 0), hi)) do
     local at = tonumber(string.match(m, ':(%d+)$'))
-    if at and at >= from and at <= to then redis.call('ZREM', k, m) end
+    if at and at >= from and at <= to then gone[#gone + 1] = m end
   end
+  L.each(gone, 400, function(chunk) redis.call('ZREM', k, unpack(chunk)) end)
 end
 
 -- T.settle(drawn, retry): after the caller drew the roots it claimed.

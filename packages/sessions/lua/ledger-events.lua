@@ -13,19 +13,37 @@
 
 local prefix, now, ttl = ARGV[1], ARGV[2], ARGV[3]
 local added = 0
+-- The new events of each session, summed: its ledger is written once per batch, not per event.
+local bySession, order = {}, {}
 for _, e in ipairs(cjson.decode(ARGV[4])) do
   local key = prefix .. e.session
   if redis.call('SADD', key .. ':seen', e.id) == 1 then
     added = added + 1
-    L.add(prefix, KEYS[1], KEYS[2], e.session, 'e', e.sums, e.t, now, ttl)
-    if e.key ~= '' then
-      redis.call('SADD', key .. ':turns', e.key)
-      if L.later(e.t, redis.call('HGET', key, 'latestTime') or '') then
-        redis.call('HSET', key, 'latestTime', e.t, 'latestKey', e.key)
-      end
+    local s = bySession[e.session]
+    if not s then
+      s = { sums = {}, first = e.t, last = e.t, turns = {} }
+      bySession[e.session] = s
+      order[#order + 1] = e.session
     end
-    redis.call('EXPIRE', key .. ':seen', ttl)
+    for slot, n in pairs(e.sums) do s.sums[slot] = (s.sums[slot] or 0) + n end
+    if L.later(s.first, e.t) then s.first = e.t end
+    if L.later(e.t, s.last) then s.last = e.t end
+    if e.key ~= '' then
+      s.turns[#s.turns + 1] = e.key
+      if not s.latest or L.later(e.t, s.latest[1]) then s.latest = { e.t, e.key } end
+    end
+  end
+end
+for _, session in ipairs(order) do
+  local s, key = bySession[session], prefix .. session
+  L.add(prefix, KEYS[1], KEYS[2], session, 'e', s.sums, s.first, now, ttl, s.last)
+  if #s.turns > 0 then
+    redis.call('SADD', key .. ':turns', unpack(s.turns))
+    if L.later(s.latest[1], redis.call('HGET', key, 'latestTime') or '') then
+      redis.call('HSET', key, 'latestTime', s.latest[1], 'latestKey', s.latest[2])
+    end
     redis.call('EXPIRE', key .. ':turns', ttl)
   end
+  redis.call('EXPIRE', key .. ':seen', ttl)
 end
 return added

@@ -14,17 +14,19 @@ function L.later(a, b)
   return a > b
 end
 
--- Adds `sums` ({['model|what'] = n}) on `side` ('e' or 'c') of a session, at time `t` (ns
--- string), and marks it for comparison. `ttl`: seconds the session is kept after this.
-function L.add(prefix, index, due, session, side, sums, t, now, ttl)
+-- Adds `sums` ({['model|what'] = n}) on `side` ('e' or 'c') of a session, over the time from `t`
+-- to `tLast` (ns strings; tLast defaults to t), and marks it for comparison. `ttl`: seconds the
+-- session is kept after this.
+function L.add(prefix, index, due, session, side, sums, t, now, ttl, tLast)
   local key = prefix .. session
   for slot, n in pairs(sums) do
     redis.call('HINCRBYFLOAT', key, side .. '|' .. slot, n)
   end
-  local first = redis.call('HGET', key, 'first')
-  if not first or L.later(first, t) then redis.call('HSET', key, 'first', t) end
-  if L.later(t, redis.call('HGET', key, 'last') or '') then redis.call('HSET', key, 'last', t) end
-  redis.call('HSET', key, 'updated', now)
+  local cur = redis.call('HMGET', key, 'first', 'last')
+  local set = { 'updated', now }
+  if not cur[1] or L.later(cur[1], t) then set[3], set[4] = 'first', t end
+  if L.later(tLast or t, cur[2] or '') then set[#set + 1], set[#set + 2] = 'last', tLast or t end
+  redis.call('HSET', key, unpack(set))
   redis.call('EXPIRE', key, ttl)
   redis.call('ZADD', index, now, session)
   redis.call('ZADD', due, now, session)

@@ -128,13 +128,28 @@ export class LifecycleStore {
     return this.shards.map((s) => s.shard);
   }
 
-  /** Runs a script on a shard: its declared keys, then its input. */
-  private async run(script: ScriptName, shard: number, input: Record<string, unknown>, more: string[] = []) {
+  /**
+   * Runs a script on a shard: its declared keys, then its input and the span bodies it names
+   * (lifecycle.lua L.bodies); reads its reply, bodies put back in place (L.reply).
+   */
+  private async run(
+    script: ScriptName,
+    shard: number,
+    input: Record<string, unknown>,
+    more: string[] = [],
+    bodies: string[] = [],
+  ) {
     const keys = this.shards[shard]!;
     const arg = JSON.stringify({ now: this.clock.now(), cfg: this.config, templates: keys.templates, ...input });
-    return JSON.parse(
-      (await this.redis[script](keys.deadlines, keys.stats, keys.callDeadlines, ...more, arg)) as string,
-    ) as unknown;
+    const reply = (await this.redis[script](
+      keys.deadlines,
+      keys.stats,
+      keys.callDeadlines,
+      ...more,
+      arg,
+      ...bodies,
+    )) as string[] | string;
+    return bodiesIn(reply);
   }
 
   /**
@@ -143,7 +158,7 @@ export class LifecycleStore {
    * a retry is handed back what the first run handed back.
    */
   async batch(work: BatchWork, batch?: string, limit = 100): Promise<ShardOutcome[]> {
-    const parts = new Map<number, Omit<BatchWork, 'calls'> & { calls: BatchWork['calls'] }>();
+    const parts = new Map<number, ShardWork>();
     const of = (session: string) => {
       const n = shardOf(session);
       let w = parts.get(n);
@@ -157,8 +172,10 @@ export class LifecycleStore {
     for (const c of work.calls) of(c.session).calls.push(c);
     return Promise.all(
       [...parts].map(async ([n, w]) => {
-        const input = { ...w, limit, ...(batch !== undefined && { batch }) };
-        const r = (await this.run('ccbridgeBatch', n, input, [appliedKey(this.shards[n]!, batch ?? '')])) as RawOutcome;
+        const bodies: string[] = [];
+        const input = { ...withBodyRefs(w, bodies), limit, ...(batch !== undefined && { batch }) };
+        const record = appliedKey(this.shards[n]!, batch ?? '');
+        const r = (await this.run('ccbridgeBatch', n, input, [record], bodies)) as RawOutcome;
         return {
           shard: n,
           committed: r.committed === true,
@@ -243,6 +260,43 @@ export class LifecycleStore {
     }
     return out;
   }
+}
+
+type ShardWork = Omit<BatchWork, 'calls'> & { calls: BatchWork['calls'] };
+
+/**
+ * The work with each span body (JSON text) moved to `bodies` and named by its index, from 1 (the
+ * script's ARGV[1 + i]): bodies go as arguments of their own, not escaped inside the input.
+ * The places are lifecycle.lua L.bodies's.
+ */
+function withBodyRefs(w: ShardWork, bodies: string[]) {
+  const ref = (body: string) => bodies.push(body);
+  return {
+    ...w,
+    sessions: w.sessions.map((s) => ({ ...s, spans: s.spans.map(([agent, id, json]) => [agent, id, ref(json)]) })),
+    updates: w.updates.map((u) => ({ ...u, held: u.held.map(([id, v]) => [id, v === SENT ? v : ref(v)]) })),
+    pending: w.pending.map((p) => ({ ...p, span: ref(p.span) })),
+    calls: w.calls.map((c) => ({ ...c, json: ref(c.json) })),
+  };
+}
+
+/** A script's reply (lifecycle.lua L.reply): its summary, each body it names by index put back in place. */
+function bodiesIn(reply: string[] | string): unknown {
+  const items = typeof reply === 'string' ? [reply] : reply;
+  const out = JSON.parse(items[0]!) as Record<string, unknown>;
+  // Lua's index, from 1: the summary is item 1.
+  const body = (i: unknown) => items[(i as number) - 1]!;
+  for (const r of list<[string, unknown]>(out.release)) r[1] = body(r[1]);
+  for (const p of list<{ spans: unknown }>(out.placed)) p.spans = list(p.spans).map(body);
+  for (const m of list<{ span?: unknown; totals?: unknown }>(out.met ?? out.calls)) {
+    if (m.span !== undefined) m.span = body(m.span);
+    if (m.totals !== undefined) m.totals = body(m.totals);
+  }
+  for (const c of list<{ events: unknown[] }>(out.claimed)) {
+    const events = list<unknown>(c.events);
+    for (let j = 1; j < events.length; j += 2) if (events[j] !== SENT) events[j] = body(events[j]);
+  }
+  return out;
 }
 
 interface RawOutcome {
