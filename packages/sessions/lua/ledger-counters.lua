@@ -9,7 +9,5 @@
 --! include ledger.lua
 
 if redis.call('HSETNX', KEYS[3], 'counted', 1) == 0 then return 0 end
-for _, c in ipairs(cjson.decode(ARGV[4])) do
-  L.add(ARGV[1], KEYS[1], KEYS[2], c.session, 'c', c.sums, c.t, ARGV[2], ARGV[3])
-end
+L.addEach(ARGV[1], KEYS[1], KEYS[2], 'c', cjson.decode(ARGV[4]), ARGV[2], ARGV[3])
 return 1

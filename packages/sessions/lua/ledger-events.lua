@@ -12,38 +12,35 @@
 --! include ledger.lua
 
 local prefix, now, ttl = ARGV[1], ARGV[2], ARGV[3]
-local added = 0
--- The new events of each session, summed: its ledger is written once per batch, not per event.
-local bySession, order = {}, {}
+local new, turns, latest, order = {}, {}, {}, {}
 for _, e in ipairs(cjson.decode(ARGV[4])) do
   local key = prefix .. e.session
   if redis.call('SADD', key .. ':seen', e.id) == 1 then
-    added = added + 1
-    local s = bySession[e.session]
-    if not s then
-      s = { sums = {}, first = e.t, last = e.t, turns = {} }
-      bySession[e.session] = s
+    new[#new + 1] = e
+    if not turns[e.session] then
+      turns[e.session] = {}
       order[#order + 1] = e.session
     end
-    for slot, n in pairs(e.sums) do s.sums[slot] = (s.sums[slot] or 0) + n end
-    if L.later(s.first, e.t) then s.first = e.t end
-    if L.later(e.t, s.last) then s.last = e.t end
+    -- The turns its events named, and its latest turn.
     if e.key ~= '' then
-      s.turns[#s.turns + 1] = e.key
-      if not s.latest or L.later(e.t, s.latest[1]) then s.latest = { e.t, e.key } end
+      table.insert(turns[e.session], e.key)
+      local l = latest[e.session]
+      if not l or L.later(e.t, l[1]) then latest[e.session] = { e.t, e.key } end
     end
   end
 end
+L.addEach(prefix, KEYS[1], KEYS[2], 'e', new, now, ttl)
 for _, session in ipairs(order) do
-  local s, key = bySession[session], prefix .. session
-  L.add(prefix, KEYS[1], KEYS[2], session, 'e', s.sums, s.first, now, ttl, s.last)
-  if #s.turns > 0 then
-    redis.call('SADD', key .. ':turns', unpack(s.turns))
-    if L.later(s.latest[1], redis.call('HGET', key, 'latestTime') or '') then
-      redis.call('HSET', key, 'latestTime', s.latest[1], 'latestKey', s.latest[2])
-    end
+  local key, l = prefix .. session, latest[session]
+  if l then
+    local named = turns[session]
+    -- In chunks: unpack takes a bounded number of arguments.
+    for i = 1, #named, 400 do redis.call('SADD', key .. ':turns', unpack(named, i, math.min(i + 399, #named))) end
     redis.call('EXPIRE', key .. ':turns', ttl)
+    if L.later(l[1], redis.call('HGET', key, 'latestTime') or '') then
+      redis.call('HSET', key, 'latestTime', l[1], 'latestKey', l[2])
+    end
   end
   redis.call('EXPIRE', key .. ':seen', ttl)
 end
-return added
+return #new

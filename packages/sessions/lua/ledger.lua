@@ -31,3 +31,24 @@ function L.add(prefix, index, due, session, side, sums, t, now, ttl, tLast)
   redis.call('ZADD', index, now, session)
   redis.call('ZADD', due, now, session)
 end
+
+-- Adds entries ({ session, t, sums }) on `side`, summed per session first: each session's ledger
+-- is written once per call, not once per entry (L.add).
+function L.addEach(prefix, index, due, side, entries, now, ttl)
+  local bySession, order = {}, {}
+  for _, e in ipairs(entries) do
+    local s = bySession[e.session]
+    if not s then
+      s = { sums = {}, first = e.t, last = e.t }
+      bySession[e.session] = s
+      order[#order + 1] = e.session
+    end
+    for slot, n in pairs(e.sums) do s.sums[slot] = (s.sums[slot] or 0) + n end
+    if L.later(s.first, e.t) then s.first = e.t end
+    if L.later(e.t, s.last) then s.last = e.t end
+  end
+  for _, session in ipairs(order) do
+    local s = bySession[session]
+    L.add(prefix, index, due, session, side, s.sums, s.first, now, ttl, s.last)
+  end
+end
