@@ -22,6 +22,9 @@
  *            them under, e.g. batch.lua (ccbridgeBatch), and BullMQ's scripts, by their SHA1),
  *            so the calls per batch can be read per script; MONITOR slows Redis, so nothing else
  *            is measured in that drain.
+ *   rounds:  BENCH_WORKER_ROUNDS (1) rounds of old then new; the ratios are the medians of each
+ *            round's (a shared machine's pace drifts by a third over minutes here), the sides
+ *            shown those of the round with the median distinct-span ratio.
  *
  * Targets (the issue): spans per CPU-second ≥ 3× the old; script calls per logs batch ≤ 2 per
  * shard touched + 1; Redis CPU µs per span ≤ half the old; peak RSS ≤ 150 MiB over 5,000 batches.
@@ -55,6 +58,8 @@ const PER_BATCH = Number(process.env.BENCH_SESSIONS_PER_BATCH ?? 2);
 const MONITOR_BATCHES = Number(process.env.BENCH_MONITOR_BATCHES ?? 300);
 const BASELINE = process.env.BENCH_BASELINE ?? '3e660a1';
 const METRICS = process.env.BENCH_METRICS !== '0';
+/** Rounds of old then new (BENCH_WORKER_ROUNDS): a shared machine's pace drifts over minutes. */
+const ROUNDS = Math.max(1, Number(process.env.BENCH_WORKER_ROUNDS ?? 1));
 
 const progress = (what: string) => process.stderr.write(`bench: worker cost: ${what}\n`);
 
@@ -432,13 +437,29 @@ function thisCommit(): string {
 }
 
 const r2 = (x: number) => Math.round(x * 100) / 100;
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
 
 /** Both sides, then the figures line (JSON) and a table for people (stderr). */
 export async function measureWorkerCost() {
   const old = baseline();
   const load = await workerLoad(BATCHES);
-  const oldSide = await measureSide('old', old.root, old.commit, load);
-  const newSide = await measureSide('new', ROOT, thisCommit(), load);
+  // Rounds alternate the sides, so that a shared machine slowing down for a while weighs on both
+  // alike; the ratios are the medians of each round's, the sides shown those of the median round.
+  const rounds: [SideCost, SideCost][] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    if (ROUNDS > 1) progress(`round ${r + 1} of ${ROUNDS}`);
+    rounds.push([
+      await measureSide('old', old.root, old.commit, load),
+      await measureSide('new', ROOT, thisCommit(), load),
+    ]);
+  }
+  const ratioOf = (pick: (s: SideCost) => number) => (pair: [SideCost, SideCost]) => pick(pair[1]) / pick(pair[0]);
+  const byDistinct = ratioOf((s) => s.distinctSpansPerCpuSecond);
+  const [oldSide, newSide] = [...rounds].sort((a, b) => byDistinct(a) - byDistinct(b))[Math.floor((ROUNDS - 1) / 2)]!;
+  const medianRatio = (pick: (s: SideCost) => number) => r2(median(rounds.map(ratioOf(pick))));
   if (MONITOR_BATCHES > 0) {
     // The load up to its MONITOR_BATCHES-th logs request, metrics in between included.
     let logs = 0;
@@ -470,11 +491,16 @@ export async function measureWorkerCost() {
     machine: { cores: os.availableParallelism(), cpu: os.cpus()[0]?.model, node: process.version },
     old: oldSide,
     new: newSide,
+    rounds: rounds.map(([o, n]) => ({
+      distinctSpansPerCpuSecond: [o.distinctSpansPerCpuSecond, n.distinctSpansPerCpuSecond],
+      redisCpuUsPerSpan: [o.redisCpuUsPerSpan, n.redisCpuUsPerSpan],
+      workerPeakRssMiB: [o.workerPeakRssMiB, n.workerPeakRssMiB],
+    })),
     ratios: {
-      spansPerCpuSecond: r2(newSide.spansPerCpuSecond / oldSide.spansPerCpuSecond),
-      distinctSpansPerCpuSecond: r2(newSide.distinctSpansPerCpuSecond / oldSide.distinctSpansPerCpuSecond),
-      redisCpuUsPerSpan: r2(newSide.redisCpuUsPerSpan / oldSide.redisCpuUsPerSpan),
-      commandsPerBatch: r2(newSide.commandsPerBatch / oldSide.commandsPerBatch),
+      spansPerCpuSecond: medianRatio((s) => s.spansPerCpuSecond),
+      distinctSpansPerCpuSecond: medianRatio((s) => s.distinctSpansPerCpuSecond),
+      redisCpuUsPerSpan: medianRatio((s) => s.redisCpuUsPerSpan),
+      commandsPerBatch: medianRatio((s) => s.commandsPerBatch),
     },
     targets: {
       spansPerCpuSecond: '>= 3 × old',

@@ -21,12 +21,6 @@ local FAR = 9007199254740991
 -- The fold target of a subagent's totals (mapping.ts AGENT_CALL): its Agent call's tool span.
 local AGENT_CALL_FOLD = '"into":"agent_call"'
 
-local function merged(hash, field, update, rule)
-  local raw = redis.call('HGET', hash, field)
-  local cur = raw and cjson.decode(raw) or {}
-  rule(cur, update)
-  redis.call('HSET', hash, field, cjson.encode(cur))
-end
 
 local function lower(a, b) if a == nil then return b elseif b == nil then return a else return math.min(a, b) end end
 
@@ -61,6 +55,25 @@ local function records(key)
   return out
 end
 
+-- Merges a batch's records (each with its id) into a hash's, read already (records: by id,
+-- each with its id), and writes back the ones it touched, in one HSET.
+local function mergeInto(hash, current, updates, rule)
+  local touched = {}
+  for _, u in ipairs(updates) do
+    local cur = current[u.id] or { id = u.id }
+    current[u.id] = cur
+    rule(cur, u)
+    touched[u.id] = cur
+  end
+  local args = {}
+  for id, r in pairs(touched) do
+    r.id = nil
+    args[#args + 1], args[#args + 2] = id, cjson.encode(r)
+    r.id = id
+  end
+  L.each(args, 400, function(chunk) redis.call('HSET', hash, unpack(chunk)) end)
+end
+
 -- Records a link unless its subagent, or its call, is linked already: the first stands.
 -- Returns whether it was recorded.
 local function record(session, agent, link)
@@ -88,8 +101,9 @@ end
 -- subagent_completed, or until that comes its last event, has arrived, and every number before it).
 function A.merge(s)
   local calls, agents, links = L.key('calls', s.session), L.key('agents', s.session), L.key('links', s.session)
-  for _, c in ipairs(s.calls) do merged(calls, c.id, c, mergeCall) end
-  for _, a in ipairs(s.agents) do merged(agents, a.id, a, mergeAgent) end
+  local state = { session = s.session, calls = records(calls), agents = records(agents), links = {}, contiguous = {}, promptedAfter = {} }
+  mergeInto(calls, state.calls, s.calls, mergeCall)
+  mergeInto(agents, state.agents, s.agents, mergeAgent)
   for _, n in ipairs(s.notes) do record(s.session, n[1], { call = n[2], rule = 'notification' }) end
   for _, sp in ipairs(s.spans) do
     -- A copy of a span sent already (a batch delivered twice) is not held again: a fold sent
@@ -108,7 +122,6 @@ function A.merge(s)
   end
   for _, k in ipairs({ calls, agents, links }) do L.keep(k) end
 
-  local state = { session = s.session, calls = records(calls), agents = records(agents), links = {}, contiguous = {}, promptedAfter = {} }
   for id, raw in pairs(L.read(links)) do state.links[id] = cjson.decode(raw) end
   for id, a in pairs(state.agents) do
     if not state.links[id] then
@@ -278,6 +291,7 @@ function A.place(session, agents, owner, placed, parts)
         else held[#held + 1], held[#held + 2] = all[i], all[i + 1] end
       end
       local goes = #held > 0 and ready(session, agent, at, held)
+      local leasing = {}
       for i = 1, #held, 2 do
         local id, json = held[i], held[i + 1]
         if at.caller == '' and at.call and string.find(json, AGENT_CALL_FOLD, 1, true) then
@@ -289,11 +303,12 @@ function A.place(session, agents, owner, placed, parts)
           redis.call('HDEL', key, id, LEASE .. id)
         elseif goes(id, json) and free(leases[id], owner) then
           spans[#spans + 1], ids[#ids + 1] = json, id
-          redis.call('HSET', key, LEASE .. id, (L.now + L.cfg.leaseMs) .. '|' .. owner)
+          leasing[#leasing + 1], leasing[#leasing + 2] = LEASE .. id, (L.now + L.cfg.leaseMs) .. '|' .. owner
         else
           left = true
         end
       end
+      L.each(leasing, 400, function(chunk) redis.call('HSET', key, unpack(chunk)) end)
       -- Looked at again once a lease may run out, or its turn's root was drawn a gap wait ago
       -- (ready); batches of the session look sooner (A.revisit).
       local member = agentMember(session, agent)

@@ -67,7 +67,7 @@ function T.apply(input)
   end
   local function adopt(session)
     local held = L.key('pending', session)
-    local spans, chains = redis.call('HGETALL', held), {}
+    local spans, chains, adopted = redis.call('HGETALL', held), {}, {}
     for i = 1, #spans, 2 do
       local span = spans[i + 1] ~= SENT and cjson.decode(spans[i + 1])
       -- When its event was logged (older records: its start, nanoseconds as text); prompts are
@@ -86,9 +86,10 @@ function T.apply(input)
         -- Marked, not deleted: a copy delivered again is not adopted again (by another prompt,
         -- if batches raced: a later process's start-up chain can look like its own until the
         -- earlier process's prompt and last events come).
-        redis.call('HSET', held, spans[i], SENT)
+        adopted[#adopted + 1], adopted[#adopted + 2] = spans[i], SENT
       end
     end
+    L.each(adopted, 400, function(chunk) redis.call('HSET', held, unpack(chunk)) end)
   end
 
   -- 1. Sequence numbers; a session's interactions waiting for one of them are looked at again.
@@ -283,11 +284,12 @@ function T.settle(drawn, retry)
       local claimed = {}
       for _, id in ipairs(d.held or {}) do claimed[id] = true end
       local events = L.key('events', d.key)
-      local held = redis.call('HGETALL', events)
+      local held, sent = redis.call('HGETALL', events), {}
       for i = 1, #held, 2 do
         if not claimed[held[i]] and releasable(held[i + 1]) then release[#release + 1] = { d.key, held[i + 1] } end
-        redis.call('HSET', events, held[i], SENT)
+        if held[i + 1] ~= SENT then sent[#sent + 1], sent[#sent + 2] = held[i], SENT end
       end
+      L.each(sent, 400, function(chunk) redis.call('HSET', events, unpack(chunk)) end)
       if ix.session then redis.call('SREM', L.key('waiting', ix.session), d.key) end
       redis.call('HINCRBY', L.stats, 'drawn', 1)
       if d.complete then forgetSequences(d.key, ix) else redis.call('HINCRBY', L.stats, 'drawn_incomplete', 1) end
