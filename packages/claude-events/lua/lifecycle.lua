@@ -146,13 +146,10 @@ end
 -- (fromMs: no earlier than the prompt before it, of an earlier process). Returns their marks
 -- ("seq:ms"). Counting the numbers of a window alone would let another process's start-up, in
 -- the window while the prompts between are still on their way, fill this one's gaps.
--- `narrow`: only numbers lo+1 .. hi-1 are looked at (others between them in time do not break it).
-function L.chain(session, lo, hi, fromMs, toMs, narrow)
+function L.chain(session, lo, hi, fromMs, toMs)
   local marks, out = {}, {}
   if not session or hi - lo <= 1 then return out end
-  local low, high = 0, '+inf'
-  if narrow then low, high = lo + 1, hi - 1 end
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), low, high)) do
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), 0, '+inf')) do
     local seq, at = string.match(m, '^(%d+):(%d+)$')
     at = tonumber(at)
     seq = tonumber(seq)
@@ -186,9 +183,17 @@ end
 -- of a session each number from 0: the same number from another one does not tell.
 function L.follows(session, mark)
   local seq, ms = parseMark(mark)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), seq + 1, seq + 1)) do
-    local _, t = parseMark(m)
-    if t >= ms and L.chain(session, seq - 1, seq + 1, ms, t, true)[1] == mark then return true end
+  local same, after = {}, {}
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), seq, seq + 1)) do
+    local s, t = parseMark(m)
+    if s == seq then same[#same + 1] = { t, m } elseif t >= ms then after[#after + 1] = t end
+  end
+  for _, t in ipairs(after) do
+    local latest
+    for _, x in ipairs(same) do
+      if x[1] >= ms and x[1] <= t and (not latest or x[1] > latest[1]) then latest = x end
+    end
+    if latest and latest[2] == mark then return true end
   end
   return false
 end
@@ -197,7 +202,11 @@ end
 -- number seq-1 was logged from fromMs on (its work's start) and before it.
 function L.precedes(session, mark, fromMs)
   local seq, ms = parseMark(mark)
-  return L.chain(session, seq - 2, seq, fromMs, ms, true)[1] ~= nil
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), seq - 1, seq - 1)) do
+    local _, t = parseMark(m)
+    if t and t >= fromMs and t <= ms then return true end
+  end
+  return false
 end
 
 -- Whether numbering started again (a new process: `--resume` numbers from 0 again) between a
@@ -300,6 +309,12 @@ function L.decide(ix)
   }
 end
 
+-- Verdicts this call filed (L.schedule), by key: T.claim in the same call takes them as they
+-- are (L.decided), for nothing a batch writes after T.apply's last step changes what L.decide
+-- reads (subagents.lua reads turns only).
+local decided = {}
+function L.decided(key, ix) return decided[key] or L.decide(ix) end
+
 -- Decides, and files the interaction in the deadline index (never earlier than a running lease).
 function L.schedule(key)
   local ixKey = L.key('ix', key)
@@ -321,8 +336,9 @@ function L.schedule(key)
   local at = v.at
   if lease and lease > L.now and lease > at then at = lease end
   redis.call('ZADD', L.deadlines, at, key)
-  redis.call('HSET', ixKey, 'phase', v.phase)
+  if ix.phase ~= v.phase then redis.call('HSET', ixKey, 'phase', v.phase) end
   v.key = key
+  decided[key] = v
   return v
 end
 

@@ -223,7 +223,7 @@ function T.claim(limit, timersDueBy)
     if not ix.traceId or ix.drawn then
       redis.call('ZREM', L.deadlines, key) -- expired, or drawn by a worker whose lease ran out
     elseif not (tonumber(ix.leaseUntil) and tonumber(ix.leaseUntil) > now) then
-      local v = L.decide(ix)
+      local v = L.decided(key, ix)
       if v.at > now then
         redis.call('ZADD', L.deadlines, v.at, key)
       elseif v.timer and v.at > tonumber(timersDueBy) then
