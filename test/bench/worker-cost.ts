@@ -249,6 +249,8 @@ export interface SideCost {
   topUsecPerSpan: Record<string, number>;
   redisCpuSeconds: number;
   redisCpuUsPerSpan: number;
+  /** The same per distinct span (a span sent again, with the same id, counted once). */
+  redisCpuUsPerDistinctSpan: number;
   /** The script calls' own time in commandstats (µs), per span. */
   scriptUsecPerSpan: number;
   workerPeakRssMiB: number;
@@ -362,6 +364,7 @@ export async function measureSide(label: string, root: string, commit: string, l
       ),
       redisCpuSeconds: Math.round(redisCpu * 100) / 100,
       redisCpuUsPerSpan: Math.round((redisCpu * 1e6) / d.spans),
+      redisCpuUsPerDistinctSpan: Math.round((redisCpu * 1e6) / d.distinctSpans),
       scriptUsecPerSpan: Math.round(usec(SCRIPT_COMMANDS) / d.spans),
       workerPeakRssMiB: Math.round(d.rss * 10) / 10,
       shardsPerBatch: Math.round((logs.reduce((n, r) => n + r.shards, 0) / logs.length) * 100) / 100,
@@ -500,6 +503,7 @@ export async function measureWorkerCost() {
       spansPerCpuSecond: medianRatio((s) => s.spansPerCpuSecond),
       distinctSpansPerCpuSecond: medianRatio((s) => s.distinctSpansPerCpuSecond),
       redisCpuUsPerSpan: medianRatio((s) => s.redisCpuUsPerSpan),
+      redisCpuUsPerDistinctSpan: medianRatio((s) => s.redisCpuUsPerDistinctSpan),
       commandsPerBatch: medianRatio((s) => s.commandsPerBatch),
     },
     targets: {
@@ -554,6 +558,7 @@ export async function measureWorkerCost() {
     `${'spans (into the stub)'.padEnd(34)}${String(oldSide.spans).padStart(10)}${String(newSide.spans).padStart(10)}`,
     `${'  distinct span ids among them'.padEnd(34)}${String(oldSide.distinctSpans).padStart(10)}${String(newSide.distinctSpans).padStart(10)}`,
     `${'distinct spans per CPU-second'.padEnd(34)}${String(oldSide.distinctSpansPerCpuSecond).padStart(10)}${String(newSide.distinctSpansPerCpuSecond).padStart(10)}${`${figures.ratios.distinctSpansPerCpuSecond}×`.padStart(9)}`,
+    `${'Redis CPU µs per distinct span'.padEnd(34)}${String(oldSide.redisCpuUsPerDistinctSpan).padStart(10)}${String(newSide.redisCpuUsPerDistinctSpan).padStart(10)}${`${figures.ratios.redisCpuUsPerDistinctSpan}×`.padStart(9)}`,
   ];
   process.stderr.write(`${table.join('\n')}\n`);
   return { ...figures, met };
