@@ -21,7 +21,6 @@ local FAR = 9007199254740991
 -- The fold target of a subagent's totals (mapping.ts AGENT_CALL): its Agent call's tool span.
 local AGENT_CALL_FOLD = '"into":"agent_call"'
 
-
 local function lower(a, b) if a == nil then return b elseif b == nil then return a else return math.min(a, b) end end
 
 local function mergeCall(cur, u)

@@ -193,7 +193,8 @@ export class LlmflowExporter {
   }
 
   private async postOnce(chunk: ResourceSpans[], spans: number, originals: Originals): Promise<ExportResult> {
-    const body = JSON.stringify({ resourceSpans: chunk });
+    // Bytes, not a string: fetch would copy a string to make it well-formed, which JSON.stringify's output is.
+    const body = Buffer.from(JSON.stringify({ resourceSpans: chunk }));
     let response: Response;
     const started = performance.now();
     const took = () => (performance.now() - started) / 1000;
@@ -216,7 +217,7 @@ export class LlmflowExporter {
     if (REFUSES_CONTENT.has(response.status)) {
       bridgeMetrics.exportRequest(took(), 'refused');
       const large = tooLarge(response.status, text);
-      const bytes = Buffer.byteLength(body);
+      const bytes = body.length;
       if (large && spans > 1) this.learnBodyLimit(bytes);
       if (spans > 1) return this.postInHalves(chunk, spans, `LLMFlow answered ${response.status}`, originals);
       const smaller = large ? this.cutSmaller(chunk, bytes, originals) : undefined;
