@@ -28,12 +28,12 @@
  * its own, with the agent's id and type (`gen_ai.agent.id`, `gen_ai.agent.name`) and the rule.
  */
 import { attributesToRecord, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
-import { sequenceOf, stringOf, type ClaudeEvent } from './events';
+import { entryOf, sequenceOf, stringOf, type ClaudeEvent } from './events';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import { resourceSpansOf, spanOfHeld, type HeldSpan } from './spans';
 import { AGENT_CALL, toolExecutionSpanIdFor, toolSpanIdFor } from './mapping';
 import { foldWithin, heldOrder, mergeHeld, unfolded } from './folds';
-import { cut, eventInputFact, heldWithInputs, type InputFact } from './inputs';
+import { cut, eventInputFact, heldWithInputs, parsedOr, type InputFact } from './inputs';
 
 /** Tool names of the call that starts a subagent (Agent in 2.1.3xx, Task before). */
 const AGENT_TOOLS = new Set(['Agent', 'Task']);
@@ -141,15 +141,11 @@ export interface SessionAgents {
   inputs: [agent: string, seq: string, json: string][];
 }
 
-/** The Agent call's input (tool_input, or tool_parameters), parsed when it is JSON. */
+/** The Agent call's input (tool_input, or tool_parameters), parsed when it is JSON (not when redacted, or cut). */
 function callInput(e: ClaudeEvent): Record<string, unknown> {
   for (const k of ['tool_input', 'tool_parameters']) {
-    try {
-      const v = JSON.parse(stringOf(e.attributes[k]) ?? '') as unknown;
-      if (v && typeof v === 'object') return v as Record<string, unknown>;
-    } catch {
-      // not JSON (redacted, or cut): nothing to read
-    }
+    const v = parsedOr(stringOf(e.attributes[k]) ?? '');
+    if (v && typeof v === 'object') return v as Record<string, unknown>;
   }
   return {};
 }
@@ -159,11 +155,8 @@ const NOTIFICATION = /<task-id>([^<\s]+)<\/task-id>\s*<tool-use-id>([^<\s]+)<\/t
 /** The subagent facts of a batch's events, by session (keys: each event's interaction). */
 export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]): Map<string, SessionAgents> {
   const bySession = new Map<string, SessionAgents>();
-  const of = (session: string) => {
-    let s = bySession.get(session);
-    if (!s) bySession.set(session, (s = { session, calls: [], agents: [], notes: [], spans: [], inputs: [] }));
-    return s;
-  };
+  const of = (session: string) =>
+    entryOf(bySession, session, () => ({ session, calls: [], agents: [], notes: [], spans: [], inputs: [] }));
   events.forEach((e, i) => {
     const session = stringOf(e.attributes['session.id']);
     const key = keys[i];
@@ -243,20 +236,17 @@ export interface PlacedAt {
   result?: boolean;
   /** JSON InputFact. */
   inputs?: string[];
-  caller?: string;
 }
 
 /** The span ids of a placement lua/subagents.lua found. */
 export function placementOf(session: string, at: PlacedAt): Placement {
   const inputs = (Array.isArray(at.inputs) ? at.inputs : []).map((f) => JSON.parse(f) as InputFact);
-  if (at.rule === 'root' || !at.call)
-    return { traceKey: at.key, parentSpanId: rootSpanIdFor(at.key), rule: at.rule, inputs };
+  const placement = { traceKey: at.key, rule: at.rule, inputs };
+  if (at.rule === 'root' || !at.call) return { ...placement, parentSpanId: rootSpanIdFor(at.key) };
   return {
-    traceKey: at.key,
+    ...placement,
     parentSpanId: toolExecutionSpanIdFor(session, at.call),
     callSpanId: toolSpanIdFor(session, at.call),
-    rule: at.rule,
-    inputs,
     ...(at.type && { type: at.type }),
     ...(at.prompt !== undefined && at.first !== undefined && { prompt: { text: at.prompt, seq: at.first } }),
     ...(at.prompt === undefined && !at.result && at.first !== undefined && { awaitingPrompt: at.first }),
@@ -290,9 +280,7 @@ export function placedSpans(
   const own = unresolved.filter((u) => !callFolds.includes(u)).map((u) => unfolded(u) as HeldAgentSpan);
   const traceId = traceIdFor(placement.traceKey);
   for (const h of [...all.filter((h) => h !== waiting), ...own]) {
-    const resourceKey = JSON.stringify(h.resource);
-    let group = byResource.get(resourceKey);
-    if (!group) byResource.set(resourceKey, (group = { resource: h.resource, spans: [] }));
+    const group = entryOf(byResource, JSON.stringify(h.resource), () => ({ resource: h.resource, spans: [] }));
     group.spans.push(spanOfHeld(traceId, h.parent ?? placement.parentSpanId, h, recordToAttributes(extra)));
   }
   return { spans: [...byResource.values()].map((g) => resourceSpansOf(g.resource, g.spans)), callFolds, merged };

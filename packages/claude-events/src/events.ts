@@ -29,9 +29,8 @@ export interface ClaudeEvent {
 const PREFIX = 'claude_code.';
 
 function eventNameOf(record: LogRecord, attributes: Attributes): string | undefined {
-  const body = record.body?.stringValue;
   const named = typeof attributes['event.name'] === 'string' ? attributes['event.name'] : undefined;
-  for (const candidate of [record.eventName, body]) {
+  for (const candidate of [record.eventName, record.body?.stringValue]) {
     if (candidate?.startsWith(PREFIX)) return named ?? candidate.slice(PREFIX.length);
   }
   return undefined;
@@ -52,8 +51,6 @@ export function sequenceIn(a: Attributes): number | undefined {
   return n !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
 export const sequenceOf = (e: ClaudeEvent): number | undefined => sequenceIn(e.attributes);
-
-const hasTraceContext = (record: LogRecord) => !!record.traceId && /[^0]/.test(record.traceId);
 
 function timeOf(record: LogRecord, attributes: Attributes): bigint {
   for (const t of [record.timeUnixNano, record.observedTimeUnixNano]) {
@@ -81,7 +78,7 @@ export function claudeEventsOf(request: ExportLogsRequest): { events: ClaudeEven
             timeNs: timeOf(record, attributes),
             attributes,
             resource,
-            traced: hasTraceContext(record),
+            traced: !!record.traceId && /[^0]/.test(record.traceId),
           });
       }
     }
@@ -96,6 +93,13 @@ export function numberOf(v: AttributeValue | undefined): number | undefined {
   return undefined;
 }
 
+/** The value at `key`, made and set first when there is none. */
+export function entryOf<K, V>(map: Map<K, V>, key: K, make: () => V): V {
+  let v = map.get(key);
+  if (v === undefined) map.set(key, (v = make()));
+  return v;
+}
+
 export function stringOf(v: AttributeValue | undefined): string | undefined {
   if (typeof v === 'string' && v !== '') return v;
   if (typeof v === 'number') return String(v);
@@ -103,9 +107,5 @@ export function stringOf(v: AttributeValue | undefined): string | undefined {
 }
 
 /** `true`, `"true"` → true; `false`, `"false"` → false; anything else → undefined. */
-export function booleanOf(v: AttributeValue | undefined): boolean | undefined {
-  if (typeof v === 'boolean') return v;
-  if (v === 'true') return true;
-  if (v === 'false') return false;
-  return undefined;
-}
+export const booleanOf = (v: AttributeValue | undefined): boolean | undefined =>
+  v === true || v === 'true' ? true : v === false || v === 'false' ? false : undefined;

@@ -85,14 +85,13 @@ export function inputFactOf(a: Attributes): InputFact | undefined {
 }
 
 /** The prompt's text as a user message; the tool results as `tool` messages with tool_call_response parts. */
-function promptInput(text: string): Attributes {
-  return {
-    'gen_ai.input.messages': textMessages('user', text),
-    'gen_ai.prompt': text,
-  };
-}
+const promptInput = (text: string): Attributes => ({
+  'gen_ai.input.messages': textMessages('user', text),
+  'gen_ai.prompt': text,
+});
 
-const parsedOr = (text: string): unknown => {
+/** JSON text parsed, or the text itself when it is not JSON. */
+export const parsedOr = (text: string): unknown => {
   try {
     return JSON.parse(text) as unknown;
   } catch {
@@ -136,7 +135,6 @@ export function callInputs(
     const start = chain === '' && prompt ? prompt.seq : undefined;
     calls.forEach((call, i) => {
       const previous = calls[i - 1];
-      // Everything N needs lies after the chain's call two before it (or the turn's prompt).
       const lo = calls[i - 2]?.seq ?? start ?? -1;
       if (lo >= call.seq || !known(lo, call.seq)) return;
       if (!previous) {
@@ -150,7 +148,6 @@ export function callInputs(
   return out;
 }
 
-/** An event's fact, from the event itself. */
 export const eventInputFact = (e: ClaudeEvent): InputFact | undefined =>
   inputFactOf({ ...e.attributes, 'event.name': e.name });
 

@@ -22,25 +22,21 @@ export interface CloserOptions {
   store: LifecycleStore;
   exportSpans: SpanSink;
   log: Logger;
-  /** Most interactions claimed per shard per call. */
-  batchSize?: number;
   /** How long to wait before trying again a root that could not be exported (the policy's ROOT_RETRY_MS). */
   retryDelayMs: number;
   /** When the oldest batch not yet processed was received (ms), if any: a timer runs out only before that. */
   backlogSinceMs?: () => Promise<number | undefined>;
-  /** Told of the roots drawn, once committed (the sessions ledger); idempotent: a failure is tried again twice. */
+  /** Told of the roots drawn, once committed (the sessions ledger); idempotent: tried ON_DRAWN_TRIES times. */
   onDrawn?: (turns: DrawnRoot[]) => Promise<void>;
 }
 
-/** How often onDrawn is tried before its failure is logged. */
 const ON_DRAWN_TRIES = 3;
 
 export class TurnCloser {
-  constructor(private readonly options: CloserOptions) {}
+  /** Most interactions claimed per shard per call. */
+  readonly batchSize = 100;
 
-  get batchSize(): number {
-    return this.options.batchSize ?? 100;
-  }
+  constructor(private readonly options: CloserOptions) {}
 
   /**
    * Draws what is due in the given shards (every shard when omitted); returns how many roots.
@@ -62,7 +58,7 @@ export class TurnCloser {
     for (let round = 0; ; round++) {
       const due = await store.due(shard, { limit: this.batchSize, timersDueBy, calls: calls && round === 0 });
       if (due.claimed.length + due.met.length + due.placed.length === 0) return drawn;
-      const { spans, commit } = drawOutcome({ release: [], ...due }, log);
+      const { spans, commit } = drawOutcome(due, log);
       try {
         await this.options.exportSpans(spans, 'roots');
       } catch (err) {

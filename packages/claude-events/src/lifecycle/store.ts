@@ -22,17 +22,17 @@ import {
   type ShardKeys,
 } from '@ccbridge/redis';
 import type { Timeline } from '../assign';
-import type { Attributes } from '../events';
+import { entryOf, type Attributes } from '../events';
 import type { HeldSpan } from '../spans';
 import { SENT, type BatchPlan, type StoredTurn } from '../interaction';
 import type { Contribution } from '../mapping';
 import type { InputFact } from '../inputs';
 import type { HeldCall, PlacedAt, SessionAgents } from '../agents';
-import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig, type Verdict } from './lifecycle';
+import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig } from './lifecycle';
 
 const LUA = path.join(__dirname, '..', '..', 'lua');
 
-type ScriptCall = (...keysThenInput: string[]) => Promise<unknown>;
+type ScriptCall = (...keysThenInput: string[]) => Promise<string[] | string>;
 type ScriptName = 'ccbridgeBatch' | 'ccbridgeCommit' | 'ccbridgeDue';
 type Scripted = RedisClient & Record<ScriptName, ScriptCall>;
 
@@ -95,18 +95,6 @@ export type DrawnRoot = Pick<StoredTurn, 'session' | 'traceId'> & { verdict: Pic
 /** cjson encodes an empty Lua table as `{}`: read either as a list. */
 const list = <T>(v: unknown): T[] => (Array.isArray(v) ? (v as T[]) : []);
 
-/** The shard of each item, grouped. */
-function byShard<T>(items: T[], sessionOf: (item: T) => string): Map<number, T[]> {
-  const out = new Map<number, T[]>();
-  for (const item of items) {
-    const n = shardOf(sessionOf(item));
-    let group = out.get(n);
-    if (!group) out.set(n, (group = []));
-    group.push(item);
-  }
-  return out;
-}
-
 export class LifecycleStore {
   readonly config: LifecycleConfig;
   readonly clock: Clock;
@@ -123,7 +111,6 @@ export class LifecycleStore {
     this.redis = redis as Scripted;
   }
 
-  /** Every shard's number. */
   shardNumbers(): number[] {
     return this.shards.map((s) => s.shard);
   }
@@ -132,24 +119,10 @@ export class LifecycleStore {
    * Runs a script on a shard: its declared keys, then its input and the span bodies it names
    * (lifecycle.lua L.bodies); reads its reply, bodies put back in place (L.reply).
    */
-  private async run(
-    script: ScriptName,
-    shard: number,
-    input: Record<string, unknown>,
-    more: string[] = [],
-    bodies: string[] = [],
-  ) {
+  private async run(script: ScriptName, shard: number, input: object, more: string[] = [], bodies: string[] = []) {
     const keys = this.shards[shard]!;
     const arg = JSON.stringify({ now: this.clock.now(), cfg: this.config, templates: keys.templates, ...input });
-    const reply = (await this.redis[script](
-      keys.deadlines,
-      keys.stats,
-      keys.callDeadlines,
-      ...more,
-      arg,
-      ...bodies,
-    )) as string[] | string;
-    return bodiesIn(reply);
+    return bodiesIn(await this.redis[script](keys.deadlines, keys.stats, keys.callDeadlines, ...more, arg, ...bodies));
   }
 
   /**
@@ -158,13 +131,9 @@ export class LifecycleStore {
    * a retry is handed back what the first run handed back.
    */
   async batch(work: BatchWork, batch?: string, limit = 100): Promise<ShardOutcome[]> {
-    const parts = new Map<number, ShardWork>();
-    const of = (session: string) => {
-      const n = shardOf(session);
-      let w = parts.get(n);
-      if (!w) parts.set(n, (w = { updates: [], sequences: [], pending: [], sessions: [], calls: [] }));
-      return w;
-    };
+    const parts = new Map<number, BatchWork>();
+    const of = (session: string) =>
+      entryOf(parts, shardOf(session), () => ({ updates: [], sequences: [], pending: [], sessions: [], calls: [] }));
     for (const u of work.updates) of(u.session ?? u.key).updates.push(u);
     for (const s of work.sequences) of(s.session).sequences.push(s);
     for (const p of work.pending) of(p.session).pending.push(p);
@@ -175,16 +144,13 @@ export class LifecycleStore {
         const bodies: string[] = [];
         const input = { ...withBodyRefs(w, bodies), limit, ...(batch !== undefined && { batch }) };
         const record = appliedKey(this.shards[n]!, batch ?? '');
-        const r = (await this.run('ccbridgeBatch', n, input, [record], bodies)) as RawOutcome;
+        const r = await this.run('ccbridgeBatch', n, input, [record], bodies);
         return {
           shard: n,
           committed: r.committed === true,
           drawnBefore: list<DrawnRoot>(r.drawn),
           late: list<[string, number]>(r.late).map(([key, events]) => ({ key, events })),
-          release: list<[string, string]>(r.release).map(([key, held]) => ({ key, held })),
-          placed: placedOf(r.placed),
-          met: list<HeldCall>(r.met),
-          claimed: list<ClaimedRow>(r.claimed).map(storedOf),
+          ...handedBack(r),
         };
       }),
     );
@@ -196,11 +162,11 @@ export class LifecycleStore {
    * batch added to a turn after its root was claimed come back (`release`, JSON HeldSpan): they
    * are not in the root that went, and are to be sent now.
    */
-  async commit(shard: number, commit: Commit): Promise<{ drawn: number; release: { key: string; held: string }[] }> {
+  async commit(shard: number, commit: Commit): Promise<{ drawn: number; release: ShardOutcome['release'] }> {
     const input = { forget: [], calls: [], drawn: [], retry: [], ...commit };
     const record = appliedKey(this.shards[shard]!, commit.batch ?? '');
-    const r = (await this.run('ccbridgeCommit', shard, input, [record])) as { drawn: number; release: unknown };
-    return { drawn: r.drawn, release: list<[string, string]>(r.release).map(([key, held]) => ({ key, held })) };
+    const r = await this.run('ccbridgeCommit', shard, input, [record]);
+    return { drawn: r.drawn as number, release: handedBack(r).release };
   }
 
   /**
@@ -211,24 +177,18 @@ export class LifecycleStore {
    */
   async due(
     shard: number,
-    { limit = 100, timersDueBy, calls = false }: { limit?: number; timersDueBy?: number; calls?: boolean } = {},
-  ): Promise<Pick<ShardOutcome, 'claimed' | 'met' | 'placed'>> {
-    const input = { limit, timersDueBy: timersDueBy ?? this.clock.now(), calls };
-    const r = (await this.run('ccbridgeDue', shard, input)) as Pick<RawOutcome, 'claimed' | 'placed'> & {
-      calls: unknown;
-    };
-    return {
-      claimed: list<ClaimedRow>(r.claimed).map(storedOf),
-      met: list<HeldCall>(r.calls),
-      placed: placedOf(r.placed),
-    };
+    input: { limit: number; timersDueBy: number; calls: boolean },
+  ): Promise<Pick<ShardOutcome, 'release' | 'placed' | 'met' | 'claimed'>> {
+    return handedBack(await this.run('ccbridgeDue', shard, input));
   }
 
   /** The prompts of each session, by start time: one pipeline per shard. */
   async timelines(sessions: string[]): Promise<Map<string, Timeline>> {
     const out = new Map<string, Timeline>();
+    const byShard = new Map<number, string[]>();
+    for (const s of sessions) entryOf(byShard, shardOf(s), () => []).push(s);
     await Promise.all(
-      [...byShard(sessions, (s) => s)].map(async ([n, group]) => {
+      [...byShard].map(async ([n, group]) => {
         const pipeline = this.redis.pipeline();
         for (const s of group) pipeline.zrange(keyOf(this.shards[n]!.templates.prompts, s), 0, -1, 'WITHSCORES');
         const results = (await pipeline.exec()) ?? [];
@@ -262,14 +222,12 @@ export class LifecycleStore {
   }
 }
 
-type ShardWork = Omit<BatchWork, 'calls'> & { calls: BatchWork['calls'] };
-
 /**
  * The work with each span body (JSON text) moved to `bodies` and named by its index, from 1 (the
  * script's ARGV[1 + i]): bodies go as arguments of their own, not escaped inside the input.
  * The places are lifecycle.lua L.bodies's.
  */
-function withBodyRefs(w: ShardWork, bodies: string[]) {
+function withBodyRefs(w: BatchWork, bodies: string[]) {
   const ref = (body: string) => bodies.push(body);
   return {
     ...w,
@@ -281,7 +239,7 @@ function withBodyRefs(w: ShardWork, bodies: string[]) {
 }
 
 /** A script's reply (lifecycle.lua L.reply): its summary, each body it names by index put back in place. */
-function bodiesIn(reply: string[] | string): unknown {
+function bodiesIn(reply: string[] | string): Record<string, unknown> {
   const items = typeof reply === 'string' ? [reply] : reply;
   const out = JSON.parse(items[0]!) as Record<string, unknown>;
   // Lua's index, from 1: the summary is item 1.
@@ -299,34 +257,20 @@ function bodiesIn(reply: string[] | string): unknown {
   return out;
 }
 
-interface RawOutcome {
-  committed?: boolean;
-  drawn?: unknown;
-  late: unknown;
-  release: unknown;
-  placed: unknown;
-  met: unknown;
-  claimed: unknown;
-}
-interface RawPlaced {
-  session: string;
-  agent: string;
-  at: PlacedAt;
-  spans: unknown;
-  ids: unknown;
-}
-
-interface ClaimedRow {
-  key: string;
-  verdict: Verdict;
+interface ClaimedRow extends Pick<StoredTurn, 'key' | 'verdict'> {
   state: Record<string, string>;
   contributions: unknown;
   events: unknown;
   inputs: unknown;
 }
 
-const placedOf = (raw: unknown): PlacedAgent[] =>
-  list<RawPlaced>(raw).map((p) => ({ ...p, spans: list<string>(p.spans), ids: list<string>(p.ids) }));
+/** What a script's reply hands back to send (held calls: batch.lua's `met`, due.lua's `calls`). */
+const handedBack = (r: Record<string, unknown>): Pick<ShardOutcome, 'release' | 'placed' | 'met' | 'claimed'> => ({
+  release: list<[string, string]>(r.release).map(([key, held]) => ({ key, held })),
+  placed: list<PlacedAgent>(r.placed).map((p) => ({ ...p, spans: list<string>(p.spans), ids: list<string>(p.ids) })),
+  met: list<HeldCall>(r.met ?? r.calls),
+  claimed: list<ClaimedRow>(r.claimed).map(storedOf),
+});
 
 function storedOf(row: ClaimedRow): StoredTurn {
   const h = row.state;
