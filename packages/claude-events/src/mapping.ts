@@ -386,12 +386,7 @@ const apiErrorSpanIdFor = (e: ClaudeEvent, seq: number) =>
   spanIdFor('api_error', str(e.attributes['session.id']), str(e.attributes['prompt.id']), String(seq));
 
 /** A `claude_code.llm_request` span (kind CLIENT), with the event's own id unless `spanId` names another. */
-function llmSpan(
-  e: ClaudeEvent,
-  spanId: string | undefined,
-  attributes: Attributes,
-  status: SpanDraft['status'],
-): SpanDraft {
+function llmSpan(e: ClaudeEvent, attributes: Attributes, status: SpanDraft['status'], spanId?: string): SpanDraft {
   const draft = { ...extent(e), spanId, name: 'claude_code.llm_request', kind: SpanKind.CLIENT, status };
   return draftOf(e, { ...e.attributes, ...LLM_SPAN, ...attributes }, draft);
 }
@@ -403,7 +398,7 @@ export const EVENT_MAPPERS: Record<string, (event: ClaudeEvent) => EventOutcome>
     const a = e.attributes;
     const spanId = a['request_id'] ? llmSpanIdFor(str(a['session.id']), str(a['request_id'])) : undefined;
     return {
-      spans: [llmSpan(e, spanId, llmRequestAttributes(a), { code: StatusCode.OK })],
+      spans: [llmSpan(e, llmRequestAttributes(a), { code: StatusCode.OK }, spanId)],
       contribution: {
         llmRequests: 1,
         inputTokens: inputTokensOf(a),
@@ -417,12 +412,11 @@ export const EVENT_MAPPERS: Record<string, (event: ClaudeEvent) => EventOutcome>
 
   api_error: (e) => {
     const seq = numberOf(e.attributes['event.sequence']);
-    const spanId = seq !== undefined ? apiErrorSpanIdFor(e, seq) : spanIdFor(e.name, eventIdentity(e));
+    const spanId = seq !== undefined ? apiErrorSpanIdFor(e, seq) : undefined;
     const error = stringOf(e.attributes['error']) ?? 'API error';
+    const status = { code: StatusCode.ERROR, message: error };
     return {
-      spans: [
-        llmSpan(e, spanId, renamed(e.attributes, LLM_ERROR_ATTRIBUTES), { code: StatusCode.ERROR, message: error }),
-      ],
+      spans: [llmSpan(e, renamed(e.attributes, LLM_ERROR_ATTRIBUTES), status, spanId)],
       contribution: {
         llmRequests: 1,
         errors: 1,
