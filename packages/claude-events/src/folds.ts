@@ -19,7 +19,7 @@ type Foldable = Pick<SpanDraft, 'spanId' | 'fold'>;
 export function foldWithin<T extends Foldable>(
   items: T[],
   merge: (target: T, attributes: Attributes) => void,
-  orderOf: (item: T) => number = () => 0,
+  orderOf: (item: T) => number,
 ): { spans: T[]; unresolved: T[] } {
   const byId = new Map(items.filter((i) => !i.fold).map((i) => [i.spanId, i]));
   const waiting = items.filter((i) => i.fold).sort((a, b) => orderOf(a) - orderOf(b));

@@ -107,11 +107,10 @@ export function planBatch(
   const outcomes = events.map(mapEvent);
   const drafts = outcomes.flatMap((o) => o.spans);
   if (rows === 'each') for (const d of drafts) delete d.fold;
-  const waiting = rows === 'fold' ? waitingForAnswers(events) : new Set<string>();
   // Each LLM call's input: added now where the batch tells it, else the call waits for its root.
   const inputs = batchInputs(events, keys);
   for (const d of drafts) if (!d.fold) d.attributes = withInput(d.attributes, inputs.certain.get(d.spanId));
-  if (rows === 'fold') for (const id of inputs.uncertain) waiting.add(id);
+  const waiting = new Set(rows === 'fold' ? [...waitingForAnswers(events), ...inputs.uncertain] : []);
   // Folds whose span is in this batch are merged now; the others go with the root (or their subagent).
   // (Not into a span that waits: its folds wait with it, each under its own id, and meet it with its root.)
   const merged = new Set<string>();
@@ -128,24 +127,21 @@ export function planBatch(
   events.forEach((event, i) => {
     const outcome = outcomes[i]!;
     const session = sessionOf(event);
-    let key = keys[i];
+    const key = keys[i];
     if (!key && session) {
       for (const d of outcome.spans)
         if (!folded.has(d))
           pending.push({ session, id: d.spanId, span: JSON.stringify({ ...heldOf(d), at: String(msOf(event)) }) });
       return;
     }
-    // Spans with no prompt to belong to (older Claude Code, before its prompt arrived): the session's.
-    key ??= session ? `session/${session}` : undefined;
     if (!key) {
       unassigned += 1;
       return;
     }
     const traceId = traceIdFor(key);
     const rootSpanId = rootSpanIdFor(key);
-    let update = updates.get(key);
-    if (!update) {
-      update = {
+    if (!updates.has(key))
+      updates.set(key, {
         key,
         traceId,
         ...(session && { session }),
@@ -159,9 +155,8 @@ export function planBatch(
         contributions: [],
         held: [],
         inputs: inputs.facts.get(key) ?? [],
-      };
-      updates.set(key, update);
-    }
+      });
+    const update = updates.get(key)!;
     const list = spansByResource.get(event.resource) ?? [];
     spansByResource.set(event.resource, list);
     const agent = stringOf(event.attributes['agent_id']);
@@ -279,10 +274,7 @@ export function sequenceMarksOf(events: ClaudeEvent[]): SequenceMarks[] {
 }
 
 /** An interaction's state as read back from Redis when it closes. */
-export interface StoredTurn {
-  key: string;
-  traceId: string;
-  session?: string;
+export interface StoredTurn extends Pick<TurnUpdate, 'key' | 'traceId' | 'session'> {
   start: string;
   end: string;
   prompt?: Attributes;
@@ -335,8 +327,7 @@ export function rootSpanOf(ix: StoredTurn): ResourceSpans {
   // How the turn ended, and whether the root holds all of it (lua/lifecycle.lua).
   attributes['claude_code.interaction.end'] = ix.verdict.reason;
   if (ix.verdict.complete !== undefined) attributes['claude_code.interaction.complete'] = ix.verdict.complete;
-  if (ix.verdict.missing !== undefined && ix.verdict.missing > 0)
-    attributes['claude_code.interaction.missing_events'] = ix.verdict.missing;
+  if ((ix.verdict.missing ?? 0) > 0) attributes['claude_code.interaction.missing_events'] = ix.verdict.missing!;
   // The root spans its children, the held ones (start-up, before the prompt) too.
   const start = ix.held.reduce((min, h) => (BigInt(h.start) < min ? BigInt(h.start) : min), BigInt(ix.start));
   const end = ix.held.reduce((max, h) => (BigInt(h.end) > max ? BigInt(h.end) : max), BigInt(ix.end));

@@ -57,7 +57,7 @@
  * `claude_code.tool.execution` would count it as a second tool call).
  */
 import { SpanKind, StatusCode, type AttributeValue } from '@ccbridge/otlp';
-import { NS_PER_MS, booleanOf, numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
+import { NS_PER_MS, booleanOf, msOf, numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { spanIdFor } from './ids';
 import { requestMessages, responseMessages, textMessages } from './messages';
 
@@ -124,8 +124,7 @@ export interface EventOutcome {
 export function turnEndOf(e: ClaudeEvent): 'response' | 'error' | undefined {
   if (e.attributes['agent_id'] !== undefined) return undefined;
   if (e.name === 'assistant_response') return 'response';
-  if (e.name === 'api_error') return isMainThread(e.attributes) ? 'error' : undefined;
-  return undefined;
+  return e.name === 'api_error' && isMainThread(e.attributes) ? 'error' : undefined;
 }
 const MAIN_THREAD_SOURCES = new Set(['sdk', 'repl_main_thread']);
 /** A request of the main thread, not a side request (a title, a compaction, ...): by its query_source, if it has one. */
@@ -185,7 +184,6 @@ const TOOL_ATTRIBUTES: readonly Rename[] = [
   ['session.id', 'gen_ai.conversation.id', 'string'],
 ];
 
-/** Fixed attributes by span type; `traceloop.span.kind` is what LLMFlow reads for the type. */
 export const LLM_SPAN = {
   'gen_ai.system': 'anthropic',
   'gen_ai.provider.name': 'anthropic',
@@ -341,7 +339,7 @@ export const COMMON_FIELDS = [
   'anthropic.custom_base_url',
 ] as const;
 
-/** Fields a folded event shares with the span it folds into: its other fields go onto it, prefixed. */
+/** Fields a folded event shares with the span it folds into: its others go onto it as `claude_code.<event>.<field>`. */
 const SHARED = new Set<string>([
   ...COMMON_FIELDS,
   'agent_id',
@@ -350,7 +348,6 @@ const SHARED = new Set<string>([
   'model',
   'query_source',
 ]);
-/** An event's own fields as `claude_code.<event>.<field>`, for the span it folds into (nothing it said is dropped). */
 function prefixed(e: ClaudeEvent, skip: readonly string[] = []): Attributes {
   const out: Attributes = {};
   for (const [k, v] of Object.entries(e.attributes))
@@ -362,9 +359,11 @@ function prefixed(e: ClaudeEvent, skip: readonly string[] = []): Attributes {
 const eventSpan = (e: ClaudeEvent, fold?: Fold): SpanDraft =>
   draftOf(e, { ...e.attributes, ...EVENT_SPAN }, fold && { fold });
 
-/** The LLM span a request body belongs to, by the body's id (its reply says which span that is). */
-const requestBodySpanIdFor = (e: ClaudeEvent, bodyId: string) =>
-  spanIdFor('request_body', str(e.attributes['session.id']), bodyId);
+/** The LLM span a request body belongs to, by the body's id, if it has one (its reply says which span that is). */
+const requestBodySpanIdOf = (e: ClaudeEvent): string | undefined => {
+  const bodyId = stringOf(e.attributes['request_body_id']);
+  return bodyId ? spanIdFor('request_body', str(e.attributes['session.id']), bodyId) : undefined;
+};
 
 /** A raw body as JSON; undefined when it is not (cut by Claude Code: CLAUDE_CODE_OTEL_CONTENT_MAX_LENGTH), so it stays text. */
 function parsedBody(e: ClaudeEvent): Record<string, unknown> | undefined {
@@ -386,24 +385,20 @@ function bodyFold(e: ClaudeEvent, into: string, messages: (body: Record<string, 
 const apiErrorSpanIdFor = (e: ClaudeEvent, seq: number) =>
   spanIdFor('api_error', str(e.attributes['session.id']), str(e.attributes['prompt.id']), String(seq));
 
-/** A `claude_code.llm_request` span (kind CLIENT). */
-function llmSpan(e: ClaudeEvent, spanId: string, attributes: Attributes, status: SpanDraft['status']): SpanDraft {
+/** A `claude_code.llm_request` span (kind CLIENT), with the event's own id unless `spanId` names another. */
+function llmSpan(e: ClaudeEvent, attributes: Attributes, status: SpanDraft['status'], spanId?: string): SpanDraft {
   const draft = { ...extent(e), spanId, name: 'claude_code.llm_request', kind: SpanKind.CLIENT, status };
   return draftOf(e, { ...e.attributes, ...LLM_SPAN, ...attributes }, draft);
 }
 
-type Mapper = (event: ClaudeEvent) => EventOutcome;
-
-export const EVENT_MAPPERS: Record<string, Mapper> = {
+export const EVENT_MAPPERS: Record<string, (event: ClaudeEvent) => EventOutcome> = {
   user_prompt: (e) => ({ spans: [], prompt: e.attributes }),
 
   api_request: (e) => {
     const a = e.attributes;
-    const spanId = a['request_id']
-      ? llmSpanIdFor(str(a['session.id']), str(a['request_id']))
-      : spanIdFor(e.name, eventIdentity(e));
+    const spanId = a['request_id'] ? llmSpanIdFor(str(a['session.id']), str(a['request_id'])) : undefined;
     return {
-      spans: [llmSpan(e, spanId, llmRequestAttributes(a), { code: StatusCode.OK })],
+      spans: [llmSpan(e, llmRequestAttributes(a), { code: StatusCode.OK }, spanId)],
       contribution: {
         llmRequests: 1,
         inputTokens: inputTokensOf(a),
@@ -417,12 +412,11 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
 
   api_error: (e) => {
     const seq = numberOf(e.attributes['event.sequence']);
-    const spanId = seq !== undefined ? apiErrorSpanIdFor(e, seq) : spanIdFor(e.name, eventIdentity(e));
+    const spanId = seq !== undefined ? apiErrorSpanIdFor(e, seq) : undefined;
     const error = stringOf(e.attributes['error']) ?? 'API error';
+    const status = { code: StatusCode.ERROR, message: error };
     return {
-      spans: [
-        llmSpan(e, spanId, renamed(e.attributes, LLM_ERROR_ATTRIBUTES), { code: StatusCode.ERROR, message: error }),
-      ],
+      spans: [llmSpan(e, renamed(e.attributes, LLM_ERROR_ATTRIBUTES), status, spanId)],
       contribution: {
         llmRequests: 1,
         errors: 1,
@@ -458,7 +452,6 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
     };
   },
 
-  // The hook's start and complete are one invocation; the complete has all of it and its time.
   hook_execution_start: () => ({ spans: [] }),
 
   hook_execution_complete: (e) => {
@@ -472,21 +465,17 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
       'claude_code.hook.outcome': hookOutcome(e.attributes),
       duration_ms: Number((endNs - startNs) / NS_PER_MS),
     };
-    const status = errors > 0 ? { code: StatusCode.ERROR, message: `${errors} hook(s) failed` } : undefined;
-    const hook = { spanId: spanIdFor('hook', eventIdentity(e)), name: 'claude_code.hook', startNs, endNs, status };
+    const hook = { spanId: spanIdFor('hook', eventIdentity(e)), name: 'claude_code.hook', startNs, endNs };
+    if (errors <= 0) return { spans: [draftOf(e, attributes, hook)] };
+    const status = { code: StatusCode.ERROR, message: `${errors} hook(s) failed` };
     return {
-      spans: [draftOf(e, attributes, hook)],
-      contribution:
-        errors > 0
-          ? { errors: 1, problem: problemOf(e, `hook ${str(e.attributes['hook_name'])} failed (${errors})`) }
-          : undefined,
+      spans: [draftOf(e, attributes, { ...hook, status })],
+      contribution: { errors: 1, problem: problemOf(e, `hook ${str(e.attributes['hook_name'])} failed (${errors})`) },
     };
   },
 
-  // A subagent's totals: its work is the Agent call's, whose tool span takes them (lua/subagents.lua M.put).
   subagent_completed: (e) => ({ spans: [eventSpan(e, { into: AGENT_CALL, attributes: prefixed(e) })] }),
 
-  // The answer's text is the output of the LLM call that gave it.
   assistant_response: (e) => {
     const a = e.attributes;
     const text = stringOf(a['response']) ?? '';
@@ -507,7 +496,6 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
     return { spans: [{ ...response, fold: { into: request ?? ROOT, attributes: answer } }], completion: text };
   },
 
-  // What befell a request: on its span. A request's retries run out at the event after its api_error.
   api_retries_exhausted: (e) => {
     const seq = numberOf(e.attributes['event.sequence']);
     const into = seq !== undefined && seq > 0 ? apiErrorSpanIdFor(e, seq - 1) : ROOT;
@@ -521,14 +509,11 @@ export const EVENT_MAPPERS: Record<string, Mapper> = {
   // Raw API bodies (OTEL_LOG_RAW_API_BODIES): the conversation a call was sent and its reply, on
   // its LLM span. The reply names the request (request_id) and the body it answered
   // (request_body_id), which is all the request body names: the reply joins the two.
-  api_request_body: (e) => {
-    const id = stringOf(e.attributes['request_body_id']);
-    return { spans: [eventSpan(e, bodyFold(e, id ? requestBodySpanIdFor(e, id) : ROOT, requestMessages))] };
-  },
+  api_request_body: (e) => ({ spans: [eventSpan(e, bodyFold(e, requestBodySpanIdOf(e) ?? ROOT, requestMessages))] }),
   api_response_body: (e) => {
-    const bodyId = stringOf(e.attributes['request_body_id']);
+    const alias = requestBodySpanIdOf(e);
     const fold = bodyFold(e, requestSpanIdOf(e) ?? ROOT, responseMessages);
-    return { spans: [eventSpan(e, { ...fold, ...(bodyId && { alias: requestBodySpanIdFor(e, bodyId) }) })] };
+    return { spans: [eventSpan(e, { ...fold, ...(alias && { alias }) })] };
   },
   api_refusal: (e) => ({
     spans: [eventSpan(e, { into: requestSpanIdOf(e) ?? ROOT, attributes: prefixed(e) })],
@@ -548,7 +533,6 @@ export function mapEvent(event: ClaudeEvent): EventOutcome {
     : event.name === 'compaction'
       ? { problem: problemOf(event, `compacted (${str(event.attributes['trigger']) || 'auto'})`) }
       : undefined;
-  // An event that reports no work is no row: it goes onto its turn's root, in order.
   if (startNs === endNs) return { spans: [eventSpan(event, { into: ROOT, attributes: {} })], contribution };
   const status = failed ? { code: StatusCode.ERROR, message: error ?? event.name } : undefined;
   return { spans: [draftOf(event, { ...event.attributes, ...STEP_SPAN }, { startNs, endNs, status })], contribution };
@@ -564,13 +548,12 @@ export interface Problem {
 }
 
 function problemOf(e: ClaudeEvent, what: string, repeat?: string): Problem {
-  const seq = numberOf(e.attributes['event.sequence']);
   const who =
     e.attributes['agent_id'] !== undefined
       ? ` (subagent ${str(e.attributes['agent_type']) || str(e.attributes['agent_id'])})`
       : '';
   return {
-    order: seq ?? Number(e.timeNs / NS_PER_MS),
+    order: numberOf(e.attributes['event.sequence']) ?? msOf(e),
     text: `${e.name}${who}: ${what}`,
     ...(repeat !== undefined && { repeat }),
   };

@@ -15,17 +15,10 @@ import { heldCallSpans, placedSpans, placementOf } from './agents';
 import { releasedSpansOf, rootSpanOf } from './interaction';
 import type { Commit, ShardOutcome } from './lifecycle/store';
 
-export interface Drawn {
-  spans: ResourceSpans[];
-  commit: Commit;
-  /** Subagents' spans sent. */
-  subagentSpans: number;
-}
-
 const idsOf = (rs: ResourceSpans[]) => rs.flatMap((r) => r.scopeSpans!.flatMap((ss) => ss.spans!.map((s) => s.spanId)));
 
 /** The spans to send for what a shard handed back, and the commit to make once they are sent. */
-export function drawOutcome(o: Pick<ShardOutcome, 'release' | 'placed' | 'met' | 'claimed'>, log: Logger): Drawn {
+export function drawOutcome(o: Pick<ShardOutcome, 'release' | 'placed' | 'met' | 'claimed'>, log: Logger) {
   const spans = releasedSpansOf(o.release);
   const forget: NonNullable<Commit['forget']> = [];
   let subagentSpans = 0;
@@ -52,5 +45,7 @@ export function drawOutcome(o: Pick<ShardOutcome, 'release' | 'placed' | 'met' |
   }
   spans.push(...heldCallSpans(o.met), ...o.claimed.map(rootSpanOf));
   const drawn = o.claimed.map((ix) => ({ key: ix.key, complete: ix.verdict.complete !== false, held: ix.heldIds }));
-  return { spans, commit: { forget, calls: o.met, drawn }, subagentSpans };
+  const commit: Commit = { forget, calls: o.met, drawn };
+  return { spans, commit, subagentSpans };
 }
+export type Drawn = ReturnType<typeof drawOutcome>;
