@@ -152,8 +152,8 @@ function callInput(e: ClaudeEvent): Record<string, unknown> {
 
 const NOTIFICATION = /<task-id>([^<\s]+)<\/task-id>\s*<tool-use-id>([^<\s]+)<\/tool-use-id>/g;
 
-/** The subagent facts of a batch's events, by session (keys: each event's interaction). */
-export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]): Map<string, SessionAgents> {
+/** The subagent facts of a batch's events, by session (keys: each event's interaction), with the subagents' spans to hold. */
+export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[], spans: AgentSpan[] = []) {
   const bySession = new Map<string, SessionAgents>();
   const of = (session: string) =>
     entryOf(bySession, session, () => ({ session, calls: [], agents: [], notes: [], spans: [], inputs: [] }));
@@ -200,6 +200,7 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
       for (const m of (stringOf(e.attributes['prompt']) ?? '').matchAll(NOTIFICATION)) facts.notes.push([m[1]!, m[2]!]);
     }
   });
+  for (const s of spans) of(s.session).spans.push([s.agent, s.spanId, s.held]);
   return bySession;
 }
 

@@ -7,7 +7,7 @@
  * event.sequence) belong to the turn under way at their time in the session's timeline (its
  * prompts, kept in Redis and extended by the batch's): the latest prompt before them, or the first.
  */
-import { msOf, sequenceOf, stringOf, type ClaudeEvent } from './events';
+import { entryOf, msOf, sequenceOf, stringOf, type ClaudeEvent } from './events';
 
 /** A session's prompts by start time (ms). */
 export type Timeline = { startMs: number; key: string }[];
@@ -41,15 +41,13 @@ export function sessionsToLookUp(events: ClaudeEvent[]): string[] {
  * numbered but without prompt.id) or the session has no prompt yet.
  */
 export function assignTurns(events: ClaudeEvent[], stored: Map<string, Timeline>): (string | undefined)[] {
-  const timelines = new Map<string, Timeline>();
-  for (const [session, timeline] of stored) timelines.set(session, [...timeline]);
+  const timelines = new Map([...stored].map(([session, timeline]) => [session, [...timeline]]));
   for (const e of events) {
     const session = sessionOf(e);
     const key = ownKeyOf(e);
     if (e.name === 'user_prompt' && session && key) {
-      const timeline = timelines.get(session) ?? [];
+      const timeline = entryOf(timelines, session, () => []);
       if (!timeline.some((p) => p.key === key)) timeline.push({ startMs: msOf(e), key });
-      timelines.set(session, timeline);
     }
   }
   for (const timeline of timelines.values()) timeline.sort((a, b) => a.startMs - b.startMs);
@@ -58,11 +56,9 @@ export function assignTurns(events: ClaudeEvent[], stored: Map<string, Timeline>
     const own = ownKeyOf(e);
     if (own) return own;
     const timeline = timelines.get(sessionOf(e) ?? '');
-    if (!timeline?.length) return undefined;
-    const t = msOf(e);
-    if (sequenceOf(e) !== undefined) return undefined;
+    if (!timeline?.length || sequenceOf(e) !== undefined) return undefined;
     let current = timeline[0]!;
-    for (const p of timeline) if (p.startMs <= t) current = p;
+    for (const p of timeline) if (p.startMs <= msOf(e)) current = p;
     return current.key;
   });
 }

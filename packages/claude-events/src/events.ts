@@ -30,9 +30,8 @@ const PREFIX = 'claude_code.';
 
 function eventNameOf(record: LogRecord, attributes: Attributes): string | undefined {
   const named = typeof attributes['event.name'] === 'string' ? attributes['event.name'] : undefined;
-  for (const candidate of [record.eventName, record.body?.stringValue]) {
+  for (const candidate of [record.eventName, record.body?.stringValue])
     if (candidate?.startsWith(PREFIX)) return named ?? candidate.slice(PREFIX.length);
-  }
   return undefined;
 }
 
@@ -53,9 +52,7 @@ export function sequenceIn(a: Attributes): number | undefined {
 export const sequenceOf = (e: ClaudeEvent): number | undefined => sequenceIn(e.attributes);
 
 function timeOf(record: LogRecord, attributes: Attributes): bigint {
-  for (const t of [record.timeUnixNano, record.observedTimeUnixNano]) {
-    if (t && t !== '0') return BigInt(t);
-  }
+  for (const t of [record.timeUnixNano, record.observedTimeUnixNano]) if (t && t !== '0') return BigInt(t);
   const iso = attributes['event.timestamp'];
   const ms = typeof iso === 'string' ? Date.parse(iso) : NaN;
   return BigInt(Number.isFinite(ms) ? ms : Date.now()) * NS_PER_MS;
@@ -67,7 +64,7 @@ export function claudeEventsOf(request: ExportLogsRequest): { events: ClaudeEven
   let foreign = 0;
   for (const rl of request.resourceLogs ?? []) {
     const resource = rl.resource?.attributes ?? [];
-    for (const sl of rl.scopeLogs ?? []) {
+    for (const sl of rl.scopeLogs ?? [])
       for (const record of sl.logRecords ?? []) {
         const attributes = attributesToRecord(record.attributes);
         const name = eventNameOf(record, attributes);
@@ -81,7 +78,6 @@ export function claudeEventsOf(request: ExportLogsRequest): { events: ClaudeEven
             traced: !!record.traceId && /[^0]/.test(record.traceId),
           });
       }
-    }
   }
   return { events, foreign };
 }

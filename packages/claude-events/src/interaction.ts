@@ -6,7 +6,7 @@
  * derived from the turn key; the root is drawn once, when lifecycle.lua says the turn is due.
  */
 import { SpanKind, StatusCode, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
-import { NS_PER_MS, msOf, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
+import { NS_PER_MS, entryOf, msOf, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { sessionOf } from './assign';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import type { Verdict } from './lifecycle/lifecycle';
@@ -140,25 +140,22 @@ export function planBatch(
     }
     const traceId = traceIdFor(key);
     const rootSpanId = rootSpanIdFor(key);
-    if (!updates.has(key))
-      updates.set(key, {
-        key,
-        traceId,
-        ...(session && { session }),
-        resource: JSON.stringify(event.resource),
-        bounds: [],
-        evidence: false,
-        events: 0,
-        ends: [],
-        toolRequests: [],
-        completions: [],
-        contributions: [],
-        held: [],
-        inputs: inputs.facts.get(key) ?? [],
-      });
-    const update = updates.get(key)!;
-    const list = spansByResource.get(event.resource) ?? [];
-    spansByResource.set(event.resource, list);
+    const update = entryOf(updates, key, () => ({
+      key,
+      traceId,
+      ...(session && { session }),
+      resource: JSON.stringify(event.resource),
+      bounds: [],
+      evidence: false,
+      events: 0,
+      ends: [],
+      toolRequests: [],
+      completions: [],
+      contributions: [],
+      held: [],
+      inputs: inputs.facts.get(key) ?? [],
+    }));
+    const list = entryOf(spansByResource, event.resource, () => []);
     const agent = stringOf(event.attributes['agent_id']);
     const agentCall = rows === 'fold' && session ? agentCallOf(event) : undefined;
     for (const draft of outcome.spans) {
@@ -266,9 +263,7 @@ export function sequenceMarksOf(events: ClaudeEvent[]): SequenceMarks[] {
     const session = sessionOf(e);
     const seq = sequenceOf(e);
     if (!session || seq === undefined) continue;
-    const marks = bySession.get(session) ?? [];
-    marks.push([String(seq), String(msOf(e))]);
-    bySession.set(session, marks);
+    entryOf(bySession, session, () => []).push([String(seq), String(msOf(e))]);
   }
   return [...bySession].map(([session, marks]) => ({ session, marks }));
 }

@@ -36,26 +36,20 @@ const partsOf = (content: unknown): Record<string, unknown>[] =>
   Array.isArray(content) ? content.map(partOf) : [partOf(content)];
 
 /** One message of text (`role`: user, assistant), as the GenAI conventions' messages. */
-export const textMessages = (role: string, text: string) =>
-  JSON.stringify([{ role, parts: [{ type: 'text', content: text }] }]);
+export const textMessages = (role: string, text: string) => JSON.stringify([{ role, parts: partsOf(text) }]);
 
 /** A request body's conversation and system prompt. */
 export function requestMessages(body: Record<string, unknown>): Attributes {
-  const out: Attributes = {};
   const messages = Array.isArray(body['messages']) ? (body['messages'] as Record<string, unknown>[]) : [];
-  out['gen_ai.input.messages'] = JSON.stringify(
-    messages.map((m) => ({ role: m['role'], parts: partsOf(m['content']) })),
-  );
-  if (body['system'] !== undefined) out['gen_ai.system_instructions'] = JSON.stringify(partsOf(body['system']));
-  return out;
+  return {
+    'gen_ai.input.messages': JSON.stringify(messages.map((m) => ({ role: m['role'], parts: partsOf(m['content']) }))),
+    ...(body['system'] !== undefined && { 'gen_ai.system_instructions': JSON.stringify(partsOf(body['system'])) }),
+  };
 }
 
 /** A response body (one assistant message) as the output messages. */
 export function responseMessages(body: Record<string, unknown>): Attributes {
-  const finish = typeof body['stop_reason'] === 'string' ? { finish_reason: body['stop_reason'] } : {};
-  return {
-    'gen_ai.output.messages': JSON.stringify([
-      { role: body['role'] ?? 'assistant', parts: partsOf(body['content']), ...finish },
-    ]),
-  };
+  const finish = typeof body['stop_reason'] === 'string' && { finish_reason: body['stop_reason'] };
+  const message = { role: body['role'] ?? 'assistant', parts: partsOf(body['content']), ...finish };
+  return { 'gen_ai.output.messages': JSON.stringify([message]) };
 }

@@ -6,9 +6,9 @@
 import { countItems, type ExportRequestBySignal, type KeyValue, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
 import { assignTurns, sessionsToLookUp } from './assign';
-import { claudeEventsOf, type ClaudeEvent } from './events';
+import { claudeEventsOf, entryOf, type ClaudeEvent } from './events';
 import { planBatch, sequenceMarksOf, type EventRows } from './interaction';
-import { agentFactsOf, type AgentSpan, type SessionAgents } from './agents';
+import { agentFactsOf } from './agents';
 import { drawOutcome } from './outcome';
 import { nativeSpansToForward, type NativeTraceMode } from './native';
 import { KEEP_ALL, createRedactor, type Redactor } from '@ccbridge/privacy';
@@ -64,21 +64,9 @@ function redactEvents(events: ClaudeEvent[], redactor: Redactor): ClaudeEvent[] 
   if (!redactor.active) return events;
   const resources = new Map<KeyValue[], KeyValue[]>();
   return events.map((e) => {
-    let resource = resources.get(e.resource);
-    if (!resource) resources.set(e.resource, (resource = redactor.keyValues(e.resource) ?? []));
+    const resource = entryOf(resources, e.resource, () => redactor.keyValues(e.resource) ?? []);
     return { ...e, attributes: redactor.record(e.attributes), resource };
   });
-}
-
-/** The batch's subagent facts by session (agents.ts), with the subagents' spans to hold. */
-function sessionsOf(events: ClaudeEvent[], keys: (string | undefined)[], spans: AgentSpan[]): SessionAgents[] {
-  const facts = agentFactsOf(events, keys);
-  for (const s of spans) {
-    let f = facts.get(s.session);
-    if (!f) facts.set(s.session, (f = { session: s.session, calls: [], agents: [], notes: [], spans: [], inputs: [] }));
-    f.spans.push([s.agent, s.spanId, s.held]);
-  }
-  return [...facts.values()];
 }
 
 /**
@@ -108,7 +96,7 @@ export async function processBatch<S extends Signal>(
     const keys = assignTurns(events, timelines);
     // Every event's sequence number counts, those left to Claude Code's own spans too.
     const plan = planBatch(events, keys, sequenceMarksOf(extracted.events), deps.eventRows);
-    const sessions = sessionsOf(events, keys, plan.agentSpans);
+    const sessions = [...agentFactsOf(events, keys, plan.agentSpans).values()];
     const outcomes = await deps.store.batch({ ...plan, sessions }, batch, deps.closer.batchSize);
     const drawn = outcomes.map((o) => drawOutcome(o, deps.log));
     // The batch's spans go with all that it let go, the roots of the turns it completed too, in
@@ -158,11 +146,8 @@ export async function processBatch<S extends Signal>(
     };
   }
   if (signal === 'traces') {
-    const forward = nativeSpansToForward(
-      (request as ExportRequestBySignal['traces']).resourceSpans ?? [],
-      mode,
-      redactor,
-    );
+    const { resourceSpans } = request as ExportRequestBySignal['traces'];
+    const forward = nativeSpansToForward(resourceSpans ?? [], mode, redactor);
     if (forward.length > 0) await deps.exportSpans(forward, 'forwarded');
     return { signal, forwarded: countItems('traces', { resourceSpans: forward }) };
   }

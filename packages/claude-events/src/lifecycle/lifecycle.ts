@@ -28,7 +28,7 @@ export interface Verdict {
   complete?: boolean;
 }
 
-/** The first four are settings (BridgeConfig's interactionIdleMs, turnTimeoutMs, gapWaitMs, processWaitMs). */
+/** The first four are SETTINGS (below); the others are fixed. */
 export interface LifecycleConfig {
   idleMs: number;
   turnTimeoutMs: number;

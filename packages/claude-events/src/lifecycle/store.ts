@@ -215,9 +215,8 @@ export class LifecycleStore {
   /** Counters kept in Redis over every shard: drawn, drawn_incomplete, late_events. */
   async stats(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
-    for (const h of await Promise.all(this.shards.map((s) => this.redis.hgetall(s.stats)))) {
+    for (const h of await Promise.all(this.shards.map((s) => this.redis.hgetall(s.stats))))
       for (const [k, v] of Object.entries(h)) out[k] = (out[k] ?? 0) + Number(v);
-    }
     return out;
   }
 }
