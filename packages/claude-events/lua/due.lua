@@ -16,15 +16,12 @@
 local input = cjson.decode(ARGV[1])
 L.init(KEYS, input)
 local claimed = T.claim(input.limit, input.timersDueBy)
-local calls, placed = {}, {}
+local calls, placed, parts = {}, {}, {}
 if input.calls then
   local members = redis.call('ZRANGEBYSCORE', L.callDeadlines, '-inf', L.now, 'LIMIT', 0, input.limit)
   calls = M.due(members)
-  local parts
   placed, parts = A.due(members)
-  if #parts > 0 then
-    for _, c in ipairs(M.put(parts)) do calls[#calls + 1] = c end
-  end
+  for _, c in ipairs(M.put(parts)) do calls[#calls + 1] = c end
 end
 L.flush()
 return L.reply({ claimed = claimed, calls = calls, placed = placed })

@@ -99,17 +99,24 @@ function L.read(key)
   return out
 end
 
+-- A function that adds an item to a list unless it is there already, and that list (in the
+-- order first added).
+local function distinct()
+  local seen, list = {}, {}
+  return function(item)
+    if not seen[item] then
+      seen[item] = true
+      list[#list + 1] = item
+    end
+  end, list
+end
+
 -- Keys this call wrote, told the shard's TTL once, when the call ends (L.flush): a key written
 -- for each event of a batch is not sent an EXPIRE for each. Every script calls L.flush last.
-local kept, keptOrder = {}, {}
-function L.keep(key)
-  if not kept[key] then
-    kept[key] = true
-    keptOrder[#keptOrder + 1] = key
-  end
-end
+local keep, kept = distinct()
+L.keep = keep
 function L.flush()
-  for _, k in ipairs(keptOrder) do redis.call('EXPIRE', k, L.cfg.ttlSeconds) end
+  for _, k in ipairs(kept) do redis.call('EXPIRE', k, L.cfg.ttlSeconds) end
 end
 
 -- Calls fn with `list` in chunks of at most n items, in order (unpack's limit on arguments).
@@ -117,8 +124,9 @@ function L.each(list, n, fn)
   for i = 1, #list, n do fn({ unpack(list, i, math.min(i + n - 1, #list)) }) end
 end
 
-function L.expire(key)
-  for _, kind in ipairs({ 'ix', 'contributions', 'events', 'inputs' }) do L.keep(L.key(kind, key)) end
+local function parseMark(mark)
+  local seq, ms = string.match(mark, '^(%d+):(%d+)$')
+  return tonumber(seq), tonumber(ms)
 end
 
 -- Distinct sequence numbers strictly between lo and hi seen in the session and logged between
@@ -131,8 +139,7 @@ function L.covered(session, lo, hi, fromMs, toMs)
   local members = redis.call('ZRANGEBYSCORE', L.key('sequence', session), lo + 1, hi - 1)
   local seen, n = {}, 0
   for _, m in ipairs(members) do
-    local seq, at = string.match(m, '^(%d+):(%d+)$')
-    at = tonumber(at)
+    local seq, at = parseMark(m)
     if seq and not seen[seq] and at >= fromMs and at <= toMs then
       seen[seq] = true
       n = n + 1
@@ -150,9 +157,7 @@ function L.chain(session, lo, hi, fromMs, toMs)
   local marks, out = {}, {}
   if not session or hi - lo <= 1 then return out end
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), 0, '+inf')) do
-    local seq, at = string.match(m, '^(%d+):(%d+)$')
-    at = tonumber(at)
-    seq = tonumber(seq)
+    local seq, at = parseMark(m)
     -- Its prompt, and what it logged in the same millisecond after it, are no start-up.
     if seq and at >= fromMs and (at < toMs or (at == toMs and seq < hi)) then marks[#marks + 1] = { seq, at, m } end
   end
@@ -168,14 +173,6 @@ function L.chain(session, lo, hi, fromMs, toMs)
     end
   end
   return out
-end
-
--- How many of a process's start-up numbers (lo+1 .. hi-1) have come (L.chain).
-function L.startUp(session, lo, hi, fromMs, toMs) return #L.chain(session, lo, hi, fromMs, toMs) end
-
-local function parseMark(mark)
-  local seq, ms = string.match(mark, '^(%d+):(%d+)$')
-  return tonumber(seq), tonumber(ms)
 end
 
 -- Whether the number right after an event's (its mark, "seq:ms") has come from its own process:
@@ -227,7 +224,6 @@ end
 -- the segments of numbers the turn spans, each as { lo, hi, fromMs, toMs } (exclusive bounds,
 -- the time they were logged in): its start-up (first prompts only: after the prompt before it,
 -- of an earlier process, and up to its own), then its own events (from its prompt to `hi`).
--- The time windows keep another process of the same session from filling this one's gaps.
 function L.segments(ix, hi, toMs)
   local promptSeq, promptAt = tonumber(ix.promptSeq), tonumber(ix.promptAt)
   local own = { promptSeq, hi, promptAt, toMs }
@@ -289,8 +285,7 @@ function L.decide(ix)
     -- A newer process began, so this one is over; its own last events may still be on their way
     -- (batches race, its last export came late): a wait (BRIDGE_PROCESS_WAIT_MS), which like
     -- every timer also waits for batches queued before.
-    local seenAfter = tonumber(ix.promptAfterSeenAt) or endSeen
-    return { phase = 'gap', at = seenAfter + cfg.processWaitMs, reason = 'new_process', timer = true, complete = false }
+    return { phase = 'gap', at = (tonumber(ix.promptAfterSeenAt) or endSeen) + cfg.processWaitMs, reason = 'new_process', timer = true, complete = false }
   end
   if not ix.promptSeq then
     -- Its user_prompt never came: what else is missing cannot be counted.
@@ -299,14 +294,12 @@ function L.decide(ix)
   local range = L.segments(ix, e.seq, e.at or math.huge)
   local missing = 0
   for i, r in ipairs(range) do
-    local covered = (i < #range and L.startUp or L.covered)(ix.session, r[1], r[2], r[3], r[4])
+    -- The start-up segment counts its process's start-up chain (L.chain), the own one every number.
+    local covered = i < #range and #L.chain(ix.session, r[1], r[2], r[3], r[4]) or L.covered(ix.session, r[1], r[2], r[3], r[4])
     if r[2] - r[1] > 1 then missing = missing + (r[2] - r[1] - 1) - covered end
   end
   if missing <= 0 then return { phase = 'due', at = now, reason = e.kind, missing = 0, range = range, complete = true } end
-  return {
-    phase = 'gap', at = endSeen + cfg.gapWaitMs, reason = 'gap_timeout', timer = true, missing = missing, range = range,
-    complete = false,
-  }
+  return { phase = 'gap', at = endSeen + cfg.gapWaitMs, reason = 'gap_timeout', timer = true, missing = missing, range = range, complete = false }
 end
 
 -- Verdicts this call filed (L.schedule), by key: T.claim in the same call takes them as they
@@ -332,12 +325,9 @@ function L.schedule(key)
     redis.call('ZREM', L.deadlines, key)
     return v
   end
-  local lease = tonumber(ix.leaseUntil)
-  local at = v.at
-  if lease and lease > L.now and lease > at then at = lease end
-  redis.call('ZADD', L.deadlines, at, key)
+  local lease = tonumber(ix.leaseUntil) or 0
+  redis.call('ZADD', L.deadlines, lease > L.now and math.max(lease, v.at) or v.at, key)
   if ix.phase ~= v.phase then redis.call('HSET', ixKey, 'phase', v.phase) end
-  v.key = key
   decided[key] = v
   return v
 end

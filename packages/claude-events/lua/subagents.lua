@@ -17,7 +17,6 @@
 --! include lifecycle.lua
 
 local A, M = {}, {}
-local FAR = 9007199254740991
 -- The fold target of a subagent's totals (mapping.ts AGENT_CALL): its Agent call's tool span.
 local AGENT_CALL_FOLD = '"into":"agent_call"'
 
@@ -126,16 +125,15 @@ function A.merge(s)
     if not state.links[id] then
       local ix = redis.call('HMGET', L.key('ix', a.key), 'promptSeq', 'promptAt', 'coveredTo')
       local promptSeq, promptAt = tonumber(ix[1]), tonumber(ix[2])
-      -- Its turn, drawn complete, forgot its numbers: all had come up to `coveredTo` (T.settle).
-      local from = tonumber(ix[3]) or promptSeq
-      if promptSeq and promptAt and a.first >= promptSeq then
-        local want = a.first - promptSeq + 1
-        if L.covered(s.session, promptSeq - 1, a.first + 1, promptAt, FAR) == want then state.contiguous[id] = true end
-      end
-      -- A later prompt tells only once every number up to it has come: then every Agent call
-      -- made before it is known too (batches race: the prompt may come before them).
-      local ended = a.completed or a.last
       if promptSeq and promptAt then
+        if a.first >= promptSeq and L.covered(s.session, promptSeq - 1, a.first + 1, promptAt, math.huge) == a.first - promptSeq + 1 then
+          state.contiguous[id] = true
+        end
+        -- A later prompt tells only once every number up to it has come: then every Agent call
+        -- made before it is known too (batches race: the prompt may come before them).
+        local ended = a.completed or a.last
+        -- Its turn, drawn complete, forgot its numbers: all had come up to `coveredTo` (T.settle).
+        local from = tonumber(ix[3]) or promptSeq
         for _, p in ipairs(redis.call('ZRANGEBYSCORE', L.key('prompts', s.session), promptAt, '+inf')) do
           local later = redis.call('HMGET', L.key('ix', p), 'promptSeq', 'promptAt')
           local seq, at = tonumber(later[1]), tonumber(later[2])
@@ -232,10 +230,9 @@ end
 -- goes once nothing may still fold into it: an LLM call whose answer may still come
 -- (`waitsAfter`: its own mark) once the number after it has come from its process (L.follows); a fold goes with its
 -- span, or once its span was sent (then as its own row); once its turn's root was drawn longer
--- than the gap wait ago, everything goes. The others stay held.
+-- than the gap wait ago, everything goes (a background subagent goes on after its turn is drawn:
+-- what was awaited is taken as lost). The others stay held.
 local function ready(session, agent, at, held)
-  -- A background subagent goes on after its turn is drawn: only a turn drawn longer than the
-  -- gap wait ago lets everything go (what was awaited is taken as lost).
   local ix = redis.call('HMGET', L.key('ix', at.key), 'drawnAt', 'coveredTo')
   local drawnAt, coveredTo = tonumber(ix[1]), tonumber(ix[2]) or -1
   if drawnAt and L.now - drawnAt > L.cfg.gapWaitMs then return function() return true end end
@@ -269,7 +266,7 @@ end
 -- it starts with a tab), looked at again by the timers' round.
 local function agentMember(session, agent) return '\t' .. session .. '\t' .. agent end
 
--- A.place(session, agents, owner, placed?, parts?): for each of the session's subagents that can
+-- A.place(session, agents, owner, placed, parts): for each of the session's subagents that can
 -- be placed and holds spans that may go (ready) and are not leased to another owner: where it
 -- goes (`at`: rule, key, call?, type?, prompt?, first: the event.sequence of its first LLM call,
 -- result: whether its call's tool_result came, inputs: its calls and tool results kept, caller:
@@ -278,7 +275,6 @@ local function agentMember(session, agent) return '\t' .. session .. '\t' .. age
 -- span instead (appended to `parts`, for M.put).
 function A.place(session, agents, owner, placed, parts)
   local calls, links = L.read(L.key('calls', session)), L.read(L.key('links', session))
-  placed, parts = placed or {}, parts or {}
   for agent, seen in pairs(agents) do
     local at = placementOf(calls, links, agent, 0)
     if at then
@@ -425,12 +421,10 @@ function M.put(items)
     local span, totals = heldCall(c.session, c.call)
     -- What is handed back is leased: if no commit says it went (M.done), M.due hands it back
     -- again once the lease runs out.
-    if fresh(totals) and span then
-      -- They meet (or the span went without them: the totals are drawn as their own row).
+    -- They meet (or the span went without them: the totals are drawn as their own row), or a
+    -- span that does not wait goes alone (its totals, if any, went already: entry leaves out SENT).
+    if (fresh(totals) and span) or (fresh(span) and c.go) then
       out[#out + 1] = entry(c.session, c.call, span, totals)
-      redis.call('ZADD', L.callDeadlines, L.now + L.cfg.leaseMs, m)
-    elseif fresh(span) and c.go then
-      out[#out + 1] = entry(c.session, c.call, span, nil)
       redis.call('ZADD', L.callDeadlines, L.now + L.cfg.leaseMs, m)
     elseif fresh(span) or fresh(totals) then
       -- One of them waits for the other, at most the turn timeout.

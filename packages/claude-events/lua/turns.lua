@@ -28,13 +28,7 @@ local function releasable(json) return json ~= SENT and string.sub(json, 1, 15) 
 -- batch, so a batch is applied once. This is the one place where what a batch says about a turn
 -- is merged with what is stored.
 function T.apply(input)
-  local touched, order = {}, {}
-  local function touch(key)
-    if not touched[key] then
-      touched[key] = true
-      order[#order + 1] = key
-    end
-  end
+  local touch, order = distinct()
 
   -- Pending spans (session-level events: start-up, before a process's first prompt) are held until
   -- the session's first prompt at or after their time is known, and then go to that turn: held for
@@ -118,7 +112,6 @@ function T.apply(input)
         if releasable(h[2]) and redis.call('HEXISTS', events, h[1]) == 0 then release[#release + 1] = { u.key, h[2] } end
         redis.call('HSET', events, h[1], SENT)
       end
-      if u.held and #u.held > 0 then L.keep(events) end
     else
       -- The turn's range: the earliest start and the latest end (nanoseconds as fixed-width text).
       local start, finish = cur[2], cur[3]
@@ -158,10 +151,7 @@ function T.apply(input)
       for _, f in ipairs(u.inputs or {}) do redis.call('HSETNX', L.key('inputs', u.key), f[1], f[2]) end
       -- Spans drawn with the root: an LLM call waiting for its answer, folds onto it or onto the root.
       -- A span sent already (SENT) is never drawn again, whatever copy of it comes later.
-      if u.held and #u.held > 0 then
-        for _, h in ipairs(u.held) do redis.call(h[2] == SENT and 'HSET' or 'HSETNX', L.key('events', u.key), h[1], h[2]) end
-        L.keep(L.key('events', u.key))
-      end
+      for _, h in ipairs(u.held or {}) do redis.call(h[2] == SENT and 'HSET' or 'HSETNX', L.key('events', u.key), h[1], h[2]) end
       touch(u.key)
     end
     if u.session and u.promptAt then
@@ -178,7 +168,8 @@ function T.apply(input)
       end
       adopt(u.session)
     end
-    L.expire(u.key)
+    -- Its keys (`events` included, written above) are told the TTL.
+    for _, kind in ipairs({ 'ix', 'contributions', 'events', 'inputs' }) do L.keep(L.key(kind, u.key)) end
   end
 
   -- 3. Session-level events that came before any prompt of their session; and those waiting
@@ -188,15 +179,11 @@ function T.apply(input)
     if redis.call('HGET', held, p.id) ~= SENT then redis.call('HSET', held, p.id, p.span) end
     L.keep(held)
   end
-  local adopted = {}
+  local add, sessions = distinct()
   for _, list in ipairs({ input.pending, input.sequences }) do
-    for _, p in ipairs(list) do
-      if not adopted[p.session] then
-        adopted[p.session] = true
-        adopt(p.session)
-      end
-    end
+    for _, p in ipairs(list) do add(p.session) end
   end
+  for _, session in ipairs(sessions) do adopt(session) end
 
   -- 4. New verdicts for everything the batch touched.
   local due = {}
@@ -249,12 +236,11 @@ local function forgetSequences(key, ix)
   local v = L.decide(ix)
   if not (ix.session and v.range) then return end
   local k = L.key('sequence', ix.session)
-  -- Every number up to its end had come: what asks later whether they all came reads this.
-  redis.call('HSET', L.key('ix', key), 'coveredTo', v.range[#v.range][2])
   -- Its own numbers only: its process's start-up numbers (a first prompt's) are kept, for the
   -- window they are counted in may hold another process's while batches race (L.segments).
-  local own = v.range[#v.range]
-  local lo, hi, from, to = own[1], own[2], own[3], own[4]
+  local lo, hi, from, to = unpack(v.range[#v.range], 1, 4)
+  -- Every number up to its end had come: what asks later whether they all came reads this.
+  redis.call('HSET', L.key('ix', key), 'coveredTo', hi)
   local gone = {}
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, math.max(lo, 0), hi)) do
     local at = tonumber(string.match(m, ':(%d+)$'))
