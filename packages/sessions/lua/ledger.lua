@@ -48,7 +48,15 @@ function L.addEach(prefix, index, due, side, entries, now, ttl)
     if L.later(e.t, s.last) then s.last = e.t end
   end
   for _, session in ipairs(order) do
-    local s = bySession[session]
-    L.add(prefix, index, due, session, side, s.sums, s.first, now, ttl, s.last)
+    local s, finite = bySession[session], true
+    for _, n in pairs(s.sums) do finite = finite and n == n and n ~= math.huge and n ~= -math.huge end
+    if finite then
+      L.add(prefix, index, due, session, side, s.sums, s.first, now, ttl, s.last)
+    else
+      -- A sum a double cannot hold (Redis adds in long double): each entry on its own, as it came.
+      for _, e in ipairs(entries) do
+        if e.session == session then L.add(prefix, index, due, session, side, e.sums, e.t, now, ttl) end
+      end
+    end
   end
 end
