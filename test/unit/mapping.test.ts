@@ -6,6 +6,9 @@ import { attributesToRecord, StatusCode } from '@ccbridge/otlp';
 import { assignTurns, claudeEventsOf, planBatch } from '@ccbridge/claude-events';
 import { FIXTURES, SCENARIOS, eventCounts, logsOf, nativeTraceOf, type Capture } from '../support/fixtures';
 import { drawTree, isEventSpan, shapeOf, stopTreeRedis } from '../support/tree';
+import { Harness } from '../support/assembly';
+import { startRedis } from '../support/peers';
+import { Redis } from 'ioredis';
 
 after(stopTreeRedis);
 
@@ -231,6 +234,41 @@ test('events before any prompt of their session are held, and listed on the root
     [],
     'no rows of their own',
   );
+});
+
+test('start-up spans an older bridge held (no `at` and `seq` ahead of the span) go to their first prompt as the new ones do', async () => {
+  const request = logsOf('json', 'simple');
+  const records = request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
+  const isSessionLevel = (r: (typeof records)[number]) => !r.attributes!.some((a) => a.key === 'prompt.id');
+  const part = (keep: (r: (typeof records)[number]) => boolean) => ({
+    resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: records.filter(keep) }] }],
+  });
+  const redis = await startRedis();
+  const client = new Redis(redis.url);
+  const h = new Harness({ url: redis.url });
+  try {
+    await h.process(part(isSessionLevel));
+    // Held as the bridge before this one held them: the span, then `at` (lua/turns.lua decodes those).
+    let rewritten = 0;
+    for (const key of await client.keys('*')) {
+      if ((await client.type(key)) !== 'hash') continue;
+      for (const [field, json] of Object.entries(await client.hgetall(key))) {
+        if (!json.startsWith('{"at":"')) continue;
+        const { at, seq: _seq, ...span } = JSON.parse(json) as Record<string, unknown>;
+        await client.hset(key, field, JSON.stringify({ ...span, at }));
+        rewritten += 1;
+      }
+    }
+    assert.equal(rewritten, records.filter(isSessionLevel).length, 'every start-up span held in the older form');
+    await h.process(part((r) => !isSessionLevel(r)));
+    const root = h.roots()[0]!;
+    assert.ok(root, 'the root drawn');
+    assert.equal(rootEvents(root).length, records.filter(isSessionLevel).length);
+  } finally {
+    h.disconnect();
+    client.disconnect();
+    await redis.stop();
+  }
 });
 
 test('every event is accounted for: a span, folded onto the span it belongs to, listed on the root, or part of its hook span', async () => {

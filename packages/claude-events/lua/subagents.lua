@@ -274,13 +274,17 @@ local function agentMember(session, agent) return '\t' .. session .. '\t' .. age
 -- (a fold onto its Agent call) placed under a call of the main agent go to meet that call's tool
 -- span instead (appended to `parts`, for M.put).
 function A.place(session, agents, owner, placed, parts)
-  local calls, links = L.read(L.key('calls', session)), L.read(L.key('links', session))
+  local calls, links
   for agent, seen in pairs(agents) do
-    local at = placementOf(calls, links, agent, 0)
+    local key = L.key('agentSpans', session .. '/' .. agent)
+    -- Most subagents a batch looks at hold nothing (sent and forgotten): nothing to place. A
+    -- member of callDeadlines left for one is taken off by the timers' round (A.due).
+    local all = redis.call('HGETALL', key)
+    if #all > 0 and not calls then calls, links = L.read(L.key('calls', session)), L.read(L.key('links', session)) end
+    local at = #all > 0 and placementOf(calls, links, agent, 0)
     if at then
       at.first = seen.call
-      local key = L.key('agentSpans', session .. '/' .. agent)
-      local all, held, leases, spans, ids, left = redis.call('HGETALL', key), {}, {}, {}, {}, false
+      local held, leases, spans, ids, left = {}, {}, {}, {}, false
       for i = 1, #all, 2 do
         if string.sub(all[i], 1, #LEASE) == LEASE then leases[string.sub(all[i], #LEASE + 1)] = all[i + 1]
         else held[#held + 1], held[#held + 2] = all[i], all[i + 1] end

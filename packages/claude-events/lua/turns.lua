@@ -42,11 +42,7 @@ function T.apply(input)
   -- looked like this one's while numbers were missing. A span without a number (older Claude
   -- Code) goes to it as it is; so does one still left once that prompt was drawn longer than the
   -- gap wait ago (nothing more will tell).
-  local function sameProcess(session, span, ms, prompt, chains)
-    local seq
-    for _, a in ipairs(span.attributes or {}) do
-      if a.key == 'event.sequence' then seq = tonumber(a.value.intValue or a.value.stringValue) end
-    end
+  local function sameProcess(session, seq, ms, prompt, chains)
     local ix = redis.call('HMGET', L.key('ix', prompt), 'promptSeq', 'promptAt', 'drawnAt', 'leaseUntil', 'coveredTo', 'leaseComplete')
     local promptSeq, promptAt, drawnAt = tonumber(ix[1]), tonumber(ix[2]), tonumber(ix[3])
     if not seq or not promptSeq or not promptAt then return true end
@@ -59,16 +55,26 @@ function T.apply(input)
     end
     return chains[prompt][seq .. ':' .. ms] or lastResort
   end
+  -- When a pending span's event was logged (ms, as text: prompts are scored in milliseconds)
+  -- and its event.sequence: off the head of its JSON (interaction.ts writes them first), or,
+  -- in a record of an older bridge, from the span (no `at`: its start, nanoseconds as text).
+  local function whenAndNumber(json)
+    local ms, seq = string.match(json, '^{"at":"(%d+)","seq":(%w+),')
+    if ms then return ms, tonumber(seq) end
+    local span = cjson.decode(json)
+    for _, a in ipairs(span.attributes or {}) do
+      if a.key == 'event.sequence' then seq = tonumber(a.value.intValue or a.value.stringValue) end
+    end
+    return span.at or (#span.start > 6 and string.sub(span.start, 1, -7)) or '0', seq
+  end
   local function adopt(session)
     local held = L.key('pending', session)
     local spans, chains, adopted = redis.call('HGETALL', held), {}, {}
     for i = 1, #spans, 2 do
-      local span = spans[i + 1] ~= SENT and cjson.decode(spans[i + 1])
-      -- When its event was logged (older records: its start, nanoseconds as text); prompts are
-      -- scored in milliseconds.
-      local ms = span and (span.at or (#span.start > 6 and string.sub(span.start, 1, -7)) or '0')
-      local prompt = span and redis.call('ZRANGEBYSCORE', L.key('prompts', session), ms, '+inf', 'LIMIT', 0, 1)[1]
-      if prompt and sameProcess(session, span, ms, prompt, chains) then
+      local ms, seq
+      if spans[i + 1] ~= SENT then ms, seq = whenAndNumber(spans[i + 1]) end
+      local prompt = ms and redis.call('ZRANGEBYSCORE', L.key('prompts', session), ms, '+inf', 'LIMIT', 0, 1)[1]
+      if prompt and sameProcess(session, seq, ms, prompt, chains) then
         local events = L.key('events', prompt)
         if redis.call('HEXISTS', L.key('ix', prompt), 'drawn') == 1 then
           if redis.call('HEXISTS', events, spans[i]) == 0 then release[#release + 1] = { prompt, spans[i + 1] } end
@@ -92,12 +98,15 @@ function T.apply(input)
     local args = {}
     for _, m in ipairs(s.marks) do args[#args + 1], args[#args + 2] = m[1], m[1] .. ':' .. m[2] end
     L.each(args, 400, function(chunk) redis.call('ZADD', k, unpack(chunk)) end)
+    L.marksChanged(s.session)
     L.keep(k)
     for _, waiting in ipairs(redis.call('SMEMBERS', L.key('waiting', s.session))) do touch(waiting) end
   end
 
-  -- 2. Each interaction's state.
+  -- 2. Each interaction's state. Sessions whose timeline got a prompt adopt their start-up
+  -- spans in step 3, once, with every prompt of the batch known.
   local late = {}
+  local adopting, sessions = distinct()
   for _, u in ipairs(input.updates) do
     local k = L.key('ix', u.key)
     -- Then the fields set once (the first value stands).
@@ -166,7 +175,7 @@ function T.apply(input)
         local next = redis.call('HMGET', L.key('ix', after), 'promptSeq', 'promptAt')
         if L.endByNextPrompt(u.key, next[1], next[2] or u.promptAt) then touch(u.key) end
       end
-      adopt(u.session)
+      adopting(u.session)
     end
     -- Its keys (`events` included, written above) are told the TTL.
     for _, kind in ipairs({ 'ix', 'contributions', 'events', 'inputs' }) do L.keep(L.key(kind, u.key)) end
@@ -179,9 +188,8 @@ function T.apply(input)
     if redis.call('HGET', held, p.id) ~= SENT then redis.call('HSET', held, p.id, p.span) end
     L.keep(held)
   end
-  local add, sessions = distinct()
   for _, list in ipairs({ input.pending, input.sequences }) do
-    for _, p in ipairs(list) do add(p.session) end
+    for _, p in ipairs(list) do adopting(p.session) end
   end
   for _, session in ipairs(sessions) do adopt(session) end
 
@@ -247,6 +255,7 @@ local function forgetSequences(key, ix)
     if at and at >= from and at <= to then gone[#gone + 1] = m end
   end
   L.each(gone, 400, function(chunk) redis.call('ZREM', k, unpack(chunk)) end)
+  L.marksChanged(ix.session)
 end
 
 -- T.settle(drawn, retry): after the caller drew the roots it claimed.

@@ -233,6 +233,7 @@ export function heldWithInputs(
   held.forEach((h, i) => {
     const a = records[i]!;
     const input = h.name === 'claude_code.llm_request' ? inputs.get(stringOf(a['request_id']) ?? '') : undefined;
-    if (input) h.attributes = recordToAttributes(withInput(a, input));
+    // As withInput does, without rebuilding the span's attributes: the input's that it lacks, first.
+    if (input) h.attributes = [...recordToAttributes(input).filter((kv) => !(kv.key in a)), ...h.attributes];
   });
 }

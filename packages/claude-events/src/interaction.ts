@@ -129,9 +129,10 @@ export function planBatch(
     const session = sessionOf(event);
     const key = keys[i];
     if (!key && session) {
+      // `at` and `seq` first: lua/turns.lua reads them off the JSON's head without decoding it.
+      const head = { at: String(msOf(event)), seq: sequenceOf(event) ?? null };
       for (const d of outcome.spans)
-        if (!folded.has(d))
-          pending.push({ session, id: d.spanId, span: JSON.stringify({ ...heldOf(d), at: String(msOf(event)) }) });
+        if (!folded.has(d)) pending.push({ session, id: d.spanId, span: JSON.stringify({ ...head, ...heldOf(d) }) });
       return;
     }
     if (!key) {

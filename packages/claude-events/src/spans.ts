@@ -22,6 +22,8 @@ export interface HeldSpan {
   standIn?: true;
   /** Unix ms its event was logged at (pending start-up spans: matched to their process's numbers). */
   at?: string;
+  /** Its event's event.sequence (pending start-up spans), or null: read with `at` by lua/turns.lua. */
+  seq?: number | null;
 }
 
 /** A draft in the form it is held in. */
