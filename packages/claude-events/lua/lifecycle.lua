@@ -148,42 +148,27 @@ function L.covered(session, lo, hi, fromMs, toMs)
   return n
 end
 
--- A session's sequence marks as L.chain walks them ({ seq, ms, mark }, latest first), read and
--- sorted once per call: a batch's chains are walked many times (every first prompt decided,
--- every start-up span adopted) over a set that only T.apply's numbers and T.settle's forgetting
--- change, and those call L.marksChanged.
-local marksBySession = {}
-function L.marksChanged(session) marksBySession[session] = nil end
-local function latestFirst(session)
-  local marks = marksBySession[session]
-  if marks then return marks end
-  marks = {}
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), 0, '+inf')) do
-    local seq, at = parseMark(m)
-    if seq then marks[#marks + 1] = { seq, at, m } end
-  end
-  table.sort(marks, function(a, b) if a[2] ~= b[2] then return a[2] > b[2] end return a[1] > b[1] end)
-  marksBySession[session] = marks
-  return marks
-end
-
 -- A process's start-up chain before its prompt numbered hi and logged at toMs: the numbers
 -- logged last before it, in order down from hi-1 with no other number between, down to lo+1
 -- (fromMs: no earlier than the prompt before it, of an earlier process). Returns their marks
 -- ("seq:ms"). Counting the numbers of a window alone would let another process's start-up, in
 -- the window while the prompts between are still on their way, fill this one's gaps.
 function L.chain(session, lo, hi, fromMs, toMs)
-  local out = {}
+  local marks, out = {}, {}
   if not session or hi - lo <= 1 then return out end
-  local want = hi - 1
-  for _, m in ipairs(latestFirst(session)) do
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), 0, '+inf')) do
+    local seq, at = parseMark(m)
     -- Its prompt, and what it logged in the same millisecond after it, are no start-up.
-    local inWindow = m[2] >= fromMs and (m[2] < toMs or (m[2] == toMs and m[1] < hi))
-    if inWindow and m[1] == want then
+    if seq and at >= fromMs and (at < toMs or (at == toMs and seq < hi)) then marks[#marks + 1] = { seq, at, m } end
+  end
+  table.sort(marks, function(a, b) if a[2] ~= b[2] then return a[2] > b[2] end return a[1] > b[1] end)
+  local want = hi - 1
+  for _, m in ipairs(marks) do
+    if m[1] == want then
       out[#out + 1] = m[3]
       want = want - 1
       if want <= lo then break end
-    elseif inWindow and m[1] ~= want + 1 then
+    elseif m[1] ~= want + 1 then
       break
     end
   end

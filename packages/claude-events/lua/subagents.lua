@@ -277,8 +277,7 @@ function A.place(session, agents, owner, placed, parts)
   local calls, links
   for agent, seen in pairs(agents) do
     local key = L.key('agentSpans', session .. '/' .. agent)
-    -- Most subagents a batch looks at hold nothing (sent and forgotten): nothing to place. A
-    -- member of callDeadlines left for one is taken off by the timers' round (A.due).
+    -- Most hold nothing (sent and forgotten): not placed (A.due drops a member left for one).
     local all = redis.call('HGETALL', key)
     if #all > 0 and not calls then calls, links = L.read(L.key('calls', session)), L.read(L.key('links', session)) end
     local at = #all > 0 and placementOf(calls, links, agent, 0)

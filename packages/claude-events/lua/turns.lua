@@ -15,13 +15,9 @@ local T = {}
 -- only stands in for a span that may still come (interaction.ts: an unfinished tool's).
 local function releasable(json) return json ~= SENT and string.sub(json, 1, 15) ~= '{"standIn":true' end
 
--- T.apply(input): input = { sequences, updates, pending } as interaction.ts plans them:
---   sequences: [{ session, marks: [[seq, ms], ...] }]   every event's event.sequence
---   updates:   [{ key, traceId, session?, resource?, bounds: [[start, end]], prompt?, promptSeq?,
---                 promptAt?, ends: [[seq, kind, ms, request_id]], toolRequests: [request_id],
---                 completions: [[at, text]], evidence, events: n,
---                 contributions: [[id, json]], held: [[id, json]], inputs: [[seq, json]] }]
---   pending:   [{ session, id, span }]   pending (start-up) spans: session events before any prompt
+-- T.apply(input): input = { sequences, updates, pending } as interaction.ts plans them
+-- (SequenceMarks, TurnUpdate and PendingSpan say each field):
+--   sequences: every event's event.sequence; updates: per turn; pending: start-up spans
 -- Returns due ({key}), late ({{key, n}}), release ({{key, json}}: held spans of turns drawn
 -- already, marked sent: to be sent now). Every write is idempotent (set-if-lower,
 -- set-if-higher, fields keyed by id) but the late count and release: batch.lua keeps those per
@@ -55,9 +51,8 @@ function T.apply(input)
     end
     return chains[prompt][seq .. ':' .. ms] or lastResort
   end
-  -- When a pending span's event was logged (ms, as text: prompts are scored in milliseconds)
-  -- and its event.sequence: off the head of its JSON (interaction.ts writes them first), or,
-  -- in a record of an older bridge, from the span (no `at`: its start, nanoseconds as text).
+  -- A pending span's event's time (ms, as prompts are scored) and event.sequence: off its JSON's
+  -- head (interaction.ts), or from an older bridge's record (no `at`: its start in ns, as text).
   local function whenAndNumber(json)
     local ms, seq = string.match(json, '^{"at":"(%d+)","seq":(%w+),')
     if ms then return ms, tonumber(seq) end
@@ -98,7 +93,6 @@ function T.apply(input)
     local args = {}
     for _, m in ipairs(s.marks) do args[#args + 1], args[#args + 2] = m[1], m[1] .. ':' .. m[2] end
     L.each(args, 400, function(chunk) redis.call('ZADD', k, unpack(chunk)) end)
-    L.marksChanged(s.session)
     L.keep(k)
     for _, waiting in ipairs(redis.call('SMEMBERS', L.key('waiting', s.session))) do touch(waiting) end
   end
@@ -255,7 +249,6 @@ local function forgetSequences(key, ix)
     if at and at >= from and at <= to then gone[#gone + 1] = m end
   end
   L.each(gone, 400, function(chunk) redis.call('ZREM', k, unpack(chunk)) end)
-  L.marksChanged(ix.session)
 end
 
 -- T.settle(drawn, retry): after the caller drew the roots it claimed.
