@@ -217,18 +217,27 @@ test('with BRIDGE_EVENT_ROWS=each, session-level events are instant spans under 
   assert.equal(root.attrs['claude_code.interaction.events'], undefined);
 });
 
-test('events before any prompt of their session are held, and listed on the root of its first prompt', async () => {
+/** The simple scenario in two batches: its events before any prompt (start-up), then the rest. */
+function startUpSplit() {
   const request = logsOf('json', 'simple');
   const records = request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
   const isSessionLevel = (r: (typeof records)[number]) => !r.attributes!.some((a) => a.key === 'prompt.id');
   const part = (keep: (r: (typeof records)[number]) => boolean) => ({
     resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: records.filter(keep) }] }],
   });
-  const early = part(isSessionLevel);
+  return {
+    early: part(isSessionLevel),
+    rest: part((r) => !isSessionLevel(r)),
+    startUp: records.filter(isSessionLevel).length,
+  };
+}
+
+test('events before any prompt of their session are held, and listed on the root of its first prompt', async () => {
+  const { early, rest, startUp } = startUpSplit();
   assert.ok(planBatch(claudeEventsOf(early).events, [undefined]).pending.length > 0, 'held when nothing places them');
-  const spans = await drawTree([early, part((r) => !isSessionLevel(r))]);
+  const spans = await drawTree([early, rest]);
   const root = spans.find((s) => !s.parentSpanId)!;
-  assert.equal(rootEvents(root).length, records.filter(isSessionLevel).length);
+  assert.equal(rootEvents(root).length, startUp);
   assert.deepEqual(
     spans.filter((s) => s.attrs['prompt.id'] === undefined && s.parentSpanId),
     [],
@@ -237,17 +246,12 @@ test('events before any prompt of their session are held, and listed on the root
 });
 
 test('start-up spans an older bridge held (no `at` and `seq` ahead of the span) go to their first prompt as the new ones do', async () => {
-  const request = logsOf('json', 'simple');
-  const records = request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
-  const isSessionLevel = (r: (typeof records)[number]) => !r.attributes!.some((a) => a.key === 'prompt.id');
-  const part = (keep: (r: (typeof records)[number]) => boolean) => ({
-    resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: records.filter(keep) }] }],
-  });
+  const { early, rest, startUp } = startUpSplit();
   const redis = await startRedis();
   const client = new Redis(redis.url);
   const h = new Harness({ url: redis.url });
   try {
-    await h.process(part(isSessionLevel));
+    await h.process(early);
     // Held as the bridge before this one held them: the span, then `at` (lua/turns.lua decodes those).
     let rewritten = 0;
     for (const key of await client.keys('*')) {
@@ -259,11 +263,11 @@ test('start-up spans an older bridge held (no `at` and `seq` ahead of the span) 
         rewritten += 1;
       }
     }
-    assert.equal(rewritten, records.filter(isSessionLevel).length, 'every start-up span held in the older form');
-    await h.process(part((r) => !isSessionLevel(r)));
+    assert.equal(rewritten, startUp, 'every start-up span held in the older form');
+    await h.process(rest);
     const root = h.roots()[0]!;
     assert.ok(root, 'the root drawn');
-    assert.equal(rootEvents(root).length, records.filter(isSessionLevel).length);
+    assert.equal(rootEvents(root).length, startUp);
   } finally {
     h.disconnect();
     client.disconnect();
