@@ -3,7 +3,6 @@
  * to LLMFlow, and draws each turn's root when its events say it is over (the lifecycle, in
  * @ccbridge/claude-events). Wiring only; the work is in the packages.
  */
-import { setFlagsFromString } from 'node:v8';
 import type { BridgeConfig } from '@ccbridge/config';
 import type { Logger } from '@ccbridge/log';
 import { BatchConsumer, METRICS_QUEUE_NAME, type BatchConsumerOptions, type BatchHandler } from '@ccbridge/queue';
@@ -37,17 +36,7 @@ export interface WorkerService {
 /** How often the closer looks for timers that ran out (idle, turn timeout, gap wait, retries). */
 const TIMER_TICK_MS = 1_000;
 
-/**
- * How far V8 lets the heap grow past what a full collection left live: 2×. V8's own factor goes
- * up to 4× while allocation is fast, as a worker's is (about 3 MB a batch over some 22 MiB
- * live), which held 210–235 MiB of peak RSS in `npm run bench`; 2× holds about 50 MiB less for
- * a few percent more CPU (docs/BENCHMARKS.md). A `--heap-growing-percent` given to node wins.
- */
-const HEAP_GROWING_PERCENT = 100;
-
 export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logger): WorkerService {
-  if (!process.execArgv.some((a) => a.startsWith('--heap-growing-percent')))
-    setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
   const redis = connectRedis(target, 'consumer');
   redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
   const exporter = new LlmflowExporter({
