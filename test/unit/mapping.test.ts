@@ -275,6 +275,45 @@ test('start-up spans an older bridge held (no `at` and `seq` ahead of the span) 
   }
 });
 
+test("a turn an older bridge began (its prompt in the turn's state, not apart) is drawn with its prompt", async () => {
+  const request = logsOf('json', 'simple');
+  const records = request.resourceLogs![0]!.scopeLogs![0]!.logRecords!;
+  const isAnswer = (r: (typeof records)[number]) =>
+    r.attributes!.some((a) => a.key === 'event.name' && a.value?.stringValue === 'assistant_response');
+  const part = (keep: (r: (typeof records)[number]) => boolean) => ({
+    resourceLogs: [{ ...request.resourceLogs![0]!, scopeLogs: [{ logRecords: records.filter(keep) }] }],
+  });
+  const redis = await startRedis();
+  const client = new Redis(redis.url);
+  const h = new Harness({ url: redis.url });
+  try {
+    await h.process(part((r) => !isAnswer(r)));
+    // Held as the bridge before this one held it: the text in the turn's state hash itself.
+    let moved = 0;
+    for (const key of await client.keys('*:t')) {
+      const text = await client.hgetall(key);
+      await client.hset(key.slice(0, -':t'.length), text);
+      await client.del(key);
+      moved += Object.keys(text).length;
+    }
+    assert.equal(moved, 1, "the prompt moved into the turn's state");
+    await h.process(part(isAnswer));
+    const root = h.roots()[0]!;
+    assert.ok(root, 'the root drawn');
+    const said = (name: string, key: string) =>
+      records
+        .find((r) => r.attributes!.some((a) => a.key === 'event.name' && a.value?.stringValue === name))!
+        .attributes!.find((a) => a.key === key)!.value!.stringValue;
+    assert.equal(root.attrs['gen_ai.prompt'], said('user_prompt', 'prompt'), 'its prompt');
+    assert.ok(said('user_prompt', 'prompt'), 'the capture holds the prompt text');
+    assert.equal(root.attrs['gen_ai.completion'], said('assistant_response', 'response'), 'its completion');
+  } finally {
+    h.disconnect();
+    client.disconnect();
+    await redis.stop();
+  }
+});
+
 test('every event is accounted for: a span, folded onto the span it belongs to, listed on the root, or part of its hook span', async () => {
   for (const scenario of SCENARIOS) {
     const request = logsOf('protobuf', scenario);

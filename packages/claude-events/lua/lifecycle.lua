@@ -46,15 +46,17 @@ end
 -- Span bodies (JSON text) travel as arguments and reply items of their own, not escaped inside
 -- the JSON input and summary: in the input, each place that holds one holds its index (ARGV[1 +
 -- i]; store.ts withBodyRefs names the places: sessions[].spans[][3], updates[].held[][2] unless
--- SENT, pending[].span, calls[].json); L.bodies puts them back. L.reply hands back the summary
--- (reply item 1) and the bodies it holds, each named by its index in the reply (store.ts
--- bodiesIn): release[][2], placed[].spans[], met[] (due.lua: calls[]) .span and .totals,
--- claimed[].events (every second item, unless SENT).
+-- SENT, updates[].prompt, pending[].span, calls[].json); L.bodies puts them back. L.reply hands
+-- back the summary (reply item 1) and the bodies it holds, each named by its index in the reply
+-- (store.ts bodiesIn): release[][2], placed[].spans[], met[] (due.lua: calls[]) .span and
+-- .totals, claimed[].events (every second item, unless SENT), claimed[].state .prompt and
+-- .completion.
 function L.bodies(input, argv)
   for _, s in ipairs(input.sessions or {}) do
     for _, sp in ipairs(s.spans) do sp[3] = argv[1 + sp[3]] end
   end
   for _, u in ipairs(input.updates or {}) do
+    if u.prompt then u.prompt = argv[1 + u.prompt] end
     for _, h in ipairs(u.held or {}) do
       if h[2] ~= SENT then h[2] = argv[1 + h[2]] end
     end
@@ -78,6 +80,9 @@ function L.reply(out)
     if m.totals then m.totals = ref(m.totals) end
   end
   for _, c in ipairs(out.claimed or {}) do
+    for _, f in ipairs({ 'prompt', 'completion' }) do
+      if c.state[f] then c.state[f] = ref(c.state[f]) end
+    end
     for j = 2, #c.events, 2 do
       if c.events[j] ~= SENT then c.events[j] = ref(c.events[j]) end
     end

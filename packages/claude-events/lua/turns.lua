@@ -3,7 +3,8 @@
 -- lifecycle.lua alone; these functions keep its verdicts. Included by batch.lua, commit.lua
 -- and due.lua, after L.init.
 --
--- A turn's keys (keys.ts templates): `ix` its state, `contributions` what its root sums,
+-- A turn's keys (keys.ts templates): `ix` its state, `text` its prompt and completion (read only
+-- to draw its root, not at every decision: a prompt can be 100 KB), `contributions` what its root sums,
 -- `events` its held spans (JSON, or SENT once sent), `inputs` its LLM calls' inputs; a session's
 -- `prompts` (its turns by time), `sequence` (event.sequence numbers seen), `waiting` (turns
 -- waiting for a number), `pending` (start-up spans before any prompt).
@@ -134,7 +135,6 @@ function T.apply(input)
       if start ~= cur[2] then put('start', start) end
       if finish ~= cur[3] then put('end', finish) end
       if u.evidence then put('evidence', '1') end
-      put('prompt', u.prompt)
       put('promptSeq', u.promptSeq)
       put('promptAt', u.promptAt)
       -- The completion: the latest answer text (of two at the same time, the one seen later).
@@ -142,11 +142,17 @@ function T.apply(input)
       for _, c in ipairs(u.completions) do
         if not (completionAt or cur[4]) or c[1] >= (completionAt or cur[4]) then completion, completionAt = c[2], c[1] end
       end
-      put('completion', completion)
       put('completionAt', completionAt)
       for _, e in ipairs(u.ends) do put('end:' .. e[1], e[2] .. '|' .. e[3] .. '|' .. e[4]) end
       for _, request in ipairs(u.toolRequests) do put('tool:' .. request, '1') end
       L.each(set, 400, function(chunk) redis.call('HSET', k, unpack(chunk)) end)
+      local text = {}
+      if u.prompt then text[#text + 1], text[#text + 2] = 'prompt', u.prompt end
+      if completion then text[#text + 1], text[#text + 2] = 'completion', completion end
+      if #text > 0 then
+        redis.call('HSET', L.key('text', u.key), unpack(text))
+        L.keep(L.key('text', u.key))
+      end
       local contributions = {}
       for _, c in ipairs(u.contributions) do contributions[#contributions + 1], contributions[#contributions + 2] = c[1], c[2] end
       L.each(contributions, 400, function(chunk) redis.call('HSET', L.key('contributions', u.key), unpack(chunk)) end)
@@ -221,6 +227,8 @@ function T.claim(limit, timersDueBy)
         redis.call('HSET', ixKey, 'leaseUntil', now + leaseMs, 'leaseComplete', v.complete and '1' or '0')
         redis.call('ZADD', L.deadlines, now + leaseMs, key)
         v.key = key
+        -- (An older bridge's turn holds its text in `ix` itself.)
+        for field, value in pairs(L.read(L.key('text', key))) do ix[field] = value end
         local contributions = redis.call('HVALS', L.key('contributions', key))
         local events = redis.call('HGETALL', L.key('events', key))
         local inputs = redis.call('HVALS', L.key('inputs', key))
@@ -266,7 +274,7 @@ function T.settle(drawn, retry)
     if ix.traceId and not ix.drawn then
       redis.call('HSET', ixKey, 'drawn', '1', 'drawnAt', L.now)
       redis.call('HDEL', ixKey, 'leaseUntil', 'leaseComplete', 'phase', 'prompt', 'completion')
-      redis.call('DEL', L.key('contributions', d.key), L.key('inputs', d.key))
+      redis.call('DEL', L.key('contributions', d.key), L.key('inputs', d.key), L.key('text', d.key))
       -- Held spans are marked sent, so a later copy of one is not sent again: those drawn with the
       -- root, and those that came since it was claimed, handed back now.
       local claimed = {}

@@ -116,7 +116,8 @@ export interface ShardKeys {
 }
 
 /**
- * `ix`: hash, an interaction's state; `contributions`, `events`: hashes, what its root will sum
+ * `ix`: hash, an interaction's state; `text`: hash, its prompt and completion (apart, so that
+ * deciding on its state does not read a 100 KB prompt); `contributions`, `events`: hashes, what its root will sum
  * and carry; `inputs`: hash, its main chain's calls and tool results by event.sequence (what its
  * LLM calls got as input, for calls in later batches and its root); `prompts`: sorted set, a session's prompts by time; `sequence`: sorted set, the
  * `event.sequence` numbers seen in a session (member `seq:ms`); `waiting`: set, a session's
@@ -130,6 +131,7 @@ export interface ShardKeys {
  */
 export type PerIdKey =
   | 'ix'
+  | 'text'
   | 'contributions'
   | 'events'
   | 'inputs'
@@ -165,6 +167,7 @@ export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
     callDeadlines: `${tag}:calls:deadlines`,
     templates: {
       ix: per('ix'),
+      text: per('ix', ':t'),
       contributions: per('ix', ':c'),
       events: per('ix', ':e'),
       inputs: per('ix', ':i'),

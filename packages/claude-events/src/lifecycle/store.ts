@@ -231,7 +231,11 @@ function withBodyRefs(w: BatchWork, bodies: string[]) {
   return {
     ...w,
     sessions: w.sessions.map((s) => ({ ...s, spans: s.spans.map(([agent, id, json]) => [agent, id, ref(json)]) })),
-    updates: w.updates.map((u) => ({ ...u, held: u.held.map(([id, v]) => [id, v === SENT ? v : ref(v)]) })),
+    updates: w.updates.map((u) => ({
+      ...u,
+      held: u.held.map(([id, v]) => [id, v === SENT ? v : ref(v)]),
+      ...(u.prompt !== undefined && { prompt: ref(u.prompt) }),
+    })),
     pending: w.pending.map((p) => ({ ...p, span: ref(p.span) })),
     calls: w.calls.map((c) => ({ ...c, json: ref(c.json) })),
   };
@@ -249,7 +253,8 @@ function bodiesIn(reply: string[] | string): Record<string, unknown> {
     if (m.span !== undefined) m.span = body(m.span);
     if (m.totals !== undefined) m.totals = body(m.totals);
   }
-  for (const c of list<{ events: unknown[] }>(out.claimed)) {
+  for (const c of list<{ events: unknown[]; state: Record<string, unknown> }>(out.claimed)) {
+    for (const f of ['prompt', 'completion']) if (c.state[f] !== undefined) c.state[f] = body(c.state[f]);
     const events = list<unknown>(c.events);
     for (let j = 1; j < events.length; j += 2) if (events[j] !== SENT) events[j] = body(events[j]);
   }
