@@ -277,14 +277,20 @@ function T.settle(drawn, retry)
       redis.call('DEL', L.key('contributions', d.key), L.key('inputs', d.key), L.key('text', d.key))
       -- Held spans are marked sent, so a later copy of one is not sent again: those drawn with the
       -- root, and those that came since it was claimed, handed back now.
+      -- Their ids are read, and the bodies of those not claimed only (bodies can be large).
       local claimed = {}
       for _, id in ipairs(d.held or {}) do claimed[id] = true end
       local events = L.key('events', d.key)
-      local held, sent = redis.call('HGETALL', events), {}
-      for i = 1, #held, 2 do
-        if not claimed[held[i]] and releasable(held[i + 1]) then release[#release + 1] = { d.key, held[i + 1] } end
-        if held[i + 1] ~= SENT then sent[#sent + 1], sent[#sent + 2] = held[i], SENT end
+      local others, sent = {}, {}
+      for _, id in ipairs(redis.call('HKEYS', events)) do
+        if not claimed[id] then others[#others + 1] = id end
+        sent[#sent + 1], sent[#sent + 2] = id, SENT
       end
+      L.each(others, 400, function(chunk)
+        for _, json in ipairs(redis.call('HMGET', events, unpack(chunk))) do
+          if json and releasable(json) then release[#release + 1] = { d.key, json } end
+        end
+      end)
       L.each(sent, 400, function(chunk) redis.call('HSET', events, unpack(chunk)) end)
       if ix.session then redis.call('SREM', L.key('waiting', ix.session), d.key) end
       redis.call('HINCRBY', L.stats, 'drawn', 1)
