@@ -80,9 +80,7 @@ function L.reply(out)
     if m.totals then m.totals = ref(m.totals) end
   end
   for _, c in ipairs(out.claimed or {}) do
-    for _, f in ipairs({ 'prompt', 'completion' }) do
-      if c.state[f] then c.state[f] = ref(c.state[f]) end
-    end
+    for _, f in ipairs({ 'prompt', 'completion' }) do if c.state[f] then c.state[f] = ref(c.state[f]) end end
     for j = 2, #c.events, 2 do
       if c.events[j] ~= SENT then c.events[j] = ref(c.events[j]) end
     end

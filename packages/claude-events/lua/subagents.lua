@@ -17,8 +17,9 @@
 --! include lifecycle.lua
 
 local A, M = {}, {}
--- The fold target of a subagent's totals (mapping.ts AGENT_CALL): its Agent call's tool span.
-local AGENT_CALL_FOLD = '"into":"agent_call"'
+-- The fold target of a subagent's totals (mapping.ts AGENT_CALL): its Agent call's tool span,
+-- read off the head of a held span's JSON (spans.ts heldOf writes its fold first).
+local AGENT_CALL_FOLD = '{"fold":{"into":"agent_call"'
 
 local function lower(a, b) if a == nil then return b elseif b == nil then return a else return math.min(a, b) end end
 
@@ -240,7 +241,9 @@ local function ready(session, agent, at, held)
   local going = {}
   for i = 1, #held, 2 do
     -- Its turn drawn complete had every number up to its end (T.settle forgot them then).
-    local waits = string.match(held[i + 1], '"waitsAfter":"(%d+:%d+)"')
+    -- Found by plain search (a body is KBs: a pattern tried at every position costs 10x more).
+    local from = select(2, string.find(held[i + 1], '"waitsAfter":"', 1, true))
+    local waits = from and string.match(held[i + 1], '^(%d+:%d+)"', from + 1)
     going[held[i]] = not waits or tonumber(string.match(waits, '^%d+')) < coveredTo or L.follows(session, waits)
   end
   return function(id, json)
@@ -292,7 +295,7 @@ function A.place(session, agents, owner, placed, parts)
       local leasing = {}
       for i = 1, #held, 2 do
         local id, json = held[i], held[i + 1]
-        if at.caller == '' and at.call and string.find(json, AGENT_CALL_FOLD, 1, true) then
+        if at.caller == '' and at.call and string.sub(json, 1, #AGENT_CALL_FOLD) == AGENT_CALL_FOLD then
           -- Moved, in this step, from the subagent's held spans to its call's (M.put).
           parts[#parts + 1] = {
             session = session, call = at.call, kind = 'totals',

@@ -123,9 +123,12 @@ function T.apply(input)
         if not start or b[1] < start then start = b[1] end
         if not finish or b[2] > finish then finish = b[2] end
       end
-      -- Every field this batch sets, in one HSET.
-      local set = { 'seenAt', L.now }
-      local function put(field, value) if value then set[#set + 1], set[#set + 2] = field, value end end
+      -- Every field this batch sets, in one HSET per hash: its state, its text, what its root sums.
+      local set, text, contributions = { 'seenAt', L.now }, {}, {}
+      local function put(field, value, into)
+        into = into or set
+        if value then into[#into + 1], into[#into + 2] = field, value end
+      end
       local function once(i, field, value) if not cur[i] then put(field, value) end end
       once(5, 'traceId', u.traceId)
       once(6, 'firstSeenAt', L.now)
@@ -143,19 +146,14 @@ function T.apply(input)
         if not (completionAt or cur[4]) or c[1] >= (completionAt or cur[4]) then completion, completionAt = c[2], c[1] end
       end
       put('completionAt', completionAt)
+      put('prompt', u.prompt, text)
+      put('completion', completion, text)
+      for _, c in ipairs(u.contributions) do put(c[1], c[2], contributions) end
       for _, e in ipairs(u.ends) do put('end:' .. e[1], e[2] .. '|' .. e[3] .. '|' .. e[4]) end
       for _, request in ipairs(u.toolRequests) do put('tool:' .. request, '1') end
-      L.each(set, 400, function(chunk) redis.call('HSET', k, unpack(chunk)) end)
-      local text = {}
-      if u.prompt then text[#text + 1], text[#text + 2] = 'prompt', u.prompt end
-      if completion then text[#text + 1], text[#text + 2] = 'completion', completion end
-      if #text > 0 then
-        redis.call('HSET', L.key('text', u.key), unpack(text))
-        L.keep(L.key('text', u.key))
+      for kind, fields in pairs({ ix = set, text = text, contributions = contributions }) do
+        L.each(fields, 400, function(chunk) redis.call('HSET', L.key(kind, u.key), unpack(chunk)) end)
       end
-      local contributions = {}
-      for _, c in ipairs(u.contributions) do contributions[#contributions + 1], contributions[#contributions + 2] = c[1], c[2] end
-      L.each(contributions, 400, function(chunk) redis.call('HSET', L.key('contributions', u.key), unpack(chunk)) end)
       -- What its LLM calls got as input (inputs.ts): kept for calls of later batches and the root.
       for _, f in ipairs(u.inputs or {}) do redis.call('HSETNX', L.key('inputs', u.key), f[1], f[2]) end
       -- Spans drawn with the root: an LLM call waiting for its answer, folds onto it or onto the root.
@@ -178,7 +176,7 @@ function T.apply(input)
       adopting(u.session)
     end
     -- Its keys (`events` included, written above) are told the TTL.
-    for _, kind in ipairs({ 'ix', 'contributions', 'events', 'inputs' }) do L.keep(L.key(kind, u.key)) end
+    for _, kind in ipairs({ 'ix', 'text', 'contributions', 'events', 'inputs' }) do L.keep(L.key(kind, u.key)) end
   end
 
   -- 3. Session-level events that came before any prompt of their session; and those waiting
@@ -278,10 +276,8 @@ function T.settle(drawn, retry)
       -- Held spans are marked sent, so a later copy of one is not sent again: those drawn with the
       -- root, and those that came since it was claimed, handed back now.
       -- Their ids are read, and the bodies of those not claimed only (bodies can be large).
-      local claimed = {}
+      local claimed, others, sent, events = {}, {}, {}, L.key('events', d.key)
       for _, id in ipairs(d.held or {}) do claimed[id] = true end
-      local events = L.key('events', d.key)
-      local others, sent = {}, {}
       for _, id in ipairs(redis.call('HKEYS', events)) do
         if not claimed[id] then others[#others + 1] = id end
         sent[#sent + 1], sent[#sent + 2] = id, SENT
