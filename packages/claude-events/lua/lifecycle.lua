@@ -57,9 +57,7 @@ function L.bodies(input, argv)
   end
   for _, u in ipairs(input.updates or {}) do
     if u.prompt then u.prompt = argv[1 + u.prompt] end
-    for _, h in ipairs(u.held or {}) do
-      if h[2] ~= SENT then h[2] = argv[1 + h[2]] end
-    end
+    for _, h in ipairs(u.held or {}) do if h[2] ~= SENT then h[2] = argv[1 + h[2]] end end
   end
   for _, p in ipairs(input.pending or {}) do p.span = argv[1 + p.span] end
   for _, c in ipairs(input.calls or {}) do c.json = argv[1 + c.json] end
@@ -202,11 +200,7 @@ end
 -- number seq-1 was logged from fromMs on (its work's start) and before it.
 function L.precedes(session, mark, fromMs)
   local seq, ms = parseMark(mark)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), seq - 1, seq - 1)) do
-    local _, t = parseMark(m)
-    if t and t >= fromMs and t <= ms then return true end
-  end
-  return false
+  return L.covered(session, seq - 2, seq, fromMs, ms) == 1
 end
 
 -- Whether numbering started again (a new process: `--resume` numbers from 0 again) between a

@@ -241,7 +241,7 @@ local function ready(session, agent, at, held)
   local going = {}
   for i = 1, #held, 2 do
     -- Its turn drawn complete had every number up to its end (T.settle forgot them then).
-    -- Found by plain search (a body is KBs: a pattern tried at every position costs 10x more).
+    -- Found by plain search: a body is KBs, and a pattern is tried at every position (10x slower).
     local from = select(2, string.find(held[i + 1], '"waitsAfter":"', 1, true))
     local waits = from and string.match(held[i + 1], '^(%d+:%d+)"', from + 1)
     going[held[i]] = not waits or tonumber(string.match(waits, '^%d+')) < coveredTo or L.follows(session, waits)
@@ -368,9 +368,7 @@ function A.due(members)
     if session then
       redis.call('ZREM', L.callDeadlines, m)
       local raw = redis.call('HGET', L.key('agents', session), agent)
-      if raw then
-        A.place(session, { [agent] = cjson.decode(raw) }, '', placed, parts)
-      end
+      if raw then A.place(session, { [agent] = cjson.decode(raw) }, '', placed, parts) end
     end
   end
   return placed, parts

@@ -125,10 +125,7 @@ function T.apply(input)
       end
       -- Every field this batch sets, in one HSET per hash: its state, its text, what its root sums.
       local set, text, contributions = { 'seenAt', L.now }, {}, {}
-      local function put(field, value, into)
-        into = into or set
-        if value then into[#into + 1], into[#into + 2] = field, value end
-      end
+      local function put(field, value, into) if value then into = into or set; into[#into + 1], into[#into + 2] = field, value end end
       local function once(i, field, value) if not cur[i] then put(field, value) end end
       once(5, 'traceId', u.traceId)
       once(6, 'firstSeenAt', L.now)
@@ -225,8 +222,7 @@ function T.claim(limit, timersDueBy)
         redis.call('HSET', ixKey, 'leaseUntil', now + leaseMs, 'leaseComplete', v.complete and '1' or '0')
         redis.call('ZADD', L.deadlines, now + leaseMs, key)
         v.key = key
-        -- (An older bridge's turn holds its text in `ix` itself.)
-        for field, value in pairs(L.read(L.key('text', key))) do ix[field] = value end
+        for field, value in pairs(L.read(L.key('text', key))) do ix[field] = value end -- (an older bridge's: in ix)
         local contributions = redis.call('HVALS', L.key('contributions', key))
         local events = redis.call('HGETALL', L.key('events', key))
         local inputs = redis.call('HVALS', L.key('inputs', key))
@@ -276,17 +272,13 @@ function T.settle(drawn, retry)
       -- Held spans are marked sent, so a later copy of one is not sent again: those drawn with the
       -- root, and those that came since it was claimed, handed back now.
       -- Their ids are read, and the bodies of those not claimed only (bodies can be large).
-      local claimed, others, sent, events = {}, {}, {}, L.key('events', d.key)
+      local claimed, sent, events = {}, {}, L.key('events', d.key)
       for _, id in ipairs(d.held or {}) do claimed[id] = true end
       for _, id in ipairs(redis.call('HKEYS', events)) do
-        if not claimed[id] then others[#others + 1] = id end
+        local json = not claimed[id] and redis.call('HGET', events, id)
+        if json and releasable(json) then release[#release + 1] = { d.key, json } end
         sent[#sent + 1], sent[#sent + 2] = id, SENT
       end
-      L.each(others, 400, function(chunk)
-        for _, json in ipairs(redis.call('HMGET', events, unpack(chunk))) do
-          if json and releasable(json) then release[#release + 1] = { d.key, json } end
-        end
-      end)
       L.each(sent, 400, function(chunk) redis.call('HSET', events, unpack(chunk)) end)
       if ix.session then redis.call('SREM', L.key('waiting', ix.session), d.key) end
       redis.call('HINCRBY', L.stats, 'drawn', 1)
