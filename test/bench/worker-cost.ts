@@ -7,7 +7,8 @@
  *            session: a foreground subagent, a background one, two tools, two parallel
  *            subagents; their metrics at each exit), copied with fresh session and prompt ids
  *            (turns.ts' `distinct`); BENCH_SESSIONS_PER_BATCH copies merged into each request, as
- *            a Collector in front of several users merges them. BENCH_WORKER_BATCHES logs
+ *            a Collector in front of several users merges them; BENCH_PROMPT_BYTES (0) more
+ *            characters in each user_prompt's `prompt`, as a power user's 100 KB prompt; BENCH_WORKER_BATCHES logs
  *            requests (5,000 by default) and the copies' metrics requests, queued by that side's
  *            own ingest into a fresh Redis, one request at a time (one queue job each);
  *   drain:   then that side's worker-only bridge (BRIDGE_ROLE=worker, the default concurrency)
@@ -58,6 +59,7 @@ const PER_BATCH = Number(process.env.BENCH_SESSIONS_PER_BATCH ?? 2);
 const MONITOR_BATCHES = Number(process.env.BENCH_MONITOR_BATCHES ?? 300);
 const BASELINE = process.env.BENCH_BASELINE ?? '3e660a1';
 const METRICS = process.env.BENCH_METRICS !== '0';
+const PROMPT_BYTES = Number(process.env.BENCH_PROMPT_BYTES ?? 0);
 /** Rounds of old then new (BENCH_WORKER_ROUNDS): a shared machine's pace drifts over minutes. */
 const ROUNDS = Math.max(1, Number(process.env.BENCH_WORKER_ROUNDS ?? 1));
 
@@ -92,6 +94,7 @@ export async function workerLoad(batches: number, perBatch = PER_BATCH, metrics 
         { length: perBatch },
         (_, k) => JSON.parse(distinct(t.request, group * perBatch + k)) as ExportLogsRequest & ExportMetricsRequest,
       );
+      for (const c of copies) lengthenPrompts(c, PROMPT_BYTES);
       const merged =
         t.signal === 'logs'
           ? { resourceLogs: copies.flatMap((c) => c.resourceLogs ?? []) }
@@ -109,6 +112,19 @@ export async function workerLoad(batches: number, perBatch = PER_BATCH, metrics 
     `${batches} logs requests (${logsPerCopy} per session, ${perBatch} sessions each), ${out.length - batches} metrics requests`,
   );
   return out;
+}
+
+/** Each user_prompt's text `bytes` characters longer (none for 0). */
+function lengthenPrompts(request: ExportLogsRequest, bytes: number) {
+  if (bytes <= 0) return;
+  for (const r of (request.resourceLogs ?? [])
+    .flatMap((rl) => rl.scopeLogs ?? [])
+    .flatMap((sl) => sl.logRecords ?? [])) {
+    const attrs = r.attributes ?? [];
+    const prompt = attrs.find((a) => a.key === 'prompt')?.value;
+    if (attrs.some((a) => a.key === 'event.name' && a.value?.stringValue === 'user_prompt') && prompt?.stringValue)
+      prompt.stringValue += ` ${'x'.repeat(bytes)}`;
+  }
 }
 
 /** Redis's INFO as numbers: `section` → field → value (commandstats: command → calls, usec). */
@@ -488,6 +504,7 @@ export async function measureWorkerCost() {
       logsBatches: BATCHES,
       sessionsPerBatch: PER_BATCH,
       metrics: METRICS,
+      promptBytes: PROMPT_BYTES,
       shardsPerBatch: shards,
       claudeCode: (await capturedSession()).claudeCode,
     },
