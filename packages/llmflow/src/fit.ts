@@ -32,11 +32,12 @@ function dropOldest(kv: KeyValue, size: number, budget: number): [number, number
   }
   if (!Array.isArray(messages) || messages.length < 2) return [size, 0, 0];
   const before = utf8(JSON.stringify(kv.value!.stringValue!));
-  // Each message's share of the JSON text (with its comma), as escaped again inside the span's JSON.
-  const shares = messages.map((m) => utf8(JSON.stringify(JSON.stringify(m))) - 1);
+  // Each message's share of the JSON text (with its comma), as escaped again inside the span's
+  // JSON: measured only for those dropped (a large text is a pass of its own).
+  const share = (m: unknown) => utf8(JSON.stringify(JSON.stringify(m))) - 1;
   let over = size - budget;
   let drop = 0;
-  while (over > 0 && drop < messages.length - 1) over -= shares[drop++]!;
+  while (over > 0 && drop < messages.length - 1) over -= share(messages[drop++]);
   const text = JSON.stringify(messages.slice(drop));
   kv.value = { stringValue: text };
   const after = utf8(JSON.stringify(text));
@@ -116,19 +117,22 @@ export function fitSpan(span: Span, maxBytes: number): Span {
     const text = c.value.stringValue;
     const before = utf8(JSON.stringify(text));
     // Cut what is over, in characters (a character is at least one byte), keeping KEEP_CHARS.
+    const textBytes = utf8(text);
     let keep = Math.max(KEEP_CHARS, text.length - (size - budget) - 64);
     let cut = text.slice(0, keep);
-    let cutBytes = utf8(text) - utf8(cut);
+    let cutBytes = textBytes - utf8(cut);
     let next = cut + marker(cutBytes);
+    let nextBytes = utf8(JSON.stringify(next));
     // Escapes and multi-byte characters can leave it over: halve what is kept until it fits.
-    while (size - before + utf8(JSON.stringify(next)) > budget && keep > KEEP_CHARS) {
+    while (size - before + nextBytes > budget && keep > KEEP_CHARS) {
       keep = Math.max(KEEP_CHARS, Math.floor(keep / 2));
       cut = text.slice(0, keep);
-      cutBytes = utf8(text) - utf8(cut);
+      cutBytes = textBytes - utf8(cut);
       next = cut + marker(cutBytes);
+      nextBytes = utf8(JSON.stringify(next));
     }
     c.value.stringValue = next;
-    size += utf8(JSON.stringify(next)) - before;
+    size += nextBytes - before;
     trimmedKeys.add(c.key);
     trimmedBytes += cutBytes;
   }
