@@ -2,7 +2,7 @@
  * The export stage: posts spans to LLMFlow's `POST /v1/traces` as OTLP/HTTP JSON, the only
  * encoding LLMFlow takes.
  *
- * Written on fetch rather than @opentelemetry/exporter-trace-otlp-http because the bridge must
+ * Written on an HTTP client (http.ts) rather than @opentelemetry/exporter-trace-otlp-http because the bridge must
  * read what LLMFlow answers: LLMFlow refuses a span id it already stores through
  * `partialSuccess` ("UNIQUE constraint failed"), which for a bridge that derives ids and may
  * deliver twice means "already stored", while the SDK exporter only logs partial success. And
@@ -27,6 +27,7 @@ import { LlmflowUnavailableError } from './unavailable';
 import type { Logger } from '@ccbridge/log';
 import { SpanKind, bridgeMetrics, inSpan } from '@ccbridge/telemetry';
 import { fitResourceSpans, fitSpan, spanBytes } from './fit';
+import { postJson, type HttpAnswer } from './http';
 
 export { fitSpan, fitResourceSpans, spanBytes, TRIMMED_BYTES, TRIMMED_KEYS, TRIMMED_MESSAGES } from './fit';
 export { LlmflowUnavailableError } from './unavailable';
@@ -193,9 +194,8 @@ export class LlmflowExporter {
   }
 
   private async postOnce(chunk: ResourceSpans[], spans: number, originals: Originals): Promise<ExportResult> {
-    // Bytes, not a string: fetch would copy a string to make it well-formed, which JSON.stringify's output is.
     const body = Buffer.from(JSON.stringify({ resourceSpans: chunk }));
-    let response: Response;
+    let response: HttpAnswer;
     const started = performance.now();
     const took = () => (performance.now() - started) / 1000;
     const unavailable = (message: string) => {
@@ -204,16 +204,11 @@ export class LlmflowExporter {
       return new LlmflowUnavailableError(message);
     };
     try {
-      response = await fetch(this.endpoint, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...this.options.headers },
-        body,
-        signal: AbortSignal.timeout(this.options.timeoutMs),
-      });
+      response = await postJson(this.endpoint, body, this.options.timeoutMs, this.options.headers);
     } catch (err) {
       throw unavailable(`LLMFlow at ${this.endpoint} did not answer: ${(err as Error).message}`);
     }
-    const text = await response.text().catch(() => '');
+    const { text } = response;
     if (REFUSES_CONTENT.has(response.status)) {
       bridgeMetrics.exportRequest(took(), 'refused');
       const large = tooLarge(response.status, text);
@@ -228,7 +223,7 @@ export class LlmflowExporter {
         refused: this.refuse(chunk, `LLMFlow answered ${response.status}: ${text.slice(0, 300)}`, originals),
       };
     }
-    if (!response.ok)
+    if (response.status < 200 || response.status >= 300)
       throw unavailable(`LLMFlow at ${this.endpoint} answered ${response.status}: ${text.slice(0, 300)}`);
     const refusal = readPartialSuccess(text);
     bridgeMetrics.exportRequest(took(), refusal.rejected === 0 ? 'ok' : 'partial');

@@ -14,6 +14,7 @@ import type { Logger } from '@ccbridge/log';
 import { SpanKind, bridgeMetrics, inSpan } from '@ccbridge/telemetry';
 import { LLMFLOW_REASK_MS } from '@ccbridge/errors';
 import { LlmflowUnavailableError } from './unavailable';
+import { postJson, type HttpAnswer } from './http';
 
 /** What LLMFlow made of one request. */
 export type MetricsAnswer =
@@ -106,19 +107,12 @@ export class LlmflowMetricsClient {
     );
   }
 
-  private async send(request: ExportMetricsRequest): Promise<{ status: number; text: string }> {
-    let response: Response;
+  private async send(request: ExportMetricsRequest): Promise<HttpAnswer> {
     try {
-      response = await fetch(this.endpoint, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(request),
-        signal: AbortSignal.timeout(this.options.timeoutMs),
-      });
+      return await postJson(this.endpoint, JSON.stringify(request), this.options.timeoutMs);
     } catch (err) {
       throw new LlmflowUnavailableError(`LLMFlow at ${this.endpoint} did not answer: ${(err as Error).message}`);
     }
-    return { status: response.status, text: await response.text().catch(() => '') };
   }
 
   private say(answer: 'yes' | 'no', status: number): void {
