@@ -27,7 +27,7 @@ import { LlmflowUnavailableError } from './unavailable';
 import type { Logger } from '@ccbridge/log';
 import { SpanKind, bridgeMetrics, inSpan } from '@ccbridge/telemetry';
 import { fitResourceSpans, fitSpan, spanBytes } from './fit';
-import { postJson, type HttpAnswer } from './http';
+import { httpRequest, type HttpAnswer } from './http';
 
 export { fitSpan, fitResourceSpans, spanBytes, TRIMMED_BYTES, TRIMMED_KEYS, TRIMMED_MESSAGES } from './fit';
 export { LlmflowUnavailableError } from './unavailable';
@@ -39,11 +39,10 @@ export async function probeLlmflow(
   timeoutMs = 5_000,
 ): Promise<{ answers: boolean; status?: number; error?: string }> {
   try {
-    const r = await fetch(`${url.replace(/\/+$/, '')}/api/health`, { signal: AbortSignal.timeout(timeoutMs) });
+    const r = await httpRequest('GET', `${url.replace(/\/+$/, '')}/api/health`, timeoutMs);
     return { answers: true, status: r.status };
   } catch (err) {
-    const cause = (err as Error).cause as { code?: string; message?: string } | undefined;
-    return { answers: false, error: cause?.code ?? cause?.message ?? (err as Error).message };
+    return { answers: false, error: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
   }
 }
 
@@ -204,7 +203,7 @@ export class LlmflowExporter {
       return new LlmflowUnavailableError(message);
     };
     try {
-      response = await postJson(this.endpoint, body, this.options.timeoutMs, this.options.headers);
+      response = await httpRequest('POST', this.endpoint, this.options.timeoutMs, body, this.options.headers);
     } catch (err) {
       throw unavailable(`LLMFlow at ${this.endpoint} did not answer: ${(err as Error).message}`);
     }

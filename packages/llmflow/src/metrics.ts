@@ -14,7 +14,7 @@ import type { Logger } from '@ccbridge/log';
 import { SpanKind, bridgeMetrics, inSpan } from '@ccbridge/telemetry';
 import { LLMFLOW_REASK_MS } from '@ccbridge/errors';
 import { LlmflowUnavailableError } from './unavailable';
-import { postJson, type HttpAnswer } from './http';
+import { httpRequest, type HttpAnswer } from './http';
 
 /** What LLMFlow made of one request. */
 export type MetricsAnswer =
@@ -109,7 +109,7 @@ export class LlmflowMetricsClient {
 
   private async send(request: ExportMetricsRequest): Promise<HttpAnswer> {
     try {
-      return await postJson(this.endpoint, JSON.stringify(request), this.options.timeoutMs);
+      return await httpRequest('POST', this.endpoint, this.options.timeoutMs, JSON.stringify(request));
     } catch (err) {
       throw new LlmflowUnavailableError(`LLMFlow at ${this.endpoint} did not answer: ${(err as Error).message}`);
     }
