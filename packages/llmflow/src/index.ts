@@ -31,6 +31,7 @@ import { httpRequest, type HttpAnswer } from './http';
 
 export { fitSpan, fitResourceSpans, spanBytes, TRIMMED_BYTES, TRIMMED_KEYS, TRIMMED_MESSAGES } from './fit';
 export { LlmflowUnavailableError } from './unavailable';
+export { httpRequest, type HttpAnswer } from './http';
 export { LlmflowMetricsClient, type LlmflowMetricsOptions, type MetricsAnswer } from './metrics';
 
 /** Whether anything answers HTTP at LLMFlow's base URL (its health route), and how. */
