@@ -2,11 +2,11 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { attributesToRecord, StatusCode } from '@ccbridge/otlp';
+import { attributesToRecord, recordToAttributes, StatusCode, type AttributeValue } from '@ccbridge/otlp';
 import { assignTurns, claudeEventsOf, planBatch } from '@ccbridge/claude-events';
 import { FIXTURES, SCENARIOS, eventCounts, logsOf, nativeTraceOf, type Capture } from '../support/fixtures';
 import { drawTree, isEventSpan, shapeOf, stopTreeRedis } from '../support/tree';
-import { Harness } from '../support/assembly';
+import { Harness, recordsOf, requestOf, treeOf } from '../support/assembly';
 import { startRedis } from '../support/peers';
 import { Redis } from 'ioredis';
 
@@ -309,6 +309,51 @@ test("a turn an older bridge began (its prompt in the turn's state, not apart) i
     assert.equal(root.attrs['gen_ai.completion'], said('assistant_response', 'response'), 'its completion');
   } finally {
     h.disconnect();
+    client.disconnect();
+    await redis.stop();
+  }
+});
+
+test('spans an older bridge held (attributes as OTLP key-values) are drawn as the ones held now', async () => {
+  const redis = await startRedis();
+  const client = new Redis(redis.url);
+  let rewritten = 0;
+  try {
+    for (const scenario of SCENARIOS) {
+      const request = logsOf('json', scenario);
+      const records = recordsOf(request);
+      for (let cut = 1; cut < records.length; cut += 2) {
+        const trees = [];
+        for (const older of [false, true]) {
+          const h = new Harness({ url: redis.url });
+          try {
+            await h.process(requestOf(request, records.slice(0, cut)));
+            // Every held span's attributes as the bridge before this one wrote them, the JSON's head as it was.
+            for (const key of older ? await client.keys(`*${h.namespace}*`) : []) {
+              if ((await client.type(key)) !== 'hash') continue;
+              for (const [field, json] of Object.entries(await client.hgetall(key))) {
+                if (!json.includes('"attributes":{')) continue;
+                const held = JSON.parse(json) as { attributes: Record<string, AttributeValue> };
+                await client.hset(
+                  key,
+                  field,
+                  JSON.stringify({ ...held, attributes: recordToAttributes(held.attributes) }),
+                );
+                rewritten += 1;
+              }
+            }
+            await h.process(requestOf(request, records.slice(cut)));
+            await h.advance(3_600_000);
+            trees.push(treeOf(h.stored().values()));
+          } finally {
+            h.disconnect();
+          }
+        }
+        assert.deepEqual(trees[1], trees[0], `${scenario}, cut after ${cut} records`);
+      }
+    }
+    assert.ok(rewritten >= 10, `held spans rewritten: ${rewritten}`);
+  } finally {
     client.disconnect();
     await redis.stop();
   }

@@ -30,9 +30,9 @@
 import { attributesToRecord, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { entryOf, sequenceOf, stringOf, type ClaudeEvent } from './events';
 import { rootSpanIdFor, traceIdFor } from './ids';
-import { resourceSpansOf, spanOfHeld, type HeldSpan } from './spans';
+import { parseHeld, resourceSpansOf, spanOfHeld, type HeldSpan } from './spans';
 import { AGENT_CALL, toolExecutionSpanIdFor, toolSpanIdFor } from './mapping';
-import { foldWithin, heldOrder, mergeHeld, unfolded } from './folds';
+import { eventOrder, foldWithin, mergeHeld, unfolded } from './folds';
 import { cut, eventInputFact, heldWithInputs, parsedOr, type InputFact } from './inputs';
 
 /** Tool names of the call that starts a subagent (Agent in 2.1.3xx, Task before). */
@@ -112,7 +112,7 @@ export function heldCallSpans(calls: HeldCall[]): ResourceSpans[] {
       return placedSpans(placement, totals.agent, [totals.held]).spans;
     }
     const span = JSON.parse(c.span) as ResourceSpans;
-    const fold = totals && (JSON.parse(totals.held) as HeldAgentSpan).fold;
+    const fold = totals && parseHeld<HeldAgentSpan>(totals.held).fold;
     if (fold)
       for (const s of (span.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []))
         s.attributes = recordToAttributes({ ...fold.attributes, ...attributesToRecord(s.attributes) });
@@ -267,9 +267,9 @@ export function placedSpans(
   held: string[],
 ): { spans: ResourceSpans[]; callFolds: HeldSpan[]; merged: string[] } {
   const byResource = new Map<string, { resource: KeyValue[]; spans: Span[] }>();
-  const parsed = held.map((raw) => JSON.parse(raw) as HeldAgentSpan);
-  const { spans: all, unresolved } = foldWithin(parsed, mergeHeld, heldOrder);
-  const waiting = all.find((h) => h.name === 'claude_code.llm_request' && heldOrder(h) === placement.awaitingPrompt);
+  const parsed = held.map((raw) => parseHeld<HeldAgentSpan>(raw));
+  const { spans: all, unresolved } = foldWithin(parsed, mergeHeld, eventOrder);
+  const waiting = all.find((h) => h.name === 'claude_code.llm_request' && eventOrder(h) === placement.awaitingPrompt);
   const merged = parsed
     .filter((h) => h.fold && !unresolved.includes(h) && h.fold.into !== waiting?.spanId)
     .map((h) => h.spanId);
@@ -282,7 +282,7 @@ export function placedSpans(
   const traceId = traceIdFor(placement.traceKey);
   for (const h of [...all.filter((h) => h !== waiting), ...own]) {
     const group = entryOf(byResource, JSON.stringify(h.resource), () => ({ resource: h.resource, spans: [] }));
-    group.spans.push(spanOfHeld(traceId, h.parent ?? placement.parentSpanId, h, recordToAttributes(extra)));
+    group.spans.push(spanOfHeld(traceId, h.parent ?? placement.parentSpanId, h, extra));
   }
   return { spans: [...byResource.values()].map((g) => resourceSpansOf(g.resource, g.spans)), callFolds, merged };
 }

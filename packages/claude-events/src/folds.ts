@@ -3,7 +3,6 @@
  * hand (in the batch, or held in Redis with it), into the root's summary, or, where their span was
  * sent already (LLMFlow keeps its first copy), drawn as the instant span they carry.
  */
-import { attributesToRecord, recordToAttributes } from '@ccbridge/otlp';
 import { stringOf, numberOf, type Attributes } from './events';
 import { COMMON_FIELDS, ROOT, type SpanDraft } from './mapping';
 import type { HeldSpan } from './spans';
@@ -38,17 +37,14 @@ export function foldWithin<T extends Foldable>(
 }
 
 /** The event.sequence of a draft or a held span: the order folds are merged in. */
-export const draftOrder = (d: SpanDraft): number => numberOf(d.attributes['event.sequence']) ?? 0;
-export const heldOrder = (h: HeldSpan): number =>
-  numberOf(attributesToRecord(h.attributes.filter((kv) => kv.key === 'event.sequence'))['event.sequence']) ?? 0;
+export const eventOrder = (s: { attributes: Attributes }): number => numberOf(s.attributes['event.sequence']) ?? 0;
 
 /** A held span as drawn: a fold not merged is its own instant span. */
 export const unfolded = ({ fold: _, ...span }: HeldSpan): HeldSpan => span;
 
-/** Merges into a held span (its attributes are OTLP key-values). */
-export const mergeHeld = (target: HeldSpan, attributes: Attributes): void => {
-  target.attributes = recordToAttributes({ ...attributesToRecord(target.attributes), ...attributes });
-};
+/** Merges into a held span. */
+export const mergeHeld = (h: HeldSpan, attributes: Attributes) =>
+  void (h.attributes = { ...h.attributes, ...attributes });
 
 /**
  * The held spans of a turn as its root draws them: folds merged into the spans they name, those
@@ -56,12 +52,12 @@ export const mergeHeld = (target: HeldSpan, attributes: Attributes): void => {
  * With `rootDrawn` the root can take nothing more: folds onto it are drawn as their own spans too.
  */
 export function resolveHeld(held: HeldSpan[], { rootDrawn = false } = {}): { spans: HeldSpan[]; root: Attributes[] } {
-  const { spans, unresolved } = foldWithin(held, mergeHeld, heldOrder);
+  const { spans, unresolved } = foldWithin(held, mergeHeld, eventOrder);
   const root: { order: number; attributes: Attributes }[] = [];
   for (const h of unresolved) {
     if (h.fold!.into !== ROOT || rootDrawn) spans.push(unfolded(h));
     else {
-      const a = attributesToRecord(h.attributes);
+      const a = h.attributes;
       root.push({ order: numberOf(a['event.sequence']) ?? Number(BigInt(h.end) / 1_000_000n), attributes: a });
     }
   }

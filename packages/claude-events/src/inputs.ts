@@ -12,7 +12,7 @@
  * certain once every number in between is known. Facts keep tool input and error cut to
  * INPUT_MAX characters, so what a turn keeps for later batches (lua/turns.lua) stays bounded.
  */
-import { attributesToRecord, recordToAttributes, type KeyValue } from '@ccbridge/otlp';
+import type { KeyValue } from '@ccbridge/otlp';
 import { booleanOf, numberOf, sequenceIn, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { sessionOf } from './assign';
 import { isMainThread, llmSpanIdFor } from './mapping';
@@ -225,15 +225,11 @@ export function heldWithInputs(
   prompt: TurnPrompt | undefined,
   first?: { chain: string; text: string; seq: number },
 ): void {
-  const records = held.map((h) => attributesToRecord(h.attributes));
-  const all = [...facts, ...records.flatMap((a) => inputFactOf(a) ?? [])];
+  const all = [...facts, ...held.flatMap((h) => inputFactOf(h.attributes) ?? [])];
   const inputs = callInputs(all, prompt, () => true);
   const call = first && all.find((f) => f.kind === 'call' && f.chain === first.chain && f.seq === first.seq);
   if (call && !inputs.has(call.requestId)) inputs.set(call.requestId, promptInput(first.text));
-  held.forEach((h, i) => {
-    const a = records[i]!;
-    const input = h.name === 'claude_code.llm_request' ? inputs.get(stringOf(a['request_id']) ?? '') : undefined;
-    // As withInput does, without rebuilding the span's attributes: the input's that it lacks, first.
-    if (input) h.attributes = [...recordToAttributes(input).filter((kv) => !(kv.key in a)), ...h.attributes];
-  });
+  for (const h of held)
+    if (h.name === 'claude_code.llm_request')
+      h.attributes = withInput(h.attributes, inputs.get(stringOf(h.attributes['request_id']) ?? ''));
 }

@@ -20,9 +20,9 @@ import {
   unfinishedToolSpan,
   type Contribution,
 } from './mapping';
-import { heldOf, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
+import { heldOf, parseHeld, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
 import { agentCallOf, type AgentSpan, type HeldAgentSpan, type HeldCallPart } from './agents';
-import { draftOrder, foldWithin, resolveHeld, rootSummaryOf } from './folds';
+import { eventOrder, foldWithin, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
 import { batchInputs, heldWithInputs, turnPromptOf, withInput, type InputFact } from './inputs';
 
@@ -120,7 +120,7 @@ export function planBatch(
       target.attributes = { ...target.attributes, ...attributes };
       merged.add(target.spanId);
     },
-    draftOrder,
+    eventOrder,
   );
   const folded = new Set(drafts.filter((d) => d.fold && !unresolved.includes(d)));
 
@@ -348,7 +348,7 @@ export function rootSpanOf(ix: StoredTurn): ResourceSpans {
 /** Held spans of turns whose roots are drawn already (T.apply and T.settle hand them back), sent at once in their trace. */
 export function releasedSpansOf(released: { key: string; held: string }[]): ResourceSpans[] {
   const byKey = new Map<string, HeldSpan[]>();
-  for (const r of released) byKey.set(r.key, [...(byKey.get(r.key) ?? []), JSON.parse(r.held) as HeldSpan]);
+  for (const r of released) byKey.set(r.key, [...(byKey.get(r.key) ?? []), parseHeld(r.held)]);
   const spans = [...byKey].flatMap(([key, held]) =>
     resolveHeld(held, { rootDrawn: true }).spans.map((h) => spanOfHeld(traceIdFor(key), rootSpanIdFor(key), h)),
   );

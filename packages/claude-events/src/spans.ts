@@ -2,7 +2,8 @@
  * OTLP spans from the forms the bridge keeps them in: a draft (mapping.ts) sent at once, and a
  * draft held in Redis (HeldSpan) until its turn's root or its subagent's placement.
  */
-import { recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
+import { attributesToRecord, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
+import type { Attributes } from './events';
 import type { Fold, SpanDraft } from './mapping';
 
 export const SCOPE = { name: 'claude-code-llmflow-bridge', version: '0.1.0' };
@@ -15,7 +16,8 @@ export interface HeldSpan {
   /** Unix nanoseconds, as text. */
   start: string;
   end: string;
-  attributes: KeyValue[];
+  /** As a draft has them (not OTLP key-values): half the JSON, and nothing to convert until sent. */
+  attributes: Attributes;
   status?: Span['status'];
   fold?: Fold;
   /** Stands in for a span that may still come (mapping.ts unfinishedToolSpan): drawn with its root only, never late. */
@@ -34,12 +36,19 @@ export const heldOf = (d: SpanDraft): HeldSpan => ({
   kind: d.kind,
   start: d.startNs.toString(),
   end: d.endNs.toString(),
-  attributes: recordToAttributes(d.attributes),
+  attributes: d.attributes,
   status: d.status,
 });
 
+/** A held span from its JSON: one an older bridge held, with OTLP key-values, too. */
+export function parseHeld<T extends HeldSpan>(json: string): T {
+  const h = JSON.parse(json) as T & { attributes: Attributes | KeyValue[] };
+  if (Array.isArray(h.attributes)) h.attributes = attributesToRecord(h.attributes);
+  return h;
+}
+
 /** A held span as sent: in `traceId`, under `parentSpanId`, with `extra` attributes after its own. */
-export const spanOfHeld = (traceId: string, parentSpanId: string, h: HeldSpan, extra: KeyValue[] = []): Span => ({
+export const spanOfHeld = (traceId: string, parentSpanId: string, h: HeldSpan, extra?: Attributes): Span => ({
   traceId,
   spanId: h.spanId,
   parentSpanId,
@@ -47,7 +56,7 @@ export const spanOfHeld = (traceId: string, parentSpanId: string, h: HeldSpan, e
   kind: h.kind,
   startTimeUnixNano: h.start,
   endTimeUnixNano: h.end,
-  attributes: extra.length > 0 ? [...h.attributes, ...extra] : h.attributes,
+  attributes: recordToAttributes(extra ? { ...h.attributes, ...extra } : h.attributes),
   status: h.status ?? { code: 0 },
 });
 

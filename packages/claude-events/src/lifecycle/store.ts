@@ -23,7 +23,7 @@ import {
 } from '@ccbridge/redis';
 import type { Timeline } from '../assign';
 import { entryOf, type Attributes } from '../events';
-import type { HeldSpan } from '../spans';
+import { parseHeld } from '../spans';
 import { SENT, type BatchPlan, type StoredTurn } from '../interaction';
 import type { Contribution } from '../mapping';
 import type { InputFact } from '../inputs';
@@ -295,7 +295,7 @@ function storedOf(row: ClaimedRow): StoredTurn {
     resource: h.resource ? (JSON.parse(h.resource) as KeyValue[]) : [],
     completion: h.completion,
     contributions: list<string>(row.contributions).map((c) => JSON.parse(c) as Contribution),
-    held: unsent.map((e) => JSON.parse(e) as HeldSpan),
+    held: unsent.map((e) => parseHeld(e)),
     heldIds,
     inputs: list<string>(row.inputs).map((f) => JSON.parse(f) as InputFact),
     ...(h.promptSeq !== undefined && { promptSeq: Number(h.promptSeq) }),
