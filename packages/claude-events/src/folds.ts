@@ -44,7 +44,7 @@ export const unfolded = ({ fold: _, ...span }: HeldSpan): HeldSpan => span;
 
 /** Merges into a held span. */
 export const mergeHeld = (h: HeldSpan, attributes: Attributes) =>
-  void (h.attributes = { ...h.attributes, ...attributes });
+  void (h.attributes = Object.assign({}, h.attributes, attributes));
 
 /**
  * The held spans of a turn as its root draws them: folds merged into the spans they name, those

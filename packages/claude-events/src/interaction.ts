@@ -117,7 +117,7 @@ export function planBatch(
   const { unresolved } = foldWithin(
     drafts.filter((d) => d.fold || !waiting.has(d.spanId)),
     (target, attributes) => {
-      target.attributes = { ...target.attributes, ...attributes };
+      target.attributes = Object.assign({}, target.attributes, attributes);
       merged.add(target.spanId);
     },
     eventOrder,

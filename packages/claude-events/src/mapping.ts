@@ -357,7 +357,7 @@ function prefixed(e: ClaudeEvent, skip: readonly string[] = []): Attributes {
 
 /** An instant span of the event's own, with every field: what a folded event is drawn as where it cannot fold. */
 const eventSpan = (e: ClaudeEvent, fold?: Fold): SpanDraft =>
-  draftOf(e, { ...e.attributes, ...EVENT_SPAN }, fold && { fold });
+  draftOf(e, Object.assign({}, e.attributes, EVENT_SPAN), fold && { fold });
 
 /** The LLM span a request body belongs to, by the body's id, if it has one (its reply says which span that is). */
 const requestBodySpanIdOf = (e: ClaudeEvent): string | undefined => {
@@ -388,7 +388,7 @@ const apiErrorSpanIdFor = (e: ClaudeEvent, seq: number) =>
 /** A `claude_code.llm_request` span (kind CLIENT), with the event's own id unless `spanId` names another. */
 function llmSpan(e: ClaudeEvent, attributes: Attributes, status: SpanDraft['status'], spanId?: string): SpanDraft {
   const draft = { ...extent(e), spanId, name: 'claude_code.llm_request', kind: SpanKind.CLIENT, status };
-  return draftOf(e, { ...e.attributes, ...LLM_SPAN, ...attributes }, draft);
+  return draftOf(e, Object.assign({}, e.attributes, LLM_SPAN, attributes), draft);
 }
 
 export const EVENT_MAPPERS: Record<string, (event: ClaudeEvent) => EventOutcome> = {

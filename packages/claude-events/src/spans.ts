@@ -56,7 +56,7 @@ export const spanOfHeld = (traceId: string, parentSpanId: string, h: HeldSpan, e
   kind: h.kind,
   startTimeUnixNano: h.start,
   endTimeUnixNano: h.end,
-  attributes: recordToAttributes(extra ? { ...h.attributes, ...extra } : h.attributes),
+  attributes: recordToAttributes(extra ? Object.assign({}, h.attributes, extra) : h.attributes),
   status: h.status ?? { code: 0 },
 });
 
