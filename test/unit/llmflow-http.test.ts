@@ -67,3 +67,9 @@ test('no answer within the time, or an answer cut off, is an error, not a hang',
     await cut.close();
   }
 });
+
+test('a request node refuses at once (a header it cannot send) is an error, with no timer left to fail later', async () => {
+  await assert.rejects(httpRequest('POST', 'http://127.0.0.1:1/', 100, '{}', { 'x-bad': 'a\nb' }), /header/i);
+  // Past the request's time: a timer left behind would throw now, outside any promise.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+});

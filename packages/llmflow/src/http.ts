@@ -26,7 +26,6 @@ const agents = {
 function once(url: URL, method: string, timeoutMs: number, body: Buffer | undefined, headers: Record<string, string>) {
   const client = url.protocol === 'https:' ? https : http;
   return new Promise<{ answer?: HttpAnswer; reused: boolean; err?: Error }>((resolve) => {
-    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     const done = (outcome: { answer?: HttpAnswer; err?: Error }) => {
       clearTimeout(timer);
       resolve({ ...outcome, reused: req.reusedSocket });
@@ -49,6 +48,8 @@ function once(url: URL, method: string, timeoutMs: number, body: Buffer | undefi
         });
       },
     );
+    // Set once the request exists: a request node refuses at once (a bad header) throws, and leaves no timer.
+    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     req.on('error', (err) => done({ err }));
     req.end(body);
   });
