@@ -115,7 +115,7 @@ export function heldCallSpans(calls: HeldCall[]): ResourceSpans[] {
     const fold = totals && parseHeld<HeldAgentSpan>(totals.held).fold;
     if (fold)
       for (const s of (span.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []))
-        s.attributes = recordToAttributes({ ...fold.attributes, ...attributesToRecord(s.attributes) });
+        s.attributes = recordToAttributes(Object.assign({}, fold.attributes, attributesToRecord(s.attributes)));
     return [span];
   });
 }

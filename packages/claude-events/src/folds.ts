@@ -42,8 +42,8 @@ export const eventOrder = (s: { attributes: Attributes }): number => numberOf(s.
 /** A held span as drawn: a fold not merged is its own instant span. */
 export const unfolded = ({ fold: _, ...span }: HeldSpan): HeldSpan => span;
 
-/** Merges into a held span. */
-export const mergeHeld = (h: HeldSpan, attributes: Attributes) =>
+/** Merges into a held span (or a draft). */
+export const mergeHeld = (h: { attributes: Attributes }, attributes: Attributes) =>
   void (h.attributes = Object.assign({}, h.attributes, attributes));
 
 /**

@@ -22,7 +22,7 @@ import {
 } from './mapping';
 import { heldOf, parseHeld, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
 import { agentCallOf, type AgentSpan, type HeldAgentSpan, type HeldCallPart } from './agents';
-import { eventOrder, foldWithin, resolveHeld, rootSummaryOf } from './folds';
+import { eventOrder, foldWithin, mergeHeld, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
 import { batchInputs, heldWithInputs, turnPromptOf, withInput, type InputFact } from './inputs';
 
@@ -117,7 +117,7 @@ export function planBatch(
   const { unresolved } = foldWithin(
     drafts.filter((d) => d.fold || !waiting.has(d.spanId)),
     (target, attributes) => {
-      target.attributes = Object.assign({}, target.attributes, attributes);
+      mergeHeld(target, attributes);
       merged.add(target.spanId);
     },
     eventOrder,

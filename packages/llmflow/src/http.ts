@@ -24,7 +24,7 @@ const agents = {
 };
 
 function once(url: URL, method: string, timeoutMs: number, body: Buffer | undefined, headers: Record<string, string>) {
-  const client = url.protocol === 'https:' ? https : http;
+  const [client, agent] = url.protocol === 'https:' ? [https, agents.https] : [http, agents.http];
   return new Promise<{ answer?: HttpAnswer; reused: boolean; err?: Error }>((resolve) => {
     const done = (outcome: { answer?: HttpAnswer; err?: Error }) => {
       clearTimeout(timer);
@@ -34,7 +34,7 @@ function once(url: URL, method: string, timeoutMs: number, body: Buffer | undefi
       url,
       {
         method,
-        agent: url.protocol === 'https:' ? agents.https : agents.http,
+        agent,
         headers: { ...(body && { 'content-type': 'application/json', 'content-length': body.length }), ...headers },
       },
       (res) => {

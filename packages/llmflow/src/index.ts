@@ -2,8 +2,8 @@
  * The export stage: posts spans to LLMFlow's `POST /v1/traces` as OTLP/HTTP JSON, the only
  * encoding LLMFlow takes.
  *
- * Written on an HTTP client (http.ts) rather than @opentelemetry/exporter-trace-otlp-http because the bridge must
- * read what LLMFlow answers: LLMFlow refuses a span id it already stores through
+ * Written on its own HTTP client (http.ts) rather than @opentelemetry/exporter-trace-otlp-http
+ * because the bridge must read what LLMFlow answers: LLMFlow refuses a span id it already stores through
  * `partialSuccess` ("UNIQUE constraint failed"), which for a bridge that derives ids and may
  * deliver twice means "already stored", while the SDK exporter only logs partial success. And
  * the bridge forwards spans it holds as OTLP/JSON, not as SDK span objects.
