@@ -8,6 +8,7 @@ import { FIXTURES, SCENARIOS, eventCounts, logsOf, nativeTraceOf, type Capture }
 import { drawTree, isEventSpan, shapeOf, stopTreeRedis } from '../support/tree';
 import { Harness, recordsOf, requestOf, treeOf } from '../support/assembly';
 import { startRedis } from '../support/peers';
+import { itemsOf, loadSessions, requestOfItems, type SessionCopy } from '../support/race';
 import { Redis } from 'ioredis';
 
 after(stopTreeRedis);
@@ -353,6 +354,45 @@ test('spans an older bridge held (attributes as OTLP key-values) are drawn as th
       }
     }
     assert.ok(rewritten >= 10, `held spans rewritten: ${rewritten}`);
+  } finally {
+    client.disconnect();
+    await redis.stop();
+  }
+});
+
+test("a session's state an older bridge kept (no index of its numbers by time, adopted start-up spans marked in `pending`, no list of the subagents that hold spans) goes on as the state kept now", async () => {
+  const redis = await startRedis();
+  const client = new Redis(redis.url);
+  const rewritten = { seqat: 0, holding: 0, adopted: 0 };
+  try {
+    for (const session of loadSessions().filter((s) => ['resumed', 'parallel', 'background'].includes(s.scenario))) {
+      const items = itemsOf({ requests: session.requests } as SessionCopy, 0);
+      for (const cut of [1, 2, 3, 4, 5].map((sixth) => Math.floor((sixth * items.length) / 6))) {
+        const trees = [];
+        for (const older of [false, true]) {
+          const h = new Harness({ url: redis.url });
+          try {
+            await h.process(requestOfItems(items.slice(0, cut)));
+            for (const key of older ? await client.keys(`*${h.namespace}*`) : []) {
+              if (key.endsWith(':seqat') || key.endsWith(':holding')) {
+                rewritten[key.endsWith(':seqat') ? 'seqat' : 'holding'] += await client.del(key);
+              } else if (key.endsWith(':adopted')) {
+                const pending = `${key.slice(0, -':adopted'.length)}:pending`;
+                for (const id of await client.smembers(key)) rewritten.adopted += await client.hset(pending, id, '-');
+                await client.del(key);
+              }
+            }
+            await h.process(requestOfItems(items.slice(cut)));
+            await h.advance(3_600_000);
+            trees.push(treeOf(h.stored().values()));
+          } finally {
+            h.disconnect();
+          }
+        }
+        assert.deepEqual(trees[1], trees[0], `${session.scenario}, cut after ${cut} of ${items.length} records`);
+      }
+    }
+    for (const [what, n] of Object.entries(rewritten)) assert.ok(n > 0, `${what} rewritten: ${n}`);
   } finally {
     client.disconnect();
     await redis.stop();

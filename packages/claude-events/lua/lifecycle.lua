@@ -149,30 +149,62 @@ function L.covered(session, lo, hi, fromMs, toMs)
   return n
 end
 
+-- A session's marks by the ms they were logged (`sequenceAt`, member the number padded ':' ms), so a
+-- turn's window (L.chain, L.restarted) is read without every process's numbers (a resumed session
+-- keeps each one's start-up). A session an older bridge began has `sequence` only: copied once.
+local indexed = {}
+function L.times(session)
+  local k = L.key('sequenceAt', session)
+  if not indexed[session] then
+    indexed[session] = true
+    if redis.call('EXISTS', k) == 0 then L.addMarks(session, redis.call('ZRANGE', L.key('sequence', session), 0, -1)) end
+  end
+  return k
+end
+
+-- Adds marks ("seq:ms") to the session's numbers (`sequence`) and their times (`sequenceAt`), or removes them (`forget`).
+function L.addMarks(session, marks, forget)
+  local bySeq, byMs = {}, {}
+  for _, m in ipairs(marks) do
+    local seq, ms = string.match(m, '^(%d+):(%d+)$')
+    local atMs = seq and string.format('%012d:%s', seq, ms)
+    if forget then bySeq[#bySeq + 1], byMs[#byMs + 1] = m, atMs
+    elseif seq then bySeq[#bySeq + 1], bySeq[#bySeq + 2], byMs[#byMs + 1], byMs[#byMs + 2] = seq, m, ms, atMs end
+  end
+  local k, t = L.key('sequence', session), L.times(session)
+  local command = forget and 'ZREM' or 'ZADD'
+  for key, args in pairs({ [k] = bySeq, [t] = byMs }) do
+    L.each(args, 400, function(chunk) redis.call(command, key, unpack(chunk)) end)
+    L.keep(key)
+  end
+end
+
 -- A process's start-up chain before its prompt numbered hi and logged at toMs: the numbers
 -- logged last before it, in order down from hi-1 with no other number between, down to lo+1
 -- (fromMs: no earlier than the prompt before it, of an earlier process). Returns their marks
 -- ("seq:ms"). Counting the numbers of a window alone would let another process's start-up, in
 -- the window while the prompts between are still on their way, fill this one's gaps.
 function L.chain(session, lo, hi, fromMs, toMs)
-  local marks, out = {}, {}
+  local out, want, offset = {}, hi - 1, 0
   if not session or hi - lo <= 1 then return out end
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), 0, '+inf')) do
-    local seq, at = parseMark(m)
-    -- Its prompt, and what it logged in the same millisecond after it, are no start-up.
-    if seq and at >= fromMs and (at < toMs or (at == toMs and seq < hi)) then marks[#marks + 1] = { seq, at, m } end
-  end
-  table.sort(marks, function(a, b) if a[2] ~= b[2] then return a[2] > b[2] end return a[1] > b[1] end)
-  local want = hi - 1
-  for _, m in ipairs(marks) do
-    if m[1] == want then
-      out[#out + 1] = m[3]
-      want = want - 1
-      if want <= lo then break end
-    elseif m[1] ~= want + 1 then
-      break
+  repeat
+    local page = redis.call('ZREVRANGEBYSCORE', L.times(session), toMs, fromMs, 'LIMIT', offset, 64)
+    for _, m in ipairs(page) do
+      local seq, ms = string.match(m, '^(%d+):(%d+)$')
+      seq = tonumber(seq)
+      -- Its prompt, and what it logged in the same millisecond after it, are no start-up.
+      if tonumber(ms) < toMs or seq < hi then
+        if seq == want then
+          out[#out + 1] = seq .. ':' .. ms
+          want = want - 1
+          if want <= lo then return out end
+        elseif seq ~= want + 1 then
+          return out
+        end
+      end
     end
-  end
+    offset = offset + 64
+  until #page < 64
   return out
 end
 
@@ -206,9 +238,8 @@ end
 -- Whether numbering started again (a new process: `--resume` numbers from 0 again) between a
 -- prompt numbered `seq`, logged at fromMs, and toMs: a number no higher than `seq` logged then.
 function L.restarted(session, seq, fromMs, toMs)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), 0, seq)) do
-    local at = tonumber(string.match(m, ':(%d+)$'))
-    if at and at > fromMs and at <= toMs then return true end
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.times(session), '(' .. fromMs, toMs)) do
+    if tonumber(string.match(m, '^%d+')) <= seq then return true end
   end
   return false
 end

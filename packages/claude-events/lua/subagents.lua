@@ -111,6 +111,7 @@ function A.merge(s)
     if redis.call('SISMEMBER', L.key('agentSent', id), sp[2]) == 0 then
       local held = L.key('agentSpans', id)
       redis.call('HSET', held, sp[2], sp[3])
+      redis.call('SADD', L.key('holding', s.session), sp[1])
       L.keep(held)
     end
   end
@@ -119,7 +120,7 @@ function A.merge(s)
     redis.call('HSETNX', kept, f[2], f[3])
     L.keep(kept)
   end
-  for _, k in ipairs({ calls, agents, links }) do L.keep(k) end
+  for _, k in ipairs({ calls, agents, links, L.key('holding', s.session) }) do L.keep(k) end
 
   for id, raw in pairs(L.read(links)) do state.links[id] = cjson.decode(raw) end
   for id, a in pairs(state.agents) do
@@ -269,6 +270,14 @@ end
 -- it starts with a tab), looked at again by the timers' round.
 local function agentMember(session, agent) return '\t' .. session .. '\t' .. agent end
 
+-- The session's subagents that hold spans (`holding`, its member '' once it lists them all), or
+-- nil when it does not yet (a session an older bridge began): a long session has hundreds.
+local function holders(session)
+  local set = {}
+  for _, a in ipairs(redis.call('SMEMBERS', L.key('holding', session))) do set[a] = true end
+  return set[''] and set or nil
+end
+
 -- A.place(session, agents, owner, placed, parts): for each of the session's subagents that can
 -- be placed and holds spans that may go (ready) and are not leased to another owner: where it
 -- goes (`at`: rule, key, call?, type?, prompt?, first: the event.sequence of its first LLM call,
@@ -278,10 +287,13 @@ local function agentMember(session, agent) return '\t' .. session .. '\t' .. age
 -- span instead (appended to `parts`, for M.put).
 function A.place(session, agents, owner, placed, parts)
   local calls, links
+  local holding, list = holders(session), L.key('holding', session)
+  if not holding then redis.call('SADD', list, '') L.keep(list) end
   for agent, seen in pairs(agents) do
     local key = L.key('agentSpans', session .. '/' .. agent)
     -- Most hold nothing (sent and forgotten): not placed (A.due drops a member left for one).
-    local all = redis.call('HGETALL', key)
+    local all = (not holding or holding[agent]) and redis.call('HGETALL', key) or {}
+    if not holding or holding[agent] then redis.call(#all > 0 and 'SADD' or 'SREM', list, agent) end
     if #all > 0 and not calls then calls, links = L.read(L.key('calls', session)), L.read(L.key('links', session)) end
     local at = #all > 0 and placementOf(calls, links, agent, 0)
     if at then
@@ -355,7 +367,12 @@ end
 -- A.revisit(session, owner, placed, parts): A.place for every subagent of a session a batch touched without
 -- telling of its subagents: a number it brought may be the one a held span waits for.
 function A.revisit(session, owner, placed, parts)
-  local agents = records(L.key('agents', session))
+  local holding, agents = holders(session), {}
+  if not holding then agents = records(L.key('agents', session)) end
+  for agent in pairs(holding or {}) do
+    local raw = agent ~= '' and redis.call('HGET', L.key('agents', session), agent)
+    if raw then agents[agent] = cjson.decode(raw) end
+  end
   if next(agents) ~= nil then A.place(session, agents, owner, placed, parts) end
 end
 

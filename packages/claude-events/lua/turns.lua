@@ -70,6 +70,7 @@ function T.apply(input)
       local ms, seq
       if spans[i + 1] ~= SENT then ms, seq = whenAndNumber(spans[i + 1]) end
       local prompt = ms and redis.call('ZRANGEBYSCORE', L.key('prompts', session), ms, '+inf', 'LIMIT', 0, 1)[1]
+      if not ms then adopted[#adopted + 1] = spans[i] end -- (an older bridge's mark: moved to `adopted`)
       if prompt and sameProcess(session, seq, ms, prompt, chains) then
         local events = L.key('events', prompt)
         if redis.call('HEXISTS', L.key('ix', prompt), 'drawn') == 1 then
@@ -79,22 +80,24 @@ function T.apply(input)
           redis.call('HSETNX', events, spans[i], spans[i + 1])
         end
         L.keep(events)
-        -- Marked, not deleted: a copy delivered again is not adopted again (by another prompt,
-        -- if batches raced: a later process's start-up chain can look like its own until the
-        -- earlier process's prompt and last events come).
-        adopted[#adopted + 1], adopted[#adopted + 2] = spans[i], SENT
+        -- Remembered apart (`adopted`): a copy delivered again is not adopted again (by another
+        -- prompt, if batches raced: a later process's start-up chain can look like its own until
+        -- the earlier process's prompt and last events come).
+        adopted[#adopted + 1] = spans[i]
       end
     end
-    L.each(adopted, 400, function(chunk) redis.call('HSET', held, unpack(chunk)) end)
+    L.each(adopted, 400, function(chunk)
+      redis.call('HDEL', held, unpack(chunk))
+      redis.call('SADD', L.key('adopted', session), unpack(chunk))
+      L.keep(L.key('adopted', session))
+    end)
   end
 
   -- 1. Sequence numbers; a session's interactions waiting for one of them are looked at again.
   for _, s in ipairs(input.sequences) do
-    local k = L.key('sequence', s.session)
-    local args = {}
-    for _, m in ipairs(s.marks) do args[#args + 1], args[#args + 2] = m[1], m[1] .. ':' .. m[2] end
-    L.each(args, 400, function(chunk) redis.call('ZADD', k, unpack(chunk)) end)
-    L.keep(k)
+    local marks = {}
+    for _, m in ipairs(s.marks) do marks[#marks + 1] = m[1] .. ':' .. m[2] end
+    L.addMarks(s.session, marks)
     for _, waiting in ipairs(redis.call('SMEMBERS', L.key('waiting', s.session))) do touch(waiting) end
   end
 
@@ -180,7 +183,9 @@ function T.apply(input)
   -- for numbers between them and their prompt, which this batch may hold.
   for _, p in ipairs(input.pending) do
     local held = L.key('pending', p.session)
-    if redis.call('HGET', held, p.id) ~= SENT then redis.call('HSET', held, p.id, p.span) end
+    if redis.call('SISMEMBER', L.key('adopted', p.session), p.id) == 0 and redis.call('HGET', held, p.id) ~= SENT then
+      redis.call('HSET', held, p.id, p.span)
+    end
     L.keep(held)
   end
   for _, list in ipairs({ input.pending, input.sequences }) do
@@ -239,18 +244,17 @@ end
 local function forgetSequences(key, ix)
   local v = L.decide(ix)
   if not (ix.session and v.range) then return end
-  local k = L.key('sequence', ix.session)
   -- Its own numbers only: its process's start-up numbers (a first prompt's) are kept, for the
   -- window they are counted in may hold another process's while batches race (L.segments).
   local lo, hi, from, to = unpack(v.range[#v.range], 1, 4)
   -- Every number up to its end had come: what asks later whether they all came reads this.
   redis.call('HSET', L.key('ix', key), 'coveredTo', hi)
   local gone = {}
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, math.max(lo, 0), hi)) do
-    local at = tonumber(string.match(m, ':(%d+)$'))
-    if at and at >= from and at <= to then gone[#gone + 1] = m end
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.times(ix.session), from, to)) do
+    local seq, at = string.match(m, '^(%d+):(%d+)$')
+    if tonumber(seq) >= lo and tonumber(seq) <= hi then gone[#gone + 1] = tonumber(seq) .. ':' .. at end
   end
-  L.each(gone, 400, function(chunk) redis.call('ZREM', k, unpack(chunk)) end)
+  L.addMarks(ix.session, gone, true)
 end
 
 -- T.settle(drawn, retry): after the caller drew the roots it claimed.
