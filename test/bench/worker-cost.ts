@@ -60,6 +60,13 @@ const MONITOR_BATCHES = Number(process.env.BENCH_MONITOR_BATCHES ?? 300);
 const BASELINE = process.env.BENCH_BASELINE ?? '3e660a1';
 const METRICS = process.env.BENCH_METRICS !== '0';
 const PROMPT_BYTES = Number(process.env.BENCH_PROMPT_BYTES ?? 0);
+/**
+ * BENCH_RESUMED (0): instead, one session resumed this many times over: the captured session's
+ * processes again and again, each copy with its own prompt, request, tool and agent ids and
+ * logged after the one before (a long `claude -p --resume` loop, four processes a copy), one
+ * logs request per process, no metrics: what a batch costs once a session has hundreds of turns.
+ */
+const RESUMED = Number(process.env.BENCH_RESUMED ?? 0);
 /** Rounds of old then new (BENCH_WORKER_ROUNDS): a shared machine's pace drifts over minutes. */
 const ROUNDS = Math.max(1, Number(process.env.BENCH_WORKER_ROUNDS ?? 1));
 
@@ -74,6 +81,44 @@ interface Request {
 
 const sessionIds = (json: string) =>
   new Set([...json.matchAll(/"session\.id","value":\{"stringValue":"([^"]+)"/g)].map((m) => m[1]!));
+
+/** One session resumed `copies` times over (BENCH_RESUMED). */
+export async function resumedLoad(copies: number): Promise<Request[]> {
+  const logs = (await capturedSession(progress)).requests
+    .filter((r) => r.signal === 'logs')
+    .map((r) => JSON.stringify(decodeExportRequest('logs', r.body, 'protobuf')));
+  const times = logs.flatMap((j) =>
+    [...j.matchAll(/"timeUnixNano":"(\d+)"/g)].map((m) => Number(BigInt(m[1]!) / 1_000_000n)),
+  );
+  const shiftMs = Math.max(...times) - Math.min(...times) + 60_000;
+  const out: Request[] = [];
+  for (let c = 0; c < copies; c++) {
+    const ns = BigInt(c * shiftMs) * 1_000_000n;
+    for (const json of logs) {
+      const copy = json
+        .replace(
+          /"(time|observedTime)UnixNano":"(\d+)"/g,
+          (_m, f: string, t: string) => `"${f}UnixNano":"${BigInt(t) + ns}"`,
+        )
+        .replace(
+          /"event\.timestamp","value":\{"stringValue":"([^"]+)"/g,
+          (_m, iso: string) =>
+            `"event.timestamp","value":{"stringValue":"${new Date(Date.parse(iso) + c * shiftMs).toISOString()}"`,
+        )
+        .replace(
+          /"(prompt\.id|message\.uuid|tool_use_id|request_id|agent_id|request_body_id)","value":\{"stringValue":"([^"]+)"/g,
+          (_m, key: string, id: string) => `"${key}","value":{"stringValue":"${id}-${c}"`,
+        );
+      out.push({
+        signal: 'logs',
+        body: encodeExportRequest('logs', JSON.parse(copy) as ExportLogsRequest, 'protobuf'),
+        shards: 1,
+      });
+    }
+  }
+  progress(`one session resumed ${copies} times: ${out.length} logs requests, one per process`);
+  return out;
+}
 
 /**
  * `batches` logs requests (and the metrics of their sessions): the captured session's requests in
@@ -464,7 +509,7 @@ const median = (xs: number[]) => {
 /** Both sides, then the figures line (JSON) and a table for people (stderr). */
 export async function measureWorkerCost() {
   const old = baseline();
-  const load = await workerLoad(BATCHES);
+  const load = RESUMED > 0 ? await resumedLoad(RESUMED) : await workerLoad(BATCHES);
   // Rounds alternate the sides, so that a shared machine slowing down for a while weighs on both
   // alike; the ratios are the medians of each round's, the sides shown those of the median round.
   const rounds: [SideCost, SideCost][] = [];
@@ -498,12 +543,12 @@ export async function measureWorkerCost() {
     }
   }
   const shards = newSide.shardsPerBatch;
+  const figuresLogs = load.filter((r) => r.signal === 'logs').length;
   const figures = {
     stage: 'worker cost (issue 23): the baseline and this checkout, the same load, each its own Redis, into a stub',
     load: {
-      logsBatches: BATCHES,
-      sessionsPerBatch: PER_BATCH,
-      metrics: METRICS,
+      logsBatches: figuresLogs,
+      ...(RESUMED > 0 ? { resumedSession: RESUMED } : { sessionsPerBatch: PER_BATCH, metrics: METRICS }),
       promptBytes: PROMPT_BYTES,
       shardsPerBatch: shards,
       claudeCode: (await capturedSession()).claudeCode,
@@ -527,7 +572,7 @@ export async function measureWorkerCost() {
       spansPerCpuSecond: '>= 3 × old',
       scriptCallsPerBatch: `<= 2 × shards touched + 1 = ${r2(2 * shards + 1)}`,
       redisCpuUsPerSpan: '<= 0.5 × old',
-      workerPeakRssMiB: BATCHES >= 5000 ? '<= 150' : '<= 150 (over 5,000 batches: this run had fewer)',
+      workerPeakRssMiB: figuresLogs >= 5000 ? '<= 150' : '<= 150 (over 5,000 batches: this run had fewer)',
     },
   };
   const met = {
