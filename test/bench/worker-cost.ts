@@ -584,7 +584,7 @@ export async function measureWorkerCost() {
   const row = (what: string, o: number, n: number, ratio: string, target: string, ok: boolean) =>
     `${what.padEnd(34)}${String(o).padStart(10)}${String(n).padStart(10)}${ratio.padStart(9)}  ${target} ${ok ? 'met' : 'NOT met'}`;
   const table = [
-    `worker cost: old ${oldSide.commit} vs new ${newSide.commit}, ${BATCHES} logs batches, ${PER_BATCH} sessions each, ${shards} shards touched per batch`,
+    `worker cost: old ${oldSide.commit} vs new ${newSide.commit}, ${figuresLogs} logs batches, ${RESUMED > 0 ? `one session resumed ${RESUMED} times` : `${PER_BATCH} sessions each`}, ${shards} shards touched per batch`,
     `${''.padEnd(34)}${'old'.padStart(10)}${'new'.padStart(10)}${'new/old'.padStart(9)}  target`,
     row(
       'spans per worker CPU-second',
