@@ -14,7 +14,7 @@ local function set(list)
   for _, id in ipairs(list) do out[id] = true end
   return out
 end
-local state = { session = s.session, calls = {}, agents = {}, links = {}, contiguous = set(s.contiguous), promptedAfter = set(s.promptedAfter) }
+local state = { session = s.session, calls = {}, agents = {}, links = {}, taken = {}, contiguous = set(s.contiguous), promptedAfter = set(s.promptedAfter) }
 for _, c in ipairs(s.calls) do state.calls[c.id] = c end
 for _, a in ipairs(s.agents) do state.agents[a.id] = a end
 for _, l in ipairs(s.links) do state.links[l[1]] = l[2] end

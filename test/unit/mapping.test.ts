@@ -360,22 +360,29 @@ test('spans an older bridge held (attributes as OTLP key-values) are drawn as th
   }
 });
 
-test("a session's state an older bridge kept (no index of its numbers by time, adopted start-up spans marked in `pending`, no list of the subagents that hold spans) goes on as the state kept now", async () => {
+test("a session's state an older bridge kept (its numbers by number, not by time, adopted start-up spans marked in `pending`, no list of the subagents that hold spans or may still link) goes on as the state kept now", async () => {
   const redis = await startRedis();
   const client = new Redis(redis.url);
-  const rewritten = { seqat: 0, holding: 0, adopted: 0 };
+  const rewritten = { seqat: 0, holding: 0, open: 0, adopted: 0 };
   try {
     for (const session of loadSessions().filter((s) => ['resumed', 'parallel', 'background'].includes(s.scenario))) {
       const items = itemsOf({ requests: session.requests } as SessionCopy, 0);
-      for (const cut of [1, 2, 3, 4, 5].map((sixth) => Math.floor((sixth * items.length) / 6))) {
+      for (let cut = 1; cut < items.length; cut++) {
         const trees = [];
         for (const older of [false, true]) {
           const h = new Harness({ url: redis.url });
           try {
             await h.process(requestOfItems(items.slice(0, cut)));
             for (const key of older ? await client.keys(`*${h.namespace}*`) : []) {
-              if (key.endsWith(':seqat') || key.endsWith(':holding')) {
-                rewritten[key.endsWith(':seqat') ? 'seqat' : 'holding'] += await client.del(key);
+              if (key.endsWith(':seqat')) {
+                // By number, each member `seq:ms`.
+                for (const member of await client.zrange(key, 0, -1)) {
+                  const [seq, ms] = member.split(':').map(Number);
+                  rewritten.seqat += await client.zadd(`${key.slice(0, -':seqat'.length)}:seq`, seq!, `${seq}:${ms}`);
+                }
+                await client.del(key);
+              } else if (key.endsWith(':holding') || key.endsWith(':open')) {
+                rewritten[key.endsWith(':open') ? 'open' : 'holding'] += await client.del(key);
               } else if (key.endsWith(':adopted')) {
                 const pending = `${key.slice(0, -':adopted'.length)}:pending`;
                 for (const id of await client.smembers(key)) rewritten.adopted += await client.hset(pending, id, '-');

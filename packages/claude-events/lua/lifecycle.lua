@@ -93,6 +93,14 @@ function L.key(kind, id)
   return t[1] .. id .. t[2]
 end
 
+-- A hash's fields, each read when first asked for (false when absent): a long session's are many.
+function L.fields(key)
+  return setmetatable({}, { __index = function(t, f)
+    t[f] = redis.call('HGET', key, f) or false
+    return t[f]
+  end })
+end
+
 function L.read(key)
   local flat = redis.call('HGETALL', key)
   local out = {}
@@ -125,9 +133,46 @@ function L.each(list, n, fn)
   for i = 1, #list, n do fn({ unpack(list, i, math.min(i + n - 1, #list)) }) end
 end
 
-local function parseMark(mark)
-  local seq, ms = string.match(mark, '^(%d+):(%d+)$')
-  return tonumber(seq), tonumber(ms)
+-- A session's event.sequence marks (`sequenceAt`): scored by the ms each was logged at, the member
+-- its number zero-padded ':' that ms (one millisecond's marks come by number), so a turn's window
+-- is read without every process's numbers: a resumed session keeps each one's start-up. An older
+-- bridge kept them by number (`sequence`, members `seq:ms`): moved over when first looked at.
+local indexed = {}
+function L.times(session)
+  local k, older = L.key('sequenceAt', session), L.key('sequence', session)
+  if not indexed[session] then
+    indexed[session] = true
+    if redis.call('EXISTS', older) == 1 then
+      L.addMarks(session, redis.call('ZRANGE', older, 0, -1))
+      redis.call('DEL', older)
+    end
+  end
+  return k
+end
+
+-- A mark's number, its ms and itself as `seq:ms`, from `seq:ms` or a member of `sequenceAt`.
+local function parseMark(m)
+  local seq, ms = string.match(m, '^(%d+):(%d+)$')
+  if seq then return tonumber(seq), tonumber(ms), tonumber(seq) .. ':' .. ms end
+end
+
+-- Adds marks (`seq:ms`) to the session's, or removes them (`forget`).
+function L.addMarks(session, marks, forget)
+  local args, k = {}, L.times(session)
+  for _, m in ipairs(marks) do
+    local seq, ms = string.match(m, '^(%d+):(%d+)$')
+    if seq and not forget then args[#args + 1] = ms end
+    if seq then args[#args + 1] = string.format('%012d:%s', seq, ms) end
+  end
+  L.each(args, 400, function(chunk) redis.call(forget and 'ZREM' or 'ZADD', k, unpack(chunk)) end)
+  L.keep(k)
+end
+
+-- Marks of the session logged from fromMs to toMs, each as { seq, ms, `seq:ms` }.
+function L.between(session, fromMs, toMs)
+  local out = {}
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.times(session), fromMs, toMs)) do out[#out + 1] = { parseMark(m) } end
+  return out
 end
 
 -- Distinct sequence numbers strictly between lo and hi seen in the session and logged between
@@ -137,46 +182,14 @@ end
 function L.covered(session, lo, hi, fromMs, toMs)
   -- Without a session (its id was not a string) no number can be looked up: none is covered.
   if not session or hi - lo <= 1 then return 0 end
-  local members = redis.call('ZRANGEBYSCORE', L.key('sequence', session), lo + 1, hi - 1)
   local seen, n = {}, 0
-  for _, m in ipairs(members) do
-    local seq, at = parseMark(m)
-    if seq and not seen[seq] and at >= fromMs and at <= toMs then
-      seen[seq] = true
+  for _, m in ipairs(L.between(session, fromMs, toMs)) do
+    if m[1] > lo and m[1] < hi and not seen[m[1]] then
+      seen[m[1]] = true
       n = n + 1
     end
   end
   return n
-end
-
--- A session's marks by the ms they were logged (`sequenceAt`, member the number padded ':' ms), so a
--- turn's window (L.chain, L.restarted) is read without every process's numbers (a resumed session
--- keeps each one's start-up). A session an older bridge began has `sequence` only: copied once.
-local indexed = {}
-function L.times(session)
-  local k = L.key('sequenceAt', session)
-  if not indexed[session] then
-    indexed[session] = true
-    if redis.call('EXISTS', k) == 0 then L.addMarks(session, redis.call('ZRANGE', L.key('sequence', session), 0, -1)) end
-  end
-  return k
-end
-
--- Adds marks ("seq:ms") to the session's numbers (`sequence`) and their times (`sequenceAt`), or removes them (`forget`).
-function L.addMarks(session, marks, forget)
-  local bySeq, byMs = {}, {}
-  for _, m in ipairs(marks) do
-    local seq, ms = string.match(m, '^(%d+):(%d+)$')
-    local atMs = seq and string.format('%012d:%s', seq, ms)
-    if forget then bySeq[#bySeq + 1], byMs[#byMs + 1] = m, atMs
-    elseif seq then bySeq[#bySeq + 1], bySeq[#bySeq + 2], byMs[#byMs + 1], byMs[#byMs + 2] = seq, m, ms, atMs end
-  end
-  local k, t = L.key('sequence', session), L.times(session)
-  local command = forget and 'ZREM' or 'ZADD'
-  for key, args in pairs({ [k] = bySeq, [t] = byMs }) do
-    L.each(args, 400, function(chunk) redis.call(command, key, unpack(chunk)) end)
-    L.keep(key)
-  end
 end
 
 -- A process's start-up chain before its prompt numbered hi and logged at toMs: the numbers
@@ -187,15 +200,14 @@ end
 function L.chain(session, lo, hi, fromMs, toMs)
   local out, want, offset = {}, hi - 1, 0
   if not session or hi - lo <= 1 then return out end
-  repeat
+  repeat -- newest first, a page at a time, up to where the chain ends
     local page = redis.call('ZREVRANGEBYSCORE', L.times(session), toMs, fromMs, 'LIMIT', offset, 64)
-    for _, m in ipairs(page) do
-      local seq, ms = string.match(m, '^(%d+):(%d+)$')
-      seq = tonumber(seq)
+    for _, p in ipairs(page) do
+      local seq, ms, mark = parseMark(p)
       -- Its prompt, and what it logged in the same millisecond after it, are no start-up.
-      if tonumber(ms) < toMs or seq < hi then
+      if ms < toMs or seq < hi then
         if seq == want then
-          out[#out + 1] = seq .. ':' .. ms
+          out[#out + 1] = mark
           want = want - 1
           if want <= lo then return out end
         elseif seq ~= want + 1 then
@@ -214,14 +226,13 @@ end
 function L.follows(session, mark)
   local seq, ms = parseMark(mark)
   local same, after = {}, {}
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.key('sequence', session), seq, seq + 1)) do
-    local s, t = parseMark(m)
-    if s == seq then same[#same + 1] = { t, m } elseif t >= ms then after[#after + 1] = t end
+  for _, m in ipairs(L.between(session, ms, '+inf')) do
+    if m[1] == seq then same[#same + 1] = { m[2], m[3] } elseif m[1] == seq + 1 then after[#after + 1] = m[2] end
   end
   for _, t in ipairs(after) do
     local latest
     for _, x in ipairs(same) do
-      if x[1] >= ms and x[1] <= t and (not latest or x[1] > latest[1]) then latest = x end
+      if x[1] <= t and (not latest or x[1] > latest[1]) then latest = x end
     end
     if latest and latest[2] == mark then return true end
   end
@@ -238,8 +249,8 @@ end
 -- Whether numbering started again (a new process: `--resume` numbers from 0 again) between a
 -- prompt numbered `seq`, logged at fromMs, and toMs: a number no higher than `seq` logged then.
 function L.restarted(session, seq, fromMs, toMs)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.times(session), '(' .. fromMs, toMs)) do
-    if tonumber(string.match(m, '^%d+')) <= seq then return true end
+  for _, m in ipairs(L.between(session, '(' .. fromMs, toMs)) do
+    if m[1] <= seq then return true end
   end
   return false
 end

@@ -54,6 +54,35 @@ local function records(key)
   return out
 end
 
+-- The session's subagents that hold spans (`holding`, its member '' once it lists them all), or
+-- nil when it does not yet (a session an older bridge began): a long session has hundreds.
+local function holders(session)
+  local set = {}
+  for _, a in ipairs(redis.call('SMEMBERS', L.key('holding', session))) do set[a] = true end
+  return set[''] and set or nil
+end
+
+-- A hash's values of the fields listed (HMGET in chunks: unpack's limit), by field, those present.
+local function fieldsOf(key, list)
+  local out = {}
+  L.each(list, 400, function(chunk)
+    local values = redis.call('HMGET', key, unpack(chunk))
+    for i, f in ipairs(chunk) do out[f] = values[i] or nil end
+  end)
+  return out
+end
+
+-- The records of those ids (a set) in a hash of JSON records, as records() reads them all.
+local function recordsOf(key, ids)
+  local list, out = {}, {}
+  for id in pairs(ids) do list[#list + 1] = id end
+  for id, raw in pairs(fieldsOf(key, list)) do
+    out[id] = cjson.decode(raw)
+    out[id].id = id
+  end
+  return out
+end
+
 -- Merges a batch's records (each with its id) into a hash's, read already (records: by id,
 -- each with its id), and writes back the ones it touched, in one HSET.
 local function mergeInto(hash, current, updates, rule)
@@ -80,6 +109,7 @@ local function record(session, agent, link)
   local taken = link.call ~= '' and redis.call('HGET', byCall, link.call)
   if taken and taken ~= agent then return false end
   local added = redis.call('HSETNX', L.key('links', session), agent, cjson.encode(link)) == 1
+  if added then redis.call('SREM', L.key('open', session), 'a:' .. agent, 'c:' .. link.call) end
   if added and link.call ~= '' then
     redis.call('HSET', byCall, link.call, agent)
     L.keep(byCall)
@@ -94,16 +124,35 @@ end
 --   notes:  [[agent, call]]                  links a <task-notification> names
 --   spans:  [[agent, spanId, json]]          the subagents' spans, held until each is placed
 --   inputs: [[agent, seq, json]] }           their calls and tool results (inputs.ts)
--- Returns the session's state: calls, agents, links (by id), and for subagents not yet linked,
+-- Returns the session's state: calls, agents, links (by id; those that may still link, the batch's,
+-- and those holding spans), taken (calls a link took), and for subagents not yet linked,
 -- contiguous (every event.sequence from its prompt to its first event has arrived, so every
 -- Agent call made before it is known) and promptedAfter (a prompt numbered after its
 -- subagent_completed, or until that comes its last event, has arrived, and every number before it).
 function A.merge(s)
   local calls, agents, links = L.key('calls', s.session), L.key('agents', s.session), L.key('links', s.session)
-  local state = { session = s.session, calls = records(calls), agents = records(agents), links = {}, contiguous = {}, promptedAfter = {} }
+  local state = { session = s.session, links = {}, contiguous = {}, promptedAfter = {}, taken = {} }
+  -- Only what may still link, what the batch tells of and what holds spans is read (`open`: the
+  -- subagents not linked, `a:<id>`, and calls not taken, `c:<id>`; '' once it lists them all).
+  local openKey, open, ids = L.key('open', s.session), {}, { a = {}, c = {} }
+  for _, m in ipairs(redis.call('SMEMBERS', openKey)) do open[m] = true end
+  local holding = holders(s.session)
+  if open[''] and holding then
+    for m in pairs(open) do
+      local kind, id = string.match(m, '^(%a):(.*)$')
+      if kind then ids[kind][id] = true end
+    end
+    for _, c in ipairs(s.calls) do ids.c[c.id] = true end
+    for _, a in ipairs(s.agents) do ids.a[a.id] = true end
+    for a in pairs(holding) do ids.a[a] = a ~= '' or nil end
+    state.calls, state.agents = recordsOf(calls, ids.c), recordsOf(agents, ids.a)
+  else
+    state.calls, state.agents = records(calls), records(agents)
+  end
   mergeInto(calls, state.calls, s.calls, mergeCall)
   mergeInto(agents, state.agents, s.agents, mergeAgent)
   for _, n in ipairs(s.notes) do record(s.session, n[1], { call = n[2], rule = 'notification' }) end
+  local hold, holdingNow = distinct()
   for _, sp in ipairs(s.spans) do
     -- A copy of a span sent already (a batch delivered twice) is not held again: a fold sent
     -- with its span would go as a row of its own (ready).
@@ -111,18 +160,28 @@ function A.merge(s)
     if redis.call('SISMEMBER', L.key('agentSent', id), sp[2]) == 0 then
       local held = L.key('agentSpans', id)
       redis.call('HSET', held, sp[2], sp[3])
-      redis.call('SADD', L.key('holding', s.session), sp[1])
+      hold(sp[1])
       L.keep(held)
     end
   end
+  L.each(holdingNow, 400, function(chunk) redis.call('SADD', L.key('holding', s.session), unpack(chunk)) end)
   for _, f in ipairs(s.inputs or {}) do
     local kept = L.key('agentInputs', s.session .. '/' .. f[1])
     redis.call('HSETNX', kept, f[2], f[3])
     L.keep(kept)
   end
-  for _, k in ipairs({ calls, agents, links, L.key('holding', s.session) }) do L.keep(k) end
+  for _, k in ipairs({ calls, agents, links, L.key('holding', s.session), openKey }) do L.keep(k) end
 
-  for id, raw in pairs(L.read(links)) do state.links[id] = cjson.decode(raw) end
+  local agentIds, callIds = {}, {}
+  for id in pairs(state.agents) do agentIds[#agentIds + 1] = id end
+  for id in pairs(state.calls) do callIds[#callIds + 1] = id end
+  for id, raw in pairs(fieldsOf(links, agentIds)) do state.links[id] = cjson.decode(raw) end
+  for id in pairs(fieldsOf(L.key('callLinks', s.session), callIds)) do state.taken[id] = true end
+  -- What may still link, listed (all of it the first time: a session an older bridge began).
+  local listed = { '' }
+  for id in pairs(state.agents) do if not state.links[id] then listed[#listed + 1] = 'a:' .. id end end
+  for id in pairs(state.calls) do if not state.taken[id] then listed[#listed + 1] = 'c:' .. id end end
+  L.each(listed, 400, function(chunk) redis.call('SADD', openKey, unpack(chunk)) end)
   for id, a in pairs(state.agents) do
     if not state.links[id] then
       local ix = redis.call('HMGET', L.key('ix', a.key), 'promptSeq', 'promptAt', 'coveredTo')
@@ -153,7 +212,7 @@ end
 -- that order), for subagents not yet linked, recorded. Exact evidence first, so that what it
 -- takes is no longer open for the others. Returns the new links ([[agent, link]]).
 function A.link(state)
-  local taken, linked, out = {}, {}, {}
+  local taken, linked, out = state.taken, {}, {}
   for _, l in pairs(state.links) do if l.call and l.call ~= '' then taken[l.call] = true end end
   local function link(agent, l)
     if record(state.session, agent, l) then out[#out + 1] = { agent, l } end
@@ -270,14 +329,6 @@ end
 -- it starts with a tab), looked at again by the timers' round.
 local function agentMember(session, agent) return '\t' .. session .. '\t' .. agent end
 
--- The session's subagents that hold spans (`holding`, its member '' once it lists them all), or
--- nil when it does not yet (a session an older bridge began): a long session has hundreds.
-local function holders(session)
-  local set = {}
-  for _, a in ipairs(redis.call('SMEMBERS', L.key('holding', session))) do set[a] = true end
-  return set[''] and set or nil
-end
-
 -- A.place(session, agents, owner, placed, parts): for each of the session's subagents that can
 -- be placed and holds spans that may go (ready) and are not leased to another owner: where it
 -- goes (`at`: rule, key, call?, type?, prompt?, first: the event.sequence of its first LLM call,
@@ -294,7 +345,7 @@ function A.place(session, agents, owner, placed, parts)
     -- Most hold nothing (sent and forgotten): not placed (A.due drops a member left for one).
     local all = (not holding or holding[agent]) and redis.call('HGETALL', key) or {}
     if not holding or holding[agent] then redis.call(#all > 0 and 'SADD' or 'SREM', list, agent) end
-    if #all > 0 and not calls then calls, links = L.read(L.key('calls', session)), L.read(L.key('links', session)) end
+    if #all > 0 and not calls then calls, links = L.fields(L.key('calls', session)), L.fields(L.key('links', session)) end
     local at = #all > 0 and placementOf(calls, links, agent, 0)
     if at then
       at.first = seen.call

@@ -183,9 +183,8 @@ function T.apply(input)
   -- for numbers between them and their prompt, which this batch may hold.
   for _, p in ipairs(input.pending) do
     local held = L.key('pending', p.session)
-    if redis.call('SISMEMBER', L.key('adopted', p.session), p.id) == 0 and redis.call('HGET', held, p.id) ~= SENT then
-      redis.call('HSET', held, p.id, p.span)
-    end
+    -- (An older bridge marked those adopted SENT in `pending`: not set again.)
+    if redis.call('SISMEMBER', L.key('adopted', p.session), p.id) == 0 then redis.call('HSETNX', held, p.id, p.span) end
     L.keep(held)
   end
   for _, list in ipairs({ input.pending, input.sequences }) do
@@ -250,9 +249,8 @@ local function forgetSequences(key, ix)
   -- Every number up to its end had come: what asks later whether they all came reads this.
   redis.call('HSET', L.key('ix', key), 'coveredTo', hi)
   local gone = {}
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', L.times(ix.session), from, to)) do
-    local seq, at = string.match(m, '^(%d+):(%d+)$')
-    if tonumber(seq) >= lo and tonumber(seq) <= hi then gone[#gone + 1] = tonumber(seq) .. ':' .. at end
+  for _, m in ipairs(L.between(ix.session, from, to)) do
+    if m[1] >= lo and m[1] <= hi then gone[#gone + 1] = m[3] end
   end
   L.addMarks(ix.session, gone, true)
 end

@@ -119,15 +119,16 @@ export interface ShardKeys {
  * `ix`: hash, an interaction's state; `text`: hash, its prompt and completion (apart, so that
  * deciding on its state does not read a 100 KB prompt); `contributions`, `events`: hashes, what its root will sum
  * and carry; `inputs`: hash, its main chain's calls and tool results by event.sequence (what its
- * LLM calls got as input, for calls in later batches and its root); `prompts`: sorted set, a session's prompts by time; `sequence`: sorted set, the
- * `event.sequence` numbers seen in a session (member `seq:ms`); `sequenceAt`: sorted set, the same marks by the ms they were
- * logged at (member the number zero-padded, `:ms`), so a turn's window is read without every process's numbers; `waiting`: set, a session's
+ * LLM calls got as input, for calls in later batches and its root); `prompts`: sorted set, a session's prompts by time; `sequenceAt`: sorted set, the
+ * `event.sequence` numbers seen in a session, by the ms each was logged at (member the number zero-padded, `:ms`), so a
+ * turn's window is read without every process's numbers (`sequence`: an older bridge's, by number, member `seq:ms`); `waiting`: set, a session's
  * interactions waiting for a missing sequence number; `pending`: hash, spans of a session's
  * start-up events held for the prompt they lead to (an older bridge's: `-` once adopted); `adopted`: set, the ids of those
  * adopted (a copy is not adopted again). Subagents (agents.ts in claude-events):
  * `calls`, `agents`, `links`: hashes per session, its Agent tool calls, its subagents and which
  * call started which; `callLinks`: hash per session, the same links by call (a call starts one subagent); `agentSpans`: hash per `session/agent`, a subagent's spans held until it
- * is placed and may go; `holding`: set per session, its subagents that hold spans (member '' once it lists them all); `agentSent`: set per `session/agent`, the ids of its spans sent; `agentInputs`: hash per `session/agent`, its calls and tool results by
+ * is placed and may go; `holding`: set per session, its subagents that hold spans (member '' once it lists them all); `open`: set per session, its
+ * subagents not linked (`a:<id>`) and Agent calls not taken (`c:<id>`), what A.merge reads (member '' once it lists them all); `agentSent`: set per `session/agent`, the ids of its spans sent; `agentInputs`: hash per `session/agent`, its calls and tool results by
  * event.sequence (its LLM calls' inputs); `callSpans`: hash per session, background Agent calls'
  * tool spans and their subagents' totals, held until they meet (lua/subagents.lua M.put).
  */
@@ -149,6 +150,7 @@ export type PerIdKey =
   | 'callLinks'
   | 'agentSpans'
   | 'holding'
+  | 'open'
   | 'agentSent'
   | 'agentInputs'
   | 'callSpans';
@@ -188,6 +190,7 @@ export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
       callLinks: per('session', ':calllinks'),
       agentSpans: per('agent', ':spans'),
       holding: per('session', ':holding'),
+      open: per('session', ':open'),
       agentSent: per('agent', ':sent'),
       agentInputs: per('agent', ':inputs'),
       callSpans: per('session', ':callspans'),
