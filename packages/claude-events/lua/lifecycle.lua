@@ -182,13 +182,18 @@ end
 function L.covered(session, lo, hi, fromMs, toMs)
   -- Without a session (its id was not a string) no number can be looked up: none is covered.
   if not session or hi - lo <= 1 then return 0 end
-  local seen, n = {}, 0
-  for _, m in ipairs(L.between(session, fromMs, toMs)) do
-    if m[1] > lo and m[1] < hi and not seen[m[1]] then
-      seen[m[1]] = true
-      n = n + 1
+  local seen, n, offset = {}, 0, 0
+  repeat -- oldest first, a page at a time, until every number is found
+    local page = redis.call('ZRANGEBYSCORE', L.times(session), fromMs, toMs, 'LIMIT', offset, 64)
+    for _, m in ipairs(page) do
+      local seq = parseMark(m)
+      if seq > lo and seq < hi and not seen[seq] then
+        seen[seq], n = true, n + 1
+        if n == hi - lo - 1 then return n end
+      end
     end
-  end
+    offset = offset + 64
+  until #page < 64
   return n
 end
 
