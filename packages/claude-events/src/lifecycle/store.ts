@@ -117,7 +117,7 @@ export class LifecycleStore {
 
   /**
    * Runs a script on a shard: its declared keys, then its input and the span bodies it names
-   * (lifecycle.lua L.bodies); reads its reply, bodies put back in place (L.reply).
+   * (shard.lua L.bodies); reads its reply, bodies put back in place (L.reply).
    */
   private async run(script: ScriptName, shard: number, input: object, more: string[] = [], bodies: string[] = []) {
     const keys = this.shards[shard]!;
@@ -224,7 +224,7 @@ export class LifecycleStore {
 /**
  * The work with each span body (JSON text) moved to `bodies` and named by its index, from 1 (the
  * script's ARGV[1 + i]): bodies go as arguments of their own, not escaped inside the input.
- * The places are lifecycle.lua L.bodies's.
+ * The places are shard.lua L.bodies's.
  */
 function withBodyRefs(w: BatchWork, bodies: string[]) {
   const ref = (body: string) => bodies.push(body);
@@ -241,7 +241,7 @@ function withBodyRefs(w: BatchWork, bodies: string[]) {
   };
 }
 
-/** A script's reply (lifecycle.lua L.reply): its summary, each body it names by index put back in place. */
+/** A script's reply (shard.lua L.reply): its summary, each body it names by index put back in place. */
 function bodiesIn(reply: string[] | string): Record<string, unknown> {
   const items = typeof reply === 'string' ? [reply] : reply;
   const out = JSON.parse(items[0]!) as Record<string, unknown>;
