@@ -144,7 +144,7 @@ function A.merge(s)
     end
     for _, c in ipairs(s.calls) do ids.c[c.id] = true end
     for _, a in ipairs(s.agents) do ids.a[a.id] = true end
-    for a in pairs(holding) do ids.a[a] = a ~= '' or nil end
+    for a in pairs(holding) do ids.a[a] = true end
     state.calls, state.agents = recordsOf(calls, ids.c), recordsOf(agents, ids.a)
   else
     state.calls, state.agents = records(calls), records(agents)
@@ -344,7 +344,8 @@ function A.place(session, agents, owner, placed, parts)
     local key = L.key('agentSpans', session .. '/' .. agent)
     -- Most hold nothing (sent and forgotten): not placed (A.due drops a member left for one).
     local all = (not holding or holding[agent]) and redis.call('HGETALL', key) or {}
-    if not holding or holding[agent] then redis.call(#all > 0 and 'SADD' or 'SREM', list, agent) end
+    if not holding and #all > 0 then redis.call('SADD', list, agent) end
+    if holding and holding[agent] and #all == 0 then redis.call('SREM', list, agent) end
     if #all > 0 and not calls then calls, links = L.fields(L.key('calls', session)), L.fields(L.key('links', session)) end
     local at = #all > 0 and placementOf(calls, links, agent, 0)
     if at then
@@ -418,12 +419,8 @@ end
 -- A.revisit(session, owner, placed, parts): A.place for every subagent of a session a batch touched without
 -- telling of its subagents: a number it brought may be the one a held span waits for.
 function A.revisit(session, owner, placed, parts)
-  local holding, agents = holders(session), {}
-  if not holding then agents = records(L.key('agents', session)) end
-  for agent in pairs(holding or {}) do
-    local raw = agent ~= '' and redis.call('HGET', L.key('agents', session), agent)
-    if raw then agents[agent] = cjson.decode(raw) end
-  end
+  local holding, key = holders(session), L.key('agents', session)
+  local agents = holding and recordsOf(key, holding) or records(key)
   if next(agents) ~= nil then A.place(session, agents, owner, placed, parts) end
 end
 
