@@ -48,6 +48,7 @@ import {
 import * as thisRedis from '@ccbridge/redis';
 import { shardOf } from '@ccbridge/redis';
 import { peakRssMiB, post, startBridge, startRedis, waitFor } from '../support/peers';
+import { copySession, Rng } from '../support/race';
 import { cpuSeconds } from './cpu';
 import { stubLlmflow } from './export';
 import { capturedSession } from './sessions';
@@ -82,20 +83,31 @@ interface Request {
 const sessionIds = (json: string) =>
   new Set([...json.matchAll(/"session\.id","value":\{"stringValue":"([^"]+)"/g)].map((m) => m[1]!));
 
-/** One session resumed `copies` times over (BENCH_RESUMED). */
+/**
+ * One session resumed `copies` times over (BENCH_RESUMED): each copy with fresh ids wherever they
+ * occur (race.ts copySession: a <task-notification> names its agent and call), then the first
+ * copy's session id again, and its times after the copy before.
+ */
 export async function resumedLoad(copies: number): Promise<Request[]> {
-  const logs = (await capturedSession(progress)).requests
+  const captured = await capturedSession(progress);
+  const logs = captured.requests
     .filter((r) => r.signal === 'logs')
-    .map((r) => JSON.stringify(decodeExportRequest('logs', r.body, 'protobuf')));
-  const times = logs.flatMap((j) =>
-    [...j.matchAll(/"timeUnixNano":"(\d+)"/g)].map((m) => Number(BigInt(m[1]!) / 1_000_000n)),
+    .map((r) => decodeExportRequest('logs', r.body, 'protobuf') as ExportLogsRequest);
+  const session = { ...captured, scenario: 'bench', description: '', processes: logs.length, requests: logs };
+  const times = logs.flatMap((r) =>
+    [...JSON.stringify(r).matchAll(/"timeUnixNano":"(\d+)"/g)].map((m) => Number(BigInt(m[1]!) / 1_000_000n)),
   );
   const shiftMs = Math.max(...times) - Math.min(...times) + 60_000;
+  const rng = new Rng(1);
+  let first: string | undefined;
   const out: Request[] = [];
   for (let c = 0; c < copies; c++) {
+    const copy = copySession(session, c, rng);
+    first ??= copy.session;
     const ns = BigInt(c * shiftMs) * 1_000_000n;
-    for (const json of logs) {
-      const copy = json
+    for (const request of copy.requests) {
+      const json = JSON.stringify(request)
+        .replaceAll(copy.session, first)
         .replace(
           /"(time|observedTime)UnixNano":"(\d+)"/g,
           (_m, f: string, t: string) => `"${f}UnixNano":"${BigInt(t) + ns}"`,
@@ -104,14 +116,10 @@ export async function resumedLoad(copies: number): Promise<Request[]> {
           /"event\.timestamp","value":\{"stringValue":"([^"]+)"/g,
           (_m, iso: string) =>
             `"event.timestamp","value":{"stringValue":"${new Date(Date.parse(iso) + c * shiftMs).toISOString()}"`,
-        )
-        .replace(
-          /"(prompt\.id|message\.uuid|tool_use_id|request_id|agent_id|request_body_id)","value":\{"stringValue":"([^"]+)"/g,
-          (_m, key: string, id: string) => `"${key}","value":{"stringValue":"${id}-${c}"`,
         );
       out.push({
         signal: 'logs',
-        body: encodeExportRequest('logs', JSON.parse(copy) as ExportLogsRequest, 'protobuf'),
+        body: encodeExportRequest('logs', JSON.parse(json) as ExportLogsRequest, 'protobuf'),
         shards: 1,
       });
     }
