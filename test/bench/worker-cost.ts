@@ -92,7 +92,7 @@ export async function resumedLoad(copies: number): Promise<Request[]> {
   const captured = await capturedSession(progress);
   const logs = captured.requests
     .filter((r) => r.signal === 'logs')
-    .map((r) => decodeExportRequest('logs', r.body, 'protobuf') as ExportLogsRequest);
+    .map((r) => decodeExportRequest('logs', r.body, 'protobuf'));
   const session = { ...captured, scenario: 'bench', description: '', processes: logs.length, requests: logs };
   const times = logs.flatMap((r) =>
     [...JSON.stringify(r).matchAll(/"timeUnixNano":"(\d+)"/g)].map((m) => Number(BigInt(m[1]!) / 1_000_000n)),
