@@ -8,7 +8,7 @@
 -- Every other key is built from ARGV[1].templates and carries KEYS[1]'s hash tag.
 -- ARGV[1]  JSON: { now, cfg, templates, limit, timersDueBy, calls }   calls: look at held calls
 --          and subagents too
--- Returns  the summary (L.reply): { claimed: [T.claim's rows], calls: [{ session, call, span?, totals? }],
+-- Returns  the summary (L.reply): { claimed: [T.claim's rows], met: [{ session, call, span?, totals? }],
 --                  placed: [{ session, agent, at, spans: [json] }] }
 --! include turns.lua
 --! include subagents.lua
@@ -16,12 +16,12 @@
 local input = cjson.decode(ARGV[1])
 L.init(KEYS, input)
 local claimed = T.claim(input.limit, input.timersDueBy)
-local calls, placed, parts = {}, {}, {}
+local met, placed, parts = {}, {}, {}
 if input.calls then
   local members = redis.call('ZRANGEBYSCORE', L.callDeadlines, '-inf', L.now, 'LIMIT', 0, input.limit)
-  calls = M.due(members)
+  met = M.due(members)
   placed, parts = A.due(members)
-  for _, c in ipairs(M.put(parts)) do calls[#calls + 1] = c end
+  for _, c in ipairs(M.put(parts)) do met[#met + 1] = c end
 end
 L.flush()
-return L.reply({ claimed = claimed, calls = calls, placed = placed })
+return L.reply({ claimed = claimed, met = met, placed = placed })

@@ -130,16 +130,13 @@ function L.decided(key, ix) return decided[key] or L.decide(ix) end
 function L.schedule(key)
   local ixKey = L.key('ix', key)
   local ix = L.read(ixKey)
-  if not ix.traceId then
-    redis.call('ZREM', L.deadlines, key)
-    return nil
-  end
-  local v = L.decide(ix)
-  if ix.session then
+  -- No verdict (nil) for an expired interaction: like a drawn one, out of the index.
+  local v = ix.traceId and L.decide(ix)
+  if v and ix.session then
     if v.phase == 'gap' then redis.call('SADD', L.key('waiting', ix.session), key)
     else redis.call('SREM', L.key('waiting', ix.session), key) end
   end
-  if v.phase == 'drawn' then
+  if not v or v.phase == 'drawn' then
     redis.call('ZREM', L.deadlines, key)
     return v
   end

@@ -35,7 +35,7 @@ function L.addMarks(session, marks, forget)
     if seq and not forget then args[#args + 1] = ms end
     if seq then args[#args + 1] = string.format('%012d:%s', seq, ms) end
   end
-  L.each(args, 400, function(chunk) redis.call(forget and 'ZREM' or 'ZADD', k, unpack(chunk)) end)
+  L.inChunks(forget and 'ZREM' or 'ZADD', k, args)
   L.keep(k)
 end
 

@@ -19,9 +19,8 @@ end
 -- i]; store.ts withBodyRefs names the places: sessions[].spans[][3], updates[].held[][2] unless
 -- SENT, updates[].prompt, pending[].span, calls[].json); L.bodies puts them back. L.reply hands
 -- back the summary (reply item 1) and the bodies it holds, each named by its index in the reply
--- (store.ts bodiesIn): release[][2], placed[].spans[], met[] (due.lua: calls[]) .span and
--- .totals, claimed[].events (every second item, unless SENT), claimed[].state .prompt and
--- .completion.
+-- (store.ts bodiesIn): release[][2], placed[].spans[], met[].span and .totals, claimed[].events
+-- (every second item, unless SENT), claimed[].state .prompt and .completion.
 function L.bodies(input, argv)
   for _, s in ipairs(input.sessions or {}) do
     for _, sp in ipairs(s.spans) do sp[3] = argv[1 + sp[3]] end
@@ -44,7 +43,7 @@ function L.reply(out)
   for _, p in ipairs(out.placed or {}) do
     for j, body in ipairs(p.spans) do p.spans[j] = ref(body) end
   end
-  for _, m in ipairs(out.met or out.calls or {}) do
+  for _, m in ipairs(out.met or {}) do
     if m.span then m.span = ref(m.span) end
     if m.totals then m.totals = ref(m.totals) end
   end
@@ -99,7 +98,7 @@ function L.flush()
   for _, k in ipairs(kept) do redis.call('EXPIRE', k, L.cfg.ttlSeconds) end
 end
 
--- Calls fn with `list` in chunks of at most n items, in order (unpack's limit on arguments).
-function L.each(list, n, fn)
-  for i = 1, #list, n do fn({ unpack(list, i, math.min(i + n - 1, #list)) }) end
+-- Calls `cmd key ...list`, at most 400 items a call (unpack's limit), in order; none if it is empty.
+function L.inChunks(cmd, key, list)
+  for i = 1, #list, 400 do redis.call(cmd, key, unpack(list, i, math.min(i + 399, #list))) end
 end

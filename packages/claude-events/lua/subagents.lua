@@ -2,14 +2,10 @@
 -- header), and background Agent calls meeting their subagents' totals. Included by batch.lua,
 -- commit.lua and due.lua, after L.init.
 --
--- A session's keys (keys.ts templates): `calls` its Agent tool calls, `agents` its subagents,
--- `links` which call started which subagent and `callLinks` the same by call; per
--- `session/agent`: `agentSpans` its spans held until it is placed and they may go (JSON),
--- `agentSent` the ids of those sent, and
--- `agentInputs` its calls and tool results (its LLM calls' inputs); per session: `callSpans`
--- background calls' tool spans (`span:<call>`) and their subagents' totals (`totals:<call>`),
--- JSON or SENT, held until they meet; the shard's `callDeadlines` (KEYS[callDeadlines]) orders
--- held calls (`session<TAB>call`) by when their wait runs out.
+-- A session's keys (`calls`, `agents`, `links`, `callLinks`, `holding`, `open`, `callSpans`) and
+-- each subagent's (`agentSpans`, `agentSent`, `agentInputs`, per `session/agent`) are keys.ts
+-- templates, PerIdKey says what each holds; the shard's `callDeadlines` (KEYS[3]) orders held
+-- calls (`session<TAB>call`) and subagents holding spans by when they are looked at again.
 --
 -- Every write merges (min, max, set-if-absent) and nothing is let go before the caller has sent
 -- it (A.forget, M.done: commit.lua), so a batch applied twice, or retried after a failed export,
@@ -43,10 +39,23 @@ local function mergeAgent(cur, u)
   cur.type = cur.type or u.type
 end
 
--- A hash of JSON records keyed by id, decoded, each with its id.
-local function records(key)
+-- A hash's values of the fields that are `set`'s keys (HMGET in chunks: unpack's limit), by
+-- field, those present.
+local function fieldsOf(key, set)
+  local list, out = {}, {}
+  for f in pairs(set) do list[#list + 1] = f end
+  for i = 1, #list, 400 do
+    local values = redis.call('HMGET', key, unpack(list, i, math.min(i + 399, #list)))
+    for j, v in ipairs(values) do out[list[i + j - 1]] = v or nil end
+  end
+  return out
+end
+
+-- A hash of JSON records keyed by id (all of them, or those of `ids`, a set), decoded, each
+-- with its id.
+local function records(key, ids)
   local out = {}
-  for id, raw in pairs(L.read(key)) do
+  for id, raw in pairs(ids and fieldsOf(key, ids) or L.read(key)) do
     local r = cjson.decode(raw)
     r.id = id
     out[id] = r
@@ -60,27 +69,6 @@ local function holders(session)
   local set = {}
   for _, a in ipairs(redis.call('SMEMBERS', L.key('holding', session))) do set[a] = true end
   return set[''] and set or nil
-end
-
--- A hash's values of the fields listed (HMGET in chunks: unpack's limit), by field, those present.
-local function fieldsOf(key, list)
-  local out = {}
-  L.each(list, 400, function(chunk)
-    local values = redis.call('HMGET', key, unpack(chunk))
-    for i, f in ipairs(chunk) do out[f] = values[i] or nil end
-  end)
-  return out
-end
-
--- The records of those ids (a set) in a hash of JSON records, as records() reads them all.
-local function recordsOf(key, ids)
-  local list, out = {}, {}
-  for id in pairs(ids) do list[#list + 1] = id end
-  for id, raw in pairs(fieldsOf(key, list)) do
-    out[id] = cjson.decode(raw)
-    out[id].id = id
-  end
-  return out
 end
 
 -- Merges a batch's records (each with its id) into a hash's, read already (records: by id,
@@ -99,7 +87,7 @@ local function mergeInto(hash, current, updates, rule)
     args[#args + 1], args[#args + 2] = id, cjson.encode(r)
     r.id = id
   end
-  L.each(args, 400, function(chunk) redis.call('HSET', hash, unpack(chunk)) end)
+  L.inChunks('HSET', hash, args)
 end
 
 -- Records a link unless its subagent, or its call, is linked already: the first stands.
@@ -145,7 +133,7 @@ function A.merge(s)
     for _, c in ipairs(s.calls) do ids.c[c.id] = true end
     for _, a in ipairs(s.agents) do ids.a[a.id] = true end
     for a in pairs(holding) do ids.a[a] = true end
-    state.calls, state.agents = recordsOf(calls, ids.c), recordsOf(agents, ids.a)
+    state.calls, state.agents = records(calls, ids.c), records(agents, ids.a)
   else
     state.calls, state.agents = records(calls), records(agents)
   end
@@ -164,7 +152,7 @@ function A.merge(s)
       L.keep(held)
     end
   end
-  L.each(holdingNow, 400, function(chunk) redis.call('SADD', L.key('holding', s.session), unpack(chunk)) end)
+  L.inChunks('SADD', L.key('holding', s.session), holdingNow)
   for _, f in ipairs(s.inputs or {}) do
     local kept = L.key('agentInputs', s.session .. '/' .. f[1])
     redis.call('HSETNX', kept, f[2], f[3])
@@ -172,16 +160,13 @@ function A.merge(s)
   end
   for _, k in ipairs({ calls, agents, links, L.key('holding', s.session), openKey }) do L.keep(k) end
 
-  local agentIds, callIds = {}, {}
-  for id in pairs(state.agents) do agentIds[#agentIds + 1] = id end
-  for id in pairs(state.calls) do callIds[#callIds + 1] = id end
-  for id, raw in pairs(fieldsOf(links, agentIds)) do state.links[id] = cjson.decode(raw) end
-  for id in pairs(fieldsOf(L.key('callLinks', s.session), callIds)) do state.taken[id] = true end
+  for id, raw in pairs(fieldsOf(links, state.agents)) do state.links[id] = cjson.decode(raw) end
+  for id in pairs(fieldsOf(L.key('callLinks', s.session), state.calls)) do state.taken[id] = true end
   -- What may still link, listed (all of it the first time: a session an older bridge began).
   local listed = { '' }
   for id in pairs(state.agents) do if not state.links[id] then listed[#listed + 1] = 'a:' .. id end end
   for id in pairs(state.calls) do if not state.taken[id] then listed[#listed + 1] = 'c:' .. id end end
-  L.each(listed, 400, function(chunk) redis.call('SADD', openKey, unpack(chunk)) end)
+  L.inChunks('SADD', openKey, listed)
   for id, a in pairs(state.agents) do
     if not state.links[id] then
       local ix = redis.call('HMGET', L.key('ix', a.key), 'promptSeq', 'promptAt', 'coveredTo')
@@ -373,7 +358,7 @@ function A.place(session, agents, owner, placed, parts)
           left = true
         end
       end
-      L.each(leasing, 400, function(chunk) redis.call('HSET', key, unpack(chunk)) end)
+      L.inChunks('HSET', key, leasing)
       -- Looked at again once a lease may run out, or its turn's root was drawn a gap wait ago
       -- (ready); batches of the session look sooner (A.revisit).
       local member = agentMember(session, agent)
@@ -390,7 +375,6 @@ function A.place(session, agents, owner, placed, parts)
       end
     end
   end
-  return placed, parts
 end
 
 -- A.forget(sent): [{ session, agent, spanIds, leased }] the caller sent (spanIds) of what it was
@@ -400,8 +384,7 @@ end
 function A.forget(sent)
   for _, s in ipairs(sent) do
     local id = s.session .. '/' .. s.agent
-    local fields = {}
-    for _, span in ipairs(s.spanIds) do fields[#fields + 1] = span end
+    local fields = { unpack(s.spanIds) }
     for _, span in ipairs(s.leased or {}) do fields[#fields + 1] = LEASE .. span end
     if #fields > 0 then redis.call('HDEL', L.key('agentSpans', id), unpack(fields)) end
     -- What is still held may go now (a batch that came meanwhile was refused it while leased):
@@ -419,8 +402,7 @@ end
 -- A.revisit(session, owner, placed, parts): A.place for every subagent of a session a batch touched without
 -- telling of its subagents: a number it brought may be the one a held span waits for.
 function A.revisit(session, owner, placed, parts)
-  local holding, key = holders(session), L.key('agents', session)
-  local agents = holding and recordsOf(key, holding) or records(key)
+  local agents = records(L.key('agents', session), holders(session))
   if next(agents) ~= nil then A.place(session, agents, owner, placed, parts) end
 end
 
@@ -441,9 +423,9 @@ end
 
 local function member(session, call) return session .. '\t' .. call end
 
+-- A held call's span and totals (JSON, SENT, or false when absent).
 local function heldCall(session, call)
-  local v = redis.call('HMGET', L.key('callSpans', session), 'span:' .. call, 'totals:' .. call)
-  return v[1] or nil, v[2] or nil
+  return unpack(redis.call('HMGET', L.key('callSpans', session), 'span:' .. call, 'totals:' .. call))
 end
 
 local function entry(session, call, span, totals)

@@ -3,11 +3,8 @@
 -- lifecycle.lua alone; these functions keep its verdicts. Included by batch.lua, commit.lua
 -- and due.lua, after L.init.
 --
--- A turn's keys (keys.ts templates): `ix` its state, `text` its prompt and completion (read only
--- to draw its root, not at every decision: a prompt can be 100 KB), `contributions` what its root sums,
--- `events` its held spans (JSON, or SENT once sent), `inputs` its LLM calls' inputs; a session's
--- `prompts` (its turns by time), `sequence` (event.sequence numbers seen), `waiting` (turns
--- waiting for a number), `pending` (start-up spans before any prompt).
+-- A turn's keys (`ix`, `text`, `contributions`, `events`, `inputs`) and its session's (`prompts`,
+-- `sequenceAt`, `waiting`, `pending`, `adopted`) are keys.ts templates; PerIdKey says what each holds.
 --! include lifecycle.lua
 
 local T = {}
@@ -86,11 +83,9 @@ function T.apply(input)
         adopted[#adopted + 1] = spans[i]
       end
     end
-    L.each(adopted, 400, function(chunk)
-      redis.call('HDEL', held, unpack(chunk))
-      redis.call('SADD', L.key('adopted', session), unpack(chunk))
-      L.keep(L.key('adopted', session))
-    end)
+    L.inChunks('HDEL', held, adopted)
+    L.inChunks('SADD', L.key('adopted', session), adopted)
+    if #adopted > 0 then L.keep(L.key('adopted', session)) end
   end
 
   -- 1. Sequence numbers; a session's interactions waiting for one of them are looked at again.
@@ -152,7 +147,7 @@ function T.apply(input)
       for _, e in ipairs(u.ends) do put('end:' .. e[1], e[2] .. '|' .. e[3] .. '|' .. e[4]) end
       for _, request in ipairs(u.toolRequests) do put('tool:' .. request, '1') end
       for kind, fields in pairs({ ix = set, text = text, contributions = contributions }) do
-        L.each(fields, 400, function(chunk) redis.call('HSET', L.key(kind, u.key), unpack(chunk)) end)
+        L.inChunks('HSET', L.key(kind, u.key), fields)
       end
       -- What its LLM calls got as input (inputs.ts): kept for calls of later batches and the root.
       for _, f in ipairs(u.inputs or {}) do redis.call('HSETNX', L.key('inputs', u.key), f[1], f[2]) end
@@ -186,10 +181,9 @@ function T.apply(input)
     -- (An older bridge marked those adopted SENT in `pending`: not set again.)
     if redis.call('SISMEMBER', L.key('adopted', p.session), p.id) == 0 then redis.call('HSETNX', held, p.id, p.span) end
     L.keep(held)
+    adopting(p.session)
   end
-  for _, list in ipairs({ input.pending, input.sequences }) do
-    for _, p in ipairs(list) do adopting(p.session) end
-  end
+  for _, s in ipairs(input.sequences) do adopting(s.session) end
   for _, session in ipairs(sessions) do adopt(session) end
 
   -- 4. New verdicts for everything the batch touched.
@@ -281,7 +275,7 @@ function T.settle(drawn, retry)
         if json and releasable(json) then release[#release + 1] = { d.key, json } end
         sent[#sent + 1], sent[#sent + 2] = id, SENT
       end
-      L.each(sent, 400, function(chunk) redis.call('HSET', events, unpack(chunk)) end)
+      L.inChunks('HSET', events, sent)
       if ix.session then redis.call('SREM', L.key('waiting', ix.session), d.key) end
       redis.call('HINCRBY', L.stats, 'drawn', 1)
       if d.complete then forgetSequences(d.key, ix) else redis.call('HINCRBY', L.stats, 'drawn_incomplete', 1) end

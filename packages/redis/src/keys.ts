@@ -109,7 +109,7 @@ export interface ShardKeys {
   deadlines: string;
   /** Hash of counters: drawn, incomplete, late events. */
   stats: string;
-  /** Sorted set: held background Agent calls (`session<TAB>call`) → when their wait runs out (ms). */
+  /** Sorted set: held Agent calls (`session<TAB>call`) and subagents holding spans (`<TAB>session<TAB>agent`) → when next looked at (ms). */
   callDeadlines: string;
   /** The templates the shard's scripts build per-session and per-interaction keys from. */
   templates: Record<PerIdKey, KeyTemplate>;
@@ -129,8 +129,8 @@ export interface ShardKeys {
  * call started which; `callLinks`: hash per session, the same links by call (a call starts one subagent); `agentSpans`: hash per `session/agent`, a subagent's spans held until it
  * is placed and may go; `holding`: set per session, its subagents that hold spans (member '' once it lists them all); `open`: set per session, its
  * subagents not linked (`a:<id>`) and Agent calls not taken (`c:<id>`), what A.merge reads (member '' once it lists them all); `agentSent`: set per `session/agent`, the ids of its spans sent; `agentInputs`: hash per `session/agent`, its calls and tool results by
- * event.sequence (its LLM calls' inputs); `callSpans`: hash per session, background Agent calls'
- * tool spans and their subagents' totals, held until they meet (lua/subagents.lua M.put).
+ * event.sequence (its LLM calls' inputs); `callSpans`: hash per session, Agent calls'
+ * tool spans (`span:<call>`) and their subagents' totals (`totals:<call>`), JSON or `-` once sent, held until they meet (lua/subagents.lua M.put).
  */
 export type PerIdKey =
   | 'ix'

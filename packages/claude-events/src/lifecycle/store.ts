@@ -175,10 +175,7 @@ export class LifecycleStore {
    * that may go now. A timer counts as run out only if it ran out by `timersDueBy` (when the
    * oldest batch still queued was received).
    */
-  async due(
-    shard: number,
-    input: { limit: number; timersDueBy: number; calls: boolean },
-  ): Promise<Pick<ShardOutcome, 'release' | 'placed' | 'met' | 'claimed'>> {
+  async due(shard: number, input: { limit: number; timersDueBy: number; calls: boolean }): Promise<HandedBack> {
     return handedBack(await this.run('ccbridgeDue', shard, input));
   }
 
@@ -249,7 +246,7 @@ function bodiesIn(reply: string[] | string): Record<string, unknown> {
   const body = (i: unknown) => items[(i as number) - 1]!;
   for (const r of list<[string, unknown]>(out.release)) r[1] = body(r[1]);
   for (const p of list<{ spans: unknown }>(out.placed)) p.spans = list(p.spans).map(body);
-  for (const m of list<{ span?: unknown; totals?: unknown }>(out.met ?? out.calls)) {
+  for (const m of list<{ span?: unknown; totals?: unknown }>(out.met)) {
     if (m.span !== undefined) m.span = body(m.span);
     if (m.totals !== undefined) m.totals = body(m.totals);
   }
@@ -268,11 +265,12 @@ interface ClaimedRow extends Pick<StoredTurn, 'key' | 'verdict'> {
   inputs: unknown;
 }
 
-/** What a script's reply hands back to send (held calls: batch.lua's `met`, due.lua's `calls`). */
-const handedBack = (r: Record<string, unknown>): Pick<ShardOutcome, 'release' | 'placed' | 'met' | 'claimed'> => ({
+/** What a script's reply hands back to send. */
+type HandedBack = Pick<ShardOutcome, 'release' | 'placed' | 'met' | 'claimed'>;
+const handedBack = (r: Record<string, unknown>): HandedBack => ({
   release: list<[string, string]>(r.release).map(([key, held]) => ({ key, held })),
   placed: list<PlacedAgent>(r.placed).map((p) => ({ ...p, spans: list<string>(p.spans), ids: list<string>(p.ids) })),
-  met: list<HeldCall>(r.met ?? r.calls),
+  met: list<HeldCall>(r.met),
   claimed: list<ClaimedRow>(r.claimed).map(storedOf),
 });
 
