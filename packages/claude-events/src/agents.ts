@@ -23,9 +23,8 @@
  *
  * The rules are applied in Redis, where the evidence is (lua/subagents.lua: A.merge, A.link,
  * A.place). Until a subagent is placed its spans are held there; once placed, each is handed back
- * when nothing may still fold into it (subagents.lua, ready) and sent in the call's trace
- * (placedSpans, below), under the call's `claude_code.tool.execution` unless it has a parent of
- * its own, with the agent's id and type (`gen_ai.agent.id`, `gen_ai.agent.name`) and the rule.
+ * when nothing may still fold into it (subagents.lua, ready) and sent as above, or under its own
+ * parent if it has one, with the agent's id and type and the rule (placedSpans, below).
  */
 import { attributesToRecord, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import { entryOf, sequenceOf, stringOf, type ClaudeEvent } from './events';
@@ -93,12 +92,12 @@ type CallTotals = { agent: string; at: PlacedAt; held: string };
  * known where tool details are logged) returns at once ("async_launched") and waits for them;
  * a foreground call's totals come before it, so it takes them if they are there and goes.
  */
-export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean; seq?: number } | undefined {
+export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean } | undefined {
   const tool = stringOf(e.attributes['tool_name']);
   const call = stringOf(e.attributes['tool_use_id']);
   if (e.name !== 'tool_result' || e.attributes['agent_id'] !== undefined || !tool || !AGENT_TOOLS.has(tool) || !call)
     return undefined;
-  return { call, background: callInput(e)['run_in_background'] === true, seq: sequenceOf(e) };
+  return { call, background: callInput(e)['run_in_background'] === true };
 }
 
 /** The spans to send for held calls handed back: each call's span with its totals merged under its own values, or what is there alone. */

@@ -13,7 +13,6 @@ type Foldable = Pick<SpanDraft, 'spanId' | 'fold'>;
  * Merges each fold whose target is in `items` into it (via `merge`), in the order `orderOf`
  * gives (event.sequence: a later fold's value wins, a reply body's messages over the answer's
  * text); returns what is left: the spans (targets included), and the folds not resolved here.
- * A fold may give its target another id (`alias`), which other folds may name.
  */
 export function foldWithin<T extends Foldable>(
   items: T[],

@@ -13,7 +13,7 @@
  * INPUT_MAX characters, so what a turn keeps for later batches (lua/turns.lua) stays bounded.
  */
 import type { KeyValue } from '@ccbridge/otlp';
-import { booleanOf, numberOf, sequenceIn, sequenceOf, stringOf, type Attributes, type ClaudeEvent } from './events';
+import { booleanOf, entryOf, numberOf, sequenceIn, stringOf, type Attributes, type ClaudeEvent } from './events';
 import { sessionOf } from './assign';
 import { isMainThread, llmSpanIdFor } from './mapping';
 import { textMessages } from './messages';
@@ -129,7 +129,7 @@ export function callInputs(
   for (const f of facts) bySeq.set(f.seq, f);
   const all = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
   const chains = new Map<string, InputFact[]>();
-  for (const f of all) if (f.kind === 'call') chains.set(f.chain, [...(chains.get(f.chain) ?? []), f]);
+  for (const f of all) if (f.kind === 'call') entryOf(chains, f.chain, () => []).push(f);
   const out = new Map<string, Attributes>();
   for (const [chain, calls] of chains) {
     const start = chain === '' && prompt ? prompt.seq : undefined;
@@ -174,15 +174,13 @@ export function batchInputs(events: ClaudeEvent[], keys: (string | undefined)[])
   const turns = new Map<string, { session: string; facts: InputFact[]; prompt?: TurnPrompt; resource: KeyValue[] }>();
   events.forEach((e, i) => {
     const session = sessionOf(e);
-    const seq = sequenceOf(e);
+    const seq = sequenceIn(e.attributes);
     if (!session || seq === undefined) return;
-    const bySession = seen.get(e.resource) ?? new Map<string, Set<number>>();
-    seen.set(e.resource, bySession);
-    bySession.set(session, (bySession.get(session) ?? new Set()).add(seq));
+    const bySession = entryOf(seen, e.resource, () => new Map<string, Set<number>>());
+    entryOf(bySession, session, () => new Set<number>()).add(seq);
     const key = keys[i];
     if (!key) return;
-    const turn = turns.get(key) ?? { session, facts: [], resource: e.resource };
-    turns.set(key, turn);
+    const turn = entryOf(turns, key, () => ({ session, facts: [], resource: e.resource }));
     if (e.name === 'user_prompt') turn.prompt = turnPromptOf(e.attributes, seq);
     const fact = eventInputFact(e);
     if (fact && fact.chain === '') turn.facts.push(fact);
@@ -206,11 +204,8 @@ export function batchInputs(events: ClaudeEvent[], keys: (string | undefined)[])
       if (input) out.certain.set(spanId, input);
       else out.uncertain.add(spanId);
     }
-    if (turn.facts.length > 0)
-      out.facts.set(
-        key,
-        turn.facts.map((f) => [String(f.seq), JSON.stringify(f)]),
-      );
+    const facts = turn.facts.map((f): [string, string] => [String(f.seq), JSON.stringify(f)]);
+    if (facts.length > 0) out.facts.set(key, facts);
   }
   return out;
 }

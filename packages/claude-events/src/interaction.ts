@@ -159,6 +159,7 @@ export function planBatch(
     const list = entryOf(spansByResource, event.resource, () => []);
     const agent = stringOf(event.attributes['agent_id']);
     const agentCall = rows === 'fold' && session ? agentCallOf(event) : undefined;
+    const seq = sequenceOf(event);
     for (const draft of outcome.spans) {
       update.bounds.push([padNs(draft.startNs), padNs(draft.endNs)]);
       if (folded.has(draft) || merged.has(draft.spanId)) {
@@ -168,19 +169,18 @@ export function planBatch(
       }
       if (agent && session) {
         // An LLM call whose answer may still come waits for the number after it (folds need their span).
-        const seq = waiting.has(draft.spanId) ? sequenceOf(event) : undefined;
         const held: HeldAgentSpan = {
           ...heldOf(draft),
           resource: event.resource,
           ...(draft.parentSpanId && { parent: draft.parentSpanId }),
-          ...(seq !== undefined && { waitsAfter: `${seq}:${msOf(event)}` }),
+          ...(waiting.has(draft.spanId) && seq !== undefined && { waitsAfter: `${seq}:${msOf(event)}` }),
         };
         agentSpans.push({ session, agent, spanId: draft.spanId, held: JSON.stringify(held) });
       } else if (draft.fold || waiting.has(draft.spanId))
         update.held.push([draft.spanId, JSON.stringify(heldOf(draft))]);
       else if (agentCall && draft.spanId === toolSpanIdFor(session!, agentCall.call)) {
         const json = JSON.stringify(resourceSpansOf(event.resource, [spanOfDraft(traceId, rootSpanId, draft)]));
-        const { call, background, seq } = agentCall;
+        const { call, background } = agentCall;
         const after =
           !background && seq ? { result: `${seq}:${msOf(event)}`, from: Number(draft.startNs / NS_PER_MS) } : {};
         calls.push({ session: session!, call, kind: 'span', json, wait: background, ...after });
@@ -196,7 +196,6 @@ export function planBatch(
     }
     update.bounds.push([padNs(event.timeNs), padNs(event.timeNs)]);
     update.events += 1;
-    const seq = sequenceOf(event);
     if (seq !== undefined && session && stringOf(event.attributes['prompt.id'])) update.evidence = true;
     if (outcome.prompt) {
       update.prompt = JSON.stringify(outcome.prompt);
@@ -348,7 +347,7 @@ export function rootSpanOf(ix: StoredTurn): ResourceSpans {
 /** Held spans of turns whose roots are drawn already (T.apply and T.settle hand them back), sent at once in their trace. */
 export function releasedSpansOf(released: { key: string; held: string }[]): ResourceSpans[] {
   const byKey = new Map<string, HeldSpan[]>();
-  for (const r of released) byKey.set(r.key, [...(byKey.get(r.key) ?? []), parseHeld(r.held)]);
+  for (const r of released) entryOf(byKey, r.key, () => []).push(parseHeld(r.held));
   const spans = [...byKey].flatMap(([key, held]) =>
     resolveHeld(held, { rootDrawn: true }).spans.map((h) => spanOfHeld(traceIdFor(key), rootSpanIdFor(key), h)),
   );

@@ -14,11 +14,10 @@
  * |                           | from the events (inputs.ts)                            |                   |
  * | `api_error`               | `claude_code.llm_request` (CLIENT), status ERROR       | its agent         |
  * |                           | (see turnEndOf for when it also ends the turn)         |                   |
- * | `tool_decision`           | `claude_code.tool.blocked_on_user`; a refused tool also | its tool span     |
- * |                           | draws its `claude_code.tool` span, status ERROR        |                   |
- * |                           | (the main agent's: a `claude_code.tool` held with the   |                   |
- * |                           | root, status ERROR, drawn only if no tool_result comes: |                   |
- * |                           | unfinishedToolSpan)                                    |                   |
+ * | `tool_decision`           | `claude_code.tool.blocked_on_user`; a refused tool's   | its tool span     |
+ * |                           | `claude_code.tool` span too, status ERROR (as is the   |                   |
+ * |                           | main agent's accepted one's, held with the root, drawn |                   |
+ * |                           | only if no tool_result comes: unfinishedToolSpan)      |                   |
  * | `tool_result`             | `claude_code.tool` (its input as gen_ai.prompt) and    | its agent / tool  |
  * |                           | its `claude_code.tool.execution`                       |                   |
  * | `hook_execution_complete` | `claude_code.hook`: event, name, duration, outcome     | its agent         |
@@ -135,8 +134,10 @@ export function isMainThread(a: Attributes): boolean {
 
 /** [event field, span attribute, type]: GenAI names for Claude Code's fields. */
 type Rename = readonly [from: string, to: string, type: 'string' | 'number'];
+/** What every table ends with (renamed adds it): a span's session is its GenAI conversation. */
+const CONVERSATION: Rename = ['session.id', 'gen_ai.conversation.id', 'string'];
 
-export const LLM_REQUEST_ATTRIBUTES: readonly Rename[] = [
+const LLM_REQUEST_ATTRIBUTES: readonly Rename[] = [
   ['model', 'gen_ai.request.model', 'string'],
   ['model', 'gen_ai.response.model', 'string'],
   ['output_tokens', 'gen_ai.usage.output_tokens', 'number'],
@@ -145,7 +146,6 @@ export const LLM_REQUEST_ATTRIBUTES: readonly Rename[] = [
   ['cache_creation_tokens', 'gen_ai.usage.cache_creation.input_tokens', 'number'],
   ['request_id', 'gen_ai.response.id', 'string'],
   ['cost_usd', 'gen_ai.usage.cost', 'number'],
-  ['session.id', 'gen_ai.conversation.id', 'string'],
 ];
 
 /**
@@ -154,7 +154,7 @@ export const LLM_REQUEST_ATTRIBUTES: readonly Rename[] = [
  * input tokens, including cached tokens"); its parts stay in the cache_read / cache_creation
  * attributes. Undefined when the event reports no input count at all.
  */
-export function inputTokensOf(a: Attributes): number | undefined {
+function inputTokensOf(a: Attributes): number | undefined {
   const parts = ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'].map((k) => numberOf(a[k]));
   if (parts.every((n) => n === undefined)) return undefined;
   return parts.reduce<number>((sum, n) => sum + (n ?? 0), 0);
@@ -175,29 +175,27 @@ const LLM_ERROR_ATTRIBUTES: readonly Rename[] = [
   ['model', 'gen_ai.request.model', 'string'],
   ['status_code', 'http.response.status_code', 'number'],
   ['error', 'error.type', 'string'],
-  ['session.id', 'gen_ai.conversation.id', 'string'],
 ];
 
 const TOOL_ATTRIBUTES: readonly Rename[] = [
   ['tool_name', 'gen_ai.tool.name', 'string'],
   ['tool_use_id', 'gen_ai.tool.call.id', 'string'],
-  ['session.id', 'gen_ai.conversation.id', 'string'],
 ];
 
-export const LLM_SPAN = {
+const LLM_SPAN = {
   'gen_ai.system': 'anthropic',
   'gen_ai.provider.name': 'anthropic',
   'gen_ai.operation.name': 'chat',
 };
 export const TOOL_SPAN = { 'gen_ai.operation.name': 'execute_tool', 'traceloop.span.kind': 'tool' };
 /** Spans that are part of a larger step (a tool's execution, its permission wait, a hook): LLMFlow's "chain". */
-export const STEP_SPAN = { 'traceloop.span.kind': 'task' };
+const STEP_SPAN = { 'traceloop.span.kind': 'task' };
 /** Spans drawn for events that report no work; Claude Code's own trace has no such spans. */
-export const EVENT_SPAN = { ...STEP_SPAN, 'span.type': 'event' };
+const EVENT_SPAN = { ...STEP_SPAN, 'span.type': 'event' };
 
-export function renamed(attributes: Attributes, table: readonly Rename[]): Attributes {
+function renamed(attributes: Attributes, table: readonly Rename[]): Attributes {
   const out: Attributes = {};
-  for (const [from, to, type] of table) {
+  for (const [from, to, type] of [...table, CONVERSATION]) {
     const value = type === 'number' ? numberOf(attributes[from]) : stringOf(attributes[from]);
     if (value !== undefined) out[to] = value;
   }
@@ -247,15 +245,10 @@ const str = (v: AttributeValue | undefined) => stringOf(v) ?? '';
  * a place (older Claude Code numbers nothing), its content too, since two events of a name can
  * share a millisecond (plugins loaded at start-up do).
  */
-export const eventIdentity = (e: ClaudeEvent): string => {
+const eventIdentity = (e: ClaudeEvent): string => {
   const seq = str(e.attributes['event.sequence']);
-  return [
-    e.name,
-    str(e.attributes['session.id']),
-    seq,
-    String(e.timeNs),
-    ...(seq ? [] : [JSON.stringify(e.attributes)]),
-  ].join('/');
+  const identity = [e.name, str(e.attributes['session.id']), seq, String(e.timeNs)].join('/');
+  return seq ? identity : `${identity}/${JSON.stringify(e.attributes)}`;
 };
 
 /** A span of the event's own: INTERNAL, named after it, an instant at its time, unless `draft` says otherwise. */
@@ -391,7 +384,7 @@ function llmSpan(e: ClaudeEvent, attributes: Attributes, status: SpanDraft['stat
   return draftOf(e, Object.assign({}, e.attributes, LLM_SPAN, attributes), draft);
 }
 
-export const EVENT_MAPPERS: Record<string, (event: ClaudeEvent) => EventOutcome> = {
+const EVENT_MAPPERS: Record<string, (event: ClaudeEvent) => EventOutcome> = {
   user_prompt: (e) => ({ spans: [], prompt: e.attributes }),
 
   api_request: (e) => {
@@ -427,12 +420,11 @@ export const EVENT_MAPPERS: Record<string, (event: ClaudeEvent) => EventOutcome>
 
   tool_decision: (e) => {
     const decision = str(e.attributes['decision']);
-    const refused = decision !== '' && decision !== 'accept';
     // The tool span shows the input; the decision keeps what was decided.
     const kept = pick(e.attributes, [...IDENTITY, 'decision', 'source', 'permission_mode', 'request_id']);
     const attributes = { ...kept, ...STEP_SPAN, ...renamed(e.attributes, TOOL_ATTRIBUTES) };
     const spans = [draftOf(e, attributes, { parentSpanId: toolSpanId(e), name: 'claude_code.tool.blocked_on_user' })];
-    if (!refused) return { spans };
+    if (['', 'accept'].includes(decision)) return { spans };
     // A refused tool never runs, so no tool_result will draw its span: draw it here.
     spans.push(toolSpan(e, e.timeNs, { code: StatusCode.ERROR, message: `tool use refused (${decision})` }));
     return { spans, contribution: toolFailure(e, `refused (${decision})`) };

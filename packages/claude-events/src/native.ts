@@ -3,16 +3,13 @@
  * @ccbridge/native-traces with the attribute names LLMFlow reads added, by the same tables that
  * name the event-derived spans (mapping.ts).
  */
-import { nativeSpansToForward as forward, type NativeTraceMode } from '@ccbridge/native-traces';
+import { nativeSpansToForward as forward, type Additions, type NativeTraceMode } from '@ccbridge/native-traces';
 import type { ResourceSpans } from '@ccbridge/otlp';
-import type { Attributes } from './events';
 import { TOOL_SPAN, llmRequestAttributes } from './mapping';
 import type { Redactor } from '@ccbridge/privacy';
 
-export type { NativeTraceMode };
-
 /** What each native span gains; existing attributes are never overwritten. */
-const ADDED: Record<string, (a: Attributes) => Attributes> = {
+const ADDED: Additions = {
   'claude_code.interaction': (a) => ({
     'traceloop.span.kind': 'agent',
     ...(typeof a['user_prompt'] === 'string' ? { 'gen_ai.prompt': a['user_prompt'] } : {}),

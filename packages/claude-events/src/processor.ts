@@ -1,7 +1,6 @@
 /**
- * The process stage as the worker runs it: a batch in, child spans out, interaction state
- * updated, and the roots of the turns the batch completed drawn (lifecycle/): processor →
- * one script per shard (lua/batch.lua) → export → one commit per shard (lua/commit.lua).
+ * The process stage as the worker runs it (processBatch tells its steps): a batch in, child spans
+ * out, interaction state updated, and the roots of the turns the batch completed drawn (lifecycle/).
  */
 import { countItems, type ExportRequestBySignal, type KeyValue, type Signal } from '@ccbridge/otlp';
 import type { Logger } from '@ccbridge/log';
@@ -10,7 +9,8 @@ import { claudeEventsOf, entryOf, type ClaudeEvent } from './events';
 import { planBatch, sequenceMarksOf, type EventRows } from './interaction';
 import { agentFactsOf } from './agents';
 import { drawOutcome } from './outcome';
-import { nativeSpansToForward, type NativeTraceMode } from './native';
+import { nativeSpansToForward } from './native';
+import type { NativeTraceMode } from '@ccbridge/native-traces';
 import { KEEP_ALL, createRedactor, type Redactor } from '@ccbridge/privacy';
 import type { LifecycleStore } from './lifecycle/store';
 import type { TurnCloser, SpanSink } from './lifecycle/closer';

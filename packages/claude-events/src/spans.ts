@@ -1,12 +1,9 @@
-/**
- * OTLP spans from the forms the bridge keeps them in: a draft (mapping.ts) sent at once, and a
- * draft held in Redis (HeldSpan) until its turn's root or its subagent's placement.
- */
+/** OTLP spans from the forms the bridge keeps them in: a draft (mapping.ts) sent at once, or held in Redis (HeldSpan). */
 import { attributesToRecord, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
 import type { Attributes } from './events';
 import type { Fold, SpanDraft } from './mapping';
 
-export const SCOPE = { name: 'claude-code-llmflow-bridge', version: '0.1.0' };
+const SCOPE = { name: 'claude-code-llmflow-bridge', version: '0.1.0' };
 
 /** A span held in Redis (JSON) until it can be sent: with its turn's root, or once its subagent is placed. */
 export interface HeldSpan {

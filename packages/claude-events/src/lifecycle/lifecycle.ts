@@ -8,20 +8,12 @@
 
 import { defaultOf, type BridgeConfig } from '@ccbridge/config';
 
-export type Phase = 'open' | 'gap' | 'due' | 'idle' | 'drawn';
-
 /** Why a root is drawn: its end marker, or the timer that ran out. */
 export type EndReason = 'response' | 'error' | 'next_prompt' | 'new_process' | 'turn_timeout' | 'gap_timeout' | 'idle';
 
-/** The lifecycle's verdict on one turn, as lifecycle.lua (L.decide) gives it. */
+/** What TypeScript reads of the lifecycle's verdict on one turn (lifecycle.lua L.decide says what it holds). */
 export interface Verdict {
-  key: string;
-  phase: Phase;
-  /** When it is looked at next (ms). */
-  at: number;
   reason: EndReason;
-  /** The verdict comes from a timer running out, not from evidence. */
-  timer?: boolean;
   /** Sequence numbers missing between its prompt and its end; -1 when its prompt is missing too. */
   missing?: number;
   /** Whether a root drawn now holds its whole turn; absent when the sender gives nothing to tell by. */
