@@ -246,6 +246,34 @@ test('events before any prompt of their session are held, and listed on the root
   );
 });
 
+test('a start-up span delivered again after it was adopted is not held again: nothing is left pending, nothing sent twice', async () => {
+  const { early, rest, startUp } = startUpSplit();
+  const redis = await startRedis();
+  const client = new Redis(redis.url);
+  const h = new Harness({ url: redis.url });
+  const pendingSpans = async () => {
+    let n = 0;
+    for (const key of await client.keys(`{${h.namespace}:*}:session:*:pending`)) n += await client.hlen(key);
+    return n;
+  };
+  try {
+    await h.process(early, 'early');
+    assert.equal(await pendingSpans(), startUp, 'held until their prompt is known');
+    await h.process(rest, 'rest');
+    assert.equal(rootEvents(h.roots()[0]!).length, startUp, 'adopted by the root drawn');
+    assert.equal(await pendingSpans(), 0);
+    const sent = h.exported.length;
+    // The same start-up events again, in a job of their own (a sender that retried a request).
+    await h.process(early, 'early again');
+    assert.equal(await pendingSpans(), 0, 'the copies are not held again for a prompt drawn already');
+    assert.equal(h.exported.length, sent, 'nothing sent again');
+  } finally {
+    h.disconnect();
+    client.disconnect();
+    await redis.stop();
+  }
+});
+
 test('start-up spans an older bridge held (no `at` and `seq` ahead of the span) go to their first prompt as the new ones do', async () => {
   const { early, rest, startUp } = startUpSplit();
   const redis = await startRedis();
@@ -392,6 +420,19 @@ test("a session's state an older bridge kept (its numbers by number, not by time
             await h.process(requestOfItems(items.slice(cut)));
             await h.advance(3_600_000);
             trees.push(treeOf(h.stored().values()));
+            // ... and nothing of the older form is left (read again at every batch of the session).
+            const left: string[] = [];
+            for (const key of older ? await client.keys(`*${h.namespace}*`) : []) {
+              if (key.endsWith(':seq')) left.push(key);
+              if (key.endsWith(':pending'))
+                for (const [id, v] of Object.entries(await client.hgetall(key)))
+                  if (v === '-') left.push(`${key} ${id}`);
+            }
+            assert.deepEqual(
+              left,
+              [],
+              `older form left: ${session.scenario}, cut after ${cut} of ${items.length} records`,
+            );
           } finally {
             h.disconnect();
           }
