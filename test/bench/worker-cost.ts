@@ -51,7 +51,7 @@ import { peakRssMiB, post, startBridge, startRedis, waitFor } from '../support/p
 import { copySession, Rng } from '../support/race';
 import { cpuSeconds } from './cpu';
 import { stubLlmflow } from './export';
-import { capturedSession } from './sessions';
+import { PROMPTS, capturedSession } from './sessions';
 import { distinct } from './turns';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -68,6 +68,14 @@ const PROMPT_BYTES = Number(process.env.BENCH_PROMPT_BYTES ?? 0);
  * logs request per process, no metrics: what a batch costs once a session has hundreds of turns.
  */
 const RESUMED = Number(process.env.BENCH_RESUMED ?? 0);
+/**
+ * BENCH_LONG_TURN (0): instead, one turn this many times as long: the captured `Do TWO_TOOLS`
+ * process, its turn's events again and again under its one prompt.id, numbers going on, each copy
+ * with its own request and tool ids and logged after the one before, its final answer (one that
+ * called no tool) in the last copy only; one logs request a copy, no metrics: what a batch costs
+ * once a turn has thousands of LLM calls.
+ */
+const LONG_TURN = Number(process.env.BENCH_LONG_TURN ?? 0);
 /** Rounds of old then new (BENCH_WORKER_ROUNDS): a shared machine's pace drifts over minutes. */
 const ROUNDS = Math.max(1, Number(process.env.BENCH_WORKER_ROUNDS ?? 1));
 
@@ -104,27 +112,69 @@ export async function resumedLoad(copies: number): Promise<Request[]> {
   for (let c = 0; c < copies; c++) {
     const copy = copySession(session, c, rng);
     first ??= copy.session;
-    const ns = BigInt(c * shiftMs) * 1_000_000n;
     for (const request of copy.requests) {
-      const json = JSON.stringify(request)
-        .replaceAll(copy.session, first)
-        .replace(
-          /"(time|observedTime)UnixNano":"(\d+)"/g,
-          (_m, f: string, t: string) => `"${f}UnixNano":"${BigInt(t) + ns}"`,
-        )
-        .replace(
-          /"event\.timestamp","value":\{"stringValue":"([^"]+)"/g,
-          (_m, iso: string) =>
-            `"event.timestamp","value":{"stringValue":"${new Date(Date.parse(iso) + c * shiftMs).toISOString()}"`,
-        );
-      out.push({
-        signal: 'logs',
-        body: encodeExportRequest('logs', JSON.parse(json) as ExportLogsRequest, 'protobuf'),
-        shards: 1,
-      });
+      out.push(logsRequest(laterBy(JSON.stringify(request).replaceAll(copy.session, first), c * shiftMs)));
     }
   }
   progress(`one session resumed ${copies} times: ${out.length} logs requests, one per process`);
+  return out;
+}
+
+/** A logs request's JSON with every time in it `ms` later: its records' and their event.timestamp. */
+function laterBy(json: string, ms: number): string {
+  const ns = BigInt(ms) * 1_000_000n;
+  return json
+    .replace(
+      /"(time|observedTime)UnixNano":"(\d+)"/g,
+      (_m, f: string, t: string) => `"${f}UnixNano":"${BigInt(t) + ns}"`,
+    )
+    .replace(
+      /"event\.timestamp","value":\{"stringValue":"([^"]+)"/g,
+      (_m, iso: string) => `"event.timestamp","value":{"stringValue":"${new Date(Date.parse(iso) + ms).toISOString()}"`,
+    );
+}
+
+const logsRequest = (json: string): Request => ({
+  signal: 'logs',
+  body: encodeExportRequest('logs', JSON.parse(json) as ExportLogsRequest, 'protobuf'),
+  shards: 1,
+});
+
+/** One turn `copies` times as long (BENCH_LONG_TURN). */
+export async function longTurnLoad(copies: number): Promise<Request[]> {
+  const captured = await capturedSession(progress);
+  const logs = captured.requests.filter((r) => r.signal === 'logs');
+  // One logs request per process, in the order of PROMPTS (sessions.ts).
+  const base = decodeExportRequest('logs', logs[PROMPTS.indexOf('Do TWO_TOOLS')]!.body, 'protobuf');
+  const records = base.resourceLogs!.flatMap((rl) => rl.scopeLogs!.flatMap((sl) => sl.logRecords ?? []));
+  const field = (r: (typeof records)[number], key: string) =>
+    r.attributes?.find((a) => a.key === key)?.value?.stringValue;
+  const named = (r: (typeof records)[number], ...names: string[]) => names.includes(field(r, 'event.name') ?? '');
+  const calledTools = new Set(
+    records.filter((r) => named(r, 'tool_decision', 'tool_result')).map((r) => field(r, 'request_id')),
+  );
+  if (records.filter((r) => named(r, 'user_prompt')).length !== 1)
+    throw new Error('the TWO_TOOLS capture is not one turn');
+  const times = records.map((r) => Number(BigInt(String(r.timeUnixNano)) / 1_000_000n));
+  const shiftMs = Math.max(...times) - Math.min(...times) + 1_000;
+  const out: Request[] = [];
+  for (let c = 0; c < copies; c++) {
+    const kept = records.filter(
+      (r) =>
+        (c === 0 || (field(r, 'prompt.id') !== undefined && !named(r, 'user_prompt'))) &&
+        (c === copies - 1 || !named(r, 'assistant_response') || calledTools.has(field(r, 'request_id'))),
+    );
+    const copy = structuredClone(kept);
+    for (const a of copy.flatMap((r) => r.attributes ?? [])) {
+      const v = a.value!;
+      if (a.key === 'event.sequence' && v.intValue !== undefined) v.intValue = String(Number(v.intValue) + c * 1_000);
+      if (['request_id', 'tool_use_id', 'message.uuid', 'request_body_id'].includes(a.key) && v.stringValue)
+        v.stringValue += `-${c}`;
+    }
+    const request = { resourceLogs: [{ ...base.resourceLogs![0]!, scopeLogs: [{ logRecords: copy }] }] };
+    out.push(logsRequest(laterBy(JSON.stringify(request), c * shiftMs)));
+  }
+  progress(`one turn ${copies} times as long: ${out.length} logs requests, one per copy`);
   return out;
 }
 
@@ -517,7 +567,12 @@ const median = (xs: number[]) => {
 /** Both sides, then the figures line (JSON) and a table for people (stderr). */
 export async function measureWorkerCost() {
   const old = baseline();
-  const load = RESUMED > 0 ? await resumedLoad(RESUMED) : await workerLoad(BATCHES);
+  const load =
+    RESUMED > 0
+      ? await resumedLoad(RESUMED)
+      : LONG_TURN > 0
+        ? await longTurnLoad(LONG_TURN)
+        : await workerLoad(BATCHES);
   // Rounds alternate the sides, so that a shared machine slowing down for a while weighs on both
   // alike; the ratios are the medians of each round's, the sides shown those of the median round.
   const rounds: [SideCost, SideCost][] = [];
@@ -556,7 +611,11 @@ export async function measureWorkerCost() {
     stage: 'worker cost (issue 23): the baseline and this checkout, the same load, each its own Redis, into a stub',
     load: {
       logsBatches: figuresLogs,
-      ...(RESUMED > 0 ? { resumedSession: RESUMED } : { sessionsPerBatch: PER_BATCH, metrics: METRICS }),
+      ...(RESUMED > 0
+        ? { resumedSession: RESUMED }
+        : LONG_TURN > 0
+          ? { longTurn: LONG_TURN }
+          : { sessionsPerBatch: PER_BATCH, metrics: METRICS }),
       promptBytes: PROMPT_BYTES,
       shardsPerBatch: shards,
       claudeCode: (await capturedSession()).claudeCode,
@@ -592,7 +651,7 @@ export async function measureWorkerCost() {
   const row = (what: string, o: number, n: number, ratio: string, target: string, ok: boolean) =>
     `${what.padEnd(34)}${String(o).padStart(10)}${String(n).padStart(10)}${ratio.padStart(9)}  ${target} ${ok ? 'met' : 'NOT met'}`;
   const table = [
-    `worker cost: old ${oldSide.commit} vs new ${newSide.commit}, ${figuresLogs} logs batches, ${RESUMED > 0 ? `one session resumed ${RESUMED} times` : `${PER_BATCH} sessions each`}, ${shards} shards touched per batch`,
+    `worker cost: old ${oldSide.commit} vs new ${newSide.commit}, ${figuresLogs} logs batches, ${RESUMED > 0 ? `one session resumed ${RESUMED} times` : LONG_TURN > 0 ? `one turn ${LONG_TURN} times as long` : `${PER_BATCH} sessions each`}, ${shards} shards touched per batch`,
     `${''.padEnd(34)}${'old'.padStart(10)}${'new'.padStart(10)}${'new/old'.padStart(9)}  target`,
     row(
       'spans per worker CPU-second',
