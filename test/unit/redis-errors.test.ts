@@ -213,3 +213,24 @@ test('a script that fails at run time is still permanent on a Redis Cluster', ()
     'permanent',
   );
 });
+
+test("a producer's command that Redis does not answer fails in time, and is retryable (a request or /readyz never hangs on it)", async () => {
+  const stalled = await startRedis();
+  try {
+    const producer = connectRedis({ url: stalled.url }, 'producer') as Redis;
+    producer.on('error', () => {});
+    clients.push(producer);
+    if (producer.status !== 'ready') await new Promise((resolve) => producer.once('ready', resolve));
+    assert.equal(await producer.ping(), 'PONG');
+    // Every client's commands held unanswered for 8 s: as a command sent just before Redis went away waits.
+    await client(stalled.url).client('PAUSE', 8_000, 'ALL');
+    const started = Date.now();
+    const err = await thrown(producer.get('k'));
+    const waited = Date.now() - started;
+    assert.equal(err.message, 'Command timed out');
+    assert.equal(redisKindOf(err), 'retryable');
+    assert.ok(waited < 7_000, `answered within the producer's timeout, not when Redis came back (${waited} ms)`);
+  } finally {
+    await stalled.stop();
+  }
+});

@@ -26,6 +26,7 @@
  * | connection close`), ClusterAllFailedError, `Connection is closed.`,  |              | command                              |
  * | `Stream isn't writeable ...`, `None of startup nodes is available`,  |              |                                      |
  * | socket errors (ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE, ...)      |              |                                      |
+ * | `Command timed out` (a producer's command unanswered, connect.ts)     | retryable    | Redis away or stalled under it       |
  *
  * Any other reply (an `ERR` of a command, NOAUTH, NOPERM: a setting to fix) is left to kindOf's
  * default, retryable: the batch waits in the queue until the operator fixes it.
@@ -81,6 +82,8 @@ const CONNECTION_MESSAGES = [
   'None of startup nodes is available',
   // ioredis gave up following a cluster's redirections (a slot still migrating: TRYAGAIN, ASK).
   'Too many Cluster redirections',
+  // A producer's command that got no reply in time (connect.ts commandTimeout).
+  'Command timed out',
 ];
 const SOCKET_CODES = new Set([
   'ECONNREFUSED',

@@ -17,11 +17,20 @@ export interface RedisTarget {
   cluster?: boolean;
 }
 
+/**
+ * How long a producer's command may wait for its reply. A command already sent when the
+ * connection drops is kept by ioredis to be sent again once it reconnects, whatever
+ * maxRetriesPerRequest says: without a bound, a request (or /readyz) that was waiting on Redis
+ * when it went away would hang until it came back, instead of answering 503.
+ */
+const PRODUCER_COMMAND_TIMEOUT_MS = 5_000;
+
 function roleOptions(role: ConnectionRole): RedisOptions {
   return {
     maxRetriesPerRequest: role === 'consumer' ? null : 1,
     enableOfflineQueue: role === 'consumer',
     connectTimeout: 5_000,
+    ...(role === 'producer' && { commandTimeout: PRODUCER_COMMAND_TIMEOUT_MS }),
   };
 }
 
