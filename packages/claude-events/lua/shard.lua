@@ -99,6 +99,12 @@ function L.flush()
 end
 
 -- Calls `cmd key ...list`, at most 400 items a call (unpack's limit), in order; none if it is empty.
+-- Returns the items of the replies that are lists (HMGET's values), in order.
 function L.inChunks(cmd, key, list)
-  for i = 1, #list, 400 do redis.call(cmd, key, unpack(list, i, math.min(i + 399, #list))) end
+  local out = {}
+  for i = 1, #list, 400 do
+    local reply = redis.call(cmd, key, unpack(list, i, math.min(i + 399, #list)))
+    if type(reply) == 'table' then for _, v in ipairs(reply) do out[#out + 1] = v end end
+  end
+  return out
 end

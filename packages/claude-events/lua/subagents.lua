@@ -39,15 +39,11 @@ local function mergeAgent(cur, u)
   cur.type = cur.type or u.type
 end
 
--- A hash's values of the fields that are `set`'s keys (HMGET in chunks: unpack's limit), by
--- field, those present.
+-- A hash's values of the fields that are `set`'s keys, by field, those present.
 local function fieldsOf(key, set)
   local list, out = {}, {}
   for f in pairs(set) do list[#list + 1] = f end
-  for i = 1, #list, 400 do
-    local values = redis.call('HMGET', key, unpack(list, i, math.min(i + 399, #list)))
-    for j, v in ipairs(values) do out[list[i + j - 1]] = v or nil end
-  end
+  for i, v in ipairs(L.inChunks('HMGET', key, list)) do out[list[i]] = v or nil end
   return out
 end
 
