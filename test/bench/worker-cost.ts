@@ -564,15 +564,32 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
+/** The load the settings ask for: how to make it, how the figures line names it, and how the table does. */
+function loadShape(): { load: () => Promise<Request[]>; figures: object; label: string } {
+  if (RESUMED > 0)
+    return {
+      load: () => resumedLoad(RESUMED),
+      figures: { resumedSession: RESUMED },
+      label: `one session resumed ${RESUMED} times`,
+    };
+  if (LONG_TURN > 0)
+    return {
+      load: () => longTurnLoad(LONG_TURN),
+      figures: { longTurn: LONG_TURN },
+      label: `one turn ${LONG_TURN} times as long`,
+    };
+  return {
+    load: () => workerLoad(BATCHES),
+    figures: { sessionsPerBatch: PER_BATCH, metrics: METRICS },
+    label: `${PER_BATCH} sessions each`,
+  };
+}
+
 /** Both sides, then the figures line (JSON) and a table for people (stderr). */
 export async function measureWorkerCost() {
   const old = baseline();
-  const load =
-    RESUMED > 0
-      ? await resumedLoad(RESUMED)
-      : LONG_TURN > 0
-        ? await longTurnLoad(LONG_TURN)
-        : await workerLoad(BATCHES);
+  const shape = loadShape();
+  const load = await shape.load();
   // Rounds alternate the sides, so that a shared machine slowing down for a while weighs on both
   // alike; the ratios are the medians of each round's, the sides shown those of the median round.
   const rounds: [SideCost, SideCost][] = [];
@@ -611,11 +628,7 @@ export async function measureWorkerCost() {
     stage: 'worker cost (issue 23): the baseline and this checkout, the same load, each its own Redis, into a stub',
     load: {
       logsBatches: figuresLogs,
-      ...(RESUMED > 0
-        ? { resumedSession: RESUMED }
-        : LONG_TURN > 0
-          ? { longTurn: LONG_TURN }
-          : { sessionsPerBatch: PER_BATCH, metrics: METRICS }),
+      ...shape.figures,
       promptBytes: PROMPT_BYTES,
       shardsPerBatch: shards,
       claudeCode: (await capturedSession()).claudeCode,
@@ -651,7 +664,7 @@ export async function measureWorkerCost() {
   const row = (what: string, o: number, n: number, ratio: string, target: string, ok: boolean) =>
     `${what.padEnd(34)}${String(o).padStart(10)}${String(n).padStart(10)}${ratio.padStart(9)}  ${target} ${ok ? 'met' : 'NOT met'}`;
   const table = [
-    `worker cost: old ${oldSide.commit} vs new ${newSide.commit}, ${figuresLogs} logs batches, ${RESUMED > 0 ? `one session resumed ${RESUMED} times` : LONG_TURN > 0 ? `one turn ${LONG_TURN} times as long` : `${PER_BATCH} sessions each`}, ${shards} shards touched per batch`,
+    `worker cost: old ${oldSide.commit} vs new ${newSide.commit}, ${figuresLogs} logs batches, ${shape.label}, ${shards} shards touched per batch`,
     `${''.padEnd(34)}${'old'.padStart(10)}${'new'.padStart(10)}${'new/old'.padStart(9)}  target`,
     row(
       'spans per worker CPU-second',
