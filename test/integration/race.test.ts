@@ -18,6 +18,8 @@
  * run's seed mixed with the variant's name; the run's seed is printed, RACE_SEED=<it> repeats the run.
  * RACE_COPIES (6), RACE_SETTLE_MS (30 s: how long the trees may take to converge once every
  * batch is processed), RACE_REPORT_DIR (where the full diffs are written; the OS temp dir).
+ * RACE_BRIDGE_ROOT: another built checkout whose bridge runs the reference and the variants (the
+ * bench's baseline, test/bench/baseline.sh, to see the race fail on the code before issue 23).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -72,6 +74,7 @@ const SETTLE_MS = Number(process.env.RACE_SETTLE_MS ?? 30_000);
 const REPORT_DIR = process.env.RACE_REPORT_DIR ?? os.tmpdir();
 /** How long the reference may take to settle once its batches are processed. */
 const REFERENCE_MS = Number(process.env.RACE_REFERENCE_MS ?? 60_000);
+const BRIDGE = { root: process.env.RACE_BRIDGE_ROOT };
 
 let llmflow: LlmflowPeer;
 
@@ -112,7 +115,7 @@ async function settle(
 
 before(async () => {
   llmflow = await startLlmflow();
-  for (const [scenario, reference] of await processAlone(llmflow, SESSIONS, REFERENCE_MS))
+  for (const [scenario, reference] of await processAlone(llmflow, SESSIONS, REFERENCE_MS, BRIDGE.root))
     references.set(scenario, reference);
 });
 
@@ -178,15 +181,18 @@ async function runVariant(v: Variant): Promise<void> {
   const procs: BridgePeer[] = [];
   try {
     const common = { ...redisEnv, LLMFLOW_URL: llmflow.url, LOG_LEVEL: 'info' };
-    const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' });
+    const ingest = await startBridge({ ...common, BRIDGE_ROLE: 'ingest' }, BRIDGE);
     procs.push(ingest);
     for (let i = 0; i < v.workers; i++)
       procs.push(
-        await startBridge({
-          ...common,
-          BRIDGE_ROLE: 'worker',
-          ...(v.concurrency && { BRIDGE_WORKER_CONCURRENCY: String(v.concurrency) }),
-        }),
+        await startBridge(
+          {
+            ...common,
+            BRIDGE_ROLE: 'worker',
+            ...(v.concurrency && { BRIDGE_WORKER_CONCURRENCY: String(v.concurrency) }),
+          },
+          BRIDGE,
+        ),
       );
 
     if (cluster) {

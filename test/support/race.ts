@@ -565,21 +565,22 @@ export interface Reference {
 /**
  * The references, by scenario: each session alone (its own fresh ids), one batch per captured
  * request, in captured order, by one worker at concurrency 1, on a single redis-server of its
- * own, into `llmflow`; `timeoutMs`: how long the trees may take to settle once processed.
+ * own, into `llmflow`; `timeoutMs`: how long the trees may take to settle once processed;
+ * `root`: the checkout whose bridge runs (startBridge's; this one when undefined).
  */
 export async function processAlone(
   llmflow: LlmflowPeer,
   sessions: CapturedSession[],
   timeoutMs: number,
+  root?: string,
 ): Promise<Map<string, Reference>> {
   const references = new Map<string, Reference>();
   const redis = await startRedis();
   const client = new Redis(redis.url, { maxRetriesPerRequest: null });
-  const bridge = await startBridge({
-    REDIS_URL: redis.url,
-    LLMFLOW_URL: llmflow.url,
-    BRIDGE_WORKER_CONCURRENCY: '1',
-  });
+  const bridge = await startBridge(
+    { REDIS_URL: redis.url, LLMFLOW_URL: llmflow.url, BRIDGE_WORKER_CONCURRENCY: '1' },
+    { root },
+  );
   try {
     const rng = new Rng(1);
     const copies = sessions.map((s) => copySession(s, 'reference', rng));
