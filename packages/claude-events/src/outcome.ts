@@ -1,13 +1,23 @@
 /**
  * What a shard handed back (lua/batch.lua, lua/due.lua), as spans to send and the commit that
- * says what was sent (lua/commit.lua). Redis decides what may go and when; this only draws it:
+ * says what was sent (lua/commit.lua). Redis decides what may go and when; this only draws it.
+ * Every span that waits, where it waits (keys.ts) and the one rule that lets it go:
  *
- * | handed back | drawn as                                                   | committed as          |
- * |-------------|------------------------------------------------------------|-----------------------|
- * | `release`   | held spans of turns drawn already, in their trace          | (marked sent already) |
- * | `placed`    | a placed subagent's spans, in its Agent call's trace       | `forget` those sent   |
- * | `met`       | Agent calls' tool spans, with their subagents' totals      | `calls`               |
- * | `claimed`   | roots (interaction.ts rootSpanOf) with the spans held for them | `drawn`           |
+ * | handed back | what waited (where)                      | goes when (the rule)                          | committed as |
+ * |-------------|------------------------------------------|-----------------------------------------------|--------------|
+ * | `claimed`   | a root, with the spans held for it       | its turn is due (lifecycle.lua L.decide)      | `drawn`      |
+ * |             | (`events`: LLM calls awaiting an answer  |                                               |              |
+ * |             | or input, folds, adopted start-up spans) |                                               |              |
+ * | `release`   | the same, come after their root was      | at once (T.apply, T.settle)                   | sent already |
+ * |             | drawn (or claimed)                       |                                               |              |
+ * | `placed`    | a subagent's spans (`agentSpans`)        | placed, nothing may still fold into them      | `forget`     |
+ * |             |                                          | (subagents.lua ready)                         |              |
+ * | `met`       | a main-agent Agent call's tool span and  | they meet, or a foreground call's totals      | `calls`      |
+ * |             | its subagent's totals (`callSpans`)      | could have come, or the turn timeout (M.put)  |              |
+ *
+ * Start-up spans wait in `pending` for their process's first prompt, then join its `events`
+ * (turns.lua adopt). Roots are drawn by interaction.ts rootSpanOf, placed spans in their Agent
+ * call's trace (agents.ts placedSpans), met calls with their totals (agents.ts heldCallSpans).
  */
 import type { Logger } from '@ccbridge/log';
 import type { ResourceSpans } from '@ccbridge/otlp';
