@@ -388,10 +388,10 @@ test('spans an older bridge held (attributes as OTLP key-values) are drawn as th
   }
 });
 
-test("a session's state an older bridge kept (its numbers by number, not by time, adopted start-up spans marked in `pending`, no list of the subagents that hold spans or may still link) goes on as the state kept now", async () => {
+test("a session's state an older bridge kept (its numbers by number, not by time, adopted start-up spans marked in `pending`, no list of the subagents that hold spans or may still link, Agent calls' spans and totals in the session's `callSpans`) goes on as the state kept now", async () => {
   const redis = await startRedis();
   const client = new Redis(redis.url);
-  const rewritten = { seqat: 0, holding: 0, open: 0, adopted: 0 };
+  const rewritten = { seqat: 0, holding: 0, open: 0, adopted: 0, calls: 0 };
   try {
     for (const session of loadSessions().filter((s) => ['resumed', 'parallel', 'background'].includes(s.scenario))) {
       const items = itemsOf({ requests: session.requests } as SessionCopy, 0);
@@ -415,6 +415,24 @@ test("a session's state an older bridge kept (its numbers by number, not by time
                 const pending = `${key.slice(0, -':adopted'.length)}:pending`;
                 for (const id of await client.smembers(key)) rewritten.adopted += await client.hset(pending, id, '-');
                 await client.del(key);
+              } else if (/\/call:[^/]*:(spans|sent)$/.test(key)) {
+                // An Agent call's holder, as the session's `callSpans` fields (`-` once sent) and
+                // its deadline member `session<TAB>call`.
+                const [, tag, session, call, kind] = /^(\{[^}]*\}):agent:(.*)\/call:(.*):(spans|sent)$/.exec(key)!;
+                const older = `${tag}:session:${session}:callspans`;
+                const parts =
+                  kind === 'sent'
+                    ? Object.fromEntries((await client.smembers(key)).map((f) => [f, '-']))
+                    : await client.hgetall(key);
+                for (const f of ['span', 'totals'])
+                  if (parts[f] !== undefined) rewritten.calls += await client.hset(older, `${f}:${call}`, parts[f]);
+                const member = `\t${session}\tcall:${call}`;
+                const at = await client.zscore(`${tag}:calls:deadlines`, member);
+                if (at !== null) {
+                  await client.zrem(`${tag}:calls:deadlines`, member);
+                  await client.zadd(`${tag}:calls:deadlines`, at, `${session}\t${call}`);
+                }
+                await client.del(key);
               }
             }
             await h.process(requestOfItems(items.slice(cut)));
@@ -423,7 +441,7 @@ test("a session's state an older bridge kept (its numbers by number, not by time
             // ... and nothing of the older form is left (read again at every batch of the session).
             const left: string[] = [];
             for (const key of older ? await client.keys(`*${h.namespace}*`) : []) {
-              if (key.endsWith(':seq')) left.push(key);
+              if (key.endsWith(':seq') || key.endsWith(':callspans')) left.push(key);
               if (key.endsWith(':pending'))
                 for (const [id, v] of Object.entries(await client.hgetall(key)))
                   if (v === '-') left.push(`${key} ${id}`);

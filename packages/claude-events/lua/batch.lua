@@ -1,10 +1,10 @@
 -- batch.lua: one batch in one shard, in one atomic step: its turns (T.apply), its subagents
--- merged, linked and placed (A.merge, A.link, A.place), Agent calls meeting their subagents'
--- totals (M.put), and the roots now due claimed (T.claim). It hands back everything that may
+-- merged, linked and placed with the main agent's Agent calls (A.hold, A.merge, A.link,
+-- A.place), and the roots now due claimed (T.claim). It hands back everything that may
 -- now be sent; the caller sends it, then commits what it sent (commit.lua).
 --
 -- KEYS[1]  the shard's deadline index (sorted set)     KEYS[2]  the shard's stats (hash)
--- KEYS[3]  the shard's held calls' deadlines (sorted set)
+-- KEYS[3]  the shard's held spans' deadlines (sorted set)
 -- KEYS[4]  the batch's record in this shard (string, keys.ts appliedKey): what T.apply handed
 --          back. A batch found there was applied already (a retry after a partial success): its
 --          turns change nothing twice (late events are counted once) and it is handed back the
@@ -15,11 +15,11 @@
 -- ARGV[1]  JSON: { now, cfg, templates, batch?, limit,
 --            sequences, updates, pending    T.apply's input (turns.lua)
 --            sessions: [...]                A.merge's input per session (subagents.lua)
---            calls: [...] }                 Agent calls' tool spans, for M.put
+--            calls: [...] }                 Agent calls' tool spans, for A.hold
 -- ARGV[2..] the span bodies ARGV[1] names by index (L.bodies)
 -- Returns  the summary (L.reply: reply item 1, JSON, then the bodies it names): { late: [[key, n]], release: [[key, json]], placed: [{ session, agent, at, spans: [json] }]
---                  (every subagent of the sessions it touched that holds spans that may go),
---                  met: [{ session, call, span?, totals? }], claimed: [T.claim's rows] }, or
+--                  (every holder of the sessions it touched that holds spans that may go),
+--                  claimed: [T.claim's rows] }, or
 --          { committed: true, drawn: [the roots its commit drew] } for a batch sent and committed already
 --! include turns.lua
 --! include subagents.lua
@@ -41,21 +41,20 @@ else
   end
 end
 
-local placed, parts, told = {}, {}, {}
+local placed, told = {}, {}
 local owner = input.batch or ''
+A.hold(input.calls)
 for _, s in ipairs(input.sessions) do
   local state = A.merge(s)
   A.link(state)
-  A.place(s.session, state.agents, owner, placed, parts)
+  A.place(s.session, state.agents, owner, placed)
   told[s.session] = true
 end
 for _, s in ipairs(input.sequences) do
-  if not told[s.session] then A.revisit(s.session, owner, placed, parts) end
+  if not told[s.session] then A.revisit(s.session, owner, placed) end
 end
-for _, c in ipairs(input.calls) do parts[#parts + 1] = c end
-local met = #parts > 0 and M.put(parts) or {}
 
 -- Roots the batch completed, drawn in the same export as its spans (timers are the tick's: due.lua).
 local claimed = #due > 0 and T.claim(input.limit, 0) or {}
 L.flush()
-return L.reply({ late = late, release = release, placed = placed, met = met, claimed = claimed })
+return L.reply({ late = late, release = release, placed = placed, claimed = claimed })

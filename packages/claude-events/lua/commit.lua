@@ -1,16 +1,15 @@
 -- commit.lua: after the caller sent what batch.lua or due.lua handed back: marks it sent, and
--- only it. Subagent spans sent (A.forget), held calls sent (M.done), roots drawn and roots given
+-- only it. Held spans of subagents and Agent calls sent (A.forget), roots drawn and roots given
 -- back to be tried again (T.settle).
 --
 -- KEYS[1]  the shard's deadline index (sorted set)     KEYS[2]  the shard's stats (hash)
--- KEYS[3]  the shard's held calls' deadlines (sorted set)
+-- KEYS[3]  the shard's held spans' deadlines (sorted set)
 -- KEYS[4]  the batch's record in this shard (batch.lua), marked committed when `batch` is given:
 --          a retry of the job after this is handed back nothing
 -- Every other key is built from ARGV[1].templates and carries KEYS[1]'s hash tag.
 -- ARGV[1]  JSON: { now, cfg, templates, batch?, roots?,    roots: the roots drawn, kept on the record
 --                                                        (a retry tells of them again)
 --            forget: [{ session, agent, spanIds }],     subagent spans sent
---            calls:  [{ session, call, span?, totals? }], held calls sent
 --            drawn:  [{ key, complete, held: [id] }],     roots sent (T.settle)
 --            retry:  [{ key, at }] }                      roots not sent: looked at again at `at`
 -- Returns  the summary (L.reply): { drawn: n, release: [[key, json]] }   release: held spans that came while their
@@ -21,7 +20,6 @@
 local input = cjson.decode(ARGV[1])
 L.init(KEYS, input)
 A.forget(input.forget)
-M.done(input.calls)
 local drawn, release = T.settle(input.drawn, input.retry)
 L.flush()
 if input.batch then

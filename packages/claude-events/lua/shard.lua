@@ -7,7 +7,7 @@ local L = { now = 0, cfg = {}, templates = {}, deadlines = '', stats = '', callD
 -- What a held span's entry becomes once it is sent (interaction.ts SENT), for the scripts that include this.
 local SENT = '-'
 
--- The shard's declared keys (its deadline index, its stats, its held calls' deadlines) and the
+-- The shard's declared keys (its deadline index, its stats, its held spans' deadlines) and the
 -- script's input (now, cfg, templates).
 function L.init(keys, input)
   L.deadlines, L.stats, L.callDeadlines = keys[1], keys[2], keys[3]
@@ -19,7 +19,7 @@ end
 -- i]; store.ts withBodyRefs names the places: sessions[].spans[][3], updates[].held[][2] unless
 -- SENT, updates[].prompt, pending[].span, calls[].json); L.bodies puts them back. L.reply hands
 -- back the summary (reply item 1) and the bodies it holds, each named by its index in the reply
--- (store.ts bodiesIn): release[][2], placed[].spans[], met[].span and .totals, claimed[].events
+-- (store.ts bodiesIn): release[][2], placed[].spans[], claimed[].events
 -- (every second item, unless SENT), claimed[].state .prompt and .completion.
 function L.bodies(input, argv)
   for _, s in ipairs(input.sessions or {}) do
@@ -42,10 +42,6 @@ function L.reply(out)
   for _, r in ipairs(out.release or {}) do r[2] = ref(r[2]) end
   for _, p in ipairs(out.placed or {}) do
     for j, body in ipairs(p.spans) do p.spans[j] = ref(body) end
-  end
-  for _, m in ipairs(out.met or {}) do
-    if m.span then m.span = ref(m.span) end
-    if m.totals then m.totals = ref(m.totals) end
   end
   for _, c in ipairs(out.claimed or {}) do
     for _, f in ipairs({ 'prompt', 'completion' }) do if c.state[f] then c.state[f] = ref(c.state[f]) end end

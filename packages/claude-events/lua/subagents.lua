@@ -1,18 +1,18 @@
 -- subagents.lua: a session's subagents in their place (the rules' table is src/agents.ts's
--- header), and background Agent calls meeting their subagents' totals. Included by batch.lua,
--- commit.lua and due.lua, after L.init.
+-- header), and the main agent's Agent calls meeting their subagents' totals. Included by
+-- batch.lua, commit.lua and due.lua, after L.init.
 --
--- A session's keys (`calls`, `agents`, `links`, `callLinks`, `holding`, `open`, `callSpans`) and
--- each subagent's (`agentSpans`, `agentSent`, `agentInputs`, per `session/agent`) are keys.ts
--- templates, PerIdKey says what each holds; the shard's `callDeadlines` (KEYS[3]) orders held
--- calls (`session<TAB>call`) and subagents holding spans by when they are looked at again.
+-- A session's keys (`calls`, `agents`, `links`, `callLinks`, `holding`, `open`) and each
+-- holder's (`agentSpans`, `agentSent`, `agentInputs`, per `session/agent`, or `session/call:<id>`
+-- for a call's) are keys.ts templates, PerIdKey says what each holds; the shard's `callDeadlines`
+-- (KEYS[3]) orders holders with held spans by when they are looked at again.
 --
 -- Every write merges (min, max, set-if-absent) and nothing is let go before the caller has sent
--- it (A.forget, M.done: commit.lua), so a batch applied twice, or retried after a failed export,
+-- it (A.forget: commit.lua), so a batch applied twice, or retried after a failed export,
 -- leaves the same state and is handed back the same spans.
 --! include lifecycle.lua
 
-local A, M = {}, {}
+local A = {}
 -- The fold target of a subagent's totals (mapping.ts AGENT_CALL): its Agent call's tool span,
 -- read off the head of a held span's JSON (spans.ts heldOf writes its fold first).
 local AGENT_CALL_FOLD = '{"fold":{"into":"agent_call"'
@@ -59,8 +59,8 @@ local function records(key, ids)
   return out
 end
 
--- The session's subagents that hold spans (`holding`, its member '' once it lists them all), or
--- nil when it does not yet (a session an older bridge began): a long session has hundreds.
+-- The session's holders of spans, subagents and calls (`holding`, its member '' once it lists
+-- them all), or nil when it does not yet (a session an older bridge began): a long session has hundreds.
 local function holders(session)
   local set = {}
   for _, a in ipairs(redis.call('SMEMBERS', L.key('holding', session))) do set[a] = true end
@@ -268,16 +268,17 @@ local function placementOf(calls, links, agent, depth)
   return { rule = link.rule, key = key, call = link.call, type = call.type, prompt = call.prompt, result = call.r ~= nil, caller = call.caller }
 end
 
--- Which of a placed subagent's held spans may go now: the one rule for its held spans. A span
--- goes once nothing may still fold into it: an LLM call whose answer may still come
+-- Which of a placed subagent's held spans may go now, and when to look again if some stay. A
+-- span goes once nothing may still fold into it: an LLM call whose answer may still come
 -- (`waitsAfter`: its own mark) once the number after it has come from its process (L.follows); a fold goes with its
 -- span, or once its span was sent (then as its own row); once its turn's root was drawn longer
 -- than the gap wait ago, everything goes (a background subagent goes on after its turn is drawn:
--- what was awaited is taken as lost). The others stay held.
+-- what was awaited is taken as lost).
 local function ready(session, agent, at, held)
   local ix = redis.call('HMGET', L.key('ix', at.key), 'drawnAt', 'coveredTo')
   local drawnAt, coveredTo = tonumber(ix[1]), tonumber(ix[2]) or -1
-  if drawnAt and L.now - drawnAt > L.cfg.gapWaitMs then return function() return true end end
+  local later = (drawnAt or L.now) + L.cfg.gapWaitMs + 1
+  if drawnAt and L.now - drawnAt > L.cfg.gapWaitMs then return function() return true end, later end
   local sent = L.key('agentSent', session .. '/' .. agent)
   local going = {}
   for i = 1, #held, 2 do
@@ -293,10 +294,64 @@ local function ready(session, agent, at, held)
     if into == 'root' or into == 'agent_call' then return true end
     if going[into] ~= nil then return going[into] end
     return redis.call('SISMEMBER', sent, into) == 1
+  end, later
+end
+
+-- A main-agent Agent call holds like a subagent, in a holder of its own (`call:<tool_use_id>`):
+-- its tool span (`span`) and its subagent's totals (`totals`, moved there when the subagent is
+-- placed), beside `.since` (when the first came) and `.when` (the span's wait). They go together
+-- once both are here. The span goes alone once it does not wait for them: a background call's
+-- waits (it returns at once, "async_launched", long before its subagent ends); a foreground
+-- call's totals are logged just before its tool_result, so once the number before that
+-- (`result`, its mark; logged since the call began at `from`) has come they came already or
+-- never will. Totals go alone once the span went without them (a row of their own). Whatever is
+-- here goes once the turn timeout (BRIDGE_TURN_TIMEOUT_MS) ran out: nothing is dropped.
+local CALL = 'call:'
+local function meet(session, holder, meta, has, free)
+  local since = tonumber(meta['.since']) or L.now
+  local late = L.now >= since + L.cfg.turnTimeoutMs
+  local when = cjson.decode(meta['.when'] or '{"wait":true}')
+  local span, totals = has.span and free('span'), has.totals and free('totals')
+  local alone = not when.wait and (not when.result or L.precedes(session, when.result, when.from))
+  local spanSent = not has.span and redis.call('SISMEMBER', L.key('agentSent', session .. '/' .. holder), 'span') == 1
+  local goes = { span = late or totals or alone, totals = late or span or spanSent }
+  return function(id) return goes[id] end, since + L.cfg.turnTimeoutMs
+end
+
+-- Holds a span (`field`) for `holder` unless it was sent already (a copy delivered again).
+local function hold(session, holder, field, json, when)
+  local id = session .. '/' .. holder
+  if redis.call('SISMEMBER', L.key('agentSent', id), field) == 1 then return end
+  local key, list = L.key('agentSpans', id), L.key('holding', session)
+  redis.call('HSET', key, field, json)
+  redis.call('HSETNX', key, '.since', L.now)
+  if when then redis.call('HSET', key, '.when', when) end
+  redis.call('SADD', list, holder)
+  L.keep(key)
+  L.keep(list)
+end
+
+-- A.hold(calls): the main agent's Agent calls' tool spans, each held in its call's holder:
+-- [{ session, call, json, wait, result?, from? }] (meet says what each is).
+function A.hold(calls)
+  for _, c in ipairs(calls) do
+    hold(c.session, CALL .. c.call, 'span', c.json, cjson.encode({ wait = c.wait, result = c.result, from = c.from }))
   end
 end
 
--- A held span handed back is leased (`lease:<id>` in its subagent's hash: until|owner) to the
+-- An older bridge held a call's parts in its session's `callSpans` (`span:<call>`, `totals:<call>`,
+-- `-` once sent): moved to the call's holder.
+local function carryOver(session, holder)
+  local call, older = string.sub(holder, #CALL + 1), L.key('callSpans', session)
+  local parts = redis.call('HMGET', older, 'span:' .. call, 'totals:' .. call)
+  for i, field in ipairs({ 'span', 'totals' }) do
+    if parts[i] == SENT then redis.call('SADD', L.key('agentSent', session .. '/' .. holder), field)
+    elseif parts[i] then hold(session, holder, field, parts[i]) end
+  end
+  if parts[1] or parts[2] then redis.call('HDEL', older, 'span:' .. call, 'totals:' .. call) end
+end
+
+-- A held span handed back is leased (`lease:<id>` in its holder's hash: until|owner) to the
 -- batch, or the timers' round, that took it: no other hands it back meanwhile (concurrent
 -- batches of one session would send it twice), the same batch retried takes it again, and if no
 -- commit forgets it, the timers' round (A.due) hands it back once the lease runs out.
@@ -306,70 +361,81 @@ local function free(lease, owner)
   local untilMs, by = string.match(lease, '^(%d+)|(.*)$')
   return tonumber(untilMs) <= L.now or (owner ~= '' and by == owner)
 end
--- A subagent with held spans in the shard's `callDeadlines` (a member apart from the calls':
--- it starts with a tab), looked at again by the timers' round.
+-- A holder with held spans in the shard's `callDeadlines`, looked at again by the timers' round.
 local function agentMember(session, agent) return '\t' .. session .. '\t' .. agent end
 
--- A.place(session, agents, owner, placed, parts): for each of the session's subagents that can
--- be placed and holds spans that may go (ready) and are not leased to another owner: where it
--- goes (`at`: rule, key, call?, type?, prompt?, first: the event.sequence of its first LLM call,
--- result: whether its call's tool_result came, inputs: its calls and tool results kept, caller:
--- '' when the main agent made the call) and those spans (JSON), appended to `placed`. Its totals
--- (a fold onto its Agent call) placed under a call of the main agent go to meet that call's tool
--- span instead (appended to `parts`, for M.put).
-function A.place(session, agents, owner, placed, parts)
+-- A.place(session, agents, owner, placed): for each of the session's subagents (`agents`, by id)
+-- that can be placed, then each of its calls' holders, that holds spans that may go (ready,
+-- meet) and are not leased to another owner: where it goes (`at`: rule, key, call?, type?,
+-- prompt?, first: the event.sequence of its first LLM call, result: whether its call's
+-- tool_result came, inputs: its calls and tool results kept, caller: '' when the main agent made
+-- the call; a call's holder: { call }) and those spans (JSON), appended to `placed`. Its totals (a
+-- fold onto its Agent call) placed under a call of the main agent move to that call's holder.
+-- This is the one place that says when a held span of a subagent or an Agent call goes.
+function A.place(session, agents, owner, placed)
   local calls, links
   local holding, list = holders(session), L.key('holding', session)
   if not holding then redis.call('SADD', list, '') L.keep(list) end
-  for agent, seen in pairs(agents) do
+  local function place(agent, seen)
     local key = L.key('agentSpans', session .. '/' .. agent)
+    local call = string.sub(agent, 1, #CALL) == CALL
+    if call then carryOver(session, agent) end
     -- Most hold nothing (sent and forgotten): not placed (A.due drops a member left for one).
-    local all = (not holding or holding[agent]) and redis.call('HGETALL', key) or {}
-    if not holding and #all > 0 then redis.call('SADD', list, agent) end
-    if holding and holding[agent] and #all == 0 then redis.call('SREM', list, agent) end
-    if #all > 0 and not calls then calls, links = L.fields(L.key('calls', session)), L.fields(L.key('links', session)) end
-    local at = #all > 0 and placementOf(calls, links, agent, 0)
-    if at then
-      at.first = seen.call
-      local held, leases, spans, ids, left = {}, {}, {}, {}, false
-      for i = 1, #all, 2 do
-        if string.sub(all[i], 1, #LEASE) == LEASE then leases[string.sub(all[i], #LEASE + 1)] = all[i + 1]
-        else held[#held + 1], held[#held + 2] = all[i], all[i + 1] end
-      end
-      local goes = #held > 0 and ready(session, agent, at, held)
-      local leasing = {}
-      for i = 1, #held, 2 do
-        local id, json = held[i], held[i + 1]
-        if at.caller == '' and at.call and string.sub(json, 1, #AGENT_CALL_FOLD) == AGENT_CALL_FOLD then
-          -- Moved, in this step, from the subagent's held spans to its call's (M.put).
-          parts[#parts + 1] = {
-            session = session, call = at.call, kind = 'totals',
-            json = cjson.encode({ agent = agent, at = at, held = json }),
-          }
-          redis.call('HDEL', key, id, LEASE .. id)
-        elseif goes(id, json) and free(leases[id], owner) then
-          spans[#spans + 1], ids[#ids + 1] = json, id
-          leasing[#leasing + 1], leasing[#leasing + 2] = LEASE .. id, (L.now + L.cfg.leaseMs) .. '|' .. owner
-        else
-          left = true
-        end
-      end
-      L.inChunks('HSET', key, leasing)
-      -- Looked at again once a lease may run out, or its turn's root was drawn a gap wait ago
-      -- (ready); batches of the session look sooner (A.revisit).
-      local member = agentMember(session, agent)
-      if #spans > 0 or left then
-        local drawnAt = tonumber(redis.call('HGET', L.key('ix', at.key), 'drawnAt'))
-        local leased = next(leases) ~= nil or #spans > 0
-        redis.call('ZADD', L.callDeadlines, 'LT', leased and L.now + L.cfg.leaseMs or (drawnAt or L.now) + L.cfg.gapWaitMs + 1, member)
+    local all = (call or not holding or holding[agent]) and redis.call('HGETALL', key) or {}
+    local held, leases, meta, has, spans, ids, left = {}, {}, {}, {}, {}, {}, false
+    for i = 1, #all, 2 do
+      local f, v = all[i], all[i + 1]
+      if string.sub(f, 1, #LEASE) == LEASE then leases[string.sub(f, #LEASE + 1)] = v
+      elseif string.sub(f, 1, 1) == '.' then meta[f] = v
+      else held[#held + 1], held[#held + 2], has[f] = f, v, true end
+    end
+    if #held == 0 then
+      if #all > 0 then redis.call('DEL', key) end
+      if call or not holding or holding[agent] then redis.call('SREM', list, agent) end
+      return
+    end
+    if not holding then redis.call('SADD', list, agent) end
+    if not calls then calls, links = L.fields(L.key('calls', session)), L.fields(L.key('links', session)) end
+    local at = call and { call = string.sub(agent, #CALL + 1) } or placementOf(calls, links, agent, 0)
+    if not at then return end
+    at.first = seen.call
+    local goes, later
+    if call then goes, later = meet(session, agent, meta, has, function(id) return free(leases[id], owner) end)
+    else goes, later = ready(session, agent, at, held) end
+    local leasing = {}
+    for i = 1, #held, 2 do
+      local id, json = held[i], held[i + 1]
+      if at.caller == '' and at.call and string.sub(json, 1, #AGENT_CALL_FOLD) == AGENT_CALL_FOLD then
+        hold(session, CALL .. at.call, 'totals', cjson.encode({ agent = agent, at = at, held = json }))
+        redis.call('HDEL', key, id, LEASE .. id)
+      elseif goes(id, json) and free(leases[id], owner) then
+        spans[#spans + 1], ids[#ids + 1] = json, id
+        leasing[#leasing + 1], leasing[#leasing + 2] = LEASE .. id, (L.now + L.cfg.leaseMs) .. '|' .. owner
       else
-        redis.call('ZREM', L.callDeadlines, member)
-      end
-      if #spans > 0 then
-        at.inputs = redis.call('HVALS', L.key('agentInputs', session .. '/' .. agent))
-        placed[#placed + 1] = { session = session, agent = agent, at = at, spans = spans, ids = ids }
+        left = true
       end
     end
+    L.inChunks('HSET', key, leasing)
+    -- Looked at again once a lease may run out, or when `later` lets everything go (ready,
+    -- meet); batches of the session look sooner (A.revisit).
+    local member = agentMember(session, agent)
+    if #spans > 0 or left then
+      local leased = next(leases) ~= nil or #spans > 0
+      redis.call('ZADD', L.callDeadlines, 'LT', leased and L.now + L.cfg.leaseMs or later, member)
+    else
+      redis.call('ZREM', L.callDeadlines, member)
+    end
+    if #spans > 0 then
+      if not call then at.inputs = redis.call('HVALS', L.key('agentInputs', session .. '/' .. agent)) end
+      placed[#placed + 1] = { session = session, agent = agent, at = at, spans = spans, ids = ids }
+    end
+  end
+  for agent, seen in pairs(agents) do
+    if string.sub(agent, 1, #CALL) ~= CALL then place(agent, seen) end
+  end
+  -- Then the calls' holders (the totals just moved there meet their span).
+  for agent in pairs(holders(session) or {}) do
+    if string.sub(agent, 1, #CALL) == CALL then place(agent, {}) end
   end
 end
 
@@ -395,119 +461,24 @@ function A.forget(sent)
   end
 end
 
--- A.revisit(session, owner, placed, parts): A.place for every subagent of a session a batch touched without
+-- A.revisit(session, owner, placed): A.place for every holder of a session a batch touched without
 -- telling of its subagents: a number it brought may be the one a held span waits for.
-function A.revisit(session, owner, placed, parts)
-  local agents = records(L.key('agents', session), holders(session))
-  if next(agents) ~= nil then A.place(session, agents, owner, placed, parts) end
+function A.revisit(session, owner, placed)
+  A.place(session, records(L.key('agents', session), holders(session)), owner, placed)
 end
 
--- A.due(members): the subagents among the shard's due `callDeadlines` members, placed again by
--- the timers' round (leases run out, or a root drawn a gap wait ago lets everything go).
+-- A.due(members): the holders among the shard's due `callDeadlines` members, placed again by
+-- the timers' round (leases run out, or ready or meet lets everything go). An older bridge's
+-- member for a held call (`session<TAB>call`) places its session's calls.
 function A.due(members)
-  local placed, parts = {}, {}
+  local placed = {}
   for _, m in ipairs(members) do
+    redis.call('ZREM', L.callDeadlines, m)
     local session, agent = string.match(m, '^\t(.*)\t(.*)$')
-    if session then
-      redis.call('ZREM', L.callDeadlines, m)
-      local raw = redis.call('HGET', L.key('agents', session), agent)
-      if raw then A.place(session, { [agent] = cjson.decode(raw) }, '', placed, parts) end
-    end
+    local older, call = string.match(m, '^([^\t].*)\t(.*)$')
+    if older then redis.call('SADD', L.key('holding', older), CALL .. call) end
+    local raw = session and redis.call('HGET', L.key('agents', session), agent)
+    if session or older then A.place(session or older, raw and { [agent] = cjson.decode(raw) } or {}, '', placed) end
   end
-  return placed, parts
-end
-
-local function member(session, call) return session .. '\t' .. call end
-
--- A held call's span and totals (JSON, SENT, or false when absent).
-local function heldCall(session, call)
-  return unpack(redis.call('HMGET', L.key('callSpans', session), 'span:' .. call, 'totals:' .. call))
-end
-
-local function entry(session, call, span, totals)
-  local e = { session = session, call = call }
-  if span and span ~= SENT then e.span = span end
-  if totals and totals ~= SENT then e.totals = totals end
-  return e
-end
-
--- M.put(items): a background Agent call's tool span and its subagent's totals, held until they
--- meet. The call returns at once ("async_launched") and its span would be sent long before the
--- subagent ends; it waits here for the totals, which fold onto it as onto a foreground call's,
--- and is sent once: with them, or without them once its wait runs out (BRIDGE_TURN_TIMEOUT_MS,
--- M.due). Totals whose span was sent without them are handed back to be drawn as a row of their
--- own: nothing is dropped.
---   items: [{ session, call, kind = 'span'|'totals', json, wait?, result?, from? }]; a span that
---   does not wait (a foreground call's: its totals come before it) is handed back at once, once
---   the number before its tool_result's (`result`, its mark; where its totals would be) has come
---   from its process (L.precedes, logged since the call began at `from`).
--- Returns [{ session, call, span?, totals? }]: each call whose parts may now be sent.
-function M.put(items)
-  local calls, order, out = {}, {}, {}
-  -- All parts first, then each call once: a span and its totals in one batch meet whatever their order.
-  for _, it in ipairs(items) do
-    local k = L.key('callSpans', it.session)
-    local field = it.kind .. ':' .. it.call
-    if redis.call('HGET', k, field) ~= SENT then redis.call('HSETNX', k, field, it.json) end
-    L.keep(k)
-    local m = member(it.session, it.call)
-    if not calls[m] then
-      calls[m] = { session = it.session, call = it.call, go = false }
-      order[#order + 1] = m
-    end
-    -- A foreground call's totals are logged just before its result: once that number is here
-    -- (T.apply keeps them), they came already or never will.
-    if it.kind == 'span' and not it.wait
-      and (not it.result or L.precedes(it.session, it.result, it.from)) then
-      calls[m].go = true
-    end
-  end
-  local fresh = function(v) return v and v ~= SENT end
-  for _, m in ipairs(order) do
-    local c = calls[m]
-    local span, totals = heldCall(c.session, c.call)
-    -- What is handed back is leased: if no commit says it went (M.done), M.due hands it back
-    -- again once the lease runs out.
-    -- They meet (or the span went without them: the totals are drawn as their own row), or a
-    -- span that does not wait goes alone (its totals, if any, went already: entry leaves out SENT).
-    if (fresh(totals) and span) or (fresh(span) and c.go) then
-      out[#out + 1] = entry(c.session, c.call, span, totals)
-      redis.call('ZADD', L.callDeadlines, L.now + L.cfg.leaseMs, m)
-    elseif fresh(span) or fresh(totals) then
-      -- One of them waits for the other, at most the turn timeout.
-      redis.call('ZADD', L.callDeadlines, 'NX', L.now + L.cfg.turnTimeoutMs, m)
-    end
-  end
-  return out
-end
-
--- M.due(members): held calls among the shard's due `callDeadlines` members whose wait ran out,
--- handed back (leased for leaseMs) to be sent as they are.
-function M.due(members)
-  local out = {}
-  for _, m in ipairs(members) do
-    local session, call = string.match(m, '^([^\t].*)\t(.*)$')
-    if session then
-      local e = entry(session, call, heldCall(session, call))
-      if e.span or e.totals then
-        redis.call('ZADD', L.callDeadlines, L.now + L.cfg.leaseMs, m)
-        out[#out + 1] = e
-      else
-        redis.call('ZREM', L.callDeadlines, m)
-      end
-    end
-  end
-  return out
-end
-
--- M.done(items): [{ session, call, span?, totals? }] the caller sent: marked so. Only what was
--- handed back is marked: a span that comes after its totals went alone still goes.
-function M.done(items)
-  for _, it in ipairs(items) do
-    local k = L.key('callSpans', it.session)
-    if it.span then redis.call('HSET', k, 'span:' .. it.call, SENT) end
-    if it.totals then redis.call('HSET', k, 'totals:' .. it.call, SENT) end
-    L.keep(k)
-    redis.call('ZREM', L.callDeadlines, member(it.session, it.call))
-  end
+  return placed
 end

@@ -66,21 +66,23 @@ export interface AgentSeen {
 
 export type Rule = 'notification' | 'completion' | 'only_open' | 'root';
 
-/** A part of a held Agent call (lua/subagents.lua M.put says when each goes): its tool span or its subagent's totals, as JSON. */
-export interface HeldCallPart {
+/**
+ * The tool span of an Agent call the main agent made, held in the call's holder (`call:<id>`,
+ * lua/subagents.lua A.hold) to meet its subagent's totals (meet says when it goes): a
+ * ResourceSpans ready to send, as JSON.
+ */
+export interface HeldCallSpan {
   session: string;
   call: string;
-  kind: 'span' | 'totals';
-  /** span: a ResourceSpans ready to send; totals: CallTotals (lua/subagents.lua moves them there at placement). */
   json: string;
-  /** A span that waits for its totals (a background call's); else it is sent at once, with them if they are there. */
-  wait?: boolean;
+  /** It waits for its totals (a background call's); else it goes once they could have come. */
+  wait: boolean;
   /** A foreground call's: its tool_result's mark ("seq:ms") and when the call began (ms). */
   result?: string;
   from?: number;
 }
-/** A held call handed back (M.put, M.due): its span and totals, those that are there. */
-export type HeldCall = Pick<HeldCallPart, 'session' | 'call'> & { span?: string; totals?: string };
+/** The holder of an Agent call's span and totals, beside its session's subagents (lua/subagents.lua). */
+export const CALL_HOLDER = 'call:';
 /**
  * A subagent's totals held for its Agent call (A.place): `held`, JSON HeldAgentSpan, a fold onto
  * the call's tool span; `at`, where the subagent was placed, to draw them as a row of their own.
@@ -88,9 +90,9 @@ export type HeldCall = Pick<HeldCallPart, 'session' | 'call'> & { span?: string;
 type CallTotals = { agent: string; at: PlacedAt; held: string };
 /**
  * An Agent call the main agent made, by its tool_use_id (from its tool_result): its tool span
- * is held to meet its subagent's totals (M.put). A background call's (run_in_background,
- * known where tool details are logged) returns at once ("async_launched") and waits for them;
- * a foreground call's totals come before it, so it takes them if they are there and goes.
+ * is held to meet its subagent's totals. A background call's (run_in_background, known where
+ * tool details are logged) returns at once ("async_launched") and waits for them; a foreground
+ * call's totals come before it, so it takes them if they are there and goes.
  */
 export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean } | undefined {
   const tool = stringOf(e.attributes['tool_name']);
@@ -100,23 +102,23 @@ export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean
   return { call, background: callInput(e)['run_in_background'] === true };
 }
 
-/** The spans to send for held calls handed back: each call's span with its totals merged under its own values, or what is there alone. */
-export function heldCallSpans(calls: HeldCall[]): ResourceSpans[] {
-  return calls.flatMap((c) => {
-    const totals = c.totals ? (JSON.parse(c.totals) as CallTotals) : undefined;
-    if (!c.span) {
-      if (!totals) return [];
-      // Its span went without them: a row of their own, under the call's execution.
-      const placement = { ...placementOf(c.session, totals.at), callSpanId: undefined };
-      return placedSpans(placement, totals.agent, [totals.held]).spans;
-    }
-    const span = JSON.parse(c.span) as ResourceSpans;
-    const fold = totals && parseHeld<HeldAgentSpan>(totals.held).fold;
-    if (fold)
-      for (const s of (span.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []))
-        s.attributes = recordToAttributes(Object.assign({}, fold.attributes, attributesToRecord(s.attributes)));
-    return [span];
-  });
+/** The spans to send for a call's holder handed back (`ids`: span, totals): its span with its totals merged under its own values, or what is there alone. */
+export function heldCallSpans(session: string, { spans, ids }: { spans: string[]; ids: string[] }): ResourceSpans[] {
+  const part = (id: string) => (ids.includes(id) ? spans[ids.indexOf(id)] : undefined);
+  const [span, raw] = [part('span'), part('totals')];
+  const totals = raw ? (JSON.parse(raw) as CallTotals) : undefined;
+  if (!span) {
+    if (!totals) return [];
+    // Its span went without them: a row of their own, under the call's execution.
+    const placement = { ...placementOf(session, totals.at), callSpanId: undefined };
+    return placedSpans(placement, totals.agent, [totals.held]).spans;
+  }
+  const rs = JSON.parse(span) as ResourceSpans;
+  const fold = totals && parseHeld<HeldAgentSpan>(totals.held).fold;
+  if (fold)
+    for (const s of (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []))
+      s.attributes = recordToAttributes(Object.assign({}, fold.attributes, attributesToRecord(s.attributes)));
+  return [rs];
 }
 
 /** A span of a subagent's event (`held`: JSON HeldAgentSpan), held until the subagent is placed. */

@@ -21,7 +21,7 @@ import {
   type Contribution,
 } from './mapping';
 import { heldOf, parseHeld, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
-import { agentCallOf, type AgentSpan, type HeldAgentSpan, type HeldCallPart } from './agents';
+import { agentCallOf, type AgentSpan, type HeldAgentSpan, type HeldCallSpan } from './agents';
 import { eventOrder, foldWithin, mergeHeld, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
 import { batchInputs, heldWithInputs, turnPromptOf, withInput, type InputFact } from './inputs';
@@ -78,8 +78,8 @@ export interface BatchPlan {
   resourceSpans: ResourceSpans[];
   /** Spans of subagents' events, held until each subagent is placed (agents.ts). */
   agentSpans: AgentSpan[];
-  /** Tool spans of the main agent's Agent calls, to meet their subagents' totals (lua/subagents.lua M.put). */
-  calls: HeldCallPart[];
+  /** Tool spans of the main agent's Agent calls, to meet their subagents' totals (lua/subagents.lua A.hold). */
+  calls: HeldCallSpan[];
   updates: TurnUpdate[];
   /** Every event's event.sequence, those drawn from elsewhere too (sequenceMarksOf). */
   sequences: SequenceMarks[];
@@ -100,7 +100,7 @@ export function planBatch(
   const updates = new Map<string, TurnUpdate>();
   const pending: PendingSpan[] = [];
   const agentSpans: AgentSpan[] = [];
-  const calls: HeldCallPart[] = [];
+  const calls: HeldCallSpan[] = [];
   let spans = 0;
   let unassigned = 0;
 
@@ -183,7 +183,7 @@ export function planBatch(
         const { call, background } = agentCall;
         const after =
           !background && seq ? { result: `${seq}:${msOf(event)}`, from: Number(draft.startNs / NS_PER_MS) } : {};
-        calls.push({ session: session!, call, kind: 'span', json, wait: background, ...after });
+        calls.push({ session: session!, call, json, wait: background, ...after });
       } else list.push(spanOfDraft(traceId, rootSpanId, draft));
       spans += 1;
     }

@@ -12,27 +12,33 @@
  * |             | drawn (or claimed)                       |                                               |              |
  * | `placed`    | a subagent's spans (`agentSpans`)        | placed, nothing may still fold into them      | `forget`     |
  * |             |                                          | (subagents.lua ready)                         |              |
- * | `met`       | a main-agent Agent call's tool span and  | they meet, or a foreground call's totals      | `calls`      |
- * |             | its subagent's totals (`callSpans`)      | could have come, or the turn timeout (M.put)  |              |
+ * |             | a main-agent Agent call's tool span and  | they meet, or a foreground call's totals      |              |
+ * |             | its subagent's totals (`agentSpans` of   | could have come, or the turn timeout          |              |
+ * |             | its holder `call:<id>`)                  | (subagents.lua meet)                          |              |
  *
  * Start-up spans wait in `pending` for their process's first prompt, then join its `events`
  * (turns.lua adopt). Roots are drawn by interaction.ts rootSpanOf, placed spans in their Agent
- * call's trace (agents.ts placedSpans), met calls with their totals (agents.ts heldCallSpans).
+ * call's trace (agents.ts placedSpans), calls with their totals (agents.ts heldCallSpans).
  */
 import type { Logger } from '@ccbridge/log';
 import type { ResourceSpans } from '@ccbridge/otlp';
-import { heldCallSpans, placedSpans, placementOf } from './agents';
+import { CALL_HOLDER, heldCallSpans, placedSpans, placementOf } from './agents';
 import { releasedSpansOf, rootSpanOf } from './interaction';
 import type { Commit, ShardOutcome } from './lifecycle/store';
 
 const idsOf = (rs: ResourceSpans[]) => rs.flatMap((r) => r.scopeSpans!.flatMap((ss) => ss.spans!.map((s) => s.spanId)));
 
 /** The spans to send for what a shard handed back, and the commit to make once they are sent. */
-export function drawOutcome(o: Pick<ShardOutcome, 'release' | 'placed' | 'met' | 'claimed'>, log: Logger) {
+export function drawOutcome(o: Pick<ShardOutcome, 'release' | 'placed' | 'claimed'>, log: Logger) {
   const spans = releasedSpansOf(o.release);
   const forget: NonNullable<Commit['forget']> = [];
   let subagentSpans = 0;
   for (const p of o.placed) {
+    if (p.agent.startsWith(CALL_HOLDER)) {
+      spans.push(...heldCallSpans(p.session, p));
+      forget.push({ session: p.session, agent: p.agent, spanIds: p.ids, leased: p.ids });
+      continue;
+    }
     const placement = placementOf(p.session, p.at);
     const { spans: placed, callFolds, merged } = placedSpans(placement, p.agent, p.spans);
     // Totals onto a call of a subagent (the main agent's meet their call in Redis): a row of their own.
@@ -53,9 +59,9 @@ export function drawOutcome(o: Pick<ShardOutcome, 'release' | 'placed' | 'met' |
         "no Agent call could be told for a subagent: its spans go under its prompt's root",
       );
   }
-  spans.push(...heldCallSpans(o.met), ...o.claimed.map(rootSpanOf));
+  spans.push(...o.claimed.map(rootSpanOf));
   const drawn = o.claimed.map((ix) => ({ key: ix.key, complete: ix.verdict.complete !== false, held: ix.heldIds }));
-  const commit: Commit = { forget, calls: o.met, drawn };
+  const commit: Commit = { forget, drawn };
   return { spans, commit, subagentSpans };
 }
 export type Drawn = ReturnType<typeof drawOutcome>;

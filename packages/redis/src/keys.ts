@@ -10,7 +10,7 @@
  * |            |                     | `{ccbridge}:otlp-metrics:*`), the dead-letter store           |
  * |            |                     | (`{ccbridge}:dead-letter:*`) and Claude Code's metrics on     |
  * |            |                     | their way to LLMFlow (`{ccbridge}:metrics:*`)                 |
- * | a shard    | `{ccbridge:N}`      | its deadline index, stats, held calls' deadlines and batch    |
+ * | a shard    | `{ccbridge:N}`      | its deadline index, stats, held spans' deadlines and batch    |
  * |            |                     | records, and every key of every session that hashes to shard  |
  * |            |                     | N: the session's prompts, sequence numbers, held events,      |
  * |            |                     | subagents, and its interactions' state                        |
@@ -109,7 +109,7 @@ export interface ShardKeys {
   deadlines: string;
   /** Hash of counters: drawn, incomplete, late events. */
   stats: string;
-  /** Sorted set: held Agent calls (`session<TAB>call`) and subagents holding spans (`<TAB>session<TAB>agent`) → when next looked at (ms). */
+  /** Sorted set: holders of held spans, subagents and the main agent's Agent calls (`<TAB>session<TAB>agent`, `<TAB>session<TAB>call:<id>`; an older bridge's `session<TAB>call`) → when next looked at (ms). */
   callDeadlines: string;
   /** The templates the shard's scripts build per-session and per-interaction keys from. */
   templates: Record<PerIdKey, KeyTemplate>;
@@ -127,10 +127,10 @@ export interface ShardKeys {
  * adopted (a copy is not adopted again). Subagents (agents.ts in claude-events):
  * `calls`, `agents`, `links`: hashes per session, its Agent tool calls, its subagents and which
  * call started which; `callLinks`: hash per session, the same links by call (a call starts one subagent); `agentSpans`: hash per `session/agent`, a subagent's spans held until it
- * is placed and may go; `holding`: set per session, its subagents that hold spans (member '' once it lists them all); `open`: set per session, its
+ * is placed and may go (per `session/call:<id>`, an Agent call of the main agent: its tool span and its subagent's totals, held until they meet); `holding`: set per session, its subagents that hold spans (member '' once it lists them all); `open`: set per session, its
  * subagents not linked (`a:<id>`) and Agent calls not taken (`c:<id>`), what A.merge reads (member '' once it lists them all); `agentSent`: set per `session/agent`, the ids of its spans sent; `agentInputs`: hash per `session/agent`, its calls and tool results by
- * event.sequence (its LLM calls' inputs); `callSpans`: hash per session, Agent calls'
- * tool spans (`span:<call>`) and their subagents' totals (`totals:<call>`), JSON or `-` once sent, held until they meet (lua/subagents.lua M.put).
+ * event.sequence (its LLM calls' inputs); `callSpans`: hash per session, where an older bridge held Agent calls'
+ * tool spans (`span:<call>`) and their subagents' totals (`totals:<call>`), JSON or `-` once sent (moved to the call's `agentSpans`).
  */
 export type PerIdKey =
   | 'ix'

@@ -1,8 +1,8 @@
 /**
  * Draws roots and commits what was sent. A batch's own script claims the roots it completed
  * (store.batch), and the job sends them with its spans and commits them here (`committed`);
- * every tick, the timers' round claims in each shard what is due by a timer and the held calls
- * whose wait ran out (store.due), sends them and commits them (`closeDue`).
+ * every tick, the timers' round claims in each shard what is due by a timer and the held spans
+ * whose lease or wait ran out (store.due), sends them and commits them (`closeDue`).
  */
 import type { Logger } from '@ccbridge/log';
 import { bridgeMetrics } from '@ccbridge/telemetry';
@@ -57,16 +57,16 @@ export class TurnCloser {
     let drawn = 0;
     for (let round = 0; ; round++) {
       const due = await store.due(shard, { limit: this.batchSize, timersDueBy, calls: calls && round === 0 });
-      if (due.claimed.length + due.met.length + due.placed.length === 0) return drawn;
+      if (due.claimed.length + due.placed.length === 0) return drawn;
       const { spans, commit } = drawOutcome(due, log);
       try {
         await this.options.exportSpans(spans, 'roots');
       } catch (err) {
-        // LLMFlow is unavailable: the only thing retried without limit. Held calls and
+        // LLMFlow is unavailable: the only thing retried without limit. Held calls' and
         // subagents' spans stay leased and come back when their lease runs out.
         await this.giveBack(shard, due.claimed);
         log.warn(
-          { interactions: due.claimed.length, calls: due.met.length, err: (err as Error).message },
+          { interactions: due.claimed.length, held: due.placed.length, err: (err as Error).message },
           'could not export interaction roots; will retry',
         );
         return drawn;

@@ -27,7 +27,7 @@ import { parseHeld } from '../spans';
 import { SENT, type BatchPlan, type StoredTurn } from '../interaction';
 import type { Contribution } from '../mapping';
 import type { InputFact } from '../inputs';
-import type { HeldCall, PlacedAt, SessionAgents } from '../agents';
+import type { PlacedAt, SessionAgents } from '../agents';
 import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig } from './lifecycle';
 
 const LUA = path.join(__dirname, '..', '..', 'lua');
@@ -48,7 +48,7 @@ export interface BatchWork extends Pick<BatchPlan, 'updates' | 'pending' | 'sequ
   sessions: SessionAgents[];
 }
 
-/** A subagent batch.lua placed, with its held spans (JSON) not yet sent. */
+/** A holder batch.lua placed (a subagent, or an Agent call's: agents.ts CALL_HOLDER), with its held spans (JSON) not yet sent. */
 export interface PlacedAgent {
   session: string;
   agent: string;
@@ -72,8 +72,6 @@ export interface ShardOutcome {
   /** Held spans (JSON HeldSpan) of turns drawn already: to be sent now, in their trace. */
   release: { key: string; held: string }[];
   placed: PlacedAgent[];
-  /** Agent calls whose tool span and subagent's totals may go (leased until committed). */
-  met: HeldCall[];
   /** Roots the batch made due, claimed (leased until committed). */
   claimed: StoredTurn[];
 }
@@ -81,7 +79,6 @@ export interface ShardOutcome {
 /** What commit.lua is told was sent (or, for roots, could not be). */
 export interface Commit {
   forget?: { session: string; agent: string; spanIds: string[]; leased: string[] }[];
-  calls?: HeldCall[];
   drawn?: { key: string; complete: boolean; held: string[] }[];
   retry?: { key: string; at: number }[];
   /** The batch whose work this commits (its record is marked committed, with the roots drawn). */
@@ -157,13 +154,13 @@ export class LifecycleStore {
   }
 
   /**
-   * Marks what was sent of what a shard handed back (commit.lua): subagent spans, held calls,
-   * roots drawn; roots not sent are given back, to be looked at again at `at`. Held spans a
+   * Marks what was sent of what a shard handed back (commit.lua): held spans of subagents and
+   * Agent calls, roots drawn; roots not sent are given back, to be looked at again at `at`. Held spans a
    * batch added to a turn after its root was claimed come back (`release`, JSON HeldSpan): they
    * are not in the root that went, and are to be sent now.
    */
   async commit(shard: number, commit: Commit): Promise<{ drawn: number; release: ShardOutcome['release'] }> {
-    const input = { forget: [], calls: [], drawn: [], retry: [], ...commit };
+    const input = { forget: [], drawn: [], retry: [], ...commit };
     const record = appliedKey(this.shards[shard]!, commit.batch ?? '');
     const r = await this.run('ccbridgeCommit', shard, input, [record]);
     return { drawn: r.drawn as number, release: handedBack(r).release };
@@ -171,8 +168,7 @@ export class LifecycleStore {
 
   /**
    * The timers' round in a shard (due.lua): leases its turns whose time has come, with their
-   * state, and (with `calls`) its held calls whose wait ran out and its subagents' held spans
-   * that may go now. A timer counts as run out only if it ran out by `timersDueBy` (when the
+   * state, and (with `calls`) the held spans of its subagents and Agent calls that may go now. A timer counts as run out only if it ran out by `timersDueBy` (when the
    * oldest batch still queued was received).
    */
   async due(shard: number, input: { limit: number; timersDueBy: number; calls: boolean }): Promise<HandedBack> {
@@ -246,10 +242,6 @@ function bodiesIn(reply: string[] | string): Record<string, unknown> {
   const body = (i: unknown) => items[(i as number) - 1]!;
   for (const r of list<[string, unknown]>(out.release)) r[1] = body(r[1]);
   for (const p of list<{ spans: unknown }>(out.placed)) p.spans = list(p.spans).map(body);
-  for (const m of list<{ span?: unknown; totals?: unknown }>(out.met)) {
-    if (m.span !== undefined) m.span = body(m.span);
-    if (m.totals !== undefined) m.totals = body(m.totals);
-  }
   for (const c of list<{ events: unknown[]; state: Record<string, unknown> }>(out.claimed)) {
     for (const f of ['prompt', 'completion']) if (c.state[f] !== undefined) c.state[f] = body(c.state[f]);
     const events = list<unknown>(c.events);
@@ -266,11 +258,10 @@ interface ClaimedRow extends Pick<StoredTurn, 'key' | 'verdict'> {
 }
 
 /** What a script's reply hands back to send. */
-type HandedBack = Pick<ShardOutcome, 'release' | 'placed' | 'met' | 'claimed'>;
+type HandedBack = Pick<ShardOutcome, 'release' | 'placed' | 'claimed'>;
 const handedBack = (r: Record<string, unknown>): HandedBack => ({
   release: list<[string, string]>(r.release).map(([key, held]) => ({ key, held })),
   placed: list<PlacedAgent>(r.placed).map((p) => ({ ...p, spans: list<string>(p.spans), ids: list<string>(p.ids) })),
-  met: list<HeldCall>(r.met),
   claimed: list<ClaimedRow>(r.claimed).map(storedOf),
 });
 
