@@ -138,7 +138,6 @@ test("a placed subagent's calls: the first its Agent call's prompt (held while t
   const placement = (o: Partial<Placement>): Placement => ({
     traceKey: 'prompt/p1',
     parentSpanId: 'exec',
-    callSpanId: 'tool',
     rule: 'completion',
     inputs: kept,
     ...o,

@@ -408,6 +408,7 @@ function A.place(session, agents, owner, placed)
       if at.caller == '' and at.call and string.sub(json, 1, #AGENT_CALL_FOLD) == AGENT_CALL_FOLD then
         hold(session, CALL .. at.call, 'totals', cjson.encode({ agent = agent, at = at, held = json }))
         redis.call('HDEL', key, id, LEASE .. id)
+        if holding then holding[CALL .. at.call] = true end
       elseif goes(id, json) and free(leases[id], owner) then
         spans[#spans + 1], ids[#ids + 1] = json, id
         leasing[#leasing + 1], leasing[#leasing + 2] = LEASE .. id, (L.now + L.cfg.leaseMs) .. '|' .. owner
@@ -434,7 +435,7 @@ function A.place(session, agents, owner, placed)
     if string.sub(agent, 1, #CALL) ~= CALL then place(agent, seen) end
   end
   -- Then the calls' holders (the totals just moved there meet their span).
-  for agent in pairs(holders(session) or {}) do
+  for agent in pairs(holding or holders(session) or {}) do
     if string.sub(agent, 1, #CALL) == CALL then place(agent, {}) end
   end
 end

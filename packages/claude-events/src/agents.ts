@@ -30,7 +30,7 @@ import { attributesToRecord, recordToAttributes, type KeyValue, type ResourceSpa
 import { entryOf, sequenceOf, stringOf, type ClaudeEvent } from './events';
 import { rootSpanIdFor, traceIdFor } from './ids';
 import { parseHeld, resourceSpansOf, spanOfHeld, type HeldSpan } from './spans';
-import { AGENT_CALL, toolExecutionSpanIdFor, toolSpanIdFor } from './mapping';
+import { toolExecutionSpanIdFor } from './mapping';
 import { eventOrder, foldWithin, mergeHeld, unfolded } from './folds';
 import { cut, eventInputFact, heldWithInputs, parsedOr, type InputFact } from './inputs';
 
@@ -88,12 +88,7 @@ export const CALL_HOLDER = 'call:';
  * the call's tool span; `at`, where the subagent was placed, to draw them as a row of their own.
  */
 type CallTotals = { agent: string; at: PlacedAt; held: string };
-/**
- * An Agent call the main agent made, by its tool_use_id (from its tool_result): its tool span
- * is held to meet its subagent's totals. A background call's (run_in_background, known where
- * tool details are logged) returns at once ("async_launched") and waits for them; a foreground
- * call's totals come before it, so it takes them if they are there and goes.
- */
+/** An Agent call the main agent made, by its tool_use_id (from its tool_result): its tool span is a HeldCallSpan. */
 export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean } | undefined {
   const tool = stringOf(e.attributes['tool_name']);
   const call = stringOf(e.attributes['tool_use_id']);
@@ -104,14 +99,12 @@ export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean
 
 /** The spans to send for a call's holder handed back (`ids`: span, totals): its span with its totals merged under its own values, or what is there alone. */
 export function heldCallSpans(session: string, { spans, ids }: { spans: string[]; ids: string[] }): ResourceSpans[] {
-  const part = (id: string) => (ids.includes(id) ? spans[ids.indexOf(id)] : undefined);
-  const [span, raw] = [part('span'), part('totals')];
+  const [span, raw] = ['span', 'totals'].map((id) => (ids.includes(id) ? spans[ids.indexOf(id)] : undefined));
   const totals = raw ? (JSON.parse(raw) as CallTotals) : undefined;
   if (!span) {
     if (!totals) return [];
     // Its span went without them: a row of their own, under the call's execution.
-    const placement = { ...placementOf(session, totals.at), callSpanId: undefined };
-    return placedSpans(placement, totals.agent, [totals.held]).spans;
+    return placedSpans(placementOf(session, totals.at), totals.agent, [totals.held]).spans;
   }
   const rs = JSON.parse(span) as ResourceSpans;
   const fold = totals && parseHeld<HeldAgentSpan>(totals.held).fold;
@@ -209,8 +202,6 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
 export interface Placement {
   traceKey: string;
   parentSpanId: string;
-  /** The tool span of the Agent call that started it (none for `root`). */
-  callSpanId?: string;
   rule: Rule;
   type?: string;
   /** The call's prompt and the event.sequence of the subagent's first LLM call, whose input it was. */
@@ -248,7 +239,6 @@ export function placementOf(session: string, at: PlacedAt): Placement {
   return {
     ...placement,
     parentSpanId: toolExecutionSpanIdFor(session, at.call),
-    callSpanId: toolSpanIdFor(session, at.call),
     ...(at.type && { type: at.type }),
     ...(at.prompt !== undefined && at.first !== undefined && { prompt: { text: at.prompt, seq: at.first } }),
     ...(at.prompt === undefined && !at.result && at.first !== undefined && { awaitingPrompt: at.first }),
@@ -257,16 +247,16 @@ export function placementOf(session: string, at: PlacedAt): Placement {
 
 /**
  * The placed spans, ready to export, from the held ones: folds merged where their span is among
- * them, and `callFolds` (onto the Agent call's tool span: the subagent's totals) handed back for
- * the caller to merge into that span if it is still to be sent; any other fold is its own span.
- * The subagent's first LLM call stays held while its input (its call's prompt) may still come;
- * `merged` are the folds merged into spans sent now (done with, like those spans).
+ * them, any other fold its own span (the totals of a subagent a subagent started: the main
+ * agent's meet their call in Redis). The subagent's first LLM call stays held while its input
+ * (its call's prompt) may still come; `merged` are the folds merged into spans sent now (done
+ * with, like those spans).
  */
 export function placedSpans(
   placement: Placement,
   agent: string,
   held: string[],
-): { spans: ResourceSpans[]; callFolds: HeldSpan[]; merged: string[] } {
+): { spans: ResourceSpans[]; merged: string[] } {
   const byResource = new Map<string, { resource: KeyValue[]; spans: Span[] }>();
   const parsed = held.map((raw) => parseHeld<HeldAgentSpan>(raw));
   const { spans: all, unresolved } = foldWithin(parsed, mergeHeld, eventOrder);
@@ -276,14 +266,13 @@ export function placedSpans(
     .map((h) => h.spanId);
   // Its LLM calls' inputs (inputs.ts): its tool results, kept and at hand, and its call's prompt.
   heldWithInputs(all, placement.inputs, undefined, placement.prompt && { chain: agent, ...placement.prompt });
-  const callFolds = placement.callSpanId ? unresolved.filter((h) => h.fold!.into === AGENT_CALL) : [];
   const extra: Record<string, string> = { 'gen_ai.agent.id': agent, 'claude_code.agent.placement': placement.rule };
   if (placement.type) extra['gen_ai.agent.name'] = placement.type;
-  const own = unresolved.filter((u) => !callFolds.includes(u)).map((u) => unfolded(u) as HeldAgentSpan);
+  const own = unresolved.map((u) => unfolded(u) as HeldAgentSpan);
   const traceId = traceIdFor(placement.traceKey);
   for (const h of [...all.filter((h) => h !== waiting), ...own]) {
     const group = entryOf(byResource, JSON.stringify(h.resource), () => ({ resource: h.resource, spans: [] }));
     group.spans.push(spanOfHeld(traceId, h.parent ?? placement.parentSpanId, h, extra));
   }
-  return { spans: [...byResource.values()].map((g) => resourceSpansOf(g.resource, g.spans)), callFolds, merged };
+  return { spans: [...byResource.values()].map((g) => resourceSpansOf(g.resource, g.spans)), merged };
 }

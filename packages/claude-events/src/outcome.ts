@@ -39,17 +39,12 @@ export function drawOutcome(o: Pick<ShardOutcome, 'release' | 'placed' | 'claime
       forget.push({ session: p.session, agent: p.agent, spanIds: p.ids, leased: p.ids });
       continue;
     }
-    const placement = placementOf(p.session, p.at);
-    const { spans: placed, callFolds, merged } = placedSpans(placement, p.agent, p.spans);
-    // Totals onto a call of a subagent (the main agent's meet their call in Redis): a row of their own.
-    const own = callFolds.flatMap(
-      (f) => placedSpans({ ...placement, callSpanId: undefined }, p.agent, [JSON.stringify(f)]).spans,
-    );
-    spans.push(...placed, ...own);
+    const { spans: placed, merged } = placedSpans(placementOf(p.session, p.at), p.agent, p.spans);
+    spans.push(...placed);
     forget.push({
       session: p.session,
       agent: p.agent,
-      spanIds: [...idsOf(placed), ...callFolds.map((f) => f.spanId), ...merged],
+      spanIds: [...idsOf(placed), ...merged],
       leased: p.ids,
     });
     subagentSpans += p.spans.length;
