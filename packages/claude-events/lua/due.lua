@@ -6,7 +6,7 @@
 -- KEYS[1]  the shard's deadline index (sorted set)     KEYS[2]  the shard's stats (hash)
 -- KEYS[3]  the shard's held spans' deadlines (sorted set)
 -- Every other key is built from ARGV[1].templates and carries KEYS[1]'s hash tag.
--- ARGV[1]  JSON: { now, cfg, templates, limit, timersDueBy, calls }   calls: look at held spans
+-- ARGV[1]  JSON: { now, cfg, templates, limit, timersDueBy, held }   held: look at held spans
 --          too (subagents' and calls')
 -- Returns  the summary (L.reply): { claimed: [T.claim's rows], placed: [{ session, agent, at, spans: [json] }] }
 --! include turns.lua
@@ -16,7 +16,7 @@ local input = cjson.decode(ARGV[1])
 L.init(KEYS, input)
 local claimed = T.claim(input.limit, input.timersDueBy)
 local placed = {}
-if input.calls then
+if input.held then
   placed = A.due(redis.call('ZRANGEBYSCORE', L.callDeadlines, '-inf', L.now, 'LIMIT', 0, input.limit))
 end
 L.flush()

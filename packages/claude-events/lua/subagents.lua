@@ -345,7 +345,8 @@ local function carryOver(session, holder)
   local call, older = string.sub(holder, #CALL + 1), L.key('callSpans', session)
   local parts = redis.call('HMGET', older, 'span:' .. call, 'totals:' .. call)
   for i, field in ipairs({ 'span', 'totals' }) do
-    if parts[i] == SENT then redis.call('SADD', L.key('agentSent', session .. '/' .. holder), field)
+    local sent = L.key('agentSent', session .. '/' .. holder)
+    if parts[i] == SENT then redis.call('SADD', sent, field) L.keep(sent)
     elseif parts[i] then hold(session, holder, field, parts[i]) end
   end
   if parts[1] or parts[2] then redis.call('HDEL', older, 'span:' .. call, 'totals:' .. call) end

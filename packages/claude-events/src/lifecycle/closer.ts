@@ -52,11 +52,11 @@ export class TurnCloser {
     return drawn.reduce((a, b) => a + b, 0);
   }
 
-  private async closeShard(shard: number, timersDueBy: number, calls: boolean): Promise<number> {
+  private async closeShard(shard: number, timersDueBy: number, held: boolean): Promise<number> {
     const { store, log } = this.options;
     let drawn = 0;
     for (let round = 0; ; round++) {
-      const due = await store.due(shard, { limit: this.batchSize, timersDueBy, calls: calls && round === 0 });
+      const due = await store.due(shard, { limit: this.batchSize, timersDueBy, held: held && round === 0 });
       if (due.claimed.length + due.placed.length === 0) return drawn;
       const { spans, commit } = drawOutcome(due, log);
       try {

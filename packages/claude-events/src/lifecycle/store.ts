@@ -168,10 +168,10 @@ export class LifecycleStore {
 
   /**
    * The timers' round in a shard (due.lua): leases its turns whose time has come, with their
-   * state, and (with `calls`) the held spans of its subagents and Agent calls that may go now. A timer counts as run out only if it ran out by `timersDueBy` (when the
+   * state, and (with `held`) the held spans of its subagents and Agent calls that may go now. A timer counts as run out only if it ran out by `timersDueBy` (when the
    * oldest batch still queued was received).
    */
-  async due(shard: number, input: { limit: number; timersDueBy: number; calls: boolean }): Promise<HandedBack> {
+  async due(shard: number, input: { limit: number; timersDueBy: number; held: boolean }): Promise<HandedBack> {
     return handedBack(await this.run('ccbridgeDue', shard, input));
   }
 
