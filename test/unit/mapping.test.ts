@@ -441,10 +441,11 @@ test("a session's state an older bridge kept (its numbers by number, not by time
             // ... and nothing of the older form is left (read again at every batch of the session).
             const left: string[] = [];
             for (const key of older ? await client.keys(`*${h.namespace}*`) : []) {
-              if (key.endsWith(':seq') || key.endsWith(':callspans')) left.push(key);
-              if (key.endsWith(':pending'))
+              if (key.endsWith(':seq')) left.push(key);
+              // (`-`: an older bridge's mark of a call part sent, left when nothing comes for the call again.)
+              if (key.endsWith(':pending') || key.endsWith(':callspans'))
                 for (const [id, v] of Object.entries(await client.hgetall(key)))
-                  if (v === '-') left.push(`${key} ${id}`);
+                  if ((v === '-') === key.endsWith(':pending')) left.push(`${key} ${id}`);
             }
             assert.deepEqual(
               left,

@@ -59,8 +59,9 @@ local function records(key, ids)
   return out
 end
 
--- The session's holders of spans, subagents and calls (`holding`, its member '' once it lists
--- them all), or nil when it does not yet (a session an older bridge began): a long session has hundreds.
+-- The session's holders of spans that its batches look at again (`holding`, its member '' once it
+-- lists them all: its subagents, and calls that wait for a number, hold), or nil when it does not
+-- yet (a session an older bridge began): a long session has hundreds.
 local function holders(session)
   local set = {}
   for _, a in ipairs(redis.call('SMEMBERS', L.key('holding', session))) do set[a] = true end
@@ -307,6 +308,7 @@ end
 -- never will. Totals go alone once the span went without them (a row of their own). Whatever is
 -- here goes once the turn timeout (BRIDGE_TURN_TIMEOUT_MS) ran out: nothing is dropped.
 local CALL = 'call:'
+local function isCall(holder) return string.sub(holder, 1, #CALL) == CALL end
 local function meet(session, holder, meta, has, free)
   local since = tonumber(meta['.since']) or L.now
   local late = L.now >= since + L.cfg.turnTimeoutMs
@@ -318,29 +320,26 @@ local function meet(session, holder, meta, has, free)
   return function(id) return goes[id] end, since + L.cfg.turnTimeoutMs
 end
 
--- Holds a span (`field`) for `holder` unless it was sent already (a copy delivered again).
+-- Holds a span (`field`) for a call's `holder` unless it was sent already (a copy delivered
+-- again), to be placed in this script (`heldNow`). Only a span that waits for a number is looked
+-- at again by the session's later batches (`holding`); the others wait for their other part, which
+-- touches them, or for the timers' round.
+local heldNow = {}
 local function hold(session, holder, field, json, when)
   local id = session .. '/' .. holder
   if redis.call('SISMEMBER', L.key('agentSent', id), field) == 1 then return end
   local key, list = L.key('agentSpans', id), L.key('holding', session)
-  redis.call('HSET', key, field, json)
+  redis.call('HSET', key, field, json, unpack(when and { '.when', cjson.encode(when) } or {}))
   redis.call('HSETNX', key, '.since', L.now)
-  if when then redis.call('HSET', key, '.when', when) end
-  redis.call('SADD', list, holder)
+  if when and not when.wait then redis.call('SADD', list, holder) L.keep(list) end
+  heldNow[session] = heldNow[session] or {}
+  heldNow[session][holder] = true
   L.keep(key)
-  L.keep(list)
-end
-
--- A.hold(calls): the main agent's Agent calls' tool spans, each held in its call's holder:
--- [{ session, call, json, wait, result?, from? }] (meet says what each is).
-function A.hold(calls)
-  for _, c in ipairs(calls) do
-    hold(c.session, CALL .. c.call, 'span', c.json, cjson.encode({ wait = c.wait, result = c.result, from = c.from }))
-  end
 end
 
 -- An older bridge held a call's parts in its session's `callSpans` (`span:<call>`, `totals:<call>`,
--- `-` once sent): moved to the call's holder.
+-- `-` once sent): moved to the call's holder before it is held into (A.hold, A.place) or when its
+-- older deadline comes (A.due). Marks of calls nothing comes for again expire with the session.
 local function carryOver(session, holder)
   local call, older = string.sub(holder, #CALL + 1), L.key('callSpans', session)
   local parts = redis.call('HMGET', older, 'span:' .. call, 'totals:' .. call)
@@ -350,6 +349,15 @@ local function carryOver(session, holder)
     elseif parts[i] then hold(session, holder, field, parts[i]) end
   end
   if parts[1] or parts[2] then redis.call('HDEL', older, 'span:' .. call, 'totals:' .. call) end
+end
+
+-- A.hold(calls): the main agent's Agent calls' tool spans, each held in its call's holder:
+-- [{ session, call, json, wait, result?, from? }] (meet says what each is).
+function A.hold(calls)
+  for _, c in ipairs(calls) do
+    carryOver(c.session, CALL .. c.call)
+    hold(c.session, CALL .. c.call, 'span', c.json, { wait = c.wait, result = c.result, from = c.from })
+  end
 end
 
 -- A held span handed back is leased (`lease:<id>` in its holder's hash: until|owner) to the
@@ -379,8 +387,7 @@ function A.place(session, agents, owner, placed)
   if not holding then redis.call('SADD', list, '') L.keep(list) end
   local function place(agent, seen)
     local key = L.key('agentSpans', session .. '/' .. agent)
-    local call = string.sub(agent, 1, #CALL) == CALL
-    if call then carryOver(session, agent) end
+    local call = isCall(agent)
     -- Most hold nothing (sent and forgotten): not placed (A.due drops a member left for one).
     local all = (call or not holding or holding[agent]) and redis.call('HGETALL', key) or {}
     local held, leases, meta, has, spans, ids, left = {}, {}, {}, {}, {}, {}, false
@@ -395,7 +402,7 @@ function A.place(session, agents, owner, placed)
       if call or not holding or holding[agent] then redis.call('SREM', list, agent) end
       return
     end
-    if not holding then redis.call('SADD', list, agent) end
+    if not holding and not call then redis.call('SADD', list, agent) end
     if not calls then calls, links = L.fields(L.key('calls', session)), L.fields(L.key('links', session)) end
     local at = call and { call = string.sub(agent, #CALL + 1) } or placementOf(calls, links, agent, 0)
     if not at then return end
@@ -407,9 +414,9 @@ function A.place(session, agents, owner, placed)
     for i = 1, #held, 2 do
       local id, json = held[i], held[i + 1]
       if at.caller == '' and at.call and string.sub(json, 1, #AGENT_CALL_FOLD) == AGENT_CALL_FOLD then
+        carryOver(session, CALL .. at.call)
         hold(session, CALL .. at.call, 'totals', cjson.encode({ agent = agent, at = at, held = json }))
         redis.call('HDEL', key, id, LEASE .. id)
-        if holding then holding[CALL .. at.call] = true end
       elseif goes(id, json) and free(leases[id], owner) then
         spans[#spans + 1], ids[#ids + 1] = json, id
         leasing[#leasing + 1], leasing[#leasing + 2] = LEASE .. id, (L.now + L.cfg.leaseMs) .. '|' .. owner
@@ -432,13 +439,17 @@ function A.place(session, agents, owner, placed)
       placed[#placed + 1] = { session = session, agent = agent, at = at, spans = spans, ids = ids }
     end
   end
+  local callHolders = {}
   for agent, seen in pairs(agents) do
-    if string.sub(agent, 1, #CALL) ~= CALL then place(agent, seen) end
+    if isCall(agent) then callHolders[agent] = true else place(agent, seen) end
   end
-  -- Then the calls' holders (the totals just moved there meet their span).
+  -- Then the calls' holders: those asked for, held into (the totals just moved there meet their
+  -- span) or waiting for a number.
+  for agent in pairs(heldNow[session] or {}) do callHolders[agent] = true end
   for agent in pairs(holding or holders(session) or {}) do
-    if string.sub(agent, 1, #CALL) == CALL then place(agent, {}) end
+    if isCall(agent) then callHolders[agent] = true end
   end
+  for agent in pairs(callHolders) do place(agent, {}) end
 end
 
 -- A.forget(sent): [{ session, agent, spanIds, leased }] the caller sent (spanIds) of what it was
@@ -450,10 +461,15 @@ function A.forget(sent)
     local id = s.session .. '/' .. s.agent
     local fields = { unpack(s.spanIds) }
     for _, span in ipairs(s.leased or {}) do fields[#fields + 1] = LEASE .. span end
-    if #fields > 0 then redis.call('HDEL', L.key('agentSpans', id), unpack(fields)) end
+    local key = L.key('agentSpans', id)
+    if #fields > 0 then redis.call('HDEL', key, unpack(fields)) end
     -- What is still held may go now (a batch that came meanwhile was refused it while leased):
-    -- the next timers' round looks (A.due).
-    if redis.call('EXISTS', L.key('agentSpans', id)) == 1 then
+    -- the next timers' round looks (A.due). A call's holder with neither part left is let go.
+    local call = isCall(s.agent) and redis.call('HMGET', key, 'span', 'totals')
+    if call and not call[1] and not call[2] then
+      redis.call('DEL', key)
+      redis.call('ZREM', L.callDeadlines, agentMember(s.session, s.agent))
+    elseif redis.call('EXISTS', key) == 1 then
       redis.call('ZADD', L.callDeadlines, 'LT', L.now, agentMember(s.session, s.agent))
     end
     if #s.spanIds > 0 then
@@ -466,21 +482,27 @@ end
 -- A.revisit(session, owner, placed): A.place for every holder of a session a batch touched without
 -- telling of its subagents: a number it brought may be the one a held span waits for.
 function A.revisit(session, owner, placed)
-  A.place(session, records(L.key('agents', session), holders(session)), owner, placed)
+  local holding = holders(session)
+  local any = not holding
+  for h in pairs(holding or {}) do any = any or h ~= '' end
+  if any then A.place(session, records(L.key('agents', session), holding), owner, placed) end
 end
 
 -- A.due(members): the holders among the shard's due `callDeadlines` members, placed again by
 -- the timers' round (leases run out, or ready or meet lets everything go). An older bridge's
--- member for a held call (`session<TAB>call`) places its session's calls.
+-- member for a held call (`session<TAB>call`) places that call's holder.
 function A.due(members)
   local placed = {}
   for _, m in ipairs(members) do
     redis.call('ZREM', L.callDeadlines, m)
     local session, agent = string.match(m, '^\t(.*)\t(.*)$')
     local older, call = string.match(m, '^([^\t].*)\t(.*)$')
-    if older then redis.call('SADD', L.key('holding', older), CALL .. call) end
-    local raw = session and redis.call('HGET', L.key('agents', session), agent)
-    if session or older then A.place(session or older, raw and { [agent] = cjson.decode(raw) } or {}, '', placed) end
+    if older then
+      session, agent = older, CALL .. call
+      carryOver(session, agent)
+    end
+    local raw = session and not isCall(agent) and redis.call('HGET', L.key('agents', session), agent)
+    if raw or (session and isCall(agent)) then A.place(session, { [agent] = raw and cjson.decode(raw) or {} }, '', placed) end
   end
   return placed
 end
