@@ -343,8 +343,8 @@ end
 local function carryOver(session, holder)
   local call, older = string.sub(holder, #CALL + 1), L.key('callSpans', session)
   local parts = redis.call('HMGET', older, 'span:' .. call, 'totals:' .. call)
+  local sent = L.key('agentSent', session .. '/' .. holder)
   for i, field in ipairs({ 'span', 'totals' }) do
-    local sent = L.key('agentSent', session .. '/' .. holder)
     if parts[i] == SENT then redis.call('SADD', sent, field) L.keep(sent)
     elseif parts[i] then hold(session, holder, field, parts[i]) end
   end

@@ -98,7 +98,8 @@ export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean
 }
 
 /** The spans to send for a call's holder handed back (`ids`: span, totals): its span with its totals merged under its own values, or what is there alone. */
-export function heldCallSpans(session: string, { spans, ids }: { spans: string[]; ids: string[] }): ResourceSpans[] {
+export function heldCallSpans(holder: { session: string; spans: string[]; ids: string[] }): ResourceSpans[] {
+  const { session, spans, ids } = holder;
   const [span, raw] = ['span', 'totals'].map((id) => (ids.includes(id) ? spans[ids.indexOf(id)] : undefined));
   const totals = raw ? (JSON.parse(raw) as CallTotals) : undefined;
   if (!span) {

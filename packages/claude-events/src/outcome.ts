@@ -35,7 +35,7 @@ export function drawOutcome(o: Pick<ShardOutcome, 'release' | 'placed' | 'claime
   let subagentSpans = 0;
   for (const p of o.placed) {
     if (p.agent.startsWith(CALL_HOLDER)) {
-      spans.push(...heldCallSpans(p.session, p));
+      spans.push(...heldCallSpans(p));
       forget.push({ session: p.session, agent: p.agent, spanIds: p.ids, leased: p.ids });
       continue;
     }
