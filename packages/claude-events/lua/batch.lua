@@ -1,7 +1,7 @@
--- batch.lua: one batch in one shard, in one atomic step: its turns (T.apply), its subagents
--- merged, linked and placed with the main agent's Agent calls (A.hold, A.merge, A.link,
--- A.place), and the roots now due claimed (T.claim). It hands back everything that may
--- now be sent; the caller sends it, then commits what it sent (commit.lua).
+-- batch.lua: one batch in one shard, in one atomic step: its turns (T.apply), its subagents and
+-- the main agent's Agent calls merged, linked and placed (A.merge, A.link, A.place), and the
+-- roots now due claimed (T.claim). It hands back everything that may now be sent; the caller
+-- sends it, then commits what it sent (commit.lua).
 --
 -- KEYS[1]  the shard's deadline index (sorted set)     KEYS[2]  the shard's stats (hash)
 -- KEYS[3]  the shard's held spans' deadlines (sorted set)
@@ -14,8 +14,7 @@
 -- slot on a Redis Cluster.
 -- ARGV[1]  JSON: { now, cfg, templates, batch?, limit,
 --            sequences, updates, pending    T.apply's input (turns.lua)
---            sessions: [...]                A.merge's input per session (subagents.lua)
---            calls: [...] }                 Agent calls' tool spans, for A.hold
+--            sessions: [...] }              A.merge's input per session (subagents.lua)
 -- ARGV[2..] the span bodies ARGV[1] names by index (L.bodies)
 -- Returns  the summary (L.reply: reply item 1, JSON, then the bodies it names): { late: [[key, n]], release: [[key, json]], placed: [{ session, agent, at, spans: [json] }]
 --                  (every holder of the sessions it touched that holds spans that may go),
@@ -43,7 +42,6 @@ end
 
 local placed, told = {}, {}
 local owner = input.batch or ''
-A.hold(input.calls)
 for _, s in ipairs(input.sessions) do
   local state = A.merge(s)
   A.link(state)

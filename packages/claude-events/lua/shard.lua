@@ -17,7 +17,7 @@ end
 -- Span bodies (JSON text) travel as arguments and reply items of their own, not escaped inside
 -- the JSON input and summary: in the input, each place that holds one holds its index (ARGV[1 +
 -- i]; store.ts withBodyRefs names the places: sessions[].spans[][3], updates[].held[][2] unless
--- SENT, updates[].prompt, pending[].span, calls[].json); L.bodies puts them back. L.reply hands
+-- SENT, updates[].prompt, pending[].span); L.bodies puts them back. L.reply hands
 -- back the summary (reply item 1) and the bodies it holds, each named by its index in the reply
 -- (store.ts bodiesIn): release[][2], placed[].spans[], claimed[].events
 -- (every second item, unless SENT), claimed[].state .prompt and .completion.
@@ -30,7 +30,6 @@ function L.bodies(input, argv)
     for _, h in ipairs(u.held or {}) do if h[2] ~= SENT then h[2] = argv[1 + h[2]] end end
   end
   for _, p in ipairs(input.pending or {}) do p.span = argv[1 + p.span] end
-  for _, c in ipairs(input.calls or {}) do c.json = argv[1 + c.json] end
   return input
 end
 function L.reply(out)

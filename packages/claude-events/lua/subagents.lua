@@ -102,12 +102,66 @@ local function record(session, agent, link)
   return added
 end
 
+-- A main-agent Agent call holds like a subagent, in a holder of its own (`call:<tool_use_id>`):
+-- its tool span (`span`) and its subagent's totals (`totals`, moved there when the subagent is
+-- placed), beside `.since` (when the first came) and `.when` (the span's wait). They go together
+-- once both are here. The span goes alone once it does not wait for them: a background call's
+-- waits (it returns at once, "async_launched", long before its subagent ends); a foreground
+-- call's totals are logged just before its tool_result, so once the number before that
+-- (`result`, its mark; logged since the call began at `from`) has come they came already or
+-- never will. Totals go alone once the span went without them (a row of their own). Whatever is
+-- here goes once the turn timeout (BRIDGE_TURN_TIMEOUT_MS) ran out: nothing is dropped.
+local CALL = 'call:'
+local function isCall(holder) return string.sub(holder, 1, #CALL) == CALL end
+local function meet(session, holder, meta, has, free)
+  local since = tonumber(meta['.since']) or L.now
+  local late = L.now >= since + L.cfg.turnTimeoutMs
+  local when = cjson.decode(meta['.when'] or '{"wait":true}')
+  local span, totals = has.span and free('span'), has.totals and free('totals')
+  local alone = not when.wait and (not when.result or L.precedes(session, when.result, when.from))
+  local spanSent = not has.span and redis.call('SISMEMBER', L.key('agentSent', session .. '/' .. holder), 'span') == 1
+  local goes = { span = late or totals or alone, totals = late or span or spanSent }
+  return function(id) return goes[id] end, since + L.cfg.turnTimeoutMs
+end
+
+-- Holds a span (`field`) for a call's `holder` unless it was sent already (a copy delivered
+-- again), to be placed in this script (`heldNow`). Only a span that waits for a number is looked
+-- at again by the session's later batches (`holding`); the others wait for their other part, which
+-- touches them, or for the timers' round.
+local heldNow = {}
+local function hold(session, holder, field, json, when)
+  local id = session .. '/' .. holder
+  if redis.call('SISMEMBER', L.key('agentSent', id), field) == 1 then return end
+  local key, list = L.key('agentSpans', id), L.key('holding', session)
+  redis.call('HSET', key, field, json, unpack(when and { '.when', cjson.encode(when) } or {}))
+  redis.call('HSETNX', key, '.since', L.now)
+  if when and not when.wait then redis.call('SADD', list, holder) L.keep(list) end
+  heldNow[session] = heldNow[session] or {}
+  heldNow[session][holder] = true
+  L.keep(key)
+end
+
+-- An older bridge held a call's parts in its session's `callSpans` (`span:<call>`, `totals:<call>`,
+-- `-` once sent): moved to the call's holder before it is held into (A.merge, A.place) or when its
+-- older deadline comes (A.due). Marks of calls nothing comes for again expire with the session.
+local function carryOver(session, holder)
+  local call, older = string.sub(holder, #CALL + 1), L.key('callSpans', session)
+  local parts = redis.call('HMGET', older, 'span:' .. call, 'totals:' .. call)
+  local sent = L.key('agentSent', session .. '/' .. holder)
+  for i, field in ipairs({ 'span', 'totals' }) do
+    if parts[i] == SENT then redis.call('SADD', sent, field) L.keep(sent)
+    elseif parts[i] then hold(session, holder, field, parts[i]) end
+  end
+  if parts[1] or parts[2] then redis.call('HDEL', older, 'span:' .. call, 'totals:' .. call) end
+end
+
 -- A.merge(s): what a batch says about one session's subagents, merged; s = { session,
 --   calls:  [{ id, caller, key, d?, r?, bg?, detail?, type?, prompt? }]   Agent tool calls: tool_use_id,
 --           the calling agent ('' main), prompt key, decision and result event.sequence, its input's prompt
 --   agents: [{ id, parent, key, first, last, completed?, call?, type? }]  subagents seen (call: its first api_request)
 --   notes:  [[agent, call]]                  links a <task-notification> names
---   spans:  [[agent, spanId, json]]          the subagents' spans, held until each is placed
+--   spans:  [[agent, spanId, json, when?]]   the subagents' spans, held until each is placed, and
+--                                            the main agent's Agent calls' (agent `call:<id>`: hold)
 --   inputs: [[agent, seq, json]] }           their calls and tool results (inputs.ts)
 -- Returns the session's state: calls, agents, links (by id; those that may still link, the batch's,
 -- and those holding spans), taken (calls a link took), and for subagents not yet linked,
@@ -137,15 +191,18 @@ function A.merge(s)
   mergeInto(calls, state.calls, s.calls, mergeCall)
   mergeInto(agents, state.agents, s.agents, mergeAgent)
   for _, n in ipairs(s.notes) do record(s.session, n[1], { call = n[2], rule = 'notification' }) end
-  local hold, holdingNow = distinct()
+  local holds, holdingNow = distinct()
   for _, sp in ipairs(s.spans) do
     -- A copy of a span sent already (a batch delivered twice) is not held again: a fold sent
     -- with its span would go as a row of its own (ready).
     local id = s.session .. '/' .. sp[1]
-    if redis.call('SISMEMBER', L.key('agentSent', id), sp[2]) == 0 then
+    if isCall(sp[1]) then
+      carryOver(s.session, sp[1])
+      hold(s.session, sp[1], sp[2], sp[3], sp[4])
+    elseif redis.call('SISMEMBER', L.key('agentSent', id), sp[2]) == 0 then
       local held = L.key('agentSpans', id)
       redis.call('HSET', held, sp[2], sp[3])
-      hold(sp[1])
+      holds(sp[1])
       L.keep(held)
     end
   end
@@ -296,68 +353,6 @@ local function ready(session, agent, at, held)
     if going[into] ~= nil then return going[into] end
     return redis.call('SISMEMBER', sent, into) == 1
   end, later
-end
-
--- A main-agent Agent call holds like a subagent, in a holder of its own (`call:<tool_use_id>`):
--- its tool span (`span`) and its subagent's totals (`totals`, moved there when the subagent is
--- placed), beside `.since` (when the first came) and `.when` (the span's wait). They go together
--- once both are here. The span goes alone once it does not wait for them: a background call's
--- waits (it returns at once, "async_launched", long before its subagent ends); a foreground
--- call's totals are logged just before its tool_result, so once the number before that
--- (`result`, its mark; logged since the call began at `from`) has come they came already or
--- never will. Totals go alone once the span went without them (a row of their own). Whatever is
--- here goes once the turn timeout (BRIDGE_TURN_TIMEOUT_MS) ran out: nothing is dropped.
-local CALL = 'call:'
-local function isCall(holder) return string.sub(holder, 1, #CALL) == CALL end
-local function meet(session, holder, meta, has, free)
-  local since = tonumber(meta['.since']) or L.now
-  local late = L.now >= since + L.cfg.turnTimeoutMs
-  local when = cjson.decode(meta['.when'] or '{"wait":true}')
-  local span, totals = has.span and free('span'), has.totals and free('totals')
-  local alone = not when.wait and (not when.result or L.precedes(session, when.result, when.from))
-  local spanSent = not has.span and redis.call('SISMEMBER', L.key('agentSent', session .. '/' .. holder), 'span') == 1
-  local goes = { span = late or totals or alone, totals = late or span or spanSent }
-  return function(id) return goes[id] end, since + L.cfg.turnTimeoutMs
-end
-
--- Holds a span (`field`) for a call's `holder` unless it was sent already (a copy delivered
--- again), to be placed in this script (`heldNow`). Only a span that waits for a number is looked
--- at again by the session's later batches (`holding`); the others wait for their other part, which
--- touches them, or for the timers' round.
-local heldNow = {}
-local function hold(session, holder, field, json, when)
-  local id = session .. '/' .. holder
-  if redis.call('SISMEMBER', L.key('agentSent', id), field) == 1 then return end
-  local key, list = L.key('agentSpans', id), L.key('holding', session)
-  redis.call('HSET', key, field, json, unpack(when and { '.when', cjson.encode(when) } or {}))
-  redis.call('HSETNX', key, '.since', L.now)
-  if when and not when.wait then redis.call('SADD', list, holder) L.keep(list) end
-  heldNow[session] = heldNow[session] or {}
-  heldNow[session][holder] = true
-  L.keep(key)
-end
-
--- An older bridge held a call's parts in its session's `callSpans` (`span:<call>`, `totals:<call>`,
--- `-` once sent): moved to the call's holder before it is held into (A.hold, A.place) or when its
--- older deadline comes (A.due). Marks of calls nothing comes for again expire with the session.
-local function carryOver(session, holder)
-  local call, older = string.sub(holder, #CALL + 1), L.key('callSpans', session)
-  local parts = redis.call('HMGET', older, 'span:' .. call, 'totals:' .. call)
-  local sent = L.key('agentSent', session .. '/' .. holder)
-  for i, field in ipairs({ 'span', 'totals' }) do
-    if parts[i] == SENT then redis.call('SADD', sent, field) L.keep(sent)
-    elseif parts[i] then hold(session, holder, field, parts[i]) end
-  end
-  if parts[1] or parts[2] then redis.call('HDEL', older, 'span:' .. call, 'totals:' .. call) end
-end
-
--- A.hold(calls): the main agent's Agent calls' tool spans, each held in its call's holder:
--- [{ session, call, json, wait, result?, from? }] (meet says what each is).
-function A.hold(calls)
-  for _, c in ipairs(calls) do
-    carryOver(c.session, CALL .. c.call)
-    hold(c.session, CALL .. c.call, 'span', c.json, { wait = c.wait, result = c.result, from = c.from })
-  end
 end
 
 -- A held span handed back is leased (`lease:<id>` in its holder's hash: until|owner) to the

@@ -67,20 +67,12 @@ export interface AgentSeen {
 export type Rule = 'notification' | 'completion' | 'only_open' | 'root';
 
 /**
- * The tool span of an Agent call the main agent made, held in the call's holder (`call:<id>`,
- * lua/subagents.lua A.hold) to meet its subagent's totals (meet says when it goes): a
- * ResourceSpans ready to send, as JSON.
+ * What an Agent call's tool span, held in the call's holder (`call:<id>`, its field `span`),
+ * waits for before it goes without its subagent's totals (lua/subagents.lua meet): a background
+ * call's waits for them; a foreground call's, once they could have come: its tool_result's mark
+ * (`result`, "seq:ms") and when the call began (`from`, ms).
  */
-export interface HeldCallSpan {
-  session: string;
-  call: string;
-  json: string;
-  /** It waits for its totals (a background call's); else it goes once they could have come. */
-  wait: boolean;
-  /** A foreground call's: its tool_result's mark ("seq:ms") and when the call began (ms). */
-  result?: string;
-  from?: number;
-}
+export type CallWait = { wait: boolean; result?: string; from?: number };
 /** The holder of an Agent call's span and totals, beside its session's subagents (lua/subagents.lua). */
 export const CALL_HOLDER = 'call:';
 /**
@@ -88,7 +80,7 @@ export const CALL_HOLDER = 'call:';
  * the call's tool span; `at`, where the subagent was placed, to draw them as a row of their own.
  */
 type CallTotals = { agent: string; at: PlacedAt; held: string };
-/** An Agent call the main agent made, by its tool_use_id (from its tool_result): its tool span is a HeldCallSpan. */
+/** An Agent call the main agent made, by its tool_use_id (from its tool_result): its tool span is held in CALL_HOLDER + id. */
 export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean } | undefined {
   const tool = stringOf(e.attributes['tool_name']);
   const call = stringOf(e.attributes['tool_use_id']);
@@ -115,8 +107,11 @@ export function heldCallSpans(holder: { session: string; spans: string[]; ids: s
   return [rs];
 }
 
-/** A span of a subagent's event (`held`: JSON HeldAgentSpan), held until the subagent is placed. */
-export type AgentSpan = { session: string; agent: string; spanId: string; held: string };
+/**
+ * A span of a subagent's event (`held`: JSON HeldAgentSpan), held until the subagent is placed;
+ * or an Agent call's tool span (agent CALL_HOLDER + id, spanId `span`, `held`: JSON ResourceSpans, `when`).
+ */
+export type AgentSpan = { session: string; agent: string; spanId: string; held: string; when?: CallWait };
 export interface HeldAgentSpan extends HeldSpan {
   /** Its own parent, when it has one (a tool's execution under its tool, say). */
   parent?: string;
@@ -131,7 +126,7 @@ export interface SessionAgents {
   calls: AgentCall[];
   agents: AgentSeen[];
   notes: [agent: string, call: string][];
-  spans: [agent: string, spanId: string, json: string][];
+  spans: [agent: string, spanId: string, json: string, when?: CallWait][];
   /** Its calls and tool results (JSON InputFact, inputs.ts), kept for its later calls' inputs. */
   inputs: [agent: string, seq: string, json: string][];
 }
@@ -195,7 +190,8 @@ export function agentFactsOf(events: ClaudeEvent[], keys: (string | undefined)[]
       for (const m of (stringOf(e.attributes['prompt']) ?? '').matchAll(NOTIFICATION)) facts.notes.push([m[1]!, m[2]!]);
     }
   });
-  for (const s of spans) of(s.session).spans.push([s.agent, s.spanId, s.held]);
+  for (const { session, agent, spanId, held, when } of spans)
+    of(session).spans.push(when ? [agent, spanId, held, when] : [agent, spanId, held]);
   return bySession;
 }
 

@@ -21,7 +21,7 @@ import {
   type Contribution,
 } from './mapping';
 import { heldOf, parseHeld, resourceSpansOf, spanOfDraft, spanOfHeld, type HeldSpan } from './spans';
-import { agentCallOf, type AgentSpan, type HeldAgentSpan, type HeldCallSpan } from './agents';
+import { agentCallOf, CALL_HOLDER, type AgentSpan, type HeldAgentSpan } from './agents';
 import { eventOrder, foldWithin, mergeHeld, resolveHeld, rootSummaryOf } from './folds';
 import { problemLines } from './problems';
 import { batchInputs, heldWithInputs, turnPromptOf, withInput, type InputFact } from './inputs';
@@ -76,10 +76,8 @@ export type PendingSpan = { session: string; id: string; span: string };
 export interface BatchPlan {
   /** Child spans, ready to export. */
   resourceSpans: ResourceSpans[];
-  /** Spans of subagents' events, held until each subagent is placed (agents.ts). */
+  /** Spans of subagents' events, held until each subagent is placed, and the main agent's Agent calls' tool spans (agents.ts). */
   agentSpans: AgentSpan[];
-  /** Tool spans of the main agent's Agent calls, to meet their subagents' totals (lua/subagents.lua A.hold). */
-  calls: HeldCallSpan[];
   updates: TurnUpdate[];
   /** Every event's event.sequence, those drawn from elsewhere too (sequenceMarksOf). */
   sequences: SequenceMarks[];
@@ -100,7 +98,6 @@ export function planBatch(
   const updates = new Map<string, TurnUpdate>();
   const pending: PendingSpan[] = [];
   const agentSpans: AgentSpan[] = [];
-  const calls: HeldCallSpan[] = [];
   let spans = 0;
   let unassigned = 0;
 
@@ -183,7 +180,13 @@ export function planBatch(
         const { call, background } = agentCall;
         const after =
           !background && seq ? { result: `${seq}:${msOf(event)}`, from: Number(draft.startNs / NS_PER_MS) } : {};
-        calls.push({ session: session!, call, json, wait: background, ...after });
+        agentSpans.push({
+          session: session!,
+          agent: CALL_HOLDER + call,
+          spanId: 'span',
+          held: json,
+          when: { wait: background, ...after },
+        });
       } else list.push(spanOfDraft(traceId, rootSpanId, draft));
       spans += 1;
     }
@@ -216,7 +219,7 @@ export function planBatch(
   const resourceSpans: ResourceSpans[] = [...spansByResource]
     .filter(([, list]) => list.length > 0)
     .map(([resource, list]) => resourceSpansOf(resource, list));
-  return { resourceSpans, agentSpans, calls, updates: [...updates.values()], sequences, pending, spans, unassigned };
+  return { resourceSpans, agentSpans, updates: [...updates.values()], sequences, pending, spans, unassigned };
 }
 
 /** Events Claude Code logs right after an `api_request`, at the next numbers, about its reply (docs/CLAUDE_CODE_EVENTS.md). */

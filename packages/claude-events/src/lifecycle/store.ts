@@ -43,8 +43,8 @@ export interface LifecycleStoreOptions {
   clock?: Clock;
 }
 
-/** A batch's work for the store: its plan (interaction.ts), its subagent facts (agents.ts) and its Agent calls' spans. */
-export interface BatchWork extends Pick<BatchPlan, 'updates' | 'pending' | 'sequences' | 'calls'> {
+/** A batch's work for the store: its plan (interaction.ts) and its subagent facts, with the held spans (agents.ts). */
+export interface BatchWork extends Pick<BatchPlan, 'updates' | 'pending' | 'sequences'> {
   sessions: SessionAgents[];
 }
 
@@ -130,12 +130,11 @@ export class LifecycleStore {
   async batch(work: BatchWork, batch?: string, limit = 100): Promise<ShardOutcome[]> {
     const parts = new Map<number, BatchWork>();
     const of = (session: string) =>
-      entryOf(parts, shardOf(session), () => ({ updates: [], sequences: [], pending: [], sessions: [], calls: [] }));
+      entryOf(parts, shardOf(session), () => ({ updates: [], sequences: [], pending: [], sessions: [] }));
     for (const u of work.updates) of(u.session ?? u.key).updates.push(u);
     for (const s of work.sequences) of(s.session).sequences.push(s);
     for (const p of work.pending) of(p.session).pending.push(p);
     for (const s of work.sessions) of(s.session).sessions.push(s);
-    for (const c of work.calls) of(c.session).calls.push(c);
     return Promise.all(
       [...parts].map(async ([n, w]) => {
         const bodies: string[] = [];
@@ -223,14 +222,16 @@ function withBodyRefs(w: BatchWork, bodies: string[]) {
   const ref = (body: string) => bodies.push(body);
   return {
     ...w,
-    sessions: w.sessions.map((s) => ({ ...s, spans: s.spans.map(([agent, id, json]) => [agent, id, ref(json)]) })),
+    sessions: w.sessions.map((s) => ({
+      ...s,
+      spans: s.spans.map(([agent, id, json, ...when]) => [agent, id, ref(json), ...when]),
+    })),
     updates: w.updates.map((u) => ({
       ...u,
       held: u.held.map(([id, v]) => [id, v === SENT ? v : ref(v)]),
       ...(u.prompt !== undefined && { prompt: ref(u.prompt) }),
     })),
     pending: w.pending.map((p) => ({ ...p, span: ref(p.span) })),
-    calls: w.calls.map((c) => ({ ...c, json: ref(c.json) })),
   };
 }
 
