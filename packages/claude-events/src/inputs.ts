@@ -49,10 +49,9 @@ export const cut = (text: string | undefined): string | undefined =>
  * The fact an event's attributes tell, or a span's drawn from it (a tool span has its input as
  * gen_ai.prompt): a chain's `api_request`, a `tool_result`, a refused tool's `tool_decision`.
  */
-export function inputFactOf(a: Attributes): InputFact | undefined {
+export function inputFactOf(a: Attributes, name = stringOf(a['event.name'])): InputFact | undefined {
   const seq = sequenceIn(a);
   const requestId = stringOf(a['request_id']);
-  const name = stringOf(a['event.name']);
   if (seq === undefined || !requestId) return undefined;
   const agent = stringOf(a['agent_id']);
   if (name === 'api_request') {
@@ -148,8 +147,7 @@ export function callInputs(
   return out;
 }
 
-export const eventInputFact = (e: ClaudeEvent): InputFact | undefined =>
-  inputFactOf(Object.assign({}, e.attributes, { 'event.name': e.name }));
+export const eventInputFact = (e: ClaudeEvent): InputFact | undefined => inputFactOf(e.attributes, e.name);
 
 /** Adds what `input` says to attributes that lack it (theirs win). Object.assign: a spread of a large record made V8 build hidden classes. */
 export const withInput = (attributes: Attributes, input: Attributes | undefined): Attributes =>

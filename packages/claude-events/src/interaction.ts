@@ -98,6 +98,7 @@ export function planBatch(
   const updates = new Map<string, TurnUpdate>();
   const pending: PendingSpan[] = [];
   const agentSpans: AgentSpan[] = [];
+  const roots = new Map<string, string>();
   let spans = 0;
   let unassigned = 0;
 
@@ -136,11 +137,9 @@ export function planBatch(
       unassigned += 1;
       return;
     }
-    const traceId = traceIdFor(key);
-    const rootSpanId = rootSpanIdFor(key);
     const update = entryOf(updates, key, () => ({
       key,
-      traceId,
+      traceId: traceIdFor(key),
       ...(session && { session }),
       resource: JSON.stringify(event.resource),
       bounds: [],
@@ -153,6 +152,8 @@ export function planBatch(
       held: [],
       inputs: inputs.facts.get(key) ?? [],
     }));
+    const { traceId } = update;
+    const rootSpanId = entryOf(roots, key, () => rootSpanIdFor(key));
     const list = entryOf(spansByResource, event.resource, () => []);
     const agent = stringOf(event.attributes['agent_id']);
     const agentCall = rows === 'fold' && session ? agentCallOf(event) : undefined;

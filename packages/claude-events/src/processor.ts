@@ -27,6 +27,8 @@ export interface BatchProcessorDeps {
   /** Events that are no row of their own: folded onto their rows (default) or each its own span. */
   eventRows?: EventRows;
   redactor?: Redactor;
+  /** Told of a logs batch's events (every one, before redaction) once it is processed: the sessions ledger. */
+  onEvents?: (events: ClaudeEvent[]) => Promise<unknown>;
 }
 
 export interface BatchSummary {
@@ -123,6 +125,7 @@ export async function processBatch<S extends Signal>(
     // More came due than one claim takes (rare): the usual way for the rest.
     const more = outcomes.filter((o) => o.claimed.length >= deps.closer.batchSize).map((o) => o.shard);
     if (more.length > 0) roots.push(await deps.closer.closeDue(more, { timers: false }));
+    await deps.onEvents?.(extracted.events);
     const late = outcomes.flatMap((o) => o.late);
     const lateEvents = late.reduce((sum, l) => sum + l.events, 0);
     bridgeMetrics.lateEvents(lateEvents);

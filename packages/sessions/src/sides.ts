@@ -3,7 +3,7 @@
  * (tokens by type and model, cost) and Claude Code's counters (`claude_code.token.usage` by
  * `type` and `model`, `claude_code.cost.usage` by `model`), each as sums per `model|what`.
  */
-import { claudeEventsOf, numberOf, promptKeyOf, stringOf } from '@ccbridge/claude-events';
+import { claudeEventsOf, numberOf, promptKeyOf, stringOf, type ClaudeEvent } from '@ccbridge/claude-events';
 import { attributesToRecord, type ExportLogsRequest, type ExportMetricsRequest } from '@ccbridge/otlp';
 
 /** What is compared: the four token types (Claude Code's `type` values) and cost. */
@@ -33,10 +33,10 @@ export interface EventContribution {
   sums: Sums;
 }
 
-/** The api_request events of a logs batch, as contributions to their sessions' ledgers. */
-export function eventContributions(request: ExportLogsRequest): EventContribution[] {
+/** The api_request events of a logs batch (or its events), as contributions to their sessions' ledgers. */
+export function eventContributions(batch: ExportLogsRequest | ClaudeEvent[]): EventContribution[] {
   const out: EventContribution[] = [];
-  for (const e of claudeEventsOf(request).events) {
+  for (const e of Array.isArray(batch) ? batch : claudeEventsOf(batch).events) {
     if (e.name !== 'api_request') continue;
     const a = e.attributes;
     const session = stringOf(a['session.id']);

@@ -25,7 +25,7 @@ import {
   probeLlmflow,
 } from '@ccbridge/llmflow';
 import { MetricsStore, forwardMetrics, type ForwardDeps } from '@ccbridge/metrics';
-import type { ExportLogsRequest, ExportMetricsRequest } from '@ccbridge/otlp';
+import type { ExportMetricsRequest } from '@ccbridge/otlp';
 import { LedgerStore, Reconciler, counterContributions, drawnTurns, eventContributions } from '@ccbridge/sessions';
 import { SpanKind, bridgeMetrics, inSpan, observeGauge } from '@ccbridge/telemetry';
 
@@ -78,6 +78,8 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     nativeTraces: config.nativeTraces,
     eventRows: config.eventRows,
     redactor,
+    // The session's ledger counts its api_request events once they are drawn.
+    onEvents: config.forwardMetrics ? (events) => ledger.addEvents(eventContributions(events)) : undefined,
   };
 
   // Retries, pauses and the failed set are the queue's, as the policy says (@ccbridge/errors); the worker logs them.
@@ -122,9 +124,6 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     redis,
     async (job, info) => {
       const summary = await traced(job, info, () => processBatch(deps, job.signal, job.request, info.batch));
-      // The session's ledger counts its api_request events once they are drawn.
-      if (job.signal === 'logs' && config.forwardMetrics)
-        await ledger.addEvents(eventContributions(job.request as ExportLogsRequest));
       log.info({ job: info.id, items: job.items, ...summary }, 'processed a batch');
     },
     consumerOptions('batches'),
