@@ -34,14 +34,12 @@
 --! include shard.lua
 --! include sequence.lua
 
--- Where a turn's range starts: after its own prompt, or, for the first prompt of a process,
--- before the process's first event (its start-up events land on that prompt's root). A prompt
--- is its process's first unless the session's prompt before it is of the same process: numbered
--- lower, with no sign of numbering started again between them (batches race: an earlier
--- process's prompt may be the one known before it, until the start-up numbers come). Returns
--- the segments of numbers the turn spans, each as { lo, hi, fromMs, toMs } (exclusive bounds,
--- the time they were logged in): its start-up (first prompts only: after the prompt before it,
--- of an earlier process, and up to its own), then its own events (from its prompt to `hi`).
+-- Where a turn's range starts: after its own prompt, or, for a process's first prompt, before the
+-- process's first event (its start-up lands on that prompt's root). A prompt is its process's first
+-- unless the session's prompt before it is numbered lower with no sign of numbering started again
+-- between them (batches race: an earlier process's prompt may be the one known before it). Returns
+-- the segments of numbers the turn spans, each { lo, hi, fromMs, toMs } (exclusive bounds, the time
+-- they were logged in): its start-up (first prompts only), then its own (from its prompt to `hi`).
 function L.segments(ix, hi, toMs)
   local promptSeq, promptAt = tonumber(ix.promptSeq), tonumber(ix.promptAt)
   local own = { promptSeq, hi, promptAt, toMs }

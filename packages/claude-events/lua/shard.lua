@@ -7,20 +7,18 @@ local L = { now = 0, cfg = {}, templates = {}, deadlines = '', stats = '', callD
 -- What a held span's entry becomes once it is sent (interaction.ts SENT), for the scripts that include this.
 local SENT = '-'
 
--- The shard's declared keys (its deadline index, its stats, its held spans' deadlines) and the
--- script's input (now, cfg, templates).
+-- The shard's declared keys (deadline index, stats, held spans' deadlines); the input's now, cfg, templates.
 function L.init(keys, input)
   L.deadlines, L.stats, L.callDeadlines = keys[1], keys[2], keys[3]
   L.now, L.cfg, L.templates = tonumber(input.now), input.cfg, input.templates
 end
 
 -- Span bodies (JSON text) travel as arguments and reply items of their own, not escaped inside
--- the JSON input and summary: in the input, each place that holds one holds its index (ARGV[1 +
--- i]; store.ts withBodyRefs names the places: sessions[].spans[][3], updates[].held[][2] unless
--- SENT, updates[].prompt, pending[].span); L.bodies puts them back. L.reply hands
--- back the summary (reply item 1) and the bodies it holds, each named by its index in the reply
--- (store.ts bodiesIn): release[][2], placed[].spans[], claimed[].events
--- (every second item, unless SENT), claimed[].state .prompt and .completion.
+-- the JSON input and summary. In the input each place that holds one holds its index (ARGV[1 + i];
+-- store.ts withBodyRefs: sessions[].spans[][3], updates[].held[][2] unless SENT, updates[].prompt,
+-- pending[].span); L.bodies puts them back. L.reply hands back the summary (reply item 1) and the
+-- bodies, each named by its index in the reply (store.ts bodiesIn): release[][2], placed[].spans[],
+-- claimed[].events (every second item, unless SENT), claimed[].state .prompt and .completion.
 function L.bodies(input, argv)
   for _, s in ipairs(input.sessions or {}) do
     for _, sp in ipairs(s.spans) do sp[3] = argv[1 + sp[3]] end

@@ -1,15 +1,12 @@
 -- subagents.lua: a session's subagents in their place (the rules' table is src/agents.ts's
 -- header), and the main agent's Agent calls meeting their subagents' totals. Included by
--- batch.lua, commit.lua and due.lua, after L.init.
---
--- A session's keys (`calls`, `agents`, `links`, `callLinks`, `holding`, `open`) and each
--- holder's (`agentSpans`, `agentSent`, `agentInputs`, per `session/agent`, or `session/call:<id>`
--- for a call's) are keys.ts templates, PerIdKey says what each holds; the shard's `callDeadlines`
--- (KEYS[3]) orders holders with held spans by when they are looked at again.
---
+-- batch.lua, commit.lua and due.lua, after L.init. Keys (keys.ts PerIdKey says what each holds):
+-- a session's `calls`, `agents`, `links`, `callLinks`, `holding`, `open`; a holder's (per
+-- `session/agent`, or `session/call:<id>`) `agentSpans`, `agentSent`, `agentInputs`; the shard's
+-- `callDeadlines` (KEYS[3]), holders with held spans by when they are looked at again.
 -- Every write merges (min, max, set-if-absent) and nothing is let go before the caller has sent
--- it (A.forget: commit.lua), so a batch applied twice, or retried after a failed export,
--- leaves the same state and is handed back the same spans.
+-- it (A.forget: commit.lua): a batch applied twice, or retried after a failed export, leaves the
+-- same state and is handed back the same spans.
 --! include lifecycle.lua
 
 local A = {}
@@ -47,8 +44,7 @@ local function fieldsOf(key, set)
   return out
 end
 
--- A hash of JSON records keyed by id (all of them, or those of `ids`, a set), decoded, each
--- with its id.
+-- A hash of JSON records by id (all, or those of the set `ids`), decoded, each with its id.
 local function records(key, ids)
   local out = {}
   for id, raw in pairs(ids and fieldsOf(key, ids) or L.read(key)) do
@@ -68,8 +64,7 @@ local function holders(session)
   return set[''] and set or nil
 end
 
--- Merges a batch's records (each with its id) into a hash's, read already (records: by id,
--- each with its id), and writes back the ones it touched, in one HSET.
+-- Merges a batch's records into a hash's, read already (records), and writes back those touched.
 local function mergeInto(hash, current, updates, rule)
   local touched = {}
   for _, u in ipairs(updates) do
@@ -87,8 +82,7 @@ local function mergeInto(hash, current, updates, rule)
   L.inChunks('HSET', hash, args)
 end
 
--- Records a link unless its subagent, or its call, is linked already: the first stands.
--- Returns whether it was recorded.
+-- Records a link unless its subagent, or its call, is linked (the first stands): whether it did.
 local function record(session, agent, link)
   local byCall = L.key('callLinks', session)
   local taken = link.call ~= '' and redis.call('HGET', byCall, link.call)
@@ -124,10 +118,9 @@ local function meet(session, holder, meta, has, free)
   return function(id) return goes[id] end, since + L.cfg.turnTimeoutMs
 end
 
--- Holds a span (`field`) for a call's `holder` unless it was sent already (a copy delivered
--- again), to be placed in this script (`heldNow`). Only a span that waits for a number is looked
--- at again by the session's later batches (`holding`); the others wait for their other part, which
--- touches them, or for the timers' round.
+-- Holds a part (`field`) in a call's `holder` unless it was sent already (a copy delivered again),
+-- to be placed in this script (`heldNow`). Later batches of the session look again only at a span
+-- that waits for a number (`holding`); the others wait for their other part, or the timers' round.
 local heldNow = {}
 local function hold(session, holder, field, json, when)
   local id = session .. '/' .. holder
@@ -326,12 +319,11 @@ local function placementOf(calls, links, agent, depth)
   return { rule = link.rule, key = key, call = link.call, type = call.type, prompt = call.prompt, result = call.r ~= nil, caller = call.caller }
 end
 
--- Which of a placed subagent's held spans may go now, and when to look again if some stay. A
--- span goes once nothing may still fold into it: an LLM call whose answer may still come
--- (`waitsAfter`: its own mark) once the number after it has come from its process (L.follows); a fold goes with its
--- span, or once its span was sent (then as its own row); once its turn's root was drawn longer
--- than the gap wait ago, everything goes (a background subagent goes on after its turn is drawn:
--- what was awaited is taken as lost).
+-- Which of a placed subagent's held spans may go now, and when to look again if some stay. A span
+-- goes once nothing may still fold into it: an LLM call whose answer may still come (`waitsAfter`,
+-- its mark) once the number after it came from its process (L.follows); a fold with its span, or
+-- once that was sent (as its own row). Once its turn's root was drawn longer than the gap wait ago,
+-- all goes (a background subagent outlives its turn: what was awaited is taken as lost).
 local function ready(session, agent, at, held)
   local ix = redis.call('HMGET', L.key('ix', at.key), 'drawnAt', 'coveredTo')
   local drawnAt, coveredTo = tonumber(ix[1]), tonumber(ix[2]) or -1
@@ -355,10 +347,9 @@ local function ready(session, agent, at, held)
   end, later
 end
 
--- A held span handed back is leased (`lease:<id>` in its holder's hash: until|owner) to the
--- batch, or the timers' round, that took it: no other hands it back meanwhile (concurrent
--- batches of one session would send it twice), the same batch retried takes it again, and if no
--- commit forgets it, the timers' round (A.due) hands it back once the lease runs out.
+-- A held span handed back is leased (`lease:<id>` in its holder: until|owner) to the batch, or the
+-- timers' round, that took it: no other takes it meanwhile (it would go twice), the same batch
+-- retried takes it again, and the timers' round (A.due) hands it back if its lease ends uncommitted.
 local LEASE = 'lease:'
 local function free(lease, owner)
   if not lease then return true end
@@ -447,10 +438,9 @@ function A.place(session, agents, owner, placed)
   for agent in pairs(callHolders) do place(agent, {}) end
 end
 
--- A.forget(sent): [{ session, agent, spanIds, leased }] the caller sent (spanIds) of what it was
--- handed (leased): those no longer held, and noted as sent (`agentSent`), so that a copy
--- delivered again is not held again (A.merge) and a fold that comes after its span goes as its
--- own row (ready, above); the others (a first LLM call still waiting for its input) free again.
+-- A.forget(sent): [{ session, agent, spanIds, leased }]: what the caller sent (spanIds) of what it
+-- was handed (leased) is no longer held and is noted sent (`agentSent`: a copy delivered again is
+-- not held again, a fold after its span goes as its own row); the rest is free again.
 function A.forget(sent)
   for _, s in ipairs(sent) do
     local id = s.session .. '/' .. s.agent
@@ -483,9 +473,8 @@ function A.revisit(session, owner, placed)
   if any then A.place(session, records(L.key('agents', session), holding), owner, placed) end
 end
 
--- A.due(members): the holders among the shard's due `callDeadlines` members, placed again by
--- the timers' round (leases run out, or ready or meet lets everything go). An older bridge's
--- member for a held call (`session<TAB>call`) places that call's holder.
+-- A.due(members): the shard's due `callDeadlines` holders, placed again by the timers' round
+-- (leases ran out, or ready or meet lets all go); an older bridge's `session<TAB>call`, its call's.
 function A.due(members)
   local placed = {}
   for _, m in ipairs(members) do

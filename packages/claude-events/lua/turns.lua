@@ -1,10 +1,8 @@
 -- turns.lua: a shard's turns: what a batch adds to them (T.apply), which are due to be drawn
--- (T.claim), and marking those drawn (T.settle). When a root is drawn is decided in
--- lifecycle.lua alone; these functions keep its verdicts. Included by batch.lua, commit.lua
--- and due.lua, after L.init.
---
--- A turn's keys (`ix`, `text`, `contributions`, `events`, `inputs`) and its session's (`prompts`,
--- `sequenceAt`, `waiting`, `pending`, `adopted`) are keys.ts templates; PerIdKey says what each holds.
+-- (T.claim), and marking those drawn (T.settle), as lifecycle.lua alone decides. Included by
+-- batch.lua, commit.lua and due.lua, after L.init. Keys (keys.ts PerIdKey says what each holds):
+-- a turn's `ix`, `text`, `contributions`, `events`, `inputs`; its session's `prompts`,
+-- `sequenceAt`, `waiting`, `pending`, `adopted`.
 --! include lifecycle.lua
 
 local T = {}
@@ -14,13 +12,11 @@ local T = {}
 local function releasable(json) return json ~= SENT and string.sub(json, 1, 15) ~= '{"standIn":true' end
 
 -- T.apply(input): input = { sequences, updates, pending } as interaction.ts plans them
--- (SequenceMarks, TurnUpdate and PendingSpan say each field):
---   sequences: every event's event.sequence; updates: per turn; pending: start-up spans
--- Returns due ({key}), late ({{key, n}}), release ({{key, json}}: held spans of turns drawn
--- already, marked sent: to be sent now). Every write is idempotent (set-if-lower,
--- set-if-higher, fields keyed by id) but the late count and release: batch.lua keeps those per
--- batch, so a batch is applied once. This is the one place where what a batch says about a turn
--- is merged with what is stored.
+-- (SequenceMarks, TurnUpdate, PendingSpan). Returns due ({key}), late ({{key, n}}), release
+-- ({{key, json}}: held spans of turns drawn already, marked sent: to be sent now). Every write is
+-- idempotent (set-if-lower, set-if-higher, fields keyed by id) but the late count and release:
+-- batch.lua keeps those per batch, so a batch is applied once. This is the one place where what a
+-- batch says about a turn is merged with what is stored.
 function T.apply(input)
   local touch, order = distinct()
 
@@ -29,13 +25,11 @@ function T.apply(input)
   -- its root, or sent at once (release) if that is drawn already. The one place that rule is applied.
   local release = {}
   -- Whether a start-up span belongs to the process of `prompt`, the first prompt logged after it:
-  -- it is in that prompt's start-up chain (L.chain: a resumed session's processes each number
-  -- from 0, and a later process's prompt, drawn or not, may come before an earlier one's). A
-  -- prompt claimed or drawn complete had its own start-up adopted before (its chain was whole,
-  -- and each span comes with its number): a span found now is another process's, whose chain
-  -- looked like this one's while numbers were missing. A span without a number (older Claude
-  -- Code) goes to it as it is; so does one still left once that prompt was drawn longer than the
-  -- gap wait ago (nothing more will tell).
+  -- it is in that prompt's start-up chain (L.chain; a resumed session's processes each number from
+  -- 0, and a later process's prompt may come first). A prompt claimed or drawn complete adopted its
+  -- own start-up already (its chain was whole): a span found now is another process's. A span
+  -- without a number (older Claude Code) goes to it as it is; so does one left once that prompt
+  -- was drawn longer than the gap wait ago (nothing more will tell).
   local function sameProcess(session, seq, ms, prompt, chains)
     local ix = redis.call('HMGET', L.key('ix', prompt), 'promptSeq', 'promptAt', 'drawnAt', 'leaseUntil', 'coveredTo', 'leaseComplete')
     local promptSeq, promptAt, drawnAt = tonumber(ix[1]), tonumber(ix[2]), tonumber(ix[3])
@@ -196,12 +190,11 @@ function T.apply(input)
 end
 
 -- T.claim(limit, timersDueBy): leases the shard's turns whose time has come, with what drawing
--- their roots needs: [{ key, verdict, state: {field: value}, contributions: [json],
--- events: [id, json, ...], inputs: [json] }]. A timer (idle, turn timeout, gap wait) counts as run
--- out only if it ran out by timersDueBy: the oldest batch still queued was received then, and it
--- may hold the events the timer waits for. A lease is the entry's score moved to now + leaseMs
--- (and `leaseUntil` on the state): no other worker takes it meanwhile, and if this one dies the
--- entry comes due again when it runs out.
+-- their roots needs: [{ key, verdict, state: {field: value}, contributions: [json], events: [id,
+-- json, ...], inputs: [json] }]. A timer (idle, turn timeout, gap wait) runs out only if it did by
+-- timersDueBy, when the oldest batch still queued (which may hold what it waits for) was received.
+-- A lease moves the entry's score to now + leaseMs (and sets `leaseUntil`): no other worker takes
+-- it meanwhile, and if this one dies it comes due again when the lease runs out.
 function T.claim(limit, timersDueBy)
   local now, leaseMs, recheckMs = L.now, L.cfg.leaseMs, L.cfg.recheckMs
   local out = {}

@@ -75,10 +75,7 @@ export type Rule = 'notification' | 'completion' | 'only_open' | 'root';
 export type CallWait = { wait: boolean; result?: string; from?: number };
 /** The holder of an Agent call's span and totals, beside its session's subagents (lua/subagents.lua). */
 export const CALL_HOLDER = 'call:';
-/**
- * A subagent's totals held for its Agent call (A.place): `held`, JSON HeldAgentSpan, a fold onto
- * the call's tool span; `at`, where the subagent was placed, to draw them as a row of their own.
- */
+/** A subagent's totals held for its Agent call (A.place): `held` folds onto its tool span; `at` draws them alone. */
 type CallTotals = { agent: string; at: PlacedAt; held: string };
 /** An Agent call the main agent made, by its tool_use_id (from its tool_result): its tool span is held in CALL_HOLDER + id. */
 export function agentCallOf(e: ClaudeEvent): { call: string; background: boolean } | undefined {
@@ -212,10 +209,7 @@ export interface Placement {
   inputs: InputFact[];
 }
 
-/**
- * Where lua/subagents.lua found a subagent goes (it alone decides whether, and where, a subagent
- * can be placed; A.place says what each field is).
- */
+/** Where lua/subagents.lua, which alone decides it, found a subagent goes (A.place says what each field is). */
 export interface PlacedAt {
   rule: Rule;
   key: string;

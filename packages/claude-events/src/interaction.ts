@@ -109,8 +109,7 @@ export function planBatch(
   const inputs = batchInputs(events, keys);
   for (const d of drafts) if (!d.fold) d.attributes = withInput(d.attributes, inputs.certain.get(d.spanId));
   const waiting = new Set(rows === 'fold' ? [...waitingForAnswers(events), ...inputs.uncertain] : []);
-  // Folds whose span is in this batch are merged now; the others go with the root (or their subagent).
-  // (Not into a span that waits: its folds wait with it, each under its own id, and meet it with its root.)
+  // Folds whose span is in the batch merge now (not into one that waits: they wait with it); the rest go later.
   const merged = new Set<string>();
   const { unresolved } = foldWithin(
     drafts.filter((d) => d.fold || !waiting.has(d.spanId)),
@@ -227,9 +226,8 @@ export function planBatch(
 const ANSWER_EVENTS = new Set(['assistant_response', 'api_response_body']);
 
 /**
- * The LLM spans of a batch whose answer may still be coming: a request waits, with its turn's
- * root, unless the batch holds the numbers after it up to the first event that is no answer
- * event, and the request body its reply names.
+ * The batch's LLM spans whose answer may still come: a request waits with its turn's root unless the
+ * batch holds the numbers after it up to the first that is no answer event, and the body its reply names.
  */
 function waitingForAnswers(events: ClaudeEvent[]): Set<string> {
   const place = (e: ClaudeEvent, seq: number) =>
@@ -298,9 +296,8 @@ export function rootSpanOf(ix: StoredTurn): ResourceSpans {
     const sum = ix.contributions.reduce((acc, c) => acc + (c[field] ?? 0), 0);
     totals[name] = field === 'costUsd' ? Math.round(sum * 1e9) / 1e9 : sum;
   }
-  // Held spans: folds merged into them, those onto the root summarised on it (folds.ts). A tool
-  // that never finished stands in for its span only once no tool_result can come: its process
-  // was replaced by a newer one, or the turn timed out (after a gap wait a late one may come).
+  // Held spans: folds merged, those onto the root summarised on it (folds.ts). An unfinished tool stands in
+  // for its span only once no tool_result can come (a newer process began, or the turn timed out).
   const gone = ix.verdict.reason === 'new_process' || ix.verdict.reason === 'turn_timeout';
   const resolved = resolveHeld(gone ? ix.held : ix.held.filter((h) => !h.standIn));
   heldWithInputs(resolved.spans, ix.inputs, turnPromptOf(ix.prompt, ix.promptSeq));

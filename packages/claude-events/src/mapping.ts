@@ -42,18 +42,17 @@
  * "Its agent" is the interaction root for the main agent (agents.ts places subagents' spans).
  * A folded event's own fields go onto its row as `claude_code.<event>.<field>` (folds.ts): nothing
  * it said is dropped. Where its row was sent already (LLMFlow keeps a span's first copy), it is
- * drawn as an instant span of its own (`span.type: event`), as every such event is with
- * BRIDGE_EVENT_ROWS=each. An LLM span whose answer, or input, may still come waits with its
- * turn's root (interaction.ts, inputs.ts). What went wrong (`problem`) goes into the root's problems list (problems.ts).
+ * an instant span of its own (`span.type: event`), as every such event is with BRIDGE_EVENT_ROWS=each.
+ * An LLM span whose answer, or input, may still come waits with its turn's root (interaction.ts,
+ * inputs.ts). What went wrong (`problem`) goes into the root's problems list (problems.ts).
  *
- * A span ends at its event's time and starts `duration_ms` before it (Claude Code logs an
- * event when its work ends). Names and parents are those of Claude Code's own (beta) trace;
- * LLM spans are kind CLIENT, as the GenAI conventions ask for a call to a model service
- * (Claude Code's own spans are all INTERNAL). Every span keeps the event's own fields as
- * attributes, long text once (moved to the name LLMFlow shows, not copied), and adds the
- * GenAI names (and the older names LLMFlow reads) from the tables below. `traceloop.span.kind`
- * types each span for LLMFlow, which otherwise guesses from the name ("tool" in
- * `claude_code.tool.execution` would count it as a second tool call).
+ * A span ends at its event's time and starts `duration_ms` before it (Claude Code logs an event
+ * when its work ends). Names and parents are those of Claude Code's own (beta) trace; LLM spans are
+ * kind CLIENT, as the GenAI conventions ask for a call to a model service (Claude Code's own are all
+ * INTERNAL). Every span keeps the event's own fields as attributes, long text once (moved to the name
+ * LLMFlow shows, not copied), and adds the GenAI names (and the older names LLMFlow reads) from the
+ * tables below. `traceloop.span.kind` types each span for LLMFlow, which otherwise guesses from the
+ * name ("tool" in `claude_code.tool.execution` would count it as a second tool call).
  */
 import { SpanKind, StatusCode, type AttributeValue } from '@ccbridge/otlp';
 import { NS_PER_MS, booleanOf, msOf, numberOf, stringOf, type Attributes, type ClaudeEvent } from './events';

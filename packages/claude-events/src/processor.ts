@@ -73,11 +73,9 @@ function redactEvents(events: ClaudeEvent[], redactor: Redactor): ClaudeEvent[] 
 
 /**
  * Handles one queued batch, straight through: its events planned into spans and turn updates
- * (interaction.ts), one script per shard it touches that applies them and hands back all that
- * may now be sent (store.batch: subagents placed, Agent calls met, roots due claimed), one
- * export, and one commit per shard of what was sent (closer.committed). A batch retried after
- * a failure at any step is applied once (by its id) and sends what was not yet committed; a
- * turn is whole in LLMFlow once its last batch is processed.
+ * (interaction.ts), one script per shard it touches that applies them and hands back all that may
+ * now be sent (store.batch), one export, and one commit per shard (closer.committed). A batch
+ * retried after a failure at any step is applied once (by its id) and sends what was not committed.
  */
 export async function processBatch<S extends Signal>(
   deps: BatchProcessorDeps,

@@ -38,10 +38,7 @@ export class TurnCloser {
 
   constructor(private readonly options: CloserOptions) {}
 
-  /**
-   * Draws what is due in the given shards (every shard when omitted); returns how many roots.
-   * With `timers: false` (a job that just completed turns) only evidence counts; timers are the next round's.
-   */
+  /** Draws what is due in the shards (all when omitted), how many roots; `timers: false` (a job's): evidence only. */
   async closeDue(
     shards: number[] = this.options.store.shardNumbers(),
     { timers = true }: { timers?: boolean } = {},
@@ -85,9 +82,8 @@ export class TurnCloser {
   }
 
   /**
-   * Commits what a shard's spans were sent with (commit.lua), sends what batches held for roots
-   * drawn while they came (marked sent already: an export failing now loses it, and says so), and
-   * says what was drawn; returns how many roots.
+   * Commits what a shard's spans were sent with (commit.lua), sends what batches held for roots drawn while
+   * they came (marked sent already: a failing export loses it, and says so), tells onDrawn; returns how many roots.
    */
   async committed(shard: number, commit: Commit, claimed: StoredTurn[]): Promise<number> {
     const { store, log } = this.options;

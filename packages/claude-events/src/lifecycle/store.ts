@@ -112,10 +112,7 @@ export class LifecycleStore {
     return this.shards.map((s) => s.shard);
   }
 
-  /**
-   * Runs a script on a shard: its declared keys, then its input and the span bodies it names
-   * (shard.lua L.bodies); reads its reply, bodies put back in place (L.reply).
-   */
+  /** Runs a script on a shard: its keys, its input and the bodies it names (shard.lua L.bodies, L.reply). */
   private async run(script: ScriptName, shard: number, input: object, more: string[] = [], bodies: string[] = []) {
     const keys = this.shards[shard]!;
     const arg = JSON.stringify({ now: this.clock.now(), cfg: this.config, templates: keys.templates, ...input });
@@ -153,10 +150,9 @@ export class LifecycleStore {
   }
 
   /**
-   * Marks what was sent of what a shard handed back (commit.lua): held spans of subagents and
-   * Agent calls, roots drawn; roots not sent are given back, to be looked at again at `at`. Held spans a
-   * batch added to a turn after its root was claimed come back (`release`, JSON HeldSpan): they
-   * are not in the root that went, and are to be sent now.
+   * Marks what was sent of what a shard handed back (commit.lua): held spans, roots drawn; roots
+   * not sent are looked at again at `at`. Held spans a batch added to a turn after its root was
+   * claimed come back (`release`, JSON HeldSpan): not in the root that went, they are to be sent now.
    */
   async commit(shard: number, commit: Commit): Promise<{ drawn: number; release: ShardOutcome['release'] }> {
     const input = { forget: [], drawn: [], retry: [], ...commit };
@@ -166,9 +162,8 @@ export class LifecycleStore {
   }
 
   /**
-   * The timers' round in a shard (due.lua): leases its turns whose time has come, with their
-   * state, and (with `held`) the held spans of its subagents and Agent calls that may go now. A timer counts as run out only if it ran out by `timersDueBy` (when the
-   * oldest batch still queued was received).
+   * The timers' round in a shard (due.lua): leases its turns whose time has come (a timer by
+   * `timersDueBy`: when the oldest batch still queued was received), and with `held` the held spans that may go.
    */
   async due(shard: number, input: { limit: number; timersDueBy: number; held: boolean }): Promise<HandedBack> {
     return handedBack(await this.run('ccbridgeDue', shard, input));
