@@ -7,7 +7,7 @@
 -- Every write merges (min, max, set-if-absent) and nothing is let go before the caller has sent
 -- it (A.forget: commit.lua): a batch applied twice, or retried after a failed export, leaves the
 -- same state and is handed back the same spans.
---! include lifecycle.lua
+--! include held.lua
 
 local A = {}
 -- The fold target of a subagent's totals (mapping.ts AGENT_CALL): its Agent call's tool span,
@@ -96,27 +96,9 @@ local function record(session, agent, link)
   return added
 end
 
--- A main-agent Agent call holds like a subagent, in a holder of its own (`call:<tool_use_id>`):
--- its tool span (`span`) and its subagent's totals (`totals`, moved there when the subagent is
--- placed), beside `.since` (when the first came) and `.when` (the span's wait). They go together
--- once both are here. The span goes alone once it does not wait for them: a background call's
--- waits (it returns at once, "async_launched", long before its subagent ends); a foreground
--- call's totals are logged just before its tool_result, so once the number before that
--- (`result`, its mark; logged since the call began at `from`) has come they came already or
--- never will. Totals go alone once the span went without them (a row of their own). Whatever is
--- here goes once the turn timeout (BRIDGE_TURN_TIMEOUT_MS) ran out: nothing is dropped.
+-- A main-agent Agent call's holder (held.lua H.meet says what it holds).
 local CALL = 'call:'
 local function isCall(holder) return string.sub(holder, 1, #CALL) == CALL end
-local function meet(session, holder, meta, has, free)
-  local since = tonumber(meta['.since']) or L.now
-  local late = L.now >= since + L.cfg.turnTimeoutMs
-  local when = cjson.decode(meta['.when'] or '{"wait":true}')
-  local span, totals = has.span and free('span'), has.totals and free('totals')
-  local alone = not when.wait and (not when.result or L.precedes(session, when.result, when.from))
-  local spanSent = not has.span and redis.call('SISMEMBER', L.key('agentSent', session .. '/' .. holder), 'span') == 1
-  local goes = { span = late or totals or alone, totals = late or span or spanSent }
-  return function(id) return goes[id] end, since + L.cfg.turnTimeoutMs
-end
 
 -- Holds a part (`field`) in a call's `holder` unless it was sent already (a copy delivered again),
 -- to be placed in this script (`heldNow`). Later batches of the session look again only at a span
@@ -187,7 +169,7 @@ function A.merge(s)
   local holds, holdingNow = distinct()
   for _, sp in ipairs(s.spans) do
     -- A copy of a span sent already (a batch delivered twice) is not held again: a fold sent
-    -- with its span would go as a row of its own (ready).
+    -- with its span would go as a row of its own (H.ready).
     local id = s.session .. '/' .. sp[1]
     if isCall(sp[1]) then
       carryOver(s.session, sp[1])
@@ -319,54 +301,16 @@ local function placementOf(calls, links, agent, depth)
   return { rule = link.rule, key = key, call = link.call, type = call.type, prompt = call.prompt, result = call.r ~= nil, caller = call.caller }
 end
 
--- Which of a placed subagent's held spans may go now, and when to look again if some stay. A span
--- goes once nothing may still fold into it: an LLM call whose answer may still come (`waitsAfter`,
--- its mark) once the number after it came from its process (L.follows); a fold with its span, or
--- once that was sent (as its own row). Once its turn's root was drawn longer than the gap wait ago,
--- all goes (a background subagent outlives its turn: what was awaited is taken as lost).
-local function ready(session, agent, at, held)
-  local ix = redis.call('HMGET', L.key('ix', at.key), 'drawnAt', 'coveredTo')
-  local drawnAt, coveredTo = tonumber(ix[1]), tonumber(ix[2]) or -1
-  local later = (drawnAt or L.now) + L.cfg.gapWaitMs + 1
-  if drawnAt and L.now - drawnAt > L.cfg.gapWaitMs then return function() return true end, later end
-  local sent = L.key('agentSent', session .. '/' .. agent)
-  local going = {}
-  for i = 1, #held, 2 do
-    -- Its turn drawn complete had every number up to its end (T.settle forgot them then).
-    -- Found by plain search: a body is KBs, and a pattern is tried at every position (10x slower).
-    local from = select(2, string.find(held[i + 1], '"waitsAfter":"', 1, true))
-    local waits = from and string.match(held[i + 1], '^(%d+:%d+)"', from + 1)
-    going[held[i]] = not waits or tonumber(string.match(waits, '^%d+')) < coveredTo or L.follows(session, waits)
-  end
-  return function(id, json)
-    local into = string.match(json, '^{"fold":{"into":"([^"]+)"')
-    if not into then return going[id] end
-    if into == 'root' or into == 'agent_call' then return true end
-    if going[into] ~= nil then return going[into] end
-    return redis.call('SISMEMBER', sent, into) == 1
-  end, later
-end
-
--- A held span handed back is leased (`lease:<id>` in its holder: until|owner) to the batch, or the
--- timers' round, that took it: no other takes it meanwhile (it would go twice), the same batch
--- retried takes it again, and the timers' round (A.due) hands it back if its lease ends uncommitted.
-local LEASE = 'lease:'
-local function free(lease, owner)
-  if not lease then return true end
-  local untilMs, by = string.match(lease, '^(%d+)|(.*)$')
-  return tonumber(untilMs) <= L.now or (owner ~= '' and by == owner)
-end
 -- A holder with held spans in the shard's `callDeadlines`, looked at again by the timers' round.
 local function agentMember(session, agent) return '\t' .. session .. '\t' .. agent end
 
 -- A.place(session, agents, owner, placed): for each of the session's subagents (`agents`, by id)
--- that can be placed, then each of its calls' holders, that holds spans that may go (ready,
--- meet) and are not leased to another owner: where it goes (`at`: rule, key, call?, type?,
+-- that can be placed, then each of its calls' holders, that holds spans that may go (held.lua:
+-- H.ready, H.meet) and are not leased to another owner: where it goes (`at`: rule, key, call?, type?,
 -- prompt?, first: the event.sequence of its first LLM call, result: whether its call's
 -- tool_result came, inputs: its calls and tool results kept, caller: '' when the main agent made
 -- the call; a call's holder: { call }) and those spans (JSON), appended to `placed`. Its totals (a
 -- fold onto its Agent call) placed under a call of the main agent move to that call's holder.
--- This is the one place that says when a held span of a subagent or an Agent call goes.
 function A.place(session, agents, owner, placed)
   local calls, links
   local holding, list = holders(session), L.key('holding', session)
@@ -394,8 +338,8 @@ function A.place(session, agents, owner, placed)
     if not at then return end
     at.first = seen.call
     local goes, later
-    if call then goes, later = meet(session, agent, meta, has, function(id) return free(leases[id], owner) end)
-    else goes, later = ready(session, agent, at, held) end
+    if call then goes, later = H.meet(session, agent, meta, has, function(id) return H.free(leases[id], owner) end)
+    else goes, later = H.ready(session, agent, at, held) end
     local leasing = {}
     for i = 1, #held, 2 do
       local id, json = held[i], held[i + 1]
@@ -403,7 +347,7 @@ function A.place(session, agents, owner, placed)
         carryOver(session, CALL .. at.call)
         hold(session, CALL .. at.call, 'totals', cjson.encode({ agent = agent, at = at, held = json }))
         redis.call('HDEL', key, id, LEASE .. id)
-      elseif goes(id, json) and free(leases[id], owner) then
+      elseif goes(id, json) and H.free(leases[id], owner) then
         spans[#spans + 1], ids[#ids + 1] = json, id
         leasing[#leasing + 1], leasing[#leasing + 2] = LEASE .. id, (L.now + L.cfg.leaseMs) .. '|' .. owner
       else
@@ -411,8 +355,8 @@ function A.place(session, agents, owner, placed)
       end
     end
     L.inChunks('HSET', key, leasing)
-    -- Looked at again once a lease may run out, or when `later` lets everything go (ready,
-    -- meet); batches of the session look sooner (A.revisit).
+    -- Looked at again once a lease may run out, or when `later` lets everything go (H.ready,
+    -- H.meet); batches of the session look sooner (A.revisit).
     local member = agentMember(session, agent)
     if #spans > 0 or left then
       local leased = next(leases) ~= nil or #spans > 0
@@ -474,7 +418,7 @@ function A.revisit(session, owner, placed)
 end
 
 -- A.due(members): the shard's due `callDeadlines` holders, placed again by the timers' round
--- (leases ran out, or ready or meet lets all go); an older bridge's `session<TAB>call`, its call's.
+-- (leases ran out, or H.ready or H.meet lets all go); an older bridge's `session<TAB>call`, its call's.
 function A.due(members)
   local placed = {}
   for _, m in ipairs(members) do

@@ -3,13 +3,9 @@
 -- batch.lua, commit.lua and due.lua, after L.init. Keys (keys.ts PerIdKey says what each holds):
 -- a turn's `ix`, `text`, `contributions`, `events`, `inputs`; its session's `prompts`,
 -- `sequenceAt`, `waiting`, `pending`, `adopted`.
---! include lifecycle.lua
+--! include held.lua
 
 local T = {}
-
--- Whether a held span goes on its own once its root is drawn: not when sent already, nor when it
--- only stands in for a span that may still come (interaction.ts: an unfinished tool's).
-local function releasable(json) return json ~= SENT and string.sub(json, 1, 15) ~= '{"standIn":true' end
 
 -- T.apply(input): input = { sequences, updates, pending } as interaction.ts plans them
 -- (SequenceMarks, TurnUpdate, PendingSpan). Returns due ({key}), late ({{key, n}}), release
@@ -20,29 +16,9 @@ local function releasable(json) return json ~= SENT and string.sub(json, 1, 15) 
 function T.apply(input)
   local touch, order = distinct()
 
-  -- Pending spans (session-level events: start-up, before a process's first prompt) are held until
-  -- the session's first prompt at or after their time is known, and then go to that turn: held for
-  -- its root, or sent at once (release) if that is drawn already. The one place that rule is applied.
+  -- Pending (start-up) spans go to the turn of the first later prompt of their own process
+  -- (H.sameProcess): held for its root, or sent at once (release) if that is drawn already.
   local release = {}
-  -- Whether a start-up span belongs to the process of `prompt`, the first prompt logged after it:
-  -- it is in that prompt's start-up chain (L.chain; a resumed session's processes each number from
-  -- 0, and a later process's prompt may come first). A prompt claimed or drawn complete adopted its
-  -- own start-up already (its chain was whole): a span found now is another process's. A span
-  -- without a number (older Claude Code) goes to it as it is; so does one left once that prompt
-  -- was drawn longer than the gap wait ago (nothing more will tell).
-  local function sameProcess(session, seq, ms, prompt, chains)
-    local ix = redis.call('HMGET', L.key('ix', prompt), 'promptSeq', 'promptAt', 'drawnAt', 'leaseUntil', 'coveredTo', 'leaseComplete')
-    local promptSeq, promptAt, drawnAt = tonumber(ix[1]), tonumber(ix[2]), tonumber(ix[3])
-    if not seq or not promptSeq or not promptAt then return true end
-    local lastResort = drawnAt ~= nil and L.now - drawnAt > L.cfg.gapWaitMs
-    if (drawnAt and ix[5]) or ((tonumber(ix[4]) or 0) > L.now and ix[6] == '1') then return lastResort end
-    -- The prompt's whole start-up chain, walked once per adopt (the numbers do not change meanwhile).
-    if not chains[prompt] then
-      chains[prompt] = {}
-      for _, m in ipairs(L.chain(session, -1, promptSeq, 0, promptAt)) do chains[prompt][m] = true end
-    end
-    return chains[prompt][seq .. ':' .. ms] or lastResort
-  end
   -- A pending span's event's time (ms, as prompts are scored) and event.sequence: off its JSON's
   -- head (interaction.ts), or from an older bridge's record (no `at`: its start in ns, as text).
   local function whenAndNumber(json)
@@ -62,7 +38,7 @@ function T.apply(input)
       if spans[i + 1] ~= SENT then ms, seq = whenAndNumber(spans[i + 1]) end
       local prompt = ms and redis.call('ZRANGEBYSCORE', L.key('prompts', session), ms, '+inf', 'LIMIT', 0, 1)[1]
       if not ms then adopted[#adopted + 1] = spans[i] end -- (an older bridge's mark: moved to `adopted`)
-      if prompt and sameProcess(session, seq, ms, prompt, chains) then
+      if prompt and H.sameProcess(session, seq, ms, prompt, chains) then
         local events = L.key('events', prompt)
         if redis.call('HEXISTS', L.key('ix', prompt), 'drawn') == 1 then
           if redis.call('HEXISTS', events, spans[i]) == 0 then release[#release + 1] = { prompt, spans[i + 1] } end
@@ -105,7 +81,7 @@ function T.apply(input)
       -- Held spans of a turn drawn already: sent now, once (a batch delivered again sends nothing new).
       local events = L.key('events', u.key)
       for _, h in ipairs(u.held or {}) do
-        if releasable(h[2]) and redis.call('HEXISTS', events, h[1]) == 0 then release[#release + 1] = { u.key, h[2] } end
+        if H.releasable(h[2]) and redis.call('HEXISTS', events, h[1]) == 0 then release[#release + 1] = { u.key, h[2] } end
         redis.call('HSET', events, h[1], SENT)
       end
     else
@@ -265,7 +241,7 @@ function T.settle(drawn, retry)
       for _, id in ipairs(d.held or {}) do claimed[id] = true end
       for _, id in ipairs(redis.call('HKEYS', events)) do
         local json = not claimed[id] and redis.call('HGET', events, id)
-        if json and releasable(json) then release[#release + 1] = { d.key, json } end
+        if json and H.releasable(json) then release[#release + 1] = { d.key, json } end
         sent[#sent + 1], sent[#sent + 2] = id, SENT
       end
       L.inChunks('HSET', events, sent)

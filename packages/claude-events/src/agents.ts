@@ -23,7 +23,7 @@
  *
  * The rules are applied in Redis, where the evidence is (lua/subagents.lua: A.merge, A.link,
  * A.place). Until a subagent is placed its spans are held there; once placed, each is handed back
- * when nothing may still fold into it (subagents.lua, ready) and sent as above, or under its own
+ * when nothing may still fold into it (held.lua, H.ready) and sent as above, or under its own
  * parent if it has one, with the agent's id and type and the rule (placedSpans, below).
  */
 import { attributesToRecord, recordToAttributes, type KeyValue, type ResourceSpans, type Span } from '@ccbridge/otlp';
@@ -68,7 +68,7 @@ export type Rule = 'notification' | 'completion' | 'only_open' | 'root';
 
 /**
  * What an Agent call's tool span, held in the call's holder (`call:<id>`, its field `span`),
- * waits for before it goes without its subagent's totals (lua/subagents.lua meet): a background
+ * waits for before it goes without its subagent's totals (lua/held.lua H.meet): a background
  * call's waits for them; a foreground call's, once they could have come: its tool_result's mark
  * (`result`, "seq:ms") and when the call began (`from`, ms).
  */

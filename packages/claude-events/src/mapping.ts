@@ -30,7 +30,7 @@
  * |                           | agent's ends the turn (turnEndOf)                      |                   |
  * | `subagent_completed`      | the subagent's totals                                  | onto its Agent    |
  * |                           | (they meet the main agent's Agent call spans in        | call's tool span  |
- * |                           | lua/subagents.lua, meet: a background call's span      |                   |
+ * |                           | lua/held.lua, H.meet: a background call's span         |                   |
  * |                           | waits for them)                                        |                   |
  * | `api_retries_exhausted`   | its fields                                             | onto its request  |
  * | `api_refusal`             | its fields                                             | onto its request  |

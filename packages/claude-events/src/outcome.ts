@@ -1,23 +1,19 @@
 /**
  * What a shard handed back (lua/batch.lua, lua/due.lua), as spans to send and the commit that
- * says what was sent (lua/commit.lua). Redis decides what may go and when; this only draws it.
- * Every span that waits, where it waits (keys.ts) and the one rule that lets it go:
+ * says what was sent (lua/commit.lua). Redis decides what may go and when (lua/held.lua says it
+ * for every held span, lifecycle.lua for roots); this only draws it:
  *
- * | handed back | what waited (where)                      | goes when (the rule)                          | committed as |
- * |-------------|------------------------------------------|-----------------------------------------------|--------------|
- * | `claimed`   | a root, with the spans held for it       | its turn is due (lifecycle.lua L.decide)      | `drawn`      |
- * |             | (`events`: LLM calls awaiting an answer  |                                               |              |
- * |             | or input, folds, adopted start-up spans) |                                               |              |
- * | `release`   | the same, come after their root was      | at once (T.apply, T.settle)                   | sent already |
- * |             | drawn (or claimed)                       |                                               |              |
- * | `placed`    | a subagent's spans (`agentSpans`)        | placed, nothing may still fold into them      | `forget`     |
- * |             |                                          | (subagents.lua ready)                         |              |
- * |             | a main-agent Agent call's tool span and  | they meet, or a foreground call's totals      |              |
- * |             | its subagent's totals (`agentSpans` of   | could have come, or the turn timeout          |              |
- * |             | its holder `call:<id>`)                  | (subagents.lua meet)                          |              |
+ * | handed back | what waited (where, keys.ts)                                        | goes         | committed as |
+ * |-------------|---------------------------------------------------------------------|--------------|--------------|
+ * | `claimed`   | a root, with the spans held for it (`events`: LLM calls awaiting an | L.decide     | `drawn`      |
+ * |             | answer or input, folds, adopted start-up spans)                     |              |              |
+ * | `release`   | the same, come after their root was drawn (or claimed)              | H.releasable | sent already |
+ * | `placed`    | a subagent's spans (`agentSpans`)                                   | H.ready      | `forget`     |
+ * |             | a main-agent Agent call's tool span and its subagent's totals       | H.meet       |              |
+ * |             | (`agentSpans` of its holder `call:<id>`)                            |              |              |
  *
  * Start-up spans wait in `pending` for their process's first prompt, then join its `events`
- * (turns.lua adopt). Roots are drawn by interaction.ts rootSpanOf, placed spans in their Agent
+ * (turns.lua adopt, H.sameProcess). Roots are drawn by interaction.ts rootSpanOf, placed spans in their Agent
  * call's trace (agents.ts placedSpans), calls with their totals (agents.ts heldCallSpans).
  */
 import type { Logger } from '@ccbridge/log';
