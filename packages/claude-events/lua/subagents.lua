@@ -96,8 +96,7 @@ local function record(session, agent, link)
   return added
 end
 
--- A main-agent Agent call's holder (held.lua H.meet says what it holds).
-local CALL = 'call:'
+local CALL = 'call:' -- a main-agent Agent call's holder (held.lua H.meet says what it holds)
 local function isCall(holder) return string.sub(holder, 1, #CALL) == CALL end
 
 -- Holds a part (`field`) in a call's `holder` unless it was sent already (a copy delivered again),

@@ -86,11 +86,8 @@ function T.apply(input)
       end
     else
       -- The turn's range: the earliest start and the latest end (nanoseconds as fixed-width text).
-      local start, finish = cur[2], cur[3]
-      for _, b in ipairs(u.bounds) do
-        if not start or b[1] < start then start = b[1] end
-        if not finish or b[2] > finish then finish = b[2] end
-      end
+      local start = (cur[2] and cur[2] < u.bounds[1]) and cur[2] or u.bounds[1]
+      local finish = (cur[3] and cur[3] > u.bounds[2]) and cur[3] or u.bounds[2]
       -- Every field this batch sets, in one HSET per hash: its state, its text, what its root sums.
       local set, text, contributions = { 'seenAt', L.now }, {}, {}
       local function put(field, value, into) if value then into = into or set; into[#into + 1], into[#into + 2] = field, value end end

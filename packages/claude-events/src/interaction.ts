@@ -31,14 +31,18 @@ export type EventRows = 'fold' | 'each';
 
 /** Nanosecond times as fixed-width decimal strings, so Redis (Lua) can compare them as text. */
 export const padNs = (ns: bigint): string => ns.toString().padStart(20, '0');
+function widen(bounds: [string, string], start: string, end: string): void {
+  if (start < bounds[0]) bounds[0] = start;
+  if (end > bounds[1]) bounds[1] = end;
+}
 
 /** What one batch adds to one turn: T.apply (lua/turns.lua) merges it into the stored state, with every merge rule. */
 export interface TurnUpdate {
   key: string;
   traceId: string;
   session?: string;
-  /** [start, end] of each piece of the turn's work in the batch (padNs): spans and events. */
-  bounds: [string, string][];
+  /** [earliest start, latest end] of the turn's work in the batch (padNs): its spans and events. */
+  bounds: [string, string];
   /** JSON of the user_prompt event's attributes. */
   prompt?: string;
   /** The user_prompt's event.sequence, and when it was made (ms): where its turn starts. */
@@ -141,7 +145,7 @@ export function planBatch(
       traceId: traceIdFor(key),
       ...(session && { session }),
       resource: JSON.stringify(event.resource),
-      bounds: [],
+      bounds: [padNs(event.timeNs), padNs(event.timeNs)] as [string, string],
       evidence: false,
       events: 0,
       ends: [],
@@ -158,7 +162,7 @@ export function planBatch(
     const agentCall = rows === 'fold' && session ? agentCallOf(event) : undefined;
     const seq = sequenceOf(event);
     for (const draft of outcome.spans) {
-      update.bounds.push([padNs(draft.startNs), padNs(draft.endNs)]);
+      widen(update.bounds, padNs(draft.startNs), padNs(draft.endNs));
       if (folded.has(draft) || merged.has(draft.spanId)) {
         // Sent now with its fold merged: a copy of either in a later batch is not drawn again.
         if (!agent) update.held.push([draft.spanId, SENT]);
@@ -197,7 +201,7 @@ export function planBatch(
       const drawn = toolSpanIdOfResult(event);
       if (drawn) update.held.push([drawn, SENT]);
     }
-    update.bounds.push([padNs(event.timeNs), padNs(event.timeNs)]);
+    widen(update.bounds, padNs(event.timeNs), padNs(event.timeNs));
     update.events += 1;
     if (seq !== undefined && session && stringOf(event.attributes['prompt.id'])) update.evidence = true;
     if (outcome.prompt) {
