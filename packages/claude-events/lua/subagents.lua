@@ -165,7 +165,7 @@ function A.merge(s)
   mergeInto(calls, state.calls, s.calls, mergeCall)
   mergeInto(agents, state.agents, s.agents, mergeAgent)
   for _, n in ipairs(s.notes) do record(s.session, n[1], { call = n[2], rule = 'notification' }) end
-  local holds, holdingNow = distinct()
+  local addHolding, holdingNow = distinct()
   for _, sp in ipairs(s.spans) do
     -- A copy of a span sent already (a batch delivered twice) is not held again: a fold sent
     -- with its span would go as a row of its own (H.ready).
@@ -176,7 +176,7 @@ function A.merge(s)
     elseif redis.call('SISMEMBER', L.key('agentSent', id), sp[2]) == 0 then
       local held = L.key('agentSpans', id)
       redis.call('HSET', held, sp[2], sp[3])
-      holds(sp[1])
+      addHolding(sp[1])
       L.keep(held)
     end
   end
