@@ -28,7 +28,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { Cluster, Redis } from 'ioredis';
 import { shardKeys, shardOf } from '@ccbridge/redis';
-import { LedgerStore } from '@ccbridge/sessions';
 import {
   fileTimeLimit,
   startBridge,
@@ -46,6 +45,7 @@ import {
   diffShapes,
   drained,
   expectedLedger,
+  ledgersOf,
   failureReasons,
   itemsOf,
   loadSessions,
@@ -226,7 +226,7 @@ async function runVariant(v: Variant): Promise<void> {
     );
     const settledMs = Date.now() - started;
 
-    const ledgers = new Map((await new LedgerStore(client).sessions(10_000)).map((l) => [l.session, l]));
+    const ledgers = new Map((await ledgersOf(client)).map((l) => [l.session, l]));
     const problems: { copy: SessionCopy; trees?: string; ledger?: string }[] = [];
     for (const c of copies) {
       const got = shapes.get(c.session)!;

@@ -2,7 +2,8 @@
  * The sessions' ledger (packages/sessions) against a real Redis: each api_request event and
  * each metrics job counts once however often it comes; a session is compared once quiet, and a
  * difference is reported once; news during a comparison has it compared again; the verdict says
- * which side is short.
+ * which side is short; the news the batch scripts leave (events as a batch is applied, roots as they are
+ * committed) is taken in once, before a comparison.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +17,7 @@ import {
   type EventContribution,
 } from '@ccbridge/sessions';
 import type { ExportLogsRequest } from '@ccbridge/otlp';
+import { LifecycleStore } from '@ccbridge/claude-events';
 import { useRedis } from '../support/per-file';
 
 const peers = useRedis();
@@ -67,6 +69,41 @@ test('each event and each metrics job counts once; a quiet session is compared, 
   await store.settle(late!, verdictOf(late!.diffs));
   const [again] = await store.check(t0 + 300_000, t0 + 300_000, 60_000);
   assert.deepEqual(again!.diffs, { 'm|input': 5, 'm|cost': 5 / 1024 });
+});
+
+test('the news batches leave as they are applied and committed is taken in before a comparison, each event and root once', async () => {
+  await peers.client.flushall();
+  const lifecycle = new LifecycleStore(peers.client);
+  const store = new LedgerStore(peers.client);
+  const work = { updates: [], sequences: [], pending: [], sessions: [], news: [event('s5', 1, 10), event('s5', 2, 15)] };
+  const [applied] = await lifecycle.batch(work, 'job-1');
+  await lifecycle.batch(work, 'job-1');
+  await lifecycle.batch({ ...work, news: [event('s5', 2, 15)] }, 'job-2');
+  const root = { session: 's5', traceId: 't1', verdict: { complete: true } };
+  await lifecycle.commit(applied!.shard, { batch: 'job-1', roots: [root] });
+  assert.equal(await store.newsWaiting(), 3, 'a batch delivered again leaves its news once');
+  const t0 = 7_000_000;
+  await store.addCounters('job-s5', [counter('s5', 1, 25)], t0);
+  let now = t0 + 10_000;
+  const sent: unknown[] = [];
+  const reconciler = new Reconciler({
+    store,
+    log: createLogger('silent'),
+    settleMs: 5_000,
+    now: () => now,
+    exportSpans: async (spans) => void sent.push(...spans),
+  });
+  // Compared before its events were taken in, the session would be reported as missing them.
+  assert.equal(await reconciler.compareDue(), 0);
+  assert.equal(await store.newsWaiting(), 0);
+  now += 10_000;
+  assert.equal(await reconciler.compareDue(), 0, 'the events, taken in, agree with the counters');
+  assert.equal(sent.length, 0);
+  const [s5] = await store.sessions();
+  assert.deepEqual(s5!.events, { 'm|input': 25, 'm|cost': 25 / 1024 }, 'an event in two batches counts once');
+  assert.deepEqual(s5!.turns, { drawn: 1, complete: 1, incomplete: 0 });
+  assert.equal(s5!.verdict, 'ok');
+  assert.equal(await store.drain(), true, 'nothing left');
 });
 
 test('two sides that agree are settled as ok; events without counters are reported as such', async () => {

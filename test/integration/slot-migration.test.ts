@@ -34,7 +34,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { Cluster } from 'ioredis';
 import { deadLetterKeys, queueKey, shardKeys, shardOf } from '@ccbridge/redis';
-import { LedgerStore } from '@ccbridge/sessions';
 import {
   fileTimeLimit,
   post,
@@ -51,6 +50,7 @@ import {
   cut,
   diffShapes,
   expectedLedger,
+  ledgersOf,
   failureReasons,
   itemsOf,
   loadSessions,
@@ -323,7 +323,7 @@ test('the slots of the shards and of the queue move between masters while batche
       60_000,
       500,
     ).catch(() => undefined);
-    const ledgers = new Map((await new LedgerStore(client).sessions(10_000)).map((l) => [l.session, l]));
+    const ledgers = new Map((await ledgersOf(client)).map((l) => [l.session, l]));
     const problems: string[] = [];
     let [lost, lateRows, identical] = [0, 0, 0];
     for (const c of copies) {

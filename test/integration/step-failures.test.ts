@@ -2,7 +2,7 @@
  * Failure at every step (issue 23, "Done when" 2). One batch of real Claude Code event shapes
  * (the `tool` capture's session, with a foreground subagent, a background Agent call and its
  * subagent's totals, the turn's end, and the background agent's notification turn) is processed
- * by a worker as services/worker wires it (processBatch, the closer, the sessions ledger), on a
+ * by a worker as services/worker wires it (processBatch, the closer, the sessions ledger taking in its news), on a
  * real Redis; the same events also as two batches, cut where the background call is launched.
  * A clean run counts the steps of the jobs: every Redis call (a command, a script, a pipeline's
  * exec) and every export. Then, for each step k, the same delivery runs fresh with step k
@@ -37,7 +37,7 @@ import {
 import { JOB_ANSWER, JOB_BACKOFF, ROOT_RETRY_MS, kindOf } from '@ccbridge/errors';
 import { silentLogger } from '@ccbridge/log';
 import { attributesToRecord, type ExportLogsRequest, type LogRecord, type ResourceSpans } from '@ccbridge/otlp';
-import { LedgerStore, drawnTurns, eventContributions, type SessionLedger } from '@ccbridge/sessions';
+import { LedgerStore, eventContributions, type SessionLedger } from '@ccbridge/sessions';
 import { logsOf } from '../support/fixtures';
 import { ManualClock, recordsOf, requestOf, treeOf, type CollectedSpan } from '../support/assembly';
 import { useRedis } from '../support/per-file';
@@ -305,7 +305,8 @@ const spansOf = (rs: ResourceSpans[]): CollectedSpan[] =>
 
 // ---------------------------------------------------------------------------------------------
 // A worker, wired as services/worker/src/index.ts wires it (with BRIDGE_FORWARD_METRICS: the
-// ledger counts the batch's api_request events after processBatch, and the drawn roots' turns).
+// scripts leave the batch's api_request events and the drawn roots as news, which the ledger
+// takes in on the timer, here after each job).
 
 interface Worker {
   store: LifecycleStore;
@@ -327,7 +328,7 @@ function startWorker(
   const client = new Redis(url, { maxRetriesPerRequest: null });
   client.on('error', () => {});
   const store = new LifecycleStore(stepped(client, steps, 'redis'), { namespace, clock });
-  const ledger = new LedgerStore(stepped(client, steps, 'ledger'));
+  const ledger = new LedgerStore(stepped(client, steps, 'ledger'), { namespace });
   const exportSpans: SpanSink = async (rs, source) => {
     const spans = spansOf(rs);
     const roots = spans.filter((s) => !s.parentSpanId).length;
@@ -346,16 +347,17 @@ function startWorker(
     exportSpans,
     log: silentLogger,
     retryDelayMs: ROOT_RETRY_MS,
-    onDrawn: (turns) => ledger.noteTurns(drawnTurns(turns)),
+    ledger: true,
   });
-  const deps: BatchProcessorDeps = { store, closer, exportSpans, log: silentLogger };
+  const deps: BatchProcessorDeps = { store, closer, exportSpans, log: silentLogger, ledgerNews: eventContributions };
   return {
     store,
     closer,
     ledger,
     async handle(request, batch) {
       await processBatch(deps, 'logs', request, batch);
-      await ledger.addEvents(eventContributions(request));
+      // A timer round takes the news in (the reconciler's), here after each job; one that fails leaves it to the next.
+      await ledger.drain().catch(() => ledger.drain());
     },
     disconnect: () => client.disconnect(),
   };
@@ -457,6 +459,7 @@ async function runScenario(batches: ExportLogsRequest[], fault?: Fault): Promise
     await worker.closer.closeDue();
   }
   const stats = await worker.store.stats();
+  await worker.ledger.drain();
   const ledger = (await worker.ledger.sessions()).map(({ session, events, turns }) => ({ session, events, turns }));
   worker.disconnect();
   return { steps: first.log, llmflow, stats, ledger, drawnInJob, attempts, gaveUp };

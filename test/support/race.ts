@@ -459,6 +459,13 @@ export function diffShapes(reference: Shape, got: Shape): string {
 // ---------------------------------------------------------------------------------------------
 // The ledger
 
+/** Every session's ledger, once the workers took in the news the batches left (on their timers). */
+export async function ledgersOf(client: Redis | Cluster, limit = 10_000): Promise<SessionLedger[]> {
+  const ledger = new LedgerStore(client);
+  await waitFor('the ledgers took in their news', async () => (await ledger.newsWaiting()) === 0, 30_000, 100);
+  return ledger.sessions(limit);
+}
+
 /** A copy's api_request events as the ledger should count them: sums per `model|what`, each event once. */
 export function expectedLedger(copy: SessionCopy): Record<string, number> {
   const seen = new Set<string>();
@@ -617,7 +624,7 @@ export async function processAlone(
     ).catch((err: unknown) => {
       throw new Error(`${String(err)}; not whole:\n${unwhole().join('\n')}`);
     });
-    const ledgers = await new LedgerStore(client).sessions();
+    const ledgers = await ledgersOf(client);
     for (const c of copies) {
       const ledger = ledgers.find((l) => l.session === c.session);
       assert.ok(ledger, `reference ${c.label}: a ledger`);

@@ -10,16 +10,19 @@
 --          turns change nothing twice (late events are counted once) and it is handed back the
 --          same released spans; everything else is idempotent and hands back what is still unsent.
 --          A batch whose commit went through (commit.lua marks the record) is handed back nothing.
+-- KEYS[5]  the shard's news for the sessions' ledgers (stream, keys.ts ledgerNews): the batch's
+--          `news` (JSON), added as it is applied, so once
 -- Every other key is built from ARGV[1].templates (keys.ts) and carries KEYS[1]'s hash tag: one
 -- slot on a Redis Cluster.
 -- ARGV[1]  JSON: { now, cfg, templates, batch?, limit,
 --            sequences, updates, pending    T.apply's input (turns.lua)
---            sessions: [...] }              A.merge's input per session (subagents.lua)
+--            sessions: [...],               A.merge's input per session (subagents.lua)
+--            news? }                        the ledgers' news (a body)
 -- ARGV[2..] the span bodies ARGV[1] names by index (L.bodies)
 -- Returns  the summary (L.reply: reply item 1, JSON, then the bodies it names): { late: [[key, n]], release: [[key, json]], placed: [{ session, agent, at, spans: [json] }]
 --                  (every holder of the sessions it touched that holds spans that may go),
 --                  claimed: [T.claim's rows] }, or
---          { committed: true, drawn: [the roots its commit drew] } for a batch sent and committed already
+--          { committed: true } for a batch sent and committed already
 --! include turns.lua
 --! include subagents.lua
 
@@ -31,10 +34,11 @@ local record = input.batch and redis.call('GET', KEYS[4])
 if record then
   local r = cjson.decode(record)
   -- Sent and committed already (the job failed after its commit): nothing is handed back twice.
-  if r.committed then return L.reply({ committed = true, drawn = r.drawn or {} }) end
+  if r.committed then return L.reply({ committed = true }) end
   due, late, release = r.due, r.late, r.release
 else
   due, late, release = T.apply(input)
+  if input.news then redis.call('XADD', KEYS[5], '*', 'events', input.news) end
   if input.batch then
     redis.call('SET', KEYS[4], cjson.encode({ due = due, late = late, release = release }), 'EX', input.cfg.ttlSeconds)
   end

@@ -6,9 +6,9 @@
 -- KEYS[3]  the shard's held spans' deadlines (sorted set)
 -- KEYS[4]  the batch's record in this shard (batch.lua), marked committed when `batch` is given:
 --          a retry of the job after this is handed back nothing
+-- KEYS[5]  the shard's news for the sessions' ledgers (stream, keys.ts ledgerNews): `roots`, added here
 -- Every other key is built from ARGV[1].templates and carries KEYS[1]'s hash tag.
--- ARGV[1]  JSON: { now, cfg, templates, batch?, roots?,    roots: the roots drawn, kept on the record
---                                                        (a retry tells of them again)
+-- ARGV[1]  JSON: { now, cfg, templates, batch?, roots?,    roots: the roots drawn, news for the ledgers
 --            forget: [{ session, agent, spanIds }],     subagent spans sent
 --            drawn:  [{ key, complete, held: [id] }],     roots sent (T.settle)
 --            retry:  [{ key, at }] }                      roots not sent: looked at again at `at`
@@ -21,11 +21,12 @@ local input = cjson.decode(ARGV[1])
 L.init(KEYS, input)
 A.forget(input.forget)
 local drawn, release = T.settle(input.drawn, input.retry)
+if input.roots and #input.roots > 0 then redis.call('XADD', KEYS[5], '*', 'roots', cjson.encode(input.roots)) end
 L.flush()
 if input.batch then
   local record = redis.call('GET', KEYS[4])
   local r = record and cjson.decode(record) or {}
-  r.committed, r.drawn = true, input.roots or {}
+  r.committed = true
   redis.call('SET', KEYS[4], cjson.encode(r), 'EX', input.cfg.ttlSeconds)
 end
 return L.reply({ drawn = drawn, release = release })

@@ -16,7 +16,7 @@ end
 -- Span bodies (JSON text) travel as arguments and reply items of their own, not escaped inside
 -- the JSON input and summary. In the input each place that holds one holds its index (ARGV[1 + i];
 -- store.ts withBodyRefs: sessions[].spans[][3], updates[].held[][2] unless SENT, updates[].prompt,
--- pending[].span); L.bodies puts them back. L.reply hands back the summary (reply item 1) and the
+-- pending[].span, news); L.bodies puts them back. L.reply hands back the summary (reply item 1) and the
 -- bodies, each named by its index in the reply (store.ts bodiesIn): release[][2], placed[].spans[],
 -- claimed[].events (every second item, unless SENT), claimed[].state .prompt and .completion.
 function L.bodies(input, argv)
@@ -28,6 +28,7 @@ function L.bodies(input, argv)
     for _, h in ipairs(u.held or {}) do if h[2] ~= SENT then h[2] = argv[1 + h[2]] end end
   end
   for _, p in ipairs(input.pending or {}) do p.span = argv[1 + p.span] end
+  if input.news then input.news = argv[1 + input.news] end
   return input
 end
 function L.reply(out)

@@ -27,8 +27,8 @@ export interface BatchProcessorDeps {
   /** Events that are no row of their own: folded onto their rows (default) or each its own span. */
   eventRows?: EventRows;
   redactor?: Redactor;
-  /** Told of a logs batch's events (every one, before redaction) once it is processed: the sessions ledger. */
-  onEvents?: (events: ClaudeEvent[]) => Promise<unknown>;
+  /** What a logs batch's events (every one, before redaction) tell the sessions' ledgers: written as the batch is applied. */
+  ledgerNews?: (events: ClaudeEvent[]) => { session: string }[];
 }
 
 export interface BatchSummary {
@@ -97,7 +97,8 @@ export async function processBatch<S extends Signal>(
     // Every event's sequence number counts, those left to Claude Code's own spans too.
     const plan = planBatch(events, keys, sequenceMarksOf(extracted.events), deps.eventRows);
     const sessions = [...agentFactsOf(events, keys, plan.agentSpans).values()];
-    const outcomes = await deps.store.batch({ ...plan, sessions }, batch, deps.closer.batchSize);
+    const news = deps.ledgerNews?.(extracted.events);
+    const outcomes = await deps.store.batch({ ...plan, sessions, news }, batch, deps.closer.batchSize);
     const drawn = outcomes.map((o) => drawOutcome(o, deps.log));
     // The batch's spans go with all that it let go, the roots of the turns it completed too, in
     // one export; not again once every shard committed it (a retry after its commit).
@@ -113,17 +114,13 @@ export async function processBatch<S extends Signal>(
       }
     }
     const roots = await Promise.all(
-      outcomes.map(async (o, i) => {
-        if (!o.committed) return deps.closer.committed(o.shard, { ...drawn[i]!.commit, batch }, o.claimed);
-        // Committed before the job failed: what follows a commit is told again.
-        await deps.closer.tellDrawn(o.drawnBefore);
-        return 0;
-      }),
+      outcomes.map(async (o, i) =>
+        o.committed ? 0 : deps.closer.committed(o.shard, { ...drawn[i]!.commit, batch }, o.claimed),
+      ),
     );
     // More came due than one claim takes (rare): the usual way for the rest.
     const more = outcomes.filter((o) => o.claimed.length >= deps.closer.batchSize).map((o) => o.shard);
     if (more.length > 0) roots.push(await deps.closer.closeDue(more, { timers: false }));
-    await deps.onEvents?.(extracted.events);
     const late = outcomes.flatMap((o) => o.late);
     const lateEvents = late.reduce((sum, l) => sum + l.events, 0);
     bridgeMetrics.lateEvents(lateEvents);

@@ -13,7 +13,8 @@
  * | a shard    | `{ccbridge:N}`      | its deadline index, stats, held spans' deadlines and batch    |
  * |            |                     | records, and every key of every session that hashes to shard  |
  * |            |                     | N: the session's prompts, sequence numbers, held events,      |
- * |            |                     | subagents, and its interactions' state                        |
+ * |            |                     | subagents, and its interactions' state; the news its commits  |
+ * |            |                     | leave for the sessions' ledgers                              |
  *
  * A session's keys all share its shard's tag, so one script applies a batch of a session's
  * events and reschedules its interactions atomically, on a single Redis or on a cluster; the
@@ -64,7 +65,8 @@ export const metricsKeys = (namespace = NAMESPACE) => ({
 /**
  * Each session's ledger, under the queue's tag (one slot: a script updates a session's keys and
  * the indexes together): what its `api_request` events and Claude Code's counters add up to,
- * compared once both have arrived. `session` + id: hash, the sums (`e|model|type`, `c|...`) and
+ * compared once both have arrived. Its events and roots drawn come through each shard's
+ * `ledgerNews` (ShardKeys), its counters straight from the metrics jobs. `session` + id: hash, the sums (`e|model|type`, `c|...`) and
  * what was already reported (`r|...`), times and the latest turn; `session` + id + `:seen`: set,
  * the api_request events already counted; `session` + id + `:turns`: set, the keys of the turns
  * its events named; `session` + id + `:roots`: hash, trace id → whether the turn's root was drawn
@@ -109,6 +111,12 @@ export interface ShardKeys {
   deadlines: string;
   /** Hash of counters: drawn, incomplete, late events. */
   stats: string;
+  /**
+   * Stream: news for the sessions' ledgers (`events`: JSON, a batch's api_request events; `roots`:
+   * JSON, roots drawn), written in the script that applies or commits them, taken into the
+   * ledgers (under the queue's tag, so by another script) by the next round that reads it.
+   */
+  ledgerNews: string;
   /** Sorted set: holders of held spans, subagents and the main agent's Agent calls (`<TAB>session<TAB>agent`, `<TAB>session<TAB>call:<id>`; an older bridge's `session<TAB>call`) → when next looked at (ms). */
   callDeadlines: string;
   /** The templates the shard's scripts build per-session and per-interaction keys from. */
@@ -172,6 +180,7 @@ export function shardKeys(shard: number, namespace = NAMESPACE): ShardKeys {
     deadlines: `${tag}:deadlines`,
     stats: `${tag}:stats`,
     callDeadlines: `${tag}:calls:deadlines`,
+    ledgerNews: `${tag}:ledger:news`,
     templates: {
       ix: per('ix'),
       text: per('ix', ':t'),

@@ -37,6 +37,9 @@ export class Reconciler {
     const now = (this.options.now ?? Date.now)();
     const backlog = await this.options.backlogSinceMs?.();
     const cutoff = Math.min(now, backlog ?? Infinity) - settleMs;
+    // The news of batches processed meanwhile first (events, roots drawn): a session is compared
+    // with all that came before the cutoff, or not yet.
+    if (!(await store.drain(undefined, now))) return 0;
     let findings = 0;
     for (const c of await store.check(cutoff, now, this.options.leaseMs ?? 60_000)) {
       const verdict = verdictOf(c.diffs);

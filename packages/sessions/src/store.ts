@@ -1,11 +1,12 @@
 /**
  * Each session's ledger in Redis (keys.ts, `ledgerKeys`; the scripts in ../lua): what its
  * api_request events and Claude Code's counters add up to, shared by every worker, and which
- * sessions have news to compare.
+ * sessions have news to compare. The events and the roots drawn come as news that the scripts
+ * applying and committing batches leave in their shard (keys.ts `ledgerNews`): `drain` takes it in.
  */
 import path from 'node:path';
-import { defineScript, ledgerKeys, metricsKeys, type RedisClient } from '@ccbridge/redis';
-import type { DrawnTurn } from './roots';
+import { NAMESPACE, SHARDS, defineScript, ledgerKeys, metricsKeys, shardKeys, type RedisClient } from '@ccbridge/redis';
+import { drawnTurns, type DrawnRoot, type DrawnTurn } from './roots';
 import type { CounterContribution, EventContribution, Sums } from './sides';
 
 const LUA = path.join(__dirname, '..', 'lua');
@@ -60,15 +61,56 @@ export interface SessionLedger {
 }
 
 export class LedgerStore {
-  private readonly keys = ledgerKeys();
+  private readonly keys: ReturnType<typeof ledgerKeys>;
+  /** Each shard's news (keys.ts ShardKeys.ledgerNews). */
+  private readonly news: string[];
   private readonly client: LedgerClient;
 
-  constructor(redis: RedisClient) {
+  /** `namespace`: the keys' (tests give each store its own; the news is that of the LifecycleStore of the same). */
+  constructor(redis: RedisClient, { namespace = NAMESPACE }: { namespace?: string } = {}) {
+    this.keys = ledgerKeys(namespace);
+    this.news = Array.from({ length: SHARDS }, (_, n) => shardKeys(n, namespace).ledgerNews);
     defineScript(redis, 'ccbridgeLedgerEvents', LUA, 'ledger-events.lua', 2);
     defineScript(redis, 'ccbridgeLedgerCounters', LUA, 'ledger-counters.lua', 3);
     defineScript(redis, 'ccbridgeLedgerCheck', LUA, 'ledger-check.lua', 1);
     defineScript(redis, 'ccbridgeLedgerSettle', LUA, 'ledger-settle.lua', 1);
     this.client = redis as LedgerClient;
+  }
+
+  /**
+   * Takes in the news the shards hold (at most `limit` entries each): api_request events, each
+   * counted once however often it comes (its `:seen` set), and roots drawn. An entry leaves its
+   * shard only once taken in (a round that dies before that is followed by one that takes it
+   * again, to the same effect). Whether every shard's news was taken in.
+   */
+  async drain(limit = 1000, nowMs = Date.now()): Promise<boolean> {
+    const done = await Promise.all(
+      this.news.map(async (key) => {
+        const entries = await this.client.xrange(key, '-', '+', 'COUNT', limit);
+        if (entries.length === 0) return true;
+        const events: EventContribution[] = [];
+        const roots: DrawnRoot[] = [];
+        for (const [, fields] of entries)
+          for (let i = 0; i < fields.length; i += 2) {
+            // cjson writes an empty list as `{}`.
+            const list = JSON.parse(fields[i + 1]!) as unknown;
+            if (!Array.isArray(list)) continue;
+            if (fields[i] === 'events') events.push(...(list as EventContribution[]));
+            if (fields[i] === 'roots') roots.push(...(list as DrawnRoot[]));
+          }
+        await this.addEvents(events, nowMs);
+        await this.noteTurns(drawnTurns(roots));
+        await this.client.xdel(key, ...entries.map(([id]) => id));
+        return entries.length < limit;
+      }),
+    );
+    return done.every(Boolean);
+  }
+
+  /** News entries not yet taken in, over every shard. */
+  async newsWaiting(): Promise<number> {
+    const lengths = await Promise.all(this.news.map((key) => this.client.xlen(key)));
+    return lengths.reduce((a, b) => a + b, 0);
   }
 
   /** A batch's api_request events; each event counts once however often it comes. */

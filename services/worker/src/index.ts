@@ -26,7 +26,7 @@ import {
 } from '@ccbridge/llmflow';
 import { MetricsStore, forwardMetrics, type ForwardDeps } from '@ccbridge/metrics';
 import type { ExportMetricsRequest } from '@ccbridge/otlp';
-import { LedgerStore, Reconciler, counterContributions, drawnTurns, eventContributions } from '@ccbridge/sessions';
+import { LedgerStore, Reconciler, counterContributions, eventContributions } from '@ccbridge/sessions';
 import { SpanKind, bridgeMetrics, inSpan, observeGauge } from '@ccbridge/telemetry';
 
 export interface WorkerService {
@@ -62,8 +62,8 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     log,
     retryDelayMs: ROOT_RETRY_MS,
     backlogSinceMs: async () => consumer.backlogSinceMs(),
-    // Each session's turns, as its roots say (ccbridge sessions), once they are committed.
-    onDrawn: config.forwardMetrics ? (turns) => ledger.noteTurns(drawnTurns(turns)) : undefined,
+    // Each session's turns, as its roots say (ccbridge sessions): news left in their commit.
+    ledger: config.forwardMetrics,
   });
   const redactor = createRedactor({
     prompts: config.privacyPrompts,
@@ -78,8 +78,8 @@ export function startWorker(config: BridgeConfig, target: RedisTarget, log: Logg
     nativeTraces: config.nativeTraces,
     eventRows: config.eventRows,
     redactor,
-    // The session's ledger counts its api_request events once they are drawn.
-    onEvents: config.forwardMetrics ? (events) => ledger.addEvents(eventContributions(events)) : undefined,
+    // The session's ledger counts its api_request events: news left as their batch is applied.
+    ledgerNews: config.forwardMetrics ? eventContributions : undefined,
   };
 
   // Retries, pauses and the failed set are the queue's, as the policy says (@ccbridge/errors); the worker logs them.

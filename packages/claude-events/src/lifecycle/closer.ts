@@ -26,11 +26,9 @@ export interface CloserOptions {
   retryDelayMs: number;
   /** When the oldest batch not yet processed was received (ms), if any: a timer runs out only before that. */
   backlogSinceMs?: () => Promise<number | undefined>;
-  /** Told of the roots drawn, once committed (the sessions ledger); idempotent: tried ON_DRAWN_TRIES times. */
-  onDrawn?: (turns: DrawnRoot[]) => Promise<void>;
+  /** The roots drawn are news for the sessions' ledgers, left in their commit (commit.lua). */
+  ledger?: boolean;
 }
-
-const ON_DRAWN_TRIES = 3;
 
 export class TurnCloser {
   /** Most interactions claimed per shard per call. */
@@ -82,17 +80,17 @@ export class TurnCloser {
   }
 
   /**
-   * Commits what a shard's spans were sent with (commit.lua), sends what batches held for roots drawn while
-   * they came (marked sent already: a failing export loses it, and says so), tells onDrawn; returns how many roots.
+   * Commits what a shard's spans were sent with (commit.lua), with the roots drawn as the ledgers' news; sends what
+   * batches held for roots drawn while they came (marked sent already: a failing export loses it, and says so); returns how many roots.
    */
   async committed(shard: number, commit: Commit, claimed: StoredTurn[]): Promise<number> {
     const { store, log } = this.options;
-    const roots = claimed.map((ix) => ({
+    const roots: DrawnRoot[] = claimed.map((ix) => ({
       session: ix.session,
       traceId: ix.traceId,
       verdict: { complete: ix.verdict.complete },
     }));
-    const { drawn, release } = await store.commit(shard, { ...commit, ...(commit.batch !== undefined && { roots }) });
+    const { drawn, release } = await store.commit(shard, { ...commit, ...(this.options.ledger && { roots }) });
     if (release.length > 0)
       await this.options.exportSpans(releasedSpansOf(release), 'spans').catch((err: Error) => {
         log.error(
@@ -101,7 +99,6 @@ export class TurnCloser {
         );
       });
     if (claimed.length === 0) return 0;
-    await this.tellDrawn(claimed);
     const incomplete = claimed.filter((ix) => ix.verdict.complete === false);
     bridgeMetrics.drawn(true, claimed.length - incomplete.length);
     bridgeMetrics.drawn(false, incomplete.length);
@@ -115,23 +112,5 @@ export class TurnCloser {
       'drew interaction roots',
     );
     return drawn;
-  }
-
-  /** Tells onDrawn of roots drawn (again, for a batch retried after its commit: it is idempotent). */
-  async tellDrawn(claimed: DrawnRoot[]): Promise<void> {
-    if (claimed.length === 0) return;
-    const { onDrawn, log } = this.options;
-    for (let tries = 1; onDrawn; tries++) {
-      try {
-        return await onDrawn(claimed);
-      } catch (err) {
-        if (tries < ON_DRAWN_TRIES) continue;
-        log.error(
-          { interactions: claimed.length, err: (err as Error).message },
-          'roots drawn, but noting them failed: the sessions ledger misses their turns',
-        );
-        return;
-      }
-    }
   }
 }

@@ -46,6 +46,8 @@ export interface LifecycleStoreOptions {
 /** A batch's work for the store: its plan (interaction.ts) and its subagent facts, with the held spans (agents.ts). */
 export interface BatchWork extends Pick<BatchPlan, 'updates' | 'pending' | 'sequences'> {
   sessions: SessionAgents[];
+  /** News for the sessions' ledgers (@ccbridge/sessions), each for its session's shard: written once, as the batch is applied. */
+  news?: { session: string }[];
 }
 
 /** A holder batch.lua placed (a subagent, or an Agent call's: agents.ts CALL_HOLDER), with its held spans (JSON) not yet sent. */
@@ -61,12 +63,8 @@ export interface PlacedAgent {
 /** What batch.lua handed back for one shard: everything that may now be sent. */
 export interface ShardOutcome {
   shard: number;
-  /**
-   * The batch was sent and committed here already (a retry after its commit): nothing is handed
-   * back but the roots its commit drew (to tell of them again: DrawnRoot).
-   */
+  /** The batch was sent and committed here already (a retry after its commit): nothing is handed back. */
   committed: boolean;
-  drawnBefore: DrawnRoot[];
   /** Events that joined turns whose roots were drawn already. */
   late: { key: string; events: number }[];
   /** Held spans (JSON HeldSpan) of turns drawn already: to be sent now, in their trace. */
@@ -81,12 +79,13 @@ export interface Commit {
   forget?: { session: string; agent: string; spanIds: string[]; leased: string[] }[];
   drawn?: { key: string; complete: boolean; held: string[] }[];
   retry?: { key: string; at: number }[];
-  /** The batch whose work this commits (its record is marked committed, with the roots drawn). */
+  /** The batch whose work this commits (its record is marked committed). */
   batch?: string;
+  /** Roots drawn, news for the sessions' ledgers. */
   roots?: DrawnRoot[];
 }
 
-/** A root drawn, as those told of it need it (the sessions ledger). */
+/** A root drawn, as the sessions' ledgers need it. */
 export type DrawnRoot = Pick<StoredTurn, 'session' | 'traceId'> & { verdict: Pick<StoredTurn['verdict'], 'complete'> };
 
 /** cjson encodes an empty Lua table as `{}`: read either as a list. */
@@ -102,8 +101,8 @@ export class LifecycleStore {
     this.config = { ...DEFAULT_LIFECYCLE, ...options.config };
     this.clock = options.clock ?? systemClock;
     this.shards = Array.from({ length: SHARDS }, (_, n) => shardKeys(n, options.namespace ?? NAMESPACE));
-    defineScript(redis, 'ccbridgeBatch', LUA, 'batch.lua', 4);
-    defineScript(redis, 'ccbridgeCommit', LUA, 'commit.lua', 4);
+    defineScript(redis, 'ccbridgeBatch', LUA, 'batch.lua', 5);
+    defineScript(redis, 'ccbridgeCommit', LUA, 'commit.lua', 5);
     defineScript(redis, 'ccbridgeDue', LUA, 'due.lua', 3);
     this.redis = redis as Scripted;
   }
@@ -125,23 +124,23 @@ export class LifecycleStore {
    * a retry is handed back what the first run handed back.
    */
   async batch(work: BatchWork, batch?: string, limit = 100): Promise<ShardOutcome[]> {
-    const parts = new Map<number, BatchWork>();
+    const parts = new Map<number, Required<BatchWork>>();
     const of = (session: string) =>
-      entryOf(parts, shardOf(session), () => ({ updates: [], sequences: [], pending: [], sessions: [] }));
+      entryOf(parts, shardOf(session), () => ({ updates: [], sequences: [], pending: [], sessions: [], news: [] }));
     for (const u of work.updates) of(u.session ?? u.key).updates.push(u);
     for (const s of work.sequences) of(s.session).sequences.push(s);
     for (const p of work.pending) of(p.session).pending.push(p);
     for (const s of work.sessions) of(s.session).sessions.push(s);
+    for (const n of work.news ?? []) of(n.session).news.push(n);
     return Promise.all(
       [...parts].map(async ([n, w]) => {
         const bodies: string[] = [];
         const input = { ...withBodyRefs(w, bodies), limit, ...(batch !== undefined && { batch }) };
-        const record = appliedKey(this.shards[n]!, batch ?? '');
-        const r = await this.run('ccbridgeBatch', n, input, [record], bodies);
+        const keys = this.shards[n]!;
+        const r = await this.run('ccbridgeBatch', n, input, [appliedKey(keys, batch ?? ''), keys.ledgerNews], bodies);
         return {
           shard: n,
           committed: r.committed === true,
-          drawnBefore: list<DrawnRoot>(r.drawn),
           late: list<[string, number]>(r.late).map(([key, events]) => ({ key, events })),
           ...handedBack(r),
         };
@@ -156,8 +155,8 @@ export class LifecycleStore {
    */
   async commit(shard: number, commit: Commit): Promise<{ drawn: number; release: ShardOutcome['release'] }> {
     const input = { forget: [], drawn: [], retry: [], ...commit };
-    const record = appliedKey(this.shards[shard]!, commit.batch ?? '');
-    const r = await this.run('ccbridgeCommit', shard, input, [record]);
+    const keys = this.shards[shard]!;
+    const r = await this.run('ccbridgeCommit', shard, input, [appliedKey(keys, commit.batch ?? ''), keys.ledgerNews]);
     return { drawn: r.drawn as number, release: handedBack(r).release };
   }
 
@@ -227,6 +226,7 @@ function withBodyRefs(w: BatchWork, bodies: string[]) {
       ...(u.prompt !== undefined && { prompt: ref(u.prompt) }),
     })),
     pending: w.pending.map((p) => ({ ...p, span: ref(p.span) })),
+    news: w.news?.length ? ref(JSON.stringify(w.news)) : undefined,
   };
 }
 
