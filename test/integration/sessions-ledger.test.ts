@@ -75,7 +75,13 @@ test('the news batches leave as they are applied and committed is taken in befor
   await peers.client.flushall();
   const lifecycle = new LifecycleStore(peers.client);
   const store = new LedgerStore(peers.client);
-  const work = { updates: [], sequences: [], pending: [], sessions: [], news: [event('s5', 1, 10), event('s5', 2, 15)] };
+  const work = {
+    updates: [],
+    sequences: [],
+    pending: [],
+    sessions: [],
+    news: [event('s5', 1, 10), event('s5', 2, 15)],
+  };
   const [applied] = await lifecycle.batch(work, 'job-1');
   await lifecycle.batch(work, 'job-1');
   await lifecycle.batch({ ...work, news: [event('s5', 2, 15)] }, 'job-2');

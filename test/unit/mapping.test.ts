@@ -195,6 +195,19 @@ test('session-level events (no prompt.id) are no rows: the root lists them in or
   assert.ok(plan.pending.length > 0);
 });
 
+test("a tool call's stand-in is held only while its tool_result is not in the batch", () => {
+  const request = logsOf('json', 'tool');
+  const standIns = (events: ReturnType<typeof claudeEventsOf>['events']) =>
+    planBatch(events, assignTurns(events, new Map())).updates.flatMap((u) =>
+      u.held.filter(([, json]) => json.startsWith('{"standIn":true')).map(([id]) => id),
+    );
+  const { events } = claudeEventsOf(request);
+  const decided = events.filter((e) => e.name === 'tool_decision' && !e.attributes['agent_id']).length;
+  assert.ok(decided > 0);
+  assert.deepEqual(standIns(events), [], 'each drawn by its tool_result in the same batch');
+  assert.equal(standIns(events.filter((e) => e.name !== 'tool_result')).length, decided, 'held until it comes');
+});
+
 test('with BRIDGE_EVENT_ROWS=each, session-level events are instant spans under the root, as before', async () => {
   const request = logsOf('json', 'simple');
   const { events } = claudeEventsOf(request);

@@ -124,6 +124,9 @@ export function planBatch(
     eventOrder,
   );
   const folded = new Set(drafts.filter((d) => d.fold && !unresolved.includes(d)));
+  // The main agent's tool calls whose tool_result is in the batch: drawn by it, so no stand-in is held for them.
+  const callOf = (e: ClaudeEvent) => !stringOf(e.attributes['agent_id']) && stringOf(e.attributes['tool_use_id']);
+  const resulted = new Set(events.map((e) => e.name === 'tool_result' && callOf(e) && `${sessionOf(e)}\t${callOf(e)}`));
 
   events.forEach((event, i) => {
     const outcome = outcomes[i]!;
@@ -196,7 +199,7 @@ export function planBatch(
     }
     if (!agent) {
       // The main agent's tool span waits with the root until its tool_result draws it (mapping.ts).
-      const unfinished = unfinishedToolSpan(event);
+      const unfinished = !resulted.has(`${session}\t${callOf(event)}`) && unfinishedToolSpan(event);
       if (unfinished) update.held.push([unfinished.spanId, JSON.stringify({ standIn: true, ...heldOf(unfinished) })]);
       const drawn = toolSpanIdOfResult(event);
       if (drawn) update.held.push([drawn, SENT]);
