@@ -26,6 +26,9 @@
  *   rounds:  BENCH_WORKER_ROUNDS (1) rounds of old then new; the ratios are the medians of each
  *            round's (a shared machine's pace drifts by a third over minutes here), the sides
  *            shown those of the round with the median distinct-span ratio.
+ *   profile: with BENCH_PROFILE=cpu, one more drain of the new side, its worker under V8's
+ *            sampling profiler (profile-hook.cjs; the profiler slows it, so nothing else is
+ *            measured in that drain): where its CPU goes, by package and by function (profile.ts).
  *
  * Targets (the issue): spans per CPU-second ≥ 3× the old; script calls per logs batch ≤ 2 per
  * shard touched + 1; Redis CPU µs per span ≤ half the old; peak RSS ≤ 150 MiB over 5,000 batches.
@@ -35,7 +38,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -53,6 +56,7 @@ import { cpuSeconds } from './cpu';
 import { stubLlmflow } from './export';
 import { PROMPTS, capturedSession } from './sessions';
 import { distinct } from './turns';
+import { summariseProfile, type ProfileSummary } from './profile';
 
 const ROOT = path.join(__dirname, '..', '..');
 const BATCHES = Number(process.env.BENCH_WORKER_BATCHES ?? 5000);
@@ -78,6 +82,8 @@ const RESUMED = Number(process.env.BENCH_RESUMED ?? 0);
 const LONG_TURN = Number(process.env.BENCH_LONG_TURN ?? 0);
 /** Rounds of old then new (BENCH_WORKER_ROUNDS): a shared machine's pace drifts over minutes. */
 const ROUNDS = Math.max(1, Number(process.env.BENCH_WORKER_ROUNDS ?? 1));
+const PROFILE = process.env.BENCH_PROFILE ?? '';
+if (!['', 'cpu'].includes(PROFILE)) throw new Error(`BENCH_PROFILE=${PROFILE}: expected cpu (or unset)`);
 
 const progress = (what: string) => process.stderr.write(`bench: worker cost: ${what}\n`);
 
@@ -381,11 +387,11 @@ export interface SideCost {
 }
 
 /** The side's worker drains what is queued into the stub; resolves once all is drained and the stub quiet. */
-async function drain(root: string, redisUrl: string, client: Redis) {
+async function drain(root: string, redisUrl: string, client: Redis, env: Record<string, string> = {}) {
   const { queueKey, NAMESPACE, QUEUE_NAME, METRICS_QUEUE_NAME } = queueNames(root);
   const stub = await stubLlmflow();
   const worker = await startBridge(
-    { REDIS_URL: redisUrl, LLMFLOW_URL: stub.url, LOG_LEVEL: 'warn', BRIDGE_ROLE: 'worker' },
+    { REDIS_URL: redisUrl, LLMFLOW_URL: stub.url, LOG_LEVEL: 'warn', BRIDGE_ROLE: 'worker', ...env },
     { root },
   );
   const pid = worker.child.pid!;
@@ -492,6 +498,28 @@ export async function measureSide(label: string, root: string, commit: string, l
     client.disconnect();
     await redis.stop();
   }
+}
+
+/** Where this checkout's worker spends its CPU over a drain of `load` (BENCH_PROFILE=cpu). */
+async function profileOfNew(load: Request[]): Promise<ProfileSummary> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ccbridge-profile-'));
+  const redis = await startRedis();
+  const client = new Redis(redis.url);
+  try {
+    await queueLoad(ROOT, redis.url, load);
+    const hook = path.join(__dirname, 'profile-hook.cjs');
+    await drain(ROOT, redis.url, client, { NODE_OPTIONS: `--require ${hook}`, BENCH_PROFILE_DIR: dir });
+  } finally {
+    client.disconnect();
+    await redis.stop();
+  }
+  // The worker's own process: the largest profile, should the bridge have started another.
+  const [file] = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .map((f) => path.join(dir, f))
+    .sort((a, b) => statSync(b).size - statSync(a).size);
+  if (!file) throw new Error(`BENCH_PROFILE=cpu: the worker wrote no profile into ${dir}`);
+  return summariseProfile(file, ROOT);
 }
 
 /** Script calls per logs batch, by script, over a drain of `load` watched by MONITOR. */
@@ -622,6 +650,20 @@ export async function measureWorkerCost() {
       );
     }
   }
+  let profile: ProfileSummary | undefined;
+  if (PROFILE === 'cpu') {
+    progress('new: one more drain, its worker profiled');
+    profile = await profileOfNew(load);
+    const lines = (entries: [string, number][]) => entries.map(([k, v]) => `  ${String(v).padStart(5)}%  ${k}`);
+    process.stderr.write(
+      [
+        `the new worker's CPU (${profile.busySeconds} s busy; ${profile.file}), by place:`,
+        ...lines(Object.entries(profile.byPlace).slice(0, 15)),
+        'by function (its own time):',
+        ...lines(profile.topFunctions.slice(0, 20)),
+      ].join('\n') + '\n',
+    );
+  }
   const shards = newSide.shardsPerBatch;
   const figuresLogs = load.filter((r) => r.signal === 'logs').length;
   const figures = {
@@ -703,7 +745,7 @@ export async function measureWorkerCost() {
     `${'Redis CPU µs per distinct span'.padEnd(34)}${String(oldSide.redisCpuUsPerDistinctSpan).padStart(10)}${String(newSide.redisCpuUsPerDistinctSpan).padStart(10)}${`${figures.ratios.redisCpuUsPerDistinctSpan}×`.padStart(9)}`,
   ];
   process.stderr.write(`${table.join('\n')}\n`);
-  return { ...figures, met };
+  return { ...figures, met, ...(profile && { profile }) };
 }
 
 if (require.main === module) {
