@@ -32,7 +32,7 @@ import { DEFAULT_LIFECYCLE, systemClock, type Clock, type LifecycleConfig } from
 
 const LUA = path.join(__dirname, '..', '..', 'lua');
 
-type ScriptCall = (...keysThenInput: string[]) => Promise<string[] | string>;
+type ScriptCall = (...keysThenInput: (string | Buffer)[]) => Promise<string[] | string>;
 type ScriptName = 'ccbridgeBatch' | 'ccbridgeCommit' | 'ccbridgeDue';
 type Scripted = RedisClient & Record<ScriptName, ScriptCall>;
 
@@ -115,7 +115,9 @@ export class LifecycleStore {
   private async run(script: ScriptName, shard: number, input: object, more: string[] = [], bodies: string[] = []) {
     const keys = this.shards[shard]!;
     const arg = JSON.stringify({ now: this.clock.now(), cfg: this.config, templates: keys.templates, ...input });
-    return bodiesIn(await this.redis[script](keys.deadlines, keys.stats, keys.callDeadlines, ...more, arg, ...bodies));
+    // As bytes: ioredis then copies them into the command, instead of measuring, joining and encoding the text again.
+    const bytes = [arg, ...bodies].map((text) => Buffer.from(text));
+    return bodiesIn(await this.redis[script](keys.deadlines, keys.stats, keys.callDeadlines, ...more, ...bytes));
   }
 
   /**
