@@ -3,7 +3,9 @@
  * (the `tool` capture's session, with a foreground subagent, a background Agent call and its
  * subagent's totals, the turn's end, and the background agent's notification turn) is processed
  * by a worker as services/worker wires it (processBatch, the closer, the sessions ledger taking in its news), on a
- * real Redis; the same events also as two batches, cut where the background call is launched.
+ * real Redis; the same events also as two batches, cut where the background call is launched, and
+ * as one batch with a second session on another shard whose turn goes on (its shard hands back
+ * nothing to commit).
  * A clean run counts the steps of the jobs: every Redis call (a command, a script, a pipeline's
  * exec) and every export. Then, for each step k, the same delivery runs fresh with step k
  * failing once, the job retried as BullMQ retries it:
@@ -38,6 +40,7 @@ import { JOB_ANSWER, JOB_BACKOFF, ROOT_RETRY_MS, kindOf } from '@ccbridge/errors
 import { silentLogger } from '@ccbridge/log';
 import { attributesToRecord, type ExportLogsRequest, type LogRecord, type ResourceSpans } from '@ccbridge/otlp';
 import { LedgerStore, eventContributions, type SessionLedger } from '@ccbridge/sessions';
+import { shardOf } from '@ccbridge/redis';
 import { logsOf } from '../support/fixtures';
 import { ManualClock, recordsOf, requestOf, treeOf, type CollectedSpan } from '../support/assembly';
 import { useRedis } from '../support/per-file';
@@ -557,9 +560,42 @@ function cutAtLaunch(whole: ExportLogsRequest): ExportLogsRequest[] {
   return [records.slice(0, launched + 1), records.slice(launched + 1)].map((part) => requestOf(whole, part));
 }
 
+const sessionOfBatch = (r: ExportLogsRequest) =>
+  recordsOf(r)[0]!.attributes!.find((a) => a.key === 'session.id')!.value!.stringValue!;
+const SESSION = sessionOfBatch(request);
+
+/**
+ * The batch with a second session on another shard, whose turn goes on (no answer has come): its
+ * tool span goes at once, and its shard hands back nothing to commit (processor.ts commits the first's).
+ */
+function withAnotherShard(whole: ExportLogsRequest): ExportLogsRequest {
+  const template = logsOf('json', 'tool');
+  let other = `${SESSION}-2`;
+  for (let n = 3; shardOf(other) === shardOf(SESSION); n++) other = `${SESSION}-${n}`;
+  const promptId = randomUUID();
+  const records = recordsOf(template)
+    .filter((r) => nameOf(r) !== 'assistant_response')
+    .map((r) => ({
+      ...r,
+      attributes: r.attributes!.map((a) =>
+        a.key === 'session.id'
+          ? { key: a.key, value: { stringValue: other } }
+          : a.key === 'prompt.id'
+            ? { key: a.key, value: { stringValue: promptId } }
+            : a,
+      ),
+    }));
+  assert.ok(
+    records.some((r) => nameOf(r) === 'tool_result'),
+    'a tool span drawn at once',
+  );
+  return requestOf(whole, [...recordsOf(whole), ...records]);
+}
+
 const DELIVERIES: { label: string; batches: ExportLogsRequest[] }[] = [
   { label: 'one batch', batches: [request] },
   { label: 'two batches (the second ends the turns)', batches: cutAtLaunch(request) },
+  { label: 'one batch, with a session of another shard whose turn goes on', batches: [withAnotherShard(request)] },
 ];
 
 for (const { label: delivery, batches } of DELIVERIES) {
@@ -577,7 +613,7 @@ for (const { label: delivery, batches } of DELIVERIES) {
     );
     assert.equal(c.attempts, batches.length);
     assert.equal(c.gaveUp, undefined);
-    const spans = [...kept(c.llmflow).values()];
+    const spans = [...kept(c.llmflow).values()].filter((s) => s.attrs['session.id'] === SESSION);
     const roots = spans.filter((s) => !s.parentSpanId);
     assert.equal(roots.length, 2, 'both turns have their root');
     assert.equal(c.drawnInJob, 2, 'both roots are drawn in the jobs, not by a timer');
@@ -614,9 +650,9 @@ for (const { label: delivery, batches } of DELIVERIES) {
       for (const [k, v] of Object.entries(e.sums)) sums[k] = (sums[k] ?? 0) + v;
     const rounded = (o: Record<string, number>) =>
       Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Math.round(v * 1e9) / 1e9]));
-    assert.equal(c.ledger.length, 1);
-    assert.deepEqual(rounded(c.ledger[0]!.events), rounded(sums));
-    assert.equal(c.ledger[0]!.turns.drawn, 2);
+    const ledger = c.ledger.find((l) => l.session === SESSION);
+    assert.deepEqual(rounded(ledger!.events), rounded(sums));
+    assert.equal(ledger!.turns.drawn, 2);
   });
 
   /** Runs the delivery with each fault of `faults`, each a subtest named by its step. */

@@ -74,8 +74,9 @@ function redactEvents(events: ClaudeEvent[], redactor: Redactor): ClaudeEvent[] 
 /**
  * Handles one queued batch, straight through: its events planned into spans and turn updates
  * (interaction.ts), one script per shard it touches that applies them and hands back all that may
- * now be sent (store.batch), one export, and one commit per shard (closer.committed). A batch
- * retried after a failure at any step is applied once (by its id) and sends what was not committed.
+ * now be sent (store.batch), one export, and one commit per shard that handed back work (closer.committed;
+ * the first shard's when none did). A batch retried after a failure at any step is applied once (by
+ * its id) and sends what was not committed.
  */
 export async function processBatch<S extends Signal>(
   deps: BatchProcessorDeps,
@@ -101,8 +102,8 @@ export async function processBatch<S extends Signal>(
     const outcomes = await deps.store.batch({ ...plan, sessions, news }, batch, deps.closer.batchSize);
     const drawn = outcomes.map((o) => drawOutcome(o, deps.log));
     // The batch's spans go with all that it let go, the roots of the turns it completed too, in
-    // one export; not again once every shard committed it (a retry after its commit).
-    const sentAlready = outcomes.length > 0 && outcomes.every((o) => o.committed);
+    // one export; not again once a shard committed it (commits follow the export: a retry after one).
+    const sentAlready = outcomes.some((o) => o.committed);
     const spans = [...(sentAlready ? [] : plan.resourceSpans), ...drawn.flatMap((d) => d.spans)];
     if (spans.length > 0) {
       try {
@@ -113,9 +114,15 @@ export async function processBatch<S extends Signal>(
         throw err;
       }
     }
+    // Each shard that handed back work commits it; a shard that handed back nothing has nothing to
+    // mark, but one commit (the first shard's, when none has work) tells a retry the batch went out.
+    const working = outcomes.filter((o) => o.placed.length + o.claimed.length + o.release.length > 0);
+    const committing = new Set(working.length > 0 ? working : outcomes.slice(0, 1));
     const roots = await Promise.all(
       outcomes.map(async (o, i) =>
-        o.committed ? 0 : deps.closer.committed(o.shard, { ...drawn[i]!.commit, batch }, o.claimed),
+        o.committed || !committing.has(o)
+          ? 0
+          : deps.closer.committed(o.shard, { ...drawn[i]!.commit, batch }, o.claimed),
       ),
     );
     // More came due than one claim takes (rare): the usual way for the rest.
