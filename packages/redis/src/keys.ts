@@ -13,8 +13,8 @@
  * | a shard    | `{ccbridge:N}`      | its deadline index, stats, held spans' deadlines and batch    |
  * |            |                     | records, and every key of every session that hashes to shard  |
  * |            |                     | N: the session's prompts, sequence numbers, held events,      |
- * |            |                     | subagents, and its interactions' state; the news its commits  |
- * |            |                     | leave for the sessions' ledgers                              |
+ * |            |                     | subagents, and its interactions' state; the news its scripts  |
+ * |            |                     | leave for the sessions' ledgers                               |
  *
  * A session's keys all share its shard's tag, so one script applies a batch of a session's
  * events and reschedules its interactions atomically, on a single Redis or on a cluster; the
@@ -66,10 +66,10 @@ export const metricsKeys = (namespace = NAMESPACE) => ({
  * Each session's ledger, under the queue's tag (one slot: a script updates a session's keys and
  * the indexes together): what its `api_request` events and Claude Code's counters add up to,
  * compared once both have arrived. Its events and roots drawn come through each shard's
- * `ledgerNews` (ShardKeys), its counters straight from the metrics jobs. `session` + id: hash, the sums (`e|model|type`, `c|...`) and
- * what was already reported (`r|...`), times and the latest turn; `session` + id + `:seen`: set,
- * the api_request events already counted; `session` + id + `:turns`: set, the keys of the turns
- * its events named; `session` + id + `:roots`: hash, trace id → whether the turn's root was drawn
+ * `ledgerNews` (ShardKeys), its counters straight from the metrics jobs. `session` + id: hash,
+ * the sums (`e|model|type`, `c|...`) and what was already reported (`r|...`), times and the
+ * latest turn; `session` + id + `:seen`: set, the api_request events already counted; `session`
+ * + id + `:turns`: set, the keys of the turns its events named; `session` + id + `:roots`: hash, trace id → whether the turn's root was drawn
  * complete (`1`, `0`, `?`).
  * `sessions`: sorted set, session → last activity (ms); `due`: sorted set, sessions with news
  * to compare → last activity (ms), or a lease.
