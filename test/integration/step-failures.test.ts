@@ -463,7 +463,19 @@ async function runScenario(batches: ExportLogsRequest[], fault?: Fault): Promise
   }
   const stats = await worker.store.stats();
   await worker.ledger.drain();
-  const ledger = (await worker.ledger.sessions()).map(({ session, events, turns }) => ({ session, events, turns }));
+  // By session: which of two sessions had the latest news (the listing's order) is a matter of
+  // milliseconds; and sums rounded, as news taken in one round or two adds them in another order.
+  const ledger = (await worker.ledger.sessions())
+    .map(({ session, events, turns }) => ({
+      session,
+      events: Object.fromEntries(
+        Object.entries(events)
+          .sort(([a], [b]) => a.localeCompare(b))
+          .map(([k, v]) => [k, Math.round(v * 1e9) / 1e9]),
+      ),
+      turns,
+    }))
+    .sort((a, b) => a.session.localeCompare(b.session));
   worker.disconnect();
   return { steps: first.log, llmflow, stats, ledger, drawnInJob, attempts, gaveUp };
 }
