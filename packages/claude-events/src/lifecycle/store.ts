@@ -5,7 +5,7 @@
  *
  * Per batch and shard it touches: one script that applies the batch and hands back everything
  * that may now be sent (batch.lua), and after the export one that commits what was sent
- * (commit.lua); plus one pipelined read of the timelines of sessions whose events lack a
+ * (commit.lua; where there is something, processor.ts); plus one pipelined read of the timelines of sessions whose events lack a
  * prompt.id (older Claude Code). Per timer round and shard: due.lua, then commit.lua.
  */
 import path from 'node:path';
