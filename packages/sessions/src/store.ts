@@ -79,32 +79,32 @@ export class LedgerStore {
 
   /**
    * Takes in the news the shards hold (at most `limit` entries each): api_request events, each
-   * counted once however often it comes (its `:seen` set), and roots drawn. An entry leaves its
-   * shard only once taken in (a round that dies before that is followed by one that takes it
-   * again, to the same effect). Whether every shard's news was taken in.
+   * counted once however often it comes (its `:seen` set), and roots drawn; every shard's in one
+   * script and one pipeline, the ledgers being one slot. An entry leaves its shard only once taken
+   * in (a round that dies before that is followed by one that takes it again, to the same effect).
+   * Whether every shard's news was taken in.
    */
-  async drain(limit = 1000, nowMs = Date.now()): Promise<boolean> {
-    const done = await Promise.all(
-      this.news.map(async (key) => {
-        const entries = await this.client.xrange(key, '-', '+', 'COUNT', limit);
-        if (entries.length === 0) return true;
-        const events: EventContribution[] = [];
-        const roots: DrawnRoot[] = [];
-        for (const [, fields] of entries)
-          for (let i = 0; i < fields.length; i += 2) {
-            // cjson writes an empty list as `{}`.
-            const list = JSON.parse(fields[i + 1]!) as unknown;
-            if (!Array.isArray(list)) continue;
-            if (fields[i] === 'events') events.push(...(list as EventContribution[]));
-            if (fields[i] === 'roots') roots.push(...(list as DrawnRoot[]));
-          }
-        await this.addEvents(events, nowMs);
-        await this.noteTurns(drawnTurns(roots));
-        await this.client.xdel(key, ...entries.map(([id]) => id));
-        return entries.length < limit;
-      }),
+  async drain(limit = 200, nowMs = Date.now()): Promise<boolean> {
+    const read = await Promise.all(this.news.map((key) => this.client.xrange(key, '-', '+', 'COUNT', limit)));
+    const events: EventContribution[] = [];
+    const roots: DrawnRoot[] = [];
+    for (const entries of read)
+      for (const [, fields] of entries)
+        for (let i = 0; i < fields.length; i += 2) {
+          // cjson writes an empty list as `{}`.
+          const list = JSON.parse(fields[i + 1]!) as unknown;
+          if (!Array.isArray(list)) continue;
+          if (fields[i] === 'events') events.push(...(list as EventContribution[]));
+          if (fields[i] === 'roots') roots.push(...(list as DrawnRoot[]));
+        }
+    await this.addEvents(events, nowMs);
+    await this.noteTurns(drawnTurns(roots));
+    await Promise.all(
+      read.flatMap((entries, n) =>
+        entries.length > 0 ? [this.client.xdel(this.news[n]!, ...entries.map(([id]) => id))] : [],
+      ),
     );
-    return done.every(Boolean);
+    return read.every((entries) => entries.length < limit);
   }
 
   /** News entries not yet taken in, over every shard. */
