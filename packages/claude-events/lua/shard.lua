@@ -18,22 +18,31 @@ end
 -- store.ts withBodyRefs: sessions[].spans[][3], updates[].held[][2] unless SENT, updates[].prompt,
 -- pending[].span, news); L.bodies puts them back. L.reply hands back the summary (reply item 1) and the
 -- bodies, each named by its index in the reply (store.ts bodiesIn): release[][2], placed[].spans[],
--- claimed[].events (every second item, unless SENT), claimed[].state .prompt and .completion.
+-- claimed[].events (every second item, unless SENT), claimed[].state .prompt and .completion; or,
+-- negative, by its index in the input, when the call brought it.
+-- A body handed back in the call that brought it does not travel back: it is named by its input
+-- index, negative (L.sent: body → index).
+local sent = {}
 function L.bodies(input, argv)
+  local function body(i)
+    sent[argv[1 + i]] = i
+    return argv[1 + i]
+  end
   for _, s in ipairs(input.sessions or {}) do
-    for _, sp in ipairs(s.spans) do sp[3] = argv[1 + sp[3]] end
+    for _, sp in ipairs(s.spans) do sp[3] = body(sp[3]) end
   end
   for _, u in ipairs(input.updates or {}) do
-    if u.prompt then u.prompt = argv[1 + u.prompt] end
-    for _, h in ipairs(u.held or {}) do if h[2] ~= SENT then h[2] = argv[1 + h[2]] end end
+    if u.prompt then u.prompt = body(u.prompt) end
+    for _, h in ipairs(u.held or {}) do if h[2] ~= SENT then h[2] = body(h[2]) end end
   end
-  for _, p in ipairs(input.pending or {}) do p.span = argv[1 + p.span] end
+  for _, p in ipairs(input.pending or {}) do p.span = body(p.span) end
   if input.news then input.news = argv[1 + input.news] end
   return input
 end
 function L.reply(out)
   local reply = { '' }
   local function ref(body)
+    if sent[body] then return -sent[body] end
     reply[#reply + 1] = body
     return #reply
   end

@@ -117,7 +117,7 @@ export class LifecycleStore {
     const arg = JSON.stringify({ now: this.clock.now(), cfg: this.config, templates: keys.templates, ...input });
     // As bytes: ioredis then copies them into the command, instead of measuring, joining and encoding the text again.
     const bytes = [arg, ...bodies].map((text) => Buffer.from(text));
-    return bodiesIn(await this.redis[script](keys.deadlines, keys.stats, keys.callDeadlines, ...more, ...bytes));
+    return bodiesIn(await this.redis[script](keys.deadlines, keys.stats, keys.callDeadlines, ...more, ...bytes), bodies);
   }
 
   /**
@@ -232,12 +232,16 @@ function withBodyRefs(w: BatchWork, bodies: string[]) {
   };
 }
 
-/** A script's reply (shard.lua L.reply): its summary, each body it names by index put back in place. */
-function bodiesIn(reply: string[] | string): Record<string, unknown> {
+/**
+ * A script's reply (shard.lua L.reply): its summary, each body it names by index put back in
+ * place: a reply item (from 1: the summary is item 1), or, negative, one of the bodies this call
+ * sent (`sent`, from 1 as ARGV[1 + i]): a body handed back in the call that brought it does not
+ * travel back.
+ */
+function bodiesIn(reply: string[] | string, sent: string[]): Record<string, unknown> {
   const items = typeof reply === 'string' ? [reply] : reply;
   const out = JSON.parse(items[0]!) as Record<string, unknown>;
-  // Lua's index, from 1: the summary is item 1.
-  const body = (i: unknown) => items[(i as number) - 1]!;
+  const body = (i: unknown) => ((i as number) < 0 ? sent[-(i as number) - 1]! : items[(i as number) - 1]!);
   for (const r of list<[string, unknown]>(out.release)) r[1] = body(r[1]);
   for (const p of list<{ spans: unknown }>(out.placed)) p.spans = list(p.spans).map(body);
   for (const c of list<{ events: unknown[]; state: Record<string, unknown> }>(out.claimed)) {
