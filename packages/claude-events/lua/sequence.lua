@@ -21,10 +21,12 @@ function L.times(session)
   return k
 end
 
--- A mark's number, its ms and itself as `seq:ms`, from `seq:ms` or a member of `sequenceAt`.
+-- A mark's number, its ms and itself as `seq:ms`, from `seq:ms` or a member of `sequenceAt` (its
+-- number padded to 12 digits, L.addMarks: cut, not matched, for members are read many times over).
 local function parseMark(m)
-  local seq, ms = string.match(m, '^(%d+):(%d+)$')
-  if seq then return tonumber(seq), tonumber(ms), tonumber(seq) .. ':' .. ms end
+  local seq, ms
+  if string.sub(m, 13, 13) == ':' then seq, ms = string.sub(m, 1, 12), string.sub(m, 14) else seq, ms = string.match(m, '^(%d+):(%d+)$') end
+  if seq then seq = tonumber(seq) return seq, tonumber(ms), seq .. ':' .. ms end
 end
 
 -- Adds marks (`seq:ms`) to the session's, or removes them (`forget`).

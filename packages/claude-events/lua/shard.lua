@@ -17,17 +17,12 @@ end
 -- the JSON input and summary. In the input each place that holds one holds its index (ARGV[1 + i];
 -- store.ts withBodyRefs: sessions[].spans[][3], updates[].held[][2] unless SENT, updates[].prompt,
 -- pending[].span, news); L.bodies puts them back. L.reply hands back the summary (reply item 1) and the
--- bodies, each named by its index in the reply (store.ts bodiesIn): release[][2], placed[].spans[],
--- claimed[].events (every second item, unless SENT), claimed[].state .prompt and .completion; or,
--- negative, by its index in the input, when the call brought it.
--- A body handed back in the call that brought it does not travel back: it is named by its input
--- index, negative (L.sent: body → index).
-local sent = {}
+-- bodies, each named by its index in the reply (store.ts bodiesIn), or by -(its input index) if this
+-- call brought it: release[][2], placed[].spans[], claimed[].events (every second item, unless SENT),
+-- claimed[].state .prompt and .completion.
+local sent = {} -- the bodies this call brought: their input index
 function L.bodies(input, argv)
-  local function body(i)
-    sent[argv[1 + i]] = i
-    return argv[1 + i]
-  end
+  local function body(i) sent[argv[1 + i]] = i return argv[1 + i] end
   for _, s in ipairs(input.sessions or {}) do
     for _, sp in ipairs(s.spans) do sp[3] = body(sp[3]) end
   end

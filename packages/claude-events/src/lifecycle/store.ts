@@ -117,7 +117,8 @@ export class LifecycleStore {
     const arg = JSON.stringify({ now: this.clock.now(), cfg: this.config, templates: keys.templates, ...input });
     // As bytes: ioredis then copies them into the command, instead of measuring, joining and encoding the text again.
     const bytes = [arg, ...bodies].map((text) => Buffer.from(text));
-    return bodiesIn(await this.redis[script](keys.deadlines, keys.stats, keys.callDeadlines, ...more, ...bytes), bodies);
+    const reply = await this.redis[script](keys.deadlines, keys.stats, keys.callDeadlines, ...more, ...bytes);
+    return bodiesIn(reply, bodies);
   }
 
   /**
@@ -232,12 +233,7 @@ function withBodyRefs(w: BatchWork, bodies: string[]) {
   };
 }
 
-/**
- * A script's reply (shard.lua L.reply): its summary, each body it names by index put back in
- * place: a reply item (from 1: the summary is item 1), or, negative, one of the bodies this call
- * sent (`sent`, from 1 as ARGV[1 + i]): a body handed back in the call that brought it does not
- * travel back.
- */
+/** A script's reply (shard.lua L.reply): its summary, each body it names put back: reply item i (the summary is 1), or -i: `sent`'s i-th. */
 function bodiesIn(reply: string[] | string, sent: string[]): Record<string, unknown> {
   const items = typeof reply === 'string' ? [reply] : reply;
   const out = JSON.parse(items[0]!) as Record<string, unknown>;
