@@ -29,6 +29,10 @@
  *   profile: with BENCH_PROFILE=cpu, one more drain of the new side, its worker under V8's
  *            sampling profiler (profile-hook.cjs; the profiler slows it, so nothing else is
  *            measured in that drain): where its CPU goes, by package and by function (profile.ts).
+ *            With BENCH_PROFILE=redis (or cpu,redis), one more drain of the MONITOR drain's
+ *            batches on each side with Redis's SLOWLOG taking every command's duration: Redis's
+ *            own time per logs batch by script (its execution, not the reading and writing of
+ *            the commands), and the commands sent on their own as one line.
  *
  * Targets (the issue): spans per CPU-second ≥ 3× the old; script calls per logs batch ≤ 2 per
  * shard touched + 1; Redis CPU µs per span ≤ half the old; peak RSS ≤ 150 MiB over 5,000 batches.
@@ -82,8 +86,9 @@ const RESUMED = Number(process.env.BENCH_RESUMED ?? 0);
 const LONG_TURN = Number(process.env.BENCH_LONG_TURN ?? 0);
 /** Rounds of old then new (BENCH_WORKER_ROUNDS): a shared machine's pace drifts over minutes. */
 const ROUNDS = Math.max(1, Number(process.env.BENCH_WORKER_ROUNDS ?? 1));
-const PROFILE = process.env.BENCH_PROFILE ?? '';
-if (!['', 'cpu'].includes(PROFILE)) throw new Error(`BENCH_PROFILE=${PROFILE}: expected cpu (or unset)`);
+const PROFILES = new Set((process.env.BENCH_PROFILE ?? '').split(',').filter(Boolean));
+if ([...PROFILES].some((p) => !['cpu', 'redis'].includes(p)))
+  throw new Error(`BENCH_PROFILE=${process.env.BENCH_PROFILE}: expected cpu, redis or cpu,redis (or unset)`);
 
 const progress = (what: string) => process.stderr.write(`bench: worker cost: ${what}\n`);
 
@@ -384,6 +389,8 @@ export interface SideCost {
   scriptsPerBatch?: Record<string, number>;
   /** From the MONITOR drain: script calls per logs batch, less those serving the metrics' jobs. */
   logsScriptCallsPerBatch?: number;
+  /** With BENCH_PROFILE=redis: Redis's own time (µs) per logs batch, by script (redisTimeByScript). */
+  redisUsByScript?: Record<string, number>;
 }
 
 /** The side's worker drains what is queued into the stub; resolves once all is drained and the stub quiet. */
@@ -522,6 +529,62 @@ async function profileOfNew(load: Request[]): Promise<ProfileSummary> {
   return summariseProfile(file, ROOT);
 }
 
+/**
+ * A script call's name (args: the command and its arguments, as MONITOR or SLOWLOG show them):
+ * its file by its SHA1, "(metrics)" after it when it served the metrics' jobs.
+ */
+function scriptLabel(names: Map<string, string>, metricsQueue: string, args: string[]): string {
+  const command = args[0]!.toLowerCase();
+  // EVAL is a script's first call on a connection (ioredis, after NOSCRIPT); its source is not named.
+  const name = command.startsWith('evalsha')
+    ? (names.get(args[1]!) ?? `unknown ${args[1]!.slice(0, 8)}`)
+    : command.startsWith('eval')
+      ? "eval (a script's first call)"
+      : `function ${args[1]}`;
+  // BullMQ's calls for the metrics' queue, and the scripts that handle metrics, are the metrics' work.
+  const metricsSide =
+    isMetricsScript(name) || (name.startsWith('bullmq/') && args.some((a) => a.includes(`:${metricsQueue}:`)));
+  return metricsSide ? `${name} (metrics)` : name;
+}
+
+/**
+ * Redis's own time (µs) per logs batch, by script, over a drain of `load` with SLOWLOG logging
+ * every command (BENCH_PROFILE=redis). A script's time holds the commands it ran; those are
+ * logged too, from the client "?:0", and not counted again (logging each adds under half a µs to
+ * its script's time here). Commands sent on their own (BullMQ's,
+ * the ledger's reads) are one line; the bench's own polls are left out.
+ */
+async function redisTimeByScript(root: string, load: Request[]): Promise<Record<string, number>> {
+  const names = scriptNames(root);
+  const { METRICS_QUEUE_NAME } = queueNames(root);
+  const logs = load.filter((r) => r.signal === 'logs').length;
+  const redis = await startRedis();
+  const client = new Redis(redis.url, { connectionName: 'bench' });
+  const us = new Map<string, number>();
+  const maxLen = 5_000_000;
+  try {
+    await queueLoad(root, redis.url, load);
+    await client.config('SET', 'slowlog-max-len', String(maxLen));
+    await client.config('SET', 'slowlog-log-slower-than', '0');
+    await client.slowlog('RESET');
+    await drain(root, redis.url, client);
+    await client.config('SET', 'slowlog-log-slower-than', '-1');
+    const entries = (await client.call('SLOWLOG', 'GET', '-1')) as [number, number, number, string[], string, string][];
+    if (entries.length >= maxLen) throw new Error(`BENCH_PROFILE=redis: SLOWLOG filled up (${maxLen} entries)`);
+    for (const [, , micros, args, from, clientName] of entries) {
+      if (from === '?:0' || clientName === 'bench') continue;
+      const key = SCRIPT_COMMANDS.includes(args[0]!.toLowerCase())
+        ? scriptLabel(names, METRICS_QUEUE_NAME, args)
+        : 'commands sent on their own';
+      us.set(key, (us.get(key) ?? 0) + micros);
+    }
+  } finally {
+    client.disconnect();
+    await redis.stop();
+  }
+  return Object.fromEntries([...us.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => [k, Math.round(n / logs)]));
+}
+
 /** Script calls per logs batch, by script, over a drain of `load` watched by MONITOR. */
 async function scriptsByName(root: string, load: Request[]): Promise<Record<string, number>> {
   const names = scriptNames(root);
@@ -537,19 +600,7 @@ async function scriptsByName(root: string, load: Request[]): Promise<Record<stri
     monitor.on('monitor', (_time: string, args: string[], source: string) => {
       // Commands a script runs show as from "lua": only the calls themselves are counted.
       if (source === 'lua' || !SCRIPT_COMMANDS.includes(args[0]!.toLowerCase())) return;
-      const command = args[0]!.toLowerCase();
-      // EVAL is a script's first call on a connection (ioredis, after NOSCRIPT); MONITOR escapes
-      // its source, so it is not named.
-      const name = command.startsWith('evalsha')
-        ? (names.get(args[1]!) ?? `unknown ${args[1]!.slice(0, 8)}`)
-        : command.startsWith('eval')
-          ? "eval (a script's first call)"
-          : `function ${args[1]}`;
-      // BullMQ's calls for the metrics' queue, and the scripts that handle metrics, are the metrics' work.
-      const metricsSide =
-        isMetricsScript(name) ||
-        (name.startsWith('bullmq/') && args.some((a) => a.includes(`:${METRICS_QUEUE_NAME}:`)));
-      const key = metricsSide ? `${name} (metrics)` : name;
+      const key = scriptLabel(names, METRICS_QUEUE_NAME, args);
       counts.set(key, (counts.get(key) ?? 0) + 1);
     });
     await drain(root, redis.url, client);
@@ -632,11 +683,11 @@ export async function measureWorkerCost() {
   const byDistinct = ratioOf((s) => s.distinctSpansPerCpuSecond);
   const [oldSide, newSide] = [...rounds].sort((a, b) => byDistinct(a) - byDistinct(b))[Math.floor((ROUNDS - 1) / 2)]!;
   const medianRatio = (pick: (s: SideCost) => number) => r2(median(rounds.map(ratioOf(pick))));
+  // The load up to its MONITOR_BATCHES-th logs request, metrics in between included.
+  let cutLogs = 0;
+  const end = load.findIndex((r) => r.signal === 'logs' && ++cutLogs === MONITOR_BATCHES);
+  const cut = end === -1 ? load : load.slice(0, end + 1);
   if (MONITOR_BATCHES > 0) {
-    // The load up to its MONITOR_BATCHES-th logs request, metrics in between included.
-    let logs = 0;
-    const end = load.findIndex((r) => r.signal === 'logs' && ++logs === MONITOR_BATCHES);
-    const cut = end === -1 ? load : load.slice(0, end + 1);
     progress(`script calls by name, ${MONITOR_BATCHES} batches under MONITOR, each side`);
     for (const [side, root] of [
       [oldSide, old.root],
@@ -650,8 +701,26 @@ export async function measureWorkerCost() {
       );
     }
   }
+  if (PROFILES.has('redis')) {
+    progress(`Redis's time by script, ${MONITOR_BATCHES} batches under SLOWLOG, each side`);
+    oldSide.redisUsByScript = await redisTimeByScript(old.root, cut);
+    newSide.redisUsByScript = await redisTimeByScript(ROOT, cut);
+    const most = (k: string) => Math.max(oldSide.redisUsByScript![k] ?? 0, newSide.redisUsByScript![k] ?? 0);
+    const rows = [...new Set([...Object.keys(newSide.redisUsByScript), ...Object.keys(oldSide.redisUsByScript)])].sort(
+      (a, b) => most(b) - most(a),
+    );
+    process.stderr.write(
+      [
+        `Redis's own time per logs batch, µs (SLOWLOG, ${MONITOR_BATCHES} batches): old, new, script`,
+        ...rows.map(
+          (k) =>
+            `${String(oldSide.redisUsByScript![k] ?? '').padStart(8)}${String(newSide.redisUsByScript![k] ?? '').padStart(8)}  ${k}`,
+        ),
+      ].join('\n') + '\n',
+    );
+  }
   let profile: ProfileSummary | undefined;
-  if (PROFILE === 'cpu') {
+  if (PROFILES.has('cpu')) {
     progress('new: one more drain, its worker profiled');
     profile = await profileOfNew(load);
     const lines = (entries: [string, number][]) => entries.map(([k, v]) => `  ${String(v).padStart(5)}%  ${k}`);
