@@ -212,7 +212,7 @@ function A.merge(s)
           local later = redis.call('HMGET', L.key('ix', p), 'promptSeq', 'promptAt')
           local seq, at = tonumber(later[1]), tonumber(later[2])
           if seq and at and seq > ended and L.covered(s.session, from, seq, promptAt, at) == seq - from - 1 then
-            state.promptedAfter[id] = true
+            state.promptedAfter[id] = true break -- one such prompt tells
           end
         end
       end
