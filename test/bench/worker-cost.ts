@@ -551,8 +551,8 @@ function scriptLabel(names: Map<string, string>, metricsQueue: string, args: str
  * Redis's own time (µs) per logs batch, by script, over a drain of `load` with SLOWLOG logging
  * every command (BENCH_PROFILE=redis). A script's time holds the commands it ran; those are
  * logged too, from the client "?:0", and not counted again (logging each adds under half a µs to
- * its script's time here). Commands sent on their own (BullMQ's,
- * the ledger's reads) are one line; the bench's own polls are left out.
+ * its script's time here). Commands sent on their own (BullMQ's, the ledger's reads) are one line;
+ * the bench's own polls are left out.
  */
 async function redisTimeByScript(root: string, load: Request[]): Promise<Record<string, number>> {
   const names = scriptNames(root);
@@ -687,6 +687,7 @@ export async function measureWorkerCost() {
   let cutLogs = 0;
   const end = load.findIndex((r) => r.signal === 'logs' && ++cutLogs === MONITOR_BATCHES);
   const cut = end === -1 ? load : load.slice(0, end + 1);
+  const cutBatches = cut.filter((r) => r.signal === 'logs').length;
   if (MONITOR_BATCHES > 0) {
     progress(`script calls by name, ${MONITOR_BATCHES} batches under MONITOR, each side`);
     for (const [side, root] of [
@@ -702,7 +703,7 @@ export async function measureWorkerCost() {
     }
   }
   if (PROFILES.has('redis')) {
-    progress(`Redis's time by script, ${MONITOR_BATCHES} batches under SLOWLOG, each side`);
+    progress(`Redis's time by script, ${cutBatches} batches under SLOWLOG, each side`);
     oldSide.redisUsByScript = await redisTimeByScript(old.root, cut);
     newSide.redisUsByScript = await redisTimeByScript(ROOT, cut);
     const most = (k: string) => Math.max(oldSide.redisUsByScript![k] ?? 0, newSide.redisUsByScript![k] ?? 0);
@@ -711,7 +712,7 @@ export async function measureWorkerCost() {
     );
     process.stderr.write(
       [
-        `Redis's own time per logs batch, µs (SLOWLOG, ${MONITOR_BATCHES} batches): old, new, script`,
+        `Redis's own time per logs batch, µs (SLOWLOG, ${cutBatches} batches): old, new, script`,
         ...rows.map(
           (k) =>
             `${String(oldSide.redisUsByScript![k] ?? '').padStart(8)}${String(newSide.redisUsByScript![k] ?? '').padStart(8)}  ${k}`,
