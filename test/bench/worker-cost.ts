@@ -18,6 +18,8 @@
  *            commands per logs batch; Redis CPU (`INFO cpu`, user + sys) per span; the worker's
  *            peak RSS (VmHWM); the shards each batch touches (shardOf of its sessions); the spans
  *            the stub received and the distinct span ids among them (a span sent again counts once);
+ *            the worker's CPU ms per logs batch beside the process stage's floor (floor.ts: this
+ *            checkout's code on the same batches in this process, nothing kept, no I/O);
  *   scripts: a shorter drain of the first BENCH_MONITOR_BATCHES batches (300) under MONITOR
  *            names each script call (the bridge's .lua files, with the command name its code defines
  *            them under, e.g. batch.lua (ccbridgeBatch), and BullMQ's scripts, by their SHA1),
@@ -61,6 +63,7 @@ import { stubLlmflow } from './export';
 import { PROMPTS, capturedSession } from './sessions';
 import { distinct } from './turns';
 import { summariseProfile, type ProfileSummary } from './profile';
+import { stageFloor } from './floor';
 
 const ROOT = path.join(__dirname, '..', '..');
 const BATCHES = Number(process.env.BENCH_WORKER_BATCHES ?? 5000);
@@ -683,6 +686,9 @@ export async function measureWorkerCost() {
   const byDistinct = ratioOf((s) => s.distinctSpansPerCpuSecond);
   const [oldSide, newSide] = [...rounds].sort((a, b) => byDistinct(a) - byDistinct(b))[Math.floor((ROUNDS - 1) / 2)]!;
   const medianRatio = (pick: (s: SideCost) => number) => r2(median(rounds.map(ratioOf(pick))));
+  progress('the process stage alone (no Redis, queue or network), in this process');
+  const floor = await stageFloor(load.filter((r) => r.signal === 'logs').map((r) => r.body));
+  const msPerBatch = (s: SideCost) => r2((s.workerCpuSeconds * 1000) / s.logsBatches);
   // The load up to its MONITOR_BATCHES-th logs request, metrics in between included.
   let cutLogs = 0;
   const end = load.findIndex((r) => r.signal === 'logs' && ++cutLogs === MONITOR_BATCHES);
@@ -748,6 +754,14 @@ export async function measureWorkerCost() {
     machine: { cores: os.availableParallelism(), cpu: os.cpus()[0]?.model, node: process.version },
     old: oldSide,
     new: newSide,
+    // What no design of the process stage saves: the old worker's CPU per batch over this floor is
+    // the most that keeping the state elsewhere (and free) could make of spans per CPU-second.
+    floor: {
+      ...floor,
+      oldMsPerBatch: msPerBatch(oldSide),
+      newMsPerBatch: msPerBatch(newSide),
+      oldOverFloor: r2(msPerBatch(oldSide) / floor.msPerBatch),
+    },
     rounds: rounds.map(([o, n]) => ({
       distinctSpansPerCpuSecond: [o.distinctSpansPerCpuSecond, n.distinctSpansPerCpuSecond],
       redisCpuUsPerSpan: [o.redisCpuUsPerSpan, n.redisCpuUsPerSpan],
@@ -812,6 +826,8 @@ export async function measureWorkerCost() {
     `${'spans (into the stub)'.padEnd(34)}${String(oldSide.spans).padStart(10)}${String(newSide.spans).padStart(10)}`,
     `${'  distinct span ids among them'.padEnd(34)}${String(oldSide.distinctSpans).padStart(10)}${String(newSide.distinctSpans).padStart(10)}`,
     `${'distinct spans per CPU-second'.padEnd(34)}${String(oldSide.distinctSpansPerCpuSecond).padStart(10)}${String(newSide.distinctSpansPerCpuSecond).padStart(10)}${`${figures.ratios.distinctSpansPerCpuSecond}×`.padStart(9)}`,
+    `${'worker CPU ms per logs batch'.padEnd(34)}${String(msPerBatch(oldSide)).padStart(10)}${String(msPerBatch(newSide)).padStart(10)}`,
+    `${'  the process stage alone'.padEnd(34)}${String(floor.msPerBatch).padStart(20)}  (no Redis, queue or network: old/floor ${figures.floor.oldOverFloor}×)`,
     `${'Redis CPU µs per distinct span'.padEnd(34)}${String(oldSide.redisCpuUsPerDistinctSpan).padStart(10)}${String(newSide.redisCpuUsPerDistinctSpan).padStart(10)}${`${figures.ratios.redisCpuUsPerDistinctSpan}×`.padStart(9)}`,
   ];
   process.stderr.write(`${table.join('\n')}\n`);
