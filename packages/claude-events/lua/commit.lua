@@ -4,8 +4,8 @@
 --
 -- KEYS[1]  the shard's deadline index (sorted set)     KEYS[2]  the shard's stats (hash)
 -- KEYS[3]  the shard's held spans' deadlines (sorted set)
--- KEYS[4]  the batch's record in this shard (batch.lua), marked committed when `batch` is given:
---          a retry of the job after this is handed back nothing
+-- KEYS[4]  the batch's record in this shard (batch.lua), when `batch` is given only marked committed
+--          (what batch.lua kept to hand back is not needed again): a retry of the job is handed back nothing
 -- KEYS[5]  the shard's news for the sessions' ledgers (stream, keys.ts ledgerNews): `roots`, added here
 -- Every other key is built from ARGV[1].templates and carries KEYS[1]'s hash tag.
 -- ARGV[1]  JSON: { now, cfg, templates, batch?, roots?,    roots: the roots drawn, news for the ledgers
@@ -23,10 +23,5 @@ A.forget(input.forget)
 local drawn, release = T.settle(input.drawn, input.retry)
 if input.roots and #input.roots > 0 then redis.call('XADD', KEYS[5], '*', 'roots', cjson.encode(input.roots)) end
 L.flush()
-if input.batch then
-  local record = redis.call('GET', KEYS[4])
-  local r = record and cjson.decode(record) or {}
-  r.committed = true
-  redis.call('SET', KEYS[4], cjson.encode(r), 'EX', input.cfg.ttlSeconds)
-end
+if input.batch then redis.call('SET', KEYS[4], '{"committed":true}', 'EX', input.cfg.ttlSeconds) end
 return L.reply({ drawn = drawn, release = release })

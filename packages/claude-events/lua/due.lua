@@ -15,9 +15,6 @@
 local input = cjson.decode(ARGV[1])
 L.init(KEYS, input)
 local claimed = T.claim(input.limit, input.timersDueBy)
-local placed = {}
-if input.held then
-  placed = A.due(redis.call('ZRANGEBYSCORE', L.callDeadlines, '-inf', L.now, 'LIMIT', 0, input.limit))
-end
+local placed = input.held and A.due(redis.call('ZRANGEBYSCORE', L.callDeadlines, '-inf', L.now, 'LIMIT', 0, input.limit)) or {}
 L.flush()
 return L.reply({ claimed = claimed, placed = placed })
