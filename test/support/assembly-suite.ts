@@ -379,6 +379,24 @@ export function defineAssemblyTests(label: string, start: () => Promise<RedisUnd
     assert.equal(root!.attrs['claude_code.interaction.end'], 'turn_timeout');
   });
 
+  test(`${label}: a timers' round runs a shard's script only where something is due: none while a turn waits, one in its shard once its timeout runs out`, async () => {
+    const request = logsOf('json', 'tool');
+    const records = recordsOf(request).filter((r) => name(r) !== 'assistant_response');
+    const h = harness();
+    const scripts: number[] = [];
+    const due = h.store.due.bind(h.store);
+    h.store.due = (shard, input) => (scripts.push(shard), due(shard, input));
+    assert.equal(await h.tick(), 0);
+    await h.process(requestOf(request, records));
+    assert.equal(await h.advance(DEFAULT_LIFECYCLE.turnTimeoutMs - 1), 0);
+    assert.deepEqual(scripts, [], 'no shard had anything due');
+    assert.equal(await h.advance(1), 1);
+    const session = attr(records[0]!, 'session.id')!.stringValue!;
+    assert.deepEqual(scripts, [shardOf(session)], "the turn's shard, once");
+    assert.equal(await h.tick(), 0);
+    assert.equal(scripts.length, 1, 'nothing due once the root is drawn');
+  });
+
   test(`${label}: a tool whose tool_result never comes (Claude Code killed while it ran): its span drawn unfinished with the timed-out root, so its blocked_on_user keeps its parent`, async () => {
     const request = logsOf('json', 'tool');
     const records = recordsOf(request).filter((r) => !['assistant_response', 'tool_result'].includes(name(r) ?? ''));

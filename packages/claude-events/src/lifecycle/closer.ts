@@ -36,15 +36,15 @@ export class TurnCloser {
 
   constructor(private readonly options: CloserOptions) {}
 
-  /** Draws what is due in the shards (all when omitted), how many roots; `timers: false` (a job's): evidence only. */
+  /** Draws what is due in the shards (all when omitted), how many roots; `timers: false` (a job's): evidence only. A timers' round runs a shard's script only where something is due (store.dueShards). */
   async closeDue(
     shards: number[] = this.options.store.shardNumbers(),
     { timers = true }: { timers?: boolean } = {},
   ): Promise<number> {
-    const backlog = timers ? await this.options.backlogSinceMs?.() : undefined;
+    const due = timers ? await this.options.store.dueShards([...new Set(shards)]) : [...new Set(shards)];
+    const backlog = due.length > 0 && timers ? await this.options.backlogSinceMs?.() : undefined;
     const timersDueBy = timers ? Math.min(this.options.store.clock.now(), backlog ?? Infinity) : 0;
-    const drawn = await Promise.all([...new Set(shards)].map((n) => this.closeShard(n, timersDueBy, timers)));
-    return drawn.reduce((a, b) => a + b, 0);
+    return (await Promise.all(due.map((n) => this.closeShard(n, timersDueBy, timers)))).reduce((a, b) => a + b, 0);
   }
 
   private async closeShard(shard: number, timersDueBy: number, held: boolean): Promise<number> {

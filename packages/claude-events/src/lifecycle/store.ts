@@ -3,10 +3,10 @@
  * the keys of keys.ts (@ccbridge/redis), one shard at a time, each declaring the shard's keys,
  * so they run unchanged on a single Redis or a Redis Cluster.
  *
- * Per batch and shard it touches: one script that applies the batch and hands back everything
- * that may now be sent (batch.lua), and after the export one that commits what was sent
- * (commit.lua; where there is something, processor.ts); plus one pipelined read of the timelines of sessions whose events lack a
- * prompt.id (older Claude Code). Per timer round and shard: due.lua, then commit.lua.
+ * Per batch and shard it touches: one script that applies the batch and hands back all that may now be
+ * sent (batch.lua), after the export one that commits what was sent (commit.lua; where there is something,
+ * processor.ts), and one pipelined read of the timelines of sessions whose events lack a prompt.id (older
+ * Claude Code). Per timers' round: two reads a shard; where something is due, due.lua then commit.lua.
  */
 import path from 'node:path';
 import type { KeyValue } from '@ccbridge/otlp';
@@ -169,6 +169,14 @@ export class LifecycleStore {
    */
   async due(shard: number, input: { limit: number; timersDueBy: number; held: boolean }): Promise<HandedBack> {
     return handedBack(await this.run('ccbridgeDue', shard, input));
+  }
+
+  /** Those of `shards` where a root or a holder's held spans are due by now (what due.lua would take). */
+  async dueShards(shards: number[]): Promise<number[]> {
+    const first = (key: string) => this.redis.zrangebyscore(key, '-inf', this.clock.now(), 'LIMIT', 0, 1);
+    const keys = shards.map((n) => [this.shards[n]!.deadlines, this.shards[n]!.callDeadlines]);
+    const due = await Promise.all(keys.map((k) => Promise.all(k.map(first))));
+    return shards.filter((_, i) => due[i]!.flat().length > 0);
   }
 
   /** The prompts of each session, by start time: one pipeline per shard. */
