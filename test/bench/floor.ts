@@ -12,6 +12,7 @@ import zlib from 'node:zlib';
 import { decodeExportRequest, type ResourceSpans } from '@ccbridge/otlp';
 import {
   CALL_HOLDER,
+  SENT,
   processBatch,
   type PlacedAt,
   type BatchProcessorDeps,
@@ -33,7 +34,7 @@ export interface StageFloor {
 function everythingReleased(work: BatchWork): ShardOutcome[] {
   const subagents = work.sessions.flatMap((s) => s.spans.map(([agent, id, held]) => ({ ...s, agent, id, held })));
   const release = [
-    ...work.updates.flatMap((u) => u.held.filter(([, v]) => v !== '-').map(([, held]) => ({ key: u.key, held }))),
+    ...work.updates.flatMap((u) => u.held.filter(([, v]) => v !== SENT).map(([, held]) => ({ key: u.key, held }))),
     ...subagents.filter((s) => !s.agent.startsWith(CALL_HOLDER)).map((s) => ({ key: s.session, held: s.held })),
     ...work.pending.map((p) => ({ key: p.session, held: p.span })),
   ];
