@@ -125,3 +125,26 @@ test('responses: an empty Export*ServiceResponse, partial success, and google.rp
     message: 'later',
   });
 });
+
+test('a oneof set twice on the wire keeps the last member only, as protobuf merges it', () => {
+  // codec.ts replaces protobufjs's oneof setter with one that deletes only present members.
+  const logsRequest = (body: object) => ({
+    resourceLogs: [{ scopeLogs: [{ logRecords: [{ timeUnixNano: '1', body }] }] }],
+  });
+  const bytes = (body: object) => encodeExportRequest('logs', logsRequest(body), 'protobuf');
+  // Two AnyValue messages in a row parse as one: both members arrive, the later must win.
+  const AnyValue = root.lookupType('opentelemetry.proto.common.v1.AnyValue');
+  const twice = (first: object, second: object) =>
+    AnyValue.toObject(
+      AnyValue.decode(Buffer.concat([AnyValue.encode(first).finish(), AnyValue.encode(second).finish()])),
+      { longs: String },
+    );
+  assert.deepEqual(twice({ stringValue: 'a' }, { intValue: 5 }), { intValue: '5' });
+  assert.deepEqual(twice({ intValue: 5 }, { stringValue: 'a' }), { stringValue: 'a' });
+  assert.deepEqual(twice({ boolValue: true }, { doubleValue: 1.5 }), { doubleValue: 1.5 });
+  // And a whole request still decodes each member as it came.
+  for (const body of [{ stringValue: 'x' }, { intValue: '7' }, { boolValue: true }, { doubleValue: 2.5 }]) {
+    const decoded = decodeExportRequest('logs', bytes(body), 'protobuf');
+    assert.deepEqual(decoded.resourceLogs![0]!.scopeLogs![0]!.logRecords![0]!.body, body);
+  }
+});

@@ -30,6 +30,19 @@ const SERVICE: Record<Signal, { pkg: string; name: string }> = {
   traces: { pkg: 'trace', name: 'Trace' },
 };
 
+/**
+ * A message's oneof (an attribute's AnyValue, a data point's value) is set through a setter that
+ * deletes every other member of the oneof, present or not: `delete` of an absent property still
+ * costs a runtime call, and protobufjs's decoding of a logs batch spent about 40% of its time
+ * there. The same rule, deleting only the members the message holds, takes a quarter off
+ * decodeExportRequest (test/bench: 0.34 to 0.26 ms for the worker-cost load's logs batch).
+ * (protobufjs reads `util.oneOfSetter` when it first builds a message type, after this.)
+ */
+protobuf.util.oneOfSetter = (fieldNames: string[]) =>
+  function setOneOf(this: Record<string, unknown>, name: string | undefined) {
+    for (const field of fieldNames) if (field !== name && Object.hasOwn(this, field)) delete this[field];
+  };
+
 export const root = new protobuf.Root();
 root.resolvePath = (_origin, target) => path.join(PROTO_DIR, path.basename(target));
 root.loadSync([...Object.values(SERVICE).map((s) => `collector_${s.pkg}.proto`), 'status.proto']);
