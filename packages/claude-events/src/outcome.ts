@@ -37,12 +37,7 @@ export function drawOutcome(o: Pick<ShardOutcome, 'release' | 'placed' | 'claime
     }
     const { spans: placed, merged } = placedSpans(placementOf(p.session, p.at), p.agent, p.spans);
     spans.push(...placed);
-    forget.push({
-      session: p.session,
-      agent: p.agent,
-      spanIds: [...idsOf(placed), ...merged],
-      leased: p.ids,
-    });
+    forget.push({ session: p.session, agent: p.agent, spanIds: [...idsOf(placed), ...merged], leased: p.ids });
     subagentSpans += p.spans.length;
     if (p.at.rule === 'root')
       log.warn(
