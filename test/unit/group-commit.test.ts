@@ -145,3 +145,35 @@ test('a group is stored as its gzip members in a row, and read back as one reque
   );
   assert.deepEqual(records, ['a 0', 'a 1', 'b 0', 'b 1', 'b 2']);
 });
+
+test('a job inflates whole whatever its gzip trailer says of its size (the output chunk is sized from it)', async () => {
+  const request = (name: string, n: number) => ({
+    resourceLogs: [
+      {
+        scopeLogs: [
+          {
+            scope: { name },
+            logRecords: Array.from({ length: n }, (_, i) => ({ body: { stringValue: `${name} ${i}` } })),
+          },
+        ],
+      },
+    ],
+  });
+  const bodiesOf = async (...groups: [string, number][]) => {
+    const parts = await Promise.all(
+      groups.map(([name, n]) =>
+        groupPart({ items: n, protobuf: encodeExportRequest('logs', request(name, n), 'protobuf') }),
+      ),
+    );
+    const stored = storedBatch('logs', { parts, items: 0, protobufBytes: 0 });
+    const job = await batchOf(stored);
+    return { gzipBytes: Buffer.from(stored.data, 'base64').length, records: countItems('logs', job.request) };
+  };
+  // A large first member and a small last one: the trailer read is the small one's.
+  assert.deepEqual((await bodiesOf(['big', 20_000], ['small', 1])).records, 20_001);
+  // One member inflating past the largest chunk (1 MiB), stored small enough to inflate on the event loop.
+  const large = await bodiesOf([`large ${'x'.repeat(1000)}`, 2_000]);
+  assert.equal(large.records, 2_000);
+  assert.ok(large.gzipBytes <= 256 * 1024, `inflated on the event loop (${large.gzipBytes} bytes gzip'd)`);
+  assert.equal((await bodiesOf(['one', 1])).records, 1);
+});
