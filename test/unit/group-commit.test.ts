@@ -146,7 +146,7 @@ test('a group is stored as its gzip members in a row, and read back as one reque
   assert.deepEqual(records, ['a 0', 'a 1', 'b 0', 'b 1', 'b 2']);
 });
 
-test('a job inflates whole whatever its gzip trailer says of its size (the output chunk is sized from it)', async () => {
+test('a job inflates whole: a group of members of any size, and one past the largest output chunk', async () => {
   const request = (name: string, n: number) => ({
     resourceLogs: [
       {
@@ -169,7 +169,7 @@ test('a job inflates whole whatever its gzip trailer says of its size (the outpu
     const job = await batchOf(stored);
     return { gzipBytes: Buffer.from(stored.data, 'base64').length, records: countItems('logs', job.request) };
   };
-  // A large first member and a small last one: the trailer read is the small one's.
+  // A large first member and a small last one.
   assert.deepEqual((await bodiesOf(['big', 20_000], ['small', 1])).records, 20_001);
   // One member inflating past the largest chunk (1 MiB), stored small enough to inflate on the event loop.
   const large = await bodiesOf([`large ${'x'.repeat(1000)}`, 2_000]);

@@ -63,25 +63,12 @@ export interface ReceivedBatch {
  */
 const INLINE_GZIP_BYTES = 256 * 1024;
 /**
- * Output chunk for inflating a job off the event loop: one chunk for a typical group (the
- * default, 16 KB, is a pool round trip each).
+ * Output chunk for inflating a job: one chunk for a typical group (the default, 16 KB, is a pool
+ * round trip each). zlib allocates it whole, 1 MiB for a job that inflates to 20 KB; sized to the
+ * job instead (its gzip trailer's ISIZE), the worker's CPU did not change and its peak RSS rose by
+ * 4 to 6 MiB: that memory outside V8's heap makes V8 collect sooner (docs/BENCHMARKS.md, 2026-12-08).
  */
 const INFLATE_CHUNK_BYTES = 1024 * 1024;
-/** Smallest output chunk on the event loop: a request of a few records. */
-const MIN_INFLATE_CHUNK_BYTES = 16 * 1024;
-
-/**
- * Output chunk for inflating `gzipped` on the event loop. zlib allocates a whole chunk before it
- * writes a byte, so a chunk is what the gzip says it inflates to (its trailer's ISIZE, that of
- * its last member: a group's others take more chunks), and one byte more: a chunk filled exactly
- * makes zlib allocate another to find the end. A 1 MiB chunk for every job, most of them
- * inflating to about 20 KB, kept V8's collector busy: a third of the worker's CPU outside the
- * process stage (test/bench, docs/BENCHMARKS.md).
- */
-function inlineChunkBytes(gzipped: Buffer): number {
-  const inflated = gzipped.length >= 18 ? gzipped.readUInt32LE(gzipped.length - 4) : 0;
-  return Math.min(INFLATE_CHUNK_BYTES, Math.max(MIN_INFLATE_CHUNK_BYTES, inflated + 1));
-}
 
 /** A batch ready to be stored: the gzip it came as, else compressed at level 1 (on the ingest's hot path, and OTLP compresses well at any level). */
 export async function groupPart(batch: ReceivedBatch): Promise<GroupPart> {
@@ -128,11 +115,10 @@ export async function batchOf(batch: QueuedBatch): Promise<BatchJob> {
       `a job in a format this bridge does not know: ${String((batch as { format?: unknown }).format)}`,
     );
   const gzipped = Buffer.from(batch.data, 'base64');
+  const options = { chunkSize: INFLATE_CHUNK_BYTES };
   // A group's gzip is at most a few hundred KB (GROUP_MAX_PROTOBUF_BYTES of protobuf), unless one batch was larger.
   const protobuf =
-    gzipped.length <= INLINE_GZIP_BYTES
-      ? zlib.gunzipSync(gzipped, { chunkSize: inlineChunkBytes(gzipped) })
-      : await gunzip(gzipped, { chunkSize: INFLATE_CHUNK_BYTES });
+    gzipped.length <= INLINE_GZIP_BYTES ? zlib.gunzipSync(gzipped, options) : await gunzip(gzipped, options);
   return {
     signal: batch.signal,
     request: decodeExportRequest(batch.signal, protobuf, 'protobuf'),
