@@ -19,7 +19,9 @@
  *            peak RSS (VmHWM); the shards each batch touches (shardOf of its sessions); the spans
  *            the stub received and the distinct span ids among them (a span sent again counts once);
  *            the worker's CPU ms per logs batch beside the process stage's floor (floor.ts: this
- *            checkout's code on the same batches in this process, nothing kept, no I/O);
+ *            checkout's code on the same batches in this process, nothing kept, no I/O), and the
+ *            new worker's CPU outside that stage (one more drain, its logs records made foreign:
+ *            withoutEvents); old over their sum is the most any design of the stage could give;
  *   scripts: a shorter drain of the first BENCH_MONITOR_BATCHES batches (300) under MONITOR
  *            names each script call (the bridge's .lua files, with the command name its code defines
  *            them under, e.g. batch.lua (ccbridgeBatch), and BullMQ's scripts, by their SHA1),
@@ -229,6 +231,26 @@ export async function workerLoad(batches: number, perBatch = PER_BATCH, metrics 
     `${batches} logs requests (${logsPerCopy} per session, ${perBatch} sessions each), ${out.length - batches} metrics requests`,
   );
   return out;
+}
+
+/**
+ * The load with every logs record made foreign (its event name not Claude Code's): the worker
+ * takes, inflates and decodes each batch, runs its timers and serves the metrics jobs as on the
+ * load, but plans, keeps and sends nothing. Its CPU per logs batch is the worker's outside the
+ * process stage, which any design of that stage runs within.
+ */
+function withoutEvents(load: Request[]): Request[] {
+  return load.map((r) => {
+    if (r.signal !== 'logs') return r;
+    const request = decodeExportRequest('logs', r.body, 'protobuf');
+    for (const rl of request.resourceLogs ?? [])
+      for (const sl of rl.scopeLogs ?? [])
+        for (const record of sl.logRecords ?? []) {
+          if (record.eventName) record.eventName = `not.${record.eventName}`;
+          if (record.body?.stringValue) record.body.stringValue = `not.${record.body.stringValue}`;
+        }
+    return { ...r, body: encodeExportRequest('logs', request, 'protobuf') };
+  });
 }
 
 /** Each user_prompt's text `bytes` characters longer (none for 0). */
@@ -689,6 +711,9 @@ export async function measureWorkerCost() {
   progress('the process stage alone (no Redis, queue or network), in this process');
   const floor = await stageFloor(load.filter((r) => r.signal === 'logs').map((r) => r.body));
   const msPerBatch = (s: SideCost) => r2((s.workerCpuSeconds * 1000) / s.logsBatches);
+  const idle = await measureSide('new, no Claude Code events', ROOT, thisCommit(), withoutEvents(load));
+  if (idle.spans > 0) throw new Error(`the load without Claude Code events still made ${idle.spans} spans`);
+  const outside = msPerBatch(idle);
   // The load up to its MONITOR_BATCHES-th logs request, metrics in between included.
   let cutLogs = 0;
   const end = load.findIndex((r) => r.signal === 'logs' && ++cutLogs === MONITOR_BATCHES);
@@ -762,6 +787,12 @@ export async function measureWorkerCost() {
       newMsPerBatch: msPerBatch(newSide),
       oldOverFloor: r2(msPerBatch(oldSide) / floor.msPerBatch),
     },
+    // The new worker on the load with its records made foreign (withoutEvents): its CPU outside the
+    // process stage. With the floor, the least any design of the stage could cost per batch.
+    outside: {
+      msPerBatch: outside,
+      oldOverOutsideAndFloor: r2(msPerBatch(oldSide) / (outside + floor.msPerBatch)),
+    },
     rounds: rounds.map(([o, n]) => ({
       distinctSpansPerCpuSecond: [o.distinctSpansPerCpuSecond, n.distinctSpansPerCpuSecond],
       redisCpuUsPerSpan: [o.redisCpuUsPerSpan, n.redisCpuUsPerSpan],
@@ -828,6 +859,7 @@ export async function measureWorkerCost() {
     `${'distinct spans per CPU-second'.padEnd(34)}${String(oldSide.distinctSpansPerCpuSecond).padStart(10)}${String(newSide.distinctSpansPerCpuSecond).padStart(10)}${`${figures.ratios.distinctSpansPerCpuSecond}×`.padStart(9)}`,
     `${'worker CPU ms per logs batch'.padEnd(34)}${String(msPerBatch(oldSide)).padStart(10)}${String(msPerBatch(newSide)).padStart(10)}`,
     `${'  the process stage alone'.padEnd(34)}${String(floor.msPerBatch).padStart(20)}  (no Redis, queue or network: old/floor ${figures.floor.oldOverFloor}×)`,
+    `${'  the worker outside it'.padEnd(34)}${String(outside).padStart(20)}  (no Claude Code events; old/(this + floor) ${figures.outside.oldOverOutsideAndFloor}×)`,
     `${'Redis CPU µs per distinct span'.padEnd(34)}${String(oldSide.redisCpuUsPerDistinctSpan).padStart(10)}${String(newSide.redisCpuUsPerDistinctSpan).padStart(10)}${`${figures.ratios.redisCpuUsPerDistinctSpan}×`.padStart(9)}`,
   ];
   process.stderr.write(`${table.join('\n')}\n`);
