@@ -115,19 +115,21 @@ test('signals have lanes of their own: traces never wait for logs', () => {
   );
 });
 
+/** A logs request of `n` records, each body `<name> <i>`. */
+const request = (name: string, n: number) => ({
+  resourceLogs: [
+    {
+      scopeLogs: [
+        {
+          scope: { name },
+          logRecords: Array.from({ length: n }, (_, i) => ({ body: { stringValue: `${name} ${i}` } })),
+        },
+      ],
+    },
+  ],
+});
+
 test('a group is stored as its gzip members in a row, and read back as one request holding every batch', async () => {
-  const request = (name: string, n: number) => ({
-    resourceLogs: [
-      {
-        scopeLogs: [
-          {
-            scope: { name },
-            logRecords: Array.from({ length: n }, (_, i) => ({ body: { stringValue: `${name} ${i}` } })),
-          },
-        ],
-      },
-    ],
-  });
   const received = [
     { items: 2, protobuf: encodeExportRequest('logs', request('a', 2), 'protobuf') },
     { items: 3, protobuf: encodeExportRequest('logs', request('b', 3), 'protobuf') },
@@ -147,18 +149,6 @@ test('a group is stored as its gzip members in a row, and read back as one reque
 });
 
 test('a job inflates whole: a group of members of any size, and one past the largest output chunk', async () => {
-  const request = (name: string, n: number) => ({
-    resourceLogs: [
-      {
-        scopeLogs: [
-          {
-            scope: { name },
-            logRecords: Array.from({ length: n }, (_, i) => ({ body: { stringValue: `${name} ${i}` } })),
-          },
-        ],
-      },
-    ],
-  });
   const bodiesOf = async (...groups: [string, number][]) => {
     const parts = await Promise.all(
       groups.map(([name, n]) =>
