@@ -66,7 +66,7 @@ const INLINE_GZIP_BYTES = 256 * 1024;
  * Output chunk for inflating a job: one chunk for a typical group (the default, 16 KB, is a pool
  * round trip each). zlib allocates it whole, 1 MiB for a job that inflates to 20 KB; sized to the
  * job instead (its gzip trailer's ISIZE), the worker's CPU did not change and its peak RSS rose by
- * 4 to 6 MiB: that memory outside V8's heap makes V8 collect sooner (docs/BENCHMARKS.md, 2026-12-08).
+ * 3.6 to 6 MiB: that memory outside V8's heap makes V8 collect sooner (docs/BENCHMARKS.md, "2026-12-08 (later)").
  */
 const INFLATE_CHUNK_BYTES = 1024 * 1024;
 
