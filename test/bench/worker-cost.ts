@@ -21,7 +21,8 @@
  *            the worker's CPU ms per logs batch beside the process stage's floor (floor.ts: this
  *            checkout's code on the same batches in this process, nothing kept, no I/O), and the
  *            new worker's CPU outside that stage (one more drain, its logs records made foreign:
- *            withoutEvents); old over their sum is the most any design of the stage could give;
+ *            withoutEvents); old over their sum (less the inflating, decoding and telling of
+ *            events both do) is the most any design of the stage could give;
  *   scripts: a shorter drain of the first BENCH_MONITOR_BATCHES batches (300) under MONITOR
  *            names each script call (the bridge's .lua files, with the command name its code defines
  *            them under, e.g. batch.lua (ccbridgeBatch), and BullMQ's scripts, by their SHA1),
@@ -788,10 +789,11 @@ export async function measureWorkerCost() {
       oldOverFloor: r2(msPerBatch(oldSide) / floor.msPerBatch),
     },
     // The new worker on the load with its records made foreign (withoutEvents): its CPU outside the
-    // process stage. With the floor, the least any design of the stage could cost per batch.
+    // process stage. With the floor, less what both do (inflating, decoding, telling the events),
+    // the least any design of the stage could cost per batch.
     outside: {
       msPerBatch: outside,
-      oldOverOutsideAndFloor: r2(msPerBatch(oldSide) / (outside + floor.msPerBatch)),
+      oldOverOutsideAndFloor: r2(msPerBatch(oldSide) / (outside + floor.msPerBatch - floor.sharedMsPerBatch)),
     },
     rounds: rounds.map(([o, n]) => ({
       distinctSpansPerCpuSecond: [o.distinctSpansPerCpuSecond, n.distinctSpansPerCpuSecond],
@@ -859,7 +861,7 @@ export async function measureWorkerCost() {
     `${'distinct spans per CPU-second'.padEnd(34)}${String(oldSide.distinctSpansPerCpuSecond).padStart(10)}${String(newSide.distinctSpansPerCpuSecond).padStart(10)}${`${figures.ratios.distinctSpansPerCpuSecond}×`.padStart(9)}`,
     `${'worker CPU ms per logs batch'.padEnd(34)}${String(msPerBatch(oldSide)).padStart(10)}${String(msPerBatch(newSide)).padStart(10)}`,
     `${'  the process stage alone'.padEnd(34)}${String(floor.msPerBatch).padStart(20)}  (no Redis, queue or network: old/floor ${figures.floor.oldOverFloor}×)`,
-    `${'  the worker outside it'.padEnd(34)}${String(outside).padStart(20)}  (no Claude Code events; old/(this + floor) ${figures.outside.oldOverOutsideAndFloor}×)`,
+    `${'  the worker outside it'.padEnd(34)}${String(outside).padStart(20)}  (no Claude Code events; old/(this + floor - ${floor.sharedMsPerBatch} both do) ${figures.outside.oldOverOutsideAndFloor}×)`,
     `${'Redis CPU µs per distinct span'.padEnd(34)}${String(oldSide.redisCpuUsPerDistinctSpan).padStart(10)}${String(newSide.redisCpuUsPerDistinctSpan).padStart(10)}${`${figures.ratios.redisCpuUsPerDistinctSpan}×`.padStart(9)}`,
   ];
   process.stderr.write(`${table.join('\n')}\n`);
