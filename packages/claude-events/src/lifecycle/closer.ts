@@ -41,7 +41,8 @@ export class TurnCloser {
     shards: number[] = this.options.store.shardNumbers(),
     { timers = true }: { timers?: boolean } = {},
   ): Promise<number> {
-    const due = timers ? await this.options.store.dueShards([...new Set(shards)]) : [...new Set(shards)];
+    const unique = [...new Set(shards)];
+    const due = timers ? await this.options.store.dueShards(unique) : unique;
     const backlog = due.length > 0 && timers ? await this.options.backlogSinceMs?.() : undefined;
     const timersDueBy = timers ? Math.min(this.options.store.clock.now(), backlog ?? Infinity) : 0;
     return (await Promise.all(due.map((n) => this.closeShard(n, timersDueBy, timers)))).reduce((a, b) => a + b, 0);
